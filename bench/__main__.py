@@ -1,0 +1,22 @@
+"""Run every benchmark module of this folder (`bench_*.py`), each in its own process."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def main() -> int:
+    here = Path(__file__).parent
+    names = sys.argv[1:] or sorted(p.stem for p in here.glob("bench_*.py"))
+    status = 0
+    for name in names:
+        print(f"== {name}", flush=True)
+        rc = subprocess.call([sys.executable, "-m", f"bench.{name}"], cwd=here.parent)
+        status = status or rc
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,190 @@
+"""Linux bridges (`cbr0` / `docker0`): a forwarding database that learns and floods.
+
+A frame entering a port teaches the FDB its source MAC.  A frame for the bridge's own MAC
+goes up to the node's IP layer; a known MAC leaves by its port (never back out of the port
+it came in on unless that port is in hairpin mode); a broadcast or an unknown MAC floods.
+An IPv4 frame bridged between two ports passes the node's netfilter hooks as with
+`br_netfilter` (net.bridge.bridge-nf-call-iptables=1, which kube-proxy requires): this is
+where the NetworkPolicy filter meets traffic between two pods of one node.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from dataplane.netfilter import HookContext, HookPoint
+from dataplane.netns import Netns
+from dataplane.packet import BROADCAST, ZERO_MAC, Packet
+from dataplane.trace import DropReason
+
+if TYPE_CHECKING:  # pragma: no cover
+    from dataplane.walker import Emission, Walker
+
+
+def is_multicast(mac: str) -> bool:
+    """The group bit of the first octet (broadcast included).
+
+    >>> is_multicast("ff:ff:ff:ff:ff:ff"), is_multicast("0a:58:0a:00:01:03")
+    (True, False)
+    """
+    return bool(int(mac[:2], 16) & 1)
+
+
+class Bridges:
+    """Every bridge of a walk; the FDBs live in the walk state."""
+
+    def __init__(self, walker: Walker) -> None:
+        self.w = walker
+
+    def receive(
+        self, ns: Netns, br: str, pkt: Packet, port: str | None
+    ) -> list[Emission]:
+        """A frame entering bridge `br` by `port` (None: sent by the node's own stack)."""
+        from dataplane.walker import Rx, Xmit
+
+        w = self.w
+        eth = pkt.eth
+        assert eth is not None
+        brif = ns.interfaces[br]
+        if port is not None and (eth.src == ZERO_MAC or is_multicast(eth.src)):
+            # br_handle_frame(): a frame whose source MAC is not a valid unicast address
+            # is dropped before learning or forwarding.
+            w.record(
+                ns,
+                br,
+                "drop",
+                f"invalid source MAC {eth.src}",
+                pkt,
+                reason=DropReason.BRIDGE,
+            )
+            return []
+        fdb = w.state.fdb.setdefault((ns.id, br), {})
+        if port is not None:
+            fdb[eth.src] = port
+        ports = w.fabric.bridge_ports.get((ns.id, br), [])
+        if eth.dst == brif.mac:
+            w.record(ns, br, "bridge", f"dst MAC is {br}'s own -> up to IP", pkt)
+            return [Rx(pkt, ns.id, br, port)]
+        out_port = fdb.get(eth.dst) if eth.dst != BROADCAST else None
+        if out_port is None:
+            targets = [p for p in ports if p != port]
+            what = "broadcast" if eth.dst == BROADCAST else f"unknown MAC {eth.dst}"
+            up = port is not None and eth.dst == BROADCAST
+            w.record(
+                ns,
+                br,
+                "bridge",
+                f"{what}: flood to {len(targets)} port(s)"
+                + (f" and up to {br}" if up else ""),
+                pkt,
+            )
+            emissions: list[Emission] = [Xmit(pkt, ns.id, p) for p in targets]
+            if up:
+                emissions.append(Rx(pkt, ns.id, br))
+            return emissions
+        if out_port == port and not ns.interfaces[port].hairpin:
+            w.record(
+                ns,
+                br,
+                "drop",
+                f"fdb {eth.dst} is on {port}, the port it came in on, "
+                "and hairpin is off",
+                pkt,
+                reason=DropReason.BRIDGE,
+            )
+            return []
+        hairpin = " (hairpin)" if out_port == port else ""
+        w.record(ns, br, "bridge", f"fdb {eth.dst} -> port {out_port}{hairpin}", pkt)
+        if port is not None and pkt.ip is not None:
+            bridged = self.netfilter(ns, br, pkt, port, out_port)
+            if bridged is None:
+                return []
+            pkt = bridged
+        return [Xmit(pkt, ns.id, out_port)]
+
+    def forward_bridged(
+        self, ns: Netns, br: str, pkt: Packet, in_port: str, ctx: HookContext
+    ) -> list[Emission]:
+        """Forward a frame that PREROUTING DNATed onto this bridge's own subnet
+        (br_nf_pre_routing_finish_bridge): FDB, hairpin, then FORWARD and POSTROUTING
+        with the connection it already has."""
+        from dataplane.walker import Xmit
+
+        w = self.w
+        eth = pkt.eth
+        assert eth is not None
+        out_port = w.state.fdb.setdefault((ns.id, br), {}).get(eth.dst)
+        if out_port is None:
+            targets = [
+                p for p in w.fabric.bridge_ports.get((ns.id, br), []) if p != in_port
+            ]
+            w.record(
+                ns,
+                br,
+                "bridge",
+                f"unknown MAC {eth.dst}: flood to {len(targets)} port(s)",
+                pkt,
+            )
+            return [Xmit(pkt, ns.id, p) for p in targets]
+        if out_port == in_port and not ns.interfaces[in_port].hairpin:
+            w.record(
+                ns,
+                br,
+                "drop",
+                f"fdb {eth.dst} is on {in_port}, the port the frame "
+                "came in on, and hairpin is off",
+                pkt,
+                reason=DropReason.BRIDGE,
+            )
+            return []
+        hairpin = (
+            " (hairpin: back out of the port it came in on)"
+            if out_port == in_port
+            else ""
+        )
+        w.record(ns, br, "bridge", f"fdb {eth.dst} -> port {out_port}{hairpin}", pkt)
+        l3: Packet | None = pkt.l3()
+        for point in (HookPoint.FORWARD, HookPoint.POSTROUTING):
+            assert l3 is not None
+            l3, _ = w.stack.hooks(
+                ns,
+                point,
+                l3,
+                ctx,
+                bridged=True,
+                in_port=in_port,
+                out_port=out_port,
+                in_if=br,
+                out_if=br,
+            )
+            if l3 is None:
+                return []
+        assert l3 is not None
+        return [Xmit(l3.with_eth(eth.src, eth.dst), ns.id, out_port)]
+
+    def netfilter(
+        self, ns: Netns, br: str, pkt: Packet, in_port: str, out_port: str
+    ) -> Packet | None:
+        """br_netfilter: PREROUTING, FORWARD and POSTROUTING for a frame bridged between
+        two ports (the IP header only; the Ethernet header is kept)."""
+        stack = self.w.stack
+        eth = pkt.eth
+        l3: Packet | None = pkt.l3()
+        ctx = None
+        for point in (HookPoint.PREROUTING, HookPoint.FORWARD, HookPoint.POSTROUTING):
+            assert l3 is not None
+            l3, ctx = stack.hooks(
+                ns,
+                point,
+                l3,
+                ctx,
+                bridged=True,
+                in_port=in_port,
+                out_port=out_port,
+                in_if=br,
+                out_if=br,
+            )
+            if l3 is None:
+                return None
+        assert l3 is not None and eth is not None
+        return l3.with_eth(eth.src, eth.dst)

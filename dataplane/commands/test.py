@@ -1,0 +1,130 @@
+"""`dataplane test PATH...`: the regression runner for CI.
+
+Runs every scenario file under the paths (a `.yaml`/`.yml` file with a top-level `steps:`
+key; files named explicitly always run), one line per step, then a summary.  Exit status:
+2 when a file is invalid or a step cannot run (the other files still run), else 1 when an
+expectation failed, else 0.  `--junit FILE` writes JUnit XML; `--json` prints JSON Lines
+(`schemas/results.schema.json`).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.text import Text
+
+from dataplane.cli import DebugOpt, console, err_console, input_errors, register
+
+if TYPE_CHECKING:  # pragma: no cover
+    from dataplane.scenario import StepResult
+    from dataplane.suite import FileRun
+
+
+def run_tests(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Scenario files and folders to search.", show_default=False
+        ),
+    ],
+    junit: Annotated[
+        Path | None,
+        typer.Option("--junit", help="Write a JUnit XML report to this file."),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="JSON Lines instead of text.")
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Only failures and the summary.")
+    ] = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Run every scenario under PATHS and check its expectations (for CI)."""
+    from dataplane import render
+    from dataplane.suite import discover, run_file
+
+    with input_errors(debug):
+        files = discover(paths)
+    start = time.perf_counter()
+    runs: list[FileRun] = []
+    for path in files:
+        run = run_file(path, None if as_json else _printer(quiet))
+        runs.append(run)
+        if as_json:
+            _json(run)
+        elif run.error is not None:
+            console.print(Text("ERROR ", style="bold red") + Text(run.error))
+    elapsed = time.perf_counter() - start
+    passed = sum(r.passed for r in runs)
+    failed = sum(r.failed for r in runs)
+    unchecked = sum(r.unchecked for r in runs)
+    errors = sum(1 for r in runs if r.error is not None)
+    if junit is not None:
+        from dataplane.junit import write_junit
+
+        write_junit(runs, junit)
+    if as_json:
+        total = {"schema_version": render.JSON_SCHEMA_VERSION, "type": "total",
+                 "files": len(runs), "passed": passed, "failed": failed,
+                 "unchecked": unchecked, "errors": errors,
+                 "ok": not failed and not errors}  # fmt: skip
+        sys.stdout.write(render.line(total))
+    else:
+        if not files:
+            err_console.print("warning: no scenario files found", markup=False)
+        steps = passed + failed + unchecked
+        console.print(
+            f"{len(runs)} files, {steps} steps: {unchecked} without expectations, "
+            f"{errors} errors",
+            markup=False,
+        )
+        style = "bold green" if not failed and not errors else "bold red"
+        console.print(
+            Text(f"{passed} passed, {failed} failed in {elapsed:.2f}s", style=style)
+        )
+    raise typer.Exit(2 if errors else 1 if failed else 0)
+
+
+# The command is `dataplane test`; the function is not called test_* so that linters and
+# pytest do not take it for a test.
+run_tests.__name__ = "test"
+register(run_tests)
+
+
+def _printer(quiet: bool) -> Callable[[StepResult], None]:
+    styled = (
+        console.is_terminal
+    )  # plain text (and no rich overhead) into pipes and files
+
+    def show(res: StepResult) -> None:
+        if quiet and not res.failed:
+            return
+        status = {None: "-   ", True: "ok  ", False: "FAIL"}[res.ok]
+        line = f" {res.loc} {res.title}" + (f" → {res.actual}" if res.actual else "")
+        detail = f"\n     {res.message}" if res.failed else ""
+        if not styled:
+            sys.stdout.write(status + line + detail + "\n")
+            return
+        style = {None: "dim", True: "green", False: "bold red"}[res.ok]
+        text = Text(status, style=style) + Text(line)
+        text.append(detail, style="red")
+        console.print(text, soft_wrap=True)
+
+    return show
+
+
+def _json(run: FileRun) -> None:
+    from dataplane import render
+
+    result = run.result()
+    if result is not None:
+        for res in result.steps:
+            sys.stdout.write(render.line(render.step_record(result.scenario, res)))
+        sys.stdout.write(render.line(render.summary_record(result)))
+    if run.error is not None:
+        sys.stdout.write(render.line(render.error_record(str(run.path), run.error)))

@@ -1,0 +1,128 @@
+"""Connection tracking: NEW / ESTABLISHED / RELATED, and the NAT each connection carries.
+
+An entry holds the original tuple and the reply tuple, as `conntrack -L` shows them; a NAT
+mapping changes the reply tuple, which is how a reply is recognised and rewritten back
+(un-DNAT of the source, un-SNAT of the destination).  An ICMP error is RELATED to the
+connection of the packet it quotes.  Entries are created when a packet is first seen and
+confirmed when it leaves POSTROUTING or INPUT, as in `nf_conntrack_confirm()`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from dataplane.packet import (
+    ICMP,
+    ICMP_ECHO_REPLY,
+    ICMP_ECHO_REQUEST,
+    PROTO_NAMES,
+    Packet,
+)
+
+FlowTuple = tuple[int, str, int, str, int]  # (proto, src, sport, dst, dport)
+
+
+class CtState(StrEnum):
+    NEW = "NEW"
+    ESTABLISHED = "ESTABLISHED"
+    RELATED = "RELATED"
+
+
+class CtDir(StrEnum):
+    ORIGINAL = "original"
+    REPLY = "reply"
+
+
+def flow_of(pkt: Packet) -> FlowTuple:
+    """The conntrack tuple of a packet (ICMP echo uses its id as both ports)."""
+    ip = pkt.ip
+    assert ip is not None
+    return (ip.proto, ip.src, pkt.sport, ip.dst, pkt.dport)
+
+
+def reverse(t: FlowTuple) -> FlowTuple:
+    return (t[0], t[3], t[4], t[1], t[2])
+
+
+def show_tuple(t: FlowTuple) -> str:
+    proto = PROTO_NAMES.get(t[0], str(t[0]))
+    if proto == "icmp":
+        return f"icmp {t[1]} -> {t[3]} id {t[2]}"
+    return f"{proto} {t[1]}:{t[2]} -> {t[3]}:{t[4]}"
+
+
+def is_icmp_error(pkt: Packet) -> bool:
+    l4 = pkt.l4
+    return isinstance(l4, ICMP) and l4.type not in (ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY)
+
+
+@dataclass(slots=True)
+class ConntrackEntry:
+    tuple_orig: FlowTuple
+    tuple_reply: FlowTuple
+    dnat: tuple[str, int] | None = (
+        None  # the original destination was rewritten to this
+    )
+    snat: tuple[str, int] | None = None  # the original source was rewritten to this
+    confirmed: bool = False
+    seen_reply: bool = False  # IPS_SEEN_REPLY: until then the connection is NEW
+    nat_comment: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return f"{show_tuple(self.tuple_orig)} (reply {show_tuple(self.tuple_reply)})"
+
+
+@dataclass(slots=True)
+class Conntrack:
+    """The table of one namespace (a node's)."""
+
+    table: dict[FlowTuple, tuple[ConntrackEntry, CtDir]] = field(default_factory=dict)
+
+    def lookup(self, pkt: Packet) -> tuple[ConntrackEntry, CtDir, CtState]:
+        """Find the packet's connection, or a new unconfirmed entry."""
+        if is_icmp_error(pkt):
+            l4 = pkt.l4
+            assert isinstance(l4, ICMP) and l4.quote is not None
+            # nf_conntrack_inet_error(): the quote travelled one way, as seen where the
+            # error was made (after NAT); inverted, it is a tuple of the connection in
+            # the direction the error now travels.
+            hit = self.table.get(reverse(flow_of(l4.quote)))
+            if hit is not None:
+                entry, d = hit
+                return entry, d, CtState.RELATED
+        t = flow_of(pkt)
+        hit = self.table.get(t)
+        if hit is not None:
+            entry, d = hit
+            if d is CtDir.REPLY:
+                entry.seen_reply = True
+            state = CtState.ESTABLISHED if entry.seen_reply else CtState.NEW
+            return entry, d, state
+        return ConntrackEntry(t, reverse(t)), CtDir.ORIGINAL, CtState.NEW
+
+    def lookup_looped(self, pkt: Packet) -> tuple[ConntrackEntry, CtDir, CtState]:
+        """A packet that comes back in over `lo` keeps the connection it left with (the skb
+        keeps its conntrack entry, so nf_conntrack_in skips it): find that entry by the
+        packet as it now is, after any NAT on the way out."""
+        t = flow_of(pkt)
+        hit = self.table.get(t)
+        if hit is None:
+            back = self.table.get(reverse(t))
+            # NATed on the way out: the packet now reads as its reply tuple backwards.
+            if back is not None:
+                entry, d = back
+                hit = entry, CtDir.ORIGINAL if d is CtDir.REPLY else CtDir.REPLY
+        if hit is None:
+            return self.lookup(pkt)
+        entry, d = hit
+        state = CtState.ESTABLISHED if entry.seen_reply else CtState.NEW
+        return entry, d, state
+
+    def confirm(self, entry: ConntrackEntry) -> None:
+        """Insert a new entry (its reply tuple now reflects any NAT)."""
+        if entry.confirmed:
+            return
+        entry.confirmed = True
+        self.table[entry.tuple_orig] = (entry, CtDir.ORIGINAL)
+        self.table[entry.tuple_reply] = (entry, CtDir.REPLY)

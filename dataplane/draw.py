@@ -1,0 +1,458 @@
+"""Render a `dataplane.graph.Scene`: shapes first, then SVG text or a PNG image.
+
+`shapes(scene)` turns the scene into a flat list of primitives (rectangles, polylines,
+labels, dots); `to_svg` writes them as SVG and `to_png` draws them with Pillow at twice the
+size, so that both files show the same picture and neither needs a system binary.  The PNG
+uses DejaVu fonts when the system has them and Pillow's own font otherwise.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass
+from html import escape
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+from dataplane.graph import (
+    CHAR_W,
+    LINE_H,
+    MARGIN,
+    REQUEST,
+    Box,
+    Mark,
+    Scene,
+    Visit,
+    text_width,
+)
+
+# Colours: one per kind of device (fill, stroke), and the path's.
+PALETTE = {
+    "panel": ("#f8fafc", "#94a3b8"),
+    "pod": ("#dbeafe", "#3b82f6"),
+    "port": ("#ffffff", "#3b82f6"),
+    "veth": ("#f5f5f4", "#78716c"),
+    "bridge": ("#fef9c3", "#a16207"),
+    "host": ("#ffffff", "#64748b"),
+    "vtep": ("#cffafe", "#0e7490"),
+    "eth": ("#e2e8f0", "#334155"),
+    "underlay": ("#475569", "#1e293b"),
+    "gateway": ("#dcfce7", "#15803d"),
+    "external": ("#fce7f3", "#be185d"),
+}
+PATH_COLOUR = {"request": "#f97316", "reply": "#7c3aed"}
+MARK_COLOUR = {"allow": "#16a34a", "deny": "#dc2626", "nat": "#0369a1"}
+LINK = "#94a3b8"
+INK = "#0f172a"
+MUTED = "#475569"
+FONT_SIZE = {"title": 18, "head": 14, "bold": 12, "text": 12, "mono": 11, "small": 10.5}
+
+Point = tuple[float, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Rect:
+    x: float
+    y: float
+    w: float
+    h: float
+    fill: str
+    stroke: str
+    width: float = 1.0
+    radius: float = 4.0
+    key: str = ""  # the scene element it draws (for tests and SVG readers)
+    hot: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    points: tuple[Point, ...]
+    colour: str
+    width: float = 1.5
+    dash: bool = False
+    arrow: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Label:
+    x: float
+    y: float  # the vertical middle of the text
+    text: str
+    style: str = "text"
+    colour: str = INK
+    anchor: str = "start"  # start, middle, end
+
+
+@dataclass(frozen=True, slots=True)
+class Dot:
+    x: float
+    y: float
+    r: float
+    fill: str
+    text: str = ""
+
+
+Shape = Rect | Line | Label | Dot
+
+
+# -- the scene as shapes ---------------------------------------------------------------------
+
+
+def _route(a: Box, b: Box, ax: float, bx: float, off: float) -> tuple[Point, ...]:
+    """An orthogonal line from box a to box b (above or below it), `off` pixels aside."""
+    if b.y >= a.y + a.h - 1:  # b below a
+        y1, y2 = a.y + a.h, b.y
+    elif b.y + b.h <= a.y + 1:  # b above a
+        y1, y2 = a.y, b.y + b.h
+    else:  # side by side
+        x1, x2 = (a.x + a.w, b.x) if b.x >= a.x else (a.x, b.x + b.w)
+        return ((x1, a.cy + off), (x2, b.cy + off))
+    mid = (y1 + y2) / 2 + off
+    return ((ax + off, y1), (ax + off, mid), (bx + off, mid), (bx + off, y2))
+
+
+def _link_shapes(scene: Scene) -> list[Shape]:
+    out: list[Shape] = []
+    for a, b, label in scene.links:
+        ba, bb = scene.boxes[a], scene.boxes[b]
+        ax = ba.anchor_x(bb.cx)
+        bx = bb.anchor_x(ax)
+        ax = ba.anchor_x(bx)
+        pts = _route(ba, bb, ax, bx, 0)
+        out.append(Line(pts, LINK, 1.5))
+        if label:
+            (x1, y1), (x2, y2) = pts[0], pts[-1]
+            out.append(Label(max(x1, x2) + 12, (y1 + y2) / 2, label, "small", MUTED))
+    return out
+
+
+def _box_shapes(box: Box) -> list[Shape]:
+    fill, stroke = PALETTE[box.kind]
+    width = 1.2
+    if box.hot:
+        stroke, width = PATH_COLOUR[box.hot], 3.0
+    radius = 10.0 if box.kind == "panel" else 4.0
+    out: list[Shape] = [
+        Rect(
+            box.x,
+            box.y,
+            box.w,
+            box.h,
+            fill,
+            stroke,
+            width,
+            radius,
+            box.key,
+            box.hot or "",
+        )
+    ]
+    colour = "#ffffff" if box.kind == "underlay" else INK
+    if box.kind == "panel":
+        (head, hs), (sub, ss) = box.lines
+        out.append(Label(box.x + 14, box.y + 15, head, hs))
+        out.append(
+            Label(box.x + 14 + text_width(head, hs) + 10, box.y + 15, sub, ss, MUTED)
+        )
+        return out
+    n = len(box.lines)
+    top = box.cy - (n - 1) * LINE_H / 2
+    left = box.kind == "host"
+    for i, (text, style) in enumerate(box.lines):
+        y = top + i * LINE_H
+        if left:
+            out.append(Label(box.x + 10, y, text, style, INK if i == 0 else MUTED))
+        else:
+            out.append(Label(box.cx, y, text, style, colour, "middle"))
+    return out
+
+
+def _badge_spot(box: Box, v: Visit, entry: Point | None) -> Point:
+    """Where the number of a visit goes: left of a box for the request, right of it for
+    the reply; beside the entry point for a bridge or the underlay."""
+    sign = -1 if v.direction == REQUEST else 1
+    if box.wide and entry is not None:
+        above = entry[1] <= box.y + 1
+        return (entry[0] + sign * 16, box.y - 11 if above else box.y + box.h + 11)
+    return (box.x - 12 if sign < 0 else box.x + box.w + 12, box.cy)
+
+
+def _path_shapes(scene: Scene) -> tuple[list[Shape], list[Shape]]:
+    """The path: lines between elements (drawn under the boxes), travel along bridges
+    and the underlay, and a numbered dot for each element reached (drawn over them)."""
+    under: list[Shape] = []
+    over: list[Shape] = []
+    taken: list[Point] = []
+    cursor: dict[str, float] = {}  # where the path entered each wide element
+    prev: Visit | None = None
+    for v in scene.path:
+        box = scene.boxes[v.key]
+        colour = PATH_COLOUR[v.direction]
+        dash = v.direction != REQUEST
+        entry: Point | None = None
+        if prev is not None and prev.key != v.key:
+            pbox = scene.boxes[prev.key]
+            px = cursor.get(prev.key, pbox.cx)
+            off = -5.0 if not dash else 5.0
+            ax = pbox.anchor_x(box.cx if not box.wide else px)
+            bx = box.anchor_x(ax)
+            ax = pbox.anchor_x(bx)
+            if pbox.wide and abs(ax + off - px) > 1:  # along the bridge or the underlay
+                y = pbox.y + pbox.h - 6 if v.direction == REQUEST else pbox.y + 6
+                over.append(Line(((px, y), (ax + off, y)), colour, 3.0, dash))
+            pts = _route(pbox, box, ax, bx, off)
+            under.append(Line(pts, colour, 3.0, dash, arrow=True))
+            entry = pts[-1]
+            cursor[v.key] = entry[0]
+        else:
+            cursor.setdefault(v.key, box.cx)
+        x, y = _badge_spot(box, v, entry)
+        while any(abs(x - tx) < 19 and abs(y - ty) < 19 for tx, ty in taken):
+            x += -20 if v.direction == REQUEST else 20
+        taken.append((x, y))
+        over.append(Dot(x, y, 9, colour, str(v.number)))
+        prev = v
+    return under, over
+
+
+def _legend(scene: Scene, y: float) -> list[Shape]:
+    x = float(MARGIN)
+    out: list[Shape] = []
+    if scene.path:
+        out.append(Line(((x, y), (x + 34, y)), PATH_COLOUR["request"], 3.0, arrow=True))
+        out.append(Label(x + 42, y, "request", "small"))
+        out.append(
+            Line(((x + 110, y), (x + 144, y)), PATH_COLOUR["reply"], 3.0, True, True)
+        )
+        out.append(Label(x + 152, y, "reply", "small"))
+        out.append(Dot(x + 212, y, 9, PATH_COLOUR["request"], "n"))
+        out.append(Label(x + 226, y, "order in which the packet reached each device "
+                         "(ARP left out)", "small"))  # fmt: skip
+        y += 24
+    for i, m in enumerate(scene.marks):
+        out.append(Dot(x + 9, y, 9, MARK_COLOUR[m.kind], chr(ord("A") + i)))
+        for part in _mark_lines(scene, m):
+            out.append(Label(x + 26, y, part, "small"))
+            y += 15
+        y += 7
+    return out
+
+
+def _mark_lines(scene: Scene, m: Mark) -> list[str]:
+    width = int((scene.width - 2 * MARGIN - 30) / CHAR_W["small"])
+    return textwrap.wrap(f"{m.word} — {m.text}", max(width, 40))
+
+
+def shapes(scene: Scene) -> list[Shape]:
+    """Every primitive of the picture, back to front."""
+    out: list[Shape] = [
+        Rect(0, 0, scene.width, scene.height, "#ffffff", "#ffffff", 0, 0)
+    ]
+    out.append(Label(MARGIN, MARGIN + 8, scene.title, "title"))
+    if scene.subtitle:
+        width = int((scene.width - 2 * MARGIN) / (0.58 * 12))
+        parts = textwrap.wrap(scene.subtitle, width)
+        if len(parts) > 1:  # the legend below holds the details
+            parts = [parts[0][: width - 4] + " ..."]
+        for i, part in enumerate(parts):
+            out.append(Label(MARGIN, MARGIN + 32 + i * 16, part, "text", MUTED))
+    for panel in scene.panels:
+        out += _box_shapes(panel)
+    out += _link_shapes(scene)
+    under, over = _path_shapes(scene)
+    out += under
+    for box in scene.boxes.values():
+        out += _box_shapes(box)
+    out += over
+    for i, m in enumerate(scene.marks):
+        box = scene.boxes[m.key]
+        shift = 22 * _nth(scene, i)
+        x = box.x + 4 + shift if box.wide else box.x + box.w - 4 - shift
+        out.append(Dot(x, box.y + 4, 10, MARK_COLOUR[m.kind], chr(ord("A") + i)))
+    out += _legend(scene, legend_top(scene))
+    return out
+
+
+def _nth(scene: Scene, i: int) -> int:
+    """How many marks before mark `i` sit on the same element (to set them side by side)."""
+    return sum(1 for m in scene.marks[:i] if m.key == scene.marks[i].key)
+
+
+def legend_top(scene: Scene) -> float:
+    bottom = max(b.y + b.h for b in scene.boxes.values())
+    return bottom + 30
+
+
+def fit(scene: Scene) -> None:
+    """Make room for the legend (the decisions wrapped to the picture's width)."""
+    lines = sum(len(_mark_lines(scene, m)) for m in scene.marks)
+    needed = legend_top(scene) + (24 if scene.path else 0) + 15 * lines
+    scene.height = max(scene.height, needed + 7 * len(scene.marks) + 16)
+
+
+# -- SVG --------------------------------------------------------------------------------------
+
+SVG_FONTS = {"mono": "DejaVu Sans Mono, Menlo, Consolas, monospace"}
+SANS = "DejaVu Sans, Verdana, Helvetica, Arial, sans-serif"
+
+
+def _svg_shape(s: Shape) -> str:
+    if isinstance(s, Rect):
+        data = f' data-key="{escape(s.key)}"' if s.key else ""
+        data += f' data-hot="{s.hot}"' if s.hot else ""
+        return (
+            f'<rect x="{s.x:.1f}" y="{s.y:.1f}" width="{s.w:.1f}" height="{s.h:.1f}" '
+            f'rx="{s.radius:.0f}" fill="{s.fill}" stroke="{s.stroke}" '
+            f'stroke-width="{s.width}"{data}/>'
+        )
+    if isinstance(s, Line):
+        pts = " ".join(f"{x:.1f},{y:.1f}" for x, y in s.points)
+        dash = ' stroke-dasharray="7 5"' if s.dash else ""
+        marker = f' marker-end="url(#arrow-{s.colour[1:]})"' if s.arrow else ""
+        return (
+            f'<polyline points="{pts}" fill="none" stroke="{s.colour}" '
+            f'stroke-width="{s.width}"{dash}{marker}/>'
+        )
+    if isinstance(s, Label):
+        size = FONT_SIZE[s.style]
+        weight = ' font-weight="bold"' if s.style in ("title", "head", "bold") else ""
+        family = f' font-family="{SVG_FONTS[s.style]}"' if s.style in SVG_FONTS else ""
+        return (
+            f'<text x="{s.x:.1f}" y="{s.y:.1f}" font-size="{size}"{weight}{family} '
+            f'fill="{s.colour}" text-anchor="{s.anchor}" dominant-baseline="central">'
+            f"{escape(s.text)}</text>"
+        )
+    text = (
+        f'<text x="{s.x:.1f}" y="{s.y:.1f}" font-size="10" font-weight="bold" '
+        f'fill="#ffffff" text-anchor="middle" dominant-baseline="central">'
+        f"{escape(s.text)}</text>"
+        if s.text
+        else ""
+    )
+    return f'<circle cx="{s.x:.1f}" cy="{s.y:.1f}" r="{s.r}" fill="{s.fill}"/>{text}'
+
+
+def to_svg(scene: Scene) -> str:
+    """The picture as an SVG document."""
+    fit(scene)
+    colours = sorted(set(PATH_COLOUR.values()))
+    markers = "".join(
+        f'<marker id="arrow-{c[1:]}" viewBox="0 0 10 10" refX="9" refY="5" '
+        f'markerWidth="4" markerHeight="4" orient="auto-start-reverse">'
+        f'<path d="M0,0 L10,5 L0,10 z" fill="{c}"/></marker>'
+        for c in colours
+    )
+    body = "\n".join(_svg_shape(s) for s in shapes(scene))
+    w, h = f"{scene.width:.0f}", f"{scene.height:.0f}"
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
+        f'viewBox="0 0 {w} {h}" font-family="{SANS}">\n'
+        f"<title>{escape(scene.title)}</title>\n<defs>{markers}</defs>\n{body}\n</svg>\n"
+    )
+
+
+# -- PNG --------------------------------------------------------------------------------------
+
+FONT_FILES = {
+    "regular": ("DejaVuSans.ttf", "LiberationSans-Regular.ttf", "Arial.ttf"),
+    "bold": ("DejaVuSans-Bold.ttf", "LiberationSans-Bold.ttf", "Arial Bold.ttf"),
+    "mono": ("DejaVuSansMono.ttf", "LiberationMono-Regular.ttf", "Courier New.ttf"),
+}
+
+
+def _font(style: str, scale: float, cache: dict[str, Any]) -> Any:
+    from PIL import ImageFont
+
+    if style in cache:
+        return cache[style]
+    family = (
+        "mono"
+        if style == "mono"
+        else "bold"
+        if style in ("title", "head", "bold")
+        else "regular"
+    )
+    size = FONT_SIZE[style] * scale
+    font: Any = None
+    for name in FONT_FILES[family]:
+        try:
+            font = ImageFont.truetype(name, size)
+            break
+        except OSError:
+            continue
+    if font is None:
+        font = ImageFont.load_default(size)
+    cache[style] = font
+    return font
+
+
+def _dashes(
+    points: tuple[Point, ...], on: float, off: float
+) -> list[tuple[Point, Point]]:
+    out: list[tuple[Point, Point]] = []
+    for (x1, y1), (x2, y2) in pairwise(points):
+        length = ((x2 - x1) ** 2 + (y2 - y1) ** 2) ** 0.5
+        t = 0.0
+        while t < length:
+            t2 = min(t + on, length)
+            a, b = t / length, t2 / length
+            out.append(((x1 + (x2 - x1) * a, y1 + (y2 - y1) * a),
+                        (x1 + (x2 - x1) * b, y1 + (y2 - y1) * b)))  # fmt: skip
+            t = t2 + off
+    return out
+
+
+def _arrowhead(points: tuple[Point, ...], size: float) -> list[Point]:
+    (x1, y1), (x2, y2) = points[-2], points[-1]
+    length = ((x2 - x1) ** 2 + (y2 - y1) ** 2) ** 0.5 or 1.0
+    ux, uy = (x2 - x1) / length, (y2 - y1) / length
+    return [(x2, y2), (x2 - ux * size - uy * size * 0.55, y2 - uy * size + ux * size * 0.55),
+            (x2 - ux * size + uy * size * 0.55, y2 - uy * size - ux * size * 0.55)]  # fmt: skip
+
+
+def to_png(scene: Scene, path: str | Path, scale: float = 2.0) -> None:
+    """Draw the picture into a PNG file with Pillow, `scale` times the SVG's size."""
+    from PIL import Image, ImageDraw
+
+    fit(scene)
+    img = Image.new(
+        "RGB", (round(scene.width * scale), round(scene.height * scale)), "white"
+    )
+    draw = ImageDraw.Draw(img)
+    fonts: dict[str, Any] = {}
+
+    def p(pt: Point) -> Point:
+        return (pt[0] * scale, pt[1] * scale)
+
+    for s in shapes(scene):
+        if isinstance(s, Rect):
+            box = (s.x * scale, s.y * scale, (s.x + s.w) * scale, (s.y + s.h) * scale)
+            draw.rounded_rectangle(box, s.radius * scale, fill=s.fill, outline=s.stroke,
+                                   width=max(round(s.width * scale), 0))  # fmt: skip
+        elif isinstance(s, Line):
+            w = max(round(s.width * scale), 1)
+            if s.dash:
+                for a, b in _dashes(s.points, 7, 5):
+                    draw.line([p(a), p(b)], fill=s.colour, width=w)
+            else:
+                draw.line(
+                    [p(q) for q in s.points], fill=s.colour, width=w, joint="curve"
+                )
+            if s.arrow and len(s.points) > 1:
+                head = _arrowhead(tuple(p(q) for q in s.points), 5 * scale)
+                draw.polygon(head, fill=s.colour)
+        elif isinstance(s, Label):
+            font = _font(s.style, scale, fonts)
+            anchor = {"start": "lm", "middle": "mm", "end": "rm"}[s.anchor]
+            draw.text(p((s.x, s.y)), s.text, fill=s.colour, font=font, anchor=anchor)
+        else:
+            r = s.r * scale
+            draw.ellipse((s.x * scale - r, s.y * scale - r, s.x * scale + r, s.y * scale + r),
+                         fill=s.fill)  # fmt: skip
+            if s.text:
+                draw.text(p((s.x, s.y)), s.text, fill="#ffffff",
+                          font=_font("small", scale, fonts), anchor="mm")  # fmt: skip
+    img.save(path, format="PNG")
+
+
+__all__ = ["Dot", "Label", "Line", "Rect", "shapes", "to_png", "to_svg"]

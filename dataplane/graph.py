@@ -1,0 +1,501 @@
+"""The cluster as a learner draws it, with a probe's path highlighted hop by hop.
+
+`build_scene(sim, trace)` lays the picture out: the nodes side by side, in each the pods
+(their network namespace and `eth0`), the host ends of their veth pairs, the pod bridge,
+the node's IP layer with its routing table, `flannel.1` in vxlan mode and `eth0`; under
+them the underlay segment, its gateway router and the external hosts behind it.  A trace
+turns into a numbered path (request solid, reply dashed) through the devices it crossed
+and marks where a policy decided or the packet died.  `dataplane.draw` renders a scene to
+SVG or PNG (no system binary needed); `to_mermaid` writes the same picture as a Mermaid
+flowchart for Markdown.  Element keys are the device ids of `topology.graph`
+(`node-1/cbr0`, `pod:default/a/eth0`, `underlay`, `gateway`, `external:web`) plus
+`pod:NS/NAME` for a pod's namespace and the bare node name for its IP layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from dataplane.netfilter import HookPoint
+from dataplane.trace import DropReason, Hop, Trace
+from topology.graph import UNDERLAY, VTEP, veth_name
+from topology.model import NetworkMode, Pod
+
+if TYPE_CHECKING:  # pragma: no cover
+    from dataplane.sim import Simulator
+
+GATEWAY = "gateway"
+REQUEST, REPLY = "request", "reply"
+HOOK_EVENTS = {p.value for p in HookPoint}
+BRIDGE_EVENTS = HOOK_EVENTS | {"conntrack", "nat"}
+POLICY_DROPS = (DropReason.POLICY_EGRESS, DropReason.POLICY_INGRESS)
+
+# Layout, in pixels of the SVG (the PNG is drawn at twice this size).
+MARGIN = 24
+TITLE_H = 70
+PANEL_GAP = 28
+PANEL_HEAD = 34
+POD_GAP = 46
+POD_H = 58
+PORT_H = 22
+VETH_GAP = 34
+VETH_H = 22
+BRIDGE_GAP = 26
+BRIDGE_H = 30
+STACK_GAP = 30
+LINE_H = 15
+DEV_GAP = 30
+DEV_H = 32
+UNDERLAY_GAP = 36
+UNDERLAY_H = 30
+LEGEND_H = 56
+CHAR_W = {"title": 0.62 * 18, "head": 0.62 * 14, "bold": 0.62 * 12, "text": 0.58 * 12,
+          "mono": 0.61 * 11, "small": 0.58 * 10.5}  # fmt: skip
+
+
+def text_width(text: str, style: str = "text") -> float:
+    """A generous estimate of a label's width (the fonts are DejaVu or alike)."""
+    return len(text) * CHAR_W[style]
+
+
+@dataclass(slots=True)
+class Box:
+    """One drawn element: a device, a namespace, the underlay."""
+
+    key: str
+    kind: str  # panel, pod, port, veth, bridge, host, vtep, eth, underlay, gateway, external
+    x: float
+    y: float
+    w: float
+    h: float
+    lines: list[tuple[str, str]] = field(default_factory=list)  # (text, style)
+    hot: str | None = None  # REQUEST or REPLY when the path crosses it
+    group: str = ""  # the node whose panel holds it
+
+    @property
+    def cx(self) -> float:
+        return self.x + self.w / 2
+
+    @property
+    def cy(self) -> float:
+        return self.y + self.h / 2
+
+    @property
+    def wide(self) -> bool:
+        return self.kind in ("bridge", "underlay")
+
+    def anchor_x(self, other_x: float) -> float:
+        """Where a path meets this box: its centre, or for a wide box the point nearest to
+        the other end."""
+        if not self.wide:
+            return self.cx
+        return min(max(other_x, self.x + 24), self.x + self.w - 24)
+
+
+@dataclass(slots=True)
+class Visit:
+    """The path crossing one element: in order, numbered from 1."""
+
+    key: str
+    direction: str
+    number: int
+
+
+@dataclass(slots=True)
+class Mark:
+    """A decision drawn on an element: `allow` (a policy or hook let the request pass),
+    `deny` (a policy, a hook or the network dropped it) or `nat` (a rewrite that changed
+    where the packet goes or comes from)."""
+
+    key: str
+    kind: str
+    text: str
+    verdict: str = ""  # the verdict it led to, when it ended the walk
+
+    @property
+    def word(self) -> str:
+        if self.verdict:
+            return self.verdict
+        return {"allow": "allowed", "deny": "denied / dropped", "nat": "rewritten"}[
+            self.kind
+        ]
+
+
+@dataclass(slots=True)
+class Scene:
+    width: float
+    height: float
+    title: str
+    subtitle: str = ""
+    boxes: dict[str, Box] = field(default_factory=dict)
+    links: list[tuple[str, str, str]] = field(default_factory=list)  # a, b, label
+    panels: list[Box] = field(default_factory=list)
+    path: list[Visit] = field(default_factory=list)
+    marks: list[Mark] = field(default_factory=list)
+    underlay_y: float = 0.0
+
+    def add(self, box: Box) -> Box:
+        self.boxes[box.key] = box
+        return box
+
+
+# -- layout -----------------------------------------------------------------------------------
+
+
+def _short_route(text: str) -> str:
+    """`ip route` without the kernel's scope/proto noise, to fit a box.
+
+    >>> _short_route("10.0.1.0/24 dev cbr0 proto kernel scope link src 10.0.1.1")
+    '10.0.1.0/24 dev cbr0'
+    """
+    text = text.replace(" proto kernel", "").replace(" scope link", "")
+    return text.split(" src ")[0]
+
+
+def _ports(pod: Pod) -> str:
+    """A pod's listening ports, for its box (the first three)."""
+    ports = [f"{p.port}/{p.protocol.value}" for p in pod.ports()]
+    return ", ".join(ports[:3]) + (" ..." if len(ports) > 3 else "")
+
+
+def build_scene(sim: Simulator, trace: Trace | None = None, title: str = "") -> Scene:
+    """Lay out the cluster of `sim` (and `trace`'s path, if given)."""
+    cluster, fabric = sim.cluster, sim.fabric
+    cfg = cluster.config
+    vxlan = cfg.network is NetworkMode.VXLAN
+    scene = Scene(0, 0, title or f"cluster ({cfg.network.value})")
+    x = float(MARGIN)
+    top = MARGIN + TITLE_H
+    bottoms: list[float] = []
+    for node in cfg.nodes:
+        known = set(scene.boxes)
+        host = fabric.netns[node.name]
+        pods = [p for p in cluster.pods.values() if p.node == node.name]
+        netns_pods = [p for p in pods if not p.host_network]
+        host_pods = [p.key for p in pods if p.host_network]
+        routes = [_short_route(str(r)) for r in host.routes.routes]
+        host_lines = [(f"{node.name} IP layer: routes, netfilter", "bold")]
+        host_lines += [(r, "mono") for r in routes]
+        if host_pods:
+            host_lines.append(("hostNetwork: " + ", ".join(host_pods), "small"))
+        widths = [
+            max(
+                120.0,
+                text_width(p.key, "bold") + 18,
+                text_width(_ports(p), "small") + 14,
+            )
+            for p in netns_pods
+        ]
+        head = f"host network namespace, podCIDR {node.pod_cidr}"
+        pods_w = sum(widths) + POD_GAP * max(len(widths) - 1, 0)
+        inner = max(
+            pods_w,
+            max(text_width(t, s) for t, s in host_lines) + 24,
+            text_width(node.name, "head") + 10 + text_width(head, "small"),
+            260.0,
+        )
+        panel_w = inner + 32
+        panel = Box(node.name + "#panel", "panel", x, top, panel_w, 0,
+                    [(node.name, "head"), (head, "small")])  # fmt: skip
+        y = top + PANEL_HEAD
+        px = x + 16 + (inner - pods_w) / 2
+        pod_bottom = y + POD_H + PORT_H
+        veth_y = pod_bottom + VETH_GAP
+        bridge_y = veth_y + VETH_H + BRIDGE_GAP
+        for pod, w in zip(netns_pods, widths, strict=True):
+            ports = _ports(pod)
+            lines = [(pod.key, "bold"), (str(pod.ip), "text")]
+            if ports:
+                lines.append((ports, "small"))
+            scene.add(Box(f"pod:{pod.key}", "pod", px, y, w, POD_H, lines))
+            port_w = min(w - 20, 64.0)
+            scene.add(Box(f"pod:{pod.key}/eth0", "port", px + (w - port_w) / 2,
+                          y + POD_H, port_w, PORT_H, [("eth0", "mono")]))  # fmt: skip
+            scene.links.append((f"pod:{pod.key}", f"pod:{pod.key}/eth0", ""))
+            veth = veth_name(pod.key)
+            vw = text_width(veth, "mono") + 12
+            scene.add(Box(f"{node.name}/{veth}", "veth", px + (w - vw) / 2, veth_y,
+                          vw, VETH_H, [(veth, "mono")]))  # fmt: skip
+            scene.links.append(
+                (f"pod:{pod.key}/eth0", f"{node.name}/{veth}", "veth pair")
+            )
+            scene.links.append((f"{node.name}/{veth}", f"{node.name}/{cfg.bridge}", ""))
+            px += w + POD_GAP
+        if not netns_pods:
+            bridge_y = y + 10
+        bridge = scene.add(
+            Box(
+                f"{node.name}/{cfg.bridge}",
+                "bridge",
+                x + 16,
+                bridge_y,
+                inner,
+                BRIDGE_H,
+                [
+                    (
+                        f"{cfg.bridge}  {node.bridge_ip}/{node.pod_cidr.prefixlen}  "
+                        "(bridge)",
+                        "bold",
+                    )
+                ],
+            )
+        )
+        host_y = bridge.y + BRIDGE_H + STACK_GAP
+        host_h = 12 + LINE_H * len(host_lines)
+        scene.add(Box(node.name, "host", x + 16, host_y, inner, host_h, host_lines))
+        scene.links.append((bridge.key, node.name, ""))
+        dev_y = host_y + host_h + DEV_GAP
+        last = node.name
+        if vxlan:
+            label = f"{VTEP}  {node.pod_cidr.network_address}/32  VNI 1"
+            w = text_width(label, "bold") + 24
+            scene.add(Box(f"{node.name}/{VTEP}", "vtep", x + 16 + (inner - w) / 2,
+                          dev_y, w, DEV_H, [(label, "bold")]))  # fmt: skip
+            scene.links.append((node.name, f"{node.name}/{VTEP}", ""))
+            last = f"{node.name}/{VTEP}"
+            dev_y += DEV_H + DEV_GAP
+        label = f"eth0  {node.ip}/{cfg.node_cidr.prefixlen}"
+        w = text_width(label, "bold") + 24
+        scene.add(Box(f"{node.name}/eth0", "eth", x + 16 + (inner - w) / 2, dev_y, w,
+                      DEV_H, [(label, "bold")]))  # fmt: skip
+        scene.links.append((last, f"{node.name}/eth0", ""))
+        if vxlan:  # encapsulated traffic leaves through the IP layer too
+            scene.links.append((node.name, f"{node.name}/eth0", ""))
+        for key in set(scene.boxes) - known:
+            scene.boxes[key].group = node.name
+        bottoms.append(dev_y + DEV_H + 14)
+        scene.panels.append(panel)
+        x += panel_w + PANEL_GAP
+    width = max(x - PANEL_GAP + MARGIN, 640.0)
+    panel_bottom = max(bottoms, default=top + 100)
+    for panel in scene.panels:
+        panel.h = panel_bottom - panel.y
+    uy = panel_bottom + UNDERLAY_GAP
+    scene.underlay_y = uy + UNDERLAY_H / 2
+    scene.add(Box(UNDERLAY, "underlay", MARGIN, uy, width - 2 * MARGIN, UNDERLAY_H,
+                  [(f"underlay  {cfg.node_cidr}  (the nodes' L2 segment)", "bold")]))  # fmt: skip
+    for node in cfg.nodes:
+        scene.links.append((f"{node.name}/eth0", UNDERLAY, ""))
+    bottom = _gateway(scene, sim, uy + UNDERLAY_H + UNDERLAY_GAP, width)
+    scene.width, scene.height = width, bottom + LEGEND_H
+    if trace is not None:
+        add_path(scene, trace)
+    return scene
+
+
+def _gateway(scene: Scene, sim: Simulator, y: float, width: float) -> float:
+    """The gateway router under the underlay, the external hosts under it."""
+    cfg = sim.cluster.config
+    gw = sim.fabric.netns[GATEWAY]
+    lines = [(f"gateway  eth0 {cfg.gateway}  (router)", "bold")]
+    if cfg.network is NetworkMode.ROUTED:
+        lines += [
+            (_short_route(str(r)), "mono")
+            for r in gw.routes.routes
+            if r.via is not None
+        ]
+    w = max(text_width(t, s) for t, s in lines) + 24
+    h = 12 + LINE_H * len(lines) if len(lines) > 1 else DEV_H
+    box = scene.add(Box(GATEWAY, "gateway", (width - w) / 2, y, w, h, lines))
+    scene.links.append((UNDERLAY, GATEWAY, ""))
+    exts = cfg.externals
+    if not exts:
+        return y + h
+    ey = y + h + UNDERLAY_GAP
+    boxes = []
+    for i, ext in enumerate(exts):
+        ports = ", ".join(f"{p.port}/{p.protocol.value}" for p in ext.ports[:3])
+        elines = [
+            (f"external {ext.name}", "bold"),
+            (f"{ext.ip} (gateway ext{i})", "text"),
+        ]
+        if ports:
+            elines.append((ports, "small"))
+        ew = max(text_width(t, s) for t, s in elines) + 24
+        boxes.append(Box(f"external:{ext.name}", "external", 0, ey, ew, POD_H, elines))
+        scene.links.append((GATEWAY, f"external:{ext.name}", ""))
+    total = sum(b.w for b in boxes) + POD_GAP * (len(boxes) - 1)
+    ex = max(MARGIN, box.cx - total / 2)
+    for b in boxes:
+        b.x = ex
+        ex += b.w + POD_GAP
+        scene.add(b)
+    scene.width = max(scene.width, ex + MARGIN)
+    return ey + POD_H
+
+
+# -- the path ---------------------------------------------------------------------------------
+
+
+def element_of(scene: Scene, hop: Hop) -> str | None:
+    """The drawn element a hop happened at (None for the walker's own notes)."""
+    if hop.node == GATEWAY:
+        return GATEWAY
+    if hop.node == "external":
+        key = "external:" + hop.netns.removeprefix("external ")
+        return key if key in scene.boxes else None
+    if hop.netns.startswith("pod "):
+        pod = hop.netns.removeprefix("pod ")
+        port = hop.device == "eth0" and hop.event != "deliver"  # sockets are inside
+        key = f"pod:{pod}/eth0" if port else f"pod:{pod}"
+        return key if key in scene.boxes else None
+    if hop.node not in scene.boxes:
+        return None
+    key = f"{hop.node}/{hop.device}"
+    box = scene.boxes.get(key)
+    if box is not None and hop.event in HOOK_EVENTS and box.kind == "veth":
+        # br_netfilter: a bridged frame meets the hooks on its way through the bridge.
+        bridge = next(
+            (b.key for b in scene.boxes.values()
+             if b.kind == "bridge" and b.key.startswith(f"{hop.node}/")),
+            None,
+        )  # fmt: skip
+        return bridge
+    return key if box is not None else hop.node
+
+
+def is_decision(hop: Hop) -> bool:
+    """A hop where a hook decided the packet's fate: the NetworkPolicy filter (or a user
+    hook) accepting the request or dropping a packet (replies of an admitted connection
+    pass by conntrack and are not marked)."""
+    if hop.reason is not None:
+        return hop.event in HOOK_EVENTS or hop.reason in POLICY_DROPS
+    return hop.event in HOOK_EVENTS and hop.direction == REQUEST
+
+
+def add_path(scene: Scene, trace: Trace) -> None:
+    """Number the elements the trace crossed and mark its decisions."""
+    verdict = trace.verdict.value if trace.verdict else "none"
+    scene.title = trace.title + (f"  ({trace.mode})" if trace.mode else "")
+    scene.subtitle = f"verdict: {verdict}"
+    if trace.policy:
+        scene.subtitle += f", policy {trace.policy}"
+    if trace.endpoint:
+        scene.subtitle += f", Service endpoint {trace.endpoint}"
+    scene.subtitle += f" — {trace.explanation}"
+    last: tuple[str, str] | None = None
+    bridging: str | None = None  # a bridge forwarding between two of its ports
+    for hop in trace.hops:
+        if hop.event == "arp" or (
+            hop.packet is not None and hop.packet.arp is not None
+        ):
+            continue  # neighbour resolution is not the packet's path
+        key = element_of(scene, hop)
+        if key is None:
+            continue
+        kind = scene.boxes[key].kind
+        if kind == "bridge" and hop.detail.startswith("fdb ") and last is not None:
+            bridging = key if scene.boxes[last[0]].kind == "veth" else None
+        elif bridging is not None and kind == "host" and hop.event in BRIDGE_EVENTS:
+            key = bridging  # br_netfilter: conntrack and the hooks of a bridged frame
+        elif kind != "bridge":
+            bridging = None
+        if last is not None and last[0] != key:
+            kinds = (scene.boxes[last[0]].kind, scene.boxes[key].kind)
+            if kinds[0] in ("eth", "gateway") and kinds[1] in ("eth", "gateway"):
+                _visit(scene, UNDERLAY, hop.direction)
+                last = (UNDERLAY, hop.direction)
+        if last != (key, hop.direction):
+            _visit(scene, key, hop.direction)
+            last = (key, hop.direction)
+        if is_decision(hop):
+            where = f"{hop.node} {hop.event}"
+            kind = "allow" if hop.reason is None else "deny"
+            scene.marks.append(Mark(key, kind, f"{where}: {hop.detail}"))
+        elif hop.event == "nat" and hop.direction == REQUEST:
+            scene.marks.append(Mark(key, "nat", f"{hop.node} {hop.detail}"))
+    if not any(m.kind == "deny" for m in scene.marks) and trace.reason is not None:
+        drop = next((h for h in trace.hops if h.reason is not None), None)
+        key = element_of(scene, drop) if drop is not None else None
+        if drop is not None and key is not None:
+            text = f"{drop.node} {drop.event}: {drop.detail}"
+            scene.marks.append(Mark(key, "deny", text, verdict))
+
+
+def _visit(scene: Scene, key: str, direction: str) -> None:
+    path = scene.path
+    kind = scene.boxes[key].kind
+    if path and path[-1].direction == direction:
+        # A bridge sends a frame out of a port without a hop of its own: the frame still
+        # crosses the pod's host-side veth.
+        kinds = {scene.boxes[path[-1].key].kind, kind}
+        if kinds == {"bridge", "port"}:
+            port = key if kind == "port" else path[-1].key
+            pod = port.removeprefix("pod:").removesuffix("/eth0")
+            veth = f"{scene.boxes[port].group}/{veth_name(pod)}"
+            if veth in scene.boxes:
+                path.append(Visit(veth, direction, len(path) + 1))
+                scene.boxes[veth].hot = scene.boxes[veth].hot or direction
+    if (
+        len(path) >= 2
+        and path[-1].direction == direction
+        and scene.boxes[path[-1].key].kind == "host"
+        and {scene.boxes[path[-2].key].kind, kind} == {"vtep", "eth"}
+    ):
+        # The encapsulated packet passes the IP layer between flannel.1 and eth0 (and
+        # the other way on decapsulation); the picture goes straight from one to the other.
+        path.pop()
+    path.append(Visit(key, direction, len(path) + 1))
+    box = scene.boxes[key]
+    if box.hot is None or direction == REQUEST:
+        box.hot = direction
+
+
+# -- Mermaid ----------------------------------------------------------------------------------
+
+
+def _mid(key: str) -> str:
+    return "n_" + "".join(c if c.isalnum() else "_" for c in key)
+
+
+def _mermaid_label(box: Box) -> str:
+    return "<br/>".join(t for t, _ in box.lines).replace('"', "#quot;")
+
+
+def to_mermaid(scene: Scene) -> str:
+    """The same picture as a Mermaid flowchart (for Markdown): a subgraph per node, the
+    path as numbered thick arrows (request) and dotted ones (reply)."""
+    lines = ["flowchart TB"]
+    lines.append(
+        f"  %% {scene.title}" + (f": {scene.subtitle}" if scene.subtitle else "")
+    )
+    for panel in scene.panels:
+        node = panel.key.removesuffix("#panel")
+        lines.append(f'  subgraph {_mid(panel.key)}["node {node}"]')
+        lines.append("    direction TB")
+        lines += [
+            f'    {_mid(b.key)}["{_mermaid_label(b)}"]'
+            for b in scene.boxes.values()
+            if b.group == node
+        ]
+        lines.append("  end")
+    for b in scene.boxes.values():
+        if not b.group:
+            shape = ('[("', '")]') if b.kind == "underlay" else ('["', '"]')
+            lines.append(f"  {_mid(b.key)}{shape[0]}{_mermaid_label(b)}{shape[1]}")
+    edges = 0
+    for a, b2, label in scene.links:
+        link = f"---|{label}|" if label else "---"
+        lines.append(f"  {_mid(a)} {link} {_mid(b2)}")
+        edges += 1
+    hot: list[str] = []
+    for v, w in zip(scene.path, scene.path[1:], strict=False):
+        if v.key == w.key:
+            continue  # the request turned into its reply
+        arrow = "==>" if w.direction == REQUEST else "-.->"
+        lines.append(f"  {_mid(v.key)} {arrow}|{w.number}| {_mid(w.key)}")
+        hot.append(str(edges))
+        edges += 1
+    for m in scene.marks:
+        lines.append(f"  %% {m.word} at {m.key}: {m.text}")
+    if scene.path:
+        keys = ",".join(dict.fromkeys(_mid(v.key) for v in scene.path))
+        lines.append("  classDef hot stroke:#f97316,stroke-width:3px")
+        lines.append(f"  class {keys} hot")
+    if hot:
+        lines.append(f"  linkStyle {','.join(hot)} stroke:#f97316,stroke-width:3px")
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["Box", "Mark", "Scene", "Visit", "add_path", "build_scene", "to_mermaid"]

@@ -1,0 +1,114 @@
+"""Network namespaces and their interfaces: the static half of the dataplane.
+
+A `Netns` is what `ip netns` would show: interfaces (name, MAC, MTU, addresses, the kind of
+device and, for a veth, its peer; for a bridge port, its `master`), the main routing table,
+permanent neighbour entries, whether it forwards (`net.ipv4.ip_forward`), its netfilter hooks
+and its listening sockets.  Everything that a walk learns (neighbours, FDB entries, conntrack)
+lives in `dataplane.state.WalkState`, so one fabric serves many independent walks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from ipaddress import IPv4Address, IPv4Interface
+
+from dataplane.routing import RoutingTable
+from topology.model import Pod, Protocol
+
+
+class Kind(StrEnum):
+    """Device kinds, as `ip -d link` names them."""
+
+    VETH = "veth"
+    BRIDGE = "bridge"
+    VXLAN = "vxlan"
+    ETH = "eth"  # attached to an L2 segment (the underlay switch)
+    LOOPBACK = "loopback"
+
+
+class NetnsKind(StrEnum):
+    POD = "pod"
+    HOST = "host"
+    EXTERNAL = "external"
+    GATEWAY = "gateway"
+
+
+@dataclass(slots=True)
+class Interface:
+    ifname: str
+    kind: Kind
+    mac: str
+    mtu: int
+    addrs: tuple[IPv4Interface, ...] = ()
+    peer: tuple[str, str] | None = None  # (netns id, ifname) of a veth's other end
+    master: str | None = None  # the bridge this port belongs to
+    hairpin: bool = False  # bridge port flag: may send a frame back out of its ingress
+    segment: str | None = (
+        None  # the L2 segment (switch) an ETH interface is plugged into
+    )
+    vni: int = 0
+    vxlan_port: int = 0
+    vxlan_local: IPv4Address | None = None
+    vxlan_dev: str = ""  # for VXLAN: the underlay device
+
+    def has_addr(self, ip: str) -> bool:
+        return any(str(a.ip) == ip for a in self.addrs)
+
+    @property
+    def primary(self) -> IPv4Address | None:
+        return self.addrs[0].ip if self.addrs else None
+
+
+@dataclass(frozen=True, slots=True)
+class Socket:
+    """A listening socket: which container (or host program) owns it."""
+
+    protocol: Protocol
+    port: int
+    owner: str  # container name, "coredns", "host", external name
+
+
+@dataclass(slots=True)
+class Netns:
+    """One network namespace."""
+
+    id: str  # unique: "node-1", "pod:default/a", "external:web", "gateway"
+    kind: NetnsKind
+    node: str  # where it is drawn: node name, "gateway", "external"
+    label: str  # for the trace: "host", "pod default/a", "external web", "gateway"
+    interfaces: dict[str, Interface] = field(default_factory=dict)
+    routes: RoutingTable = field(default_factory=RoutingTable)
+    permanent_neigh: dict[tuple[str, str], str] = field(default_factory=dict)
+    forwarding: bool = False
+    sockets: dict[tuple[Protocol, int], Socket] = field(default_factory=dict)
+    pod: Pod | None = None
+    hooks: object | None = None  # dataplane.netfilter.Netfilter for node namespaces
+    _local: set[str] = field(default_factory=set)
+
+    def add_interface(self, iface: Interface) -> Interface:
+        self.interfaces[iface.ifname] = iface
+        self._local.update(str(a.ip) for a in iface.addrs)
+        return iface
+
+    def add_address(self, ifname: str, addr: IPv4Interface) -> None:
+        iface = self.interfaces[ifname]
+        iface.addrs = (*iface.addrs, addr)
+        self._local.add(str(addr.ip))
+
+    def is_local(self, ip: str) -> bool:
+        """Whether `ip` is one of this namespace's addresses (the `local` table)."""
+        return ip in self._local or ip.startswith("127.")
+
+    def source_for(self, oif: str, dst: str | None = None) -> str:
+        """The source address the kernel picks for a packet leaving `oif`."""
+        iface = self.interfaces[oif]
+        if iface.primary is not None:
+            return str(iface.primary)
+        for other in self.interfaces.values():
+            if other.primary is not None and other.kind is not Kind.LOOPBACK:
+                return str(other.primary)
+        return "0.0.0.0"
+
+    def listen(self, protocol: Protocol, port: int, owner: str) -> None:
+        self.sockets[(protocol, port)] = Socket(protocol, port, owner)

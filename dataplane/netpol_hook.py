@@ -1,0 +1,134 @@
+"""The NetworkPolicy filter: two hooks at FORWARD on every node, priority `filter` (0).
+
+Where Kubernetes network plugins enforce policy: on the node of the source pod for its
+egress rules, on the node of the destination pod for its ingress rules.  Routed traffic
+meets them in FORWARD; traffic between two pods of one node is bridged, and `br_netfilter`
+runs the same FORWARD hooks (`ctx.bridged`), so both checks happen there.  They see the
+packet after kube-proxy's DNAT (the backend pod and its target port) and before masquerade.
+
+Only NEW connections are judged: a packet of a known connection (ESTABLISHED, or an ICMP
+error RELATED to one) passes at once, which is why replies of an admitted connection come
+back.  Traffic from a node to its own pods never reaches FORWARD (it leaves by OUTPUT), and
+hostNetwork pods are not pods to a policy, so both are always allowed.  The decision itself
+is `dataplane.netpol.decide`, shared with `dataplane explain` and the matrix.
+"""
+
+from __future__ import annotations
+
+from dataplane.conntrack import CtState
+from dataplane.netfilter import (
+    PRIORITY_FILTER,
+    Accept,
+    Drop,
+    Hook,
+    HookContext,
+    HookPoint,
+    HookResult,
+)
+from dataplane.netpol import Decision, Direction, PolicyIndex, decide, index_of
+from dataplane.packet import (
+    ICMP,
+    IPPROTO_ICMP,
+    IPPROTO_SCTP,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    Packet,
+)
+from dataplane.trace import DropReason
+from topology.model import Cluster, Protocol
+
+NAME = "netpol"
+PROTOCOLS = {
+    IPPROTO_TCP: Protocol.TCP,
+    IPPROTO_UDP: Protocol.UDP,
+    IPPROTO_SCTP: Protocol.SCTP,
+    IPPROTO_ICMP: Protocol.ICMP,
+}
+
+
+def packet_query(pkt: Packet) -> tuple[int | None, Protocol | None]:
+    """What a policy's `ports` look at: the destination port and the protocol (ICMP and
+    other protocols have no port; only rules without `ports` admit them)."""
+    assert pkt.ip is not None
+    protocol = PROTOCOLS.get(pkt.ip.proto)
+    if protocol is None or pkt.l4 is None or isinstance(pkt.l4, ICMP):
+        return None, protocol
+    return pkt.dport, protocol
+
+
+def decision(
+    index: PolicyIndex, direction: Direction, node: str, pkt: Packet
+) -> Decision | None:
+    """The decision the filter of `node` takes on a NEW packet for `direction`, or None
+    when no pod of this node is on that end of it."""
+    ip = pkt.ip
+    assert ip is not None
+    pod_ip, other_ip = (
+        (ip.src, ip.dst) if direction is Direction.EGRESS else (ip.dst, ip.src)
+    )
+    pod = index.pods_by_ip.get(pod_ip)
+    if pod is None or pod.node != node:
+        return None
+    dport, protocol = packet_query(pkt)
+    return decide(index, direction, pod, index.party(other_ip), dport, protocol)
+
+
+def decisions_at(cluster: Cluster, node: str, pkt: Packet) -> list[Decision]:
+    """Both checks of the filter of `node` on a NEW packet: egress, then ingress."""
+    index = index_of(cluster)
+    found = (
+        decision(index, d, node, pkt) for d in (Direction.EGRESS, Direction.INGRESS)
+    )
+    return [d for d in found if d is not None]
+
+
+def _known(pkt: Packet, ctx: HookContext, index: PolicyIndex) -> HookResult:
+    """A packet of a known connection: shown once (by the egress hook), never judged."""
+    ip = pkt.ip
+    assert ip is not None
+    here = (index.pods_by_ip.get(a) for a in (ip.src, ip.dst))
+    if not any(p is not None and p.node == ctx.node for p in here):
+        return None
+    return Accept(
+        f"{ctx.ct_state.value} ({ctx.ct_dir.value} direction): a packet of an admitted "
+        "connection is not filtered -> accept"
+    )
+
+
+def _judge(pkt: Packet, ctx: HookContext, direction: Direction) -> HookResult:
+    if pkt.ip is None:
+        return None
+    index = index_of(ctx.cluster)
+    # `ct state established,related accept`: a connection that has seen its reply (or an
+    # ICMP error about it). A retransmitted first packet is still NEW and judged again.
+    if ctx.ct_state is not CtState.NEW:
+        return _known(pkt, ctx, index) if direction is Direction.EGRESS else None
+    d = decision(index, direction, ctx.node, pkt)
+    if d is None:
+        return None
+    if d.allowed:
+        return Accept(d.summary(), policy=d.policy)
+    code = (
+        DropReason.POLICY_EGRESS
+        if direction is Direction.EGRESS
+        else DropReason.POLICY_INGRESS
+    )
+    return Drop(d.explain(), code, policy=d.policy)
+
+
+def egress(pkt: Packet, ctx: HookContext) -> HookResult:
+    """The egress rules of a source pod that runs on this node."""
+    return _judge(pkt, ctx, Direction.EGRESS)
+
+
+def ingress(pkt: Packet, ctx: HookContext) -> HookResult:
+    """The ingress rules of a destination pod that runs on this node."""
+    return _judge(pkt, ctx, Direction.INGRESS)
+
+
+def hooks() -> list[Hook]:
+    """The filter's hooks (both named `netpol`): egress first, then ingress."""
+    return [
+        Hook(HookPoint.FORWARD, PRIORITY_FILTER, NAME, egress),
+        Hook(HookPoint.FORWARD, PRIORITY_FILTER, NAME, ingress),
+    ]

@@ -1,0 +1,233 @@
+"""NetworkPolicy decisions in prose: the rule that admitted a connection, or, for a drop,
+which policies isolate the pod and why each of their rules does not admit the packet
+(the label that did not match, the port, the CIDR).
+
+Written for a learner reading a trace: `allowed by default/test-np ingress rule 0 peer 1
+(podSelector role=frontend)`, `denied: default/web is isolated for ingress by
+default/test-np, and no rule admits default/pod1 on TCP 80: ...`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from dataplane.netpol import Decision, Direction, Party, PeerMiss, RuleMiss, Term
+from topology.model import (
+    LabelSelector,
+    NetworkPolicy,
+    Pod,
+    PolicyPeer,
+    PolicyPort,
+    PolicyRule,
+    Protocol,
+    Requirement,
+    SelectorOp,
+)
+from topology.selectors import format_selector
+
+
+def selector_text(selector: LabelSelector) -> str:
+    """kubectl's form of a selector; `{}` for the empty one (it selects everything).
+
+    >>> selector_text(LabelSelector({"role": "frontend"})), selector_text(LabelSelector())
+    ('role=frontend', '{}')
+    """
+    text = format_selector(selector)
+    return "{}" if text == "<all>" else text
+
+
+def peer_text(peer: PolicyPeer) -> str:
+    """A `from`/`to` item as a learner reads it.
+
+    >>> peer_text(PolicyPeer(pod_selector=LabelSelector({"role": "frontend"})))
+    'podSelector role=frontend'
+    """
+    if peer.ip_block is not None:
+        block = f"ipBlock {peer.ip_block.cidr}"
+        if peer.ip_block.except_:
+            block += " except " + ", ".join(str(x) for x in peer.ip_block.except_)
+        return block
+    parts = []
+    if peer.namespace_selector is not None:
+        parts.append(f"namespaceSelector {selector_text(peer.namespace_selector)}")
+    if peer.pod_selector is not None:
+        parts.append(f"podSelector {selector_text(peer.pod_selector)}")
+    return " and ".join(parts)
+
+
+def port_text(port: PolicyPort) -> str:
+    """One `ports` item: `TCP 80`, `TCP 8000-8080`, `TCP 'http'`, `every UDP port`.
+
+    >>> port_text(PolicyPort(Protocol.TCP, 8000, 8080))
+    'TCP 8000-8080'
+    """
+    proto = port.protocol.value
+    if port.port is None:
+        return f"every {proto} port"
+    if isinstance(port.port, str):
+        return f"{proto} {port.port!r}"
+    if port.end_port is not None:
+        return f"{proto} {port.port}-{port.end_port}"
+    return f"{proto} {port.port}"
+
+
+def query_text(dport: int | None, protocol: Protocol | None) -> str:
+    if protocol is None:
+        return "a packet of another protocol"
+    if dport is None:
+        return protocol.value
+    return f"{protocol.value} {dport}"
+
+
+def rule_ports_text(rule: PolicyRule, dst: Pod | None) -> str:
+    """The rule's ports, each named port with what it means on the destination."""
+    out = []
+    for p in rule.ports:
+        text = port_text(p)
+        if isinstance(p.port, str):
+            if dst is None:
+                text += " (a named port matches pods only)"
+            else:
+                number = dst.named_port(p.port, p.protocol)
+                text += (
+                    f" (= {number} on {dst.key})"
+                    if number is not None
+                    else f" (not a {p.protocol.value} port of {dst.key})"
+                )
+        out.append(text)
+    return ", ".join(out)
+
+
+def term_text(subject: str, term: Term, labels: Mapping[str, str]) -> str:
+    """Why `subject` (with `labels`) fails one selector term."""
+    if isinstance(term, tuple):
+        key, want = term
+        if key not in labels:
+            return f"{subject} has no label {key} (wants {key}={want})"
+        return f"{subject} has {key}={labels[key]}, not {key}={want}"
+    req: Requirement = term
+    key, values = req.key, ",".join(req.values)
+    have = labels.get(key)
+    if req.operator is SelectorOp.IN:
+        if have is None:
+            return f"{subject} has no label {key} (wants {key} in ({values}))"
+        return f"{subject} has {key}={have}, not in ({values})"
+    if req.operator is SelectorOp.NOT_IN:
+        return f"{subject} has {key}={have}, which is in ({values}) (wants {key} notin)"
+    if req.operator is SelectorOp.EXISTS:
+        return f"{subject} has no label {key} (wants {key} to exist)"
+    return f"{subject} has label {key}={have} (wants no {key})"
+
+
+def peer_miss_text(
+    miss: PeerMiss, peer: PolicyPeer, party: Party, pol: NetworkPolicy
+) -> str:
+    kind = miss[0]
+    pod = party.pod
+    if kind == "cidr":
+        assert peer.ip_block is not None
+        return f"{party.ip} is not in {peer.ip_block.cidr}"
+    if kind == "except":
+        assert peer.ip_block is not None
+        return f"{party.ip} is in {peer.ip_block.cidr} but also in except {miss[1]}"
+    if kind == "not-pod":
+        host = " (hostNetwork pods count as their node)" if party.node else ""
+        return f"{party} is not a pod{host}; selectors match pods only"
+    assert pod is not None
+    if kind == "namespace":
+        return (
+            f"{pod.key} is in namespace {pod.namespace}; a podSelector alone selects "
+            f"pods of {pol.namespace} only"
+        )
+    term = miss[1]
+    assert isinstance(term, tuple | Requirement)
+    if kind == "ns-label":
+        return term_text(f"namespace {pod.namespace}", term, party.namespace_labels)
+    return term_text(pod.key, term, pod.labels)
+
+
+def rule_miss_text(
+    d: Decision, pol: NetworkPolicy, ri: int | None, miss: RuleMiss, multiline: bool
+) -> str:
+    direction = d.direction.value
+    if ri is None:
+        return f"{pol.key} has no {direction} rules (it admits nothing)"
+    rules = pol.ingress if d.direction is Direction.INGRESS else pol.egress
+    rule = rules[ri]
+    head = f"{pol.key} {direction} rule {ri}"
+    if miss[0] == "ports":
+        return (
+            f"{head}: {query_text(d.dport, d.protocol)} is not among its ports "
+            f"({rule_ports_text(rule, d.dst_pod)})"
+        )
+    reasons = miss[1]
+    assert isinstance(reasons, tuple)
+    parts = [
+        f"peer {pi} ({peer_text(rule.peers[pi])}): "
+        + peer_miss_text(m, rule.peers[pi], d.peer, pol)
+        for pi, m in enumerate(reasons)
+    ]
+    if multiline:
+        return head + ":\n      " + "\n      ".join(parts)
+    return f"{head}: " + "; ".join(parts)
+
+
+def _who(d: Decision) -> tuple[str, str]:
+    """(the pod, the other end) as the sentence needs them."""
+    return d.pod.key, (d.peer.pod.key if d.peer.pod is not None else str(d.peer))
+
+
+def allowed_text(d: Decision) -> str:
+    pod, other = _who(d)
+    direction = d.direction.value
+    if d.own_node:
+        return (
+            f"{other} is the node {pod} runs on: traffic between a pod and its node is "
+            "always allowed"
+        )
+    if not d.isolating:
+        types = d.direction.policy_type
+        return (
+            f"{pod} is not isolated for {direction} "
+            f"(no NetworkPolicy selects it for {types})"
+        )
+    assert d.match is not None
+    pol, ri, pi = d.match
+    rules = pol.ingress if d.direction is Direction.INGRESS else pol.egress
+    rule = rules[ri]
+    what = (
+        f"peer {pi} ({peer_text(rule.peers[pi])})"
+        if pi is not None
+        else f"(every {'source' if d.direction is Direction.INGRESS else 'destination'})"
+    )
+    ports = f", ports {rule_ports_text(rule, d.dst_pod)}" if rule.ports else ""
+    return f"allowed by {pol.key} {direction} rule {ri} {what}{ports}"
+
+
+def denied_text(d: Decision, multiline: bool) -> str:
+    pod, other = _who(d)
+    names = ", ".join(p.key for p in d.isolating)
+    to_from = "from" if d.direction is Direction.INGRESS else "to"
+    head = (
+        f"denied: {pod} is isolated for {d.direction.value} by {names}, and no rule "
+        f"admits traffic {to_from} {other} on {query_text(d.dport, d.protocol)}"
+    )
+    parts = [rule_miss_text(d, pol, ri, m, multiline) for pol, ri, m in d.misses]
+    if multiline:
+        return head + ":\n  - " + "\n  - ".join(parts)
+    return f"{head}: " + "; ".join(parts)
+
+
+def explain(d: Decision, multiline: bool = False) -> str:
+    """The decision in prose (one line for a trace hop, or indented lines)."""
+    return allowed_text(d) if d.allowed else denied_text(d, multiline)
+
+
+def summary(d: Decision) -> str:
+    """The hop line of an admitted connection: short when the pod is not isolated."""
+    pod, _ = _who(d)
+    if d.own_node:
+        return f"{d.direction.value} of {pod}: " + allowed_text(d) + " -> accept"
+    if not d.isolating:
+        return f"{pod} not isolated for {d.direction.value} -> accept"
+    return f"{d.direction.value} of {pod}: {allowed_text(d)} -> accept"

@@ -1,0 +1,89 @@
+"""Routing tables with longest-prefix match, as `ip route` shows them.
+
+A route is `DST [via GW] dev OIF [onlink] [scope link] [src SRC] [proto kernel]`; the lookup
+takes the longest matching prefix (then the lowest metric), like the kernel's FIB for the
+main table.  Tables are tiny (a pod has two routes, a node one per other node), so the lookup
+scans prefix lengths from /32 down with a dict per length.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+
+
+def _ip_int(text: str) -> int:
+    """A dotted quad as an integer (socket.inet_aton is ~10x faster than ipaddress)."""
+    return int.from_bytes(socket.inet_aton(text), "big")
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    dst: IPv4Network
+    oif: str
+    via: IPv4Address | None = None
+    src: IPv4Address | None = None
+    onlink: bool = False
+    proto: str = "static"  # "kernel" for connected routes
+    metric: int = 0
+
+    def __str__(self) -> str:
+        dst = "default" if self.dst.prefixlen == 0 else str(self.dst)
+        parts = [dst]
+        if self.via is not None:
+            parts.append(f"via {self.via}")
+        parts.append(f"dev {self.oif}")
+        if self.onlink:
+            parts.append("onlink")
+        if self.proto == "kernel":
+            parts.append("proto kernel scope link")
+        elif self.via is None:
+            parts.append("scope link")
+        if self.src is not None:
+            parts.append(f"src {self.src}")
+        return " ".join(parts)
+
+
+@dataclass(slots=True)
+class RoutingTable:
+    """The main table of one namespace."""
+
+    routes: list[Route] = field(default_factory=list)
+    _by_len: dict[int, dict[int, Route]] = field(default_factory=dict)
+    _lens: list[int] = field(default_factory=list)
+
+    def add(self, route: Route) -> None:
+        self.routes.append(route)
+        bucket = self._by_len.setdefault(route.dst.prefixlen, {})
+        key = int(route.dst.network_address)
+        old = bucket.get(key)
+        if old is None or route.metric < old.metric:
+            bucket[key] = route
+        self._lens = sorted(self._by_len, reverse=True)
+
+    def lookup(self, dst: IPv4Address | str) -> Route | None:
+        """Longest-prefix match; None when no route (the kernel's ENETUNREACH).
+
+        >>> t = RoutingTable()
+        >>> t.add(Route(IPv4Network("0.0.0.0/0"), "eth0", via=IPv4Address("10.0.1.1")))
+        >>> t.add(Route(IPv4Network("10.0.1.0/24"), "eth0", proto="kernel"))
+        >>> str(t.lookup("10.0.1.7"))
+        '10.0.1.0/24 dev eth0 proto kernel scope link'
+        >>> str(t.lookup("10.0.2.2"))
+        'default via 10.0.1.1 dev eth0'
+        """
+        addr = int(dst) if isinstance(dst, IPv4Address) else _ip_int(dst)
+        for plen in self._lens:
+            mask = (0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF if plen else 0
+            hit = self._by_len[plen].get(addr & mask)
+            if hit is not None:
+                return hit
+        return None
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.routes)
+
+    def show(self) -> list[str]:
+        """`ip route` output, most specific first."""
+        return [str(r) for r in sorted(self.routes, key=lambda r: -r.dst.prefixlen)]

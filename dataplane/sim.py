@@ -1,0 +1,309 @@
+"""The public Python API: a simulator of one cluster that probes, sends and hooks.
+
+    >>> from dataplane import Simulator                                # doctest: +SKIP
+    >>> sim = Simulator.from_file("scenarios/cross-node-vxlan.yaml")   # doctest: +SKIP
+    >>> trace = sim.probe("default/a", "default/c", port=80)           # doctest: +SKIP
+    >>> trace.verdict, len(trace.hops)                                 # doctest: +SKIP
+
+The CLI and the scenario runner use exactly this.  Every walk starts from a clean state
+(cold neighbour caches and bridge FDBs, no conntrack entries: the assumption is written
+into the trace), so a probe's trace never depends on the steps before it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from dataplane.dns import resolve_by_dns  # also registers the CoreDNS application
+from dataplane.fabric import Fabric, build_fabric, layout_of, pod_netns_id
+from dataplane.netfilter import Hook, HookFn, HookPoint
+from dataplane.netns import Netns
+from dataplane.packet import (
+    ICMP,
+    ICMP_ECHO_REQUEST,
+    IP,
+    IP_HLEN,
+    IPPROTO_ICMP,
+    IPPROTO_SCTP,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    L4,
+    SCTP,
+    TCP,
+    UDP,
+    ZERO_MAC,
+    Packet,
+)
+from dataplane.trace import Trace
+from dataplane.walker import Client, Out, Walker, WalkState, Xmit
+from topology.endpoint import Endpoint, EndpointKind, resolve_endpoint
+from topology.errors import TopologyError
+from topology.model import Cluster, Protocol
+
+EPHEMERAL_PORT = 40000  # the probing socket's source port (and ICMP echo id)
+PING_DATA = 56  # `ping`'s default payload: an 84-byte IP packet
+PROTO_NUMBERS = {
+    Protocol.TCP: IPPROTO_TCP,
+    Protocol.UDP: IPPROTO_UDP,
+    Protocol.SCTP: IPPROTO_SCTP,
+    Protocol.ICMP: IPPROTO_ICMP,
+}
+FRESH_STATE = (
+    "assumed: every walk starts with empty neighbour caches, bridge FDBs and "
+    "conntrack tables"
+)
+
+
+class Simulator:
+    """One cluster, its dataplane, and the walks over it."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.user_hooks: list[tuple[Hook, str | None]] = []
+        self.fabric: Fabric = build_fabric(cluster)
+        self._layout = layout_of(cluster)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Simulator:
+        from topology.loader import load_scenario
+
+        scenario, _warnings = load_scenario(path)
+        return cls(scenario.cluster)
+
+    # -- changing the cluster --------------------------------------------------------------
+    def update(self, cluster: Cluster) -> None:
+        """Take a changed cluster; devices are rebuilt only if pods or nodes moved."""
+        layout = layout_of(cluster)
+        if layout != self._layout:
+            self.fabric = build_fabric(cluster, self.user_hooks)
+            self._layout = layout
+        else:
+            self.fabric.cluster = cluster
+        self.cluster = cluster
+
+    def add_hook(
+        self,
+        point: HookPoint | str,
+        fn: HookFn,
+        priority: int = 0,
+        name: str | None = None,
+        node: str | None = None,
+    ) -> Hook:
+        """Register `fn` at `point` on every node (or on `node`); returns the hook."""
+        label = name or str(getattr(fn, "__name__", "hook"))
+        hook = Hook(HookPoint(point), priority, label, fn)
+        self.user_hooks.append((hook, node))
+        self.fabric.add_hook(hook, node)
+        return hook
+
+    def remove_hook(self, name: str) -> None:
+        self.user_hooks = [(h, n) for h, n in self.user_hooks if h.name != name]
+        self.fabric.remove_hook(name)
+
+    # -- endpoints -------------------------------------------------------------------------
+    def resolve(self, text: str) -> Endpoint:
+        return resolve_endpoint(self.cluster, text)
+
+    def netns_of(self, ep: Endpoint) -> Netns:
+        """The namespace an endpoint sends from."""
+        if ep.pod is not None:
+            return self.fabric.netns[pod_netns_id(ep.pod)]
+        if ep.kind is EndpointKind.NODE and ep.node is not None:
+            return self.fabric.netns[ep.node.name]
+        if ep.kind is EndpointKind.EXTERNAL and ep.external is not None:
+            return self.fabric.netns[f"external:{ep.external.name}"]
+        raise TopologyError(
+            f"endpoint {ep.text!r} cannot send (use a pod, a container, "
+            "node/NAME or external/NAME)"
+        )
+
+    def address_of(self, ep: Endpoint, src: Endpoint) -> str:
+        """The destination address of an endpoint, as seen from `src`."""
+        same_pod = (
+            src.pod is not None and ep.pod is not None and src.pod.key == ep.pod.key
+        )
+        if ep.kind is EndpointKind.CONTAINER and same_pod:
+            return "127.0.0.1"
+        if ep.kind is EndpointKind.DNS:
+            raise TopologyError(
+                f"endpoint {ep.text!r}: a DNS name has an address only once a probe "
+                "has resolved it through kube-dns"
+            )
+        if ep.service is not None and ep.ip is None:
+            raise TopologyError(
+                f"endpoint {ep.text!r}: Service {ep.service.key} is headless "
+                "(clusterIP: None) and has no ClusterIP; probe its DNS name "
+                f"{ep.service.name}.{ep.service.namespace} for its pods' addresses"
+            )
+        if ep.ip is None:
+            raise TopologyError(f"endpoint {ep.text!r} has no address")
+        return str(ep.ip)
+
+    def resolve_port(
+        self, port: int | str | None, dst: Endpoint, protocol: Protocol
+    ) -> int:
+        if protocol is Protocol.ICMP:
+            return 0
+        if port is None:
+            raise TopologyError(f"a {protocol.value} probe needs a port")
+        if isinstance(port, int):
+            return port
+        if dst.pod is not None:
+            number = dst.pod.named_port(port, protocol)
+            if number is not None:
+                return number
+            names = sorted({p.name for p in dst.pod.ports() if p.name})
+            raise TopologyError(
+                f"port {port!r} is not a {protocol.value} port of pod "
+                f"{dst.pod.key} (its named ports: "
+                f"{', '.join(names) or 'none'})"
+            )
+        if dst.service is not None:
+            for sp in dst.service.ports:
+                if sp.name == port and sp.protocol is protocol:
+                    return sp.port
+        raise TopologyError(
+            f"port {port!r}: a named port needs a pod or a Service as destination"
+        )
+
+    # -- walks -----------------------------------------------------------------------------
+    def probe(
+        self,
+        src: str,
+        dst: str,
+        port: int | str | None = None,
+        protocol: Protocol | str = Protocol.TCP,
+        *,
+        ttl: int = 64,
+        size: int | None = None,
+        df: bool | None = None,
+    ) -> Trace:
+        """Send the first packet of a connection from `src` to `dst` and walk it, and its
+        reply, through the dataplane.
+
+        A DNS name is first resolved through kube-dns (`dataplane.dns`): the query and its
+        answer walk the dataplane in the same trace, before the connection."""
+        proto = Protocol(protocol)
+        if not 1 <= ttl <= 255:
+            raise TopologyError(
+                f"ttl {ttl} is out of range (allowed: 1-255, as IP_TTL)"
+            )
+        if size is not None and not 28 <= size <= 65535:
+            raise TopologyError(
+                f"size {size} is out of range (allowed: 28-65535 bytes)"
+            )
+        s, d = self.resolve(src), self.resolve(dst)
+        ns = self.netns_of(s)
+        trace = self.new_trace(f"{proto.value} {s.text} -> {d.text}")
+        state = WalkState()
+        if d.kind is EndpointKind.DNS:
+            answer = resolve_by_dns(self, s, d, trace, state)
+            if answer is None:
+                return trace
+            d = answer
+        dst_ip = self.address_of(d, s)
+        dport = self.resolve_port(port, d, proto)
+        pkt = probe_packet(proto, dst_ip, dport, ttl, size, df)
+        trace.title += f":{dport}" if dport else ""
+        client = Client(ns.id, PROTO_NUMBERS[proto], EPHEMERAL_PORT, dst_ip, dport)
+        return self.walk(trace.title, [Out(pkt, ns.id)], client, state, trace)
+
+    def send(self, at: str, pkt: Packet, state: WalkState | None = None) -> Trace:
+        """Walk a crafted packet that leaves `at` (a pod, node or external host).
+
+        A packet with an Ethernet header leaves `eth0` as it is; one without goes through
+        the sender's IP layer, which fills what the kernel would (source, link header).
+        """
+        ep = self.resolve(at)
+        ns = self.netns_of(ep)
+        ip = pkt.ip
+        if ip is not None and ip.src == "":
+            pkt = pkt.with_ip(src="0.0.0.0")
+        ip = pkt.ip
+        client = None
+        if ip is not None and pkt.l4 is not None:
+            client = Client(ns.id, ip.proto, pkt.sport, ip.dst, pkt.dport)
+        title = f"send at {ep.text}: {pkt.summary()}"
+        first: Out | Xmit = (
+            Out(pkt, ns.id) if pkt.eth is None else Xmit(pkt, ns.id, "eth0")
+        )
+        return self.walk(title, [first], client, state)
+
+    def fill_frame(self, at: str, pkt: Packet) -> Packet:
+        """A crafted frame for `at`'s eth0 with the source MAC and address the user left
+        out (00:00:00:00:00:00, 0.0.0.0) taken from that interface, as scapy's `sendp`
+        does; a packet without a link header is returned as it is."""
+        if pkt.eth is None:
+            return pkt
+        eth0 = self.netns_of(self.resolve(at)).interfaces["eth0"]
+        if pkt.eth.src == ZERO_MAC:
+            pkt = pkt.with_eth(eth0.mac, pkt.eth.dst)
+        if pkt.ip is not None and pkt.ip.src == "0.0.0.0" and eth0.primary is not None:
+            pkt = pkt.with_ip(src=str(eth0.primary))
+        return pkt
+
+    def walk(
+        self,
+        title: str,
+        first: list[Out | Xmit],
+        client: Client | None,
+        state: WalkState | None = None,
+        trace: Trace | None = None,
+    ) -> Trace:
+        """Walk `first` from `state` (None: a fresh one), recording into `trace` (None: a
+        new one) after the hops it already holds."""
+        if trace is None:
+            trace = (
+                self.new_trace(title)
+                if state is None
+                else Trace(title, mode=self.cluster.config.network.value)
+            )
+        walker = Walker(self.fabric, self.cluster, trace, state, client)
+        walker.run(list(first))
+        return trace
+
+    def new_trace(self, title: str) -> Trace:
+        """An empty trace for walks that start from a fresh state."""
+        trace = Trace(title, mode=self.cluster.config.network.value)
+        trace.assumptions.append(FRESH_STATE)
+        return trace
+
+
+def probe_packet(
+    proto: Protocol,
+    dst: str,
+    dport: int,
+    ttl: int = 64,
+    size: int | None = None,
+    df: bool | None = None,
+) -> Packet:
+    """The first packet of a probe: SYN, a datagram, INIT or an echo request.
+
+    `size` is the IP total length (as `ping -s` plus 28); `df` defaults to the kernel's
+    path-MTU discovery (set for TCP and SCTP, clear for UDP datagrams and ping).
+    """
+    l4: L4
+    if proto is Protocol.TCP:
+        l4 = TCP(EPHEMERAL_PORT, dport, "S", 1)
+    elif proto is Protocol.UDP:
+        l4 = UDP(EPHEMERAL_PORT, dport)
+    elif proto is Protocol.SCTP:
+        l4 = SCTP(EPHEMERAL_PORT, dport, "INIT", 0x1234)
+    else:
+        l4 = ICMP(ICMP_ECHO_REQUEST, 0, EPHEMERAL_PORT, 1)
+    if df is None:
+        df = proto in (Protocol.TCP, Protocol.SCTP)
+    base = Packet(ip=IP("0.0.0.0", dst, PROTO_NUMBERS[proto], ttl=ttl, df=df), l4=l4)
+    if proto is Protocol.ICMP and size is None:
+        size = IP_HLEN + 8 + PING_DATA
+    if size is not None:
+        pad = size - base.ip_len()
+        if pad < 0:
+            raise TopologyError(
+                f"size {size} is smaller than the headers ({base.ip_len()} bytes)"
+            )
+        base = replace(base, data=bytes(pad))
+    elif proto is Protocol.UDP:
+        base = replace(base, data=b"dataplane probe\n")
+    return base

@@ -1,0 +1,761 @@
+"""The IP layer of a namespace: receive, forward, output, ARP and the answering sockets.
+
+The order of checks is the kernel's (net/ipv4/ip_input.c, ip_forward.c, ip_output.c):
+PREROUTING, the route decision (local or forward), INPUT or — in `ip_forward()` — the TTL
+check (ICMP time exceeded), the DF/MTU check (ICMP fragmentation needed), the TTL
+decrement, FORWARD, then `ip_output()`: POSTROUTING, conntrack confirm, fragmentation and the
+neighbour lookup (ARP; packets wait in the neighbour's queue until the reply comes).  Local
+output routes, runs OUTPUT (kube-proxy's DNAT for the node's own traffic) and refuses a DF
+packet larger than the route's MTU with EMSGSIZE, as `ping -M do` shows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from ipaddress import IPv4Address, IPv4Network
+from typing import TYPE_CHECKING
+
+from dataplane.conntrack import CtDir, CtState, show_tuple
+from dataplane.netfilter import (
+    PRIORITY_DSTNAT,
+    PRIORITY_SRCNAT,
+    Accept,
+    Drop,
+    HookContext,
+    HookPoint,
+    Netfilter,
+    Reject,
+    Rewrite,
+    rewrite_dst,
+    rewrite_src,
+)
+from dataplane.netns import Kind, Netns
+from dataplane.packet import (
+    ARP,
+    ARP_REPLY,
+    ARP_REQUEST,
+    BROADCAST,
+    ETH_P_ARP,
+    ICMP,
+    ICMP_DEST_UNREACH,
+    ICMP_ECHO_REPLY,
+    ICMP_ECHO_REQUEST,
+    ICMP_TIME_EXCEEDED,
+    IP,
+    IP_HLEN,
+    IPPROTO_ICMP,
+    UNREACH_FRAG_NEEDED,
+    UNREACH_HOST,
+    UNREACH_NET,
+    ZERO_MAC,
+    Ether,
+    Packet,
+    icmp_name,
+)
+from dataplane.routing import Route
+from dataplane.trace import DropReason, FieldDiff, Verdict
+
+if TYPE_CHECKING:  # pragma: no cover
+    from dataplane.walker import Bridged, Emission, Walker
+
+# What an ICMP error means to the socket that receives it (verdict, errno text).
+ICMP_VERDICTS = {
+    (ICMP_DEST_UNREACH, UNREACH_NET): (Verdict.NO_ROUTE, "ENETUNREACH"),
+    (ICMP_DEST_UNREACH, UNREACH_HOST): (Verdict.UNREACHABLE, "EHOSTUNREACH"),
+    (ICMP_DEST_UNREACH, 3): (Verdict.REFUSED, "ECONNREFUSED"),
+    (ICMP_DEST_UNREACH, UNREACH_FRAG_NEEDED): (Verdict.TOO_BIG, "EMSGSIZE"),
+    (ICMP_DEST_UNREACH, 13): (
+        Verdict.REFUSED,
+        "EHOSTUNREACH (administratively prohibited)",
+    ),
+    (ICMP_TIME_EXCEEDED, 0): (Verdict.TTL_EXCEEDED, "time to live exceeded"),
+}
+
+
+class Stack:
+    """The IP layer; one instance serves every namespace of a walk."""
+
+    def __init__(self, walker: Walker) -> None:
+        self.w = walker
+
+    # -- netfilter -------------------------------------------------------------------------
+    def hooks(
+        self,
+        ns: Netns,
+        point: HookPoint,
+        pkt: Packet,
+        ctx: HookContext | None,
+        **where: object,
+    ) -> tuple[Packet | None, HookContext | None]:
+        """Run one hook point; returns the (possibly rewritten) packet or None if dropped."""
+        nf = ns.hooks
+        if not isinstance(nf, Netfilter):
+            return pkt, ctx
+        if ctx is None:
+            ctx = HookContext(ns, point, self.w.cluster)
+        ctx.point = point
+        for k, v in where.items():
+            setattr(ctx, k, v)
+        if point in (HookPoint.PREROUTING, HookPoint.OUTPUT) and ctx.ct is None:
+            self.track(ns, pkt, ctx)
+        dst_nat = point in (HookPoint.PREROUTING, HookPoint.OUTPUT)
+        nat_prio = PRIORITY_DSTNAT if dst_nat else PRIORITY_SRCNAT
+        nat_done = point is HookPoint.FORWARD
+        for hook in nf.chain(point):
+            if not nat_done and hook.priority > nat_prio:
+                pkt, nat_done = self.conntrack_nat(ns, pkt, ctx, dst_nat), True
+            res = hook.fn(pkt, ctx)
+            if res is None:
+                continue
+            if isinstance(res, Accept):
+                if res.detail:
+                    self.w.record(
+                        ns,
+                        ctx.in_port or "",
+                        point.value,
+                        f"{hook.name}: {res.detail}",
+                        pkt,
+                    )
+                if res.policy and self.w.trace.policy is None:
+                    self.w.trace.policy = res.policy
+                continue
+            if isinstance(res, Drop):
+                self.w.record(
+                    ns,
+                    ctx.in_port or "",
+                    point.value,
+                    f"{hook.name}: {res.reason}",
+                    pkt,
+                    reason=res.code,
+                )
+                if res.policy:
+                    self.w.trace.policy = res.policy
+                if isinstance(res, Reject):
+                    self.w.emit(self.icmp_error(ns, pkt, res.icmp_type, res.icmp_code))
+                return None, ctx
+            if isinstance(res, Rewrite):
+                self.w.record(
+                    ns, "", "nat", f"{point.value} {res.detail}", res.packet, res.diffs
+                )
+                if res.endpoint is not None:
+                    self.w.trace.endpoint = res.endpoint
+                pkt = res.packet
+            else:  # a hook returned a rewritten packet
+                self.w.record(
+                    ns,
+                    "",
+                    "hook",
+                    f"{point.value} {hook.name}: rewrote the packet",
+                    res,
+                    diff(pkt, res),
+                )
+                pkt = res
+        if not nat_done:
+            pkt = self.conntrack_nat(ns, pkt, ctx, dst_nat)
+        if point in (HookPoint.POSTROUTING, HookPoint.INPUT) and ctx.ct is not None:
+            self.w.state.ct(ns.id).confirm(ctx.ct)
+        return pkt, ctx
+
+    def track(self, ns: Netns, pkt: Packet, ctx: HookContext) -> None:
+        table = self.w.state.ct(ns.id)
+        looped = (
+            ctx.in_if is not None and ns.interfaces[ctx.in_if].kind is Kind.LOOPBACK
+        )
+        entry, d, state = table.lookup_looped(pkt) if looped else table.lookup(pkt)
+        ctx.ct, ctx.ct_dir, ctx.ct_state = entry, d, state
+        if state is CtState.NEW:
+            detail = f"NEW {show_tuple(entry.tuple_orig)}"
+        else:
+            detail = (
+                f"{state.value} ({d.value} direction of {show_tuple(entry.tuple_orig)})"
+            )
+        self.w.record(ns, "", "conntrack", detail, pkt)
+
+    def conntrack_nat(
+        self, ns: Netns, pkt: Packet, ctx: HookContext, dst_nat: bool
+    ) -> Packet:
+        """Apply a known connection's NAT to its later packets (nf_nat_packet)."""
+        ct = ctx.ct
+        if ct is None or not ct.confirmed or pkt.ip is None:
+            return pkt
+        orig = ct.tuple_orig
+        res: Rewrite | None = None
+        if ctx.ct_state is CtState.RELATED:
+            res = self.related_nat(pkt, ctx, dst_nat)
+        elif dst_nat and ctx.ct_dir is CtDir.ORIGINAL and ct.dnat:
+            res = rewrite_dst(pkt, ct.dnat[0], ct.dnat[1], "DNAT (conntrack)")
+        elif dst_nat and ctx.ct_dir is CtDir.REPLY and ct.snat:
+            res = rewrite_dst(pkt, orig[1], orig[2], "un-SNAT of the reply (conntrack)")
+        elif not dst_nat and ctx.ct_dir is CtDir.ORIGINAL and ct.snat:
+            res = rewrite_src(pkt, ct.snat[0], ct.snat[1], "SNAT (conntrack)")
+        elif not dst_nat and ctx.ct_dir is CtDir.REPLY and ct.dnat:
+            res = rewrite_src(pkt, orig[3], orig[4], "un-DNAT of the reply (conntrack)")
+        if res is None or not res.diffs:
+            return pkt
+        self.w.record(ns, "", "nat", res.detail, res.packet, res.diffs)
+        return res.packet
+
+    def related_nat(
+        self, pkt: Packet, ctx: HookContext, dst_nat: bool
+    ) -> Rewrite | None:
+        """An ICMP error about a NATed connection: rewrite the quote and the outer address
+        back (nf_nat_icmp_reply_translation)."""
+        ct = ctx.ct
+        l4 = pkt.l4
+        assert ct is not None and isinstance(l4, ICMP) and l4.quote is not None
+        if ctx.ct_dir is not CtDir.REPLY:
+            return None
+        orig = ct.tuple_orig
+        quote = l4.quote
+        diffs: list[FieldDiff] = []
+        if dst_nat and ct.snat and pkt.ip is not None and pkt.ip.dst == ct.snat[0]:
+            quote = rewrite_src(quote, orig[1], orig[2], "").packet
+            diffs.append(FieldDiff("ip.dst", pkt.ip.dst, orig[1]))
+            diffs.append(FieldDiff("icmp.quote.ip.src", ct.snat[0], orig[1]))
+            pkt = pkt.with_ip(dst=orig[1])
+        elif (
+            not dst_nat
+            and ct.dnat
+            and quote.ip is not None
+            and quote.ip.dst == ct.dnat[0]
+        ):
+            quote = rewrite_dst(quote, orig[3], orig[4], "").packet
+            diffs.append(FieldDiff("icmp.quote.ip.dst", ct.dnat[0], orig[3]))
+        if not diffs:
+            return None
+        return Rewrite(
+            replace(pkt, l4=replace(l4, quote=quote)),
+            "reverse NAT of an ICMP error (RELATED)",
+            tuple(diffs),
+        )
+
+    # -- receive ---------------------------------------------------------------------------
+    def receive(
+        self, ns: Netns, ifname: str, pkt: Packet, in_port: str | None = None
+    ) -> list[Emission]:
+        """A frame for this namespace on `ifname` (`in_port`: the bridge port it entered
+        by, when `ifname` is a bridge)."""
+        iface = ns.interfaces[ifname]
+        eth = pkt.eth
+        if eth is not None and eth.dst not in (iface.mac, BROADCAST):
+            return []  # not our MAC (a flooded frame): the NIC ignores it
+        if pkt.arp is not None:
+            return self.arp_input(ns, ifname, pkt)
+        if pkt.ip is None:
+            return []
+        pkt = pkt.l3()
+        assert pkt.ip is not None
+        src = pkt.ip.src
+        if is_martian(src, iface.kind):
+            # ip_route_input_slow(): a source of 0.0.0.0/8, loopback (off `lo`), broadcast
+            # or multicast is a martian and is dropped before any routing.
+            self.w.record(
+                ns,
+                ifname,
+                "drop",
+                f"martian source {src}",
+                pkt,
+                reason=DropReason.NOT_FOR_US,
+            )
+            return []
+        ctx: HookContext | None = None
+        if isinstance(ns.hooks, Netfilter):
+            # nf_defrag_ipv4: a namespace with conntrack reassembles before PREROUTING.
+            whole = self.defrag(ns, pkt)
+            if whole is None:
+                return []
+            out, ctx = self.hooks(ns, HookPoint.PREROUTING, whole, None, in_if=ifname)
+            if out is None:
+                return []
+            dnat = (
+                out.ip is not None
+                and whole.ip is not None
+                and out.ip.dst != whole.ip.dst
+            )
+            pkt = out
+        else:
+            dnat = False
+        assert pkt.ip is not None
+        if ns.is_local(pkt.ip.dst):
+            return self.local_in(ns, ifname, pkt, ctx)
+        if dnat and in_port is not None and ctx is not None and eth is not None:
+            route = ns.routes.lookup(pkt.ip.dst)
+            if route is not None and route.oif == ifname and route.via is None:
+                return self.bridged_dnat(ns, ifname, in_port, eth.src, pkt, ctx)
+        if not ns.forwarding:
+            self.w.record(
+                ns,
+                ifname,
+                "drop",
+                f"not for {ns.label} and it does not forward (net.ipv4.ip_forward=0)",
+                pkt,
+                reason=DropReason.NOT_FOR_US,
+            )
+            return []
+        return self.forward(ns, ifname, pkt, ctx)
+
+    def bridged_dnat(
+        self,
+        ns: Netns,
+        br: str,
+        in_port: str,
+        src_mac: str,
+        pkt: Packet,
+        ctx: HookContext,
+    ) -> list[Emission]:
+        """br_netfilter: a frame whose DNAT (or un-SNAT) points back onto the bridge it came
+        from is bridged there, not routed (br_nf_pre_routing_finish, `bridged_dnat`)."""
+        assert pkt.ip is not None
+        self.w.record(
+            ns,
+            br,
+            "bridge",
+            f"br_netfilter: {pkt.ip.dst} is on {br} itself: the "
+            "frame is bridged back, not routed (bridged_dnat, no TTL decrement)",
+            pkt,
+        )
+        from dataplane.walker import Bridged
+
+        return self.neigh_output(
+            ns,
+            br,
+            pkt.ip.dst,
+            pkt,
+            True,
+            Bridged(pkt, ns.id, br, in_port, ctx, src_mac),
+        )
+
+    def forward(
+        self, ns: Netns, in_if: str, pkt: Packet, ctx: HookContext | None
+    ) -> list[Emission]:
+        ip = pkt.ip
+        assert ip is not None
+        route = ns.routes.lookup(ip.dst)
+        if route is None:
+            self.w.record(
+                ns,
+                "",
+                "route",
+                f"{ip.dst}: no route (net unreachable)",
+                pkt,
+                reason=DropReason.NO_ROUTE,
+            )
+            return self.icmp_error(ns, pkt, ICMP_DEST_UNREACH, UNREACH_NET)
+        self.w.record(ns, "", "route", f"{ip.dst} {route_detail(route)}", pkt)
+        if ip.ttl <= 1:
+            self.w.record(
+                ns,
+                "",
+                "drop",
+                f"ttl {ip.ttl}: time to live exceeded in transit",
+                pkt,
+                reason=DropReason.TTL,
+            )
+            return self.icmp_error(ns, pkt, ICMP_TIME_EXCEEDED, 0)
+        mtu = ns.interfaces[route.oif].mtu
+        if pkt.ip_len() > mtu and ip.df:
+            self.w.record(
+                ns,
+                route.oif,
+                "drop",
+                f"{pkt.ip_len()} bytes > mtu {mtu} of {route.oif} with DF set",
+                pkt,
+                reason=DropReason.MTU,
+            )
+            return self.icmp_error(ns, pkt, ICMP_DEST_UNREACH, UNREACH_FRAG_NEEDED, mtu)
+        pkt = pkt.with_ip(ttl=ip.ttl - 1)
+        self.w.record(
+            ns,
+            "",
+            "forward",
+            f"ip_forward: ttl {ip.ttl} -> {ip.ttl - 1}",
+            pkt,
+            (FieldDiff("ip.ttl", str(ip.ttl), str(ip.ttl - 1)),),
+        )
+        out, ctx = self.hooks(
+            ns, HookPoint.FORWARD, pkt, ctx, in_if=in_if, out_if=route.oif
+        )
+        if out is None:
+            return []
+        return self.ip_output(ns, out, route, ctx, forwarded=True)
+
+    # -- output ----------------------------------------------------------------------------
+    def output(self, ns: Netns, pkt: Packet) -> list[Emission]:
+        """A packet sent by a socket (or the kernel) of `ns`."""
+        ip = pkt.ip
+        assert ip is not None
+        route = self.route_out(ns, ip.dst)
+        if route is None:
+            self.w.record(
+                ns,
+                "",
+                "route",
+                f"{ip.dst}: no route: connect() fails with "
+                "ENETUNREACH (Network is unreachable)",
+                pkt,
+                reason=DropReason.NO_ROUTE,
+            )
+            self.local_error(
+                ns, pkt, Verdict.NO_ROUTE, "ENETUNREACH", DropReason.NO_ROUTE
+            )
+            return []
+        if ip.src == "0.0.0.0":
+            src = str(route.src) if route.src else ns.source_for(route.oif)
+            pkt = pkt.with_ip(src=src)
+        self.w.record(ns, "", "route", f"{ip.dst} {route_detail(route)}", pkt)
+        ctx: HookContext | None = None
+        if isinstance(ns.hooks, Netfilter):
+            out, ctx = self.hooks(ns, HookPoint.OUTPUT, pkt, None, out_if=route.oif)
+            if out is None:
+                return []
+            assert out.ip is not None
+            if out.ip.dst != ip.dst:  # DNAT: route again (ip_route_me_harder)
+                rerouted = self.route_out(ns, out.ip.dst)
+                if rerouted is None:
+                    self.w.record(
+                        ns,
+                        "",
+                        "route",
+                        f"{out.ip.dst}: no route",
+                        out,
+                        reason=DropReason.NO_ROUTE,
+                    )
+                    return []
+                route = rerouted
+                self.w.record(
+                    ns,
+                    "",
+                    "route",
+                    f"{out.ip.dst} {route_detail(route)} (rerouted after DNAT)",
+                    out,
+                )
+            pkt = out
+        mtu = ns.interfaces[route.oif].mtu
+        if pkt.ip_len() > mtu and pkt.ip is not None and pkt.ip.df:
+            self.w.record(
+                ns,
+                route.oif,
+                "drop",
+                f"message too long, mtu={mtu} "
+                f"({pkt.ip_len()}-byte packet with DF set): EMSGSIZE",
+                pkt,
+                reason=DropReason.MTU,
+            )
+            self.local_error(ns, pkt, Verdict.TOO_BIG, "EMSGSIZE", DropReason.MTU)
+            return []
+        return self.ip_output(ns, pkt, route, ctx, forwarded=False)
+
+    def route_out(self, ns: Netns, dst: str) -> Route | None:
+        if dst.startswith("127."):
+            # 127.0.0.0/8 is local; the source is lo's address, 127.0.0.1.
+            return Route(
+                IPv4Network(f"{dst}/32"),
+                "lo",
+                src=IPv4Address("127.0.0.1"),
+                proto="kernel",
+            )
+        if ns.is_local(dst):
+            # the `local` table: `local DST dev lo src DST` (a local address is its own source)
+            return Route(
+                IPv4Network(f"{dst}/32"), "lo", src=IPv4Address(dst), proto="kernel"
+            )
+        return ns.routes.lookup(dst)
+
+    def ip_output(
+        self,
+        ns: Netns,
+        pkt: Packet,
+        route: Route,
+        ctx: HookContext | None,
+        forwarded: bool,
+    ) -> list[Emission]:
+        out, ctx = self.hooks(ns, HookPoint.POSTROUTING, pkt, ctx, out_if=route.oif)
+        if out is None:
+            return []
+        pkt = out
+        assert pkt.ip is not None
+        nexthop = str(route.via) if route.via is not None else pkt.ip.dst
+        mtu = ns.interfaces[route.oif].mtu
+        pieces = [pkt]
+        if pkt.ip_len() > mtu:
+            pieces = fragment(pkt, mtu)
+            self.w.record(
+                ns,
+                route.oif,
+                "fragment",
+                f"{pkt.ip_len()} bytes > mtu {mtu}: {len(pieces)} fragments",
+                pkt,
+            )
+        emissions: list[Emission] = []
+        for piece in pieces:
+            emissions += self.neigh_output(ns, route.oif, nexthop, piece, forwarded)
+        return emissions
+
+    # -- neighbours (ARP) ------------------------------------------------------------------
+    def neigh_output(
+        self,
+        ns: Netns,
+        oif: str,
+        nexthop: str,
+        pkt: Packet,
+        forwarded: bool,
+        bridged: Bridged | None = None,
+    ) -> list[Emission]:
+        """Give the packet its link header, or queue it behind an ARP request.
+
+        `bridged`: the frame goes back into the bridge's forwarding instead of out of
+        `oif` (br_netfilter's bridged DNAT), keeping its sender's MAC.
+        """
+        from dataplane.walker import Xmit
+
+        iface = ns.interfaces[oif]
+        if iface.kind is Kind.LOOPBACK:
+            return [Xmit(replace(pkt, eth=Ether(ZERO_MAC, ZERO_MAC)), ns.id, oif)]
+        mac = ns.permanent_neigh.get((oif, nexthop)) or self.w.state.neigh.get(
+            (ns.id, oif, nexthop)
+        )
+        if mac is not None:
+            return [self.link_out(ns, oif, pkt, mac, bridged)]
+        key = (ns.id, oif, nexthop)
+        waiting = self.w.state.pending.get(key)
+        if waiting is not None:
+            waiting.append((pkt, forwarded, bridged))
+            return []
+        self.w.state.pending[key] = [(pkt, forwarded, bridged)]
+        assert pkt.ip is not None
+        src = pkt.ip.src if iface.has_addr(pkt.ip.src) else ns.source_for(oif)
+        req = Packet(
+            eth=Ether(iface.mac, BROADCAST, ETH_P_ARP),
+            arp=ARP(ARP_REQUEST, iface.mac, src, ZERO_MAC, nexthop),
+        )
+        self.w.record(
+            ns,
+            oif,
+            "arp",
+            f"who-has {nexthop}? tell {src} (no neighbour entry on {oif})",
+            req,
+        )
+        return [Xmit(req, ns.id, oif)]
+
+    def arp_input(self, ns: Netns, ifname: str, pkt: Packet) -> list[Emission]:
+        from dataplane.walker import Xmit
+
+        a = pkt.arp
+        iface = ns.interfaces[ifname]
+        assert a is not None
+        if a.op == ARP_REQUEST:
+            if not ns.is_local(a.pdst) or iface.kind is Kind.LOOPBACK:
+                return []
+            # arp_ignore=0: answer for any local address; the asker is learned on the way.
+            self.w.state.neigh[(ns.id, ifname, a.psrc)] = a.hwsrc
+            reply = Packet(
+                eth=Ether(iface.mac, a.hwsrc, ETH_P_ARP),
+                arp=ARP(ARP_REPLY, iface.mac, a.pdst, a.hwsrc, a.psrc),
+            )
+            self.w.record(
+                ns,
+                ifname,
+                "arp",
+                f"who-has {a.pdst} from {a.psrc}: reply {a.pdst} is-at {iface.mac}",
+                reply,
+            )
+            return [
+                Xmit(reply, ns.id, ifname),
+                *self.flush(ns, ifname, a.psrc, a.hwsrc),
+            ]
+        if a.op == ARP_REPLY and pkt.eth is not None and pkt.eth.dst == iface.mac:
+            self.w.state.neigh[(ns.id, ifname, a.psrc)] = a.hwsrc
+            self.w.record(
+                ns,
+                ifname,
+                "arp",
+                f"{a.psrc} is-at {a.hwsrc}: neighbour entry REACHABLE on {ifname}",
+                pkt,
+            )
+            return self.flush(ns, ifname, a.psrc, a.hwsrc)
+        return []
+
+    def flush(self, ns: Netns, ifname: str, ip: str, mac: str) -> list[Emission]:
+
+        waiting = self.w.state.pending.pop((ns.id, ifname, ip), [])
+        return [self.link_out(ns, ifname, p, mac, b) for p, _, b in waiting]
+
+    def link_out(
+        self, ns: Netns, oif: str, pkt: Packet, mac: str, bridged: Bridged | None
+    ) -> Emission:
+        """The packet with its link header, out of `oif` (or back into the bridge)."""
+        from dataplane.walker import Xmit
+
+        if bridged is not None:
+            return replace(bridged, pkt=pkt.with_eth(bridged.src_mac, mac))
+        return Xmit(pkt.with_eth(ns.interfaces[oif].mac, mac), ns.id, oif)
+
+    def neigh_failed(self) -> list[Emission]:
+        """Every unanswered ARP: the neighbour goes FAILED and its queue is answered."""
+        out: list[Emission] = []
+        pending, self.w.state.pending = self.w.state.pending, {}
+        for (ns_id, oif, ip), waiting in pending.items():
+            ns = self.w.fabric.netns[ns_id]
+            self.w.record(
+                ns,
+                oif,
+                "arp",
+                f"no reply for {ip} after 3 tries: neighbour FAILED",
+                reason=DropReason.NEIGH_FAILED,
+            )
+            for pkt, forwarded, _ in waiting:
+                if forwarded:
+                    out += self.icmp_error(ns, pkt, ICMP_DEST_UNREACH, UNREACH_HOST)
+                else:
+                    self.local_error(
+                        ns,
+                        pkt,
+                        Verdict.UNREACHABLE,
+                        "EHOSTUNREACH",
+                        DropReason.NEIGH_FAILED,
+                    )
+        return out
+
+    # -- ICMP errors -----------------------------------------------------------------------
+    def icmp_error(
+        self, ns: Netns, pkt: Packet, type_: int, code: int, mtu: int = 0
+    ) -> list[Emission]:
+        """Answer an offending packet (icmp_send(): never about an ICMP error, only about a
+        first fragment; the source is the address the packet was sent to when it was for
+        us, else this router's address on the route back)."""
+        from dataplane.walker import Out
+
+        ip = pkt.ip
+        assert ip is not None
+        l4 = pkt.l4
+        if isinstance(l4, ICMP) and l4.type not in (ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY):
+            return []
+        if ip.frag:
+            return []
+        back = ns.routes.lookup(ip.src)
+        if back is None:
+            return []
+        if ns.is_local(ip.dst) and not ip.dst.startswith("127."):
+            src = (
+                ip.dst
+            )  # icmp_send(): a packet for us is answered from its destination
+        else:
+            src = str(back.src) if back.src else ns.source_for(back.oif)
+        err = Packet(
+            ip=IP(src, ip.src, IPPROTO_ICMP, id=self.w.state.ip_id()),
+            l4=ICMP(type_, code, mtu=mtu, quote=pkt.l3()),
+        )
+        self.w.direction = "reply"
+        assert isinstance(err.l4, ICMP)
+        self.w.record(
+            ns, "", "icmp", f"{icmp_name(err.l4)} from {src} to {ip.src}", err
+        )
+        return [Out(err, ns.id)]
+
+    def local_error(
+        self, ns: Netns, pkt: Packet, verdict: Verdict, errno: str, reason: DropReason
+    ) -> None:
+        client = self.w.client
+        if client is not None and client.netns == ns.id:
+            self.w.finish(verdict, f"the sending socket got {errno}", reason)
+
+    # -- local delivery --------------------------------------------------------------------
+    def local_in(
+        self, ns: Netns, ifname: str, pkt: Packet, ctx: HookContext | None
+    ) -> list[Emission]:
+        whole = self.defrag(ns, pkt)
+        if whole is None:
+            return []
+        pkt = whole
+        if isinstance(ns.hooks, Netfilter):
+            out, ctx = self.hooks(ns, HookPoint.INPUT, pkt, ctx, in_if=ifname)
+            if out is None:
+                return []
+            pkt = out
+        from dataplane import sockets
+
+        return sockets.deliver(self.w, ns, ifname, pkt)
+
+    def defrag(self, ns: Netns, pkt: Packet) -> Packet | None:
+        """Gather fragments; the whole datagram once the last piece is in (ip_defrag)."""
+        ip = pkt.ip
+        assert ip is not None
+        if pkt.whole is None:
+            return pkt
+        key = (ns.id, ip.src, ip.dst, ip.id, ip.proto)
+        got = self.w.state.frags.setdefault(key, [])
+        got.append(pkt)
+        need = pkt.whole.ip_len() - IP_HLEN
+        if sum(f.frag_len for f in got) < need:
+            return None
+        del self.w.state.frags[key]
+        first = min(got, key=lambda f: f.ip.frag if f.ip else 0)
+        assert first.ip is not None
+        whole = replace(pkt.whole, eth=None, ip=replace(first.ip, mf=False, frag=0))
+        self.w.record(
+            ns,
+            "",
+            "defrag",
+            f"{len(got)} fragments reassembled ({whole.ip_len()} bytes)",
+            whole,
+        )
+        return whole
+
+
+def is_martian(src: str, kind: Kind) -> bool:
+    """Whether a received packet's source address is a martian (net/ipv4/route.c).
+
+    >>> is_martian("0.0.0.0", Kind.VETH), is_martian("127.0.0.1", Kind.LOOPBACK)
+    (True, False)
+    """
+    first = int(src.split(".", 1)[0])
+    if src == "255.255.255.255" or first == 0 or 224 <= first <= 239:
+        return True
+    return first == 127 and kind is not Kind.LOOPBACK
+
+
+def route_detail(route: Route) -> str:
+    return (
+        f"via {route.via} dev {route.oif}"
+        + (" onlink" if route.onlink else "")
+        + (f" ({'default route' if route.dst.prefixlen == 0 else route.dst})")
+        if route.via is not None
+        else f"dev {route.oif} ({route.dst}, on-link)"
+    )
+
+
+def fragment(pkt: Packet, mtu: int) -> list[Packet]:
+    """Cut a datagram into fragments that fit `mtu` (ip_fragment(): 8-byte units)."""
+    ip = pkt.ip
+    assert ip is not None
+    whole = pkt.whole or pkt.l3()
+    base = ip.frag * 8
+    total = pkt.ip_len() - IP_HLEN
+    per = (mtu - IP_HLEN) // 8 * 8
+    pieces: list[Packet] = []
+    off = 0
+    while off < total:
+        n = min(per, total - off)
+        last = off + n >= total
+        frag_ip = replace(ip, frag=(base + off) // 8, mf=(not last) or ip.mf)
+        pieces.append(Packet(eth=None, ip=frag_ip, l4=None, whole=whole, frag_len=n))
+        off += n
+    return pieces
+
+
+def diff(a: Packet, b: Packet) -> tuple[FieldDiff, ...]:
+    """What a hook changed in the IP and transport headers."""
+    out: list[FieldDiff] = []
+    if a.ip is not None and b.ip is not None:
+        for f in ("src", "dst", "ttl", "tos"):
+            x, y = getattr(a.ip, f), getattr(b.ip, f)
+            if x != y:
+                out.append(FieldDiff(f"ip.{f}", str(x), str(y)))
+    if a.sport != b.sport:
+        out.append(FieldDiff("sport", str(a.sport), str(b.sport)))
+    if a.dport != b.dport:
+        out.append(FieldDiff("dport", str(a.dport), str(b.dport)))
+    return tuple(out)
+
+
+__all__ = ["ICMP_VERDICTS", "Stack", "fragment"]

@@ -1,0 +1,121 @@
+"""The regression runner's core: find scenario files and run each, keeping every step.
+
+`dataplane test`, the JUnit writer and the pytest plugin share it.  A scenario file is a
+`.yaml`/`.yml` file with a top-level `steps:` key; other YAML files under the same folders
+(manifests referenced with `{file: ...}`, CI configuration) are not scenarios and are left
+alone.  A file named explicitly is always run.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dataplane.scenario import Runner, ScenarioResult, StepResult
+from topology.errors import SimError
+from topology.scenario import Scenario
+
+SUFFIXES = (".yaml", ".yml")
+_STEPS_KEY = re.compile(rb"^steps[ \t]*:", re.MULTILINE)
+
+
+def is_scenario_file(path: Path) -> bool:
+    """Whether `path` looks like a scenario file (YAML with a top-level `steps:` key)."""
+    if path.suffix not in SUFFIXES or not path.is_file():
+        return False
+    try:
+        return _STEPS_KEY.search(path.read_bytes()) is not None
+    except OSError:
+        return False
+
+
+def discover(paths: Iterable[Path]) -> list[Path]:
+    """Every scenario file under `paths`, each folder's files sorted by path; a path that
+    does not exist raises FileNotFoundError."""
+    found: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            found += sorted(
+                f
+                for f in p.rglob("*")
+                if f.suffix in SUFFIXES
+                and not any(part.startswith(".") for part in f.relative_to(p).parts)
+                and is_scenario_file(f)
+            )
+        elif p.exists():
+            found.append(p)
+        else:
+            raise FileNotFoundError(2, "No such file or directory", str(p))
+    return list(dict.fromkeys(found))
+
+
+@dataclass(slots=True)
+class FileRun:
+    """One scenario file's run: its steps as they finished, or the error that stopped it."""
+
+    path: Path
+    scenario: Scenario | None = None
+    steps: list[StepResult] = field(default_factory=list)
+    durations: list[float] = field(default_factory=list)  # seconds, per step
+    error: str | None = None  # the file could not be loaded, or a step could not run
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for s in self.steps if s.ok is False)
+
+    @property
+    def passed(self) -> int:
+        return sum(1 for s in self.steps if s.ok is True)
+
+    @property
+    def unchecked(self) -> int:
+        return sum(1 for s in self.steps if s.ok is None)
+
+    @property
+    def time(self) -> float:
+        return sum(self.durations)
+
+    @property
+    def name(self) -> str:
+        return self.scenario.name if self.scenario is not None else str(self.path)
+
+    def result(self) -> ScenarioResult | None:
+        """The steps that ran, as the scenario runner reports them."""
+        if self.scenario is None:
+            return None
+        return ScenarioResult(self.scenario, list(self.steps), list(self.warnings))
+
+
+def run_file(
+    path: Path, on_step: Callable[[StepResult], None] | None = None
+) -> FileRun:
+    """Load and run one scenario file; input errors are kept, not raised."""
+    from topology.loader import load_scenario
+
+    run = FileRun(path)
+    try:
+        scenario, warnings = load_scenario(path)
+    except (SimError, OSError) as err:
+        run.error = f"{path}: {err.strerror}" if isinstance(err, OSError) else str(err)
+        return run
+    run.scenario, run.warnings = scenario, list(warnings)
+    runner = Runner(scenario)
+    for i, step in enumerate(scenario.steps, 1):
+        start = time.perf_counter()
+        try:
+            res = runner.run_step(i, step)
+        except SimError as err:
+            run.error = str(err)
+            return run
+        run.durations.append(time.perf_counter() - start)
+        run.steps.append(res)
+        if on_step is not None:
+            on_step(res)
+    return run
+
+
+__all__ = ["FileRun", "discover", "is_scenario_file", "run_file"]

@@ -1,0 +1,341 @@
+"""The walk: follow a packet from device to device until nothing is left to do.
+
+Devices (`dataplane.stack`, `dataplane.bridge`, `dataplane.vxlan`, the underlay segment)
+return emissions and never call one another; only the walker follows links, counts hops,
+stops loops and records hops.  An emission is a packet leaving an interface (`Xmit`),
+arriving at one (`Rx`), or handed to a namespace's IP layer by a local sender (`Out`).
+The queue is first-in first-out, so ARP requests, replies and the packets that waited for
+them come in the order Linux would send them.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from dataplane.conntrack import Conntrack
+from dataplane.fabric import Fabric
+from dataplane.netns import Kind, Netns
+from dataplane.packet import Packet
+from dataplane.trace import DropReason, FieldDiff, Frame, Hop, Trace, Verdict
+from topology.model import Cluster
+
+
+@dataclass(frozen=True, slots=True)
+class Xmit:
+    pkt: Packet
+    netns: str
+    ifname: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rx:
+    pkt: Packet
+    netns: str
+    ifname: str
+    port: str | None = None  # the bridge port, when a bridge hands a frame up to IP
+
+
+@dataclass(frozen=True, slots=True)
+class Out:
+    """A locally generated packet entering the IP layer of `netns` (OUTPUT path)."""
+
+    pkt: Packet
+    netns: str
+
+
+@dataclass(frozen=True, slots=True)
+class Bridged:
+    """A frame that br_netfilter bridges after a DNAT (`bridged_dnat`): its new
+    destination is on the bridge it came from, so it re-enters the bridge's forwarding as
+    from `in_port`, keeping its conntrack context (no routing, no TTL decrement)."""
+
+    pkt: Packet
+    netns: str
+    bridge: str
+    in_port: str
+    ctx: Any  # the HookContext of PREROUTING (its conntrack entry goes on)
+    src_mac: str  # bridged, not routed: the sender's MAC stays
+
+
+Emission = Xmit | Rx | Out | Bridged
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """The probing socket: what it sent, so that what comes back can be recognised."""
+
+    netns: str
+    proto: int
+    sport: int
+    dst: str
+    dport: int
+
+
+@dataclass(slots=True)
+class WalkState:
+    """Everything a walk learns; a fresh state means cold caches and no connections."""
+
+    neigh: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    fdb: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    conntrack: dict[str, Conntrack] = field(default_factory=dict)
+    pending: dict[tuple[str, str, str], list[tuple[Packet, bool, Bridged | None]]] = (
+        field(default_factory=dict)
+    )
+    frags: dict[tuple[str, str, str, int, int], list[Packet]] = field(
+        default_factory=dict
+    )
+    next_ip_id: int = 1
+    # TCP connections a listening socket accepted (ns, local ip, port, peer ip, port).
+    tcp_conns: set[tuple[str, str, int, str, int]] = field(default_factory=set)
+
+    def ct(self, ns: str) -> Conntrack:
+        table = self.conntrack.get(ns)
+        if table is None:
+            table = self.conntrack[ns] = Conntrack()
+        return table
+
+    def ip_id(self) -> int:
+        self.next_ip_id += 1
+        return self.next_ip_id - 1
+
+
+@dataclass(slots=True)
+class Outcome:
+    verdict: Verdict
+    explanation: str
+    reason: DropReason | None = None
+
+
+def wants(ns: Netns, ifname: str, pkt: Packet) -> bool:
+    """Whether a frame arriving at `ns`/`ifname` is worth a hop in the trace.
+
+    Floods reach every port; the namespaces that silently ignore them (not their MAC, an
+    ARP request for someone else) are left out of the trace to keep it readable.
+    """
+    iface = ns.interfaces[ifname]
+    eth = pkt.eth
+    if iface.master is not None or eth is None or eth.dst == iface.mac:
+        return True
+    return pkt.arp is not None and pkt.arp.op == 1 and ns.is_local(pkt.arp.pdst)
+
+
+class Walker:
+    """Runs one walk over a fabric and records it into a trace."""
+
+    def __init__(
+        self,
+        fabric: Fabric,
+        cluster: Cluster,
+        trace: Trace,
+        state: WalkState | None = None,
+        client: Client | None = None,
+        hop_limit: int = 4000,
+    ) -> None:
+        from dataplane.bridge import Bridges
+        from dataplane.stack import Stack
+
+        self.fabric = fabric
+        self.cluster = cluster
+        self.trace = trace
+        self.state = state if state is not None else WalkState()
+        self.client = client
+        self.hop_limit = hop_limit
+        self.queue: deque[Emission] = deque()
+        self.outcome: Outcome | None = None
+        self.first_drop: Hop | None = None
+        self.direction = "request"
+        self.delivered_to: str | None = None  # the socket the request reached
+        self.stack = Stack(self)
+        self.bridges = Bridges(self)
+        self.steps = 0
+
+    # -- recording -------------------------------------------------------------------------
+    def record(
+        self,
+        ns: Netns | str,
+        device: str,
+        event: str,
+        detail: str,
+        pkt: Packet | None = None,
+        diffs: tuple[FieldDiff, ...] = (),
+        reason: DropReason | None = None,
+    ) -> Hop:
+        if isinstance(ns, str):
+            node, label = ns, ""
+        else:
+            node, label = ns.node, ns.label
+        hop = Hop(
+            len(self.trace.hops) + 1,
+            node,
+            label,
+            device,
+            event,
+            detail,
+            pkt,
+            diffs,
+            reason,
+            self.direction,
+        )
+        self.trace.hops.append(hop)
+        if reason is not None and self.first_drop is None:
+            self.first_drop = hop
+        return hop
+
+    def wire(self, ns: Netns, device: str, pkt: Packet) -> None:
+        """A frame seen by `tcpdump -i device` in `ns` (for `dataplane.pcap`); it takes
+        the number of the last hop recorded."""
+        self.trace.frames.append(
+            Frame(len(self.trace.hops), ns.node, ns.id, device, pkt)
+        )
+
+    def finish(
+        self, verdict: Verdict, explanation: str, reason: DropReason | None = None
+    ) -> None:
+        """The client learned the result (a reply, an error, a local failure)."""
+        if self.outcome is None:
+            self.outcome = Outcome(verdict, explanation, reason)
+
+    def emit(self, emissions: list[Emission]) -> None:
+        self.queue.extend(emissions)
+
+    # -- the loop --------------------------------------------------------------------------
+    def run(self, first: Emission | list[Emission]) -> Trace:
+        self.emit(first if isinstance(first, list) else [first])
+        while True:
+            while self.queue:
+                self.steps += 1
+                if self.steps > self.hop_limit:
+                    self.record(
+                        "walker",
+                        "",
+                        "drop",
+                        f"hop limit {self.hop_limit} reached (a forwarding loop?)",
+                        reason=DropReason.HOP_LIMIT,
+                    )
+                    self.queue.clear()
+                    break
+                self.dispatch(self.queue.popleft())
+            # ARP that nobody answered: the kernel gives up after its retries and answers
+            # the waiting packets with ICMP host unreachable (or EHOSTUNREACH locally).
+            if not self.state.pending or self.steps > self.hop_limit:
+                break
+            self.emit(self.stack.neigh_failed())
+        self.conclude()
+        return self.trace
+
+    def dispatch(self, em: Emission) -> None:
+        fab = self.fabric
+        if isinstance(em, Out):
+            self.emit(self.stack.output(fab.netns[em.netns], em.pkt))
+            return
+        if isinstance(em, Bridged):
+            ns = fab.netns[em.netns]
+            self.emit(
+                self.bridges.forward_bridged(ns, em.bridge, em.pkt, em.in_port, em.ctx)
+            )
+            return
+        ns = fab.netns[em.netns]
+        iface = ns.interfaces[em.ifname]
+        if isinstance(em, Rx):
+            if iface.master is not None:
+                # tcpdump puts the bridge in promiscuous mode: it sees every frame
+                # entering a port (br_handle_frame_finish -> br_pass_frame_up).
+                self.wire(ns, iface.master, em.pkt)
+                self.emit(self.bridges.receive(ns, iface.master, em.pkt, em.ifname))
+            elif iface.kind is Kind.VXLAN:
+                self.wire(ns, em.ifname, em.pkt)  # the decapsulated inner frame
+                self.emit(self.stack.receive(ns, em.ifname, em.pkt, em.port))
+            else:
+                self.emit(self.stack.receive(ns, em.ifname, em.pkt, em.port))
+            return
+        # Xmit: the packet leaves `iface`; follow the link.
+        pkt = em.pkt
+        if iface.kind is Kind.BRIDGE:
+            self.wire(ns, iface.ifname, pkt)
+            self.emit(self.bridges.receive(ns, iface.ifname, pkt, None))
+        elif iface.kind is Kind.VXLAN:
+            from dataplane.vxlan import encapsulate
+
+            self.wire(ns, iface.ifname, pkt)  # the inner frame, before encapsulation
+            self.emit(encapsulate(self, ns, iface, pkt))
+        elif iface.kind is Kind.VETH:
+            assert iface.peer is not None
+            peer_ns = fab.netns[iface.peer[0]]
+            if iface.master is None:  # bridge ports are recorded by the bridge
+                self.record(
+                    ns, iface.ifname, "xmit", f"{pkt.frame_len()}-byte frame", pkt
+                )
+            self.wire(ns, iface.ifname, pkt)
+            if wants(peer_ns, iface.peer[1], pkt):
+                detail = self.veth_detail(peer_ns, iface.peer[1])
+                self.record(peer_ns, iface.peer[1], "recv", detail, pkt)
+            self.wire(peer_ns, iface.peer[1], pkt)
+            self.emit([Rx(pkt, peer_ns.id, iface.peer[1])])
+        elif iface.kind is Kind.ETH:
+            self.record(
+                ns,
+                iface.ifname,
+                "xmit",
+                f"{pkt.frame_len()}-byte frame onto the {iface.segment}",
+                pkt,
+            )
+            self.wire(ns, iface.ifname, pkt)
+            self.emit(self.segment_forward(ns, iface.ifname, pkt))
+        elif iface.kind is Kind.LOOPBACK:
+            self.record(ns, "lo", "xmit", "loopback: back into this namespace", pkt)
+            self.wire(ns, "lo", pkt)
+            self.emit([Rx(pkt, ns.id, "lo")])
+
+    def veth_detail(self, ns: Netns, ifname: str) -> str:
+        iface = ns.interfaces[ifname]
+        assert iface.peer is not None
+        peer = self.fabric.netns[iface.peer[0]]
+        what = peer.label if peer.kind.value != "host" else f"{peer.node}"
+        master = f", port of {iface.master}" if iface.master else ""
+        return f"veth peer of {what} {iface.peer[1]}{master}"
+
+    def segment_forward(self, ns: Netns, ifname: str, pkt: Packet) -> list[Emission]:
+        """The underlay switch: learn the source MAC, forward or flood."""
+        seg = self.fabric.segments[ns.interfaces[ifname].segment or ""]
+        assert pkt.eth is not None
+        fdb = self.state.fdb.setdefault((seg.name, ""), {})
+        fdb[pkt.eth.src] = ns.id
+        dst = fdb.get(pkt.eth.dst)
+        if dst is not None:
+            targets = [dst] if dst != ns.id else []
+        else:
+            targets = [n for n in seg.ports if n != ns.id]
+        out: list[Emission] = []
+        for t in targets:
+            peer = self.fabric.netns[t]
+            port = seg.ports[t]
+            if wants(peer, port, pkt):
+                self.record(
+                    peer, port, "recv", f"from the {seg.name} ({ns.node} {ifname})", pkt
+                )
+            self.wire(peer, port, pkt)
+            out.append(Rx(pkt, t, port))
+        return out
+
+    # -- the result ------------------------------------------------------------------------
+    def conclude(self) -> None:
+        t = self.trace
+        if self.outcome is not None:
+            t.verdict = self.outcome.verdict
+            t.reason = self.outcome.reason
+            t.explanation = self.outcome.explanation
+        elif self.first_drop is not None and self.first_drop.reason is not None:
+            t.verdict = self.first_drop.reason.verdict
+            t.reason = self.first_drop.reason
+            t.explanation = (
+                f"dropped at {self.first_drop.where}: {self.first_drop.detail}"
+            )
+        elif self.client is None and self.delivered_to is not None:
+            t.verdict = Verdict.DELIVERED
+            t.explanation = f"delivered to {self.delivered_to}"
+        else:
+            t.verdict = Verdict.DROPPED
+            t.reason = DropReason.NO_SOCKET
+            t.explanation = "nothing came back and nothing recorded a drop"

@@ -1,0 +1,164 @@
+"""Pictures: the cluster as a learner draws it, the probe's path hop by hop.
+
+The PNG is checked the way a person looks at it: which boxes carry the path's colour,
+where the decision marks are, that the reply is drawn only when one came back.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from dataplane.draw import MARK_COLOUR, PATH_COLOUR, to_png, to_svg
+from dataplane.fabric import veth_name
+from dataplane.graph import Box, Scene, build_scene, to_mermaid
+from dataplane.sim import Simulator
+from tests.io.helpers import SCENARIOS, run_cli, simulator
+from topology.loader import load_scenario
+from topology.model import NetworkMode
+
+SVG = "{http://www.w3.org/2000/svg}"
+REQUEST = [
+    "pod:default/a", "pod:default/a/eth0", f"node-1/{veth_name('default/a')}",
+    "node-1/cbr0", "node-1", "node-1/flannel.1", "node-1/eth0", "underlay",
+    "node-2/eth0", "node-2/flannel.1", "node-2", "node-2/cbr0",
+    f"node-2/{veth_name('default/c')}", "pod:default/c/eth0", "pod:default/c",
+]  # fmt: skip
+
+
+def rgb(colour: str) -> tuple[int, int, int]:
+    return tuple(int(colour[i : i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
+
+
+def pixels(
+    img: Image.Image, box: Box, colour: str, pad: float = 2, scale: float = 2
+) -> int:
+    """How many pixels of `colour` lie on the box (its outline included)."""
+    crop = img.crop(
+        (
+            round((box.x - pad) * scale),
+            round((box.y - pad) * scale),
+            round((box.x + box.w + pad) * scale),
+            round((box.y + box.h + pad) * scale),
+        )
+    )
+    want = rgb(colour)
+    colours = crop.getcolors(1 << 16)
+    assert colours is not None, "too many colours to count"
+    return sum(n for n, c in colours if c == want)
+
+
+@pytest.fixture(scope="module")
+def delivered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Scene, Image.Image]:
+    sim = simulator()
+    scene = build_scene(sim, sim.probe("default/a", "default/c", 80))
+    path = tmp_path_factory.mktemp("png") / "a-to-c.png"
+    to_png(scene, path)
+    return scene, Image.open(path).convert("RGB")
+
+
+def test_the_path_is_numbered_device_by_device(
+    delivered: tuple[Scene, Image.Image],
+) -> None:
+    scene, _ = delivered
+    request = [v.key for v in scene.path if v.direction == "request"]
+    reply = [v.key for v in scene.path if v.direction == "reply"]
+    assert request == REQUEST
+    assert reply == REQUEST[::-1]
+    assert [v.number for v in scene.path] == list(range(1, len(scene.path) + 1))
+
+
+def test_png_shows_the_path_on_the_boxes_it_crossed(
+    delivered: tuple[Scene, Image.Image],
+) -> None:
+    scene, img = delivered
+    assert img.size == (round(scene.width * 2), round(scene.height * 2))
+    orange, violet = PATH_COLOUR["request"], PATH_COLOUR["reply"]
+    for key in REQUEST:
+        assert pixels(img, scene.boxes[key], orange) > 50, key
+    for key in ("pod:default/b", "pod:default/b/eth0", f"node-1/{veth_name('default/b')}",
+                "gateway", "external:web"):  # fmt: skip
+        assert pixels(img, scene.boxes[key], orange) == 0, key
+        assert pixels(img, scene.boxes[key], violet) == 0, key
+    assert pixels(img, scene.boxes["node-2/flannel.1"], violet) > 20  # the reply too
+
+
+def test_png_marks_the_policy_decision() -> None:
+    scenario, _ = load_scenario(SCENARIOS / "networkpolicy-lab.yaml")
+    sim = Simulator(scenario.cluster)
+    trace = sim.probe("default/pod1", "default/httpd-deployment-1", 80)
+    assert trace.verdict is not None and trace.verdict.value == "denied-ingress"
+    scene = build_scene(sim, trace)
+    deny = [m for m in scene.marks if m.kind == "deny"]
+    assert [m.key for m in deny] == ["node-1"]  # the ingress rule, on the pod's node
+    assert "isolated for ingress by default/test-np" in deny[0].text
+    img = _png(scene)
+    red = MARK_COLOUR["deny"]
+    assert pixels(img, scene.boxes["node-1"], red, pad=12) > 100
+    assert pixels(img, scene.boxes["node-2"], red, pad=12) == 0
+    assert not any(v.direction == "reply" for v in scene.path)
+    violet = rgb(PATH_COLOUR["reply"])
+    legend_free = img.crop((0, 0, img.width, round(img.height * 0.8)))
+    colours = legend_free.getcolors(1 << 16)
+    assert colours is not None and violet not in {c for _, c in colours}
+
+
+def _png(scene: Scene) -> Image.Image:
+    import io
+
+    buf = io.BytesIO()
+    to_png(scene, buf)
+    buf.seek(0)
+    return Image.open(buf).convert("RGB")
+
+
+def test_svg_names_every_device() -> None:
+    sim = simulator(NetworkMode.ROUTED)
+    scene = build_scene(sim, sim.probe("default/a", "external/web", 80))
+    root = ET.fromstring(to_svg(scene))
+    texts = [t.text or "" for t in root.iter(f"{SVG}text")]
+    for want in ("default/a", "10.0.1.3", "eth0", veth_name("default/a"),
+                 "cbr0  10.0.1.1/24  (bridge)", "eth0  10.100.0.2/24",
+                 "underlay  10.100.0.0/24  (the nodes' L2 segment)",
+                 "10.0.2.0/24 via 10.100.0.3 dev eth0", "external web"):  # fmt: skip
+        assert any(want in t for t in texts), want
+    assert not any("flannel.1" in t for t in texts)  # no overlay in routed mode
+    hot = {r.get("data-key") for r in root.iter(f"{SVG}rect") if r.get("data-hot")}
+    assert {"gateway", "external:web", "node-1/eth0", "underlay"} <= hot
+    assert "node-2/eth0" not in hot
+    dots = list(root.iter(f"{SVG}circle"))
+    assert len(dots) >= len(scene.path)
+
+
+def test_mermaid() -> None:
+    sim = simulator()
+    text = to_mermaid(build_scene(sim, sim.probe("default/a", "default/b", 80)))
+    lines = text.splitlines()
+    assert lines[0] == "flowchart TB"
+    assert '  subgraph n_node_1_panel["node node-1"]' in lines
+    assert "  n_pod_default_a ==>|2| n_pod_default_a_eth0" in lines
+    assert any(line.startswith("  linkStyle ") for line in lines)
+    assert not any("n_node_1_flannel_1 ==>" in line for line in lines)  # bridged at L2
+
+
+def test_cli_graph(tmp_path: Path) -> None:
+    file = SCENARIOS / "cross-node-vxlan.yaml"
+    r = run_cli("graph", file, "-o", tmp_path / "t.svg", "--from", "default/a", "--to",
+                "default/c", "--port", "80")  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    assert r.stderr.strip().endswith("(delivered)")
+    assert ET.parse(tmp_path / "t.svg").getroot().tag == f"{SVG}svg"
+    r = run_cli("graph", file, "-o", tmp_path / "t.png")
+    assert (
+        r.exit_code == 0
+        and (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    )
+    r = run_cli("graph", file, "--format", "mermaid")
+    assert r.exit_code == 0 and r.stdout.startswith("flowchart TB")
+    r = run_cli("graph", file, "-o", tmp_path / "t.gif")
+    assert r.exit_code == 2 and "cannot tell the picture format from 'gif'" in r.stderr
+    r = run_cli("graph", file, "-o", tmp_path / "t.svg", "--from", "default/a")
+    assert r.exit_code == 2 and "--from and --to go together" in r.stderr

@@ -1,0 +1,275 @@
+"""The reachability matrix: the fast path (policy per equivalence class, one walk per kind
+of path) equals walking every pair, on random clusters and random policies; the grid."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dataplane.matrix import Matrix, compute_matrix, walk_matrix
+from dataplane.netfilter import ACCEPT, Drop
+from dataplane.sim import Simulator
+from dataplane.trace import Verdict
+from tests.netpol.clusters import nodes, policy, xyz
+from topology.model import (
+    Cluster,
+    ClusterConfig,
+    Container,
+    ContainerPort,
+    IPBlock,
+    LabelSelector,
+    Namespace,
+    NetworkMode,
+    NetworkPolicy,
+    Pod,
+    PolicyPeer,
+    PolicyPort,
+    PolicyRule,
+    Protocol,
+    Requirement,
+    SelectorOp,
+)
+
+KEYS = ["app", "role"]
+VALUES = ["a", "b"]
+NS_NAMES = ["x", "y", "z"]
+PORT_CHOICES = [
+    ContainerPort(80, Protocol.TCP, "http"),
+    ContainerPort(81, Protocol.UDP, "dns"),
+    ContainerPort(80, Protocol.SCTP, "sctp"),
+    ContainerPort(8080, Protocol.TCP, "alt"),
+]
+
+labels_st = st.dictionaries(st.sampled_from(KEYS), st.sampled_from(VALUES), max_size=2)
+
+
+@st.composite
+def selectors(draw: st.DrawFn) -> LabelSelector:
+    labels = draw(labels_st)
+    reqs = []
+    for _ in range(draw(st.integers(0, 1))):
+        op = draw(st.sampled_from(list(SelectorOp)))
+        values = ()
+        if op in (SelectorOp.IN, SelectorOp.NOT_IN):
+            values = tuple(
+                draw(
+                    st.lists(
+                        st.sampled_from(VALUES), min_size=1, max_size=2, unique=True
+                    )
+                )
+            )
+        reqs.append(Requirement(draw(st.sampled_from([*KEYS, "team"])), op, values))
+    return LabelSelector(labels, tuple(reqs))
+
+
+@st.composite
+def peers(draw: st.DrawFn, pod_ips: list[str]) -> PolicyPeer:
+    kind = draw(st.sampled_from(["pod", "ns", "both", "block"]))
+    if kind == "block":
+        cidr = draw(st.sampled_from(["10.0.0.0/8", "10.0.1.0/24", "10.0.2.0/24", "0.0.0.0/0", *(f"{ip}/32" for ip in pod_ips)]))  # fmt: skip
+        net = IPv4Network(cidr)
+        excepts: tuple[IPv4Network, ...] = ()
+        inner = [
+            f"{ip}/32"
+            for ip in pod_ips
+            if IPv4Address(ip) in net and net.prefixlen < 32
+        ]
+        if inner and draw(st.booleans()):
+            excepts = (IPv4Network(draw(st.sampled_from(inner))),)
+        return PolicyPeer(ip_block=IPBlock(net, excepts))
+    pod_sel = draw(selectors()) if kind in ("pod", "both") else None
+    ns_sel = draw(selectors()) if kind in ("ns", "both") else None
+    return PolicyPeer(pod_selector=pod_sel, namespace_selector=ns_sel)
+
+
+@st.composite
+def policy_ports(draw: st.DrawFn) -> PolicyPort:
+    proto = draw(st.sampled_from([Protocol.TCP, Protocol.UDP, Protocol.SCTP]))
+    number = draw(
+        st.sampled_from([None, 80, 81, 8080, 79, "http", "dns", "sctp", "alt"])
+    )
+    end = None
+    if isinstance(number, int) and draw(st.booleans()):
+        end = number + draw(st.integers(0, 2))
+    return PolicyPort(proto, number, end)
+
+
+@st.composite
+def rules(draw: st.DrawFn, pod_ips: list[str]) -> PolicyRule:
+    ps = draw(st.lists(peers(pod_ips), max_size=2))
+    ports = draw(st.lists(policy_ports(), max_size=2))
+    return PolicyRule(tuple(ps), tuple(ports))
+
+
+@st.composite
+def clusters(draw: st.DrawFn) -> Cluster:
+    mode = draw(st.sampled_from(list(NetworkMode)))
+    node_specs = nodes(draw(st.integers(1, 3)))
+    ns_count = draw(st.integers(1, 3))
+    namespaces: dict[str, Namespace] = {}
+    for n in NS_NAMES[:ns_count]:
+        team = draw(
+            st.dictionaries(st.just("team"), st.sampled_from(VALUES), max_size=1)
+        )
+        namespaces[n] = Namespace(n, {"kubernetes.io/metadata.name": n, **team})
+    pods: list[Pod] = []
+    next_host = {n.name: 2 for n in node_specs}
+    for i in range(draw(st.integers(1, 6))):
+        node = draw(st.sampled_from(node_specs))
+        host_network = draw(st.integers(0, 9)) == 0
+        if host_network:
+            ip = node.ip
+        else:
+            ip = node.pod_cidr.network_address + next_host[node.name]
+            next_host[node.name] += 1
+        ports = tuple(
+            draw(st.lists(st.sampled_from(PORT_CHOICES), max_size=3, unique=True))
+        )
+        pods.append(
+            Pod(
+                draw(st.sampled_from(list(namespaces))),
+                f"p{i}",
+                node.name,
+                ip,
+                draw(labels_st),
+                (Container("c", ports),),
+                host_network=host_network,
+            )
+        )
+    pod_ips = [str(p.ip) for p in pods if not p.host_network]
+    policies: list[NetworkPolicy] = []
+    for i in range(draw(st.integers(0, 4))):
+        ingress = tuple(draw(st.lists(rules(pod_ips), max_size=2)))
+        egress = tuple(draw(st.lists(rules(pod_ips), max_size=2)))
+        types = draw(
+            st.sampled_from([None, ("Ingress",), ("Egress",), ("Ingress", "Egress")])
+        )
+        ns = draw(st.sampled_from(list(namespaces)))
+        policies.append(
+            policy(f"{ns}/np{i}", draw(selectors()), ingress, egress, types)
+        )
+    cfg = ClusterConfig(network=mode, nodes=node_specs, dns=False)
+    return Cluster(
+        cfg, namespaces, {p.key: p for p in pods}, policies={p.key: p for p in policies}
+    )
+
+
+COMBOS = [(80, Protocol.TCP), (81, Protocol.UDP), (80, Protocol.SCTP), (8080, Protocol.TCP), (None, Protocol.ICMP)]  # fmt: skip
+
+
+@settings(
+    max_examples=150,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(clusters(), st.sampled_from(COMBOS))
+def test_the_matrix_equals_walking_every_pair(
+    cluster: Cluster, combo: tuple[int | None, Protocol]
+) -> None:
+    port, proto = combo
+    sim = Simulator(cluster)
+    names = [p.key for p in cluster.pods.values() if not p.host_network]
+    fast = compute_matrix(sim, names, names, port, proto)
+    walked = walk_matrix(sim, names, names, port, proto)
+    assert fast.grid() == walked.grid()
+    assert fast.rows == walked.rows  # denied-egress and denied-ingress told apart too
+
+
+def test_the_grid_reads_like_the_upstream_e2e_tests() -> None:
+    m = Matrix(["x/a", "x/b"], ["x/a", "x/b", "y/c"], [".EI", "R.."])
+    assert m.grid() == (
+        "     0 1 2\nx/a  . X X\nx/b  R . .\ncolumns: 0: x/a, 1: x/b, 2: y/c"
+    )
+    assert m.denied() == {("x/a", "x/b"), ("x/a", "y/c"), ("x/b", "x/a")}
+    assert m.verdict(0, 1) is Verdict.DENIED_EGRESS
+    assert m.counts() == {
+        "delivered": 3,
+        "denied-egress": 1,
+        "denied-ingress": 1,
+        "refused": 1,
+    }
+
+
+def test_mixed_endpoints_and_user_hooks_fall_back_to_walking() -> None:
+    deny = policy("x/deny", LabelSelector({"pod": "a"}), types=("Ingress",))
+    sim = Simulator(xyz(deny))
+    sources = ["x/a", "node/node-2", "y/b"]
+    targets = ["x/a", "external/vault", "y/c"]
+    fast = compute_matrix(sim, sources, targets, 80, Protocol.TCP)
+    assert fast.rows == walk_matrix(sim, sources, targets, 80, Protocol.TCP).rows
+    assert fast.verdict(1, 0) is Verdict.DENIED_INGRESS  # node-2 is not x/a's node
+
+    def no_udp(pkt: object, ctx: object) -> object:
+        ip = getattr(pkt, "ip", None)
+        return Drop("no UDP here") if ip is not None and ip.proto == 17 else ACCEPT
+
+    sim.add_hook("FORWARD", no_udp, name="no-udp")  # type: ignore[arg-type]
+    names = ["x/a", "y/b", "z/c"]
+    fast = compute_matrix(sim, names, names, 81, Protocol.UDP)
+    assert fast.rows == walk_matrix(sim, names, names, 81, Protocol.UDP).rows
+    assert fast.verdict(1, 2) is Verdict.DROPPED
+
+
+def test_a_named_port_resolves_on_each_destination() -> None:
+    sim = Simulator(xyz())
+    names = ["x/a", "y/b"]
+    m = compute_matrix(sim, names, names, "serve-81-udp", Protocol.UDP)
+    assert m.rows == walk_matrix(sim, names, names, "serve-81-udp", Protocol.UDP).rows
+    with pytest.raises(ValueError, match="is not a TCP port of pod x/a"):
+        compute_matrix(sim, names, names, "serve-81-udp", Protocol.TCP)
+
+
+STEP_SCENARIO = """\
+name: matrix step
+cluster: {dns: false}
+manifests:
+  - {apiVersion: v1, kind: Pod, metadata: {name: a, labels: {app: a}}, spec: {nodeName: node-1, containers: [{name: c, image: x, ports: [{containerPort: 80}]}]}}
+  - {apiVersion: v1, kind: Pod, metadata: {name: b, labels: {app: b}}, spec: {nodeName: node-2, containers: [{name: c, image: x, ports: [{containerPort: 80}]}]}}
+  - apiVersion: networking.k8s.io/v1
+    kind: NetworkPolicy
+    metadata: {name: only-a}
+    spec:
+      podSelector: {matchLabels: {app: a}}
+      ingress: [{from: [{podSelector: {matchLabels: {app: a}}}]}]
+steps:
+  - matrix: {port: 80, expect: {denied: []}}
+  - matrix: {port: 80, expect: {allowed: [default/a -> default/a, default/b -> default/b, default/a -> default/b]}}
+  - matrix: {port: 80, expect: {denied: [default/a -> default/c]}}
+"""
+
+
+def test_a_matrix_step_says_which_cells_differ(tmp_path: Path) -> None:
+    from dataplane.scenario import Runner
+    from topology.errors import TopologyError
+    from topology.loader import load_scenario
+
+    f = tmp_path / "m.yaml"
+    f.write_text(STEP_SCENARIO)
+    scenario, _ = load_scenario(f)
+    runner = Runner(scenario)
+    wrong = runner.run_step(1, scenario.steps[0])
+    assert wrong.ok is False
+    assert (
+        wrong.message
+        == "default/b -> default/a: expected delivered, got denied-ingress"
+    )
+    assert (wrong.expected, wrong.actual) == (
+        "0 pair(s) not delivered",
+        "1 pair(s) not delivered",
+    )
+    grid = wrong.data["matrix"]["grid"]
+    assert grid.splitlines()[1:3] == ["default/a  . .", "default/b  X ."]
+    assert wrong.data["matrix"]["rows"] == ["..", "I."]
+    right = runner.run_step(2, scenario.steps[1])
+    assert right.ok is True
+    with pytest.raises(
+        TopologyError,
+        match="matrix pair 'default/a -> default/c' is not a cell of this matrix",
+    ):
+        runner.run_step(3, scenario.steps[2])

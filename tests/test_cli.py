@@ -1,0 +1,137 @@
+"""The `dataplane` command: exit statuses, error messages, the views of a trace."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def dataplane(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dataplane.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_run_passes_with_exit_0() -> None:
+    r = dataplane("run", "--quiet", "scenarios/ttl-lesson.yaml")
+    assert r.returncode == 0, r.stderr
+    assert "4 passed, 0 failed" in r.stdout
+
+
+def test_a_failed_expectation_exits_1_and_says_where(tmp_path: Path) -> None:
+    f = tmp_path / "s.yaml"
+    f.write_text(
+        "name: wrong\n"
+        "manifests:\n"
+        "  - {kind: Pod, apiVersion: v1, metadata: {name: a}, spec: {containers: [{name: c, image: x}]}}\n"
+        "  - {kind: Pod, apiVersion: v1, metadata: {name: b}, spec: {containers: [{name: c, image: x, ports: [{containerPort: 80}]}]}}\n"
+        "steps:\n"
+        "  - probe: {from: default/a, to: default/b, port: 81, expect: delivered}\n"
+    )
+    r = dataplane("run", "--quiet", str(f))
+    assert r.returncode == 1
+    assert f"{f}:6: expected delivered, got refused" in r.stdout
+    assert "0 passed, 1 failed" in r.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("name: x\nsteps: [\n", ":3"),
+        (
+            "name: x\nclustr: {}\nsteps: [{probe: {from: a/b, to: a/c, port: 1}}]\n",
+            ":2",
+        ),
+        (
+            "name: x\ncluster: {network: vxlam}\nsteps: [{probe: {from: a/b, to: a/c, port: 1}}]\n",
+            "vxlam",
+        ),
+    ],
+    ids=["yaml-syntax", "unknown-key", "bad-network"],
+)
+def test_invalid_input_exits_2_with_one_error_line(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    f = tmp_path / "bad.yaml"
+    f.write_text(text)
+    r = dataplane("run", str(f))
+    assert r.returncode == 2
+    assert r.stderr.startswith(f"error: {f}")
+    assert message in r.stderr
+    assert "Traceback" not in r.stderr
+    assert r.stdout == ""
+
+
+def test_an_unknown_endpoint_is_an_input_error() -> None:
+    r = dataplane(
+        "trace",
+        "scenarios/same-node.yaml",
+        "--from",
+        "default/a",
+        "--to",
+        "default/zz",
+        "--port",
+        "80",
+    )
+    assert r.returncode == 2
+    assert "default/zz" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_a_missing_file_is_an_input_error() -> None:
+    r = dataplane("run", "no-such-file.yaml")
+    assert r.returncode == 2
+    assert "no-such-file.yaml" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_trace_shows_every_hop_and_the_verdict() -> None:
+    r = dataplane(
+        "trace",
+        "scenarios/cross-node-vxlan.yaml",
+        "--from",
+        "default/a",
+        "--to",
+        "default/c",
+        "--port",
+        "80",
+    )
+    assert r.returncode == 0, r.stderr
+    for text in ("flannel.1", "encap", "decap", "SYN-ACK", "verdict: delivered"):
+        assert text in r.stdout
+
+
+def test_trace_minimal_is_one_line_per_hop() -> None:
+    r = dataplane(
+        "trace",
+        "scenarios/same-node.yaml",
+        "--from",
+        "default/a",
+        "--to",
+        "default/b",
+        "--port",
+        "80",
+        "--format",
+        "minimal",
+    )
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("# TCP default/a -> default/b:80")
+    assert lines[-1] == "verdict delivered"
+    assert lines[1].startswith("1 node-1 pod:default/a route: 10.0.1.4 dev eth0")
+
+
+def test_help_lists_the_commands() -> None:
+    r = dataplane("--help")
+    assert r.returncode == 0
+    for cmd in ("run", "trace"):
+        assert cmd in r.stdout

@@ -1,0 +1,306 @@
+"""`kubectl apply` on a working copy of the cluster: create, replace, reconcile workloads.
+
+Objects are processed Namespaces first, then Pods and workloads in file order, then Services,
+then NetworkPolicies.  Each object's `${ip:ENDPOINT}` references are resolved just before it
+is validated, against the cluster as it is at that moment.  A workload is reconciled: more
+replicas add pods, fewer remove the highest ordinals, a changed template updates its pods in
+place (keeping their addresses); a pod that may no longer run on its node is recreated.
+ClusterIPs and nodePorts that Services ask for by value are kept from the automatic
+allocation of the Services before them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import replace
+from ipaddress import IPv4Address
+from typing import Any
+
+from topology.endpoint import substitute
+from topology.errors import TopologyError
+from topology.manifest import (
+    KubeObject,
+    Origin,
+    describe_object,
+    has_refs,
+    parse_manifest,
+)
+from topology.model import (
+    Loc,
+    Namespace,
+    NodeSpec,
+    Service,
+    ServicePort,
+    ServiceType,
+    Workload,
+)
+from topology.normalize import PodTemplate, ServiceDraft, WorkloadDraft, draft
+from topology.scenario import Manifest
+from topology.selectors import format_selector
+from topology.state import ClusterState
+from topology.workload import desired_pods, eligible, owner_ref
+from topology.yamlsource import PathPart
+
+_RANK = {"Namespace": 0, "Service": 2, "NetworkPolicy": 3}  # Pods and workloads: 1
+
+
+class Applier:
+    """Applies manifests to a ClusterState, kubectl-apply style (see the module doc)."""
+
+    def __init__(
+        self, state: ClusterState, warnings: list[str], resolve_refs: bool
+    ) -> None:
+        self.state = state
+        self.warnings = warnings
+        self.resolve_refs = resolve_refs
+
+    def run(self, manifests: Sequence[Manifest]) -> None:
+        def rank(i: int) -> tuple[int, int]:
+            kind = manifests[i].data.get("kind")
+            return (_RANK.get(kind, 1) if isinstance(kind, str) else 0, i)
+
+        self.hold_explicit(manifests)
+        seen: dict[tuple[str, str], Loc] = {}
+        for index in sorted(range(len(manifests)), key=rank):
+            manifest = manifests[index]
+            if self.resolve_refs and has_refs(manifest.data):
+                manifest = self.resolve(manifest)
+            obj = parse_manifest(manifest)
+            ident = (obj.kind, obj.key)
+            if ident in seen:
+                raise obj.origin.error(
+                    ("metadata", "name"),
+                    f"duplicate {obj.kind} {obj.key} (first at {seen[ident]})",
+                )
+            seen[ident] = obj.origin.loc(())
+            self.one(obj)
+
+    def hold_explicit(self, manifests: Sequence[Manifest]) -> None:
+        """Keep the clusterIPs and nodePorts that Services ask for by value from automatic
+        allocation to the Services before them (lowest-free allocation would collide)."""
+        for manifest in manifests:
+            spec = manifest.data.get("spec")
+            if manifest.data.get("kind") != "Service" or not isinstance(spec, dict):
+                continue
+            ip = spec.get("clusterIP")
+            if isinstance(ip, str) and ip.count(".") == 3:
+                with contextlib.suppress(ValueError):
+                    self.state.service_ips.hold(IPv4Address(ip))
+            for port in spec.get("ports") or ():
+                number = port.get("nodePort") if isinstance(port, dict) else None
+                if isinstance(number, int):
+                    self.state.node_ports.hold(number)
+
+    def resolve(self, manifest: Manifest) -> Manifest:
+        """The manifest with every `${ip:...}` replaced, as the cluster is now."""
+        origin = Origin(describe_object(manifest.data), manifest)
+        view = self.state.view()
+
+        def walk(value: Any, path: tuple[PathPart, ...]) -> Any:
+            if isinstance(value, str):
+                try:
+                    return substitute(value, view)
+                except TopologyError as err:
+                    raise origin.error(
+                        path, f"cannot resolve {value!r}: {err.reason}"
+                    ) from None
+            if isinstance(value, dict):
+                return {k: walk(v, (*path, k)) for k, v in value.items()}
+            if isinstance(value, list):
+                return [walk(v, (*path, i)) for i, v in enumerate(value)]
+            return value
+
+        return Manifest(walk(manifest.data, ()), manifest.loc, manifest.lines)
+
+    def one(self, obj: KubeObject) -> None:
+        result = draft(obj, self.warnings)
+        if isinstance(result, Namespace):
+            self.state.namespaces[obj.name] = result
+            return
+        if obj.namespace not in self.state.namespaces:
+            raise obj.origin.error(
+                ("metadata", "namespace"),
+                f"namespace {obj.namespace!r} does not exist"
+                f" (namespaces: {', '.join(self.state.namespaces)})",
+            )
+        if isinstance(result, PodTemplate):
+            self.pod(obj, result)
+        elif isinstance(result, WorkloadDraft):
+            self.workload(obj, result)
+        elif isinstance(result, ServiceDraft):
+            self.service(obj, result)
+        else:
+            self.state.policies[obj.key] = result
+
+    def place(
+        self, obj: KubeObject, template: PodTemplate, spec: tuple[PathPart, ...]
+    ) -> NodeSpec:
+        node = self.state.scheduler.pick(template)
+        if node is not None:
+            return node
+        nodes = self.state.config.nodes
+        listing = ", ".join(n.name for n in nodes)
+        if (
+            template.node_name is not None
+            and self.state.scheduler.node(template.node_name) is None
+        ):
+            raise obj.origin.error(
+                (*spec, "nodeName"),
+                f"no node {template.node_name!r} (nodes: {listing})",
+            )
+        shown = ",".join(f"{k}={v}" for k, v in template.node_selector.items())
+        raise obj.origin.error(
+            (*spec, "nodeSelector"), f"no node matches {shown} (nodes: {listing})"
+        )
+
+    def pod(self, obj: KubeObject, template: PodTemplate) -> None:
+        state, loc = self.state, obj.origin.loc(())
+        old = state.pods.get(obj.key)
+        if old is None:
+            node = self.place(obj, template, ("spec",))
+            state.add_pod(obj.namespace, obj.name, node, template, None, loc, obj.ref)
+            return
+        if old.owner is not None:
+            raise obj.origin.error(
+                ("metadata", "name"),
+                f"pod {obj.key} already exists, owned by {old.owner}",
+            )
+        changed = [
+            what
+            for what, differs in (
+                ("containers", old.containers != template.containers),
+                ("hostNetwork", old.host_network != template.host_network),
+                ("nodeName", template.node_name not in (None, old.node)),
+            )
+            if differs
+        ]
+        if changed:
+            raise obj.origin.error(
+                ("spec",),
+                f"pod updates may not change {', '.join(changed)} (delete the pod first)",
+            )
+        state.update_pod(obj.key, template, loc)
+
+    def workload(self, obj: KubeObject, wd: WorkloadDraft) -> None:
+        state, loc = self.state, obj.origin.loc(())
+        owner = owner_ref(obj.kind, obj.name)
+        old = state.workloads.get(obj.key)
+        if old is not None and old.kind != obj.kind:
+            raise obj.origin.error(
+                ("metadata", "name"),
+                f"a {old.kind} named {obj.name!r} already exists in namespace"
+                f" {obj.namespace!r} (workload pods are named NAME-ORDINAL, so workload"
+                " names are shared across kinds here)",
+            )
+        if old is not None and old.selector != wd.selector:
+            raise obj.origin.error(
+                ("spec", "selector"),
+                f"field is immutable (was {format_selector(old.selector)}; delete the"
+                f" {obj.kind} first)",
+            )
+        desired = desired_pods(obj.name, wd, state.config.nodes)
+        if old is not None:
+            wanted = {name for name, _ in desired}
+            stale = [
+                p.key
+                for p in state.pods.values()
+                if p.owner == owner
+                and p.namespace == obj.namespace
+                and p.name not in wanted
+            ]
+            for key in reversed(stale):
+                state.remove_pod(key)
+        template = wd.template
+        for name, fixed in desired:
+            key = f"{obj.namespace}/{name}"
+            current = state.pods.get(key)
+            if current is not None:
+                if current.owner != owner:
+                    by = current.owner or "a Pod manifest"
+                    raise obj.origin.error(
+                        ("metadata", "name"),
+                        f"pod {key} already exists (created by {by})",
+                    )
+                node = state.config.nodes[state.scheduler.index[current.node]]
+                if (
+                    eligible(template, node)
+                    and current.host_network == template.host_network
+                ):
+                    state.update_pod(key, template, loc)
+                    continue
+                state.remove_pod(key)
+            node = fixed or self.place(obj, template, ("spec", "template", "spec"))
+            state.add_pod(obj.namespace, name, node, template, owner, loc, obj.ref)
+        state.workloads[obj.key] = Workload(
+            obj.kind, obj.namespace, obj.name, len(desired), loc, wd.selector
+        )
+
+    def service(self, obj: KubeObject, sd: ServiceDraft) -> None:
+        state = self.state
+        old = state.services.get(obj.key)
+        if old is not None:
+            same = sd.headless == (old.cluster_ip is None) and sd.requested_ip in (
+                None,
+                old.cluster_ip,
+            )
+            if not same:
+                raise obj.origin.error(
+                    ("spec", "clusterIP"),
+                    f"field is immutable (the Service has clusterIP {old.cluster_ip or 'None'};"
+                    " delete it first)",
+                )
+            ip = old.cluster_ip
+            for port in old.ports:
+                if port.node_port is not None:
+                    state.node_ports.release(port.node_port)
+        elif sd.headless:
+            ip = None
+        elif sd.requested_ip is not None:
+            reason = state.service_ips.claim(sd.requested_ip)
+            if reason is not None:
+                raise obj.origin.error(("spec", "clusterIP"), reason)
+            ip = sd.requested_ip
+        else:
+            ip = state.service_ips.allocate()
+            if ip is None:
+                raise obj.origin.error(
+                    (), f"serviceCIDR {state.config.service_cidr} is exhausted"
+                )
+        ports = self.node_ports(obj, sd.service, old)
+        state.services[obj.key] = replace(sd.service, cluster_ip=ip, ports=ports)
+
+    def node_ports(
+        self, obj: KubeObject, svc: Service, old: Service | None
+    ) -> tuple[ServicePort, ...]:
+        if svc.type is ServiceType.CLUSTER_IP:
+            return svc.ports
+        pool = self.state.node_ports
+        claimed: set[int] = set()
+        for index, p in enumerate(svc.ports):
+            if p.node_port is not None and p.node_port not in claimed:
+                if not pool.claim(p.node_port):
+                    raise obj.origin.error(
+                        ("spec", "ports", index, "nodePort"),
+                        f"{p.node_port} is already allocated",
+                    )
+                claimed.add(p.node_port)
+        previous = {
+            (p.port, p.protocol): p.node_port
+            for p in (old.ports if old else ())
+            if p.node_port
+        }
+        out = []
+        for p in svc.ports:
+            number = p.node_port
+            if number is None:
+                kept = previous.get((p.port, p.protocol))
+                number = (
+                    kept if kept is not None and pool.claim(kept) else pool.allocate()
+                )
+                if number is None:
+                    raise obj.origin.error(
+                        ("spec", "ports"), "no free NodePort left (30000-32767)"
+                    )
+            out.append(replace(p, node_port=number))
+        return tuple(out)

@@ -1,0 +1,172 @@
+"""Deterministic address management: pod IPs, MACs, Service ClusterIPs and NodePorts.
+
+Real clusters pick ClusterIPs at random; here every allocator hands out the LOWEST free value,
+so the same scenario always gives the same addresses:
+- a node's bridge takes the first host of its podCIDR (the `host-local` IPAM gateway), pods
+  take the lowest free host from `.2` on, a deleted pod's address becomes free again;
+- `.1` of serviceCIDR is `default/kubernetes`, `.10` is kube-dns (reserved even without DNS,
+  so turning DNS off never shifts other ClusterIPs), others the lowest free from `.2`;
+- NodePorts come from 30000-32767 (kube-apiserver `--service-node-port-range`), lowest first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from ipaddress import IPv4Address, IPv4Network
+
+NODE_PORT_RANGE = (30000, 32767)
+KUBERNETES_OFFSET = 1
+DNS_OFFSET = 10
+
+
+def mac_for(ip: IPv4Address | str) -> str:
+    """The MAC the CNI bridge plugin derives from an IPv4 address (`0a:58` + the 4 bytes).
+
+    >>> mac_for(IPv4Address("10.0.1.3"))
+    '0a:58:0a:00:01:03'
+    >>> mac_for("10.0.2.1")
+    '0a:58:0a:00:02:01'
+    """
+    packed = IPv4Address(ip).packed
+    return "0a:58:" + ":".join(f"{b:02x}" for b in packed)
+
+
+def host(network: IPv4Network, offset: int) -> IPv4Address:
+    """The address `offset` hosts into a network.
+
+    >>> host(IPv4Network("10.96.0.0/12"), 10)
+    IPv4Address('10.96.0.10')
+    """
+    return network.network_address + offset
+
+
+def kubernetes_ip(service_cidr: IPv4Network) -> IPv4Address:
+    """ClusterIP of `default/kubernetes` (the first address of serviceCIDR)."""
+    return host(service_cidr, KUBERNETES_OFFSET)
+
+
+def dns_ip(service_cidr: IPv4Network) -> IPv4Address:
+    """ClusterIP of `kube-system/kube-dns` (`.10`, kubelet's conventional `--cluster-dns`)."""
+    return host(service_cidr, DNS_OFFSET)
+
+
+class Pool:
+    """The integers `first..last` minus those taken; hands out the lowest free one.
+
+    A held value is skipped by `allocate` but may still be claimed explicitly (the
+    reserved `.1` and `.10` of serviceCIDR, or a nodePort another object asks for by number).
+
+    >>> pool = Pool(2, 5, taken=[3])
+    >>> pool.hold(4)
+    >>> pool.allocate(), pool.allocate(), pool.allocate()
+    (2, 5, None)
+    >>> pool.release(3)
+    >>> pool.allocate(), pool.claim(4), pool.claim(4)
+    (3, True, False)
+    """
+
+    __slots__ = ("first", "held", "last", "low", "taken")
+
+    def __init__(self, first: int, last: int, taken: Iterable[int] = ()) -> None:
+        self.first = first
+        self.last = last
+        self.taken = set(taken)
+        self.held: set[int] = set()
+        self.low = first  # every value below `low` is taken or held
+
+    def allocate(self) -> int | None:
+        value = self.low
+        while value in self.taken or value in self.held:
+            value += 1
+        if value > self.last:
+            self.low = value
+            return None
+        self.taken.add(value)
+        self.low = value + 1
+        return value
+
+    def claim(self, value: int) -> bool:
+        """Take a given value; False when it is outside the pool or already taken."""
+        if not self.first <= value <= self.last or value in self.taken:
+            return False
+        self.taken.add(value)
+        return True
+
+    def hold(self, value: int) -> None:
+        """Keep `value` from automatic allocation."""
+        self.held.add(value)
+
+    def release(self, value: int) -> None:
+        self.taken.discard(value)
+        self.low = min(self.low, value)
+
+    def __len__(self) -> int:
+        return len(self.taken)
+
+    @property
+    def size(self) -> int:
+        return self.last - self.first + 1
+
+
+class PodAddresses:
+    """Pod addresses of one node's podCIDR: `.2` up to the last host (`.1` is the bridge)."""
+
+    __slots__ = ("cidr", "pool")
+
+    def __init__(self, cidr: IPv4Network, used: Iterable[IPv4Address] = ()) -> None:
+        self.cidr = cidr
+        base = int(cidr.network_address)
+        self.pool = Pool(2, cidr.num_addresses - 2, (int(ip) - base for ip in used))
+
+    def allocate(self) -> IPv4Address | None:
+        offset = self.pool.allocate()
+        return None if offset is None else host(self.cidr, offset)
+
+    def release(self, ip: IPv4Address) -> None:
+        self.pool.release(int(ip) - int(self.cidr.network_address))
+
+    @property
+    def capacity(self) -> int:
+        return self.pool.size
+
+
+class ServiceAddresses:
+    """ClusterIPs of serviceCIDR; `.1` and `.10` are never handed out automatically."""
+
+    __slots__ = ("cidr", "pool")
+
+    def __init__(self, cidr: IPv4Network, used: Iterable[IPv4Address] = ()) -> None:
+        self.cidr = cidr
+        base = int(cidr.network_address)
+        self.pool = Pool(1, cidr.num_addresses - 2, (int(ip) - base for ip in used))
+        self.pool.hold(KUBERNETES_OFFSET)
+        self.pool.hold(DNS_OFFSET)
+
+    def allocate(self) -> IPv4Address | None:
+        offset = self.pool.allocate()
+        return None if offset is None else host(self.cidr, offset)
+
+    def claim(self, ip: IPv4Address) -> str | None:
+        """Take an explicit `clusterIP`; the reason it cannot be taken, or None."""
+        if not self.is_usable(ip):
+            return f"{ip} is not a usable address of serviceCIDR {self.cidr}"
+        if not self.pool.claim(int(ip) - int(self.cidr.network_address)):
+            return f"{ip} is already allocated"
+        return None
+
+    def hold(self, ip: IPv4Address) -> None:
+        """Keep an address that a later object asks for from automatic allocation."""
+        if self.is_usable(ip):
+            self.pool.hold(int(ip) - int(self.cidr.network_address))
+
+    def is_usable(self, ip: IPv4Address) -> bool:
+        cidr = self.cidr
+        return ip in cidr and ip not in (cidr.network_address, cidr.broadcast_address)
+
+    def release(self, ip: IPv4Address) -> None:
+        self.pool.release(int(ip) - int(self.cidr.network_address))
+
+
+def node_ports(used: Iterable[int] = ()) -> Pool:
+    """The NodePort allocator with the ports already in use."""
+    return Pool(NODE_PORT_RANGE[0], NODE_PORT_RANGE[1], used)

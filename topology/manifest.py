@@ -1,0 +1,140 @@
+"""One Kubernetes manifest, checked against its kind's schema, with its origin for errors.
+
+`parse_manifest` is the structural half of "validated as the API server would": a supported
+kind in the right apiVersion, the schema of `topology.kubeschema`, a valid name.  The rest (the
+object's own cross-field rules) is `topology.normalize`; what depends on the cluster
+(namespaces, nodes, free addresses) is `topology.change`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from topology import names
+from topology.diagnostic import to_topology_error
+from topology.errors import TopologyError
+from topology.kubeschema import API_VERSIONS, MODELS, KubeModel
+from topology.model import Loc
+from topology.scenario import Manifest
+from topology.yamlsource import LineMap, LineTree, PathPart, format_path, line_for
+
+SUPPORTED_KINDS = tuple(MODELS)
+REF_PATTERN = re.compile(r"\$\{ip:([^}]*)\}")
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where an object was written, to turn a field path into an error or a warning."""
+
+    ref: str  # "Service default/web", "Namespace x"
+    manifest: Manifest
+
+    def loc(self, parts: Sequence[PathPart]) -> Loc:
+        line = line_for(self.manifest.lines, parts) or self.manifest.loc.line
+        return Loc(self.manifest.loc.file, line)
+
+    def error(self, parts: Sequence[PathPart], reason: str) -> TopologyError:
+        return TopologyError(
+            reason, self.loc(parts), self.ref, format_path(parts) or None
+        )
+
+    def warning(self, parts: Sequence[PathPart], reason: str) -> str:
+        return str(self.error(parts, reason))
+
+
+@dataclass(frozen=True, slots=True)
+class KubeObject:
+    """A manifest that passed its kind's schema."""
+
+    kind: str
+    namespace: str  # "" for a Namespace
+    name: str
+    model: KubeModel
+    origin: Origin
+
+    @property
+    def key(self) -> str:
+        """`NS/NAME` (a Namespace: `NAME`), the key of `Cluster` mappings."""
+        return f"{self.namespace}/{self.name}" if self.namespace else self.name
+
+    @property
+    def ref(self) -> str:
+        return self.origin.ref
+
+
+def manifest_from(data: Mapping[str, Any], lines: LineTree, file: str) -> Manifest:
+    """A Manifest record for one object read from YAML."""
+    return Manifest(data, Loc(file, lines.line), LineMap(lines))
+
+
+def has_refs(data: Any) -> bool:
+    """Whether any string inside `data` holds an `${ip:...}` reference.
+
+    >>> has_refs({"spec": {"ingress": [{"from": [{"ipBlock": {"cidr": "${ip:x/a}/32"}}]}]}})
+    True
+    """
+    # repr() walks nested plain data in C; a reference cannot be split by its escaping.
+    return "${ip:" in repr(data)
+
+
+def describe_object(data: Mapping[str, Any]) -> str:
+    """`Kind ns/name` as far as the raw data tells (for errors before validation).
+
+    >>> describe_object({"kind": "Service", "metadata": {"name": "web"}})
+    'Service default/web'
+    """
+    kind = data.get("kind")
+    kind_text = kind if isinstance(kind, str) and kind else ""
+    meta = data.get("metadata")
+    meta = meta if isinstance(meta, dict) else {}
+    name = meta.get("name")
+    if not isinstance(name, str):
+        return kind_text or "object"
+    if kind == "Namespace":
+        return f"Namespace {name}"
+    namespace = meta.get("namespace")
+    namespace = namespace if isinstance(namespace, str) and namespace else "default"
+    return f"{kind_text} {namespace}/{name}".strip()
+
+
+def parse_manifest(manifest: Manifest) -> KubeObject:
+    """Check one object's kind, apiVersion, schema and name."""
+    data = manifest.data
+    origin = Origin(describe_object(data), manifest)
+    kind = data.get("kind")
+    if "kind" not in data:
+        raise origin.error(
+            (), f"missing required key 'kind' (supported: {', '.join(SUPPORTED_KINDS)})"
+        )
+    if not isinstance(kind, str) or kind not in MODELS:
+        raise origin.error(
+            ("kind",),
+            f"kind {kind!r} is not supported (supported: {', '.join(SUPPORTED_KINDS)})",
+        )
+    api_version = data.get("apiVersion")
+    if api_version is not None and api_version != API_VERSIONS[kind]:
+        raise origin.error(
+            ("apiVersion",),
+            f"{kind} is not served by apiVersion {api_version!r}"
+            f" (allowed: {API_VERSIONS[kind]})",
+        )
+    model_type = MODELS[kind]
+    try:
+        model = model_type.model_validate(data)
+    except ValidationError as err:
+        raise to_topology_error(err, model_type, origin.loc, obj=origin.ref) from None
+    name = model.metadata.name
+    check = {
+        "Namespace": names.dns1123_label,
+        "Service": names.dns1035_label,
+    }.get(kind, names.dns1123_subdomain)
+    reason = check(name)
+    if reason is not None:
+        raise origin.error(("metadata", "name"), reason)
+    namespace = "" if kind == "Namespace" else model.metadata.namespace or "default"
+    return KubeObject(kind, namespace, name, model, origin)

@@ -1,0 +1,330 @@
+"""The cluster model: frozen records of what a scenario describes, and nothing about packets.
+
+`topology.loader` builds these from YAML; `dataplane` reads them.  Every record that came from
+a file carries its `Loc` so that a later error can still name the file and the line.  Mappings
+inside frozen records are never mutated after construction; a change to the cluster (an
+`apply`, `delete` or `label` step) produces a new `Cluster` (see `topology.change`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from ipaddress import IPv4Address, IPv4Network
+
+
+@dataclass(frozen=True, slots=True)
+class Loc:
+    """Where an object or a value was written: file and 1-based line (0 when unknown)."""
+
+    file: str
+    line: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}" if self.line else self.file
+
+
+BUILTIN = Loc("<built-in>")
+
+
+class NetworkMode(StrEnum):
+    """How pod traffic crosses nodes (SCENARIO-FORMAT.md, `cluster.network`)."""
+
+    VXLAN = "vxlan"
+    HOST_GW = "host-gw"
+    ROUTED = "routed"
+
+
+class Protocol(StrEnum):
+    """Transport protocols of Kubernetes ports (`ICMP` only for probes)."""
+
+    TCP = "TCP"
+    UDP = "UDP"
+    SCTP = "SCTP"
+    ICMP = "ICMP"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSpec:
+    """A node: its underlay address and the pod CIDR its bridge serves."""
+
+    name: str
+    ip: IPv4Address
+    pod_cidr: IPv4Network
+    labels: Mapping[str, str] = field(default_factory=dict)
+    loc: Loc = BUILTIN
+
+    @property
+    def bridge_ip(self) -> IPv4Address:
+        """The first host of the pod CIDR: the bridge's address and the pods' gateway."""
+        return self.pod_cidr.network_address + 1
+
+
+@dataclass(frozen=True, slots=True)
+class PortSpec:
+    """A listening port of an external host."""
+
+    port: int
+    protocol: Protocol = Protocol.TCP
+
+
+@dataclass(frozen=True, slots=True)
+class External:
+    """A host outside the cluster, behind the underlay gateway."""
+
+    name: str
+    ip: IPv4Address
+    ports: tuple[PortSpec, ...] = ()
+    loc: Loc = BUILTIN
+
+
+_DEFAULT_NODE_CIDR = IPv4Network("10.100.0.0/24")
+_DEFAULT_GATEWAY = IPv4Address("10.100.0.1")
+_DEFAULT_SERVICE_CIDR = IPv4Network("10.96.0.0/12")
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """The `cluster` section of a scenario, every default filled in."""
+
+    network: NetworkMode = NetworkMode.VXLAN
+    vxlan_port: int = 8472
+    bridge: str = "cbr0"
+    mtu: int = 1500
+    node_cidr: IPv4Network = _DEFAULT_NODE_CIDR
+    gateway: IPv4Address = _DEFAULT_GATEWAY
+    service_cidr: IPv4Network = _DEFAULT_SERVICE_CIDR
+    cluster_domain: str = "cluster.local"
+    dns: bool = True
+    nodes: tuple[NodeSpec, ...] = ()
+    externals: tuple[External, ...] = ()
+
+    @property
+    def pod_mtu(self) -> int:
+        """MTU of pod interfaces and the bridge: VXLAN costs 50 bytes of headers."""
+        return self.mtu - 50 if self.network is NetworkMode.VXLAN else self.mtu
+
+
+@dataclass(frozen=True, slots=True)
+class Namespace:
+    """A Kubernetes namespace; `labels` include `kubernetes.io/metadata.name`."""
+
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    loc: Loc = BUILTIN
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerPort:
+    """A `containerPort`: a listening socket in the pod's network namespace."""
+
+    port: int
+    protocol: Protocol = Protocol.TCP
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Container:
+    """One container of a pod; all containers share the pod's network namespace."""
+
+    name: str
+    ports: tuple[ContainerPort, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Pod:
+    """A scheduled pod with its address (the node's address when `host_network`)."""
+
+    namespace: str
+    name: str
+    node: str
+    ip: IPv4Address
+    labels: Mapping[str, str] = field(default_factory=dict)
+    containers: tuple[Container, ...] = ()
+    host_network: bool = False
+    ready: bool = True
+    owner: str | None = None  # "Deployment/httpd" for workload pods
+    loc: Loc = BUILTIN
+
+    @property
+    def key(self) -> str:
+        """`NS/NAME`, the form endpoints and traces use."""
+        return f"{self.namespace}/{self.name}"
+
+    def ports(self) -> tuple[ContainerPort, ...]:
+        """Every containerPort of every container, in order."""
+        return tuple(p for c in self.containers for p in c.ports)
+
+    def container_of(self, port: int, protocol: Protocol) -> str | None:
+        """The container listening on `port`/`protocol`, or None."""
+        for c in self.containers:
+            for p in c.ports:
+                if p.port == port and p.protocol is protocol:
+                    return c.name
+        return None
+
+    def named_port(self, name: str, protocol: Protocol | None = None) -> int | None:
+        """Resolve a named containerPort (optionally of one protocol) to its number."""
+        for p in self.ports():
+            if p.name == name and (protocol is None or p.protocol is protocol):
+                return p.port
+        return None
+
+
+class SelectorOp(StrEnum):
+    """`matchExpressions` operators of a label selector."""
+
+    IN = "In"
+    NOT_IN = "NotIn"
+    EXISTS = "Exists"
+    DOES_NOT_EXIST = "DoesNotExist"
+
+
+@dataclass(frozen=True, slots=True)
+class Requirement:
+    """One `matchExpressions` item."""
+
+    key: str
+    operator: SelectorOp
+    values: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LabelSelector:
+    """A label selector; the empty selector matches everything."""
+
+    match_labels: Mapping[str, str] = field(default_factory=dict)
+    match_expressions: tuple[Requirement, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ServicePort:
+    """One port of a Service; `target_port` is a number or a containerPort name."""
+
+    port: int
+    target_port: int | str
+    protocol: Protocol = Protocol.TCP
+    name: str | None = None
+    node_port: int | None = None
+
+
+class ServiceType(StrEnum):
+    CLUSTER_IP = "ClusterIP"
+    NODE_PORT = "NodePort"
+    LOAD_BALANCER = "LoadBalancer"
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """A Service; `cluster_ip` is None for a headless Service (`clusterIP: None`)."""
+
+    namespace: str
+    name: str
+    type: ServiceType
+    cluster_ip: IPv4Address | None
+    ports: tuple[ServicePort, ...]
+    selector: Mapping[str, str] | None = None
+    external_traffic_policy: str = "Cluster"  # Cluster | Local
+    internal_traffic_policy: str = "Cluster"  # Cluster | Local
+    session_affinity: str = "None"  # None | ClientIP
+    load_balancer_ip: IPv4Address | None = None
+    loc: Loc = BUILTIN
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class IPBlock:
+    """`ipBlock`: `cidr` minus every `except` range."""
+
+    cidr: IPv4Network
+    except_: tuple[IPv4Network, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyPeer:
+    """One `from`/`to` item; `pod_selector` and `namespace_selector` together are an AND."""
+
+    pod_selector: LabelSelector | None = None
+    namespace_selector: LabelSelector | None = None
+    ip_block: IPBlock | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyPort:
+    """One `ports` item; `port` None means every port of the protocol."""
+
+    protocol: Protocol = Protocol.TCP
+    port: int | str | None = None
+    end_port: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRule:
+    """An ingress or egress rule; `peers`/`ports` empty means all (absent or `[]`)."""
+
+    peers: tuple[PolicyPeer, ...] = ()
+    ports: tuple[PolicyPort, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkPolicy:
+    """A networking.k8s.io/v1 NetworkPolicy, defaults applied (`policy_types` always set)."""
+
+    namespace: str
+    name: str
+    pod_selector: LabelSelector
+    policy_types: tuple[str, ...]  # subset of ("Ingress", "Egress")
+    ingress: tuple[PolicyRule, ...] = ()
+    egress: tuple[PolicyRule, ...] = ()
+    loc: Loc = BUILTIN
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """A Deployment, ReplicaSet, StatefulSet or DaemonSet (its pods live in `Cluster.pods`)."""
+
+    kind: str
+    namespace: str
+    name: str
+    replicas: int
+    loc: Loc = BUILTIN
+    selector: LabelSelector = field(
+        default_factory=LabelSelector
+    )  # immutable once created
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Cluster:
+    """The whole cluster at one moment: configuration plus every object, keyed `NS/NAME`.
+
+    Dicts keep creation order, which IPAM and scheduling depend on.
+    """
+
+    config: ClusterConfig
+    namespaces: Mapping[str, Namespace]
+    pods: Mapping[str, Pod]
+    services: Mapping[str, Service] = field(default_factory=dict)
+    policies: Mapping[str, NetworkPolicy] = field(default_factory=dict)
+    workloads: Mapping[str, Workload] = field(default_factory=dict)
+
+    @property
+    def nodes(self) -> tuple[NodeSpec, ...]:
+        return self.config.nodes
+
+    def node(self, name: str) -> NodeSpec:
+        for n in self.config.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)

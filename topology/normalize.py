@@ -1,0 +1,426 @@
+"""Every Kubernetes default and quirk in one place: validated manifests -> model drafts.
+
+What the API server defaults is defaulted here (a port's protocol is TCP, a Service's type is
+ClusterIP and its targetPort its port, a NetworkPolicy's policyTypes), what it rejects is an
+error naming the field, and what it accepts with a warning is accepted with a warning (an
+ipBlock CIDR with host bits set).  Nothing here depends on the cluster: scheduling, addresses
+and references to other objects are `topology.change`'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network, IPv6Network
+
+from topology import kubeschema as k
+from topology import names
+from topology.fields import parse_loose_cidr
+from topology.ipam import NODE_PORT_RANGE
+from topology.manifest import KubeObject, Origin
+from topology.model import (
+    Container,
+    ContainerPort,
+    IPBlock,
+    LabelSelector,
+    Namespace,
+    NetworkPolicy,
+    PolicyPeer,
+    PolicyPort,
+    PolicyRule,
+    Protocol,
+    Requirement,
+    SelectorOp,
+    Service,
+    ServicePort,
+    ServiceType,
+)
+from topology.selectors import format_selector, is_empty, matches
+from topology.yamlsource import PathPart, format_path
+
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+Path = tuple[PathPart, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PodTemplate:
+    """What a pod is made of, before it is scheduled and addressed."""
+
+    labels: Mapping[str, str]
+    containers: tuple[Container, ...]
+    host_network: bool = False
+    node_name: str | None = None
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadDraft:
+    selector: LabelSelector
+    template: PodTemplate
+    replicas: int | None  # None: one pod per eligible node (a DaemonSet)
+    ordinal_start: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceDraft:
+    """A Service before allocation: `service.cluster_ip` is None until IPAM fills it."""
+
+    service: Service
+    headless: bool
+    requested_ip: IPv4Address | None
+
+
+Draft = Namespace | PodTemplate | WorkloadDraft | ServiceDraft | NetworkPolicy
+
+
+def draft(obj: KubeObject, warnings: list[str]) -> Draft:
+    """The normalized form of a validated object (warnings are appended to `warnings`)."""
+    m = obj.model
+    if isinstance(m, k.NamespaceObject):
+        return namespace(obj, warnings)
+    if isinstance(m, k.PodObject):
+        return pod_template(m.spec, m.metadata.labels, obj.origin, ("spec",), warnings)
+    if isinstance(m, k.ServiceObject):
+        return service(obj, m)
+    if isinstance(m, k.NetworkPolicyObject):
+        return network_policy(obj, m, warnings)
+    return workload(obj, m, warnings)
+
+
+def namespace(obj: KubeObject, warnings: list[str]) -> Namespace:
+    """A Namespace; the `kubernetes.io/metadata.name` label always equals its name."""
+    labels = dict(obj.model.metadata.labels)
+    written = labels.get(NAMESPACE_NAME_LABEL)
+    if written is not None and written != obj.name:
+        warnings.append(
+            obj.origin.warning(
+                ("metadata", "labels", NAMESPACE_NAME_LABEL),
+                f"{NAMESPACE_NAME_LABEL} is set by Kubernetes to {obj.name!r}"
+                f" ({written!r} ignored)",
+            )
+        )
+    labels[NAMESPACE_NAME_LABEL] = obj.name
+    return Namespace(obj.name, labels, obj.origin.loc(()))
+
+
+def selector(model: k.LabelSelectorSpec, origin: Origin, path: Path) -> LabelSelector:
+    """A LabelSelector; `values` is required for In/NotIn and forbidden for (DoesNot)Exists."""
+    reqs = []
+    for index, expr in enumerate(model.match_expressions):
+        op = SelectorOp(expr.operator)
+        values = tuple(expr.values or ())
+        where = (*path, "matchExpressions", index, "values")
+        if op in (SelectorOp.IN, SelectorOp.NOT_IN) and not values:
+            raise origin.error(where, f"values must be non-empty for operator {op}")
+        if op in (SelectorOp.EXISTS, SelectorOp.DOES_NOT_EXIST) and values:
+            raise origin.error(where, f"values must be empty for operator {op}")
+        reqs.append(Requirement(expr.key, op, values))
+    return LabelSelector(dict(model.match_labels), tuple(reqs))
+
+
+def pod_template(
+    spec: k.PodSpec,
+    labels: Mapping[str, str],
+    origin: Origin,
+    path: Path,
+    warnings: list[str],
+) -> PodTemplate:
+    """Containers and their ports (protocol TCP by default), host network, placement."""
+    containers: list[Container] = []
+    seen_ports: dict[tuple[int, Protocol], Path] = {}
+    for ci, c in enumerate(spec.containers):
+        cpath = (*path, "containers", ci)
+        if any(x.name == c.name for x in containers):
+            raise origin.error((*cpath, "name"), f"duplicate container name {c.name!r}")
+        ports: list[ContainerPort] = []
+        for pi, p in enumerate(c.ports):
+            ppath = (*cpath, "ports", pi)
+            if p.name is not None and any(x.name == p.name for x in ports):
+                raise origin.error((*ppath, "name"), f"duplicate port name {p.name!r}")
+            proto = Protocol(p.protocol or "TCP")
+            earlier = seen_ports.get((p.container_port, proto))
+            if earlier is not None:
+                warnings.append(
+                    origin.warning(
+                        ppath,
+                        f"duplicate port definition {p.container_port}/{proto}"
+                        f" (also at {format_path(earlier)})",
+                    )
+                )
+            seen_ports.setdefault((p.container_port, proto), ppath)
+            ports.append(ContainerPort(p.container_port, proto, p.name))
+        containers.append(Container(c.name, tuple(ports)))
+    if spec.node_name is not None:
+        reason = names.dns1123_subdomain(spec.node_name)
+        if reason is not None:
+            raise origin.error((*path, "nodeName"), reason)
+    return PodTemplate(
+        dict(labels),
+        tuple(containers),
+        spec.host_network,
+        spec.node_name,
+        dict(spec.node_selector),
+    )
+
+
+def workload(obj: KubeObject, m: k.WorkloadModel, warnings: list[str]) -> WorkloadDraft:
+    """A workload's selector (non-empty, matching its template) and pod template."""
+    origin = obj.origin
+    spec = m.spec
+    sel = selector(spec.selector, origin, ("spec", "selector"))
+    if is_empty(sel):
+        raise origin.error(
+            ("spec", "selector"), f"empty selector is invalid for a {obj.kind}"
+        )
+    labels = spec.template.metadata.labels
+    if not matches(sel, labels):
+        shown = ",".join(f"{k}={v}" for k, v in labels.items()) or "none"
+        raise origin.error(
+            ("spec", "template", "metadata", "labels"),
+            f"selector does not match template labels (selector: {format_selector(sel)};"
+            f" labels: {shown})",
+        )
+    template = pod_template(
+        spec.template.spec, labels, origin, ("spec", "template", "spec"), warnings
+    )
+    if isinstance(spec, k.DaemonSetSpec):
+        return WorkloadDraft(sel, template, None)
+    start = 0
+    if isinstance(spec, k.StatefulSetSpec) and spec.ordinals is not None:
+        start = spec.ordinals.start
+    return WorkloadDraft(sel, template, spec.replicas, start)
+
+
+def service(obj: KubeObject, m: k.ServiceObject) -> ServiceDraft:
+    """A Service with ClusterIP/NodePort/LoadBalancer defaults applied."""
+    origin, spec = obj.origin, m.spec
+    stype = ServiceType(spec.type or "ClusterIP")
+    ip_text, ip_path = _cluster_ip_text(spec, origin)
+    headless = ip_text == "None"
+    requested = None
+    if ip_text not in (None, "", "None"):
+        try:
+            requested = IPv4Address(ip_text)
+        except ValueError:
+            raise origin.error(
+                ip_path,
+                f"{ip_text!r} is not a valid clusterIP (allowed: an IPv4 address inside"
+                " serviceCIDR, 'None' for a headless Service, '' to allocate one)",
+            ) from None
+    if headless and stype is not ServiceType.CLUSTER_IP:
+        raise origin.error(
+            ("spec", "type"), f"a headless Service (clusterIP: None) may not be {stype}"
+        )
+    if not spec.ports and not headless:
+        raise origin.error(
+            ("spec", "ports"),
+            "at least one port is required (only a headless Service may have none)",
+        )
+    ports = _service_ports(spec, stype, origin)
+    if spec.external_traffic_policy is not None and stype is ServiceType.CLUSTER_IP:
+        raise origin.error(
+            ("spec", "externalTrafficPolicy"),
+            "may only be set when type is NodePort or LoadBalancer",
+        )
+    lb_ip = None
+    if stype is ServiceType.LOAD_BALANCER:
+        ingress = m.status.load_balancer.ingress
+        lb_ip = (ingress[0].ip if ingress else None) or spec.load_balancer_ip
+    svc = Service(
+        namespace=obj.namespace,
+        name=obj.name,
+        type=stype,
+        cluster_ip=None,
+        ports=ports,
+        selector=dict(spec.selector) if spec.selector else None,
+        external_traffic_policy=spec.external_traffic_policy or "Cluster",
+        internal_traffic_policy=spec.internal_traffic_policy or "Cluster",
+        session_affinity=spec.session_affinity or "None",
+        load_balancer_ip=lb_ip,
+        loc=origin.loc(()),
+    )
+    return ServiceDraft(svc, headless, requested)
+
+
+def _cluster_ip_text(spec: k.ServiceSpec, origin: Origin) -> tuple[str | None, Path]:
+    text = spec.cluster_ip
+    path: Path = ("spec", "clusterIP")
+    if spec.cluster_ips:
+        if len(spec.cluster_ips) > 1:
+            raise origin.error(
+                ("spec", "clusterIPs"),
+                "dual-stack Services are not supported (IPv4 only)",
+            )
+        if text not in (None, "") and text != spec.cluster_ips[0]:
+            raise origin.error(("spec", "clusterIPs", 0), "must equal clusterIP")
+        if text in (None, ""):
+            text, path = spec.cluster_ips[0], ("spec", "clusterIPs", 0)
+    return text, path
+
+
+def _service_ports(
+    spec: k.ServiceSpec, stype: ServiceType, origin: Origin
+) -> tuple[ServicePort, ...]:
+    out: list[ServicePort] = []
+    low, high = NODE_PORT_RANGE
+    for index, p in enumerate(spec.ports):
+        path = ("spec", "ports", index)
+        if p.name is None and len(spec.ports) > 1:
+            raise origin.error(
+                path,
+                "missing required key 'name' (every port of a multi-port Service needs one)",
+            )
+        if p.name is not None and any(x.name == p.name for x in out):
+            raise origin.error((*path, "name"), f"duplicate port name {p.name!r}")
+        proto = Protocol(p.protocol or "TCP")
+        if any(x.port == p.port and x.protocol is proto for x in out):
+            raise origin.error((*path, "port"), f"duplicate port {p.port}/{proto}")
+        if p.node_port is not None:
+            if any(x.node_port == p.node_port and x.protocol is proto for x in out):
+                raise origin.error(
+                    (*path, "nodePort"), f"duplicate nodePort {p.node_port}/{proto}"
+                )
+            if stype is ServiceType.CLUSTER_IP:
+                raise origin.error(
+                    (*path, "nodePort"), "may not be used when type is ClusterIP"
+                )
+            if not low <= p.node_port <= high:
+                raise origin.error(
+                    (*path, "nodePort"),
+                    f"{p.node_port} is out of range (allowed: {low}-{high})",
+                )
+        target = p.target_port if p.target_port is not None else p.port
+        out.append(ServicePort(p.port, target, proto, p.name, p.node_port))
+    return tuple(out)
+
+
+def network_policy(
+    obj: KubeObject, m: k.NetworkPolicyObject, warnings: list[str]
+) -> NetworkPolicy:
+    """A NetworkPolicy with policyTypes, protocols and ipBlocks normalized."""
+    spec, origin = m.spec, obj.origin
+    pod_selector = selector(spec.pod_selector, origin, ("spec", "podSelector"))
+    ingress = tuple(
+        _rule(r.from_, r.ports, ("spec", "ingress", i), "from", origin, warnings)
+        for i, r in enumerate(spec.ingress or ())
+    )
+    egress = tuple(
+        _rule(r.to, r.ports, ("spec", "egress", i), "to", origin, warnings)
+        for i, r in enumerate(spec.egress or ())
+    )
+    if spec.policy_types and len(spec.policy_types) > 2:
+        # ValidateNetworkPolicySpec: field.TooMany(policyTypes, 2).
+        raise origin.error(
+            ("spec", "policyTypes"),
+            f"may not specify more than two policyTypes (got {len(spec.policy_types)}; "
+            "allowed: Ingress, Egress)",
+        )
+    if spec.policy_types:
+        types = tuple(t for t in ("Ingress", "Egress") if t in spec.policy_types)
+    else:
+        # SetDefaults_NetworkPolicySpec: Ingress always, Egress when there are egress rules.
+        types = ("Ingress", "Egress") if spec.egress else ("Ingress",)
+    return NetworkPolicy(
+        obj.namespace, obj.name, pod_selector, types, ingress, egress, origin.loc(())
+    )
+
+
+def _rule(
+    peers: list[k.PeerSpec] | None,
+    ports: list[k.PolicyPortSpec] | None,
+    path: Path,
+    peer_key: str,
+    origin: Origin,
+    warnings: list[str],
+) -> PolicyRule:
+    return PolicyRule(
+        tuple(
+            _peer(p, (*path, peer_key, i), origin, warnings)
+            for i, p in enumerate(peers or ())
+        ),
+        tuple(_port(p, (*path, "ports", i), origin) for i, p in enumerate(ports or ())),
+    )
+
+
+def _peer(p: k.PeerSpec, path: Path, origin: Origin, warnings: list[str]) -> PolicyPeer:
+    if p.ip_block is not None:
+        if p.pod_selector is not None or p.namespace_selector is not None:
+            raise origin.error(path, "may not specify both ipBlock and another peer")
+        return PolicyPeer(
+            ip_block=_ip_block(p.ip_block, (*path, "ipBlock"), origin, warnings)
+        )
+    if p.pod_selector is None and p.namespace_selector is None:
+        raise origin.error(
+            path,
+            "must specify a peer (allowed: podSelector, namespaceSelector, ipBlock)",
+        )
+    pods = (
+        None
+        if p.pod_selector is None
+        else selector(p.pod_selector, origin, (*path, "podSelector"))
+    )
+    namespaces = (
+        None
+        if p.namespace_selector is None
+        else selector(p.namespace_selector, origin, (*path, "namespaceSelector"))
+    )
+    return PolicyPeer(pod_selector=pods, namespace_selector=namespaces)
+
+
+def _ip_block(
+    block: k.IPBlockSpec, path: Path, origin: Origin, warnings: list[str]
+) -> IPBlock:
+    cidr = _policy_cidr(block.cidr, (*path, "cidr"), origin, warnings)
+    excepts = []
+    for index, text in enumerate(block.except_):
+        where = (*path, "except", index)
+        sub = _policy_cidr(text, where, origin, warnings)
+        if not sub.subnet_of(cidr) or sub == cidr:
+            raise origin.error(where, f"{text} must be a strict subset of cidr {cidr}")
+        excepts.append(sub)
+    return IPBlock(cidr, tuple(excepts))
+
+
+def _policy_cidr(
+    text: str, path: Path, origin: Origin, warnings: list[str]
+) -> IPv4Network:
+    if _is_ipv6(text):
+        raise origin.error(
+            path, f"{text!r}: IPv6 is not supported (this cluster is IPv4-only)"
+        )
+    cidr = parse_loose_cidr(text)
+    if cidr is None:
+        raise origin.error(
+            path,
+            f"{text!r} is not a valid CIDR (allowed: an IPv4 CIDR like 10.0.0.0/16)",
+        )
+    if str(cidr) != text and cidr.network_address != IPv4Address(text.split("/")[0]):
+        # The API server accepts this with a warning; the block is the masked network.
+        warnings.append(
+            origin.warning(path, f"{text} has host bits set; it means {cidr}")
+        )
+    return cidr
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        IPv6Network(text, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
+def _port(p: k.PolicyPortSpec, path: Path, origin: Origin) -> PolicyPort:
+    if p.end_port is not None:
+        where = (*path, "endPort")
+        if p.port is None:
+            raise origin.error(where, "may not be given without port")
+        if isinstance(p.port, str):
+            raise origin.error(
+                where, f"may not be given with a named port ({p.port!r})"
+            )
+        if p.end_port < p.port:
+            raise origin.error(
+                where, f"{p.end_port} is below port {p.port} (allowed: >= port)"
+            )
+    return PolicyPort(Protocol(p.protocol or "TCP"), p.port, p.end_port)

@@ -1,0 +1,140 @@
+"""A mutable working copy of a `Cluster`, used while one change is applied.
+
+`ClusterState(cluster)` copies the object mappings and rebuilds the allocators (pod addresses
+per node, ClusterIPs, NodePorts, pod counts per node) from what the cluster holds, so that a
+change never mutates the cluster it started from; `freeze()` hands back the new `Cluster`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from ipaddress import IPv4Address
+
+from topology.errors import TopologyError
+from topology.ipam import PodAddresses, ServiceAddresses, node_ports
+from topology.model import Cluster, Loc, Namespace, NodeSpec, Pod
+from topology.normalize import NAMESPACE_NAME_LABEL, PodTemplate
+from topology.workload import Scheduler
+
+
+class ClusterState:
+    """Object mappings plus allocators; every change goes through its methods."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.config = cluster.config
+        self.namespaces = dict(cluster.namespaces)
+        self.pods = dict(cluster.pods)
+        self.services = dict(cluster.services)
+        self.policies = dict(cluster.policies)
+        self.workloads = dict(cluster.workloads)
+        nodes = self.config.nodes
+        self.scheduler = Scheduler(nodes, [p.node for p in self.pods.values()])
+        used: dict[str, list[IPv4Address]] = {n.name: [] for n in nodes}
+        for pod in self.pods.values():
+            if not pod.host_network:
+                used[pod.node].append(pod.ip)
+        self.addresses = {n.name: PodAddresses(n.pod_cidr, used[n.name]) for n in nodes}
+        self.service_ips = ServiceAddresses(
+            self.config.service_cidr,
+            [s.cluster_ip for s in self.services.values() if s.cluster_ip is not None],
+        )
+        self.node_ports = node_ports(
+            {
+                p.node_port
+                for s in self.services.values()
+                for p in s.ports
+                if p.node_port
+            }
+        )
+
+    def view(self) -> Cluster:
+        """The cluster as it is now, sharing this state's mappings (read it, then drop it)."""
+        return Cluster(
+            self.config,
+            self.namespaces,
+            self.pods,
+            self.services,
+            self.policies,
+            self.workloads,
+        )
+
+    def freeze(self) -> Cluster:
+        """The resulting cluster; the state must not be used afterwards."""
+        return self.view()
+
+    def ensure_namespace(self, name: str) -> None:
+        if name not in self.namespaces:
+            self.namespaces[name] = Namespace(name, {NAMESPACE_NAME_LABEL: name})
+
+    def add_pod(
+        self,
+        namespace: str,
+        name: str,
+        node: NodeSpec,
+        template: PodTemplate,
+        owner: str | None,
+        loc: Loc,
+        obj: str | None = None,
+    ) -> Pod:
+        """Place a pod on `node` with the lowest free address of its podCIDR."""
+        if template.host_network:
+            ip = node.ip
+        else:
+            pool = self.addresses[node.name]
+            allocated = pool.allocate()
+            if allocated is None:
+                raise TopologyError(
+                    f"cannot place pod {namespace}/{name}: podCIDR {node.pod_cidr} of node"
+                    f" {node.name!r} is exhausted ({pool.capacity} pod addresses in use)",
+                    loc,
+                    obj,
+                )
+            ip = allocated
+        pod = Pod(
+            namespace=namespace,
+            name=name,
+            node=node.name,
+            ip=ip,
+            labels=template.labels,
+            containers=template.containers,
+            host_network=template.host_network,
+            owner=owner,
+            loc=loc,
+        )
+        self.pods[pod.key] = pod
+        self.scheduler.placed(node.name)
+        return pod
+
+    def update_pod(self, key: str, template: PodTemplate, loc: Loc) -> None:
+        """Change a pod's labels and containers in place (address and node kept)."""
+        pod = self.pods[key]
+        self.pods[key] = replace(
+            pod, labels=template.labels, containers=template.containers, loc=loc
+        )
+
+    def remove_pod(self, key: str) -> Pod:
+        pod = self.pods.pop(key)
+        self.scheduler.removed(pod.node)
+        if not pod.host_network:
+            self.addresses[pod.node].release(pod.ip)
+        return pod
+
+    def remove_service(self, key: str) -> None:
+        svc = self.services.pop(key)
+        if svc.cluster_ip is not None:
+            self.service_ips.release(svc.cluster_ip)
+        for port in svc.ports:
+            if port.node_port is not None:
+                self.node_ports.release(port.node_port)
+
+    def remove_namespace(self, name: str) -> None:
+        """Delete a namespace and everything in it."""
+        prefix = f"{name}/"
+        for key in [k for k in self.pods if k.startswith(prefix)]:
+            self.remove_pod(key)
+        for key in [k for k in self.services if k.startswith(prefix)]:
+            self.remove_service(key)
+        for mapping in (self.policies, self.workloads):
+            for key in [k for k in mapping if k.startswith(prefix)]:
+                del mapping[key]
+        del self.namespaces[name]
