@@ -221,6 +221,11 @@ class Stack:
         ):
             quote = rewrite_dst(quote, orig[3], orig[4], "").packet
             diffs.append(FieldDiff("icmp.quote.ip.dst", ct.dnat[0], orig[3]))
+            if pkt.ip is not None and pkt.ip.src == ct.dnat[0]:
+                # The backend itself answered: the error comes from the address the
+                # client connected to.
+                diffs.append(FieldDiff("ip.src", pkt.ip.src, orig[3]))
+                pkt = pkt.with_ip(src=orig[3])
         if not diffs:
             return None
         return Rewrite(

@@ -263,11 +263,6 @@ def test_port_unreachable_from_an_external_host_reaches_the_pod() -> None:
     assert "ECONNREFUSED" in t.explanation
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an ICMP error from a DNATed backend is not RELATED at the DNAT node "
-    "and its outer source is not rewritten to the ClusterIP",
-)
 def test_port_unreachable_from_a_service_backend_appears_from_the_cluster_ip() -> None:
     # verified (nft dnat): the error reaches the client from the original destination,
     # quoting the original destination and port (nf_nat_icmp_reply_translation).
