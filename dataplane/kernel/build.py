@@ -1,0 +1,379 @@
+"""The simulator's fabric, built on this machine's kernel with pyroute2.
+
+Nothing is derived again here: every namespace, interface (name, MAC, MTU, addresses),
+veth pair, bridge port (with hairpin), VXLAN device (VNI, port, local address, FDB and
+permanent neighbour entries) and route comes from `dataplane.fabric.build_fabric`, so the
+kernel and the simulator walk the same thing.  What the fabric calls an L2 segment (the
+underlay switch) becomes a namespace holding a bridge `br0`, and every interface plugged
+into the segment becomes a veth pair whose other end is a port of that bridge.
+
+Kernel namespaces are named `<run id>-<short id>` (`dpv1a2b-node-1`,
+`dpv1a2b-pod-default.a`, `dpv1a2b-gateway`, `dpv1a2b-ext-web`, `dpv1a2b-underlay`), so
+`ip netns exec` finds them.  Each namespace starts cold (no neighbours, no FDB entries, no
+conntrack), as every walk of the simulator does, and is set up so that the kernel's
+answers come fast and unfiltered: IPv6 off (no router solicitations), ARP gives up after
+3 tries 40 ms apart instead of 1 s, no ICMP rate limit, `rp_filter` off (the simulator does
+not model it), ping sockets allowed, forwarding on for nodes and the gateway.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from ipaddress import IPv4Interface
+from typing import Any
+
+from dataplane.fabric import Fabric
+from dataplane.kernel import netns
+from dataplane.netns import Interface, Kind, Netns, NetnsKind
+
+UNDERLAY_BRIDGE = "br0"
+ARP_RETRANS_MS = 40  # neighbour probes 40 ms apart: FAILED after 3 tries, 120 ms
+RTNH_F_ONLINK = 4
+NUD_PERMANENT = 0x80
+RT_SCOPE_LINK = 253
+
+
+def short_id(ns: Netns) -> str:
+    """The readable part of a kernel namespace name.
+
+    >>> from dataplane.netns import NetnsKind
+    >>> short_id(Netns("pod:default/a", NetnsKind.POD, "node-1", ""))
+    'pod-default.a'
+    """
+    if ns.kind is NetnsKind.POD:
+        return "pod-" + ns.id.removeprefix("pod:").replace("/", ".", 1)
+    if ns.kind is NetnsKind.EXTERNAL:
+        return "ext-" + ns.id.removeprefix("external:")
+    return ns.id
+
+
+def sysctls(ns: Netns) -> list[tuple[str, str | int]]:
+    """The sysctls a namespace gets before its first device (defaults copy to devices)."""
+    out: list[tuple[str, str | int]] = [
+        ("net.ipv6.conf.all.disable_ipv6", 1),
+        ("net.ipv6.conf.default.disable_ipv6", 1),
+        ("net.ipv4.icmp_ratelimit", 0),
+        ("net.ipv4.icmp_msgs_per_sec", 100000),
+        ("net.ipv4.icmp_msgs_burst", 100000),
+        ("net.ipv4.conf.all.rp_filter", 0),
+        ("net.ipv4.conf.default.rp_filter", 0),
+        ("net.ipv4.ping_group_range", "0 2147483647"),
+        ("net.ipv4.ip_forward", 1 if ns.forwarding else 0),
+    ]
+    if ns.kind is NetnsKind.HOST:
+        # br_netfilter: bridged IPv4 frames pass the ip hooks (PREROUTING, FORWARD,
+        # POSTROUTING), as kube-proxy and every NetworkPolicy implementation require.
+        out.append(("net.bridge.bridge-nf-call-iptables", 1))
+    return out
+
+
+@dataclass(slots=True)
+class KernelCluster:
+    """A fabric built in real namespaces; `close()` removes every one of them."""
+
+    run_id: str
+    fabric: Fabric
+    names: dict[str, str] = field(default_factory=dict)  # fabric netns id -> kernel
+    segments: dict[str, str] = field(default_factory=dict)  # segment -> kernel netns
+    ports: dict[tuple[str, str], str] = field(default_factory=dict)  # segment port
+    ipr: dict[str, Any] = field(default_factory=dict)  # kernel netns -> IPRoute
+    created: list[str] = field(default_factory=list)
+
+    # -- names -----------------------------------------------------------------------------
+    def name_of(self, fabric_id: str) -> str:
+        return self.names[fabric_id]
+
+    def _assign_names(self) -> None:
+        taken: set[str] = set()
+        for ns in self.fabric.netns.values():
+            base = short_id(ns)
+            name, n = base, 1
+            while name in taken:
+                n += 1
+                name = f"{base}~{n}"
+            taken.add(name)
+            self.names[ns.id] = f"{self.run_id}-{name}"
+        for seg in self.fabric.segments:
+            name = seg if seg not in taken else f"{seg}~seg"
+            self.segments[seg] = f"{self.run_id}-{name}"
+            for i, (ns_id, ifname) in enumerate(
+                self.fabric.segments[seg].ports.items()
+            ):
+                node = self.fabric.netns[ns_id].node
+                port = f"u-{node}"
+                self.ports[(ns_id, ifname)] = port if len(port) <= 15 else f"u{i}"
+
+    # -- building --------------------------------------------------------------------------
+    @classmethod
+    def build(cls, fabric: Fabric, run_id: str | None = None) -> KernelCluster:
+        """Create every namespace, device, address, route and neighbour of `fabric`.
+
+        On any failure what was made so far is removed before the error propagates.
+        """
+        kc = cls(run_id or netns.new_run_id(), fabric)
+        kc._assign_names()
+        try:
+            kc._build()
+        except BaseException:
+            kc.close()
+            raise
+        return kc
+
+    def _create_ns(self, name: str, ns: Netns | None) -> None:
+        from pyroute2 import IPRoute
+
+        netns.create(name)
+        self.created.append(name)
+        with netns.inside(name):
+            for key, value in sysctls(ns) if ns is not None else _segment_sysctls():
+                netns.sysctl(key, value)
+            self.ipr[name] = IPRoute()
+
+    def _build(self) -> None:
+        fab = self.fabric
+        for name in self.segments.values():
+            self._create_ns(name, None)
+            self.ipr[name].link(
+                "add",
+                ifname=UNDERLAY_BRIDGE,
+                kind="bridge",
+                mtu=fab.cluster.config.mtu,
+                br_forward_delay=0,
+                br_stp_state=0,
+            )
+        for ns in fab.netns.values():
+            self._create_ns(self.names[ns.id], ns)
+        for ns in fab.netns.values():  # bridges first: veths plug into them
+            for iface in ns.interfaces.values():
+                if iface.kind is Kind.BRIDGE:
+                    self._ip(ns).link(
+                        "add",
+                        ifname=iface.ifname,
+                        kind="bridge",
+                        address=iface.mac,
+                        mtu=iface.mtu,
+                        br_forward_delay=0,
+                        br_stp_state=0,
+                        br_nf_call_iptables=1,
+                    )
+        done: set[tuple[str, str]] = set()
+        for ns in fab.netns.values():
+            for iface in ns.interfaces.values():
+                if iface.kind is Kind.VETH and (ns.id, iface.ifname) not in done:
+                    assert iface.peer is not None
+                    done.update({(ns.id, iface.ifname), iface.peer})
+                    self._veth(ns, iface)
+                elif iface.kind is Kind.ETH:
+                    self._segment_port(ns, iface)
+        for ns in fab.netns.values():  # VXLAN devices need their underlay device
+            for iface in ns.interfaces.values():
+                if iface.kind is Kind.VXLAN:
+                    self._vxlan(ns, iface)
+        for ns in fab.netns.values():
+            self._configure(ns)
+        for name in self.segments.values():
+            ipr = self.ipr[name]
+            for port in self.ports.values():
+                idx = ipr.link_lookup(ifname=port)
+                if idx:
+                    ipr.link(
+                        "set",
+                        index=idx[0],
+                        master=self._index(name, UNDERLAY_BRIDGE),
+                        state="up",
+                    )
+            ipr.link("set", index=self._index(name, UNDERLAY_BRIDGE), state="up")
+            ipr.link("set", index=self._index(name, "lo"), state="up")
+        for ns in fab.netns.values():
+            self._routes(ns)
+        self.settle()
+
+    def settle(self) -> None:
+        """Make every device's new carrier state take effect now (see `netns.sync_link`)."""
+        for seg_ns in self.segments.values():
+            self._sync(seg_ns, [UNDERLAY_BRIDGE, *self.ports.values()])
+        for ns in self.fabric.netns.values():
+            self._sync(self.names[ns.id], list(ns.interfaces))
+
+    def _sync(self, kernel_ns: str, ifnames: list[str]) -> None:
+        with netns.inside(kernel_ns):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        with sock:
+            for ifname in ifnames:
+                netns.sync_link(sock, ifname)
+
+    def _ip(self, ns: Netns) -> Any:
+        return self.ipr[self.names[ns.id]]
+
+    def _index(self, kernel_ns: str, ifname: str) -> int:
+        found = self.ipr[kernel_ns].link_lookup(ifname=ifname)
+        if not found:
+            raise OSError(f"{kernel_ns}: no device {ifname}")
+        return int(found[0])
+
+    def _fd(self, kernel_ns: str) -> int:
+        return os.open(netns.path_of(kernel_ns), os.O_RDONLY | os.O_CLOEXEC)
+
+    def _veth(self, ns: Netns, iface: Interface) -> None:
+        assert iface.peer is not None
+        peer_ns = self.fabric.netns[iface.peer[0]]
+        peer = peer_ns.interfaces[iface.peer[1]]
+        fd = self._fd(self.names[peer_ns.id])
+        try:
+            self._ip(ns).link(
+                "add",
+                ifname=iface.ifname,
+                kind="veth",
+                address=iface.mac,
+                mtu=iface.mtu,
+                peer={
+                    "ifname": peer.ifname,
+                    "net_ns_fd": fd,
+                    "address": peer.mac,
+                    "mtu": peer.mtu,
+                },
+            )
+        finally:
+            os.close(fd)
+
+    def _segment_port(self, ns: Netns, iface: Interface) -> None:
+        seg_ns = self.segments[iface.segment or ""]
+        fd = self._fd(seg_ns)
+        try:
+            self._ip(ns).link(
+                "add",
+                ifname=iface.ifname,
+                kind="veth",
+                address=iface.mac,
+                mtu=iface.mtu,
+                peer={
+                    "ifname": self.ports[(ns.id, iface.ifname)],
+                    "net_ns_fd": fd,
+                    "mtu": iface.mtu,
+                },
+            )
+        finally:
+            os.close(fd)
+
+    def _vxlan(self, ns: Netns, iface: Interface) -> None:
+        ipr = self._ip(ns)
+        ipr.link(
+            "add",
+            ifname=iface.ifname,
+            kind="vxlan",
+            address=iface.mac,
+            mtu=iface.mtu,
+            vxlan_id=iface.vni,
+            vxlan_port=iface.vxlan_port,
+            vxlan_local=str(iface.vxlan_local),
+            vxlan_link=self._index(self.names[ns.id], iface.vxlan_dev),
+            vxlan_learning=0,  # flannel: `nolearning`, the FDB is programmed
+        )
+
+    def _configure(self, ns: Netns) -> None:
+        """Neighbour timers, addresses, bridge masters, hairpin, and every device up."""
+        ipr = self._ip(ns)
+        name = self.names[ns.id]
+        with netns.inside(name):
+            for iface in ns.interfaces.values():
+                for key, value in neigh_sysctls(iface.ifname):
+                    netns.sysctl(key, value)
+        for iface in ns.interfaces.values():
+            idx = self._index(name, iface.ifname)
+            for addr in iface.addrs:
+                if iface.kind is Kind.LOOPBACK:
+                    continue  # lo has 127.0.0.1/8 already
+                ipr.addr(
+                    "add",
+                    index=idx,
+                    address=str(addr.ip),
+                    prefixlen=addr.network.prefixlen,
+                )
+            if iface.master is not None:
+                ipr.link("set", index=idx, master=self._index(name, iface.master))
+                if iface.hairpin:
+                    ipr.brport("set", index=idx, mode=1)  # IFLA_BRPORT_MODE: hairpin
+            ipr.link("set", index=idx, state="up")
+
+    def _routes(self, ns: Netns) -> None:
+        ipr = self._ip(ns)
+        name = self.names[ns.id]
+        for route in ns.routes:
+            if is_automatic(ns, route.dst, route.oif, route.proto):
+                continue  # the kernel added it with the address
+            spec: dict[str, Any] = {
+                "dst": str(route.dst),
+                "oif": self._index(name, route.oif),
+            }
+            if route.via is not None:
+                spec["gateway"] = str(route.via)
+            else:
+                spec["scope"] = RT_SCOPE_LINK
+            if route.onlink:
+                spec["flags"] = RTNH_F_ONLINK
+            if route.src is not None:
+                spec["prefsrc"] = str(route.src)
+            if route.metric:
+                spec["priority"] = route.metric
+            ipr.route("add", **spec)
+        for (ifname, ip), mac in ns.permanent_neigh.items():
+            ipr.neigh(
+                "add",
+                dst=ip,
+                lladdr=mac,
+                ifindex=self._index(name, ifname),
+                state=NUD_PERMANENT,
+            )
+        for (ns_id, mac), remote in self.fabric.vxlan_fdb.items():
+            if ns_id != ns.id:
+                continue
+            vxlan = next(i for i in ns.interfaces.values() if i.kind is Kind.VXLAN)
+            ipr.fdb(
+                "add", ifindex=self._index(name, vxlan.ifname), lladdr=mac, dst=remote
+            )
+
+    # -- tearing down ----------------------------------------------------------------------
+    def close(self) -> None:
+        """Remove every namespace this cluster created (their devices go with them)."""
+        for ipr in self.ipr.values():
+            ipr.close()
+        self.ipr.clear()
+        for name in self.created:
+            netns.remove(name)
+        self.created.clear()
+
+    def all_names(self) -> list[str]:
+        return [*self.segments.values(), *self.names.values()]
+
+
+def is_automatic(ns: Netns, dst: object, oif: str, proto: str) -> bool:
+    """Whether the kernel makes this route itself: the prefix route of an address."""
+    if proto != "kernel":
+        return False
+    iface = ns.interfaces.get(oif)
+    if iface is None:
+        return False
+    return any(
+        isinstance(a, IPv4Interface) and a.network == dst and a.network.prefixlen < 32
+        for a in iface.addrs
+    )
+
+
+def neigh_sysctls(ifname: str) -> list[tuple[tuple[str, ...], int]]:
+    """ARP of one device: 3 tries 40 ms apart (a namespace other than the first has no
+    `neigh/default` to inherit from, so every device is set)."""
+    base = ("net", "ipv4", "neigh", ifname)
+    return [
+        ((*base, "retrans_time_ms"), ARP_RETRANS_MS),
+        ((*base, "mcast_solicit"), 3),
+        ((*base, "ucast_solicit"), 3),
+    ]
+
+
+def _segment_sysctls() -> list[tuple[str, str | int]]:
+    return [
+        ("net.ipv6.conf.all.disable_ipv6", 1),
+        ("net.ipv6.conf.default.disable_ipv6", 1),
+    ]

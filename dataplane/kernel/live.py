@@ -1,0 +1,169 @@
+"""A cluster running on this kernel: namespaces, listeners and rules, and jobs run on it.
+
+`LiveCluster` follows the simulator: it is built from the simulator's fabric, takes every
+later fabric (after an `apply`, `delete` or `label` step) and rebuilds what changed: the
+namespaces when pods or nodes moved, otherwise only the nftables rules of every node.  It
+always ends removed (`close()`, also on SIGINT and SIGTERM through the caller's `finally`)
+unless asked to keep it.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from dataplane.fabric import Fabric, layout_of
+from dataplane.kernel import dns, netns, nft
+from dataplane.kernel.build import KernelCluster
+from dataplane.kernel.policies import add_policy_rules
+from dataplane.kernel.probe import (
+    DEFAULT_TIMEOUT,
+    Job,
+    KernelVerdict,
+    Listeners,
+    run_jobs,
+)
+from dataplane.kernel.services import ServiceRules, add_masquerade, add_service_rules
+from dataplane.netns import NetnsKind
+from topology.workload import COREDNS
+
+
+@dataclass(frozen=True, slots=True)
+class Pin:
+    """Send a probe's connection to the endpoint the simulator chose for it."""
+
+    service: str  # NS/NAME
+    port_index: int
+    pod: str  # NS/NAME of the endpoint
+
+
+class LiveCluster:
+    """One fabric on this kernel (see the module docstring)."""
+
+    def __init__(self, fabric: Fabric, run_id: str | None = None) -> None:
+        self.run_id = run_id or netns.new_run_id()
+        self.fabric = fabric
+        self.kc: KernelCluster | None = None
+        self.listeners: Listeners | None = None
+        # per node (its kernel netns): the Service rules (for pins), a conntrack socket
+        self.services: dict[str, ServiceRules] = {}
+        self.conntrack: dict[str, socket.socket] = {}
+        self._layout: tuple[object, ...] = ()
+        self._pins_loaded = False
+        self.rebuilds = 0
+
+    # -- life cycle ------------------------------------------------------------------------
+    def start(self) -> LiveCluster:
+        try:
+            self._build()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _build(self) -> None:
+        self.kc = KernelCluster.build(self.fabric, self.run_id)
+        self._layout = layout_of(self.fabric.cluster)
+        self.listeners = Listeners()
+        for ns in self.fabric.netns.values():
+            for (protocol, port), sock in ns.sockets.items():
+                app = self._coredns if sock.owner == COREDNS else None
+                self.listeners.listen(self.kc.names[ns.id], protocol, port, app)
+        self.listeners.start()
+        self.load_rules()
+        for ns in self.fabric.netns.values():
+            if ns.kind is NetnsKind.HOST:
+                with netns.inside(self.kc.names[ns.id]):
+                    self.conntrack[self.kc.names[ns.id]] = netns.conntrack_socket()
+
+    def forget_connections(self) -> None:
+        """Empty every node's conntrack table: each simulator walk starts without
+        connections, and a probe with fixed ports (a crafted or replayed packet) must not
+        find the entry an earlier step left (it would pass as ESTABLISHED)."""
+        for sock in self.conntrack.values():
+            netns.flush_conntrack(sock)
+
+    def _coredns(self, data: bytes) -> bytes | None:
+        return dns.answer(self.fabric.cluster, data)
+
+    def load_rules(self) -> None:
+        """Generate and load every node's table from the current cluster."""
+        assert self.kc is not None
+        self._pins_loaded = False  # a new table has empty pin maps
+        cluster = self.fabric.cluster
+        for ns in self.fabric.netns.values():
+            if ns.kind is not NetnsKind.HOST:
+                continue
+            rs = nft.Ruleset()
+            kernel_ns = self.kc.names[ns.id]
+            self.services[kernel_ns] = add_service_rules(rs, cluster, ns)
+            add_policy_rules(rs, cluster, ns)
+            add_masquerade(rs, cluster, ns)
+            nft.load(kernel_ns, rs.commands())
+
+    def update(self, fabric: Fabric) -> None:
+        """Take the simulator's fabric after a change to the cluster."""
+        layout = layout_of(fabric.cluster)
+        self.fabric = fabric
+        if layout != self._layout:
+            self._teardown()
+            self.rebuilds += 1
+            self._build()
+        else:
+            self.load_rules()
+
+    def _teardown(self) -> None:
+        for sock in self.conntrack.values():
+            sock.close()
+        self.conntrack.clear()
+        if self.listeners is not None:
+            self.listeners.close()
+            self.listeners = None
+        if self.kc is not None:
+            self.kc.close()
+            self.kc = None
+        self.services.clear()
+
+    def close(self) -> None:
+        """Remove every namespace of this run (whatever state it is in)."""
+        try:
+            self._teardown()
+        finally:
+            netns.remove_all(f"{self.run_id}-")
+
+    def names(self) -> list[str]:
+        return self.kc.all_names() if self.kc is not None else []
+
+    def kernel_ns(self, fabric_id: str) -> str:
+        assert self.kc is not None
+        return self.kc.names[fabric_id]
+
+    # -- running jobs ----------------------------------------------------------------------
+    def run(
+        self,
+        jobs: Sequence[Job],
+        pins: Sequence[Pin | None] = (),
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> list[KernelVerdict]:
+        """Run `jobs` at once; `pins[i]` (if any) pins client `jobs[i]`'s connection."""
+        try:
+            pinned: list[tuple[Pin, tuple[str, str, int, str, int]]] = []
+            for job, pin in zip(jobs, pins, strict=False):
+                flow = job.flow() if pin is not None else None
+                if pin is not None and flow is not None:
+                    pinned.append((pin, flow))
+            if pinned or self._pins_loaded:  # a stale pin could catch a reused port
+                for kernel_ns, rules in self.services.items():
+                    cmds = rules.flush()
+                    for pin, flow in pinned:
+                        cmds += rules.pin(pin.service, pin.port_index, flow, pin.pod)
+                    if cmds:
+                        nft.load(kernel_ns, cmds)
+                self._pins_loaded = bool(pinned)
+            self.forget_connections()
+        except BaseException:
+            for job in jobs:
+                job.close()
+            raise
+        return run_jobs(jobs, timeout)

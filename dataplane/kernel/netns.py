@@ -1,0 +1,258 @@
+"""Named network namespaces on this machine, as `ip netns` makes them, without a fork.
+
+A namespace is created the way iproute2's `ip netns add` does it (`unshare(CLONE_NEWNET)`,
+then a bind mount of the new namespace on `/run/netns/NAME`), but by the calling *thread*
+only, which goes straight back to where it was: `setns(2)` of a network namespace changes
+the calling thread, never the process.  `inside(name)` runs a block in a namespace the same
+way; a socket (or netlink socket) created there stays in that namespace for its whole life,
+so one process can serve listeners and clients in many namespaces from one thread.
+
+Every name starts with `PREFIX` (`dpv`) and the run's id, so that everything a run made can
+be found and removed (`remove_all`), even after a crash.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import os
+import re
+import socket
+import struct
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+PREFIX = "dpv"  # every namespace `dataplane verify` creates is named dpv<run id>-...
+RUN_DIR = Path("/run/netns")
+CLONE_NEWNET = 0x40000000
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_SHARED = 1 << 20
+MNT_DETACH = 2
+# dpv<pid in hex>[g<n>]-<short id>: the process that made it, and a retry counter
+_RUN_ID = re.compile(rf"^({PREFIX}([0-9a-f]+)(?:g[0-9]+)?)-")
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check(ret: int, what: str) -> None:
+    if ret != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, f"{what}: {os.strerror(code)}")
+
+
+def _setns(fd: int) -> None:
+    _check(_libc.setns(fd, CLONE_NEWNET), "setns")
+
+
+def _self_fd() -> int:
+    return os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+
+
+def path_of(name: str) -> Path:
+    return RUN_DIR / name
+
+
+def _share_run_dir() -> None:
+    """Make /run/netns a shared mount, as `ip netns add` does (lib/namespace.c)."""
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    run = str(RUN_DIR).encode()
+    if _libc.mount(b"", run, b"none", MS_SHARED | MS_REC, None) == 0:
+        return
+    _check(_libc.mount(run, run, b"none", MS_BIND | MS_REC, None), "mount --bind")
+    _check(
+        _libc.mount(b"", run, b"none", MS_SHARED | MS_REC, None), "mount --make-shared"
+    )
+
+
+def create(name: str) -> None:
+    """`ip netns add NAME`, by this thread alone; the thread ends where it started."""
+    _share_run_dir()
+    path = path_of(name)
+    os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
+    home = _self_fd()
+    try:
+        try:
+            _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+            src = b"/proc/thread-self/ns/net"
+            _check(
+                _libc.mount(src, str(path).encode(), b"none", MS_BIND, None), "mount"
+            )
+        finally:
+            _setns(home)
+    except OSError:
+        os.unlink(path)
+        raise
+    finally:
+        os.close(home)
+
+
+def remove(name: str) -> None:
+    """`ip netns del NAME`: the namespace goes once nothing else holds it."""
+    path = path_of(name)
+    _libc.umount2(str(path).encode(), MNT_DETACH)
+    with suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+@contextmanager
+def inside(name: str) -> Iterator[None]:
+    """Run the block with this thread in namespace `name`; always come back."""
+    fd = os.open(path_of(name), os.O_RDONLY | os.O_CLOEXEC)
+    home = _self_fd()
+    try:
+        _setns(fd)
+        try:
+            yield
+        finally:
+            _setns(home)
+    finally:
+        os.close(fd)
+        os.close(home)
+
+
+def _sysctl_path(key: str | tuple[str, ...]) -> Path:
+    parts = key.split(".") if isinstance(key, str) else key
+    return Path("/proc/sys", *parts)
+
+
+def sysctl(key: str | tuple[str, ...], value: str | int) -> bool:
+    """Write sysctl `key` (`net.ipv4.ip_forward`, or its parts when a device name has a
+    dot) in the calling thread's namespace; False if it does not exist."""
+    path = _sysctl_path(key)
+    try:
+        path.write_text(f"{value}\n")
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def read_sysctl(key: str | tuple[str, ...]) -> str | None:
+    try:
+        return _sysctl_path(key).read_text().strip()
+    except FileNotFoundError:
+        return None
+
+
+def run(name: str, argv: list[str], stdin: str | None = None) -> str:
+    """Run a program in namespace `name` (`ip netns exec NAME ...`); its stdout."""
+    proc = subprocess.run(
+        ["ip", "netns", "exec", name, *argv],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise OSError(
+            errno.EIO,
+            f"ip netns exec {name} {' '.join(argv)}: {proc.stderr.strip()}",
+        )
+    return proc.stdout
+
+
+def listing(prefix: str = PREFIX) -> list[str]:
+    """The namespaces whose name starts with `prefix`."""
+    try:
+        names = os.listdir(RUN_DIR)
+    except FileNotFoundError:
+        return []
+    return sorted(n for n in names if n.startswith(prefix))
+
+
+def run_ids() -> dict[str, int]:
+    """Every run that has namespaces here, with the process id that made it."""
+    return {
+        m.group(1): int(m.group(2), 16) for n in listing() if (m := _RUN_ID.match(n))
+    }
+
+
+def new_run_id() -> str:
+    """A prefix no namespace uses yet: `dpv` and this process's id in hex.
+
+    >>> new_run_id() == f"dpv{os.getpid():x}" or new_run_id().startswith(f"dpv{os.getpid():x}g")
+    True
+    """
+    taken = run_ids()
+    run_id, n = f"{PREFIX}{os.getpid():x}", 0
+    while run_id in taken:
+        n += 1
+        run_id = f"{PREFIX}{os.getpid():x}g{n}"
+    return run_id
+
+
+def is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_all(prefix: str = PREFIX) -> list[str]:
+    """Remove every namespace whose name starts with `prefix`; the names removed."""
+    names = listing(prefix)
+    for name in names:
+        remove(name)
+    return names
+
+
+def remove_kept() -> tuple[list[str], list[str]]:
+    """Remove the namespaces of every run whose process has ended (what `--keep` left, or
+    a crash); the names removed, and the runs still going (left alone)."""
+    removed: list[str] = []
+    running: list[str] = []
+    for run_id, pid in sorted(run_ids().items()):
+        if is_running(pid) and pid != os.getpid():
+            running.append(run_id)
+        else:
+            removed += remove_all(f"{run_id}-")
+    return removed, running
+
+
+SIOCETHTOOL = 0x8946
+ETHTOOL_GLINK = 0x0000000A
+
+
+def sync_link(sock: socket.socket, ifname: str) -> bool:
+    """Ask `ifname` for its link state (`ethtool IFNAME`).
+
+    The kernel handles a device's carrier change in its linkwatch work, up to a second
+    later for a bridge; until then the device has no queue and drops what it is sent.
+    ETHTOOL_GLINK runs that work for the device at once (`ethtool_op_get_link` calls
+    `linkwatch_sync_dev`).  `sock` must be a socket of the device's namespace.
+    """
+    value = ctypes.create_string_buffer(struct.pack("II", ETHTOOL_GLINK, 0))
+    ifreq = struct.pack("16sP", ifname.encode(), ctypes.addressof(value))
+    ifreq += bytes(40 - len(ifreq))
+    try:
+        fcntl.ioctl(sock.fileno(), SIOCETHTOOL, ifreq)
+    except OSError:
+        return False
+    return bool(struct.unpack_from("II", value.raw)[1])
+
+
+NETLINK_NETFILTER = 12
+CT_FLUSH = (1 << 8) | 2  # NFNL_SUBSYS_CTNETLINK << 8 | IPCTNL_MSG_CT_DELETE
+NLM_F_REQUEST_ACK = 0x1 | 0x4
+
+
+def conntrack_socket() -> socket.socket:
+    """A ctnetlink socket of the calling thread's namespace (open it `inside()`)."""
+    return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+
+
+def flush_conntrack(sock: socket.socket) -> None:
+    """`conntrack -F` for IPv4 in the socket's namespace: a DELETE without a tuple."""
+    msg = struct.pack("=IHHII", 20, CT_FLUSH, NLM_F_REQUEST_ACK, 1, 0)
+    msg += struct.pack("=BBH", socket.AF_INET, 0, 0)  # struct nfgenmsg
+    sock.send(msg)
+    reply = sock.recv(4096)
+    error = struct.unpack_from("=i", reply, 16)[0] if len(reply) >= 20 else 0
+    if error < 0:
+        raise OSError(-error, f"conntrack flush: {os.strerror(-error)}")

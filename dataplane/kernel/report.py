@@ -1,0 +1,133 @@
+"""The comparison of one scenario: each probe's verdicts side by side, and the rule that
+says when they agree.
+
+Agreement is the same verdict word, as far as a socket can tell: a client that hears
+nothing cannot know which hook dropped its packet, so the kernel's `denied` (silence until
+the deadline) agrees with the simulator's `denied-egress`, `denied-ingress` and `dropped`,
+and with any verdict the simulator reached while its own client heard nothing (a router
+with no route back to the sender cannot deliver its ICMP error).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dataplane.kernel.probe import KernelVerdict
+from dataplane.trace import Trace
+from topology.scenario import Verdict
+
+SILENT = frozenset({Verdict.DENIED_EGRESS, Verdict.DENIED_INGRESS, Verdict.DROPPED})
+AGREE, MISMATCH, NOT_COMPARABLE = "agree", "MISMATCH", "not comparable"
+
+
+def agree(
+    sim: Verdict | None, kernel: Verdict | None, sim_silent: bool = False
+) -> bool:
+    """Whether the kernel's verdict is the simulator's, as far as a socket can tell.
+
+    The kernel's `denied` is silence: it agrees with the simulator's silent verdicts, and
+    with any verdict the simulator reached while its client heard nothing (`sim_silent`:
+    a router without a route back cannot send its ICMP error).
+
+    >>> agree(Verdict.DENIED_INGRESS, Verdict.DENIED), agree(Verdict.REFUSED, Verdict.DENIED)
+    (True, False)
+    >>> agree(Verdict.NO_ROUTE, Verdict.DENIED, sim_silent=True)
+    True
+    """
+    if sim is None or kernel is None:
+        return False
+    if kernel is Verdict.DENIED:
+        return sim in SILENT or sim_silent
+    return sim is kernel
+
+
+def heard_nothing(trace: Trace, node: str, label: str) -> bool:
+    """Whether the simulator's client (in namespace `label` of `node`) learned nothing:
+    no answer was delivered to it and its own stack refused nothing."""
+    for h in trace.hops:
+        if h.node != node or h.netns != label:
+            continue
+        if h.direction == "reply" and h.event == "deliver":
+            return False
+        if h.direction == "request" and h.reason is not None:
+            return False
+    return True
+
+
+@dataclass(slots=True)
+class Row:
+    """One probe: what the simulator said beside what the kernel said."""
+
+    step: int
+    kind: str  # probe, matrix, send, replay
+    title: str
+    sim: Verdict | None
+    sim_detail: str
+    kernel: KernelVerdict
+    sim_seconds: float = 0.0
+    sim_silent: bool = False  # the simulator's client heard nothing
+
+    @property
+    def status(self) -> str:
+        if self.kernel.verdict is None:
+            return NOT_COMPARABLE
+        return (
+            AGREE if agree(self.sim, self.kernel.verdict, self.sim_silent) else MISMATCH
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "step": self.step,
+            "kind": self.kind,
+            "title": self.title,
+            "status": self.status,
+            "simulator": self.sim.value if self.sim else None,
+            "simulator_detail": self.sim_detail,
+            "simulator_client_heard_nothing": self.sim_silent,
+            "kernel": self.kernel.verdict.value if self.kernel.verdict else None,
+            "kernel_detail": self.kernel.detail,
+            "kernel_seconds": round(self.kernel.seconds, 6),
+            "simulator_seconds": round(self.sim_seconds, 6),
+        }
+
+
+@dataclass(slots=True)
+class Report:
+    """The comparison of one scenario."""
+
+    scenario: str
+    path: str
+    rows: list[Row] = field(default_factory=list)
+    build_seconds: float = 0.0
+    teardown_seconds: float = 0.0
+    namespaces: int = 0
+    kept: list[str] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(1 for r in self.rows if r.status == status)
+
+    @property
+    def ok(self) -> bool:
+        return self.count(MISMATCH) == 0
+
+    def ratio(self, answered: bool = True) -> float | None:
+        """Mean kernel time per compared probe over the simulator's mean for the same
+        probes; `answered` leaves out the probes the kernel heard nothing for (each of
+        them costs the timeout, whatever the network)."""
+        timed = [
+            r
+            for r in self.rows
+            if r.status != NOT_COMPARABLE
+            and r.sim_seconds > 0
+            and not (answered and r.kernel.verdict is Verdict.DENIED)
+        ]
+        if not timed:
+            return None
+        k = sum(r.kernel.seconds for r in timed) / len(timed)
+        s = sum(r.sim_seconds for r in timed) / len(timed)
+        return k / s if s else None
+
+    def ordered(self) -> list[Row]:
+        """Mismatches first, then what could not be compared, then agreements."""
+        rank = {MISMATCH: 0, NOT_COMPARABLE: 1, AGREE: 2}
+        return sorted(self.rows, key=lambda r: rank[r.status])

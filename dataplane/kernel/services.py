@@ -1,0 +1,380 @@
+"""kube-proxy and masquerade as nftables rules, generated from the cluster model.
+
+The rules are those of kube-proxy's iptables mode, written in nftables (the layout of its
+nftables mode), for one node:
+
+- nat prerouting and nat output (dstnat): `services` looks the packet up by
+  `daddr . l4proto . dport` (ClusterIPs, LoadBalancer addresses) and, for a local
+  destination other than 127/8, by `l4proto . dport` (nodePorts); each Service port jumps to
+  its frontend chain (`svc-N` for the ClusterIP, `ext-N` for nodePort and LoadBalancer)
+  which applies the traffic policy and marks for masquerade, then to a `pick-N-all` or
+  `pick-N-local` chain that chooses an endpoint (`sep-N-K`: mark hairpin traffic, DNAT).
+- filter input/forward/output at priority -1 (`kube-filter`): a NEW connection that still
+  has a Service address after DNAT is REJECTed (icmp port-unreachable) when the port has no
+  endpoint at all, DROPped when it has none this traffic may use (a `Local` policy).
+- nat postrouting (srcnat): kube-proxy's `KUBE-POSTROUTING` (masquerade what is marked
+  0x4000), then ip-masq-agent's rule (pod traffic leaving the cluster).
+
+The endpoint choice: kube-proxy picks at random (`numgen random`).  To compare one probe
+with the simulator, whose pick is deterministic and written in its trace, the probe's flow
+(`saddr . l4proto . sport . daddr . dport`) can be pinned to that endpoint: every `pick`
+chain first looks the flow up in its own map (`@pin-N-all`), which holds only endpoints
+that chain may choose, so a pin never takes traffic where the rules would not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Network
+
+from dataplane.kernel.nft import (
+    DROP,
+    MASQ_MARK,
+    MASQUERADE,
+    REJECT_PORT_UNREACHABLE,
+    Command,
+    Expr,
+    Ruleset,
+    addresses,
+    concat,
+    ct_state,
+    dport,
+    fib_daddr_local,
+    field_,
+    has_mark,
+    jump,
+    l4proto,
+    match,
+    meta,
+    set_mark,
+    verdict_map,
+)
+from dataplane.netns import Kind, Netns
+from topology.model import Cluster, Pod, Protocol, Service, ServicePort
+from topology.selectors import matches_map
+
+PIN_KEY = ["ipv4_addr", "inet_proto", "inet_service", "ipv4_addr", "inet_service"]
+LOOPBACK = IPv4Network("127.0.0.0/8")
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A ready pod selected by the Service, and the port its targetPort names."""
+
+    pod: Pod
+    port: int
+
+
+def selected_pods(cluster: Cluster, svc: Service) -> list[Pod]:
+    """The ready pods of the Service's namespace its selector matches, sorted by key."""
+    selector = svc.selector
+    if selector is None:
+        return []
+    return sorted(
+        (
+            p
+            for p in cluster.pods.values()
+            if p.namespace == svc.namespace
+            and p.ready
+            and matches_map(selector, p.labels)
+        ),
+        key=lambda p: p.key,
+    )
+
+
+def endpoints(cluster: Cluster, svc: Service, sp: ServicePort) -> list[Endpoint]:
+    """The endpoints of one Service port (EndpointSlice controller), sorted by pod key:
+    the selected pods; a named targetPort is resolved per pod among its containerPorts of
+    the same protocol (a pod without it is no endpoint of that port)."""
+    out: list[Endpoint] = []
+    for pod in selected_pods(cluster, svc):
+        if isinstance(sp.target_port, str):
+            number = pod.named_port(sp.target_port, sp.protocol)
+            if number is None:
+                continue
+        else:
+            number = sp.target_port
+        out.append(Endpoint(pod, number))
+    return out
+
+
+@dataclass(slots=True)
+class Pick:
+    """One `pick` chain: its pin map and the endpoint chains it may choose."""
+
+    map: str
+    seps: dict[str, str] = field(default_factory=dict)  # pod key -> sep chain
+
+
+@dataclass(slots=True)
+class ServiceRules:
+    """What verify needs to pin flows: the pick chains of every Service port."""
+
+    picks: dict[tuple[str, int], list[Pick]] = field(default_factory=dict)
+
+    def pin(
+        self, svc: str, index: int, flow: tuple[str, str, int, str, int], pod: str
+    ) -> list[Command]:
+        """Elements that send `flow` (saddr, l4proto, sport, daddr, dport) to `pod`."""
+        from dataplane.kernel.nft import FAMILY, TABLE
+
+        out: list[Command] = []
+        for pick in self.picks.get((svc, index), []):
+            sep = pick.seps.get(pod)
+            if sep is None:
+                continue
+            elem = [[{"concat": list(flow)}, jump(sep)]]
+            out.append(
+                {
+                    "add": {
+                        "element": {
+                            "family": FAMILY,
+                            "table": TABLE,
+                            "name": pick.map,
+                            "elem": elem,
+                        }
+                    }
+                }
+            )
+        return out
+
+    def flush(self) -> list[Command]:
+        from dataplane.kernel.nft import FAMILY, TABLE
+
+        return [
+            {"flush": {"map": {"family": FAMILY, "table": TABLE, "name": p.map}}}
+            for picks in self.picks.values()
+            for p in picks
+        ]
+
+
+def pod_cidrs(cluster: Cluster) -> list[IPv4Network]:
+    return [n.pod_cidr for n in cluster.config.nodes]
+
+
+def local_addresses(node_ns: Netns) -> list[str]:
+    return [
+        str(a.ip)
+        for i in node_ns.interfaces.values()
+        if i.kind is not Kind.LOOPBACK
+        for a in i.addrs
+    ]
+
+
+def _flow_key() -> Expr:
+    return concat(
+        field_("ip", "saddr"),
+        meta("l4proto"),
+        field_("th", "sport"),
+        field_("ip", "daddr"),
+        field_("th", "dport"),
+    )
+
+
+def _pick(
+    rs: Ruleset, name: str, eps: list[Endpoint], seps: list[str], label: str
+) -> Pick:
+    """A chain choosing one of `eps` (their `sep` chains): the pinned flow, else random."""
+    chain = rs.chain(name)
+    pick = Pick(rs.verdict_map(f"pin-{name}", PIN_KEY))
+    for ep, sep in zip(eps, seps, strict=True):
+        pick.seps[ep.pod.key] = sep
+    rs.add(
+        chain,
+        {"vmap": {"key": _flow_key(), "data": f"@{pick.map}"}},
+        comment=f"{label}: a probe pinned to the simulator's endpoint",
+    )
+    if eps:
+        choices = [(i, jump(sep)) for i, sep in enumerate(seps)]
+        rs.add(
+            chain,
+            verdict_map(
+                {"numgen": {"mode": "random", "mod": len(eps), "offset": 0}}, choices
+            ),
+            comment=f"{label}: one of {len(eps)} endpoints at random",
+        )
+    return pick
+
+
+def add_service_rules(rs: Ruleset, cluster: Cluster, node_ns: Netns) -> ServiceRules:
+    """kube-proxy's rules on node `node_ns.node` (see the module docstring)."""
+    node = node_ns.node
+    out = ServiceRules()
+    cidrs = pod_cidrs(cluster)
+    services = rs.chain("services")
+    kube_filter = rs.chain("kube-filter")
+    virtual: list[tuple[object, Expr]] = []
+    node_ports: list[tuple[object, Expr]] = []
+    for svc in cluster.services.values():
+        for i, sp in enumerate(svc.ports):
+            tag = f"{svc.namespace}.{svc.name}.{sp.name or sp.port}"  # as kube-proxy names it
+            label = f"svc {svc.key}:{sp.name or sp.port}"
+            proto = {Protocol.TCP: "tcp", Protocol.UDP: "udp", Protocol.SCTP: "sctp"}[
+                sp.protocol
+            ]
+            eps = endpoints(cluster, svc, sp)
+            local = [e for e in eps if e.pod.node == node]
+            seps = []
+            for ep in eps:
+                sep = rs.chain(f"sep-{tag}.{ep.pod.name}")
+                seps.append(sep)
+                rs.add(
+                    sep,
+                    match(field_("ip", "saddr"), str(ep.pod.ip)),
+                    set_mark(MASQ_MARK),
+                    comment=f"KUBE-SEP {ep.pod.key}: hairpin, masquerade",
+                )
+                rs.add(
+                    sep,
+                    l4proto(sp.protocol),
+                    {"dnat": {"addr": str(ep.pod.ip), "port": ep.port}},
+                    comment=f"KUBE-SEP {ep.pod.key} {ep.pod.ip}:{ep.port}",
+                )
+            local_seps = [
+                s for e, s in zip(eps, seps, strict=True) if e.pod.node == node
+            ]
+            all_pick = _pick(rs, f"pick-{tag}-all", eps, seps, label)
+            local_pick = _pick(rs, f"pick-{tag}-local", local, local_seps, label)
+            out.picks[(svc.key, i)] = [all_pick, local_pick]
+            # the ClusterIP frontend (KUBE-SVC)
+            if svc.cluster_ip is not None:
+                chain = rs.chain(f"svc-{tag}")
+                rs.add(
+                    chain,
+                    match(field_("ip", "saddr"), addresses(cidrs), "!="),
+                    set_mark(MASQ_MARK),
+                    comment=f"{label}: not from a pod (! -s clusterCIDR): masquerade",
+                )
+                if svc.internal_traffic_policy != "Local":
+                    rs.add(chain, jump(f"pick-{tag}-all"), comment=label)
+                elif local:
+                    rs.add(
+                        chain,
+                        jump(f"pick-{tag}-local"),
+                        comment=f"{label}: internalTrafficPolicy Local",
+                    )
+                virtual.append(
+                    ({"concat": [str(svc.cluster_ip), proto, sp.port]}, jump(chain))
+                )
+            # the nodePort and LoadBalancer frontend (KUBE-EXT)
+            if sp.node_port is not None or svc.load_balancer_ip is not None:
+                chain = rs.chain(f"ext-{tag}")
+                if svc.external_traffic_policy == "Local":
+                    rs.add(
+                        chain,
+                        match(field_("ip", "saddr"), addresses(cidrs)),
+                        jump(f"pick-{tag}-all"),
+                        comment=f"{label}: pod traffic short-circuits to every endpoint",
+                    )
+                    rs.add(
+                        chain,
+                        match({"fib": {"result": "type", "flags": ["saddr"]}}, "local"),
+                        set_mark(MASQ_MARK),
+                        jump(f"pick-{tag}-all"),
+                        comment=f"{label}: the node's own traffic: masquerade, every endpoint",
+                    )
+                    if local:
+                        rs.add(
+                            chain,
+                            jump(f"pick-{tag}-local"),
+                            comment=f"{label}: externalTrafficPolicy Local",
+                        )
+                else:
+                    rs.add(
+                        chain,
+                        set_mark(MASQ_MARK),
+                        jump(f"pick-{tag}-all"),
+                        comment=f"{label}: externalTrafficPolicy Cluster: masquerade",
+                    )
+                if svc.load_balancer_ip is not None:
+                    virtual.append(
+                        (
+                            {"concat": [str(svc.load_balancer_ip), proto, sp.port]},
+                            jump(chain),
+                        )
+                    )
+                if sp.node_port is not None:
+                    node_ports.append(({"concat": [proto, sp.node_port]}, jump(chain)))
+            # kube-proxy's filter: Service ports nobody (here) serves
+            verdict = REJECT_PORT_UNREACHABLE if not eps else DROP
+            why = (
+                "no endpoints: REJECT"
+                if not eps
+                else "no endpoint this traffic may use: DROP"
+            )
+            fronts: list[list[Expr]] = []
+            if svc.cluster_ip is not None:
+                fronts.append([match(field_("ip", "daddr"), str(svc.cluster_ip))])
+            if svc.load_balancer_ip is not None:
+                fronts.append([match(field_("ip", "daddr"), str(svc.load_balancer_ip))])
+            for front in fronts:
+                rs.add(
+                    kube_filter,
+                    *front,
+                    l4proto(sp.protocol),
+                    dport(sp.port),
+                    verdict,
+                    comment=f"{label}: {why}",
+                )
+            if sp.node_port is not None:
+                rs.add(
+                    kube_filter,
+                    fib_daddr_local(),
+                    match(field_("ip", "daddr"), addresses([LOOPBACK]), "!="),
+                    l4proto(sp.protocol),
+                    dport(sp.node_port),
+                    verdict,
+                    comment=f"{label} nodePort: {why}",
+                )
+    if virtual:
+        rs.add(
+            services,
+            verdict_map(
+                concat(field_("ip", "daddr"), meta("l4proto"), field_("th", "dport")),
+                virtual,
+            ),
+            comment="KUBE-SERVICES: ClusterIPs and LoadBalancer addresses",
+        )
+    if node_ports:
+        rs.add(
+            services,
+            fib_daddr_local(),
+            match(field_("ip", "daddr"), addresses([LOOPBACK]), "!="),
+            verdict_map(concat(meta("l4proto"), field_("th", "dport")), node_ports),
+            comment="KUBE-NODEPORTS: a nodePort on any local address",
+        )
+    for hook, name in (("prerouting", "nat-prerouting"), ("output", "nat-output")):
+        rs.base_chain(name, "nat", hook, -100)
+        rs.add(name, jump(services), comment="kube-proxy DNAT")
+    for hook in ("input", "forward", "output"):
+        name = f"kube-filter-{hook}"
+        rs.base_chain(name, "filter", hook, -1)
+        rs.add(
+            name,
+            ct_state("new"),
+            jump(kube_filter),
+            comment="kube-proxy filter (NEW only)",
+        )
+    return out
+
+
+def add_masquerade(rs: Ruleset, cluster: Cluster, node_ns: Netns) -> None:
+    """nat postrouting: KUBE-POSTROUTING, then ip-masq-agent's rule."""
+    cfg = cluster.config
+    inside: list[str | IPv4Network] = [*pod_cidrs(cluster), cfg.service_cidr]
+    rs.base_chain("nat-postrouting", "nat", "postrouting", 100)
+    rs.add(
+        "nat-postrouting",
+        has_mark(MASQ_MARK),
+        MASQUERADE,
+        comment="KUBE-POSTROUTING: masquerade what kube-proxy marked",
+    )
+    mine = local_addresses(node_ns)
+    rs.add(
+        "nat-postrouting",
+        match(field_("ip", "saddr"), addresses(inside)),
+        match(field_("ip", "daddr"), addresses(inside), "!="),
+        match(field_("ip", "saddr"), addresses(mine), "!="),
+        MASQUERADE,
+        comment="ip-masq-agent: pod traffic leaving the cluster",
+    )

@@ -1,0 +1,480 @@
+"""Run a scenario on the simulator and on this kernel side by side, and compare verdicts.
+
+Every probe (each pair of a matrix, each crafted packet of a `send`) is walked by the
+simulator and run as real traffic on the `LiveCluster`; `apply`, `delete` and `label`
+steps change both.  Probes between two changes run on the kernel at once, each with its
+own short deadline.
+
+Agreement is decided in `dataplane.kernel.report`.  A probe the kernel cannot
+make (SCTP without the module, a TCP SYN with a payload, a replayed capture) is reported as
+"not comparable" with its reason, never silently skipped.  The kernel is told which
+endpoint the simulator picked for a Service (its pick is deterministic, kube-proxy's is
+random): see `dataplane.kernel.services`.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+
+from dataplane.kernel.dns import DnsProbe
+from dataplane.kernel.live import LiveCluster, Pin
+from dataplane.kernel.probe import (
+    DEFAULT_TIMEOUT,
+    Client,
+    Job,
+    KernelVerdict,
+    ProbeSpec,
+)
+from dataplane.kernel.report import Report, Row, heard_nothing
+from dataplane.kernel.send import Sender
+from dataplane.matrix import endpoints as matrix_endpoints
+from dataplane.netns import NetnsKind
+from dataplane.packet import ICMP, ICMP_ECHO_REQUEST, PROTO_NAMES, TCP, Packet
+from dataplane.scenario import Runner
+from dataplane.trace import Trace
+from topology.endpoint import EndpointKind
+from topology.errors import TopologyError
+from topology.model import Cluster, Pod, Protocol
+from topology.scenario import (
+    MatrixStep,
+    ProbeStep,
+    ReplayStep,
+    Scenario,
+    SendStep,
+    Step,
+)
+
+
+@dataclass(slots=True)
+class _Item:
+    """A probe waiting for its kernel run."""
+
+    step: int
+    kind: str
+    title: str
+    trace: Trace | None
+    sim_seconds: float
+    job: Callable[[], Job] | None
+    pin: Pin | None = None
+    not_comparable: str | None = None
+    silent: bool = False
+    alone: bool = False  # a crafted packet: runs only beside packets of another `key`
+    key: tuple[object, ...] = ()  # what its answer is recognised by
+
+
+class Verifier:
+    """Runs one scenario on both and builds its `Report`."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        timeout: float = DEFAULT_TIMEOUT,
+        run_id: str | None = None,
+    ) -> None:
+        self.scenario = scenario
+        self.timeout = timeout
+        self.runner = Runner(scenario)
+        self.live = LiveCluster(self.runner.sim.fabric, run_id)
+        self.report = Report(scenario.name, str(scenario.path or ""))
+        self.pending: list[_Item] = []
+
+    def run(self, keep: bool = False) -> Report:
+        t = time.perf_counter()
+        try:
+            self.live.start()
+            self.report.build_seconds = time.perf_counter() - t
+            self.report.namespaces = len(self.live.names())
+            for i, step in enumerate(self.scenario.steps, 1):
+                self.step(i, step)
+            self.flush()
+        finally:
+            if keep:
+                self.report.kept = self.live.names()
+            else:
+                t = time.perf_counter()
+                self.live.close()
+                self.report.teardown_seconds = time.perf_counter() - t
+        return self.report
+
+    # -- steps -----------------------------------------------------------------------------
+    def step(self, index: int, step: Step) -> None:
+        try:
+            if isinstance(step, ProbeStep):
+                port = (
+                    self.runner.sub(step.port)
+                    if isinstance(step.port, str)
+                    else step.port
+                )
+                self.probe(
+                    index,
+                    "probe",
+                    self.runner.sub(step.src),
+                    self.runner.sub(step.dst),
+                    port,
+                    step.protocol,
+                )
+            elif isinstance(step, MatrixStep):
+                sim = self.runner.sim
+                for s in matrix_endpoints(sim, step.src):
+                    for d in matrix_endpoints(sim, step.dst):
+                        self.probe(
+                            index,
+                            "matrix",
+                            self.runner.sub(s),
+                            self.runner.sub(d),
+                            step.port,
+                            step.protocol,
+                        )
+            elif isinstance(step, SendStep):
+                self.send(index, step)
+            elif isinstance(step, ReplayStep):
+                self.replay(index, step)
+            else:
+                self.flush()
+                self.runner.run_step(index, step)
+                self.live.update(self.runner.sim.fabric)
+        except TopologyError as err:
+            if err.loc is None:
+                raise TopologyError(
+                    err.reason, step.loc, f"step {index}", err.field
+                ) from err
+            raise
+
+    def probe(
+        self,
+        index: int,
+        kind: str,
+        src: str,
+        dst: str,
+        port: int | str | None,
+        protocol: Protocol,
+    ) -> None:
+        sim = self.runner.sim
+        t = time.perf_counter()
+        trace = sim.probe(src, dst, port, protocol)
+        took = time.perf_counter() - t
+        port_text = f":{port}" if port is not None else ""
+        title = f"{src} -> {dst}{port_text} {protocol.value}"
+        s, d = sim.resolve(src), sim.resolve(dst)
+        fabric_ns = sim.netns_of(s)
+        kernel_ns = self.live.kernel_ns(fabric_ns.id)
+        cluster = sim.cluster
+        silent = heard_nothing(trace, fabric_ns.node, fabric_ns.label)
+        if d.kind is EndpointKind.DNS:
+            assert d.name is not None and s.pod is not None
+            expected, dport = self.expect_dns(cluster, s.pod, d.name, port, protocol)
+            spec = ProbeSpec(kernel_ns, protocol, expected or "0.0.0.0", dport)
+            pod, name = s.pod, d.name
+
+            def make_dns() -> Job:
+                return DnsProbe(cluster, kernel_ns, pod, name, spec)
+
+            pin = self.pin_of(cluster, spec, trace)
+            self.pending.append(
+                _Item(index, kind, title, trace, took, make_dns, pin, silent=silent)
+            )
+            return
+        dst_ip = sim.address_of(d, s)
+        dport = sim.resolve_port(port, d, protocol)
+        spec = ProbeSpec(kernel_ns, protocol, dst_ip, dport)
+        pin = self.pin_of(cluster, spec, trace)
+        self.pending.append(
+            _Item(
+                index,
+                kind,
+                title,
+                trace,
+                took,
+                lambda: Client(spec),
+                pin,
+                silent=silent,
+            )
+        )
+
+    def expect_dns(
+        self,
+        cluster: Cluster,
+        pod: Pod,
+        name: str,
+        port: int | str | None,
+        protocol: Protocol,
+    ) -> tuple[str | None, int]:
+        """The address the name has in the model, and the port number to connect to."""
+        from dataplane.kernel import dns
+
+        for qname in dns.candidates(cluster, pod, name):
+            rcode, addrs, svc = dns.records(cluster, qname)
+            if rcode == dns.NOERROR and addrs:
+                number = 0
+                if isinstance(port, int):
+                    number = port
+                elif isinstance(port, str) and svc is not None:
+                    if svc.cluster_ip is not None:
+                        number = next(
+                            (
+                                sp.port
+                                for sp in svc.ports
+                                if sp.name == port and sp.protocol is protocol
+                            ),
+                            0,
+                        )
+                    else:
+                        first = next(
+                            p for p in cluster.pods.values() if str(p.ip) == addrs[0]
+                        )
+                        number = first.named_port(port, protocol) or 0
+                return addrs[0], number
+        return None, port if isinstance(port, int) else 0
+
+    def pin_of(self, cluster: Cluster, spec: ProbeSpec, trace: Trace) -> Pin | None:
+        """The Service port a probe addresses and the endpoint the simulator chose."""
+        if trace.endpoint is None or spec.protocol is Protocol.ICMP:
+            return None
+        ip = IPv4Address(spec.dst)
+        node_ips = {
+            a.ip
+            for ns in self.runner.sim.fabric.netns.values()
+            if ns.kind is NetnsKind.HOST
+            for i in ns.interfaces.values()
+            for a in i.addrs
+        }
+        for svc in cluster.services.values():
+            for n, sp in enumerate(svc.ports):
+                if sp.protocol is not spec.protocol:
+                    continue
+                virtual = (
+                    ip in (svc.cluster_ip, svc.load_balancer_ip)
+                    and sp.port == spec.dport
+                )
+                node_port = sp.node_port == spec.dport and ip in node_ips
+                if virtual or node_port:
+                    return Pin(svc.key, n, trace.endpoint)
+        return None
+
+    def send(self, index: int, step: SendStep) -> None:
+        sim = self.runner.sim
+        at = self.runner.sub(step.at)
+        pkt = self.runner.build_packet(step)
+        t = time.perf_counter()
+        trace = sim.send(at, pkt)
+        took = time.perf_counter() - t
+        fabric_ns = sim.netns_of(sim.resolve(at))
+        kernel_ns = self.live.kernel_ns(fabric_ns.id)
+        title = f"send at {at}: {pkt.summary()}"
+        silent = heard_nothing(trace, fabric_ns.node, fabric_ns.label)
+        self.pending.append(
+            _Item(
+                index,
+                "send",
+                title,
+                trace,
+                took,
+                lambda: Sender(kernel_ns, pkt),
+                silent=silent,
+                alone=True,
+                key=answer_key(pkt),
+            )
+        )
+
+    def replay(self, index: int, step: ReplayStep) -> None:
+        """Every packet of a capture: the ones that open a connection (a TCP SYN, an echo
+        request, a UDP datagram of a flow the capture has not answered yet) are sent on the
+        kernel; the others are not comparable (see `replay_reason`)."""
+        from dataplane.replay import decode, owners, read_capture, replay_packets
+
+        sim = self.runner.sim
+        at = self.runner.sub(step.at) if step.at is not None else None
+        records = read_capture(step.pcap)
+        t = time.perf_counter()
+        result = replay_packets(sim, records, at, str(step.pcap))
+        per_packet = (time.perf_counter() - t) / max(len(records), 1)
+        who = owners(sim)
+        entry = sim.netns_of(sim.resolve(at)).id if at is not None else None
+        seen: set[tuple[object, ...]] = set()
+        by_index = {cap.index: cap for cap in records}
+        for p in result.packets:
+            if p.verdict is None or p.trace is None:
+                continue  # skipped (ARP, IPv6) or not walkable: no verdict to compare
+            pkt = decode(by_index[p.index], (sim.cluster.config.vxlan_port, 8472, 4789))
+            match = (
+                pkt.inner.l3()
+                if pkt.inner is not None and pkt.inner.ip is not None
+                else pkt
+            )
+            assert pkt.ip is not None and match.ip is not None
+            flow = (
+                match.ip.proto,
+                match.ip.src,
+                match.sport,
+                match.ip.dst,
+                match.dport,
+            )
+            back = (
+                match.ip.proto,
+                match.ip.dst,
+                match.dport,
+                match.ip.src,
+                match.sport,
+            )
+            why = replay_reason(match, back in seen)
+            seen.add(flow)
+            title = f"replay {step.pcap.name} #{p.index} at {p.at}: {pkt.summary()}"
+            sender_id = entry or who[pkt.ip.src][0]
+            sniff_id = (
+                who.get(match.ip.src, (sender_id, ""))[0]
+                if match is not pkt
+                else sender_id
+            )
+            fabric_ns = sim.fabric.netns[sniff_id]
+            silent = heard_nothing(p.trace, fabric_ns.node, fabric_ns.label)
+            if why is not None:
+                self.pending.append(
+                    _Item(
+                        index,
+                        "replay",
+                        title,
+                        p.trace,
+                        per_packet,
+                        None,
+                        not_comparable=f"not comparable: {why}",
+                    )
+                )
+                continue
+            kernel_ns, sniff_ns = (
+                self.live.kernel_ns(sender_id),
+                self.live.kernel_ns(sniff_id),
+            )
+
+            def make(
+                kernel_ns: str = kernel_ns, pkt: Packet = pkt, sniff_ns: str = sniff_ns
+            ) -> Job:
+                return Sender(kernel_ns, pkt, sniff_ns)
+
+            self.pending.append(
+                _Item(
+                    index,
+                    "replay",
+                    title,
+                    p.trace,
+                    per_packet,
+                    make,
+                    silent=silent,
+                    alone=True,
+                    key=answer_key(match),
+                )
+            )
+
+    # -- the kernel's turn -----------------------------------------------------------------
+    def flush(self) -> None:
+        """Run every pending probe on the kernel at once and record the rows."""
+        items, self.pending = self.pending, []
+        runnable = [
+            it for it in items if it.job is not None and it.not_comparable is None
+        ]
+        batches: list[list[_Item]] = []
+        together = [it for it in runnable if not it.alone]
+        size = batch_size()
+        batches += [together[i : i + size] for i in range(0, len(together), size)]
+        keyed: list[tuple[set[tuple[object, ...]], list[_Item]]] = []
+        for it in runnable:
+            if not it.alone:
+                continue
+            for keys, batch in keyed:  # the first batch without a look-alike
+                if it.key not in keys:
+                    keys.add(it.key)
+                    batch.append(it)
+                    break
+            else:
+                keyed.append(({it.key}, [it]))
+        batches += [batch for _keys, batch in keyed]
+        by_item: dict[int, KernelVerdict] = {}
+        for batch in batches:
+            jobs: list[Job] = []
+            try:  # sockets are opened just before their batch runs
+                for it in batch:
+                    assert it.job is not None
+                    jobs.append(it.job())
+            except BaseException:
+                for job in jobs:
+                    job.close()
+                raise
+            results = self.live.run(jobs, [it.pin for it in batch], self.timeout)
+            by_item.update(zip((id(it) for it in batch), results, strict=True))
+        for it in items:
+            kernel = by_item.get(id(it)) or KernelVerdict(
+                None, it.not_comparable or "not run"
+            )
+            trace = it.trace
+            self.report.rows.append(
+                Row(
+                    it.step,
+                    it.kind,
+                    it.title,
+                    trace.verdict if trace is not None else None,
+                    trace.explanation if trace is not None else "",
+                    kernel,
+                    it.sim_seconds,
+                    it.silent,
+                )
+            )
+
+
+def batch_size() -> int:
+    """How many probes run at once: each holds a socket, and the process may open only
+    so many files (RLIMIT_NOFILE, often 1024); half of what is left, at least 64."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 4096
+    in_use = len(os.listdir("/proc/self/fd"))
+    return max(64, min(4096, (soft - in_use) // 2))
+
+
+def answer_key(pkt: Packet) -> tuple[object, ...]:
+    """What the answer to a crafted packet is recognised by: two packets with the same key
+    cannot be sent at once (the TTL lesson's echo requests differ only in their TTL)."""
+    ip, l4 = pkt.ip, pkt.l4
+    if ip is None:
+        return ()
+    echo = l4.id if isinstance(l4, ICMP) else -1
+    return (ip.dst, ip.proto, pkt.sport, pkt.dport, echo)
+
+
+def replay_reason(pkt: Packet, answers_earlier: bool) -> str | None:
+    """Why a captured packet cannot be replayed on the kernel as it is on the simulator,
+    or None when it can: only the first packet of a conversation can.  The simulator hands
+    a later packet to the capture's own connection; on the kernel no socket holds that
+    connection, so the receiver would answer it (RST, port unreachable) instead."""
+    ip, l4 = pkt.ip, pkt.l4
+    assert ip is not None
+    if isinstance(l4, TCP):
+        if l4.flags != "S":
+            return (
+                f"TCP {l4.flags} belongs to the capture's own connection, which no "
+                "socket on this kernel holds (the receiver would answer RST)"
+            )
+        return None
+    if isinstance(l4, ICMP):
+        if l4.type != ICMP_ECHO_REQUEST:
+            return "an ICMP message other than an echo request answers nothing the kernel sent"
+        return None
+    if answers_earlier:
+        return (
+            f"a reply of the capture ({PROTO_NAMES.get(ip.proto, ip.proto)}): the "
+            "socket that sent the request exists only in the capture"
+        )
+    return None
+
+
+def verify(
+    scenario: Scenario,
+    keep: bool = False,
+    timeout: float = DEFAULT_TIMEOUT,
+    run_id: str | None = None,
+) -> Report:
+    """Compare the simulator with this kernel on every probe of `scenario`."""
+    return Verifier(scenario, timeout, run_id).run(keep)

@@ -1,0 +1,59 @@
+"""Every shipped scenario on this kernel: the simulator and Linux agree on every probe.
+
+A probe the kernel cannot make is allowed only for the documented reasons (README, "The
+real kernel as the oracle"); anything else the backend cannot build fails here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dataplane.kernel.probe import has_sctp
+from dataplane.kernel.report import MISMATCH, NOT_COMPARABLE
+from dataplane.kernel.verify import verify
+from topology.loader import load_scenario
+
+pytestmark = pytest.mark.kernel
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+SCENARIOS = sorted(
+    p for p in (ROOT / "scenarios").rglob("*.yaml") if "manifests" not in p.parts
+)
+# Why a probe may be "not comparable" (each is a limit of what a socket or this kernel can
+# show, documented in the README).
+DOCUMENTED = (
+    "belongs to the capture's own connection",  # a replayed TCP segment after the SYN
+    "a reply of the capture",  # a replayed answer: the requesting socket is the capture's
+    "an ICMP message other than an echo request",  # a replayed echo reply
+    "cannot put a payload on its SYN",
+)
+SCTP = "this kernel has no SCTP"
+
+
+def test_scenarios_are_there() -> None:
+    assert len(SCENARIOS) >= 7
+
+
+@pytest.mark.parametrize(
+    "path", SCENARIOS, ids=lambda p: str(p.relative_to(ROOT / "scenarios"))
+)
+def test_the_simulator_and_linux_agree(path: Path) -> None:
+    scenario, _warnings = load_scenario(path)
+    report = verify(scenario)
+    wrong = [
+        f"step {r.step} {r.title}: simulator {r.sim} ({r.sim_detail}), kernel "
+        f"{r.kernel.verdict} ({r.kernel.detail})"
+        for r in report.rows
+        if r.status == MISMATCH
+    ]
+    assert not wrong, "\n".join(wrong)
+    allowed = DOCUMENTED if has_sctp() else (*DOCUMENTED, SCTP)
+    unexplained = [
+        f"step {r.step} {r.title}: {r.kernel.detail}"
+        for r in report.rows
+        if r.status == NOT_COMPARABLE
+        and not any(why in r.kernel.detail for why in allowed)
+    ]
+    assert not unexplained, "\n".join(unexplained)
+    assert report.rows, "a scenario without a probe compares nothing"
