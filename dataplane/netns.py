@@ -100,6 +100,15 @@ class Netns:
         """Whether `ip` is one of this namespace's addresses (the `local` table)."""
         return ip in self._local or ip.startswith("127.")
 
+    def addresses(self) -> list[str]:
+        """Every address of this namespace but loopback's, interface by interface."""
+        return [
+            str(a.ip)
+            for i in self.interfaces.values()
+            if i.kind is not Kind.LOOPBACK
+            for a in i.addrs
+        ]
+
     def source_for(self, oif: str, dst: str | None = None) -> str:
         """The source address the kernel picks for a packet leaving `oif`."""
         iface = self.interfaces[oif]

@@ -7,13 +7,12 @@ from pathlib import Path
 import pytest
 
 from dataplane.scenario import Runner
+from dataplane.suite import discover
 from topology.loader import load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
-# Manifest files that scenarios include with `{file: ...}` live in `manifests/` folders.
-SCENARIOS = sorted(
-    p for p in (ROOT / "scenarios").rglob("*.yaml") if "manifests" not in p.parts
-)
+# The files `dataplane test scenarios/` runs (manifest includes have no `steps:`).
+SCENARIOS = discover([ROOT / "scenarios"])
 
 
 def test_scenarios_are_shipped() -> None:

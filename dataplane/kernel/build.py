@@ -220,39 +220,40 @@ class KernelCluster:
         assert iface.peer is not None
         peer_ns = self.fabric.netns[iface.peer[0]]
         peer = peer_ns.interfaces[iface.peer[1]]
-        fd = self._fd(self.names[peer_ns.id])
-        try:
-            self._ip(ns).link(
-                "add",
-                ifname=iface.ifname,
-                kind="veth",
-                address=iface.mac,
-                mtu=iface.mtu,
-                peer={
-                    "ifname": peer.ifname,
-                    "net_ns_fd": fd,
-                    "address": peer.mac,
-                    "mtu": peer.mtu,
-                },
-            )
-        finally:
-            os.close(fd)
+        self._add_veth(
+            ns, iface, self.names[peer_ns.id], peer.ifname, peer.mac, peer.mtu
+        )
 
     def _segment_port(self, ns: Netns, iface: Interface) -> None:
-        seg_ns = self.segments[iface.segment or ""]
-        fd = self._fd(seg_ns)
+        """A node's (or the gateway's) eth0, plugged into its segment's bridge."""
+        port = self.ports[(ns.id, iface.ifname)]
+        self._add_veth(
+            ns, iface, self.segments[iface.segment or ""], port, None, iface.mtu
+        )
+
+    def _add_veth(
+        self,
+        ns: Netns,
+        iface: Interface,
+        peer_kernel_ns: str,
+        peer_ifname: str,
+        peer_mac: str | None,
+        peer_mtu: int,
+    ) -> None:
+        """A veth pair: `iface` in `ns`, its peer created in `peer_kernel_ns`."""
+        peer: dict[str, object] = {"ifname": peer_ifname, "mtu": peer_mtu}
+        if peer_mac is not None:
+            peer["address"] = peer_mac
+        fd = self._fd(peer_kernel_ns)
         try:
+            peer["net_ns_fd"] = fd
             self._ip(ns).link(
                 "add",
                 ifname=iface.ifname,
                 kind="veth",
                 address=iface.mac,
                 mtu=iface.mtu,
-                peer={
-                    "ifname": self.ports[(ns.id, iface.ifname)],
-                    "net_ns_fd": fd,
-                    "mtu": iface.mtu,
-                },
+                peer=peer,
             )
         finally:
             os.close(fd)

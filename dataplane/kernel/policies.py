@@ -43,7 +43,7 @@ from dataplane.kernel.nft import (
     match,
     verdict_map,
 )
-from dataplane.netns import Kind, Netns
+from dataplane.netns import Netns
 from topology.model import Cluster, NetworkPolicy, Pod, PolicyPeer, PolicyPort
 from topology.selectors import matches
 
@@ -181,16 +181,6 @@ def _rule_matches(
                     yield [*peer_expr, *port_expr]
 
 
-def own_addresses(node_ns: Netns) -> list[str]:
-    """The node's addresses a pod talks to as "its own node" (always allowed)."""
-    return [
-        str(a.ip)
-        for i in node_ns.interfaces.values()
-        if i.kind is not Kind.LOOPBACK
-        for a in i.addrs
-    ]
-
-
 def add_policy_rules(rs: Ruleset, cluster: Cluster, node_ns: Netns) -> None:
     """The NetworkPolicy filter of node `node_ns.node` (see the module docstring)."""
     rs.base_chain("netpol", "filter", "forward", 0)
@@ -200,7 +190,7 @@ def add_policy_rules(rs: Ruleset, cluster: Cluster, node_ns: Netns) -> None:
         ACCEPT,
         comment="conntrack: a packet of an admitted connection passes",
     )
-    mine = own_addresses(node_ns)
+    mine = node_ns.addresses()
     local = [p for p in policy_pods(cluster) if p.node == node_ns.node]
     for egress, policy_type in ((True, EGRESS), (False, INGRESS)):
         direction = "egress" if egress else "ingress"

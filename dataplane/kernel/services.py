@@ -49,7 +49,7 @@ from dataplane.kernel.nft import (
     set_mark,
     verdict_map,
 )
-from dataplane.netns import Kind, Netns
+from dataplane.netns import Netns
 from topology.model import Cluster, Pod, Protocol, Service, ServicePort
 from topology.selectors import matches_map
 
@@ -150,15 +150,6 @@ class ServiceRules:
 
 def pod_cidrs(cluster: Cluster) -> list[IPv4Network]:
     return [n.pod_cidr for n in cluster.config.nodes]
-
-
-def local_addresses(node_ns: Netns) -> list[str]:
-    return [
-        str(a.ip)
-        for i in node_ns.interfaces.values()
-        if i.kind is not Kind.LOOPBACK
-        for a in i.addrs
-    ]
 
 
 def _flow_key() -> Expr:
@@ -369,7 +360,7 @@ def add_masquerade(rs: Ruleset, cluster: Cluster, node_ns: Netns) -> None:
         MASQUERADE,
         comment="KUBE-POSTROUTING: masquerade what kube-proxy marked",
     )
-    mine = local_addresses(node_ns)
+    mine = node_ns.addresses()
     rs.add(
         "nat-postrouting",
         match(field_("ip", "saddr"), addresses(inside)),

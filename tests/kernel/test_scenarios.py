@@ -12,14 +12,14 @@ import pytest
 from dataplane.kernel.probe import has_sctp
 from dataplane.kernel.report import MISMATCH, NOT_COMPARABLE
 from dataplane.kernel.verify import verify
+from dataplane.suite import discover
 from topology.loader import load_scenario
 
 pytestmark = pytest.mark.kernel
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-SCENARIOS = sorted(
-    p for p in (ROOT / "scenarios").rglob("*.yaml") if "manifests" not in p.parts
-)
+# The files `dataplane test scenarios/` runs (manifest includes have no `steps:`).
+SCENARIOS = discover([ROOT / "scenarios"])
 # Why a probe may be "not comparable" (each is a limit of what a socket or this kernel can
 # show, documented in the README).
 DOCUMENTED = (
