@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 
+from dataplane.terminal import Console
 from topology.errors import SimError
 
 app = typer.Typer(
@@ -28,7 +28,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-# Not a terminal (CI logs, pipes): wide lines rather than rich's 80 columns.
+# Not a terminal (CI logs, pipes): wide lines rather than rich's 80 columns.  Both print
+# user text literally: no markup, no emoji codes, control characters escaped.
 console = Console(
     highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 200
 )

@@ -34,6 +34,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dataplane.result import ScenarioResult, StepResult
+from dataplane.terminal import literal
 from dataplane.trace import Trace
 from topology.scenario import Scenario
 
@@ -53,7 +54,7 @@ EVENT_STYLE = {"drop": "red", "nat": "magenta", "encap": "cyan", "decap": "cyan"
 def trace_table(trace: Trace) -> Table:
     """The hop table of one trace, as a learner reads it."""
     table = Table(
-        title=f"{trace.title}   [dim]{trace.mode}[/dim]",
+        title=literal(f"{trace.title}   ") + literal(trace.mode, "dim"),
         title_justify="left",
         show_lines=False,
         expand=False,
@@ -67,7 +68,7 @@ def trace_table(trace: Trace) -> Table:
     table.add_column("packet", style="dim")
     for h in trace.hops:
         # Text, not markup: details hold brackets (`[ip.dst: a -> b]`) and selectors.
-        detail = Text(h.detail)
+        detail = literal(h.detail)
         if h.diffs:
             detail.append(
                 " [" + ", ".join(str(d) for d in h.diffs) + "]", style="magenta"
@@ -82,7 +83,7 @@ def trace_table(trace: Trace) -> Table:
             h.device,
             Text(h.event, style=style),
             detail,
-            Text(h.packet.summary()) if h.packet is not None else "",
+            literal(h.packet.summary()) if h.packet is not None else "",
         )
     return table
 
@@ -287,7 +288,9 @@ class ScenarioView:
         if self.fmt == "minimal":
             sys.stdout.write(f"== scenario {sc.name}\n")
         elif self.fmt == "detailed":
-            self.console.rule(f"[bold]{sc.name}[/bold]  [dim]{sc.path}[/dim]")
+            self.console.rule(
+                literal(sc.name, "bold") + "  " + literal(str(sc.path), "dim")
+            )
             if sc.description and not self.quiet:
                 self.console.print(sc.description.strip(), style="dim")
 

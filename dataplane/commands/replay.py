@@ -1,8 +1,8 @@
 """`dataplane replay FILE --pcap IN.pcap`: walk every packet of a capture through a cluster.
 
 The cluster is FILE's before its steps.  Exit status: 0 when every packet could be walked,
-1 when some could not (each gets an `error` line), 2 for a file that is not a capture or
-is cut short.
+1 when some could not (each gets an `error` line: malformed, or not walkable), 2 for a file
+that is not a capture, is cut short or is corrupt.
 """
 
 from __future__ import annotations
@@ -59,46 +59,68 @@ def replay(
             "(one stable line per hop) or json (JSON Lines).",
         ),
     ] = "lines",
+    keep_traces: Annotated[
+        int,
+        typer.Option(
+            "--keep-traces",
+            min=0,
+            help="Packets kept in memory with their trace after they are shown (for "
+            "--pcap-dir nothing needs keeping: captures are written as packets walk).",
+        ),
+    ] = 0,
     debug: DebugOpt = False,
 ) -> None:
-    """Replay a capture: each packet walks the cluster of FILE; verdicts are counted."""
+    """Replay a capture: each packet walks the cluster of FILE; verdicts are counted.
+
+    The capture is read as it is walked and each packet is shown as soon as it has
+    walked, so memory stays flat whatever the size of the capture."""
     from dataplane import render
+    from dataplane.replay import PacketResult, show_counts
     from dataplane.replay import replay as run_replay
-    from dataplane.replay import show_counts
     from dataplane.sim import Simulator
 
-    with input_errors(debug):
-        fmt = render.check_format(fmt, ("lines", "detailed", "minimal", "json"))
-        scenario, warnings = load(file)
-        warn(warnings)
-        sim = Simulator(scenario.cluster)
-        result = run_replay(sim, pcap, at)
-    for p in result.packets:
+    def show(p: PacketResult) -> None:
         data = p.to_dict()
         if fmt == "json":
             record = {"schema_version": render.JSON_SCHEMA_VERSION, "type": "packet",
                       **data, "trace": p.trace.to_dict() if p.trace else None}  # fmt: skip
             sys.stdout.write(render.line(record))
-            continue
-        if fmt == "minimal":
+        elif fmt == "minimal":
             body = render.minimal(p.trace) + "\n" if p.trace else ""
             sys.stdout.write(f"{body}packet {p.index} at {p.at or '-'}: {p.outcome}\n")
-            continue
-        if fmt == "detailed" and p.trace is not None:
-            render.print_trace(console, p.trace)
-        console.print(render.packet_line(data))
+        else:
+            if fmt == "detailed" and p.trace is not None:
+                render.print_trace(console, p.trace)
+            console.print(render.packet_line(data))
+        if sink is not None and p.trace is not None:
+            sink.add(p.trace)
+        if p.outcome in ("error", "malformed"):
+            err_console.print(f"error: packet {p.index}: {p.message}")
+
+    sink = None
+    with input_errors(debug):
+        fmt = render.check_format(fmt, ("lines", "detailed", "minimal", "json"))
+        scenario, warnings = load(file)
+        warn(warnings)
+        sim = Simulator(scenario.cluster)
+        if pcap_dir is not None:
+            from dataplane.pcap import PcapSink
+
+            sink = PcapSink(pcap_dir)
+        try:
+            result = run_replay(sim, pcap, at, keep_traces, on_packet=show)
+        finally:
+            counts_written = sink.close() if sink is not None else {}
     counts = result.counts()
     if fmt == "json":
         record = {"schema_version": render.JSON_SCHEMA_VERSION, "type": "replay",
                   "pcap": str(pcap), "counts": counts}  # fmt: skip
         sys.stdout.write(render.line(record))
     else:
-        sys.stdout.write(f"{len(result.packets)} packets: {show_counts(counts)}\n")
-    if pcap_dir is not None:
-        from dataplane.pcap import write_pcaps
-
-        n = len(write_pcaps(result.traces, pcap_dir))
-        err_console.print(f"wrote {n} captures to {pcap_dir}", markup=False)
-    for p in result.errors:
-        err_console.print(f"error: packet {p.index}: {p.error}", markup=False)
-    raise typer.Exit(1 if result.errors else 0)
+        sys.stdout.write(f"{result.total} packets: {show_counts(counts)}\n")
+    if sink is not None:
+        for name, short in sink.renamed.items():
+            err_console.print(f"note: capture {name} is too long for a file name: "
+                              f"written as {short}")  # fmt: skip
+        err_console.print(f"wrote {len(counts_written)} captures to {pcap_dir}")
+    raise typer.Exit(1 if result.failures else 0)
