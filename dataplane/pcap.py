@@ -22,8 +22,10 @@ the hop number in microseconds, and captures of the same scenario are byte-ident
 from __future__ import annotations
 
 import hashlib
+import os
 import struct
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -182,12 +184,43 @@ class PcapSink:
         self.counts[fname] = self.counts.get(fname, 0) + 1
         return out
 
+    def notes(self) -> list[str]:
+        """What the user must be told: the captures written under another name."""
+        return [
+            f"capture {name} is too long for a file name ({len(name.encode())} bytes, "
+            f"at most {NAME_MAX}): written as {short}"
+            for name, short in sorted(self.renamed.items())
+        ]
+
     def close(self) -> dict[str, int]:
         """Close every file; the number of frames per file name."""
         for out in self._open.values():
             out.close()
         self._open.clear()
         return dict(sorted(self.counts.items()))
+
+
+def scenario_dirs(paths: Sequence[Path]) -> list[str]:
+    """The subfolder of the capture directory for each of several scenario files: its
+    stem, or, where stems collide (`a/lab.yaml`, `b/lab.yaml`), the stem and 8 hex digits
+    of a hash of its path relative to the files' common folder, so that no two files
+    share a folder and the same files always get the same folders.
+
+    >>> scenario_dirs([Path("a/lab.yaml"), Path("b/lab.yaml"), Path("b/ttl.yaml")])
+    ['lab-ffe63181', 'lab-b828f616', 'ttl']
+    """
+    full = [p.resolve() for p in paths]
+    common = Path(os.path.commonpath(full)) if full else Path()
+    stems = Counter(p.stem for p in full)
+    out = []
+    for p in full:
+        if stems[p.stem] == 1:
+            out.append(file_name(p.stem))
+            continue
+        rel = p.relative_to(common).as_posix() if p != common else p.name
+        digest = hashlib.sha256(rel.encode()).hexdigest()[:8]
+        out.append(file_name(f"{p.stem}-{digest}"))
+    return out
 
 
 def write_pcaps(traces: Iterable[Trace], directory: str | Path) -> dict[str, int]:
@@ -211,5 +244,6 @@ __all__ = [
     "file_name",
     "netns_name",
     "prepare_dir",
+    "scenario_dirs",
     "write_pcaps",
 ]

@@ -119,8 +119,6 @@ def replay(
     else:
         sys.stdout.write(f"{result.total} packets: {show_counts(counts)}\n")
     if sink is not None:
-        for name, short in sink.renamed.items():
-            err_console.print(f"note: capture {name} is too long for a file name: "
-                              f"written as {short}")  # fmt: skip
+        warn(sink.notes(), "note")
         err_console.print(f"wrote {len(counts_written)} captures to {pcap_dir}")
     raise typer.Exit(1 if result.failures else 0)

@@ -67,7 +67,8 @@ def run_tests(
     if junit is not None:
         from dataplane.junit import write_junit
 
-        write_junit(runs, junit)
+        with input_errors(debug):
+            write_junit(runs, junit)
     if as_json:
         total = {"schema_version": render.JSON_SCHEMA_VERSION, "type": "total",
                  "files": len(runs), "passed": passed, "failed": failed,
