@@ -89,6 +89,12 @@ LAYERS: dict[str, dict[str, Kind]] = {
 }
 
 
+# Header bytes each layer adds to the IPv4 total length (Ether is below it).
+HEADER_LEN = {"Ether": 0, "IP": 20, "TCP": 20, "UDP": 8, "ICMP": 8, "SCTP": 12,
+              "SCTPChunkInit": 20, "SCTPChunkInitAck": 20, "SCTPChunkAbort": 4,
+              "Raw": 0}  # fmt: skip
+
+
 def _scapy_classes() -> dict[str, Any]:
     from scapy.layers.inet import ICMP, IP, TCP, UDP
     from scapy.layers.l2 import Ether
@@ -190,7 +196,7 @@ def from_layers(specs: tuple[LayerSpec, ...], address: Callable[[str], str]) -> 
     classes = _scapy_classes()
     spkt: Any = None
     has_ether_dst = False
-    payload = 0
+    total = 0  # the IPv4 total length so far, checked before any bytes are made
     for j, spec in enumerate(specs):
         if spec.name not in LAYERS:
             raise _fail(
@@ -200,15 +206,16 @@ def from_layers(specs: tuple[LayerSpec, ...], address: Callable[[str], str]) -> 
         fields = {
             k: check_field(spec.name, k, v, address, j) for k, v in spec.fields.items()
         }
+        total += HEADER_LEN[spec.name]
         if spec.name == "Raw":
             if "size" in fields and "load" in fields:
                 raise _fail("give load or size, not both", j, "Raw")
             load = fields.pop("load", None)
             size = fields.pop("size", None)
-            payload += len(load) if load is not None else size or 0
-            if payload > IP_MAX_LEN - IP_HLEN:  # checked before any bytes are made
+            total += len(load) if load is not None else size or 0
+            if total > IP_MAX_LEN:
                 raise _fail(
-                    f"the packet would be longer than {IP_MAX_LEN} bytes "
+                    f"the packet would be {total} bytes, longer than {IP_MAX_LEN} "
                     "(the IPv4 maximum total length)",
                     j,
                     "Raw",

@@ -116,8 +116,13 @@ def write_junit(runs: Iterable[FileRun], path: str | Path) -> None:
     """Write the JUnit XML report of `runs` to `path`."""
     tree = ET.ElementTree(to_xml(runs))
     ET.indent(tree)
+    parent = Path(path).parent
+    if parent.exists() and not parent.is_dir():
+        raise TopologyError(
+            f"{path}: cannot write the JUnit report: {parent} is not a directory"
+        )
     try:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        parent.mkdir(parents=True, exist_ok=True)
         tree.write(path, encoding="utf-8", xml_declaration=True)
     except OSError as err:
         raise TopologyError(
