@@ -100,7 +100,9 @@ def load_file(path: Path) -> tuple[Scenario, list[str]]:
     try:
         return load_scenario(path)
     except UnicodeDecodeError as err:
-        raise TopologyError(f"{path}: cannot read scenario: not UTF-8 text ({err})") from None
+        raise TopologyError(
+            f"{path}: cannot read scenario: not UTF-8 text ({err})"
+        ) from None
 
 
 def run_file(

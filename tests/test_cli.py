@@ -139,7 +139,9 @@ def test_help_lists_the_commands() -> None:
 
 
 @pytest.mark.parametrize(
-    ("sig", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["int", "term"]
+    ("sig", "status"),
+    [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
+    ids=["int", "term"],
 )
 def test_an_interrupt_exits_quietly_and_closes_the_captures(
     sig: signal.Signals, status: int, tmp_path: Path

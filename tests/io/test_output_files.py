@@ -72,10 +72,15 @@ def test_scenario_files_with_the_same_stem_get_their_own_folders(
     assert r.exit_code == 0, r.stderr
     for sub in subdirs:
         assert (tmp_path / "out" / sub / "node-1_pod-default-a_eth0.pcap").is_file()
-    assert scenario_dirs([files[0], SCENARIOS / "ttl-lesson.yaml"]) == ["lab", "ttl-lesson"]
+    assert scenario_dirs([files[0], SCENARIOS / "ttl-lesson.yaml"]) == [
+        "lab",
+        "ttl-lesson",
+    ]
 
 
-@pytest.mark.parametrize("where", ["file/x.xml", "missing-parent"], ids=["under-a-file", "dir"])
+@pytest.mark.parametrize(
+    "where", ["file/x.xml", "missing-parent"], ids=["under-a-file", "dir"]
+)
 def test_an_unwritable_junit_path_is_an_input_error(where: str, tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     target = tmp_path / where

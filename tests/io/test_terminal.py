@@ -53,9 +53,12 @@ def scenario(tmp_path: Path, name: str, pad: int = 0) -> Path:
     ids=["run", "run-quiet", "test", "trace"],
 )  # fmt: skip
 def test_a_nasty_scenario_name_prints_literally(cmd: list[str], tmp_path: Path) -> None:
-    yaml_name = NASTY.replace("\x1b", "\\e").replace("\r", "\\r").replace(
-        "\x07", "\\a"
-    ).replace("\u202e", "\\u202e")
+    yaml_name = (
+        NASTY.replace("\x1b", "\\e")
+        .replace("\r", "\\r")
+        .replace("\x07", "\\a")
+        .replace("\u202e", "\\u202e")
+    )
     r = run_cli(cmd[0], scenario(tmp_path, yaml_name), *cmd[1:])
     assert r.exit_code == 0, r.stderr
     assert "\x1b" not in r.stdout and "💯" not in r.stdout
