@@ -60,14 +60,15 @@ def replay(
         ),
     ] = "lines",
     keep_traces: Annotated[
-        int,
+        int | None,
         typer.Option(
             "--keep-traces",
             min=0,
-            help="Packets kept in memory with their trace after they are shown (for "
-            "--pcap-dir nothing needs keeping: captures are written as packets walk).",
+            help="With --format detailed, minimal or json: show the trace of the first "
+            "N packets only, one line for the others (default: every trace).",
+            show_default=False,
         ),
-    ] = 0,
+    ] = None,
     debug: DebugOpt = False,
 ) -> None:
     """Replay a capture: each packet walks the cluster of FILE; verdicts are counted.
@@ -81,16 +82,17 @@ def replay(
 
     def show(p: PacketResult) -> None:
         data = p.to_dict()
+        trace = p.trace if keep_traces is None or p.index <= keep_traces else None
         if fmt == "json":
             record = {"schema_version": render.JSON_SCHEMA_VERSION, "type": "packet",
-                      **data, "trace": p.trace.to_dict() if p.trace else None}  # fmt: skip
+                      **data, "trace": trace.to_dict() if trace else None}  # fmt: skip
             sys.stdout.write(render.line(record))
         elif fmt == "minimal":
-            body = render.minimal(p.trace) + "\n" if p.trace else ""
+            body = render.minimal(trace) + "\n" if trace else ""
             sys.stdout.write(f"{body}packet {p.index} at {p.at or '-'}: {p.outcome}\n")
         else:
-            if fmt == "detailed" and p.trace is not None:
-                render.print_trace(console, p.trace)
+            if fmt == "detailed" and trace is not None:
+                render.print_trace(console, trace)
             console.print(render.packet_line(data))
         if sink is not None and p.trace is not None:
             sink.add(p.trace)
@@ -108,7 +110,8 @@ def replay(
 
             sink = PcapSink(pcap_dir)
         try:
-            result = run_replay(sim, pcap, at, keep_traces, on_packet=show)
+            # Each packet is shown as it walks: nothing needs keeping in memory.
+            result = run_replay(sim, pcap, at, keep=0, on_packet=show)
         finally:
             counts_written = sink.close() if sink is not None else {}
     counts = result.counts()

@@ -239,3 +239,44 @@ def test_replay_takes_an_iterator(tmp_path: Path) -> None:
     path = pcap(tmp_path / "x.pcap", [SYN_B, DNS_B])
     res = replay_packets(simulator(), iter_capture(path), keep=0)
     assert (res.total, res.packets) == (2, [])
+
+
+def test_a_replay_step_keeps_keeptraces_packets_and_the_problems(
+    tmp_path: Path,
+) -> None:
+    from dataplane.scenario import Runner
+    from topology.loader import load_scenario
+
+    bad = with_ip_len(SYN_B, 16)
+    pcap(tmp_path / "x.pcap", [SYN_B] * 5 + [bad] + [SYN_B] * 3)
+    text = (SCENARIOS / "ttl-lesson.yaml").read_text().split("steps:")[0]
+    path = tmp_path / "s.yaml"
+    path.write_text(text + "steps:\n"
+                    "  - replay: {pcap: x.pcap, at: default/a, keepTraces: 2, "
+                    "expect: {refused: 8}}\n")  # fmt: skip
+    scenario, _ = load_scenario(path)
+    step = Runner(scenario).run().steps[0]
+    data = step.data["replay"]
+    assert [p["index"] for p in data["packets"]] == [1, 2, 6]
+    assert data["total"] == 9 and len(step.traces) == 2
+    assert step.ok is False
+    assert step.message == (
+        "malformed: expected 0, got 1; packet 6 IP 10.0.1.3 > 10.0.2.2 proto 6 len 40: "
+        "malformed: Bogus IP length (16, less than header length 20)"
+    )
+
+
+def test_the_command_shows_keep_traces_traces(tmp_path: Path) -> None:
+    path = pcap(tmp_path / "x.pcap", [SYN_B] * 3)
+    r = run_cli("replay", SCENARIOS / "replay-policy.yaml", "--pcap", path, "--at",
+                "default/client", "--format", "minimal", "--keep-traces", "1")  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert [x for x in lines if x.startswith("# replay")] == [
+        "# replay #1 at default/client: IP 10.0.1.3 > 10.0.2.2 ttl 64 len 40 DF / TCP "
+        "41000 > 80 S [vxlan]"
+    ]
+    assert lines[-4:] == ["packet 1 at default/client: delivered",
+                          "packet 2 at default/client: delivered",
+                          "packet 3 at default/client: delivered",
+                          "3 packets: delivered 3"]  # fmt: skip
