@@ -125,7 +125,7 @@ def check_field(
     """A field's value as scapy takes it, or a TopologyError saying what is allowed.
 
     >>> check_field("IP", "ttl", 2, str), check_field("TCP", "flags", "SA", str)
-    (2, 'SA')
+    (2, 18)
     """
     fields = LAYERS[layer]
     where = (index, layer, name)
