@@ -18,7 +18,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from dataplane.terminal import Console
+from dataplane.terminal import Console, write
 from topology.errors import SimError
 
 app = typer.Typer(
@@ -190,7 +190,7 @@ def trace(
     if fmt == "json":
         sys.stdout.write(json.dumps(t.to_dict(), indent=2) + "\n")
     elif fmt == "minimal":
-        sys.stdout.write(render.minimal(t) + "\n")
+        write(render.minimal(t) + "\n")
     else:
         render.print_trace(console, t)
 

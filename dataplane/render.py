@@ -34,7 +34,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dataplane.result import ScenarioResult, StepResult
-from dataplane.terminal import literal
+from dataplane.terminal import literal, write
 from dataplane.trace import Trace
 from topology.scenario import Scenario
 
@@ -286,7 +286,7 @@ class ScenarioView:
     def start(self) -> None:
         sc = self.scenario
         if self.fmt == "minimal":
-            sys.stdout.write(f"== scenario {sc.name}\n")
+            write(f"== scenario {sc.name}\n")
         elif self.fmt == "detailed":
             self.console.rule(
                 literal(sc.name, "bold") + "  " + literal(str(sc.path), "dim")
@@ -298,7 +298,7 @@ class ScenarioView:
         if self.fmt == "json":
             sys.stdout.write(line(step_record(self.scenario, res)))
         elif self.fmt == "minimal":
-            sys.stdout.write(minimal_step(res) + "\n")
+            write(minimal_step(res) + "\n")
         else:
             print_step(self.console, res, self.quiet)
 
@@ -306,6 +306,6 @@ class ScenarioView:
         if self.fmt == "json":
             sys.stdout.write(line(summary_record(result)))
         elif self.fmt == "minimal":
-            sys.stdout.write(minimal_summary(result) + "\n")
+            write(minimal_summary(result) + "\n")
         else:
             self.console.print(summary(result))

@@ -6,12 +6,15 @@ number), and an escape sequence inside a pod name or a capture (`\x1b[31m`) woul
 terminal raw and repaint it.  `Console` turns markup, emoji and highlighting off, and
 escapes control characters (`escape_controls`) in every string it renders and in every
 segment it writes, Table cells and `Text` included; styles are given as `Text` styles,
-never as markup in a string.
+never as markup in a string.  Plain text for stdout (the minimal view) goes through
+`write`, which escapes the same characters.  JSON output needs nothing: `json.dumps`
+escapes control characters itself.
 """
 
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -46,6 +49,12 @@ def literal(text: str, style: str = "") -> Text:
     return Text(escape_controls(text), style=style)
 
 
+def write(text: str) -> None:
+    """Plain text to stdout (the minimal view, one-line outputs), control characters
+    escaped as `Console` escapes them."""
+    sys.stdout.write(escape_controls(text))
+
+
 class Console(RichConsole):
     """A rich Console that prints user text literally (see the module docstring)."""
 
@@ -67,4 +76,4 @@ class Console(RichConsole):
                 yield Segment(escape_controls(seg.text), seg.style)
 
 
-__all__ = ["Console", "escape_controls", "literal"]
+__all__ = ["Console", "escape_controls", "literal", "write"]

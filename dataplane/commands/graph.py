@@ -8,7 +8,6 @@ unless `--format` says otherwise; `--format mermaid` writes a Mermaid flowchart 
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -23,6 +22,7 @@ from dataplane.cli import (
     register,
     warn,
 )
+from dataplane.terminal import write
 
 
 @register
@@ -86,7 +86,7 @@ def graph(
         if kind == "mermaid":
             text = to_mermaid(scene)
             if output is None:
-                sys.stdout.write(text)
+                write(text)
             else:
                 output.write_text(text)
         elif kind == "svg":

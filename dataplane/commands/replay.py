@@ -23,6 +23,7 @@ from dataplane.cli import (
     register,
     warn,
 )
+from dataplane.terminal import write
 
 
 @register
@@ -89,7 +90,7 @@ def replay(
             sys.stdout.write(render.line(record))
         elif fmt == "minimal":
             body = render.minimal(trace) + "\n" if trace else ""
-            sys.stdout.write(f"{body}packet {p.index} at {p.at or '-'}: {p.outcome}\n")
+            write(f"{body}packet {p.index} at {p.at or '-'}: {p.outcome}\n")
         else:
             if fmt == "detailed" and trace is not None:
                 render.print_trace(console, trace)

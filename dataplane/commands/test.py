@@ -19,6 +19,7 @@ import typer
 from rich.text import Text
 
 from dataplane.cli import DebugOpt, console, err_console, input_errors, register
+from dataplane.terminal import write
 
 if TYPE_CHECKING:  # pragma: no cover
     from dataplane.result import StepResult
@@ -109,7 +110,7 @@ def _printer(quiet: bool) -> Callable[[StepResult], None]:
         line = f" {res.loc} {res.title}" + (f" → {res.actual}" if res.actual else "")
         detail = f"\n     {res.message}" if res.failed else ""
         if not styled:
-            sys.stdout.write(status + line + detail + "\n")
+            write(status + line + detail + "\n")
             return
         style = {None: "dim", True: "green", False: "bold red"}[res.ok]
         text = Text(status, style=style) + Text(line)

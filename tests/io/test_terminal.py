@@ -48,9 +48,9 @@ def scenario(tmp_path: Path, name: str, pad: int = 0) -> Path:
 
 
 @pytest.mark.parametrize(
-    "cmd", [["run"], ["run", "-q"], ["test"], ["trace", "--from", "default/a", "--to",
-                                               "default/b", "--port", "80"]],
-    ids=["run", "run-quiet", "test", "trace"],
+    "cmd", [["run"], ["run", "-q"], ["run", "--format", "minimal"], ["test"],
+            ["trace", "--from", "default/a", "--to", "default/b", "--port", "80"]],
+    ids=["run", "run-quiet", "run-minimal", "test", "trace"],
 )  # fmt: skip
 def test_a_nasty_scenario_name_prints_literally(cmd: list[str], tmp_path: Path) -> None:
     yaml_name = (
@@ -64,6 +64,8 @@ def test_a_nasty_scenario_name_prints_literally(cmd: list[str], tmp_path: Path) 
     assert "\x1b" not in r.stdout and "💯" not in r.stdout
     if cmd[0] == "run" and "-q" not in cmd:
         assert SHOWN in r.stdout
+    if "minimal" in cmd:
+        assert f"== scenario {SHOWN}\n" in r.stdout
 
 
 def test_an_error_on_line_100_keeps_its_line_number(tmp_path: Path) -> None:
