@@ -21,7 +21,7 @@ from pathlib import Path
 
 from dataplane.packet import IP, TCP, UDP, Packet, to_bytes
 from dataplane.pcap import EPOCH
-from dataplane.replay import replay
+from dataplane.replay import PacketResult, replay
 from dataplane.scenario import Runner
 from topology.loader import load_scenario
 from topology.scenario import ApplyStep
@@ -64,7 +64,16 @@ def main() -> None:
         size = path.stat().st_size / 1e6
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         t0, c0 = time.perf_counter(), time.process_time()
-        res = replay(runner.sim, path, keep=100)
+
+        def progress(p: PacketResult) -> None:
+            if p.index % 100_000 == 0:
+                dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+                rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+                print(f"  {p.index:,} packets: {p.index / dt:,.0f}/s "
+                      f"({p.index / cpu:,.0f} per CPU second), peak RSS {rss:.0f} MB",
+                      flush=True)  # fmt: skip
+
+        res = replay(runner.sim, path, keep=100, on_packet=progress)
         dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     counts = ", ".join(f"{k} {v}" for k, v in sorted(res.counts().items()))
