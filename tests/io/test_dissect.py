@@ -280,3 +280,24 @@ def test_the_command_shows_keep_traces_traces(tmp_path: Path) -> None:
                           "packet 2 at default/client: delivered",
                           "packet 3 at default/client: delivered",
                           "3 packets: delivered 3"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("linktype", "frame", "reason"),
+    [
+        (1, b"\x01\x02\x03", "truncated Ethernet header (3 of 14 bytes)"),
+        (1, bytes(12) + b"\x81\x00\x00", "truncated 802.1Q tag"),
+        (113, b"\x00" * 5, "truncated Linux cooked header (5 of 16 bytes)"),
+        (276, b"\x08\x00", "truncated Linux cooked header (2 of 20 bytes)"),
+        (101, b"\x45", "truncated IPv4 header (1 of 20 bytes)"),
+        (101, b"\x15" + bytes(19), "Bogus IP version (1)"),
+    ],
+    ids=["ether", "vlan", "sll", "sll2", "raw-ip", "raw-version"],
+)
+def test_short_link_headers_are_malformed_not_struct_errors(
+    linktype: int, frame: bytes, reason: str, tmp_path: Path
+) -> None:
+    res = replay(simulator(), pcap(tmp_path / "s.pcap", [frame], linktype=linktype))
+    assert [(p.outcome, p.message) for p in res.packets] == [
+        ("malformed", f"malformed: {reason}")
+    ]
