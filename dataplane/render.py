@@ -130,12 +130,24 @@ def minimal_step(res: StepResult) -> str:
         lines.append(grid)
     for p in res.data.get("replay", {}).get("packets", []):
         lines.append(f"packet {p['index']} at {p['at'] or '-'}: {p['outcome']}")
+    more = unlisted(res)
+    if more:
+        lines.append(more)
     status = "-" if res.ok is None else ("ok" if res.ok else "FAIL")
     tail = f"=> {status} {res.actual or ''}".rstrip()
     if res.message:
         tail += f": {res.message}"
     lines.append(tail)
     return "\n".join(lines)
+
+
+def unlisted(res: StepResult) -> str:
+    """What a replay step counted but did not keep (its packets beyond `keepTraces`)."""
+    replay = res.data.get("replay", {})
+    more = replay.get("total", 0) - len(replay.get("packets", []))
+    if more <= 0:
+        return ""
+    return f"({more} more packets counted, not listed: keepTraces lists more)"
 
 
 def minimal_summary(result: ScenarioResult) -> str:
@@ -184,6 +196,9 @@ def print_step(console: Console, res: StepResult, quiet: bool) -> None:
         console.print(Text(grid))
     for p in res.data.get("replay", {}).get("packets", []) if not quiet else []:
         console.print(packet_line(p))
+    more = unlisted(res)
+    if more and not quiet:
+        console.print(Text(more, style="dim"))
     console.print(step_line(res))
     if not quiet:
         console.print()

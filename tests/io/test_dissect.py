@@ -260,6 +260,14 @@ def test_a_replay_step_keeps_keeptraces_packets_and_the_problems(
     assert [p["index"] for p in data["packets"]] == [1, 2, 6]
     assert data["total"] == 9 and len(step.traces) == 2
     assert step.ok is False
+    from dataplane.render import minimal_step
+
+    assert minimal_step(step).splitlines()[1:5] == [
+        "packet 1 at default/a: refused",
+        "packet 2 at default/a: refused",
+        "packet 6 at -: malformed",
+        "(6 more packets counted, not listed: keepTraces lists more)",
+    ]
     assert step.message == (
         "malformed: expected 0, got 1; packet 6 IP 10.0.1.3 > 10.0.2.2 proto 6 len 40: "
         "malformed: Bogus IP length (16, less than header length 20)"
