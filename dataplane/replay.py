@@ -209,12 +209,15 @@ def _short(p: Path, where: str, got: int, want: int) -> TopologyError:
 
 def iter_capture(path: str | Path) -> Iterator[Captured]:
     """Every record of a pcap or pcapng file, read as it goes (memory does not grow with
-    the file).  The file's structure is checked first, in one pass that keeps nothing:
-    a file that is not a capture, is cut short or is corrupt raises a `TopologyError`
-    naming the file, the record and its offset before any record is returned."""
+    the file).  A regular file's structure is checked first, in one pass that keeps
+    nothing: a file that is not a capture, is cut short or is corrupt raises a
+    `TopologyError` naming the file, the record and its offset before any record is
+    returned.  A pipe (`--pcap /dev/stdin`) can be read once only: there the error comes
+    when the damaged record is reached."""
     p = Path(path)
-    for _ in _records(p):
-        pass
+    if p.is_file():
+        for _ in _records(p):
+            pass
     return _records(p)
 
 

@@ -167,3 +167,14 @@ def test_an_interrupt_exits_quietly_and_closes_the_captures(
     while size < len(capture):  # every record whole: the file was closed, not cut
         size += 16 + int.from_bytes(capture[size + 8 : size + 12], "little")
     assert size == len(capture)
+
+
+def test_a_capture_can_come_from_a_pipe() -> None:
+    capture = (ROOT / "scenarios/captures/client-raw-ip.pcap").read_bytes()
+    r = subprocess.run(
+        [sys.executable, "-m", "dataplane.cli", "replay", "scenarios/replay-policy.yaml",
+         "--pcap", "/dev/stdin"],
+        cwd=ROOT, input=capture, capture_output=True, check=False,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[-1] == b"3 packets: delivered 2, refused 1"
