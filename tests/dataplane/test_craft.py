@@ -237,3 +237,62 @@ def test_any_layers_give_a_packet_or_a_located_error(
         assert error.field is not None and error.field.startswith("send.packet")
     else:
         assert pkt.ip is not None and pkt.ip_len() <= 65535
+
+
+def _fields(layer: str) -> st.SearchStrategy[dict[str, object]]:
+    def value(name: str) -> st.SearchStrategy[object]:
+        kind = LAYERS[layer][name]
+        if kind.name in ("int", "size"):
+            return st.integers(kind.low - 1, min(kind.high + 1, 70000))
+        if kind.name == "address":
+            return st.sampled_from(["10.0.2.2", "default/b", "10.0.1.3", "x.example"])
+        if kind.name == "mac":
+            return st.sampled_from(["0a:58:0a:00:01:01", "ff:ff:ff:ff:ff:ff"])
+        if kind.name == "ip-flags":
+            return st.sampled_from(["DF", "MF", "", 0, 2, 4])
+        if kind.name == "tcp-flags":
+            return st.sampled_from(["S", "SA", "PA", "R", "FA", 511, 512])
+        return st.text(max_size=8)
+
+    names = sorted(LAYERS[layer])
+    return st.fixed_dictionaries(
+        {}, optional={n: value(n) for n in names if n not in ("load", "size")}
+    )
+
+
+WELL_FORMED = st.tuples(
+    st.builds(LayerSpec, st.just("IP"), _fields("IP")),
+    st.sampled_from(["TCP", "UDP", "ICMP", "SCTP"]).flatmap(
+        lambda name: st.builds(LayerSpec, st.just(name), _fields(name))
+    ),
+    st.builds(LayerSpec, st.just("Raw"), st.fixed_dictionaries(
+        {"size": st.integers(0, 1500)})),
+)  # fmt: skip
+
+
+@settings(
+    max_examples=200,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(layers=WELL_FORMED)
+def test_well_formed_stacks_keep_their_values_or_say_why_not(
+    layers: tuple[LayerSpec, LayerSpec, LayerSpec], no_lookups: list[str]
+) -> None:
+    def address(text: str) -> str:
+        return "10.0.2.2" if text == "default/b" else text
+
+    error: TopologyError | None = None
+    try:
+        pkt = from_layers(layers, address)
+    except TopologyError as err:
+        error = err
+    if error is not None:
+        assert error.field is not None and error.field.startswith("send.packet")
+        return
+    ip = layers[0].fields
+    assert pkt.ip is not None
+    assert pkt.ip.ttl == ip.get("ttl", 64) and pkt.ip.tos == ip.get("tos", 0)
+    assert pkt.ip.dst == address(str(ip.get("dst", "127.0.0.1")))
+    assert len(pkt.data) == layers[2].fields["size"] or pkt.l4 is None
