@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from dataplane.conntrack import flow_of, reverse
-from dataplane.dissect import Malformed, dissect_ip
+from dataplane.dissect import Malformed, dissect_frame, dissect_ip
 from dataplane.emission import Out
 from dataplane.packet import ETH_P_ARP, ETH_P_IP, Packet
 from dataplane.trace import Trace, Verdict
@@ -396,6 +396,11 @@ def decode(cap: Captured, vxlan_ports: tuple[int, ...] = VXLAN_PORTS) -> Packet:
 
 def describe(cap: Captured) -> str:
     """A one-line summary of a record for messages, even when it cannot be walked."""
+    if cap.linktype == LINKTYPE_ETHERNET:
+        try:
+            return dissect_frame(cap.data).summary()  # ARP, or a well-formed IPv4 frame
+        except ValueError:
+            pass
     try:
         data = ip_bytes(cap)
     except (Skip, ValueError):

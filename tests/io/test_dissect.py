@@ -309,3 +309,9 @@ def test_short_link_headers_are_malformed_not_struct_errors(
     assert [(p.outcome, p.message) for p in res.packets] == [
         ("malformed", f"malformed: {reason}")
     ]
+
+
+def test_a_skipped_arp_frame_is_described() -> None:
+    res = replay(simulator(), CAPTURES / "node-1-cbr0.pcap")
+    assert res.packets[0].outcome == "skipped"
+    assert res.packets[0].summary.endswith("/ ARP who-has 10.0.1.1 tell 10.0.1.2")
