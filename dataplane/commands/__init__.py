@@ -8,7 +8,16 @@ from __future__ import annotations
 
 import importlib
 
-MODULES: list[str] = ["replay", "test", "graph", "explain", "matrix", "verify", "quiz"]
+MODULES: list[str] = [
+    "replay",
+    "test",
+    "graph",
+    "explain",
+    "matrix",
+    "verify",
+    "quiz",
+    "lint",
+]
 
 
 def load() -> None:
