@@ -207,7 +207,6 @@ def walk_data(sim: Simulator, trace: Trace, scene: Scene) -> dict[str, Any]:
                 "dataDevice": box.device if box is not None else "",
                 "visit": scene.hop_visits.get(hop.seq, -1),
                 "packet": pkt_ref,
-                "summary": hop.packet.summary() if hop.packet is not None else "",
                 "changed": changed,
                 "rewrites": [str(d) for d in hop.diffs],
                 "consulted": _consulted(hop.event),
@@ -298,6 +297,7 @@ class Page:
         data = {"svgs": self.svgs, "walks": self.walks, "steps": steps or []}
         return (
             _asset("viewer.html")
+            .replace("{{head}}", _asset("head.html"))
             .replace("{{title}}", escape(title))
             .replace("{{css}}", _asset("viewer.css"))
             .replace("{{svg}}", self.svgs[0] if self.svgs else "")
@@ -347,6 +347,7 @@ def quiz_page(traces: list[Trace], title: str) -> str:
         probes.append({"title": t.title, "questions": [q.to_dict() for q in qs]})
     return (
         _asset("quiz.html")
+        .replace("{{head}}", _asset("head.html"))
         .replace("{{title}}", escape(title))
         .replace("{{css}}", _asset("viewer.css"))
         .replace("{{data}}", _json({"probes": probes}))
@@ -402,7 +403,9 @@ class ScenarioPage:
                     cell["explanation"] = t.explanation
                 row.append(cell)
             rows.append(row)
-        return {"from": sources, "to": targets, "cells": rows}
+        shown = {cell["code"] for row in rows for cell in row}
+        legend = {c: v.value for c, v in VERDICT_OF_CODE.items() if c in shown}
+        return {"from": sources, "to": targets, "cells": rows, "legend": legend}
 
     def html(self) -> str:
         return self.page.html(self.runner.scenario.name, self.steps)
