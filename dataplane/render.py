@@ -95,6 +95,10 @@ def print_trace(
         sys.stdout.write(minimal(trace) + "\n")
         return
     print_hops(console, trace, view, hide)
+    if view == "wide":
+        sys.stdout.write("".join(a + "\n" for a in trace.assumptions))
+        sys.stdout.write(verdict_line(trace).plain + "\n")
+        return
     for a in trace.assumptions:
         console.print(Text(a, style="dim"))
     console.print(verdict_line(trace))

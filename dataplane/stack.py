@@ -140,11 +140,11 @@ class Stack:
                 pkt = res
         if not nat_done:
             pkt = self.conntrack_nat(ns, pkt, ctx, dst_nat)
-        if point in (HookPoint.POSTROUTING, HookPoint.INPUT) and ctx.ct is not None:
-            # nf_conntrack_confirm(): only a packet of the original direction inserts
-            # its connection (an ICMP error attached in reply never does).
-            if ctx.ct_state is not CtState.RELATED or ctx.ct_dir is CtDir.ORIGINAL:
-                self.w.state.ct(ns.id).confirm(ctx.ct)
+        # nf_conntrack_confirm(): only a packet of the original direction inserts its
+        # connection (an ICMP error attached in the reply direction never does).
+        confirms = ctx.ct_state is not CtState.RELATED or ctx.ct_dir is CtDir.ORIGINAL
+        if point in (HookPoint.POSTROUTING, HookPoint.INPUT) and ctx.ct and confirms:
+            self.w.state.ct(ns.id).confirm(ctx.ct)
         return pkt, ctx
 
     def track(self, ns: Netns, pkt: Packet, ctx: HookContext) -> None:
