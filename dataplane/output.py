@@ -4,7 +4,8 @@ Every command prints one kind of text by default (`text`) and the same data as v
 documents (`json`, `yaml`): each document is an object with `schema_version`
 (`JSON_SCHEMA_VERSION`) and `type`, described by `schemas/results.schema.json`.  Commands
 that report as they go (`run`, `test`, `replay`) print JSON Lines, one document per line,
-or a YAML stream, one `---` document per record; the others print one document.  A YAML
+or a YAML stream, one `---` document per record (`verify`: one per scenario); the others
+print one document.  A YAML
 document is the JSON document written as YAML (`yaml.safe_dump`, keys in order).
 
 `--format` and `--json`, the options before `-o`, still work: `--format detailed` is
@@ -28,6 +29,7 @@ OUTPUTS = {
     "test": ("text", "json", "yaml"),
     "explain": ("text", "json", "yaml"),
     "matrix": ("text", "csv", "md", "json", "yaml", "dot"),
+    "verify": ("text", "json", "yaml"),
 }
 # The words of the options `-o` replaced, per command.
 FORMAT_ALIASES = {
