@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
 from typing import Any
 
 from rich.console import Console
@@ -84,7 +85,7 @@ def print_hops(
         console.print(trace_view.trace_table(trace, hide))
         return
     for text in lines:
-        console.print(text, soft_wrap=True)
+        console.print(text)
 
 
 def print_trace(
@@ -321,7 +322,13 @@ class ScenarioView:
             title.append(f"  {sc.path}", style="dim")
             self.console.rule(title)
             if sc.description and not self.quiet:
-                self.console.print(Text(sc.description.strip(), style="dim"))
+                # Each paragraph filled to the width (the YAML's own breaks are not).
+                width = fit(self.console)
+                paragraphs = sc.description.strip().split("\n\n")
+                text = "\n\n".join(
+                    textwrap.fill(" ".join(p.split()), width) for p in paragraphs
+                )
+                self.console.print(Text(text, style="dim"), soft_wrap=True)
 
     def step(self, res: StepResult) -> None:
         if self.fmt in ("json", "yaml"):

@@ -277,3 +277,13 @@ def test_the_udp_probe_to_port_53_is_a_dns_query() -> None:
     dns = IP(to_bytes(sent))[DNS]  # what Wireshark decodes: a well-formed query
     assert (dns.qr, dns.qd[0].qname, dns.qd[0].qtype) == (0, b"probe.", 1)
     assert trace.verdict is not None and trace.verdict.value == "delivered"
+
+
+@pytest.mark.parametrize("view", ["text", "summary"])
+def test_run_fits_80_columns_but_never_breaks_a_result_line(view: str) -> None:
+    code, out, _ = cli("run", str(SCENARIOS / "networkpolicy-lab.yaml"), "-o", view, columns=80)  # fmt: skip
+    assert code == 0
+    lines = out.splitlines()
+    results = [x for x in lines if x.startswith((" ok ", "FAIL", "  · "))]
+    assert len(results) == 15 and all("→" in x for x in results)  # one line each
+    assert [x for x in lines if len(x) > 80 and x not in results] == []
