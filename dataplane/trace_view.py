@@ -7,7 +7,8 @@ bridge (with the veth port the frame came in by), the IP layer (route, TTL, hook
 overlay (`flannel.1` with the underlay `eth0` that carries the encapsulated frame) are one
 line each.  Three kinds of hop never start a line: an ARP exchange (every hop of it, in any
 namespace) joins the line that waited for it; a conntrack lookup and a `recv` join the next
-line of their namespace.  Lines are numbered from 1 in the order of the walk, over every
+line of their namespace (a lookup on the device that has just had its line, as the one of
+an ICMP error the IP layer made, stays on that line).  Lines are numbered from 1 in the order of the walk, over every
 hop (`--hide` never renumbers), so `summary_step_of(trace)[seq]` is the line of a hop in
 any view or picture.
 
@@ -178,10 +179,14 @@ def summary_steps(trace: Trace) -> list[SummaryStep]:
         if groups and keys[-1] == key:
             groups[-1].extend([*pending, hop])
             pending.clear()
-        else:
-            groups.append([*pending, hop])
-            keys.append(key)
-            pending.clear()
+            continue
+        # A lookup of the device that just had its line (an ICMP error's conntrack on
+        # the IP layer that made it) stays there; the rest wait for the new line.
+        while groups and pending and _station(pending[0]) == keys[-1]:
+            groups[-1].append(pending.pop(0))
+        groups.append([*pending, hop])
+        keys.append(key)
+        pending.clear()
     flush()
     steps = []
     for n, (hops, key) in enumerate(zip(groups, keys, strict=True), 1):
