@@ -309,6 +309,45 @@ def test_quiz_page(browser: Any, tmp_path: Path) -> None:
     _clean_logs(browser, url)
 
 
+def test_a_scenario_page_opens_each_step_and_matrix_cell(
+    browser: Any, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    r = run_cli("run", "-q", SCENARIOS / "networkpolicy-lab.yaml", "--html", tmp_path)
+    assert r.exit_code == 0, r.stderr
+    page = tmp_path / "networkpolicy-lab.html"
+    assert r.stderr.strip().endswith(f"wrote {page}")
+    browser.get(page.as_uri())
+    assert browser.find_element(By.ID, "title").text == "networkpolicy-lab"
+    steps = browser.find_elements(By.CSS_SELECTOR, "#steps li[data-step]")
+    assert len(steps) == 15
+    assert "[pass]" in steps[0].text
+    # the matrix: rows from, columns to; the pod1 row is denied by ingress (I)
+    cell = browser.find_element(
+        By.CSS_SELECTOR,
+        'td[data-from="default/pod1"][data-to="default/httpd-deployment-1"]',
+    )
+    button = cell.find_element(By.TAG_NAME, "button")
+    assert button.text == "I" and button.accessible_name.endswith(": denied-ingress")
+    button.click()
+    assert browser.find_element(By.ID, "subtitle").text == (
+        "TCP default/pod1 -> default/httpd-deployment-1:80 (vxlan): verdict: "
+        "denied-ingress, policy default/test-np"
+    )
+    assert (
+        "I denied-ingress"
+        in browser.find_element(By.CSS_SELECTOR, "#matrix .legend").text
+    )
+    # a probe step opens its walk; after `label`, the same probe is delivered
+    steps[12].find_element(By.TAG_NAME, "button").click()
+    assert browser.find_element(By.ID, "subtitle").text == (
+        "TCP default/pod1 -> svc/default/httpd:80 (vxlan): verdict: delivered, policy "
+        "default/test-np, Service endpoint default/httpd-deployment-1"
+    )
+    _clean_logs(browser, page.as_uri())
+
+
 # -- without a browser ----------------------------------------------------------------------
 
 
