@@ -288,3 +288,24 @@ def test_run_fits_80_columns_but_never_breaks_a_result_line(view: str) -> None:
     probes = [x for x in results if ": probe " in x]
     assert len(results) == 15 and probes and all("→" in x for x in probes)  # one line
     assert [x for x in lines if len(x) > 80 and x not in results] == []
+
+
+NAMED_PORT = """\
+name: named port
+cluster: {dns: false}
+manifests:
+  - {kind: Pod, apiVersion: v1, metadata: {name: a}, spec: {nodeName: node-1, containers: [{name: c, image: x}]}}
+  - {kind: Pod, apiVersion: v1, metadata: {name: c}, spec: {nodeName: node-2, containers: [{name: web, image: x, ports: [{name: web, containerPort: 8080}]}]}}
+steps:
+  - matrix: {port: web, expect: {allowed: [default/a -> default/c, default/c -> default/c]}}
+"""
+
+
+def test_a_matrix_step_with_a_named_port_some_pods_lack(tmp_path: Path) -> None:
+    f = tmp_path / "named.yaml"
+    f.write_text(NAMED_PORT)
+    code, out, err = cli("run", str(f), "--html", str(tmp_path / "html"))
+    assert code == 0, err
+    assert "1 default/a  - ." in out.splitlines()
+    assert "- no port named 'web' on that pod" in out.splitlines()
+    assert (tmp_path / "html" / "named.html").exists()
