@@ -87,15 +87,15 @@ def test_json_output_validates(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text(BAD)
     (tmp_path / "broken.yaml").write_text("name: broken\nsteps: []\n")
     outputs = [
-        run_cli("run", SCENARIOS / "networkpolicy-lab.yaml", "--format", "json"),
-        run_cli("run", SCENARIOS / "replay-policy.yaml", "--json"),
+        run_cli("run", SCENARIOS / "networkpolicy-lab.yaml", "-o", "json"),
+        run_cli("run", SCENARIOS / "replay-policy.yaml", "--json"),  # deprecated alias
         run_cli("test", tmp_path, "--json"),
         run_cli(
             "replay",
             SCENARIOS / "replay-policy.yaml",
             "--pcap",
             CAPTURES / "node-1-cbr0.pcap",
-            "--format",
+            "-o",
             "json",
         ),
     ]
