@@ -80,10 +80,11 @@ def _summary(report: Any) -> str:
     )
 
 
-def _kept(names: list[str]) -> None:
+def _kept(names: list[str], shortened: dict[str, str]) -> None:
     console.print(f"kept {len(names)} namespaces; look at the real thing:")
     for name in names:
-        console.print(f"  ip netns exec {name} bash", markup=False)
+        model = f"    ({shortened[name]}, name shortened)" if name in shortened else ""
+        console.print(f"  ip netns exec {name} bash{model}", markup=False)
     node = next((n for n in names if "-node" in n), names[0] if names else "")
     console.print(
         f"for example: ip netns exec {node} tcpdump -ni any    "
@@ -91,6 +92,28 @@ def _kept(names: list[str]) -> None:
         markup=False,
     )
     console.print("remove them with: dataplane verify --clean", markup=False)
+
+
+def _clean() -> None:
+    """`--clean`: remove every set whose owner has provably ended; say what is left."""
+    from dataplane.kernel import owner
+
+    removed, left = owner.reap(include_kept=True)
+    total = sum(len(r.names) for r in removed)
+    console.print(f"removed {total} namespaces of {len(removed)} runs", markup=False)
+    for run in removed:
+        console.print(f"  {run.run_id} ({len(run.names)}): {run.reason}", markup=False)
+    for run in left:
+        how = ""
+        if run.status is owner.Status.UNOWNED:
+            how = (
+                " (made by an older dataplane, or where /run/dataplane is another "
+                f"directory): remove it by hand if unused: ip netns del {run.run_id}-..."
+            )
+        console.print(
+            f"kept {run.run_id} ({len(run.names)} namespaces): {run.reason}{how}",
+            markup=False,
+        )
 
 
 @register
@@ -109,7 +132,9 @@ def verify(
         bool,
         typer.Option(
             "--clean",
-            help="Remove every namespace `verify --keep` (or a crashed run) left.",
+            help="Remove the namespaces of every run that has provably ended "
+            "(`--keep` sets, crashed runs; see the owner records in the README); "
+            "say what is kept and why.",
         ),
     ] = False,
     timeout: Annotated[
@@ -129,7 +154,6 @@ def verify(
     the simulator's, side by side (mismatches first)."""
     from pathlib import Path
 
-    from dataplane.kernel import netns
     from dataplane.kernel.preflight import reason_not_to_run
 
     why = reason_not_to_run()
@@ -137,13 +161,7 @@ def verify(
         if why is not None:
             err_console.print(f"error: cannot clean up: {why}", markup=False)
             raise typer.Exit(2)
-        removed, running = netns.remove_kept()
-        still = (
-            f"; left {len(running)} runs still going ({', '.join(running)})"
-            if running
-            else ""
-        )
-        console.print(f"removed {len(removed)} namespaces{still}")
+        _clean()
         raise typer.Exit(0)
     if not files:
         err_console.print("error: give scenario files (or --clean)")
@@ -153,6 +171,8 @@ def verify(
     if why is not None:
         err_console.print(f"error: cannot run on this kernel: {why}", markup=False)
         raise typer.Exit(2)
+    from pyroute2.netlink.exceptions import NetlinkError
+
     from dataplane.kernel.verify import verify as run_verify
 
     previous = signal.signal(signal.SIGTERM, _terminate)
@@ -163,11 +183,13 @@ def verify(
             with input_errors(debug):
                 try:
                     report = run_verify(scenario, keep=keep, timeout=timeout)
-                except OSError as err:
+                except (OSError, NetlinkError) as err:
                     if debug:
                         raise
                     err_console.print(f"error: the kernel refused: {err}", markup=False)
                     raise typer.Exit(2) from None
+            for line in report.reaped:
+                err_console.print(f"reaped {line}", markup=False)
             failed = failed or not report.ok
             if as_json:
                 data = {
@@ -186,7 +208,7 @@ def verify(
                     console.print(_table(report, quiet))
                 console.print(_summary(report), markup=False)
             if report.kept and not as_json:
-                _kept(report.kept)
+                _kept(report.kept, report.shortened)
     except KeyboardInterrupt:
         err_console.print("interrupted: every namespace of the run was removed")
         raise typer.Exit(130) from None

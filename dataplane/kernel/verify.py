@@ -74,12 +74,13 @@ class Verifier:
         self,
         scenario: Scenario,
         timeout: float = DEFAULT_TIMEOUT,
-        run_id: str | None = None,
     ) -> None:
         self.scenario = scenario
         self.timeout = timeout
         self.runner = Runner(scenario)
-        self.live = LiveCluster(self.runner.sim.fabric, run_id)
+        self.live = LiveCluster(
+            self.runner.sim.fabric, str(scenario.path or scenario.name)
+        )
         self.report = Report(scenario.name, str(scenario.path or ""))
         self.pending: list[_Item] = []
 
@@ -88,13 +89,19 @@ class Verifier:
         try:
             self.live.start()
             self.report.build_seconds = time.perf_counter() - t
+            self.report.reaped = [
+                f"{len(r.names)} namespaces of {r.run_id}: {r.reason}"
+                for r in self.live.reaped
+            ]
             self.report.namespaces = len(self.live.names())
             for i, step in enumerate(self.scenario.steps, 1):
                 self.step(i, step)
             self.flush()
         finally:
+            if self.live.kc is not None:
+                self.report.shortened = dict(self.live.kc.shortened)
             if keep:
-                self.report.kept = self.live.names()
+                self.report.kept = self.live.keep()
             else:
                 t = time.perf_counter()
                 self.live.close()
@@ -474,7 +481,6 @@ def verify(
     scenario: Scenario,
     keep: bool = False,
     timeout: float = DEFAULT_TIMEOUT,
-    run_id: str | None = None,
 ) -> Report:
     """Compare the simulator with this kernel on every probe of `scenario`."""
-    return Verifier(scenario, timeout, run_id).run(keep)
+    return Verifier(scenario, timeout).run(keep)

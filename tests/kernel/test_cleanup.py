@@ -48,10 +48,11 @@ def root_state() -> dict[str, str]:
 
 def mine() -> list[str]:
     """The namespaces of runs of this process (`dpv<pid>-...`, `dpv<pid>g<n>-...`)."""
+    base = f"{netns.PREFIX}{os.getpid():x}"
     return [
         n
-        for n in netns.listing()
-        if netns.run_ids().get(n.split("-")[0]) == os.getpid()
+        for n in netns.listing(base)
+        if (run_id := netns.run_id_of(n)) == base or f"{run_id}".startswith(base + "g")
     ]
 
 
