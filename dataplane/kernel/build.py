@@ -26,10 +26,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from ipaddress import IPv4Interface
+from pathlib import Path
 from typing import Any
 
+from pyroute2.netlink.exceptions import NetlinkError
+
 from dataplane.fabric import Fabric
-from dataplane.kernel import netns, owner
+from dataplane.kernel import netns, owner, signals
 from dataplane.netns import Interface, Kind, Netns, NetnsKind
 
 UNDERLAY_BRIDGE = "br0"
@@ -37,6 +40,7 @@ ARP_RETRANS_MS = 40  # neighbour probes 40 ms apart: FAILED after 3 tries, 120 m
 RTNH_F_ONLINK = 4
 NUD_PERMANENT = 0x80
 RT_SCOPE_LINK = 253
+ATF_PERM = 0x04  # /proc/net/arp flags: a permanent entry (linux/if_arp.h)
 # A namespace name is a file in /run/netns: at most NAME_MAX (255, linux/limits.h) bytes;
 # an interface name at most IFNAMSIZ - 1 (15, linux/if.h) bytes.
 NAME_MAX = 255
@@ -60,8 +64,6 @@ class KernelBuildError(OSError):
 def doing(kernel_ns: str, what: str) -> Iterator[None]:
     """Turn a refusal (pyroute2's NetlinkError, an OSError) into a `KernelBuildError`
     that names the namespace and the step."""
-    from pyroute2.netlink.exceptions import NetlinkError
-
     try:
         yield
     except KernelBuildError:
@@ -73,6 +75,26 @@ def doing(kernel_ns: str, what: str) -> Iterator[None]:
     except OSError as err:
         code = err.errno or errno.EIO
         raise KernelBuildError(code, kernel_ns, what, err.strerror or str(err)) from err
+
+
+class Netlink:
+    """pyroute2's IPRoute for one namespace (opened by a thread inside it), each call
+    finishing before a stop signal is raised (`signals.shielded`)."""
+
+    def __init__(self) -> None:
+        from pyroute2 import IPRoute
+
+        with signals.shielded():
+            self._ipr = IPRoute()
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._ipr, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with signals.shielded():
+                return method(*args, **kwargs)
+
+        return call
 
 
 def fit(name: str, limit: int) -> str:
@@ -136,7 +158,8 @@ class KernelCluster:
     segments: dict[str, str] = field(default_factory=dict)  # segment -> kernel netns
     ports: dict[tuple[str, str], str] = field(default_factory=dict)  # segment port
     shortened: dict[str, str] = field(default_factory=dict)  # kernel name cut -> model
-    ipr: dict[str, Any] = field(default_factory=dict)  # kernel netns -> IPRoute
+    ipr: dict[str, Netlink] = field(default_factory=dict)  # kernel netns -> IPRoute
+    ifindex: dict[tuple[str, str], int] = field(default_factory=dict)
     created: list[str] = field(default_factory=list)
 
     # -- names -----------------------------------------------------------------------------
@@ -187,8 +210,6 @@ class KernelCluster:
         return kc
 
     def _create_ns(self, name: str, ns: Netns | None) -> None:
-        from pyroute2 import IPRoute
-
         with doing(name, "creating the namespace"):
             netns.create(name)
         self.created.append(name)
@@ -197,7 +218,7 @@ class KernelCluster:
                 with doing(name, f"setting sysctl {key} = {value}"):
                     netns.sysctl(key, value)
             with doing(name, "opening a netlink socket"):
-                self.ipr[name] = IPRoute()
+                self.ipr[name] = Netlink()
 
     def _build(self) -> None:
         fab = self.fabric
@@ -262,6 +283,33 @@ class KernelCluster:
             self._routes(ns)
         self.settle()
 
+    def forget_neighbours(self) -> int:
+        """Delete every neighbour entry the kernel learnt, in every namespace (the
+        PERMANENT ones the fabric programs stay); how many.
+
+        Each simulator walk starts with cold neighbour tables, and the kernel's ARP table
+        (`arp_tbl`) is one for the whole machine, shared by every network namespace:
+        `neigh_alloc` refuses a new entry once `gc_thresh3` (1024 by default, a sysctl
+        that only the initial namespace shows, as net.ipv4.neigh.default.gc_thresh3)
+        entries exist that are younger than 5 s (`neigh_forced_gc` spares those), and the
+        packet is dropped ("neighbour table overflow", `table_fulls` in
+        /proc/net/stat/arp_cache).  A batch of probes across a large cluster makes
+        thousands of entries in a second; forgetting them between batches (which
+        `dataplane.kernel.verify` sizes to the table) keeps every probe's state clean.
+        """
+        removed = 0
+        for name, ipr in self.ipr.items():
+            with netns.inside(name):
+                lines = Path("/proc/thread-self/net/arp").read_text().splitlines()[1:]
+            for line in lines:
+                ip, _hw, flags, _mac, _mask, dev = line.split()
+                if int(flags, 16) & ATF_PERM:
+                    continue
+                with suppress(NetlinkError):  # gone already (timer, device down)
+                    ipr.neigh("del", dst=ip, ifindex=self._index(name, dev))
+                removed += 1
+        return removed
+
     def settle(self) -> None:
         """Make every device's new carrier state take effect now (see `netns.sync_link`)."""
         for seg_ns in self.segments.values():
@@ -280,11 +328,15 @@ class KernelCluster:
         return self.ipr[self.names[ns.id]]
 
     def _index(self, kernel_ns: str, ifname: str) -> int:
+        known = self.ifindex.get((kernel_ns, ifname))
+        if known is not None:
+            return known
         found = self.ipr[kernel_ns].link_lookup(ifname=ifname)
         if not found:
             raise KernelBuildError(
                 errno.ENODEV, kernel_ns, f"looking up {ifname}", "no such device"
             )
+        self.ifindex[(kernel_ns, ifname)] = int(found[0])
         return int(found[0])
 
     def _fd(self, kernel_ns: str) -> int:
@@ -429,8 +481,7 @@ class KernelCluster:
         """Remove every namespace this cluster created (their devices go with them),
         then its owner record if it made one."""
         for ipr in self.ipr.values():
-            with suppress(RuntimeError):  # an event loop a signal already closed
-                ipr.close()
+            ipr.close()
         self.ipr.clear()
         for name in self.created:
             netns.remove(name)

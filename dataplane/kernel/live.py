@@ -179,6 +179,8 @@ class LiveCluster:
                         nft.load(kernel_ns, cmds)
                 self._pins_loaded = bool(pinned)
             self.forget_connections()
+            assert self.kc is not None
+            self.kc.forget_neighbours()
         except BaseException:
             for job in jobs:
                 job.close()

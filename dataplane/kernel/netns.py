@@ -103,16 +103,16 @@ def remove(name: str) -> None:
 def inside(name: str) -> Iterator[None]:
     """Run the block with this thread in namespace `name`; always come back."""
     fd = os.open(path_of(name), os.O_RDONLY | os.O_CLOEXEC)
-    home = _self_fd()
     try:
-        _setns(fd)
-        try:
+        home = _self_fd()
+        try:  # a signal may stop the block anywhere, even before setns: go home
+            _setns(fd)
             yield
         finally:
             _setns(home)
+            os.close(home)
     finally:
         os.close(fd)
-        os.close(home)
 
 
 def _sysctl_path(key: str | tuple[str, ...]) -> Path:
@@ -228,3 +228,24 @@ def flush_conntrack(sock: socket.socket) -> None:
     error = struct.unpack_from("=i", reply, 16)[0] if len(reply) >= 20 else 0
     if error < 0:
         raise OSError(-error, f"conntrack flush: {os.strerror(-error)}")
+
+
+GC_THRESH3_DEFAULT = 1024  # net.ipv4.neigh.default.gc_thresh3 (ip-sysctl.rst)
+
+
+def neighbour_table_limit() -> int:
+    """The kernel's hard limit of learnt ARP entries, for all namespaces together
+    (net.ipv4.neigh.default.gc_thresh3; only the initial namespace shows it)."""
+    value = read_sysctl("net.ipv4.neigh.default.gc_thresh3")
+    return int(value) if value is not None and value.isdigit() else GC_THRESH3_DEFAULT
+
+
+def neighbour_overflows() -> int:
+    """How often the kernel's ARP table refused a new entry since boot: the sum over CPUs
+    of `table_fulls` in /proc/net/stat/arp_cache ("neighbour table overflow")."""
+    try:
+        lines = Path("/proc/net/stat/arp_cache").read_text().splitlines()
+    except FileNotFoundError:
+        return 0
+    column = lines[0].split().index("table_fulls")
+    return sum(int(line.split()[column], 16) for line in lines[1:])
