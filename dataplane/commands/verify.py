@@ -3,8 +3,11 @@
 Each scenario's cluster is built in network namespaces (pyroute2, nftables) and every probe
 runs there as real traffic, beside the simulator's walk of the same probe.  Exit status: 0
 when every comparable probe agrees, 1 on any mismatch, 2 when it cannot run (not root, no
-CAP_NET_ADMIN, no `nft`: one line says why) or a file is invalid.  `--keep` leaves the
-namespaces up and says how to enter them; `--clean` removes what was kept.
+CAP_NET_ADMIN, no `nft`, a step the kernel refused: one line says why) or a file is
+invalid; 143 (130) on SIGTERM (SIGINT), after removing every namespace.  `--keep` leaves
+the namespaces up and says how to enter them; `--clean` removes every set whose owner
+has provably ended (`dataplane.kernel.owner`) and says what it kept and why; every run
+first reaps the sets of runs that ended without cleaning up.
 """
 
 from __future__ import annotations

@@ -104,7 +104,7 @@ def fit(name: str, limit: int) -> str:
     >>> fit("node-1", 15)
     'node-1'
     >>> fit("pod-default." + "a" * 250, 40)
-    'pod-default.aaaaaaaaaaaaaaaaaaa~4b4d37c2'
+    'pod-default.aaaaaaaaaaaaaaaaaaa~a3cf3826'
     """
     if len(name.encode()) <= limit:
         return name
