@@ -385,8 +385,12 @@ class Verifier:
         runnable = [
             it for it in items if it.job is not None and it.not_comparable is None
         ]
+        # probes with a pinned Service endpoint last: a batch with pins (or after one)
+        # reloads every node's pin maps, one `nft` per node
         batches = split(
-            [it for it in runnable if not it.alone],
+            sorted(
+                (it for it in runnable if not it.alone), key=lambda it: bool(it.pin)
+            ),
             batch_size(),
             neighbour_budget(),
             lambda it: neighbours_needed(it.trace),
