@@ -77,6 +77,8 @@ def _summary(report: Any) -> str:
 
 
 def _kept(names: list[str], shortened: dict[str, str]) -> None:
+    from dataplane.kernel import netns
+
     console.print(f"kept {len(names)} namespaces; look at the real thing:")
     for name in names:
         model = f"    ({shortened[name]}, name shortened)" if name in shortened else ""
@@ -87,14 +89,26 @@ def _kept(names: list[str], shortened: dict[str, str]) -> None:
         f"ip netns exec {node} nft list ruleset",
         markup=False,
     )
-    console.print("remove them with: dataplane verify --clean", markup=False)
+    run_id = netns.run_id_of(names[0]) if names else ""
+    console.print(f"remove them with: dataplane verify --clean {run_id}", markup=False)
 
 
-def _clean() -> None:
-    """`--clean`: remove every set whose owner has provably ended; say what is left."""
-    from dataplane.kernel import owner
+def _clean(runs: list[str]) -> None:
+    """`--clean [RUN...]`: remove every set (of the runs given, by run id or by the name
+    of one of their namespaces) whose owner has provably ended; say what is left."""
+    from dataplane.kernel import netns, owner
 
-    removed, left = owner.reap(include_kept=True)
+    only = {netns.run_id_of(r) or r for r in runs} if runs else None
+    if only is not None:
+        known = {r.run_id for r in owner.run_sets()}
+        if unknown := sorted(only - known):
+            err_console.print(
+                f"error: no namespaces and no owner record of run {', '.join(unknown)}"
+                f" (runs here: {', '.join(sorted(known)) or 'none'})",
+                markup=False,
+            )
+            raise typer.Exit(2)
+    removed, left = owner.reap(include_kept=True, only=only)
     total = sum(len(r.names) for r in removed)
     console.print(f"removed {total} namespaces of {len(removed)} runs", markup=False)
     for run in removed:
@@ -129,8 +143,8 @@ def verify(
         typer.Option(
             "--clean",
             help="Remove the namespaces of every run that has provably ended "
-            "(`--keep` sets, crashed runs; see the owner records in the README); "
-            "say what is kept and why.",
+            "(`--keep` sets, crashed runs; see the owner records in the README), or "
+            "of the runs given instead of files (`dpv1a2b`); say what is kept and why.",
         ),
     ] = False,
     timeout: Annotated[
@@ -157,7 +171,7 @@ def verify(
         if why is not None:
             err_console.print(f"error: cannot clean up: {why}", markup=False)
             raise typer.Exit(2)
-        _clean()
+        _clean(files or [])
         raise typer.Exit(0)
     if not files:
         err_console.print("error: give scenario files (or --clean)")

@@ -293,13 +293,18 @@ def remove(run: RunSet) -> bool:
     return True
 
 
-def reap(include_kept: bool = False) -> tuple[list[RunSet], list[RunSet]]:
+def reap(
+    include_kept: bool = False, only: set[str] | None = None
+) -> tuple[list[RunSet], list[RunSet]]:
     """Remove every orphaned set (and, with `include_kept`, every kept one whose owner
-    has ended); the sets removed, and the sets left with the reason."""
+    has ended), of the run ids `only` if given; the sets removed, and the sets left with
+    the reason."""
     removed: list[RunSet] = []
     left: list[RunSet] = []
     wanted = {Status.ORPHANED, Status.KEPT} if include_kept else {Status.ORPHANED}
     for run in run_sets():
+        if only is not None and run.run_id not in only:
+            continue
         if run.status in wanted and remove(run):
             removed.append(run)
         else:

@@ -171,13 +171,20 @@ def test_keep_leaves_the_namespaces_and_clean_removes_them() -> None:
     )
     assert (
         f"ip netns exec dpv{proc.pid:x}-node-1" in out
-        and "dataplane verify --clean" in out
+        and f"dataplane verify --clean dpv{proc.pid:x}" in out
     )
     assert "cbr0" in netns.run(
         f"dpv{proc.pid:x}-node-1", ["ip", "-o", "link", "show", "cbr0"]
     )
     cleaned = subprocess.run(
-        [sys.executable, "-m", "dataplane.cli", "verify", "--clean"],
+        [
+            sys.executable,
+            "-m",
+            "dataplane.cli",
+            "verify",
+            "--clean",
+            f"dpv{proc.pid:x}",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,

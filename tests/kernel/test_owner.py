@@ -154,9 +154,14 @@ def test_the_next_run_reaps_what_a_killed_run_left(
 def test_clean_keeps_a_live_run_and_says_why(long_run: subprocess.Popen[str]) -> None:
     run_id = wait_for_run(long_run.pid)
     cleaned = subprocess.run(
-        [*CLI, "--clean"], cwd=ROOT, capture_output=True, text=True, check=False
+        [*CLI, "--clean", f"{run_id}-node-1"],  # a run, named by one of its namespaces
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert cleaned.returncode == 0, cleaned.stderr
+    assert cleaned.stdout.startswith("removed 0 namespaces of 0 runs\n")
     names, has_record = sets_of(run_id)
     assert names and has_record
     assert (
@@ -189,8 +194,8 @@ def test_a_run_in_another_pid_namespace_is_kept_until_it_ends() -> None:
         run = found[0]
         assert run.owner is not None and run.owner.pid == 1
         assert run.status is Status.LIVE
-        removed, _left = owner.reap(include_kept=True)
-        assert run.run_id not in {r.run_id for r in removed}
+        removed, left = owner.reap(include_kept=True, only={run.run_id})
+        assert removed == [] and [r.run_id for r in left] == [run.run_id]
         assert sets_of(run.run_id)[0]
         # SIGKILL to its pid 1 (the verify process; unshare's child) ends the namespace
         children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text()
@@ -214,7 +219,11 @@ def test_a_set_without_an_owner_record_is_kept() -> None:
     netns.create(f"{run_id}-node-1")
     try:
         cleaned = subprocess.run(
-            [*CLI, "--clean"], cwd=ROOT, capture_output=True, text=True, check=False
+            [*CLI, "--clean", run_id],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         assert cleaned.returncode == 0, cleaned.stderr
         assert netns.listing(f"{run_id}-") == [f"{run_id}-node-1"]
@@ -252,3 +261,19 @@ def test_a_new_run_does_not_reap_a_kept_set() -> None:
         [run] = [r for r in owner.run_sets() if r.run_id == run_id]
         owner.remove(run)
     assert sets_of(run_id) == ([], False)
+
+
+@pytest.mark.kernel
+def test_clean_of_an_unknown_run_is_an_error() -> None:
+    cleaned = subprocess.run(
+        [*CLI, "--clean", "dpv0g424242"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert cleaned.returncode == 2
+    assert cleaned.stdout == ""
+    assert cleaned.stderr.startswith(
+        "error: no namespaces and no owner record of run dpv0g424242 (runs here: "
+    )
