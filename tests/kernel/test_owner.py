@@ -27,6 +27,12 @@ CLI = [sys.executable, "-m", "dataplane.cli", "verify"]
 LONG = [*CLI, "-q", "--timeout", "120", "scenarios/networkpolicy-lab.yaml"]
 
 
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+
+
 def me(**changes: object) -> Owner:
     """An owner record of this process, with some fields changed."""
     return replace(Owner.of_this_process("dpvtest"), **changes)  # type: ignore[arg-type]
@@ -135,13 +141,7 @@ def test_the_next_run_reaps_what_a_killed_run_left(
     long_run.wait(timeout=30)
     names, has_record = sets_of(run_id)
     assert names and has_record  # SIGKILL: no finally, no handler ran
-    after = subprocess.run(
-        [*CLI, "-q", "scenarios/same-node.yaml"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    after = cli("-q", "scenarios/same-node.yaml")
     assert after.returncode == 0, after.stderr
     assert (
         f"reaped {len(names)} namespaces of {run_id}: process {long_run.pid} "
@@ -153,13 +153,7 @@ def test_the_next_run_reaps_what_a_killed_run_left(
 @pytest.mark.kernel
 def test_clean_keeps_a_live_run_and_says_why(long_run: subprocess.Popen[str]) -> None:
     run_id = wait_for_run(long_run.pid)
-    cleaned = subprocess.run(
-        [*CLI, "--clean", f"{run_id}-node-1"],  # a run, named by one of its namespaces
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    cleaned = cli("--clean", f"{run_id}-node-1")
     assert cleaned.returncode == 0, cleaned.stderr
     assert cleaned.stdout.startswith("removed 0 namespaces of 0 runs\n")
     names, has_record = sets_of(run_id)
@@ -218,13 +212,7 @@ def test_a_set_without_an_owner_record_is_kept() -> None:
     run_id = f"{netns.PREFIX}{os.getpid():x}g999"  # as an older dataplane named it
     netns.create(f"{run_id}-node-1")
     try:
-        cleaned = subprocess.run(
-            [*CLI, "--clean", run_id],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        cleaned = cli("--clean", run_id)
         assert cleaned.returncode == 0, cleaned.stderr
         assert netns.listing(f"{run_id}-") == [f"{run_id}-node-1"]
         assert f"kept {run_id} (1 namespaces): no owner record" in cleaned.stdout
@@ -234,23 +222,11 @@ def test_a_set_without_an_owner_record_is_kept() -> None:
 
 @pytest.mark.kernel
 def test_a_new_run_does_not_reap_a_kept_set() -> None:
-    kept = subprocess.run(
-        [*CLI, "--keep", "-q", "scenarios/same-node.yaml"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    kept = cli("--keep", "-q", "scenarios/same-node.yaml")
     assert kept.returncode == 0, kept.stderr
     run_id = kept.stdout.split("ip netns exec ", 1)[1].split("-", 1)[0]
     try:
-        after = subprocess.run(
-            [*CLI, "-q", "scenarios/same-node.yaml"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        after = cli("-q", "scenarios/same-node.yaml")
         assert after.returncode == 0, after.stderr
         assert run_id not in after.stderr
         names, has_record = sets_of(run_id)
@@ -265,13 +241,7 @@ def test_a_new_run_does_not_reap_a_kept_set() -> None:
 
 @pytest.mark.kernel
 def test_clean_of_an_unknown_run_is_an_error() -> None:
-    cleaned = subprocess.run(
-        [*CLI, "--clean", "dpv0g424242"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    cleaned = cli("--clean", "dpv0g424242")
     assert cleaned.returncode == 2
     assert cleaned.stdout == ""
     assert cleaned.stderr.startswith(
