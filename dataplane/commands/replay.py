@@ -16,8 +16,10 @@ import typer
 from dataplane.cli import (
     DebugOpt,
     FileArg,
+    HideOpt,
     console,
     err_console,
+    hide_for,
     input_errors,
     load,
     register,
@@ -52,23 +54,31 @@ def replay(
             "--pcap-dir", help="Also write one pcap per device of the replayed walks."
         ),
     ] = None,
-    fmt: Annotated[
-        str,
+    output: Annotated[
+        str | None,
         typer.Option(
-            "--format",
-            help="lines (one per packet), detailed (each packet's hop table), minimal "
-            "(one stable line per hop) or json (JSON Lines).",
+            "--output",
+            "-o",
+            help="text (one line per packet), detailed (each packet's hop table "
+            "fitted to the terminal, then its line), wide, summary, minimal (one "
+            "stable line per hop), json (JSON Lines) or yaml (a YAML stream).",
         ),
-    ] = "lines",
+    ] = None,
+    hide: HideOpt = None,
     keep_traces: Annotated[
         int | None,
         typer.Option(
             "--keep-traces",
             min=0,
-            help="With --format detailed, minimal or json: show the trace of the first "
-            "N packets only, one line for the others (default: every trace).",
+            help="In the views that show traces (detailed, wide, summary, minimal, "
+            "json, yaml): the trace of the first N packets only, one line or record "
+            "for the others (default: every trace).",
             show_default=False,
         ),
+    ] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="Deprecated: use -o ('lines' is -o text)."),
     ] = None,
     debug: DebugOpt = False,
 ) -> None:
@@ -76,6 +86,7 @@ def replay(
 
     The capture is read as it is walked and each packet is shown as soon as it has
     walked, so memory stays flat whatever the size of the capture."""
+    from dataplane import output as out_fmt
     from dataplane import render
     from dataplane.replay import PacketResult, show_counts
     from dataplane.replay import replay as run_replay
@@ -84,16 +95,17 @@ def replay(
     def show(p: PacketResult) -> None:
         data = p.to_dict()
         trace = p.trace if keep_traces is None or p.index <= keep_traces else None
-        if fmt == "json":
-            record = {"schema_version": render.JSON_SCHEMA_VERSION, "type": "packet",
-                      **data, "trace": trace.to_dict() if trace else None}  # fmt: skip
-            sys.stdout.write(render.line(record))
-        elif fmt == "minimal":
+        if documents:
+            doc = out_fmt.document(
+                "packet", **data, trace=trace.to_dict() if trace else None
+            )
+            sys.stdout.write(out_fmt.record(doc, chosen))
+        elif chosen == "minimal":
             body = render.minimal(trace) + "\n" if trace else ""
             write(f"{body}packet {p.index} at {p.at or '-'}: {p.outcome}\n")
         else:
-            if fmt == "detailed" and trace is not None:
-                render.print_trace(console, trace)
+            if chosen != "text" and trace is not None:
+                render.print_trace(console, trace, view, hidden)
             console.print(render.packet_line(data))
         if sink is not None and p.trace is not None:
             sink.add(p.trace)
@@ -102,7 +114,12 @@ def replay(
 
     sink = None
     with input_errors(debug):
-        fmt = render.check_format(fmt, ("lines", "detailed", "minimal", "json"))
+        chosen = out_fmt.choose("replay", output, fmt)
+        view = (
+            "text" if chosen == "detailed" else chosen
+        )  # the trace view of each packet
+        hidden = hide_for(chosen, hide, ("detailed", "wide", "summary"))
+        documents = chosen in out_fmt.DOCUMENTS
         scenario, warnings = load(file)
         warn(warnings)
         sim = Simulator(scenario.cluster)
@@ -114,15 +131,14 @@ def replay(
             # Each packet is shown as it walks: nothing needs keeping in memory.
             result = run_replay(sim, pcap, at, keep=0, on_packet=show)
         finally:
-            counts_written = sink.close() if sink is not None else {}
+            written = sink.close() if sink is not None else {}
     counts = result.counts()
-    if fmt == "json":
-        record = {"schema_version": render.JSON_SCHEMA_VERSION, "type": "replay",
-                  "pcap": str(pcap), "counts": counts}  # fmt: skip
-        sys.stdout.write(render.line(record))
+    if documents:
+        doc = out_fmt.document("replay", pcap=str(pcap), counts=counts)
+        sys.stdout.write(out_fmt.record(doc, chosen))
     else:
-        sys.stdout.write(f"{result.total} packets: {show_counts(counts)}\n")
+        write(f"{result.total} packets: {show_counts(counts)}\n")
     if sink is not None:
         warn(sink.notes(), "note")
-        err_console.print(f"wrote {len(counts_written)} captures to {pcap_dir}")
+        err_console.print(f"wrote {len(written)} captures to {pcap_dir}")
     raise typer.Exit(1 if result.failures else 0)
