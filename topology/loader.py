@@ -60,6 +60,7 @@ from topology.yamlsource import (
     PathPart,
     format_path,
     load_documents,
+    read_yaml,
 )
 
 _LAYER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
@@ -71,7 +72,7 @@ def load_scenario(path: str | os.PathLike[str]) -> tuple[Scenario, list[str]]:
     """Load and validate a scenario file: the scenario and the validation warnings."""
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        text = read_yaml(file, str(path))
     except OSError as err:
         raise TopologyError(
             f"cannot read scenario: {err.strerror or err}", Loc(str(path))
@@ -105,7 +106,7 @@ def read_manifests(
     target = base_dir / file
     shown = os.path.normpath(os.path.join(shown_dir, file))
     try:
-        text = target.read_text(encoding="utf-8")
+        text = read_yaml(target, shown)
     except OSError as err:
         raise TopologyError(
             f"cannot read manifest file {file!r}: {err.strerror or err}",
