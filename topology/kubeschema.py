@@ -6,6 +6,13 @@ Fields that shape the network are typed and checked.  Common fields that do not 
 without effect (`Ignored`), so real manifests load unchanged; any other key is an error.
 Cross-field rules (a selector matching its template, `endPort >= port`) live in
 `topology.normalize`, which turns these models into `topology.model` records.
+
+A key written with a null value is as if absent, as for the API server: Go's encoding/json
+leaves a field at its zero value on `null` (a pointer nil, a map or list empty, a struct
+such as NetworkPolicy `spec.podSelector` empty, so `podSelector:` selects every pod), and
+that zero value is what an absent key gives.  A null peer `podSelector` or
+`namespaceSelector` is therefore absent too (those are pointers), not "all".  Integers of
+the API are int32 (replicas, ordinals, ports), as the decoder checks.
 """
 
 # Pydantic copies mutable defaults per instance, so `= []` and `= {}` are safe here.
@@ -13,9 +20,9 @@ Cross-field rules (a selector matching its template, `endPort >= port`) live in
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from topology.fields import (
     DNSLabel,
@@ -24,7 +31,7 @@ from topology.fields import (
     LabelKey,
     Labels,
     LabelValue,
-    NonNegative,
+    NonNegativeInt32,
     Port,
     PortName,
     PortOrName,
@@ -46,7 +53,18 @@ API_VERSIONS: dict[str, str] = {
 WORKLOAD_KINDS = ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet")
 
 
-class ObjectMeta(StrictModel):
+class KubeStrictModel(StrictModel):
+    """Base of the Kubernetes models: strict, and a null value is the field's zero value."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_unset(cls, data: Any) -> Any:
+        if isinstance(data, dict) and None in data.values():
+            return {k: v for k, v in data.items() if v is not None}
+        return data
+
+
+class ObjectMeta(KubeStrictModel):
     name: str  # its syntax depends on the kind (checked in normalize)
     namespace: DNSLabel | None = None
     labels: Labels = {}
@@ -64,7 +82,7 @@ class ObjectMeta(StrictModel):
     self_link: Ignored = None
 
 
-class ContainerPortSpec(StrictModel):
+class ContainerPortSpec(KubeStrictModel):
     container_port: Port
     protocol: ProtocolName | None = None
     name: PortName | None = None
@@ -72,13 +90,13 @@ class ContainerPortSpec(StrictModel):
     host_ip: Ignored = Field(default=None, alias="hostIP")
 
 
-class ContainerSpec(StrictModel):
+class ContainerSpec(KubeStrictModel):
     name: DNSLabel
     ports: list[ContainerPortSpec] = []
-    image: Ignored = None
-    command: Ignored = None
-    args: Ignored = None
-    working_dir: Ignored = None
+    image: str | None = None  # no effect, but typed as the API types it
+    command: list[str] | None = None
+    args: list[str] | None = None
+    working_dir: str | None = None
     env: Ignored = None
     env_from: Ignored = None
     resources: Ignored = None
@@ -99,7 +117,7 @@ class ContainerSpec(StrictModel):
     tty: Ignored = None
 
 
-class PodSpec(StrictModel):
+class PodSpec(KubeStrictModel):
     containers: list[ContainerSpec] = Field(min_length=1)
     node_name: str | None = None
     node_selector: Labels = {}
@@ -141,18 +159,18 @@ class PodSpec(StrictModel):
     resource_claims: Ignored = None
 
 
-class SelectorRequirement(StrictModel):
+class SelectorRequirement(KubeStrictModel):
     key: LabelKey
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
     values: list[LabelValue] | None = None
 
 
-class LabelSelectorSpec(StrictModel):
+class LabelSelectorSpec(KubeStrictModel):
     match_labels: Labels = {}
     match_expressions: list[SelectorRequirement] = []
 
 
-class TemplateMeta(StrictModel):
+class TemplateMeta(KubeStrictModel):
     labels: Labels = {}
     annotations: dict[LabelKey, str] = {}
     name: Ignored = None
@@ -161,12 +179,12 @@ class TemplateMeta(StrictModel):
     creation_timestamp: Ignored = None
 
 
-class PodTemplateSpec(StrictModel):
+class PodTemplateSpec(KubeStrictModel):
     metadata: TemplateMeta = TemplateMeta()
     spec: PodSpec
 
 
-class _Object(StrictModel):
+class _Object(KubeStrictModel):
     api_version: str | None = None
     kind: str
     metadata: ObjectMeta
@@ -184,7 +202,7 @@ class PodObject(_Object):
     status: Ignored = None
 
 
-class _WorkloadSpec(StrictModel):
+class _WorkloadSpec(KubeStrictModel):
     selector: LabelSelectorSpec
     template: PodTemplateSpec
     min_ready_seconds: Ignored = None
@@ -192,22 +210,22 @@ class _WorkloadSpec(StrictModel):
 
 
 class DeploymentSpec(_WorkloadSpec):
-    replicas: NonNegative = 1
+    replicas: NonNegativeInt32 = 1
     strategy: Ignored = None
     progress_deadline_seconds: Ignored = None
     paused: Ignored = None
 
 
 class ReplicaSetSpec(_WorkloadSpec):
-    replicas: NonNegative = 1
+    replicas: NonNegativeInt32 = 1
 
 
-class StatefulSetOrdinals(StrictModel):
-    start: NonNegative = 0
+class StatefulSetOrdinals(KubeStrictModel):
+    start: NonNegativeInt32 = 0
 
 
 class StatefulSetSpec(_WorkloadSpec):
-    replicas: NonNegative = 1
+    replicas: NonNegativeInt32 = 1
     ordinals: StatefulSetOrdinals | None = None
     service_name: Ignored = None
     volume_claim_templates: Ignored = None
@@ -244,16 +262,16 @@ class DaemonSetObject(_Object):
     status: Ignored = None
 
 
-class ServicePortSpec(StrictModel):
+class ServicePortSpec(KubeStrictModel):
     port: Port
     target_port: PortOrName | None = None
     protocol: ProtocolName | None = None
-    name: PortName | None = None
+    name: DNSLabel | None = None  # validateServicePort: ValidateDNS1123Label
     node_port: Port | None = None
     app_protocol: Ignored = None
 
 
-class ServiceSpec(StrictModel):
+class ServiceSpec(KubeStrictModel):
     type: Literal["ClusterIP", "NodePort", "LoadBalancer"] | None = None
     selector: Labels | None = None
     ports: list[ServicePortSpec] = []
@@ -275,18 +293,18 @@ class ServiceSpec(StrictModel):
     traffic_distribution: Ignored = None
 
 
-class LoadBalancerIngress(StrictModel):
+class LoadBalancerIngress(KubeStrictModel):
     ip: IPv4 | None = None
     hostname: Ignored = None
     ip_mode: Ignored = None
     ports: Ignored = None
 
 
-class LoadBalancerStatus(StrictModel):
+class LoadBalancerStatus(KubeStrictModel):
     ingress: list[LoadBalancerIngress] = []
 
 
-class ServiceStatus(StrictModel):
+class ServiceStatus(KubeStrictModel):
     load_balancer: LoadBalancerStatus = LoadBalancerStatus()
     conditions: Ignored = None
 
@@ -297,34 +315,34 @@ class ServiceObject(_Object):
     status: ServiceStatus = ServiceStatus()
 
 
-class IPBlockSpec(StrictModel):
+class IPBlockSpec(KubeStrictModel):
     cidr: str  # host bits are allowed, with a warning (normalize)
     except_: list[str] = Field(default=[], alias="except")
 
 
-class PeerSpec(StrictModel):
+class PeerSpec(KubeStrictModel):
     pod_selector: LabelSelectorSpec | None = None
     namespace_selector: LabelSelectorSpec | None = None
     ip_block: IPBlockSpec | None = None
 
 
-class PolicyPortSpec(StrictModel):
+class PolicyPortSpec(KubeStrictModel):
     protocol: ProtocolName | None = None
     port: PortOrName | None = None
     end_port: Port | None = None
 
 
-class IngressRuleSpec(StrictModel):
+class IngressRuleSpec(KubeStrictModel):
     from_: list[PeerSpec] | None = Field(default=None, alias="from")
     ports: list[PolicyPortSpec] | None = None
 
 
-class EgressRuleSpec(StrictModel):
+class EgressRuleSpec(KubeStrictModel):
     to: list[PeerSpec] | None = None
     ports: list[PolicyPortSpec] | None = None
 
 
-class NetworkPolicySpec(StrictModel):
+class NetworkPolicySpec(KubeStrictModel):
     pod_selector: LabelSelectorSpec = LabelSelectorSpec()
     policy_types: list[Literal["Ingress", "Egress"]] | None = None
     ingress: list[IngressRuleSpec] | None = None

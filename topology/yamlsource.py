@@ -39,6 +39,9 @@ _INT_TAG = "tag:yaml.org,2002:int"
 _BOOL_TAG = "tag:yaml.org,2002:bool"
 _NULL_TAG = "tag:yaml.org,2002:null"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+# int64, the widest Kubernetes integer, has 19 digits; `0b` and 64 binary digits are 66.
+_MAX_INT_CHARS = 80
 
 # libyaml's composer is several times faster than the pure-Python one; both give marks.
 _BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -348,15 +351,31 @@ class _Builder:
 
     def scalar(self, node: yaml.Node) -> Any:
         tag = node.tag
-        if tag == _STR_TAG:
+        # A timestamp stays text: sigs.k8s.io/yaml, kubectl's decoder, turns it into a JSON
+        # string (a label value `2024-01-01` is a string there too).
+        if tag in (_STR_TAG, _TIMESTAMP_TAG):
             return node.value
-        if tag == _INT_TAG:
-            return self.loader.construct_yaml_int(node)
-        if tag == _BOOL_TAG:
-            return self.loader.construct_yaml_bool(node)
         if tag == _NULL_TAG:
             return None
-        return self.loader.construct_object(node, deep=True)
+        if tag == _INT_TAG and len(node.value) > _MAX_INT_CHARS:
+            raise TopologyError(
+                f"invalid YAML: an integer of {len(node.value)} characters (allowed: at"
+                f" most {_MAX_INT_CHARS}; the largest Kubernetes integer, int64, has 19"
+                " digits)",
+                Loc(self.filename, node.start_mark.line + 1),
+            )
+        try:
+            if tag == _INT_TAG:
+                return self.loader.construct_yaml_int(node)
+            if tag == _BOOL_TAG:
+                return self.loader.construct_yaml_bool(node)
+            return self.loader.construct_object(node, deep=True)
+        except (ValueError, TypeError, OverflowError, LookupError) as err:
+            raise TopologyError(
+                f"invalid YAML: {node.value[:40]!r} is not a valid {tag.rsplit(':', 1)[-1]}"
+                f" ({err})",
+                Loc(self.filename, node.start_mark.line + 1),
+            ) from None
 
     def _merged_keys(self, node: yaml.MappingNode) -> set[int]:
         """Resolve `<<` in place (once per node); the key nodes it merged in."""

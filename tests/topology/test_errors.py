@@ -88,7 +88,8 @@ EXACT = [
     (
         "bad-cidr",
         "name: t\ncluster:\n  serviceCIDR: 10.96.0.0/33\n" + STEP,
-        "lab.yaml:3: cluster.serviceCIDR: '10.96.0.0/33' is not a valid IPv4 CIDR",
+        "lab.yaml:3: cluster.serviceCIDR: '10.96.0.0/33' is not a valid CIDR (allowed: an"
+        " IPv4 CIDR a.b.c.d/N, N from 0 to 32)",
     ),
     (
         "gateway-outside",
