@@ -194,9 +194,8 @@ IPv4 = Annotated[
     Field(json_schema_extra={"format": "ipv4"}),
 ]
 CIDR = Annotated[IPv4Network, BeforeValidator(parse_cidr, json_schema_input_type=str)]
-NonNegative = Annotated[int, Field(ge=0)]
-# An int32 of the API (replicas, ordinals): the decoder rejects what does not fit.
-NonNegativeInt32 = Annotated[int, Field(ge=0, le=INT32_MAX)]
+# An int32, as the API's integers are (replicas, ordinals): the decoder rejects the rest.
+NonNegative = Annotated[int, Field(ge=0, le=INT32_MAX)]
 Ignored = Annotated[
     Any, Field(description="Accepted for compatibility; no effect on the dataplane.")
 ]

@@ -31,7 +31,7 @@ from topology.fields import (
     LabelKey,
     Labels,
     LabelValue,
-    NonNegativeInt32,
+    NonNegative,
     Port,
     PortName,
     PortOrName,
@@ -60,7 +60,9 @@ class KubeStrictModel(StrictModel):
     @classmethod
     def _null_is_unset(cls, data: Any) -> Any:
         if isinstance(data, dict) and None in data.values():
-            return {k: v for k, v in data.items() if v is not None}
+            # Only fields of the model: an unknown key stays an error, null or not.
+            known = {info.alias or name for name, info in cls.model_fields.items()}
+            return {k: v for k, v in data.items() if v is not None or k not in known}
         return data
 
 
@@ -210,22 +212,22 @@ class _WorkloadSpec(KubeStrictModel):
 
 
 class DeploymentSpec(_WorkloadSpec):
-    replicas: NonNegativeInt32 = 1
+    replicas: NonNegative = 1
     strategy: Ignored = None
     progress_deadline_seconds: Ignored = None
     paused: Ignored = None
 
 
 class ReplicaSetSpec(_WorkloadSpec):
-    replicas: NonNegativeInt32 = 1
+    replicas: NonNegative = 1
 
 
 class StatefulSetOrdinals(KubeStrictModel):
-    start: NonNegativeInt32 = 0
+    start: NonNegative = 0
 
 
 class StatefulSetSpec(_WorkloadSpec):
-    replicas: NonNegativeInt32 = 1
+    replicas: NonNegative = 1
     ordinals: StatefulSetOrdinals | None = None
     service_name: Ignored = None
     volume_claim_templates: Ignored = None

@@ -188,7 +188,7 @@ def read_yaml(path: Path, filename: str) -> str:
     """
     with path.open("rb") as f:
         data = f.read(MAX_BYTES + 1)
-    check_size(len(data), filename)
+    check_size(data, filename)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -201,19 +201,21 @@ def read_yaml(path: Path, filename: str) -> str:
         ) from None
 
 
-def check_size(size: int, filename: str) -> None:
-    """Refuse a text over `MAX_BYTES`."""
-    if size > MAX_BYTES:
+def check_size(data: str | bytes, filename: str) -> None:
+    """Refuse a text over `MAX_BYTES`; the error names the line where the limit falls."""
+    if len(data) > MAX_BYTES:
+        newline = "\n" if isinstance(data, str) else b"\n"
+        line = data.count(newline, 0, MAX_BYTES) + 1  # type: ignore[arg-type]
         raise TopologyError(
             f"file too large (more than {MAX_BYTES} bytes; the limit is {MAX_BYTES}"
             " bytes, 10 MiB)",
-            Loc(filename),
+            Loc(filename, line),
         )
 
 
 def load_documents(text: str, filename: str) -> list[Document]:
     """Every document of a YAML text, with lines; syntax errors name `file:line`."""
-    check_size(len(text), filename)
+    check_size(text, filename)
     try:
         data = text.encode("utf-8")
     except UnicodeEncodeError as err:
@@ -223,7 +225,7 @@ def load_documents(text: str, filename: str) -> list[Document]:
             " is a lone surrogate)",
             Loc(filename, line),
         ) from None
-    check_size(len(data), filename)
+    check_size(data, filename)
     loader = _Loader(data)
     # Composing allocates a node per value; the cyclic GC would rescan them all many times
     # over (a 5,000-object file: 3x slower).  Nothing built here is cyclic.

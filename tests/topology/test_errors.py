@@ -361,7 +361,7 @@ def test_scenario_must_be_one_document(load_error: ErrorFn) -> None:
     "text", ["", "# nothing\n", "---\n"], ids=["empty", "comment", "marker"]
 )
 def test_empty_scenario(load_error: ErrorFn, text: str) -> None:
-    assert str(load_error(text)) == "lab.yaml: the scenario file is empty"
+    assert str(load_error(text)) == "lab.yaml:1: the scenario file is empty"
 
 
 def test_topology_error_is_a_value_error() -> None:

@@ -161,7 +161,7 @@ def test_too_large_text() -> None:
     with pytest.raises(TopologyError) as info:
         load_documents("#" * (MAX_BYTES + 1), "m.yaml")
     assert str(info.value) == (
-        f"m.yaml: file too large (more than {MAX_BYTES} bytes; the limit is {MAX_BYTES}"
+        f"m.yaml:1: file too large (more than {MAX_BYTES} bytes; the limit is {MAX_BYTES}"
         " bytes, 10 MiB)"
     )
 
