@@ -184,6 +184,20 @@ PortOrName = Annotated[
 LabelKey = Annotated[str, AfterValidator(_checked(names.label_key))]
 LabelValue = Annotated[str, AfterValidator(_checked(names.label_value))]
 Labels = dict[LabelKey, LabelValue]
+# apimachinery ValidateAnnotations: TotalAnnotationSizeLimitB, keys and values together.
+ANNOTATIONS_LIMIT = 256 * 1024
+
+
+def _annotation_size(value: dict[str, str]) -> dict[str, str]:
+    size = sum(len(k) + len(v) for k, v in value.items())
+    if size > ANNOTATIONS_LIMIT:
+        raise invalid(
+            f"annotations take {size} bytes (allowed: at most {ANNOTATIONS_LIMIT})"
+        )
+    return value
+
+
+Annotations = Annotated[dict[LabelKey, str], AfterValidator(_annotation_size)]
 DNSLabel = Annotated[str, AfterValidator(_checked(names.dns1123_label))]
 DNS1035Label = Annotated[str, AfterValidator(_checked(names.dns1035_label))]
 DNSSubdomain = Annotated[str, AfterValidator(_checked(names.dns1123_subdomain))]

@@ -20,11 +20,12 @@ the API are int32 (replicas, ordinals, ports), as the decoder checks.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
 from topology.fields import (
+    Annotations,
     DNSLabel,
     Ignored,
     IPv4,
@@ -70,7 +71,7 @@ class ObjectMeta(KubeStrictModel):
     name: str  # its syntax depends on the kind (checked in normalize)
     namespace: DNSLabel | None = None
     labels: Labels = {}
-    annotations: dict[LabelKey, str] = {}
+    annotations: Annotations = {}
     generate_name: Ignored = None
     uid: Ignored = None
     resource_version: Ignored = None
@@ -88,7 +89,7 @@ class ContainerPortSpec(KubeStrictModel):
     container_port: Port
     protocol: ProtocolName | None = None
     name: PortName | None = None
-    host_port: Ignored = None
+    host_port: Annotated[int, Field(ge=0, le=65535)] | None = None  # no effect; 0 unset
     host_ip: Ignored = Field(default=None, alias="hostIP")
 
 
@@ -174,7 +175,7 @@ class LabelSelectorSpec(KubeStrictModel):
 
 class TemplateMeta(KubeStrictModel):
     labels: Labels = {}
-    annotations: dict[LabelKey, str] = {}
+    annotations: Annotations = {}
     name: Ignored = None
     namespace: Ignored = None
     generate_name: Ignored = None

@@ -453,3 +453,35 @@ def test_ip_block_host_bits_are_still_a_warning(load: LoadFn) -> None:
         "lab.yaml:10: NetworkPolicy default/p: spec.ingress[0].from[0].ipBlock.cidr:"
         " 10.0.0.1/8 has host bits set; it means 10.0.0.0/8"
     ]
+
+
+def test_annotations_are_bounded_as_the_api_server_bounds_them(
+    load: LoadFn, load_error: ErrorFn
+) -> None:
+    def pod(size: int) -> str:
+        return scenario_text(
+            "manifests:\n  - apiVersion: v1\n    kind: Pod\n    metadata:\n      name: a\n"
+            f"      annotations: {{note: {'x' * size}}}\n"
+            "    spec: {containers: [{name: c}]}\n"
+        )
+
+    load(pod(262140))  # key and value: 262144 bytes, the limit
+    assert str(load_error(pod(262141))) == (
+        "lab.yaml:7: Pod default/a: metadata.annotations: annotations take 262145 bytes"
+        " (allowed: at most 262144)"
+    )
+
+
+def test_a_host_port_is_a_port_or_zero(load: LoadFn, load_error: ErrorFn) -> None:
+    def pod(host_port: int) -> str:
+        return scenario_text(
+            "manifests:\n  - {apiVersion: v1, kind: Pod, metadata: {name: a}, spec:"
+            " {containers: [{name: c, ports: [{containerPort: 80, hostPort:"
+            f" {host_port}}}]}}]}}}}\n"
+        )
+
+    load(pod(0))
+    assert str(load_error(pod(65536))) == (
+        "lab.yaml:3: Pod default/a: spec.containers[0].ports[0].hostPort: 65536 is out"
+        " of range (allowed: <= 65535)"
+    )
