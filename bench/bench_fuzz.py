@@ -58,18 +58,20 @@ def byte_mutation(mutation: Mutation, rng: random.Random) -> tuple[bytes, str, b
     return data[:at] + bad + data[at:], f"{mutation.what}; {word} at byte {at}", True
 
 
-def cases(count: int, seed: int, tree: Path) -> list[Case]:
-    rng = random.Random(seed)
-    bases = {p: base_data(p) for p in SCENARIOS}
-    out = []
-    for index in range(count):
-        original = SCENARIOS[rng.randrange(len(SCENARIOS))]
-        mutation = mutate(bases[original], rng)
-        data, what, invalid = byte_mutation(mutation, rng)
-        target = tree / original.relative_to(ROOT / "scenarios")
-        path = target.with_name(f".fuzz-{index}{target.suffix}")
-        out.append(Case(index, path, data, f"{original.name}: {what}", invalid))
-    return out
+BASES: dict[Path, Any] = {}
+
+
+def make_case(index: int, seed: int, tree: Path) -> Case:
+    """Case `index` of run `seed`: the same whichever worker makes it."""
+    if not BASES:
+        BASES.update((p, base_data(p)) for p in SCENARIOS)
+    rng = random.Random(f"{seed}/{index}")
+    original = SCENARIOS[rng.randrange(len(SCENARIOS))]
+    mutation = mutate(BASES[original], rng)
+    data, what, invalid = byte_mutation(mutation, rng)
+    target = tree / original.relative_to(ROOT / "scenarios")
+    path = target.with_name(f".fuzz-{index}{target.suffix}")
+    return Case(index, path, data, f"{original.name}: {what}", invalid)
 
 
 def classify(path: Path) -> tuple[str, str]:
@@ -91,27 +93,39 @@ def classify(path: Path) -> tuple[str, str]:
     return "ok", ""
 
 
-def worker(conn: Connection) -> None:
+def worker(conn: Connection, seed: int, tree: Path) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
     from dataplane.cli import load  # noqa: F401  (import before the clock starts)
 
     while True:
-        job = conn.recv()
-        if job is None:
+        index = conn.recv()
+        if index is None:
             return
-        path, data = job
-        path.write_bytes(data)
+        case = make_case(index, seed, tree)
+        case.path.write_bytes(case.data)
         t0 = time.perf_counter()
-        verdict, message = classify(path)
+        verdict, message = classify(case.path)
         elapsed = time.perf_counter() - t0
-        path.unlink()
-        conn.send((verdict, message, elapsed))
+        case.path.unlink()
+        if verdict == "ok" and case.known_invalid:
+            verdict = "invalid-accepted"
+        conn.send((case.what, case.known_invalid, verdict, message, elapsed))
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    index: int
+    what: str
+    known_invalid: bool
+    verdict: str
+    message: str
+    elapsed: float
 
 
 class Worker:
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: Any, seed: int, tree: Path) -> None:
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=worker, args=(child,), daemon=True)
+        self.process = ctx.Process(target=worker, args=(child, seed, tree), daemon=True)
         self.process.start()
         child.close()
 
@@ -121,42 +135,63 @@ class Worker:
 
 
 def run(
-    all_cases: list[Case], workers: int, timeout: float
-) -> list[tuple[Case, str, str, float]]:
+    count: int, seed: int, tree: Path, workers: int, timeout: float
+) -> list[Result]:
     ctx = mp.get_context("fork")
-    pool = [Worker(ctx) for _ in range(workers)]
-    busy: dict[int, tuple[Case, float]] = {}
-    pending = list(reversed(all_cases))
+
+    def spawn() -> Worker:
+        return Worker(ctx, seed, tree)
+
+    pool = [spawn() for _ in range(workers)]
+    busy: dict[int, tuple[int, float]] = {}  # worker -> (case index, start)
+    pending = list(range(count - 1, -1, -1))
     results = []
     while pending or busy:
         for i, w in enumerate(pool):
             if i not in busy and pending:
-                case = pending.pop()
-                w.conn.send((case.path, case.data))
-                busy[i] = (case, time.monotonic())
+                index = pending.pop()
+                w.conn.send(index)
+                busy[i] = (index, time.monotonic())
         for i in list(busy):
-            case, started = busy[i]
+            index, started = busy[i]
             w = pool[i]
-            if w.conn.poll(0.01):
+            if w.conn.poll(0.005):
                 try:
-                    verdict, message, elapsed = w.conn.recv()
+                    results.append(Result(index, *w.conn.recv()))
                 except EOFError:  # the worker died (a crash in C, the OOM killer)
-                    verdict, message, elapsed = "traceback", "worker died", 0.0
-                    pool[i] = Worker(ctx)
-                if verdict == "ok" and case.known_invalid:
-                    verdict = "invalid-accepted"
-                results.append((case, verdict, message, elapsed))
+                    case = make_case(index, seed, tree)
+                    results.append(
+                        Result(
+                            index,
+                            case.what,
+                            case.known_invalid,
+                            "traceback",
+                            "worker died",
+                            0.0,
+                        )
+                    )
+                    pool[i] = spawn()
                 del busy[i]
             elif time.monotonic() - started > timeout:
                 w.kill()
+                case = make_case(index, seed, tree)
                 case.path.unlink(missing_ok=True)
-                pool[i] = Worker(ctx)
-                results.append((case, "hang", f"over {timeout:.0f} s", timeout))
+                pool[i] = spawn()
+                results.append(
+                    Result(
+                        index,
+                        case.what,
+                        case.known_invalid,
+                        "hang",
+                        f"over {timeout:.0f} s",
+                        timeout,
+                    )
+                )
                 del busy[i]
     for w in pool:
         w.conn.send(None)
         w.process.join()
-    return results
+    return sorted(results, key=lambda r: r.index)
 
 
 def main() -> int:
@@ -170,18 +205,15 @@ def main() -> int:
         tree = Path(tmp) / "scenarios"
         shutil.copytree(ROOT / "scenarios", tree)
         t0 = time.perf_counter()
-        all_cases = cases(args.count, args.seed, tree)
-        made = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        results = run(all_cases, args.workers, args.timeout)
+        results = run(args.count, args.seed, tree, args.workers, args.timeout)
         wall = time.perf_counter() - t0
-    verdicts = Counter(v for _, v, _, _ in results)
-    times = sorted(e for _, v, _, e in results if v != "hang")
+    verdicts = Counter(r.verdict for r in results)
+    times = sorted(r.elapsed for r in results if r.verdict != "hang")
     print(
         f"{len(results)} mutated scenarios from {len(SCENARIOS)} shipped files"
-        f" (seed {args.seed}, {args.workers} workers; mutations made in {made:.1f} s)"
+        f" (seed {args.seed}, {args.workers} workers)"
     )
-    invalid = sum(1 for c in all_cases if c.known_invalid)
+    invalid = sum(1 for r in results if r.known_invalid)
     print(f"  known invalid by construction: {invalid}")
     for word in ("ok", "error", *DEFECTS):
         print(f"  {word:20} {verdicts.get(word, 0)}")
@@ -190,20 +222,20 @@ def main() -> int:
         p99 = times[min(len(times) - 1, len(times) * 99 // 100)]
         print(
             f"  load time: median {mid * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms,"
-            f" max {times[-1] * 1000:.0f} ms; wall {wall:.0f} s"
+            f" max {times[-1] * 1000:.0f} ms; wall {wall:.0f} s with mutating"
             f" ({len(results) / wall:.0f} files/s)"
         )
     slowest = sorted(
-        ((e, c) for c, v, _, e in results if v != "hang"), key=lambda x: -x[0]
+        (r for r in results if r.verdict != "hang"), key=lambda r: -r.elapsed
     )[:3]
-    for elapsed, case in slowest:
-        print(f"  slow: {elapsed * 1000:.0f} ms #{case.index} {case.what}")
+    for r in slowest:
+        print(f"  slow: {r.elapsed * 1000:.0f} ms #{r.index} {r.what}")
     failed = False
     for word in DEFECTS:
-        bad = [(c, m) for c, v, m, _ in results if v == word]
+        bad = [r for r in results if r.verdict == word]
         failed = failed or bool(bad)
-        for case, message in bad[:5]:
-            print(f"  {word}: #{case.index} {case.what}: {message}")
+        for r in bad[:5]:
+            print(f"  {word}: #{r.index} {r.what}: {r.message}")
     return 1 if failed else 0
 
 

@@ -87,9 +87,10 @@ class Applier:
             if isinstance(ip, str) and ip.count(".") == 3:
                 with contextlib.suppress(ValueError):
                     self.state.service_ips.hold(IPv4Address(ip))
-            for port in spec.get("ports") or ():
+            ports = spec.get("ports")  # not validated yet: anything may be here
+            for port in ports if isinstance(ports, list) else ():
                 number = port.get("nodePort") if isinstance(port, dict) else None
-                if isinstance(number, int):
+                if isinstance(number, int) and not isinstance(number, bool):
                     self.state.node_ports.hold(number)
 
     def resolve(self, manifest: Manifest) -> Manifest:

@@ -485,3 +485,14 @@ def test_a_host_port_is_a_port_or_zero(load: LoadFn, load_error: ErrorFn) -> Non
         "lab.yaml:3: Pod default/a: spec.containers[0].ports[0].hostPort: 65536 is out"
         " of range (allowed: <= 65535)"
     )
+
+
+@pytest.mark.parametrize("ports", ["1.5", "-1", "{a: 1}", "web"])
+def test_service_ports_of_the_wrong_type(load_error: ErrorFn, ports: str) -> None:
+    # Found by bench_fuzz: the nodePort reservation read `ports` before validation.
+    text = scenario_text(
+        "manifests:\n  - apiVersion: v1\n    kind: Service\n    metadata: {name: web}\n"
+        f"    spec:\n      type: NodePort\n      ports: {ports}\n"
+    )
+    err = load_error(text)
+    assert str(err).startswith("lab.yaml:8: Service default/web: spec.ports: expected a list")
