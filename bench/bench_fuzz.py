@@ -61,10 +61,15 @@ def byte_mutation(mutation: Mutation, rng: random.Random) -> tuple[bytes, str, b
 BASES: dict[Path, Any] = {}
 
 
-def make_case(index: int, seed: int, tree: Path) -> Case:
-    """Case `index` of run `seed`: the same whichever worker makes it."""
+def load_bases() -> None:
+    """The shipped files' data, read once (before the workers fork)."""
     if not BASES:
         BASES.update((p, base_data(p)) for p in SCENARIOS)
+
+
+def make_case(index: int, seed: int, tree: Path) -> Case:
+    """Case `index` of run `seed`: the same whichever worker makes it."""
+    load_bases()
     rng = random.Random(f"{seed}/{index}")
     original = SCENARIOS[rng.randrange(len(SCENARIOS))]
     mutation = mutate(BASES[original], rng)
@@ -95,8 +100,7 @@ def classify(path: Path) -> tuple[str, str]:
 
 def worker(conn: Connection, seed: int, tree: Path) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
-    from dataplane.cli import load  # noqa: F401  (import before the clock starts)
-
+    conn.send("ready")  # the clock of a case starts when it is sent, after this
     while True:
         index = conn.recv()
         if index is None:
@@ -128,6 +132,7 @@ class Worker:
         self.process = ctx.Process(target=worker, args=(child, seed, tree), daemon=True)
         self.process.start()
         child.close()
+        self.conn.recv()  # "ready"
 
     def kill(self) -> None:
         self.process.kill()
@@ -138,6 +143,9 @@ def run(
     count: int, seed: int, tree: Path, workers: int, timeout: float
 ) -> list[Result]:
     ctx = mp.get_context("fork")
+    from dataplane.cli import load  # noqa: F401  (imported once, before the forks)
+
+    load_bases()
 
     def spawn() -> Worker:
         return Worker(ctx, seed, tree)

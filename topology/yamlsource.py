@@ -10,8 +10,9 @@ keys are an error (as in the API server's strict decoding); merge keys (`<<`) an
 A scenario may come from anyone, so reading it is bounded (README "Untrusted input"): at most
 `MAX_BYTES` of UTF-8 text, values nested at most `MAX_DEPTH` deep, and at most
 `MAX_ALIAS_NODES` values produced by aliases (a "billion laughs" file of a few hundred bytes
-would otherwise expand to billions of values).  Go's yaml.v3, which kubectl and the API server
-use, bounds aliases the same way (its `allowedAliasRatio`).
+would otherwise expand to billions of values).  The Go YAML library of kubectl and the API
+server bounds aliases the same way since CVE-2019-11253, the API server's own billion laughs
+(go-yaml v2.2.4 `allowedAliasRatio`).
 """
 
 from __future__ import annotations
