@@ -495,4 +495,6 @@ def test_service_ports_of_the_wrong_type(load_error: ErrorFn, ports: str) -> Non
         f"    spec:\n      type: NodePort\n      ports: {ports}\n"
     )
     err = load_error(text)
-    assert str(err).startswith("lab.yaml:8: Service default/web: spec.ports: expected a list")
+    assert str(err).startswith(
+        "lab.yaml:8: Service default/web: spec.ports: expected a list"
+    )
