@@ -309,6 +309,7 @@ class _Builder:
         self.filename = filename
         self.seen: set[int] = set()
         self.alias_nodes = 0
+        self.sizes: dict[int, int] = {}  # node id -> values it expands to
         self.alias_line = 0  # where the alias being expanded is used (0: none)
         # Per mapping node (by id): the ids of its key nodes that `<<` merged in.
         self.merged: dict[int, set[int]] = {}
@@ -319,24 +320,37 @@ class _Builder:
         if id(node) not in self.seen:
             self.seen.add(id(node))
             return self._build(node, tree, depth)
-        if self.alias_line:  # already inside an alias's expansion
-            self._count_alias_node()
+        if self.alias_line:  # inside an alias's expansion, already counted
             return self._build(node, tree, depth)
+        # An alias: its whole expansion is counted before anything of it is built, so a
+        # bomb stops at the first alias that would pass the limit.
         self.alias_line = tree.line
         try:
-            self._count_alias_node()
+            self.alias_nodes += self._size(node, depth)
+            if self.alias_nodes > MAX_ALIAS_NODES:
+                raise TopologyError(
+                    f"YAML aliases expand to more than {MAX_ALIAS_NODES} values (the"
+                    f" limit is {MAX_ALIAS_NODES}; a 'billion laughs' file?)",
+                    Loc(self.filename, self.alias_line),
+                )
             return self._build(node, tree, depth)
         finally:
             self.alias_line = 0
 
-    def _count_alias_node(self) -> None:
-        self.alias_nodes += 1
-        if self.alias_nodes > MAX_ALIAS_NODES:
-            raise TopologyError(
-                f"YAML aliases expand to more than {MAX_ALIAS_NODES} values (the limit"
-                f" is {MAX_ALIAS_NODES}; a 'billion laughs' file?)",
-                Loc(self.filename, self.alias_line),
-            )
+    def _size(self, node: yaml.Node, depth: int) -> int:
+        """How many values `node` expands to (memoized; a cycle ends at the depth limit)."""
+        size = self.sizes.get(id(node))
+        if size is not None:
+            return size
+        if depth > MAX_DEPTH:
+            raise _too_deep(Loc(self.filename, self.alias_line))
+        size = 1
+        if isinstance(node, yaml.MappingNode):
+            size += sum(self._size(value, depth + 1) for _, value in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            size += sum(self._size(item, depth + 1) for item in node.value)
+        self.sizes[id(node)] = size
+        return size
 
     def _build(self, node: yaml.Node, tree: LineTree, depth: int) -> Any:
         if isinstance(node, yaml.MappingNode):
