@@ -209,7 +209,13 @@ def trace(
         bool | None, typer.Option("--df/--no-df", help="Set or clear Don't Fragment.")
     ] = None,
     output: Annotated[
-        str | None, typer.Option("--output", "-o", help=TRACE_OUTPUT_HELP)
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help=TRACE_OUTPUT_HELP + " Also html: the walk viewer, one self-contained "
+            "page to step through (offline, from file://).",
+        ),
     ] = None,
     hide: HideOpt = None,
     fmt: Annotated[str | None, typer.Option("--format", help=DEPRECATED_FORMAT)] = None,
@@ -236,7 +242,11 @@ def trace(
         p: int | str | None = int(port) if port is not None and port.isdigit() else port
         sim = Simulator(scenario.cluster)
         t = sim.probe(src, dst, p, proto, ttl=ttl, size=size, df=df)
-    if view in out_fmt.DOCUMENTS:
+    if view == "html":  # the walk viewer: one self-contained page (dataplane.page)
+        from dataplane.page import walk_page
+
+        sys.stdout.write(walk_page(sim, t, scenario.name))
+    elif view in out_fmt.DOCUMENTS:
         sys.stdout.write(out_fmt.dump(render.trace_document(t, scenario), view))
     else:
         render.print_trace(console, t, view, hidden)
