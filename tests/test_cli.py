@@ -72,6 +72,17 @@ def test_invalid_input_exits_2_with_one_error_line(
     assert r.stdout == ""
 
 
+def test_a_file_that_is_not_utf8_exits_2_naming_the_line(tmp_path: Path) -> None:
+    f = tmp_path / "latin1.yaml"
+    f.write_bytes(b"name: x\n# caf\xe9\nsteps: [{probe: {from: a/b, to: a/c}}]\n")
+    r = dataplane("run", str(f))
+    assert r.returncode == 2
+    assert r.stderr == (
+        f"error: {f}:2: not UTF-8 text (byte 0xe9 at line 2, column 6; YAML files are"
+        " read as UTF-8)\n"
+    )
+
+
 def test_an_unknown_endpoint_is_an_input_error() -> None:
     r = dataplane(
         "trace",

@@ -39,7 +39,7 @@ from topology.normalize import PodTemplate, ServiceDraft, WorkloadDraft, draft
 from topology.scenario import Manifest
 from topology.selectors import format_selector
 from topology.state import ClusterState
-from topology.workload import desired_pods, eligible, owner_ref
+from topology.workload import MAX_PODS, desired_pods, eligible, owner_ref
 from topology.yamlsource import PathPart
 
 _RANK = {"Namespace": 0, "Service": 2, "NetworkPolicy": 3}  # Pods and workloads: 1
@@ -87,9 +87,10 @@ class Applier:
             if isinstance(ip, str) and ip.count(".") == 3:
                 with contextlib.suppress(ValueError):
                     self.state.service_ips.hold(IPv4Address(ip))
-            for port in spec.get("ports") or ():
+            ports = spec.get("ports")  # not validated yet: anything may be here
+            for port in ports if isinstance(ports, list) else ():
                 number = port.get("nodePort") if isinstance(port, dict) else None
-                if isinstance(number, int):
+                if isinstance(number, int) and not isinstance(number, bool):
                     self.state.node_ports.hold(number)
 
     def resolve(self, manifest: Manifest) -> Manifest:
@@ -199,6 +200,7 @@ class Applier:
                 f"field is immutable (was {format_selector(old.selector)}; delete the"
                 f" {obj.kind} first)",
             )
+        self.check_replicas(obj, wd, old is not None)
         desired = desired_pods(obj.name, wd, state.config.nodes)
         if old is not None:
             wanted = {name for name, _ in desired}
@@ -235,6 +237,40 @@ class Applier:
         state.workloads[obj.key] = Workload(
             obj.kind, obj.namespace, obj.name, len(desired), loc, wd.selector
         )
+
+    def check_replicas(self, obj: KubeObject, wd: WorkloadDraft, exists: bool) -> None:
+        """Fail before creating anything when `replicas` pods cannot all exist."""
+        if wd.replicas is None:
+            return
+        state, owner = self.state, owner_ref(obj.kind, obj.name)
+        own = [
+            p
+            for p in (state.pods.values() if exists else ())
+            if p.owner == owner and p.namespace == obj.namespace
+        ]
+        where = ("spec", "replicas")
+        others = len(state.pods) - len(own)
+        if others + wd.replicas > MAX_PODS:
+            raise obj.origin.error(
+                where,
+                f"{wd.replicas} replicas do not fit: the cluster may hold {MAX_PODS} pods"
+                f" and has {others} others",
+            )
+        if wd.template.host_network:
+            return
+        nodes = [n for n in state.config.nodes if eligible(wd.template, n)]
+        if not nodes:
+            return  # `place` says why no node fits
+        free = sum(state.addresses[n.name].free for n in nodes)
+        free += sum(1 for p in own if not p.host_network)
+        if wd.replicas > free:
+            listing = ", ".join(f"{n.name} {n.pod_cidr}" for n in nodes[:8])
+            more = " ..." if len(nodes) > 8 else ""
+            raise obj.origin.error(
+                where,
+                f"{wd.replicas} replicas do not fit: the podCIDRs of the nodes they may"
+                f" run on have {free} free pod addresses ({listing}{more})",
+            )
 
     def service(self, obj: KubeObject, sd: ServiceDraft) -> None:
         state = self.state

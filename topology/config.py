@@ -4,14 +4,21 @@ A node written without `ip` takes the lowest free host of nodeCIDR after the pre
 (skipping the gateway and every address given explicitly); without `podCIDR` it takes
 `10.0.N.0/24`, N its 1-based position.  Overlapping pod CIDRs, a pod CIDR inside nodeCIDR or
 serviceCIDR, a node address outside nodeCIDR or used twice are errors at the offending line.
+So are a serviceCIDR without room for `default/kubernetes` (`.1`) and kube-dns (`.10`) or
+larger than kube-apiserver allows, ranges and addresses in special-purpose blocks (loopback,
+multicast, ...: `topology.fields.SPECIAL_RANGES`), more than `MAX_NODES` nodes, and an
+external host whose address is taken or is not a unicast host outside the cluster.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address, IPv4Network
 
 from topology.errors import TopologyError
+from topology.fields import special_range
+from topology.ipam import DNS_OFFSET, KUBERNETES_OFFSET
 from topology.model import (
     ClusterConfig,
     External,
@@ -32,12 +39,18 @@ HOSTNAME_LABEL = "kubernetes.io/hostname"
 OS_LABEL = "kubernetes.io/os"
 VXLAN_OVERHEAD = 50  # outer Ethernet 14 + IP 20 + UDP 8 + VXLAN 8
 MIN_MTU = 68  # RFC 791: every IPv4 link must carry 68 bytes
+# kube-apiserver validateClusterIPFlags: "specified --service-cluster-ip-range is too large;
+# for 32-bit addresses, the mask must be >= 12" (at most 2^20 ClusterIPs).
+MAX_SERVICE_CIDR_BITS = 20
+# kubernetes.io/docs/setup/best-practices/cluster-large: "No more than 5,000 nodes".
+MAX_NODES = 5000
 
 
 class _Plan:
     def __init__(self, model: ClusterModel, locate: LocateFn) -> None:
         self.model = model
         self.locate = locate
+        self._pod_cidrs: list[tuple[int, int, int]] = []  # (first, last, node index)
 
     def fail(self, parts: Sequence[PathPart], reason: str) -> TopologyError:
         full = (*_BASE, *parts)
@@ -45,6 +58,7 @@ class _Plan:
 
     def config(self) -> ClusterConfig:
         m = self.model
+        self._check_ranges()
         self._check_gateway()
         # nodeCIDR may lie inside serviceCIDR: the defaults do (10.100.0.0/24 in 10.96.0.0/12).
         network = NetworkMode(m.network)
@@ -66,6 +80,39 @@ class _Plan:
 
     def _gateway(self) -> IPv4Address:
         return self.model.gateway or self.model.node_cidr.network_address + 1
+
+    def _check_ranges(self) -> None:
+        m = self.model
+        for key, cidr in (("nodeCIDR", m.node_cidr), ("serviceCIDR", m.service_cidr)):
+            what = special_range(cidr)
+            if what is not None:
+                raise self.fail(
+                    (key,),
+                    f"{cidr} overlaps the {what} range (allowed: unicast ranges)",
+                )
+        cidr = m.service_cidr
+        if 32 - cidr.prefixlen > MAX_SERVICE_CIDR_BITS:
+            raise self.fail(
+                ("serviceCIDR",),
+                f"{cidr} is too large (allowed: a prefix of /{32 - MAX_SERVICE_CIDR_BITS}"
+                " or longer, as kube-apiserver's --service-cluster-ip-range)",
+            )
+        # The API server gives `default/kubernetes` the first address of the range; kube-dns
+        # is `.10` here (kubelet's conventional --cluster-dns).  Both must be host addresses.
+        need, why = KUBERNETES_OFFSET, "default/kubernetes takes its .1"
+        if m.dns:
+            need, why = (
+                DNS_OFFSET,
+                "kube-dns takes its .10 and default/kubernetes its .1",
+            )
+        if cidr.num_addresses - 2 < need:
+            longest = 32 - (need + 1).bit_length()
+            extra = "; or set dns: false" if m.dns else ""
+            raise self.fail(
+                ("serviceCIDR",),
+                f"{cidr} is too small: {why} (allowed: a prefix of /{longest} or"
+                f" shorter{extra})",
+            )
 
     def _check_gateway(self) -> None:
         gateway, cidr = self._gateway(), self.model.node_cidr
@@ -102,6 +149,10 @@ class _Plan:
         models = m.nodes or [
             NodeModel(name=f"node-{i}") for i in range(1, DEFAULT_NODE_COUNT + 1)
         ]
+        if len(models) > MAX_NODES:
+            raise self.fail(
+                ("nodes",), f"{len(models)} nodes (allowed: at most {MAX_NODES})"
+            )
         gateway = self._gateway()
         explicit = {n.ip for n in models if n.ip is not None}
         used: dict[IPv4Address, str] = {}
@@ -184,30 +235,46 @@ class _Plan:
                     path or other_path,
                     f"podCIDR {cidr} of node {name!r} overlaps {key} {other}",
                 )
-        for node in earlier:
-            if cidr.overlaps(node.pod_cidr):
-                raise self.fail(
-                    path or (),
-                    f"podCIDR {cidr} of node {name!r} overlaps podCIDR {node.pod_cidr}"
-                    f" of node {node.name!r}",
-                )
+        what = special_range(cidr)
+        if what is not None:
+            raise self.fail(
+                path or (),
+                f"podCIDR {cidr} of node {name!r} overlaps the {what} range",
+            )
+        # CIDRs overlap only when one holds the other: the earlier podCIDRs are kept sorted,
+        # so only the neighbours of this one's place need a look (10,000 nodes stay fast).
+        first, last = int(cidr.network_address), int(cidr.broadcast_address)
+        at = bisect.bisect_left(self._pod_cidrs, (first, -1, -1))
+        for index in self._pod_cidr_overlaps(first, last, at):
+            node = earlier[index]
+            raise self.fail(
+                path or (),
+                f"podCIDR {cidr} of node {name!r} overlaps podCIDR {node.pod_cidr}"
+                f" of node {node.name!r}",
+            )
+        self._pod_cidrs.insert(at, (first, last, len(earlier)))
+
+    def _pod_cidr_overlaps(self, first: int, last: int, at: int) -> list[int]:
+        """The nodes (indices) whose podCIDR meets `first..last`; `at` is its sorted place."""
+        spans = self._pod_cidrs
+        return [
+            spans[i][2]
+            for i in (at - 1, at)
+            if 0 <= i < len(spans) and spans[i][0] <= last and spans[i][1] >= first
+        ]
 
     def _externals(self, nodes: tuple[NodeSpec, ...]) -> tuple[External, ...]:
         m = self.model
         out: list[External] = []
+        names: set[str] = set()
+        addresses: dict[IPv4Address, str] = {}
         for index, e in enumerate(m.externals):
             where = ("externals", index)
-            if any(x.name == e.name for x in out):
+            if e.name in names:
                 raise self.fail((*where, "name"), f"duplicate external name {e.name!r}")
-            inside = [("nodeCIDR", m.node_cidr), ("serviceCIDR", m.service_cidr)]
-            inside += [(f"podCIDR of node {n.name!r}", n.pod_cidr) for n in nodes]
-            for what, cidr in inside:
-                if e.ip in cidr:
-                    raise self.fail(
-                        (*where, "ip"),
-                        f"{e.ip} is inside {what} {cidr}"
-                        " (an external host is outside the cluster)",
-                    )
+            names.add(e.name)
+            self._check_external_ip(e.ip, (*where, "ip"), nodes, addresses)
+            addresses[e.ip] = e.name
             seen: set[tuple[int, str]] = set()
             ports = []
             for pindex, p in enumerate(e.ports):
@@ -222,6 +289,39 @@ class _Plan:
                 External(e.name, e.ip, tuple(ports), self.locate((*_BASE, *where)))
             )
         return tuple(out)
+
+    def _check_external_ip(
+        self,
+        ip: IPv4Address,
+        path: tuple[PathPart, ...],
+        nodes: tuple[NodeSpec, ...],
+        taken: dict[IPv4Address, str],
+    ) -> None:
+        """An external host's address: unicast, unused, outside every cluster range."""
+        m = self.model
+        what = special_range(IPv4Network(ip))
+        if what is not None:
+            # ValidateNonSpecialIP (pkg/apis/core/validation) refuses these for external
+            # IPs; a host on the underlay cannot have a multicast or broadcast address.
+            raise self.fail(
+                path, f"{ip} is in the {what} range (allowed: a unicast host address)"
+            )
+        if ip in taken:
+            raise self.fail(
+                path, f"{ip} is already the address of external {taken[ip]!r}"
+            )
+        inside = [("nodeCIDR", m.node_cidr), ("serviceCIDR", m.service_cidr)]
+        value = int(ip)
+        at = bisect.bisect_left(self._pod_cidrs, (value, -1, -1))
+        for i in self._pod_cidr_overlaps(value, value, at):
+            inside.append((f"podCIDR of node {nodes[i].name!r}", nodes[i].pod_cidr))
+        for where, cidr in inside:
+            if ip in cidr:
+                raise self.fail(
+                    path,
+                    f"{ip} is inside {where} {cidr}"
+                    " (an external host is outside the cluster)",
+                )
 
 
 def _is_host(ip: IPv4Address, cidr: IPv4Network) -> bool:

@@ -99,7 +99,7 @@ def parse_cidr(value: Any) -> IPv4Network:
         raise invalid(f"expected an IPv4 CIDR like 10.0.0.0/16, got {describe(value)}")
     loose = parse_loose_cidr(value)
     if loose is None:
-        raise invalid(f"{value!r} is not a valid IPv4 CIDR")
+        raise invalid(cidr_reason(value))
     if loose.network_address != IPv4Address(value.split("/")[0]):
         raise invalid(f"{value!r} has host bits set (did you mean {loose}?)")
     return loose
@@ -108,18 +108,68 @@ def parse_cidr(value: Any) -> IPv4Network:
 def parse_loose_cidr(value: str) -> IPv4Network | None:
     """`a.b.c.d/n` with host bits allowed (masked off), or None when not a CIDR at all.
 
+    The prefix length is decimal digits only, as Go's `net.ParseCIDR` (which the API server
+    and kube-apiserver's flags use) reads it: Python's netmask forms (`/255.0.0.0`,
+    `/0.255.255.255`) are not CIDRs there.
+
     >>> parse_loose_cidr("10.0.1.5/4")
     IPv4Network('0.0.0.0/4')
     >>> parse_loose_cidr("10.0.1.0/33") is None
     True
+    >>> parse_loose_cidr("10.0.0.0/255.0.0.0") is None
+    True
     """
-    if "/" not in value:
+    _, slash, prefix = value.partition("/")
+    if not slash or not (prefix.isascii() and prefix.isdigit()) or len(prefix) > 2:
         return None
     try:
         return IPv4Network(value, strict=False)
     except (AddressValueError, NetmaskValueError, ValueError):
         return None
 
+
+def cidr_reason(value: str) -> str:
+    """Why `value` (which holds a `/`) is not an IPv4 CIDR.
+
+    >>> cidr_reason("10.0.0.0/255.0.0.0")  # doctest: +ELLIPSIS
+    "'10.0.0.0/255.0.0.0' is not a valid CIDR (the prefix length is a number ..."
+    """
+    if "." in value.partition("/")[2]:
+        return (
+            f"{value!r} is not a valid CIDR (the prefix length is a number 0-32,"
+            " not a netmask)"
+        )
+    return f"{value!r} is not a valid CIDR (allowed: an IPv4 CIDR a.b.c.d/N, N from 0 to 32)"
+
+
+# Special-purpose IPv4 ranges no host of the simulated network may use (RFC 6890): what
+# the API server's ValidateNonSpecialIP rejects for external IPs and endpoints
+# (pkg/apis/core/validation), plus multicast, class E and the limited broadcast, which are
+# not unicast host addresses (Linux refuses them as a neighbour or a source).
+SPECIAL_RANGES: tuple[tuple[IPv4Network, str], ...] = (
+    (IPv4Network("0.0.0.0/8"), "'this network' (0.0.0.0/8)"),
+    (IPv4Network("127.0.0.0/8"), "loopback (127.0.0.0/8)"),
+    (IPv4Network("169.254.0.0/16"), "link-local (169.254.0.0/16)"),
+    (IPv4Network("224.0.0.0/4"), "multicast (224.0.0.0/4)"),
+    (IPv4Network("240.0.0.0/4"), "reserved or the limited broadcast (240.0.0.0/4)"),
+)
+
+
+def special_range(network: IPv4Network) -> str | None:
+    """The special-purpose range `network` overlaps, if any.
+
+    >>> special_range(IPv4Network("224.0.0.1/32"))
+    'multicast (224.0.0.0/4)'
+    >>> special_range(IPv4Network("192.0.2.10/32")) is None
+    True
+    """
+    for block, what in SPECIAL_RANGES:
+        if network.overlaps(block):
+            return what
+    return None
+
+
+INT32_MAX = 2**31 - 1
 
 _PORT_SCHEMA: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": 65535}
 
@@ -134,6 +184,20 @@ PortOrName = Annotated[
 LabelKey = Annotated[str, AfterValidator(_checked(names.label_key))]
 LabelValue = Annotated[str, AfterValidator(_checked(names.label_value))]
 Labels = dict[LabelKey, LabelValue]
+# apimachinery ValidateAnnotations: TotalAnnotationSizeLimitB, keys and values together.
+ANNOTATIONS_LIMIT = 256 * 1024
+
+
+def _annotation_size(value: dict[str, str]) -> dict[str, str]:
+    size = sum(len(k) + len(v) for k, v in value.items())
+    if size > ANNOTATIONS_LIMIT:
+        raise invalid(
+            f"annotations take {size} bytes (allowed: at most {ANNOTATIONS_LIMIT})"
+        )
+    return value
+
+
+Annotations = Annotated[dict[LabelKey, str], AfterValidator(_annotation_size)]
 DNSLabel = Annotated[str, AfterValidator(_checked(names.dns1123_label))]
 DNS1035Label = Annotated[str, AfterValidator(_checked(names.dns1035_label))]
 DNSSubdomain = Annotated[str, AfterValidator(_checked(names.dns1123_subdomain))]
@@ -144,7 +208,8 @@ IPv4 = Annotated[
     Field(json_schema_extra={"format": "ipv4"}),
 ]
 CIDR = Annotated[IPv4Network, BeforeValidator(parse_cidr, json_schema_input_type=str)]
-NonNegative = Annotated[int, Field(ge=0)]
+# An int32, as the API's integers are (replicas, ordinals): the decoder rejects the rest.
+NonNegative = Annotated[int, Field(ge=0, le=INT32_MAX)]
 Ignored = Annotated[
     Any, Field(description="Accepted for compatibility; no effect on the dataplane.")
 ]

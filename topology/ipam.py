@@ -129,6 +129,11 @@ class PodAddresses:
     def capacity(self) -> int:
         return self.pool.size
 
+    @property
+    def free(self) -> int:
+        """Addresses not handed out yet."""
+        return self.pool.size - len(self.pool)
+
 
 class ServiceAddresses:
     """ClusterIPs of serviceCIDR; `.1` and `.10` are never handed out automatically."""

@@ -6,6 +6,13 @@ Fields that shape the network are typed and checked.  Common fields that do not 
 without effect (`Ignored`), so real manifests load unchanged; any other key is an error.
 Cross-field rules (a selector matching its template, `endPort >= port`) live in
 `topology.normalize`, which turns these models into `topology.model` records.
+
+A key written with a null value is as if absent, as for the API server: Go's encoding/json
+leaves a field at its zero value on `null` (a pointer nil, a map or list empty, a struct
+such as NetworkPolicy `spec.podSelector` empty, so `podSelector:` selects every pod), and
+that zero value is what an absent key gives.  A null peer `podSelector` or
+`namespaceSelector` is therefore absent too (those are pointers), not "all".  Integers of
+the API are int32 (replicas, ordinals, ports), as the decoder checks.
 """
 
 # Pydantic copies mutable defaults per instance, so `= []` and `= {}` are safe here.
@@ -13,11 +20,12 @@ Cross-field rules (a selector matching its template, `endPort >= port`) live in
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from topology.fields import (
+    Annotations,
     DNSLabel,
     Ignored,
     IPv4,
@@ -46,11 +54,24 @@ API_VERSIONS: dict[str, str] = {
 WORKLOAD_KINDS = ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet")
 
 
-class ObjectMeta(StrictModel):
+class KubeStrictModel(StrictModel):
+    """Base of the Kubernetes models: strict, and a null value is the field's zero value."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_unset(cls, data: Any) -> Any:
+        if isinstance(data, dict) and None in data.values():
+            # Only fields of the model: an unknown key stays an error, null or not.
+            known = {info.alias or name for name, info in cls.model_fields.items()}
+            return {k: v for k, v in data.items() if v is not None or k not in known}
+        return data
+
+
+class ObjectMeta(KubeStrictModel):
     name: str  # its syntax depends on the kind (checked in normalize)
     namespace: DNSLabel | None = None
     labels: Labels = {}
-    annotations: dict[LabelKey, str] = {}
+    annotations: Annotations = {}
     generate_name: Ignored = None
     uid: Ignored = None
     resource_version: Ignored = None
@@ -64,21 +85,21 @@ class ObjectMeta(StrictModel):
     self_link: Ignored = None
 
 
-class ContainerPortSpec(StrictModel):
+class ContainerPortSpec(KubeStrictModel):
     container_port: Port
     protocol: ProtocolName | None = None
     name: PortName | None = None
-    host_port: Ignored = None
+    host_port: Annotated[int, Field(ge=0, le=65535)] | None = None  # no effect; 0 unset
     host_ip: Ignored = Field(default=None, alias="hostIP")
 
 
-class ContainerSpec(StrictModel):
+class ContainerSpec(KubeStrictModel):
     name: DNSLabel
     ports: list[ContainerPortSpec] = []
-    image: Ignored = None
-    command: Ignored = None
-    args: Ignored = None
-    working_dir: Ignored = None
+    image: str | None = None  # no effect, but typed as the API types it
+    command: list[str] | None = None
+    args: list[str] | None = None
+    working_dir: str | None = None
     env: Ignored = None
     env_from: Ignored = None
     resources: Ignored = None
@@ -99,7 +120,7 @@ class ContainerSpec(StrictModel):
     tty: Ignored = None
 
 
-class PodSpec(StrictModel):
+class PodSpec(KubeStrictModel):
     containers: list[ContainerSpec] = Field(min_length=1)
     node_name: str | None = None
     node_selector: Labels = {}
@@ -141,32 +162,32 @@ class PodSpec(StrictModel):
     resource_claims: Ignored = None
 
 
-class SelectorRequirement(StrictModel):
+class SelectorRequirement(KubeStrictModel):
     key: LabelKey
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
     values: list[LabelValue] | None = None
 
 
-class LabelSelectorSpec(StrictModel):
+class LabelSelectorSpec(KubeStrictModel):
     match_labels: Labels = {}
     match_expressions: list[SelectorRequirement] = []
 
 
-class TemplateMeta(StrictModel):
+class TemplateMeta(KubeStrictModel):
     labels: Labels = {}
-    annotations: dict[LabelKey, str] = {}
+    annotations: Annotations = {}
     name: Ignored = None
     namespace: Ignored = None
     generate_name: Ignored = None
     creation_timestamp: Ignored = None
 
 
-class PodTemplateSpec(StrictModel):
+class PodTemplateSpec(KubeStrictModel):
     metadata: TemplateMeta = TemplateMeta()
     spec: PodSpec
 
 
-class _Object(StrictModel):
+class _Object(KubeStrictModel):
     api_version: str | None = None
     kind: str
     metadata: ObjectMeta
@@ -184,7 +205,7 @@ class PodObject(_Object):
     status: Ignored = None
 
 
-class _WorkloadSpec(StrictModel):
+class _WorkloadSpec(KubeStrictModel):
     selector: LabelSelectorSpec
     template: PodTemplateSpec
     min_ready_seconds: Ignored = None
@@ -202,7 +223,7 @@ class ReplicaSetSpec(_WorkloadSpec):
     replicas: NonNegative = 1
 
 
-class StatefulSetOrdinals(StrictModel):
+class StatefulSetOrdinals(KubeStrictModel):
     start: NonNegative = 0
 
 
@@ -244,16 +265,16 @@ class DaemonSetObject(_Object):
     status: Ignored = None
 
 
-class ServicePortSpec(StrictModel):
+class ServicePortSpec(KubeStrictModel):
     port: Port
     target_port: PortOrName | None = None
     protocol: ProtocolName | None = None
-    name: PortName | None = None
+    name: DNSLabel | None = None  # validateServicePort: ValidateDNS1123Label
     node_port: Port | None = None
     app_protocol: Ignored = None
 
 
-class ServiceSpec(StrictModel):
+class ServiceSpec(KubeStrictModel):
     type: Literal["ClusterIP", "NodePort", "LoadBalancer"] | None = None
     selector: Labels | None = None
     ports: list[ServicePortSpec] = []
@@ -275,18 +296,18 @@ class ServiceSpec(StrictModel):
     traffic_distribution: Ignored = None
 
 
-class LoadBalancerIngress(StrictModel):
+class LoadBalancerIngress(KubeStrictModel):
     ip: IPv4 | None = None
     hostname: Ignored = None
     ip_mode: Ignored = None
     ports: Ignored = None
 
 
-class LoadBalancerStatus(StrictModel):
+class LoadBalancerStatus(KubeStrictModel):
     ingress: list[LoadBalancerIngress] = []
 
 
-class ServiceStatus(StrictModel):
+class ServiceStatus(KubeStrictModel):
     load_balancer: LoadBalancerStatus = LoadBalancerStatus()
     conditions: Ignored = None
 
@@ -297,34 +318,34 @@ class ServiceObject(_Object):
     status: ServiceStatus = ServiceStatus()
 
 
-class IPBlockSpec(StrictModel):
+class IPBlockSpec(KubeStrictModel):
     cidr: str  # host bits are allowed, with a warning (normalize)
     except_: list[str] = Field(default=[], alias="except")
 
 
-class PeerSpec(StrictModel):
+class PeerSpec(KubeStrictModel):
     pod_selector: LabelSelectorSpec | None = None
     namespace_selector: LabelSelectorSpec | None = None
     ip_block: IPBlockSpec | None = None
 
 
-class PolicyPortSpec(StrictModel):
+class PolicyPortSpec(KubeStrictModel):
     protocol: ProtocolName | None = None
     port: PortOrName | None = None
     end_port: Port | None = None
 
 
-class IngressRuleSpec(StrictModel):
+class IngressRuleSpec(KubeStrictModel):
     from_: list[PeerSpec] | None = Field(default=None, alias="from")
     ports: list[PolicyPortSpec] | None = None
 
 
-class EgressRuleSpec(StrictModel):
+class EgressRuleSpec(KubeStrictModel):
     to: list[PeerSpec] | None = None
     ports: list[PolicyPortSpec] | None = None
 
 
-class NetworkPolicySpec(StrictModel):
+class NetworkPolicySpec(KubeStrictModel):
     pod_selector: LabelSelectorSpec = LabelSelectorSpec()
     policy_types: list[Literal["Ingress", "Egress"]] | None = None
     ingress: list[IngressRuleSpec] | None = None

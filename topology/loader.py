@@ -3,7 +3,8 @@
 Every problem is a `TopologyError` whose text is `FILE:LINE: OBJECT: FIELD: reason (allowed:
 ...)`.  The cluster before step 1 is built here (so manifest errors show at load time); the
 objects of `apply` steps are validated here too when they hold no `${ip:...}` reference (those
-can only be checked when the step runs).  Step endpoints are resolved when the step runs.
+can only be checked when the step runs; their schema is checked at once).  Step endpoints are
+resolved when the step runs.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ from topology.config import cluster_config
 from topology.diagnostic import to_topology_error
 from topology.errors import TopologyError
 from topology.fields import describe
-from topology.manifest import has_refs, manifest_from, parse_manifest
+from topology.manifest import has_refs, manifest_from, parse_manifest, without_refs
 from topology.model import Loc, Protocol
 from topology.normalize import NAMESPACE_NAME_LABEL, draft
 from topology.scenario import (
@@ -60,6 +62,7 @@ from topology.yamlsource import (
     PathPart,
     format_path,
     load_documents,
+    read_yaml,
 )
 
 _LAYER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
@@ -71,7 +74,7 @@ def load_scenario(path: str | os.PathLike[str]) -> tuple[Scenario, list[str]]:
     """Load and validate a scenario file: the scenario and the validation warnings."""
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        text = read_yaml(file, str(path))
     except OSError as err:
         raise TopologyError(
             f"cannot read scenario: {err.strerror or err}", Loc(str(path))
@@ -89,7 +92,7 @@ def load_scenario_text(
     """Load a scenario from text; `{file: ...}` and pcap paths are relative to `base_dir`."""
     docs = load_documents(text, filename)
     if not docs or docs[0].data is None:
-        raise TopologyError("the scenario file is empty", Loc(filename))
+        raise TopologyError("the scenario file is empty", Loc(filename, 1))
     if len(docs) != 1:
         where = docs[1].loc if len(docs) > 1 else Loc(filename)
         raise TopologyError(
@@ -105,7 +108,7 @@ def read_manifests(
     target = base_dir / file
     shown = os.path.normpath(os.path.join(shown_dir, file))
     try:
-        text = target.read_text(encoding="utf-8")
+        text = read_yaml(target, shown)
     except OSError as err:
         raise TopologyError(
             f"cannot read manifest file {file!r}: {err.strerror or err}",
@@ -312,6 +315,8 @@ class _ScenarioLoader:
         for manifest in objects:
             if not has_refs(manifest.data):
                 draft(parse_manifest(manifest), [])
+            else:  # the rest when the step runs and the addresses are known
+                parse_manifest(replace(manifest, data=without_refs(manifest.data)))
         return ApplyStep(tuple(objects), item.name, loc)
 
     def label(self, item: LabelItem, path: FieldPath, loc: Loc) -> LabelStep:

@@ -15,7 +15,7 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Network
 
 from topology import kubeschema as k
 from topology import names
-from topology.fields import parse_loose_cidr
+from topology.fields import cidr_reason, parse_loose_cidr
 from topology.ipam import NODE_PORT_RANGE
 from topology.manifest import KubeObject, Origin
 from topology.model import (
@@ -128,15 +128,22 @@ def pod_template(
     """Containers and their ports (protocol TCP by default), host network, placement."""
     containers: list[Container] = []
     seen_ports: dict[tuple[int, Protocol], Path] = {}
+    container_names: set[str] = set()
     for ci, c in enumerate(spec.containers):
         cpath = (*path, "containers", ci)
-        if any(x.name == c.name for x in containers):
+        if c.name in container_names:
             raise origin.error((*cpath, "name"), f"duplicate container name {c.name!r}")
+        container_names.add(c.name)
         ports: list[ContainerPort] = []
+        port_names: set[str] = set()
         for pi, p in enumerate(c.ports):
             ppath = (*cpath, "ports", pi)
-            if p.name is not None and any(x.name == p.name for x in ports):
-                raise origin.error((*ppath, "name"), f"duplicate port name {p.name!r}")
+            if p.name is not None:
+                if p.name in port_names:
+                    raise origin.error(
+                        (*ppath, "name"), f"duplicate port name {p.name!r}"
+                    )
+                port_names.add(p.name)
             proto = Protocol(p.protocol or "TCP")
             earlier = seen_ports.get((p.container_port, proto))
             if earlier is not None:
@@ -263,6 +270,9 @@ def _service_ports(
 ) -> tuple[ServicePort, ...]:
     out: list[ServicePort] = []
     low, high = NODE_PORT_RANGE
+    names_seen: set[str] = set()
+    ports_seen: set[tuple[int, Protocol]] = set()
+    node_ports_seen: set[tuple[int, Protocol]] = set()
     for index, p in enumerate(spec.ports):
         path = ("spec", "ports", index)
         if p.name is None and len(spec.ports) > 1:
@@ -270,16 +280,20 @@ def _service_ports(
                 path,
                 "missing required key 'name' (every port of a multi-port Service needs one)",
             )
-        if p.name is not None and any(x.name == p.name for x in out):
-            raise origin.error((*path, "name"), f"duplicate port name {p.name!r}")
+        if p.name is not None:
+            if p.name in names_seen:
+                raise origin.error((*path, "name"), f"duplicate port name {p.name!r}")
+            names_seen.add(p.name)
         proto = Protocol(p.protocol or "TCP")
-        if any(x.port == p.port and x.protocol is proto for x in out):
+        if (p.port, proto) in ports_seen:
             raise origin.error((*path, "port"), f"duplicate port {p.port}/{proto}")
+        ports_seen.add((p.port, proto))
         if p.node_port is not None:
-            if any(x.node_port == p.node_port and x.protocol is proto for x in out):
+            if (p.node_port, proto) in node_ports_seen:
                 raise origin.error(
                     (*path, "nodePort"), f"duplicate nodePort {p.node_port}/{proto}"
                 )
+            node_ports_seen.add((p.node_port, proto))
             if stype is ServiceType.CLUSTER_IP:
                 raise origin.error(
                     (*path, "nodePort"), "may not be used when type is ClusterIP"
@@ -390,10 +404,7 @@ def _policy_cidr(
         )
     cidr = parse_loose_cidr(text)
     if cidr is None:
-        raise origin.error(
-            path,
-            f"{text!r} is not a valid CIDR (allowed: an IPv4 CIDR like 10.0.0.0/16)",
-        )
+        raise origin.error(path, cidr_reason(text))
     if str(cidr) != text and cidr.network_address != IPv4Address(text.split("/")[0]):
         # The API server accepts this with a warning; the block is the masked network.
         warnings.append(

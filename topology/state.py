@@ -14,7 +14,7 @@ from topology.errors import TopologyError
 from topology.ipam import PodAddresses, ServiceAddresses, node_ports
 from topology.model import Cluster, Loc, Namespace, NodeSpec, Pod
 from topology.normalize import NAMESPACE_NAME_LABEL, PodTemplate
-from topology.workload import Scheduler
+from topology.workload import MAX_PODS, Scheduler
 
 
 class ClusterState:
@@ -77,6 +77,13 @@ class ClusterState:
         obj: str | None = None,
     ) -> Pod:
         """Place a pod on `node` with the lowest free address of its podCIDR."""
+        if len(self.pods) >= MAX_PODS:
+            raise TopologyError(
+                f"cannot create pod {namespace}/{name}: the cluster has {MAX_PODS} pods"
+                f" (allowed: at most {MAX_PODS})",
+                loc,
+                obj,
+            )
         if template.host_network:
             ip = node.ip
         else:

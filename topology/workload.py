@@ -5,6 +5,10 @@ nodes matching `spec.nodeSelector` the one with the fewest pods (every pod count
 and hostNetwork ones included), ties broken by node order.  Affinity, taints and resources are
 accepted without effect.  Workload pods are `<workload>-<ordinal>`; a DaemonSet's are
 `<daemonset>-<node>`, one on every eligible node.
+
+A cluster holds at most `MAX_PODS` pods, the limit of
+kubernetes.io/docs/setup/best-practices/cluster-large ("No more than 150,000 total pods"):
+`replicas` is an int32, and 2,000,000,000 replicas must fail at once rather than allocate.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from topology.model import (
 from topology.normalize import PodTemplate, WorkloadDraft
 from topology.selectors import matches_map
 
+MAX_PODS = 150_000
 COREDNS = "coredns"
 KUBE_DNS = "kube-dns"
 KUBE_SYSTEM = "kube-system"

@@ -4,7 +4,15 @@ PyYAML's composer already knows the line of every node; the constructor throws i
 `load_documents` composes each document, builds plain Python data from the nodes and, beside
 it, a `LineTree` holding the line of every key and every list item, so that any field path
 (`spec.ports[0].port`) can be turned back into `file:line` for an error message.  Duplicate
-keys are an error (as in the API server's strict decoding); merge keys (`<<`) and anchors work.
+keys are an error (as in the API server's strict decoding); merge keys (`<<`) and anchors work
+(a key written beside `<<` overrides the merged one, as the YAML merge-key spec says).
+
+A scenario may come from anyone, so reading it is bounded (README "Untrusted input"): at most
+`MAX_BYTES` of UTF-8 text, values nested at most `MAX_DEPTH` deep, and at most
+`MAX_ALIAS_NODES` values produced by aliases (a "billion laughs" file of a few hundred bytes
+would otherwise expand to billions of values).  The Go YAML library of kubectl and the API
+server bounds aliases the same way since CVE-2019-11253, the API server's own billion laughs
+(go-yaml v2.2.4 `allowedAliasRatio`).
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ import gc
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -22,12 +31,18 @@ from topology.model import Loc
 
 PathPart = str | int
 
-_MAX_DEPTH = 64
+MAX_BYTES = 10 * 1024 * 1024  # a file; the largest real manifests are a few hundred KB
+MAX_DEPTH = 100  # nesting of mappings and lists; Kubernetes objects need about 15
+MAX_ALIAS_NODES = 100_000  # values built again because an alias names an anchor
 _PLAIN_KEY = re.compile(r"[A-Za-z_$][A-Za-z0-9_$-]*\Z")
 _STR_TAG = "tag:yaml.org,2002:str"
 _INT_TAG = "tag:yaml.org,2002:int"
 _BOOL_TAG = "tag:yaml.org,2002:bool"
 _NULL_TAG = "tag:yaml.org,2002:null"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+# int64, the widest Kubernetes integer, has 19 digits; `0b` and 64 binary digits are 66.
+_MAX_INT_CHARS = 80
 
 # libyaml's composer is several times faster than the pure-Python one; both give marks.
 _BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -167,9 +182,52 @@ def line_for(lines: Mapping[str, int], parts: Sequence[PathPart]) -> int:
     return 0
 
 
+def read_yaml(path: Path, filename: str) -> str:
+    """The text of a YAML file: at most `MAX_BYTES`, UTF-8 (errors name the line).
+
+    OSError is left to the caller, which knows what the file was for.
+    """
+    with path.open("rb") as f:
+        data = f.read(MAX_BYTES + 1)
+    check_size(data, filename)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        raise TopologyError(
+            f"not UTF-8 text (byte 0x{data[err.start]:02x} at line {line}, column"
+            f" {column}; YAML files are read as UTF-8)",
+            Loc(filename, line),
+        ) from None
+
+
+def check_size(data: str | bytes, filename: str) -> None:
+    """Refuse a text over `MAX_BYTES`; the error names the line where the limit falls."""
+    if len(data) > MAX_BYTES:
+        newline = "\n" if isinstance(data, str) else b"\n"
+        line = data.count(newline, 0, MAX_BYTES) + 1  # type: ignore[arg-type]
+        raise TopologyError(
+            f"file too large (more than {MAX_BYTES} bytes; the limit is {MAX_BYTES}"
+            " bytes, 10 MiB)",
+            Loc(filename, line),
+        )
+
+
 def load_documents(text: str, filename: str) -> list[Document]:
     """Every document of a YAML text, with lines; syntax errors name `file:line`."""
-    loader = _Loader(text)
+    check_size(text, filename)
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        line = text.count("\n", 0, err.start) + 1
+        raise TopologyError(
+            f"not UTF-8 text (character U+{ord(text[err.start]):04X} at line {line}"
+            " is a lone surrogate)",
+            Loc(filename, line),
+        ) from None
+    check_size(data, filename)
+    loader = _Loader(data)
     # Composing allocates a node per value; the cyclic GC would rescan them all many times
     # over (a 5,000-object file: 3x slower).  Nothing built here is cyclic.
     gc_was_enabled = gc.isenabled()
@@ -182,11 +240,19 @@ def load_documents(text: str, filename: str) -> list[Document]:
                 break
             line = node.start_mark.line + 1
             tree = LineTree(line)
-            data = _Builder(loader, filename).build(node, tree, 0)
-            docs.append(Document(data, tree, Loc(filename, line)))
+            value = _Builder(loader, filename).build(node, tree, 0)
+            docs.append(Document(value, tree, Loc(filename, line)))
         return docs
     except yaml.MarkedYAMLError as err:
         raise _yaml_error(err, filename) from None
+    except yaml.reader.ReaderError as err:
+        # libyaml reports a byte offset and no line (a control character, a bad encoding).
+        line = data.count(b"\n", 0, err.position) + 1
+        raise TopologyError(
+            f"invalid YAML: unacceptable character U+{err.character:04X}: {err.reason}"
+            " (YAML allows tab, newline and printable characters)",
+            Loc(filename, line),
+        ) from None
     except yaml.YAMLError as err:  # pragma: no cover - libyaml reports marks
         raise TopologyError(f"invalid YAML: {err}", Loc(filename)) from None
     finally:
@@ -213,6 +279,8 @@ def _yaml_error(err: yaml.MarkedYAMLError, filename: str) -> TopologyError:
     mark = err.problem_mark or err.context_mark
     line = mark.line + 1 if mark is not None else 0
     problem = err.problem or err.context or "syntax error"
+    if problem == "exceeded maximum nesting depth":  # libyaml's own limit, above ours
+        return _too_deep(Loc(filename, line))
     if err.context and err.problem:
         problem = f"{problem} ({err.context}"
         if err.context_mark is not None and mark is not err.context_mark:
@@ -221,25 +289,78 @@ def _yaml_error(err: yaml.MarkedYAMLError, filename: str) -> TopologyError:
     return TopologyError(f"invalid YAML: {problem}", Loc(filename, line))
 
 
+def _too_deep(loc: Loc) -> TopologyError:
+    return TopologyError(
+        f"YAML nested deeper than {MAX_DEPTH} levels (the limit is {MAX_DEPTH};"
+        " a recursive alias?)",
+        loc,
+    )
+
+
 class _Builder:
-    """Turns composed nodes into plain data plus a LineTree."""
+    """Turns composed nodes into plain data plus a LineTree, within the limits above.
+
+    The composer resolves an alias to the very node of its anchor, so a node built a second
+    time is one an alias produced: those are counted against `MAX_ALIAS_NODES`.
+    """
 
     def __init__(self, loader: _Loader, filename: str) -> None:
         self.loader = loader
         self.filename = filename
+        self.seen: set[int] = set()
+        self.alias_nodes = 0
+        self.sizes: dict[int, int] = {}  # node id -> values it expands to
+        self.alias_line = 0  # where the alias being expanded is used (0: none)
+        # Per mapping node (by id): the ids of its key nodes that `<<` merged in.
+        self.merged: dict[int, set[int]] = {}
 
     def build(self, node: yaml.Node, tree: LineTree, depth: int) -> Any:
-        if depth > _MAX_DEPTH:
-            raise TopologyError(
-                f"YAML nested deeper than {_MAX_DEPTH} levels (a recursive alias?)",
-                Loc(self.filename, node.start_mark.line + 1),
-            )
+        if depth > MAX_DEPTH:
+            raise _too_deep(Loc(self.filename, tree.line))
+        if id(node) not in self.seen:
+            self.seen.add(id(node))
+            return self._build(node, tree, depth)
+        if self.alias_line:  # inside an alias's expansion, already counted
+            return self._build(node, tree, depth)
+        # An alias: its whole expansion is counted before anything of it is built, so a
+        # bomb stops at the first alias that would pass the limit.
+        self.alias_line = tree.line
+        try:
+            self.alias_nodes += self._size(node, depth)
+            if self.alias_nodes > MAX_ALIAS_NODES:
+                raise TopologyError(
+                    f"YAML aliases expand to more than {MAX_ALIAS_NODES} values (the"
+                    f" limit is {MAX_ALIAS_NODES}; a 'billion laughs' file?)",
+                    Loc(self.filename, self.alias_line),
+                )
+            return self._build(node, tree, depth)
+        finally:
+            self.alias_line = 0
+
+    def _size(self, node: yaml.Node, depth: int) -> int:
+        """How many values `node` expands to (memoized; a cycle ends at the depth limit)."""
+        size = self.sizes.get(id(node))
+        if size is not None:
+            return size
+        if depth > MAX_DEPTH:
+            raise _too_deep(Loc(self.filename, self.alias_line))
+        size = 1
+        if isinstance(node, yaml.MappingNode):
+            size += sum(self._size(value, depth + 1) for _, value in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            size += sum(self._size(item, depth + 1) for item in node.value)
+        self.sizes[id(node)] = size
+        return size
+
+    def _build(self, node: yaml.Node, tree: LineTree, depth: int) -> Any:
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, tree, depth)
         if isinstance(node, yaml.SequenceNode):
             items = []
             for index, item in enumerate(node.value):
-                sub = LineTree(item.start_mark.line + 1)
+                # An alias item's node marks its anchor; the sequence's line is nearer.
+                seen = id(item) in self.seen
+                sub = LineTree(tree.line if seen else item.start_mark.line + 1)
                 tree.children[index] = sub
                 items.append(self.build(item, sub, depth + 1))
             return items
@@ -247,21 +368,48 @@ class _Builder:
 
     def scalar(self, node: yaml.Node) -> Any:
         tag = node.tag
-        if tag == _STR_TAG:
+        # A timestamp stays text: sigs.k8s.io/yaml, kubectl's decoder, turns it into a JSON
+        # string (a label value `2024-01-01` is a string there too).
+        if tag in (_STR_TAG, _TIMESTAMP_TAG):
             return node.value
-        if tag == _INT_TAG:
-            return self.loader.construct_yaml_int(node)
-        if tag == _BOOL_TAG:
-            return self.loader.construct_yaml_bool(node)
         if tag == _NULL_TAG:
             return None
-        return self.loader.construct_object(node, deep=True)
+        if tag == _INT_TAG and len(node.value) > _MAX_INT_CHARS:
+            raise TopologyError(
+                f"invalid YAML: an integer of {len(node.value)} characters (allowed: at"
+                f" most {_MAX_INT_CHARS}; the largest Kubernetes integer, int64, has 19"
+                " digits)",
+                Loc(self.filename, node.start_mark.line + 1),
+            )
+        try:
+            if tag == _INT_TAG:
+                return self.loader.construct_yaml_int(node)
+            if tag == _BOOL_TAG:
+                return self.loader.construct_yaml_bool(node)
+            return self.loader.construct_object(node, deep=True)
+        except (ValueError, TypeError, OverflowError, LookupError) as err:
+            raise TopologyError(
+                f"invalid YAML: {node.value[:40]!r} is not a valid {tag.rsplit(':', 1)[-1]}"
+                f" ({err})",
+                Loc(self.filename, node.start_mark.line + 1),
+            ) from None
+
+    def _merged_keys(self, node: yaml.MappingNode) -> set[int]:
+        """Resolve `<<` in place (once per node); the key nodes it merged in."""
+        merged = self.merged.get(id(node))
+        if merged is None:
+            written = {id(k) for k, _ in node.value if k.tag != _MERGE_TAG}
+            self.loader.flatten_mapping(node)
+            merged = {id(k) for k, _ in node.value if id(k) not in written}
+            self.merged[id(node)] = merged
+        return merged
 
     def _mapping(
         self, node: yaml.MappingNode, tree: LineTree, depth: int
     ) -> dict[Any, Any]:
-        self.loader.flatten_mapping(node)  # resolves `<<` merge keys in place
+        merged = self._merged_keys(node)
         out: dict[Any, Any] = {}
+        from_merge: set[Any] = set()
         for key_node, value_node in node.value:
             line = key_node.start_mark.line + 1
             if isinstance(key_node, yaml.ScalarNode):
@@ -271,8 +419,17 @@ class _Builder:
                     "a mapping key must be a plain value, not a mapping or a list",
                     Loc(self.filename, line),
                 )
+            is_merged = id(key_node) in merged
             if key in out:
-                raise TopologyError(f"duplicate key {key!r}", Loc(self.filename, line))
+                if is_merged:
+                    continue  # the first mapping merged in wins (YAML merge-key spec)
+                if key not in from_merge:
+                    raise TopologyError(
+                        f"duplicate key {key!r}", Loc(self.filename, line)
+                    )
+                from_merge.discard(key)  # a key beside `<<` overrides the merged one
+            elif is_merged:
+                from_merge.add(key)
             sub = LineTree(line)
             tree.children[key if isinstance(key, str | int) else str(key)] = sub
             out[key] = self.build(value_node, sub, depth + 1)

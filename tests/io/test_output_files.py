@@ -114,8 +114,8 @@ def test_a_file_that_is_not_utf8_is_an_error_testcase_in_junit(tmp_path: Path) -
     r = run_cli("test", suite, "-q", "--junit", tmp_path / "j.xml")
     assert r.exit_code == 2
     message = (
-        f"{suite / 'bad.yaml'}: cannot read scenario: not UTF-8 text ('utf-8' codec "
-        "can't decode byte 0xff in position 31: invalid start byte)"
+        f"{suite / 'bad.yaml'}:4: not UTF-8 text (byte 0xff at line 4, column 3; YAML"
+        " files are read as UTF-8)"
     )
     root = ET.parse(tmp_path / "j.xml").getroot()
     assert (root.get("tests"), root.get("errors")) == ("5", "1")

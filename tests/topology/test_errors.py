@@ -88,7 +88,8 @@ EXACT = [
     (
         "bad-cidr",
         "name: t\ncluster:\n  serviceCIDR: 10.96.0.0/33\n" + STEP,
-        "lab.yaml:3: cluster.serviceCIDR: '10.96.0.0/33' is not a valid IPv4 CIDR",
+        "lab.yaml:3: cluster.serviceCIDR: '10.96.0.0/33' is not a valid CIDR (allowed: an"
+        " IPv4 CIDR a.b.c.d/N, N from 0 to 32)",
     ),
     (
         "gateway-outside",
@@ -320,13 +321,21 @@ def test_step_errors(
         assert part in message, message
 
 
-def test_apply_with_reference_is_checked_only_when_run(load: LoadFn) -> None:
+def test_apply_with_reference_is_checked_in_full_only_when_run(
+    load: LoadFn, load_error: ErrorFn
+) -> None:
+    # What needs the addresses (the clusterIP a reference gives) waits for the step ...
     text = (
         "name: t\nsteps:\n  - apply:\n      - kind: Service\n        metadata: {name: w}\n"
-        "        spec: {ports: [{port: 99999}], clusterIP: '${ip:x/a}'}\n"
+        "        spec: {ports: [{port: %s}], clusterIP: '${ip:x/a}'}\n"
     )
-    scenario, _ = load(text)
+    scenario, _ = load(text % 80)
     assert len(scenario.steps) == 1
+    # ... but the schema is checked at load time, with a placeholder address.
+    assert str(load_error(text % 99999)) == (
+        "lab.yaml:6: Service default/w: spec.ports[0].port: 99999 is out of range"
+        " (allowed: 1-65535)"
+    )
 
 
 def test_error_inside_manifest_file_names_that_file(
@@ -360,7 +369,7 @@ def test_scenario_must_be_one_document(load_error: ErrorFn) -> None:
     "text", ["", "# nothing\n", "---\n"], ids=["empty", "comment", "marker"]
 )
 def test_empty_scenario(load_error: ErrorFn, text: str) -> None:
-    assert str(load_error(text)) == "lab.yaml: the scenario file is empty"
+    assert str(load_error(text)) == "lab.yaml:1: the scenario file is empty"
 
 
 def test_topology_error_is_a_value_error() -> None:

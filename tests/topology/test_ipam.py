@@ -108,7 +108,19 @@ def test_pod_cidr_exhausted(load_error: ErrorFn) -> None:
     )
     err = load_error(text)
     assert str(err) == (
-        "lab.yaml:6: Deployment default/web: cannot place pod default/web-1: podCIDR"
+        "lab.yaml:10: Deployment default/web: spec.replicas: 2 replicas do not fit: the"
+        " podCIDRs of the nodes they may run on have 1 free pod addresses (n1 10.0.1.0/30)"
+    )
+
+
+def test_pod_cidr_exhausted_by_pods(load_error: ErrorFn) -> None:
+    pod = "  - {apiVersion: v1, kind: Pod, metadata: {name: %s}, spec: {containers: [{name: c}]}}\n"
+    text = scenario_text(
+        "cluster:\n  dns: false\n  nodes: [{name: n1, podCIDR: 10.0.1.0/30}]\n"
+        "manifests:\n" + pod % "a" + pod % "b"
+    )
+    assert str(load_error(text)) == (
+        "lab.yaml:7: Pod default/b: cannot place pod default/b: podCIDR"
         " 10.0.1.0/30 of node 'n1' is exhausted (1 pod addresses in use)"
     )
 

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from topology.errors import TopologyError
-from topology.yamlsource import format_path, line_for, load_documents
+from topology.yamlsource import (
+    MAX_BYTES,
+    format_path,
+    line_for,
+    load_documents,
+    read_yaml,
+)
 
 TEXT = """\
 kind: Service
@@ -63,10 +71,44 @@ def test_multi_document() -> None:
         ),
         (
             "a: &x [*x]\n",
-            "m.yaml:1: YAML nested deeper than 64 levels (a recursive alias?)",
+            "m.yaml:1: YAML nested deeper than 100 levels (the limit is 100;"
+            " a recursive alias?)",
         ),
+        (
+            "a: 1\nb: x\x07\n",
+            "m.yaml:2: invalid YAML: unacceptable character U+0007: control characters"
+            " are not allowed",
+        ),
+        (
+            "é: 1\n\nb: 'x\x01'\n",  # libyaml counts bytes: é is two
+            "m.yaml:3: invalid YAML: unacceptable character U+0001",
+        ),
+        (
+            "a:\n"
+            + "".join("  " * i + "- \n" for i in range(1, 102))
+            + "  " * 102
+            + "1\n",
+            "m.yaml:102: YAML nested deeper than 100 levels (the limit is 100;",
+        ),
+        (
+            "[" * 2000 + "]" * 2000,
+            "m.yaml:1: YAML nested deeper than 100 levels (the limit is 100;",
+        ),
+        ("a: '\ud800'\n", "m.yaml:1: not UTF-8 text (character U+D800 at line 1"),
     ],
-    ids=["unclosed", "duplicate", "indent", "complex-key", "python-tag", "recursive"],
+    ids=[
+        "unclosed",
+        "duplicate",
+        "indent",
+        "complex-key",
+        "python-tag",
+        "recursive",
+        "control-character",
+        "control-character-after-utf8",
+        "too-deep",
+        "too-deep-for-libyaml",
+        "surrogate",
+    ],
 )
 def test_errors(text: str, message: str) -> None:
     with pytest.raises(TopologyError) as info:
@@ -82,3 +124,61 @@ def test_scalars_keep_their_yaml_types() -> None:
 def test_format_path() -> None:
     assert format_path(("spec", "ports", 0, "port")) == "spec.ports[0].port"
     assert format_path((0, "a")) == "[0].a"
+
+
+BILLION_LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{b}: &{b} [{', '.join([f'*{a}'] * 10)}]\n"
+    for a, b in zip("abcdefghi", "bcdefghij", strict=True)
+)
+
+
+def test_billion_laughs_stops_at_the_alias_limit() -> None:
+    # 10**10 values if expanded; the count passes 100,000 while expanding e (line 5).
+    with pytest.raises(TopologyError) as info:
+        load_documents(BILLION_LAUGHS, "m.yaml")
+    assert str(info.value) == (
+        "m.yaml:5: YAML aliases expand to more than 100000 values (the limit is 100000;"
+        " a 'billion laughs' file?)"
+    )
+
+
+def test_aliases_within_the_limit_are_expanded() -> None:
+    text = (
+        "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [" + ", ".join(["*a"] * 10) + "]\n"
+    )
+    (doc,) = load_documents(text, "m.yaml")
+    assert doc.data["b"] == [["x"] * 10] * 10
+    assert doc.lines.line_at(("b", 3)) == 2  # an alias item: the line it is used on
+
+
+def test_merge_key_is_overridden_by_a_key_beside_it() -> None:
+    (doc,) = load_documents("a: &a {x: 1, y: 2}\nb:\n  <<: *a\n  x: 3\n", "m.yaml")
+    assert doc.data["b"] == {"x": 3, "y": 2}
+    assert doc.lines.line_at(("b", "x")) == 4
+
+
+def test_too_large_text() -> None:
+    with pytest.raises(TopologyError) as info:
+        load_documents("#" * (MAX_BYTES + 1), "m.yaml")
+    assert str(info.value) == (
+        f"m.yaml:1: file too large (more than {MAX_BYTES} bytes; the limit is {MAX_BYTES}"
+        " bytes, 10 MiB)"
+    )
+
+
+def test_read_yaml_names_the_line_of_a_byte_that_is_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_bytes(b"a: 1\nb: caf\xe9\n")
+    with pytest.raises(TopologyError) as info:
+        read_yaml(path, "m.yaml")
+    assert str(info.value) == (
+        "m.yaml:2: not UTF-8 text (byte 0xe9 at line 2, column 7; YAML files are read"
+        " as UTF-8)"
+    )
+
+
+def test_read_yaml_reads_no_more_than_the_limit(tmp_path: Path) -> None:
+    path = tmp_path / "big.yaml"
+    path.write_bytes(b"#" * (MAX_BYTES + 1))
+    with pytest.raises(TopologyError, match="file too large"):
+        read_yaml(path, "big.yaml")
