@@ -3,21 +3,31 @@
 Exit status: 0 when every expectation holds, 1 when one does not, 2 for invalid input (an
 `error: ...` line naming the file, the line and what is wrong; the traceback only with
 `--debug`).
+
+The options every command shares live here, each parsed in one place: `FILE` (one scenario
+file; a folder is an error, only `run` and `test` search folders), `-n/--namespace` (how a
+bare name becomes an endpoint: `Simulator.qualify`), `--port`, `--protocol`, `--at-step`.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 
-from topology.errors import SimError
+from topology.errors import SimError, TopologyError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from dataplane.sim import Simulator
+    from topology.model import Protocol
+    from topology.scenario import Scenario
 
 app = typer.Typer(
     name="dataplane",
@@ -37,14 +47,60 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 FilesArg = Annotated[
-    list[Path], typer.Argument(help="Scenario files (YAML).", show_default=False)
+    list[Path],
+    typer.Argument(
+        help="Scenario files (YAML), or folders: every scenario file under them, as "
+        "`dataplane test` finds them.",
+        show_default=False,
+    ),
 ]
+
+
+def _one_file(path: Path) -> Path:
+    """FILE of the commands that simulate one cluster: a folder holds many."""
+    if path.is_dir():
+        err_console.print(
+            f"error: {path}: is a directory; this command takes one scenario file "
+            "(`dataplane run` and `dataplane test` take folders)",
+            markup=False,
+            highlight=False,
+        )
+        raise typer.Exit(2)
+    return path
+
+
 FileArg = Annotated[
-    Path, typer.Argument(help="A scenario file (YAML).", show_default=False)
+    Path,
+    typer.Argument(
+        help="A scenario file (YAML).", show_default=False, callback=_one_file
+    ),
 ]
 DebugOpt = Annotated[
     bool, typer.Option("--debug", help="Show tracebacks of input errors.")
 ]
+NAMESPACE_HELP = (
+    "The namespace of names given without one, as kubectl's -n: a bare NAME is the pod "
+    "NS/NAME if it exists; else, as --to, a DNS name that kube-dns answers from the "
+    "source pod (a Service NAME of the source's namespace, NAME.NS, ...); else an error "
+    "listing close matches. A name ending in '.' is always a DNS name. pod/NAME and "
+    "svc/NAME are the pod and Service NAME of NS."
+)
+NamespaceOpt = Annotated[str, typer.Option("--namespace", "-n", help=NAMESPACE_HELP)]
+PortOpt = Annotated[
+    str | None,
+    typer.Option("--port", "-p", help="Port number (1-65535) or name (not for ICMP)."),
+]
+ProtocolOpt = Annotated[str, typer.Option("--protocol", help="TCP, UDP, SCTP or ICMP.")]
+AtStepOpt = Annotated[
+    int,
+    typer.Option(
+        "--at-step",
+        help="Use the cluster as it is after the changes (apply, delete, label) of steps "
+        "1..N; 0 is the cluster before step 1.",
+    ),
+]
+# A port that reads as a number (`80`, `0`, `1e20`, `8.5`, `-1`) is judged as a number.
+_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 
 
 @contextmanager
@@ -60,6 +116,90 @@ def input_errors(debug: bool) -> Iterator[None]:
             text = f"{err.filename}: {err.strerror}"
         err_console.print(f"error: {text}", markup=False, highlight=False)
         raise typer.Exit(2) from None
+
+
+def parse_protocol(text: str) -> Protocol:
+    """`--protocol`, case-insensitive."""
+    from topology.model import Protocol
+
+    try:
+        return Protocol(text.upper())
+    except ValueError:
+        raise TopologyError(
+            f"--protocol {text!r} is not allowed (allowed: TCP, UDP, SCTP, ICMP)"
+        ) from None
+
+
+def parse_port(text: str | None, protocol: Protocol) -> int | str | None:
+    """`--port`: a number 1-65535 or a port name (IANA_SVC_NAME, as a containerPort's
+    `name`); ICMP has no port.
+
+    >>> from topology.model import Protocol
+    >>> parse_port("80", Protocol.TCP), parse_port("http", Protocol.TCP)
+    (80, 'http')
+    >>> parse_port("0", Protocol.TCP)
+    Traceback (most recent call last):
+    ...
+    topology.errors.TopologyError: --port '0' is out of range (allowed: 1-65535 or a port name)
+    """
+    from topology import names
+
+    if text is None:
+        return None
+    if protocol.value == "ICMP":
+        raise TopologyError(
+            f"--port {text!r}: ICMP has no port (leave --port out, or use --protocol "
+            "TCP, UDP or SCTP)"
+        )
+    if _NUMBER.fullmatch(text):
+        if text.isdigit() and 1 <= int(text) <= 65535:
+            return int(text)
+        raise TopologyError(
+            f"--port {text!r} is out of range (allowed: 1-65535 or a port name)"
+        )
+    reason = names.port_name(text)
+    if reason is not None:
+        raise TopologyError(f"--port {reason} (or a number 1-65535)")
+    return text
+
+
+def simulator_at(scenario: Scenario, at_step: int) -> Simulator:
+    """A simulator of the scenario's cluster after the changes of steps 1..`at_step`."""
+    from dataplane.scenario import Runner
+    from topology.scenario import ApplyStep, DeleteStep, LabelStep
+
+    if not 0 <= at_step <= len(scenario.steps):
+        raise TopologyError(
+            f"--at-step {at_step} is out of range (allowed: 0-{len(scenario.steps)})"
+        )
+    runner = Runner(scenario)
+    for i, step in enumerate(scenario.steps[:at_step], 1):
+        if isinstance(step, ApplyStep | DeleteStep | LabelStep):
+            runner.run_step(i, step)
+    return runner.sim
+
+
+def probe_ends(sim: Simulator, namespace: str, src: str, dst: str) -> tuple[str, str]:
+    """`--from` and `--to` as full endpoint texts (`Simulator.qualify`)."""
+    source = sim.qualify(src, namespace)
+    return source, sim.qualify(dst, namespace, source)
+
+
+def scenario_files(paths: list[Path]) -> list[Path]:
+    """The files of `paths`, each folder replaced by the scenario files under it
+    (`dataplane.suite.discover`); a folder without any is an error."""
+    from dataplane.suite import discover
+
+    found: list[Path] = []
+    for path in paths:
+        files = discover([path])
+        if not files:
+            raise TopologyError(
+                f"{path}: no scenario file in this folder (a .yaml or .yml file with a "
+                "top-level steps: key)"
+            )
+        found += files
+    return list(dict.fromkeys(found))
 
 
 def load(path: Path) -> tuple[Any, list[str]]:
@@ -101,13 +241,14 @@ def run(
     ] = None,
     debug: DebugOpt = False,
 ) -> None:
-    """Run every step of each scenario, print each probe's hop-by-hop trace and a summary."""
+    """Run every step of each scenario (files or folders): each probe's trace, a summary."""
     from dataplane import render
     from dataplane.scenario import Runner
 
     failed = False
     with input_errors(debug):
         fmt = render.check_format("json" if as_json else fmt)
+        files = scenario_files(files)
         loaded = [load(f) for f in files]  # every file is checked before anything runs
         for scenario, warnings in loaded:
             warn(warnings)
@@ -130,15 +271,16 @@ def run(
 def trace(
     file: FileArg,
     src: Annotated[
-        str, typer.Option("--from", help="Source endpoint (NS/POD, node/NAME, ...).")
+        str,
+        typer.Option(
+            "--from", help="Source endpoint (NS/POD, a pod NAME of -n, node/NAME, ...)."
+        ),
     ],
     dst: Annotated[str, typer.Option("--to", help="Destination endpoint.")],
-    port: Annotated[
-        str | None, typer.Option("--port", "-p", help="Port number or name.")
-    ] = None,
-    protocol: Annotated[
-        str, typer.Option("--protocol", help="TCP, UDP, SCTP or ICMP.")
-    ] = "TCP",
+    port: PortOpt = None,
+    protocol: ProtocolOpt = "TCP",
+    namespace: NamespaceOpt = "default",
+    at_step: AtStepOpt = 0,
     ttl: Annotated[int, typer.Option(help="IP TTL of the first packet.")] = 64,
     size: Annotated[
         int | None, typer.Option(help="IP total length of the first packet.")
@@ -151,26 +293,19 @@ def trace(
     ] = "detailed",
     debug: DebugOpt = False,
 ) -> None:
-    """Walk one probe through the cluster of FILE (before its steps) and show every hop."""
+    """Walk one probe through the cluster of FILE (at --at-step) and show every hop."""
     from dataplane import render
-    from dataplane.sim import Simulator
-    from topology.errors import TopologyError
-    from topology.model import Protocol
 
     with input_errors(debug):
         scenario, warnings = load(file)
         warn(warnings)
-        try:
-            proto = Protocol(protocol.upper())
-        except ValueError:
-            raise TopologyError(
-                f"--protocol {protocol!r} is not allowed (allowed: TCP, UDP, SCTP, ICMP)"
-            ) from None
+        proto = parse_protocol(protocol)
+        p = parse_port(port, proto)
         if fmt not in ("detailed", "minimal", "json"):
             raise TopologyError(f"--format {fmt!r} is not allowed (allowed: detailed, "
                                 "minimal, json)")  # fmt: skip
-        p: int | str | None = int(port) if port is not None and port.isdigit() else port
-        sim = Simulator(scenario.cluster)
+        sim = simulator_at(scenario, at_step)
+        src, dst = probe_ends(sim, namespace, src, dst)
         t = sim.probe(src, dst, p, proto, ttl=ttl, size=size, df=df)
     if fmt == "json":
         sys.stdout.write(json.dumps(t.to_dict(), indent=2) + "\n")
@@ -178,6 +313,32 @@ def trace(
         sys.stdout.write(render.minimal(t) + "\n")
     else:
         render.print_trace(console, t)
+
+
+def _version(show: bool) -> None:
+    """`--version`: the installed package's version (its metadata, as pip shows it)."""
+    if show:
+        from importlib.metadata import version
+
+        console.print(
+            f"dataplane {version('dataplane')}", markup=False, highlight=False
+        )
+        raise typer.Exit(0)
+
+
+@app.callback()
+def options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            is_eager=True,
+            callback=_version,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """The options of `dataplane` itself, before the command."""
 
 
 def register(command: F) -> F:

@@ -16,6 +16,7 @@ import typer
 from dataplane.cli import (
     DebugOpt,
     FileArg,
+    NamespaceOpt,
     console,
     err_console,
     input_errors,
@@ -41,10 +42,12 @@ def replay(
         str | None,
         typer.Option(
             "--at",
-            help="Where every packet enters (NS/POD, node/NAME, external/NAME); default: "
-            "the pod, node or external host that owns each packet's source address.",
+            help="Where every packet enters (NS/POD, a pod NAME of -n, node/NAME, "
+            "external/NAME); default: the pod, node or external host that owns each "
+            "packet's source address.",
         ),
     ] = None,
+    namespace: NamespaceOpt = "default",
     pcap_dir: Annotated[
         Path | None,
         typer.Option(
@@ -72,6 +75,8 @@ def replay(
         scenario, warnings = load(file)
         warn(warnings)
         sim = Simulator(scenario.cluster)
+        if at is not None:
+            at = sim.qualify(at, namespace)
         result = run_replay(sim, pcap, at)
     for p in result.packets:
         data = p.to_dict()
