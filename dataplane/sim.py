@@ -20,6 +20,7 @@ from dataplane.dns import (  # also registers the CoreDNS application
     resolv_conf,
     resolve_by_dns,
 )
+from dataplane.emission import Out, Xmit
 from dataplane.fabric import Fabric, build_fabric, layout_of, pod_netns_id
 from dataplane.netfilter import Hook, HookFn, HookPoint
 from dataplane.netns import Netns
@@ -40,7 +41,7 @@ from dataplane.packet import (
     Packet,
 )
 from dataplane.trace import Trace
-from dataplane.walker import Client, Out, Walker, WalkState, Xmit
+from dataplane.walker import Client, Walker, WalkState
 from topology.endpoint import (
     Endpoint,
     EndpointKind,
