@@ -79,11 +79,11 @@ DebugOpt = Annotated[
     bool, typer.Option("--debug", help="Show tracebacks of input errors.")
 ]
 NAMESPACE_HELP = (
-    "The namespace of names given without one, as kubectl's -n: a bare NAME is the pod "
-    "NS/NAME if it exists; else, as --to, a DNS name that kube-dns answers from the "
-    "source pod (a Service NAME of the source's namespace, NAME.NS, ...); else an error "
-    "listing close matches. A name ending in '.' is always a DNS name. pod/NAME and "
-    "svc/NAME are the pod and Service NAME of NS."
+    "Namespace of names written without one, as kubectl's -n. A bare NAME is the pod "
+    "NS/NAME if there is one; otherwise, as --to only, a DNS name that kube-dns answers "
+    "from the source pod (a Service NAME of the source pod's namespace, NAME.OTHERNS, "
+    "...); otherwise an error listing close matches. 'NAME.' (a final dot) is always a "
+    "DNS name. pod/NAME and svc/NAME are the pod and the Service NAME of NS."
 )
 NamespaceOpt = Annotated[str, typer.Option("--namespace", "-n", help=NAMESPACE_HELP)]
 PortOpt = Annotated[
@@ -152,14 +152,16 @@ def parse_port(text: str | None, protocol: Protocol) -> int | str | None:
             "TCP, UDP or SCTP)"
         )
     if _NUMBER.fullmatch(text):
-        if text.isdigit() and 1 <= int(text) <= 65535:
-            return int(text)
-        raise TopologyError(
-            f"--port {text!r} is out of range (allowed: 1-65535 or a port name)"
-        )
+        if text.lstrip("+-").isdigit():
+            if 1 <= int(text) <= 65535:
+                return int(text)
+            what = "is out of range"
+        else:
+            what = "is not a whole number"
+        raise TopologyError(f"--port {text!r} {what} (allowed: 1-65535 or a port name)")
     reason = names.port_name(text)
     if reason is not None:
-        raise TopologyError(f"--port {reason} (or a number 1-65535)")
+        raise TopologyError(f"--port {reason}, nor a number 1-65535")
     return text
 
 
@@ -276,7 +278,12 @@ def trace(
             "--from", help="Source endpoint (NS/POD, a pod NAME of -n, node/NAME, ...)."
         ),
     ],
-    dst: Annotated[str, typer.Option("--to", help="Destination endpoint.")],
+    dst: Annotated[
+        str,
+        typer.Option(
+            "--to", help="Destination endpoint (NS/POD, NAME, svc/NS/NAME, DNS)."
+        ),
+    ],
     port: PortOpt = None,
     protocol: ProtocolOpt = "TCP",
     namespace: NamespaceOpt = "default",

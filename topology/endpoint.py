@@ -243,14 +243,15 @@ def qualify(cluster: Cluster, text: str, namespace: str) -> str:
     if namespace not in cluster.namespaces:
         listing = _listing("namespaces", cluster.namespaces)
         raise TopologyError(f"namespace {namespace!r} does not exist ({listing})")
-    parts = text.split("/")
-    if len(parts) == 2 and parts[0] in ("pod", "svc") and parts[1]:
-        head = "svc/" if parts[0] == "svc" else "pod/"
-        return f"{head}{namespace}/{parts[1]}"
-    if is_bare(text):
-        pod = cluster.pods.get(f"{namespace}/{text}")
+    head, _, name = text.rpartition("/")
+    if head == "svc" and name:
+        return f"svc/{namespace}/{name}"
+    if (head == "pod" and name) or is_bare(text):
+        pod = cluster.pods.get(f"{namespace}/{name}")
         if pod is not None:
             return pod_text(pod)
+        if head == "pod":  # resolve_endpoint says which pods there are
+            return f"pod/{namespace}/{name}"
     return text
 
 
@@ -258,7 +259,7 @@ def close_matches(cluster: Cluster, name: str, limit: int = 3) -> list[str]:
     """The pods and Services whose name is close to `name` (difflib), best first, as
     endpoint texts (`NS/POD`, `svc/NS/NAME`).
 
-    A pod or Service of exactly that name in another namespace comes first.
+    When pods or Services of exactly that name exist (in other namespaces), only they.
     """
     texts: dict[str, list[str]] = {}
     for pod in cluster.pods.values():
@@ -266,6 +267,8 @@ def close_matches(cluster: Cluster, name: str, limit: int = 3) -> list[str]:
     for svc in cluster.services.values():
         texts.setdefault(svc.name, []).append(f"svc/{svc.key}")
     lower = name.lower()
+    if lower in texts:
+        return texts[lower][:limit]
     found: list[str] = []
     for word in (lower, lower.split(".")[0]):
         for match in difflib.get_close_matches(word, list(texts), limit, 0.6):

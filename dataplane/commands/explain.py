@@ -122,7 +122,12 @@ def explain(
         str,
         typer.Option("--from", help="Source endpoint (NS/POD, a pod NAME of -n, ...)."),
     ],
-    dst: Annotated[str, typer.Option("--to", help="Destination endpoint.")],
+    dst: Annotated[
+        str,
+        typer.Option(
+            "--to", help="Destination endpoint (NS/POD, NAME, svc/NS/NAME, DNS)."
+        ),
+    ],
     port: PortOpt = None,
     protocol: ProtocolOpt = "TCP",
     namespace: NamespaceOpt = "default",

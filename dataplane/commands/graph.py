@@ -43,7 +43,10 @@ def graph(
     src: Annotated[
         str | None, typer.Option("--from", help="Probe source: draw its path.")
     ] = None,
-    dst: Annotated[str | None, typer.Option("--to", help="Probe destination.")] = None,
+    dst: Annotated[
+        str | None,
+        typer.Option("--to", help="Probe destination (NS/POD, NAME, DNS...)."),
+    ] = None,
     port: PortOpt = None,
     protocol: ProtocolOpt = "TCP",
     namespace: NamespaceOpt = "default",
