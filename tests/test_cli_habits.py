@@ -420,3 +420,16 @@ def test_explain_a_failed_lookup_explains_the_dns_query() -> None:
         "on UDP 53:"
     )
     assert lines[-1] == "verdict: denied-egress (policy shop/default-deny-egress)"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["matrix"], ["graph"], ["replay", "--pcap", "x.pcap"]],
+    ids=["matrix", "graph", "replay"],
+)
+def test_an_unknown_namespace_is_an_error_without_endpoints(args: list[str]) -> None:
+    code, out = invoke(args[0], LAB, *args[1:], "-n", "prod")
+    assert code == 2
+    assert one_line(out) == (
+        "error: namespace 'prod' does not exist (namespaces: default, kube-system, dev)"
+    )

@@ -232,6 +232,13 @@ def pod_text(pod: Pod) -> str:
     return f"pod/{pod.key}" if pod.namespace in HEADS else pod.key
 
 
+def check_namespace(cluster: Cluster, namespace: str) -> None:
+    """An error when `namespace` (the command line's `-n`) does not exist."""
+    if namespace not in cluster.namespaces:
+        listing = _listing("namespaces", cluster.namespaces)
+        raise TopologyError(f"namespace {namespace!r} does not exist ({listing})")
+
+
 def qualify(cluster: Cluster, text: str, namespace: str) -> str:
     """`text` with the namespace kubectl's `-n` gives it: a bare name that is a pod of
     `namespace` becomes that pod, `pod/NAME` and `svc/NAME` gain the namespace; every
@@ -240,9 +247,7 @@ def qualify(cluster: Cluster, text: str, namespace: str) -> str:
     A pod's name is not a DNS name in Kubernetes (only Services and `A-B-C-D.NS.pod`
     names resolve), so the bare name of a pod can mean nothing else.
     """
-    if namespace not in cluster.namespaces:
-        listing = _listing("namespaces", cluster.namespaces)
-        raise TopologyError(f"namespace {namespace!r} does not exist ({listing})")
+    check_namespace(cluster, namespace)
     head, _, name = text.rpartition("/")
     if head == "svc" and name:
         return f"svc/{namespace}/{name}"

@@ -31,6 +31,7 @@ from dataplane.cli import (
     simulator_at,
     warn,
 )
+from topology.endpoint import check_namespace
 
 
 @register
@@ -80,6 +81,7 @@ def graph(
         scenario, warnings = load(file)
         warn(warnings)
         sim = simulator_at(scenario, at_step)
+        check_namespace(sim.cluster, namespace)
         trace = None
         if src is not None and dst is not None:
             src, dst = probe_ends(sim, namespace, src, dst)

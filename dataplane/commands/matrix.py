@@ -27,6 +27,7 @@ from dataplane.cli import (
     simulator_at,
     warn,
 )
+from topology.endpoint import check_namespace
 
 
 @register
@@ -62,6 +63,7 @@ def matrix(
         if p is None and proto.value != "ICMP":
             p = 80
         sim = simulator_at(scenario, at_step)
+        check_namespace(sim.cluster, namespace)
         froms = tuple(sim.qualify(s, namespace) for s in src) if src else None
         sources = endpoints(sim, froms)
         tos: list[str] = []

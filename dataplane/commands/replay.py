@@ -24,6 +24,7 @@ from dataplane.cli import (
     register,
     warn,
 )
+from topology.endpoint import check_namespace
 
 
 @register
@@ -75,6 +76,7 @@ def replay(
         scenario, warnings = load(file)
         warn(warnings)
         sim = Simulator(scenario.cluster)
+        check_namespace(sim.cluster, namespace)
         if at is not None:
             at = sim.qualify(at, namespace)
         result = run_replay(sim, pcap, at)
