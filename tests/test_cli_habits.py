@@ -433,3 +433,32 @@ def test_an_unknown_namespace_is_an_error_without_endpoints(args: list[str]) -> 
     assert one_line(out) == (
         "error: namespace 'prod' does not exist (namespaces: default, kube-system, dev)"
     )
+
+
+DNS_NAMES = str(ROOT / "scenarios" / "dns-names.yaml")
+
+
+def test_explain_a_headless_name_credits_dns_not_kube_proxy() -> None:
+    code, out = invoke(
+        "explain", DNS_NAMES, "--from", "front", "-n", "shop", "--to", "api-pods",
+        "-p", "8080",
+    )  # fmt: skip
+    assert code == 0
+    assert out.splitlines()[1:3] == [
+        "DNS, before the connection: DNS answer api-pods.shop.svc.cluster.local. A "
+        "10.0.2.2 10.0.1.3: api-pods is 10.0.2.2 (headless Service shop/api-pods: pod "
+        "shop/api-0)",
+        "egress on node-1 (FORWARD): shop/front is not isolated for egress (no "
+        "NetworkPolicy selects it for Egress)",
+    ]
+
+
+def test_explain_an_nxdomain_exits_1() -> None:
+    code, out = invoke(
+        "explain", DNS_NAMES, "--from", "shop/front", "--to", "payments.", "-p", "80"
+    )
+    assert code == 1
+    assert out.splitlines()[-1] == (
+        "verdict: nxdomain - 'payments.' does not resolve: NXDOMAIN (or no A record) "
+        "for payments."
+    )

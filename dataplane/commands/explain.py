@@ -94,9 +94,14 @@ def explain_text(cluster: Cluster, trace: Trace) -> str:
             "DNS: the lookup failed, so no connection was made; the policy decisions "
             "below are those on the DNS query"
         )
-    if trace.endpoint:
+    hops = lookup if connection is None else connection
+    # A headless Service's pod is DNS's choice (the line above), not kube-proxy's DNAT.
+    dnat = any(
+        d.field == "ip.dst" for h in hops if h.direction == "request" for d in h.diffs
+    )
+    if trace.endpoint and dnat:
         lines.append(f"kube-proxy chose the endpoint {trace.endpoint}")
-    found = decisions_of(cluster, lookup if connection is None else connection)
+    found = decisions_of(cluster, hops)
     for node, d, reached in found:
         where = f"{d.direction.value} on {node} (FORWARD)"
         if not reached:
