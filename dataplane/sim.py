@@ -42,6 +42,7 @@ from dataplane.packet import (
 )
 from dataplane.trace import Trace
 from dataplane.walker import Client, Walker, WalkState
+from topology import names
 from topology.endpoint import (
     Endpoint,
     EndpointKind,
@@ -139,7 +140,10 @@ class Simulator:
             raise TopologyError(f"{no_pod}, and a DNS name cannot send; {hint}")
         source = self.resolve(src)
         pod = source.pod
-        if not cluster.config.dns:
+        invalid = names.dns_name(text)
+        if invalid is not None:
+            why = f"{invalid} either"
+        elif not cluster.config.dns:
             why = "the cluster runs no kube-dns (cluster.dns is false)"
         elif pod is None or pod.host_network:
             why = (

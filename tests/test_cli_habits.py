@@ -140,6 +140,11 @@ def test_a_bare_service_name_is_looked_up_from_the_source_pod() -> None:
             "name cannot send; pods in namespace 'default': httpd-deployment-0, "
             "httpd-deployment-1, pod1, frontend",
         ),
+        (
+            ["--from", "frontend", "--to", "pod1!"],
+            "error: endpoint 'pod1!': no pod 'pod1!' in namespace 'default', and "
+            "'pod1!' is not a valid DNS name either; did you mean default/pod1?",
+        ),
     ],
     ids=[
         "typo-to",
@@ -148,6 +153,7 @@ def test_a_bare_service_name_is_looked_up_from_the_source_pod() -> None:
         "node-source",
         "no-namespace",
         "no-match",
+        "not-a-dns-name",
     ],
 )
 def test_a_bare_name_that_is_neither_pod_nor_dns_name_is_an_error(
