@@ -51,9 +51,8 @@ NDOTS = 5
 TTL = 5  # the kubernetes plugin's default `ttl`
 NOERROR, SERVFAIL, NXDOMAIN = 0, 2, 3
 RCODES = {NOERROR: "NOERROR", SERVFAIL: "SERVFAIL", NXDOMAIN: "NXDOMAIN"}
-PHASE = (
-    "phase"  # the event of the resolver's hops that open the lookup and the connection
-)
+# The event of the resolver's hops that open the lookup and then the connection.
+PHASE = "phase"
 CONNECT = "connect to"
 
 
@@ -295,8 +294,8 @@ def resolve_by_dns(
 
 def _pod_hint(cluster: Cluster, name: str) -> str:
     """A note when the name is a pod's: a pod's name is not a DNS name in Kubernetes (the
-    DNS specification gives pods only `A-B-C-D.NS.pod` and, with a headless Service as
-    `subdomain`, `HOSTNAME.SUBDOMAIN.NS.svc` names)."""
+    DNS specification gives pods only `A-B-C-D.NS.pod` names and, with a headless
+    Service as `subdomain`, `HOSTNAME.SUBDOMAIN.NS.svc` names, which are not modelled)."""
     pods = [pod_text(p) for p in cluster.pods.values() if p.name == name.rstrip(".")]
     if not pods:
         return ""

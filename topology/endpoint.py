@@ -287,7 +287,7 @@ def did_you_mean(cluster: Cluster, name: str, namespace: str) -> str:
     if matches:
         return f"did you mean {' or '.join(matches)}?"
     here = (p.name for p in cluster.pods.values() if p.namespace == namespace)
-    return f"{_listing(f'pods in namespace {namespace!r}', here)}"
+    return _listing(f"pods in namespace {namespace!r}", here)
 
 
 def ip_of(cluster: Cluster, text: str, loc: Loc | None = None) -> IPv4Address:
