@@ -276,8 +276,9 @@ def test_run_an_empty_folder_is_an_error(tmp_path: Path) -> None:
         ["matrix", "scenarios"],
         ["graph", "scenarios"],
         ["replay", "scenarios", "--pcap", "x.pcap"],
+        ["quiz", "scenarios"],
     ],
-    ids=["trace", "explain", "matrix", "graph", "replay"],
+    ids=["trace", "explain", "matrix", "graph", "replay", "quiz"],
 )
 def test_one_file_commands_refuse_a_folder(args: list[str]) -> None:
     r = CliRunner().invoke(app, [args[0], str(ROOT / args[1]), *args[2:]])
