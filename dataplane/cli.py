@@ -12,6 +12,7 @@ bare name becomes an endpoint: `Simulator.qualify`), `--port`, `--protocol`, `--
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -204,6 +205,28 @@ def scenario_files(paths: list[Path]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
+def capture_dirs(files: list[Path]) -> list[Path]:
+    """The subdirectory of `--pcap-dir` for each file: its stem; where stems repeat (a
+    folder's files), its path under the files' common folder, without the suffix unless
+    that still repeats.
+
+    >>> capture_dirs([Path("a/x.yaml"), Path("a/y.yaml")])
+    [PosixPath('x'), PosixPath('y')]
+    >>> capture_dirs([Path("s/x.yaml"), Path("s/flows/x.yaml")])
+    [PosixPath('x'), PosixPath('flows/x')]
+    """
+    full = [f.absolute() for f in files]
+    root = Path(os.path.commonpath([f.parent for f in full])) if full else Path()
+    for names in (
+        [Path(f.stem) for f in full],
+        [f.relative_to(root).with_suffix("") for f in full],
+        [f.relative_to(root) for f in full],
+    ):
+        if len(set(names)) == len(names):
+            return names
+    raise AssertionError("distinct files with the same path")
+
+
 def load(path: Path) -> tuple[Any, list[str]]:
     from topology.loader import load_scenario
 
@@ -238,7 +261,8 @@ def run(
         typer.Option(
             "--pcap-dir",
             help="Write one pcap per device (NODE_NETNS_DEVICE.pcap), as tcpdump on "
-            "it would have seen every walk; one subdirectory per file if several.",
+            "it would have seen every walk; one subdirectory per file if several (its "
+            "name, or its path under the files' common folder where names repeat).",
         ),
     ] = None,
     debug: DebugOpt = False,
@@ -252,7 +276,8 @@ def run(
         fmt = render.check_format("json" if as_json else fmt)
         files = scenario_files(files)
         loaded = [load(f) for f in files]  # every file is checked before anything runs
-        for scenario, warnings in loaded:
+        subdirs = capture_dirs(files)
+        for sub, (scenario, warnings) in zip(subdirs, loaded, strict=True):
             warn(warnings)
             view = render.ScenarioView(fmt, console, scenario, quiet)
             view.start()
@@ -262,7 +287,7 @@ def run(
             if pcap_dir is not None:
                 from dataplane.pcap import write_pcaps
 
-                out = pcap_dir / scenario.path.stem if len(files) > 1 else pcap_dir
+                out = pcap_dir / sub if len(files) > 1 else pcap_dir
                 traces = [t for s in result.steps for t in ([s.trace] if s.trace else s.traces)]  # fmt: skip
                 n = len(write_pcaps(traces, out))
                 err_console.print(f"wrote {n} captures to {out}", markup=False, highlight=False)  # fmt: skip

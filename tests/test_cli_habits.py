@@ -469,3 +469,20 @@ def test_explain_an_nxdomain_exits_1() -> None:
         "verdict: nxdomain - 'payments.' does not resolve: NXDOMAIN (or no A record) "
         "for payments."
     )
+
+
+def test_run_a_folder_keeps_the_captures_of_files_with_one_name_apart(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "s" / "flows").mkdir(parents=True)
+    shutil.copy(ROOT / "scenarios" / "same-node.yaml", tmp_path / "s" / "x.yaml")
+    shutil.copy(
+        ROOT / "scenarios" / "ttl-lesson.yaml", tmp_path / "s" / "flows" / "x.yaml"
+    )
+    out = tmp_path / "out"
+    code, text = invoke("run", "-q", str(tmp_path / "s"), "--pcap-dir", str(out))
+    assert code == 0, text
+    assert f"wrote 15 captures to {out / 'flows' / 'x'} " in one_line(text)
+    assert f"wrote 7 captures to {out / 'x'}" in one_line(text)
+    assert len(list((out / "flows" / "x").iterdir())) == 15  # the TTL lesson
+    assert len(list((out / "x").iterdir())) == 7  # same-node
