@@ -26,6 +26,7 @@ from rich.console import Console
 from topology.errors import SimError, TopologyError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from dataplane.result import StepResult
     from dataplane.sim import Simulator
     from topology.model import Protocol
     from topology.scenario import Scenario
@@ -205,14 +206,14 @@ def scenario_files(paths: list[Path]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
-def capture_dirs(files: list[Path]) -> list[Path]:
-    """The subdirectory of `--pcap-dir` for each file: its stem; where stems repeat (a
-    folder's files), its path under the files' common folder, without the suffix unless
-    that still repeats.
+def output_names(files: list[Path]) -> list[Path]:
+    """The name of each file's output (its `--pcap-dir` subdirectory, its `--html` page):
+    its stem; where stems repeat (a folder's files), its path under the files' common
+    folder, without the suffix unless that still repeats.
 
-    >>> capture_dirs([Path("a/x.yaml"), Path("a/y.yaml")])
+    >>> output_names([Path("a/x.yaml"), Path("a/y.yaml")])
     [PosixPath('x'), PosixPath('y')]
-    >>> capture_dirs([Path("s/x.yaml"), Path("s/flows/x.yaml")])
+    >>> output_names([Path("s/x.yaml"), Path("s/flows/x.yaml")])
     [PosixPath('x'), PosixPath('flows/x')]
     """
     full = [f.absolute() for f in files]
@@ -265,6 +266,15 @@ def run(
             "name, or its path under the files' common folder where names repeat).",
         ),
     ] = None,
+    html_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--html",
+            help="Write one self-contained page per scenario into DIR (NAME.html): its "
+            "steps, each probe's walk to step through, a matrix as a grid whose cells "
+            "open that pair's walk; works offline, from file://.",
+        ),
+    ] = None,
     debug: DebugOpt = False,
 ) -> None:
     """Run every step of each scenario (files or folders): each probe's trace, a summary."""
@@ -276,18 +286,28 @@ def run(
         fmt = render.check_format("json" if as_json else fmt)
         files = scenario_files(files)
         loaded = [load(f) for f in files]  # every file is checked before anything runs
-        subdirs = capture_dirs(files)
-        for sub, (scenario, warnings) in zip(subdirs, loaded, strict=True):
+        names = output_names(files)
+        for name, (scenario, warnings) in zip(names, loaded, strict=True):
             warn(warnings)
             view = render.ScenarioView(fmt, console, scenario, quiet)
             view.start()
-            result = Runner(scenario).run(view.step)
+            runner = Runner(scenario)
+            steps: list[Callable[[StepResult], None]] = [view.step]
+            if html_dir is not None:
+                from dataplane.page import ScenarioPage
+
+                page = ScenarioPage(runner)
+                steps.append(page.step)
+            result = runner.run(_each(steps))
             view.done(result)
+            if html_dir is not None:
+                out = write_page(html_dir, name, page.html())
+                err_console.print(f"wrote {out}", markup=False, highlight=False)
             failed = failed or not result.ok
             if pcap_dir is not None:
                 from dataplane.pcap import write_pcaps
 
-                out = pcap_dir / sub if len(files) > 1 else pcap_dir
+                out = pcap_dir / name if len(files) > 1 else pcap_dir
                 traces = [t for s in result.steps for t in ([s.trace] if s.trace else s.traces)]  # fmt: skip
                 n = len(write_pcaps(traces, out))
                 err_console.print(f"wrote {n} captures to {out}", markup=False, highlight=False)  # fmt: skip
@@ -371,6 +391,32 @@ def options(
     ] = False,
 ) -> None:
     """The options of `dataplane` itself, before the command."""
+
+
+def _each(
+    callbacks: list[Callable[[StepResult], None]],
+) -> Callable[[StepResult], None]:
+    """One step callback that calls each of `callbacks` in turn."""
+
+    def call(res: StepResult) -> None:
+        for f in callbacks:
+            f(res)
+
+    return call
+
+
+def write_page(directory: Path, name: Path, html: str) -> Path:
+    """Write a scenario's page as DIR/NAME.html (NAME from `output_names`; the
+    directories made if need be)."""
+    try:
+        out = directory / name.parent / f"{name.name}.html"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(html, encoding="utf-8")
+    except OSError as err:
+        raise TopologyError(
+            f"--html {directory}: cannot write: {err.strerror}"
+        ) from None
+    return out
 
 
 def register(command: F) -> F:

@@ -471,7 +471,7 @@ def test_explain_an_nxdomain_exits_1() -> None:
     )
 
 
-def test_run_a_folder_keeps_the_captures_of_files_with_one_name_apart(
+def test_run_a_folder_keeps_the_outputs_of_files_with_one_name_apart(
     tmp_path: Path,
 ) -> None:
     (tmp_path / "s" / "flows").mkdir(parents=True)
@@ -480,8 +480,16 @@ def test_run_a_folder_keeps_the_captures_of_files_with_one_name_apart(
         ROOT / "scenarios" / "ttl-lesson.yaml", tmp_path / "s" / "flows" / "x.yaml"
     )
     out = tmp_path / "out"
-    code, text = invoke("run", "-q", str(tmp_path / "s"), "--pcap-dir", str(out))
+    pages = tmp_path / "pages"
+    code, text = invoke(
+        "run", "-q", str(tmp_path / "s"), "--pcap-dir", str(out), "--html", str(pages)
+    )
     assert code == 0, text
+    assert sorted(str(p.relative_to(pages)) for p in pages.rglob("*.html")) == [
+        "flows/x.html",
+        "x.html",
+    ]
+    assert "the TTL lesson" in (pages / "flows" / "x.html").read_text()
     assert f"wrote 15 captures to {out / 'flows' / 'x'} " in one_line(text)
     assert f"wrote 7 captures to {out / 'x'}" in one_line(text)
     assert len(list((out / "flows" / "x").iterdir())) == 15  # the TTL lesson
