@@ -48,11 +48,11 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-FilesArg = Annotated[
+PathsArg = Annotated[
     list[Path],
     typer.Argument(
-        help="Scenario files (YAML), or folders: every scenario file under them, as "
-        "`dataplane test` finds them.",
+        help="Scenario files (YAML), or folders of them: every .yaml/.yml file with a "
+        "top-level steps: key under them (`dataplane.suite.discover`).",
         show_default=False,
     ),
 ]
@@ -63,7 +63,7 @@ def _one_file(path: Path) -> Path:
     if path.is_dir():
         err_console.print(
             f"error: {path}: is a directory; this command takes one scenario file "
-            "(`dataplane run` and `dataplane test` take folders)",
+            "(`run`, `test`, `lint` and `exposure` take folders)",
             markup=False,
             highlight=False,
         )
@@ -242,7 +242,7 @@ def warn(warnings: list[str]) -> None:
 
 @app.command()
 def run(
-    files: FilesArg,
+    files: PathsArg,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="One line per step.")
     ] = False,
