@@ -11,7 +11,6 @@ bare name becomes an endpoint: `Simulator.qualify`), `--port`, `--protocol`, `--
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
@@ -103,6 +102,42 @@ AtStepOpt = Annotated[
 ]
 # A port that reads as a number (`80`, `0`, `1e20`, `8.5`, `-1`) is judged as a number.
 _NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+HideOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--hide",
+        help="Hide these kinds of hop from the text, wide and summary views "
+        "(comma-separated, repeatable): arp, conntrack, fdb, hook, route, nat, "
+        "forward, xmit, recv, encap, decap.",
+        show_default=False,
+    ),
+]
+TRACE_OUTPUT_HELP = (
+    "text (the hop table fitted to the terminal: COLUMNS, else the terminal, else 80; "
+    "one block per hop below 120 columns), wide (the hop table, nothing cut), summary "
+    "(one line per device crossed), minimal (one stable line per hop, for golden "
+    "files), json or yaml (schemas/results.schema.json)."
+)
+DEPRECATED_FORMAT = "Deprecated: use -o ('detailed' is -o text)."
+DEPRECATED_JSON = "Deprecated: use -o json."
+
+
+def hide_for(
+    view: str,
+    hide: list[str] | None,
+    views: tuple[str, ...] = ("text", "wide", "summary"),
+) -> frozenset[str]:
+    """The hop kinds `--hide` names; an error for a view that shows no hop tables."""
+    from dataplane.trace_view import parse_hide
+    from topology.errors import TopologyError
+
+    hidden = parse_hide(hide or [])
+    if hidden and view not in views:
+        raise TopologyError(
+            f"--hide does not apply to -o {view} (it applies to {', '.join(views)})"
+        )
+    return hidden
 
 
 @contextmanager
@@ -246,17 +281,12 @@ def run(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="One line per step.")
     ] = False,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Same as --format json.")
-    ] = False,
-    fmt: Annotated[
-        str,
-        typer.Option(
-            "--format",
-            help="detailed (hop tables), minimal (one stable line per hop, for golden "
-            "files) or json (JSON Lines, schemas/results.schema.json).",
-        ),
-    ] = "detailed",
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", help=TRACE_OUTPUT_HELP)
+    ] = None,
+    hide: HideOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help=DEPRECATED_JSON)] = False,
+    fmt: Annotated[str | None, typer.Option("--format", help=DEPRECATED_FORMAT)] = None,
     pcap_dir: Annotated[
         Path | None,
         typer.Option(
@@ -278,18 +308,21 @@ def run(
     debug: DebugOpt = False,
 ) -> None:
     """Run every step of each scenario (files or folders): each probe's trace, a summary."""
+    from dataplane import output as out_fmt
     from dataplane import render
     from dataplane.scenario import Runner
 
     failed = False
+    totals = {"passed": 0, "failed": 0, "unchecked": 0}
     with input_errors(debug):
-        fmt = render.check_format("json" if as_json else fmt)
+        view_name = out_fmt.choose("run", output, fmt, as_json)
+        hidden = hide_for(view_name, hide)
         files = scenario_files(files)
         loaded = [load(f) for f in files]  # every file is checked before anything runs
         names = output_names(files)
         for name, (scenario, warnings) in zip(names, loaded, strict=True):
             warn(warnings)
-            view = render.ScenarioView(fmt, console, scenario, quiet)
+            view = render.ScenarioView(view_name, console, scenario, quiet, hidden)
             view.start()
             runner = Runner(scenario)
             steps: list[Callable[[StepResult], None]] = [view.step]
@@ -304,6 +337,8 @@ def run(
                 out = write_page(html_dir, name, page.html())
                 err_console.print(f"wrote {out}", markup=False, highlight=False)
             failed = failed or not result.ok
+            for k in totals:
+                totals[k] += result.counts()[k]
             if pcap_dir is not None:
                 from dataplane.pcap import write_pcaps
 
@@ -311,6 +346,8 @@ def run(
                 traces = [t for s in result.steps for t in ([s.trace] if s.trace else s.traces)]  # fmt: skip
                 n = len(write_pcaps(traces, out))
                 err_console.print(f"wrote {n} captures to {out}", markup=False, highlight=False)  # fmt: skip
+    if len(files) > 1:
+        render.print_total(console, view_name, totals, len(files))
     raise typer.Exit(1 if failed else 0)
 
 
@@ -340,12 +377,15 @@ def trace(
     df: Annotated[
         bool | None, typer.Option("--df/--no-df", help="Set or clear Don't Fragment.")
     ] = None,
-    fmt: Annotated[
-        str, typer.Option("--format", help="detailed, minimal or json.")
-    ] = "detailed",
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", help=TRACE_OUTPUT_HELP)
+    ] = None,
+    hide: HideOpt = None,
+    fmt: Annotated[str | None, typer.Option("--format", help=DEPRECATED_FORMAT)] = None,
     debug: DebugOpt = False,
 ) -> None:
     """Walk one probe through the cluster of FILE (at --at-step) and show every hop."""
+    from dataplane import output as out_fmt
     from dataplane import render
 
     with input_errors(debug):
@@ -353,18 +393,15 @@ def trace(
         warn(warnings)
         proto = parse_protocol(protocol)
         p = parse_port(port, proto)
-        if fmt not in ("detailed", "minimal", "json"):
-            raise TopologyError(f"--format {fmt!r} is not allowed (allowed: detailed, "
-                                "minimal, json)")  # fmt: skip
+        view = out_fmt.choose("trace", output, fmt)
+        hidden = hide_for(view, hide)
         sim = simulator_at(scenario, at_step)
         src, dst = probe_ends(sim, namespace, src, dst)
         t = sim.probe(src, dst, p, proto, ttl=ttl, size=size, df=df)
-    if fmt == "json":
-        sys.stdout.write(json.dumps(t.to_dict(), indent=2) + "\n")
-    elif fmt == "minimal":
-        sys.stdout.write(render.minimal(t) + "\n")
+    if view in out_fmt.DOCUMENTS:
+        sys.stdout.write(out_fmt.dump(render.trace_document(t, scenario), view))
     else:
-        render.print_trace(console, t)
+        render.print_trace(console, t, view, hidden)
 
 
 def _version(show: bool) -> None:

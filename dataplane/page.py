@@ -383,6 +383,7 @@ class ScenarioPage:
         self.steps.append(entry)
 
     def _matrix(self, data: dict[str, Any], step: MatrixStep) -> dict[str, Any]:
+        from dataplane.matrix import NO_PORT
         from dataplane.result import VERDICT_OF_CODE
 
         sim = self.runner.sim
@@ -397,7 +398,7 @@ class ScenarioPage:
                 cell: dict[str, Any] = {
                     "code": code, "verdict": verdict.value if verdict else code,
                 }  # fmt: skip
-                if walk_each:
+                if walk_each and verdict is not None:  # None: no port of that name
                     t = sim.probe(src, dst, port, step.protocol)
                     cell["walk"] = self.page.add(sim, t)
                     cell["explanation"] = t.explanation
@@ -405,6 +406,8 @@ class ScenarioPage:
             rows.append(row)
         shown = {cell["code"] for row in rows for cell in row}
         legend = {c: v.value for c, v in VERDICT_OF_CODE.items() if c in shown}
+        if NO_PORT in shown:
+            legend[NO_PORT] = "no-port"
         return {"from": sources, "to": targets, "cells": rows, "legend": legend}
 
     def html(self) -> str:

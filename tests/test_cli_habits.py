@@ -196,9 +196,12 @@ def test_matrix_rows_and_columns_by_bare_names() -> None:
     )  # fmt: skip
     assert code == 0, out
     lines = out.splitlines()
-    assert lines[2].split() == ["default/pod1", "X", "."]
-    assert lines[3].split() == ["default/frontend", ".", "."]
-    assert lines[4] == "columns: 0: default/httpd-deployment-0, 1: dev/devpod"
+    assert lines[2].split() == ["1", "default/pod1", "I", "."]
+    assert lines[3].split() == ["2", "default/frontend", ".", "."]
+    assert [line.split() for line in lines[4:6]] == [
+        ["1", "default/httpd-deployment-0"],
+        ["2", "dev/devpod"],
+    ]
 
 
 def test_replay_at_a_bare_name(tmp_path: Path) -> None:
@@ -256,6 +259,7 @@ def test_run_a_folder_runs_every_scenario_under_it(tmp_path: Path) -> None:
     assert summaries == [
         "same-node pods: 4 passed, 0 failed, 0 without expectations",
         "the TTL lesson: 4 passed, 0 failed, 0 without expectations",
+        "total over 2 files: 8 passed, 0 failed, 0 without expectations",
     ]
 
 
@@ -494,3 +498,20 @@ def test_run_a_folder_keeps_the_outputs_of_files_with_one_name_apart(
     assert f"wrote 7 captures to {out / 'x'}" in one_line(text)
     assert len(list((out / "flows" / "x").iterdir())) == 15  # the TTL lesson
     assert len(list((out / "x").iterdir())) == 7  # same-node
+
+
+def test_explain_as_json_judges_the_connection_and_exits_1() -> None:
+    import json
+
+    r = CliRunner().invoke(
+        app,
+        ["explain", DNS_LESSON, "--from", "cart", "-n", "shop", "--to",
+         "payments.bank", "-p", "80", "--at-step", "4", "-o", "json"],
+    )  # fmt: skip
+    assert r.exit_code == 1
+    doc = json.loads(r.stdout)
+    assert [(c["direction"], c["pod"], c["allowed"]) for c in doc["checks"]] == [
+        ("egress", "shop/cart", False),
+        ("ingress", "bank/payments-0", True),
+    ]
+    assert "on TCP 8080" in doc["checks"][0]["text"]

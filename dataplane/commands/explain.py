@@ -14,7 +14,8 @@ is not, 2 for invalid input.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+import sys
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -80,6 +81,40 @@ def decisions_of(cluster: Cluster, hops: list[Hop]) -> list[tuple[str, Decision,
     return out
 
 
+def judged_hops(trace: Trace) -> list[Hop]:
+    """The hops whose policy checks explain a probe: its connection's (after the DNS
+    lookup of a name), or the lookup's when the probe ended there."""
+    from dataplane.dns import phases
+
+    lookup, connection = phases(trace)
+    return lookup if connection is None else connection
+
+
+def explain_document(cluster: Cluster, trace: Trace) -> dict[str, Any]:
+    """The body of `dataplane explain -o json|yaml`: each policy check and the verdict."""
+    checks = [
+        {
+            "node": node,
+            "direction": d.direction.value,
+            "pod": d.pod.key,
+            "allowed": d.allowed,
+            "reached": reached,
+            "isolated_by": [p.key for p in d.isolating],
+            "text": netpol_text.explain(d, multiline=False),
+        }
+        for node, d, reached in decisions_of(cluster, judged_hops(trace))
+    ]
+    return {
+        "title": trace.title,
+        "endpoint": trace.endpoint,
+        "checks": checks,
+        "verdict": trace.verdict.value if trace.verdict else None,
+        "policy": trace.policy,
+        "explanation": trace.explanation,
+        "text": explain_text(cluster, trace),
+    }
+
+
 def explain_text(cluster: Cluster, trace: Trace) -> str:
     """The prose of `dataplane explain`."""
     from dataplane.dns import phases
@@ -94,7 +129,7 @@ def explain_text(cluster: Cluster, trace: Trace) -> str:
             "DNS: the lookup failed, so no connection was made; the policy decisions "
             "below are those on the DNS query"
         )
-    hops = lookup if connection is None else connection
+    hops = judged_hops(trace)
     # A headless Service's pod is DNS's choice (the line above), not kube-proxy's DNAT.
     dnat = any(
         d.field == "ip.dst" for h in hops if h.direction == "request" for d in h.diffs
@@ -137,10 +172,22 @@ def explain(
     protocol: ProtocolOpt = "TCP",
     namespace: NamespaceOpt = "default",
     at_step: AtStepOpt = 0,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="text (prose), json or yaml (each policy check with its direction, "
+            "schemas/results.schema.json).",
+        ),
+    ] = None,
     debug: DebugOpt = False,
 ) -> None:
     """Explain in prose why NetworkPolicy lets a connection pass (exit 0) or not (1)."""
+    from dataplane import output as out_fmt
+
     with input_errors(debug):
+        fmt = out_fmt.choose("explain", output)
         scenario, warnings = load(file)
         warn(warnings)
         proto = parse_protocol(protocol)
@@ -148,6 +195,12 @@ def explain(
         sim = simulator_at(scenario, at_step)
         src, dst = probe_ends(sim, namespace, src, dst)
         trace = sim.probe(src, dst, p, proto)
+        if fmt in out_fmt.DOCUMENTS:
+            body = explain_document(sim.cluster, trace)
+            doc = out_fmt.document("explain", scenario=scenario.name,
+                                   file=str(file), **body)  # fmt: skip
+            sys.stdout.write(out_fmt.dump(doc, fmt))
+            raise typer.Exit(0 if trace.verdict is Verdict.DELIVERED else 1)
         text = explain_text(sim.cluster, trace)
     console.print(text, markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(0 if trace.verdict is Verdict.DELIVERED else 1)
