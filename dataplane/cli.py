@@ -378,7 +378,13 @@ def trace(
         bool | None, typer.Option("--df/--no-df", help="Set or clear Don't Fragment.")
     ] = None,
     output: Annotated[
-        str | None, typer.Option("--output", "-o", help=TRACE_OUTPUT_HELP)
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help=TRACE_OUTPUT_HELP + " Also html: the walk viewer, one self-contained "
+            "page to step through (offline, from file://).",
+        ),
     ] = None,
     hide: HideOpt = None,
     fmt: Annotated[str | None, typer.Option("--format", help=DEPRECATED_FORMAT)] = None,
@@ -398,7 +404,11 @@ def trace(
         sim = simulator_at(scenario, at_step)
         src, dst = probe_ends(sim, namespace, src, dst)
         t = sim.probe(src, dst, p, proto, ttl=ttl, size=size, df=df)
-    if view in out_fmt.DOCUMENTS:
+    if view == "html":  # the walk viewer: one self-contained page (dataplane.page)
+        from dataplane.page import walk_page
+
+        sys.stdout.write(walk_page(sim, t, scenario.name))
+    elif view in out_fmt.DOCUMENTS:
         sys.stdout.write(out_fmt.dump(render.trace_document(t, scenario), view))
     else:
         render.print_trace(console, t, view, hidden)

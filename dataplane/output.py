@@ -24,7 +24,7 @@ JSON_SCHEMA_VERSION = 1
 TRACE_VIEWS = ("text", "wide", "summary", "minimal", "json", "yaml")
 OUTPUTS = {
     "run": TRACE_VIEWS,
-    "trace": TRACE_VIEWS,
+    "trace": (*TRACE_VIEWS, "html"),
     "replay": ("text", "detailed", "wide", "summary", "minimal", "json", "yaml"),
     "test": ("text", "json", "yaml"),
     "explain": ("text", "json", "yaml"),

@@ -32,6 +32,7 @@ from dataplane.netfilter import HookPoint
 from dataplane.packet import ETH_P_IP, Packet, app_bytes, icmp_name
 from dataplane.quiz import questions
 from dataplane.trace import Hop, Trace
+from dataplane.trace_view import mac_names, step_text, summary_steps
 from topology.scenario import MatrixStep
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -176,7 +177,14 @@ def walk_data(sim: Simulator, trace: Trace, scene: Scene) -> dict[str, Any]:
         str, list[dict[str, Any]]
     ] = {}  # per direction, the last IP packet's layers
     leg = ""
-    first_of_visit = {v.number for v in scene.path if v.number}
+    # The summary view's lines (`dataplane.trace_view`): each shown at its last hop.
+    names = mac_names(trace)
+    summary = {
+        s.hops[-1].seq: f"{s.number}  {s.node} {s.netns}".rstrip()
+        + ("  " + " > ".join(s.devices) if s.devices else "")
+        + f"  {step_text(s, names, frozenset())}"
+        for s in summary_steps(trace)
+    }
     for hop in trace.hops:
         if hop.event == "phase":
             leg = "dns" if hop.detail.startswith("DNS lookup") else ""
@@ -212,8 +220,7 @@ def walk_data(sim: Simulator, trace: Trace, scene: Scene) -> dict[str, Any]:
                 "consulted": _consulted(hop.event),
                 "decision": _decision_text(sim, hop),
                 "reason": str(hop.reason) if hop.reason is not None else "",
-                "inSummary": hop.seq in first_of_visit
-                or hop.event in ("phase", "drop"),
+                "summary": summary.get(hop.seq, ""),
             }
         )
     return {
