@@ -11,17 +11,18 @@ bare name becomes an endpoint: `Simulator.qualify`), `--port`, `--protocol`, `--
 
 from __future__ import annotations
 
-import os
 import re
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 
+from dataplane.terminal import Console
 from topology.errors import SimError, TopologyError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -39,7 +40,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-# Not a terminal (CI logs, pipes): wide lines rather than rich's 80 columns.
+# Not a terminal (CI logs, pipes): wide lines rather than rich's 80 columns.  Both print
+# user text literally: no markup, no emoji codes, control characters escaped.
 console = Console(
     highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 200
 )
@@ -145,13 +147,13 @@ def input_errors(debug: bool) -> Iterator[None]:
     """Turn project errors into `error: ...` and exit status 2."""
     try:
         yield
-    except (SimError, FileNotFoundError, IsADirectoryError) as err:
+    except (SimError, OSError) as err:  # OSError: an output file that cannot be written
         if debug:
             raise
         text = str(err)
-        if isinstance(err, FileNotFoundError | IsADirectoryError):
-            text = f"{err.filename}: {err.strerror}"
-        err_console.print(f"error: {text}", markup=False, highlight=False)
+        if isinstance(err, OSError) and err.strerror:
+            text = f"{err.filename}: {err.strerror}" if err.filename else err.strerror
+        err_console.print(f"error: {text}")
         raise typer.Exit(2) from None
 
 
@@ -241,38 +243,16 @@ def scenario_files(paths: list[Path]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
-def output_names(files: list[Path]) -> list[Path]:
-    """The name of each file's output (its `--pcap-dir` subdirectory, its `--html` page):
-    its stem; where stems repeat (a folder's files), its path under the files' common
-    folder, without the suffix unless that still repeats.
-
-    >>> output_names([Path("a/x.yaml"), Path("a/y.yaml")])
-    [PosixPath('x'), PosixPath('y')]
-    >>> output_names([Path("s/x.yaml"), Path("s/flows/x.yaml")])
-    [PosixPath('x'), PosixPath('flows/x')]
-    """
-    full = [f.absolute() for f in files]
-    root = Path(os.path.commonpath([f.parent for f in full])) if full else Path()
-    for names in (
-        [Path(f.stem) for f in full],
-        [f.relative_to(root).with_suffix("") for f in full],
-        [f.relative_to(root) for f in full],
-    ):
-        if len(set(names)) == len(names):
-            return names
-    raise AssertionError("distinct files with the same path")
-
-
 def load(path: Path) -> tuple[Any, list[str]]:
-    from topology.loader import load_scenario
+    from dataplane.suite import load_file
 
-    loaded: tuple[Any, list[str]] = load_scenario(path)
+    loaded: tuple[Any, list[str]] = load_file(path)
     return loaded
 
 
-def warn(warnings: list[str]) -> None:
+def warn(warnings: list[str], kind: str = "warning") -> None:
     for w in warnings:
-        err_console.print(f"warning: {w}", markup=False, highlight=False)
+        err_console.print(f"{kind}: {w}")
 
 
 @app.command()
@@ -292,8 +272,8 @@ def run(
         typer.Option(
             "--pcap-dir",
             help="Write one pcap per device (NODE_NETNS_DEVICE.pcap), as tcpdump on "
-            "it would have seen every walk; one subdirectory per file if several (its "
-            "name, or its path under the files' common folder where names repeat).",
+            "it would have seen every walk; one subdirectory per file if several "
+            "(its stem; stem-HASH where two files share a stem).",
         ),
     ] = None,
     html_dir: Annotated[
@@ -319,8 +299,12 @@ def run(
         hidden = hide_for(view_name, hide)
         files = scenario_files(files)
         loaded = [load(f) for f in files]  # every file is checked before anything runs
-        names = output_names(files)
-        for name, (scenario, warnings) in zip(names, loaded, strict=True):
+        if pcap_dir is not None:
+            from dataplane.pcap import prepare_dir, scenario_dirs
+
+            prepare_dir(pcap_dir)  # before anything runs
+            subdirs = scenario_dirs(files) if len(files) > 1 else [""]
+        for i, (scenario, warnings) in enumerate(loaded):
             warn(warnings)
             view = render.ScenarioView(view_name, console, scenario, quiet, hidden)
             view.start()
@@ -334,18 +318,27 @@ def run(
             result = runner.run(_each(steps))
             view.done(result)
             if html_dir is not None:
+                from dataplane.pcap import scenario_dirs
+
+                name = scenario_dirs(files)[i]  # stems that collide get a hash
                 out = write_page(html_dir, name, page.html())
                 err_console.print(f"wrote {out}", markup=False, highlight=False)
             failed = failed or not result.ok
             for k in totals:
                 totals[k] += result.counts()[k]
             if pcap_dir is not None:
-                from dataplane.pcap import write_pcaps
+                from dataplane.pcap import PcapSink
 
-                out = pcap_dir / name if len(files) > 1 else pcap_dir
-                traces = [t for s in result.steps for t in ([s.trace] if s.trace else s.traces)]  # fmt: skip
-                n = len(write_pcaps(traces, out))
-                err_console.print(f"wrote {n} captures to {out}", markup=False, highlight=False)  # fmt: skip
+                out = pcap_dir / subdirs[i]
+                sink = PcapSink(out)
+                try:
+                    for s in result.steps:
+                        for t in [s.trace] if s.trace else s.traces:
+                            sink.add(t)
+                finally:
+                    n = len(sink.close())
+                warn(sink.notes(), "note")
+                err_console.print(f"wrote {n} captures to {out}")
     if len(files) > 1:
         render.print_total(console, view_name, totals, len(files))
     raise typer.Exit(1 if failed else 0)
@@ -452,12 +445,13 @@ def _each(
     return call
 
 
-def write_page(directory: Path, name: Path, html: str) -> Path:
-    """Write a scenario's page as DIR/NAME.html (NAME from `output_names`; the
-    directories made if need be)."""
+def write_page(directory: Path, name: str, html: str) -> Path:
+    """Write a scenario's page as DIR/NAME.html (the directory made if need be)."""
+    from topology.errors import TopologyError
+
     try:
-        out = directory / name.parent / f"{name.name}.html"
-        out.parent.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(parents=True, exist_ok=True)
+        out = directory / f"{name}.html"
         out.write_text(html, encoding="utf-8")
     except OSError as err:
         raise TopologyError(
@@ -472,11 +466,22 @@ def register(command: F) -> F:
     return command
 
 
-def main() -> None:
-    from dataplane import commands
+def _terminate(signum: int, _frame: FrameType | None) -> None:
+    """SIGTERM unwinds like Ctrl-C (open files are closed on the way out)."""
+    raise SystemExit(128 + signum)
 
-    commands.load()
-    app()
+
+def main() -> None:
+    """The entry point.  Ctrl-C or SIGTERM at any moment ends it quietly with 130 or 143
+    (`dataplane verify` installs its own handler, which removes its namespaces)."""
+    try:
+        signal.signal(signal.SIGTERM, _terminate)
+        from dataplane import commands
+
+        commands.load()
+        app()
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":  # pragma: no cover
