@@ -3,10 +3,15 @@
 Exit status: 0 when every expectation holds, 1 when one does not, 2 for invalid input (an
 `error: ...` line naming the file, the line and what is wrong; the traceback only with
 `--debug`).
+
+The options every command shares live here, each parsed in one place: `FILE` (one scenario
+file; a folder is an error, only `run` and `test` search folders), `-n/--namespace` (how a
+bare name becomes an endpoint: `Simulator.qualify`), `--port`, `--protocol`, `--at-step`.
 """
 
 from __future__ import annotations
 
+import re
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -18,10 +23,13 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from dataplane.terminal import Console
-from topology.errors import SimError
+from topology.errors import SimError, TopologyError
 
 if TYPE_CHECKING:  # pragma: no cover
     from dataplane.result import StepResult
+    from dataplane.sim import Simulator
+    from topology.model import Protocol
+    from topology.scenario import Scenario
 
 app = typer.Typer(
     name="dataplane",
@@ -41,19 +49,62 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-FilesArg = Annotated[
-    list[Path], typer.Argument(help="Scenario files (YAML).", show_default=False)
-]
 PathsArg = Annotated[
     list[Path],
-    typer.Argument(help="Scenario files, or folders of them.", show_default=False),
+    typer.Argument(
+        help="Scenario files (YAML), or folders of them: every .yaml/.yml file with a "
+        "top-level steps: key under them (`dataplane.suite.discover`).",
+        show_default=False,
+    ),
 ]
+
+
+def _one_file(path: Path) -> Path:
+    """FILE of the commands that simulate one cluster: a folder holds many."""
+    if path.is_dir():
+        err_console.print(
+            f"error: {path}: is a directory; this command takes one scenario file "
+            "(`run`, `test`, `lint` and `exposure` take folders)",
+            markup=False,
+            highlight=False,
+        )
+        raise typer.Exit(2)
+    return path
+
+
 FileArg = Annotated[
-    Path, typer.Argument(help="A scenario file (YAML).", show_default=False)
+    Path,
+    typer.Argument(
+        help="A scenario file (YAML).", show_default=False, callback=_one_file
+    ),
 ]
 DebugOpt = Annotated[
     bool, typer.Option("--debug", help="Show tracebacks of input errors.")
 ]
+NAMESPACE_HELP = (
+    "Namespace of names written without one, as kubectl's -n. A bare NAME is the pod "
+    "NS/NAME if there is one; otherwise, as --to only, a DNS name that kube-dns answers "
+    "from the source pod (a Service NAME of the source pod's namespace, NAME.OTHERNS, "
+    "...); otherwise an error listing close matches. 'NAME.' (a final dot) is always a "
+    "DNS name. pod/NAME and svc/NAME are the pod and the Service NAME of NS."
+)
+NamespaceOpt = Annotated[str, typer.Option("--namespace", "-n", help=NAMESPACE_HELP)]
+PortOpt = Annotated[
+    str | None,
+    typer.Option("--port", "-p", help="Port number (1-65535) or name (not for ICMP)."),
+]
+ProtocolOpt = Annotated[str, typer.Option("--protocol", help="TCP, UDP, SCTP or ICMP.")]
+AtStepOpt = Annotated[
+    int,
+    typer.Option(
+        "--at-step",
+        help="Use the cluster as it is after the changes (apply, delete, label) of steps "
+        "1..N; 0 is the cluster before step 1.",
+    ),
+]
+# A port that reads as a number (`80`, `0`, `1e20`, `8.5`, `-1`) is judged as a number.
+_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
 HideOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -106,6 +157,92 @@ def input_errors(debug: bool) -> Iterator[None]:
         raise typer.Exit(2) from None
 
 
+def parse_protocol(text: str) -> Protocol:
+    """`--protocol`, case-insensitive."""
+    from topology.model import Protocol
+
+    try:
+        return Protocol(text.upper())
+    except ValueError:
+        raise TopologyError(
+            f"--protocol {text!r} is not allowed (allowed: TCP, UDP, SCTP, ICMP)"
+        ) from None
+
+
+def parse_port(text: str | None, protocol: Protocol) -> int | str | None:
+    """`--port`: a number 1-65535 or a port name (IANA_SVC_NAME, as a containerPort's
+    `name`); ICMP has no port.
+
+    >>> from topology.model import Protocol
+    >>> parse_port("80", Protocol.TCP), parse_port("http", Protocol.TCP)
+    (80, 'http')
+    >>> parse_port("0", Protocol.TCP)
+    Traceback (most recent call last):
+    ...
+    topology.errors.TopologyError: --port '0' is out of range (allowed: 1-65535 or a port name)
+    """
+    from topology import names
+
+    if text is None:
+        return None
+    if protocol.value == "ICMP":
+        raise TopologyError(
+            f"--port {text!r}: ICMP has no port (leave --port out, or use --protocol "
+            "TCP, UDP or SCTP)"
+        )
+    if _NUMBER.fullmatch(text):
+        if text.lstrip("+-").isdigit():
+            if 1 <= int(text) <= 65535:
+                return int(text)
+            what = "is out of range"
+        else:
+            what = "is not a whole number"
+        raise TopologyError(f"--port {text!r} {what} (allowed: 1-65535 or a port name)")
+    reason = names.port_name(text)
+    if reason is not None:
+        raise TopologyError(f"--port {reason}, nor a number 1-65535")
+    return text
+
+
+def simulator_at(scenario: Scenario, at_step: int) -> Simulator:
+    """A simulator of the scenario's cluster after the changes of steps 1..`at_step`."""
+    from dataplane.scenario import Runner
+    from topology.scenario import ApplyStep, DeleteStep, LabelStep
+
+    if not 0 <= at_step <= len(scenario.steps):
+        raise TopologyError(
+            f"--at-step {at_step} is out of range (allowed: 0-{len(scenario.steps)})"
+        )
+    runner = Runner(scenario)
+    for i, step in enumerate(scenario.steps[:at_step], 1):
+        if isinstance(step, ApplyStep | DeleteStep | LabelStep):
+            runner.run_step(i, step)
+    return runner.sim
+
+
+def probe_ends(sim: Simulator, namespace: str, src: str, dst: str) -> tuple[str, str]:
+    """`--from` and `--to` as full endpoint texts (`Simulator.qualify`)."""
+    source = sim.qualify(src, namespace)
+    return source, sim.qualify(dst, namespace, source)
+
+
+def scenario_files(paths: list[Path]) -> list[Path]:
+    """The files of `paths`, each folder replaced by the scenario files under it
+    (`dataplane.suite.discover`); a folder without any is an error."""
+    from dataplane.suite import discover
+
+    found: list[Path] = []
+    for path in paths:
+        files = discover([path])
+        if not files:
+            raise TopologyError(
+                f"{path}: no scenario file in this folder (a .yaml or .yml file with a "
+                "top-level steps: key)"
+            )
+        found += files
+    return list(dict.fromkeys(found))
+
+
 def load(path: Path) -> tuple[Any, list[str]]:
     from dataplane.suite import load_file
 
@@ -120,7 +257,7 @@ def warn(warnings: list[str], kind: str = "warning") -> None:
 
 @app.command()
 def run(
-    files: FilesArg,
+    files: PathsArg,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="One line per step.")
     ] = False,
@@ -150,7 +287,7 @@ def run(
     ] = None,
     debug: DebugOpt = False,
 ) -> None:
-    """Run every step of each scenario, print each probe's hop-by-hop trace and a summary."""
+    """Run every step of each scenario (files or folders): each probe's trace, a summary."""
     from dataplane import output as out_fmt
     from dataplane import render
     from dataplane.scenario import Runner
@@ -160,6 +297,7 @@ def run(
     with input_errors(debug):
         view_name = out_fmt.choose("run", output, fmt, as_json)
         hidden = hide_for(view_name, hide)
+        files = scenario_files(files)
         loaded = [load(f) for f in files]  # every file is checked before anything runs
         if pcap_dir is not None:
             from dataplane.pcap import prepare_dir, scenario_dirs
@@ -210,15 +348,21 @@ def run(
 def trace(
     file: FileArg,
     src: Annotated[
-        str, typer.Option("--from", help="Source endpoint (NS/POD, node/NAME, ...).")
+        str,
+        typer.Option(
+            "--from", help="Source endpoint (NS/POD, a pod NAME of -n, node/NAME, ...)."
+        ),
     ],
-    dst: Annotated[str, typer.Option("--to", help="Destination endpoint.")],
-    port: Annotated[
-        str | None, typer.Option("--port", "-p", help="Port number or name.")
-    ] = None,
-    protocol: Annotated[
-        str, typer.Option("--protocol", help="TCP, UDP, SCTP or ICMP.")
-    ] = "TCP",
+    dst: Annotated[
+        str,
+        typer.Option(
+            "--to", help="Destination endpoint (NS/POD, NAME, svc/NS/NAME, DNS)."
+        ),
+    ],
+    port: PortOpt = None,
+    protocol: ProtocolOpt = "TCP",
+    namespace: NamespaceOpt = "default",
+    at_step: AtStepOpt = 0,
     ttl: Annotated[int, typer.Option(help="IP TTL of the first packet.")] = 64,
     size: Annotated[
         int | None, typer.Option(help="IP total length of the first packet.")
@@ -239,26 +383,19 @@ def trace(
     fmt: Annotated[str | None, typer.Option("--format", help=DEPRECATED_FORMAT)] = None,
     debug: DebugOpt = False,
 ) -> None:
-    """Walk one probe through the cluster of FILE (before its steps) and show every hop."""
+    """Walk one probe through the cluster of FILE (at --at-step) and show every hop."""
     from dataplane import output as out_fmt
     from dataplane import render
-    from dataplane.sim import Simulator
-    from topology.errors import TopologyError
-    from topology.model import Protocol
 
     with input_errors(debug):
         scenario, warnings = load(file)
         warn(warnings)
-        try:
-            proto = Protocol(protocol.upper())
-        except ValueError:
-            raise TopologyError(
-                f"--protocol {protocol!r} is not allowed (allowed: TCP, UDP, SCTP, ICMP)"
-            ) from None
+        proto = parse_protocol(protocol)
+        p = parse_port(port, proto)
         view = out_fmt.choose("trace", output, fmt)
         hidden = hide_for(view, hide)
-        p: int | str | None = int(port) if port is not None and port.isdigit() else port
-        sim = Simulator(scenario.cluster)
+        sim = simulator_at(scenario, at_step)
+        src, dst = probe_ends(sim, namespace, src, dst)
         t = sim.probe(src, dst, p, proto, ttl=ttl, size=size, df=df)
     if view == "html":  # the walk viewer: one self-contained page (dataplane.page)
         from dataplane.page import walk_page
@@ -268,6 +405,32 @@ def trace(
         sys.stdout.write(out_fmt.dump(render.trace_document(t, scenario), view))
     else:
         render.print_trace(console, t, view, hidden)
+
+
+def _version(show: bool) -> None:
+    """`--version`: the installed package's version (its metadata, as pip shows it)."""
+    if show:
+        from importlib.metadata import version
+
+        console.print(
+            f"dataplane {version('dataplane')}", markup=False, highlight=False
+        )
+        raise typer.Exit(0)
+
+
+@app.callback()
+def options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            is_eager=True,
+            callback=_version,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """The options of `dataplane` itself, before the command."""
 
 
 def _each(

@@ -35,7 +35,7 @@ from dataplane.packet import IP, IPPROTO_UDP, UDP, Packet
 from dataplane.sockets import APPS
 from dataplane.trace import DropReason, Hop, Trace, Verdict
 from dataplane.walker import Client, WalkState
-from topology.endpoint import Endpoint, EndpointKind
+from topology.endpoint import Endpoint, EndpointKind, pod_text
 from topology.errors import TopologyError
 from topology.ipam import dns_ip
 from topology.model import Cluster, Pod, Service
@@ -51,6 +51,9 @@ NDOTS = 5
 TTL = 5  # the kubernetes plugin's default `ttl`
 NOERROR, SERVFAIL, NXDOMAIN = 0, 2, 3
 RCODES = {NOERROR: "NOERROR", SERVFAIL: "SERVFAIL", NXDOMAIN: "NXDOMAIN"}
+# The event of the resolver's hops that open the lookup and then the connection.
+PHASE = "phase"
+CONNECT = "connect to"
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +213,15 @@ def resolv_conf(cluster: Cluster, pod: Pod) -> ResolvConf:
     return ResolvConf(str(dns_ip(cluster.config.service_cidr)), search)
 
 
+def answered(cluster: Cluster, pod: Pod, name: str) -> str | None:
+    """The first name of `pod`'s search list that CoreDNS answers with an address (what
+    `getent hosts NAME` in the pod would find), or None; no packet is walked."""
+    for qname in resolv_conf(cluster, pod).candidates(name):
+        if records(cluster, qname).addresses:
+            return qname
+    return None
+
+
 def query_id(qname: str) -> int:
     """A deterministic DNS id (a real resolver picks it at random)."""
     return zlib.crc32(qname.encode()) & 0xFFFF
@@ -254,7 +266,7 @@ def resolve_by_dns(
     note(
         trace,
         ns,
-        "phase",
+        PHASE,
         f"DNS lookup of {dst.name!r}: /etc/resolv.conf: {conf}; "
         f"A queries in order: {', '.join(names)}",
     )
@@ -281,9 +293,34 @@ def resolve_by_dns(
     trace.verdict, trace.reason = Verdict.NXDOMAIN, DropReason.NXDOMAIN
     trace.explanation = (
         f"{dst.name!r} does not resolve: NXDOMAIN (or no A record) for "
-        f"{', '.join(names)}"
+        f"{', '.join(names)}{_pod_hint(cluster, dst.name)}"
     )
     return None
+
+
+def _pod_hint(cluster: Cluster, name: str) -> str:
+    """A note when the name is a pod's: a pod's name is not a DNS name in Kubernetes (the
+    DNS specification gives pods only `A-B-C-D.NS.pod` names and, with a headless
+    Service as `subdomain`, `HOSTNAME.SUBDOMAIN.NS.svc` names, which are not modelled)."""
+    pods = [pod_text(p) for p in cluster.pods.values() if p.name == name.rstrip(".")]
+    if not pods:
+        return ""
+    return (
+        f" ({' and '.join(pods)} {'is a pod' if len(pods) == 1 else 'are pods'}, and a "
+        f"pod's name is not a DNS name: write {pods[0]} to reach the pod)"
+    )
+
+
+def phases(trace: Trace) -> tuple[list[Hop], list[Hop] | None]:
+    """The hops of a probe's DNS lookup and those of its connection (None when the probe
+    ended in the lookup); a probe to an address has no lookup: `([], hops)`."""
+    hops = trace.hops
+    if not hops or hops[0].event != PHASE:
+        return [], list(hops)
+    for i, hop in enumerate(hops):
+        if hop.event == PHASE and hop.detail.startswith(CONNECT):
+            return hops[:i], hops[i + 1 :]
+    return list(hops), None
 
 
 def _answer_in(trace: Trace, ns: Netns, port: int) -> DNSMessage:
@@ -333,5 +370,5 @@ def _resolved(
         what = "an address"
         ep = Endpoint(EndpointKind.IP, ip=IPv4Address(ip), text=text)
     note(trace, ns, "dns", f"{answer}: {dst.name} is {ip} ({what})")
-    note(trace, ns, "phase", f"connect to {ip}, the first address of the answer")
+    note(trace, ns, PHASE, f"{CONNECT} {ip}, the first address of the answer")
     return ep

@@ -18,6 +18,8 @@ from pathlib import Path
 from dataplane.dns import (  # also registers the CoreDNS application
     DNS_PORT,
     PROBE_QUERY,
+    answered,
+    resolv_conf,
     resolve_by_dns,
 )
 from dataplane.emission import Out, Xmit
@@ -43,7 +45,15 @@ from dataplane.packet import (
 from dataplane.stack import output_source
 from dataplane.trace import Trace
 from dataplane.walker import Client, Walker, WalkState
-from topology.endpoint import Endpoint, EndpointKind, resolve_endpoint
+from topology import names
+from topology.endpoint import (
+    Endpoint,
+    EndpointKind,
+    did_you_mean,
+    is_bare,
+    qualify,
+    resolve_endpoint,
+)
 from topology.errors import TopologyError
 from topology.model import Cluster, Protocol
 
@@ -111,6 +121,45 @@ class Simulator:
     def resolve(self, text: str) -> Endpoint:
         return resolve_endpoint(self.cluster, text)
 
+    def qualify(self, text: str, namespace: str, src: str | None = None) -> str:
+        """The full endpoint text for `text` given on the command line with `-n
+        namespace` (kubectl's habit); `src` is the source when `text` is a destination.
+
+        A bare name (no `/`, not an address, not `localhost`) is, in this order: the pod
+        NAME of `namespace`; for a destination, a DNS name that kube-dns answers from the
+        source pod (its search list: a Service of the source's namespace `NAME`,
+        `NAME.NS`, `NAME.NS.svc.cluster.local`, `A-B-C-D.NS.pod...`); a name that ends
+        in `.` is a DNS name as written, answered or not.  Any other bare name is an
+        error that lists the close matches, rather than a walk that ends NXDOMAIN.
+        `pod/NAME` and `svc/NAME` gain the namespace; other forms are kept as they are.
+        """
+        full = qualify(self.cluster, text, namespace)
+        if full != text or not is_bare(text) or text.endswith("."):
+            return full
+        cluster = self.cluster
+        no_pod = f"endpoint {text!r}: no pod {text!r} in namespace {namespace!r}"
+        hint = did_you_mean(cluster, text, namespace)
+        if src is None:
+            raise TopologyError(f"{no_pod}, and a DNS name cannot send; {hint}")
+        source = self.resolve(src)
+        pod = source.pod
+        invalid = names.dns_name(text)
+        if invalid is not None:
+            why = f"{invalid} either"
+        elif not cluster.config.dns:
+            why = "the cluster runs no kube-dns (cluster.dns is false)"
+        elif pod is None or pod.host_network:
+            why = (
+                f"{source.text} does not resolve names through kube-dns (only pods on "
+                "the pod network do)"
+            )
+        elif answered(cluster, pod, text) is not None:
+            return text
+        else:
+            tried = ", ".join(resolv_conf(cluster, pod).candidates(text))
+            why = f"kube-dns answers none of {tried} (the search list of {pod.key})"
+        raise TopologyError(f"{no_pod}, and {why}; {hint}")
+
     def netns_of(self, ep: Endpoint) -> Netns:
         """The namespace an endpoint sends from."""
         if ep.pod is not None:
@@ -119,9 +168,12 @@ class Simulator:
             return self.fabric.netns[ep.node.name]
         if ep.kind is EndpointKind.EXTERNAL and ep.external is not None:
             return self.fabric.netns[f"external:{ep.external.name}"]
+        hint = ""
+        if is_bare(ep.text):  # scenario files name pods NS/POD
+            hint = f"; {did_you_mean(self.cluster, ep.text, 'default')}"
         raise TopologyError(
             f"endpoint {ep.text!r} cannot send (use a pod, a container, "
-            "node/NAME or external/NAME)"
+            f"node/NAME or external/NAME){hint}"
         )
 
     def address_of(self, ep: Endpoint, src: Endpoint) -> str:

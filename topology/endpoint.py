@@ -4,10 +4,17 @@ Forms (SCENARIO-FORMAT.md, Endpoints): `NS/POD`, `pod/NS/POD`, `NS/POD/CONTAINER
 `pod/NS/POD/CONTAINER`, `node/NAME`, `external/NAME`, `svc/NS/NAME`, an IPv4 address,
 `localhost`, and anything else without `/` is a DNS name.  Errors name the endpoint and list
 what exists.
+
+kubectl's habit, for the command line (`-n/--namespace NS`): `qualify` turns a name that
+leaves out its namespace into the full form, a bare `NAME` into `NS/NAME` when that pod
+exists, `pod/NAME` into `NS/NAME` and `svc/NAME` into `svc/NS/NAME`; `close_matches` finds
+the pods and Services a mistyped name may have meant.  Scenario files always name the
+namespace.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -23,6 +30,8 @@ REF = re.compile(r"\$\{ip:([^}]*)\}")
 LOCALHOST = IPv4Address("127.0.0.1")
 _NUMERIC = re.compile(r"[0-9.]+")
 FORMS = "NS/POD, NS/POD/CONTAINER, node/NAME, external/NAME, svc/NS/NAME"
+# Heads of the `KIND/...` forms: a namespace of that name is written `pod/NS/POD`.
+HEADS = ("pod", "node", "external", "svc")
 _SHOWN = 12
 
 
@@ -207,6 +216,78 @@ def _single(cluster: Cluster, text: str, loc: Loc | None) -> Endpoint:
     if reason is not None:
         raise _fail(text, reason, loc)
     return Endpoint(EndpointKind.DNS, text=text, name=text)
+
+
+def is_bare(text: str) -> bool:
+    """Whether `text` is a bare name: no `/`, not an address, not `localhost`.
+
+    >>> [is_bare(t) for t in ("pod1", "web.shop", "x/a", "10.0.1.3", "localhost")]
+    [True, True, False, False, False]
+    """
+    return "/" not in text and text != "localhost" and not _NUMERIC.fullmatch(text)
+
+
+def pod_text(pod: Pod) -> str:
+    """The endpoint text of a pod: `NS/POD`, or `pod/NS/POD` where NS is a form's head."""
+    return f"pod/{pod.key}" if pod.namespace in HEADS else pod.key
+
+
+def check_namespace(cluster: Cluster, namespace: str) -> None:
+    """An error when `namespace` (the command line's `-n`) does not exist."""
+    if namespace not in cluster.namespaces:
+        listing = _listing("namespaces", cluster.namespaces)
+        raise TopologyError(f"namespace {namespace!r} does not exist ({listing})")
+
+
+def qualify(cluster: Cluster, text: str, namespace: str) -> str:
+    """`text` with the namespace kubectl's `-n` gives it: a bare name that is a pod of
+    `namespace` becomes that pod, `pod/NAME` and `svc/NAME` gain the namespace; every
+    other text is returned as it is (a bare name that is no pod stays a DNS name).
+
+    A pod's name is not a DNS name in Kubernetes (only Services and `A-B-C-D.NS.pod`
+    names resolve), so the bare name of a pod can mean nothing else.
+    """
+    check_namespace(cluster, namespace)
+    head, _, name = text.rpartition("/")
+    if head == "svc" and name:
+        return f"svc/{namespace}/{name}"
+    if (head == "pod" and name) or is_bare(text):
+        pod = cluster.pods.get(f"{namespace}/{name}")
+        if pod is not None:
+            return pod_text(pod)
+        if head == "pod":  # resolve_endpoint says which pods there are
+            return f"pod/{namespace}/{name}"
+    return text
+
+
+def close_matches(cluster: Cluster, name: str, limit: int = 3) -> list[str]:
+    """The pods and Services whose name is close to `name` (difflib), best first, as
+    endpoint texts (`NS/POD`, `svc/NS/NAME`).
+
+    When pods or Services of exactly that name exist (in other namespaces), only they.
+    """
+    texts: dict[str, list[str]] = {}
+    for pod in cluster.pods.values():
+        texts.setdefault(pod.name, []).append(pod_text(pod))
+    for svc in cluster.services.values():
+        texts.setdefault(svc.name, []).append(f"svc/{svc.key}")
+    lower = name.lower()
+    if lower in texts:
+        return texts[lower][:limit]
+    found: list[str] = []
+    for word in (lower, lower.split(".")[0]):
+        for match in difflib.get_close_matches(word, list(texts), limit, 0.6):
+            found += (t for t in texts[match] if t not in found)
+    return found[:limit]
+
+
+def did_you_mean(cluster: Cluster, name: str, namespace: str) -> str:
+    """`did you mean ...?` with the close matches of `name`, or the pods of `namespace`."""
+    matches = close_matches(cluster, name)
+    if matches:
+        return f"did you mean {' or '.join(matches)}?"
+    here = (p.name for p in cluster.pods.values() if p.namespace == namespace)
+    return _listing(f"pods in namespace {namespace!r}", here)
 
 
 def ip_of(cluster: Cluster, text: str, loc: Loc | None = None) -> IPv4Address:

@@ -4,7 +4,12 @@ prose, without the whole trace.
 The probe is walked as `dataplane trace` walks it (so a Service is judged on the backend
 kube-proxy chose, with its target port); the decisions of the filter hooks it met are then
 written out in full: the rule and peer that admitted it, or which policies isolate the pod
-and why each of their rules does not admit the packet.
+and why each of their rules does not admit the packet.  For a probe to a DNS name these are
+the decisions on the connection, after the lookup and kube-proxy's DNAT; the lookup is one
+preliminary line, unless it failed (then its query's decisions are the explanation).
+
+Exit status, as `kubectl auth can-i` answers: 0 when the connection is delivered, 1 when it
+is not, 2 for invalid input.
 """
 
 from __future__ import annotations
@@ -15,35 +20,43 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from dataplane import netpol_text
-from dataplane.cli import DebugOpt, FileArg, console, input_errors, load, register, warn
-from dataplane.commands.matrix import (
+from dataplane.cli import (
     AtStepOpt,
+    DebugOpt,
+    FileArg,
+    NamespaceOpt,
     PortOpt,
     ProtocolOpt,
+    console,
+    input_errors,
+    load,
     parse_port,
     parse_protocol,
+    probe_ends,
+    register,
     simulator_at,
+    warn,
 )
-from dataplane.trace import DropReason
+from dataplane.trace import DropReason, Verdict
 
 POLICY_DROPS = (DropReason.POLICY_EGRESS, DropReason.POLICY_INGRESS)
 
 if TYPE_CHECKING:  # pragma: no cover
     from dataplane.netpol import Decision
-    from dataplane.trace import Trace
+    from dataplane.trace import Hop, Trace
     from topology.model import Cluster
 
 
-def decisions_of(cluster: Cluster, trace: Trace) -> list[tuple[str, Decision, bool]]:
-    """(node, decision, reached) for each check of the filter on the request's first
-    packet; after an egress drop, the ingress check it would have met (not reached)."""
+def decisions_of(cluster: Cluster, hops: list[Hop]) -> list[tuple[str, Decision, bool]]:
+    """(node, decision, reached) for each check of the filter on the first request packet
+    of `hops`; after an egress drop, the ingress check it would have met (not reached)."""
     from dataplane.netpol import Direction
     from dataplane.netpol_hook import NAME, decisions_at
 
     out: list[tuple[str, Decision, bool]] = []
     seen: set[tuple[str, Direction]] = set()
     last = None
-    for hop in trace.hops:
+    for hop in hops:
         if hop.direction != "request" or hop.packet is None or hop.event != "FORWARD":
             continue
         if not hop.detail.startswith(f"{NAME}: "):
@@ -68,6 +81,15 @@ def decisions_of(cluster: Cluster, trace: Trace) -> list[tuple[str, Decision, bo
     return out
 
 
+def judged_hops(trace: Trace) -> list[Hop]:
+    """The hops whose policy checks explain a probe: its connection's (after the DNS
+    lookup of a name), or the lookup's when the probe ended there."""
+    from dataplane.dns import phases
+
+    lookup, connection = phases(trace)
+    return lookup if connection is None else connection
+
+
 def explain_document(cluster: Cluster, trace: Trace) -> dict[str, Any]:
     """The body of `dataplane explain -o json|yaml`: each policy check and the verdict."""
     checks = [
@@ -80,7 +102,7 @@ def explain_document(cluster: Cluster, trace: Trace) -> dict[str, Any]:
             "isolated_by": [p.key for p in d.isolating],
             "text": netpol_text.explain(d, multiline=False),
         }
-        for node, d, reached in decisions_of(cluster, trace)
+        for node, d, reached in decisions_of(cluster, judged_hops(trace))
     ]
     return {
         "title": trace.title,
@@ -95,10 +117,26 @@ def explain_document(cluster: Cluster, trace: Trace) -> dict[str, Any]:
 
 def explain_text(cluster: Cluster, trace: Trace) -> str:
     """The prose of `dataplane explain`."""
+    from dataplane.dns import phases
+
     lines = [trace.title]
-    if trace.endpoint:
+    lookup, connection = phases(trace)
+    answers = [h.detail for h in lookup if h.event == "dns"]
+    if connection is not None and answers:
+        lines.append(f"DNS, before the connection: {answers[-1]}")
+    elif connection is None:
+        lines.append(
+            "DNS: the lookup failed, so no connection was made; the policy decisions "
+            "below are those on the DNS query"
+        )
+    hops = judged_hops(trace)
+    # A headless Service's pod is DNS's choice (the line above), not kube-proxy's DNAT.
+    dnat = any(
+        d.field == "ip.dst" for h in hops if h.direction == "request" for d in h.diffs
+    )
+    if trace.endpoint and dnat:
         lines.append(f"kube-proxy chose the endpoint {trace.endpoint}")
-    found = decisions_of(cluster, trace)
+    found = decisions_of(cluster, hops)
     for node, d, reached in found:
         where = f"{d.direction.value} on {node} (FORWARD)"
         if not reached:
@@ -120,10 +158,19 @@ def explain_text(cluster: Cluster, trace: Trace) -> str:
 @register
 def explain(
     file: FileArg,
-    src: Annotated[str, typer.Option("--from", help="Source endpoint (NS/POD, ...).")],
-    dst: Annotated[str, typer.Option("--to", help="Destination endpoint.")],
+    src: Annotated[
+        str,
+        typer.Option("--from", help="Source endpoint (NS/POD, a pod NAME of -n, ...)."),
+    ],
+    dst: Annotated[
+        str,
+        typer.Option(
+            "--to", help="Destination endpoint (NS/POD, NAME, svc/NS/NAME, DNS)."
+        ),
+    ],
     port: PortOpt = None,
     protocol: ProtocolOpt = "TCP",
+    namespace: NamespaceOpt = "default",
     at_step: AtStepOpt = 0,
     output: Annotated[
         str | None,
@@ -136,7 +183,7 @@ def explain(
     ] = None,
     debug: DebugOpt = False,
 ) -> None:
-    """Explain in prose why NetworkPolicy lets a connection pass or drops it."""
+    """Explain in prose why NetworkPolicy lets a connection pass (exit 0) or not (1)."""
     from dataplane import output as out_fmt
 
     with input_errors(debug):
@@ -144,13 +191,16 @@ def explain(
         scenario, warnings = load(file)
         warn(warnings)
         proto = parse_protocol(protocol)
+        p = parse_port(port, proto)
         sim = simulator_at(scenario, at_step)
-        trace = sim.probe(src, dst, parse_port(port), proto)
+        src, dst = probe_ends(sim, namespace, src, dst)
+        trace = sim.probe(src, dst, p, proto)
         if fmt in out_fmt.DOCUMENTS:
             body = explain_document(sim.cluster, trace)
             doc = out_fmt.document("explain", scenario=scenario.name,
                                    file=str(file), **body)  # fmt: skip
             sys.stdout.write(out_fmt.dump(doc, fmt))
-            return
+            raise typer.Exit(0 if trace.verdict is Verdict.DELIVERED else 1)
         text = explain_text(sim.cluster, trace)
     console.print(text, markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(0 if trace.verdict is Verdict.DELIVERED else 1)

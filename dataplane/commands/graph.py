@@ -14,15 +14,24 @@ from typing import Annotated
 import typer
 
 from dataplane.cli import (
+    AtStepOpt,
     DebugOpt,
     FileArg,
+    NamespaceOpt,
+    PortOpt,
+    ProtocolOpt,
     err_console,
     input_errors,
     load,
+    parse_port,
+    parse_protocol,
+    probe_ends,
     register,
+    simulator_at,
     warn,
 )
 from dataplane.terminal import write
+from topology.endpoint import check_namespace
 
 
 @register
@@ -35,13 +44,14 @@ def graph(
     src: Annotated[
         str | None, typer.Option("--from", help="Probe source: draw its path.")
     ] = None,
-    dst: Annotated[str | None, typer.Option("--to", help="Probe destination.")] = None,
-    port: Annotated[
-        str | None, typer.Option("--port", "-p", help="Port number or name.")
+    dst: Annotated[
+        str | None,
+        typer.Option("--to", help="Probe destination (NS/POD, NAME, DNS...)."),
     ] = None,
-    protocol: Annotated[
-        str, typer.Option("--protocol", help="TCP, UDP, SCTP or ICMP.")
-    ] = "TCP",
+    port: PortOpt = None,
+    protocol: ProtocolOpt = "TCP",
+    namespace: NamespaceOpt = "default",
+    at_step: AtStepOpt = 0,
     fmt: Annotated[
         str | None,
         typer.Option(
@@ -50,12 +60,10 @@ def graph(
     ] = None,
     debug: DebugOpt = False,
 ) -> None:
-    """Draw the cluster of FILE (before its steps), and a probe's path through it."""
+    """Draw the cluster of FILE (at --at-step), and a probe's path through it."""
     from dataplane import draw
     from dataplane.graph import build_scene, to_mermaid
-    from dataplane.sim import Simulator
     from topology.errors import TopologyError
-    from topology.model import Protocol
 
     with input_errors(debug):
         kind = fmt or (output.suffix.lstrip(".").lower() if output else "mermaid")
@@ -68,18 +76,15 @@ def graph(
             raise TopologyError(f"--format {kind} needs -o FILE")
         if (src is None) != (dst is None):
             raise TopologyError("--from and --to go together (a probe needs both)")
-        try:
-            proto = Protocol(protocol.upper())
-        except ValueError:
-            raise TopologyError(
-                f"--protocol {protocol!r} is not allowed (allowed: TCP, UDP, SCTP, ICMP)"
-            ) from None
+        proto = parse_protocol(protocol)
+        p = parse_port(port, proto)
         scenario, warnings = load(file)
         warn(warnings)
-        sim = Simulator(scenario.cluster)
+        sim = simulator_at(scenario, at_step)
+        check_namespace(sim.cluster, namespace)
         trace = None
         if src is not None and dst is not None:
-            p: int | str | None = int(port) if port and port.isdigit() else port
+            src, dst = probe_ends(sim, namespace, src, dst)
             trace = sim.probe(src, dst, p, proto)
         scene = build_scene(sim, trace, title=scenario.name)
     with input_errors(debug):  # an output path that cannot be written

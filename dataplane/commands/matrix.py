@@ -10,68 +10,32 @@ pods (`dataplane.netpol_matrix`); `--walk` walks every pair instead.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-from dataplane.cli import DebugOpt, FileArg, input_errors, load, register, warn
-
-if TYPE_CHECKING:  # pragma: no cover
-    from dataplane.sim import Simulator
-    from topology.model import Protocol
-    from topology.scenario import Scenario
-
-PortOpt = Annotated[
-    str | None, typer.Option("--port", "-p", help="Port number or name (not for ICMP).")
-]
-ProtocolOpt = Annotated[str, typer.Option("--protocol", help="TCP, UDP, SCTP or ICMP.")]
-AtStepOpt = Annotated[
-    int,
-    typer.Option(
-        "--at-step",
-        help="Use the cluster as it is after the changes (apply, delete, label) of steps "
-        "1..N; 0 is the cluster before step 1.",
-    ),
-]
-
-
-def parse_protocol(text: str) -> Protocol:
-    from topology.errors import TopologyError
-    from topology.model import Protocol
-
-    try:
-        return Protocol(text.upper())
-    except ValueError:
-        raise TopologyError(
-            f"--protocol {text!r} is not allowed (allowed: TCP, UDP, SCTP, ICMP)"
-        ) from None
-
-
-def parse_port(text: str | None) -> int | str | None:
-    return int(text) if text is not None and text.isdigit() else text
-
-
-def simulator_at(scenario: Scenario, at_step: int) -> Simulator:
-    """A simulator of the scenario's cluster after the changes of steps 1..`at_step`."""
-    from dataplane.scenario import Runner
-    from topology.errors import TopologyError
-    from topology.scenario import ApplyStep, DeleteStep, LabelStep
-
-    if not 0 <= at_step <= len(scenario.steps):
-        raise TopologyError(
-            f"--at-step {at_step} is out of range (allowed: 0-{len(scenario.steps)})"
-        )
-    runner = Runner(scenario)
-    for i, step in enumerate(scenario.steps[:at_step], 1):
-        if isinstance(step, ApplyStep | DeleteStep | LabelStep):
-            runner.run_step(i, step)
-    return runner.sim
+from dataplane.cli import (
+    AtStepOpt,
+    DebugOpt,
+    FileArg,
+    NamespaceOpt,
+    PortOpt,
+    ProtocolOpt,
+    input_errors,
+    load,
+    parse_port,
+    parse_protocol,
+    register,
+    simulator_at,
+    warn,
+)
+from topology.endpoint import check_namespace
 
 
 @register
 def matrix(
     file: FileArg,
-    port: PortOpt = "80",
+    port: PortOpt = None,
     protocol: ProtocolOpt = "TCP",
     src: Annotated[
         list[str] | None,
@@ -83,6 +47,7 @@ def matrix(
             "--to", help="A destination endpoint (repeat; default: every pod)."
         ),
     ] = None,
+    namespace: NamespaceOpt = "default",
     at_step: AtStepOpt = 0,
     walk: Annotated[
         bool, typer.Option("--walk", help="Walk every pair (the slow reference).")
@@ -99,7 +64,7 @@ def matrix(
     ] = None,
     debug: DebugOpt = False,
 ) -> None:
-    """Print the reachability matrix of FILE's cluster (before its steps) as a grid."""
+    """Print the reachability matrix of FILE's cluster as a grid (TCP 80 unless told)."""
     from dataplane import output as out_fmt
     from dataplane.matrix import compute_matrix, endpoints, walk_matrix
 
@@ -108,10 +73,17 @@ def matrix(
         scenario, warnings = load(file)
         warn(warnings)
         proto = parse_protocol(protocol)
-        p = None if proto.value == "ICMP" else parse_port(port)
+        p = parse_port(port, proto)
+        if p is None and proto.value != "ICMP":
+            p = 80
         sim = simulator_at(scenario, at_step)
-        sources = endpoints(sim, tuple(src) if src else None)
-        targets = endpoints(sim, tuple(dst) if dst else None)
+        check_namespace(sim.cluster, namespace)
+        froms = tuple(sim.qualify(s, namespace) for s in src) if src else None
+        sources = endpoints(sim, froms)
+        tos: list[str] = []
+        for t in dst or ():  # each row looks a DNS name up from its own source
+            tos += dict.fromkeys(sim.qualify(t, namespace, s) for s in sources)
+        targets = endpoints(sim, tuple(tos) if dst else None)
         fn = walk_matrix if walk else compute_matrix
         m = fn(sim, sources, targets, p, proto)
     title = f"{scenario.name}: {len(sources)}x{len(targets)} "

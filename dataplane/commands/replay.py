@@ -17,6 +17,7 @@ from dataplane.cli import (
     DebugOpt,
     FileArg,
     HideOpt,
+    NamespaceOpt,
     console,
     err_console,
     hide_for,
@@ -26,6 +27,7 @@ from dataplane.cli import (
     warn,
 )
 from dataplane.terminal import write
+from topology.endpoint import check_namespace
 
 
 @register
@@ -44,10 +46,12 @@ def replay(
         str | None,
         typer.Option(
             "--at",
-            help="Where every packet enters (NS/POD, node/NAME, external/NAME); default: "
-            "the pod, node or external host that owns each packet's source address.",
+            help="Where every packet enters (NS/POD, a pod NAME of -n, node/NAME, "
+            "external/NAME); default: the pod, node or external host that owns each "
+            "packet's source address.",
         ),
     ] = None,
+    namespace: NamespaceOpt = "default",
     pcap_dir: Annotated[
         Path | None,
         typer.Option(
@@ -123,6 +127,9 @@ def replay(
         scenario, warnings = load(file)
         warn(warnings)
         sim = Simulator(scenario.cluster)
+        check_namespace(sim.cluster, namespace)
+        if at is not None:
+            at = sim.qualify(at, namespace)
         if pcap_dir is not None:
             from dataplane.pcap import PcapSink
 

@@ -9,8 +9,10 @@ import pytest
 from tests.topology.conftest import REFERENCE, LoadFn, scenario_text
 from topology.endpoint import (
     EndpointKind,
+    close_matches,
     ip_of,
     owner_of,
+    qualify,
     resolve_endpoint,
     substitute,
     substitute_deep,
@@ -169,3 +171,48 @@ def test_owner_of(cluster: Cluster) -> None:
     ext = owner_of(cluster, IPv4Address("192.0.2.7"))
     assert ext is not None and ext.kind is EndpointKind.EXTERNAL
     assert owner_of(cluster, IPv4Address("8.8.8.8")) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "namespace", "expected"),
+    [
+        ("a", "default", "default/a"),
+        ("p", "node", "pod/node/p"),  # a namespace named like a form's head
+        ("pod/a", "default", "default/a"),
+        ("pod/zz", "default", "pod/default/zz"),  # resolve_endpoint lists the pods
+        ("svc/web", "default", "svc/default/web"),
+        ("web", "default", "web"),  # no pod: a DNS name
+        ("a", "node", "a"),
+        ("default/b", "node", "default/b"),
+        ("node/node-1", "default", "node/node-1"),
+        ("10.0.1.3", "default", "10.0.1.3"),
+        ("localhost", "default", "localhost"),
+    ],
+    ids=["pod", "head-namespace", "pod-form", "pod-form-missing", "svc-form", "dns",
+         "other-namespace", "full", "node", "ip", "localhost"],
+)  # fmt: skip
+def test_qualify(cluster: Cluster, text: str, namespace: str, expected: str) -> None:
+    assert qualify(cluster, text, namespace) == expected
+
+
+def test_qualify_an_unknown_namespace(cluster: Cluster) -> None:
+    with pytest.raises(TopologyError) as info:
+        qualify(cluster, "a", "prod")
+    assert str(info.value) == (
+        "namespace 'prod' does not exist (namespaces: default, kube-system, node)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("p", ["pod/node/p"]),  # exactly that name elsewhere: only it
+        ("WEB", ["svc/default/web"]),
+        ("web.default", ["svc/default/web"]),
+        ("coredns-1", ["kube-system/coredns-0"]),
+        ("zzzz", []),
+    ],
+    ids=["exact", "case", "dns-name", "typo", "none"],
+)
+def test_close_matches(cluster: Cluster, name: str, expected: list[str]) -> None:
+    assert close_matches(cluster, name) == expected
