@@ -117,7 +117,7 @@ def describe_object(data: Mapping[str, Any]) -> str:
     name = meta.get("name")
     if not isinstance(name, str):
         return kind_text or "object"
-    if kind in CLUSTER_SCOPED:
+    if kind_text in CLUSTER_SCOPED:
         return f"{kind} {name}"
     namespace = meta.get("namespace")
     namespace = namespace if isinstance(namespace, str) and namespace else "default"
