@@ -62,10 +62,14 @@ def input_errors(debug: bool) -> Iterator[None]:
         raise typer.Exit(2) from None
 
 
-def load(path: Path) -> tuple[Any, list[str]]:
+def load(
+    path: Path, manifests: list[Path] | None = None, strict: bool = False
+) -> tuple[Any, list[str]]:
     from topology.loader import load_scenario
 
-    loaded: tuple[Any, list[str]] = load_scenario(path)
+    loaded: tuple[Any, list[str]] = load_scenario(
+        path, manifests=manifests or [], strict=strict
+    )
     return loaded
 
 
@@ -99,6 +103,22 @@ def run(
             "it would have seen every walk; one subdirectory per file if several.",
         ),
     ] = None,
+    manifests: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--manifests",
+            help="More Kubernetes objects: a YAML/JSON file or a folder (repeatable), "
+            "added to each scenario's manifests.",
+        ),
+    ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="Objects of kinds that are not modelled (ConfigMap, Ingress, ...) are "
+            "errors, not warnings.",
+        ),
+    ] = False,
     debug: DebugOpt = False,
 ) -> None:
     """Run every step of each scenario, print each probe's hop-by-hop trace and a summary."""
@@ -108,7 +128,8 @@ def run(
     failed = False
     with input_errors(debug):
         fmt = render.check_format("json" if as_json else fmt)
-        loaded = [load(f) for f in files]  # every file is checked before anything runs
+        # every file is checked before anything runs
+        loaded = [load(f, manifests, strict) for f in files]
         for scenario, warnings in loaded:
             warn(warnings)
             view = render.ScenarioView(fmt, console, scenario, quiet)

@@ -213,9 +213,9 @@ class KindFilter:
         if self.inert:
             total = sum(self.inert.values())
             counts = ", ".join(f"{k} {n}" for k, n in sorted(self.inert.items()))
-            word = "object" if total == 1 else "objects"
+            words = "object that does" if total == 1 else "objects that do"
             out.append(
-                f"{self.shown}: skipped {total} {word} that do not affect the network"
+                f"{self.shown}: skipped {total} {words} not affect the network"
                 f" ({counts})"
             )
         return out + self.notes
