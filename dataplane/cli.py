@@ -201,9 +201,10 @@ def trace(
         render.print_trace(console, t)
 
 
-def register(command: F) -> F:
-    """Add a command defined in another module (`dataplane.commands`)."""
-    app.command()(command)
+def register(command: F, name: str | None = None) -> F:
+    """Add a command defined in another module (`dataplane.commands`); `name` when the
+    command's word is not its function's name (`import`, a Python keyword)."""
+    app.command(name)(command)
     return command
 
 

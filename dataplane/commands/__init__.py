@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import importlib
 
-MODULES: list[str] = ["replay", "test", "graph", "explain", "matrix", "verify"]
+MODULES: list[str] = [
+    "replay",
+    "test",
+    "graph",
+    "explain",
+    "matrix",
+    "verify",
+    "import_dump",
+]
 
 
 def load() -> None:
