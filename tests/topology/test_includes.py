@@ -91,7 +91,9 @@ def test_a_symlink_to_dev_zero_is_refused_before_it_is_read(tmp_path: Path) -> N
 
 def test_a_fifo_is_never_opened(tmp_path: Path) -> None:
     path = scenario(tmp_path, "  - {file: pipe.yaml}\n")
-    os.mkfifo(tmp_path / "lab" / "pipe.yaml")  # opening it for reading would block forever
+    os.mkfifo(
+        tmp_path / "lab" / "pipe.yaml"
+    )  # opening it for reading would block forever
     assert load_error(path) == (
         f"{path}:3: manifests[0].file: 'pipe.yaml' is a FIFO (named pipe) (allowed: a"
         " regular file or a folder)"
@@ -142,14 +144,17 @@ def test_the_files_of_a_scenario_have_a_total_cap(
     (path.parent / "objects").mkdir()
     for name in "abc":
         (path.parent / "objects" / f"{name}.yaml").write_text(POD % name)
-    assert "reading 'lab/objects/b.yaml' brings the files of this scenario to more than" in (
-        load_error(path)
+    assert (
+        "reading 'lab/objects/b.yaml' brings the files of this scenario to more than"
+        in (load_error(path))
     )
 
 
 @pytest.mark.parametrize("where", ["include", "command-line"])
 def test_a_file_that_is_not_yaml_is_never_quoted(tmp_path: Path, where: str) -> None:
-    path = scenario(tmp_path, "  - {file: passwd}\n" if where == "include" else "  []\n")
+    path = scenario(
+        tmp_path, "  - {file: passwd}\n" if where == "include" else "  []\n"
+    )
     (path.parent / "passwd").write_text(PASSWD)
     extra = {"manifests": [str(path.parent / "passwd")]} if where != "include" else {}
     message = load_error(path, **extra)
