@@ -76,9 +76,9 @@ def initial_cluster(
     addresses that the manifests record (`recorded`: node, `status.podIP`).
     """
     state = ClusterState(Cluster(config, {}, {}))
-    for node, ip in recorded:
-        if node in state.addresses:
-            state.addresses[node].hold(ip)
+    for node_name, ip in recorded:
+        if node_name in state.addresses:
+            state.addresses[node_name].hold(ip)
     state.ensure_namespace("default")
     state.ensure_namespace(KUBE_SYSTEM)
     _builtin_service(

@@ -132,8 +132,9 @@ def _first_port(pods: Sequence[Manifest]) -> int:
     return DEFAULT_PORT
 
 
-def import_dump(text: str, shown: str, include: str, name: str) -> Imported:
-    """The scenario for a dump's text; `include` is the path the scenario includes it by."""
+def import_dump(text: str, shown: str, include: str | None, name: str) -> Imported:
+    """The scenario for a dump's text; `include` is the path the scenario includes it by
+    (None: `manifests: []`, to load the scenario with the dump given beside it)."""
     objects = _objects(text, shown)
     kept = [m for m in objects if classify(m.data) == "modelled"]
     warnings: list[str] = []
@@ -176,7 +177,9 @@ def import_dump(text: str, shown: str, include: str, name: str) -> Imported:
             )
     lines.append(f"  dns: {'true' if dns else 'false'}")
     lines.append("  clusterDomain: cluster.local  # the default: not in the dump")
-    lines += ["manifests:", f"  - {{file: {include}}}"]
+    lines += (
+        ["manifests:", f"  - {{file: {include}}}"] if include else ["manifests: []"]
+    )
     pods = [m for m in kept if m.data.get("kind") == "Pod"]
     port = _first_port(pods)
     lines += [

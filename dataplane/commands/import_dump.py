@@ -9,7 +9,6 @@ before anything is written, so a dump that does not load is an error and writes 
 from __future__ import annotations
 
 import re
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -60,12 +59,12 @@ def import_dump(
         name = re.sub(r"[^a-z0-9-]+", "-", output.stem.lower()).strip("-") or "imported"
         include = f"manifests/{dump.name}"
         imported = build(text, str(dump), include, name)
-        # Load what will be written: a dump that does not load writes nothing.
-        with tempfile.TemporaryDirectory(prefix="dataplane-import-") as tmp:
-            staged = Path(tmp) / include
-            staged.parent.mkdir(parents=True)
-            staged.write_text(text, encoding="utf-8")
-            scenario, warnings = load_scenario_text(imported.text, str(output), tmp)
+        # Load the scenario with the dump where it is now (so errors name it): a dump that
+        # does not load writes nothing.
+        alone = build(text, str(dump), None, name)
+        scenario, warnings = load_scenario_text(
+            alone.text, str(output), output.parent, manifests=[str(dump)]
+        )
         scenario_text = imported.text + baseline(scenario.cluster, imported.port)
         copy.parent.mkdir(parents=True, exist_ok=True)
         copy.write_text(text, encoding="utf-8")
