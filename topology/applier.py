@@ -219,7 +219,7 @@ class Applier:
                 obj.namespace, obj.name, node, template, owner, loc, obj.ref, ip
             )
             return
-        if old.owner is not None:
+        if old.owner is not None and old.owner != owner:
             raise obj.origin.error(
                 ("metadata", "name"),
                 f"pod {obj.key} already exists, owned by {old.owner}",

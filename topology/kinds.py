@@ -196,9 +196,11 @@ class KindFilter:
             what = f"{kind} ({data.get('apiVersion')})" if vendor else kind
             reason = f"kind {what} affects the network but is not modelled ({note})"
         else:
+            api = data.get("apiVersion")
+            shown = "no apiVersion" if api is None else f"apiVersion {api!r}"
             reason = (
-                f"unknown kind {kind!r} (apiVersion {data.get('apiVersion')!r}) is not"
-                f" modelled (modelled: {', '.join(MODELLED_KINDS)})"
+                f"unknown kind {kind!r} ({shown}) is not modelled (modelled:"
+                f" {', '.join(MODELLED_KINDS)})"
             )
         if self.strict:
             raise origin.error(("kind",), f"{reason}; --strict rejects it")

@@ -238,6 +238,8 @@ def pod_status(obj: KubeObject, warnings: list[str]) -> PodStatus:
             (p.ip, ("status", f"{key}s", i, "ip")) for i, p in enumerate(many or ())
         ]
         for text, where in texts:
+            if key in found and text == str(found[key][0]):
+                continue  # podIPs[0] repeats podIP
             parsed = _v4(text)
             if parsed is False:
                 raise obj.origin.error(where, f"{text!r} is not an IP address")
@@ -341,8 +343,10 @@ def live_pod_ips(manifests: Iterable[Manifest]) -> list[tuple[str, IPv4Address]]
         if not isinstance(status, dict) or spec.get("hostNetwork") is True:
             continue
         node, text = spec.get("nodeName"), status.get("podIP")
-        if isinstance(node, str) and isinstance(text, str) and _v4(text):
-            out.append((node, IPv4Address(text)))
+        if isinstance(node, str) and isinstance(text, str):
+            ip = _v4(text)
+            if ip:
+                out.append((node, ip))
     return out
 
 

@@ -24,8 +24,8 @@ from topology.fields import describe
 from topology.include import FileReader, SourceFile, read_scenario_file
 from topology.kinds import NODE, KindFilter, expand_lists
 from topology.live import node_entry, nodes_field_conflict
-from topology.manifest import describe_object, has_refs, manifest_from, parse_manifest
-from topology.model import Loc, Protocol
+from topology.manifest import has_refs, manifest_from, parse_manifest
+from topology.model import Loc, NodeSpec, Protocol
 from topology.normalize import NAMESPACE_NAME_LABEL, draft
 from topology.scenario import (
     ApplyStep,
@@ -175,6 +175,7 @@ class _ScenarioLoader:
         self.path = path
         self.files = FileReader(base_dir)
         self.kinds = KindFilter(strict, filename)
+        self.nodes: tuple[NodeSpec, ...] = ()
 
     def locate(self, parts: Sequence[PathPart]) -> Loc:
         return Loc(self.filename, self.doc.lines.line_at(parts))
@@ -210,6 +211,7 @@ class _ScenarioLoader:
         if node_objects and model.cluster.nodes is not None:
             raise nodes_field_conflict(node_objects, self.locate(("cluster", "nodes")))
         config = cluster_config(model.cluster, self.locate, node_objects or None)
+        self.nodes = config.nodes
         cluster, built = build_cluster(config, manifests)
         steps = tuple(self.step(i, raw) for i, raw in enumerate(data["steps"]))
         scenario = Scenario(model.name, self.path, cluster, steps, model.description)
@@ -379,18 +381,32 @@ class _ScenarioLoader:
     def apply(
         self, item: ApplyItem, raw: list[Any], path: FieldPath, loc: Loc
     ) -> ApplyStep:
-        objects = self.manifests(raw, path)
-        for manifest in objects:
+        objects = []
+        for manifest in self.manifests(raw, path):
             if manifest.data.get("kind") == NODE:
-                raise TopologyError(
-                    "a Node cannot be applied by a step (Node objects in the scenario's"
-                    " manifests define the nodes when it loads)",
-                    manifest.loc,
-                    describe_object(manifest.data),
-                )
+                self.same_node(manifest)
+                continue  # the node as it is: nothing to apply
             if not has_refs(manifest.data):
                 draft(parse_manifest(manifest), [])
+            objects.append(manifest)
         return ApplyStep(tuple(objects), item.name, loc)
+
+    def same_node(self, manifest: Manifest) -> None:
+        """A Node in a step must be one of the nodes as they are (a dump applied again):
+        nodes are fixed when the scenario loads."""
+        entry = node_entry(manifest, [])
+        node = next((n for n in self.nodes if n.name == entry.name), None)
+        if (
+            node is None
+            or entry.ip not in (None, node.ip)
+            or entry.pod_cidr not in (None, node.pod_cidr)
+        ):
+            raise TopologyError(
+                "a step cannot add or change a Node (nodes are fixed when the scenario"
+                f" loads; nodes: {', '.join(n.name for n in self.nodes)})",
+                manifest.loc,
+                describe_object(manifest.data),
+            )
 
     def label(self, item: LabelItem, path: FieldPath, loc: Loc) -> LabelStep:
         m = item.label

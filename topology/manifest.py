@@ -57,6 +57,8 @@ class Origin:
     manifest: Manifest
 
     def loc(self, parts: Sequence[PathPart]) -> Loc:
+        if not parts:  # the object's own line: no need to flatten its line map
+            return self.manifest.loc
         line = line_for(self.manifest.lines, parts) or self.manifest.loc.line
         return Loc(self.manifest.loc.file, line)
 

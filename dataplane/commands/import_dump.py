@@ -36,6 +36,12 @@ def import_dump(
     force: Annotated[
         bool, typer.Option("--force", help="Overwrite existing files.")
     ] = False,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict", help="Objects of kinds that are not modelled are errors."
+        ),
+    ] = False,
     debug: DebugOpt = False,
 ) -> None:
     """Turn a dump of a live cluster into a scenario whose addresses are the cluster's."""
@@ -63,7 +69,7 @@ def import_dump(
         # does not load writes nothing.
         alone = build(text, str(dump), None, name)
         scenario, warnings = load_scenario_text(
-            alone.text, str(output), output.parent, manifests=[str(dump)]
+            alone.text, str(output), output.parent, manifests=[str(dump)], strict=strict
         )
         scenario_text = imported.text + baseline(scenario.cluster, imported.port)
         copy.parent.mkdir(parents=True, exist_ok=True)

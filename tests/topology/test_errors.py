@@ -301,7 +301,7 @@ STEP_ERRORS = [
     ("send-hex", "  - send:\n      at: x/a\n      packet:\n        hex: 450\n", 5, ["steps[0].send.packet: expected a list of layers or {hex:"]),
     ("send-hex-odd", "  - send:\n      at: x/a\n      packet:\n        hex: '450'\n", 6, ["steps[0].send.packet.hex: not an even number of hex digits"]),
     ("apply-validated-at-load", "  - apply:\n      - kind: Service\n        metadata: {name: web}\n        spec: {ports: [{port: 99999}]}\n", 6, ["Service default/web: spec.ports[0].port: 99999 is out of range"]),
-    ("apply-node", "  - apply:\n      - {kind: Node, metadata: {name: n}}\n", 4, ["Node n: a Node cannot be applied by a step"]),
+    ("apply-node", "  - apply:\n      - {kind: Node, metadata: {name: n}}\n", 4, ["Node n: a step cannot add or change a Node (nodes are fixed when the scenario loads; nodes: node-1, node-2)"]),
 ]  # fmt: skip
 
 

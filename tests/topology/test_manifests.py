@@ -436,3 +436,29 @@ def test_run_manifests_adds_objects(tmp_path: Path) -> None:
     assert scenario.cluster.pods["default/a"].loc.file == str(
         tmp_path / "extra" / "p.yaml"
     )
+
+
+def test_a_json_dump_loads_like_the_yaml_one(tmp_path: Path) -> None:
+    dump = yaml.safe_load(FIXTURE.read_text())
+    (tmp_path / "dump.json").write_text(json.dumps(dump, indent=4))
+    (tmp_path / "dump.yaml").write_text(FIXTURE.read_text())
+    from_json, _ = load(tmp_path, "  - {file: dump.json}\n", CIDR)
+    from_yaml, _ = load(tmp_path, "  - {file: dump.yaml}\n", CIDR)
+    assert {k: p.ip for k, p in from_json.cluster.pods.items()} == {
+        k: p.ip for k, p in from_yaml.cluster.pods.items()
+    }
+
+
+def test_a_dump_pod_applied_again_is_updated_in_place(tmp_path: Path) -> None:
+    (tmp_path / "dump.yaml").write_text(FIXTURE.read_text())
+    text = (
+        f"name: t\n{CIDR}manifests:\n  - {{file: dump.yaml}}\n"
+        "steps:\n  - apply: [{file: dump.yaml}]\n"
+    )
+    scenario, _ = load_scenario_text(text, "lab.yaml", tmp_path)
+    from topology.change import apply
+
+    (step,) = scenario.steps
+    after, _ = apply(scenario.cluster, step.objects)  # type: ignore[attr-defined]
+    assert after.pods["shop/db-0"].ip == IPv4Address("10.244.1.9")
+    assert after.pods.keys() == scenario.cluster.pods.keys()
