@@ -24,7 +24,7 @@ from topology.fields import describe
 from topology.include import FileReader, SourceFile, read_scenario_file
 from topology.kinds import NODE, KindFilter, expand_lists
 from topology.live import node_entry, nodes_field_conflict
-from topology.manifest import has_refs, manifest_from, parse_manifest
+from topology.manifest import describe_object, has_refs, manifest_from, parse_manifest
 from topology.model import Loc, NodeSpec, Protocol
 from topology.normalize import NAMESPACE_NAME_LABEL, draft
 from topology.scenario import (
