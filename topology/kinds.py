@@ -12,7 +12,8 @@ Each object falls in one class:
 - **unknown**: any other kind (a custom resource) is skipped with a warning naming it.
 A Pod whose `status.phase` is `Succeeded` or `Failed` (a finished Job's pod, in a dump) holds
 no address any more (kubelet tears its sandbox down), so it is skipped as inert too.
-With `strict`, every skipped object is an error instead.
+With `strict`, every skipped object is an error instead (but a finished pod: that it holds
+no address is what the cluster says, so it stays in the summary).
 """
 
 from __future__ import annotations
@@ -202,7 +203,8 @@ class KindFilter:
                 f"unknown kind {kind!r} ({shown}) is not modelled (modelled:"
                 f" {', '.join(MODELLED_KINDS)})"
             )
-        if self.strict:
+        finished = kind == "Pod" and verdict == "inert"
+        if self.strict and not finished:  # a finished pod is modelled: it has no address
             raise origin.error(("kind",), f"{reason}; --strict rejects it")
         if verdict == "inert":
             self.inert[_label(data)] += 1

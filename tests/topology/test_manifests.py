@@ -462,3 +462,12 @@ def test_a_dump_pod_applied_again_is_updated_in_place(tmp_path: Path) -> None:
     after, _ = apply(scenario.cluster, step.objects)  # type: ignore[attr-defined]
     assert after.pods["shop/db-0"].ip == IPv4Address("10.244.1.9")
     assert after.pods.keys() == scenario.cluster.pods.keys()
+
+
+def test_strict_still_skips_finished_pods(tmp_path: Path) -> None:
+    (tmp_path / "dump.yaml").write_text(FIXTURE.read_text())
+    scenario, warnings = load(tmp_path, "  - {file: dump.yaml}\n", CIDR, strict=True)
+    assert "shop/migrate-7k4jq" not in scenario.cluster.pods
+    assert warnings == [
+        "lab.yaml: skipped 1 object that does not affect the network (Pod (Succeeded) 1)"
+    ]
