@@ -215,3 +215,20 @@ def test_a_missing_file_names_the_entry(tmp_path: Path) -> None:
         f"{path}:3: manifests[0].file: cannot read manifest file 'nope.yaml': No such"
         " file or directory"
     )
+
+
+def test_run_manifests_adds_a_folder_of_objects(tmp_path: Path) -> None:
+    path = Path("lab.yaml")
+    path.write_text(
+        "name: t\nsteps:\n  - probe: {from: default/a, to: default/b, port: 80,"
+        " expect: delivered}\n"
+    )
+    (tmp_path / "more").mkdir()
+    (tmp_path / "more" / "a.yaml").write_text(POD % "a")
+    (tmp_path / "more" / "b.yml").write_text(
+        "{apiVersion: v1, kind: Pod, metadata: {name: b}, spec: {containers:"
+        " [{name: c, ports: [{containerPort: 80}]}]}}\n"
+    )
+    result = CliRunner().invoke(app, ["run", "-q", str(path), "--manifests", "more"])
+    assert result.exit_code == 0, result.output
+    assert "t: 1 passed, 0 failed" in result.stdout
