@@ -7,8 +7,8 @@ leads outside is an error naming the entry's file and line.  Only regular files 
 are read: the kind of a path is checked with `os.stat` before it is opened, so a FIFO, a
 device or a socket is never opened (and files are opened with `O_NONBLOCK | O_NOFOLLOW`, then
 checked again with `fstat`, as a second guard).  A folder is read recursively in sorted
-order, `*.yaml`, `*.yml` and `*.json` only; a folder reached twice (a symlink loop) is an
-error.  Each file may hold at most `MAX_FILE_BYTES`, one scenario's files together at most
+order, `*.yaml`, `*.yml` and `*.json` only (the scenario file itself passed over); a folder
+reached twice (a symlink loop) is an error.  Each file may hold at most `MAX_FILE_BYTES`, one scenario's files together at most
 `MAX_TOTAL_BYTES`.  Errors never quote a file's content.
 
 Paths given on the command line (`dataplane run --manifests PATH`) are the user's own and are
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from topology.errors import TopologyError
@@ -76,9 +76,15 @@ class SourceFile:
 class FileReader:
     """Resolves and reads the files of one scenario load, counting the bytes read."""
 
-    def __init__(self, root: str | os.PathLike[str] | None) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str] | None,
+        exclude: Iterable[str | os.PathLike[str]] = (),
+    ) -> None:
         self.root = None if root is None else os.path.realpath(root)
         self.total = 0
+        # files a folder walk passes over: the scenario file itself (`{file: .}`)
+        self.exclude = {os.path.realpath(p) for p in exclude}
 
     def expand(
         self, entry: str, base: str | os.PathLike[str], shown_base: str, loc: Loc,
@@ -146,7 +152,7 @@ class FileReader:
                     )
                 self._walk(root, real, shown_path, entry, fail, [*stack, real], out)
                 continue
-            if not name.endswith(MANIFEST_SUFFIXES):
+            if not name.endswith(MANIFEST_SUFFIXES) or real in self.exclude:
                 continue
             if not stat.S_ISREG(info.st_mode):
                 raise fail(

@@ -204,7 +204,9 @@ class KindFilter:
                 f" {', '.join(MODELLED_KINDS)})"
             )
         finished = kind == "Pod" and verdict == "inert"
-        if self.strict and not finished:  # a finished pod is modelled: it has no address
+        if (
+            self.strict and not finished
+        ):  # a finished pod is modelled: it has no address
             raise origin.error(("kind",), f"{reason}; --strict rejects it")
         if verdict == "inert":
             self.inert[_label(data)] += 1

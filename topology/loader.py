@@ -173,7 +173,8 @@ class _ScenarioLoader:
         self.base_dir = base_dir
         self.shown_dir = os.path.dirname(filename)
         self.path = path
-        self.files = FileReader(base_dir)
+        self.files = FileReader(base_dir, () if path is None else (path,))
+        self.notes: list[str] = []
         self.kinds = KindFilter(strict, filename)
         self.nodes: tuple[NodeSpec, ...] = ()
 
@@ -215,7 +216,7 @@ class _ScenarioLoader:
         cluster, built = build_cluster(config, manifests)
         steps = tuple(self.step(i, raw) for i, raw in enumerate(data["steps"]))
         scenario = Scenario(model.name, self.path, cluster, steps, model.description)
-        return scenario, [*self.kinds.warnings(), *warnings, *built]
+        return scenario, [*self.notes, *self.kinds.warnings(), *warnings, *built]
 
     def manifests(self, items: list[Any], prefix: FieldPath) -> list[Manifest]:
         """The modelled objects of `manifests` (or an `apply` step): inline objects, and
@@ -228,9 +229,7 @@ class _ScenarioLoader:
                 ref: FileRef = self.validate(FileRef, item, where)
                 loc = self.locate((*where, "file"))
                 field = format_path((*where, "file"))
-                sources = self.files.expand(
-                    ref.file, self.base_dir, self.shown_dir, loc, field
-                )
+                sources = self.expand(ref.file, loc, field)
                 for source in sources:
                     out.extend(self.read(source, loc, field))
             else:
@@ -244,8 +243,21 @@ class _ScenarioLoader:
     def cli_manifests(self, entry: str) -> list[Manifest]:
         """The objects of a `--manifests PATH` (relative to the working directory)."""
         loc = Loc(entry)
-        sources = self.files.expand(entry, ".", "", loc, confined=False)
+        sources = self.expand(entry, loc, None, confined=False)
         return [m for source in sources for m in self.read(source, loc, None)]
+
+    def expand(
+        self, entry: str, loc: Loc, field: str | None, *, confined: bool = True
+    ) -> list[SourceFile]:
+        """The files of an entry; a folder without any is a warning, not silence."""
+        base, shown = (self.base_dir, self.shown_dir) if confined else (Path("."), "")
+        sources = self.files.expand(entry, base, shown, loc, field, confined=confined)
+        if not sources:
+            where = ": ".join(p for p in (str(loc), field) if p)
+            self.notes.append(
+                f"{where}: {entry!r} holds no manifest file (*.yaml, *.yml, *.json)"
+            )
+        return sources
 
     def read(self, source: SourceFile, loc: Loc, field: str | None) -> list[Manifest]:
         text = self.files.read(source, loc, field)

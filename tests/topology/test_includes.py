@@ -232,3 +232,22 @@ def test_run_manifests_adds_a_folder_of_objects(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["run", "-q", str(path), "--manifests", "more"])
     assert result.exit_code == 0, result.output
     assert "t: 1 passed, 0 failed" in result.stdout
+
+
+def test_a_folder_include_passes_over_the_scenario_itself(tmp_path: Path) -> None:
+    path = scenario(tmp_path, "  - {file: .}\n")
+    (tmp_path / "lab" / "pods.yaml").write_text(POD % "a")
+    loaded, warnings = load_scenario(path)
+    assert "default/a" in loaded.cluster.pods
+    assert warnings == []
+
+
+def test_an_empty_folder_is_a_warning(tmp_path: Path) -> None:
+    path = scenario(tmp_path, "  - {file: empty}\n")
+    (tmp_path / "lab" / "empty").mkdir()
+    (tmp_path / "lab" / "empty" / "notes.txt").write_text("not a manifest\n")
+    _, warnings = load_scenario(path)
+    assert warnings == [
+        "lab/lab.yaml:3: manifests[0].file: 'empty' holds no manifest file (*.yaml,"
+        " *.yml, *.json)"
+    ]
