@@ -202,6 +202,16 @@ def node_entry(manifest: Manifest, warnings: list[str]) -> NodeEntry:
                 f"{net} differs from podCIDR {pod_cidr} (one IPv4 podCIDR per node)",
             )
 
+    if pod_cidr is None:
+        # A CNI with its own IPAM (Calico, Cilium cluster-pool) leaves spec.podCIDR empty.
+        warnings.append(
+            origin.warning(
+                (),
+                "no IPv4 spec.podCIDR (the CNI plugin allocates pod addresses itself?):"
+                " the node gets the default 10.0.N.0/24, N its position",
+            )
+        )
+
     def fail(key: str, reason: str) -> TopologyError:
         return origin.error(paths.get(key, ()), reason)
 

@@ -471,3 +471,16 @@ def test_strict_still_skips_finished_pods(tmp_path: Path) -> None:
     assert warnings == [
         "lab.yaml: skipped 1 object that does not affect the network (Pod (Succeeded) 1)"
     ]
+
+
+def test_a_node_without_pod_cidr_is_a_warning(tmp_path: Path) -> None:
+    node = (
+        "  - {kind: Node, metadata: {name: n1}, status: {addresses: [{type: InternalIP,"
+        " address: 172.18.0.2}]}}\n"
+    )
+    scenario, warnings = load(tmp_path, node, CIDR)
+    assert str(scenario.cluster.nodes[0].pod_cidr) == "10.0.1.0/24"
+    assert warnings == [
+        "lab.yaml:4: Node n1: no IPv4 spec.podCIDR (the CNI plugin allocates pod"
+        " addresses itself?): the node gets the default 10.0.N.0/24, N its position"
+    ]
