@@ -16,7 +16,7 @@ from topology import names
 from topology.applier import Applier
 from topology.errors import TopologyError
 from topology.ipam import dns_ip, kubernetes_ip
-from topology.live import live_pod_ips
+from topology.live import live_pod_ips, owns
 from topology.model import (
     BUILTIN,
     Cluster,
@@ -193,13 +193,20 @@ def delete(cluster: Cluster, refs: Sequence[str], loc: Loc | None = None) -> Clu
         elif kind == "NetworkPolicy" and key in state.policies:
             del state.policies[key]
         elif key in state.workloads and state.workloads[key].kind == kind:
-            owner = owner_ref(kind, name)
-            for pod_key in [
-                k
+            # a dump's Deployment owns its pods through their ReplicaSet (topology.live)
+            owners = {
+                k: owns(kind, name, p)
                 for k, p in state.pods.items()
-                if p.owner == owner and p.namespace == namespace
-            ]:
-                state.remove_pod(pod_key)
+                if p.namespace == namespace
+            }
+            for pod_key, through in owners.items():
+                if through is not None:
+                    state.remove_pod(pod_key)
+            for through in set(owners.values()) - {None, owner_ref(kind, name)}:
+                rs_kind, _, rs_name = str(through).partition("/")
+                rs = state.workloads.get(f"{namespace}/{rs_name}")
+                if rs is not None and rs.kind == rs_kind:
+                    del state.workloads[rs.key]
             del state.workloads[key]
         else:
             raise TopologyError(

@@ -34,7 +34,7 @@ from topology.errors import TopologyError
 from topology.fields import Ignored, StrictModel
 from topology.kubeschema import ObjectMeta
 from topology.manifest import KubeObject, Origin, describe_object
-from topology.model import Loc
+from topology.model import Loc, Pod
 from topology.scenario import Manifest
 from topology.yamlsource import PathPart
 
@@ -340,6 +340,23 @@ def adopted_workloads(manifests: Iterable[Manifest]) -> set[tuple[str, str, str]
             if owner[1].endswith(suffix):
                 out.add(("Deployment", namespace, owner[1].removesuffix(suffix)))
     return out
+
+
+def owns(kind: str, name: str, pod: Pod) -> str | None:
+    """The owner through which workload `kind/name` owns `pod` (its own name, or for a
+    Deployment the ReplicaSet `<name>-<pod-template-hash>` of a dump's pod), or None.
+
+    >>> p = Pod("d", "web-5f-x", "n", IPv4Address("10.0.1.2"),
+    ...         {POD_TEMPLATE_HASH: "5f"}, owner="ReplicaSet/web-5f")
+    >>> owns("Deployment", "web", p), owns("Deployment", "api", p)
+    ('ReplicaSet/web-5f', None)
+    """
+    if pod.owner == f"{kind}/{name}":
+        return pod.owner
+    template_hash = pod.labels.get(POD_TEMPLATE_HASH)
+    if kind == "Deployment" and pod.owner == f"ReplicaSet/{name}-{template_hash}":
+        return pod.owner
+    return None
 
 
 def live_pod_ips(manifests: Iterable[Manifest]) -> list[tuple[str, IPv4Address]]:

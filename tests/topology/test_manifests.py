@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from topology.change import delete
 from topology.errors import TopologyError
 from topology.loader import load_scenario, load_scenario_text
 from topology.scenario import Scenario
@@ -387,6 +388,10 @@ def test_workloads_do_not_recreate_the_pods_of_a_dump(tmp_path: Path) -> None:
         k.startswith("default/web-") and k != "default/web-5f7d-abcde" for k in pods
     )
     assert set(scenario.cluster.workloads) >= {"default/web", "default/db"}
+    # deleting the Deployment deletes the pods it owns through their ReplicaSet
+    after = delete(scenario.cluster, ["deployment/default/web"])
+    assert "default/web-5f7d-abcde" not in after.pods
+    assert "default/db-0" in after.pods
 
 
 # --- a dump of a real cluster ----------------------------------------------------------------
