@@ -139,24 +139,18 @@ def objects_of(doc: Document) -> list[Manifest]:
     return out
 
 
+_SCALAR_WORDS = {bool: "a boolean", int: "a number", float: "a number", str: "a string"}
+
+
 def type_word(value: Any) -> str:
     """What a value is, never what it says (messages about files never quote them).
 
-    >>> type_word("root:x:0:0:root:/root:/bin/bash"), type_word([1])
-    ('a string', 'a list')
+    >>> type_word("root:x:0:0:root:/root:/bin/bash"), type_word([1]), type_word(None)
+    ('a string', 'a list', 'null')
     """
-    return (
-        describe(value)
-        if isinstance(value, dict | list) or value is None
-        else (
-            {
-                bool: "a boolean",
-                int: "a number",
-                float: "a number",
-                str: "a string",
-            }.get(type(value), "a scalar")
-        )
-    )
+    if value is None or isinstance(value, dict | list):
+        return describe(value)
+    return _SCALAR_WORDS.get(type(value), "a scalar")
 
 
 class _ScenarioLoader:
