@@ -230,6 +230,7 @@ class Applier:
                 ("containers", old.containers != template.containers),
                 ("hostNetwork", old.host_network != template.host_network),
                 ("nodeName", template.node_name not in (None, old.node)),
+                ("status.podIP", live.pod_ip not in (None, old.ip)),
             )
             if differs
         ]

@@ -489,3 +489,17 @@ def test_a_node_without_pod_cidr_is_a_warning(tmp_path: Path) -> None:
         "lab.yaml:4: Node n1: no IPv4 spec.podCIDR (the CNI plugin allocates pod"
         " addresses itself?): the node gets the default 10.0.N.0/24, N its position"
     ]
+
+
+def test_a_pod_update_may_not_move_its_address(tmp_path: Path) -> None:
+    text = (
+        f"name: t\n{CIDR}manifests:\n{NODES}"
+        + live_pod("a", "n1", "10.244.0.5")
+        + "steps:\n  - apply:\n"
+        + textwrap.indent(live_pod("a", "n1", "10.244.0.6"), "    ")
+    )
+    scenario, _ = load_scenario_text(text, "lab.yaml", tmp_path)
+    from topology.change import apply
+
+    with pytest.raises(TopologyError, match=r"pod updates may not change status.podIP"):
+        apply(scenario.cluster, scenario.steps[0].objects)  # type: ignore[attr-defined]
