@@ -15,6 +15,8 @@ MODULES: list[str] = [
     "explain",
     "matrix",
     "verify",
+    "quiz",
+    "lint",
     "import_dump",
 ]
 
