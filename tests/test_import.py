@@ -74,3 +74,29 @@ def test_a_dump_that_does_not_load_writes_nothing(tmp_path: Path) -> None:
 def test_the_shipped_scenario_holds_the_fixture() -> None:
     shipped = ROOT / "scenarios" / "manifests" / "kind-cluster" / "dump.yaml"
     assert shipped.read_text() == FIXTURE.read_text()
+
+
+def test_inference_of_gateway_and_service_cidr() -> None:
+    from topology.dump import import_dump
+
+    dump = """
+apiVersion: v1
+kind: List
+items:
+- {kind: Node, metadata: {name: a}, spec: {podCIDR: 10.42.0.0/24},
+   status: {addresses: [{type: InternalIP, address: 192.168.5.1}]}}
+- {kind: Service, metadata: {name: kubernetes}, spec: {clusterIP: 10.43.0.1,
+   ports: [{port: 443}]}}
+- {kind: Service, metadata: {name: web}, spec: {clusterIP: 10.43.9.5, ports: [{port: 80}]}}
+"""
+    cluster = yaml.safe_load(import_dump(dump, "k3s.yaml", "m/k3s.yaml", "k3s").text)
+    # a k3s cluster: the node holds .1, kube-dns is absent, the range starts at 10.43.0.0
+    assert cluster["cluster"] == {
+        "network": "vxlan",
+        "nodeCIDR": "192.168.5.0/24",
+        "gateway": "192.168.5.2",
+        "serviceCIDR": "10.43.0.0/20",
+        "dns": False,
+        "clusterDomain": "cluster.local",
+    }
+    assert cluster["steps"][0]["matrix"] == {"port": 80}
