@@ -8,8 +8,9 @@ are read: the kind of a path is checked with `os.stat` before it is opened, so a
 device or a socket is never opened (and files are opened with `O_NONBLOCK | O_NOFOLLOW`, then
 checked again with `fstat`, as a second guard).  A folder is read recursively in sorted
 order, `*.yaml`, `*.yml` and `*.json` only (the scenario file itself passed over); a folder
-reached twice (a symlink loop) is an error.  Each file may hold at most `MAX_FILE_BYTES`, one scenario's files together at most
-`MAX_TOTAL_BYTES`.  Errors never quote a file's content.
+reached twice (a symlink loop) is an error.  Each file may hold at most `MAX_FILE_BYTES`, one
+scenario's files together at most `MAX_TOTAL_BYTES`, its folders at most `MAX_FILES`
+manifest files.  Errors never quote a file's content.
 
 Paths given on the command line (`dataplane run --manifests PATH`) are the user's own and are
 not confined to a folder (`root=None`); every other check applies to them.
@@ -27,6 +28,7 @@ from topology.model import Loc
 
 MAX_FILE_BYTES = 10 * 1024 * 1024
 MAX_TOTAL_BYTES = 50 * 1024 * 1024
+MAX_FILES = 10_000
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 _Fail = Callable[[str], TopologyError]
 
@@ -82,7 +84,8 @@ class FileReader:
         exclude: Iterable[str | os.PathLike[str]] = (),
     ) -> None:
         self.root = None if root is None else os.path.realpath(root)
-        self.total = 0
+        self.total = 0  # bytes read
+        self.files = 0  # files found in folders
         # files a folder walk passes over: the scenario file itself (`{file: .}`)
         self.exclude = {os.path.realpath(p) for p in exclude}
 
@@ -126,9 +129,16 @@ class FileReader:
         return [SourceFile(real, shown)]
 
     def _walk(
-        self, root: str | None, folder: str, shown: str, entry: str, fail: _Fail, stack: list[str],
+        self,
+        root: str | None,
+        folder: str,
+        shown: str,
+        rel: str,
+        fail: _Fail,
+        stack: list[str],
         out: list[SourceFile],
-    ) -> None:  # fmt: skip
+    ) -> None:
+        """The manifest files under `folder` (`rel`: the path as the entry spells it)."""
         try:
             names = sorted(os.listdir(folder))
         except OSError as err:
@@ -137,7 +147,7 @@ class FileReader:
             path = os.path.join(folder, name)
             shown_path = os.path.join(shown, name)
             real = os.path.realpath(path)
-            _check_inside(root, real, os.path.join(entry, name), fail)
+            _check_inside(root, real, os.path.join(rel, name), fail)
             try:
                 info = os.stat(real)
             except OSError as err:
@@ -150,10 +160,17 @@ class FileReader:
                         f"folder {shown_path!r} leads back to a folder being read"
                         " (a symlink cycle)"
                     )
-                self._walk(root, real, shown_path, entry, fail, [*stack, real], out)
+                sub = os.path.join(rel, name)
+                self._walk(root, real, shown_path, sub, fail, [*stack, real], out)
                 continue
             if not name.endswith(MANIFEST_SUFFIXES) or real in self.exclude:
                 continue
+            self.files += 1
+            if self.files > MAX_FILES:
+                raise fail(
+                    f"more than {MAX_FILES} manifest files (allowed: at most"
+                    f" {MAX_FILES} for one scenario)"
+                )
             if not stat.S_ISREG(info.st_mode):
                 raise fail(
                     f"{shown_path!r} is {describe_mode(info.st_mode)} (allowed: regular"
@@ -196,7 +213,7 @@ class FileReader:
     @staticmethod
     def _too_big(source: SourceFile, size: int) -> str:
         return (
-            f"{source.shown!r} is {_megabytes(size)} (allowed: at most"
+            f"{source.shown!r} is {size:,} bytes (allowed: at most"
             f" {_megabytes(MAX_FILE_BYTES)} per file)"
         )
 

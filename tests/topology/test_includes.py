@@ -131,7 +131,7 @@ def test_a_file_over_the_size_cap_is_not_read(tmp_path: Path) -> None:
     with (path.parent / "big.yaml").open("wb") as f:
         f.truncate(include.MAX_FILE_BYTES + 1)  # sparse: no disk, no reading
     assert load_error(path) == (
-        f"{path}:3: manifests[0].file: 'lab/big.yaml' is 10 MB (allowed: at most 10 MB"
+        f"{path}:3: manifests[0].file: 'lab/big.yaml' is 10,485,761 bytes (allowed: at most 10 MB"
         " per file)"
     )
 
@@ -251,3 +251,29 @@ def test_an_empty_folder_is_a_warning(tmp_path: Path) -> None:
         "lab/lab.yaml:3: manifests[0].file: 'empty' holds no manifest file (*.yaml,"
         " *.yml, *.json)"
     ]
+
+
+def test_a_symlink_deep_in_a_folder_is_named_by_its_path(tmp_path: Path) -> None:
+    (tmp_path / "secret.yaml").write_text(POD % "a")
+    path = scenario(tmp_path, "  - {file: objects}\n")
+    (tmp_path / "lab" / "objects" / "sub").mkdir(parents=True)
+    (tmp_path / "lab" / "objects" / "sub" / "a.yaml").symlink_to(
+        tmp_path / "secret.yaml"
+    )
+    assert "'objects/sub/a.yaml' resolves outside the scenario's folder" in (
+        load_error(path)
+    )
+
+
+def test_folders_hold_a_bounded_number_of_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(include, "MAX_FILES", 2)
+    path = scenario(tmp_path, "  - {file: objects}\n")
+    (tmp_path / "lab" / "objects").mkdir()
+    for name in "abc":
+        (tmp_path / "lab" / "objects" / f"{name}.yaml").write_text(POD % name)
+    assert load_error(path) == (
+        f"{path}:3: manifests[0].file: more than 2 manifest files (allowed: at most 2"
+        " for one scenario)"
+    )
