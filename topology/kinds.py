@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from topology.kubeschema import API_VERSIONS
 from topology.manifest import SUPPORTED_KINDS, Origin, describe_object
 from topology.scenario import Manifest
 
@@ -132,8 +133,11 @@ def classify(data: Mapping[str, Any]) -> str:
     if not isinstance(kind, str) or not kind:
         return "modelled"
     if kind in MODELLED_KINDS:
-        if group_of(data.get("apiVersion")) in _VENDOR_GROUPS:
+        group = group_of(data.get("apiVersion"))
+        if group in _VENDOR_GROUPS:
             return "unmodelled"
+        if not _is_kubernetes_group(group):
+            return "unknown"  # another project's kind of that name (a Knative Service)
         if kind == "Pod" and _phase(data) in _FINISHED_PHASES:
             return "inert"
         return "modelled"
@@ -142,6 +146,16 @@ def classify(data: Mapping[str, Any]) -> str:
     if kind in UNMODELLED_KINDS:
         return "unmodelled"
     return "unknown"
+
+
+def _is_kubernetes_group(group: str) -> bool:
+    """Whether an API group is Kubernetes' own (the core group, `apps`, `*.k8s.io`, ...):
+    a modelled kind there with the wrong version is an error that names the right one.
+
+    >>> _is_kubernetes_group("apps"), _is_kubernetes_group("serving.knative.dev")
+    (True, False)
+    """
+    return "." not in group or group.endswith(".k8s.io")
 
 
 def _phase(data: Mapping[str, Any]) -> Any:
@@ -196,6 +210,12 @@ class KindFilter:
             )
             what = f"{kind} ({data.get('apiVersion')})" if vendor else kind
             reason = f"kind {what} affects the network but is not modelled ({note})"
+        elif kind in MODELLED_KINDS:
+            modelled = API_VERSIONS.get(kind, "v1")
+            reason = (
+                f"{kind} of apiVersion {data.get('apiVersion')!r} is another API's kind,"
+                f" not modelled (the modelled {kind} is apiVersion {modelled})"
+            )
         else:
             api = data.get("apiVersion")
             shown = "no apiVersion" if api is None else f"apiVersion {api!r}"

@@ -147,6 +147,7 @@ OTHER_KINDS = """
   - {apiVersion: networking.k8s.io/v1, kind: Ingress, metadata: {name: web}}
   - {apiVersion: projectcalico.org/v3, kind: NetworkPolicy, metadata: {name: deny}}
   - {apiVersion: example.com/v1, kind: Widget, metadata: {name: w}}
+  - {apiVersion: serving.knative.dev/v1, kind: Service, metadata: {name: k}}
 """
 
 
@@ -163,6 +164,9 @@ def test_other_kinds_are_skipped_with_warnings(tmp_path: Path) -> None:
         "lab.yaml:9: Widget default/w: kind: unknown kind 'Widget' (apiVersion"
         " 'example.com/v1') is not modelled (modelled: Namespace, Pod, Deployment,"
         " ReplicaSet, StatefulSet, DaemonSet, Service, NetworkPolicy, Node); skipped",
+        "lab.yaml:10: Service default/k: kind: Service of apiVersion"
+        " 'serving.knative.dev/v1' is another API's kind, not modelled (the modelled"
+        " Service is apiVersion v1); skipped",
     ]
 
 
