@@ -9,7 +9,8 @@ Each object falls in one class:
 - **unmodelled**: kinds that do affect the network but are not modelled (Ingress, the
   Gateway API, vendor policies, EndpointSlices, Jobs, ...) are skipped with a warning
   naming each object, because the traffic they shape is not simulated;
-- **unknown**: any other kind (a custom resource) is skipped with a warning naming it.
+- **unknown**: any other kind (a custom resource, or a modelled name in another API group:
+  a Knative Service) is skipped with a warning naming it.
 A Pod whose `status.phase` is `Succeeded` or `Failed` (a finished Job's pod, in a dump) holds
 no address any more (kubelet tears its sandbox down), so it is skipped as inert too.
 With `strict`, every skipped object is an error instead (but a finished pod: that it holds
