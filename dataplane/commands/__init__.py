@@ -17,6 +17,7 @@ MODULES: list[str] = [
     "verify",
     "quiz",
     "lint",
+    "exposure",
     "import_dump",
 ]
 
