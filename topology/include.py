@@ -99,24 +99,8 @@ class FileReader:
         def fail(reason: str) -> TopologyError:
             return TopologyError(reason, loc, None, field)
 
-        if not entry or "\0" in entry:
-            raise fail(f"{entry!r} is not a path")
         root = self.root if confined else None
-        if root is not None and os.path.isabs(entry):
-            raise fail(
-                f"{entry!r} is an absolute path (allowed: a path relative to the"
-                " scenario file, inside its folder)"
-            )
-        joined = os.path.join(base, entry)
-        real = os.path.realpath(joined)
-        shown = os.path.normpath(os.path.join(shown_base, entry))
-        _check_inside(root, real, entry, fail)
-        try:
-            info = os.stat(real)
-        except OSError as err:
-            raise fail(
-                f"cannot read manifest file {entry!r}: {err.strerror or err}"
-            ) from None
+        real, shown, info = self._resolve(entry, base, shown_base, root, fail)
         if stat.S_ISDIR(info.st_mode):
             out: list[SourceFile] = []
             self._walk(root, real, shown, entry, fail, [real], out)
@@ -127,6 +111,44 @@ class FileReader:
                 " or a folder)"
             )
         return [SourceFile(real, shown)]
+
+    def _resolve(
+        self, entry: str, base: str | os.PathLike[str], shown_base: str,
+        root: str | None, fail: _Fail, what: str = "manifest file",
+    ) -> tuple[str, str, os.stat_result]:  # fmt: skip
+        """An entry's real path, shown name and `stat`, once it is known to be inside."""
+        if not entry or "\0" in entry:
+            raise fail(f"{entry!r} is not a path")
+        if root is not None and os.path.isabs(entry):
+            raise fail(
+                f"{entry!r} is an absolute path (allowed: a path relative to the"
+                " scenario file, inside its folder)"
+            )
+        real = os.path.realpath(os.path.join(base, entry))
+        shown = os.path.normpath(os.path.join(shown_base, entry))
+        _check_inside(root, real, entry, fail)
+        try:
+            info = os.stat(real)
+        except OSError as err:
+            raise fail(f"cannot read {what} {entry!r}: {err.strerror or err}") from None
+        return real, shown, info
+
+    def regular_file(
+        self, entry: str, base: str | os.PathLike[str], loc: Loc, field: str | None
+    ) -> str | None:
+        """The real path of a regular file (a capture to replay: not confined to the
+        root, as before), None when nothing is there; an error when it is a FIFO, a
+        device or a folder."""
+
+        def fail(reason: str) -> TopologyError:
+            return TopologyError(reason, loc, None, field)
+
+        if not os.path.lexists(os.path.join(base, entry)) and not os.path.isabs(entry):
+            return None
+        real, _, info = self._resolve(entry, base, "", None, fail, "file")
+        if not stat.S_ISREG(info.st_mode):
+            raise fail(f"{entry!r} is {describe_mode(info.st_mode)} (allowed: a file)")
+        return real
 
     def _walk(
         self,

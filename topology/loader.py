@@ -435,12 +435,15 @@ class _ScenarioLoader:
 
     def replay(self, item: ReplayItem, path: FieldPath, loc: Loc) -> ReplayStep:
         m = item.replay
-        pcap = self.base_dir / m.pcap
-        if not pcap.is_file():
+        where = (*path, "pcap")
+        real = self.files.regular_file(
+            m.pcap, self.base_dir, self.locate(where), format_path(where)
+        )
+        if real is None:
             raise self.fail(
-                (*path, "pcap"),
-                f"no such capture file: {m.pcap!r} (relative to the scenario)",
+                where, f"no such capture file: {m.pcap!r} (relative to the scenario)"
             )
+        pcap = self.base_dir / m.pcap
         expect = None
         if m.expect is not None:
             expect = {}

@@ -277,3 +277,14 @@ def test_folders_hold_a_bounded_number_of_files(
         f"{path}:3: manifests[0].file: more than 2 manifest files (allowed: at most 2"
         " for one scenario)"
     )
+
+
+def test_a_capture_to_replay_must_be_a_regular_file(tmp_path: Path) -> None:
+    (tmp_path / "lab").mkdir()
+    os.mkfifo(tmp_path / "lab" / "pipe.pcap")
+    path = Path("lab") / "lab.yaml"
+    path.write_text("name: t\nsteps:\n  - replay: {pcap: pipe.pcap, at: default/a}\n")
+    assert load_error(path) == (
+        f"{path}:3: steps[0].replay.pcap: 'pipe.pcap' is a FIFO (named pipe) (allowed:"
+        " a file)"
+    )
