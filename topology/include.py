@@ -200,8 +200,11 @@ class FileReader:
                 )
             out.append(SourceFile(real, shown_path))
 
-    def read(self, source: SourceFile, loc: Loc, field: str | None = None) -> str:
-        """The text of a regular file, within the size caps."""
+    def read(
+        self, source: SourceFile, loc: Loc, field: str | None = None, raw: bool = False
+    ) -> str:
+        """The text of a regular file, within the size caps (`raw`: decoding errors are
+        the codec's own, for the scenario file's message)."""
 
         def fail(reason: str) -> TopologyError:
             return TopologyError(reason, loc, None, field)
@@ -230,6 +233,8 @@ class FileReader:
                 f" than {_megabytes(MAX_TOTAL_BYTES)} (allowed: at most"
                 f" {_megabytes(MAX_TOTAL_BYTES)} in total)"
             )
+        if raw:
+            return data.decode("utf-8")
         return decode(data, source.shown, loc, field)
 
     @staticmethod
@@ -286,4 +291,10 @@ def read_scenario_file(path: str | os.PathLike[str]) -> str:
             " regular file)",
             loc,
         )
-    return FileReader(None).read(SourceFile(os.path.realpath(path), shown), loc)
+    reader = FileReader(None)
+    try:
+        return reader.read(SourceFile(os.path.realpath(path), shown), loc, raw=True)
+    except UnicodeDecodeError as err:
+        raise TopologyError(
+            f"cannot read scenario: not UTF-8 text ({err})", loc
+        ) from None
