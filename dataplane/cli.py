@@ -243,10 +243,14 @@ def scenario_files(paths: list[Path]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
-def load(path: Path) -> tuple[Any, list[str]]:
+def load(
+    path: Path, manifests: list[Path] | None = None, strict: bool = False
+) -> tuple[Any, list[str]]:
     from dataplane.suite import load_file
 
-    loaded: tuple[Any, list[str]] = load_file(path)
+    loaded: tuple[Any, list[str]] = load_file(
+        path, manifests=manifests or [], strict=strict
+    )
     return loaded
 
 
@@ -276,6 +280,22 @@ def run(
             "(its stem; stem-HASH where two files share a stem).",
         ),
     ] = None,
+    manifests: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--manifests",
+            help="More Kubernetes objects: a YAML/JSON file or a folder (repeatable), "
+            "added to each scenario's manifests.",
+        ),
+    ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="Objects of kinds that are not modelled (ConfigMap, Ingress, ...) are "
+            "errors, not warnings.",
+        ),
+    ] = False,
     html_dir: Annotated[
         Path | None,
         typer.Option(
@@ -298,7 +318,8 @@ def run(
         view_name = out_fmt.choose("run", output, fmt, as_json)
         hidden = hide_for(view_name, hide)
         files = scenario_files(files)
-        loaded = [load(f) for f in files]  # every file is checked before anything runs
+        # every file is checked before anything runs
+        loaded = [load(f, manifests, strict) for f in files]
         if pcap_dir is not None:
             from dataplane.pcap import prepare_dir, scenario_dirs
 
@@ -460,9 +481,10 @@ def write_page(directory: Path, name: str, html: str) -> Path:
     return out
 
 
-def register(command: F) -> F:
-    """Add a command defined in another module (`dataplane.commands`)."""
-    app.command()(command)
+def register(command: F, name: str | None = None) -> F:
+    """Add a command defined in another module (`dataplane.commands`); `name` when the
+    command's word is not its function's name (`import`, a Python keyword)."""
+    app.command(name)(command)
     return command
 
 

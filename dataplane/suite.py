@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,14 +91,16 @@ class FileRun:
         return ScenarioResult(self.scenario, list(self.steps), list(self.warnings))
 
 
-def load_file(path: Path) -> tuple[Scenario, list[str]]:
+def load_file(
+    path: Path, *, manifests: Sequence[Path] = (), strict: bool = False
+) -> tuple[Scenario, list[str]]:
     """`topology.loader.load_scenario`, where a file (or a manifest file it names) that
     is not UTF-8 text is a TopologyError, as YAML 1.2 wants UTF-8 (or UTF-16/32 with a
     byte-order mark, which the loader does not read)."""
     from topology.loader import load_scenario
 
     try:
-        return load_scenario(path)
+        return load_scenario(path, manifests=manifests, strict=strict)
     except UnicodeDecodeError as err:
         raise TopologyError(
             f"{path}: cannot read scenario: not UTF-8 text ({err})"

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import yaml
 from pydantic import BaseModel
 
+from dataplane.suite import discover
 from topology.diagnostic import annotation_at
 from topology.errors import SimError
 from topology.fields import INT32_MAX
@@ -36,7 +37,8 @@ from topology.schema import STEP_MODELS, FileRef, ScenarioModel
 from topology.yamlsource import MAX_DEPTH, PathPart, load_documents
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = sorted((ROOT / "scenarios").rglob("*.yaml"))
+# The scenario files (`dataplane test` finds them so); manifest folders are not scenarios.
+SCENARIOS = discover([ROOT / "scenarios"])
 FieldPath = tuple[PathPart, ...]
 
 ODD_VALUES: tuple[Any, ...] = (

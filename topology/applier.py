@@ -19,6 +19,16 @@ from typing import Any
 
 from topology.endpoint import substitute
 from topology.errors import TopologyError
+from topology.kubeschema import WORKLOAD_KINDS
+from topology.live import (
+    PodStatus,
+    adopted_workloads,
+    controller_of,
+    host_port_warnings,
+    live_pod_ips,
+    pod_status,
+    template_labels,
+)
 from topology.manifest import (
     KubeObject,
     Origin,
@@ -27,6 +37,7 @@ from topology.manifest import (
     parse_manifest,
 )
 from topology.model import (
+    BUILTIN,
     Loc,
     Namespace,
     NodeSpec,
@@ -39,7 +50,15 @@ from topology.normalize import PodTemplate, ServiceDraft, WorkloadDraft, draft
 from topology.scenario import Manifest
 from topology.selectors import format_selector
 from topology.state import ClusterState
-from topology.workload import MAX_PODS, desired_pods, eligible, owner_ref
+from topology.workload import (
+    COREDNS,
+    DNS_LABELS,
+    KUBE_SYSTEM,
+    MAX_PODS,
+    desired_pods,
+    eligible,
+    owner_ref,
+)
 from topology.yamlsource import PathPart
 
 _RANK = {"Namespace": 0, "Service": 2, "NetworkPolicy": 3}  # Pods and workloads: 1
@@ -61,6 +80,8 @@ class Applier:
             return (_RANK.get(kind, 1) if isinstance(kind, str) else 0, i)
 
         self.hold_explicit(manifests)
+        self.adopted = adopted_workloads(manifests)
+        self.replace_builtin_dns(manifests)
         seen: dict[tuple[str, str], Loc] = {}
         for index in sorted(range(len(manifests)), key=rank):
             manifest = manifests[index]
@@ -92,6 +113,37 @@ class Applier:
                 number = port.get("nodePort") if isinstance(port, dict) else None
                 if isinstance(number, int) and not isinstance(number, bool):
                     self.state.node_ports.hold(number)
+        for node, ip in live_pod_ips(manifests):
+            if node in self.state.addresses:
+                self.state.addresses[node].hold(ip)
+
+    def replace_builtin_dns(self, manifests: Sequence[Manifest]) -> None:
+        """Pods labelled k8s-app=kube-dns in kube-system (a dump's CoreDNS) replace the
+        built-in `coredns-0`, so that kube-dns's endpoints are the cluster's own."""
+        state, key = self.state, f"{KUBE_SYSTEM}/{COREDNS}"
+        builtin = state.workloads.get(key)
+        if builtin is None or builtin.loc != BUILTIN:
+            return
+        for manifest in manifests:
+            data = manifest.data
+            meta = data.get("metadata")
+            if data.get("kind") not in ("Pod", *WORKLOAD_KINDS) or not isinstance(
+                meta, dict
+            ):
+                continue
+            labels = template_labels(data)
+            if meta.get("namespace") == KUBE_SYSTEM and all(
+                labels.get(k) == v for k, v in DNS_LABELS.items()
+            ):
+                owner = owner_ref(builtin.kind, builtin.name)
+                for pod_key in [
+                    k
+                    for k, p in state.pods.items()
+                    if p.owner == owner and p.namespace == KUBE_SYSTEM
+                ]:
+                    state.remove_pod(pod_key)
+                del state.workloads[key]
+                return
 
     def resolve(self, manifest: Manifest) -> Manifest:
         """The manifest with every `${ip:...}` replaced, as the cluster is now."""
@@ -157,12 +209,19 @@ class Applier:
 
     def pod(self, obj: KubeObject, template: PodTemplate) -> None:
         state, loc = self.state, obj.origin.loc(())
+        host_port_warnings(obj, ("spec",), self.warnings)
+        live = pod_status(obj, self.warnings)
+        controller = controller_of(obj)
+        owner = None if controller is None else owner_ref(*controller)
         old = state.pods.get(obj.key)
         if old is None:
             node = self.place(obj, template, ("spec",))
-            state.add_pod(obj.namespace, obj.name, node, template, None, loc, obj.ref)
+            ip = self.live_ip(obj, template, node, live)
+            state.add_pod(
+                obj.namespace, obj.name, node, template, owner, loc, obj.ref, ip
+            )
             return
-        if old.owner is not None:
+        if old.owner is not None and old.owner != owner:
             raise obj.origin.error(
                 ("metadata", "name"),
                 f"pod {obj.key} already exists, owned by {old.owner}",
@@ -173,6 +232,7 @@ class Applier:
                 ("containers", old.containers != template.containers),
                 ("hostNetwork", old.host_network != template.host_network),
                 ("nodeName", template.node_name not in (None, old.node)),
+                ("status.podIP", live.pod_ip not in (None, old.ip)),
             )
             if differs
         ]
@@ -183,8 +243,39 @@ class Applier:
             )
         state.update_pod(obj.key, template, loc)
 
+    def live_ip(
+        self, obj: KubeObject, template: PodTemplate, node: NodeSpec, live: PodStatus
+    ) -> IPv4Address | None:
+        """The pod address `status` records, checked against its node (None: allocate)."""
+        if live.host_ip is not None and live.host_ip != node.ip:
+            raise obj.origin.error(
+                live.host_ip_path,
+                f"{live.host_ip} is not the address of node {node.name!r} ({node.ip})",
+            )
+        ip = live.pod_ip
+        if ip is None:
+            return None
+        if template.node_name is None:
+            raise obj.origin.error(
+                live.pod_ip_path,
+                "a pod address needs spec.nodeName (the node the pod runs on)",
+            )
+        if template.host_network:
+            if ip != node.ip:
+                raise obj.origin.error(
+                    live.pod_ip_path,
+                    f"{ip} is not the address of node {node.name!r} ({node.ip}); a"
+                    " hostNetwork pod has its node's address",
+                )
+            return None
+        reason = self.state.claim_pod_ip(node, ip)
+        if reason is not None:
+            raise obj.origin.error(live.pod_ip_path, reason)
+        return ip
+
     def workload(self, obj: KubeObject, wd: WorkloadDraft) -> None:
         state, loc = self.state, obj.origin.loc(())
+        host_port_warnings(obj, ("spec", "template", "spec"), self.warnings)
         owner = owner_ref(obj.kind, obj.name)
         old = state.workloads.get(obj.key)
         if old is not None and old.kind != obj.kind:
@@ -202,6 +293,12 @@ class Applier:
             )
         self.check_replicas(obj, wd, old is not None)
         desired = desired_pods(obj.name, wd, state.config.nodes)
+        if (obj.kind, obj.namespace, obj.name) in self.adopted:
+            # A dump: the pods this workload owns are objects of the same manifests.
+            state.workloads[obj.key] = Workload(
+                obj.kind, obj.namespace, obj.name, len(desired), loc, wd.selector
+            )
+            return
         if old is not None:
             wanted = {name for name, _ in desired}
             stale = [
@@ -295,6 +392,16 @@ class Applier:
         elif sd.requested_ip is not None:
             reason = state.service_ips.claim(sd.requested_ip)
             if reason is not None:
+                holder = next(
+                    (
+                        s.key
+                        for s in state.services.values()
+                        if s.cluster_ip == sd.requested_ip
+                    ),
+                    None,
+                )
+                if holder is not None:
+                    reason = f"{sd.requested_ip} is already the clusterIP of Service {holder}"
                 raise obj.origin.error(("spec", "clusterIP"), reason)
             ip = sd.requested_ip
         else:

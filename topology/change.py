@@ -7,7 +7,7 @@ are the steps of the same names; `build_cluster` makes a scenario's cluster befo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from ipaddress import IPv4Address
 from typing import Any
@@ -16,6 +16,7 @@ from topology import names
 from topology.applier import Applier
 from topology.errors import TopologyError
 from topology.ipam import dns_ip, kubernetes_ip
+from topology.live import live_pod_ips, owns
 from topology.model import (
     BUILTIN,
     Cluster,
@@ -65,13 +66,19 @@ _REF_FORMS = (
 )
 
 
-def initial_cluster(config: ClusterConfig) -> Cluster:
+def initial_cluster(
+    config: ClusterConfig, recorded: Iterable[tuple[str, IPv4Address]] = ()
+) -> Cluster:
     """The cluster before any manifest: namespaces, `default/kubernetes`, and kube-dns.
 
     CoreDNS (`kube-system/coredns-0`, a one-replica Deployment) is scheduled before anything
-    else, so on the default nodes it lands on node-1 at 10.0.1.2.
+    else, so on the default nodes it lands on node-1 at 10.0.1.2.  It avoids the pod
+    addresses that the manifests record (`recorded`: node, `status.podIP`).
     """
     state = ClusterState(Cluster(config, {}, {}))
+    for node_name, ip in recorded:
+        if node_name in state.addresses:
+            state.addresses[node_name].hold(ip)
     state.ensure_namespace("default")
     state.ensure_namespace(KUBE_SYSTEM)
     _builtin_service(
@@ -121,7 +128,7 @@ def build_cluster(
     config: ClusterConfig, manifests: Sequence[Manifest]
 ) -> tuple[Cluster, list[str]]:
     """The cluster of a scenario before step 1, and the warnings validation produced."""
-    return apply(initial_cluster(config), manifests)
+    return apply(initial_cluster(config, live_pod_ips(manifests)), manifests)
 
 
 def apply(
@@ -186,13 +193,20 @@ def delete(cluster: Cluster, refs: Sequence[str], loc: Loc | None = None) -> Clu
         elif kind == "NetworkPolicy" and key in state.policies:
             del state.policies[key]
         elif key in state.workloads and state.workloads[key].kind == kind:
-            owner = owner_ref(kind, name)
-            for pod_key in [
-                k
+            # a dump's Deployment owns its pods through their ReplicaSet (topology.live)
+            owners = {
+                k: owns(kind, name, p)
                 for k, p in state.pods.items()
-                if p.owner == owner and p.namespace == namespace
-            ]:
-                state.remove_pod(pod_key)
+                if p.namespace == namespace
+            }
+            for pod_key, through in owners.items():
+                if through is not None:
+                    state.remove_pod(pod_key)
+            for through in set(owners.values()) - {None, owner_ref(kind, name)}:
+                rs_kind, _, rs_name = str(through).partition("/")
+                rs = state.workloads.get(f"{namespace}/{rs_name}")
+                if rs is not None and rs.kind == rs_kind:
+                    del state.workloads[rs.key]
             del state.workloads[key]
         else:
             raise TopologyError(

@@ -19,6 +19,7 @@ from ipaddress import IPv4Address, IPv4Network
 from topology.errors import TopologyError
 from topology.fields import special_range
 from topology.ipam import DNS_OFFSET, KUBERNETES_OFFSET
+from topology.live import NodeEntry
 from topology.model import (
     ClusterConfig,
     External,
@@ -47,10 +48,16 @@ MAX_NODES = 5000
 
 
 class _Plan:
-    def __init__(self, model: ClusterModel, locate: LocateFn) -> None:
+    def __init__(
+        self,
+        model: ClusterModel,
+        locate: LocateFn,
+        node_objects: Sequence[NodeEntry] | None,
+    ) -> None:
         self.model = model
         self.locate = locate
         self._pod_cidrs: list[tuple[int, int, int]] = []  # (first, last, node index)
+        self.node_objects = node_objects
 
     def fail(self, parts: Sequence[PathPart], reason: str) -> TopologyError:
         full = (*_BASE, *parts)
@@ -143,86 +150,109 @@ class _Plan:
                 f" (allowed: at least {MIN_MTU + VXLAN_OVERHEAD} with network vxlan)",
             )
 
-    def _nodes(self) -> tuple[NodeSpec, ...]:
+    def _entries(self) -> list[NodeEntry]:
+        """`cluster.nodes` (or the default nodes) as node entries."""
         m = self.model
         written = m.nodes is not None
         models = m.nodes or [
             NodeModel(name=f"node-{i}") for i in range(1, DEFAULT_NODE_COUNT + 1)
         ]
-        if len(models) > MAX_NODES:
+        out = []
+        for index, n in enumerate(models):
+            where: tuple[PathPart, ...] = ("nodes", index) if written else ()
+
+            def fail(
+                key: str, reason: str, where: tuple[PathPart, ...] = where
+            ) -> TopologyError:
+                return self.fail((*where, key) if key and where else where, reason)
+
+            out.append(
+                NodeEntry(
+                    n.name,
+                    n.ip,
+                    n.pod_cidr,
+                    n.labels,
+                    self.locate((*_BASE, *where)),
+                    fail,
+                )
+            )
+        return out
+
+    def _nodes(self) -> tuple[NodeSpec, ...]:
+        m = self.model
+        entries = self._entries() if self.node_objects is None else self.node_objects
+        if len(entries) > MAX_NODES:
             raise self.fail(
-                ("nodes",), f"{len(models)} nodes (allowed: at most {MAX_NODES})"
+                ("nodes",) if m.nodes is not None else (),
+                f"{len(entries)} nodes (allowed: at most {MAX_NODES})",
             )
         gateway = self._gateway()
-        explicit = {n.ip for n in models if n.ip is not None}
+        explicit = {n.ip for n in entries if n.ip is not None}
         used: dict[IPv4Address, str] = {}
         names: set[str] = set()
         cursor = m.node_cidr.network_address
         nodes: list[NodeSpec] = []
-        for index, n in enumerate(models):
-            where: tuple[PathPart, ...] = ("nodes", index) if written else ()
+        for index, n in enumerate(entries):
             if n.name in names:
-                raise self.fail((*where, "name"), f"duplicate node name {n.name!r}")
+                raise n.fail("name", f"duplicate node name {n.name!r}")
             names.add(n.name)
             if n.ip is None:
                 ip = cursor + 1
                 while ip in explicit or ip in used or ip == gateway:
                     ip += 1
                 if not _is_host(ip, m.node_cidr):
-                    raise self.fail(
-                        where,
+                    raise n.fail(
+                        "",
                         f"nodeCIDR {m.node_cidr} has no free address for node {n.name!r}",
                     )
             else:
                 ip = n.ip
-                self._check_node_ip(ip, (*where, "ip"), used, gateway)
+                self._check_node_ip(ip, n, used, gateway)
             used[ip] = n.name
             cursor = ip
-            pod_cidr = n.pod_cidr or self._default_pod_cidr(index + 1, where)
-            pod_cidr_path = (*where, "podCIDR") if n.pod_cidr is not None else None
-            self._check_pod_cidr(n.name, pod_cidr, pod_cidr_path, nodes)
+            pod_cidr = n.pod_cidr or self._default_pod_cidr(index + 1, n)
+            self._check_pod_cidr(n, pod_cidr, nodes)
             labels = {**n.labels, HOSTNAME_LABEL: n.name}
             labels.setdefault(OS_LABEL, "linux")
-            nodes.append(
-                NodeSpec(n.name, ip, pod_cidr, labels, self.locate((*_BASE, *where)))
-            )
+            nodes.append(NodeSpec(n.name, ip, pod_cidr, labels, n.loc))
         return tuple(nodes)
 
     def _check_node_ip(
         self,
         ip: IPv4Address,
-        path: tuple[PathPart, ...],
+        n: NodeEntry,
         used: dict[IPv4Address, str],
         gateway: IPv4Address,
     ) -> None:
         cidr = self.model.node_cidr
         if not _is_host(ip, cidr):
-            raise self.fail(path, f"{ip} is not a host address of nodeCIDR {cidr}")
+            raise n.fail("ip", f"{ip} is not a host address of nodeCIDR {cidr}")
         if ip == gateway:
-            raise self.fail(path, f"{ip} is the gateway's address")
+            raise n.fail("ip", f"{ip} is the gateway's address")
         if ip in used:
-            raise self.fail(path, f"{ip} is already the address of node {used[ip]!r}")
+            raise n.fail("ip", f"{ip} is already the address of node {used[ip]!r}")
 
-    def _default_pod_cidr(
-        self, number: int, where: tuple[PathPart, ...]
-    ) -> IPv4Network:
+    def _default_pod_cidr(self, number: int, n: NodeEntry) -> IPv4Network:
         if number > 255:
-            raise self.fail(
-                where, f"no default podCIDR for node number {number}; give podCIDR"
+            raise n.fail(
+                "", f"no default podCIDR for node number {number}; give podCIDR"
             )
         return IPv4Network(f"10.0.{number}.0/24")
 
     def _check_pod_cidr(
-        self,
-        name: str,
-        cidr: IPv4Network,
-        path: tuple[PathPart, ...] | None,
-        earlier: list[NodeSpec],
+        self, n: NodeEntry, cidr: IPv4Network, earlier: list[NodeSpec]
     ) -> None:
         m = self.model
+        name = n.name
+
+        def fail(fallback: tuple[PathPart, ...], reason: str) -> TopologyError:
+            if n.pod_cidr is not None:
+                return n.fail("podCIDR", reason)
+            return self.fail(fallback, reason) if fallback else n.fail("", reason)
+
         if cidr.prefixlen > 30:
-            raise self.fail(
-                path or (),
+            raise fail(
+                (),
                 f"podCIDR {cidr} of node {name!r} is too small (allowed: /30 or shorter)",
             )
         for other, other_path in (
@@ -231,24 +261,21 @@ class _Plan:
         ):
             if cidr.overlaps(other):
                 key = str(other_path[0])
-                raise self.fail(
-                    path or other_path,
+                raise fail(
+                    other_path,
                     f"podCIDR {cidr} of node {name!r} overlaps {key} {other}",
                 )
         what = special_range(cidr)
         if what is not None:
-            raise self.fail(
-                path or (),
-                f"podCIDR {cidr} of node {name!r} overlaps the {what} range",
-            )
+            raise fail((), f"podCIDR {cidr} of node {name!r} overlaps the {what} range")
         # CIDRs overlap only when one holds the other: the earlier podCIDRs are kept sorted,
         # so only the neighbours of this one's place need a look (10,000 nodes stay fast).
         first, last = int(cidr.network_address), int(cidr.broadcast_address)
         at = bisect.bisect_left(self._pod_cidrs, (first, -1, -1))
         for index in self._pod_cidr_overlaps(first, last, at):
             node = earlier[index]
-            raise self.fail(
-                path or (),
+            raise fail(
+                (),
                 f"podCIDR {cidr} of node {name!r} overlaps podCIDR {node.pod_cidr}"
                 f" of node {node.name!r}",
             )
@@ -328,9 +355,15 @@ def _is_host(ip: IPv4Address, cidr: IPv4Network) -> bool:
     return ip in cidr and ip not in (cidr.network_address, cidr.broadcast_address)
 
 
-def cluster_config(model: ClusterModel, locate: LocateFn) -> ClusterConfig:
-    """The ClusterConfig of a validated `cluster` section; `locate` maps paths to lines."""
-    return _Plan(model, locate).config()
+def cluster_config(
+    model: ClusterModel,
+    locate: LocateFn,
+    node_objects: Sequence[NodeEntry] | None = None,
+) -> ClusterConfig:
+    """The ClusterConfig of a validated `cluster` section; `locate` maps paths to lines.
+
+    `node_objects` (Node objects of the manifests) replace `cluster.nodes`."""
+    return _Plan(model, locate, node_objects).config()
 
 
 def default_config() -> ClusterConfig:

@@ -125,6 +125,26 @@ class PodAddresses:
     def release(self, ip: IPv4Address) -> None:
         self.pool.release(int(ip) - int(self.cidr.network_address))
 
+    def hold(self, ip: IPv4Address) -> None:
+        """Keep an address a later pod records (`status.podIP`) from allocation."""
+        if ip in self.cidr:
+            self.pool.hold(int(ip) - int(self.cidr.network_address))
+
+    def claim(self, ip: IPv4Address) -> str | None:
+        """Take a given address; the reason it cannot be taken, or None."""
+        if ip not in self.cidr:
+            return f"{ip} is outside podCIDR {self.cidr}"
+        offset = int(ip) - int(self.cidr.network_address)
+        if offset == 1:
+            return (
+                f"{ip} is the bridge's address (the first host of podCIDR {self.cidr})"
+            )
+        if not self.pool.first <= offset <= self.pool.last:
+            return f"{ip} is not a host address of podCIDR {self.cidr}"
+        if not self.pool.claim(offset):
+            return f"{ip} is already in use"
+        return None
+
     @property
     def capacity(self) -> int:
         return self.pool.size

@@ -23,8 +23,17 @@ from topology.config import cluster_config
 from topology.diagnostic import to_topology_error
 from topology.errors import TopologyError
 from topology.fields import describe
-from topology.manifest import has_refs, manifest_from, parse_manifest, without_refs
-from topology.model import Loc, Protocol
+from topology.include import FileReader, SourceFile, read_scenario_file
+from topology.kinds import NODE, KindFilter, expand_lists
+from topology.live import node_entry, nodes_field_conflict
+from topology.manifest import (
+    describe_object,
+    has_refs,
+    manifest_from,
+    parse_manifest,
+    without_refs,
+)
+from topology.model import Loc, NodeSpec, Protocol
 from topology.normalize import NAMESPACE_NAME_LABEL, draft
 from topology.scenario import (
     ApplyStep,
@@ -62,7 +71,6 @@ from topology.yamlsource import (
     PathPart,
     format_path,
     load_documents,
-    read_yaml,
 )
 
 _LAYER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
@@ -70,16 +78,23 @@ _HEX = re.compile(r"([0-9a-fA-F]{2})+\Z")
 FieldPath = tuple[PathPart, ...]
 
 
-def load_scenario(path: str | os.PathLike[str]) -> tuple[Scenario, list[str]]:
-    """Load and validate a scenario file: the scenario and the validation warnings."""
+def load_scenario(
+    path: str | os.PathLike[str],
+    *,
+    manifests: Sequence[str | os.PathLike[str]] = (),
+    strict: bool = False,
+) -> tuple[Scenario, list[str]]:
+    """Load and validate a scenario file: the scenario and the validation warnings.
+
+    `manifests` are more files or folders of objects (command-line paths, not confined to
+    the scenario's folder) added to the scenario's `manifests`; `strict` makes every object
+    of a kind that is not modelled an error instead of a warning (`topology.kinds`).
+    """
     file = Path(path)
-    try:
-        text = read_yaml(file, str(path))
-    except OSError as err:
-        raise TopologyError(
-            f"cannot read scenario: {err.strerror or err}", Loc(str(path))
-        ) from None
-    return load_scenario_text(text, str(path), file.parent, path=file)
+    text = read_scenario_file(file)
+    return load_scenario_text(
+        text, str(path), file.parent, path=file, manifests=manifests, strict=strict
+    )
 
 
 def load_scenario_text(
@@ -88,8 +103,11 @@ def load_scenario_text(
     base_dir: str | os.PathLike[str] | None = None,
     *,
     path: Path | None = None,
+    manifests: Sequence[str | os.PathLike[str]] = (),
+    strict: bool = False,
 ) -> tuple[Scenario, list[str]]:
-    """Load a scenario from text; `{file: ...}` and pcap paths are relative to `base_dir`."""
+    """Load a scenario from text; `{file: ...}` and pcap paths are relative to `base_dir`,
+    and `{file: ...}` must stay inside it."""
     docs = load_documents(text, filename)
     if not docs or docs[0].data is None:
         raise TopologyError("the scenario file is empty", Loc(filename, 1))
@@ -98,45 +116,69 @@ def load_scenario_text(
         raise TopologyError(
             f"a scenario is one YAML document (found {len(docs)})", where
         )
-    return _ScenarioLoader(docs[0], filename, Path(base_dir or "."), path).load()
+    loader = _ScenarioLoader(docs[0], filename, Path(base_dir or "."), path, strict)
+    return loader.load([str(m) for m in manifests])
 
 
-def read_manifests(
-    file: str, base_dir: Path, shown_dir: str, loc: Loc, field: str = "file"
-) -> list[Manifest]:
-    """Every object of a (multi-document) manifest file; empty documents are skipped."""
-    target = base_dir / file
-    shown = os.path.normpath(os.path.join(shown_dir, file))
-    try:
-        text = read_yaml(target, shown)
-    except OSError as err:
+def objects_of(doc: Document) -> list[Manifest]:
+    """The objects of one YAML document of a manifest file (a List's items, one by one)."""
+    if doc.data is None:
+        return []
+    if not isinstance(doc.data, dict):
         raise TopologyError(
-            f"cannot read manifest file {file!r}: {err.strerror or err}",
-            loc,
-            None,
-            field,
-        ) from None
+            f"a manifest is a Kubernetes object (a mapping), got {type_word(doc.data)}",
+            doc.loc,
+        )
     out = []
-    for doc in load_documents(text, shown):
-        if doc.data is None:
-            continue
-        if not isinstance(doc.data, dict):
+    for parts, data in expand_lists(doc.data):
+        tree = doc.lines.subtree(parts)
+        if not isinstance(data, dict):
             raise TopologyError(
-                f"a manifest is a mapping, got {describe(doc.data)}", doc.loc
+                f"{format_path(parts)}: a list item is a Kubernetes object (a mapping),"
+                f" got {type_word(data)}",
+                Loc(doc.loc.file, tree.line),
             )
-        out.append(manifest_from(doc.data, doc.lines, shown))
+        if "file" in data and "kind" not in data:
+            raise TopologyError(
+                "{file: ...} is only allowed in the scenario file (includes do not nest)",
+                Loc(doc.loc.file, tree.line),
+            )
+        out.append(manifest_from(data, tree, doc.loc.file))
     return out
+
+
+_SCALAR_WORDS = {bool: "a boolean", int: "a number", float: "a number", str: "a string"}
+
+
+def type_word(value: Any) -> str:
+    """What a value is, never what it says (messages about files never quote them).
+
+    >>> type_word("root:x:0:0:root:/root:/bin/bash"), type_word([1]), type_word(None)
+    ('a string', 'a list', 'null')
+    """
+    if value is None or isinstance(value, dict | list):
+        return describe(value)
+    return _SCALAR_WORDS.get(type(value), "a scalar")
 
 
 class _ScenarioLoader:
     def __init__(
-        self, doc: Document, filename: str, base_dir: Path, path: Path | None
+        self,
+        doc: Document,
+        filename: str,
+        base_dir: Path,
+        path: Path | None,
+        strict: bool = False,
     ) -> None:
         self.doc = doc
         self.filename = filename
         self.base_dir = base_dir
         self.shown_dir = os.path.dirname(filename)
         self.path = path
+        self.files = FileReader(base_dir, () if path is None else (path,))
+        self.notes: list[str] = []
+        self.kinds = KindFilter(strict, filename)
+        self.nodes: tuple[NodeSpec, ...] = ()
 
     def locate(self, parts: Sequence[PathPart]) -> Loc:
         return Loc(self.filename, self.doc.lines.line_at(parts))
@@ -152,23 +194,35 @@ class _ScenarioLoader:
         except ValidationError as err:
             raise to_topology_error(err, model, self.locate, prefix=prefix) from None
 
-    def load(self) -> tuple[Scenario, list[str]]:
+    def load(self, extra: Sequence[str] = ()) -> tuple[Scenario, list[str]]:
         data = self.doc.data
         if not isinstance(data, dict):
             raise TopologyError(
                 "a scenario is a mapping with name, cluster, manifests and steps,"
-                f" got {describe(data)}",
+                f" got {type_word(data)}",
                 self.doc.loc,
             )
         model: ScenarioModel = self.validate(ScenarioModel, data, ())
-        config = cluster_config(model.cluster, self.locate)
         manifests = self.manifests(data.get("manifests") or [], ("manifests",))
-        cluster, warnings = build_cluster(config, manifests)
+        for entry in extra:
+            manifests.extend(self.cli_manifests(entry))
+        warnings: list[str] = []
+        node_objects = [
+            node_entry(m, warnings) for m in manifests if m.data.get("kind") == NODE
+        ]
+        manifests = [m for m in manifests if m.data.get("kind") != NODE]
+        if node_objects and model.cluster.nodes is not None:
+            raise nodes_field_conflict(node_objects, self.locate(("cluster", "nodes")))
+        config = cluster_config(model.cluster, self.locate, node_objects or None)
+        self.nodes = config.nodes
+        cluster, built = build_cluster(config, manifests)
         steps = tuple(self.step(i, raw) for i, raw in enumerate(data["steps"]))
         scenario = Scenario(model.name, self.path, cluster, steps, model.description)
-        return scenario, warnings
+        return scenario, [*self.notes, *self.kinds.warnings(), *warnings, *built]
 
     def manifests(self, items: list[Any], prefix: FieldPath) -> list[Manifest]:
+        """The modelled objects of `manifests` (or an `apply` step): inline objects, and
+        the objects of every `{file: ...}` (a file or a folder)."""
         out: list[Manifest] = []
         for index, item in enumerate(items):
             where = (*prefix, index)
@@ -177,12 +231,42 @@ class _ScenarioLoader:
                 ref: FileRef = self.validate(FileRef, item, where)
                 loc = self.locate((*where, "file"))
                 field = format_path((*where, "file"))
-                out.extend(
-                    read_manifests(ref.file, self.base_dir, self.shown_dir, loc, field)
-                )
+                sources = self.expand(ref.file, loc, field)
+                for source in sources:
+                    out.extend(self.read(source, loc, field))
             else:
-                out.append(manifest_from(item, tree, self.filename))
+                out.extend(
+                    self.kinds.keep(
+                        objects_of(Document(item, tree, self.locate(where)))
+                    )
+                )
         return out
+
+    def cli_manifests(self, entry: str) -> list[Manifest]:
+        """The objects of a `--manifests PATH` (relative to the working directory)."""
+        loc = Loc(entry)
+        sources = self.expand(entry, loc, None, confined=False)
+        return [m for source in sources for m in self.read(source, loc, None)]
+
+    def expand(
+        self, entry: str, loc: Loc, field: str | None, *, confined: bool = True
+    ) -> list[SourceFile]:
+        """The files of an entry; a folder without any is a warning, not silence."""
+        base, shown = (self.base_dir, self.shown_dir) if confined else (Path("."), "")
+        sources = self.files.expand(entry, base, shown, loc, field, confined=confined)
+        if not sources:
+            where = ": ".join(p for p in (str(loc), field) if p)
+            self.notes.append(
+                f"{where}: {entry!r} holds no manifest file (*.yaml, *.yml, *.json)"
+            )
+        return sources
+
+    def read(self, source: SourceFile, loc: Loc, field: str | None) -> list[Manifest]:
+        text = self.files.read(source, loc, field)
+        objects = [
+            m for doc in load_documents(text, source.shown) for m in objects_of(doc)
+        ]
+        return self.kinds.keep(objects)
 
     def step(self, index: int, raw: Any) -> Step:
         where: FieldPath = ("steps", index)
@@ -311,13 +395,34 @@ class _ScenarioLoader:
     def apply(
         self, item: ApplyItem, raw: list[Any], path: FieldPath, loc: Loc
     ) -> ApplyStep:
-        objects = self.manifests(raw, path)
-        for manifest in objects:
+        objects = []
+        for manifest in self.manifests(raw, path):
+            if manifest.data.get("kind") == NODE:
+                self.same_node(manifest)
+                continue  # the node as it is: nothing to apply
             if not has_refs(manifest.data):
                 draft(parse_manifest(manifest), [])
             else:  # the rest when the step runs and the addresses are known
                 parse_manifest(replace(manifest, data=without_refs(manifest.data)))
+            objects.append(manifest)
         return ApplyStep(tuple(objects), item.name, loc)
+
+    def same_node(self, manifest: Manifest) -> None:
+        """A Node in a step must be one of the nodes as they are (a dump applied again):
+        nodes are fixed when the scenario loads."""
+        entry = node_entry(manifest, [])
+        node = next((n for n in self.nodes if n.name == entry.name), None)
+        if (
+            node is None
+            or entry.ip not in (None, node.ip)
+            or entry.pod_cidr not in (None, node.pod_cidr)
+        ):
+            raise TopologyError(
+                "a step cannot add or change a Node (nodes are fixed when the scenario"
+                f" loads; nodes: {', '.join(n.name for n in self.nodes)})",
+                manifest.loc,
+                describe_object(manifest.data),
+            )
 
     def label(self, item: LabelItem, path: FieldPath, loc: Loc) -> LabelStep:
         m = item.label
@@ -340,12 +445,15 @@ class _ScenarioLoader:
 
     def replay(self, item: ReplayItem, path: FieldPath, loc: Loc) -> ReplayStep:
         m = item.replay
-        pcap = self.base_dir / m.pcap
-        if not pcap.is_file():
+        where = (*path, "pcap")
+        real = self.files.regular_file(
+            m.pcap, self.base_dir, self.locate(where), format_path(where)
+        )
+        if real is None:
             raise self.fail(
-                (*path, "pcap"),
-                f"no such capture file: {m.pcap!r} (relative to the scenario)",
+                where, f"no such capture file: {m.pcap!r} (relative to the scenario)"
             )
+        pcap = self.base_dir / m.pcap
         expect = None
         if m.expect is not None:
             expect = {}
@@ -364,4 +472,4 @@ def _verdict(word: str) -> Verdict:
     return Verdict.DELIVERED if word == "allowed" else Verdict(word)
 
 
-__all__ = ["LineTree", "load_scenario", "load_scenario_text", "read_manifests"]
+__all__ = ["LineTree", "load_scenario", "load_scenario_text", "objects_of"]

@@ -23,7 +23,29 @@ from topology.model import Loc
 from topology.scenario import Manifest
 from topology.yamlsource import LineMap, LineTree, PathPart, format_path, line_for
 
-SUPPORTED_KINDS = tuple(MODELS)
+SUPPORTED_KINDS = (*MODELS, "Node")  # Node objects: topology.live
+# Kinds without a namespace (of those a scenario may hold; `kubectl api-resources`).
+CLUSTER_SCOPED = frozenset(
+    {
+        "Namespace",
+        "Node",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "PersistentVolume",
+        "StorageClass",
+        "PriorityClass",
+        "CustomResourceDefinition",
+        "IngressClass",
+        "GatewayClass",
+        "CiliumClusterwideNetworkPolicy",
+        "GlobalNetworkPolicy",
+        "GlobalNetworkSet",
+        "HostEndpoint",
+        "AdminNetworkPolicy",
+        "BaselineAdminNetworkPolicy",
+        "ClusterNetworkPolicy",
+    }
+)
 REF_PATTERN = re.compile(r"\$\{ip:([^}]*)\}")
 
 
@@ -35,6 +57,8 @@ class Origin:
     manifest: Manifest
 
     def loc(self, parts: Sequence[PathPart]) -> Loc:
+        if not parts:  # the object's own line: no need to flatten its line map
+            return self.manifest.loc
         line = line_for(self.manifest.lines, parts) or self.manifest.loc.line
         return Loc(self.manifest.loc.file, line)
 
@@ -113,8 +137,8 @@ def describe_object(data: Mapping[str, Any]) -> str:
     name = meta.get("name")
     if not isinstance(name, str):
         return kind_text or "object"
-    if kind == "Namespace":
-        return f"Namespace {name}"
+    if kind_text in CLUSTER_SCOPED:
+        return f"{kind} {name}"
     namespace = meta.get("namespace")
     namespace = namespace if isinstance(namespace, str) and namespace else "default"
     return f"{kind_text} {namespace}/{name}".strip()

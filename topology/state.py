@@ -75,8 +75,10 @@ class ClusterState:
         owner: str | None,
         loc: Loc,
         obj: str | None = None,
+        ip: IPv4Address | None = None,
     ) -> Pod:
-        """Place a pod on `node` with the lowest free address of its podCIDR."""
+        """Place a pod on `node` with the lowest free address of its podCIDR (or `ip`,
+        claimed before with `claim_pod_ip`)."""
         if len(self.pods) >= MAX_PODS:
             raise TopologyError(
                 f"cannot create pod {namespace}/{name}: the cluster has {MAX_PODS} pods"
@@ -86,7 +88,7 @@ class ClusterState:
             )
         if template.host_network:
             ip = node.ip
-        else:
+        elif ip is None:
             pool = self.addresses[node.name]
             allocated = pool.allocate()
             if allocated is None:
@@ -97,6 +99,7 @@ class ClusterState:
                     obj,
                 )
             ip = allocated
+        assert ip is not None
         pod = Pod(
             namespace=namespace,
             name=name,
@@ -111,6 +114,19 @@ class ClusterState:
         self.pods[pod.key] = pod
         self.scheduler.placed(node.name)
         return pod
+
+    def claim_pod_ip(self, node: NodeSpec, ip: IPv4Address) -> str | None:
+        """Take a pod address a live object records; the reason it cannot be, or None."""
+        reason = self.addresses[node.name].claim(ip)
+        if reason is None:
+            return None
+        holder = next(
+            (p.key for p in self.pods.values() if p.ip == ip and not p.host_network),
+            None,
+        )
+        if holder is not None:
+            return f"{ip} is already the address of pod {holder}"
+        return f"{reason} of node {node.name!r}"
 
     def update_pod(self, key: str, template: PodTemplate, loc: Loc) -> None:
         """Change a pod's labels and containers in place (address and node kept)."""

@@ -190,8 +190,14 @@ def read_yaml(path: Path, filename: str) -> str:
     with path.open("rb") as f:
         data = f.read(MAX_BYTES + 1)
     check_size(data, filename)
+    return decode_yaml(data, filename)
+
+
+def decode_yaml(data: bytes, filename: str) -> str:
+    """UTF-8 text (a leading byte-order mark dropped); the error names the line and
+    column of the first byte that is not UTF-8."""
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         line = data.count(b"\n", 0, err.start) + 1
         column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1

@@ -18,6 +18,7 @@ MODULES: list[str] = [
     "quiz",
     "lint",
     "exposure",
+    "import_dump",
 ]
 
 

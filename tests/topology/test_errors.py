@@ -146,17 +146,17 @@ EXACT = [
     ),
     (
         "unsupported-kind",
-        "name: t\nmanifests:\n  - apiVersion: networking.k8s.io/v1\n    kind: Ingress\n"
+        "name: t\nmanifests:\n  - apiVersion: v1\n    kind: [Pod]\n"
         "    metadata: {name: i}\n" + STEP,
-        "lab.yaml:4: Ingress default/i: kind: kind 'Ingress' is not supported (supported:"
+        "lab.yaml:4: default/i: kind: kind ['Pod'] is not supported (supported:"
         " Namespace, Pod, Deployment, ReplicaSet, StatefulSet, DaemonSet, Service,"
-        " NetworkPolicy)",
+        " NetworkPolicy, Node)",
     ),
     (
         "missing-kind",
         "name: t\nmanifests:\n  - metadata: {name: i}\n" + STEP,
         "lab.yaml:3: default/i: missing required key 'kind' (supported: Namespace, Pod,"
-        " Deployment, ReplicaSet, StatefulSet, DaemonSet, Service, NetworkPolicy)",
+        " Deployment, ReplicaSet, StatefulSet, DaemonSet, Service, NetworkPolicy, Node)",
     ),
     (
         "wrong-api-version",
@@ -240,7 +240,7 @@ MANIFEST_ERRORS = [
     ("service-unnamed-ports", "  - kind: Service\n    metadata: {name: web}\n    spec:\n      ports:\n        - port: 80\n        - port: 81\n", 7, ["spec.ports[0]: missing required key 'name'"]),
     ("service-type", "  - kind: Service\n    metadata: {name: web}\n    spec: {type: ExternalName, externalName: a.b}\n", 5, ["spec.type: 'ExternalName' is not allowed (allowed: ClusterIP, NodePort, LoadBalancer)"]),
     ("service-ip-outside", "  - kind: Service\n    metadata: {name: web}\n    spec:\n      clusterIP: 10.0.0.5\n      ports: [{port: 80}]\n", 6, ["spec.clusterIP: 10.0.0.5 is not a usable address of serviceCIDR 10.96.0.0/12"]),
-    ("service-ip-taken", "  - kind: Service\n    metadata: {name: web}\n    spec:\n      clusterIP: 10.96.0.10\n      ports: [{port: 80}]\n", 6, ["spec.clusterIP: 10.96.0.10 is already allocated"]),
+    ("service-ip-taken", "  - kind: Service\n    metadata: {name: web}\n    spec:\n      clusterIP: 10.96.0.10\n      ports: [{port: 80}]\n", 6, ["spec.clusterIP: 10.96.0.10 is already the clusterIP of Service kube-system/kube-dns"]),
     ("service-ip-garbage", "  - kind: Service\n    metadata: {name: web}\n    spec:\n      clusterIP: nope\n      ports: [{port: 80}]\n", 6, ["'nope' is not a valid clusterIP"]),
     ("node-port-clusterip", "  - kind: Service\n    metadata: {name: web}\n    spec:\n      ports:\n        - {port: 80, nodePort: 30080}\n", 7, ["spec.ports[0].nodePort: may not be used when type is ClusterIP"]),
     ("node-port-range", "  - kind: Service\n    metadata: {name: web}\n    spec:\n      type: NodePort\n      ports:\n        - {port: 80, nodePort: 8080}\n", 8, ["nodePort: 8080 is out of range (allowed: 30000-32767)"]),
@@ -302,7 +302,7 @@ STEP_ERRORS = [
     ("send-hex", "  - send:\n      at: x/a\n      packet:\n        hex: 450\n", 5, ["steps[0].send.packet: expected a list of layers or {hex:"]),
     ("send-hex-odd", "  - send:\n      at: x/a\n      packet:\n        hex: '450'\n", 6, ["steps[0].send.packet.hex: not an even number of hex digits"]),
     ("apply-validated-at-load", "  - apply:\n      - kind: Service\n        metadata: {name: web}\n        spec: {ports: [{port: 99999}]}\n", 6, ["Service default/web: spec.ports[0].port: 99999 is out of range"]),
-    ("apply-unknown-kind", "  - apply:\n      - {kind: ConfigMap, metadata: {name: c}}\n", 4, ["kind 'ConfigMap' is not supported"]),
+    ("apply-node", "  - apply:\n      - {kind: Node, metadata: {name: n}}\n", 4, ["Node n: a step cannot add or change a Node (nodes are fixed when the scenario loads; nodes: node-1, node-2)"]),
 ]  # fmt: skip
 
 
