@@ -11,7 +11,6 @@ walk.  `walk_matrix` walks every pair; it is the reference the fast path must eq
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dataplane.result import CODE, VERDICT_OF_CODE, StepResult
@@ -21,23 +20,51 @@ from topology.model import Protocol
 from topology.scenario import MatrixStep
 
 if TYPE_CHECKING:  # pragma: no cover
+    from dataplane.netpol_matrix import Table
     from dataplane.scenario import Runner
     from dataplane.sim import Simulator
 
 _DISPLAY = str.maketrans("EI", "XX")
 
 
-@dataclass(slots=True)
 class Matrix:
     """The verdicts of `sources` x `targets`: `rows[i][j]` is the code (`CODE`) of
-    `sources[i]` -> `targets[j]` (a compact form: a 2,000 x 2,000 matrix is 4 MB)."""
+    `sources[i]` -> `targets[j]` (a compact form: a 2,000 x 2,000 matrix is 4 MB).
 
-    sources: list[str]
-    targets: list[str]
-    rows: list[str]
+    A computed matrix keeps its blocks (`table`, see `dataplane.netpol_matrix`): its rows
+    are expanded on first use, its counts and single cells are read off the blocks.
+    """
+
+    __slots__ = ("_rows", "sources", "table", "targets")
+
+    def __init__(
+        self,
+        sources: list[str],
+        targets: list[str],
+        rows: list[str] | None = None,
+        table: Table | None = None,
+    ) -> None:
+        assert rows is not None or table is not None
+        self.sources = sources
+        self.targets = targets
+        self._rows = rows
+        self.table = table
+
+    @property
+    def rows(self) -> list[str]:
+        if self._rows is None:
+            assert self.table is not None
+            self._rows = self.table.rows()
+        return self._rows
+
+    def code(self, i: int, j: int) -> str:
+        """The code of one cell (read off the blocks when it has them)."""
+        if self._rows is None and self.table is not None:
+            return self.table.code(i, j)
+        return self.rows[i][j]
 
     def verdict(self, i: int, j: int) -> Verdict:
-        return VERDICT_OF_CODE[self.rows[i][j]]
+        return VERDICT_OF_CODE[self.code(i, j)]
 
     @property
     def cells(self) -> dict[tuple[str, str], Verdict]:
@@ -70,10 +97,15 @@ class Matrix:
         }
 
     def counts(self) -> dict[str, int]:
-        """How many cells have each verdict."""
+        """How many cells have each verdict (from the blocks when it has them)."""
+        by_code = (
+            self.table.counts()
+            if self._rows is None and self.table is not None
+            else {c: sum(row.count(c) for row in self.rows) for c in VERDICT_OF_CODE}
+        )
         out: dict[str, int] = {}
         for code, verdict in VERDICT_OF_CODE.items():
-            n = sum(row.count(code) for row in self.rows)
+            n = by_code.get(code, 0)
             if n:
                 out[verdict.value] = n
         return out
@@ -111,10 +143,11 @@ def compute_matrix(
     port: int | str | None,
     protocol: Protocol,
 ) -> Matrix:
-    """Every pair's verdict, deciding policy once per equivalence class of pods."""
-    from dataplane.netpol_matrix import fast_rows
+    """Every pair's verdict by set algebra over the pods (`dataplane.netpol_matrix`),
+    kept as blocks."""
+    from dataplane.netpol_matrix import table
 
-    return Matrix(sources, targets, fast_rows(sim, sources, targets, port, protocol))
+    return Matrix(sources, targets, table=table(sim, sources, targets, port, protocol))
 
 
 def parse_pair(text: str) -> tuple[str, str]:

@@ -20,6 +20,7 @@ from topology.model import (
     ClusterConfig,
     Container,
     ContainerPort,
+    External,
     IPBlock,
     LabelSelector,
     Namespace,
@@ -29,6 +30,7 @@ from topology.model import (
     PolicyPeer,
     PolicyPort,
     PolicyRule,
+    PortSpec,
     Protocol,
     Requirement,
     SelectorOp,
@@ -70,7 +72,7 @@ def selectors(draw: st.DrawFn) -> LabelSelector:
 def peers(draw: st.DrawFn, pod_ips: list[str]) -> PolicyPeer:
     kind = draw(st.sampled_from(["pod", "ns", "both", "block"]))
     if kind == "block":
-        cidr = draw(st.sampled_from(["10.0.0.0/8", "10.0.1.0/24", "10.0.2.0/24", "0.0.0.0/0", *(f"{ip}/32" for ip in pod_ips)]))  # fmt: skip
+        cidr = draw(st.sampled_from(["10.0.0.0/8", "10.0.1.0/24", "10.0.2.0/24", "0.0.0.0/0", "192.0.2.0/24", "10.100.0.0/24", *(f"{ip}/32" for ip in pod_ips)]))  # fmt: skip
         net = IPv4Network(cidr)
         excepts: tuple[IPv4Network, ...] = ()
         inner = [
@@ -106,7 +108,7 @@ def rules(draw: st.DrawFn, pod_ips: list[str]) -> PolicyRule:
 
 
 @st.composite
-def clusters(draw: st.DrawFn) -> Cluster:
+def clusters(draw: st.DrawFn, max_pods: int = 6, max_policies: int = 4) -> Cluster:
     mode = draw(st.sampled_from(list(NetworkMode)))
     node_specs = nodes(draw(st.integers(1, 3)))
     ns_count = draw(st.integers(1, 3))
@@ -118,7 +120,7 @@ def clusters(draw: st.DrawFn) -> Cluster:
         namespaces[n] = Namespace(n, {"kubernetes.io/metadata.name": n, **team})
     pods: list[Pod] = []
     next_host = {n.name: 2 for n in node_specs}
-    for i in range(draw(st.integers(1, 6))):
+    for i in range(draw(st.integers(1, max_pods))):
         node = draw(st.sampled_from(node_specs))
         host_network = draw(st.integers(0, 9)) == 0
         if host_network:
@@ -142,7 +144,7 @@ def clusters(draw: st.DrawFn) -> Cluster:
         )
     pod_ips = [str(p.ip) for p in pods if not p.host_network]
     policies: list[NetworkPolicy] = []
-    for i in range(draw(st.integers(0, 4))):
+    for i in range(draw(st.integers(0, max_policies))):
         ingress = tuple(draw(st.lists(rules(pod_ips), max_size=2)))
         egress = tuple(draw(st.lists(rules(pod_ips), max_size=2)))
         types = draw(
@@ -152,7 +154,13 @@ def clusters(draw: st.DrawFn) -> Cluster:
         policies.append(
             policy(f"{ns}/np{i}", draw(selectors()), ingress, egress, types)
         )
-    cfg = ClusterConfig(network=mode, nodes=node_specs, dns=False)
+    externals = (External("ext", IPv4Address("192.0.2.10"), (PortSpec(80),)),)
+    cfg = ClusterConfig(
+        network=mode,
+        nodes=node_specs,
+        dns=False,
+        externals=externals if draw(st.booleans()) else (),
+    )
     return Cluster(
         cfg, namespaces, {p.key: p for p in pods}, policies={p.key: p for p in policies}
     )
@@ -177,8 +185,43 @@ def test_the_matrix_equals_walking_every_pair(
     names = [p.key for p in cluster.pods.values() if not p.host_network]
     fast = compute_matrix(sim, names, names, port, proto)
     walked = walk_matrix(sim, names, names, port, proto)
+    assert compute_matrix(sim, names, names, port, proto).counts() == walked.counts()
     assert fast.grid() == walked.grid()
     assert fast.rows == walked.rows  # denied-egress and denied-ingress told apart too
+
+
+@settings(
+    max_examples=40,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(clusters(max_pods=14, max_policies=8), st.sampled_from(COMBOS), st.data())
+def test_larger_matrices_with_any_endpoints_equal_the_walk(
+    cluster: Cluster, combo: tuple[int | None, Protocol], data: st.DataObject
+) -> None:
+    """Sources and targets drawn from every pod (hostNetwork too), node and external
+    host, repeated and in any order: the cells, the counts read off the blocks and single
+    cells all equal walking every pair."""
+    port, proto = combo
+    sim = Simulator(cluster)
+    every = [
+        *cluster.pods,
+        *(f"node/{n.name}" for n in cluster.config.nodes),
+        *(f"external/{e.name}" for e in cluster.config.externals),
+    ]
+    pick = st.lists(st.sampled_from(every), min_size=1, max_size=10)
+    sources, targets = data.draw(pick), data.draw(pick)
+    fast = compute_matrix(sim, sources, targets, port, proto)
+    walked = walk_matrix(sim, sources, targets, port, proto)
+    i, j = (
+        data.draw(st.integers(0, len(sources) - 1)),
+        data.draw(st.integers(0, len(targets) - 1)),
+    )
+    assert fast.verdict(i, j) is walked.verdict(i, j)
+    assert fast.counts() == walked.counts()
+    assert fast.rows == walked.rows
 
 
 def test_the_grid_reads_like_the_upstream_e2e_tests() -> None:
@@ -214,6 +257,30 @@ def test_mixed_endpoints_and_user_hooks_fall_back_to_walking() -> None:
     fast = compute_matrix(sim, names, names, 81, Protocol.UDP)
     assert fast.rows == walk_matrix(sim, names, names, 81, Protocol.UDP).rows
     assert fast.verdict(1, 2) is Verdict.DROPPED
+
+
+@pytest.mark.parametrize(
+    ("sources", "to_x_a"),
+    [
+        (["node/node-1"], Verdict.DELIVERED),  # x/a's own node: always allowed
+        (["external/vault", "node/node-2"], Verdict.DENIED_INGRESS),
+        (["x/a", "node/node-1"], Verdict.DELIVERED),
+    ],
+    ids=["own-node", "external-and-node", "pod-and-node"],
+)
+def test_sources_that_are_not_pods_get_the_walks_verdicts(
+    sources: list[str], to_x_a: Verdict
+) -> None:
+    """Regression: a matrix whose sources are all nodes or external hosts raised
+    IndexError; their rows are the walk's."""
+    deny = policy("x/deny", LabelSelector({"pod": "a"}), types=("Ingress",))
+    sim = Simulator(xyz(deny))
+    targets = ["x/a", "y/b", "z/c"]
+    fast = compute_matrix(sim, sources, targets, 80, Protocol.TCP)
+    walked = walk_matrix(sim, sources, targets, 80, Protocol.TCP)
+    assert fast.rows == walked.rows
+    assert fast.counts() == walked.counts()
+    assert fast.verdict(len(sources) - 1, 0) is to_x_a
 
 
 def test_a_named_port_resolves_on_each_destination() -> None:
