@@ -84,9 +84,18 @@ def matrix(
     walk: Annotated[
         bool, typer.Option("--walk", help="Walk every pair (the slow reference).")
     ] = False,
+    counts_only: Annotated[
+        bool,
+        typer.Option(
+            "--counts",
+            help="Print only how many pairs have each verdict (no grid: read off the "
+            "blocks, for clusters too big to print).",
+        ),
+    ] = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Print the reachability matrix of FILE's cluster (before its steps) as a grid."""
+    """Print the reachability matrix of FILE's cluster (before its steps) as a grid
+    (`--counts`: only the counts by verdict)."""
     from dataplane.matrix import compute_matrix, endpoints, walk_matrix
 
     with input_errors(debug):
@@ -101,10 +110,11 @@ def matrix(
         m = fn(sim, sources, targets, p, proto)
     what = f"port {p} " if p is not None else ""
     counts = ", ".join(f"{n} {v}" for v, n in m.counts().items())
+    grid = [] if counts_only else [m.grid()]
     text = "\n".join(
         [
             f"{scenario.name}: {len(sources)}x{len(targets)} {what}{proto.value}",
-            m.grid(),
+            *grid,
             f"{len(sources) * len(targets)} pair(s): {counts}",
         ]
     )

@@ -4,14 +4,15 @@ Runs every scenario file under the paths (a `.yaml`/`.yml` file with a top-level
 key; files named explicitly always run), one line per step, then a summary.  Exit status:
 2 when a file is invalid or a step cannot run (the other files still run), else 1 when an
 expectation failed, else 0.  `--junit FILE` writes JUnit XML; `--json` prints JSON Lines
-(`schemas/results.schema.json`).
+(`schemas/results.schema.json`).  `-j N` runs N files at a time in separate processes;
+what is printed (and written) is the same as with `-j 1`, file after file in order.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -42,18 +43,31 @@ def run_tests(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Only failures and the summary.")
     ] = False,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs",
+            "-j",
+            help="Run this many files at a time, each in its own process (output "
+            "as with 1, in file order).",
+        ),
+    ] = 1,
     debug: DebugOpt = False,
 ) -> None:
     """Run every scenario under PATHS and check its expectations (for CI)."""
     from dataplane import render
-    from dataplane.suite import discover, run_file
+    from dataplane.suite import discover
 
     with input_errors(debug):
+        if jobs < 1:
+            from topology.errors import TopologyError
+
+            raise TopologyError(f"--jobs {jobs} is out of range (allowed: 1 or more)")
         files = discover(paths)
     start = time.perf_counter()
     runs: list[FileRun] = []
-    for path in files:
-        run = run_file(path, None if as_json else _printer(quiet))
+    show = None if as_json else _printer(quiet)
+    for run in _runs(files, jobs, show):
         runs.append(run)
         if as_json:
             _json(run)
@@ -94,6 +108,27 @@ def run_tests(
 # pytest do not take it for a test.
 run_tests.__name__ = "test"
 register(run_tests)
+
+
+def _runs(
+    files: list[Path], jobs: int, show: Callable[[StepResult], None] | None
+) -> Iterator[FileRun]:
+    """Each file's run, in file order: here, step by step as they finish (`jobs` 1), or
+    from `jobs` worker processes, each file's steps shown once it has finished."""
+    from dataplane.suite import run_file
+
+    if jobs == 1 or len(files) < 2:
+        for path in files:
+            yield run_file(path, show)
+        return
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(min(jobs, len(files))) as pool:
+        for run in pool.map(run_file, files):
+            if show is not None:
+                for res in run.steps:
+                    show(res)
+            yield run
 
 
 def _printer(quiet: bool) -> Callable[[StepResult], None]:
