@@ -100,7 +100,7 @@ class Matrix:
         """How many cells have each verdict (from the blocks when it has them)."""
         by_code = (
             self.table.counts()
-            if self._rows is None and self.table is not None
+            if self.table is not None
             else {c: sum(row.count(c) for row in self.rows) for c in VERDICT_OF_CODE}
         )
         out: dict[str, int] = {}

@@ -35,8 +35,10 @@ hooks, are walked one by one (the walk's verdict is theirs).
 from __future__ import annotations
 
 import operator
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network
 from typing import TYPE_CHECKING
 
 from dataplane.netpol_index import rule_ports_match
@@ -55,6 +57,7 @@ from topology.model import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from dataplane.sim import Simulator
+    from topology.endpoint import Endpoint
 
 # Byte value of a cell while its column is assembled: bit 0 = egress admits, bit 1 =
 # ingress admits, the rest = index of the path's verdict code in `_PATH_CODES`.
@@ -84,6 +87,12 @@ def members(bits: int) -> Iterator[int]:
     >>> list(members(0b1000001001))
     [0, 3, 9]
     """
+    if bits.bit_count() * 64 < bits.bit_length():  # sparse: bit by bit
+        while bits:
+            low = bits & -bits
+            yield low.bit_length() - 1
+            bits ^= low
+        return
     text = format(bits, "b")[::-1]
     i = text.find("1")
     while i >= 0:
@@ -149,6 +158,8 @@ class Sets:
         self.all = (1 << n) - 1
         self.at = {p.key: u for u, p in enumerate(pods)}
         self.ips = [int(p.ip) for p in pods]
+        self.by_ip = sorted(range(n), key=self.ips.__getitem__)  # positions by address
+        self.sorted_ips = [self.ips[u] for u in self.by_ip]
         kv: dict[tuple[str, str], list[int]] = {}
         keys: dict[str, list[int]] = {}
         nskv: dict[tuple[str, str], list[int]] = {}
@@ -206,15 +217,17 @@ class Sets:
         key = _block_key(block)
         found = self._blocks.get(key)
         if found is None:
-            base, mask = int(block.cidr.network_address), int(block.cidr.netmask)
-            excepts = [(int(x.network_address), int(x.netmask)) for x in block.except_]
-            inside = [
-                u
-                for u, ip in enumerate(self.ips)
-                if ip & mask == base and not any(ip & m == b for b, m in excepts)
-            ]
-            found = self._blocks[key] = bits_of(inside, self.n)
+            found = self._range(block.cidr)
+            for x in block.except_:
+                found &= ~self._range(x)
+            self._blocks[key] = found
         return found
+
+    def _range(self, net: IPv4Network) -> int:
+        """The pods whose address is in `net` (a range of the addresses in order)."""
+        lo = bisect_left(self.sorted_ips, int(net.network_address))
+        hi = bisect_right(self.sorted_ips, int(net.broadcast_address))
+        return bits_of(self.by_ip[lo:hi], self.n)
 
     def peer(self, policy_ns: str, peer: PolicyPeer) -> int:
         """The pods a `from`/`to` item of a policy in `policy_ns` matches."""
@@ -393,14 +406,27 @@ class Table:
         pick = operator.itemgetter(*(self.sources[i] for i in plain)) if plain else None
         buf = bytearray(n_s * n_t)  # column-major: column j at [j * n_s, (j + 1) * n_s)
         path_ints: dict[tuple[str | None, ...], int] = {}
+        nodes = range(len(sets.nodes))
         for b in self.blocks:
             base = digits(b.egress, sets.n) + 2 * digits(b.ingress, sets.n)
             admitted = b.egress & b.ingress
+            # the source each node's path is walked from: the lowest admitted one there,
+            # unless it is the destination itself (then its codes are its own)
+            firsts = set()
+            for here in sets.node_bits:
+                mine = admitted & here & self.weights.bits
+                if mine:
+                    firsts.add((mine & -mine).bit_length() - 1)
+            shared: dict[tuple[int, bool], tuple[str | None, ...]] = {}
             for j in b.targets:
                 t = self.targets[j]
-                codes = tuple(
-                    self.node_code(admitted, k, j) for k in range(len(sets.nodes))
-                )
+                kind = (sets.node_of[t], self.listens[j])
+                found = shared.get(kind) if t not in firsts else None
+                if found is None:
+                    found = tuple(self.node_code(admitted, k, j) for k in nodes)
+                    if t not in firsts:
+                        shared[kind] = found
+                codes = found
                 value = path_ints.get(codes)
                 if value is None:
                     value = path_ints[codes] = _path_int(codes, sets)
@@ -422,7 +448,21 @@ class Table:
                             buf[at + i] = column[k]
         for (i, j), code in self.walked.items():
             buf[j * n_s + i] = ord(code)
-        return [buf[i::n_s].decode("ascii") for i in range(n_s)]
+        return _transpose(buf, n_s, n_t)
+
+
+def _transpose(buf: bytearray, n_s: int, n_t: int, height: int = 128) -> list[str]:
+    """The rows of a column-major n_s x n_t buffer, a band of `height` rows at a time:
+    each band is gathered column by column into a small buffer that stays in the CPU's
+    cache, where its rows are read with a stride (one stride over the whole buffer per
+    row would miss the cache at every byte)."""
+    view = memoryview(buf)
+    rows: list[str] = []
+    for r0 in range(0, n_s, height):
+        h = min(n_s, r0 + height) - r0
+        band = b"".join([view[j * n_s + r0 : j * n_s + r0 + h] for j in range(n_t)])
+        rows.extend([band[r::h].decode("ascii") for r in range(h)])
+    return rows
 
 
 def _path_int(codes: tuple[str | None, ...], sets: Sets) -> int:
@@ -433,13 +473,6 @@ def _path_int(codes: tuple[str | None, ...], sets: Sets) -> int:
 
 
 # -- building the table ----------------------------------------------------------------------
-def _plain_pod(sim: Simulator, text: str) -> Pod | None:
-    ep = sim.resolve(text)
-    if ep.kind is EndpointKind.POD and ep.pod is not None and not ep.pod.host_network:
-        return ep.pod
-    return None
-
-
 def _code(
     sim: Simulator, src: str, dst: str, port: int | str | None, proto: Protocol
 ) -> str:
@@ -460,10 +493,14 @@ class _Ports:
     def __init__(self, protocol: Protocol) -> None:
         self.protocol = protocol
         self.reps: dict[PortClass, Pod] = {}
+        self.named: dict[object, tuple[tuple[str, str, int], ...]] = {}
         self._match: dict[tuple[int, PortClass], bool] = {}
 
     def of(self, pod: Pod, dport: int | None) -> PortClass:
-        pc = (dport, _named_ports(pod))
+        named = self.named.get(pod.containers)
+        if named is None:  # pods of one template share their containers
+            named = self.named[pod.containers] = _named_ports(pod)
+        pc = (dport, named)
         self.reps.setdefault(pc, pod)
         return pc
 
@@ -490,8 +527,22 @@ def table(
     pods = [p for p in cluster.pods.values() if not p.host_network]
     ns_labels = {name: ns.labels for name, ns in cluster.namespaces.items()}
     sets = Sets(pods, ns_labels)
-    spods = [_plain_pod(sim, s) if fast else None for s in sources]
-    tpods = [_plain_pod(sim, t) if fast else None for t in targets]
+    resolved: dict[str, Endpoint] = {}
+
+    def plain(text: str) -> Pod | None:
+        """The pod `text` designates when it is a plain pod (not hostNetwork)."""
+        if not fast:
+            return None
+        ep = resolved.get(text)
+        if ep is None:
+            ep = resolved[text] = sim.resolve(text)
+        pod = ep.pod
+        if ep.kind is EndpointKind.POD and pod is not None and not pod.host_network:
+            return pod
+        return None
+
+    spods = [plain(s) for s in sources]
+    tpods = [plain(t) for t in targets]
     s_at = [sets.at[p.key] if p is not None else -1 for p in spods]
     t_at = [sets.at[p.key] if p is not None else -1 for p in tpods]
     ports = _Ports(protocol)
@@ -502,9 +553,9 @@ def table(
             pclass.append(None)
             listens.append(False)
             continue
-        dport: int | None = sim.resolve_port(port, sim.resolve(targets[j]), protocol)
-        if protocol is Protocol.ICMP:
-            dport = None
+        dport: int | None = None
+        if protocol is not Protocol.ICMP:
+            dport = sim.resolve_port(port, resolved[targets[j]], protocol)
         pclass.append(ports.of(pod, dport))
         listens.append(
             protocol is Protocol.ICMP

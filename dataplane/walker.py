@@ -81,13 +81,16 @@ def wants(ns: Netns, ifname: str, pkt: Packet) -> bool:
     return pkt.arp is not None and pkt.arp.op == 1 and ns.is_local(pkt.arp.pdst)
 
 
+_STACK_KINDS = (Kind.VETH, Kind.ETH)  # devices whose frames go to `Stack.receive`
+
+
 def ignores(ns: Netns, ifname: str, pkt: Packet) -> bool:
     """Whether a frame arriving at `ns`/`ifname` is dropped at once by its IP layer
     (`Stack.receive`: not its MAC, an ARP request for an address it does not have, an
     ARP reply that is not its own), so that it need not be handed over."""
     iface = ns.interfaces[ifname]
     eth = pkt.eth
-    if iface.master is not None or iface.kind is not Kind.VETH or eth is None:
+    if iface.master is not None or iface.kind not in _STACK_KINDS or eth is None:
         return False
     if eth.dst == iface.mac:
         return False
@@ -305,7 +308,10 @@ class Walker:
                     peer, port, "recv", f"from the {seg.name} ({ns.node} {ifname})", pkt
                 )
             self.wire(peer, port, pkt)
-            out.append(Rx(pkt, t, port))
+            if ignores(peer, port, pkt):
+                self.steps += 1  # the step its dispatch would have taken
+            else:
+                out.append(Rx(pkt, t, port))
         return out
 
     # -- the result ------------------------------------------------------------------------
