@@ -199,7 +199,7 @@ class Packet:
     def with_ip(self, **changes: Any) -> Packet:
         ip = self.ip
         assert ip is not None
-        values = {
+        values: dict[str, Any] = {
             "src": ip.src, "dst": ip.dst, "proto": ip.proto, "ttl": ip.ttl,
             "id": ip.id, "df": ip.df, "mf": ip.mf, "frag": ip.frag, "tos": ip.tos,
         }  # fmt: skip
