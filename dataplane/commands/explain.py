@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from dataplane import netpol_text
 from dataplane.cli import DebugOpt, FileArg, console, input_errors, load, register, warn
 from dataplane.commands.matrix import (
     AtStepOpt,
@@ -23,9 +22,6 @@ from dataplane.commands.matrix import (
     parse_protocol,
     simulator_at,
 )
-from dataplane.trace import DropReason
-
-POLICY_DROPS = (DropReason.POLICY_EGRESS, DropReason.POLICY_INGRESS)
 
 if TYPE_CHECKING:  # pragma: no cover
     from dataplane.netpol import Decision
@@ -36,6 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
 def decisions_of(cluster: Cluster, trace: Trace) -> list[tuple[str, Decision, bool]]:
     """(node, decision, reached) for each check of the filter on the request's first
     packet; after an egress drop, the ingress check it would have met (not reached)."""
+    from dataplane import netpol_text
     from dataplane.netpol import Direction
     from dataplane.netpol_hook import NAME, decisions_at
 
@@ -69,6 +66,9 @@ def decisions_of(cluster: Cluster, trace: Trace) -> list[tuple[str, Decision, bo
 
 def explain_text(cluster: Cluster, trace: Trace) -> str:
     """The prose of `dataplane explain`."""
+    from dataplane import netpol_text
+    from dataplane.trace import DropReason
+
     lines = [trace.title]
     if trace.endpoint:
         lines.append(f"kube-proxy chose the endpoint {trace.endpoint}")
@@ -86,7 +86,8 @@ def explain_text(cluster: Cluster, trace: Trace) -> str:
         )
     verdict = trace.verdict.value if trace.verdict else "none"
     policy = f" (policy {trace.policy})" if trace.policy else ""
-    why = "" if trace.reason in POLICY_DROPS else f" - {trace.explanation}"
+    policy_drop = trace.reason in (DropReason.POLICY_EGRESS, DropReason.POLICY_INGRESS)
+    why = "" if policy_drop else f" - {trace.explanation}"
     lines.append(f"verdict: {verdict}{policy}{why}")
     return "\n".join(lines)
 

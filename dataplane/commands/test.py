@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.text import Text
 
 from dataplane.cli import DebugOpt, console, err_console, input_errors, register
 
@@ -72,7 +71,11 @@ def run_tests(
         if as_json:
             _json(run)
         elif run.error is not None:
+            from rich.text import Text
+
             console.print(Text("ERROR ", style="bold red") + Text(run.error))
+    from rich.text import Text
+
     elapsed = time.perf_counter() - start
     passed = sum(r.passed for r in runs)
     failed = sum(r.failed for r in runs)
@@ -145,6 +148,8 @@ def _printer(quiet: bool) -> Callable[[StepResult], None]:
         if not styled:
             sys.stdout.write(status + line + detail + "\n")
             return
+        from rich.text import Text
+
         style = {None: "dim", True: "green", False: "bold red"}[res.ok]
         text = Text(status, style=style) + Text(line)
         text.append(detail, style="red")

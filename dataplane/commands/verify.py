@@ -13,10 +13,9 @@ import json
 import signal
 import sys
 from types import FrameType
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
 from dataplane.cli import (
     DebugOpt,
@@ -36,7 +35,13 @@ def _terminate(signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
+if TYPE_CHECKING:  # pragma: no cover
+    from rich.table import Table
+
+
 def _table(report: Any, quiet: bool) -> Table:
+    from rich.table import Table
+
     from dataplane.kernel.report import SILENT
 
     table = Table(
