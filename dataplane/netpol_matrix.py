@@ -34,9 +34,11 @@ hooks, are walked one by one (the walk's verdict is theirs).
 
 from __future__ import annotations
 
+import gc
 import operator
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network
 from typing import TYPE_CHECKING
@@ -66,6 +68,20 @@ _TABLE = bytes(
     ord("E" if not v & 1 else "I" if not v & 2 else _PATH_CODES[v >> 2])
     for v in range(4 * len(_PATH_CODES))
 ) + bytes(256 - 4 * len(_PATH_CODES))
+
+
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """The cyclic garbage collector off for a while: the matrix allocates big integers
+    and byte strings, none of them in cycles, and each full collection would walk every
+    object of the cluster model (a second on 10,000 pods) for nothing."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 # -- bitsets ---------------------------------------------------------------------------------
@@ -152,8 +168,14 @@ class Sets:
     """The pods of a cluster as bit positions and every selector, peer and rule of its
     policies as the set of pods it matches (remembered by content)."""
 
-    def __init__(self, pods: list[Pod], ns_labels: Mapping[str, Mapping[str, str]]):
+    def __init__(
+        self,
+        pods: list[Pod],
+        ns_labels: Mapping[str, Mapping[str, str]],
+        policies: list[NetworkPolicy],
+    ) -> None:
         self.pods = pods
+        self.policies = policies
         self.n = n = len(pods)
         self.all = (1 << n) - 1
         self.at = {p.key: u for u, p in enumerate(pods)}
@@ -346,6 +368,10 @@ class Table:
     def counts(self) -> dict[str, int]:
         """How many cells have each code (rows and columns counted as often as they
         repeat)."""
+        with _no_gc():
+            return self._counts()
+
+    def _counts(self) -> dict[str, int]:
         node_of, weights, mult = self.sets.node_of, self.weights, self.mult
         total = sum(mult.values())
         out: dict[str, int] = {}
@@ -397,6 +423,10 @@ class Table:
     # -- output ----------------------------------------------------------------------------
     def rows(self) -> list[str]:
         """Every row as text, one code per column (the only expansion)."""
+        with _no_gc():
+            return self._rows()
+
+    def _rows(self) -> list[str]:
         sets = self.sets
         n_s, n_t = len(self.sources), len(self.targets)
         if not n_s:
@@ -522,11 +552,22 @@ def table(
     protocol: Protocol,
 ) -> Table:
     """The matrix of `sources` x `targets` on `protocol`/`port` as blocks (see the module)."""
+    with _no_gc():
+        return _table(sim, sources, targets, port, protocol)
+
+
+def _table(
+    sim: Simulator,
+    sources: list[str],
+    targets: list[str],
+    port: int | str | None,
+    protocol: Protocol,
+) -> Table:
     cluster = sim.cluster
     fast = not sim.user_hooks
     pods = [p for p in cluster.pods.values() if not p.host_network]
     ns_labels = {name: ns.labels for name, ns in cluster.namespaces.items()}
-    sets = Sets(pods, ns_labels)
+    sets = Sets(pods, ns_labels, list(cluster.policies.values()))
     resolved: dict[str, Endpoint] = {}
 
     def plain(text: str) -> Pod | None:
@@ -545,26 +586,24 @@ def table(
     tpods = [plain(t) for t in targets]
     s_at = [sets.at[p.key] if p is not None else -1 for p in spods]
     t_at = [sets.at[p.key] if p is not None else -1 for p in tpods]
-    ports = _Ports(protocol)
-    pclass: list[PortClass | None] = []
+    dports: list[int | None] = []
     listens: list[bool] = []
     for j, pod in enumerate(tpods):
-        if pod is None:
-            pclass.append(None)
-            listens.append(False)
-            continue
         dport: int | None = None
-        if protocol is not Protocol.ICMP:
+        if pod is not None and protocol is not Protocol.ICMP:
             dport = sim.resolve_port(port, resolved[targets[j]], protocol)
-        pclass.append(ports.of(pod, dport))
+        dports.append(dport)
         listens.append(
-            protocol is Protocol.ICMP
-            or (dport is not None and pod.container_of(dport, protocol) is not None)
+            pod is not None
+            and (
+                protocol is Protocol.ICMP
+                or (dport is not None and pod.container_of(dport, protocol) is not None)
+            )
         )
     columns = [j for j, t in enumerate(t_at) if t >= 0]
     blocks: list[Block] = []
     if columns and any(s >= 0 for s in s_at):
-        blocks = _blocks(sets, cluster.policies.values(), t_at, pclass, columns, ports)
+        blocks = column_blocks(sets, t_at, columns, protocol, dports)
 
     def walk(i: int, j: int) -> str:
         return _code(sim, sources[i], targets[j], port, protocol)
@@ -578,16 +617,23 @@ def table(
     return Table(sets, s_at, t_at, listens, blocks, walked, walk)
 
 
-def _blocks(
+def column_blocks(
     sets: Sets,
-    policies: Iterable[NetworkPolicy],
     t_at: list[int],
-    pclass: list[PortClass | None],
     columns: list[int],
-    ports: _Ports,
+    protocol: Protocol,
+    dports: list[int | None] | int | None,
 ) -> list[Block]:
-    """The columns grouped by their egress and ingress columns (bitsets over sources)."""
+    """The `columns` (pods at `t_at`) grouped by their egress and ingress columns
+    (bitsets over every pod as a source) on `protocol`, to each column's port (`dports`
+    per column, or one for all)."""
+    ports = _Ports(protocol)
+    pclass: list[PortClass | None] = [None] * len(t_at)
+    for j in columns:
+        dport = dports[j] if isinstance(dports, list) else dports
+        pclass[j] = ports.of(sets.pods[t_at[j]], dport)
     every = sets.all
+    policies = sets.policies
     # Egress: who is isolated, and for each distinct set of peers the rules that use it.
     open_egress = every
     users: dict[int, list[tuple[int, PolicyRule]]] = {}

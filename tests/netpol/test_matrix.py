@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from dataplane.matrix import Matrix, compute_matrix, walk_matrix
 from dataplane.netfilter import ACCEPT, Drop
+from dataplane.netpol_ports import admits, port_table
 from dataplane.sim import Simulator
 from dataplane.trace import Verdict
 from tests.netpol.clusters import nodes, policy, xyz
@@ -340,3 +341,66 @@ def test_a_matrix_step_says_which_cells_differ(tmp_path: Path) -> None:
         match="matrix pair 'default/a -> default/c' is not a cell of this matrix",
     ):
         runner.run_step(3, scenario.steps[2])
+
+
+PORT_QUERIES = [
+    (port, proto)
+    for proto in (Protocol.TCP, Protocol.UDP, Protocol.SCTP)
+    for port in (79, 80, 81, 82, 8080, 8081, 1, 65535)
+] + [(None, Protocol.ICMP)]
+
+
+@settings(
+    max_examples=60,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(clusters(max_pods=8, max_policies=6))
+def test_the_admitted_ports_of_every_pair_agree_with_per_port_matrices(
+    cluster: Cluster,
+) -> None:
+    """`port_table` (every protocol and port in one pass) says a port is admitted exactly
+    when the one-port matrix does not deny it (E or I)."""
+    sim = Simulator(cluster)
+    names = [p.key for p in cluster.pods.values() if not p.host_network]
+    table = port_table(sim, names, names)
+    for port, proto in PORT_QUERIES:
+        m = compute_matrix(sim, names, names, port, proto)
+        for i in range(len(names)):
+            for j in range(len(names)):
+                denied = m.code(i, j) in "EI"
+                admitted = admits(table.ports(i, j), proto, port)
+                assert admitted is not denied, (names[i], names[j], port, proto)
+
+
+def test_admitted_ports_merge_into_ranges() -> None:
+    web = policy(
+        "x/web",
+        LabelSelector({"pod": "a"}),
+        ingress=(
+            PolicyRule(
+                (),
+                (
+                    PolicyPort(Protocol.TCP, 80),
+                    PolicyPort(Protocol.TCP, 81, 90),
+                    PolicyPort(Protocol.UDP, "serve-81-udp"),
+                ),
+            ),
+        ),
+    )
+    sim = Simulator(xyz(web))
+    table = port_table(sim, ["y/b"], ["x/a", "x/b"])
+    assert table.ports(0, 0) == (
+        (Protocol.TCP, ((80, 90),)),
+        (Protocol.UDP, ((81, 81),)),
+    )
+    assert table.ports(0, 1) == (
+        (Protocol.TCP, ((1, 65535),)),
+        (Protocol.UDP, ((1, 65535),)),
+        (Protocol.SCTP, ((1, 65535),)),
+        (Protocol.ICMP, ((0, 0),)),
+    )
+    with pytest.raises(ValueError, match="admitted ports are computed between pods"):
+        port_table(sim, ["node/node-1"], ["x/a"])
