@@ -32,6 +32,7 @@ PALETTE = {
     "panel": ("#f8fafc", "#94a3b8"),
     "pod": ("#dbeafe", "#3b82f6"),
     "port": ("#ffffff", "#3b82f6"),
+    "lo": ("#ffffff", "#93c5fd"),
     "veth": ("#f5f5f4", "#78716c"),
     "bridge": ("#fef9c3", "#a16207"),
     "host": ("#ffffff", "#64748b"),
@@ -40,13 +41,29 @@ PALETTE = {
     "underlay": ("#475569", "#1e293b"),
     "gateway": ("#dcfce7", "#15803d"),
     "external": ("#fce7f3", "#be185d"),
+    "service": ("#ede9fe", "#6d28d9"),
+    "caption": ("#ffffff", "#ffffff"),
 }
-PATH_COLOUR = {"request": "#f97316", "reply": "#7c3aed"}
+# The connection's request and reply; the DNS lookup before it (a probe by name).
+PATH_COLOUR = {
+    "request": "#f97316",
+    "reply": "#7c3aed",
+    "dns-request": "#0891b2",
+    "dns-reply": "#65a30d",
+}
+PATH_LEGEND = {
+    "request": "request",
+    "reply": "reply",
+    "dns-request": "DNS query",
+    "dns-reply": "DNS answer",
+}
+STYLE_COLOUR = {"policy": "#b91c1c"}  # a pod's NetworkPolicies
 MARK_COLOUR = {"allow": "#16a34a", "deny": "#dc2626", "nat": "#0369a1"}
 LINK = "#94a3b8"
 INK = "#0f172a"
 MUTED = "#475569"
-FONT_SIZE = {"title": 18, "head": 14, "bold": 12, "text": 12, "mono": 11, "small": 10.5}
+FONT_SIZE = {"title": 18, "head": 14, "bold": 12, "text": 12, "mono": 11, "small": 10.5,
+             "policy": 10.5}  # fmt: skip
 
 Point = tuple[float, float]
 
@@ -63,6 +80,7 @@ class Rect:
     radius: float = 4.0
     key: str = ""  # the scene element it draws (for tests and SVG readers)
     hot: str = ""
+    device: str = ""  # NODE/IFNAME of the interface it draws (pods NODE/NS/POD/IFNAME)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +90,7 @@ class Line:
     width: float = 1.5
     dash: bool = False
     arrow: bool = False
+    visit: int = -1  # the index of the path visit it draws (-1: not the path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +110,8 @@ class Dot:
     r: float
     fill: str
     text: str = ""
+    visit: int = -1  # the index of the path visit it numbers (-1: none)
+    seq: int = -1  # the trace hop of the decision it letters (-1: none)
 
 
 Shape = Rect | Line | Label | Dot
@@ -145,6 +166,7 @@ def _box_shapes(box: Box) -> list[Shape]:
             radius,
             box.key,
             box.hot or "",
+            box.device,
         )
     ]
     colour = "#ffffff" if box.kind == "underlay" else INK
@@ -157,13 +179,16 @@ def _box_shapes(box: Box) -> list[Shape]:
         return out
     n = len(box.lines)
     top = box.cy - (n - 1) * LINE_H / 2
-    left = box.kind == "host"
+    left = box.kind in ("host", "caption")
     for i, (text, style) in enumerate(box.lines):
         y = top + i * LINE_H
-        if left:
+        if box.kind == "caption":
+            out.append(Label(box.x, y, text, style, MUTED))
+        elif left:
             out.append(Label(box.x + 10, y, text, style, INK if i == 0 else MUTED))
         else:
-            out.append(Label(box.cx, y, text, style, colour, "middle"))
+            ink = STYLE_COLOUR.get(style, colour)
+            out.append(Label(box.cx, y, text, style, ink, "middle"))
     return out
 
 
@@ -177,6 +202,33 @@ def _badge_spot(box: Box, v: Visit, entry: Point | None) -> Point:
     return (box.x - 12 if sign < 0 else box.x + box.w + 12, box.cy)
 
 
+def _free_spot(
+    scene: Scene, taken: list[Point], spot: Point, r: float, direction: str
+) -> Point:
+    """The first place near `spot` where a badge of radius `r` covers no other badge
+    and stays in the picture: a row lower or higher, then one step outward."""
+    step = -(2 * r + 2) if direction == REQUEST else 2 * r + 2
+    for dx in (0, step, 2 * step):
+        for dy in (0, 20, -20, 40, -40):
+            x = min(max(spot[0] + dx, r + 2), scene.width - r - 2)
+            y = spot[1] + dy
+            clash = any(
+                abs(x - tx) < 2 * r + 1 and abs(y - ty) < 19 for tx, ty in taken
+            )
+            if not clash and not _covers_a_box(scene, x, y, r):
+                return (x, y)
+    return spot
+
+
+def _covers_a_box(scene: Scene, x: float, y: float, r: float) -> bool:
+    """Whether a badge at (x, y) would cover part of a device's box (its text)."""
+    return any(
+        x + r > b.x and x - r < b.x + b.w and y + r > b.y and y - r < b.y + b.h
+        for b in scene.boxes.values()
+        if b.kind not in ("caption", "panel")
+    )
+
+
 def _path_shapes(scene: Scene) -> tuple[list[Shape], list[Shape]]:
     """The path: lines between elements (drawn under the boxes), travel along bridges
     and the underlay, and a numbered dot for each element reached (drawn over them)."""
@@ -185,9 +237,9 @@ def _path_shapes(scene: Scene) -> tuple[list[Shape], list[Shape]]:
     taken: list[Point] = []
     cursor: dict[str, float] = {}  # where the path entered each wide element
     prev: Visit | None = None
-    for v in scene.path:
+    for i, v in enumerate(scene.path):
         box = scene.boxes[v.key]
-        colour = PATH_COLOUR[v.direction]
+        colour = PATH_COLOUR[v.colour_key]
         dash = v.direction != REQUEST
         entry: Point | None = None
         if prev is not None and prev.key != v.key:
@@ -198,20 +250,22 @@ def _path_shapes(scene: Scene) -> tuple[list[Shape], list[Shape]]:
             bx = box.anchor_x(ax)
             ax = pbox.anchor_x(bx)
             if pbox.wide and abs(ax + off - px) > 1:  # along the bridge or the underlay
-                y = pbox.y + pbox.h - 6 if v.direction == REQUEST else pbox.y + 6
-                over.append(Line(((px, y), (ax + off, y)), colour, 3.0, dash))
+                # along its top or bottom edge, clear of the label in its middle
+                y = pbox.y + pbox.h - 4 if v.direction == REQUEST else pbox.y + 4
+                over.append(Line(((px, y), (ax + off, y)), colour, 3.0, dash, visit=i))
             pts = _route(pbox, box, ax, bx, off)
-            under.append(Line(pts, colour, 3.0, dash, arrow=True))
+            under.append(Line(pts, colour, 3.0, dash, arrow=True, visit=i))
             entry = pts[-1]
             cursor[v.key] = entry[0]
         else:
             cursor.setdefault(v.key, box.cx)
-        x, y = _badge_spot(box, v, entry)
-        while any(abs(x - tx) < 19 and abs(y - ty) < 19 for tx, ty in taken):
-            x += -20 if v.direction == REQUEST else 20
-        taken.append((x, y))
-        over.append(Dot(x, y, 9, colour, str(v.number)))
         prev = v
+        if not v.number:
+            continue  # crossed without a hop of its own in the trace: no number
+        r = 9 if v.number < 100 else 11
+        x, y = _free_spot(scene, taken, _badge_spot(box, v, entry), r, v.direction)
+        taken.append((x, y))
+        over.append(Dot(x, y, r, colour, str(v.number), i))
     return under, over
 
 
@@ -219,15 +273,15 @@ def _legend(scene: Scene, y: float) -> list[Shape]:
     x = float(MARGIN)
     out: list[Shape] = []
     if scene.path:
-        out.append(Line(((x, y), (x + 34, y)), PATH_COLOUR["request"], 3.0, arrow=True))
-        out.append(Label(x + 42, y, "request", "small"))
-        out.append(
-            Line(((x + 110, y), (x + 144, y)), PATH_COLOUR["reply"], 3.0, True, True)
-        )
-        out.append(Label(x + 152, y, "reply", "small"))
-        out.append(Dot(x + 212, y, 9, PATH_COLOUR["request"], "n"))
-        out.append(Label(x + 226, y, "order in which the packet reached each device "
-                         "(ARP left out)", "small"))  # fmt: skip
+        cx = x
+        for key in dict.fromkeys(v.colour_key for v in scene.path):
+            dash = key.endswith("reply")
+            out.append(Line(((cx, y), (cx + 34, y)), PATH_COLOUR[key], 3.0, dash, True))
+            out.append(Label(cx + 42, y, PATH_LEGEND[key], "small"))
+            cx += 42 + text_width(PATH_LEGEND[key], "small") + 24
+        out.append(Dot(cx + 9, y, 9, PATH_COLOUR[scene.path[0].colour_key], "n"))
+        out.append(Label(cx + 24, y, "hop n of the trace (dataplane trace): where the "
+                         "packet reached the device (ARP left out)", "small"))  # fmt: skip
         y += 24
     for i, m in enumerate(scene.marks):
         out.append(Dot(x + 9, y, 9, MARK_COLOUR[m.kind], chr(ord("A") + i)))
@@ -243,34 +297,50 @@ def _mark_lines(scene: Scene, m: Mark) -> list[str]:
     return textwrap.wrap(f"{m.word} — {m.text}", max(width, 40))
 
 
-def shapes(scene: Scene) -> list[Shape]:
-    """Every primitive of the picture, back to front."""
-    out: list[Shape] = [
+def layers(scene: Scene) -> dict[str, list[Shape]]:
+    """The picture's primitives in drawing order, by layer: `base` (background, title,
+    panels, links), `path-under` (the path's lines, under the boxes), `boxes`,
+    `path-over` (travel along wide elements, numbered badges), `marks` (the lettered
+    decisions) and `legend`.  The browser view draws the same layers, the path ones per
+    walk."""
+    base: list[Shape] = [
         Rect(0, 0, scene.width, scene.height, "#ffffff", "#ffffff", 0, 0)
     ]
-    out.append(Label(MARGIN, MARGIN + 8, scene.title, "title"))
+    base.append(Label(MARGIN, MARGIN + 8, scene.title, "title"))
     if scene.subtitle:
         width = int((scene.width - 2 * MARGIN) / (0.58 * 12))
         parts = textwrap.wrap(scene.subtitle, width)
         if len(parts) > 1:  # the legend below holds the details
             parts = [parts[0][: width - 4] + " ..."]
         for i, part in enumerate(parts):
-            out.append(Label(MARGIN, MARGIN + 32 + i * 16, part, "text", MUTED))
+            base.append(Label(MARGIN, MARGIN + 32 + i * 16, part, "text", MUTED))
     for panel in scene.panels:
-        out += _box_shapes(panel)
-    out += _link_shapes(scene)
+        base += _box_shapes(panel)
+    base += _link_shapes(scene)
     under, over = _path_shapes(scene)
-    out += under
+    boxes: list[Shape] = []
     for box in scene.boxes.values():
-        out += _box_shapes(box)
-    out += over
+        boxes += _box_shapes(box)
+    marks: list[Shape] = []
     for i, m in enumerate(scene.marks):
         box = scene.boxes[m.key]
         shift = 22 * _nth(scene, i)
         x = box.x + 4 + shift if box.wide else box.x + box.w - 4 - shift
-        out.append(Dot(x, box.y + 4, 10, MARK_COLOUR[m.kind], chr(ord("A") + i)))
-    out += _legend(scene, legend_top(scene))
-    return out
+        letter = chr(ord("A") + i)
+        marks.append(Dot(x, box.y + 4, 10, MARK_COLOUR[m.kind], letter, seq=m.seq))
+    return {
+        "base": base,
+        "path-under": under,
+        "boxes": boxes,
+        "path-over": over,
+        "marks": marks,
+        "legend": _legend(scene, legend_top(scene)),
+    }
+
+
+def shapes(scene: Scene) -> list[Shape]:
+    """Every primitive of the picture, back to front."""
+    return [s for layer in layers(scene).values() for s in layer]
 
 
 def _nth(scene: Scene, i: int) -> int:
@@ -299,6 +369,7 @@ SANS = "DejaVu Sans, Verdana, Helvetica, Arial, sans-serif"
 def _svg_shape(s: Shape) -> str:
     if isinstance(s, Rect):
         data = f' data-key="{escape(s.key)}"' if s.key else ""
+        data += f' data-device="{escape(s.device)}"' if s.device else ""
         data += f' data-hot="{s.hot}"' if s.hot else ""
         return (
             f'<rect x="{s.x:.1f}" y="{s.y:.1f}" width="{s.w:.1f}" height="{s.h:.1f}" '
@@ -309,9 +380,10 @@ def _svg_shape(s: Shape) -> str:
         pts = " ".join(f"{x:.1f},{y:.1f}" for x, y in s.points)
         dash = ' stroke-dasharray="7 5"' if s.dash else ""
         marker = f' marker-end="url(#arrow-{s.colour[1:]})"' if s.arrow else ""
+        visit = f' data-visit="{s.visit}"' if s.visit >= 0 else ""
         return (
             f'<polyline points="{pts}" fill="none" stroke="{s.colour}" '
-            f'stroke-width="{s.width}"{dash}{marker}/>'
+            f'stroke-width="{s.width}"{dash}{marker}{visit}/>'
         )
     if isinstance(s, Label):
         size = FONT_SIZE[s.style]
@@ -329,20 +401,31 @@ def _svg_shape(s: Shape) -> str:
         if s.text
         else ""
     )
-    return f'<circle cx="{s.x:.1f}" cy="{s.y:.1f}" r="{s.r}" fill="{s.fill}"/>{text}'
+    circle = f'<circle cx="{s.x:.1f}" cy="{s.y:.1f}" r="{s.r}" fill="{s.fill}"/>{text}'
+    if s.visit >= 0:
+        return f'<g data-visit="{s.visit}">{circle}</g>'
+    return f'<g data-seq="{s.seq}">{circle}</g>' if s.seq >= 0 else circle
+
+
+def svg_markers() -> str:
+    """The arrowheads of the path lines, one per path colour."""
+    return "".join(
+        f'<marker id="arrow-{c[1:]}" viewBox="0 0 10 10" refX="9" refY="5" '
+        f'markerWidth="4" markerHeight="4" orient="auto-start-reverse">'
+        f'<path d="M0,0 L10,5 L0,10 z" fill="{c}"/></marker>'
+        for c in sorted(set(PATH_COLOUR.values()))
+    )
+
+
+def svg_shapes(items: list[Shape]) -> str:
+    return "\n".join(_svg_shape(s) for s in items)
 
 
 def to_svg(scene: Scene) -> str:
     """The picture as an SVG document."""
     fit(scene)
-    colours = sorted(set(PATH_COLOUR.values()))
-    markers = "".join(
-        f'<marker id="arrow-{c[1:]}" viewBox="0 0 10 10" refX="9" refY="5" '
-        f'markerWidth="4" markerHeight="4" orient="auto-start-reverse">'
-        f'<path d="M0,0 L10,5 L0,10 z" fill="{c}"/></marker>'
-        for c in colours
-    )
-    body = "\n".join(_svg_shape(s) for s in shapes(scene))
+    markers = svg_markers()
+    body = svg_shapes(shapes(scene))
     w, h = f"{scene.width:.0f}", f"{scene.height:.0f}"
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
@@ -455,4 +538,15 @@ def to_png(scene: Scene, path: str | Path, scale: float = 2.0) -> None:
     img.save(path, format="PNG")
 
 
-__all__ = ["Dot", "Label", "Line", "Rect", "shapes", "to_png", "to_svg"]
+__all__ = [
+    "Dot",
+    "Label",
+    "Line",
+    "Rect",
+    "layers",
+    "shapes",
+    "svg_markers",
+    "svg_shapes",
+    "to_png",
+    "to_svg",
+]

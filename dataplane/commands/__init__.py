@@ -8,7 +8,17 @@ from __future__ import annotations
 
 import importlib
 
-MODULES: list[str] = ["replay", "test", "graph", "explain", "matrix", "verify"]
+MODULES: list[str] = [
+    "replay",
+    "test",
+    "graph",
+    "explain",
+    "matrix",
+    "verify",
+    "quiz",
+    "lint",
+    "exposure",
+]
 
 
 def load() -> None:
