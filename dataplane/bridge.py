@@ -139,9 +139,8 @@ class Bridges:
         self, ns: Netns, br: str, pkt: Packet, port: str | None
     ) -> list[str]:
         """The ports a flood goes out of: every port but `port`, or, in a walk that
-        records no captures, only those whose peer may act on it (`Flood`); each port
-        left out counts as the two steps (out of the port, into the peer) it would
-        have taken, so that the hop limit falls where it would."""
+        records no captures, only those whose peer may act on it (`Flood`: the copies
+        left out would have been dropped unseen, and are no steps of the walk)."""
         w = self.w
         ports = w.fabric.bridge_ports.get((ns.id, br), [])
         if w.capture:
@@ -149,9 +148,7 @@ class Bridges:
         flood = w.fabric.floods.get((ns.id, br))
         if not isinstance(flood, Flood):
             flood = w.fabric.floods[(ns.id, br)] = self.flood_of(ns, ports)
-        targets = flood.ports(pkt, port)
-        w.steps += 2 * (len(ports) - (port in ports) - len(targets))
-        return targets
+        return flood.ports(pkt, port)
 
     def flood_of(self, ns: Netns, ports: list[str]) -> Flood:
         flood = Flood({p: k for k, p in enumerate(ports)})

@@ -105,6 +105,10 @@ class Walker:
 
     `capture=False`: no frames are kept for pcap (`Trace.frames` stays empty), and floods
     go only where they can matter (`dataplane.bridge.Flood`); the hops are the same.
+
+    The hop limit (a forwarding loop's end) counts the steps that reach a device that acts
+    on the frame: a flooded copy that its receiver drops unseen (`ignores`) is not one, so
+    a bridge with thousands of ports does not look like a loop, with or without captures.
     """
 
     def __init__(
@@ -196,7 +200,6 @@ class Walker:
                 if self.steps > self.hop_limit:
                     break
                 self.dispatch(self.queue.popleft())
-            # (a step left out, see `ignores`, may be the one past the limit)
             if self.steps > self.hop_limit:
                 self.record(
                     "walker",
@@ -262,7 +265,7 @@ class Walker:
                 self.record(peer_ns, iface.peer[1], "recv", detail, pkt)
             self.wire(peer_ns, iface.peer[1], pkt)
             if ignores(peer_ns, iface.peer[1], pkt):
-                self.steps += 1  # the step its dispatch would have taken
+                self.steps -= 1  # a copy that nobody acts on is not a step
             else:
                 self.emit([Rx(pkt, peer_ns.id, iface.peer[1])])
         elif iface.kind is Kind.ETH:
@@ -308,9 +311,7 @@ class Walker:
                     peer, port, "recv", f"from the {seg.name} ({ns.node} {ifname})", pkt
                 )
             self.wire(peer, port, pkt)
-            if ignores(peer, port, pkt):
-                self.steps += 1  # the step its dispatch would have taken
-            else:
+            if not ignores(peer, port, pkt):
                 out.append(Rx(pkt, t, port))
         return out
 
