@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dataplane.netpol_index import rule_ports_match
 from dataplane.result import CODE
@@ -434,7 +434,14 @@ class Table:
         identity = self.sources == list(range(sets.n))
         plain = [i for i, s in enumerate(self.sources) if s >= 0]
         pick = operator.itemgetter(*(self.sources[i] for i in plain)) if plain else None
-        buf = bytearray(n_s * n_t)  # column-major: column j at [j * n_s, (j + 1) * n_s)
+        rows_of: dict[int, list[int]] = {}  # the rows of each source pod
+        for i in plain:
+            rows_of.setdefault(self.sources[i], []).append(i)
+        # Each column in row order, shared by the columns that are equal but for a pod's
+        # own cell; own cells and walked cells are written into the bands afterwards.
+        empty = bytes(n_s)
+        columns: list[bytes] = [empty] * n_t
+        patches: dict[tuple[int, int], str] = dict(self.walked)
         path_ints: dict[tuple[str | None, ...], int] = {}
         nodes = range(len(sets.nodes))
         for b in self.blocks:
@@ -448,49 +455,70 @@ class Table:
                 if mine:
                     firsts.add((mine & -mine).bit_length() - 1)
             shared: dict[tuple[int, bool], tuple[str | None, ...]] = {}
+            made: dict[tuple[str | None, ...], bytes] = {}
             for j in b.targets:
                 t = self.targets[j]
                 kind = (sets.node_of[t], self.listens[j])
-                found = shared.get(kind) if t not in firsts else None
-                if found is None:
-                    found = tuple(self.node_code(admitted, k, j) for k in nodes)
+                codes = shared.get(kind) if t not in firsts else None
+                if codes is None:
+                    codes = tuple(self.node_code(admitted, k, j) for k in nodes)
                     if t not in firsts:
-                        shared[kind] = found
-                codes = found
-                value = path_ints.get(codes)
-                if value is None:
-                    value = path_ints[codes] = _path_int(codes, sets)
-                col = bytearray(
-                    (base + value).to_bytes(sets.n, "big").translate(_TABLE)
-                )
-                if t in self.first_row:  # a pod's own cell: its path, no policy
-                    col[t] = ord(self.path(self.first_row[t], j))
-                at = j * n_s
-                if identity:
-                    buf[at : at + n_s] = col
-                elif pick is not None:
-                    got = pick(col)
-                    column = bytes([got]) if len(plain) == 1 else bytes(got)
-                    if len(plain) == n_s:
-                        buf[at : at + n_s] = column
-                    else:
-                        for k, i in enumerate(plain):
-                            buf[at + i] = column[k]
-        for (i, j), code in self.walked.items():
-            buf[j * n_s + i] = ord(code)
-        return _transpose(buf, n_s, n_t)
+                        shared[kind] = codes
+                for i in rows_of.get(t, ()):  # a pod's own cell: its path, no policy
+                    patches[(i, j)] = self.path(i, j)
+                column = made.get(codes)
+                if column is None:
+                    value = path_ints.get(codes)
+                    if value is None:
+                        value = path_ints[codes] = _path_int(codes, sets)
+                    col = (base + value).to_bytes(sets.n, "big").translate(_TABLE)
+                    column = made[codes] = self._in_row_order(
+                        col, identity, pick, plain
+                    )
+                columns[j] = column
+        return _transpose(columns, n_s, patches)
+
+    def _in_row_order(
+        self,
+        col: bytes,
+        identity: bool,
+        pick: Callable[[bytes], Any] | None,
+        plain: list[int],
+    ) -> bytes:
+        """A column over every pod as the matrix's column (rows not pods: left 0)."""
+        if identity or pick is None:
+            return col
+        got = pick(col)
+        picked = bytes([got]) if len(plain) == 1 else bytes(got)
+        if len(plain) == len(self.sources):
+            return picked
+        out = bytearray(len(self.sources))
+        for k, i in enumerate(plain):
+            out[i] = picked[k]
+        return bytes(out)
 
 
-def _transpose(buf: bytearray, n_s: int, n_t: int, height: int = 128) -> list[str]:
-    """The rows of a column-major n_s x n_t buffer, a band of `height` rows at a time:
-    each band is gathered column by column into a small buffer that stays in the CPU's
-    cache, where its rows are read with a stride (one stride over the whole buffer per
-    row would miss the cache at every byte)."""
-    view = memoryview(buf)
+def _transpose(
+    columns: list[bytes],
+    n_s: int,
+    patches: dict[tuple[int, int], str],
+    height: int = 128,
+) -> list[str]:
+    """The rows of the matrix given its columns (each `n_s` bytes), with `patches`
+    ((row, column) -> code) written in: a band of `height` rows at a time is gathered
+    column by column into a small buffer that stays in the CPU's cache, where its rows
+    are read with a stride (one stride across every column per row would miss the
+    cache at every byte)."""
+    views = [memoryview(c) for c in columns]
+    by_band: dict[int, list[tuple[int, int, str]]] = {}
+    for (i, j), code in patches.items():
+        by_band.setdefault(i // height, []).append((i, j, code))
     rows: list[str] = []
     for r0 in range(0, n_s, height):
         h = min(n_s, r0 + height) - r0
-        band = b"".join([view[j * n_s + r0 : j * n_s + r0 + h] for j in range(n_t)])
+        band = bytearray(b"".join([v[r0 : r0 + h] for v in views]))
+        for i, j, code in by_band.get(r0 // height, ()):
+            band[j * h + i - r0] = ord(code)
         rows.extend([band[r::h].decode("ascii") for r in range(h)])
     return rows
 
