@@ -43,7 +43,7 @@ def bench_conformance() -> None:
     names = endpoints(sim, None)
     t0 = time.perf_counter()
     for port, proto in COMBOS:
-        compute_matrix(sim, names, names, port, proto)
+        assert len(compute_matrix(sim, names, names, port, proto).rows) == len(names)
     fast = time.perf_counter() - t0
     t0 = time.perf_counter()
     for port, proto in COMBOS:
@@ -70,6 +70,7 @@ def bench_big() -> None:
     for port in (8080, 5432):
         t0 = time.perf_counter()
         m = compute_matrix(sim, names, names, port, Protocol.TCP)
+        assert len(m.rows) == len(names)  # every row (the walks per node pair too)
         took = time.perf_counter() - t0
         counts = ", ".join(f"{n} {v}" for v, n in m.counts().items())
         print(f"  matrix {len(names)}x{len(names)} TCP {port}: {took:.2f} s "
