@@ -44,7 +44,7 @@ from ipaddress import IPv4Network
 from typing import TYPE_CHECKING, Any
 
 from dataplane.netpol_index import rule_ports_match
-from dataplane.result import CODE
+from dataplane.result import CODE, NO_PORT
 from topology.endpoint import EndpointKind
 from topology.model import (
     IPBlock,
@@ -306,6 +306,7 @@ class Table:
         blocks: list[Block],
         walked: dict[tuple[int, int], str],
         walk: Callable[[int, int], str],
+        fixed: dict[int, str] | None = None,
     ) -> None:
         self.sets = sets
         self.sources = sources  # per row: the pod's bit position, or -1 (walked)
@@ -317,6 +318,7 @@ class Table:
             for j in b.targets:
                 self.block_of[j] = k
         self.walked = walked  # cells walked one by one
+        self.fixed = fixed or {}  # columns of one code (`NO_PORT`)
         self.walk = walk  # (row, column) -> code: walks that pair
         self.paths: dict[tuple[object, ...], str] = {}
         self.first_row: dict[int, int] = {}  # a row of each source pod (its first)
@@ -341,6 +343,8 @@ class Table:
 
     def code(self, i: int, j: int) -> str:
         """The code of one cell, read off its block."""
+        if j in self.fixed:
+            return self.fixed[j]
         got = self.walked.get((i, j))
         if got is not None:
             return got
@@ -418,6 +422,8 @@ class Table:
                 add(self.path(self.first_row[t], j), rows)
         for code in self.walked.values():
             add(code, 1)
+        for code in self.fixed.values():
+            add(code, len(self.sources))
         return {c: n for c, n in out.items() if n}
 
     # -- output ----------------------------------------------------------------------------
@@ -441,6 +447,8 @@ class Table:
         # own cell; own cells and walked cells are written into the bands afterwards.
         empty = bytes(n_s)
         columns: list[bytes] = [empty] * n_t
+        for j, code in self.fixed.items():
+            columns[j] = code.encode("ascii") * n_s
         patches: dict[tuple[int, int], str] = dict(self.walked)
         path_ints: dict[tuple[str | None, ...], int] = {}
         nodes = range(len(sets.nodes))
@@ -578,10 +586,13 @@ def table(
     targets: list[str],
     port: int | str | None,
     protocol: Protocol,
+    ports: list[int | None],
 ) -> Table:
-    """The matrix of `sources` x `targets` on `protocol`/`port` as blocks (see the module)."""
+    """The matrix of `sources` x `targets` on `protocol`/`port` as blocks (see the module);
+    `ports[j]` is the port at `targets[j]` (`dataplane.matrix.target_ports`: None where a
+    named port is not one of that pod's, a column of `NO_PORT` then)."""
     with _no_gc():
-        return _table(sim, sources, targets, port, protocol)
+        return _table(sim, sources, targets, port, protocol, ports)
 
 
 def _table(
@@ -590,6 +601,7 @@ def _table(
     targets: list[str],
     port: int | str | None,
     protocol: Protocol,
+    ports: list[int | None],
 ) -> Table:
     cluster = sim.cluster
     fast = not sim.user_hooks
@@ -610,16 +622,16 @@ def _table(
             return pod
         return None
 
+    icmp = protocol is Protocol.ICMP
+    fixed = {j: NO_PORT for j, p in enumerate(ports) if p is None and not icmp}
     spods = [plain(s) for s in sources]
-    tpods = [plain(t) for t in targets]
+    tpods = [None if j in fixed else plain(t) for j, t in enumerate(targets)]
     s_at = [sets.at[p.key] if p is not None else -1 for p in spods]
     t_at = [sets.at[p.key] if p is not None else -1 for p in tpods]
     dports: list[int | None] = []
     listens: list[bool] = []
     for j, pod in enumerate(tpods):
-        dport: int | None = None
-        if pod is not None and protocol is not Protocol.ICMP:
-            dport = sim.resolve_port(port, resolved[targets[j]], protocol)
+        dport = None if icmp else ports[j]
         dports.append(dport)
         listens.append(
             pod is not None
@@ -637,12 +649,17 @@ def _table(
         return _code(sim, sources[i], targets[j], port, protocol)
 
     odd_rows = [i for i, s in enumerate(s_at) if s < 0]
-    odd_columns = [j for j, t in enumerate(t_at) if t < 0]
-    walked = {(i, j): walk(i, j) for i in odd_rows for j in range(len(targets))}
+    odd_columns = [j for j, t in enumerate(t_at) if t < 0 and j not in fixed]
+    walked = {
+        (i, j): walk(i, j)
+        for i in odd_rows
+        for j in range(len(targets))
+        if j not in fixed
+    }
     walked |= {
         (i, j): walk(i, j) for j in odd_columns for i, s in enumerate(s_at) if s >= 0
     }
-    return Table(sets, s_at, t_at, listens, blocks, walked, walk)
+    return Table(sets, s_at, t_at, listens, blocks, walked, walk, fixed)
 
 
 def column_blocks(
