@@ -121,6 +121,9 @@ def test_every_command_document_validates(fmt: str) -> None:
                          "--to", "default/c", "--port", "80", "-o", fmt),
         "explain": run_cli("explain", lab, *pair, "--port", "80", "-o", fmt),
         "matrix": run_cli("matrix", lab, "--port", "http", "-o", fmt),
+        "lint": run_cli("lint", SCENARIOS / "policy-mistakes.yaml", "-o", fmt, "--fail-on", "none"),
+        "exposure": run_cli("exposure", lab, "-o", fmt),
+        "quiz": run_cli("quiz", lab, "-o", fmt),
     }  # fmt: skip
     v = validator("results.schema.json")
     for kind, out in outputs.items():
