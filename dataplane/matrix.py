@@ -257,7 +257,8 @@ def target_ports(
     where a pod has no port of that name, and for ICMP)."""
     if protocol is Protocol.ICMP:
         return [None] * len(targets)
-    if isinstance(port, int):  # the same everywhere (each target is resolved when walked)
+    if isinstance(port, int):
+        # the same at every target (each target is resolved when it is walked)
         return [port] * len(targets)
     out: list[int | None] = []
     for t in targets:
