@@ -198,6 +198,11 @@ class ReplayModel(StrictModel):
     pcap: str
     at: str | None = None
     expect: dict[VerdictWord, NonNegative] | None = None
+    keep_traces: NonNegative | None = Field(
+        default=None,
+        alias="keepTraces",
+        description="How many packets keep their trace (default 100)",
+    )
 
 
 class FileRef(StrictModel):

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from dataplane.cli import DebugOpt, console, err_console, input_errors, register
+from dataplane.terminal import write
 
 if TYPE_CHECKING:  # pragma: no cover
     from dataplane.result import StepResult
@@ -97,7 +98,8 @@ def run_tests(
     if junit is not None:
         from dataplane.junit import write_junit
 
-        write_junit(runs, junit)
+        with input_errors(debug):
+            write_junit(runs, junit)
     if documents:
         counts = {"passed": passed, "failed": failed, "unchecked": unchecked}
         sys.stdout.write(record(render.total_record(counts, len(runs), errors), fmt))
@@ -159,7 +161,7 @@ def _printer(quiet: bool) -> Callable[[StepResult], None]:
         line += f" → {res.actual}" if res.actual else ""
         detail = f"\n     {res.message}" if res.failed else ""
         if not styled:
-            sys.stdout.write(status + line + detail + "\n")
+            write(status + line + detail + "\n")
             return
         from rich.text import Text
 
