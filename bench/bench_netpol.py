@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.clusters import cluster_yaml
 from dataplane.matrix import compute_matrix, endpoints, walk_matrix
 from dataplane.scenario import Runner
 from dataplane.sim import Simulator
@@ -30,78 +31,6 @@ COMBOS = [
     for proto in (Protocol.TCP, Protocol.UDP, Protocol.SCTP)
 ]
 
-APPS = {  # app -> (tier, port, port name)
-    "web": ("frontend", 80, "http"),
-    "api": ("backend", 8080, "api"),
-    "db": ("data", 5432, "postgres"),
-    "cache": ("data", 6379, "redis"),
-    "worker": ("backend", 9090, "metrics"),
-}
-
-
-def policies_of(ns: str, i: int, rng: random.Random) -> list[str]:
-    """Two or three policies of namespace `ns` (index `i`), YAML flow mappings."""
-    team = f"team-{rng.randrange(20)}"
-
-    def np(name: str, spec: str) -> str:
-        return (
-            "  - {apiVersion: networking.k8s.io/v1, kind: NetworkPolicy, "
-            f"metadata: {{name: {name}, namespace: {ns}}}, spec: {spec}}}"
-        )
-
-    all_kinds = [
-        np("default-deny", "{podSelector: {}, policyTypes: [Ingress]}"),
-        np("allow-web", "{podSelector: {matchLabels: {app: web}}, ingress: [{ports: [{port: http}]}]}"),
-        np("api-from-web", "{podSelector: {matchLabels: {app: api}}, ingress: [{from: "
-           "[{podSelector: {matchLabels: {app: web}}}], ports: [{port: 8080}]}]}"),
-        np("db-from-api", "{podSelector: {matchLabels: {app: db}}, ingress: [{from: "
-           "[{podSelector: {matchLabels: {app: api}}}, {namespaceSelector: {matchLabels: "
-           f"{{team: {team}}}}}, podSelector: {{matchLabels: {{app: worker}}}}}}], "
-           "ports: [{port: postgres}]}]}"),
-        np("cache-not-data", "{podSelector: {matchLabels: {app: cache}}, ingress: [{from: "
-           "[{podSelector: {matchExpressions: [{key: tier, operator: NotIn, values: [data]}]}}, "
-           "{namespaceSelector: {matchExpressions: [{key: env, operator: In, values: [prod, staging]}]}}]}]}"),
-        np("worker-egress", "{podSelector: {matchLabels: {app: worker}}, policyTypes: [Egress], "
-           "egress: [{to: [{namespaceSelector: {matchExpressions: [{key: env, operator: In, "
-           "values: [prod, staging]}]}, podSelector: {matchLabels: {app: api}}}], "
-           "ports: [{port: 8080}, {port: 9000, endPort: 9100}]}, "
-           f"{{to: [{{ipBlock: {{cidr: 10.0.0.0/8, except: [10.0.{i % 20 + 1}.0/24]}}}}]}}]}}"),
-    ]  # fmt: skip
-    count = 3 if i % 2 == 0 else 2  # 100 x 3 + 100 x 2 = 500
-    return rng.sample(all_kinds, count)
-
-
-def big_cluster_yaml(namespaces: int = 200, nodes: int = 20, seed: int = 7) -> str:
-    """2,000 pods (5 Deployments of 2 replicas per namespace), 500 policies."""
-    rng = random.Random(seed)
-    lines = [
-        "name: big-netpol",
-        "cluster:",
-        "  network: vxlan",
-        "  dns: false",
-        "  nodes:",
-    ]
-    lines += [f"    - {{name: node-{i}}}" for i in range(1, nodes + 1)]
-    lines.append("manifests:")
-    for i in range(namespaces):
-        ns = f"ns-{i:03d}"
-        env = ("dev", "staging", "prod")[i % 3]
-        lines.append(
-            "  - {apiVersion: v1, kind: Namespace, metadata: "
-            f"{{name: {ns}, labels: {{team: team-{i % 20}, env: {env}}}}}}}"
-        )
-        for app, (tier, port, name) in APPS.items():
-            lines.append(
-                "  - {apiVersion: apps/v1, kind: Deployment, metadata: "
-                f"{{name: {app}, namespace: {ns}}}, spec: {{replicas: 2, selector: "
-                f"{{matchLabels: {{app: {app}}}}}, template: {{metadata: {{labels: "
-                f"{{app: {app}, tier: {tier}}}}}, spec: {{containers: [{{name: {app}, "
-                f"image: x, ports: [{{containerPort: {port}, name: {name}}}]}}]}}}}}}}}"
-            )
-        lines += policies_of(ns, i, rng)
-    lines += ["steps:", "  - probe: {from: ns-000/web-0, to: ns-001/api-0, port: 8080}"]
-    return "\n".join(lines) + "\n"
-
 
 def bench_conformance() -> None:
     scenario, _ = load_scenario(ROOT / "scenarios" / "conformance" / "05-stacked.yaml")
@@ -114,7 +43,7 @@ def bench_conformance() -> None:
     names = endpoints(sim, None)
     t0 = time.perf_counter()
     for port, proto in COMBOS:
-        compute_matrix(sim, names, names, port, proto)
+        assert len(compute_matrix(sim, names, names, port, proto).rows) == len(names)
     fast = time.perf_counter() - t0
     t0 = time.perf_counter()
     for port, proto in COMBOS:
@@ -127,7 +56,7 @@ def bench_conformance() -> None:
 def bench_big() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "big.yaml"
-        path.write_text(big_cluster_yaml())
+        path.write_text(cluster_yaml(2000, 500))
         t0 = time.perf_counter()
         scenario, _ = load_scenario(path)
         t1 = time.perf_counter()
@@ -141,6 +70,7 @@ def bench_big() -> None:
     for port in (8080, 5432):
         t0 = time.perf_counter()
         m = compute_matrix(sim, names, names, port, Protocol.TCP)
+        assert len(m.rows) == len(names)  # every row (the walks per node pair too)
         took = time.perf_counter() - t0
         counts = ", ".join(f"{n} {v}" for v, n in m.counts().items())
         print(f"  matrix {len(names)}x{len(names)} TCP {port}: {took:.2f} s "

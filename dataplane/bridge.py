@@ -10,12 +10,13 @@ where the NetworkPolicy filter meets traffic between two pods of one node.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from dataplane.emission import Emission, Rx, Xmit
 from dataplane.netfilter import HookContext, HookPoint
 from dataplane.netns import Netns
-from dataplane.packet import BROADCAST, ZERO_MAC, Packet
+from dataplane.packet import ARP_REQUEST, BROADCAST, ZERO_MAC, Packet
 from dataplane.trace import DropReason
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -29,6 +30,37 @@ def is_multicast(mac: str) -> bool:
     (True, False)
     """
     return bool(int(mac[:2], 16) & 1)
+
+
+@dataclass(slots=True)
+class Flood:
+    """Which ports of a bridge can do anything with a flooded frame: the port whose peer
+    has the MAC, or the address an ARP request asks for, and the ports whose peer is
+    itself a bridge port.  Every other peer drops a flood unseen (not its MAC, an ARP
+    request for someone else: `Stack.receive`), so a walk that records no captures need
+    not send it there."""
+
+    order: dict[str, int] = field(default_factory=dict)  # port -> its place
+    by_mac: dict[str, list[str]] = field(default_factory=dict)
+    by_ip: dict[str, list[str]] = field(default_factory=dict)
+    always: list[str] = field(default_factory=list)
+
+    def ports(self, pkt: Packet, skip: str | None) -> list[str]:
+        """The ports that may act on `pkt`, in port order, `skip` left out."""
+        eth = pkt.eth
+        assert eth is not None
+        arp = pkt.arp
+        if eth.dst == BROADCAST and (
+            arp is None or arp.op != ARP_REQUEST or arp.pdst.startswith("127.")
+        ):
+            return [p for p in self.order if p != skip]
+        found = set(self.always)
+        if eth.dst != BROADCAST:
+            found.update(self.by_mac.get(eth.dst, ()))
+        if arp is not None and arp.op == ARP_REQUEST:
+            found.update(self.by_ip.get(arp.pdst, ()))
+        found.discard(skip or "")
+        return sorted(found, key=self.order.__getitem__)
 
 
 class Bridges:
@@ -67,17 +99,18 @@ class Bridges:
             return [Rx(pkt, ns.id, br, port)]
         out_port = fdb.get(eth.dst) if eth.dst != BROADCAST else None
         if out_port is None:
-            targets = [p for p in ports if p != port]
+            flooded = len(ports) - (port in ports)
             what = "broadcast" if eth.dst == BROADCAST else f"unknown MAC {eth.dst}"
             up = port is not None and eth.dst == BROADCAST
             w.record(
                 ns,
                 br,
                 "bridge",
-                f"{what}: flood to {len(targets)} port(s)"
+                f"{what}: flood to {flooded} port(s)"
                 + (f" and up to {br}" if up else ""),
                 pkt,
             )
+            targets = self.flood_ports(ns, br, pkt, port)
             emissions: list[Emission] = [Xmit(pkt, ns.id, p) for p in targets]
             if up:
                 emissions.append(Rx(pkt, ns.id, br))
@@ -102,6 +135,38 @@ class Bridges:
             pkt = bridged
         return [Xmit(pkt, ns.id, out_port)]
 
+    def flood_ports(
+        self, ns: Netns, br: str, pkt: Packet, port: str | None
+    ) -> list[str]:
+        """The ports a flood goes out of: every port but `port`, or, in a walk that
+        records no captures, only those whose peer may act on it (`Flood`: the copies
+        left out would have been dropped unseen, and are no steps of the walk)."""
+        w = self.w
+        ports = w.fabric.bridge_ports.get((ns.id, br), [])
+        if w.capture:
+            return [p for p in ports if p != port]
+        flood = w.fabric.floods.get((ns.id, br))
+        if not isinstance(flood, Flood):
+            flood = w.fabric.floods[(ns.id, br)] = self.flood_of(ns, ports)
+        return flood.ports(pkt, port)
+
+    def flood_of(self, ns: Netns, ports: list[str]) -> Flood:
+        flood = Flood({p: k for k, p in enumerate(ports)})
+        for p in ports:
+            peer = ns.interfaces[p].peer
+            if peer is None:
+                flood.always.append(p)
+                continue
+            peer_ns = self.w.fabric.netns[peer[0]]
+            iface = peer_ns.interfaces[peer[1]]
+            if iface.master is not None:
+                flood.always.append(p)
+                continue
+            flood.by_mac.setdefault(iface.mac, []).append(p)
+            for ip in {str(a.ip) for i in peer_ns.interfaces.values() for a in i.addrs}:
+                flood.by_ip.setdefault(ip, []).append(p)
+        return flood
+
     def forward_bridged(
         self, ns: Netns, br: str, pkt: Packet, in_port: str, ctx: HookContext
     ) -> list[Emission]:
@@ -114,16 +179,16 @@ class Bridges:
         assert eth is not None
         out_port = w.state.fdb.setdefault((ns.id, br), {}).get(eth.dst)
         if out_port is None:
-            targets = [
-                p for p in w.fabric.bridge_ports.get((ns.id, br), []) if p != in_port
-            ]
+            ports = w.fabric.bridge_ports.get((ns.id, br), [])
+            flooded = len(ports) - (in_port in ports)
             w.record(
                 ns,
                 br,
                 "bridge",
-                f"unknown MAC {eth.dst}: flood to {len(targets)} port(s)",
+                f"unknown MAC {eth.dst}: flood to {flooded} port(s)",
                 pkt,
             )
+            targets = self.flood_ports(ns, br, pkt, in_port)
             return [Xmit(pkt, ns.id, p) for p in targets]
         if out_port == in_port and not ns.interfaces[in_port].hairpin:
             w.record(

@@ -71,6 +71,8 @@ class Fabric:
         default_factory=dict
     )  # (ns, MAC) -> IP
     bridge_ports: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    # (ns, bridge) -> who answers a flood there; built by `dataplane.bridge` on first use
+    floods: dict[tuple[str, str], object] = field(default_factory=dict)
     user_hooks: list[tuple[Hook, str | None]] = field(default_factory=list)
 
     def add(self, ns: Netns) -> Netns:

@@ -38,13 +38,46 @@ MASQ_MARK = (
 
 def in_pod_cidr(cluster: Cluster, ip: str) -> bool:
     """Whether `ip` is inside some node's podCIDR (kube-proxy's `clusterCIDR`)."""
-    addr = IPv4Address(ip)
-    return any(addr in n.pod_cidr for n in cluster.config.nodes)
+    return _places(cluster).of(ip)[0]
 
 
 def in_cluster(cluster: Cluster, ip: str) -> bool:
     """Whether `ip` is a pod address (any podCIDR) or a Service address."""
-    return IPv4Address(ip) in cluster.config.service_cidr or in_pod_cidr(cluster, ip)
+    pod, service = _places(cluster).of(ip)
+    return pod or service
+
+
+class _Places:
+    """Where an address is, in a cluster's podCIDRs or its Service CIDR: each address
+    answered once (a walk asks of a few addresses, many times)."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster  # keeps the id valid
+        self.pod_cidrs = [n.pod_cidr for n in cluster.config.nodes]
+        self.service_cidr = cluster.config.service_cidr
+        self.known: dict[str, tuple[bool, bool]] = {}
+
+    def of(self, ip: str) -> tuple[bool, bool]:
+        found = self.known.get(ip)
+        if found is None:
+            addr = IPv4Address(ip)
+            found = self.known[ip] = (
+                any(addr in c for c in self.pod_cidrs),
+                addr in self.service_cidr,
+            )
+        return found
+
+
+_PLACES: dict[int, _Places] = {}
+
+
+def _places(cluster: Cluster) -> _Places:
+    found = _PLACES.get(id(cluster))
+    if found is None or found.cluster is not cluster:
+        if len(_PLACES) >= 8:
+            _PLACES.pop(next(iter(_PLACES)))
+        found = _PLACES[id(cluster)] = _Places(cluster)
+    return found
 
 
 def mark_masq(ctx: HookContext, why: str) -> None:

@@ -10,30 +10,30 @@ any other verdict by its initial; a legend under the grid explains every symbol 
 `Matrix` also gives CSV, Markdown, Graphviz and JSON (`to_csv`, `to_markdown`, `to_dot`,
 `to_dict`).
 
-`compute_matrix` does not walk n x n packets (see `dataplane.netpol_matrix`): policy
-decisions are taken once per equivalence class of pods with `dataplane.netpol.decide`, the
-function the FORWARD hooks call, and the rest of the path once per pair of nodes by a real
-walk.  `walk_matrix` walks every pair; it is the reference the fast path must equal.
+`compute_matrix` does not walk n x n packets and takes no decision per pair (see
+`dataplane.netpol_matrix`): who each policy selects and each rule admits are sets of pods,
+verdicts unions and intersections of whole sets, the rest of the path comes from one real
+walk per pair of nodes, and the result is kept as blocks.  `walk_matrix` walks every pair;
+it is the reference the fast path must equal.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dataplane.result import CODE, VERDICT_OF_CODE, StepResult
+from dataplane.result import NO_PORT as NO_PORT  # re-exported: the views import it here
 from dataplane.trace import Verdict
 from topology.errors import TopologyError
 from topology.model import Protocol
 from topology.scenario import MatrixStep
 
 if TYPE_CHECKING:  # pragma: no cover
+    from dataplane.netpol_matrix import Table
     from dataplane.scenario import Runner
     from dataplane.sim import Simulator
 
-# A cell whose destination has no port of the asked name: nothing is walked.
-NO_PORT = "-"
 # What a code prints as in the grid: refused (nothing listens) and no such port are both
 # "does not serve this port", apart from every decision of the network.
 _SHOWN = {"R": "-", NO_PORT: "-"}
@@ -54,22 +54,52 @@ DENIED = {"E": "egress", "I": "ingress"}
 CORNER = "from \\ to"
 
 
-@dataclass(slots=True)
 class Matrix:
     """The verdicts of `sources` x `targets`: `rows[i][j]` is the code (`CODE`, or
     `NO_PORT`) of `sources[i]` -> `targets[j]` (a compact form: a 2,000 x 2,000 matrix is
     4 MB).  `port` is what was asked (a number or a name), `ports[j]` the number it is at
-    `targets[j]` (None: that destination has no port of that name, or ICMP)."""
+    `targets[j]` (None: that destination has no port of that name, or ICMP).
 
-    sources: list[str]
-    targets: list[str]
-    rows: list[str]
-    port: int | str | None = None
-    ports: list[int | None] | None = None
+    A computed matrix keeps its blocks (`table`, see `dataplane.netpol_matrix`): its rows
+    are expanded on first use, its counts and single cells are read off the blocks.
+    """
+
+    __slots__ = ("_rows", "port", "ports", "sources", "table", "targets")
+
+    def __init__(
+        self,
+        sources: list[str],
+        targets: list[str],
+        rows: list[str] | None = None,
+        port: int | str | None = None,
+        ports: list[int | None] | None = None,
+        *,
+        table: Table | None = None,
+    ) -> None:
+        assert rows is not None or table is not None
+        self.sources = sources
+        self.targets = targets
+        self._rows = rows
+        self.port = port
+        self.ports = ports
+        self.table = table
+
+    @property
+    def rows(self) -> list[str]:
+        if self._rows is None:
+            assert self.table is not None
+            self._rows = self.table.rows()
+        return self._rows
+
+    def code(self, i: int, j: int) -> str:
+        """The code of one cell (read off the blocks when it has them)."""
+        if self._rows is None and self.table is not None:
+            return self.table.code(i, j)
+        return self.rows[i][j]
 
     def verdict(self, i: int, j: int) -> Verdict | None:
         """The verdict of a cell; None when the destination has no such port."""
-        return VERDICT_OF_CODE.get(self.rows[i][j])
+        return VERDICT_OF_CODE.get(self.code(i, j))
 
     @property
     def cells(self) -> dict[tuple[str, str], Verdict | None]:
@@ -127,10 +157,17 @@ class Matrix:
         }
 
     def counts(self) -> dict[str, int]:
-        """How many cells have each verdict (`no-port`: no port of that name)."""
+        """How many cells have each verdict (`no-port`: no port of that name); read off
+        the blocks when it has them."""
+        codes = [*VERDICT_OF_CODE, NO_PORT]
+        by_code = (
+            self.table.counts()
+            if self.table is not None
+            else {c: sum(row.count(c) for row in self.rows) for c in codes}
+        )
         out: dict[str, int] = {}
         for code, verdict in [*VERDICT_OF_CODE.items(), (NO_PORT, None)]:
-            n = sum(row.count(code) for row in self.rows)
+            n = by_code.get(code, 0)
             if n:
                 out[verdict.value if verdict else "no-port"] = n
         return out
@@ -220,6 +257,9 @@ def target_ports(
     where a pod has no port of that name, and for ICMP)."""
     if protocol is Protocol.ICMP:
         return [None] * len(targets)
+    if isinstance(port, int):
+        # the same at every target (each target is resolved when it is walked)
+        return [port] * len(targets)
     out: list[int | None] = []
     for t in targets:
         try:
@@ -283,13 +323,13 @@ def compute_matrix(
     port: int | str | None,
     protocol: Protocol,
 ) -> Matrix:
-    """Every pair's verdict, deciding policy once per equivalence class of pods."""
-    from dataplane.netpol_matrix import fast_rows
+    """Every pair's verdict by set algebra over the pods (`dataplane.netpol_matrix`),
+    kept as blocks."""
+    from dataplane.netpol_matrix import table
 
-    def rows_of(ts: list[str]) -> list[str]:
-        return fast_rows(sim, sources, ts, port, protocol)
-
-    return _matrix(sim, sources, targets, port, protocol, rows_of)
+    ports = target_ports(sim, targets, port, protocol)
+    blocks = table(sim, sources, targets, port, protocol, ports)
+    return Matrix(sources, targets, None, port, ports, table=blocks)
 
 
 def parse_pair(text: str) -> tuple[str, str]:

@@ -8,6 +8,12 @@ changes what later steps see.  A failed expectation reports what was expected, w
 happened, the hop where they parted and the minimal trace; an invalid file is a collection
 error naming the file, the line and what is wrong.
 
+Under pytest-xdist (`pytest -n auto`) every step of a file goes to the same worker, which
+runs the file once, in order, as a serial run does: each step item carries an
+`xdist_group` mark named after its file, and a run distributed with `--dist load` (what
+`-n` means by default) is switched to `--dist loadgroup`, which is `load` for every item
+without that mark.  The results are those of a serial run.
+
 Turn collection off with `dataplane_scenarios = false` in the pytest configuration, or with
 `-p no:dataplane`.
 """
@@ -33,6 +39,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=True,
         help="collect dataplane scenario files (YAML with a top-level `steps:` key)",
     )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest-xdist: keep a scenario's steps together (see the module docstring); the mark
+    # is declared here too, for `--strict-markers` runs without pytest-xdist.
+    config.addinivalue_line(
+        "markers", "xdist_group(name): run these items on one pytest-xdist worker"
+    )
+    if getattr(config.option, "dist", None) == "load" and config.getini(
+        "dataplane_scenarios"
+    ):
+        config.option.dist = "loadgroup"
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> Any:
@@ -81,7 +100,9 @@ class ScenarioFile(pytest.File):
             label = f"step{i}-{kind}"
             if step.name:
                 label += "[" + step.name.replace("::", ":") + "]"
-            yield StepItem.from_parent(self, name=label, index=i, step=step)
+            item = StepItem.from_parent(self, name=label, index=i, step=step)
+            item.add_marker(pytest.mark.xdist_group(str(self.path)))
+            yield item
 
     def result_of(self, index: int) -> StepResult:
         """Run the steps up to `index` (those not run yet) and return its result."""

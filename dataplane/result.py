@@ -34,6 +34,8 @@ SYMBOL = {
 # One byte per cell in `Matrix.rows`: the symbol, except that the two denials differ.
 CODE = {**SYMBOL, Verdict.DENIED_EGRESS: "E", Verdict.DENIED_INGRESS: "I"}
 VERDICT_OF_CODE = {c: v for v, c in CODE.items()}
+# A cell whose destination has no port of the asked name: nothing is walked.
+NO_PORT = "-"
 
 
 @dataclass(slots=True)

@@ -52,8 +52,12 @@ class RoutingTable:
     routes: list[Route] = field(default_factory=list)
     _by_len: dict[int, dict[int, Route]] = field(default_factory=dict)
     _lens: list[int] = field(default_factory=list)
+    # answers by destination text, forgotten when a route is added (a walk asks the same
+    # table for the same few addresses again and again)
+    _known: dict[str, Route | None] = field(default_factory=dict)
 
     def add(self, route: Route) -> None:
+        self._known.clear()
         self.routes.append(route)
         bucket = self._by_len.setdefault(route.dst.prefixlen, {})
         key = int(route.dst.network_address)
@@ -73,7 +77,15 @@ class RoutingTable:
         >>> str(t.lookup("10.0.2.2"))
         'default via 10.0.1.1 dev eth0'
         """
-        addr = int(dst) if isinstance(dst, IPv4Address) else _ip_int(dst)
+        if isinstance(dst, IPv4Address):
+            return self._match(int(dst))
+        try:
+            return self._known[dst]
+        except KeyError:
+            found = self._known[dst] = self._match(_ip_int(dst))
+            return found
+
+    def _match(self, addr: int) -> Route | None:
         for plen in self._lens:
             mask = (0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF if plen else 0
             hit = self._by_len[plen].get(addr & mask)

@@ -236,12 +236,14 @@ class Simulator:
         ttl: int = 64,
         size: int | None = None,
         df: bool | None = None,
+        capture: bool = True,
     ) -> Trace:
         """Send the first packet of a connection from `src` to `dst` and walk it, and its
         reply, through the dataplane.
 
         A DNS name is first resolved through kube-dns (`dataplane.dns`): the query and its
-        answer walk the dataplane in the same trace, before the connection."""
+        answer walk the dataplane in the same trace, before the connection.
+        `capture=False` keeps no frames for pcap (the same hops, a faster walk)."""
         proto = Protocol(protocol)
         if not 1 <= ttl <= 255:
             raise TopologyError(
@@ -265,7 +267,9 @@ class Simulator:
         pkt = probe_packet(proto, dst_ip, dport, ttl, size, df)
         trace.title += f":{dport}" if dport else ""
         client = Client(ns.id, PROTO_NUMBERS[proto], EPHEMERAL_PORT, dst_ip, dport)
-        return self.walk(trace.title, [Out(pkt, ns.id)], client, state, trace)
+        return self.walk(
+            trace.title, [Out(pkt, ns.id)], client, state, trace, capture=capture
+        )
 
     def send(self, at: str, pkt: Packet, state: WalkState | None = None) -> Trace:
         """Walk a crafted packet that leaves `at` (a pod, node or external host).
@@ -312,9 +316,11 @@ class Simulator:
         client: Client | None,
         state: WalkState | None = None,
         trace: Trace | None = None,
+        *,
+        capture: bool = True,
     ) -> Trace:
         """Walk `first` from `state` (None: a fresh one), recording into `trace` (None: a
-        new one) after the hops it already holds."""
+        new one) after the hops it already holds (`capture=False`: without frames)."""
         if trace is None:
             trace = (
                 self.new_trace(title)
@@ -322,7 +328,9 @@ class Simulator:
                 else Trace(title, mode=self.cluster.config.network.value)
             )
         trace.cluster = self.cluster
-        walker = Walker(self.fabric, self.cluster, trace, state, client)
+        walker = Walker(
+            self.fabric, self.cluster, trace, state, client, capture=capture
+        )
         walker.run(list(first))
         return trace
 

@@ -725,13 +725,21 @@ def is_martian(src: str, kind: Kind) -> bool:
 
 
 def route_detail(route: Route) -> str:
-    return (
-        f"via {route.via} dev {route.oif}"
-        + (" onlink" if route.onlink else "")
-        + (f" ({'default route' if route.dst.prefixlen == 0 else route.dst})")
-        if route.via is not None
-        else f"dev {route.oif} ({route.dst}, on-link)"
-    )
+    found = _DETAILS.get(route)
+    if found is None:
+        if len(_DETAILS) > 4096:
+            _DETAILS.clear()
+        found = _DETAILS[route] = (
+            f"via {route.via} dev {route.oif}"
+            + (" onlink" if route.onlink else "")
+            + (f" ({'default route' if route.dst.prefixlen == 0 else route.dst})")
+            if route.via is not None
+            else f"dev {route.oif} ({route.dst}, on-link)"
+        )
+    return found
+
+
+_DETAILS: dict[Route, str] = {}  # each route's text, written once
 
 
 def fragment(pkt: Packet, mtu: int) -> list[Packet]:

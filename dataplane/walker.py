@@ -17,7 +17,7 @@ from dataplane.conntrack import Conntrack
 from dataplane.emission import Bridged, Emission, Out, Rx
 from dataplane.fabric import Fabric
 from dataplane.netns import Kind, Netns
-from dataplane.packet import Packet
+from dataplane.packet import ARP_REQUEST, BROADCAST, Packet
 from dataplane.trace import DropReason, FieldDiff, Frame, Hop, Trace, Verdict
 from topology.model import Cluster
 
@@ -81,8 +81,35 @@ def wants(ns: Netns, ifname: str, pkt: Packet) -> bool:
     return pkt.arp is not None and pkt.arp.op == 1 and ns.is_local(pkt.arp.pdst)
 
 
+_STACK_KINDS = (Kind.VETH, Kind.ETH)  # devices whose frames go to `Stack.receive`
+
+
+def ignores(ns: Netns, ifname: str, pkt: Packet) -> bool:
+    """Whether a frame arriving at `ns`/`ifname` is dropped at once by its IP layer
+    (`Stack.receive`: not its MAC, an ARP request for an address it does not have, an
+    ARP reply that is not its own), so that it need not be handed over."""
+    iface = ns.interfaces[ifname]
+    eth = pkt.eth
+    if iface.master is not None or iface.kind not in _STACK_KINDS or eth is None:
+        return False
+    if eth.dst == iface.mac:
+        return False
+    if eth.dst != BROADCAST:
+        return True
+    arp = pkt.arp
+    return arp is not None and not (arp.op == ARP_REQUEST and ns.is_local(arp.pdst))
+
+
 class Walker:
-    """Runs one walk over a fabric and records it into a trace."""
+    """Runs one walk over a fabric and records it into a trace.
+
+    `capture=False`: no frames are kept for pcap (`Trace.frames` stays empty), and floods
+    go only where they can matter (`dataplane.bridge.Flood`); the hops are the same.
+
+    The hop limit (a forwarding loop's end) counts the steps that reach a device that acts
+    on the frame: a flooded copy that its receiver drops unseen (`ignores`) is not one, so
+    a bridge with thousands of ports does not look like a loop, with or without captures.
+    """
 
     def __init__(
         self,
@@ -92,6 +119,7 @@ class Walker:
         state: WalkState | None = None,
         client: Client | None = None,
         hop_limit: int = 4000,
+        capture: bool = True,
     ) -> None:
         from dataplane.bridge import Bridges
         from dataplane.stack import Stack
@@ -102,6 +130,7 @@ class Walker:
         self.state = state if state is not None else WalkState()
         self.client = client
         self.hop_limit = hop_limit
+        self.capture = capture
         self.queue: deque[Emission] = deque()
         self.outcome: Outcome | None = None
         self.first_drop: Hop | None = None
@@ -146,6 +175,8 @@ class Walker:
     def wire(self, ns: Netns, device: str, pkt: Packet) -> None:
         """A frame seen by `tcpdump -i device` in `ns` (for `dataplane.pcap`); it takes
         the number of the last hop recorded."""
+        if not self.capture:
+            return
         self.trace.frames.append(
             Frame(len(self.trace.hops), ns.node, ns.id, device, pkt)
         )
@@ -167,16 +198,17 @@ class Walker:
             while self.queue:
                 self.steps += 1
                 if self.steps > self.hop_limit:
-                    self.record(
-                        "walker",
-                        "",
-                        "drop",
-                        f"hop limit {self.hop_limit} reached (a forwarding loop?)",
-                        reason=DropReason.HOP_LIMIT,
-                    )
-                    self.queue.clear()
                     break
                 self.dispatch(self.queue.popleft())
+            if self.steps > self.hop_limit:
+                self.record(
+                    "walker",
+                    "",
+                    "drop",
+                    f"hop limit {self.hop_limit} reached (a forwarding loop?)",
+                    reason=DropReason.HOP_LIMIT,
+                )
+                self.queue.clear()
             # ARP that nobody answered: the kernel gives up after its retries and answers
             # the waiting packets with ICMP host unreachable (or EHOSTUNREACH locally).
             if not self.state.pending or self.steps > self.hop_limit:
@@ -232,7 +264,10 @@ class Walker:
                 detail = self.veth_detail(peer_ns, iface.peer[1])
                 self.record(peer_ns, iface.peer[1], "recv", detail, pkt)
             self.wire(peer_ns, iface.peer[1], pkt)
-            self.emit([Rx(pkt, peer_ns.id, iface.peer[1])])
+            if ignores(peer_ns, iface.peer[1], pkt):
+                self.steps -= 1  # a copy that nobody acts on is not a step
+            else:
+                self.emit([Rx(pkt, peer_ns.id, iface.peer[1])])
         elif iface.kind is Kind.ETH:
             self.record(
                 ns,
@@ -276,7 +311,8 @@ class Walker:
                     peer, port, "recv", f"from the {seg.name} ({ns.node} {ifname})", pkt
                 )
             self.wire(peer, port, pkt)
-            out.append(Rx(pkt, t, port))
+            if not ignores(peer, port, pkt):
+                out.append(Rx(pkt, t, port))
         return out
 
     # -- the result ------------------------------------------------------------------------

@@ -18,8 +18,6 @@ import hashlib
 from itertools import combinations
 from typing import Any
 
-import networkx as nx
-
 from topology.model import Cluster, NetworkMode
 
 UNDERLAY = "underlay"
@@ -57,6 +55,8 @@ def pod_device_id(pod_key: str, ifname: str = "eth0") -> str:
 
 def build_graph(cluster: Cluster) -> Any:
     """The device graph (`networkx.Graph`) of `cluster`."""
+    import networkx as nx  # imported here: a walk needs only the device names above
+
     cfg = cluster.config
     graph = nx.Graph()
     nodes: list[tuple[str, dict[str, Any]]] = [

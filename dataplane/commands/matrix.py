@@ -62,14 +62,30 @@ def matrix(
             "dot (Graphviz).",
         ),
     ] = None,
+    counts_only: Annotated[
+        bool,
+        typer.Option(
+            "--counts",
+            help="Print only how many pairs have each verdict (text; no grid: read off "
+            "the blocks, for clusters too big to print).",
+        ),
+    ] = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Print the reachability matrix of FILE's cluster as a grid (TCP 80 unless told)."""
+    """Print the reachability matrix of FILE's cluster as a grid (TCP 80 unless told;
+    `--counts`: only the counts by verdict)."""
     from dataplane import output as out_fmt
     from dataplane.matrix import compute_matrix, endpoints, walk_matrix
 
     with input_errors(debug):
         fmt = out_fmt.choose("matrix", output)
+        if counts_only and fmt != "text":
+            from topology.errors import TopologyError
+
+            raise TopologyError(
+                f"--counts prints the counts as text; it cannot go with -o {fmt} "
+                "(allowed: -o text)"
+            )
         scenario, warnings = load(file)
         warn(warnings)
         proto = parse_protocol(protocol)
@@ -102,7 +118,6 @@ def matrix(
             sys.stdout.write(m.to_dot(title))
         return
     counts = ", ".join(f"{n} {v}" for v, n in m.counts().items())
-    text = "\n".join(
-        [title, m.grid(), f"{len(sources) * len(targets)} pair(s): {counts}"]
-    )
+    grid = [] if counts_only else [m.grid()]
+    text = "\n".join([title, *grid, f"{len(sources) * len(targets)} pair(s): {counts}"])
     sys.stdout.write(text + "\n")

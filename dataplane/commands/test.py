@@ -4,19 +4,20 @@ Runs every scenario file under the paths (a `.yaml`/`.yml` file with a top-level
 key; files named explicitly always run), one line per step, then a summary.  Exit status:
 2 when a file is invalid or a step cannot run (the other files still run), else 1 when an
 expectation failed, else 0.  `--junit FILE` writes JUnit XML; `-o json` prints JSON Lines
-(`schemas/results.schema.json`), `-o yaml` the same records as a YAML stream.
+(`schemas/results.schema.json`), `-o yaml` the same records as a YAML stream.  `-j N` runs
+N files at a time in separate processes; what is printed (and written) is the same as with
+`-j 1`, file after file in order.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.text import Text
 
 from dataplane.cli import DebugOpt, console, err_console, input_errors, register
 from dataplane.terminal import write
@@ -52,26 +53,43 @@ def run_tests(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Only failures and the summary.")
     ] = False,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs",
+            "-j",
+            help="Run this many files at a time, each in its own process (output "
+            "as with 1, in file order).",
+        ),
+    ] = 1,
     debug: DebugOpt = False,
 ) -> None:
     """Run every scenario under PATHS and check its expectations (for CI)."""
     from dataplane import render
     from dataplane.output import DOCUMENTS, choose, record
-    from dataplane.suite import discover, run_file
+    from dataplane.suite import discover
 
     with input_errors(debug):
+        if jobs < 1:
+            from topology.errors import TopologyError
+
+            raise TopologyError(f"--jobs {jobs} is out of range (allowed: 1 or more)")
         fmt = choose("test", output, None, as_json)
         files = discover(paths)
     documents = fmt in DOCUMENTS
     start = time.perf_counter()
     runs: list[FileRun] = []
-    for path in files:
-        run = run_file(path, None if documents else _printer(quiet))
+    show = None if documents else _printer(quiet)
+    for run in _runs(files, jobs, show):
         runs.append(run)
         if documents:
             _records(run, fmt)
         elif run.error is not None:
+            from rich.text import Text
+
             console.print(Text("ERROR ", style="bold red") + Text(run.error))
+    from rich.text import Text
+
     elapsed = time.perf_counter() - start
     passed = sum(r.passed for r in runs)
     failed = sum(r.failed for r in runs)
@@ -107,6 +125,27 @@ run_tests.__name__ = "test"
 register(run_tests)
 
 
+def _runs(
+    files: list[Path], jobs: int, show: Callable[[StepResult], None] | None
+) -> Iterator[FileRun]:
+    """Each file's run, in file order: here, step by step as they finish (`jobs` 1), or
+    from `jobs` worker processes, each file's steps shown once it has finished."""
+    from dataplane.suite import run_file
+
+    if jobs == 1 or len(files) < 2:
+        for path in files:
+            yield run_file(path, show)
+        return
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(min(jobs, len(files))) as pool:
+        for run in pool.map(run_file, files):
+            if show is not None:
+                for res in run.steps:
+                    show(res)
+            yield run
+
+
 def _printer(quiet: bool) -> Callable[[StepResult], None]:
     styled = (
         console.is_terminal
@@ -124,6 +163,8 @@ def _printer(quiet: bool) -> Callable[[StepResult], None]:
         if not styled:
             write(status + line + detail + "\n")
             return
+        from rich.text import Text
+
         style = {None: "dim", True: "green", False: "bold red"}[res.ok]
         text = Text(status, style=style) + Text(line)
         text.append(detail, style="red")

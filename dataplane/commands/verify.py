@@ -13,10 +13,9 @@ first reaps the sets of runs that ended without cleaning up.
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
 from dataplane.cli import (
     DebugOpt,
@@ -32,7 +31,13 @@ from dataplane.terminal import literal
 STYLE = {"MISMATCH": "bold red", "not comparable": "yellow", "agree": "green"}
 
 
+if TYPE_CHECKING:  # pragma: no cover
+    from rich.table import Table
+
+
 def _table(report: Any, quiet: bool) -> Table:
+    from rich.table import Table
+
     from dataplane.kernel.report import SILENT
 
     table = Table(

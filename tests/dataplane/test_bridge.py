@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from ipaddress import IPv4Address
+
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dataplane.emission import Rx, Xmit
+from dataplane.emission import Out, Rx, Xmit
 from dataplane.fabric import mac_for, veth_name
 from dataplane.packet import ICMP, IP, Ether, Packet
-from tests.dataplane.builders import recorder
+from dataplane.sim import Simulator, probe_packet
+from dataplane.trace import Trace, Verdict
+from dataplane.walker import Client, Walker
+from tests.dataplane.builders import recorder, tiny_cluster
+from topology.model import Cluster, Pod, Protocol
 
 A, B = veth_name("default/a"), veth_name("default/b")
 
@@ -76,3 +83,41 @@ def test_a_bridge_never_floods_onto_the_ingress_port(
         src = mac_for("10.0.1.3" if port == A else "10.0.1.4")
         for em in w.bridges.receive(node, "cbr0", frame(src, mac_for(dst)), port):
             assert not (isinstance(em, Xmit) and em.ifname == port)
+
+
+def crowded(pods: int) -> Cluster:
+    """tiny_cluster with `pods` more pods on node-1 (one bridge with many ports)."""
+    base = tiny_cluster()
+    extra = [
+        Pod("default", f"p{i}", "node-1", IPv4Address(f"10.0.1.{10 + i}"), {}, ())
+        for i in range(pods)
+    ]
+    return replace(base, pods={**base.pods, **{p.key: p for p in extra}})
+
+
+def walk(sim: Simulator, capture: bool, hop_limit: int) -> Trace:
+    """A probe a -> b (same node: the ARP request floods the bridge), walked by hand with
+    a small hop limit."""
+    pkt = probe_packet(Protocol.TCP, "10.0.1.4", 80)
+    ns = sim.netns_of(sim.resolve("default/a"))
+    trace = Trace("probe")
+    client = Client(ns.id, 6, pkt.sport, "10.0.1.4", 80)
+    walker = Walker(sim.fabric, sim.cluster, trace, client=client, hop_limit=hop_limit)
+    walker.capture = capture
+    walker.run([Out(pkt, ns.id)])
+    return trace
+
+
+def test_a_flood_to_many_ports_is_no_loop_with_or_without_captures() -> None:
+    """Regression: every flooded copy counted as a step, so a bridge with more ports than
+    the hop limit looked like a forwarding loop (a 5,000-pod node's matrix was all
+    `dropped`).  Copies that their pod drops unseen are no steps, and a walk without
+    captures, which does not make them, has the same hops and verdict."""
+    sim = Simulator(crowded(40))
+    full = walk(sim, capture=True, hop_limit=30)
+    quick = walk(sim, capture=False, hop_limit=30)
+    assert full.verdict is Verdict.DELIVERED
+    assert [h.detail for h in quick.hops] == [h.detail for h in full.hops]
+    assert any("flood to 41 port(s)" in h.detail for h in full.hops)
+    assert full.frames and not quick.frames
+    assert quick.verdict is Verdict.DELIVERED

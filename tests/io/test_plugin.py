@@ -68,3 +68,35 @@ def test_collection_can_be_turned_off(tmp_path: Path) -> None:
     (tmp_path / "pytest.ini").write_text("[pytest]\ndataplane_scenarios = false\n")
     r = pytest_in(tmp_path)
     assert r.returncode == 5  # no tests collected
+
+
+def test_under_xdist_the_results_are_those_of_a_serial_run(tmp_path: Path) -> None:
+    """`pytest -n 2`: every step of a file runs on one worker, once, in order."""
+    for name in ("good", "bad", "good2", "bad2"):
+        text = GOOD if name.startswith("good") else BAD
+        (tmp_path / f"{name}.yaml").write_text(text)
+
+    def outcomes(r: subprocess.CompletedProcess[str]) -> list[str]:
+        lines = r.stdout.splitlines()
+        return sorted(
+            line.split(" - ")[0]
+            for line in lines
+            if line.startswith(("PASSED ", "FAILED ", "ERROR "))
+        )
+
+    serial = pytest_in(tmp_path)
+    parallel = pytest_in(tmp_path, "-n", "2")
+    assert parallel.returncode == serial.returncode == 1, parallel.stdout
+    assert outcomes(parallel) == outcomes(serial)
+    assert len(outcomes(serial)) == 8
+    assert "created: 2/2 workers" in parallel.stdout
+    # -k with workers: a deselected earlier step still runs first, on the same worker
+    text = GOOD.replace(
+        "  - label:",
+        "  - delete: [pod/default/c]\n"
+        "  - probe: {from: default/a, to: default/c, port: 80, expect: delivered}\n"
+        "  - label:",
+    )
+    (tmp_path / "s.yaml").write_text(text)
+    r = pytest_in(tmp_path, "-n", "2", "-k", "s.yaml and step3")
+    assert "could not run" in r.stdout and "default/c" in r.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -152,3 +153,34 @@ def test_missing_path_is_an_input_error(tmp_path: Path) -> None:
     r = run_cli("test", tmp_path / "nope")
     assert r.exit_code == 2
     assert r.stderr.startswith(f"error: {tmp_path / 'nope'}: No such file or directory")
+
+
+@pytest.mark.parametrize(
+    "extra", [(), ("--json",), ("-q",)], ids=["text", "json", "quiet"]
+)
+def test_jobs_print_the_same_as_one_job_in_file_order(
+    suite: Path, tmp_path: Path, extra: tuple[str, ...]
+) -> None:
+    (suite / "invalid.yaml").write_text(INVALID)
+    serial = run_cli("test", suite, *extra, "--junit", tmp_path / "1.xml")
+    parallel = run_cli("test", suite, "-j", "2", *extra, "--junit", tmp_path / "2.xml")
+    assert parallel.exit_code == serial.exit_code == 2
+
+    def timeless(text: str) -> list[str]:  # the elapsed time differs
+        return [
+            re.sub(r"in [0-9.]+s|\"time\": [0-9.e-]+", "", line)
+            for line in text.splitlines()
+        ]
+
+    assert timeless(parallel.stdout) == timeless(serial.stdout)
+    assert len(timeless(serial.stdout)) >= 4
+    one, two = (ET.parse(tmp_path / f).getroot() for f in ("1.xml", "2.xml"))
+    assert [c.get("name") for c in one.iter("testcase")] == [
+        c.get("name") for c in two.iter("testcase")
+    ]
+
+
+def test_jobs_must_be_positive(suite: Path) -> None:
+    r = run_cli("test", suite, "-j", "0")
+    assert r.exit_code == 2
+    assert "error: --jobs 0 is out of range (allowed: 1 or more)" in r.stderr

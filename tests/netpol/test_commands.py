@@ -43,6 +43,21 @@ def test_matrix_prints_the_grid_and_the_counts() -> None:
     )
 
 
+def test_matrix_counts_prints_only_the_counts() -> None:
+    code, out = invoke("matrix", LAB, "--port", "80", "--counts")
+    assert code == 0, out
+    assert out.splitlines() == [
+        "networkpolicy-lab: 6x6 port 80 TCP",
+        "36 pair(s): 10 delivered, 10 denied-egress, 4 denied-ingress, 12 refused",
+    ]
+    code, out = invoke("matrix", LAB, "--from", "node/node-1", "--counts")
+    assert code == 0, out  # a node as the only source (it used to raise IndexError)
+    assert out.splitlines()[-1] == "6 pair(s): 2 delivered, 1 denied-ingress, 3 refused"
+    code, out = invoke("matrix", LAB, "--counts", "-o", "csv")
+    assert code == 2
+    assert "error: --counts prints the counts as text; it cannot go with -o csv" in out
+
+
 def test_matrix_with_other_columns_lists_them_in_the_block() -> None:
     code, out = invoke("matrix", LAB, "--to", "default/httpd-deployment-0", "--to", "dev/devpod")  # fmt: skip
     assert code == 0, out

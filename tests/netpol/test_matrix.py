@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from dataplane.matrix import Matrix, compute_matrix, walk_matrix
 from dataplane.netfilter import ACCEPT, Drop
+from dataplane.netpol_ports import admits, port_table
 from dataplane.sim import Simulator
 from dataplane.trace import Verdict
 from tests.netpol.clusters import nodes, policy, xyz
@@ -20,6 +21,7 @@ from topology.model import (
     ClusterConfig,
     Container,
     ContainerPort,
+    External,
     IPBlock,
     LabelSelector,
     Namespace,
@@ -29,6 +31,7 @@ from topology.model import (
     PolicyPeer,
     PolicyPort,
     PolicyRule,
+    PortSpec,
     Protocol,
     Requirement,
     SelectorOp,
@@ -70,7 +73,7 @@ def selectors(draw: st.DrawFn) -> LabelSelector:
 def peers(draw: st.DrawFn, pod_ips: list[str]) -> PolicyPeer:
     kind = draw(st.sampled_from(["pod", "ns", "both", "block"]))
     if kind == "block":
-        cidr = draw(st.sampled_from(["10.0.0.0/8", "10.0.1.0/24", "10.0.2.0/24", "0.0.0.0/0", *(f"{ip}/32" for ip in pod_ips)]))  # fmt: skip
+        cidr = draw(st.sampled_from(["10.0.0.0/8", "10.0.1.0/24", "10.0.2.0/24", "0.0.0.0/0", "192.0.2.0/24", "10.100.0.0/24", *(f"{ip}/32" for ip in pod_ips)]))  # fmt: skip
         net = IPv4Network(cidr)
         excepts: tuple[IPv4Network, ...] = ()
         inner = [
@@ -106,7 +109,7 @@ def rules(draw: st.DrawFn, pod_ips: list[str]) -> PolicyRule:
 
 
 @st.composite
-def clusters(draw: st.DrawFn) -> Cluster:
+def clusters(draw: st.DrawFn, max_pods: int = 6, max_policies: int = 4) -> Cluster:
     mode = draw(st.sampled_from(list(NetworkMode)))
     node_specs = nodes(draw(st.integers(1, 3)))
     ns_count = draw(st.integers(1, 3))
@@ -118,7 +121,7 @@ def clusters(draw: st.DrawFn) -> Cluster:
         namespaces[n] = Namespace(n, {"kubernetes.io/metadata.name": n, **team})
     pods: list[Pod] = []
     next_host = {n.name: 2 for n in node_specs}
-    for i in range(draw(st.integers(1, 6))):
+    for i in range(draw(st.integers(1, max_pods))):
         node = draw(st.sampled_from(node_specs))
         host_network = draw(st.integers(0, 9)) == 0
         if host_network:
@@ -142,7 +145,7 @@ def clusters(draw: st.DrawFn) -> Cluster:
         )
     pod_ips = [str(p.ip) for p in pods if not p.host_network]
     policies: list[NetworkPolicy] = []
-    for i in range(draw(st.integers(0, 4))):
+    for i in range(draw(st.integers(0, max_policies))):
         ingress = tuple(draw(st.lists(rules(pod_ips), max_size=2)))
         egress = tuple(draw(st.lists(rules(pod_ips), max_size=2)))
         types = draw(
@@ -152,7 +155,13 @@ def clusters(draw: st.DrawFn) -> Cluster:
         policies.append(
             policy(f"{ns}/np{i}", draw(selectors()), ingress, egress, types)
         )
-    cfg = ClusterConfig(network=mode, nodes=node_specs, dns=False)
+    externals = (External("ext", IPv4Address("192.0.2.10"), (PortSpec(80),)),)
+    cfg = ClusterConfig(
+        network=mode,
+        nodes=node_specs,
+        dns=False,
+        externals=externals if draw(st.booleans()) else (),
+    )
     return Cluster(
         cfg, namespaces, {p.key: p for p in pods}, policies={p.key: p for p in policies}
     )
@@ -177,8 +186,43 @@ def test_the_matrix_equals_walking_every_pair(
     names = [p.key for p in cluster.pods.values() if not p.host_network]
     fast = compute_matrix(sim, names, names, port, proto)
     walked = walk_matrix(sim, names, names, port, proto)
+    assert compute_matrix(sim, names, names, port, proto).counts() == walked.counts()
     assert fast.grid() == walked.grid()
     assert fast.rows == walked.rows  # denied-egress and denied-ingress told apart too
+
+
+@settings(
+    max_examples=40,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(clusters(max_pods=14, max_policies=8), st.sampled_from(COMBOS), st.data())
+def test_larger_matrices_with_any_endpoints_equal_the_walk(
+    cluster: Cluster, combo: tuple[int | None, Protocol], data: st.DataObject
+) -> None:
+    """Sources and targets drawn from every pod (hostNetwork too), node and external
+    host, repeated and in any order: the cells, the counts read off the blocks and single
+    cells all equal walking every pair."""
+    port, proto = combo
+    sim = Simulator(cluster)
+    every = [
+        *cluster.pods,
+        *(f"node/{n.name}" for n in cluster.config.nodes),
+        *(f"external/{e.name}" for e in cluster.config.externals),
+    ]
+    pick = st.lists(st.sampled_from(every), min_size=1, max_size=10)
+    sources, targets = data.draw(pick), data.draw(pick)
+    fast = compute_matrix(sim, sources, targets, port, proto)
+    walked = walk_matrix(sim, sources, targets, port, proto)
+    i, j = (
+        data.draw(st.integers(0, len(sources) - 1)),
+        data.draw(st.integers(0, len(targets) - 1)),
+    )
+    assert fast.verdict(i, j) is walked.verdict(i, j)
+    assert fast.counts() == walked.counts()
+    assert fast.rows == walked.rows
 
 
 def test_the_grid_reads_like_the_upstream_e2e_tests() -> None:
@@ -223,6 +267,30 @@ def test_mixed_endpoints_and_user_hooks_fall_back_to_walking() -> None:
     fast = compute_matrix(sim, names, names, 81, Protocol.UDP)
     assert fast.rows == walk_matrix(sim, names, names, 81, Protocol.UDP).rows
     assert fast.verdict(1, 2) is Verdict.DROPPED
+
+
+@pytest.mark.parametrize(
+    ("sources", "to_x_a"),
+    [
+        (["node/node-1"], Verdict.DELIVERED),  # x/a's own node: always allowed
+        (["external/vault", "node/node-2"], Verdict.DENIED_INGRESS),
+        (["x/a", "node/node-1"], Verdict.DELIVERED),
+    ],
+    ids=["own-node", "external-and-node", "pod-and-node"],
+)
+def test_sources_that_are_not_pods_get_the_walks_verdicts(
+    sources: list[str], to_x_a: Verdict
+) -> None:
+    """Regression: a matrix whose sources are all nodes or external hosts raised
+    IndexError; their rows are the walk's."""
+    deny = policy("x/deny", LabelSelector({"pod": "a"}), types=("Ingress",))
+    sim = Simulator(xyz(deny))
+    targets = ["x/a", "y/b", "z/c"]
+    fast = compute_matrix(sim, sources, targets, 80, Protocol.TCP)
+    walked = walk_matrix(sim, sources, targets, 80, Protocol.TCP)
+    assert fast.rows == walked.rows
+    assert fast.counts() == walked.counts()
+    assert fast.verdict(len(sources) - 1, 0) is to_x_a
 
 
 def test_a_named_port_resolves_on_each_destination() -> None:
@@ -285,3 +353,66 @@ def test_a_matrix_step_says_which_cells_differ(tmp_path: Path) -> None:
         match="matrix pair 'default/a -> default/c' is not a cell of this matrix",
     ):
         runner.run_step(3, scenario.steps[2])
+
+
+PORT_QUERIES = [
+    (port, proto)
+    for proto in (Protocol.TCP, Protocol.UDP, Protocol.SCTP)
+    for port in (79, 80, 81, 82, 8080, 8081, 1, 65535)
+] + [(None, Protocol.ICMP)]
+
+
+@settings(
+    max_examples=60,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(clusters(max_pods=8, max_policies=6))
+def test_the_admitted_ports_of_every_pair_agree_with_per_port_matrices(
+    cluster: Cluster,
+) -> None:
+    """`port_table` (every protocol and port in one pass) says a port is admitted exactly
+    when the one-port matrix does not deny it (E or I)."""
+    sim = Simulator(cluster)
+    names = [p.key for p in cluster.pods.values() if not p.host_network]
+    table = port_table(sim, names, names)
+    for port, proto in PORT_QUERIES:
+        m = compute_matrix(sim, names, names, port, proto)
+        for i in range(len(names)):
+            for j in range(len(names)):
+                denied = m.code(i, j) in "EI"
+                admitted = admits(table.ports(i, j), proto, port)
+                assert admitted is not denied, (names[i], names[j], port, proto)
+
+
+def test_admitted_ports_merge_into_ranges() -> None:
+    web = policy(
+        "x/web",
+        LabelSelector({"pod": "a"}),
+        ingress=(
+            PolicyRule(
+                (),
+                (
+                    PolicyPort(Protocol.TCP, 80),
+                    PolicyPort(Protocol.TCP, 81, 90),
+                    PolicyPort(Protocol.UDP, "serve-81-udp"),
+                ),
+            ),
+        ),
+    )
+    sim = Simulator(xyz(web))
+    table = port_table(sim, ["y/b"], ["x/a", "x/b"])
+    assert table.ports(0, 0) == (
+        (Protocol.TCP, ((80, 90),)),
+        (Protocol.UDP, ((81, 81),)),
+    )
+    assert table.ports(0, 1) == (
+        (Protocol.TCP, ((1, 65535),)),
+        (Protocol.UDP, ((1, 65535),)),
+        (Protocol.SCTP, ((1, 65535),)),
+        (Protocol.ICMP, ((0, 0),)),
+    )
+    with pytest.raises(ValueError, match="admitted ports are computed between pods"):
+        port_table(sim, ["node/node-1"], ["x/a"])
