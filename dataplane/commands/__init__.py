@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-MODULES: list[str] = ["replay", "test", "graph", "explain", "matrix", "verify"]
+MODULES: list[str] = ["replay", "test", "graph", "explain", "matrix", "verify", "init"]
 
 
 def load() -> None:
