@@ -27,7 +27,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,7 @@ DOCS = ROOT / "docs"
 PAGES = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
 SCHEMA = json.loads((ROOT / "schemas" / "scenario.schema.json").read_text())
 VENV_BIN = Path(sys.executable).parent
-FENCE = re.compile(r"^```(\w*)\n(.*?)^```\n", re.MULTILINE | re.DOTALL)
+FENCE = re.compile(r"^( *)```(\w*)\n(.*?)^\1```\n", re.MULTILINE | re.DOTALL)
 MARK = re.compile(r"<!--\s*(fragment|skip):\s*(.*?)\s*-->\s*\Z", re.DOTALL)
 EXIT = re.compile(r"#\s*exit status (\d+)")
 
@@ -75,15 +75,15 @@ def blocks(page: Path) -> list[Block]:
         mark = MARK.search(last_comment) if last_comment.endswith("-->") else None
         nxt = found[i + 1] if i + 1 < len(found) else None
         output = None
-        if nxt is not None and nxt.group(1) == "text":
-            if not source[m.end() : nxt.start()].strip():
-                output = nxt.group(2)
+        between = source[m.end() : nxt.start()] if nxt is not None else "x"
+        if nxt is not None and nxt.group(2) == "text" and not between.strip():
+            output = textwrap.dedent(nxt.group(3))
         out.append(
             Block(
                 page,
                 source.count("\n", 0, m.start()) + 1,
-                m.group(1),
                 m.group(2),
+                textwrap.dedent(m.group(3)),
                 (mark.group(1), mark.group(2)) if mark else None,
                 output,
             )
@@ -115,8 +115,10 @@ def test_the_block_parser_sees_markers_and_outputs(tmp_path: Path) -> None:
     page.write_text(
         "<!-- skip: not a scenario -->\n```yaml\na: 1\n```\n\n"
         "```sh\necho hi\n```\n\n```text\nhi\n```\n"
+        "1. a list item:\n\n   ```python\n   print(1)\n   ```\n"
     )
-    (skipped, shell, text) = blocks(page)
+    (skipped, shell, text, indented) = blocks(page)
+    assert (indented.lang, indented.text) == ("python", "print(1)\n")
     assert skipped.mark == ("skip", "not a scenario")
     assert shell.lang == "sh"
     assert shell.mark is None
@@ -170,9 +172,8 @@ def repository_files() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def clones(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[Path, Path]]:
+def clones(tmp_path_factory: pytest.TempPathFactory) -> dict[Path, Path]:
     """One fresh copy of the repository per page, made on first use."""
-    made: dict[Path, Path] = {}
 
     class Copies(dict[Path, Path]):
         def __missing__(self, page: Path) -> Path:
@@ -183,11 +184,10 @@ def clones(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[Path, Path
                 shutil.copy2(ROOT / name, target)
             (where / ".venv").mkdir()
             (where / ".venv" / "bin").symlink_to(VENV_BIN)
-            made[page] = where
             self[page] = where
             return where
 
-    yield Copies()
+    return Copies()
 
 
 def shell(command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -347,5 +347,8 @@ def test_the_first_guess_at_three_nodes_gives_the_documented_error(
     f.write_text(skipped.text)
     r = shell(f"dataplane run {f.name}", tmp_path)
     assert r.returncode == 2
-    assert r.stdout.strip() == "error: t.yaml:2: cluster.nodes: expected a list, got 3 (a number)"
+    assert (
+        r.stdout.strip()
+        == "error: t.yaml:2: cluster.nodes: expected a list, got 3 (a number)"
+    )
     assert f"`{r.stdout.strip()}`" in page.replace("\n", " ")
