@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from dataplane.emission import Emission, Rx, Xmit
 from dataplane.netfilter import HookContext, HookPoint
 from dataplane.netns import Netns
 from dataplane.packet import BROADCAST, ZERO_MAC, Packet
 from dataplane.trace import DropReason
 
 if TYPE_CHECKING:  # pragma: no cover
-    from dataplane.walker import Emission, Walker
+    from dataplane.walker import Walker
 
 
 def is_multicast(mac: str) -> bool:
@@ -40,7 +41,6 @@ class Bridges:
         self, ns: Netns, br: str, pkt: Packet, port: str | None
     ) -> list[Emission]:
         """A frame entering bridge `br` by `port` (None: sent by the node's own stack)."""
-        from dataplane.walker import Rx, Xmit
 
         w = self.w
         eth = pkt.eth
@@ -108,7 +108,6 @@ class Bridges:
         """Forward a frame that PREROUTING DNATed onto this bridge's own subnet
         (br_nf_pre_routing_finish_bridge): FDB, hairpin, then FORWARD and POSTROUTING
         with the connection it already has."""
-        from dataplane.walker import Xmit
 
         w = self.w
         eth = pkt.eth

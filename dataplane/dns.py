@@ -29,11 +29,12 @@ from ipaddress import IPv4Address
 from typing import TYPE_CHECKING
 
 from dataplane import kubeproxy
+from dataplane.emission import Out
 from dataplane.netns import Netns, Socket
 from dataplane.packet import IP, IPPROTO_UDP, UDP, Packet
 from dataplane.sockets import APPS
 from dataplane.trace import DropReason, Hop, Trace, Verdict
-from dataplane.walker import Client, Out, WalkState
+from dataplane.walker import Client, WalkState
 from topology.endpoint import Endpoint, EndpointKind
 from topology.errors import TopologyError
 from topology.ipam import dns_ip

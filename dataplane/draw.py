@@ -32,6 +32,7 @@ PALETTE = {
     "panel": ("#f8fafc", "#94a3b8"),
     "pod": ("#dbeafe", "#3b82f6"),
     "port": ("#ffffff", "#3b82f6"),
+    "lo": ("#ffffff", "#93c5fd"),
     "veth": ("#f5f5f4", "#78716c"),
     "bridge": ("#fef9c3", "#a16207"),
     "host": ("#ffffff", "#64748b"),
@@ -40,13 +41,29 @@ PALETTE = {
     "underlay": ("#475569", "#1e293b"),
     "gateway": ("#dcfce7", "#15803d"),
     "external": ("#fce7f3", "#be185d"),
+    "service": ("#ede9fe", "#6d28d9"),
+    "caption": ("#ffffff", "#ffffff"),
 }
-PATH_COLOUR = {"request": "#f97316", "reply": "#7c3aed"}
+# The connection's request and reply; the DNS lookup before it (a probe by name).
+PATH_COLOUR = {
+    "request": "#f97316",
+    "reply": "#7c3aed",
+    "dns-request": "#0891b2",
+    "dns-reply": "#65a30d",
+}
+PATH_LEGEND = {
+    "request": "request",
+    "reply": "reply",
+    "dns-request": "DNS query",
+    "dns-reply": "DNS answer",
+}
+STYLE_COLOUR = {"policy": "#b91c1c"}  # a pod's NetworkPolicies
 MARK_COLOUR = {"allow": "#16a34a", "deny": "#dc2626", "nat": "#0369a1"}
 LINK = "#94a3b8"
 INK = "#0f172a"
 MUTED = "#475569"
-FONT_SIZE = {"title": 18, "head": 14, "bold": 12, "text": 12, "mono": 11, "small": 10.5}
+FONT_SIZE = {"title": 18, "head": 14, "bold": 12, "text": 12, "mono": 11, "small": 10.5,
+             "policy": 10.5}  # fmt: skip
 
 Point = tuple[float, float]
 
@@ -157,13 +174,16 @@ def _box_shapes(box: Box) -> list[Shape]:
         return out
     n = len(box.lines)
     top = box.cy - (n - 1) * LINE_H / 2
-    left = box.kind == "host"
+    left = box.kind in ("host", "caption")
     for i, (text, style) in enumerate(box.lines):
         y = top + i * LINE_H
-        if left:
+        if box.kind == "caption":
+            out.append(Label(box.x, y, text, style, MUTED))
+        elif left:
             out.append(Label(box.x + 10, y, text, style, INK if i == 0 else MUTED))
         else:
-            out.append(Label(box.cx, y, text, style, colour, "middle"))
+            ink = STYLE_COLOUR.get(style, colour)
+            out.append(Label(box.cx, y, text, style, ink, "middle"))
     return out
 
 
@@ -177,6 +197,33 @@ def _badge_spot(box: Box, v: Visit, entry: Point | None) -> Point:
     return (box.x - 12 if sign < 0 else box.x + box.w + 12, box.cy)
 
 
+def _free_spot(
+    scene: Scene, taken: list[Point], spot: Point, r: float, direction: str
+) -> Point:
+    """The first place near `spot` where a badge of radius `r` covers no other badge
+    and stays in the picture: a row lower or higher, then one step outward."""
+    step = -(2 * r + 2) if direction == REQUEST else 2 * r + 2
+    for dx in (0, step, 2 * step):
+        for dy in (0, 20, -20, 40, -40):
+            x = min(max(spot[0] + dx, r + 2), scene.width - r - 2)
+            y = spot[1] + dy
+            clash = any(
+                abs(x - tx) < 2 * r + 1 and abs(y - ty) < 19 for tx, ty in taken
+            )
+            if not clash and not _covers_a_box(scene, x, y, r):
+                return (x, y)
+    return spot
+
+
+def _covers_a_box(scene: Scene, x: float, y: float, r: float) -> bool:
+    """Whether a badge at (x, y) would cover part of a device's box (its text)."""
+    return any(
+        x + r > b.x and x - r < b.x + b.w and y + r > b.y and y - r < b.y + b.h
+        for b in scene.boxes.values()
+        if b.kind not in ("caption", "panel")
+    )
+
+
 def _path_shapes(scene: Scene) -> tuple[list[Shape], list[Shape]]:
     """The path: lines between elements (drawn under the boxes), travel along bridges
     and the underlay, and a numbered dot for each element reached (drawn over them)."""
@@ -187,7 +234,7 @@ def _path_shapes(scene: Scene) -> tuple[list[Shape], list[Shape]]:
     prev: Visit | None = None
     for v in scene.path:
         box = scene.boxes[v.key]
-        colour = PATH_COLOUR[v.direction]
+        colour = PATH_COLOUR[v.colour_key]
         dash = v.direction != REQUEST
         entry: Point | None = None
         if prev is not None and prev.key != v.key:
@@ -198,7 +245,8 @@ def _path_shapes(scene: Scene) -> tuple[list[Shape], list[Shape]]:
             bx = box.anchor_x(ax)
             ax = pbox.anchor_x(bx)
             if pbox.wide and abs(ax + off - px) > 1:  # along the bridge or the underlay
-                y = pbox.y + pbox.h - 6 if v.direction == REQUEST else pbox.y + 6
+                # along its top or bottom edge, clear of the label in its middle
+                y = pbox.y + pbox.h - 4 if v.direction == REQUEST else pbox.y + 4
                 over.append(Line(((px, y), (ax + off, y)), colour, 3.0, dash))
             pts = _route(pbox, box, ax, bx, off)
             under.append(Line(pts, colour, 3.0, dash, arrow=True))
@@ -206,12 +254,13 @@ def _path_shapes(scene: Scene) -> tuple[list[Shape], list[Shape]]:
             cursor[v.key] = entry[0]
         else:
             cursor.setdefault(v.key, box.cx)
-        x, y = _badge_spot(box, v, entry)
-        while any(abs(x - tx) < 19 and abs(y - ty) < 19 for tx, ty in taken):
-            x += -20 if v.direction == REQUEST else 20
-        taken.append((x, y))
-        over.append(Dot(x, y, 9, colour, str(v.number)))
         prev = v
+        if not v.number:
+            continue  # crossed without a hop of its own in the trace: no number
+        r = 9 if v.number < 100 else 11
+        x, y = _free_spot(scene, taken, _badge_spot(box, v, entry), r, v.direction)
+        taken.append((x, y))
+        over.append(Dot(x, y, r, colour, str(v.number)))
     return under, over
 
 
@@ -219,15 +268,15 @@ def _legend(scene: Scene, y: float) -> list[Shape]:
     x = float(MARGIN)
     out: list[Shape] = []
     if scene.path:
-        out.append(Line(((x, y), (x + 34, y)), PATH_COLOUR["request"], 3.0, arrow=True))
-        out.append(Label(x + 42, y, "request", "small"))
-        out.append(
-            Line(((x + 110, y), (x + 144, y)), PATH_COLOUR["reply"], 3.0, True, True)
-        )
-        out.append(Label(x + 152, y, "reply", "small"))
-        out.append(Dot(x + 212, y, 9, PATH_COLOUR["request"], "n"))
-        out.append(Label(x + 226, y, "order in which the packet reached each device "
-                         "(ARP left out)", "small"))  # fmt: skip
+        cx = x
+        for key in dict.fromkeys(v.colour_key for v in scene.path):
+            dash = key.endswith("reply")
+            out.append(Line(((cx, y), (cx + 34, y)), PATH_COLOUR[key], 3.0, dash, True))
+            out.append(Label(cx + 42, y, PATH_LEGEND[key], "small"))
+            cx += 42 + text_width(PATH_LEGEND[key], "small") + 24
+        out.append(Dot(cx + 9, y, 9, PATH_COLOUR[scene.path[0].colour_key], "n"))
+        out.append(Label(cx + 24, y, "hop n of the trace (dataplane trace): where the "
+                         "packet reached the device (ARP left out)", "small"))  # fmt: skip
         y += 24
     for i, m in enumerate(scene.marks):
         out.append(Dot(x + 9, y, 9, MARK_COLOUR[m.kind], chr(ord("A") + i)))

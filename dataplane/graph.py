@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 from dataplane.netfilter import HookPoint
 from dataplane.trace import DropReason, Hop, Trace
 from topology.graph import UNDERLAY, VTEP, veth_name
-from topology.model import NetworkMode, Pod
+from topology.model import Cluster, NetworkMode, Pod
+from topology.selectors import matches
 
 if TYPE_CHECKING:  # pragma: no cover
     from dataplane.sim import Simulator
@@ -38,20 +39,25 @@ PANEL_GAP = 28
 PANEL_HEAD = 34
 POD_GAP = 46
 POD_H = 58
+POD_W = (
+    170.0  # room under the pod for eth0 and lo, each with the path's numbers beside it
+)
 PORT_H = 22
+PORT_GAP = 28  # the reply's number goes between eth0 and lo
 VETH_GAP = 34
 VETH_H = 22
 BRIDGE_GAP = 26
-BRIDGE_H = 30
+BRIDGE_H = 40  # room above and below the label for the path travelling along it
 STACK_GAP = 30
 LINE_H = 15
 DEV_GAP = 30
 DEV_H = 32
 UNDERLAY_GAP = 36
-UNDERLAY_H = 30
+UNDERLAY_H = 40
+SERVICE_GAP = 20
 LEGEND_H = 56
 CHAR_W = {"title": 0.62 * 18, "head": 0.62 * 14, "bold": 0.62 * 12, "text": 0.58 * 12,
-          "mono": 0.61 * 11, "small": 0.58 * 10.5}  # fmt: skip
+          "mono": 0.61 * 11, "small": 0.58 * 10.5, "policy": 0.58 * 10.5}  # fmt: skip
 
 
 def text_width(text: str, style: str = "text") -> float:
@@ -64,13 +70,14 @@ class Box:
     """One drawn element: a device, a namespace, the underlay."""
 
     key: str
-    kind: str  # panel, pod, port, veth, bridge, host, vtep, eth, underlay, gateway, external
+    kind: str  # panel, pod, port, lo, veth, bridge, host, vtep, eth, underlay, gateway,
+    # external, service
     x: float
     y: float
     w: float
     h: float
     lines: list[tuple[str, str]] = field(default_factory=list)  # (text, style)
-    hot: str | None = None  # REQUEST or REPLY when the path crosses it
+    hot: str | None = None  # the colour key of the path's most important crossing
     group: str = ""  # the node whose panel holds it
 
     @property
@@ -95,11 +102,21 @@ class Box:
 
 @dataclass(slots=True)
 class Visit:
-    """The path crossing one element: in order, numbered from 1."""
+    """The path crossing one element, in order.  `number` is the trace's hop number (the
+    `#` of `dataplane trace`) of the first hop at that element, 0 for a crossing the trace
+    has no hop of its own for (a bridge port a frame leaves by, the underlay between two
+    nodes); `leg` is `dns` for the name lookup before a connection, else empty."""
 
     key: str
     direction: str
     number: int
+    leg: str = ""
+    marked: bool = False  # a decision or rewrite happened during this visit
+
+    @property
+    def colour_key(self) -> str:
+        """The path colour's key: `request`, `reply`, `dns-request`, `dns-reply`."""
+        return f"{self.leg}-{self.direction}" if self.leg else self.direction
 
 
 @dataclass(slots=True)
@@ -131,6 +148,7 @@ class Scene:
     boxes: dict[str, Box] = field(default_factory=dict)
     links: list[tuple[str, str, str]] = field(default_factory=list)  # a, b, label
     panels: list[Box] = field(default_factory=list)
+    services: list[Box] = field(default_factory=list)
     path: list[Visit] = field(default_factory=list)
     marks: list[Mark] = field(default_factory=list)
     underlay_y: float = 0.0
@@ -159,6 +177,33 @@ def _ports(pod: Pod) -> str:
     return ", ".join(ports[:3]) + (" ..." if len(ports) > 3 else "")
 
 
+def _first(items: list[str], n: int = 2) -> str:
+    """
+    >>> _first(["a", "b", "c", "d"])
+    'a, b +2'
+    """
+    return ", ".join(items[:n]) + (f" +{len(items) - n}" if len(items) > n else "")
+
+
+def _pod_lines(cluster: Cluster, pod: Pod) -> list[tuple[str, str]]:
+    """A pod's box: name, address, ports, the containers sharing its network namespace
+    (the pause container holds it), and the NetworkPolicies that select it."""
+    lines = [(pod.key, "bold"), (str(pod.ip), "text")]
+    ports = _ports(pod)
+    if ports:
+        lines.append((ports, "small"))
+    names = [c.name for c in pod.containers]
+    lines.append(("pause + " + _first(names) if names else "pause", "small"))
+    policies = [
+        pol.name
+        for pol in cluster.policies.values()
+        if pol.namespace == pod.namespace and matches(pol.pod_selector, pod.labels)
+    ]
+    if policies:
+        lines.append(("netpol: " + _first(sorted(policies)), "policy"))
+    return lines
+
+
 def build_scene(sim: Simulator, trace: Trace | None = None, title: str = "") -> Scene:
     """Lay out the cluster of `sim` (and `trace`'s path, if given)."""
     cluster, fabric = sim.cluster, sim.fabric
@@ -168,6 +213,12 @@ def build_scene(sim: Simulator, trace: Trace | None = None, title: str = "") -> 
     x = float(MARGIN)
     top = MARGIN + TITLE_H
     bottoms: list[float] = []
+    pod_lines = {
+        key: _pod_lines(cluster, pod)
+        for key, pod in cluster.pods.items()
+        if not pod.host_network
+    }
+    pod_h = max([float(POD_H)] + [12.0 + LINE_H * len(ls) for ls in pod_lines.values()])
     for node in cfg.nodes:
         known = set(scene.boxes)
         host = fabric.netns[node.name]
@@ -180,11 +231,7 @@ def build_scene(sim: Simulator, trace: Trace | None = None, title: str = "") -> 
         if host_pods:
             host_lines.append(("hostNetwork: " + ", ".join(host_pods), "small"))
         widths = [
-            max(
-                120.0,
-                text_width(p.key, "bold") + 18,
-                text_width(_ports(p), "small") + 14,
-            )
+            max([POD_W] + [text_width(t, st) + 18 for t, st in pod_lines[p.key]])
             for p in netns_pods
         ]
         head = f"host network namespace, podCIDR {node.pod_cidr}"
@@ -200,18 +247,17 @@ def build_scene(sim: Simulator, trace: Trace | None = None, title: str = "") -> 
                     [(node.name, "head"), (head, "small")])  # fmt: skip
         y = top + PANEL_HEAD
         px = x + 16 + (inner - pods_w) / 2
-        pod_bottom = y + POD_H + PORT_H
+        pod_bottom = y + pod_h + PORT_H
         veth_y = pod_bottom + VETH_GAP
         bridge_y = veth_y + VETH_H + BRIDGE_GAP
         for pod, w in zip(netns_pods, widths, strict=True):
-            ports = _ports(pod)
-            lines = [(pod.key, "bold"), (str(pod.ip), "text")]
-            if ports:
-                lines.append((ports, "small"))
-            scene.add(Box(f"pod:{pod.key}", "pod", px, y, w, POD_H, lines))
-            port_w = min(w - 20, 64.0)
+            scene.add(Box(f"pod:{pod.key}", "pod", px, y, w, pod_h, pod_lines[pod.key]))
+            port_w = 52.0
+            # eth0 under the pod's centre (the veth pair hangs off it), lo beside it.
             scene.add(Box(f"pod:{pod.key}/eth0", "port", px + (w - port_w) / 2,
-                          y + POD_H, port_w, PORT_H, [("eth0", "mono")]))  # fmt: skip
+                          y + pod_h, port_w, PORT_H, [("eth0", "mono")]))  # fmt: skip
+            scene.add(Box(f"pod:{pod.key}/lo", "lo", px + (w + port_w) / 2 + PORT_GAP,
+                          y + pod_h, 30.0, PORT_H, [("lo", "mono")]))  # fmt: skip
             scene.links.append((f"pod:{pod.key}", f"pod:{pod.key}/eth0", ""))
             veth = veth_name(pod.key)
             vw = text_width(veth, "mono") + 12
@@ -278,7 +324,8 @@ def build_scene(sim: Simulator, trace: Trace | None = None, title: str = "") -> 
     for node in cfg.nodes:
         scene.links.append((f"{node.name}/eth0", UNDERLAY, ""))
     bottom = _gateway(scene, sim, uy + UNDERLAY_H + UNDERLAY_GAP, width)
-    scene.width, scene.height = width, bottom + LEGEND_H
+    bottom = _services(scene, sim, bottom + UNDERLAY_GAP, max(width, scene.width))
+    scene.width, scene.height = max(width, scene.width), bottom + LEGEND_H
     if trace is not None:
         add_path(scene, trace)
     return scene
@@ -325,11 +372,59 @@ def _gateway(scene: Scene, sim: Simulator, y: float, width: float) -> float:
     return ey + POD_H
 
 
+def _services(scene: Scene, sim: Simulator, y: float, width: float) -> float:
+    """The Services under the network: virtual addresses that kube-proxy's rules on
+    every node translate to endpoints, so they are boxes of their own, not devices on a
+    wire; each lists its ports and endpoints (the ready pods its selector matches)."""
+    from dataplane.kubeproxy import endpoints
+
+    services = sorted(sim.cluster.services.values(), key=lambda s: s.key)
+    if not services:
+        return y - UNDERLAY_GAP
+    boxes: list[Box] = []
+    for svc in services:
+        addr = str(svc.cluster_ip) if svc.cluster_ip is not None else "None (headless)"
+        lines = [(f"svc {svc.key}", "bold"), (f"{svc.type.value} {addr}", "text")]
+        for sp in svc.ports[:2]:
+            eps = [f"{b.pod.key}:{b.port}" for b in endpoints(sim.cluster, svc, sp)]
+            lines.append(
+                (
+                    f"{sp.port}/{sp.protocol.value} -> "
+                    + (_first(eps) if eps else "no endpoints"),
+                    "small",
+                )
+            )
+        if len(svc.ports) > 2:
+            lines.append((f"+{len(svc.ports) - 2} more ports", "small"))
+        w = max(text_width(t, st) for t, st in lines) + 24
+        boxes.append(Box(f"svc:{svc.key}", "service", 0, 0, w, 12 + LINE_H * len(lines),
+                         lines))  # fmt: skip
+    scene.add(Box("services#head", "caption", MARGIN, y, width - 2 * MARGIN, LINE_H,
+                  [("Services: virtual addresses, translated by kube-proxy's rules on "
+                    "every node", "small")]))  # fmt: skip
+    y += LINE_H + 8
+    x, row_h = float(MARGIN), 0.0
+    for b in boxes:
+        if x > MARGIN and x + b.w > width - MARGIN:
+            x, y = float(MARGIN), y + row_h + SERVICE_GAP
+            row_h = 0.0
+        b.x, b.y = x, y
+        x += b.w + POD_GAP
+        row_h = max(row_h, b.h)
+        scene.add(b)
+        scene.services.append(b)
+    return y + row_h
+
+
 # -- the path ---------------------------------------------------------------------------------
 
 
 def element_of(scene: Scene, hop: Hop) -> str | None:
-    """The drawn element a hop happened at (None for the walker's own notes)."""
+    """The drawn element a hop happened at (None for the walker's own notes).
+
+    A node's netfilter hooks, conntrack and NAT are its IP layer's, also for a frame the
+    bridge forwards between two of its ports (br_netfilter runs the IPv4 hooks for it), so
+    every decision on a node is drawn on the node's IP layer."""
     if hop.node == GATEWAY:
         return GATEWAY
     if hop.node == "external":
@@ -337,22 +432,15 @@ def element_of(scene: Scene, hop: Hop) -> str | None:
         return key if key in scene.boxes else None
     if hop.netns.startswith("pod "):
         pod = hop.netns.removeprefix("pod ")
-        port = hop.device == "eth0" and hop.event != "deliver"  # sockets are inside
-        key = f"pod:{pod}/eth0" if port else f"pod:{pod}"
+        port = hop.device in ("eth0", "lo") and hop.event != "deliver"  # sockets inside
+        key = f"pod:{pod}/{hop.device}" if port else f"pod:{pod}"
         return key if key in scene.boxes else None
     if hop.node not in scene.boxes:
         return None
+    if hop.event in BRIDGE_EVENTS:
+        return hop.node
     key = f"{hop.node}/{hop.device}"
-    box = scene.boxes.get(key)
-    if box is not None and hop.event in HOOK_EVENTS and box.kind == "veth":
-        # br_netfilter: a bridged frame meets the hooks on its way through the bridge.
-        bridge = next(
-            (b.key for b in scene.boxes.values()
-             if b.kind == "bridge" and b.key.startswith(f"{hop.node}/")),
-            None,
-        )  # fmt: skip
-        return bridge
-    return key if box is not None else hop.node
+    return key if key in scene.boxes else hop.node
 
 
 def is_decision(hop: Hop) -> bool:
@@ -364,8 +452,20 @@ def is_decision(hop: Hop) -> bool:
     return hop.event in HOOK_EVENTS and hop.direction == REQUEST
 
 
+def _service_of(scene: Scene, hop: Hop) -> str | None:
+    """The Service box a kube-proxy rewrite names (`KUBE-SVC NS/NAME:PORT`)."""
+    for word in hop.detail.split():
+        key = "svc:" + word.rsplit(":", 1)[0]
+        if key in scene.boxes and scene.boxes[key].kind == "service":
+            return key
+    return None
+
+
 def add_path(scene: Scene, trace: Trace) -> None:
-    """Number the elements the trace crossed and mark its decisions."""
+    """Number the elements the trace crossed with its hop numbers and mark its decisions.
+
+    A probe by name walks two legs, the DNS exchange with kube-dns and then the
+    connection (the trace's `phase` hops separate them); each leg has colours of its own."""
     verdict = trace.verdict.value if trace.verdict else "none"
     scene.title = trace.title + (f"  ({trace.mode})" if trace.mode else "")
     scene.subtitle = f"verdict: {verdict}"
@@ -374,9 +474,11 @@ def add_path(scene: Scene, trace: Trace) -> None:
     if trace.endpoint:
         scene.subtitle += f", Service endpoint {trace.endpoint}"
     scene.subtitle += f" — {trace.explanation}"
-    last: tuple[str, str] | None = None
-    bridging: str | None = None  # a bridge forwarding between two of its ports
+    leg = ""
     for hop in trace.hops:
+        if hop.event == "phase":
+            leg = "dns" if hop.detail.startswith("DNS lookup") else ""
+            continue
         if hop.event == "arp" or (
             hop.packet is not None and hop.packet.arp is not None
         ):
@@ -384,27 +486,39 @@ def add_path(scene: Scene, trace: Trace) -> None:
         key = element_of(scene, hop)
         if key is None:
             continue
-        kind = scene.boxes[key].kind
-        if kind == "bridge" and hop.detail.startswith("fdb ") and last is not None:
-            bridging = key if scene.boxes[last[0]].kind == "veth" else None
-        elif bridging is not None and kind == "host" and hop.event in BRIDGE_EVENTS:
-            key = bridging  # br_netfilter: conntrack and the hooks of a bridged frame
-        elif kind != "bridge":
-            bridging = None
-        if last is not None and last[0] != key:
-            kinds = (scene.boxes[last[0]].kind, scene.boxes[key].kind)
+        path = scene.path
+        last = path[-1] if path else None
+        if last is not None and last.key != key:
+            kinds = (scene.boxes[last.key].kind, scene.boxes[key].kind)
             if kinds[0] in ("eth", "gateway") and kinds[1] in ("eth", "gateway"):
-                _visit(scene, UNDERLAY, hop.direction)
-                last = (UNDERLAY, hop.direction)
-        if last != (key, hop.direction):
-            _visit(scene, key, hop.direction)
-            last = (key, hop.direction)
+                _visit(scene, UNDERLAY, hop.direction, 0, leg)
+            elif kinds == ("host", "port") and len(path) >= 2:
+                # A bridged frame back from the hooks to the bridge, out of a port.
+                bridge = scene.boxes[path[-2].key]
+                if bridge.kind == "bridge":
+                    _visit(scene, bridge.key, hop.direction, 0, leg)
+        last = scene.path[-1] if scene.path else None
+        if last is None or (last.key, last.direction, last.leg) != (
+            key,
+            hop.direction,
+            leg,
+        ):
+            _visit(scene, key, hop.direction, hop.seq, leg)
+        mark: Mark | None = None
         if is_decision(hop):
             where = f"{hop.node} {hop.event}"
             kind = "allow" if hop.reason is None else "deny"
-            scene.marks.append(Mark(key, kind, f"{where}: {hop.detail}"))
+            mark = Mark(key, kind, f"{where}: {hop.detail}")
         elif hop.event == "nat" and hop.direction == REQUEST:
-            scene.marks.append(Mark(key, "nat", f"{hop.node} {hop.detail}"))
+            mark = Mark(key, "nat", f"{hop.node} {hop.detail}")
+            svc = _service_of(scene, hop)
+            if svc is not None:
+                box = scene.boxes[svc]
+                box.hot = _hotter(box.hot, scene.path[-1].colour_key)
+        if mark is not None and mark not in scene.marks:  # DNS retries: same rules
+            scene.marks.append(mark)
+        if mark is not None or hop.event == "nat":  # un-NAT of a reply included
+            scene.path[-1].marked = True
     if not any(m.kind == "deny" for m in scene.marks) and trace.reason is not None:
         drop = next((h for h in trace.hops if h.reason is not None), None)
         key = element_of(scene, drop) if drop is not None else None
@@ -413,7 +527,18 @@ def add_path(scene: Scene, trace: Trace) -> None:
             scene.marks.append(Mark(key, "deny", text, verdict))
 
 
-def _visit(scene: Scene, key: str, direction: str) -> None:
+# Which crossing colours a box the path crosses several times: the connection before
+# the DNS lookup, the request before the reply.
+RANK = {"request": 0, "reply": 1, "dns-request": 2, "dns-reply": 3}
+
+
+def _hotter(current: str | None, candidate: str) -> str:
+    if current is None or RANK[candidate] < RANK[current]:
+        return candidate
+    return current
+
+
+def _visit(scene: Scene, key: str, direction: str, number: int, leg: str) -> None:
     path = scene.path
     kind = scene.boxes[key].kind
     if path and path[-1].direction == direction:
@@ -425,21 +550,25 @@ def _visit(scene: Scene, key: str, direction: str) -> None:
             pod = port.removeprefix("pod:").removesuffix("/eth0")
             veth = f"{scene.boxes[port].group}/{veth_name(pod)}"
             if veth in scene.boxes:
-                path.append(Visit(veth, direction, len(path) + 1))
-                scene.boxes[veth].hot = scene.boxes[veth].hot or direction
+                path.append(Visit(veth, direction, 0, leg))
+                box = scene.boxes[veth]
+                box.hot = _hotter(box.hot, path[-1].colour_key)
     if (
         len(path) >= 2
         and path[-1].direction == direction
         and scene.boxes[path[-1].key].kind == "host"
+        and not path[-1].marked
         and {scene.boxes[path[-2].key].kind, kind} == {"vtep", "eth"}
     ):
         # The encapsulated packet passes the IP layer between flannel.1 and eth0 (and
-        # the other way on decapsulation); the picture goes straight from one to the other.
+        # the other way on decapsulation); unless something was decided there, the
+        # picture goes straight from one to the other.
         path.pop()
-    path.append(Visit(key, direction, len(path) + 1))
+    if any((v.key, v.direction, v.leg) == (key, direction, leg) for v in path):
+        number = 0  # numbered once per leg and direction (a DNS retry takes one path)
+    path.append(Visit(key, direction, number, leg))
     box = scene.boxes[key]
-    if box.hot is None or direction == REQUEST:
-        box.hot = direction
+    box.hot = _hotter(box.hot, path[-1].colour_key)
 
 
 # -- Mermaid ----------------------------------------------------------------------------------
@@ -484,7 +613,8 @@ def to_mermaid(scene: Scene) -> str:
         if v.key == w.key:
             continue  # the request turned into its reply
         arrow = "==>" if w.direction == REQUEST else "-.->"
-        lines.append(f"  {_mid(v.key)} {arrow}|{w.number}| {_mid(w.key)}")
+        label = f"|{w.number}|" if w.number else ""
+        lines.append(f"  {_mid(v.key)} {arrow}{label} {_mid(w.key)}")
         hot.append(str(edges))
         edges += 1
     for m in scene.marks:

@@ -15,7 +15,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from pathlib import Path
 
-from dataplane.scenario import StepResult
+from dataplane.result import StepResult
 from dataplane.suite import FileRun
 
 # Characters XML 1.0 cannot carry, even escaped.

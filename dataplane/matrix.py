@@ -14,30 +14,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from dataplane.result import CODE, VERDICT_OF_CODE, StepResult
 from dataplane.trace import Verdict
 from topology.errors import TopologyError
 from topology.model import Protocol
 from topology.scenario import MatrixStep
 
 if TYPE_CHECKING:  # pragma: no cover
-    from dataplane.scenario import Runner, StepResult
+    from dataplane.scenario import Runner
     from dataplane.sim import Simulator
 
-SYMBOL = {
-    Verdict.DELIVERED: ".",
-    Verdict.DENIED_EGRESS: "X",
-    Verdict.DENIED_INGRESS: "X",
-    Verdict.REFUSED: "R",
-    Verdict.NO_ROUTE: "N",
-    Verdict.UNREACHABLE: "U",
-    Verdict.NXDOMAIN: "D",
-    Verdict.TTL_EXCEEDED: "T",
-    Verdict.TOO_BIG: "B",
-    Verdict.DROPPED: "d",
-}
-# One byte per cell in `Matrix.rows`: the symbol, except that the two denials differ.
-CODE = {**SYMBOL, Verdict.DENIED_EGRESS: "E", Verdict.DENIED_INGRESS: "I"}
-VERDICT_OF_CODE = {c: v for v, c in CODE.items()}
 _DISPLAY = str.maketrans("EI", "XX")
 
 
@@ -145,7 +131,6 @@ def run_matrix_step(runner: Runner, index: int, step: MatrixStep) -> StepResult:
     """Compute the matrix of a `matrix` step and compare it with its expectation: the
     pairs listed under `denied` must not be delivered and every other pair must be (or
     the other way round with `allowed`); every listed pair must be a cell."""
-    from dataplane.scenario import StepResult
 
     sim = runner.sim
     sources = [runner.sub(s) for s in endpoints(sim, step.src)]

@@ -105,18 +105,6 @@ class Decision:
         """The destination pod, on which named ports are resolved."""
         return self.pod if self.direction is Direction.INGRESS else self.peer.pod
 
-    def summary(self) -> str:
-        """One line for a trace hop."""
-        from dataplane.netpol_text import summary
-
-        return summary(self)
-
-    def explain(self, multiline: bool = False) -> str:
-        """The decision in prose: the rule that admitted, or why each rule did not."""
-        from dataplane.netpol_text import explain
-
-        return explain(self, multiline)
-
 
 # One step of a decision, in policy and rule order: (policy, rule index, the rule to check
 # against the peer or None, why it cannot admit or None).

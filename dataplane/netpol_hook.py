@@ -15,6 +15,7 @@ is `dataplane.netpol.decide`, shared with `dataplane explain` and the matrix.
 
 from __future__ import annotations
 
+from dataplane import netpol_text
 from dataplane.conntrack import CtState
 from dataplane.netfilter import (
     PRIORITY_FILTER,
@@ -107,13 +108,13 @@ def _judge(pkt: Packet, ctx: HookContext, direction: Direction) -> HookResult:
     if d is None:
         return None
     if d.allowed:
-        return Accept(d.summary(), policy=d.policy)
+        return Accept(netpol_text.summary(d), policy=d.policy)
     code = (
         DropReason.POLICY_EGRESS
         if direction is Direction.EGRESS
         else DropReason.POLICY_INGRESS
     )
-    return Drop(d.explain(), code, policy=d.policy)
+    return Drop(netpol_text.explain(d), code, policy=d.policy)
 
 
 def egress(pkt: Packet, ctx: HookContext) -> HookResult:

@@ -54,7 +54,7 @@ def _plain_pod(sim: Simulator, text: str) -> Pod | None:
 def _code(
     sim: Simulator, src: str, dst: str, port: int | str | None, proto: Protocol
 ) -> str:
-    from dataplane.matrix import CODE
+    from dataplane.result import CODE
     from dataplane.trace import Verdict
 
     return CODE[sim.probe(src, dst, port, proto).verdict or Verdict.DROPPED]

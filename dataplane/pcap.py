@@ -23,9 +23,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dataplane.packet import Packet, to_bytes
-from dataplane.trace import Frame, Trace
+
+if TYPE_CHECKING:  # pragma: no cover
+    from dataplane.trace import Frame, Trace
 
 EPOCH = 1_704_067_200  # 2024-01-01T00:00:00Z
 LINKTYPE_ETHERNET = 1

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:  # pragma: no cover
-    from dataplane.scenario import Runner, StepResult
+    from dataplane.result import StepResult
+    from dataplane.scenario import Runner
     from topology.scenario import Scenario, Step
 
 

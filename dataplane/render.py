@@ -33,7 +33,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from dataplane.scenario import ScenarioResult, StepResult
+from dataplane.result import ScenarioResult, StepResult
 from dataplane.trace import Trace
 from topology.scenario import Scenario
 

@@ -30,13 +30,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dataplane.conntrack import flow_of, reverse
+from dataplane.emission import Out
 from dataplane.packet import ETH_P_ARP, ETH_P_IP, UDP, VXLAN, VXLAN_HLEN, Packet
 from dataplane.trace import Trace, Verdict
-from dataplane.walker import Client, Out, WalkState
+from dataplane.walker import Client, WalkState
 from topology.errors import TopologyError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from dataplane.scenario import Runner, StepResult
+    from dataplane.result import StepResult
+    from dataplane.scenario import Runner
     from dataplane.sim import Simulator
     from topology.scenario import ReplayStep
 
@@ -424,7 +426,7 @@ def show_counts(counts: dict[str, int]) -> str:
 
 
 def run_replay_step(runner: Runner, index: int, step: ReplayStep) -> StepResult:
-    from dataplane.scenario import StepResult
+    from dataplane.result import StepResult
 
     at = runner.sub(step.at) if step.at is not None else None
     try:  # the loader made `pcap` relative to the scenario file already

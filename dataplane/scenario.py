@@ -9,17 +9,15 @@ takes the new cluster before the next step, so every later probe sees the change
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from dataplane.packet import Packet
+from dataplane.result import ScenarioResult, StepResult
 from dataplane.sim import Simulator
 from dataplane.trace import Trace, Verdict
 from topology import change
 from topology.endpoint import substitute
 from topology.errors import TopologyError
-from topology.model import BUILTIN, Loc
 from topology.scenario import (
     ApplyStep,
     DeleteStep,
@@ -32,66 +30,6 @@ from topology.scenario import (
     SendStep,
     Step,
 )
-
-
-@dataclass(slots=True)
-class StepResult:
-    """The outcome of one step; `ok` is None when the step expects nothing."""
-
-    index: int
-    kind: str
-    title: str
-    loc: Loc = BUILTIN
-    name: str | None = None
-    ok: bool | None = None
-    expected: str | None = None
-    actual: str | None = None
-    message: str = ""
-    trace: Trace | None = None
-    traces: list[Trace] = field(default_factory=list)
-    data: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def failed(self) -> bool:
-        return self.ok is False
-
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {
-            "index": self.index,
-            "kind": self.kind,
-            "name": self.name,
-            "title": self.title,
-            "location": str(self.loc),
-            "ok": self.ok,
-            "expected": self.expected,
-            "actual": self.actual,
-            "message": self.message,
-        }
-        if self.trace is not None:
-            d["trace"] = self.trace.to_dict()
-        if self.traces:
-            d["traces"] = [t.to_dict() for t in self.traces]
-        d.update(self.data)
-        return d
-
-
-@dataclass(slots=True)
-class ScenarioResult:
-    scenario: Scenario
-    steps: list[StepResult] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not any(s.failed for s in self.steps)
-
-    def counts(self) -> dict[str, int]:
-        return {
-            "steps": len(self.steps),
-            "passed": sum(1 for s in self.steps if s.ok is True),
-            "failed": sum(1 for s in self.steps if s.ok is False),
-            "unchecked": sum(1 for s in self.steps if s.ok is None),
-        }
 
 
 def check(trace: Trace, expect: Expectation | None) -> tuple[bool | None, str]:

@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from dataplane.dns import resolve_by_dns  # also registers the CoreDNS application
+from dataplane.emission import Out, Xmit
 from dataplane.fabric import Fabric, build_fabric, layout_of, pod_netns_id
 from dataplane.netfilter import Hook, HookFn, HookPoint
 from dataplane.netns import Netns
@@ -36,7 +37,7 @@ from dataplane.packet import (
     Packet,
 )
 from dataplane.trace import Trace
-from dataplane.walker import Client, Out, Walker, WalkState, Xmit
+from dataplane.walker import Client, Walker, WalkState
 from topology.endpoint import Endpoint, EndpointKind, resolve_endpoint
 from topology.errors import TopologyError
 from topology.model import Cluster, Protocol

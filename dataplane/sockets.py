@@ -14,12 +14,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from dataplane.emission import Emission, Out
 from dataplane.netns import Kind, Netns, Socket
 from dataplane.packet import (
     ICMP,
     ICMP_DEST_UNREACH,
     ICMP_ECHO_REPLY,
     ICMP_ECHO_REQUEST,
+    ICMP_TIME_EXCEEDED,
     IP,
     IPPROTO_SCTP,
     IPPROTO_TCP,
@@ -27,6 +29,9 @@ from dataplane.packet import (
     SCTP,
     TCP,
     UDP,
+    UNREACH_FRAG_NEEDED,
+    UNREACH_HOST,
+    UNREACH_NET,
     UNREACH_PORT,
     Packet,
     icmp_name,
@@ -35,7 +40,21 @@ from dataplane.trace import DropReason, Verdict
 from topology.model import Protocol
 
 if TYPE_CHECKING:  # pragma: no cover
-    from dataplane.walker import Emission, Walker
+    from dataplane.walker import Walker
+
+# What an ICMP error means to the socket that receives it (verdict, errno text).
+ICMP_VERDICTS = {
+    (ICMP_DEST_UNREACH, UNREACH_NET): (Verdict.NO_ROUTE, "ENETUNREACH"),
+    (ICMP_DEST_UNREACH, UNREACH_HOST): (Verdict.UNREACHABLE, "EHOSTUNREACH"),
+    (ICMP_DEST_UNREACH, 3): (Verdict.REFUSED, "ECONNREFUSED"),
+    (ICMP_DEST_UNREACH, UNREACH_FRAG_NEEDED): (Verdict.TOO_BIG, "EMSGSIZE"),
+    (ICMP_DEST_UNREACH, 13): (
+        Verdict.REFUSED,
+        "EHOSTUNREACH (administratively prohibited)",
+    ),
+    (ICMP_TIME_EXCEEDED, 0): (Verdict.TTL_EXCEEDED, "time to live exceeded"),
+}
+
 
 PROTOCOL_OF = {
     IPPROTO_TCP: Protocol.TCP,
@@ -70,7 +89,6 @@ def reset_for(seg: TCP, data_len: int) -> TCP:
 
 
 def deliver(w: Walker, ns: Netns, ifname: str, pkt: Packet) -> list[Emission]:
-    from dataplane.walker import Out
 
     ip, l4 = pkt.ip, pkt.l4
     assert ip is not None
@@ -225,8 +243,6 @@ def to_client(w: Walker, ns: Netns, pkt: Packet) -> bool:
     ip, l4 = pkt.ip, pkt.l4
     if c is None or c.netns != ns.id or ip is None or l4 is None:
         return False
-    from dataplane.stack import ICMP_VERDICTS
-
     if isinstance(l4, ICMP):
         if l4.type == ICMP_ECHO_REPLY and c.proto == 1 and l4.id == c.sport:
             w.record(

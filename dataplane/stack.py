@@ -16,6 +16,7 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import TYPE_CHECKING
 
 from dataplane.conntrack import CtDir, CtState, show_tuple
+from dataplane.emission import Bridged, Emission, Out, Xmit
 from dataplane.netfilter import (
     PRIORITY_DSTNAT,
     PRIORITY_SRCNAT,
@@ -56,20 +57,7 @@ from dataplane.routing import Route
 from dataplane.trace import DropReason, FieldDiff, Verdict
 
 if TYPE_CHECKING:  # pragma: no cover
-    from dataplane.walker import Bridged, Emission, Walker
-
-# What an ICMP error means to the socket that receives it (verdict, errno text).
-ICMP_VERDICTS = {
-    (ICMP_DEST_UNREACH, UNREACH_NET): (Verdict.NO_ROUTE, "ENETUNREACH"),
-    (ICMP_DEST_UNREACH, UNREACH_HOST): (Verdict.UNREACHABLE, "EHOSTUNREACH"),
-    (ICMP_DEST_UNREACH, 3): (Verdict.REFUSED, "ECONNREFUSED"),
-    (ICMP_DEST_UNREACH, UNREACH_FRAG_NEEDED): (Verdict.TOO_BIG, "EMSGSIZE"),
-    (ICMP_DEST_UNREACH, 13): (
-        Verdict.REFUSED,
-        "EHOSTUNREACH (administratively prohibited)",
-    ),
-    (ICMP_TIME_EXCEEDED, 0): (Verdict.TTL_EXCEEDED, "time to live exceeded"),
-}
+    from dataplane.walker import Walker
 
 
 class Stack:
@@ -319,7 +307,6 @@ class Stack:
             "frame is bridged back, not routed (bridged_dnat, no TTL decrement)",
             pkt,
         )
-        from dataplane.walker import Bridged
 
         return self.neigh_output(
             ns,
@@ -511,7 +498,6 @@ class Stack:
         `bridged`: the frame goes back into the bridge's forwarding instead of out of
         `oif` (br_netfilter's bridged DNAT), keeping its sender's MAC.
         """
-        from dataplane.walker import Xmit
 
         iface = ns.interfaces[oif]
         if iface.kind is Kind.LOOPBACK:
@@ -543,7 +529,6 @@ class Stack:
         return [Xmit(req, ns.id, oif)]
 
     def arp_input(self, ns: Netns, ifname: str, pkt: Packet) -> list[Emission]:
-        from dataplane.walker import Xmit
 
         a = pkt.arp
         iface = ns.interfaces[ifname]
@@ -589,7 +574,6 @@ class Stack:
         self, ns: Netns, oif: str, pkt: Packet, mac: str, bridged: Bridged | None
     ) -> Emission:
         """The packet with its link header, out of `oif` (or back into the bridge)."""
-        from dataplane.walker import Xmit
 
         if bridged is not None:
             return replace(bridged, pkt=pkt.with_eth(bridged.src_mac, mac))
@@ -628,7 +612,6 @@ class Stack:
         """Answer an offending packet (icmp_send(): never about an ICMP error, only about a
         first fragment; the source is the address the packet was sent to when it was for
         us, else this router's address on the route back)."""
-        from dataplane.walker import Out
 
         ip = pkt.ip
         assert ip is not None
@@ -763,4 +746,4 @@ def diff(a: Packet, b: Packet) -> tuple[FieldDiff, ...]:
     return tuple(out)
 
 
-__all__ = ["ICMP_VERDICTS", "Stack", "fragment"]
+__all__ = ["Stack", "fragment"]

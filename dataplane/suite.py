@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dataplane.scenario import Runner, ScenarioResult, StepResult
+from dataplane.result import ScenarioResult, StepResult
+from dataplane.scenario import Runner
 from topology.errors import SimError
 from topology.scenario import Scenario
 

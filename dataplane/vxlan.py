@@ -12,12 +12,13 @@ from __future__ import annotations
 import zlib
 from typing import TYPE_CHECKING
 
+from dataplane.emission import Emission, Out, Rx
 from dataplane.netns import Interface, Netns
 from dataplane.packet import IP, IPPROTO_UDP, UDP, VXLAN, Packet
 from dataplane.trace import DropReason
 
 if TYPE_CHECKING:  # pragma: no cover
-    from dataplane.walker import Emission, Walker
+    from dataplane.walker import Walker
 
 PORT_MIN, PORT_MAX = 32768, 60999  # net.ipv4.ip_local_port_range
 
@@ -32,7 +33,6 @@ def source_port(inner: Packet) -> int:
 def encapsulate(
     w: Walker, ns: Netns, iface: Interface, inner: Packet
 ) -> list[Emission]:
-    from dataplane.walker import Out
 
     assert inner.eth is not None and iface.vxlan_local is not None
     remote = w.fabric.vxlan_fdb.get((ns.id, inner.eth.dst))
@@ -68,7 +68,6 @@ def encapsulate(
 def decapsulate(
     w: Walker, ns: Netns, iface: Interface, outer: Packet
 ) -> list[Emission]:
-    from dataplane.walker import Rx
 
     inner = outer.inner
     if inner is None or outer.vxlan is None or outer.vxlan.vni != iface.vni:

@@ -12,54 +12,14 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
 
 from dataplane.conntrack import Conntrack
+from dataplane.emission import Bridged, Emission, Out, Rx
 from dataplane.fabric import Fabric
 from dataplane.netns import Kind, Netns
 from dataplane.packet import Packet
 from dataplane.trace import DropReason, FieldDiff, Frame, Hop, Trace, Verdict
 from topology.model import Cluster
-
-
-@dataclass(frozen=True, slots=True)
-class Xmit:
-    pkt: Packet
-    netns: str
-    ifname: str
-
-
-@dataclass(frozen=True, slots=True)
-class Rx:
-    pkt: Packet
-    netns: str
-    ifname: str
-    port: str | None = None  # the bridge port, when a bridge hands a frame up to IP
-
-
-@dataclass(frozen=True, slots=True)
-class Out:
-    """A locally generated packet entering the IP layer of `netns` (OUTPUT path)."""
-
-    pkt: Packet
-    netns: str
-
-
-@dataclass(frozen=True, slots=True)
-class Bridged:
-    """A frame that br_netfilter bridges after a DNAT (`bridged_dnat`): its new
-    destination is on the bridge it came from, so it re-enters the bridge's forwarding as
-    from `in_port`, keeping its conntrack context (no routing, no TTL decrement)."""
-
-    pkt: Packet
-    netns: str
-    bridge: str
-    in_port: str
-    ctx: Any  # the HookContext of PREROUTING (its conntrack entry goes on)
-    src_mac: str  # bridged, not routed: the sender's MAC stays
-
-
-Emission = Xmit | Rx | Out | Bridged
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from dataplane import netpol_text
 from dataplane.cli import DebugOpt, FileArg, console, input_errors, load, register, warn
 from dataplane.commands.matrix import (
     AtStepOpt,
@@ -48,7 +49,7 @@ def decisions_of(cluster: Cluster, trace: Trace) -> list[tuple[str, Decision, bo
             continue
         for d in decisions_at(cluster, hop.node, hop.packet):
             # Each hook shows its own decision: find the one this hop shows.
-            shown = d.summary() if d.allowed else d.explain()
+            shown = netpol_text.summary(d) if d.allowed else netpol_text.explain(d)
             if hop.detail == f"{NAME}: {shown}" and (hop.node, d.direction) not in seen:
                 seen.add((hop.node, d.direction))
                 out.append((hop.node, d, True))
@@ -76,7 +77,7 @@ def explain_text(cluster: Cluster, trace: Trace) -> str:
         where = f"{d.direction.value} on {node} (FORWARD)"
         if not reached:
             where = f"{d.direction.value} on {node} (never reached; it would have said)"
-        lines.append(f"{where}: {d.explain(multiline=True)}")
+        lines.append(f"{where}: {netpol_text.explain(d, multiline=True)}")
     if not found:
         lines.append(
             "no NetworkPolicy check met this packet: it never crossed FORWARD on the node "

@@ -21,7 +21,7 @@ from rich.text import Text
 from dataplane.cli import DebugOpt, console, err_console, input_errors, register
 
 if TYPE_CHECKING:  # pragma: no cover
-    from dataplane.scenario import StepResult
+    from dataplane.result import StepResult
     from dataplane.suite import FileRun
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from dataplane.emission import Rx, Xmit
 from dataplane.fabric import mac_for, veth_name
 from dataplane.packet import ICMP, IP, Ether, Packet
-from dataplane.walker import Rx, Xmit
 from tests.dataplane.builders import recorder
 
 A, B = veth_name("default/a"), veth_name("default/b")

@@ -68,7 +68,175 @@ def test_the_path_is_numbered_device_by_device(
     reply = [v.key for v in scene.path if v.direction == "reply"]
     assert request == REQUEST
     assert reply == REQUEST[::-1]
-    assert [v.number for v in scene.path] == list(range(1, len(scene.path) + 1))
+
+
+def test_badges_are_the_traces_hop_numbers() -> None:
+    sim = simulator()
+    trace = sim.probe("default/a", "default/c", 80)
+    scene = build_scene(sim, trace)
+    hops = {h.seq: h for h in trace.hops}
+    numbered = [v for v in scene.path if v.number]
+    # pod a's route lookup is hop 1, its eth0 the frame after ARP, node-1's IP layer the
+    # conntrack hop: each badge is the `#` of the first hop at that device.
+    assert [(v.key, v.number) for v in numbered[:5]] == [
+        ("pod:default/a", 1), ("pod:default/a/eth0", 10),
+        (f"node-1/{veth_name('default/a')}", 11), ("node-1/cbr0", 12), ("node-1", 13),
+    ]  # fmt: skip
+    for v in numbered:
+        hop = hops[v.number]
+        assert hop.direction == v.direction and hop.event != "arp", v
+    assert [v.number for v in numbered] == sorted(v.number for v in numbered)
+    # the underlay between two nodes has no hop of its own: crossed, not numbered
+    assert [v.number for v in scene.path if v.key == "underlay"] == [0, 0]
+    svg = to_svg(scene)
+    root = ET.fromstring(svg)
+    badges = {t.text for t in root.iter(f"{SVG}text") if (t.text or "").isdigit()}
+    assert {str(v.number) for v in numbered} <= badges
+
+
+def _label_boxes(
+    scene: Scene, in_boxes: bool
+) -> list[tuple[float, float, float, float]]:
+    """The extent of every label drawn inside a box (`in_boxes`) or outside all boxes."""
+    from dataplane.draw import FONT_SIZE, Label, shapes
+    from dataplane.graph import text_width
+
+    def inside(x: float, y: float) -> bool:
+        return any(
+            b.x <= x <= b.x + b.w and b.y <= y <= b.y + b.h
+            for b in scene.boxes.values()
+            if b.kind not in ("panel", "caption")
+        )
+
+    out = []
+    for s in shapes(scene):
+        if isinstance(s, Label) and s.style != "title" and inside(s.x, s.y) == in_boxes:
+            w = text_width(s.text, s.style)
+            x0 = {"start": s.x, "middle": s.x - w / 2, "end": s.x - w}[s.anchor]
+            h = FONT_SIZE[s.style] / 2 + 4  # with some clearance above and below
+            out.append((x0, s.y - h, x0 + w, s.y + h))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("file", "src", "dst", "port"),
+    [
+        ("cross-node-vxlan.yaml", "default/a", "default/c", 80),
+        ("same-node.yaml", "default/a", "default/b", 80),
+        ("dns-names.yaml", "default/tool", "api.shop", 80),
+        ("flows/external-to-nodeport-other-node-pod.yaml", "external/laptop",
+         "node/node-1", 30080),
+    ],
+    ids=["cross-node", "same-node", "dns", "nodeport"],
+)  # fmt: skip
+def test_no_label_is_struck_through(file: str, src: str, dst: str, port: int) -> None:
+    from dataplane.draw import Dot, Line, _path_shapes
+
+    scenario, _ = load_scenario(SCENARIOS / file)
+    sim = Simulator(scenario.cluster)
+    scene = build_scene(sim, sim.probe(src, dst, port))
+    # Lines under the boxes are hidden by a box's fill; those drawn over them (along a
+    # bridge or the underlay) must miss every label, and no line crosses a free label.
+    free, boxed = _label_boxes(scene, False), _label_boxes(scene, True)
+    under, over = _path_shapes(scene)
+    for shape in under + over:
+        labels = free + boxed if shape in over else free
+        if isinstance(shape, Line):
+            for (x1, y1), (x2, y2) in zip(shape.points, shape.points[1:], strict=False):
+                for lx0, ly0, lx1, ly1 in labels:
+                    crosses = (
+                        min(x1, x2) < lx1 and max(x1, x2) > lx0
+                        and min(y1, y2) < ly1 and max(y1, y2) > ly0
+                    )  # fmt: skip
+                    assert not crosses, ((x1, y1, x2, y2), (lx0, ly0, lx1, ly1))
+        elif isinstance(shape, Dot):
+            for box in scene.boxes.values():
+                if box.kind in ("panel", "caption"):
+                    continue
+                inside = (
+                    box.x < shape.x < box.x + box.w and box.y < shape.y < box.y + box.h
+                )
+                assert not inside, (shape.text, box.key)
+
+
+def test_the_ip_layer_is_on_the_path_where_a_nat_happens() -> None:
+    scenario, _ = load_scenario(
+        SCENARIOS / "flows/external-to-nodeport-other-node-pod.yaml"
+    )
+    sim = Simulator(scenario.cluster)
+    scene = build_scene(sim, sim.probe("external/laptop", "node/node-1", 30080))
+    keys = [(v.key, v.direction) for v in scene.path]
+    # eth0 -> the IP layer (DNAT to the backend, masquerade) -> flannel.1, and back
+    i = keys.index(("node-1/eth0", "request"))
+    assert keys[i : i + 3] == [("node-1/eth0", "request"), ("node-1", "request"),
+                               ("node-1/flannel.1", "request")]  # fmt: skip
+    assert ("node-1", "reply") in keys  # the un-DNAT of the reply
+    nat = [m for m in scene.marks if m.kind == "nat"]
+    assert nat and all(m.key == "node-1" for m in nat)
+    assert scene.boxes["svc:default/backend"].hot == "request"
+    assert scene.boxes["svc:kube-system/kube-dns"].hot is None
+
+
+def test_a_bridged_frame_meets_the_hooks_of_the_ip_layer() -> None:
+    sim = simulator()
+    scene = build_scene(sim, sim.probe("default/a", "default/b", 80))
+    request = [v.key for v in scene.path if v.direction == "request"]
+    assert request == [
+        "pod:default/a", "pod:default/a/eth0", f"node-1/{veth_name('default/a')}",
+        "node-1/cbr0", "node-1", "node-1/cbr0", f"node-1/{veth_name('default/b')}",
+        "pod:default/b/eth0", "pod:default/b",
+    ]  # fmt: skip
+    assert {m.key for m in scene.marks} == {"node-1"}  # FORWARD via br_netfilter
+
+
+def test_dns_and_connection_legs_have_their_own_colours() -> None:
+    scenario, _ = load_scenario(SCENARIOS / "dns-names.yaml")
+    sim = Simulator(scenario.cluster)
+    scene = build_scene(sim, sim.probe("default/tool", "api.shop", 80))
+    legs = [v.colour_key for v in scene.path]
+    assert legs[0] == "dns-request" and legs[-1] == "reply"
+    assert list(dict.fromkeys(legs)) == ["dns-request", "dns-reply", "request", "reply"]
+    assert len(set(PATH_COLOUR.values())) == len(PATH_COLOUR)
+    assert scene.boxes["pod:kube-system/coredns-0"].hot == "dns-request"
+    img = _png(scene)
+    assert (
+        pixels(
+            img, scene.boxes["pod:kube-system/coredns-0"], PATH_COLOUR["dns-request"]
+        )
+        > 50
+    )
+    assert (
+        pixels(img, scene.boxes["pod:kube-system/coredns-0"], PATH_COLOUR["request"])
+        == 0
+    )
+    texts = [t.text or "" for t in ET.fromstring(to_svg(scene)).iter(f"{SVG}text")]
+    assert "DNS query" in texts and "DNS answer" in texts
+
+
+def test_services_policies_containers_and_lo_are_drawn() -> None:
+    scenario, _ = load_scenario(SCENARIOS / "networkpolicy-lab.yaml")
+    sim = Simulator(scenario.cluster)
+    scene = build_scene(sim)
+    texts = [t.text or "" for t in ET.fromstring(to_svg(scene)).iter(f"{SVG}text")]
+    pod = scene.boxes["pod:default/httpd-deployment-0"]
+    lines = [text for text, _ in pod.lines]
+    assert "netpol: test-np" in lines
+    assert any(line.startswith("pause + ") for line in lines)
+    assert (
+        "pause + "
+        + ", ".join(
+            c.name for c in sim.cluster.pods["default/httpd-deployment-0"].containers
+        )
+        in lines
+    )
+    assert "pod:default/httpd-deployment-0/lo" in scene.boxes
+    dns = scene.boxes["svc:kube-system/kube-dns"]
+    assert [t for t, _ in dns.lines][:2] == [
+        "svc kube-system/kube-dns",
+        "ClusterIP 10.96.0.10",
+    ]
+    assert "53/UDP -> kube-system/coredns-0:53" in texts
+    assert any(t.startswith("Services: ") for t in texts)
 
 
 def test_png_shows_the_path_on_the_boxes_it_crossed(
@@ -139,7 +307,7 @@ def test_mermaid() -> None:
     lines = text.splitlines()
     assert lines[0] == "flowchart TB"
     assert '  subgraph n_node_1_panel["node node-1"]' in lines
-    assert "  n_pod_default_a ==>|2| n_pod_default_a_eth0" in lines
+    assert "  n_pod_default_a ==>|13| n_pod_default_a_eth0" in lines  # hop 13: xmit
     assert any(line.startswith("  linkStyle ") for line in lines)
     assert not any("n_node_1_flannel_1 ==>" in line for line in lines)  # bridged at L2
 

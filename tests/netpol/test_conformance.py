@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from dataplane.matrix import compute_matrix, endpoints, walk_matrix
-from dataplane.scenario import Runner, StepResult
+from dataplane.result import StepResult
+from dataplane.scenario import Runner
 from topology.loader import load_scenario
 from topology.scenario import MatrixStep
 

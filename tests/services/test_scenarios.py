@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from dataplane.scenario import Runner, StepResult
+from dataplane.result import StepResult
+from dataplane.scenario import Runner
 from topology.loader import load_scenario
 
 ROOT = Path(__file__).resolve().parents[2] / "scenarios"

@@ -1,0 +1,95 @@
+"""What running a scenario gives: one `StepResult` per step, a `ScenarioResult` per file,
+and the one-character cell codes of a reachability matrix.
+
+The views (`dataplane.render`, `dataplane.junit`), the runner (`dataplane.scenario`) and
+the steps that produce results (`dataplane.matrix`, `dataplane.replay`) all speak these
+records, so they live apart from every one of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from dataplane.trace import Trace, Verdict
+from topology.model import BUILTIN, Loc
+
+if TYPE_CHECKING:  # pragma: no cover
+    from topology.scenario import Scenario
+
+# A matrix cell's symbol per verdict: `.` delivered, `X` denied, others by their initial.
+SYMBOL = {
+    Verdict.DELIVERED: ".",
+    Verdict.DENIED_EGRESS: "X",
+    Verdict.DENIED_INGRESS: "X",
+    Verdict.REFUSED: "R",
+    Verdict.NO_ROUTE: "N",
+    Verdict.UNREACHABLE: "U",
+    Verdict.NXDOMAIN: "D",
+    Verdict.TTL_EXCEEDED: "T",
+    Verdict.TOO_BIG: "B",
+    Verdict.DROPPED: "d",
+}
+# One byte per cell in `Matrix.rows`: the symbol, except that the two denials differ.
+CODE = {**SYMBOL, Verdict.DENIED_EGRESS: "E", Verdict.DENIED_INGRESS: "I"}
+VERDICT_OF_CODE = {c: v for v, c in CODE.items()}
+
+
+@dataclass(slots=True)
+class StepResult:
+    """The outcome of one step; `ok` is None when the step expects nothing."""
+
+    index: int
+    kind: str
+    title: str
+    loc: Loc = BUILTIN
+    name: str | None = None
+    ok: bool | None = None
+    expected: str | None = None
+    actual: str | None = None
+    message: str = ""
+    trace: Trace | None = None
+    traces: list[Trace] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        return self.ok is False
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "index": self.index,
+            "kind": self.kind,
+            "name": self.name,
+            "title": self.title,
+            "location": str(self.loc),
+            "ok": self.ok,
+            "expected": self.expected,
+            "actual": self.actual,
+            "message": self.message,
+        }
+        if self.trace is not None:
+            d["trace"] = self.trace.to_dict()
+        if self.traces:
+            d["traces"] = [t.to_dict() for t in self.traces]
+        d.update(self.data)
+        return d
+
+
+@dataclass(slots=True)
+class ScenarioResult:
+    scenario: Scenario
+    steps: list[StepResult] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not any(s.failed for s in self.steps)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "steps": len(self.steps),
+            "passed": sum(1 for s in self.steps if s.ok is True),
+            "failed": sum(1 for s in self.steps if s.ok is False),
+            "unchecked": sum(1 for s in self.steps if s.ok is None),
+        }
