@@ -331,6 +331,27 @@ def test_every_command_and_option_is_in_the_cli_reference() -> None:
     assert missing == [], "docs/cli.md lacks: " + ", ".join(missing)
 
 
+def test_the_cli_reference_lists_no_option_that_does_not_exist() -> None:
+    group = cli()
+    page = sections((DOCS / "cli.md").read_text())
+    stale: list[str] = []
+    for heading, text in page.items():
+        name = heading.strip("`")
+        if not name.startswith("dataplane"):
+            continue
+        words = name.split()
+        command = group if len(words) == 1 else group.commands.get(words[1])
+        assert command is not None, f"docs/cli.md: no command {name!r}"
+        known = set(options(command))
+        for row in re.findall(r"^\| (`-.*?) \|", text, re.MULTILINE):
+            for option in re.findall(r"`(--?[\w-]+)", row):
+                if option not in known:
+                    stale.append(f"{name} {option}")
+    assert stale == [], "docs/cli.md documents options that do not exist: " + ", ".join(
+        stale
+    )
+
+
 def test_the_cli_check_sees_a_missing_option() -> None:
     text = "## dataplane x\n`--port P` and `-p`\n"
     assert mentions(sections(text)["dataplane x"], "--port")
