@@ -245,8 +245,8 @@ class ProbeModel(StrictModel):
     )
     port: PortOrName | None = Field(
         default=None,
-        description="Destination port, a number or a port name of the destination"
-        " pod (none for ICMP).",
+        description="Destination port: a number, or a port name of the destination"
+        " pod (of the Service, for svc/NS/NAME or its DNS name); none for ICMP.",
     )
     protocol: ProbeProtocol = Field(
         default="TCP", description="TCP (default), UDP, SCTP or ICMP (echo)."
