@@ -80,6 +80,7 @@ class Rect:
     radius: float = 4.0
     key: str = ""  # the scene element it draws (for tests and SVG readers)
     hot: str = ""
+    device: str = ""  # NODE/IFNAME of the interface it draws (pods NODE/NS/POD/IFNAME)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +90,7 @@ class Line:
     width: float = 1.5
     dash: bool = False
     arrow: bool = False
+    visit: int = -1  # the index of the path visit it draws (-1: not the path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +110,8 @@ class Dot:
     r: float
     fill: str
     text: str = ""
+    visit: int = -1  # the index of the path visit it numbers (-1: none)
+    seq: int = -1  # the trace hop of the decision it letters (-1: none)
 
 
 Shape = Rect | Line | Label | Dot
@@ -162,6 +166,7 @@ def _box_shapes(box: Box) -> list[Shape]:
             radius,
             box.key,
             box.hot or "",
+            box.device,
         )
     ]
     colour = "#ffffff" if box.kind == "underlay" else INK
@@ -232,7 +237,7 @@ def _path_shapes(scene: Scene) -> tuple[list[Shape], list[Shape]]:
     taken: list[Point] = []
     cursor: dict[str, float] = {}  # where the path entered each wide element
     prev: Visit | None = None
-    for v in scene.path:
+    for i, v in enumerate(scene.path):
         box = scene.boxes[v.key]
         colour = PATH_COLOUR[v.colour_key]
         dash = v.direction != REQUEST
@@ -247,9 +252,9 @@ def _path_shapes(scene: Scene) -> tuple[list[Shape], list[Shape]]:
             if pbox.wide and abs(ax + off - px) > 1:  # along the bridge or the underlay
                 # along its top or bottom edge, clear of the label in its middle
                 y = pbox.y + pbox.h - 4 if v.direction == REQUEST else pbox.y + 4
-                over.append(Line(((px, y), (ax + off, y)), colour, 3.0, dash))
+                over.append(Line(((px, y), (ax + off, y)), colour, 3.0, dash, visit=i))
             pts = _route(pbox, box, ax, bx, off)
-            under.append(Line(pts, colour, 3.0, dash, arrow=True))
+            under.append(Line(pts, colour, 3.0, dash, arrow=True, visit=i))
             entry = pts[-1]
             cursor[v.key] = entry[0]
         else:
@@ -260,7 +265,7 @@ def _path_shapes(scene: Scene) -> tuple[list[Shape], list[Shape]]:
         r = 9 if v.number < 100 else 11
         x, y = _free_spot(scene, taken, _badge_spot(box, v, entry), r, v.direction)
         taken.append((x, y))
-        over.append(Dot(x, y, r, colour, str(v.number)))
+        over.append(Dot(x, y, r, colour, str(v.number), i))
     return under, over
 
 
@@ -292,34 +297,50 @@ def _mark_lines(scene: Scene, m: Mark) -> list[str]:
     return textwrap.wrap(f"{m.word} — {m.text}", max(width, 40))
 
 
-def shapes(scene: Scene) -> list[Shape]:
-    """Every primitive of the picture, back to front."""
-    out: list[Shape] = [
+def layers(scene: Scene) -> dict[str, list[Shape]]:
+    """The picture's primitives in drawing order, by layer: `base` (background, title,
+    panels, links), `path-under` (the path's lines, under the boxes), `boxes`,
+    `path-over` (travel along wide elements, numbered badges), `marks` (the lettered
+    decisions) and `legend`.  The browser view draws the same layers, the path ones per
+    walk."""
+    base: list[Shape] = [
         Rect(0, 0, scene.width, scene.height, "#ffffff", "#ffffff", 0, 0)
     ]
-    out.append(Label(MARGIN, MARGIN + 8, scene.title, "title"))
+    base.append(Label(MARGIN, MARGIN + 8, scene.title, "title"))
     if scene.subtitle:
         width = int((scene.width - 2 * MARGIN) / (0.58 * 12))
         parts = textwrap.wrap(scene.subtitle, width)
         if len(parts) > 1:  # the legend below holds the details
             parts = [parts[0][: width - 4] + " ..."]
         for i, part in enumerate(parts):
-            out.append(Label(MARGIN, MARGIN + 32 + i * 16, part, "text", MUTED))
+            base.append(Label(MARGIN, MARGIN + 32 + i * 16, part, "text", MUTED))
     for panel in scene.panels:
-        out += _box_shapes(panel)
-    out += _link_shapes(scene)
+        base += _box_shapes(panel)
+    base += _link_shapes(scene)
     under, over = _path_shapes(scene)
-    out += under
+    boxes: list[Shape] = []
     for box in scene.boxes.values():
-        out += _box_shapes(box)
-    out += over
+        boxes += _box_shapes(box)
+    marks: list[Shape] = []
     for i, m in enumerate(scene.marks):
         box = scene.boxes[m.key]
         shift = 22 * _nth(scene, i)
         x = box.x + 4 + shift if box.wide else box.x + box.w - 4 - shift
-        out.append(Dot(x, box.y + 4, 10, MARK_COLOUR[m.kind], chr(ord("A") + i)))
-    out += _legend(scene, legend_top(scene))
-    return out
+        letter = chr(ord("A") + i)
+        marks.append(Dot(x, box.y + 4, 10, MARK_COLOUR[m.kind], letter, seq=m.seq))
+    return {
+        "base": base,
+        "path-under": under,
+        "boxes": boxes,
+        "path-over": over,
+        "marks": marks,
+        "legend": _legend(scene, legend_top(scene)),
+    }
+
+
+def shapes(scene: Scene) -> list[Shape]:
+    """Every primitive of the picture, back to front."""
+    return [s for layer in layers(scene).values() for s in layer]
 
 
 def _nth(scene: Scene, i: int) -> int:
@@ -348,6 +369,7 @@ SANS = "DejaVu Sans, Verdana, Helvetica, Arial, sans-serif"
 def _svg_shape(s: Shape) -> str:
     if isinstance(s, Rect):
         data = f' data-key="{escape(s.key)}"' if s.key else ""
+        data += f' data-device="{escape(s.device)}"' if s.device else ""
         data += f' data-hot="{s.hot}"' if s.hot else ""
         return (
             f'<rect x="{s.x:.1f}" y="{s.y:.1f}" width="{s.w:.1f}" height="{s.h:.1f}" '
@@ -358,9 +380,10 @@ def _svg_shape(s: Shape) -> str:
         pts = " ".join(f"{x:.1f},{y:.1f}" for x, y in s.points)
         dash = ' stroke-dasharray="7 5"' if s.dash else ""
         marker = f' marker-end="url(#arrow-{s.colour[1:]})"' if s.arrow else ""
+        visit = f' data-visit="{s.visit}"' if s.visit >= 0 else ""
         return (
             f'<polyline points="{pts}" fill="none" stroke="{s.colour}" '
-            f'stroke-width="{s.width}"{dash}{marker}/>'
+            f'stroke-width="{s.width}"{dash}{marker}{visit}/>'
         )
     if isinstance(s, Label):
         size = FONT_SIZE[s.style]
@@ -378,20 +401,31 @@ def _svg_shape(s: Shape) -> str:
         if s.text
         else ""
     )
-    return f'<circle cx="{s.x:.1f}" cy="{s.y:.1f}" r="{s.r}" fill="{s.fill}"/>{text}'
+    circle = f'<circle cx="{s.x:.1f}" cy="{s.y:.1f}" r="{s.r}" fill="{s.fill}"/>{text}'
+    if s.visit >= 0:
+        return f'<g data-visit="{s.visit}">{circle}</g>'
+    return f'<g data-seq="{s.seq}">{circle}</g>' if s.seq >= 0 else circle
+
+
+def svg_markers() -> str:
+    """The arrowheads of the path lines, one per path colour."""
+    return "".join(
+        f'<marker id="arrow-{c[1:]}" viewBox="0 0 10 10" refX="9" refY="5" '
+        f'markerWidth="4" markerHeight="4" orient="auto-start-reverse">'
+        f'<path d="M0,0 L10,5 L0,10 z" fill="{c}"/></marker>'
+        for c in sorted(set(PATH_COLOUR.values()))
+    )
+
+
+def svg_shapes(items: list[Shape]) -> str:
+    return "\n".join(_svg_shape(s) for s in items)
 
 
 def to_svg(scene: Scene) -> str:
     """The picture as an SVG document."""
     fit(scene)
-    colours = sorted(set(PATH_COLOUR.values()))
-    markers = "".join(
-        f'<marker id="arrow-{c[1:]}" viewBox="0 0 10 10" refX="9" refY="5" '
-        f'markerWidth="4" markerHeight="4" orient="auto-start-reverse">'
-        f'<path d="M0,0 L10,5 L0,10 z" fill="{c}"/></marker>'
-        for c in colours
-    )
-    body = "\n".join(_svg_shape(s) for s in shapes(scene))
+    markers = svg_markers()
+    body = svg_shapes(shapes(scene))
     w, h = f"{scene.width:.0f}", f"{scene.height:.0f}"
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
@@ -504,4 +538,15 @@ def to_png(scene: Scene, path: str | Path, scale: float = 2.0) -> None:
     img.save(path, format="PNG")
 
 
-__all__ = ["Dot", "Label", "Line", "Rect", "shapes", "to_png", "to_svg"]
+__all__ = [
+    "Dot",
+    "Label",
+    "Line",
+    "Rect",
+    "layers",
+    "shapes",
+    "svg_markers",
+    "svg_shapes",
+    "to_png",
+    "to_svg",
+]

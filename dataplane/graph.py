@@ -81,6 +81,16 @@ class Box:
     group: str = ""  # the node whose panel holds it
 
     @property
+    def device(self) -> str:
+        """`NODE/IFNAME` of the interface this box draws (a pod's: `NODE/NS/POD/IFNAME`),
+        or "" for what is not one interface (a namespace, an IP layer, a router)."""
+        if self.kind in ("port", "lo"):
+            return f"{self.group}/{self.key.removeprefix('pod:')}"
+        if self.kind in ("veth", "bridge", "vtep", "eth"):
+            return self.key
+        return ""
+
+    @property
     def cx(self) -> float:
         return self.x + self.w / 2
 
@@ -129,6 +139,8 @@ class Mark:
     kind: str
     text: str
     verdict: str = ""  # the verdict it led to, when it ended the walk
+    visit: int = -1  # the index of the path visit it was made at
+    seq: int = -1  # the trace hop that decided
 
     @property
     def word(self) -> str:
@@ -152,6 +164,8 @@ class Scene:
     path: list[Visit] = field(default_factory=list)
     marks: list[Mark] = field(default_factory=list)
     underlay_y: float = 0.0
+    # For each hop of the trace: the index of the last path visit at or before it.
+    hop_visits: dict[int, int] = field(default_factory=dict)
 
     def add(self, box: Box) -> Box:
         self.boxes[box.key] = box
@@ -475,7 +489,11 @@ def add_path(scene: Scene, trace: Trace) -> None:
         scene.subtitle += f", Service endpoint {trace.endpoint}"
     scene.subtitle += f" — {trace.explanation}"
     leg = ""
+    previous: Hop | None = None
     for hop in trace.hops:
+        if previous is not None:
+            scene.hop_visits[previous.seq] = len(scene.path) - 1
+        previous = hop
         if hop.event == "phase":
             leg = "dns" if hop.detail.startswith("DNS lookup") else ""
             continue
@@ -515,16 +533,22 @@ def add_path(scene: Scene, trace: Trace) -> None:
             if svc is not None:
                 box = scene.boxes[svc]
                 box.hot = _hotter(box.hot, scene.path[-1].colour_key)
-        if mark is not None and mark not in scene.marks:  # DNS retries: same rules
+        seen = {(m.key, m.kind, m.text) for m in scene.marks}
+        if mark is not None and (mark.key, mark.kind, mark.text) not in seen:
+            mark.visit = len(scene.path) - 1  # a DNS retry meets the same rules again
+            mark.seq = hop.seq
             scene.marks.append(mark)
         if mark is not None or hop.event == "nat":  # un-NAT of a reply included
             scene.path[-1].marked = True
+    if previous is not None:
+        scene.hop_visits[previous.seq] = len(scene.path) - 1
     if not any(m.kind == "deny" for m in scene.marks) and trace.reason is not None:
         drop = next((h for h in trace.hops if h.reason is not None), None)
         key = element_of(scene, drop) if drop is not None else None
         if drop is not None and key is not None:
             text = f"{drop.node} {drop.event}: {drop.detail}"
-            scene.marks.append(Mark(key, "deny", text, verdict))
+            visit = scene.hop_visits.get(drop.seq, len(scene.path) - 1)
+            scene.marks.append(Mark(key, "deny", text, verdict, visit, drop.seq))
 
 
 # Which crossing colours a box the path crosses several times: the connection before

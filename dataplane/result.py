@@ -8,6 +8,7 @@ records, so they live apart from every one of them.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -85,6 +86,15 @@ class ScenarioResult:
     @property
     def ok(self) -> bool:
         return not any(s.failed for s in self.steps)
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows every walk of the run in the walk viewer (`dataplane.page`)."""
+        # The view is looked up when a notebook displays the record, so that the record
+        # does not depend on the views built on it.
+        notebook_html = importlib.import_module("dataplane.page").notebook_html
+        traces = [t for s in self.steps for t in ([s.trace] if s.trace else s.traces)]
+        html: str = notebook_html(traces, self.scenario.name)
+        return html
 
     def counts(self) -> dict[str, int]:
         return {

@@ -260,6 +260,7 @@ class Simulator:
                 if state is None
                 else Trace(title, mode=self.cluster.config.network.value)
             )
+        trace.cluster = self.cluster
         walker = Walker(self.fabric, self.cluster, trace, state, client)
         walker.run(list(first))
         return trace

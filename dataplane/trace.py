@@ -8,13 +8,17 @@ was then (a frozen `dataplane.packet.Packet`, never a live scapy packet).  Rewri
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from dataplane.packet import Packet
 from topology.scenario import Verdict
+
+if TYPE_CHECKING:  # pragma: no cover
+    from topology.model import Cluster
 
 __all__ = ["DropReason", "FieldDiff", "Frame", "Hop", "Trace", "Verdict"]
 
@@ -138,6 +142,8 @@ class Trace:
     assumptions: list[str] = field(default_factory=list)
     mode: str = ""
     frames: list[Frame] = field(default_factory=list)  # what each device saw, in order
+    # The cluster the walk went through (pictures and the notebook view draw it).
+    cluster: Cluster | None = field(default=None, repr=False, compare=False)
 
     def devices(self) -> list[str]:
         """`NODE/DEVICE` of every hop in order (for `via` expectations)."""
@@ -161,6 +167,14 @@ class Trace:
         from dataplane.pcap import write_pcaps
 
         return write_pcaps([self], directory)
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows the walk viewer inline (`dataplane.page`)."""
+        # The view is looked up when a notebook displays the record, so that the record
+        # does not depend on the views built on it.
+        notebook_html = importlib.import_module("dataplane.page").notebook_html
+        html: str = notebook_html([self], self.title)
+        return html
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -8,7 +8,16 @@ from __future__ import annotations
 
 import importlib
 
-MODULES: list[str] = ["replay", "test", "graph", "explain", "matrix", "verify", "init"]
+MODULES: list[str] = [
+    "replay",
+    "test",
+    "graph",
+    "explain",
+    "matrix",
+    "verify",
+    "quiz",
+    "init",
+]
 
 
 def load() -> None:
