@@ -373,3 +373,39 @@ def test_the_first_guess_at_three_nodes_gives_the_documented_error(
         == "error: t.yaml:2: cluster.nodes: expected a list, got 3 (a number)"
     )
     assert f"`{r.stdout.strip()}`" in page.replace("\n", " ")
+
+
+# -- the scenario format ----------------------------------------------------------------
+
+
+def test_every_scenario_key_step_and_verdict_is_in_the_format_page() -> None:
+    from typing import get_args
+
+    from topology import schema
+
+    page = (DOCS / "scenario-format.md").read_text()
+    models = [
+        schema.ScenarioModel,
+        schema.ClusterModel,
+        schema.NodeModel,
+        schema.ExternalModel,
+        schema.ExternalPortModel,
+        schema.ProbeModel,
+        schema.SendModel,
+        schema.MatrixModel,
+        schema.MatrixExpectModel,
+        schema.ReplayModel,
+        schema.LabelModel,
+        schema.ExpectModel,
+        schema.FileRef,
+        schema.HexPacketModel,
+    ]
+    words = [
+        info.alias or name for m in models for name, info in m.model_fields.items()
+    ]
+    words += [*schema.STEP_KEYS, *get_args(schema.VerdictWord)]
+    words += [*get_args(schema.NetworkName), *get_args(schema.ProbeProtocol)]
+    missing = sorted({w for w in words if f"`{w}`" not in page})
+    assert missing == [], "docs/scenario-format.md does not mention: " + ", ".join(
+        missing
+    )
