@@ -12,12 +12,15 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 
 from topology.errors import SimError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from dataplane.result import StepResult
 
 app = typer.Typer(
     name="dataplane",
@@ -99,6 +102,15 @@ def run(
             "it would have seen every walk; one subdirectory per file if several.",
         ),
     ] = None,
+    html_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--html",
+            help="Write one self-contained page per scenario into DIR (NAME.html): its "
+            "steps, each probe's walk to step through, a matrix as a grid whose cells "
+            "open that pair's walk; works offline, from file://.",
+        ),
+    ] = None,
     debug: DebugOpt = False,
 ) -> None:
     """Run every step of each scenario, print each probe's hop-by-hop trace and a summary."""
@@ -113,8 +125,18 @@ def run(
             warn(warnings)
             view = render.ScenarioView(fmt, console, scenario, quiet)
             view.start()
-            result = Runner(scenario).run(view.step)
+            runner = Runner(scenario)
+            steps: list[Callable[[StepResult], None]] = [view.step]
+            if html_dir is not None:
+                from dataplane.page import ScenarioPage
+
+                page = ScenarioPage(runner)
+                steps.append(page.step)
+            result = runner.run(_each(steps))
             view.done(result)
+            if html_dir is not None:
+                out = write_page(html_dir, scenario.path, page.html())
+                err_console.print(f"wrote {out}", markup=False, highlight=False)
             failed = failed or not result.ok
             if pcap_dir is not None:
                 from dataplane.pcap import write_pcaps
@@ -178,6 +200,33 @@ def trace(
         sys.stdout.write(render.minimal(t) + "\n")
     else:
         render.print_trace(console, t)
+
+
+def _each(
+    callbacks: list[Callable[[StepResult], None]],
+) -> Callable[[StepResult], None]:
+    """One step callback that calls each of `callbacks` in turn."""
+
+    def call(res: StepResult) -> None:
+        for f in callbacks:
+            f(res)
+
+    return call
+
+
+def write_page(directory: Path, source: Path, html: str) -> Path:
+    """Write a scenario's page as DIR/STEM.html (the directory made if need be)."""
+    from topology.errors import TopologyError
+
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        out = directory / f"{source.stem}.html"
+        out.write_text(html, encoding="utf-8")
+    except OSError as err:
+        raise TopologyError(
+            f"--html {directory}: cannot write: {err.strerror}"
+        ) from None
+    return out
 
 
 def register(command: F) -> F:

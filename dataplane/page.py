@@ -207,7 +207,6 @@ def walk_data(sim: Simulator, trace: Trace, scene: Scene) -> dict[str, Any]:
                 "dataDevice": box.device if box is not None else "",
                 "visit": scene.hop_visits.get(hop.seq, -1),
                 "packet": pkt_ref,
-                "summary": hop.packet.summary() if hop.packet is not None else "",
                 "changed": changed,
                 "rewrites": [str(d) for d in hop.diffs],
                 "consulted": _consulted(hop.event),
@@ -402,7 +401,9 @@ class ScenarioPage:
                     cell["explanation"] = t.explanation
                 row.append(cell)
             rows.append(row)
-        return {"from": sources, "to": targets, "cells": rows}
+        shown = {cell["code"] for row in rows for cell in row}
+        legend = {c: v.value for c, v in VERDICT_OF_CODE.items() if c in shown}
+        return {"from": sources, "to": targets, "cells": rows, "legend": legend}
 
     def html(self) -> str:
         return self.page.html(self.runner.scenario.name, self.steps)

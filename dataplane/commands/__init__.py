@@ -16,6 +16,8 @@ MODULES: list[str] = [
     "matrix",
     "verify",
     "quiz",
+    "lint",
+    "exposure",
     "init",
 ]
 

@@ -30,8 +30,9 @@
     const svg = $("picture").querySelector("svg");
     svg.querySelector("g.walk-under").innerHTML = walk.under;
     svg.querySelector("g.walk-over").innerHTML = walk.over;
-    $("title").textContent = walk.title + (walk.mode ? "  (" + walk.mode + ")" : "");
-    let sub = "verdict: " + walk.verdict;
+    const heading = walk.title + (walk.mode ? "  (" + walk.mode + ")" : "");
+    if (!DATA.steps.length) $("title").textContent = heading;  // a scenario keeps its name
+    let sub = (DATA.steps.length ? heading + ": " : "") + "verdict: " + walk.verdict;
     if (walk.policy) sub += ", policy " + walk.policy;
     if (walk.endpoint) sub += ", Service endpoint " + walk.endpoint;
     $("subtitle").textContent = sub;
@@ -330,6 +331,9 @@
       table.appendChild(tr);
     });
     box.appendChild(table);
+    const legend = Object.entries(m.legend || {}).map(([c, v]) => c + " " + v).join(", ");
+    box.appendChild(el("p", { class: "legend" }, "rows: from, columns: to; " + legend +
+      ". A cell opens that pair's walk."));
   }
 
   // -- wiring ---------------------------------------------------------------------------

@@ -1,0 +1,64 @@
+"""`dataplane exposure FILE|DIR...`: who can connect to each workload (`dataplane.exposure`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dataplane.cli import DebugOpt, input_errors, load, register, warn
+
+OUTPUTS = ("text", "json")
+
+
+@register
+def exposure(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="Scenario files, or folders of them.", show_default=False),
+    ],
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="text or json.")
+    ] = "text",
+    debug: DebugOpt = False,
+) -> None:
+    """For each workload port of each scenario's cluster (before its steps): is it open to a
+    pod of any namespace, to an address outside the cluster, to a new pod in each
+    namespace, and which selectors admit whom (pods that do not exist yet included)."""
+    from dataplane.exposure import exposure as find
+    from dataplane.exposure import text
+    from dataplane.suite import discover
+    from topology.errors import TopologyError
+
+    with input_errors(debug):
+        if output not in OUTPUTS:
+            raise TopologyError(
+                f"-o {output!r} is not allowed (allowed: {', '.join(OUTPUTS)})"
+            )
+        files = discover(paths)
+        if not files:
+            raise TopologyError(f"no scenario file in {', '.join(map(str, paths))}")
+        found = []
+        for f in files:
+            scenario, warnings = load(f)
+            warn(warnings)
+            found.append((f, find(scenario.cluster)))
+    if output == "json":
+        doc = {
+            "schema_version": 1,
+            "kind": "exposure",
+            "files": [
+                {"file": str(f), "workloads": [r.to_dict() for r in rows]}
+                for f, rows in found
+            ],
+        }
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return
+    for f, rows in found:
+        if len(found) > 1:
+            sys.stdout.write(f"# {f}\n")
+        for line in text(rows):
+            sys.stdout.write(line + "\n")

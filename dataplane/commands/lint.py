@@ -1,0 +1,89 @@
+"""`dataplane lint FILE|DIR...`: findings about policies and Services (`dataplane.lint`).
+
+Exit status 1 when a finding is at or above `--fail-on` (default `warning`), 0 otherwise,
+2 for invalid input; `-o sarif` for code-scanning pages, `-o json` for tools.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dataplane.cli import DebugOpt, input_errors, load, register, warn
+
+OUTPUTS = ("text", "json", "sarif")
+LEVELS = ("error", "warning", "note", "none")
+
+
+@register
+def lint(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="Scenario files, or folders of them.", show_default=False),
+    ],
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="text, json or sarif (SARIF 2.1.0).")
+    ] = "text",
+    fail_on: Annotated[
+        str,
+        typer.Option(
+            "--fail-on",
+            help="Exit 1 when a finding is at least this severe: error, warning, note "
+            "or none (never).",
+        ),
+    ] = "warning",
+    debug: DebugOpt = False,
+) -> None:
+    """Find selectors that match nothing, rules shadowed by broader ones, policies that
+    admit nothing, ports nobody serves, ipBlocks over pod or node ranges, Services without
+    endpoints and targetPorts nobody serves, in the cluster of each scenario (before its
+    steps)."""
+    from dataplane import __version__
+    from dataplane.lint import Finding, Severity, sarif
+    from dataplane.lint import lint as find
+    from dataplane.suite import discover
+    from topology.errors import TopologyError
+
+    with input_errors(debug):
+        if output not in OUTPUTS:
+            raise TopologyError(
+                f"-o {output!r} is not allowed (allowed: {', '.join(OUTPUTS)})"
+            )
+        if fail_on not in LEVELS:
+            raise TopologyError(
+                f"--fail-on {fail_on!r} is not allowed (allowed: {', '.join(LEVELS)})"
+            )
+        files = discover(paths)
+        if not files:
+            raise TopologyError(
+                f"no scenario file in {', '.join(str(p) for p in paths)}"
+            )
+        findings: list[Finding] = []
+        for f in files:
+            scenario, warnings = load(f)
+            warn(warnings)
+            findings += find(scenario.cluster)
+    if output == "sarif":
+        sys.stdout.write(json.dumps(sarif(findings, __version__), indent=2) + "\n")
+    elif output == "json":
+        doc = {
+            "schema_version": 1,
+            "kind": "lint",
+            "findings": [f.to_dict() for f in findings],
+        }
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    else:
+        # One finding a line, never wrapped (editors and CI logs link FILE:LINE).
+        for finding in findings:
+            sys.stdout.write(f"{finding}\n")
+        counts = {s: sum(1 for f in findings if f.severity is s) for s in Severity}
+        summary = ", ".join(f"{n} {s.value}(s)" for s, n in counts.items())
+        sys.stdout.write(f"{len(files)} file(s): {summary}\n")
+    if fail_on != "none":
+        bar = Severity(fail_on).rank
+        if any(f.severity.rank >= bar for f in findings):
+            raise typer.Exit(1)

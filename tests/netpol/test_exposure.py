@@ -1,0 +1,66 @@
+"""`dataplane exposure`: who can connect to each workload, parties that do not exist yet
+included, decided by the same code as the walk."""
+
+from __future__ import annotations
+
+import json
+
+from dataplane.exposure import exposure
+from tests.io.helpers import SCENARIOS, run_cli
+from topology.loader import load_scenario
+
+
+def _rows(name: str) -> dict[tuple[str, int], object]:
+    scenario, _ = load_scenario(SCENARIOS / name)
+    return {(r.workload, r.port): r for r in exposure(scenario.cluster)}
+
+
+def test_the_lab_httpd_pods_are_open_to_dev_and_frontend_only() -> None:
+    rows = _rows("networkpolicy-lab.yaml")
+    httpd = rows[("default/httpd-deployment (Deployment)", 80)]
+    assert httpd.to_dict() == {  # type: ignore[attr-defined]
+        "workload": "default/httpd-deployment (Deployment)",
+        "port": 80,
+        "protocol": "TCP",
+        "isolated": True,
+        "anyNamespace": False,
+        "outside": False,
+        # namespaceSelector project=dev admits any pod created in dev, labels or not
+        "newPodIn": ["dev"],
+        "admitted": [
+            "any pod in namespaces project=dev (default/test-np)",
+            "pods role=frontend in default (default/test-np)",
+        ],
+    }
+    dev = rows[("dev/devpod", 80)]
+    d = dev.to_dict()  # type: ignore[attr-defined]
+    assert (d["isolated"], d["anyNamespace"], d["outside"]) == (False, True, True)
+    assert dev.to_dict()["newPodIn"] == ["dev", "default", "kube-system"]  # type: ignore[attr-defined]
+
+
+def test_a_typo_leaves_a_workload_open_to_nobody() -> None:
+    web = _rows("policy-mistakes.yaml")[("default/web (Deployment)", 80)]
+    d = web.to_dict()  # type: ignore[attr-defined]
+    assert (d["anyNamespace"], d["outside"], d["newPodIn"]) == (False, False, [])
+    assert d["admitted"] == [
+        "pods role=cleint in default (default/allow-client)",
+        "any pod in namespaces project=opps (default/allow-ops)",
+    ]
+
+
+def test_cli_text_and_json() -> None:
+    r = run_cli("exposure", SCENARIOS / "networkpolicy-lab.yaml")
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.splitlines()[0] == (
+        "default/httpd-deployment (Deployment) 80/TCP: isolated; any namespace: no; "
+        "outside: no; new pod in: dev; admits: any pod in namespaces project=dev "
+        "(default/test-np), pods role=frontend in default (default/test-np)"
+    )
+    doc = json.loads(
+        run_cli("exposure", SCENARIOS / "networkpolicy-lab.yaml", "-o", "json").stdout
+    )
+    assert doc["schema_version"] == 1 and doc["kind"] == "exposure"
+    assert (
+        doc["files"][0]["workloads"][0]["workload"]
+        == "default/httpd-deployment (Deployment)"
+    )

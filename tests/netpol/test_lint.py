@@ -1,0 +1,124 @@
+"""`dataplane lint`: every check on a scenario written to hold each mistake once, the exit
+status by `--fail-on`, and the JSON and SARIF documents."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dataplane.lint import RULES, lint
+from tests.io.helpers import SCENARIOS, run_cli
+from topology.loader import load_scenario
+
+MISTAKES = SCENARIOS / "policy-mistakes.yaml"
+
+
+def test_every_mistake_is_found_once() -> None:
+    scenario, _ = load_scenario(MISTAKES)
+    found = [(f.rule, f.obj, f.field) for f in lint(scenario.cluster)]
+    assert found == [
+        ("selector-matches-nothing", "networkpolicy/default/allow-client",
+         "spec.ingress[0].from[0].podSelector"),
+        ("port-not-served", "networkpolicy/default/allow-client", "spec.ingress[1].ports[0]"),
+        ("selector-matches-nothing", "networkpolicy/default/allow-client",
+         "spec.ingress[2].from[0].podSelector"),
+        ("rule-shadowed", "networkpolicy/default/allow-client", "spec.ingress[2]"),
+        ("selector-matches-nothing", "networkpolicy/default/allow-ops",
+         "spec.ingress[0].from[0].namespaceSelector"),
+        ("isolates-admits-nothing", "networkpolicy/default/db-egress", "spec.egress"),
+        ("ipblock-covers-pods", "networkpolicy/default/web-egress",
+         "spec.egress[0].to[0].ipBlock"),
+        ("ipblock-covers-nodes", "networkpolicy/default/web-egress",
+         "spec.egress[0].to[0].ipBlock"),
+        ("service-selects-nothing", "service/default/wbe", "spec.selector"),
+        ("target-port-not-served", "service/default/web", "spec.ports[0].targetPort"),
+    ]  # fmt: skip
+    assert {rule for rule, _, _ in found} == set(RULES)
+
+
+def test_messages_say_what_exists() -> None:
+    scenario, _ = load_scenario(MISTAKES)
+    text = {f.field: f.message for f in lint(scenario.cluster)}
+    assert text["spec.ingress[0].from[0].podSelector"] == (
+        "podSelector role=cleint selects no pod in namespace default (closest existing "
+        "labels: role=client)"
+    )
+    assert (
+        "project=opps selects no namespace (closest existing labels: project=ops)"
+        in (text["spec.ingress[0].from[0].namespaceSelector"])
+    )
+    assert text["spec.ingress[1].ports[0]"] == (
+        "port 8080/TCP is served by no pod the policy selects (ports there: 80/TCP)"
+    )
+    assert text["spec.ports[0].targetPort"].startswith(
+        "targetPort 9090/TCP is served by none of the 2 pod(s) the Service selects "
+        "(their ports: 80/TCP (http))"
+    )
+
+
+def test_a_scenario_without_mistakes_is_clean() -> None:
+    r = run_cli("lint", SCENARIOS / "networkpolicy-lab.yaml")
+    assert r.exit_code == 0, r.stdout
+    assert r.stdout == "1 file(s): 0 error(s), 0 warning(s), 0 note(s)\n"
+
+
+@pytest.mark.parametrize(
+    ("fail_on", "code"), [("warning", 1), ("error", 0), ("note", 1), ("none", 0)]
+)
+def test_fail_on(fail_on: str, code: int) -> None:
+    r = run_cli("lint", MISTAKES, "--fail-on", fail_on)
+    assert r.exit_code == code
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith(f"{MISTAKES}:45: warning selector-matches-nothing: ")
+    assert lines[-1] == "1 file(s): 0 error(s), 7 warning(s), 3 note(s)"
+
+
+def test_a_deny_all_alone_is_a_note() -> None:
+    r = run_cli("lint", SCENARIOS / "egress-dns-lesson.yaml")
+    assert r.exit_code == 0  # notes do not fail at the default --fail-on warning
+    assert (
+        " note isolates-admits-nothing: networkpolicy/shop/default-deny-egress "
+        in r.stdout
+    )
+
+
+def test_json_and_sarif() -> None:
+    doc = json.loads(run_cli("lint", MISTAKES, "-o", "json").stdout)
+    assert doc["schema_version"] == 1 and doc["kind"] == "lint"
+    first = doc["findings"][0]
+    assert first == {
+        "rule": "selector-matches-nothing", "severity": "warning",
+        "object": "networkpolicy/default/allow-client",
+        "field": "spec.ingress[0].from[0].podSelector",
+        "message": "podSelector role=cleint selects no pod in namespace default "
+        "(closest existing labels: role=client)",
+        "file": str(MISTAKES), "line": 45,
+    }  # fmt: skip
+    log = json.loads(run_cli("lint", MISTAKES, "-o", "sarif").stdout)
+    assert log["version"] == "2.1.0"
+    run = log["runs"][0]
+    assert {r["id"] for r in run["tool"]["driver"]["rules"]} == set(RULES)
+    result = run["results"][0]
+    assert (
+        result["ruleId"] == "selector-matches-nothing" and result["level"] == "warning"
+    )
+    region = result["locations"][0]["physicalLocation"]
+    assert region == {
+        "artifactLocation": {"uri": str(MISTAKES)},
+        "region": {"startLine": 45},
+    }
+
+
+def test_folders_and_bad_options(tmp_path: Path) -> None:
+    r = run_cli("lint", SCENARIOS / "conformance", "--fail-on", "none")
+    assert r.exit_code == 0
+    assert r.stdout.splitlines()[-1].startswith("6 file(s): ")
+    r = run_cli("lint", MISTAKES, "-o", "xml")
+    assert (
+        r.exit_code == 2
+        and "-o 'xml' is not allowed (allowed: text, json, sarif)" in r.stderr
+    )
+    r = run_cli("lint", tmp_path)
+    assert r.exit_code == 2 and "no scenario file in" in r.stderr
