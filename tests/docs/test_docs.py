@@ -409,3 +409,11 @@ def test_every_scenario_key_step_and_verdict_is_in_the_format_page() -> None:
     assert missing == [], "docs/scenario-format.md does not mention: " + ", ".join(
         missing
     )
+
+
+def test_every_command_is_in_the_readme_table() -> None:
+    table = sections((ROOT / "README.md").read_text())["Commands"]
+    listed = set(re.findall(r"^\| `dataplane ([\w-]+)", table, re.MULTILINE))
+    commands = {n for n, c in cli().commands.items() if not c.hidden}
+    assert commands - listed == set(), "README.md, Commands: add a row"
+    assert listed - commands == set(), "README.md, Commands: no such command"
