@@ -42,6 +42,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 FilesArg = Annotated[
     list[Path], typer.Argument(help="Scenario files (YAML).", show_default=False)
 ]
+PathsArg = Annotated[
+    list[Path],
+    typer.Argument(help="Scenario files, or folders of them.", show_default=False),
+]
 FileArg = Annotated[
     Path, typer.Argument(help="A scenario file (YAML).", show_default=False)
 ]

@@ -33,6 +33,8 @@ PALETTE = {
     "pod": ("#dbeafe", "#3b82f6"),
     "port": ("#ffffff", "#3b82f6"),
     "lo": ("#ffffff", "#93c5fd"),
+    "pause": ("#e2e8f0", "#64748b"),
+    "container": ("#ffffff", "#60a5fa"),
     "veth": ("#f5f5f4", "#78716c"),
     "bridge": ("#fef9c3", "#a16207"),
     "host": ("#ffffff", "#64748b"),
@@ -178,7 +180,7 @@ def _box_shapes(box: Box) -> list[Shape]:
         )
         return out
     n = len(box.lines)
-    top = box.cy - (n - 1) * LINE_H / 2
+    top = box.y + (box.h - box.pad_bottom) / 2 - (n - 1) * LINE_H / 2
     left = box.kind in ("host", "caption")
     for i, (text, style) in enumerate(box.lines):
         y = top + i * LINE_H
@@ -263,6 +265,8 @@ def _path_shapes(scene: Scene) -> tuple[list[Shape], list[Shape]]:
         if not v.number:
             continue  # crossed without a hop of its own in the trace: no number
         r = 9 if v.number < 100 else 11
+        if box.kind in ("pause", "container"):  # numbered beside the pod that holds it
+            box = scene.boxes[box.key.split("#", 1)[0]]
         x, y = _free_spot(scene, taken, _badge_spot(box, v, entry), r, v.direction)
         taken.append((x, y))
         over.append(Dot(x, y, r, colour, str(v.number), i))

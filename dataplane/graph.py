@@ -39,9 +39,10 @@ PANEL_GAP = 28
 PANEL_HEAD = 34
 POD_GAP = 46
 POD_H = 58
-POD_W = (
-    170.0  # room under the pod for eth0 and lo, each with the path's numbers beside it
-)
+CHIP_H = 16  # a container inside its pod's box
+CHIP_GAP = 6
+# Room under the pod for eth0 and lo, each with the path's numbers beside it.
+POD_W = 170.0
 PORT_H = 22
 PORT_GAP = 28  # the reply's number goes between eth0 and lo
 VETH_GAP = 34
@@ -70,8 +71,8 @@ class Box:
     """One drawn element: a device, a namespace, the underlay."""
 
     key: str
-    kind: str  # panel, pod, port, lo, veth, bridge, host, vtep, eth, underlay, gateway,
-    # external, service
+    kind: str  # panel, pod, pause, container, port, lo, veth, bridge, host, vtep, eth,
+    # underlay, gateway, external, service
     x: float
     y: float
     w: float
@@ -79,6 +80,7 @@ class Box:
     lines: list[tuple[str, str]] = field(default_factory=list)  # (text, style)
     hot: str | None = None  # the colour key of the path's most important crossing
     group: str = ""  # the node whose panel holds it
+    pad_bottom: float = 0.0  # room kept under the text (a pod's containers)
 
     @property
     def device(self) -> str:
@@ -200,14 +202,12 @@ def _first(items: list[str], n: int = 2) -> str:
 
 
 def _pod_lines(cluster: Cluster, pod: Pod) -> list[tuple[str, str]]:
-    """A pod's box: name, address, ports, the containers sharing its network namespace
-    (the pause container holds it), and the NetworkPolicies that select it."""
+    """A pod's box: name, address, ports and the NetworkPolicies that select it (its
+    containers are drawn under them, see `_chips`)."""
     lines = [(pod.key, "bold"), (str(pod.ip), "text")]
     ports = _ports(pod)
     if ports:
         lines.append((ports, "small"))
-    names = [c.name for c in pod.containers]
-    lines.append(("pause + " + _first(names) if names else "pause", "small"))
     policies = [
         pol.name
         for pol in cluster.policies.values()
@@ -216,6 +216,25 @@ def _pod_lines(cluster: Cluster, pod: Pod) -> list[tuple[str, str]]:
     if policies:
         lines.append(("netpol: " + _first(sorted(policies)), "policy"))
     return lines
+
+
+def _chip_width(name: str) -> float:
+    return text_width(name, "small") + 12
+
+
+def _chips(scene: Scene, pod: Pod, box: Box) -> None:
+    """The pod's containers as small boxes along the bottom of its box, the pause
+    container first: it holds the network namespace that every other one shares."""
+    names = ["pause", *(c.name for c in pod.containers)]
+    total = sum(_chip_width(n) for n in names) + CHIP_GAP * (len(names) - 1)
+    x = box.x + (box.w - total) / 2
+    y = box.y + box.h - CHIP_H - 6
+    for i, name in enumerate(names):
+        w = _chip_width(name)
+        key = f"{box.key}#pause" if i == 0 else f"{box.key}#container/{name}"
+        kind = "pause" if i == 0 else "container"
+        scene.add(Box(key, kind, x, y, w, CHIP_H, [(name, "small")]))
+        x += w + CHIP_GAP
 
 
 def build_scene(sim: Simulator, trace: Trace | None = None, title: str = "") -> Scene:
@@ -232,7 +251,13 @@ def build_scene(sim: Simulator, trace: Trace | None = None, title: str = "") -> 
         for key, pod in cluster.pods.items()
         if not pod.host_network
     }
-    pod_h = max([float(POD_H)] + [12.0 + LINE_H * len(ls) for ls in pod_lines.values()])
+    pod_h = (
+        CHIP_H
+        + 8
+        + max(
+            [float(POD_H) - 16] + [12.0 + LINE_H * len(ls) for ls in pod_lines.values()]
+        )
+    )
     for node in cfg.nodes:
         known = set(scene.boxes)
         host = fabric.netns[node.name]
@@ -245,7 +270,17 @@ def build_scene(sim: Simulator, trace: Trace | None = None, title: str = "") -> 
         if host_pods:
             host_lines.append(("hostNetwork: " + ", ".join(host_pods), "small"))
         widths = [
-            max([POD_W] + [text_width(t, st) + 18 for t, st in pod_lines[p.key]])
+            max(
+                [POD_W]
+                + [text_width(t, st) + 18 for t, st in pod_lines[p.key]]
+                + [
+                    sum(
+                        _chip_width(n) + CHIP_GAP
+                        for n in ["pause", *(c.name for c in p.containers)]
+                    )
+                    + 14
+                ]
+            )
             for p in netns_pods
         ]
         head = f"host network namespace, podCIDR {node.pod_cidr}"
@@ -265,7 +300,9 @@ def build_scene(sim: Simulator, trace: Trace | None = None, title: str = "") -> 
         veth_y = pod_bottom + VETH_GAP
         bridge_y = veth_y + VETH_H + BRIDGE_GAP
         for pod, w in zip(netns_pods, widths, strict=True):
-            scene.add(Box(f"pod:{pod.key}", "pod", px, y, w, pod_h, pod_lines[pod.key]))
+            box = scene.add(Box(f"pod:{pod.key}", "pod", px, y, w, pod_h,
+                                pod_lines[pod.key], pad_bottom=CHIP_H + 8))  # fmt: skip
+            _chips(scene, pod, box)
             port_w = 52.0
             # eth0 under the pod's centre (the veth pair hangs off it), lo beside it.
             scene.add(Box(f"pod:{pod.key}/eth0", "port", px + (w - port_w) / 2,
@@ -446,6 +483,11 @@ def element_of(scene: Scene, hop: Hop) -> str | None:
         return key if key in scene.boxes else None
     if hop.netns.startswith("pod "):
         pod = hop.netns.removeprefix("pod ")
+        if hop.event == "deliver" and "(container " in hop.detail:
+            name = hop.detail.split("(container ", 1)[1].split(")", 1)[0]
+            key = f"pod:{pod}#container/{name}"  # the socket's container
+            if key in scene.boxes:
+                return key
         port = hop.device in ("eth0", "lo") and hop.event != "deliver"  # sockets inside
         key = f"pod:{pod}/{hop.device}" if port else f"pod:{pod}"
         return key if key in scene.boxes else None

@@ -297,6 +297,7 @@ class Page:
         data = {"svgs": self.svgs, "walks": self.walks, "steps": steps or []}
         return (
             _asset("viewer.html")
+            .replace("{{head}}", _asset("head.html"))
             .replace("{{title}}", escape(title))
             .replace("{{css}}", _asset("viewer.css"))
             .replace("{{svg}}", self.svgs[0] if self.svgs else "")
@@ -346,6 +347,7 @@ def quiz_page(traces: list[Trace], title: str) -> str:
         probes.append({"title": t.title, "questions": [q.to_dict() for q in qs]})
     return (
         _asset("quiz.html")
+        .replace("{{head}}", _asset("head.html"))
         .replace("{{title}}", escape(title))
         .replace("{{css}}", _asset("viewer.css"))
         .replace("{{data}}", _json({"probes": probes}))

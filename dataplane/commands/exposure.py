@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from dataplane.cli import DebugOpt, input_errors, load, register, warn
+from dataplane.cli import DebugOpt, PathsArg, input_errors, load, register, warn
 
 OUTPUTS = ("text", "json")
 
 
 @register
 def exposure(
-    paths: Annotated[
-        list[Path],
-        typer.Argument(help="Scenario files, or folders of them.", show_default=False),
-    ],
+    paths: PathsArg,
     output: Annotated[
         str, typer.Option("--output", "-o", help="text or json.")
     ] = "text",

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from dataplane.cli import DebugOpt, input_errors, load, register, warn
+from dataplane.cli import DebugOpt, PathsArg, input_errors, load, register, warn
 
 OUTPUTS = ("text", "json", "sarif")
 LEVELS = ("error", "warning", "note", "none")
@@ -21,10 +20,7 @@ LEVELS = ("error", "warning", "note", "none")
 
 @register
 def lint(
-    paths: Annotated[
-        list[Path],
-        typer.Argument(help="Scenario files, or folders of them.", show_default=False),
-    ],
+    paths: PathsArg,
     output: Annotated[
         str, typer.Option("--output", "-o", help="text, json or sarif (SARIF 2.1.0).")
     ] = "text",

@@ -3,16 +3,17 @@
 Each scenario's cluster is built in network namespaces (pyroute2, nftables) and every probe
 runs there as real traffic, beside the simulator's walk of the same probe.  Exit status: 0
 when every comparable probe agrees, 1 on any mismatch, 2 when it cannot run (not root, no
-CAP_NET_ADMIN, no `nft`: one line says why) or a file is invalid.  `--keep` leaves the
-namespaces up and says how to enter them; `--clean` removes what was kept.
+CAP_NET_ADMIN, no `nft`, a step the kernel refused: one line says why) or a file is
+invalid; 143 (130) on SIGTERM (SIGINT), after removing every namespace.  `--keep` leaves
+the namespaces up and says how to enter them; `--clean` removes every set whose owner
+has provably ended (`dataplane.kernel.owner`) and says what it kept and why; every run
+first reaps the sets of runs that ended without cleaning up.
 """
 
 from __future__ import annotations
 
 import json
-import signal
 import sys
-from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -29,11 +30,6 @@ from dataplane.cli import (
 )
 
 STYLE = {"MISMATCH": "bold red", "not comparable": "yellow", "agree": "green"}
-
-
-def _terminate(signum: int, _frame: FrameType | None) -> None:
-    """SIGTERM: unwind like Ctrl-C, so that every namespace is removed on the way out."""
-    raise SystemExit(128 + signum)
 
 
 def _table(report: Any, quiet: bool) -> Table:
@@ -80,17 +76,54 @@ def _summary(report: Any) -> str:
     )
 
 
-def _kept(names: list[str]) -> None:
+def _kept(names: list[str], shortened: dict[str, str]) -> None:
+    from dataplane.kernel import netns
+
     console.print(f"kept {len(names)} namespaces; look at the real thing:")
     for name in names:
-        console.print(f"  ip netns exec {name} bash", markup=False)
+        model = f"    ({shortened[name]}, name shortened)" if name in shortened else ""
+        console.print(f"  ip netns exec {name} bash{model}", markup=False)
     node = next((n for n in names if "-node" in n), names[0] if names else "")
     console.print(
         f"for example: ip netns exec {node} tcpdump -ni any    "
         f"ip netns exec {node} nft list ruleset",
         markup=False,
     )
-    console.print("remove them with: dataplane verify --clean", markup=False)
+    run_id = netns.run_id_of(names[0]) if names else ""
+    console.print(f"remove them with: dataplane verify --clean {run_id}", markup=False)
+
+
+def _clean(runs: list[str]) -> None:
+    """`--clean [RUN...]`: remove every set (of the runs given, by run id or by the name
+    of one of their namespaces) whose owner has provably ended; say what is left."""
+    from dataplane.kernel import netns, owner
+
+    only = {netns.run_id_of(r) or r for r in runs} if runs else None
+    if only is not None:
+        known = {r.run_id for r in owner.run_sets()}
+        if unknown := sorted(only - known):
+            err_console.print(
+                f"error: no namespaces and no owner record of run {', '.join(unknown)}"
+                f" (runs here: {', '.join(sorted(known)) or 'none'})",
+                markup=False,
+            )
+            raise typer.Exit(2)
+    removed, left = owner.reap(include_kept=True, only=only)
+    total = sum(len(r.names) for r in removed)
+    console.print(f"removed {total} namespaces of {len(removed)} runs", markup=False)
+    for run in removed:
+        console.print(f"  {run.run_id} ({len(run.names)}): {run.reason}", markup=False)
+    for run in left:
+        how = ""
+        if run.status is owner.Status.UNOWNED:
+            how = (
+                " (made by an older dataplane, or where /run/dataplane is another "
+                f"directory): remove it by hand if unused: ip netns del {run.run_id}-..."
+            )
+        console.print(
+            f"kept {run.run_id} ({len(run.names)} namespaces): {run.reason}{how}",
+            markup=False,
+        )
 
 
 @register
@@ -109,7 +142,9 @@ def verify(
         bool,
         typer.Option(
             "--clean",
-            help="Remove every namespace `verify --keep` (or a crashed run) left.",
+            help="Remove the namespaces of every run that has provably ended "
+            "(`--keep` sets, crashed runs; see the owner records in the README), or "
+            "of the runs given instead of files (`dpv1a2b`); say what is kept and why.",
         ),
     ] = False,
     timeout: Annotated[
@@ -129,7 +164,6 @@ def verify(
     the simulator's, side by side (mismatches first)."""
     from pathlib import Path
 
-    from dataplane.kernel import netns
     from dataplane.kernel.preflight import reason_not_to_run
 
     why = reason_not_to_run()
@@ -137,13 +171,7 @@ def verify(
         if why is not None:
             err_console.print(f"error: cannot clean up: {why}", markup=False)
             raise typer.Exit(2)
-        removed, running = netns.remove_kept()
-        still = (
-            f"; left {len(running)} runs still going ({', '.join(running)})"
-            if running
-            else ""
-        )
-        console.print(f"removed {len(removed)} namespaces{still}")
+        _clean(files or [])
         raise typer.Exit(0)
     if not files:
         err_console.print("error: give scenario files (or --clean)")
@@ -153,43 +181,65 @@ def verify(
     if why is not None:
         err_console.print(f"error: cannot run on this kernel: {why}", markup=False)
         raise typer.Exit(2)
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    from dataplane.kernel.signals import Stopped, stopping
     from dataplane.kernel.verify import verify as run_verify
 
-    previous = signal.signal(signal.SIGTERM, _terminate)
     failed = False
     try:
-        for scenario, warnings in loaded:
-            warn(warnings)
-            with input_errors(debug):
-                try:
-                    report = run_verify(scenario, keep=keep, timeout=timeout)
-                except OSError as err:
-                    if debug:
-                        raise
-                    err_console.print(f"error: the kernel refused: {err}", markup=False)
-                    raise typer.Exit(2) from None
-            failed = failed or not report.ok
-            if as_json:
-                data = {
-                    "scenario": report.scenario,
-                    "path": report.path,
-                    "ok": report.ok,
-                    "summary": _summary(report),
-                    "kept": report.kept,
-                    "rows": [r.to_dict() for r in report.ordered()],
-                }
-                sys.stdout.write(json.dumps(data) + "\n")
-            else:
-                if quiet and report.count("agree") == len(report.rows):
-                    console.print(f"{report.scenario}  {report.path}", markup=False)
+        with stopping():
+            for scenario, warnings in loaded:
+                warn(warnings)
+                with input_errors(debug):
+                    try:
+                        report = run_verify(scenario, keep=keep, timeout=timeout)
+                    except (OSError, NetlinkError) as err:
+                        if debug:
+                            raise
+                        err_console.print(
+                            f"error: the kernel refused: {err}", markup=False
+                        )
+                        raise typer.Exit(2) from None
+                for line in report.reaped:
+                    err_console.print(f"reaped {line}", markup=False)
+                if report.neighbour_overflows:
+                    warn(
+                        [
+                            f"the kernel's ARP table refused {report.neighbour_overflows} "
+                            "new entries during the probes (net.ipv4.neigh.default."
+                            "gc_thresh3, one table for the whole machine: another run "
+                            "beside this one?); a probe that lost its entry was run again, "
+                            "but a verdict may still be wrong"
+                        ]
+                    )
+                failed = failed or not report.ok
+                if as_json:
+                    data = {
+                        "scenario": report.scenario,
+                        "path": report.path,
+                        "ok": report.ok,
+                        "summary": _summary(report),
+                        "kept": report.kept,
+                        "shortened": report.shortened,
+                        "neighbour_overflows": report.neighbour_overflows,
+                        "rows": [r.to_dict() for r in report.ordered()],
+                    }
+                    sys.stdout.write(json.dumps(data) + "\n")
                 else:
-                    console.print(_table(report, quiet))
-                console.print(_summary(report), markup=False)
-            if report.kept and not as_json:
-                _kept(report.kept)
+                    if quiet and report.count("agree") == len(report.rows):
+                        console.print(f"{report.scenario}  {report.path}", markup=False)
+                    else:
+                        console.print(_table(report, quiet))
+                    console.print(_summary(report), markup=False)
+                if report.kept and not as_json:
+                    _kept(report.kept, report.shortened)
     except KeyboardInterrupt:
         err_console.print("interrupted: every namespace of the run was removed")
         raise typer.Exit(130) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    except Stopped as stop:
+        err_console.print(
+            f"stopped by {stop}: every namespace of the run was removed", markup=False
+        )
+        raise typer.Exit(stop.status) from None
     raise typer.Exit(1 if failed else 0)

@@ -18,14 +18,21 @@ not model it), ping sockets allowed, forwarding on for nodes and the gateway.
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from ipaddress import IPv4Interface
+from pathlib import Path
 from typing import Any
 
+from pyroute2.netlink.exceptions import NetlinkError
+
 from dataplane.fabric import Fabric
-from dataplane.kernel import netns
+from dataplane.kernel import netns, owner, signals
 from dataplane.netns import Interface, Kind, Netns, NetnsKind
 
 UNDERLAY_BRIDGE = "br0"
@@ -33,6 +40,77 @@ ARP_RETRANS_MS = 40  # neighbour probes 40 ms apart: FAILED after 3 tries, 120 m
 RTNH_F_ONLINK = 4
 NUD_PERMANENT = 0x80
 RT_SCOPE_LINK = 253
+ATF_PERM = 0x04  # /proc/net/arp flags: a permanent entry (linux/if_arp.h)
+# A namespace name is a file in /run/netns: at most NAME_MAX (255, linux/limits.h) bytes;
+# an interface name at most IFNAMSIZ - 1 (15, linux/if.h) bytes.
+NAME_MAX = 255
+IFNAMSIZ = 16
+
+
+class KernelBuildError(OSError):
+    """The kernel refused a step of the build: which namespace, what, and why."""
+
+    def __init__(self, code: int, kernel_ns: str, what: str, why: str) -> None:
+        super().__init__(code, why)
+        self.kernel_ns, self.what = kernel_ns, what
+        name = errno.errorcode.get(code, str(code))
+        self.message = f"namespace {kernel_ns}: {what}: {why} ({name})"
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@contextmanager
+def doing(kernel_ns: str, what: str) -> Iterator[None]:
+    """Turn a refusal (pyroute2's NetlinkError, an OSError) into a `KernelBuildError`
+    that names the namespace and the step."""
+    try:
+        yield
+    except KernelBuildError:
+        raise
+    except NetlinkError as err:
+        code = int(err.code)
+        why = os.strerror(code) if code > 0 else str(err)
+        raise KernelBuildError(code, kernel_ns, what, why) from err
+    except OSError as err:
+        code = err.errno or errno.EIO
+        raise KernelBuildError(code, kernel_ns, what, err.strerror or str(err)) from err
+
+
+class Netlink:
+    """pyroute2's IPRoute for one namespace (opened by a thread inside it), each call
+    finishing before a stop signal is raised (`signals.shielded`)."""
+
+    def __init__(self) -> None:
+        from pyroute2 import IPRoute
+
+        with signals.shielded():
+            self._ipr = IPRoute()
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._ipr, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with signals.shielded():
+                return method(*args, **kwargs)
+
+        return call
+
+
+def fit(name: str, limit: int) -> str:
+    """`name`, or, when it is longer than `limit` bytes, its start and a hash of all of
+    it (deterministic: the same model name always gives the same kernel name).
+
+    >>> fit("node-1", 15)
+    'node-1'
+    >>> fit("pod-default." + "a" * 250, 40)
+    'pod-default.aaaaaaaaaaaaaaaaaaa~a3cf3826'
+    """
+    if len(name.encode()) <= limit:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    head = name.encode()[: limit - len(digest) - 1].decode(errors="ignore")
+    return f"{head}~{digest}"
 
 
 def short_id(ns: Netns) -> str:
@@ -75,10 +153,13 @@ class KernelCluster:
 
     run_id: str
     fabric: Fabric
+    claim: owner.Claim | None = None  # the owner record, when this cluster made it
     names: dict[str, str] = field(default_factory=dict)  # fabric netns id -> kernel
     segments: dict[str, str] = field(default_factory=dict)  # segment -> kernel netns
     ports: dict[tuple[str, str], str] = field(default_factory=dict)  # segment port
-    ipr: dict[str, Any] = field(default_factory=dict)  # kernel netns -> IPRoute
+    shortened: dict[str, str] = field(default_factory=dict)  # kernel name cut -> model
+    ipr: dict[str, Netlink] = field(default_factory=dict)  # kernel netns -> IPRoute
+    ifindex: dict[tuple[str, str], int] = field(default_factory=dict)
     created: list[str] = field(default_factory=list)
 
     # -- names -----------------------------------------------------------------------------
@@ -86,33 +167,40 @@ class KernelCluster:
         return self.names[fabric_id]
 
     def _assign_names(self) -> None:
+        room = NAME_MAX - len(self.run_id) - 1 - len("~99")
         taken: set[str] = set()
         for ns in self.fabric.netns.values():
-            base = short_id(ns)
+            base = fit(short_id(ns), room)
             name, n = base, 1
             while name in taken:
                 n += 1
                 name = f"{base}~{n}"
             taken.add(name)
             self.names[ns.id] = f"{self.run_id}-{name}"
+            if base != short_id(ns):
+                self.shortened[self.names[ns.id]] = ns.id
         for seg in self.fabric.segments:
-            name = seg if seg not in taken else f"{seg}~seg"
+            name = fit(seg, room) if seg not in taken else f"{fit(seg, room)}~seg"
             self.segments[seg] = f"{self.run_id}-{name}"
             for i, (ns_id, ifname) in enumerate(
                 self.fabric.segments[seg].ports.items()
             ):
                 node = self.fabric.netns[ns_id].node
                 port = f"u-{node}"
-                self.ports[(ns_id, ifname)] = port if len(port) <= 15 else f"u{i}"
+                self.ports[(ns_id, ifname)] = port if len(port) < IFNAMSIZ else f"u{i}"
 
     # -- building --------------------------------------------------------------------------
     @classmethod
     def build(cls, fabric: Fabric, run_id: str | None = None) -> KernelCluster:
-        """Create every namespace, device, address, route and neighbour of `fabric`.
+        """Create every namespace, device, address, route and neighbour of `fabric`,
+        under `run_id` (the caller's claim), or under a run id it claims itself
+        (`owner.claim`: the owner record, released by `close()`).
 
-        On any failure what was made so far is removed before the error propagates.
+        On any failure what was made so far is removed before the error propagates; a
+        refusal of the kernel is a `KernelBuildError` naming the namespace and the step.
         """
-        kc = cls(run_id or netns.new_run_id(), fabric)
+        claim = owner.claim() if run_id is None else None
+        kc = cls(claim.run_id if claim is not None else str(run_id), fabric, claim)
         kc._assign_names()
         try:
             kc._build()
@@ -122,42 +210,45 @@ class KernelCluster:
         return kc
 
     def _create_ns(self, name: str, ns: Netns | None) -> None:
-        from pyroute2 import IPRoute
-
-        netns.create(name)
+        with doing(name, "creating the namespace"):
+            netns.create(name)
         self.created.append(name)
         with netns.inside(name):
             for key, value in sysctls(ns) if ns is not None else _segment_sysctls():
-                netns.sysctl(key, value)
-            self.ipr[name] = IPRoute()
+                with doing(name, f"setting sysctl {key} = {value}"):
+                    netns.sysctl(key, value)
+            with doing(name, "opening a netlink socket"):
+                self.ipr[name] = Netlink()
 
     def _build(self) -> None:
         fab = self.fabric
         for name in self.segments.values():
             self._create_ns(name, None)
-            self.ipr[name].link(
-                "add",
-                ifname=UNDERLAY_BRIDGE,
-                kind="bridge",
-                mtu=fab.cluster.config.mtu,
-                br_forward_delay=0,
-                br_stp_state=0,
-            )
+            with doing(name, f"adding bridge {UNDERLAY_BRIDGE}"):
+                self.ipr[name].link(
+                    "add",
+                    ifname=UNDERLAY_BRIDGE,
+                    kind="bridge",
+                    mtu=fab.cluster.config.mtu,
+                    br_forward_delay=0,
+                    br_stp_state=0,
+                )
         for ns in fab.netns.values():
             self._create_ns(self.names[ns.id], ns)
         for ns in fab.netns.values():  # bridges first: veths plug into them
             for iface in ns.interfaces.values():
                 if iface.kind is Kind.BRIDGE:
-                    self._ip(ns).link(
-                        "add",
-                        ifname=iface.ifname,
-                        kind="bridge",
-                        address=iface.mac,
-                        mtu=iface.mtu,
-                        br_forward_delay=0,
-                        br_stp_state=0,
-                        br_nf_call_iptables=1,
-                    )
+                    with doing(self.names[ns.id], f"adding bridge {iface.ifname}"):
+                        self._ip(ns).link(
+                            "add",
+                            ifname=iface.ifname,
+                            kind="bridge",
+                            address=iface.mac,
+                            mtu=iface.mtu,
+                            br_forward_delay=0,
+                            br_stp_state=0,
+                            br_nf_call_iptables=1,
+                        )
         done: set[tuple[str, str]] = set()
         for ns in fab.netns.values():
             for iface in ns.interfaces.values():
@@ -178,17 +269,46 @@ class KernelCluster:
             for port in self.ports.values():
                 idx = ipr.link_lookup(ifname=port)
                 if idx:
-                    ipr.link(
-                        "set",
-                        index=idx[0],
-                        master=self._index(name, UNDERLAY_BRIDGE),
-                        state="up",
-                    )
-            ipr.link("set", index=self._index(name, UNDERLAY_BRIDGE), state="up")
-            ipr.link("set", index=self._index(name, "lo"), state="up")
+                    with doing(name, f"plugging {port} into {UNDERLAY_BRIDGE}"):
+                        ipr.link(
+                            "set",
+                            index=idx[0],
+                            master=self._index(name, UNDERLAY_BRIDGE),
+                            state="up",
+                        )
+            with doing(name, f"setting {UNDERLAY_BRIDGE} and lo up"):
+                ipr.link("set", index=self._index(name, UNDERLAY_BRIDGE), state="up")
+                ipr.link("set", index=self._index(name, "lo"), state="up")
         for ns in fab.netns.values():
             self._routes(ns)
         self.settle()
+
+    def forget_neighbours(self) -> int:
+        """Delete every neighbour entry the kernel learnt, in every namespace (the
+        PERMANENT ones the fabric programs stay); how many.
+
+        Each simulator walk starts with cold neighbour tables, and the kernel's ARP table
+        (`arp_tbl`) is one for the whole machine, shared by every network namespace:
+        `neigh_alloc` refuses a new entry once `gc_thresh3` (1024 by default, a sysctl
+        that only the initial namespace shows, as net.ipv4.neigh.default.gc_thresh3)
+        entries exist that are younger than 5 s (`neigh_forced_gc` spares those), and the
+        packet is dropped ("neighbour table overflow", `table_fulls` in
+        /proc/net/stat/arp_cache).  A batch of probes across a large cluster makes
+        thousands of entries in a second; forgetting them between batches (which
+        `dataplane.kernel.verify` sizes to the table) keeps every probe's state clean.
+        """
+        removed = 0
+        for name, ipr in self.ipr.items():
+            with netns.inside(name):
+                lines = Path("/proc/thread-self/net/arp").read_text().splitlines()[1:]
+            for line in lines:
+                ip, _hw, flags, _mac, _mask, dev = line.split()
+                if int(flags, 16) & ATF_PERM:
+                    continue
+                with suppress(NetlinkError):  # gone already (timer, device down)
+                    ipr.neigh("del", dst=ip, ifindex=self._index(name, dev))
+                removed += 1
+        return removed
 
     def settle(self) -> None:
         """Make every device's new carrier state take effect now (see `netns.sync_link`)."""
@@ -208,9 +328,15 @@ class KernelCluster:
         return self.ipr[self.names[ns.id]]
 
     def _index(self, kernel_ns: str, ifname: str) -> int:
+        known = self.ifindex.get((kernel_ns, ifname))
+        if known is not None:
+            return known
         found = self.ipr[kernel_ns].link_lookup(ifname=ifname)
         if not found:
-            raise OSError(f"{kernel_ns}: no device {ifname}")
+            raise KernelBuildError(
+                errno.ENODEV, kernel_ns, f"looking up {ifname}", "no such device"
+            )
+        self.ifindex[(kernel_ns, ifname)] = int(found[0])
         return int(found[0])
 
     def _fd(self, kernel_ns: str) -> int:
@@ -245,33 +371,36 @@ class KernelCluster:
         if peer_mac is not None:
             peer["address"] = peer_mac
         fd = self._fd(peer_kernel_ns)
+        what = f"adding veth {iface.ifname} (peer {peer_ifname} in {peer_kernel_ns})"
         try:
             peer["net_ns_fd"] = fd
-            self._ip(ns).link(
-                "add",
-                ifname=iface.ifname,
-                kind="veth",
-                address=iface.mac,
-                mtu=iface.mtu,
-                peer=peer,
-            )
+            with doing(self.names[ns.id], what):
+                self._ip(ns).link(
+                    "add",
+                    ifname=iface.ifname,
+                    kind="veth",
+                    address=iface.mac,
+                    mtu=iface.mtu,
+                    peer=peer,
+                )
         finally:
             os.close(fd)
 
     def _vxlan(self, ns: Netns, iface: Interface) -> None:
         ipr = self._ip(ns)
-        ipr.link(
-            "add",
-            ifname=iface.ifname,
-            kind="vxlan",
-            address=iface.mac,
-            mtu=iface.mtu,
-            vxlan_id=iface.vni,
-            vxlan_port=iface.vxlan_port,
-            vxlan_local=str(iface.vxlan_local),
-            vxlan_link=self._index(self.names[ns.id], iface.vxlan_dev),
-            vxlan_learning=0,  # flannel: `nolearning`, the FDB is programmed
-        )
+        with doing(self.names[ns.id], f"adding VXLAN device {iface.ifname}"):
+            ipr.link(
+                "add",
+                ifname=iface.ifname,
+                kind="vxlan",
+                address=iface.mac,
+                mtu=iface.mtu,
+                vxlan_id=iface.vni,
+                vxlan_port=iface.vxlan_port,
+                vxlan_local=str(iface.vxlan_local),
+                vxlan_link=self._index(self.names[ns.id], iface.vxlan_dev),
+                vxlan_learning=0,  # flannel: `nolearning`, the FDB is programmed
+            )
 
     def _configure(self, ns: Netns) -> None:
         """Neighbour timers, addresses, bridge masters, hairpin, and every device up."""
@@ -280,23 +409,28 @@ class KernelCluster:
         with netns.inside(name):
             for iface in ns.interfaces.values():
                 for key, value in neigh_sysctls(iface.ifname):
-                    netns.sysctl(key, value)
+                    with doing(name, f"setting sysctl {'.'.join(key)} = {value}"):
+                        netns.sysctl(key, value)
         for iface in ns.interfaces.values():
             idx = self._index(name, iface.ifname)
             for addr in iface.addrs:
                 if iface.kind is Kind.LOOPBACK:
                     continue  # lo has 127.0.0.1/8 already
-                ipr.addr(
-                    "add",
-                    index=idx,
-                    address=str(addr.ip),
-                    prefixlen=addr.network.prefixlen,
-                )
-            if iface.master is not None:
-                ipr.link("set", index=idx, master=self._index(name, iface.master))
-                if iface.hairpin:
-                    ipr.brport("set", index=idx, mode=1)  # IFLA_BRPORT_MODE: hairpin
-            ipr.link("set", index=idx, state="up")
+                with doing(name, f"adding address {addr} to {iface.ifname}"):
+                    ipr.addr(
+                        "add",
+                        index=idx,
+                        address=str(addr.ip),
+                        prefixlen=addr.network.prefixlen,
+                    )
+            with doing(name, f"setting {iface.ifname} up"):
+                if iface.master is not None:
+                    ipr.link("set", index=idx, master=self._index(name, iface.master))
+                    if iface.hairpin:
+                        ipr.brport(
+                            "set", index=idx, mode=1
+                        )  # IFLA_BRPORT_MODE: hairpin
+                ipr.link("set", index=idx, state="up")
 
     def _routes(self, ns: Netns) -> None:
         ipr = self._ip(ns)
@@ -318,32 +452,43 @@ class KernelCluster:
                 spec["prefsrc"] = str(route.src)
             if route.metric:
                 spec["priority"] = route.metric
-            ipr.route("add", **spec)
+            via = f" via {route.via}" if route.via is not None else ""
+            with doing(name, f"adding route {route.dst}{via} dev {route.oif}"):
+                ipr.route("add", **spec)
         for (ifname, ip), mac in ns.permanent_neigh.items():
-            ipr.neigh(
-                "add",
-                dst=ip,
-                lladdr=mac,
-                ifindex=self._index(name, ifname),
-                state=NUD_PERMANENT,
-            )
+            with doing(name, f"adding neighbour {ip} lladdr {mac} dev {ifname}"):
+                ipr.neigh(
+                    "add",
+                    dst=ip,
+                    lladdr=mac,
+                    ifindex=self._index(name, ifname),
+                    state=NUD_PERMANENT,
+                )
         for (ns_id, mac), remote in self.fabric.vxlan_fdb.items():
             if ns_id != ns.id:
                 continue
             vxlan = next(i for i in ns.interfaces.values() if i.kind is Kind.VXLAN)
-            ipr.fdb(
-                "add", ifindex=self._index(name, vxlan.ifname), lladdr=mac, dst=remote
-            )
+            with doing(name, f"adding fdb {mac} dst {remote} dev {vxlan.ifname}"):
+                ipr.fdb(
+                    "add",
+                    ifindex=self._index(name, vxlan.ifname),
+                    lladdr=mac,
+                    dst=remote,
+                )
 
     # -- tearing down ----------------------------------------------------------------------
     def close(self) -> None:
-        """Remove every namespace this cluster created (their devices go with them)."""
+        """Remove every namespace this cluster created (their devices go with them),
+        then its owner record if it made one."""
         for ipr in self.ipr.values():
             ipr.close()
         self.ipr.clear()
         for name in self.created:
             netns.remove(name)
         self.created.clear()
+        if self.claim is not None:
+            netns.remove_all(f"{self.run_id}-")
+            self.claim.release()
 
     def all_names(self) -> list[str]:
         return [*self.segments.values(), *self.names.values()]

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from dataplane.fabric import Fabric, layout_of
-from dataplane.kernel import dns, netns, nft
+from dataplane.kernel import dns, netns, nft, owner
 from dataplane.kernel.build import KernelCluster
 from dataplane.kernel.policies import add_policy_rules
 from dataplane.kernel.probe import (
@@ -41,9 +41,12 @@ class Pin:
 class LiveCluster:
     """One fabric on this kernel (see the module docstring)."""
 
-    def __init__(self, fabric: Fabric, run_id: str | None = None) -> None:
-        self.run_id = run_id or netns.new_run_id()
+    def __init__(self, fabric: Fabric, scenario: str = "") -> None:
         self.fabric = fabric
+        self.scenario = scenario  # written into the owner record
+        self.claim: owner.Claim | None = None
+        self.run_id = ""
+        self.reaped: list[owner.RunSet] = []  # orphaned sets removed before the build
         self.kc: KernelCluster | None = None
         self.listeners: Listeners | None = None
         # per node (its kernel netns): the Service rules (for pins), a conntrack socket
@@ -55,6 +58,11 @@ class LiveCluster:
 
     # -- life cycle ------------------------------------------------------------------------
     def start(self) -> LiveCluster:
+        """Reap what provably ended runs left (`owner.reap`), claim a run id (its owner
+        record is written before the first namespace), and build."""
+        self.reaped, _left = owner.reap()
+        self.claim = owner.claim(self.scenario)
+        self.run_id = self.claim.run_id
         try:
             self._build()
         except BaseException:
@@ -126,11 +134,20 @@ class LiveCluster:
         self.services.clear()
 
     def close(self) -> None:
-        """Remove every namespace of this run (whatever state it is in)."""
+        """Remove every namespace of this run (whatever state it is in), then its owner
+        record."""
         try:
             self._teardown()
         finally:
-            netns.remove_all(f"{self.run_id}-")
+            if self.claim is not None:
+                netns.remove_all(f"{self.run_id}-")
+                self.claim.release()
+
+    def keep(self) -> list[str]:
+        """Leave the namespaces up (`--keep`): the owner record says so; the names."""
+        if self.claim is not None:
+            self.claim.keep()
+        return self.names()
 
     def names(self) -> list[str]:
         return self.kc.all_names() if self.kc is not None else []
@@ -162,6 +179,8 @@ class LiveCluster:
                         nft.load(kernel_ns, cmds)
                 self._pins_loaded = bool(pinned)
             self.forget_connections()
+            assert self.kc is not None
+            self.kc.forget_neighbours()
         except BaseException:
             for job in jobs:
                 job.close()

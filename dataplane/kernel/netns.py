@@ -8,7 +8,8 @@ way; a socket (or netlink socket) created there stays in that namespace for its 
 so one process can serve listeners and clients in many namespaces from one thread.
 
 Every name starts with `PREFIX` (`dpv`) and the run's id, so that everything a run made can
-be found and removed (`remove_all`), even after a crash.
+be found and removed (`remove_all`), even after a crash; who made a run id, and whether
+it has ended, is in its owner record (`dataplane.kernel.owner`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ MS_REC = 0x4000
 MS_SHARED = 1 << 20
 MNT_DETACH = 2
 # dpv<pid in hex>[g<n>]-<short id>: the process that made it, and a retry counter
-_RUN_ID = re.compile(rf"^({PREFIX}([0-9a-f]+)(?:g[0-9]+)?)-")
+_RUN_ID = re.compile(rf"^({PREFIX}[0-9a-f]+(?:g[0-9]+)?)-")
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -102,16 +103,16 @@ def remove(name: str) -> None:
 def inside(name: str) -> Iterator[None]:
     """Run the block with this thread in namespace `name`; always come back."""
     fd = os.open(path_of(name), os.O_RDONLY | os.O_CLOEXEC)
-    home = _self_fd()
     try:
-        _setns(fd)
-        try:
+        home = _self_fd()
+        try:  # a signal may stop the block anywhere, even before setns: go home
+            _setns(fd)
             yield
         finally:
             _setns(home)
+            os.close(home)
     finally:
         os.close(fd)
-        os.close(home)
 
 
 def _sysctl_path(key: str | tuple[str, ...]) -> Path:
@@ -163,56 +164,27 @@ def listing(prefix: str = PREFIX) -> list[str]:
     return sorted(n for n in names if n.startswith(prefix))
 
 
-def run_ids() -> dict[str, int]:
-    """Every run that has namespaces here, with the process id that made it."""
-    return {
-        m.group(1): int(m.group(2), 16) for n in listing() if (m := _RUN_ID.match(n))
-    }
+def run_id_of(name: str) -> str | None:
+    """The run id a namespace name starts with, or None if it is not one of ours.
 
-
-def new_run_id() -> str:
-    """A prefix no namespace uses yet: `dpv` and this process's id in hex.
-
-    >>> new_run_id() == f"dpv{os.getpid():x}" or new_run_id().startswith(f"dpv{os.getpid():x}g")
-    True
+    >>> run_id_of("dpv1a2b-pod-default.a"), run_id_of("dpv1a2bg2-node-1"), run_id_of("x")
+    ('dpv1a2b', 'dpv1a2bg2', None)
     """
-    taken = run_ids()
-    run_id, n = f"{PREFIX}{os.getpid():x}", 0
-    while run_id in taken:
-        n += 1
-        run_id = f"{PREFIX}{os.getpid():x}g{n}"
-    return run_id
+    m = _RUN_ID.match(name)
+    return m.group(1) if m else None
 
 
-def is_running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def run_ids() -> set[str]:
+    """Every run id that has namespaces here."""
+    return {r for n in listing() if (r := run_id_of(n)) is not None}
 
 
-def remove_all(prefix: str = PREFIX) -> list[str]:
+def remove_all(prefix: str) -> list[str]:
     """Remove every namespace whose name starts with `prefix`; the names removed."""
     names = listing(prefix)
     for name in names:
         remove(name)
     return names
-
-
-def remove_kept() -> tuple[list[str], list[str]]:
-    """Remove the namespaces of every run whose process has ended (what `--keep` left, or
-    a crash); the names removed, and the runs still going (left alone)."""
-    removed: list[str] = []
-    running: list[str] = []
-    for run_id, pid in sorted(run_ids().items()):
-        if is_running(pid) and pid != os.getpid():
-            running.append(run_id)
-        else:
-            removed += remove_all(f"{run_id}-")
-    return removed, running
 
 
 SIOCETHTOOL = 0x8946
@@ -256,3 +228,24 @@ def flush_conntrack(sock: socket.socket) -> None:
     error = struct.unpack_from("=i", reply, 16)[0] if len(reply) >= 20 else 0
     if error < 0:
         raise OSError(-error, f"conntrack flush: {os.strerror(-error)}")
+
+
+GC_THRESH3_DEFAULT = 1024  # net.ipv4.neigh.default.gc_thresh3 (ip-sysctl.rst)
+
+
+def neighbour_table_limit() -> int:
+    """The kernel's hard limit of learnt ARP entries, for all namespaces together
+    (net.ipv4.neigh.default.gc_thresh3; only the initial namespace shows it)."""
+    value = read_sysctl("net.ipv4.neigh.default.gc_thresh3")
+    return int(value) if value is not None and value.isdigit() else GC_THRESH3_DEFAULT
+
+
+def neighbour_overflows() -> int:
+    """How often the kernel's ARP table refused a new entry since boot: the sum over CPUs
+    of `table_fulls` in /proc/net/stat/arp_cache ("neighbour table overflow")."""
+    try:
+        lines = Path("/proc/net/stat/arp_cache").read_text().splitlines()
+    except FileNotFoundError:
+        return 0
+    column = lines[0].split().index("table_fulls")
+    return sum(int(line.split()[column], 16) for line in lines[1:])

@@ -102,6 +102,9 @@ class Report:
     teardown_seconds: float = 0.0
     namespaces: int = 0
     kept: list[str] = field(default_factory=list)
+    shortened: dict[str, str] = field(default_factory=dict)  # kernel name -> model id
+    reaped: list[str] = field(default_factory=list)  # ended runs' sets removed first
+    neighbour_overflows: int = 0  # ARP entries the kernel refused during the probes
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.rows if r.status == status)

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
+from dataplane.kernel import netns
 from dataplane.kernel.dns import DnsProbe
 from dataplane.kernel.live import LiveCluster, Pin
 from dataplane.kernel.probe import (
@@ -74,12 +75,13 @@ class Verifier:
         self,
         scenario: Scenario,
         timeout: float = DEFAULT_TIMEOUT,
-        run_id: str | None = None,
     ) -> None:
         self.scenario = scenario
         self.timeout = timeout
         self.runner = Runner(scenario)
-        self.live = LiveCluster(self.runner.sim.fabric, run_id)
+        self.live = LiveCluster(
+            self.runner.sim.fabric, str(scenario.path or scenario.name)
+        )
         self.report = Report(scenario.name, str(scenario.path or ""))
         self.pending: list[_Item] = []
 
@@ -88,13 +90,19 @@ class Verifier:
         try:
             self.live.start()
             self.report.build_seconds = time.perf_counter() - t
+            self.report.reaped = [
+                f"{len(r.names)} namespaces of {r.run_id}: {r.reason}"
+                for r in self.live.reaped
+            ]
             self.report.namespaces = len(self.live.names())
             for i, step in enumerate(self.scenario.steps, 1):
                 self.step(i, step)
             self.flush()
         finally:
+            if self.live.kc is not None:
+                self.report.shortened = dict(self.live.kc.shortened)
             if keep:
-                self.report.kept = self.live.names()
+                self.report.kept = self.live.keep()
             else:
                 t = time.perf_counter()
                 self.live.close()
@@ -373,13 +381,20 @@ class Verifier:
     def flush(self) -> None:
         """Run every pending probe on the kernel at once and record the rows."""
         items, self.pending = self.pending, []
+        overflows_at_start = netns.neighbour_overflows()
         runnable = [
             it for it in items if it.job is not None and it.not_comparable is None
         ]
-        batches: list[list[_Item]] = []
-        together = [it for it in runnable if not it.alone]
-        size = batch_size()
-        batches += [together[i : i + size] for i in range(0, len(together), size)]
+        # probes with a pinned Service endpoint last: a batch with pins (or after one)
+        # reloads every node's pin maps, one `nft` per node
+        batches = split(
+            sorted(
+                (it for it in runnable if not it.alone), key=lambda it: bool(it.pin)
+            ),
+            batch_size(),
+            neighbour_budget(),
+            lambda it: neighbours_needed(it.trace),
+        )
         keyed: list[tuple[set[tuple[object, ...]], list[_Item]]] = []
         for it in runnable:
             if not it.alone:
@@ -393,18 +408,21 @@ class Verifier:
                 keyed.append(({it.key}, [it]))
         batches += [batch for _keys, batch in keyed]
         by_item: dict[int, KernelVerdict] = {}
-        for batch in batches:
-            jobs: list[Job] = []
-            try:  # sockets are opened just before their batch runs
-                for it in batch:
-                    assert it.job is not None
-                    jobs.append(it.job())
-            except BaseException:
-                for job in jobs:
-                    job.close()
-                raise
-            results = self.live.run(jobs, [it.pin for it in batch], self.timeout)
+        queue = [(batch, 0) for batch in batches]
+        while queue:
+            batch, tries = queue.pop(0)
+            overflows = netns.neighbour_overflows()
+            results = self.run_batch(batch)
+            if netns.neighbour_overflows() > overflows and len(batch) > 1 and tries < 2:
+                # the machine's ARP table overflowed (another run beside this one?):
+                # some packet of the batch was dropped for it; run it again in halves
+                half = len(batch) // 2
+                queue[:0] = [(batch[:half], tries + 1), (batch[half:], tries + 1)]
+                continue
             by_item.update(zip((id(it) for it in batch), results, strict=True))
+        self.report.neighbour_overflows += (
+            netns.neighbour_overflows() - overflows_at_start
+        )
         for it in items:
             kernel = by_item.get(id(it)) or KernelVerdict(
                 None, it.not_comparable or "not run"
@@ -422,6 +440,54 @@ class Verifier:
                     it.silent,
                 )
             )
+
+    def run_batch(self, batch: list[_Item]) -> list[KernelVerdict]:
+        jobs: list[Job] = []
+        try:  # sockets are opened just before their batch runs
+            for it in batch:
+                assert it.job is not None
+                jobs.append(it.job())
+        except BaseException:
+            for job in jobs:
+                job.close()
+            raise
+        return self.live.run(jobs, [it.pin for it in batch], self.timeout)
+
+
+def split(
+    items: list[_Item], size: int, budget: int, cost: Callable[[_Item], int]
+) -> list[list[_Item]]:
+    """Consecutive batches of at most `size` items whose `cost` adds up to at most
+    `budget` (an item costing more runs alone)."""
+    batches: list[list[_Item]] = []
+    used = 0
+    for it in items:
+        need = cost(it)
+        if not batches or len(batches[-1]) >= size or used + need > budget:
+            batches.append([])
+            used = 0
+        batches[-1].append(it)
+        used += need
+    return batches
+
+
+NEIGHBOUR_RESERVE = 0.25  # of gc_thresh3: left to the host and to other runs
+
+
+def neighbour_budget() -> int:
+    """How many ARP entries one batch may make: the kernel's limit for the whole machine
+    (see `KernelCluster.forget_neighbours`, which empties the run's entries before each
+    batch) less a quarter for the host itself and any other run beside this one."""
+    return int(netns.neighbour_table_limit() * (1 - NEIGHBOUR_RESERVE))
+
+
+def neighbours_needed(trace: Trace | None) -> int:
+    """At most how many ARP entries a probe makes on the kernel: each resolution on its
+    walk makes one at the asker and one at the answerer (`arp_process` learns the
+    sender of a request for itself, `neigh_event_ns`), and a few more for what the
+    simulator resolves in one step (a DNS lookup before the connection)."""
+    arps = sum(1 for hop in trace.hops if hop.event == "arp") if trace else 4
+    return 2 * arps + 4
 
 
 def batch_size() -> int:
@@ -474,7 +540,6 @@ def verify(
     scenario: Scenario,
     keep: bool = False,
     timeout: float = DEFAULT_TIMEOUT,
-    run_id: str | None = None,
 ) -> Report:
     """Compare the simulator with this kernel on every probe of `scenario`."""
-    return Verifier(scenario, timeout, run_id).run(keep)
+    return Verifier(scenario, timeout).run(keep)

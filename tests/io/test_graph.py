@@ -25,8 +25,10 @@ REQUEST = [
     "pod:default/a", "pod:default/a/eth0", f"node-1/{veth_name('default/a')}",
     "node-1/cbr0", "node-1", "node-1/flannel.1", "node-1/eth0", "underlay",
     "node-2/eth0", "node-2/flannel.1", "node-2", "node-2/cbr0",
-    f"node-2/{veth_name('default/c')}", "pod:default/c/eth0", "pod:default/c",
+    f"node-2/{veth_name('default/c')}", "pod:default/c/eth0",
+    "pod:default/c#container/web",  # the socket that answers: container web's
 ]  # fmt: skip
+REPLY = ["pod:default/c", *REQUEST[-2::-1]]  # the SYN-ACK leaves from the pod's netns
 
 
 def rgb(colour: str) -> tuple[int, int, int]:
@@ -67,7 +69,7 @@ def test_the_path_is_numbered_device_by_device(
     request = [v.key for v in scene.path if v.direction == "request"]
     reply = [v.key for v in scene.path if v.direction == "reply"]
     assert request == REQUEST
-    assert reply == REQUEST[::-1]
+    assert reply == REPLY
 
 
 def test_badges_are_the_traces_hop_numbers() -> None:
@@ -184,7 +186,7 @@ def test_a_bridged_frame_meets_the_hooks_of_the_ip_layer() -> None:
     assert request == [
         "pod:default/a", "pod:default/a/eth0", f"node-1/{veth_name('default/a')}",
         "node-1/cbr0", "node-1", "node-1/cbr0", f"node-1/{veth_name('default/b')}",
-        "pod:default/b/eth0", "pod:default/b",
+        "pod:default/b/eth0", "pod:default/b#container/web",
     ]  # fmt: skip
     assert {m.key for m in scene.marks} == {"node-1"}  # FORWARD via br_netfilter
 
@@ -221,14 +223,16 @@ def test_services_policies_containers_and_lo_are_drawn() -> None:
     pod = scene.boxes["pod:default/httpd-deployment-0"]
     lines = [text for text, _ in pod.lines]
     assert "netpol: test-np" in lines
-    assert any(line.startswith("pause + ") for line in lines)
-    assert (
-        "pause + "
-        + ", ".join(
-            c.name for c in sim.cluster.pods["default/httpd-deployment-0"].containers
+    # the pause container holds the pod's network namespace; its containers share it
+    chips = [b for b in scene.boxes.values() if b.key.startswith(pod.key + "#")]
+    assert [(b.kind, b.lines[0][0]) for b in chips] == [
+        ("pause", "pause"), ("container", "httpd"),
+    ]  # fmt: skip
+    for chip in chips:  # inside the pod's box, under its text
+        assert pod.x < chip.x and chip.x + chip.w < pod.x + pod.w
+        assert (
+            pod.y + pod.h - pod.pad_bottom <= chip.y < chip.y + chip.h < pod.y + pod.h
         )
-        in lines
-    )
     assert "pod:default/httpd-deployment-0/lo" in scene.boxes
     dns = scene.boxes["svc:kube-system/kube-dns"]
     assert [t for t, _ in dns.lines][:2] == [

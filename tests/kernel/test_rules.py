@@ -360,6 +360,8 @@ def test_unused_service_types_are_still_generated() -> None:
         "verify",
         "services",
         "policies",
+        "owner",
+        "signals",
     ],
 )
 def test_docstring_examples(name: str) -> None:
