@@ -7,7 +7,6 @@ Exit status: 0 when every expectation holds, 1 when one does not, 2 for invalid 
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -52,6 +51,41 @@ FileArg = Annotated[
 DebugOpt = Annotated[
     bool, typer.Option("--debug", help="Show tracebacks of input errors.")
 ]
+HideOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--hide",
+        help="Hide these kinds of hop from the text, wide and summary views "
+        "(comma-separated, repeatable): arp, conntrack, fdb, hook, route, nat, "
+        "forward, xmit, recv, encap, decap.",
+        show_default=False,
+    ),
+]
+TRACE_OUTPUT_HELP = (
+    "text (the hop table fitted to the terminal: COLUMNS, else the terminal, else 80; "
+    "one block per hop below 120 columns), wide (the hop table, nothing cut), summary "
+    "(one line per device crossed), minimal (one stable line per hop, for golden "
+    "files), json or yaml (schemas/results.schema.json)."
+)
+DEPRECATED_FORMAT = "Deprecated: use -o ('detailed' is -o text)."
+DEPRECATED_JSON = "Deprecated: use -o json."
+
+
+def hide_for(
+    view: str,
+    hide: list[str] | None,
+    views: tuple[str, ...] = ("text", "wide", "summary"),
+) -> frozenset[str]:
+    """The hop kinds `--hide` names; an error for a view that shows no hop tables."""
+    from dataplane.trace_view import parse_hide
+    from topology.errors import TopologyError
+
+    hidden = parse_hide(hide or [])
+    if hidden and view not in views:
+        raise TopologyError(
+            f"--hide does not apply to -o {view} (it applies to {', '.join(views)})"
+        )
+    return hidden
 
 
 @contextmanager
@@ -87,17 +121,12 @@ def run(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="One line per step.")
     ] = False,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Same as --format json.")
-    ] = False,
-    fmt: Annotated[
-        str,
-        typer.Option(
-            "--format",
-            help="detailed (hop tables), minimal (one stable line per hop, for golden "
-            "files) or json (JSON Lines, schemas/results.schema.json).",
-        ),
-    ] = "detailed",
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", help=TRACE_OUTPUT_HELP)
+    ] = None,
+    hide: HideOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help=DEPRECATED_JSON)] = False,
+    fmt: Annotated[str | None, typer.Option("--format", help=DEPRECATED_FORMAT)] = None,
     pcap_dir: Annotated[
         Path | None,
         typer.Option(
@@ -118,16 +147,19 @@ def run(
     debug: DebugOpt = False,
 ) -> None:
     """Run every step of each scenario, print each probe's hop-by-hop trace and a summary."""
+    from dataplane import output as out_fmt
     from dataplane import render
     from dataplane.scenario import Runner
 
     failed = False
+    totals = {"passed": 0, "failed": 0, "unchecked": 0}
     with input_errors(debug):
-        fmt = render.check_format("json" if as_json else fmt)
+        view_name = out_fmt.choose("run", output, fmt, as_json)
+        hidden = hide_for(view_name, hide)
         loaded = [load(f) for f in files]  # every file is checked before anything runs
         for scenario, warnings in loaded:
             warn(warnings)
-            view = render.ScenarioView(fmt, console, scenario, quiet)
+            view = render.ScenarioView(view_name, console, scenario, quiet, hidden)
             view.start()
             runner = Runner(scenario)
             steps: list[Callable[[StepResult], None]] = [view.step]
@@ -142,6 +174,8 @@ def run(
                 out = write_page(html_dir, scenario.path, page.html())
                 err_console.print(f"wrote {out}", markup=False, highlight=False)
             failed = failed or not result.ok
+            for k in totals:
+                totals[k] += result.counts()[k]
             if pcap_dir is not None:
                 from dataplane.pcap import write_pcaps
 
@@ -149,6 +183,8 @@ def run(
                 traces = [t for s in result.steps for t in ([s.trace] if s.trace else s.traces)]  # fmt: skip
                 n = len(write_pcaps(traces, out))
                 err_console.print(f"wrote {n} captures to {out}", markup=False, highlight=False)  # fmt: skip
+    if len(files) > 1:
+        render.print_total(console, view_name, totals, len(files))
     raise typer.Exit(1 if failed else 0)
 
 
@@ -172,12 +208,21 @@ def trace(
     df: Annotated[
         bool | None, typer.Option("--df/--no-df", help="Set or clear Don't Fragment.")
     ] = None,
-    fmt: Annotated[
-        str, typer.Option("--format", help="detailed, minimal or json.")
-    ] = "detailed",
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help=TRACE_OUTPUT_HELP + " Also html: the walk viewer, one self-contained "
+            "page to step through (offline, from file://).",
+        ),
+    ] = None,
+    hide: HideOpt = None,
+    fmt: Annotated[str | None, typer.Option("--format", help=DEPRECATED_FORMAT)] = None,
     debug: DebugOpt = False,
 ) -> None:
     """Walk one probe through the cluster of FILE (before its steps) and show every hop."""
+    from dataplane import output as out_fmt
     from dataplane import render
     from dataplane.sim import Simulator
     from topology.errors import TopologyError
@@ -192,18 +237,19 @@ def trace(
             raise TopologyError(
                 f"--protocol {protocol!r} is not allowed (allowed: TCP, UDP, SCTP, ICMP)"
             ) from None
-        if fmt not in ("detailed", "minimal", "json"):
-            raise TopologyError(f"--format {fmt!r} is not allowed (allowed: detailed, "
-                                "minimal, json)")  # fmt: skip
+        view = out_fmt.choose("trace", output, fmt)
+        hidden = hide_for(view, hide)
         p: int | str | None = int(port) if port is not None and port.isdigit() else port
         sim = Simulator(scenario.cluster)
         t = sim.probe(src, dst, p, proto, ttl=ttl, size=size, df=df)
-    if fmt == "json":
-        sys.stdout.write(json.dumps(t.to_dict(), indent=2) + "\n")
-    elif fmt == "minimal":
-        sys.stdout.write(render.minimal(t) + "\n")
+    if view == "html":  # the walk viewer: one self-contained page (dataplane.page)
+        from dataplane.page import walk_page
+
+        sys.stdout.write(walk_page(sim, t, scenario.name))
+    elif view in out_fmt.DOCUMENTS:
+        sys.stdout.write(out_fmt.dump(render.trace_document(t, scenario), view))
     else:
-        render.print_trace(console, t)
+        render.print_trace(console, t, view, hidden)
 
 
 def _each(

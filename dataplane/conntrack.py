@@ -3,8 +3,12 @@
 An entry holds the original tuple and the reply tuple, as `conntrack -L` shows them; a NAT
 mapping changes the reply tuple, which is how a reply is recognised and rewritten back
 (un-DNAT of the source, un-SNAT of the destination).  An ICMP error is RELATED to the
-connection of the packet it quotes.  Entries are created when a packet is first seen and
-confirmed when it leaves POSTROUTING or INPUT, as in `nf_conntrack_confirm()`.
+connection of the packet it quotes, even one not yet confirmed: a router's own time
+exceeded or host unreachable about a packet it did not forward is RELATED to that packet's
+new connection (icmp_send() attaches it, as an nft `ct state related` counter in the
+router's output chain shows).  Entries are created when a packet is first seen and
+confirmed when it leaves POSTROUTING or INPUT, as in `nf_conntrack_confirm()`; a RELATED
+packet in the reply direction never confirms one.
 """
 
 from __future__ import annotations
@@ -78,6 +82,9 @@ class Conntrack:
     """The table of one namespace (a node's)."""
 
     table: dict[FlowTuple, tuple[ConntrackEntry, CtDir]] = field(default_factory=dict)
+    # The entries packets of this namespace carry that are not confirmed (yet, or ever:
+    # dropped on the way), newest last: what an ICMP error made here can be attached to.
+    unconfirmed: dict[FlowTuple, ConntrackEntry] = field(default_factory=dict)
 
     def lookup(self, pkt: Packet) -> tuple[ConntrackEntry, CtDir, CtState]:
         """Find the packet's connection, or a new unconfirmed entry."""
@@ -87,7 +94,8 @@ class Conntrack:
             # nf_conntrack_inet_error(): the quote travelled one way, as seen where the
             # error was made (after NAT); inverted, it is a tuple of the connection in
             # the direction the error now travels.
-            hit = self.table.get(reverse(flow_of(l4.quote)))
+            back = reverse(flow_of(l4.quote))
+            hit = self.table.get(back) or self.attached(back)
             if hit is not None:
                 entry, d = hit
                 return entry, d, CtState.RELATED
@@ -99,7 +107,19 @@ class Conntrack:
                 entry.seen_reply = True
             state = CtState.ESTABLISHED if entry.seen_reply else CtState.NEW
             return entry, d, state
-        return ConntrackEntry(t, reverse(t)), CtDir.ORIGINAL, CtState.NEW
+        entry = ConntrackEntry(t, reverse(t))
+        self.unconfirmed[t] = entry
+        return entry, CtDir.ORIGINAL, CtState.NEW
+
+    def attached(self, back: FlowTuple) -> tuple[ConntrackEntry, CtDir] | None:
+        """The unconfirmed connection an ICMP error made in this namespace is about
+        (`back`: its quote inverted), as icmp_send() attaches the offending packet's."""
+        for entry in reversed(self.unconfirmed.values()):
+            if entry.tuple_reply == back:
+                return entry, CtDir.REPLY
+            if entry.tuple_orig == back:
+                return entry, CtDir.ORIGINAL
+        return None
 
     def lookup_looped(self, pkt: Packet) -> tuple[ConntrackEntry, CtDir, CtState]:
         """A packet that comes back in over `lo` keeps the connection it left with (the skb
@@ -124,5 +144,6 @@ class Conntrack:
         if entry.confirmed:
             return
         entry.confirmed = True
+        self.unconfirmed.pop(entry.tuple_orig, None)
         self.table[entry.tuple_orig] = (entry, CtDir.ORIGINAL)
         self.table[entry.tuple_reply] = (entry, CtDir.REPLY)

@@ -215,6 +215,12 @@ def query_id(qname: str) -> int:
     return zlib.crc32(qname.encode()) & 0xFFFF
 
 
+# What a UDP probe to port 53 carries: a real query (`dig probe. A`), so that the server
+# and Wireshark see a DNS message, not a malformed one.  `probe.` is outside every cluster
+# domain: CoreDNS answers NXDOMAIN, which still is a datagram back.
+PROBE_QUERY = DNSMessage(query_id("probe."), "probe.")
+
+
 def note(trace: Trace, ns: Netns, event: str, detail: str) -> None:
     """A hop of the resolver itself (no packet moves)."""
     trace.hops.append(Hop(len(trace.hops) + 1, ns.node, ns.label, "", event, detail))

@@ -2,7 +2,8 @@
 
 One `<testsuite>` per scenario file, one `<testcase>` per step: `classname` is the file's
 path without suffix, dots for slashes (`scenarios.cross-node-vxlan`), `name` is
-`step N: TITLE`, with `file` and `line` of the step.  A failed expectation is a `<failure>`
+`step N: TITLE`, or `step N: NAME: TITLE` for a step with a `name`, with `file` and
+`line` of the step.  A failed expectation is a `<failure>`
 whose message says what was expected, what happened and the hop where they parted, and
 whose text adds the minimal trace; a file that cannot be loaded, or a step that cannot
 run, is an `<error>`.  Times are the wall time of each step, in seconds.
@@ -15,6 +16,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from pathlib import Path
 
+from dataplane.render import step_label
 from dataplane.result import StepResult
 from dataplane.suite import FileRun
 
@@ -40,7 +42,8 @@ def failure_text(res: StepResult) -> str:
     """The body of a `<failure>`: expected, actual, where, and the trace(s)."""
     from dataplane import render
 
-    lines = [
+    lines = [f"step:     {res.name}"] if res.name else []
+    lines += [
         f"expected: {res.expected}",
         f"actual:   {res.actual}",
         f"at:       {res.loc}",
@@ -56,7 +59,7 @@ def _case(run: FileRun, res: StepResult, seconds: float) -> ET.Element:
     case = ET.Element(
         "testcase",
         classname=classname(run.path),
-        name=_clean(f"step {res.index}: {res.title}"),
+        name=_clean(f"step {res.index}: {step_label(res)}"),
         file=str(run.path),
         line=str(res.loc.line),
         time=f"{seconds:.3f}",

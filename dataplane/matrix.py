@@ -1,7 +1,14 @@
 """The reachability matrix: one verdict per (source, destination) pair, printed as a grid.
 
-The grid reads like the upstream network-policy e2e tests': rows are sources, columns
-destinations, `.` delivered, `X` denied, any other verdict by its initial.
+The grid reads like the upstream network-policy e2e tests': rows are the sources, numbered
+and named, columns the destinations by number (the same numbers as the rows when both are
+the same pods, else listed under the grid), `.` delivered, `E` denied by egress policy,
+`I` by ingress policy, `-` a destination that does not serve the port (nothing listens:
+refused; or, for a named port, that pod has no port of that name: the name is resolved
+per destination, as kube-proxy and NetworkPolicy resolve `targetPort` and `port` names),
+any other verdict by its initial; a legend under the grid explains every symbol it shows.
+`Matrix` also gives CSV, Markdown, Graphviz and JSON (`to_csv`, `to_markdown`, `to_dot`,
+`to_dict`).
 
 `compute_matrix` does not walk n x n packets (see `dataplane.netpol_matrix`): policy
 decisions are taken once per equivalence class of pods with `dataplane.netpol.decide`, the
@@ -11,6 +18,7 @@ walk.  `walk_matrix` walks every pair; it is the reference the fast path must eq
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -24,40 +32,89 @@ if TYPE_CHECKING:  # pragma: no cover
     from dataplane.scenario import Runner
     from dataplane.sim import Simulator
 
-_DISPLAY = str.maketrans("EI", "XX")
+# A cell whose destination has no port of the asked name: nothing is walked.
+NO_PORT = "-"
+# What a code prints as in the grid: refused (nothing listens) and no such port are both
+# "does not serve this port", apart from every decision of the network.
+_SHOWN = {"R": "-", NO_PORT: "-"}
+MEANING = {
+    ".": "delivered",
+    "E": "denied by egress policy (of the source)",
+    "I": "denied by ingress policy (of the destination)",
+    "R": "does not listen on this port (refused: RST, ICMP port unreachable, ABORT)",
+    NO_PORT: "no port of that name",
+    "N": "no route to the destination",
+    "U": "unreachable (no ARP answer)",
+    "D": "name does not exist (nxdomain)",
+    "T": "TTL exceeded on the way",
+    "B": "too big for the path MTU with DF set",
+    "d": "dropped (by a hook, or not for that host)",
+}
+DENIED = {"E": "egress", "I": "ingress"}
+CORNER = "from \\ to"
 
 
 @dataclass(slots=True)
 class Matrix:
-    """The verdicts of `sources` x `targets`: `rows[i][j]` is the code (`CODE`) of
-    `sources[i]` -> `targets[j]` (a compact form: a 2,000 x 2,000 matrix is 4 MB)."""
+    """The verdicts of `sources` x `targets`: `rows[i][j]` is the code (`CODE`, or
+    `NO_PORT`) of `sources[i]` -> `targets[j]` (a compact form: a 2,000 x 2,000 matrix is
+    4 MB).  `port` is what was asked (a number or a name), `ports[j]` the number it is at
+    `targets[j]` (None: that destination has no port of that name, or ICMP)."""
 
     sources: list[str]
     targets: list[str]
     rows: list[str]
+    port: int | str | None = None
+    ports: list[int | None] | None = None
 
-    def verdict(self, i: int, j: int) -> Verdict:
-        return VERDICT_OF_CODE[self.rows[i][j]]
+    def verdict(self, i: int, j: int) -> Verdict | None:
+        """The verdict of a cell; None when the destination has no such port."""
+        return VERDICT_OF_CODE.get(self.rows[i][j])
 
     @property
-    def cells(self) -> dict[tuple[str, str], Verdict]:
+    def cells(self) -> dict[tuple[str, str], Verdict | None]:
         """Every cell by (source, target) (built on demand)."""
         return {
-            (s, t): VERDICT_OF_CODE[c]
+            (s, t): VERDICT_OF_CODE.get(c)
             for s, row in zip(self.sources, self.rows, strict=True)
             for t, c in zip(self.targets, row, strict=True)
         }
 
+    def codes(self) -> list[str]:
+        """The codes that appear, in the order of `MEANING`."""
+        present = set("".join(self.rows))
+        return [c for c in MEANING if c in present]
+
+    def legend(self) -> dict[str, str]:
+        """Every symbol the grid shows, with what it means."""
+        out: dict[str, str] = {}
+        for code in self.codes():
+            meaning = MEANING[code]
+            if code == NO_PORT:
+                meaning = f"no port named {self.port!r} on that pod"
+            symbol = _SHOWN.get(code, code)
+            out[symbol] = f"{out[symbol]}; or {meaning}" if symbol in out else meaning
+        return out
+
     def grid(self) -> str:
-        """The truth table as text (rows: from, columns: to)."""
-        width = max((len(s) for s in self.sources), default=0)
-        lines = [
-            " " * width + "  " + " ".join(f"{i}"[-1] for i in range(len(self.targets)))
-        ]
-        legend = [f"{i}: {t}" for i, t in enumerate(self.targets)]
-        for s, row in zip(self.sources, self.rows, strict=True):
-            lines.append(f"{s:<{width}}  {' '.join(row.translate(_DISPLAY))}")
-        return "\n".join([*lines, "columns: " + ", ".join(legend)])
+        """The truth table as text: rows numbered sources, columns the targets by the same
+        numbers (or by their own, listed under the grid), then the legend."""
+        n = max(len(self.sources), len(self.targets), 1)
+        w = len(str(n))
+        same = self.sources == self.targets
+        labels = [f"{i:>{w}} {s}" for i, s in enumerate(self.sources, 1)]
+        width = max([len(x) for x in labels] + [len(CORNER)])
+        numbers = " ".join(f"{j:>{w}}" for j in range(1, len(self.targets) + 1))
+        lines = [f"{CORNER:<{width}}  {numbers}"]
+        for label, row in zip(labels, self.rows, strict=True):
+            cells = " ".join(f"{_SHOWN.get(c, c):>{w}}" for c in row)
+            lines.append(f"{label:<{width}}  {cells}")
+        if same:
+            lines.append(f"{'':<{width}}  (columns: the pods of the same numbers)")
+        else:
+            lines += [f"{'':<{width}}  {j:>{w}} {t}" for j, t in enumerate(self.targets, 1)]  # fmt: skip
+        lines += [f"{sym} {text}" for sym, text in self.legend().items()]
+        return "\n".join(lines)
 
     def denied(self) -> set[tuple[str, str]]:
         """The pairs that were not delivered (any other verdict)."""
@@ -70,13 +127,83 @@ class Matrix:
         }
 
     def counts(self) -> dict[str, int]:
-        """How many cells have each verdict."""
+        """How many cells have each verdict (`no-port`: no port of that name)."""
         out: dict[str, int] = {}
-        for code, verdict in VERDICT_OF_CODE.items():
+        for code, verdict in [*VERDICT_OF_CODE.items(), (NO_PORT, None)]:
             n = sum(row.count(code) for row in self.rows)
             if n:
-                out[verdict.value] = n
+                out[verdict.value if verdict else "no-port"] = n
         return out
+
+    # -- other forms ---------------------------------------------------------------------
+    def word(self, code: str) -> str:
+        verdict = VERDICT_OF_CODE.get(code)
+        return verdict.value if verdict else "no-port"
+
+    def to_csv(self) -> str:
+        """One row per source, one column per target, each cell a verdict word."""
+        import csv
+        import io
+
+        buf = io.StringIO()
+        out = csv.writer(buf, lineterminator="\n")
+        out.writerow([CORNER, *self.targets])
+        for s, row in zip(self.sources, self.rows, strict=True):
+            out.writerow([s, *(self.word(c) for c in row)])
+        return buf.getvalue()
+
+    def to_markdown(self) -> str:
+        """A Markdown table (names as headers, symbols as cells) and its legend."""
+        lines = [
+            f"| {CORNER} | " + " | ".join(f"`{t}`" for t in self.targets) + " |",
+            "|---|" + "---|" * len(self.targets),
+        ]
+        for s, row in zip(self.sources, self.rows, strict=True):
+            cells = " | ".join(f"`{_SHOWN.get(c, c)}`" for c in row)
+            lines.append(f"| `{s}` | {cells} |")
+        lines.append("")
+        lines += [f"- `{sym}` {text}" for sym, text in self.legend().items()]
+        return "\n".join(lines) + "\n"
+
+    def to_dot(self, title: str) -> str:
+        """A Graphviz digraph: an edge per pair, solid green when delivered, else dashed
+        red and labelled with the symbol."""
+
+        def q(text: str) -> str:
+            return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+        lines = [f"digraph {q(title)} {{", "  node [shape=box];"]
+        lines += [f"  {q(n)};" for n in dict.fromkeys([*self.sources, *self.targets])]
+        for s, row in zip(self.sources, self.rows, strict=True):
+            for t, c in zip(self.targets, row, strict=True):
+                if c == ".":
+                    attrs = 'color=green, tooltip="delivered"'
+                else:
+                    shown = _SHOWN.get(c, c)
+                    attrs = (f"color=red, style=dashed, label={q(shown)}, "
+                             f"tooltip={q(self.word(c))}")  # fmt: skip
+                lines.append(f"  {q(s)} -> {q(t)} [{attrs}];")
+        lines.append("}")
+        return "\n".join(lines) + "\n"
+
+    def to_dict(self) -> dict[str, object]:
+        """The cells as data: each with its verdict and, when denied, the direction."""
+        ports = self.ports or [None] * len(self.targets)
+        return {
+            "port": self.port,
+            "sources": self.sources,
+            "targets": self.targets,
+            "ports": dict(zip(self.targets, ports, strict=True)),
+            "cells": [
+                {"from": s, "to": t, "verdict": VERDICT_OF_CODE[c].value
+                 if c in VERDICT_OF_CODE else None,
+                 "symbol": _SHOWN.get(c, c), "denied": DENIED.get(c)}
+                for s, row in zip(self.sources, self.rows, strict=True)
+                for t, c in zip(self.targets, row, strict=True)
+            ],
+            "legend": self.legend(),
+            "counts": self.counts(),
+        }  # fmt: skip
 
 
 def endpoints(sim: Simulator, names: tuple[str, ...] | None) -> list[str]:
@@ -84,6 +211,48 @@ def endpoints(sim: Simulator, names: tuple[str, ...] | None) -> list[str]:
     if names is not None:
         return list(names)
     return [p.key for p in sim.cluster.pods.values() if not p.host_network]
+
+
+def target_ports(
+    sim: Simulator, targets: list[str], port: int | str | None, protocol: Protocol
+) -> list[int | None]:
+    """The port number at each target: a named port is resolved per destination (None
+    where a pod has no port of that name, and for ICMP)."""
+    if protocol is Protocol.ICMP:
+        return [None] * len(targets)
+    out: list[int | None] = []
+    for t in targets:
+        try:
+            out.append(sim.resolve_port(port, sim.resolve(t), protocol))
+        except TopologyError:
+            if not isinstance(port, str):
+                raise
+            out.append(None)  # this destination has no port of that name
+    return out
+
+
+def _matrix(
+    sim: Simulator,
+    sources: list[str],
+    targets: list[str],
+    port: int | str | None,
+    protocol: Protocol,
+    rows_of: Callable[[list[str]], list[str]],
+) -> Matrix:
+    """Rows for the targets that have the port, `NO_PORT` columns for the others."""
+    ports = target_ports(sim, targets, port, protocol)
+    if not sources:
+        return Matrix(sources, targets, [], port, ports)
+    served = [t for t, p in zip(targets, ports, strict=True)
+              if p is not None or protocol is Protocol.ICMP]  # fmt: skip
+    if len(served) == len(targets):
+        return Matrix(sources, targets, rows_of(targets), port, ports)
+    part = iter(zip(*rows_of(served), strict=True)) if served else iter(())
+    columns = [
+        next(part) if p is not None else (NO_PORT,) * len(sources) for p in ports
+    ]
+    rows = ["".join(r) for r in zip(*columns, strict=True)] if columns else []
+    return Matrix(sources, targets, rows or [""] * len(sources), port, ports)
 
 
 def walk_matrix(
@@ -94,14 +263,17 @@ def walk_matrix(
     protocol: Protocol,
 ) -> Matrix:
     """Walk every pair (the reference implementation the fast path must equal)."""
-    rows = [
-        "".join(
-            CODE[sim.probe(s, t, port, protocol).verdict or Verdict.DROPPED]
-            for t in targets
-        )
-        for s in sources
-    ]
-    return Matrix(sources, targets, rows)
+
+    def rows_of(ts: list[str]) -> list[str]:
+        return [
+            "".join(
+                CODE[sim.probe(s, t, port, protocol).verdict or Verdict.DROPPED]
+                for t in ts
+            )
+            for s in sources
+        ]
+
+    return _matrix(sim, sources, targets, port, protocol, rows_of)
 
 
 def compute_matrix(
@@ -114,7 +286,10 @@ def compute_matrix(
     """Every pair's verdict, deciding policy once per equivalence class of pods."""
     from dataplane.netpol_matrix import fast_rows
 
-    return Matrix(sources, targets, fast_rows(sim, sources, targets, port, protocol))
+    def rows_of(ts: list[str]) -> list[str]:
+        return fast_rows(sim, sources, ts, port, protocol)
+
+    return _matrix(sim, sources, targets, port, protocol, rows_of)
 
 
 def parse_pair(text: str) -> tuple[str, str]:
@@ -145,10 +320,13 @@ def run_matrix_step(runner: Runner, index: int, step: MatrixStep) -> StepResult:
         "targets": targets,
         "grid": m.grid(),
         "rows": m.rows,
-        "codes": {c: v.value for c, v in VERDICT_OF_CODE.items()},
+        "codes": {**{c: v.value for c, v in VERDICT_OF_CODE.items()}, NO_PORT: None},
+        "legend": m.legend(),
     }
     if len(sources) * len(targets) <= CELLS_SHOWN:
-        data["cells"] = {f"{s} -> {t}": v.value for (s, t), v in m.cells.items()}
+        data["cells"] = {
+            f"{s} -> {t}": v.value if v else None for (s, t), v in m.cells.items()
+        }
     res.data["matrix"] = data
     not_delivered = sum(len(row) - row.count(".") for row in m.rows)
     res.actual = f"{not_delivered} pair(s) not delivered"
@@ -171,7 +349,7 @@ def run_matrix_step(runner: Runner, index: int, step: MatrixStep) -> StepResult:
             if delivered and should_deny:
                 wrong.append(f"{s} -> {t}: expected denied, got delivered")
             elif not delivered and not should_deny:
-                got = m.verdict(i, j).value
+                got = m.word(m.rows[i][j])
                 wrong.append(f"{s} -> {t}: expected delivered, got {got}")
     res.ok = not wrong
     expected = len(pairs) if want_denied else len(at_s) * len(at_t) - len(pairs)

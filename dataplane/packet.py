@@ -14,6 +14,7 @@ Lengths follow the wire: `frame_len` of an 84-byte echo request in VXLAN is 148 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -268,11 +269,14 @@ def short_mac(mac: str) -> str:
     return f"{mac[:2]}:..:{mac[-2:]}"
 
 
-def summarize(pkt: Packet, macs: bool = True) -> str:
-    """One line: `Ether a > b / IP 10.0.1.3 > 10.0.2.2 ttl 64 / TCP 40000 > 80 S`."""
+def summarize(
+    pkt: Packet, macs: bool = True, mac: Callable[[str], str] = short_mac
+) -> str:
+    """One line: `Ether a > b / IP 10.0.1.3 > 10.0.2.2 ttl 64 / TCP 40000 > 80 S`
+    (`mac` shortens each MAC address)."""
     parts: list[str] = []
     if pkt.eth is not None and macs:
-        parts.append(f"Ether {short_mac(pkt.eth.src)} > {short_mac(pkt.eth.dst)}")
+        parts.append(f"Ether {mac(pkt.eth.src)} > {mac(pkt.eth.dst)}")
     if pkt.arp is not None:
         a = pkt.arp
         if a.op == ARP_REQUEST:
@@ -302,7 +306,7 @@ def summarize(pkt: Packet, macs: bool = True) -> str:
         parts.append(f"ICMP {icmp_name(l4)}{extra}")
     if pkt.vxlan is not None and pkt.inner is not None:
         parts.append(f"VXLAN vni {pkt.vxlan.vni}")
-        parts.append(summarize(pkt.inner, macs))
+        parts.append(summarize(pkt.inner, macs, mac))
     elif pkt.app is not None:
         parts.append(str(pkt.app))
     return " / ".join(parts)

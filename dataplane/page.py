@@ -32,6 +32,7 @@ from dataplane.netfilter import HookPoint
 from dataplane.packet import ETH_P_IP, Packet, app_bytes, icmp_name
 from dataplane.quiz import questions
 from dataplane.trace import Hop, Trace
+from dataplane.trace_view import mac_names, step_text, summary_steps
 from topology.scenario import MatrixStep
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -176,7 +177,14 @@ def walk_data(sim: Simulator, trace: Trace, scene: Scene) -> dict[str, Any]:
         str, list[dict[str, Any]]
     ] = {}  # per direction, the last IP packet's layers
     leg = ""
-    first_of_visit = {v.number for v in scene.path if v.number}
+    # The summary view's lines (`dataplane.trace_view`): each shown at its last hop.
+    names = mac_names(trace)
+    summary = {
+        s.hops[-1].seq: f"{s.number}  {s.node} {s.netns}".rstrip()
+        + ("  " + " > ".join(s.devices) if s.devices else "")
+        + f"  {step_text(s, names, frozenset())}"
+        for s in summary_steps(trace)
+    }
     for hop in trace.hops:
         if hop.event == "phase":
             leg = "dns" if hop.detail.startswith("DNS lookup") else ""
@@ -212,8 +220,7 @@ def walk_data(sim: Simulator, trace: Trace, scene: Scene) -> dict[str, Any]:
                 "consulted": _consulted(hop.event),
                 "decision": _decision_text(sim, hop),
                 "reason": str(hop.reason) if hop.reason is not None else "",
-                "inSummary": hop.seq in first_of_visit
-                or hop.event in ("phase", "drop"),
+                "summary": summary.get(hop.seq, ""),
             }
         )
     return {
@@ -383,6 +390,7 @@ class ScenarioPage:
         self.steps.append(entry)
 
     def _matrix(self, data: dict[str, Any], step: MatrixStep) -> dict[str, Any]:
+        from dataplane.matrix import NO_PORT
         from dataplane.result import VERDICT_OF_CODE
 
         sim = self.runner.sim
@@ -397,7 +405,7 @@ class ScenarioPage:
                 cell: dict[str, Any] = {
                     "code": code, "verdict": verdict.value if verdict else code,
                 }  # fmt: skip
-                if walk_each:
+                if walk_each and verdict is not None:  # None: no port of that name
                     t = sim.probe(src, dst, port, step.protocol)
                     cell["walk"] = self.page.add(sim, t)
                     cell["explanation"] = t.explanation
@@ -405,6 +413,8 @@ class ScenarioPage:
             rows.append(row)
         shown = {cell["code"] for row in rows for cell in row}
         legend = {c: v.value for c, v in VERDICT_OF_CODE.items() if c in shown}
+        if NO_PORT in shown:
+            legend[NO_PORT] = "no-port"
         return {"from": sources, "to": targets, "cells": rows, "legend": legend}
 
     def html(self) -> str:

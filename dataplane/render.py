@@ -1,9 +1,14 @@
-"""Views of a trace and of a scenario's results: detailed (rich), minimal (stable) and JSON.
+"""Views of a trace and of a scenario's results: text (the hop table fitted to the
+terminal), wide, summary, minimal (stable) and JSON/YAML documents.
 
-The minimal view (`dataplane run --format minimal`, `dataplane trace --format minimal`) is
-meant for golden files kept in a team's repository.  Its promise: plain text, one line per
-hop, no timestamps, no column widths, no colours, no file paths, and the
-same bytes for the same scenario whatever the terminal, the machine or the run.  It reads:
+The trace views themselves (summary lines, the fitted table, the list layout of narrow
+terminals, `--hide`) are `dataplane.trace_view`'s; this module puts them together per
+command and per scenario.
+
+The minimal view (`-o minimal` of `run`, `trace` and `replay`) is meant for golden files
+kept in a team's repository.  Its promise: plain text, one line per hop, no timestamps, no
+column widths, no colours, no file paths, and the same bytes for the same scenario
+whatever the terminal, the machine or the run.  It reads:
 
     == scenario NAME
     -- step N KIND: TITLE
@@ -14,30 +19,34 @@ same bytes for the same scenario whatever the terminal, the machine or the run. 
     == NAME: P passed, F failed, U without expectations
 
 A matrix step prints its grid, a replay step one `packet I at ENDPOINT: OUTCOME` line per
-packet.  Lines change only when what the simulator does changes.
+packet.  Lines change only when what the simulator does changes (MACs are shortened to
+`0a:..:03` whatever the trace holds, unlike the other views).
 
-The JSON view (`--format json` / `--json` of `run`, `test` and `replay`) is JSON Lines, one
-object per line, described by `schemas/results.schema.json`; every object carries
-`schema_version` (`JSON_SCHEMA_VERSION`) and `type`: `step`, `summary` (one per scenario),
-`packet` (replay), `error` (a file that could not be loaded) and `total` (`test`, last).
-Keys may be added within a version; removing or changing one bumps the version.
+The JSON view (`-o json` of `run`, `test` and `replay`) is JSON Lines, one object per line,
+described by `schemas/results.schema.json`; every object carries `schema_version`
+(`JSON_SCHEMA_VERSION`) and `type`: `step`, `summary` (one per scenario), `packet`
+(replay), `error` (a file that could not be loaded) and `total` (`test`, and `run` of
+several files, last).  `-o yaml` is the same records as a YAML stream.  Keys may be added
+within a version; removing or changing one bumps the version.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import textwrap
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
+from dataplane import trace_view
+from dataplane.output import JSON_SCHEMA_VERSION, document, record
 from dataplane.result import ScenarioResult, StepResult
 from dataplane.trace import Trace
 from topology.scenario import Scenario
 
-JSON_SCHEMA_VERSION = 1
+__all__ = ["JSON_SCHEMA_VERSION", "ScenarioView", "minimal", "print_trace"]
 
 VERDICT_STYLE = {
     "delivered": "bold green",
@@ -46,64 +55,75 @@ VERDICT_STYLE = {
     "denied-ingress": "bold red",
     "dropped": "red",
 }
-EVENT_STYLE = {"drop": "red", "nat": "magenta", "encap": "cyan", "decap": "cyan",
-               "arp": "dim", "deliver": "green", "icmp": "yellow"}  # fmt: skip
-
-
-def trace_table(trace: Trace) -> Table:
-    """The hop table of one trace, as a learner reads it."""
-    table = Table(
-        title=f"{trace.title}   [dim]{trace.mode}[/dim]",
-        title_justify="left",
-        show_lines=False,
-        expand=False,
-        pad_edge=False,
-    )
-    table.add_column("#", justify="right", style="dim")
-    table.add_column("where", no_wrap=True)
-    table.add_column("device", no_wrap=True)
-    table.add_column("event", no_wrap=True)
-    table.add_column("detail")
-    table.add_column("packet", style="dim")
-    for h in trace.hops:
-        # Text, not markup: details hold brackets (`[ip.dst: a -> b]`) and selectors.
-        detail = Text(h.detail)
-        if h.diffs:
-            detail.append(
-                " [" + ", ".join(str(d) for d in h.diffs) + "]", style="magenta"
-            )
-        where = f"{h.node} {h.netns}".strip()
-        style = EVENT_STYLE.get(h.event, "")
-        if h.direction == "reply":
-            where = f"{where} ←"
-        table.add_row(
-            str(h.seq),
-            where,
-            h.device,
-            Text(h.event, style=style),
-            detail,
-            Text(h.packet.summary()) if h.packet is not None else "",
-        )
-    return table
+NO_HIDE: frozenset[str] = frozenset()
 
 
 def verdict_line(trace: Trace) -> Text:
-    v = trace.verdict.value if trace.verdict else "none"
-    text = Text("verdict: ")
-    text.append(v, style=VERDICT_STYLE.get(v, "bold"))
-    text.append(f" — {trace.explanation} ({len(trace.hops)} hops)")
-    if trace.policy:
-        text.append(f"; policy {trace.policy}")
-    if trace.endpoint:
-        text.append(f"; endpoint {trace.endpoint}")
-    return text
+    return trace_view.verdict_text(trace, lambda v: VERDICT_STYLE.get(v, "bold"))
 
 
-def print_trace(console: Console, trace: Trace) -> None:
-    console.print(trace_table(trace))
+def fit(console: Console) -> int:
+    """Fit `console` to the output's width now (COLUMNS may change between calls)."""
+    width = trace_view.output_width()
+    console.width = width
+    return width
+
+
+def print_hops(
+    console: Console, trace: Trace, view: str = "text", hide: frozenset[str] = NO_HIDE
+) -> None:
+    """A trace's hops in one of the text views (`text`, `wide`, `summary`)."""
+    width = fit(console)
+    if view == "wide":  # plain lines, as long as they are
+        sys.stdout.write("".join(t + "\n" for t in trace_view.wide_lines(trace, hide)))
+        return
+    if view == "summary":
+        lines = trace_view.summary_lines(trace, width, hide)
+    elif width < trace_view.LIST_WIDTH:
+        lines = trace_view.hop_blocks(trace, width, hide)
+    else:
+        console.print(trace_view.trace_table(trace, hide))
+        return
+    for text in lines:
+        console.print(text)
+
+
+def print_trace(
+    console: Console, trace: Trace, view: str = "text", hide: frozenset[str] = NO_HIDE
+) -> None:
+    """A whole trace in `view` (`text`, `wide`, `summary`, `minimal`)."""
+    if view == "minimal":
+        sys.stdout.write(minimal(trace) + "\n")
+        return
+    print_hops(console, trace, view, hide)
+    if view == "wide":
+        sys.stdout.write("".join(a + "\n" for a in trace.assumptions))
+        sys.stdout.write(verdict_line(trace).plain + "\n")
+        return
     for a in trace.assumptions:
         console.print(Text(a, style="dim"))
     console.print(verdict_line(trace))
+
+
+def trace_dict(trace: Trace) -> dict[str, Any]:
+    """A trace as JSON, with its summary lines (`summary`: step numbers, hop seqs)."""
+    names = trace_view.mac_names(trace)
+    return {
+        **trace.to_dict(),
+        "summary": [
+            {"step": s.number, "node": s.node, "netns": s.netns,
+             "direction": s.direction, "devices": list(s.devices),
+             "hops": list(s.seqs), "text": trace_view.step_text(s, names, NO_HIDE)}
+            for s in trace_view.summary_steps(trace)
+        ],
+    }  # fmt: skip
+
+
+def trace_document(trace: Trace, scenario: Scenario) -> dict[str, Any]:
+    """The document of `dataplane trace -o json|yaml`."""
+    return document(
+        "trace", scenario=scenario.name, file=_file(scenario), trace=trace_dict(trace)
+    )
 
 
 def minimal(trace: Trace) -> str:
@@ -138,11 +158,7 @@ def minimal_step(res: StepResult) -> str:
 
 
 def minimal_summary(result: ScenarioResult) -> str:
-    c = result.counts()
-    return (
-        f"== {result.scenario.name}: {c['passed']} passed, {c['failed']} failed, "
-        f"{c['unchecked']} without expectations"
-    )
+    return f"== {result.scenario.name}: {counts_text(result.counts())}"
 
 
 def step_status(res: StepResult) -> Text:
@@ -151,9 +167,14 @@ def step_status(res: StepResult) -> Text:
     return Text(" ok ", style="green") if res.ok else Text("FAIL", style="bold red")
 
 
+def step_label(res: StepResult) -> str:
+    """`NAME: TITLE` for a named step, else `TITLE` (text views and JUnit)."""
+    return f"{res.name}: {res.title}" if res.name else res.title
+
+
 def step_line(res: StepResult) -> Text:
     text = step_status(res)
-    text.append(f" {res.index:>2} {res.title}")
+    text.append(f" {res.index:>2} {step_label(res)}")
     if res.actual:
         text.append(f" → {res.actual}")
     if res.failed:
@@ -174,29 +195,40 @@ def packet_line(p: dict[str, Any]) -> Text:
     return text
 
 
-def print_step(console: Console, res: StepResult, quiet: bool) -> None:
+def print_step(
+    console: Console,
+    res: StepResult,
+    quiet: bool,
+    view: str = "text",
+    hide: frozenset[str] = NO_HIDE,
+) -> None:
+    fit(console)
     if not quiet and res.trace is not None:
-        console.print(trace_table(res.trace))
+        print_hops(console, res.trace, view, hide)
         console.print(verdict_line(res.trace))
     grid = res.data.get("matrix", {}).get("grid")
     if grid and not quiet:
-        console.print(Text(grid))
+        sys.stdout.write(grid + "\n")
     for p in res.data.get("replay", {}).get("packets", []) if not quiet else []:
         console.print(packet_line(p))
-    console.print(step_line(res))
+    # A result line is never broken: it holds FILE:LINE, which editors and grep find.
+    console.print(step_line(res), soft_wrap=True)
     if not quiet:
         console.print()
 
 
+def counts_text(c: dict[str, int]) -> str:
+    return (
+        f"{c['passed']} passed, {c['failed']} failed, {c['unchecked']} without "
+        "expectations"
+    )
+
+
 def summary(result: ScenarioResult) -> Text:
-    c = result.counts()
     name = result.scenario.name
     style = "bold green" if result.ok else "bold red"
     text = Text(f"{name}: ", style="bold")
-    text.append(
-        f"{c['passed']} passed, {c['failed']} failed, {c['unchecked']} without expectations",
-        style=style,
-    )
+    text.append(counts_text(result.counts()), style=style)
     return text
 
 
@@ -215,36 +247,40 @@ def _file(scenario: Scenario) -> str | None:
 
 def step_record(scenario: Scenario, res: StepResult) -> dict[str, Any]:
     """The JSON line of one step (`type: step`)."""
-    return {
-        "schema_version": JSON_SCHEMA_VERSION,
-        "type": "step",
-        "scenario": scenario.name,
-        "file": _file(scenario),
-        "step": res.to_dict(),
-    }
+    return document(
+        "step", scenario=scenario.name, file=_file(scenario), step=res.to_dict()
+    )
 
 
 def summary_record(result: ScenarioResult) -> dict[str, Any]:
     """The JSON line that closes one scenario (`type: summary`)."""
-    return {
-        "schema_version": JSON_SCHEMA_VERSION,
-        "type": "summary",
-        "scenario": result.scenario.name,
-        "file": _file(result.scenario),
-        "ok": result.ok,
-        "counts": result.counts(),
-        "warnings": list(result.warnings),
-    }
+    return document(
+        "summary",
+        scenario=result.scenario.name,
+        file=_file(result.scenario),
+        ok=result.ok,
+        counts=result.counts(),
+        warnings=list(result.warnings),
+    )
 
 
 def error_record(file: str, message: str) -> dict[str, Any]:
     """The JSON line of a file that could not be loaded or run (`type: error`)."""
-    return {
-        "schema_version": JSON_SCHEMA_VERSION,
-        "type": "error",
-        "file": file,
-        "message": message,
-    }
+    return document("error", file=file, message=message)
+
+
+def total_record(counts: dict[str, int], files: int, errors: int = 0) -> dict[str, Any]:
+    """The last JSON line of `test`, and of `run` with several files (`type: total`)."""
+    ok = not counts["failed"] and not errors
+    return document(
+        "total",
+        files=files,
+        passed=counts["passed"],
+        failed=counts["failed"],
+        unchecked=counts["unchecked"],
+        errors=errors,
+        ok=ok,
+    )
 
 
 def dumps(obj: Any) -> str:
@@ -258,51 +294,69 @@ def line(obj: dict[str, Any]) -> str:
 
 # -- a scenario, shown while it runs ------------------------------------------------------
 
-FORMATS = ("detailed", "minimal", "json")
-
-
-def check_format(fmt: str, allowed: tuple[str, ...] = FORMATS) -> str:
-    if fmt not in allowed:
-        from topology.errors import TopologyError
-
-        raise TopologyError(
-            f"--format {fmt!r} is not allowed (allowed: {', '.join(allowed)})"
-        )
-    return fmt
-
 
 class ScenarioView:
-    """Shows one scenario's steps as they finish, in one of `FORMATS`."""
+    """Shows one scenario's steps as they finish, in one of `output.OUTPUTS["run"]`."""
 
     def __init__(
-        self, fmt: str, console: Console, scenario: Scenario, quiet: bool = False
+        self,
+        fmt: str,
+        console: Console,
+        scenario: Scenario,
+        quiet: bool = False,
+        hide: frozenset[str] = NO_HIDE,
     ) -> None:
         self.fmt = fmt
         self.console = console
         self.scenario = scenario
         self.quiet = quiet
+        self.hide = hide
 
     def start(self) -> None:
         sc = self.scenario
         if self.fmt == "minimal":
             sys.stdout.write(f"== scenario {sc.name}\n")
-        elif self.fmt == "detailed":
-            self.console.rule(f"[bold]{sc.name}[/bold]  [dim]{sc.path}[/dim]")
+        elif self.fmt not in ("json", "yaml"):
+            fit(self.console)
+            title = Text(sc.name, style="bold")
+            title.append(f"  {sc.path}", style="dim")
+            self.console.rule(title)
             if sc.description and not self.quiet:
-                self.console.print(sc.description.strip(), style="dim")
+                # Each paragraph filled to the width (the YAML's own breaks are not).
+                width = fit(self.console)
+                paragraphs = sc.description.strip().split("\n\n")
+                text = "\n\n".join(
+                    textwrap.fill(" ".join(p.split()), width) for p in paragraphs
+                )
+                self.console.print(Text(text, style="dim"), soft_wrap=True)
 
     def step(self, res: StepResult) -> None:
-        if self.fmt == "json":
-            sys.stdout.write(line(step_record(self.scenario, res)))
+        if self.fmt in ("json", "yaml"):
+            sys.stdout.write(record(step_record(self.scenario, res), self.fmt))
         elif self.fmt == "minimal":
             sys.stdout.write(minimal_step(res) + "\n")
         else:
-            print_step(self.console, res, self.quiet)
+            print_step(self.console, res, self.quiet, self.fmt, self.hide)
 
     def done(self, result: ScenarioResult) -> None:
-        if self.fmt == "json":
-            sys.stdout.write(line(summary_record(result)))
+        if self.fmt in ("json", "yaml"):
+            sys.stdout.write(record(summary_record(result), self.fmt))
         elif self.fmt == "minimal":
             sys.stdout.write(minimal_summary(result) + "\n")
         else:
-            self.console.print(summary(result))
+            self.console.print(summary(result), soft_wrap=True)
+
+
+def print_total(
+    console: Console, view: str, counts: dict[str, int], files: int
+) -> None:
+    """The grand total after several files (`run`): a line, or a `total` record."""
+    if view in ("json", "yaml"):
+        sys.stdout.write(record(total_record(counts, files), view))
+    elif view == "minimal":
+        sys.stdout.write(f"== total over {files} files: {counts_text(counts)}\n")
+    else:
+        style = "bold red" if counts["failed"] else "bold green"
+        text = Text(f"total over {files} files: ", style="bold")
+        text.append(counts_text(counts), style=style)
+        console.print(text, soft_wrap=True)

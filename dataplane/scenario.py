@@ -170,7 +170,7 @@ class Runner:
         return StepResult(
             index,
             "send",
-            f"send at {at}: {pkt.summary()}",
+            trace.title,  # the packet as sent: with the source the kernel chose
             step.loc,
             step.name,
             ok,

@@ -15,7 +15,11 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from dataplane.dns import resolve_by_dns  # also registers the CoreDNS application
+from dataplane.dns import (  # also registers the CoreDNS application
+    DNS_PORT,
+    PROBE_QUERY,
+    resolve_by_dns,
+)
 from dataplane.emission import Out, Xmit
 from dataplane.fabric import Fabric, build_fabric, layout_of, pod_netns_id
 from dataplane.netfilter import Hook, HookFn, HookPoint
@@ -36,6 +40,7 @@ from dataplane.packet import (
     ZERO_MAC,
     Packet,
 )
+from dataplane.stack import output_source
 from dataplane.trace import Trace
 from dataplane.walker import Client, Walker, WalkState
 from topology.endpoint import Endpoint, EndpointKind, resolve_endpoint
@@ -219,7 +224,11 @@ class Simulator:
         ep = self.resolve(at)
         ns = self.netns_of(ep)
         ip = pkt.ip
-        if ip is not None and ip.src == "":
+        if ip is not None and ip.src in ("", "0.0.0.0") and pkt.eth is None:
+            # What the sender's IP layer will fill in (shown in the title as sent).
+            src = output_source(ns, ip.dst)
+            pkt = pkt.with_ip(src=src or "0.0.0.0")
+        elif ip is not None and ip.src == "":
             pkt = pkt.with_ip(src="0.0.0.0")
         ip = pkt.ip
         client = None
@@ -272,6 +281,9 @@ class Simulator:
         return trace
 
 
+UDP_PROBE_DATA = b"dataplane probe\n"  # a UDP probe's payload (to port 53: PROBE_QUERY)
+
+
 def probe_packet(
     proto: Protocol,
     dst: str,
@@ -306,6 +318,8 @@ def probe_packet(
                 f"size {size} is smaller than the headers ({base.ip_len()} bytes)"
             )
         base = replace(base, data=bytes(pad))
+    elif proto is Protocol.UDP and dport == DNS_PORT:
+        base = replace(base, app=PROBE_QUERY)  # a valid DNS message, as `dig` sends
     elif proto is Protocol.UDP:
-        base = replace(base, data=b"dataplane probe\n")
+        base = replace(base, data=UDP_PROBE_DATA)
     return base

@@ -140,7 +140,10 @@ class Stack:
                 pkt = res
         if not nat_done:
             pkt = self.conntrack_nat(ns, pkt, ctx, dst_nat)
-        if point in (HookPoint.POSTROUTING, HookPoint.INPUT) and ctx.ct is not None:
+        # nf_conntrack_confirm(): only a packet of the original direction inserts its
+        # connection (an ICMP error attached in the reply direction never does).
+        confirms = ctx.ct_state is not CtState.RELATED or ctx.ct_dir is CtDir.ORIGINAL
+        if point in (HookPoint.POSTROUTING, HookPoint.INPUT) and ctx.ct and confirms:
             self.w.state.ct(ns.id).confirm(ctx.ct)
         return pkt, ctx
 
@@ -164,7 +167,8 @@ class Stack:
     ) -> Packet:
         """Apply a known connection's NAT to its later packets (nf_nat_packet)."""
         ct = ctx.ct
-        if ct is None or not ct.confirmed or pkt.ip is None:
+        attached = ctx.ct_state is CtState.RELATED  # may be unconfirmed (icmp_send)
+        if ct is None or not (ct.confirmed or attached) or pkt.ip is None:
             return pkt
         orig = ct.tuple_orig
         res: Rewrite | None = None
@@ -209,9 +213,11 @@ class Stack:
         ):
             quote = rewrite_dst(quote, orig[3], orig[4], "").packet
             diffs.append(FieldDiff("icmp.quote.ip.dst", ct.dnat[0], orig[3]))
-            if pkt.ip is not None and pkt.ip.src == ct.dnat[0]:
-                # The backend itself answered: the error comes from the address the
-                # client connected to.
+            if pkt.ip is not None and pkt.ip.src != orig[3]:
+                # "Change outer to look like the reply to an incoming packet": whoever
+                # made the error, it comes from the address the client connected to
+                # (nf_nat_icmp_reply_translation; why traceroute to a ClusterIP shows
+                # the ClusterIP).
                 diffs.append(FieldDiff("ip.src", pkt.ip.src, orig[3]))
                 pkt = pkt.with_ip(src=orig[3])
         if not diffs:
@@ -392,8 +398,7 @@ class Stack:
             )
             return []
         if ip.src == "0.0.0.0":
-            src = str(route.src) if route.src else ns.source_for(route.oif)
-            pkt = pkt.with_ip(src=src)
+            pkt = pkt.with_ip(src=source_of(ns, route))
         self.w.record(ns, "", "route", f"{ip.dst} {route_detail(route)}", pkt)
         ctx: HookContext | None = None
         if isinstance(ns.hooks, Netfilter):
@@ -438,20 +443,7 @@ class Stack:
         return self.ip_output(ns, pkt, route, ctx, forwarded=False)
 
     def route_out(self, ns: Netns, dst: str) -> Route | None:
-        if dst.startswith("127."):
-            # 127.0.0.0/8 is local; the source is lo's address, 127.0.0.1.
-            return Route(
-                IPv4Network(f"{dst}/32"),
-                "lo",
-                src=IPv4Address("127.0.0.1"),
-                proto="kernel",
-            )
-        if ns.is_local(dst):
-            # the `local` table: `local DST dev lo src DST` (a local address is its own source)
-            return Route(
-                IPv4Network(f"{dst}/32"), "lo", src=IPv4Address(dst), proto="kernel"
-            )
-        return ns.routes.lookup(dst)
+        return route_out(ns, dst)
 
     def ip_output(
         self,
@@ -688,6 +680,36 @@ class Stack:
             whole,
         )
         return whole
+
+
+def route_out(ns: Netns, dst: str) -> Route | None:
+    """The route of a locally sent packet to `dst` (the `local` table first)."""
+    if dst.startswith("127."):
+        # 127.0.0.0/8 is local; the source is lo's address, 127.0.0.1.
+        return Route(
+            IPv4Network(f"{dst}/32"),
+            "lo",
+            src=IPv4Address("127.0.0.1"),
+            proto="kernel",
+        )
+    if ns.is_local(dst):
+        # the `local` table: `local DST dev lo src DST` (a local address is its own source)
+        return Route(
+            IPv4Network(f"{dst}/32"), "lo", src=IPv4Address(dst), proto="kernel"
+        )
+    return ns.routes.lookup(dst)
+
+
+def source_of(ns: Netns, route: Route) -> str:
+    """The source address the kernel picks for a local packet on `route`: the route's
+    `src` (prefsrc), else the primary address of its device (inet_select_addr)."""
+    return str(route.src) if route.src else ns.source_for(route.oif)
+
+
+def output_source(ns: Netns, dst: str) -> str | None:
+    """The source a local packet to `dst` gets (None: no route)."""
+    route = route_out(ns, dst)
+    return source_of(ns, route) if route is not None else None
 
 
 def is_martian(src: str, kind: Kind) -> bool:

@@ -120,7 +120,7 @@ def test_trace_minimal_is_one_line_per_hop() -> None:
         "default/b",
         "--port",
         "80",
-        "--format",
+        "-o",
         "minimal",
     )
     assert r.returncode == 0, r.stderr

@@ -9,7 +9,8 @@ and why each of their rules does not admit the packet.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+import sys
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -67,6 +68,31 @@ def decisions_of(cluster: Cluster, trace: Trace) -> list[tuple[str, Decision, bo
     return out
 
 
+def explain_document(cluster: Cluster, trace: Trace) -> dict[str, Any]:
+    """The body of `dataplane explain -o json|yaml`: each policy check and the verdict."""
+    checks = [
+        {
+            "node": node,
+            "direction": d.direction.value,
+            "pod": d.pod.key,
+            "allowed": d.allowed,
+            "reached": reached,
+            "isolated_by": [p.key for p in d.isolating],
+            "text": netpol_text.explain(d, multiline=False),
+        }
+        for node, d, reached in decisions_of(cluster, trace)
+    ]
+    return {
+        "title": trace.title,
+        "endpoint": trace.endpoint,
+        "checks": checks,
+        "verdict": trace.verdict.value if trace.verdict else None,
+        "policy": trace.policy,
+        "explanation": trace.explanation,
+        "text": explain_text(cluster, trace),
+    }
+
+
 def explain_text(cluster: Cluster, trace: Trace) -> str:
     """The prose of `dataplane explain`."""
     lines = [trace.title]
@@ -99,14 +125,32 @@ def explain(
     port: PortOpt = None,
     protocol: ProtocolOpt = "TCP",
     at_step: AtStepOpt = 0,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="text (prose), json or yaml (each policy check with its direction, "
+            "schemas/results.schema.json).",
+        ),
+    ] = None,
     debug: DebugOpt = False,
 ) -> None:
     """Explain in prose why NetworkPolicy lets a connection pass or drops it."""
+    from dataplane import output as out_fmt
+
     with input_errors(debug):
+        fmt = out_fmt.choose("explain", output)
         scenario, warnings = load(file)
         warn(warnings)
         proto = parse_protocol(protocol)
         sim = simulator_at(scenario, at_step)
         trace = sim.probe(src, dst, parse_port(port), proto)
+        if fmt in out_fmt.DOCUMENTS:
+            body = explain_document(sim.cluster, trace)
+            doc = out_fmt.document("explain", scenario=scenario.name,
+                                   file=str(file), **body)  # fmt: skip
+            sys.stdout.write(out_fmt.dump(doc, fmt))
+            return
         text = explain_text(sim.cluster, trace)
     console.print(text, markup=False, highlight=False, soft_wrap=True)

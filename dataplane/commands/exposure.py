@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Annotated
 
@@ -10,20 +9,21 @@ import typer
 
 from dataplane.cli import DebugOpt, PathsArg, input_errors, load, register, warn
 
-OUTPUTS = ("text", "json")
+OUTPUTS = ("text", "json", "yaml")
 
 
 @register
 def exposure(
     paths: PathsArg,
     output: Annotated[
-        str, typer.Option("--output", "-o", help="text or json.")
+        str, typer.Option("--output", "-o", help="text, json or yaml.")
     ] = "text",
     debug: DebugOpt = False,
 ) -> None:
     """For each workload port of each scenario's cluster (before its steps): is it open to a
     pod of any namespace, to an address outside the cluster, to a new pod in each
     namespace, and which selectors admit whom (pods that do not exist yet included)."""
+    from dataplane import output as out_fmt
     from dataplane.exposure import exposure as find
     from dataplane.exposure import text
     from dataplane.suite import discover
@@ -42,16 +42,13 @@ def exposure(
             scenario, warnings = load(f)
             warn(warnings)
             found.append((f, find(scenario.cluster)))
-    if output == "json":
-        doc = {
-            "schema_version": 1,
-            "kind": "exposure",
-            "files": [
-                {"file": str(f), "workloads": [r.to_dict() for r in rows]}
-                for f, rows in found
-            ],
-        }
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    if output in out_fmt.DOCUMENTS:
+        per_file = [
+            {"file": str(f), "workloads": [r.to_dict() for r in rows]}
+            for f, rows in found
+        ]
+        doc = out_fmt.document("exposure", files=per_file)
+        sys.stdout.write(out_fmt.dump(doc, output))
         return
     for f, rows in found:
         if len(found) > 1:

@@ -14,7 +14,7 @@ import typer
 
 from dataplane.cli import DebugOpt, PathsArg, input_errors, load, register, warn
 
-OUTPUTS = ("text", "json", "sarif")
+OUTPUTS = ("text", "json", "yaml", "sarif")
 LEVELS = ("error", "warning", "note", "none")
 
 
@@ -22,7 +22,8 @@ LEVELS = ("error", "warning", "note", "none")
 def lint(
     paths: PathsArg,
     output: Annotated[
-        str, typer.Option("--output", "-o", help="text, json or sarif (SARIF 2.1.0).")
+        str,
+        typer.Option("--output", "-o", help="text, json, yaml or sarif (SARIF 2.1.0)."),
     ] = "text",
     fail_on: Annotated[
         str,
@@ -39,6 +40,7 @@ def lint(
     endpoints and targetPorts nobody serves, in the cluster of each scenario (before its
     steps)."""
     from dataplane import __version__
+    from dataplane import output as out_fmt
     from dataplane.lint import Finding, Severity, sarif
     from dataplane.lint import lint as find
     from dataplane.suite import discover
@@ -65,13 +67,9 @@ def lint(
             findings += find(scenario.cluster)
     if output == "sarif":
         sys.stdout.write(json.dumps(sarif(findings, __version__), indent=2) + "\n")
-    elif output == "json":
-        doc = {
-            "schema_version": 1,
-            "kind": "lint",
-            "findings": [f.to_dict() for f in findings],
-        }
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    elif output in out_fmt.DOCUMENTS:
+        doc = out_fmt.document("lint", findings=[f.to_dict() for f in findings])
+        sys.stdout.write(out_fmt.dump(doc, output))
     else:
         # One finding a line, never wrapped (editors and CI logs link FILE:LINE).
         for finding in findings:

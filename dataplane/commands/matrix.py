@@ -1,17 +1,20 @@
 """`dataplane matrix FILE`: the reachability truth table of a scenario's cluster.
 
-Rows are sources, columns destinations, `.` delivered, `X` denied, other verdicts by their
-initial, as the upstream network-policy e2e tests print theirs.  Computed per equivalence
-class of pods (`dataplane.netpol_matrix`); `--walk` walks every pair instead.
+Rows are sources, columns destinations (numbered as the rows), `.` delivered, `E`/`I`
+denied by egress/ingress policy, `-` not served, other verdicts by their initial, with a
+legend (`dataplane.matrix`).  `-o csv|md|json|yaml|dot` prints the same cells for a
+spreadsheet, a Markdown page, a program or Graphviz.  Computed per equivalence class of
+pods (`dataplane.netpol_matrix`); `--walk` walks every pair instead.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from dataplane.cli import DebugOpt, FileArg, console, input_errors, load, register, warn
+from dataplane.cli import DebugOpt, FileArg, input_errors, load, register, warn
 
 if TYPE_CHECKING:  # pragma: no cover
     from dataplane.sim import Simulator
@@ -84,12 +87,24 @@ def matrix(
     walk: Annotated[
         bool, typer.Option("--walk", help="Walk every pair (the slow reference).")
     ] = False,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="text (the grid and its legend), csv (verdict words), md (a Markdown "
+            "table), json or yaml (every cell with its verdict and denying direction), "
+            "dot (Graphviz).",
+        ),
+    ] = None,
     debug: DebugOpt = False,
 ) -> None:
     """Print the reachability matrix of FILE's cluster (before its steps) as a grid."""
+    from dataplane import output as out_fmt
     from dataplane.matrix import compute_matrix, endpoints, walk_matrix
 
     with input_errors(debug):
+        fmt = out_fmt.choose("matrix", output)
         scenario, warnings = load(file)
         warn(warnings)
         proto = parse_protocol(protocol)
@@ -99,13 +114,23 @@ def matrix(
         targets = endpoints(sim, tuple(dst) if dst else None)
         fn = walk_matrix if walk else compute_matrix
         m = fn(sim, sources, targets, p, proto)
-    what = f"port {p} " if p is not None else ""
+    title = f"{scenario.name}: {len(sources)}x{len(targets)} "
+    title += f"port {p} {proto.value}" if p is not None else proto.value
+    if fmt in out_fmt.DOCUMENTS:
+        doc = out_fmt.document("matrix", scenario=scenario.name, file=str(file),
+                               protocol=proto.value, **m.to_dict())  # fmt: skip
+        sys.stdout.write(out_fmt.dump(doc, fmt))
+        return
+    if fmt != "text":
+        if fmt == "csv":
+            sys.stdout.write(m.to_csv())
+        elif fmt == "md":
+            sys.stdout.write(m.to_markdown())
+        else:
+            sys.stdout.write(m.to_dot(title))
+        return
     counts = ", ".join(f"{n} {v}" for v, n in m.counts().items())
     text = "\n".join(
-        [
-            f"{scenario.name}: {len(sources)}x{len(targets)} {what}{proto.value}",
-            m.grid(),
-            f"{len(sources) * len(targets)} pair(s): {counts}",
-        ]
+        [title, m.grid(), f"{len(sources) * len(targets)} pair(s): {counts}"]
     )
-    console.print(text, markup=False, highlight=False, soft_wrap=True)
+    sys.stdout.write(text + "\n")

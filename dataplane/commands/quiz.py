@@ -9,7 +9,6 @@ taken from the model, and shows the right one with its reason (`dataplane.quiz`)
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Annotated
 
@@ -17,7 +16,7 @@ import typer
 
 from dataplane.cli import DebugOpt, FileArg, input_errors, load, register, warn
 
-OUTPUTS = ("html", "json")
+OUTPUTS = ("html", "json", "yaml")
 
 
 @register
@@ -29,13 +28,14 @@ def quiz(
             "--output",
             "-o",
             help="html (a self-contained page on stdout: works offline, from file://) "
-            "or json (the questions as data).",
+            "json or yaml (the questions as data).",
         ),
     ] = "html",
     debug: DebugOpt = False,
 ) -> None:
     """Write a page that asks, before each decision of every probe of FILE, what the
     dataplane does next."""
+    from dataplane import output as out_fmt
     from dataplane.page import quiz_page
     from dataplane.quiz import questions
     from dataplane.scenario import Runner
@@ -55,23 +55,17 @@ def quiz(
         ]
         if not traces:
             raise TopologyError(f"{file}: the scenario has no probe step to ask about")
-    if output == "json":
-        doc = {
-            "schema_version": 1,
-            "kind": "quiz",
-            "scenario": scenario.name,
-            "probes": [
-                {
-                    "title": t.title,
-                    "questions": [
-                        q.to_dict() for q in questions(Simulator(t.cluster), t)
-                    ]
-                    if t.cluster is not None
-                    else [],
-                }
-                for t in traces
-            ],
-        }
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    if output in out_fmt.DOCUMENTS:
+        probes = [
+            {
+                "title": t.title,
+                "questions": [q.to_dict() for q in questions(Simulator(t.cluster), t)]
+                if t.cluster is not None
+                else [],
+            }
+            for t in traces
+        ]
+        doc = out_fmt.document("quiz", scenario=scenario.name, probes=probes)
+        sys.stdout.write(out_fmt.dump(doc, output))
         return
     sys.stdout.write(quiz_page(traces, f"Quiz: {scenario.name}"))

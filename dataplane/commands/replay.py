@@ -16,8 +16,10 @@ import typer
 from dataplane.cli import (
     DebugOpt,
     FileArg,
+    HideOpt,
     console,
     err_console,
+    hide_for,
     input_errors,
     load,
     register,
@@ -51,47 +53,58 @@ def replay(
             "--pcap-dir", help="Also write one pcap per device of the replayed walks."
         ),
     ] = None,
-    fmt: Annotated[
-        str,
+    output: Annotated[
+        str | None,
         typer.Option(
-            "--format",
-            help="lines (one per packet), detailed (each packet's hop table), minimal "
-            "(one stable line per hop) or json (JSON Lines).",
+            "--output",
+            "-o",
+            help="text (one line per packet), detailed (each packet's hop table "
+            "fitted to the terminal, then its line), wide, summary, minimal (one "
+            "stable line per hop), json (JSON Lines) or yaml (a YAML stream).",
         ),
-    ] = "lines",
+    ] = None,
+    hide: HideOpt = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="Deprecated: use -o ('lines' is -o text)."),
+    ] = None,
     debug: DebugOpt = False,
 ) -> None:
     """Replay a capture: each packet walks the cluster of FILE; verdicts are counted."""
+    from dataplane import output as out_fmt
     from dataplane import render
     from dataplane.replay import replay as run_replay
     from dataplane.replay import show_counts
     from dataplane.sim import Simulator
 
     with input_errors(debug):
-        fmt = render.check_format(fmt, ("lines", "detailed", "minimal", "json"))
+        fmt = out_fmt.choose("replay", output, fmt)
+        view = "text" if fmt == "detailed" else fmt  # the trace view of each packet
+        hidden = hide_for(fmt, hide, ("detailed", "wide", "summary"))
         scenario, warnings = load(file)
         warn(warnings)
         sim = Simulator(scenario.cluster)
         result = run_replay(sim, pcap, at)
+    documents = fmt in out_fmt.DOCUMENTS
     for p in result.packets:
         data = p.to_dict()
-        if fmt == "json":
-            record = {"schema_version": render.JSON_SCHEMA_VERSION, "type": "packet",
-                      **data, "trace": p.trace.to_dict() if p.trace else None}  # fmt: skip
-            sys.stdout.write(render.line(record))
+        if documents:
+            doc = out_fmt.document(
+                "packet", **data, trace=p.trace.to_dict() if p.trace else None
+            )
+            sys.stdout.write(out_fmt.record(doc, fmt))
             continue
         if fmt == "minimal":
             body = render.minimal(p.trace) + "\n" if p.trace else ""
             sys.stdout.write(f"{body}packet {p.index} at {p.at or '-'}: {p.outcome}\n")
             continue
-        if fmt == "detailed" and p.trace is not None:
-            render.print_trace(console, p.trace)
+        if fmt != "text" and p.trace is not None:
+            render.print_trace(console, p.trace, view, hidden)
         console.print(render.packet_line(data))
     counts = result.counts()
-    if fmt == "json":
-        record = {"schema_version": render.JSON_SCHEMA_VERSION, "type": "replay",
-                  "pcap": str(pcap), "counts": counts}  # fmt: skip
-        sys.stdout.write(render.line(record))
+    if documents:
+        doc = out_fmt.document("replay", pcap=str(pcap), counts=counts)
+        sys.stdout.write(out_fmt.record(doc, fmt))
     else:
         sys.stdout.write(f"{len(result.packets)} packets: {show_counts(counts)}\n")
     if pcap_dir is not None:

@@ -3,8 +3,8 @@
 Runs every scenario file under the paths (a `.yaml`/`.yml` file with a top-level `steps:`
 key; files named explicitly always run), one line per step, then a summary.  Exit status:
 2 when a file is invalid or a step cannot run (the other files still run), else 1 when an
-expectation failed, else 0.  `--junit FILE` writes JUnit XML; `--json` prints JSON Lines
-(`schemas/results.schema.json`).
+expectation failed, else 0.  `--junit FILE` writes JUnit XML; `-o json` prints JSON Lines
+(`schemas/results.schema.json`), `-o yaml` the same records as a YAML stream.
 """
 
 from __future__ import annotations
@@ -36,8 +36,17 @@ def run_tests(
         Path | None,
         typer.Option("--junit", help="Write a JUnit XML report to this file."),
     ] = None,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="text (one line per step), json (JSON Lines, "
+            "schemas/results.schema.json) or yaml (the same records, a YAML stream).",
+        ),
+    ] = None,
     as_json: Annotated[
-        bool, typer.Option("--json", help="JSON Lines instead of text.")
+        bool, typer.Option("--json", help="Deprecated: use -o json.")
     ] = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Only failures and the summary.")
@@ -46,17 +55,20 @@ def run_tests(
 ) -> None:
     """Run every scenario under PATHS and check its expectations (for CI)."""
     from dataplane import render
+    from dataplane.output import DOCUMENTS, choose, record
     from dataplane.suite import discover, run_file
 
     with input_errors(debug):
+        fmt = choose("test", output, None, as_json)
         files = discover(paths)
+    documents = fmt in DOCUMENTS
     start = time.perf_counter()
     runs: list[FileRun] = []
     for path in files:
-        run = run_file(path, None if as_json else _printer(quiet))
+        run = run_file(path, None if documents else _printer(quiet))
         runs.append(run)
-        if as_json:
-            _json(run)
+        if documents:
+            _records(run, fmt)
         elif run.error is not None:
             console.print(Text("ERROR ", style="bold red") + Text(run.error))
     elapsed = time.perf_counter() - start
@@ -68,12 +80,9 @@ def run_tests(
         from dataplane.junit import write_junit
 
         write_junit(runs, junit)
-    if as_json:
-        total = {"schema_version": render.JSON_SCHEMA_VERSION, "type": "total",
-                 "files": len(runs), "passed": passed, "failed": failed,
-                 "unchecked": unchecked, "errors": errors,
-                 "ok": not failed and not errors}  # fmt: skip
-        sys.stdout.write(render.line(total))
+    if documents:
+        counts = {"passed": passed, "failed": failed, "unchecked": unchecked}
+        sys.stdout.write(record(render.total_record(counts, len(runs), errors), fmt))
     else:
         if not files:
             err_console.print("warning: no scenario files found", markup=False)
@@ -101,11 +110,14 @@ def _printer(quiet: bool) -> Callable[[StepResult], None]:
         console.is_terminal
     )  # plain text (and no rich overhead) into pipes and files
 
+    from dataplane.render import step_label
+
     def show(res: StepResult) -> None:
         if quiet and not res.failed:
             return
         status = {None: "-   ", True: "ok  ", False: "FAIL"}[res.ok]
-        line = f" {res.loc} {res.title}" + (f" → {res.actual}" if res.actual else "")
+        line = f" {res.loc} {step_label(res)}"
+        line += f" → {res.actual}" if res.actual else ""
         detail = f"\n     {res.message}" if res.failed else ""
         if not styled:
             sys.stdout.write(status + line + detail + "\n")
@@ -118,13 +130,14 @@ def _printer(quiet: bool) -> Callable[[StepResult], None]:
     return show
 
 
-def _json(run: FileRun) -> None:
+def _records(run: FileRun, fmt: str) -> None:
     from dataplane import render
+    from dataplane.output import record
 
     result = run.result()
     if result is not None:
         for res in result.steps:
-            sys.stdout.write(render.line(render.step_record(result.scenario, res)))
-        sys.stdout.write(render.line(render.summary_record(result)))
+            sys.stdout.write(record(render.step_record(result.scenario, res), fmt))
+        sys.stdout.write(record(render.summary_record(result), fmt))
     if run.error is not None:
-        sys.stdout.write(render.line(render.error_record(str(run.path), run.error)))
+        sys.stdout.write(record(render.error_record(str(run.path), run.error), fmt))

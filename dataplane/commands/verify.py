@@ -12,7 +12,6 @@ first reaps the sets of runs that ended without cleaning up.
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Annotated, Any
 
@@ -155,8 +154,17 @@ def verify(
         bool,
         typer.Option("--quiet", "-q", help="Show only the probes that do not agree."),
     ] = False,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="text (a table per scenario), json (one line per scenario, "
+            "schemas/results.schema.json) or yaml (the same, a YAML stream).",
+        ),
+    ] = None,
     as_json: Annotated[
-        bool, typer.Option("--json", help="One JSON object per scenario.")
+        bool, typer.Option("--json", help="Deprecated: use -o json.")
     ] = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -164,8 +172,11 @@ def verify(
     the simulator's, side by side (mismatches first)."""
     from pathlib import Path
 
+    from dataplane import output as out_fmt
     from dataplane.kernel.preflight import reason_not_to_run
 
+    with input_errors(debug):
+        fmt = out_fmt.choose("verify", output, None, as_json)
     why = reason_not_to_run()
     if clean:
         if why is not None:
@@ -214,25 +225,26 @@ def verify(
                         ]
                     )
                 failed = failed or not report.ok
-                if as_json:
-                    data = {
-                        "scenario": report.scenario,
-                        "path": report.path,
-                        "ok": report.ok,
-                        "summary": _summary(report),
-                        "kept": report.kept,
-                        "shortened": report.shortened,
-                        "neighbour_overflows": report.neighbour_overflows,
-                        "rows": [r.to_dict() for r in report.ordered()],
-                    }
-                    sys.stdout.write(json.dumps(data) + "\n")
+                if fmt in out_fmt.DOCUMENTS:
+                    doc = out_fmt.document(
+                        "verify",
+                        scenario=report.scenario,
+                        path=report.path,
+                        ok=report.ok,
+                        summary=_summary(report),
+                        kept=report.kept,
+                        shortened=report.shortened,
+                        neighbour_overflows=report.neighbour_overflows,
+                        rows=[r.to_dict() for r in report.ordered()],
+                    )
+                    sys.stdout.write(out_fmt.record(doc, fmt))
                 else:
                     if quiet and report.count("agree") == len(report.rows):
                         console.print(f"{report.scenario}  {report.path}", markup=False)
                     else:
                         console.print(_table(report, quiet))
                     console.print(_summary(report), markup=False)
-                if report.kept and not as_json:
+                if report.kept and fmt == "text":
                     _kept(report.kept, report.shortened)
     except KeyboardInterrupt:
         err_console.print("interrupted: every namespace of the run was removed")

@@ -44,6 +44,9 @@ SO_EE_ORIGIN_ICMP = 2
 ICMP_ERRORS = (3, 11, 12)  # destination unreachable, time exceeded, parameter problem
 DEFAULT_TIMEOUT = 0.5  # seconds of silence that make a probe `denied`
 UDP_PAYLOAD = b"dataplane probe\n"  # what the simulator's UDP probe carries
+DNS_PORT = (
+    53  # ... except to port 53, where it is a DNS query (dataplane.dns.PROBE_QUERY)
+)
 PING_DATA = 56
 HEADERS = {Protocol.TCP: 40, Protocol.UDP: 28, Protocol.ICMP: 28, Protocol.SCTP: 32}
 
@@ -317,6 +320,10 @@ def _payload(spec: ProbeSpec) -> bytes:
         return struct.pack("!BBHHH", 8, 0, 0, 0, 1) + bytes(max(data, 0))
     if spec.size is not None:
         return bytes(max(spec.size - HEADERS[spec.protocol], 0))
+    if spec.dport == DNS_PORT:
+        from dataplane.dns import PROBE_QUERY
+
+        return PROBE_QUERY.to_bytes()
     return UDP_PAYLOAD
 
 

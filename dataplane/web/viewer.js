@@ -46,7 +46,8 @@
       li.appendChild(el("span", { class: "seq" }, String(hop.seq)));
       li.appendChild(el("span", { class: "dir" }, (hop.leg ? "dns " : "") + hop.direction));
       const where = hop.where + (hop.device ? " " + hop.device : "");
-      li.appendChild(document.createTextNode(where + "  " + hop.event + ": " + hop.detail));
+      li.appendChild(el("span", { class: "detailed" }, where + "  " + hop.event + ": " + hop.detail));
+      if (hop.summary) li.appendChild(el("span", { class: "summary" }, hop.summary));
       li.addEventListener("click", () => { stop(); clearQuestion(); show(i); });
       list.appendChild(li);
     });
@@ -77,14 +78,15 @@
 
   function visible() {
     const out = [];
-    state.walk.hops.forEach((h, i) => { if (state.view === "detailed" || h.inSummary) out.push(i); });
+    state.walk.hops.forEach((h, i) => { if (state.view === "detailed" || h.summary) out.push(i); });
     return out;
   }
 
   function applyView() {
     const lis = $("hops").children;
+    $("hops").classList.toggle("summary-view", state.view === "summary");
     state.walk.hops.forEach((h, i) => {
-      lis[i].classList.toggle("hidden", !(state.view === "detailed" || h.inSummary));
+      lis[i].classList.toggle("hidden", !(state.view === "detailed" || h.summary));
     });
   }
 

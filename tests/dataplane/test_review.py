@@ -276,11 +276,6 @@ def test_port_unreachable_from_a_service_backend_appears_from_the_cluster_ip() -
     assert (quote.ip.dst, quote.dport) == (vip, 53)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a router's own ICMP error about a DNATed packet is not attached to "
-    "its connection (nf_ct_attach), so it is not reverse-NATed",
-)
 def test_time_exceeded_at_the_dnat_node_appears_from_the_cluster_ip() -> None:
     # verified: TTL 1 to a DNATed address: time exceeded from the original destination,
     # quoting it (this is why traceroute to a ClusterIP shows the ClusterIP).
@@ -292,6 +287,22 @@ def test_time_exceeded_at_the_dnat_node_appears_from_the_cluster_ip() -> None:
     quote = icmp_of(err).quote
     assert quote is not None and quote.ip is not None
     assert (quote.ip.dst, quote.dport) == (vip, 53)
+    # The router's own error is RELATED to the (unconfirmed) connection it quotes.
+    assert any(
+        h.node == "node-1" and h.event == "conntrack" and h.detail.startswith("RELATED")
+        for h in t.hops
+    )
+
+
+def test_a_routers_time_exceeded_is_related_not_new() -> None:
+    # verified (nft `icmp type time-exceeded ct state related counter` in the router's
+    # output chain counts it; `ct state new` does not).
+    t = sim_of().probe("default/a", "default/c", protocol="ICMP", ttl=2)
+    assert t.verdict is Verdict.TTL_EXCEEDED
+    states = [h.detail.split(" ")[0] for h in t.hops
+              if h.event == "conntrack" and h.direction == "reply" and "icmp" in h.detail]  # fmt: skip
+    assert states == ["RELATED", "RELATED"]  # node-2 (the router that made it), node-1
+    assert not any("icmp 10.0.2.0 -> 10.0.1.3 id 0" in h.detail for h in t.hops)
 
 
 def test_host_unreachable_about_a_first_fragment_reaches_the_socket() -> None:

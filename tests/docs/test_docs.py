@@ -8,7 +8,8 @@
   or a top-level key such as `manifests`).
 - A block preceded by `<!-- skip: REASON -->` is not checked; the reason must be given.
 - Every ```sh block runs, line by line, in a fresh copy of the repository's files (what a
-  clone holds) with `.venv/bin` on PATH; the blocks of one page run in order in one copy.
+  clone holds) with `.venv/bin` on PATH and COLUMNS=200 (a wide terminal); the blocks of
+  one page run in order in one copy.
   A command "runs" when it exits with status 0, or with the status its line states in a
   trailing `# exit status N` comment, and prints no traceback.  When a ```text block
   follows a ```sh block, its lines (but `...`) appear, in order, in the output of the last
@@ -192,7 +193,7 @@ def clones(tmp_path_factory: pytest.TempPathFactory) -> dict[Path, Path]:
 
 def shell(command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"}
-    env.pop("COLUMNS", None)
+    env["COLUMNS"] = "200"  # a wide terminal: the pages show unwrapped lines
     return subprocess.run(
         ["bash", "-c", command],
         cwd=cwd,

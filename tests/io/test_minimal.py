@@ -1,4 +1,4 @@
-"""`dataplane run --format minimal`: one stable line per hop, for golden files."""
+"""`dataplane run -o minimal`: one stable line per hop, for golden files."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def minimal(path: Path, columns: str = "200") -> str:
 
     commands.load()
     r = CliRunner().invoke(
-        app, ["run", str(path), "--format", "minimal"], env={"COLUMNS": columns}
+        app, ["run", str(path), "-o", "minimal"], env={"COLUMNS": columns}
     )
     assert r.exit_code == 0, r.stderr
     return r.stdout
@@ -75,7 +75,7 @@ def test_failures_and_replays_have_stable_lines(tmp_path: Path) -> None:
         .read_text()
         .replace("expect: delivered}", "expect: refused}")
     )
-    r = run_cli("run", bad, "--format", "minimal")
+    r = run_cli("run", bad, "-o", "minimal")
     assert r.exit_code == 1
     assert (
         "=> FAIL delivered: expected refused, got delivered (parted at hop" in r.stdout

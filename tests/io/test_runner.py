@@ -68,7 +68,7 @@ def test_one_line_per_step_and_exit_1_on_a_failed_expectation(suite: Path) -> No
         f"ok   {suite}/bad.yml:6 probe default/a -> default/c:80 TCP"
     )
     assert lines[1].startswith(
-        f"FAIL {suite}/bad.yml:7 probe default/a -> default/c:81 TCP"
+        f"FAIL {suite}/bad.yml:7 the port was closed: probe default/a -> default/c:81 TCP"
     )
     assert lines[1].endswith("→ refused")
     assert lines[2].strip().startswith("expected delivered, got refused (parted at hop")
@@ -110,7 +110,7 @@ def test_junit_xml(suite: Path, tmp_path: Path) -> None:
     cases = suites["regressed"].findall("testcase")
     assert [c.get("name") for c in cases] == [
         "step 1: probe default/a -> default/c:80 TCP",
-        "step 2: probe default/a -> default/c:81 TCP",
+        "step 2: the port was closed: probe default/a -> default/c:81 TCP",
     ]
     assert cases[1].get("line") == "7"
     assert cases[1].get("classname", "").endswith("lab.bad")
@@ -122,6 +122,7 @@ def test_junit_xml(suite: Path, tmp_path: Path) -> None:
     text = failure.text or ""
     assert "expected: delivered" in text and "actual:   refused" in text
     assert "verdict refused" in text  # the minimal trace
+    assert text.startswith("step:     the port was closed\n")
     error = suites[str(suite / "invalid.yaml")].find("testcase/error")
     assert error is not None and "99999 is out of range" in error.get("message", "")
 

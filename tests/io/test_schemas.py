@@ -87,15 +87,15 @@ def test_json_output_validates(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text(BAD)
     (tmp_path / "broken.yaml").write_text("name: broken\nsteps: []\n")
     outputs = [
-        run_cli("run", SCENARIOS / "networkpolicy-lab.yaml", "--format", "json"),
-        run_cli("run", SCENARIOS / "replay-policy.yaml", "--json"),
+        run_cli("run", SCENARIOS / "networkpolicy-lab.yaml", "-o", "json"),
+        run_cli("run", SCENARIOS / "replay-policy.yaml", "--json"),  # deprecated alias
         run_cli("test", tmp_path, "--json"),
         run_cli(
             "replay",
             SCENARIOS / "replay-policy.yaml",
             "--pcap",
             CAPTURES / "node-1-cbr0.pcap",
-            "--format",
+            "-o",
             "json",
         ),
     ]
@@ -110,6 +110,36 @@ def test_json_output_validates(tmp_path: Path) -> None:
                 kinds.add("step:" + record["step"]["kind"])
     assert kinds >= {"step", "summary", "error", "total", "packet", "replay",
                      "step:probe", "step:matrix", "step:replay", "step:apply"}  # fmt: skip
+
+
+@pytest.mark.parametrize("fmt", ["json", "yaml"])
+def test_every_command_document_validates(fmt: str) -> None:
+    lab = SCENARIOS / "networkpolicy-lab.yaml"
+    pair = ("--from", "default/pod1", "--to", "default/httpd-deployment-0")
+    outputs = {
+        "trace": run_cli("trace", SCENARIOS / "cross-node-vxlan.yaml", "--from", "default/a",
+                         "--to", "default/c", "--port", "80", "-o", fmt),
+        "explain": run_cli("explain", lab, *pair, "--port", "80", "-o", fmt),
+        "matrix": run_cli("matrix", lab, "--port", "http", "-o", fmt),
+        "lint": run_cli("lint", SCENARIOS / "policy-mistakes.yaml", "-o", fmt, "--fail-on", "none"),
+        "exposure": run_cli("exposure", lab, "-o", fmt),
+        "quiz": run_cli("quiz", lab, "-o", fmt),
+    }  # fmt: skip
+    v = validator("results.schema.json")
+    for kind, out in outputs.items():
+        assert out.exit_code == 0, out.stderr
+        doc = json.loads(out.stdout) if fmt == "json" else yaml.safe_load(out.stdout)
+        assert (doc["schema_version"], doc["type"]) == (
+            render.JSON_SCHEMA_VERSION,
+            kind,
+        )
+        assert errors(v, doc) == [], kind
+    explained = yaml.safe_load(outputs["explain"].stdout)
+    assert [(c["direction"], c["allowed"]) for c in explained["checks"]] == [
+        ("egress", True),
+        ("ingress", False),
+    ]
+    assert explained["verdict"] == "denied-ingress"
 
 
 def test_an_unknown_key_breaks_the_schema() -> None:

@@ -71,6 +71,13 @@ def _page(tmp_path: Path, name: str, html: str) -> str:
     return path.as_uri()
 
 
+def _open(driver: Any, url: str) -> None:
+    """Load `url` with the browser's logs emptied first (each test reads its own)."""
+    driver.get_log("browser")
+    driver.get_log("performance")
+    driver.get(url)
+
+
 def _clean_logs(driver: Any, page: str) -> None:
     """No console error, and no request but the page itself (file://, nothing fetched)."""
     errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
@@ -105,7 +112,7 @@ def test_next_steps_hop_by_hop_on_the_picture(
     from selenium.webdriver.common.by import By
 
     url, trace = cross_node
-    browser.get(url)
+    _open(browser, url)
     names = [
         b.accessible_name
         for b in browser.find_elements(By.CSS_SELECTOR, "#controls button")
@@ -157,7 +164,7 @@ def test_changed_fields_are_highlighted(
     from selenium.webdriver.common.by import By
 
     url, trace = cross_node
-    browser.get(url)
+    _open(browser, url)
     ttl = next(
         h for h in trace.hops if h.event == "forward"
     )  # ip_forward: ttl 64 -> 63
@@ -190,7 +197,7 @@ def test_play_to_the_end_and_keys(browser: Any, cross_node: tuple[str, Any]) -> 
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
     url, trace = cross_node
-    browser.get(url)
+    _open(browser, url)
     body = browser.find_element(By.TAG_NAME, "body")
     body.send_keys(Keys.ARROW_RIGHT, Keys.ARROW_RIGHT, Keys.ARROW_LEFT)
     assert _current(browser)[0] == "2"
@@ -210,6 +217,55 @@ def test_play_to_the_end_and_keys(browser: Any, cross_node: tuple[str, Any]) -> 
     _clean_logs(browser, url)
 
 
+def test_the_summary_view_is_the_text_summary(
+    browser: Any, cross_node: tuple[str, Any]
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    from dataplane.trace_view import summary_steps
+
+    url, trace = cross_node
+    _open(browser, url)
+    Select(browser.find_element(By.ID, "view")).select_by_value("summary")
+    shown = [
+        li
+        for li in browser.find_elements(By.CSS_SELECTOR, "#hops li")
+        if li.is_displayed()
+    ]
+    steps = summary_steps(trace)
+    assert len(shown) == len(steps) <= 20
+    # each line is shown at the last hop folded into it, numbered as in `-o summary`
+    assert [li.get_attribute("data-hop") for li in shown] == [
+        str(s.hops[-1].seq) for s in steps
+    ]
+    assert shown[0].text.startswith("1  node-1 pod default/a  eth0  ")
+    browser.find_element(By.ID, "next").click()
+    assert _current(browser)[0] == str(steps[1].hops[-1].seq)
+    _clean_logs(browser, url)
+
+
+def test_trace_writes_the_page(browser: Any, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    file = SCENARIOS / "cross-node-vxlan.yaml"
+    args = ("trace", file, "--from", "default/a", "--to", "default/c", "--port", "80")
+    r = run_cli(*args, "-o", "html")
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(run_cli(*args, "-o", "json").stdout)
+    url = _page(tmp_path, "trace.html", r.stdout)
+    _open(browser, url)
+    assert (
+        browser.find_element(By.ID, "title").text
+        == "TCP default/a -> default/c:80 (vxlan)"
+    )
+    hops = browser.find_elements(By.CSS_SELECTOR, "#hops li[data-hop]")
+    assert [h.get_attribute("data-hop") for h in hops] == [
+        str(h["seq"]) for h in doc["trace"]["hops"]
+    ]
+    _clean_logs(browser, url)
+
+
 def test_predict_mode_asks_before_each_decision(browser: Any, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
 
@@ -219,7 +275,7 @@ def test_predict_mode_asks_before_each_decision(browser: Any, tmp_path: Path) ->
     qs = questions(sim, trace)
     assert [q.kind for q in qs] == ["route", "bridge", "policy", "policy", "verdict"]
     url = _page(tmp_path, "lab.html", walk_page(sim, trace))
-    browser.get(url + "?mode=predict")
+    _open(browser, url + "?mode=predict")
     question = browser.find_element(By.ID, "question")
     assert not question.is_displayed()
     browser.find_element(By.ID, "next").click()
@@ -274,7 +330,7 @@ def test_a_long_walk_is_small_and_renders_fast(browser: Any, tmp_path: Path) -> 
     url = _page(tmp_path, "long.html", html)
     times = []
     for _ in range(3):  # the best of three loads: the machine may be busy with others
-        browser.get(url)
+        _open(browser, url)
         times.append(
             browser.execute_script(
                 "const t = performance.getEntriesByType('navigation')[0];"
@@ -294,7 +350,7 @@ def test_quiz_page(browser: Any, tmp_path: Path) -> None:
     r = run_cli("quiz", SCENARIOS / "networkpolicy-lab.yaml")
     assert r.exit_code == 0, r.stderr
     url = _page(tmp_path, "quiz.html", r.stdout)
-    browser.get(url)
+    _open(browser, url)
     first = browser.find_element(By.CSS_SELECTOR, ".question")
     data = json.loads(
         run_cli("quiz", SCENARIOS / "networkpolicy-lab.yaml", "-o", "json").stdout
@@ -322,7 +378,7 @@ def test_a_scenario_page_opens_each_step_and_matrix_cell(
     assert r.exit_code == 0, r.stderr
     page = tmp_path / "networkpolicy-lab.html"
     assert r.stderr.strip().endswith(f"wrote {page}")
-    browser.get(page.as_uri())
+    _open(browser, page.as_uri())
     assert browser.find_element(By.ID, "title").text == "networkpolicy-lab"
     steps = browser.find_elements(By.CSS_SELECTOR, "#steps li[data-step]")
     assert len(steps) == 15

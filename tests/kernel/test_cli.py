@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from dataplane import commands
 from dataplane.cli import app
+from tests.io.test_schemas import errors, validator
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 commands.load()
@@ -62,10 +63,12 @@ def test_a_mismatch_exits_1_and_comes_first(monkeypatch: pytest.MonkeyPatch) -> 
     # A kernel without the NetworkPolicy rules: Linux now delivers what the policies deny.
     monkeypatch.setattr("dataplane.kernel.live.add_policy_rules", lambda *_args: None)
     code, out, _err = invoke(
-        "verify", "--json", str(ROOT / "scenarios" / "networkpolicy-lab.yaml")
+        "verify", "-o", "json", str(ROOT / "scenarios" / "networkpolicy-lab.yaml")
     )
     assert code == 1
     report = json.loads(out)
+    assert (report["schema_version"], report["type"]) == (1, "verify")
+    assert errors(validator("results.schema.json"), report) == []
     rows = report["rows"]
     assert not report["ok"]
     first = rows[0]

@@ -24,23 +24,92 @@ def test_matrix_prints_the_grid_and_the_counts() -> None:
     assert code == 0, out
     lines = out.splitlines()
     assert lines[0] == "networkpolicy-lab: 6x6 port 80 TCP"
-    assert lines[1].split() == ["0", "1", "2", "3", "4", "5"]
-    assert lines[2].split() == ["kube-system/coredns-0", "R", "X", "X", "R", "R", "."]
-    assert lines[3].split() == [
-        "default/httpd-deployment-0",
-        "X",
-        ".",
-        "X",
-        "X",
-        "X",
-        "X",
+    assert lines[1].split() == ["from", "\\", "to", "1", "2", "3", "4", "5", "6"]
+    assert lines[2].split() == ["1", "kube-system/coredns-0", "-", "I", "I", "-", "-", "."]  # fmt: skip
+    assert lines[3].split() == ["2", "default/httpd-deployment-0", "E", ".", "E", "E", "E", "E"]  # fmt: skip
+    assert lines[5].split() == ["4", "default/pod1", "-", "I", "I", "-", "-", "."]
+    assert lines[6].split() == ["5", "default/frontend", "-", ".", ".", "-", "-", "."]
+    assert lines[8].strip() == "(columns: the pods of the same numbers)"
+    # Every symbol shown is explained, on the lines right under the grid.
+    assert lines[9:13] == [
+        ". delivered",
+        "E denied by egress policy (of the source)",
+        "I denied by ingress policy (of the destination)",
+        "- does not listen on this port (refused: RST, ICMP port unreachable, ABORT)",
     ]
-    assert lines[5].split() == ["default/pod1", "R", "X", "X", "R", "R", "."]
-    assert lines[6].split() == ["default/frontend", "R", ".", ".", "R", "R", "."]
     assert (
         lines[-1]
         == "36 pair(s): 10 delivered, 10 denied-egress, 4 denied-ingress, 12 refused"
     )
+
+
+def test_matrix_with_other_columns_lists_them_in_the_block() -> None:
+    code, out = invoke("matrix", LAB, "--to", "default/httpd-deployment-0", "--to", "dev/devpod")  # fmt: skip
+    assert code == 0, out
+    lines = out.splitlines()
+    assert lines[1].split() == ["from", "\\", "to", "1", "2"]
+    assert [x.strip() for x in lines[8:10]] == ["1 default/httpd-deployment-0", "2 dev/devpod"]  # fmt: skip
+
+
+def test_matrix_a_named_port_is_resolved_per_destination() -> None:
+    code, out = invoke("matrix", LAB, "--port", "http", "--from", "default/pod1")
+    assert code == 0, out
+    lines = out.splitlines()
+    assert lines[2].split() == ["1", "default/pod1", "-", "I", "I", "-", "-", "-"]
+    assert "- no port named 'http' on that pod" in lines
+    assert lines[-1] == "6 pair(s): 2 denied-ingress, 4 no-port"
+
+
+def test_matrix_csv_md_dot() -> None:
+    args = ("matrix", LAB, "--from", "default/pod1", "--from", "default/frontend",
+            "--to", "default/httpd-deployment-0", "--to", "default/pod1")  # fmt: skip
+    code, csv = invoke(*args, "-o", "csv")
+    assert code == 0
+    assert csv.splitlines() == [
+        "from \\ to,default/httpd-deployment-0,default/pod1",
+        "default/pod1,denied-ingress,refused",
+        "default/frontend,delivered,refused",
+    ]
+    code, md = invoke(*args, "-o", "md")
+    assert md.splitlines()[:4] == [
+        "| from \\ to | `default/httpd-deployment-0` | `default/pod1` |",
+        "|---|---|---|",
+        "| `default/pod1` | `I` | `-` |",
+        "| `default/frontend` | `.` | `-` |",
+    ]
+    assert "- `I` denied by ingress policy (of the destination)" in md.splitlines()
+    code, dot = invoke(*args, "-o", "dot")
+    assert dot.startswith('digraph "networkpolicy-lab: 2x2 port 80 TCP" {\n')
+    assert ('  "default/pod1" -> "default/httpd-deployment-0" [color=red, style=dashed, '
+            'label="I", tooltip="denied-ingress"];') in dot.splitlines()  # fmt: skip
+    assert '  "default/frontend" -> "default/httpd-deployment-0" [color=green, tooltip="delivered"];' in dot.splitlines()  # fmt: skip
+
+
+def test_matrix_json_says_which_direction_denied() -> None:
+    import json
+
+    code, out = invoke("matrix", LAB, "--from", "default/pod1", "--from",
+                       "default/httpd-deployment-0", "--to", "default/httpd-deployment-0",
+                       "--to", "dev/devpod", "-o", "json")  # fmt: skip
+    assert code == 0, out
+    doc = json.loads(out)
+    assert (doc["schema_version"], doc["type"], doc["port"]) == (1, "matrix", 80)
+    cells = {(c["from"], c["to"]): (c["verdict"], c["denied"]) for c in doc["cells"]}
+    assert cells == {
+        ("default/pod1", "default/httpd-deployment-0"): ("denied-ingress", "ingress"),
+        ("default/pod1", "dev/devpod"): ("delivered", None),
+        ("default/httpd-deployment-0", "default/httpd-deployment-0"): (
+            "delivered",
+            None,
+        ),
+        ("default/httpd-deployment-0", "dev/devpod"): ("denied-egress", "egress"),
+    }
+
+
+def test_matrix_rejects_an_unknown_output() -> None:
+    r = CliRunner().invoke(app, ["matrix", LAB, "-o", "xml"])
+    assert r.exit_code == 2
+    assert "-o 'xml' is not allowed for `dataplane matrix` (allowed: text, csv, md, json, yaml, dot)" in r.output  # fmt: skip
 
 
 def test_matrix_walk_gives_the_same_table() -> None:
@@ -72,14 +141,23 @@ def test_matrix_after_the_label_step() -> None:
         "default/httpd-deployment-0",
     )
     assert code == 0
-    assert out.splitlines()[2].split() == ["default/pod1", "."]
+    assert out.splitlines()[2].split() == ["1", "default/pod1", "."]
 
 
 def test_matrix_icmp_needs_no_port() -> None:
     code, out = invoke("matrix", LAB, "--protocol", "icmp", "--from", "default/pod1")
     assert code == 0
     assert out.splitlines()[0] == "networkpolicy-lab: 1x6 ICMP"
-    assert out.splitlines()[2].split() == ["default/pod1", ".", "X", "X", ".", ".", "."]
+    assert out.splitlines()[2].split() == [
+        "1",
+        "default/pod1",
+        ".",
+        "I",
+        "I",
+        ".",
+        ".",
+        ".",
+    ]
 
 
 @pytest.mark.parametrize(

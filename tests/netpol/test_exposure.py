@@ -59,7 +59,7 @@ def test_cli_text_and_json() -> None:
     doc = json.loads(
         run_cli("exposure", SCENARIOS / "networkpolicy-lab.yaml", "-o", "json").stdout
     )
-    assert doc["schema_version"] == 1 and doc["kind"] == "exposure"
+    assert doc["schema_version"] == 1 and doc["type"] == "exposure"
     assert (
         doc["files"][0]["workloads"][0]["workload"]
         == "default/httpd-deployment (Deployment)"

@@ -86,7 +86,7 @@ def test_a_deny_all_alone_is_a_note() -> None:
 
 def test_json_and_sarif() -> None:
     doc = json.loads(run_cli("lint", MISTAKES, "-o", "json").stdout)
-    assert doc["schema_version"] == 1 and doc["kind"] == "lint"
+    assert doc["schema_version"] == 1 and doc["type"] == "lint"
     first = doc["findings"][0]
     assert first == {
         "rule": "selector-matches-nothing", "severity": "warning",
@@ -118,7 +118,7 @@ def test_folders_and_bad_options(tmp_path: Path) -> None:
     r = run_cli("lint", MISTAKES, "-o", "xml")
     assert (
         r.exit_code == 2
-        and "-o 'xml' is not allowed (allowed: text, json, sarif)" in r.stderr
+        and "-o 'xml' is not allowed (allowed: text, json, yaml, sarif)" in r.stderr
     )
     r = run_cli("lint", tmp_path)
     assert r.exit_code == 2 and "no scenario file in" in r.stderr

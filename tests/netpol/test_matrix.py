@@ -183,9 +183,18 @@ def test_the_matrix_equals_walking_every_pair(
 
 def test_the_grid_reads_like_the_upstream_e2e_tests() -> None:
     m = Matrix(["x/a", "x/b"], ["x/a", "x/b", "y/c"], [".EI", "R.."])
-    assert m.grid() == (
-        "     0 1 2\nx/a  . X X\nx/b  R . .\ncolumns: 0: x/a, 1: x/b, 2: y/c"
-    )
+    assert m.grid().splitlines() == [
+        "from \\ to  1 2 3",
+        "1 x/a      . E I",
+        "2 x/b      - . .",
+        "           1 x/a",
+        "           2 x/b",
+        "           3 y/c",
+        ". delivered",
+        "E denied by egress policy (of the source)",
+        "I denied by ingress policy (of the destination)",
+        "- does not listen on this port (refused: RST, ICMP port unreachable, ABORT)",
+    ]
     assert m.denied() == {("x/a", "x/b"), ("x/a", "y/c"), ("x/b", "x/a")}
     assert m.verdict(0, 1) is Verdict.DENIED_EGRESS
     assert m.counts() == {
@@ -221,8 +230,11 @@ def test_a_named_port_resolves_on_each_destination() -> None:
     names = ["x/a", "y/b"]
     m = compute_matrix(sim, names, names, "serve-81-udp", Protocol.UDP)
     assert m.rows == walk_matrix(sim, names, names, "serve-81-udp", Protocol.UDP).rows
-    with pytest.raises(ValueError, match="is not a TCP port of pod x/a"):
-        compute_matrix(sim, names, names, "serve-81-udp", Protocol.TCP)
+    # A destination without a TCP port of that name is a `-` column, not an abort.
+    tcp = compute_matrix(sim, names, names, "serve-81-udp", Protocol.TCP)
+    assert tcp.rows == ["--", "--"] == walk_matrix(sim, names, names, "serve-81-udp", Protocol.TCP).rows  # fmt: skip
+    assert tcp.verdict(0, 0) is None and tcp.counts() == {"no-port": 4}
+    assert tcp.legend() == {"-": "no port named 'serve-81-udp' on that pod"}
 
 
 STEP_SCENARIO = """\
@@ -264,7 +276,7 @@ def test_a_matrix_step_says_which_cells_differ(tmp_path: Path) -> None:
         "1 pair(s) not delivered",
     )
     grid = wrong.data["matrix"]["grid"]
-    assert grid.splitlines()[1:3] == ["default/a  . .", "default/b  X ."]
+    assert grid.splitlines()[1:3] == ["1 default/a  . .", "2 default/b  I ."]
     assert wrong.data["matrix"]["rows"] == ["..", "I."]
     right = runner.run_step(2, scenario.steps[1])
     assert right.ok is True
