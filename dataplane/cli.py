@@ -7,15 +7,17 @@ Exit status: 0 when every expectation holds, 1 when one does not, 2 for invalid 
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 
+from dataplane.terminal import Console
 from topology.errors import SimError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -30,7 +32,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-# Not a terminal (CI logs, pipes): wide lines rather than rich's 80 columns.
+# Not a terminal (CI logs, pipes): wide lines rather than rich's 80 columns.  Both print
+# user text literally: no markup, no emoji codes, control characters escaped.
 console = Console(
     highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 200
 )
@@ -93,26 +96,26 @@ def input_errors(debug: bool) -> Iterator[None]:
     """Turn project errors into `error: ...` and exit status 2."""
     try:
         yield
-    except (SimError, FileNotFoundError, IsADirectoryError) as err:
+    except (SimError, OSError) as err:  # OSError: an output file that cannot be written
         if debug:
             raise
         text = str(err)
-        if isinstance(err, FileNotFoundError | IsADirectoryError):
-            text = f"{err.filename}: {err.strerror}"
-        err_console.print(f"error: {text}", markup=False, highlight=False)
+        if isinstance(err, OSError) and err.strerror:
+            text = f"{err.filename}: {err.strerror}" if err.filename else err.strerror
+        err_console.print(f"error: {text}")
         raise typer.Exit(2) from None
 
 
 def load(path: Path) -> tuple[Any, list[str]]:
-    from topology.loader import load_scenario
+    from dataplane.suite import load_file
 
-    loaded: tuple[Any, list[str]] = load_scenario(path)
+    loaded: tuple[Any, list[str]] = load_file(path)
     return loaded
 
 
-def warn(warnings: list[str]) -> None:
+def warn(warnings: list[str], kind: str = "warning") -> None:
     for w in warnings:
-        err_console.print(f"warning: {w}", markup=False, highlight=False)
+        err_console.print(f"{kind}: {w}")
 
 
 @app.command()
@@ -132,7 +135,8 @@ def run(
         typer.Option(
             "--pcap-dir",
             help="Write one pcap per device (NODE_NETNS_DEVICE.pcap), as tcpdump on "
-            "it would have seen every walk; one subdirectory per file if several.",
+            "it would have seen every walk; one subdirectory per file if several "
+            "(its stem; stem-HASH where two files share a stem).",
         ),
     ] = None,
     html_dir: Annotated[
@@ -157,7 +161,12 @@ def run(
         view_name = out_fmt.choose("run", output, fmt, as_json)
         hidden = hide_for(view_name, hide)
         loaded = [load(f) for f in files]  # every file is checked before anything runs
-        for scenario, warnings in loaded:
+        if pcap_dir is not None:
+            from dataplane.pcap import prepare_dir, scenario_dirs
+
+            prepare_dir(pcap_dir)  # before anything runs
+            subdirs = scenario_dirs(files) if len(files) > 1 else [""]
+        for i, (scenario, warnings) in enumerate(loaded):
             warn(warnings)
             view = render.ScenarioView(view_name, console, scenario, quiet, hidden)
             view.start()
@@ -177,12 +186,18 @@ def run(
             for k in totals:
                 totals[k] += result.counts()[k]
             if pcap_dir is not None:
-                from dataplane.pcap import write_pcaps
+                from dataplane.pcap import PcapSink
 
-                out = pcap_dir / scenario.path.stem if len(files) > 1 else pcap_dir
-                traces = [t for s in result.steps for t in ([s.trace] if s.trace else s.traces)]  # fmt: skip
-                n = len(write_pcaps(traces, out))
-                err_console.print(f"wrote {n} captures to {out}", markup=False, highlight=False)  # fmt: skip
+                out = pcap_dir / subdirs[i]
+                sink = PcapSink(out)
+                try:
+                    for s in result.steps:
+                        for t in [s.trace] if s.trace else s.traces:
+                            sink.add(t)
+                finally:
+                    n = len(sink.close())
+                warn(sink.notes(), "note")
+                err_console.print(f"wrote {n} captures to {out}")
     if len(files) > 1:
         render.print_total(console, view_name, totals, len(files))
     raise typer.Exit(1 if failed else 0)
@@ -285,11 +300,22 @@ def register(command: F) -> F:
     return command
 
 
-def main() -> None:
-    from dataplane import commands
+def _terminate(signum: int, _frame: FrameType | None) -> None:
+    """SIGTERM unwinds like Ctrl-C (open files are closed on the way out)."""
+    raise SystemExit(128 + signum)
 
-    commands.load()
-    app()
+
+def main() -> None:
+    """The entry point.  Ctrl-C or SIGTERM at any moment ends it quietly with 130 or 143
+    (`dataplane verify` installs its own handler, which removes its namespaces)."""
+    try:
+        signal.signal(signal.SIGTERM, _terminate)
+        from dataplane import commands
+
+        commands.load()
+        app()
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

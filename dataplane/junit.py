@@ -19,6 +19,7 @@ from pathlib import Path
 from dataplane.render import step_label
 from dataplane.result import StepResult
 from dataplane.suite import FileRun
+from topology.errors import TopologyError
 
 # Characters XML 1.0 cannot carry, even escaped.
 _INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -118,8 +119,18 @@ def write_junit(runs: Iterable[FileRun], path: str | Path) -> None:
     """Write the JUnit XML report of `runs` to `path`."""
     tree = ET.ElementTree(to_xml(runs))
     ET.indent(tree)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    tree.write(path, encoding="utf-8", xml_declaration=True)
+    parent = Path(path).parent
+    if parent.exists() and not parent.is_dir():
+        raise TopologyError(
+            f"{path}: cannot write the JUnit report: {parent} is not a directory"
+        )
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tree.write(path, encoding="utf-8", xml_declaration=True)
+    except OSError as err:
+        raise TopologyError(
+            f"{path}: cannot write the JUnit report: {err.strerror or err}"
+        ) from None
 
 
 __all__ = ["classname", "to_xml", "write_junit"]

@@ -43,6 +43,7 @@ from rich.text import Text
 from dataplane import trace_view
 from dataplane.output import JSON_SCHEMA_VERSION, document, record
 from dataplane.result import ScenarioResult, StepResult
+from dataplane.terminal import literal, write
 from dataplane.trace import Trace
 from topology.scenario import Scenario
 
@@ -75,7 +76,7 @@ def print_hops(
     """A trace's hops in one of the text views (`text`, `wide`, `summary`)."""
     width = fit(console)
     if view == "wide":  # plain lines, as long as they are
-        sys.stdout.write("".join(t + "\n" for t in trace_view.wide_lines(trace, hide)))
+        write("".join(t + "\n" for t in trace_view.wide_lines(trace, hide)))
         return
     if view == "summary":
         lines = trace_view.summary_lines(trace, width, hide)
@@ -93,12 +94,12 @@ def print_trace(
 ) -> None:
     """A whole trace in `view` (`text`, `wide`, `summary`, `minimal`)."""
     if view == "minimal":
-        sys.stdout.write(minimal(trace) + "\n")
+        write(minimal(trace) + "\n")
         return
     print_hops(console, trace, view, hide)
     if view == "wide":
-        sys.stdout.write("".join(a + "\n" for a in trace.assumptions))
-        sys.stdout.write(verdict_line(trace).plain + "\n")
+        write("".join(a + "\n" for a in trace.assumptions))
+        write(verdict_line(trace).plain + "\n")
         return
     for a in trace.assumptions:
         console.print(Text(a, style="dim"))
@@ -149,12 +150,24 @@ def minimal_step(res: StepResult) -> str:
         lines.append(grid)
     for p in res.data.get("replay", {}).get("packets", []):
         lines.append(f"packet {p['index']} at {p['at'] or '-'}: {p['outcome']}")
+    more = unlisted(res)
+    if more:
+        lines.append(more)
     status = "-" if res.ok is None else ("ok" if res.ok else "FAIL")
     tail = f"=> {status} {res.actual or ''}".rstrip()
     if res.message:
         tail += f": {res.message}"
     lines.append(tail)
     return "\n".join(lines)
+
+
+def unlisted(res: StepResult) -> str:
+    """What a replay step counted but did not keep (its packets beyond `keepTraces`)."""
+    replay = res.data.get("replay", {})
+    more = replay.get("total", 0) - len(replay.get("packets", []))
+    if more <= 0:
+        return ""
+    return f"({more} more packets counted, not listed: keepTraces lists more)"
 
 
 def minimal_summary(result: ScenarioResult) -> str:
@@ -208,9 +221,12 @@ def print_step(
         console.print(verdict_line(res.trace))
     grid = res.data.get("matrix", {}).get("grid")
     if grid and not quiet:
-        sys.stdout.write(grid + "\n")
+        write(grid + "\n")
     for p in res.data.get("replay", {}).get("packets", []) if not quiet else []:
         console.print(packet_line(p))
+    more = unlisted(res)
+    if more and not quiet:
+        console.print(Text(more, style="dim"))
     # A result line is never broken: it holds FILE:LINE, which editors and grep find.
     console.print(step_line(res), soft_wrap=True)
     if not quiet:
@@ -227,7 +243,7 @@ def counts_text(c: dict[str, int]) -> str:
 def summary(result: ScenarioResult) -> Text:
     name = result.scenario.name
     style = "bold green" if result.ok else "bold red"
-    text = Text(f"{name}: ", style="bold")
+    text = literal(f"{name}: ", style="bold")
     text.append(counts_text(result.counts()), style=style)
     return text
 
@@ -315,11 +331,11 @@ class ScenarioView:
     def start(self) -> None:
         sc = self.scenario
         if self.fmt == "minimal":
-            sys.stdout.write(f"== scenario {sc.name}\n")
+            write(f"== scenario {sc.name}\n")
         elif self.fmt not in ("json", "yaml"):
             fit(self.console)
-            title = Text(sc.name, style="bold")
-            title.append(f"  {sc.path}", style="dim")
+            title = literal(sc.name, style="bold")
+            title.append(literal(f"  {sc.path}", style="dim"))
             self.console.rule(title)
             if sc.description and not self.quiet:
                 # Each paragraph filled to the width (the YAML's own breaks are not).
@@ -334,7 +350,7 @@ class ScenarioView:
         if self.fmt in ("json", "yaml"):
             sys.stdout.write(record(step_record(self.scenario, res), self.fmt))
         elif self.fmt == "minimal":
-            sys.stdout.write(minimal_step(res) + "\n")
+            write(minimal_step(res) + "\n")
         else:
             print_step(self.console, res, self.quiet, self.fmt, self.hide)
 
@@ -342,7 +358,7 @@ class ScenarioView:
         if self.fmt in ("json", "yaml"):
             sys.stdout.write(record(summary_record(result), self.fmt))
         elif self.fmt == "minimal":
-            sys.stdout.write(minimal_summary(result) + "\n")
+            write(minimal_summary(result) + "\n")
         else:
             self.console.print(summary(result), soft_wrap=True)
 
@@ -354,7 +370,7 @@ def print_total(
     if view in ("json", "yaml"):
         sys.stdout.write(record(total_record(counts, files), view))
     elif view == "minimal":
-        sys.stdout.write(f"== total over {files} files: {counts_text(counts)}\n")
+        write(f"== total over {files} files: {counts_text(counts)}\n")
     else:
         style = "bold red" if counts["failed"] else "bold green"
         text = Text(f"total over {files} files: ", style="bold")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from dataplane.result import ScenarioResult, StepResult
 from dataplane.scenario import Runner
-from topology.errors import SimError
+from topology.errors import SimError, TopologyError
 from topology.scenario import Scenario
 
 SUFFIXES = (".yaml", ".yml")
@@ -91,15 +91,27 @@ class FileRun:
         return ScenarioResult(self.scenario, list(self.steps), list(self.warnings))
 
 
+def load_file(path: Path) -> tuple[Scenario, list[str]]:
+    """`topology.loader.load_scenario`, where a file (or a manifest file it names) that
+    is not UTF-8 text is a TopologyError, as YAML 1.2 wants UTF-8 (or UTF-16/32 with a
+    byte-order mark, which the loader does not read)."""
+    from topology.loader import load_scenario
+
+    try:
+        return load_scenario(path)
+    except UnicodeDecodeError as err:
+        raise TopologyError(
+            f"{path}: cannot read scenario: not UTF-8 text ({err})"
+        ) from None
+
+
 def run_file(
     path: Path, on_step: Callable[[StepResult], None] | None = None
 ) -> FileRun:
     """Load and run one scenario file; input errors are kept, not raised."""
-    from topology.loader import load_scenario
-
     run = FileRun(path)
     try:
-        scenario, warnings = load_scenario(path)
+        scenario, warnings = load_file(path)
     except (SimError, OSError) as err:
         run.error = f"{path}: {err.strerror}" if isinstance(err, OSError) else str(err)
         return run
@@ -119,4 +131,4 @@ def run_file(
     return run
 
 
-__all__ = ["FileRun", "discover", "is_scenario_file", "run_file"]
+__all__ = ["FileRun", "discover", "is_scenario_file", "load_file", "run_file"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -135,3 +136,45 @@ def test_help_lists_the_commands() -> None:
     assert r.returncode == 0
     for cmd in ("run", "trace"):
         assert cmd in r.stdout
+
+
+@pytest.mark.parametrize(
+    ("sig", "status"),
+    [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
+    ids=["int", "term"],
+)
+def test_an_interrupt_exits_quietly_and_closes_the_captures(
+    sig: signal.Signals, status: int, tmp_path: Path
+) -> None:
+    one = (ROOT / "scenarios/captures/client-raw-ip.pcap").read_bytes()
+    (tmp_path / "big.pcap").write_bytes(one[:24] + one[24:] * 5000)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dataplane.cli", "replay", "scenarios/replay-policy.yaml",
+         "--pcap", str(tmp_path / "big.pcap"), "--pcap-dir", str(tmp_path / "out")],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # the default Ctrl-C handling, even where this test runs with SIGINT ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    assert proc.stdout is not None
+    for _ in range(5):  # it is replaying and writing captures
+        proc.stdout.readline()
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == status
+    assert "Traceback" not in err
+    capture = (tmp_path / "out" / "node-1_pod-default-client_eth0.pcap").read_bytes()
+    size = 24
+    while size < len(capture):  # every record whole: the file was closed, not cut
+        size += 16 + int.from_bytes(capture[size + 8 : size + 12], "little")
+    assert size == len(capture)
+
+
+def test_a_capture_can_come_from_a_pipe() -> None:
+    capture = (ROOT / "scenarios/captures/client-raw-ip.pcap").read_bytes()
+    r = subprocess.run(
+        [sys.executable, "-m", "dataplane.cli", "replay", "scenarios/replay-policy.yaml",
+         "--pcap", "/dev/stdin"],
+        cwd=ROOT, input=capture, capture_output=True, check=False,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[-1] == b"3 packets: delivered 2, refused 1"

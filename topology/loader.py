@@ -351,7 +351,7 @@ class _ScenarioLoader:
                         (*path, "expect", word), f"{word!r} repeats {verdict!r}"
                     )
                 expect[verdict] = count
-        return ReplayStep(pcap, m.at, expect, item.name, loc)
+        return ReplayStep(pcap, m.at, expect, item.name, loc, m.keep_traces)
 
 
 def _verdict(word: str) -> Verdict:

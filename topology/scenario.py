@@ -138,6 +138,7 @@ class ReplayStep:
     expect: Mapping[str, int] | None = None  # verdict word -> count
     name: str | None = None
     loc: Loc = BUILTIN
+    keep_traces: int | None = None  # packets kept with their trace (None: the default)
 
 
 Step = (

@@ -356,6 +356,11 @@ class ReplayModel(StrictModel):
         description="Packet counts by verdict ({delivered: 12, denied: 3}); a verdict"
         " left out must count 0.",
     )
+    keep_traces: NonNegative | None = Field(
+        default=None,
+        alias="keepTraces",
+        description="How many packets keep their trace (default 100)",
+    )
 
 
 class FileRef(StrictModel):

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from dataplane.cli import DebugOpt, PathsArg, input_errors, load, register, warn
+from dataplane.terminal import write
 
 OUTPUTS = ("text", "json", "yaml")
 
@@ -52,6 +53,6 @@ def exposure(
         return
     for f, rows in found:
         if len(found) > 1:
-            sys.stdout.write(f"# {f}\n")
+            write(f"# {f}\n")
         for line in text(rows):
-            sys.stdout.write(line + "\n")
+            write(line + "\n")

@@ -8,7 +8,6 @@ unless `--format` says otherwise; `--format mermaid` writes a Mermaid flowchart 
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -23,6 +22,7 @@ from dataplane.cli import (
     register,
     warn,
 )
+from dataplane.terminal import write
 
 
 @register
@@ -82,18 +82,19 @@ def graph(
             p: int | str | None = int(port) if port and port.isdigit() else port
             trace = sim.probe(src, dst, p, proto)
         scene = build_scene(sim, trace, title=scenario.name)
-    if kind == "mermaid":
-        text = to_mermaid(scene)
-        if output is None:
-            sys.stdout.write(text)
+    with input_errors(debug):  # an output path that cannot be written
+        if kind == "mermaid":
+            text = to_mermaid(scene)
+            if output is None:
+                write(text)
+            else:
+                output.write_text(text)
+        elif kind == "svg":
+            assert output is not None
+            output.write_text(draw.to_svg(scene))
         else:
-            output.write_text(text)
-    elif kind == "svg":
-        assert output is not None
-        output.write_text(draw.to_svg(scene))
-    else:
-        assert output is not None
-        draw.to_png(scene, output)
+            assert output is not None
+            draw.to_png(scene, output)
     if output is not None:
         verdict = f" ({trace.verdict.value})" if trace and trace.verdict else ""
         err_console.print(f"wrote {output}{verdict}", markup=False, highlight=False)

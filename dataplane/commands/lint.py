@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from dataplane.cli import DebugOpt, PathsArg, input_errors, load, register, warn
+from dataplane.terminal import write
 
 OUTPUTS = ("text", "json", "yaml", "sarif")
 LEVELS = ("error", "warning", "note", "none")
@@ -73,10 +74,10 @@ def lint(
     else:
         # One finding a line, never wrapped (editors and CI logs link FILE:LINE).
         for finding in findings:
-            sys.stdout.write(f"{finding}\n")
+            write(f"{finding}\n")
         counts = {s: sum(1 for f in findings if f.severity is s) for s in Severity}
         summary = ", ".join(f"{n} {s.value}(s)" for s, n in counts.items())
-        sys.stdout.write(f"{len(files)} file(s): {summary}\n")
+        write(f"{len(files)} file(s): {summary}\n")
     if fail_on != "none":
         bar = Severity(fail_on).rank
         if any(f.severity.rank >= bar for f in findings):

@@ -19,6 +19,7 @@ import typer
 from rich.text import Text
 
 from dataplane.cli import DebugOpt, console, err_console, input_errors, register
+from dataplane.terminal import write
 
 if TYPE_CHECKING:  # pragma: no cover
     from dataplane.result import StepResult
@@ -79,7 +80,8 @@ def run_tests(
     if junit is not None:
         from dataplane.junit import write_junit
 
-        write_junit(runs, junit)
+        with input_errors(debug):
+            write_junit(runs, junit)
     if documents:
         counts = {"passed": passed, "failed": failed, "unchecked": unchecked}
         sys.stdout.write(record(render.total_record(counts, len(runs), errors), fmt))
@@ -120,7 +122,7 @@ def _printer(quiet: bool) -> Callable[[StepResult], None]:
         line += f" → {res.actual}" if res.actual else ""
         detail = f"\n     {res.message}" if res.failed else ""
         if not styled:
-            sys.stdout.write(status + line + detail + "\n")
+            write(status + line + detail + "\n")
             return
         style = {None: "dim", True: "green", False: "bold red"}[res.ok]
         text = Text(status, style=style) + Text(line)

@@ -27,6 +27,7 @@ from dataplane.cli import (
     register,
     warn,
 )
+from dataplane.terminal import literal
 
 STYLE = {"MISMATCH": "bold red", "not comparable": "yellow", "agree": "green"}
 
@@ -35,7 +36,8 @@ def _table(report: Any, quiet: bool) -> Table:
     from dataplane.kernel.report import SILENT
 
     table = Table(
-        title=f"{report.scenario}  [dim]{report.path}[/dim]", title_justify="left"
+        title=literal(f"{report.scenario}  ") + literal(str(report.path), "dim"),
+        title_justify="left",
     )
     for col in (
         "step",
@@ -58,7 +60,7 @@ def _table(report: Any, quiet: bool) -> Table:
             row.title,
             sim,
             kernel,
-            f"[{STYLE[row.status]}]{row.status}[/]",
+            literal(row.status, STYLE[row.status]),
             row.kernel.detail,
         )
     return table

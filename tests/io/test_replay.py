@@ -61,13 +61,14 @@ def test_not_a_capture_is_an_input_error(
 def test_truncated_record_is_an_input_error(tmp_path: Path) -> None:
     path = pcap(tmp_path / "t.pcap", raw(SYN, SYNACK))
     path.write_bytes(path.read_bytes()[:-5])
-    with pytest.raises(
-        TopologyError, match=r"packet 2 is cut short \(35 of 40 bytes\)"
-    ):
+    cut = "truncated record: the file appears to have been cut short in the middle of a packet"
+    with pytest.raises(TopologyError) as err:
         read_capture(path)
+    assert str(err.value) == f"{path}: record 2 at offset 80: {cut} (51 of 56 bytes)"
     path.write_bytes(path.read_bytes()[: 24 + 16 + 40 + 7])
-    with pytest.raises(TopologyError, match="the header of packet 2 is cut short"):
+    with pytest.raises(TopologyError) as err:
         read_capture(path)
+    assert str(err.value) == f"{path}: record 2 at offset 80: {cut} (7 of 16 bytes)"
 
 
 def test_pcapng_reads_like_pcap(tmp_path: Path) -> None:
@@ -234,7 +235,7 @@ def test_cli_replay_errors(tmp_path: Path) -> None:
     bad.write_bytes((CAPTURES / "node-1-cbr0.pcap").read_bytes()[:100])
     r = run_cli("replay", SCENARIOS / "replay-policy.yaml", "--pcap", bad)
     assert r.exit_code == 2
-    assert r.stderr.startswith(f"error: {bad}: truncated pcap: packet 2 is cut short")
+    assert r.stderr.startswith(f"error: {bad}: record 2 at offset 82: truncated record")
     assert "Traceback" not in r.stderr + r.stdout
 
 
