@@ -180,7 +180,10 @@ def run(
             result = runner.run(_each(steps))
             view.done(result)
             if html_dir is not None:
-                out = write_page(html_dir, scenario.path, page.html())
+                from dataplane.pcap import scenario_dirs
+
+                name = scenario_dirs(files)[i]  # stems that collide get a hash
+                out = write_page(html_dir, name, page.html())
                 err_console.print(f"wrote {out}", markup=False, highlight=False)
             failed = failed or not result.ok
             for k in totals:
@@ -279,13 +282,13 @@ def _each(
     return call
 
 
-def write_page(directory: Path, source: Path, html: str) -> Path:
-    """Write a scenario's page as DIR/STEM.html (the directory made if need be)."""
+def write_page(directory: Path, name: str, html: str) -> Path:
+    """Write a scenario's page as DIR/NAME.html (the directory made if need be)."""
     from topology.errors import TopologyError
 
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        out = directory / f"{source.stem}.html"
+        out = directory / f"{name}.html"
         out.write_text(html, encoding="utf-8")
     except OSError as err:
         raise TopologyError(

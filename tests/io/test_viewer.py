@@ -448,3 +448,21 @@ def test_notebooks_show_the_viewer() -> None:
     assert (
         "data-hop" not in html or "&quot;" in html
     )  # the page is escaped inside srcdoc
+
+
+def test_run_html_gives_each_file_its_page(tmp_path: Path) -> None:
+    text = (SCENARIOS / "same-node.yaml").read_text()
+    files = []
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        files.append(tmp_path / folder / "lab.yaml")
+        files[-1].write_text(text)
+    out = tmp_path / "pages"
+    r = run_cli("run", "-q", *files, "--html", out)
+    assert r.exit_code == 0, r.stderr
+    pages = sorted(p.name for p in out.iterdir())
+    assert len(pages) == 2 and all(
+        p.startswith("lab-") and p.endswith(".html") for p in pages
+    )
+    r = run_cli("run", "-q", files[0], "--html", tmp_path / "a" / "lab.yaml")
+    assert r.exit_code == 2 and "cannot write" in r.stderr

@@ -111,7 +111,7 @@ def test_hide_removes_what_it_names_and_keeps_the_numbers() -> None:
         ),
         (
             ("-o", "table"),
-            "-o 'table' is not allowed for `dataplane trace` (allowed: text, wide, summary, minimal, json, yaml)",
+            "-o 'table' is not allowed for `dataplane trace` (allowed: text, wide, summary, minimal, json, yaml, html)",
         ),
         (
             ("-o", "json", "--format", "minimal"),

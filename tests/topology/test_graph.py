@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from tests.topology.conftest import REFERENCE, LoadFn
@@ -63,7 +61,7 @@ def test_host_network_pods_and_externals(load: LoadFn) -> None:
     assert graph.edges["external:db", "gateway"]["kind"] == "route"
 
 
-def test_big_cluster_builds_fast() -> None:
+def test_a_big_cluster_builds_and_spreads_evenly() -> None:
     nodes = [{"name": f"node-{i}"} for i in range(1, 101)]
     model = ClusterModel.model_validate({"nodeCIDR": "10.100.0.0/16", "nodes": nodes})
     config = cluster_config(model, lambda _: Loc("x"))
@@ -88,15 +86,11 @@ def test_big_cluster_builds_fast() -> None:
         )
         for d in range(50)
     ]
-    start = time.perf_counter()
+    # How fast this is, bench/bench_walk.py measures (never a timed test).
     cluster, _ = build_cluster(config, manifests)
-    built = time.perf_counter()
     graph = build_graph(cluster)
-    done = time.perf_counter()
     assert len(cluster.pods) == 5001
     assert graph.number_of_nodes() == 1 + 1 + 100 * 3 + 5001 * 2
-    assert built - start < 1.5
-    assert done - built < 1.0
     counts: dict[str, int] = {}
     for pod in cluster.pods.values():
         counts[pod.node] = counts.get(pod.node, 0) + 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
@@ -654,12 +653,10 @@ def big_scenario(deployments: int, replicas: int, nodes: int) -> str:
     return "\n".join(out)
 
 
-def test_load_5000_pods_quickly(load: LoadFn) -> None:
+def test_load_5000_pods(load: LoadFn) -> None:
+    # How fast this is, bench/bench_walk.py measures (never a timed test).
     text = big_scenario(50, 100, 100)
-    start = time.perf_counter()
     scenario, _ = load(text)
-    elapsed = time.perf_counter() - start
     assert len(scenario.cluster.pods) == 5001
     assert len(scenario.cluster.services) == 52
     assert str(scenario.cluster.pods["default/app-49-99"].ip).startswith("10.0.")
-    assert elapsed < 2.0, f"loading took {elapsed:.2f}s"
