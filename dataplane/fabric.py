@@ -145,7 +145,7 @@ def _build_node(fab: Fabric, node: NodeSpec) -> Netns:
             continue
         if cfg.network is NetworkMode.VXLAN:
             # flannel: `10.0.2.0/24 via 10.0.2.0 dev flannel.1 onlink`, a permanent
-            # neighbour for 10.0.2.0 and an FDB entry for its MAC (WALKS.md, "Tables").
+            # neighbour for 10.0.2.0 and an FDB entry for its MAC (docs/model.md, "Reference walks").
             ns.routes.add(
                 Route(other.pod_cidr, "flannel.1", via=vtep_ip(other), onlink=True)
             )

@@ -8,7 +8,7 @@ module that imports scapy, and only inside the functions that need it: it never 
 address from the host's tables and never calls `send`, `sr` or `route`.
 
 Lengths follow the wire: `frame_len` of an 84-byte echo request in VXLAN is 148 bytes
-(14 + 20 + 8 + 8 + 14 + 84), as WALKS.md measured on a real kernel.
+(14 + 20 + 8 + 8 + 14 + 84), as docs/model.md (reference walks) records from a real kernel.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Endpoints: the `from`, `to` and `at` of steps, and `${ip:ENDPOINT}` address references.
 
-Forms (SCENARIO-FORMAT.md, Endpoints): `NS/POD`, `pod/NS/POD`, `NS/POD/CONTAINER`,
+Forms (docs/scenario-format.md, Endpoints): `NS/POD`, `pod/NS/POD`, `NS/POD/CONTAINER`,
 `pod/NS/POD/CONTAINER`, `node/NAME`, `external/NAME`, `svc/NS/NAME`, an IPv4 address,
 `localhost`, and anything else without `/` is a DNS name.  Errors name the endpoint and list
 what exists.

@@ -15,9 +15,6 @@ that zero value is what an absent key gives.  A null peer `podSelector` or
 the API are int32 (replicas, ordinals, ports), as the decoder checks.
 """
 
-# Pydantic copies mutable defaults per instance, so `= []` and `= {}` are safe here.
-# ruff: noqa: RUF012
-
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
@@ -68,10 +65,21 @@ class KubeStrictModel(StrictModel):
 
 
 class ObjectMeta(KubeStrictModel):
-    name: str  # its syntax depends on the kind (checked in normalize)
-    namespace: DNSLabel | None = None
-    labels: Labels = {}
-    annotations: Annotations = {}
+    name: str = Field(
+        description="Object name (a DNS-1123 subdomain; a DNS-1123 label for Namespace, Service and workloads)."
+    )  # its syntax depends on the kind (checked in normalize)
+    namespace: DNSLabel | None = Field(
+        default=None,
+        description="Namespace (default: default); Namespace objects have none.",
+    )
+    labels: Labels = Field(
+        default={},
+        description="Labels, as selectors of Services and NetworkPolicies see them.",
+    )
+    annotations: Annotations = Field(
+        default={},
+        description="Accepted (at most 256 KiB); no effect on the dataplane.",
+    )
     generate_name: Ignored = None
     uid: Ignored = None
     resource_version: Ignored = None
@@ -86,20 +94,42 @@ class ObjectMeta(KubeStrictModel):
 
 
 class ContainerPortSpec(KubeStrictModel):
-    container_port: Port
-    protocol: ProtocolName | None = None
-    name: PortName | None = None
-    host_port: Annotated[int, Field(ge=0, le=65535)] | None = None  # no effect; 0 unset
+    container_port: Port = Field(
+        description="A port the pod listens on (every containerPort is a listening socket)."
+    )
+    protocol: ProtocolName | None = Field(
+        default=None, description="TCP (default), UDP or SCTP."
+    )
+    name: PortName | None = Field(
+        default=None,
+        description="Port name (IANA_SVC_NAME), for targetPort and NetworkPolicy ports by name.",
+    )
+    host_port: Annotated[int, Field(ge=0, le=65535)] | None = Field(
+        default=None, description="Accepted (0-65535) with a warning: not modelled."
+    )  # 0: unset
     host_ip: Ignored = Field(default=None, alias="hostIP")
 
 
 class ContainerSpec(KubeStrictModel):
-    name: DNSLabel
-    ports: list[ContainerPortSpec] = []
-    image: str | None = None  # no effect, but typed as the API types it
-    command: list[str] | None = None
-    args: list[str] | None = None
-    working_dir: str | None = None
+    name: DNSLabel = Field(
+        description="Container name (a DNS-1123 label), for the endpoint NS/POD/CONTAINER."
+    )
+    ports: list[ContainerPortSpec] = Field(
+        default=[],
+        description="Its listening ports; every container of a pod shares one network namespace.",
+    )
+    image: str | None = Field(
+        default=None, description="Accepted (a string); no effect on the dataplane."
+    )
+    command: list[str] | None = Field(
+        default=None, description="Accepted (strings); no effect on the dataplane."
+    )
+    args: list[str] | None = Field(
+        default=None, description="Accepted (strings); no effect on the dataplane."
+    )
+    working_dir: str | None = Field(
+        default=None, description="Accepted (a string); no effect on the dataplane."
+    )
     env: Ignored = None
     env_from: Ignored = None
     resources: Ignored = None
@@ -121,10 +151,20 @@ class ContainerSpec(KubeStrictModel):
 
 
 class PodSpec(KubeStrictModel):
-    containers: list[ContainerSpec] = Field(min_length=1)
-    node_name: str | None = None
-    node_selector: Labels = {}
-    host_network: bool = False
+    containers: list[ContainerSpec] = Field(
+        min_length=1, description="At least one container."
+    )
+    node_name: str | None = Field(
+        default=None,
+        description="Run on this node. Default: nodeSelector, then the eligible node with the fewest pods (ties by node order).",
+    )
+    node_selector: Labels = Field(
+        default={}, description="Only nodes with these labels are eligible."
+    )
+    host_network: bool = Field(
+        default=False,
+        description="Run in the node's network namespace (default false); NetworkPolicy never selects it.",
+    )
     init_containers: Ignored = None
     ephemeral_containers: Ignored = None
     volumes: Ignored = None
@@ -163,19 +203,35 @@ class PodSpec(KubeStrictModel):
 
 
 class SelectorRequirement(KubeStrictModel):
-    key: LabelKey
-    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
-    values: list[LabelValue] | None = None
+    key: LabelKey = Field(description="The label key.")
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = Field(
+        description="In, NotIn, Exists or DoesNotExist."
+    )
+    values: list[LabelValue] | None = Field(
+        default=None,
+        description="Values for In and NotIn (non-empty); none for Exists and DoesNotExist.",
+    )
 
 
 class LabelSelectorSpec(KubeStrictModel):
-    match_labels: Labels = {}
-    match_expressions: list[SelectorRequirement] = []
+    match_labels: Labels = Field(
+        default={},
+        description="Labels that must all match (ANDed with matchExpressions).",
+    )
+    match_expressions: list[SelectorRequirement] = Field(
+        default=[], description="Requirements that must all hold."
+    )
 
 
 class TemplateMeta(KubeStrictModel):
-    labels: Labels = {}
-    annotations: Annotations = {}
+    labels: Labels = Field(
+        default={},
+        description="Labels of every pod of the workload (must match its selector).",
+    )
+    annotations: Annotations = Field(
+        default={},
+        description="Accepted (at most 256 KiB); no effect on the dataplane.",
+    )
     name: Ignored = None
     namespace: Ignored = None
     generate_name: Ignored = None
@@ -183,53 +239,69 @@ class TemplateMeta(KubeStrictModel):
 
 
 class PodTemplateSpec(KubeStrictModel):
-    metadata: TemplateMeta = TemplateMeta()
-    spec: PodSpec
+    metadata: TemplateMeta = Field(
+        default=TemplateMeta(), description="The pods' labels."
+    )
+    spec: PodSpec = Field(description="The pods' spec.")
 
 
 class _Object(KubeStrictModel):
-    api_version: str | None = None
+    api_version: str | None = Field(
+        default=None, description="May be left out; when given it must match the kind."
+    )
     kind: str
-    metadata: ObjectMeta
+    metadata: ObjectMeta = Field(description="Name, namespace and labels.")
 
 
 class NamespaceObject(_Object):
-    kind: Literal["Namespace"]
+    kind: Literal["Namespace"] = Field(description="Namespace.")
     spec: Ignored = None
     status: Ignored = None
 
 
 class PodObject(_Object):
-    kind: Literal["Pod"]
-    spec: PodSpec
+    kind: Literal["Pod"] = Field(description="Pod.")
+    spec: PodSpec = Field(
+        description="The pod's containers, node and network namespace."
+    )
     status: Ignored = None
 
 
 class _WorkloadSpec(KubeStrictModel):
-    selector: LabelSelectorSpec
-    template: PodTemplateSpec
+    selector: LabelSelectorSpec = Field(
+        description="Which pods are the workload's (must match the template's labels)."
+    )
+    template: PodTemplateSpec = Field(description="The pods it creates.")
     min_ready_seconds: Ignored = None
     revision_history_limit: Ignored = None
 
 
 class DeploymentSpec(_WorkloadSpec):
-    replicas: NonNegative = 1
+    replicas: NonNegative = Field(
+        default=1, description="Number of pods, named NAME-0, NAME-1, ... (default 1)."
+    )
     strategy: Ignored = None
     progress_deadline_seconds: Ignored = None
     paused: Ignored = None
 
 
 class ReplicaSetSpec(_WorkloadSpec):
-    replicas: NonNegative = 1
+    replicas: NonNegative = Field(
+        default=1, description="Number of pods, named NAME-0, NAME-1, ... (default 1)."
+    )
 
 
 class StatefulSetOrdinals(KubeStrictModel):
-    start: NonNegative = 0
+    start: NonNegative = Field(default=0, description="The first ordinal (default 0).")
 
 
 class StatefulSetSpec(_WorkloadSpec):
-    replicas: NonNegative = 1
-    ordinals: StatefulSetOrdinals | None = None
+    replicas: NonNegative = Field(
+        default=1, description="Number of pods, named NAME-<ordinal> (default 1)."
+    )
+    ordinals: StatefulSetOrdinals | None = Field(
+        default=None, description="Where pod ordinals start."
+    )
     service_name: Ignored = None
     volume_claim_templates: Ignored = None
     pod_management_policy: Ignored = None
@@ -242,48 +314,89 @@ class DaemonSetSpec(_WorkloadSpec):
 
 
 class DeploymentObject(_Object):
-    kind: Literal["Deployment"]
-    spec: DeploymentSpec
+    kind: Literal["Deployment"] = Field(description="Deployment.")
+    spec: DeploymentSpec = Field(description="Replicas, selector and pod template.")
     status: Ignored = None
 
 
 class ReplicaSetObject(_Object):
-    kind: Literal["ReplicaSet"]
-    spec: ReplicaSetSpec
+    kind: Literal["ReplicaSet"] = Field(description="ReplicaSet.")
+    spec: ReplicaSetSpec = Field(description="Replicas, selector and pod template.")
     status: Ignored = None
 
 
 class StatefulSetObject(_Object):
-    kind: Literal["StatefulSet"]
-    spec: StatefulSetSpec
+    kind: Literal["StatefulSet"] = Field(description="StatefulSet.")
+    spec: StatefulSetSpec = Field(
+        description="Replicas, selector, ordinals and pod template."
+    )
     status: Ignored = None
 
 
 class DaemonSetObject(_Object):
-    kind: Literal["DaemonSet"]
-    spec: DaemonSetSpec
+    kind: Literal["DaemonSet"] = Field(
+        description="DaemonSet: one pod per eligible node, named NAME-NODE."
+    )
+    spec: DaemonSetSpec = Field(description="Selector and pod template.")
     status: Ignored = None
 
 
 class ServicePortSpec(KubeStrictModel):
-    port: Port
-    target_port: PortOrName | None = None
-    protocol: ProtocolName | None = None
-    name: DNSLabel | None = None  # validateServicePort: ValidateDNS1123Label
-    node_port: Port | None = None
+    port: Port = Field(description="The Service port.")
+    target_port: PortOrName | None = Field(
+        default=None,
+        description="The backend port, a number or a container port name (resolved per pod). Default: port.",
+    )
+    protocol: ProtocolName | None = Field(
+        default=None, description="TCP (default), UDP or SCTP."
+    )
+    name: DNSLabel | None = Field(  # validateServicePort: ValidateDNS1123Label
+        default=None,
+        description="Port name, a DNS label (required when there are several ports).",
+    )
+    node_port: Port | None = Field(
+        default=None,
+        description="NodePort (NodePort and LoadBalancer). Default: allocated from 30000-32767.",
+    )
     app_protocol: Ignored = None
 
 
 class ServiceSpec(KubeStrictModel):
-    type: Literal["ClusterIP", "NodePort", "LoadBalancer"] | None = None
-    selector: Labels | None = None
-    ports: list[ServicePortSpec] = []
-    cluster_ip: str | None = Field(default=None, alias="clusterIP")
-    cluster_ips: list[str] | None = Field(default=None, alias="clusterIPs")
-    external_traffic_policy: Literal["Cluster", "Local"] | None = None
-    internal_traffic_policy: Literal["Cluster", "Local"] | None = None
-    session_affinity: Literal["None", "ClientIP"] | None = None
-    load_balancer_ip: IPv4 | None = Field(default=None, alias="loadBalancerIP")
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer"] | None = Field(
+        default=None,
+        description="ClusterIP (default), NodePort or LoadBalancer (NodePort plus status.loadBalancer.ingress).",
+    )
+    selector: Labels | None = Field(
+        default=None,
+        description="Endpoints are the ready pods with these labels; none: no endpoints.",
+    )
+    ports: list[ServicePortSpec] = Field(default=[], description="The Service ports.")
+    cluster_ip: str | None = Field(
+        default=None,
+        alias="clusterIP",
+        description="An address inside serviceCIDR, 'None' (headless: DNS answers the pods' addresses) or '' (allocate one, the default).",
+    )
+    cluster_ips: list[str] | None = Field(
+        default=None,
+        alias="clusterIPs",
+        description="At most one address, equal to clusterIP (IPv4 only, no dual stack).",
+    )
+    external_traffic_policy: Literal["Cluster", "Local"] | None = Field(
+        default=None,
+        description="Cluster (default) or Local (keep the client address, local endpoints only).",
+    )
+    internal_traffic_policy: Literal["Cluster", "Local"] | None = Field(
+        default=None, description="Cluster (default) or Local (local endpoints only)."
+    )
+    session_affinity: Literal["None", "ClientIP"] | None = Field(
+        default=None,
+        description="None (default) or ClientIP (the endpoint depends on the client address only).",
+    )
+    load_balancer_ip: IPv4 | None = Field(
+        default=None,
+        alias="loadBalancerIP",
+        description="The external address of a LoadBalancer when status.loadBalancer.ingress gives none.",
+    )
     session_affinity_config: Ignored = None
     load_balancer_source_ranges: Ignored = None
     load_balancer_class: Ignored = None
@@ -297,64 +410,121 @@ class ServiceSpec(KubeStrictModel):
 
 
 class LoadBalancerIngress(KubeStrictModel):
-    ip: IPv4 | None = None
+    ip: IPv4 | None = Field(
+        default=None, description="An external address of the LoadBalancer."
+    )
     hostname: Ignored = None
     ip_mode: Ignored = None
     ports: Ignored = None
 
 
 class LoadBalancerStatus(KubeStrictModel):
-    ingress: list[LoadBalancerIngress] = []
+    ingress: list[LoadBalancerIngress] = Field(
+        default=[], description="External addresses of a LoadBalancer Service."
+    )
 
 
 class ServiceStatus(KubeStrictModel):
-    load_balancer: LoadBalancerStatus = LoadBalancerStatus()
+    load_balancer: LoadBalancerStatus = Field(
+        default=LoadBalancerStatus(),
+        description="The LoadBalancer's external addresses.",
+    )
     conditions: Ignored = None
 
 
 class ServiceObject(_Object):
-    kind: Literal["Service"]
-    spec: ServiceSpec = ServiceSpec()
-    status: ServiceStatus = ServiceStatus()
+    kind: Literal["Service"] = Field(description="Service.")
+    spec: ServiceSpec = Field(
+        default=ServiceSpec(), description="Type, selector, ports and traffic policies."
+    )
+    status: ServiceStatus = Field(
+        default=ServiceStatus(),
+        description="Only status.loadBalancer.ingress[].ip is read.",
+    )
 
 
 class IPBlockSpec(KubeStrictModel):
-    cidr: str  # host bits are allowed, with a warning (normalize)
-    except_: list[str] = Field(default=[], alias="except")
+    cidr: str = Field(
+        description="An IPv4 CIDR (host bits set: a warning, the network is meant)."
+    )  # host bits are allowed, with a warning (normalize)
+    except_: list[str] = Field(
+        default=[], alias="except", description="CIDRs inside cidr that are excluded."
+    )
 
 
 class PeerSpec(KubeStrictModel):
-    pod_selector: LabelSelectorSpec | None = None
-    namespace_selector: LabelSelectorSpec | None = None
-    ip_block: IPBlockSpec | None = None
+    pod_selector: LabelSelectorSpec | None = Field(
+        default=None,
+        description="Pods with these labels (in the policy's namespace, or in the namespaces of namespaceSelector).",
+    )
+    namespace_selector: LabelSelectorSpec | None = Field(
+        default=None,
+        description="Namespaces with these labels ({} = every namespace); ANDed with podSelector in one peer.",
+    )
+    ip_block: IPBlockSpec | None = Field(
+        default=None, description="Addresses in a CIDR (not alongside the selectors)."
+    )
 
 
 class PolicyPortSpec(KubeStrictModel):
-    protocol: ProtocolName | None = None
-    port: PortOrName | None = None
-    end_port: Port | None = None
+    protocol: ProtocolName | None = Field(
+        default=None, description="TCP (default), UDP or SCTP."
+    )
+    port: PortOrName | None = Field(
+        default=None,
+        description="A port number or a named port of the destination pod. Default: every port.",
+    )
+    end_port: Port | None = Field(
+        default=None,
+        description="Last port of a range starting at port (a number, not below it).",
+    )
 
 
 class IngressRuleSpec(KubeStrictModel):
-    from_: list[PeerSpec] | None = Field(default=None, alias="from")
-    ports: list[PolicyPortSpec] | None = None
+    from_: list[PeerSpec] | None = Field(
+        default=None,
+        alias="from",
+        description="Peers admitted (ORed). Default: every source.",
+    )
+    ports: list[PolicyPortSpec] | None = Field(
+        default=None, description="Ports admitted (ORed). Default: every port."
+    )
 
 
 class EgressRuleSpec(KubeStrictModel):
-    to: list[PeerSpec] | None = None
-    ports: list[PolicyPortSpec] | None = None
+    to: list[PeerSpec] | None = Field(
+        default=None, description="Peers admitted (ORed). Default: every destination."
+    )
+    ports: list[PolicyPortSpec] | None = Field(
+        default=None, description="Ports admitted (ORed). Default: every port."
+    )
 
 
 class NetworkPolicySpec(KubeStrictModel):
-    pod_selector: LabelSelectorSpec = LabelSelectorSpec()
-    policy_types: list[Literal["Ingress", "Egress"]] | None = None
-    ingress: list[IngressRuleSpec] | None = None
-    egress: list[EgressRuleSpec] | None = None
+    pod_selector: LabelSelectorSpec = Field(
+        default=LabelSelectorSpec(),
+        description="The pods the policy selects ({} = every pod of its namespace).",
+    )
+    policy_types: list[Literal["Ingress", "Egress"]] | None = Field(
+        default=None,
+        description="Ingress, Egress. Default: Ingress, plus Egress when egress is a non-empty list.",
+    )
+    ingress: list[IngressRuleSpec] | None = Field(
+        default=None,
+        description="Rules admitting incoming traffic (ORed); none with Ingress: deny all.",
+    )
+    egress: list[EgressRuleSpec] | None = Field(
+        default=None,
+        description="Rules admitting outgoing traffic (ORed); none with Egress: deny all.",
+    )
 
 
 class NetworkPolicyObject(_Object):
-    kind: Literal["NetworkPolicy"]
-    spec: NetworkPolicySpec = NetworkPolicySpec()
+    kind: Literal["NetworkPolicy"] = Field(description="NetworkPolicy.")
+    spec: NetworkPolicySpec = Field(
+        default=NetworkPolicySpec(),
+        description="Selected pods, policy types and rules.",
+    )
     status: Ignored = None
 
 

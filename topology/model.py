@@ -29,7 +29,7 @@ BUILTIN = Loc("<built-in>")
 
 
 class NetworkMode(StrEnum):
-    """How pod traffic crosses nodes (SCENARIO-FORMAT.md, `cluster.network`)."""
+    """How pod traffic crosses nodes (docs/scenario-format.md, `cluster.network`)."""
 
     VXLAN = "vxlan"
     HOST_GW = "host-gw"

@@ -1,4 +1,4 @@
-"""Scenario records: the steps of a scenario file and their expectations (SCENARIO-FORMAT.md).
+"""Scenario records: the steps of a scenario file and their expectations (docs/scenario-format.md).
 
 Values that may hold `${ip:ENDPOINT}` references stay as text here; they are resolved against
 the cluster when the step runs (`topology.endpoint.substitute`).
@@ -16,7 +16,7 @@ from topology.model import BUILTIN, Cluster, Loc, Protocol
 
 
 class Verdict(StrEnum):
-    """The verdict words of SCENARIO-FORMAT.md (`allowed` is an alias of `delivered`)."""
+    """The verdict words of docs/scenario-format.md (`allowed` is an alias of `delivered`)."""
 
     DELIVERED = "delivered"
     DENIED = "denied"  # only in expectations: either of the two below

@@ -1,13 +1,10 @@
-"""Pydantic schema of a scenario file (SCENARIO-FORMAT.md), and its JSON Schema for editors.
+"""Pydantic schema of a scenario file (docs/scenario-format.md), and its JSON Schema for editors.
 
 The loader validates a file piece by piece with these models (the top level, the `cluster`,
 then each step with the model of its one step key) so that every error points at one key;
 `scenario_json_schema()` publishes the same models as one JSON Schema.  Kubernetes objects have
 their own models in `topology.kubeschema`.
 """
-
-# Pydantic copies mutable defaults per instance, so `= []` and `= {}` are safe here.
-# ruff: noqa: RUF012
 
 from __future__ import annotations
 
@@ -54,41 +51,114 @@ STEP_KEYS = ("probe", "send", "matrix", "apply", "delete", "label", "replay")
 
 
 class NodeModel(StrictModel):
-    name: DNSSubdomain
-    ip: IPv4 | None = None
-    pod_cidr: CIDR | None = Field(default=None, alias="podCIDR")
-    labels: Labels = {}
+    """One node: its name, its underlay address, its pod network and its labels."""
+
+    name: DNSSubdomain = Field(
+        description="Node name (a DNS-1123 subdomain), unique; also its label"
+        " kubernetes.io/hostname."
+    )
+    ip: IPv4 | None = Field(
+        default=None,
+        description="Address on nodeCIDR. Default: the lowest free host after the"
+        " previous node's, skipping the gateway and every address given explicitly.",
+    )
+    pod_cidr: CIDR | None = Field(
+        default=None,
+        alias="podCIDR",
+        description="The node's pod network (/30 or shorter, overlapping no other"
+        " podCIDR, nodeCIDR or serviceCIDR). Default: 10.0.N.0/24, N the node's"
+        " 1-based position.",
+    )
+    labels: Labels = Field(
+        default={},
+        description="Node labels (for nodeSelector); kubernetes.io/hostname and"
+        " kubernetes.io/os: linux are added.",
+    )
 
 
 class ExternalPortModel(StrictModel):
-    port: Port
-    protocol: ProtocolName = "TCP"
+    """A listening socket of an external host."""
+
+    port: Port = Field(description="Port number, 1-65535.")
+    protocol: ProtocolName = Field(
+        default="TCP", description="TCP (default), UDP or SCTP."
+    )
 
 
 class ExternalModel(StrictModel):
-    name: DNSLabel
-    ip: IPv4
-    ports: list[ExternalPortModel] = []
+    """A host outside the cluster, behind the gateway (endpoint external/NAME)."""
+
+    name: DNSLabel = Field(
+        description="Host name (a DNS-1123 label), unique; the endpoint is"
+        " external/NAME."
+    )
+    ip: IPv4 = Field(
+        description="Its address: outside nodeCIDR, serviceCIDR and every podCIDR."
+    )
+    ports: list[ExternalPortModel] = Field(
+        default=[],
+        description="Its listening sockets; ICMP echo is always answered."
+        " Default: none.",
+    )
 
 
 class ClusterModel(StrictModel):
-    network: NetworkName = "vxlan"
-    vxlan_port: Port = 8472
-    bridge: IfName = "cbr0"
-    mtu: Annotated[int, Field(ge=68, le=65535)] = 1500
-    node_cidr: CIDR = Field(default=IPv4Network("10.100.0.0/24"), alias="nodeCIDR")
-    gateway: IPv4 | None = Field(
-        default=None, description="Default: the first host of nodeCIDR."
+    """The cluster: nodes, their networks, the overlay, the gateway, external hosts."""
+
+    network: NetworkName = Field(
+        default="vxlan",
+        description="How pod traffic crosses nodes (flannel's backends): vxlan"
+        " (default; flannel.1, VNI 1, pod MTU = mtu - 50), host-gw (podCIDR via"
+        " nodeIP) or routed (the gateway routes every podCIDR).",
     )
-    service_cidr: CIDR = Field(default=IPv4Network("10.96.0.0/12"), alias="serviceCIDR")
-    cluster_domain: DNSSubdomain = "cluster.local"
-    dns: bool = True
+    vxlan_port: Port = Field(
+        default=8472,
+        description="UDP destination port of VXLAN (default 8472, Linux's and"
+        " flannel's; IANA's is 4789).",
+    )
+    bridge: IfName = Field(
+        default="cbr0",
+        description="Name of every node's pod bridge (default cbr0; e.g. docker0).",
+    )
+    mtu: Annotated[int, Field(ge=68, le=65535)] = Field(
+        default=1500,
+        description="Underlay MTU (default 1500; at least 118 with vxlan).",
+    )
+    node_cidr: CIDR = Field(
+        default=IPv4Network("10.100.0.0/24"),
+        alias="nodeCIDR",
+        description="The underlay network of nodes and gateway (default"
+        " 10.100.0.0/24; /29 or shorter).",
+    )
+    gateway: IPv4 | None = Field(
+        default=None,
+        description="The underlay router, which also leads to externals. Default:"
+        " the first host of nodeCIDR (10.100.0.1).",
+    )
+    service_cidr: CIDR = Field(
+        default=IPv4Network("10.96.0.0/12"),
+        alias="serviceCIDR",
+        description="ClusterIPs are allocated from it (default 10.96.0.0/12): .1 is"
+        " default/kubernetes, .10 kube-system/kube-dns.",
+    )
+    cluster_domain: DNSSubdomain = Field(
+        default="cluster.local", description="DNS suffix (default cluster.local)."
+    )
+    dns: bool = Field(
+        default=True,
+        description="Run kube-dns: pod kube-system/coredns-0 and Service"
+        " kube-system/kube-dns (default true).",
+    )
     nodes: list[NodeModel] | None = Field(
         default=None,
         min_length=1,
-        description="Default: node-1 10.100.0.2 10.0.1.0/24, node-2 10.100.0.3 10.0.2.0/24.",
+        description="The nodes, a list of {name, ip, podCIDR, labels} (not a count)."
+        " Default: node-1 10.100.0.2 10.0.1.0/24, node-2 10.100.0.3 10.0.2.0/24.",
     )
-    externals: list[ExternalModel] = []
+    externals: list[ExternalModel] = Field(
+        default=[],
+        description="Hosts outside the cluster behind the gateway. Default: none.",
+    )
 
 
 def _verdict_word(value: Any) -> Any:
@@ -103,12 +173,29 @@ def _verdict_word(value: Any) -> Any:
 
 
 class ExpectModel(StrictModel):
-    verdict: VerdictWord | None = None
-    policy: str | None = None
-    via: list[str] = []
-    endpoint: str | None = None
+    """What a probe or send step expects; a key left out is not checked."""
+
+    verdict: VerdictWord | None = Field(
+        default=None,
+        description="The verdict (denied matches denied-egress and denied-ingress;"
+        " allowed is delivered).",
+    )
+    policy: str | None = Field(
+        default=None,
+        description="NS/NAME of the NetworkPolicy that decided (allowed by or"
+        " isolated by).",
+    )
+    via: list[str] = Field(
+        default=[],
+        description="Devices the walk passes in this order (a subsequence):"
+        " NODE/DEVICE, a bare NODE, or gateway.",
+    )
+    endpoint: str | None = Field(
+        default=None, description="NS/POD of the backend a Service chose."
+    )
 
 
+EXPECT_HELP = "A verdict word, or {verdict, policy, via, endpoint}; none: the step is not checked."
 ExpectField = Annotated[
     ExpectModel,
     BeforeValidator(_verdict_word, json_schema_input_type=VerdictWord | ExpectModel),
@@ -123,6 +210,9 @@ def _all_or_list(value: Any) -> Any:
     return value
 
 
+ENDPOINTS_HELP = (
+    "all (default: every pod that is not hostNetwork) or a list of endpoints."
+)
 EndpointList = Annotated[
     list[str] | None,
     BeforeValidator(_all_or_list, json_schema_input_type=Literal["all"] | list[str]),
@@ -142,30 +232,76 @@ Pair = Annotated[str, AfterValidator(_pair)]
 
 
 class ProbeModel(StrictModel):
-    from_: str = Field(alias="from")
-    to: str
-    port: PortOrName | None = None
-    protocol: ProbeProtocol = "TCP"
-    expect: ExpectField | None = None
+    """Can FROM connect to TO? The first packet and its reply, walked hop by hop."""
+
+    from_: str = Field(
+        alias="from",
+        description="Source endpoint: NS/POD, NS/POD/CONTAINER, node/NAME,"
+        " external/NAME (${ip:...} allowed).",
+    )
+    to: str = Field(
+        description="Destination endpoint: also svc/NS/NAME, a DNS name, an IPv4"
+        " address or localhost."
+    )
+    port: PortOrName | None = Field(
+        default=None,
+        description="Destination port: a number, or a port name of the destination"
+        " pod (of the Service, for svc/NS/NAME or its DNS name); none for ICMP.",
+    )
+    protocol: ProbeProtocol = Field(
+        default="TCP", description="TCP (default), UDP, SCTP or ICMP (echo)."
+    )
+    expect: ExpectField | None = Field(
+        default=None,
+        description=EXPECT_HELP,
+    )
 
 
 class MatrixExpectModel(StrictModel):
-    denied: list[Pair] | None = None
-    allowed: list[Pair] | None = None
+    """Exactly one of `denied` or `allowed`: the listed pairs, every other the opposite."""
+
+    denied: list[Pair] | None = Field(
+        default=None,
+        description="Pairs 'FROM -> TO' that are denied; every other pair must be"
+        " delivered.",
+    )
+    allowed: list[Pair] | None = Field(
+        default=None,
+        description="Pairs 'FROM -> TO' that are delivered; every other pair must be"
+        " denied.",
+    )
 
 
 class MatrixModel(StrictModel):
-    from_: EndpointList = Field(default=None, alias="from")
-    to: EndpointList = None
+    """The reachability truth table, printed as a grid."""
+
+    from_: EndpointList = Field(
+        default=None,
+        alias="from",
+        description=ENDPOINTS_HELP,
+    )
+    to: EndpointList = Field(
+        default=None,
+        description=ENDPOINTS_HELP,
+    )
     port: PortOrName | None = Field(
         default=None, description="Default 80 (none for ICMP)."
     )
-    protocol: ProbeProtocol = "TCP"
-    expect: MatrixExpectModel | None = None
+    protocol: ProbeProtocol = Field(
+        default="TCP", description="TCP (default), UDP, SCTP or ICMP."
+    )
+    expect: MatrixExpectModel | None = Field(
+        default=None,
+        description="{denied: [pairs]} or {allowed: [pairs]}; none: printed only.",
+    )
 
 
 class HexPacketModel(StrictModel):
-    hex: str
+    """A packet as raw bytes."""
+
+    hex: str = Field(
+        description="The bytes from the IP header on, in hex (whitespace ignored)."
+    )
 
 
 def _keep(value: Any) -> Any:
@@ -176,7 +312,12 @@ LayerItem = dict[str, dict[str, Any] | None]
 
 
 class SendModel(StrictModel):
-    at: str
+    """One crafted packet, walked from where it enters."""
+
+    at: str = Field(
+        description="Where it enters: it leaves this endpoint (NS/POD, node/NAME,"
+        " external/NAME) by its eth0."
+    )
     packet: Annotated[
         Any,
         BeforeValidator(_keep, json_schema_input_type=list[LayerItem] | HexPacketModel),
@@ -184,20 +325,37 @@ class SendModel(StrictModel):
             description="Layers, outermost first ([{IP: {...}}, {TCP: {...}}]), or {hex}"
         ),
     ]
-    expect: ExpectField | None = None
+    expect: ExpectField | None = Field(
+        default=None,
+        description=EXPECT_HELP,
+    )
 
 
 class LabelModel(StrictModel):
-    pod: str | None = None
-    namespace: str | None = None
-    set: Labels = {}
-    remove: list[LabelKey] = []
+    """Change the labels of one pod or one namespace (exactly one of pod, namespace)."""
+
+    pod: str | None = Field(default=None, description="The pod, NS/NAME.")
+    namespace: str | None = Field(default=None, description="The namespace, NAME.")
+    set: Labels = Field(default={}, description="Labels to add or overwrite.")
+    remove: list[LabelKey] = Field(default=[], description="Label keys to remove.")
 
 
 class ReplayModel(StrictModel):
-    pcap: str
-    at: str | None = None
-    expect: dict[VerdictWord, NonNegative] | None = None
+    """Walk every packet of a capture file, one conntrack state for the whole file."""
+
+    pcap: str = Field(
+        description="The capture (pcap or pcapng), relative to the scenario file."
+    )
+    at: str | None = Field(
+        default=None,
+        description="Where every packet enters. Default: the pod, node or external"
+        " host that owns each packet's source address.",
+    )
+    expect: dict[VerdictWord, NonNegative] | None = Field(
+        default=None,
+        description="Packet counts by verdict ({delivered: 12, denied: 3}); a verdict"
+        " left out must count 0.",
+    )
     keep_traces: NonNegative | None = Field(
         default=None,
         alias="keepTraces",
@@ -206,7 +364,11 @@ class ReplayModel(StrictModel):
 
 
 class FileRef(StrictModel):
-    file: str
+    """Every object of a (multi-document) YAML file."""
+
+    file: str = Field(
+        description="Path of the manifest file, relative to the scenario."
+    )
 
 
 ManifestItem = Annotated[
@@ -215,35 +377,58 @@ ManifestItem = Annotated[
 
 
 class _StepItem(StrictModel):
-    name: str | None = None
+    name: str | None = Field(
+        default=None, description="A name for the step, shown in reports."
+    )
 
 
 class ProbeItem(_StepItem):
-    probe: ProbeModel
+    """A probe step."""
+
+    probe: ProbeModel = Field(description="Can FROM connect to TO on PORT?")
 
 
 class SendItem(_StepItem):
-    send: SendModel
+    """A send step."""
+
+    send: SendModel = Field(description="Walk one crafted packet.")
 
 
 class MatrixItem(_StepItem):
-    matrix: MatrixModel
+    """A matrix step."""
+
+    matrix: MatrixModel = Field(description="The reachability truth table.")
 
 
 class ApplyItem(_StepItem):
-    apply: list[ManifestItem]
+    """An apply step."""
+
+    apply: list[ManifestItem] = Field(
+        description="Kubernetes objects or {file: ...} to create or replace, as"
+        " kubectl apply does."
+    )
 
 
 class DeleteItem(_StepItem):
-    delete: list[str] = Field(min_length=1)
+    """A delete step."""
+
+    delete: list[str] = Field(
+        min_length=1,
+        description="Objects to delete, KIND/NS/NAME (kubectl short names allowed:"
+        " svc, netpol, deploy, ...), or namespace/NAME.",
+    )
 
 
 class LabelItem(_StepItem):
-    label: LabelModel
+    """A label step."""
+
+    label: LabelModel = Field(description="Change a pod's or a namespace's labels.")
 
 
 class ReplayItem(_StepItem):
-    replay: ReplayModel
+    """A replay step."""
+
+    replay: ReplayModel = Field(description="Walk every packet of a capture file.")
 
 
 STEP_MODELS: dict[str, type[_StepItem]] = {
@@ -265,13 +450,24 @@ StepField = Annotated[
 
 
 class ScenarioModel(StrictModel):
-    """The whole file; steps are only checked to be mappings here, then one by one."""
+    """A dataplane scenario: a cluster, its Kubernetes objects, and steps (docs/scenario-format.md)."""
 
-    name: str
-    description: str = ""
-    cluster: ClusterModel = ClusterModel()
-    manifests: list[ManifestItem] = []
-    steps: list[StepField] = Field(min_length=1)
+    # Steps are only checked to be mappings here, then one by one (see the loader).
+    name: str = Field(description="The scenario's name, free text.")
+    description: str = Field(default="", description="What it shows, free text.")
+    cluster: ClusterModel = Field(
+        default=ClusterModel(),
+        description="The cluster; every key has a default (two nodes, vxlan).",
+    )
+    manifests: list[ManifestItem] = Field(
+        default=[],
+        description="Kubernetes objects present before step 1, inline or {file: ...}.",
+    )
+    steps: list[StepField] = Field(
+        min_length=1,
+        description="What to do, in order: each item has one of probe, send, matrix,"
+        " apply, delete, label, replay (plus an optional name).",
+    )
 
 
 def scenario_json_schema() -> dict[str, Any]:

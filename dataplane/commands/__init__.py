@@ -19,6 +19,7 @@ MODULES: list[str] = [
     "lint",
     "exposure",
     "import_dump",
+    "init",
 ]
 
 

@@ -34,7 +34,7 @@ WEB = (
 
 
 def tiny_cluster(mode: NetworkMode = NetworkMode.VXLAN, nodes: int = 2) -> Cluster:
-    """The WALKS.md reference topology: a, b on node-1 (10.0.1.3, .4), c on node-2."""
+    """The reference topology of docs/model.md: a, b on node-1 (10.0.1.3, .4), c on node-2."""
     specs = tuple(
         NodeSpec(
             f"node-{i}", IPv4Address(f"10.100.0.{i + 1}"), IPv4Network(f"10.0.{i}.0/24")

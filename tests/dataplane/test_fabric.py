@@ -1,4 +1,4 @@
-"""The devices and tables built from the model are the ones WALKS.md shows for Linux."""
+"""The devices and tables built from the model are the ones docs/model.md shows for Linux."""
 
 from __future__ import annotations
 

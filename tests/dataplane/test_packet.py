@@ -69,7 +69,7 @@ def test_frame_length_is_the_wire_length(pkt: Packet) -> None:
 
 
 def test_vxlan_frame_of_an_84_byte_ping_is_148_bytes() -> None:
-    # WALKS.md: on node 2's eth0 an 84-byte echo request is a 148-byte frame.
+    # docs/model.md (reference walks): on node 2's eth0 an 84-byte echo request is a 148-byte frame.
     assert PING.ip_len() == 84
     assert OUTER.frame_len() == 148
     raw = to_bytes(OUTER)

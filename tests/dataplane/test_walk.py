@@ -1,4 +1,4 @@
-"""The walk against WALKS.md (what Linux did on the reference topology) in every mode."""
+"""The walk against the reference walks of docs/model.md (what Linux did) in every mode."""
 
 from __future__ import annotations
 

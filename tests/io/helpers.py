@@ -33,7 +33,7 @@ WEB = (Container("web", (ContainerPort(80), ContainerPort(53, Protocol.UDP))),)
 
 
 def cluster(mode: NetworkMode = NetworkMode.VXLAN) -> Cluster:
-    """WALKS.md's topology: a (10.0.1.3), b (10.0.1.4) on node-1, c (10.0.2.2) on node-2."""
+    """The reference topology of docs/model.md: a (10.0.1.3), b (10.0.1.4) on node-1, c (10.0.2.2) on node-2."""
     nodes = (
         NodeSpec("node-1", IPv4Address("10.100.0.2"), IPv4Network("10.0.1.0/24")),
         NodeSpec("node-2", IPv4Address("10.100.0.3"), IPv4Network("10.0.2.0/24")),

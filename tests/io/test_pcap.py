@@ -69,7 +69,7 @@ def test_file_names_are_node_netns_device(ping: tuple[Trace, Path]) -> None:
 
 
 def test_node_eth0_shows_the_148_byte_vxlan_frame(ping: tuple[Trace, Path]) -> None:
-    """WALKS.md: an 84-byte echo request is a 148-byte frame on node-2's eth0."""
+    """docs/model.md (reference walks): an 84-byte echo request is a 148-byte frame on node-2's eth0."""
     _trace, out = ping
     for node, src, dst in (
         ("node-1", "10.100.0.2", "10.100.0.3"),

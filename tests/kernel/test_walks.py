@@ -1,4 +1,4 @@
-"""WALKS.md on this kernel: TTL, MTU and unreachable cases in every network mode, with the
+"""The reference walks of docs/model.md on this kernel: TTL, MTU and unreachable cases in every network mode, with the
 kernel's own ICMP senders, and the simulator saying the same."""
 
 from __future__ import annotations

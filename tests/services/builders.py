@@ -1,6 +1,6 @@
 """Clusters with Services and kube-dns, built in code (no YAML).
 
-`service_cluster()` is the WALKS.md topology (`tests.dataplane.builders.tiny_cluster`: a and
+`service_cluster()` is the reference topology of docs/model.md (`tests.dataplane.builders.tiny_cluster`: a and
 b on node-1, c on node-2) plus what `topology` creates with every cluster (pod
 kube-system/coredns-0 on node-2, Service kube-dns at 10.96.0.10) and a Deployment-like pair
 web-0 (node-1) and web-1 (node-2), container port 8080 named http, behind Service web.
