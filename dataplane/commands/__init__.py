@@ -20,6 +20,7 @@ MODULES: list[str] = [
     "exposure",
     "import_dump",
     "init",
+    "connlist",
 ]
 
 

@@ -124,6 +124,8 @@ def test_every_command_document_validates(fmt: str) -> None:
         "lint": run_cli("lint", SCENARIOS / "policy-mistakes.yaml", "-o", fmt, "--fail-on", "none"),
         "exposure": run_cli("exposure", lab, "-o", fmt),
         "quiz": run_cli("quiz", lab, "-o", fmt),
+        "connlist": run_cli("connlist", lab, "-o", fmt),
+        "diff": run_cli("diff", lab, lab, "-o", fmt),
     }  # fmt: skip
     v = validator("results.schema.json")
     for kind, out in outputs.items():

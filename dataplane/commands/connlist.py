@@ -1,0 +1,167 @@
+"""`dataplane connlist FILE|DIR` and `dataplane diff A B`: the cluster's allowed
+connections over every protocol and port (`dataplane.connlist`), and what a change to the
+manifests adds, removes or changes among them (`dataplane.conndiff`)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dataplane.cli import DebugOpt, PathsArg, input_errors, load, register, warn
+
+OUTPUTS = ("txt", "csv", "md", "json", "yaml", "dot")
+BY = ("workload", "pod")
+DIRECTIONS = ("ingress", "egress")
+
+
+def _check(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    from topology.errors import TopologyError
+
+    if value not in allowed:
+        raise TopologyError(
+            f"{name} {value!r} is not allowed (allowed: {', '.join(allowed)})"
+        )
+
+
+@register
+def connlist(
+    paths: PathsArg,
+    by: Annotated[
+        str, typer.Option("--by", help="workload (replicas merged) or pod.")
+    ] = "workload",
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="txt, csv, md, json, yaml or dot.")
+    ] = "txt",
+    focus: Annotated[
+        str | None,
+        typer.Option(
+            "--focus-workload",
+            help="Only the connections of this workload (NAME, NS/NAME or "
+            "NS/NAME[Kind]).",
+        ),
+    ] = None,
+    direction: Annotated[
+        str | None,
+        typer.Option(
+            "--direction",
+            help="With --focus-workload: ingress (connections to it) or egress (from it).",
+        ),
+    ] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """List every allowed connection of each scenario's cluster (before its steps), every
+    protocol and port folded into ranges: `SRC => DST : PORTS`, with the address ranges
+    outside the cluster that the policies' ipBlocks carve."""
+    from dataplane.connlist import connlist as find
+    from dataplane.sim import Simulator
+    from dataplane.suite import discover
+    from topology.errors import TopologyError
+
+    with input_errors(debug):
+        _check("-o", output, OUTPUTS)
+        _check("--by", by, BY)
+        if direction is not None:
+            _check("--direction", direction, DIRECTIONS)
+            if focus is None:
+                raise TopologyError("--direction needs --focus-workload")
+        files = discover(paths)
+        if not files:
+            raise TopologyError(f"no scenario file in {', '.join(map(str, paths))}")
+        conns = []
+        for f in files:
+            scenario, warnings = load(f)
+            warn(warnings)
+            found = find(Simulator(scenario.cluster), by)
+            if focus is not None:
+                found = [c for c in found if _focused(c, focus, direction)]
+            conns += found
+    sys.stdout.write(render(conns, output))
+
+
+def _matches(name: str, focus: str) -> bool:
+    """`default/web[Deployment]` is named by `web`, `default/web` or itself."""
+    base = name.split("[", 1)[0]
+    return focus in (name, base, base.split("/", 1)[-1])
+
+
+def _focused(c: object, focus: str, direction: str | None) -> bool:
+    src, dst = getattr(c, "src"), getattr(c, "dst")  # noqa: B009 - a Conn
+    if direction == "ingress":
+        return _matches(dst, focus)
+    if direction == "egress":
+        return _matches(src, focus)
+    return _matches(src, focus) or _matches(dst, focus)
+
+
+def render(conns: list, output: str) -> str:  # type: ignore[type-arg]
+    from dataplane.connlist import format_ports
+
+    if output in ("json", "yaml"):
+        from dataplane import output as out_fmt
+
+        doc = out_fmt.document("connlist", connections=[c.to_dict() for c in conns])
+        return out_fmt.dump(doc, output)
+    if output == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["src", "dst", "connection"])
+        for c in conns:
+            w.writerow([c.src, c.dst, format_ports(c.ports)])
+        return buf.getvalue()
+    if output == "md":
+        lines = ["| src | dst | connection |", "|-----|-----|------------|"]
+        lines += [f"| {c.src} | {c.dst} | {format_ports(c.ports)} |" for c in conns]
+        return "\n".join(lines) + "\n"
+    if output == "dot":
+        nodes = sorted({c.src for c in conns} | {c.dst for c in conns})
+        lines = ["digraph connlist {", '  node [shape=box, fontname="DejaVu Sans"];']
+        lines += [f"  {json.dumps(n)};" for n in nodes]
+        lines += [
+            f"  {json.dumps(c.src)} -> {json.dumps(c.dst)} "
+            f"[label={json.dumps(format_ports(c.ports))}];"
+            for c in conns
+        ]
+        return "\n".join([*lines, "}"]) + "\n"
+    return "".join(f"{c.src} => {c.dst} : {format_ports(c.ports)}\n" for c in conns)
+
+
+@register
+def diff(
+    a: Annotated[Path, typer.Argument(help="The scenario before.", show_default=False)],
+    b: Annotated[Path, typer.Argument(help="The scenario after.", show_default=False)],
+    output: Annotated[
+        str,
+        typer.Option(
+            "--output",
+            "-o",
+            help="txt, md (a pull-request comment), csv, json or yaml.",
+        ),
+    ] = "txt",
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain", help="Name the policy change behind each difference."
+        ),
+    ] = False,
+    debug: DebugOpt = False,
+) -> None:
+    """What changes between the allowed connections of A and of B (workloads merged):
+    connections added, removed and changed, workloads added and removed. Exit status 1
+    when they differ, 0 when they do not."""
+    from dataplane.conndiff import conndiff
+    from dataplane.conndiff import render as render_diff
+
+    with input_errors(debug):
+        _check("-o", output, ("txt", "md", "csv", "json", "yaml"))
+        before, w1 = load(a)
+        after, w2 = load(b)
+        warn(w1 + w2)
+        d = conndiff(before.cluster, after.cluster, explain)
+    sys.stdout.write(render_diff(d, output, str(a), str(b)))
+    raise typer.Exit(1 if d.differs else 0)

@@ -1,0 +1,189 @@
+"""`dataplane connlist` and `dataplane diff`: the whole cluster's allowed connections over
+every port, checked against the per-pair decision the walk makes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import pytest
+
+from dataplane.connlist import connlist, external_ranges, format_ports
+from dataplane.netpol import egress_decision, ingress_decision
+from dataplane.netpol_ports import admits
+from dataplane.sim import Simulator
+from tests.io.helpers import SCENARIOS, run_cli
+from topology.loader import load_scenario
+from topology.model import Protocol
+
+LAB = SCENARIOS / "networkpolicy-lab.yaml"
+
+
+def _sim(path: Path) -> Simulator:
+    scenario, _ = load_scenario(path)
+    return Simulator(scenario.cluster)
+
+
+def test_the_lab_as_a_connection_list() -> None:
+    lines = {
+        f"{c.src} => {c.dst} : {format_ports(c.ports)}" for c in connlist(_sim(LAB))
+    }
+    assert (
+        "default/frontend[Pod] => default/httpd-deployment[Deployment] : TCP 80"
+        in lines
+    )
+    assert "dev/devpod[Pod] => default/httpd-deployment[Deployment] : TCP 80" in lines
+    assert (
+        "default/httpd-deployment[Deployment] => 10.0.0.0-10.0.0.255 : TCP 5978"
+        in lines
+    )
+    assert "default/pod1[Pod] => dev/devpod[Pod] : All Connections" in lines
+    assert not any(
+        line.startswith("default/pod1[Pod] => default/httpd") for line in lines
+    )
+    # httpd's egress admits nothing else, not even its own replicas
+    assert [line for line in lines if line.startswith("default/httpd")] == [
+        "default/httpd-deployment[Deployment] => 10.0.0.0-10.0.0.255 : TCP 5978"
+    ]
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["networkpolicy-lab.yaml", "conformance/02-selectors.yaml", "conformance/03-ports.yaml",
+     "conformance/04-ipblock.yaml", "egress-dns-lesson.yaml", "policy-mistakes.yaml"],
+)  # fmt: skip
+def test_every_pair_and_port_agrees_with_the_decision(name: str) -> None:
+    sim = _sim(SCENARIOS / name)
+    cluster = sim.cluster
+    pods = {f"{p.key}[Pod]": p for p in cluster.pods.values() if not p.host_network}
+    conns = {(c.src, c.dst): c.ports for c in connlist(sim, by="pod")}
+    numbers = sorted({1, 53, 79, 80, 81, 443, 5978, 8080, 9000, 65535}
+                     | {cp.port for p in pods.values() for cp in p.ports()})  # fmt: skip
+    for sname, src in pods.items():
+        for dname, dst in pods.items():
+            if src is dst:
+                continue
+            got = conns.get((sname, dname), ())
+            for proto in (Protocol.TCP, Protocol.UDP, Protocol.SCTP):
+                for port in numbers:
+                    want = (
+                        egress_decision(cluster, src, str(dst.ip), port, proto).allowed
+                        and ingress_decision(
+                            cluster, dst, str(src.ip), port, proto
+                        ).allowed
+                    )
+                    assert admits(got, proto, port) == want, (sname, dname, proto, port)
+    # the external ranges: a representative and the last address of each
+    for text, nets in external_ranges(sim):
+        for ip in (str(nets[0].network_address), str(nets[-1].broadcast_address)):
+            if ip in {str(p.ip) for p in cluster.pods.values()}:
+                continue
+            for sname, pod in pods.items():
+                out = next(
+                    (
+                        p
+                        for (s, d), p in conns.items()
+                        if s == sname and text in d.split(",")
+                    ),
+                    (),
+                )
+                for port in (80, 5978, 443):
+                    want = egress_decision(cluster, pod, ip, port, Protocol.TCP).allowed
+                    assert admits(out, Protocol.TCP, port) == want, (sname, ip, port)
+
+
+def test_cli_outputs_and_focus() -> None:
+    r = run_cli(
+        "connlist",
+        LAB,
+        "--focus-workload",
+        "httpd-deployment",
+        "--direction",
+        "ingress",
+    )
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        "default/frontend[Pod] => default/httpd-deployment[Deployment] : TCP 80",
+        "dev/devpod[Pod] => default/httpd-deployment[Deployment] : TCP 80",
+    ]
+    rows = list(csv.reader(io.StringIO(run_cli("connlist", LAB, "-o", "csv").stdout)))
+    assert rows[0] == ["src", "dst", "connection"] and len(rows) > 10
+    doc = json.loads(run_cli("connlist", LAB, "-o", "json").stdout)
+    assert doc["schema_version"] == 1 and doc["type"] == "connlist"
+    first = next(
+        c
+        for c in doc["connections"]
+        if c["dst"] == "default/httpd-deployment[Deployment]"
+    )
+    assert first == {"src": "default/frontend[Pod]", "dst": "default/httpd-deployment[Deployment]",
+                     "ports": {"TCP": ["80"]}}  # fmt: skip
+    dot = run_cli("connlist", LAB, "-o", "dot").stdout
+    assert dot.startswith("digraph connlist {") and '[label="TCP 80"];' in dot
+    md = run_cli("connlist", LAB, "-o", "md").stdout
+    assert (
+        "| default/frontend[Pod] | default/httpd-deployment[Deployment] | TCP 80 |"
+        in md
+    )
+    r = run_cli("connlist", LAB, "--direction", "ingress")
+    assert r.exit_code == 2 and "--direction needs --focus-workload" in r.stderr
+
+
+def _variant(tmp_path: Path) -> Path:
+    text = LAB.read_text()
+    text = text.replace("            - {protocol: TCP, port: 80}\n",
+                        "            - {protocol: TCP, port: 80}\n            - {protocol: TCP, port: 8080}\n")  # fmt: skip
+    text = text.replace(
+        "            - podSelector:\n                matchLabels: {role: frontend}\n",
+        "",
+    )
+    out = tmp_path / "lab-after.yaml"
+    out.write_text(text)
+    return out
+
+
+def test_diff_of_a_policy_change(tmp_path: Path) -> None:
+    after = _variant(tmp_path)
+    r = run_cli("diff", LAB, after)
+    assert r.exit_code == 1, r.stderr
+    assert r.stdout.splitlines() == [
+        "- default/frontend[Pod] => default/httpd-deployment[Deployment] : TCP 80",
+        "~ dev/devpod[Pod] => default/httpd-deployment[Deployment] : TCP 80 -> TCP 80,8080",
+    ]
+    r = run_cli("diff", LAB, after, "--explain")
+    assert (
+        "    because networkpolicy default/test-np changed (ingress of default/httpd-deployment[Deployment])"
+        in r.stdout
+    )
+    md = run_cli("diff", LAB, after, "-o", "md", "--explain").stdout
+    assert md.startswith(
+        f"### Allowed connections: `{LAB}` -> `{after}`\n\n0 added, 1 removed, 1 changed\n"
+    )
+    assert (
+        "| removed | `default/frontend[Pod]` | `default/httpd-deployment[Deployment]` | TCP 80 | - |"
+        in md
+    )
+    doc = json.loads(run_cli("diff", LAB, after, "-o", "json").stdout)
+    assert doc["differs"] is True and [c["change"] for c in doc["changes"]] == [
+        "removed",
+        "changed",
+    ]
+    same = run_cli("diff", LAB, LAB)
+    assert same.exit_code == 0 and same.stdout == "no change in allowed connections\n"
+
+
+def test_external_ranges_leave_out_the_cluster() -> None:
+    sim = _sim(LAB)
+    texts = [t for t, _ in external_ranges(sim)]
+    assert "10.0.0.0-10.0.0.255" in texts
+    for t, nets in external_ranges(sim):
+        for net in nets:
+            assert not net.overlaps(sim.cluster.config.service_cidr), t
+            assert not any(
+                net.overlaps(n.pod_cidr) for n in sim.cluster.config.nodes
+            ), t
+    assert IPv4Address("10.0.0.10") in next(
+        n for t, ns in external_ranges(sim) for n in ns if t == "10.0.0.0-10.0.0.255"
+    )
