@@ -94,6 +94,17 @@ PortOpt = Annotated[
     typer.Option("--port", "-p", help="Port number (1-65535) or name (not for ICMP)."),
 ]
 ProtocolOpt = Annotated[str, typer.Option("--protocol", help="TCP, UDP, SCTP or ICMP.")]
+# The two ends of one probe (trace, explain).
+FromOpt = Annotated[
+    str,
+    typer.Option(
+        "--from", help="Source endpoint (NS/POD, a pod NAME of -n, node/NAME, ...)."
+    ),
+]
+ToOpt = Annotated[
+    str,
+    typer.Option("--to", help="Destination endpoint (NS/POD, NAME, svc/NS/NAME, DNS)."),
+]
 AtStepOpt = Annotated[
     int,
     typer.Option(
@@ -368,18 +379,8 @@ def run(
 @app.command()
 def trace(
     file: FileArg,
-    src: Annotated[
-        str,
-        typer.Option(
-            "--from", help="Source endpoint (NS/POD, a pod NAME of -n, node/NAME, ...)."
-        ),
-    ],
-    dst: Annotated[
-        str,
-        typer.Option(
-            "--to", help="Destination endpoint (NS/POD, NAME, svc/NS/NAME, DNS)."
-        ),
-    ],
+    src: FromOpt,
+    dst: ToOpt,
     port: PortOpt = None,
     protocol: ProtocolOpt = "TCP",
     namespace: NamespaceOpt = "default",

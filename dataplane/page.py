@@ -27,8 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from dataplane import draw
 from dataplane.draw import legend_top
-from dataplane.graph import Scene, build_scene, element_of
-from dataplane.netfilter import HookPoint
+from dataplane.graph import HOOK_EVENTS, Scene, build_scene, element_of
 from dataplane.packet import ETH_P_IP, Packet, app_bytes, icmp_name
 from dataplane.quiz import questions
 from dataplane.trace import Hop, Trace
@@ -40,7 +39,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from dataplane.scenario import Runner
     from dataplane.sim import Simulator
 
-HOOKS = {p.value for p in HookPoint}
 PROTO = {1: "ICMP", 6: "TCP", 17: "UDP", 132: "SCTP"}
 # What a hop's detail tells, by event: the thing the device consulted.
 CONSULTED = {
@@ -59,7 +57,7 @@ CONSULTED = {
 
 
 def _consulted(event: str) -> str:
-    return CONSULTED.get(event, "netfilter hook" if event in HOOKS else event)
+    return CONSULTED.get(event, "netfilter hook" if event in HOOK_EVENTS else event)
 
 
 def _asset(name: str) -> str:
@@ -156,7 +154,7 @@ def _changed(
 def _decision_text(sim: Simulator, hop: Hop) -> str:
     """For a NetworkPolicy hop on a new connection: the decision in prose, with why each
     rule that did not admit did not."""
-    if hop.event not in HOOKS or "netpol" not in hop.detail or hop.packet is None:
+    if hop.event not in HOOK_EVENTS or "netpol" not in hop.detail or hop.packet is None:
         return ""
     from dataplane import netpol_text
     from dataplane.netpol_hook import decisions_at

@@ -15,14 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from dataplane.netfilter import HookPoint
+from dataplane.graph import HOOK_EVENTS
 from dataplane.trace import Hop, Trace, Verdict
 
 if TYPE_CHECKING:  # pragma: no cover
     from dataplane.netns import Netns
     from dataplane.sim import Simulator
 
-HOOKS = {p.value for p in HookPoint}
 # The verdicts offered beside the right one, most plausible first.
 VERDICT_CHOICES = (
     Verdict.DELIVERED,
@@ -161,7 +160,7 @@ def questions(sim: Simulator, trace: Trace) -> list[Question]:
             q = Question(hop.seq, "encap", f"{where}: is the packet encapsulated "
                          f"before it leaves by {hop.device}?", options, answer,
                          hop.detail)  # fmt: skip
-        elif hop.event in HOOKS and "netpol" in hop.detail:
+        elif hop.event in HOOK_EVENTS and "netpol" in hop.detail:
             right = "accepted" if hop.reason is None else "dropped"
             options, answer = _choice(right, ["accepted", "dropped"])
             q = Question(hop.seq, "policy", f"{where} {hop.event}: does NetworkPolicy "

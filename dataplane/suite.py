@@ -16,7 +16,7 @@ from pathlib import Path
 
 from dataplane.result import ScenarioResult, StepResult
 from dataplane.scenario import Runner
-from topology.errors import SimError, TopologyError
+from topology.errors import SimError
 from topology.scenario import Scenario
 
 SUFFIXES = (".yaml", ".yml")
@@ -94,17 +94,11 @@ class FileRun:
 def load_file(
     path: Path, *, manifests: Sequence[Path] = (), strict: bool = False
 ) -> tuple[Scenario, list[str]]:
-    """`topology.loader.load_scenario`, where a file (or a manifest file it names) that
-    is not UTF-8 text is a TopologyError, as YAML 1.2 wants UTF-8 (or UTF-16/32 with a
-    byte-order mark, which the loader does not read)."""
+    """`topology.loader.load_scenario` (a file that is not UTF-8 text is its located
+    TopologyError, `topology.yamlsource.decode_yaml`)."""
     from topology.loader import load_scenario
 
-    try:
-        return load_scenario(path, manifests=manifests, strict=strict)
-    except UnicodeDecodeError as err:
-        raise TopologyError(
-            f"{path}: cannot read scenario: not UTF-8 text ({err})"
-        ) from None
+    return load_scenario(path, manifests=manifests, strict=strict)
 
 
 def run_file(

@@ -13,7 +13,15 @@ from typing import Annotated
 
 import typer
 
-from dataplane.cli import DebugOpt, PathsArg, input_errors, load, register, warn
+from dataplane.cli import (
+    DebugOpt,
+    PathsArg,
+    input_errors,
+    load,
+    register,
+    scenario_files,
+    warn,
+)
 
 OUTPUTS = ("txt", "csv", "md", "json", "yaml", "dot")
 BY = ("workload", "pod")
@@ -60,7 +68,6 @@ def connlist(
     outside the cluster that the policies' ipBlocks carve."""
     from dataplane.connlist import connlist as find
     from dataplane.sim import Simulator
-    from dataplane.suite import discover
     from topology.errors import TopologyError
 
     with input_errors(debug):
@@ -70,9 +77,7 @@ def connlist(
             _check("--direction", direction, DIRECTIONS)
             if focus is None:
                 raise TopologyError("--direction needs --focus-workload")
-        files = discover(paths)
-        if not files:
-            raise TopologyError(f"no scenario file in {', '.join(map(str, paths))}")
+        files = scenario_files(paths)
         conns = []
         for f in files:
             scenario, warnings = load(f)

@@ -24,9 +24,11 @@ from dataplane.cli import (
     AtStepOpt,
     DebugOpt,
     FileArg,
+    FromOpt,
     NamespaceOpt,
     PortOpt,
     ProtocolOpt,
+    ToOpt,
     console,
     input_errors,
     load,
@@ -158,16 +160,8 @@ def explain_text(cluster: Cluster, trace: Trace) -> str:
 @register
 def explain(
     file: FileArg,
-    src: Annotated[
-        str,
-        typer.Option("--from", help="Source endpoint (NS/POD, a pod NAME of -n, ...)."),
-    ],
-    dst: Annotated[
-        str,
-        typer.Option(
-            "--to", help="Destination endpoint (NS/POD, NAME, svc/NS/NAME, DNS)."
-        ),
-    ],
+    src: FromOpt,
+    dst: ToOpt,
     port: PortOpt = None,
     protocol: ProtocolOpt = "TCP",
     namespace: NamespaceOpt = "default",

@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from dataplane.cli import DebugOpt, PathsArg, input_errors, load, register, warn
+from dataplane.cli import (
+    DebugOpt,
+    PathsArg,
+    input_errors,
+    load,
+    register,
+    scenario_files,
+    warn,
+)
 from dataplane.terminal import write
 
 OUTPUTS = ("text", "json", "yaml")
@@ -27,7 +35,6 @@ def exposure(
     from dataplane import output as out_fmt
     from dataplane.exposure import exposure as find
     from dataplane.exposure import text
-    from dataplane.suite import discover
     from topology.errors import TopologyError
 
     with input_errors(debug):
@@ -35,9 +42,7 @@ def exposure(
             raise TopologyError(
                 f"-o {output!r} is not allowed (allowed: {', '.join(OUTPUTS)})"
             )
-        files = discover(paths)
-        if not files:
-            raise TopologyError(f"no scenario file in {', '.join(map(str, paths))}")
+        files = scenario_files(paths)
         found = []
         for f in files:
             scenario, warnings = load(f)

@@ -12,7 +12,15 @@ from typing import Annotated
 
 import typer
 
-from dataplane.cli import DebugOpt, PathsArg, input_errors, load, register, warn
+from dataplane.cli import (
+    DebugOpt,
+    PathsArg,
+    input_errors,
+    load,
+    register,
+    scenario_files,
+    warn,
+)
 from dataplane.terminal import write
 
 OUTPUTS = ("text", "json", "yaml", "sarif")
@@ -44,7 +52,6 @@ def lint(
     from dataplane import output as out_fmt
     from dataplane.lint import Finding, Severity, sarif
     from dataplane.lint import lint as find
-    from dataplane.suite import discover
     from topology.errors import TopologyError
 
     with input_errors(debug):
@@ -56,11 +63,7 @@ def lint(
             raise TopologyError(
                 f"--fail-on {fail_on!r} is not allowed (allowed: {', '.join(LEVELS)})"
             )
-        files = discover(paths)
-        if not files:
-            raise TopologyError(
-                f"no scenario file in {', '.join(str(p) for p in paths)}"
-            )
+        files = scenario_files(paths)
         findings: list[Finding] = []
         for f in files:
             scenario, warnings = load(f)
