@@ -25,15 +25,22 @@ class Route:
     via: IPv4Address | None = None
     src: IPv4Address | None = None
     onlink: bool = False
-    proto: str = "static"  # "kernel" for connected routes
+    proto: str = "static"  # "kernel" for connected routes, "bird" for Calico's
     metric: int = 0
+    blackhole: bool = (
+        False  # `blackhole DST`: discard (fib_props RTN_BLACKHOLE, -EINVAL)
+    )
 
     def __str__(self) -> str:
         dst = "default" if self.dst.prefixlen == 0 else str(self.dst)
+        if self.blackhole:
+            return f"blackhole {dst} proto {self.proto}"
         parts = [dst]
         if self.via is not None:
             parts.append(f"via {self.via}")
         parts.append(f"dev {self.oif}")
+        if self.proto not in ("static", "kernel", "boot"):
+            parts.append(f"proto {self.proto}")
         if self.onlink:
             parts.append("onlink")
         if self.proto == "kernel":

@@ -78,10 +78,15 @@ def wants(ns: Netns, ifname: str, pkt: Packet) -> bool:
     eth = pkt.eth
     if iface.master is not None or eth is None or eth.dst == iface.mac:
         return True
-    return pkt.arp is not None and pkt.arp.op == 1 and ns.is_local(pkt.arp.pdst)
+    return (
+        pkt.arp is not None
+        and pkt.arp.op == 1
+        and (iface.proxy_arp or ns.is_local(pkt.arp.pdst))
+    )
 
 
 _STACK_KINDS = (Kind.VETH, Kind.ETH)  # devices whose frames go to `Stack.receive`
+_TUNNEL_KINDS = (Kind.VXLAN, Kind.IPIP)  # devices that hand a decapsulated packet up
 
 
 def ignores(ns: Netns, ifname: str, pkt: Packet) -> bool:
@@ -97,7 +102,9 @@ def ignores(ns: Netns, ifname: str, pkt: Packet) -> bool:
     if eth.dst != BROADCAST:
         return True
     arp = pkt.arp
-    return arp is not None and not (arp.op == ARP_REQUEST and ns.is_local(arp.pdst))
+    return arp is not None and not (
+        arp.op == ARP_REQUEST and (iface.proxy_arp or ns.is_local(arp.pdst))
+    )
 
 
 class Walker:
@@ -236,7 +243,7 @@ class Walker:
                 # entering a port (br_handle_frame_finish -> br_pass_frame_up).
                 self.wire(ns, iface.master, em.pkt)
                 self.emit(self.bridges.receive(ns, iface.master, em.pkt, em.ifname))
-            elif iface.kind is Kind.VXLAN:
+            elif iface.kind in _TUNNEL_KINDS:
                 self.wire(ns, em.ifname, em.pkt)  # the decapsulated inner frame
                 self.emit(self.stack.receive(ns, em.ifname, em.pkt, em.port))
             else:
@@ -252,6 +259,11 @@ class Walker:
 
             self.wire(ns, iface.ifname, pkt)  # the inner frame, before encapsulation
             self.emit(encapsulate(self, ns, iface, pkt))
+        elif iface.kind is Kind.IPIP:
+            from dataplane import ipip
+
+            self.wire(ns, iface.ifname, pkt)  # the inner packet, before encapsulation
+            self.emit(ipip.encapsulate(self, ns, iface, pkt))
         elif iface.kind is Kind.VETH:
             assert iface.peer is not None
             peer_ns = fab.netns[iface.peer[0]]

@@ -28,12 +28,48 @@ class Loc:
 BUILTIN = Loc("<built-in>")
 
 
+class Cni(StrEnum):
+    """The network plugin that builds every node (docs/scenario-format.md, `cluster.cni`)."""
+
+    FLANNEL = "flannel"
+    CALICO = "calico"
+    CILIUM = "cilium"
+
+
 class NetworkMode(StrEnum):
-    """How pod traffic crosses nodes (docs/scenario-format.md, `cluster.network`)."""
+    """How pod traffic crosses nodes with flannel (docs/scenario-format.md,
+    `cluster.network`): its backends."""
 
     VXLAN = "vxlan"
     HOST_GW = "host-gw"
     ROUTED = "routed"
+
+
+class CalicoMode(StrEnum):
+    """Calico's `cluster.network`: the IP pool's encapsulation (ipipMode, vxlanMode:
+    Always) or none (BGP-learned routes between nodes)."""
+
+    IPIP = "ipip"
+    VXLAN = "vxlan"
+    BGP = "bgp"
+
+
+class CiliumMode(StrEnum):
+    """Cilium's `cluster.network` (`tunnel-protocol`, or `routing-mode: native`)."""
+
+    VXLAN = "vxlan"
+    GENEVE = "geneve"
+    NATIVE = "native"
+
+
+# A network mode of some CNI: `is NetworkMode.VXLAN` means flannel's vxlan only.
+Network = NetworkMode | CalicoMode | CiliumMode
+
+# Bytes of headers an encapsulation adds in front of the inner IP packet (by mode name):
+# VXLAN's outer Ethernet 14 + IP 20 + UDP 8 + VXLAN 8, IP-in-IP's outer IP header 20
+# (RFC 2003), Geneve's like VXLAN's without options.  Pod MTU = underlay MTU - overhead
+# (Calico's `veth_mtu` autodetection and flannel's subnet.env subtract the same).
+ENCAP_OVERHEAD: Mapping[str, int] = {"vxlan": 50, "ipip": 20, "geneve": 50}
 
 
 class Protocol(StrEnum):
@@ -47,7 +83,8 @@ class Protocol(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class NodeSpec:
-    """A node: its underlay address and the pod CIDR its bridge serves."""
+    """A node: its underlay address and the pod CIDR its bridge serves (with Calico: the
+    IPAM block affine to it)."""
 
     name: str
     ip: IPv4Address
@@ -79,6 +116,17 @@ class External:
     loc: Loc = BUILTIN
 
 
+_DEFAULT_IP_POOL = IPv4Network("192.168.0.0/16")
+
+
+@dataclass(frozen=True, slots=True)
+class CalicoConfig:
+    """`cluster.calico`: the IP pool Calico's IPAM splits into one block per node."""
+
+    ip_pool: IPv4Network = _DEFAULT_IP_POOL  # CALICO_IPV4POOL_CIDR
+    block_size: int = 26  # CALICO_IPV4POOL_BLOCK_SIZE
+
+
 _DEFAULT_NODE_CIDR = IPv4Network("10.100.0.0/24")
 _DEFAULT_GATEWAY = IPv4Address("10.100.0.1")
 _DEFAULT_SERVICE_CIDR = IPv4Network("10.96.0.0/12")
@@ -88,7 +136,9 @@ _DEFAULT_SERVICE_CIDR = IPv4Network("10.96.0.0/12")
 class ClusterConfig:
     """The `cluster` section of a scenario, every default filled in."""
 
-    network: NetworkMode = NetworkMode.VXLAN
+    network: Network = NetworkMode.VXLAN
+    cni: Cni = Cni.FLANNEL
+    calico: CalicoConfig | None = None  # set when cni is calico
     vxlan_port: int = 8472
     bridge: str = "cbr0"
     mtu: int = 1500
@@ -102,8 +152,9 @@ class ClusterConfig:
 
     @property
     def pod_mtu(self) -> int:
-        """MTU of pod interfaces and the bridge: VXLAN costs 50 bytes of headers."""
-        return self.mtu - 50 if self.network is NetworkMode.VXLAN else self.mtu
+        """MTU of pod interfaces and the bridge: the underlay's minus the encapsulation's
+        headers (VXLAN 50 bytes, IP-in-IP 20)."""
+        return self.mtu - ENCAP_OVERHEAD.get(self.network, 0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,8 @@ from topology.fields import (
 )
 from topology.kubeschema import KubeModel
 
-NetworkName = Literal["vxlan", "host-gw", "routed"]
+NetworkName = Literal["vxlan", "host-gw", "routed"]  # flannel's (dataplane init)
+CniName = Literal["flannel", "calico", "cilium"]
 ProtocolName = Literal["TCP", "UDP", "SCTP"]
 ProbeProtocol = Literal["TCP", "UDP", "SCTP", "ICMP"]
 VerdictWord = Literal[
@@ -102,23 +103,55 @@ class ExternalModel(StrictModel):
     )
 
 
+class CalicoModel(StrictModel):
+    """Calico's IPAM: the IP pool and the size of the block each node is affine to."""
+
+    ip_pool: CIDR = Field(
+        default=IPv4Network("192.168.0.0/16"),
+        alias="ipPool",
+        description="The IPv4 pool (calico-node's CALICO_IPV4POOL_CIDR, default"
+        " 192.168.0.0/16), outside nodeCIDR and serviceCIDR.",
+    )
+    block_size: Annotated[int, Field(ge=20, le=32)] = Field(
+        default=26,
+        alias="blockSize",
+        description="Prefix length of the blocks the pool is split into, one per node"
+        " in node order (CALICO_IPV4POOL_BLOCK_SIZE, default 26; Calico allows 20-32).",
+    )
+
+
 class ClusterModel(StrictModel):
     """The cluster: nodes, their networks, the overlay, the gateway, external hosts."""
 
-    network: NetworkName = Field(
-        default="vxlan",
-        description="How pod traffic crosses nodes (flannel's backends): vxlan"
-        " (default; flannel.1, VNI 1, pod MTU = mtu - 50), host-gw (podCIDR via"
-        " nodeIP) or routed (the gateway routes every podCIDR).",
+    cni: CniName = Field(
+        default="flannel",
+        description="The network plugin that builds every node: flannel (default;"
+        " the cbr0 bridge), calico (no bridge: cali* veths, /32 routes, Felix's"
+        " per-endpoint chains) or cilium (not modelled yet).",
     )
-    vxlan_port: Port = Field(
-        default=8472,
-        description="UDP destination port of VXLAN (default 8472, Linux's and"
-        " flannel's; IANA's is 4789).",
+    network: str | None = Field(
+        default=None,
+        description="How pod traffic crosses nodes. flannel: vxlan (default;"
+        " flannel.1, VNI 1, pod MTU = mtu - 50), host-gw (podCIDR via nodeIP) or"
+        " routed (the gateway routes every podCIDR); calico: ipip (default; tunl0,"
+        " pod MTU = mtu - 20), vxlan (vxlan.calico, VNI 4096, pod MTU = mtu - 50) or"
+        " bgp (block via nodeIP, no encapsulation); cilium: vxlan, geneve, native.",
     )
-    bridge: IfName = Field(
-        default="cbr0",
-        description="Name of every node's pod bridge (default cbr0; e.g. docker0).",
+    calico: CalicoModel | None = Field(
+        default=None,
+        description="cni: calico only: {ipPool, blockSize} of Calico's IPAM."
+        " Default: 192.168.0.0/16 in /26 blocks.",
+    )
+    vxlan_port: Port | None = Field(
+        default=None,
+        alias="vxlanPort",
+        description="UDP destination port of VXLAN (flannel's default 8472, Linux's;"
+        " Calico's 4789, IANA's and Felix's vxlanPort). Only with network vxlan.",
+    )
+    bridge: IfName | None = Field(
+        default=None,
+        description="Name of every node's pod bridge (default cbr0; e.g. docker0)."
+        " flannel only.",
     )
     mtu: Annotated[int, Field(ge=68, le=65535)] = Field(
         default=1500,

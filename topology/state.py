@@ -33,7 +33,9 @@ class ClusterState:
         for pod in self.pods.values():
             if not pod.host_network:
                 used[pod.node].append(pod.ip)
-        self.addresses = {n.name: PodAddresses(n.pod_cidr, used[n.name]) for n in nodes}
+        self.addresses = {
+            n.name: PodAddresses(n.pod_cidr, used[n.name], self.config) for n in nodes
+        }
         self.service_ips = ServiceAddresses(
             self.config.service_cidr,
             [s.cluster_ip for s in self.services.values() if s.cluster_ip is not None],
