@@ -32,6 +32,7 @@ from topology.kubeschema import KubeModel
 
 NetworkName = Literal["vxlan", "host-gw", "routed"]  # flannel's (dataplane init)
 CniName = Literal["flannel", "calico", "cilium"]
+NETWORK_NAMES = ("vxlan", "host-gw", "routed", "ipip", "bgp", "geneve", "native")
 ProtocolName = Literal["TCP", "UDP", "SCTP"]
 ProbeProtocol = Literal["TCP", "UDP", "SCTP", "ICMP"]
 VerdictWord = Literal[
@@ -131,6 +132,9 @@ class ClusterModel(StrictModel):
     )
     network: str | None = Field(
         default=None,
+        # editors learn every CNI's modes; which of them the CNI offers is checked by
+        # topology.config (an error naming the CNI)
+        json_schema_extra={"enum": [*NETWORK_NAMES, None]},
         description="How pod traffic crosses nodes. flannel: vxlan (default;"
         " flannel.1, VNI 1, pod MTU = mtu - 50), host-gw (podCIDR via nodeIP) or"
         " routed (the gateway routes every podCIDR); calico: ipip (default; tunl0,"
@@ -139,7 +143,7 @@ class ClusterModel(StrictModel):
     )
     calico: CalicoModel | None = Field(
         default=None,
-        description="cni: calico only: {ipPool, blockSize} of Calico's IPAM."
+        description="For Calico only (with cni calico): {ipPool, blockSize} of its IPAM."
         " Default: 192.168.0.0/16 in /26 blocks.",
     )
     vxlan_port: Port | None = Field(

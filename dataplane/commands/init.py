@@ -19,8 +19,9 @@ import typer
 from dataplane.cli import DebugOpt, err_console, input_errors, register
 from topology.schema import NetworkName
 
-# The CNI profiles and the network modes each offers.  Only flannel is modelled today;
-# calico and cilium are planned (docs/model.md, "Not modelled").
+# The CNI profiles the starter is written for and their network modes.  Calico is
+# modelled (`cni: calico` in a scenario) but the starter is flannel's; cilium is planned
+# (docs/model.md, "CNI profiles").
 CNI_NETWORKS: dict[str, tuple[str, ...]] = {"flannel": get_args(NetworkName)}
 PLANNED_CNIS = ("calico", "cilium")
 WIDTH = 88
@@ -125,6 +126,8 @@ def _defaults() -> dict[str, Any]:
     c = default_config()
     computed = {
         "gateway": str(c.gateway),
+        "vxlanPort": c.vxlan_port,
+        "bridge": c.bridge,
         "nodes": [
             {"name": n.name, "ip": str(n.ip), "podCIDR": str(n.pod_cidr)}
             for n in c.nodes
@@ -190,7 +193,8 @@ def init(
         str,
         typer.Option(
             "--cni",
-            help="The CNI profile. Only flannel today (calico and cilium are planned).",
+            help="The CNI profile of the starter: flannel (for calico, write cni: calico"
+            " in its cluster section; docs/scenario-format.md).",
         ),
     ] = "flannel",
     network: Annotated[
