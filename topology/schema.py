@@ -124,12 +124,6 @@ class CalicoModel(StrictModel):
 class ClusterModel(StrictModel):
     """The cluster: nodes, their networks, the overlay, the gateway, external hosts."""
 
-    cni: CniName = Field(
-        default="flannel",
-        description="The network plugin that builds every node: flannel (default;"
-        " the cbr0 bridge), calico (no bridge: cali* veths, /32 routes, Felix's"
-        " per-endpoint chains) or cilium (not modelled yet).",
-    )
     network: str | None = Field(
         default=None,
         # editors learn every CNI's modes; which of them the CNI offers is checked by
@@ -140,11 +134,6 @@ class ClusterModel(StrictModel):
         " routed (the gateway routes every podCIDR); calico: ipip (default; tunl0,"
         " pod MTU = mtu - 20), vxlan (vxlan.calico, VNI 4096, pod MTU = mtu - 50) or"
         " bgp (block via nodeIP, no encapsulation); cilium: vxlan, geneve, native.",
-    )
-    calico: CalicoModel | None = Field(
-        default=None,
-        description="For Calico only (with cni calico): {ipPool, blockSize} of its IPAM."
-        " Default: 192.168.0.0/16 in /26 blocks.",
     )
     vxlan_port: Port | None = Field(
         default=None,
@@ -195,6 +184,17 @@ class ClusterModel(StrictModel):
     externals: list[ExternalModel] = Field(
         default=[],
         description="Hosts outside the cluster behind the gateway. Default: none.",
+    )
+    cni: CniName = Field(
+        default="flannel",
+        description="The network plugin that builds every node: flannel (default;"
+        " the cbr0 bridge), calico (no bridge: cali* veths, /32 routes, Felix's"
+        " per-endpoint chains) or cilium (not modelled yet).",
+    )
+    calico: CalicoModel | None = Field(
+        default=None,
+        description="For Calico only (with cni calico): {ipPool, blockSize} of its IPAM."
+        " Default: 192.168.0.0/16 in /26 blocks.",
     )
 
 

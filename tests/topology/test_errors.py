@@ -37,7 +37,8 @@ EXACT = [
         "unknown-cluster-key",
         "name: t\ncluster:\n  mtu: 1400\n  nodez: []\n" + STEP,
         "lab.yaml:4: cluster: unknown key 'nodez' (allowed: network, vxlanPort, bridge,"
-        " mtu, nodeCIDR, gateway, serviceCIDR, clusterDomain, dns, nodes, externals)",
+        " mtu, nodeCIDR, gateway, serviceCIDR, clusterDomain, dns, nodes, externals, cni,"
+        " calico)",
     ),
     (
         "unknown-top-key",
