@@ -30,7 +30,6 @@ What it builds (names as `ip link` / `ip route` would show them):
 
 from __future__ import annotations
 
-import hashlib
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import TYPE_CHECKING
 
@@ -46,6 +45,7 @@ from dataplane.netns import Interface, Kind, Netns
 from dataplane.netpol import Direction
 from dataplane.netpol_hook import NAME, judge
 from dataplane.routing import Route
+from topology.graph import cali_name
 from topology.ipam import tunnel_ip
 from topology.model import ENCAP_OVERHEAD, CalicoMode, Cni, NodeSpec, Pod
 
@@ -62,13 +62,12 @@ FELIX = "80"  # Felix's own routes (vxlan mode, no BIRD)
 
 
 def veth_name(pod: Pod) -> str:
-    """The host end of a pod's veth: `cali` + 11 hex digits of SHA-1(`NS.POD`).
+    """The host end of a pod's veth (`topology.graph.cali_name`).
 
     >>> veth_name(Pod("default", "a", "node-1", IPv4Address("192.168.0.1")))
     'caliacd53aa4120'
     """
-    digest = hashlib.sha1(f"{pod.namespace}.{pod.name}".encode()).hexdigest()
-    return "cali" + digest[:11]
+    return cali_name(pod.key)
 
 
 def pod_mac(pod: Pod) -> str:
