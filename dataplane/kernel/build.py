@@ -548,7 +548,7 @@ def neigh_sysctls(iface: Interface) -> list[tuple[tuple[str, ...], int]]:
     `neigh/default` to inherit from, so every device is set); proxy ARP where the fabric
     has it, answering at once (Calico's configureSysctls: proxy_arp=1, proxy_delay=0)."""
     base = ("net", "ipv4", "neigh", iface.ifname)
-    out = [
+    out: list[tuple[tuple[str, ...], int]] = [
         ((*base, "retrans_time_ms"), ARP_RETRANS_MS),
         ((*base, "mcast_solicit"), 3),
         ((*base, "ucast_solicit"), 3),
