@@ -1,6 +1,8 @@
 """Core walk benchmarks (issue: scenarios, the cluster model and the hop-by-hop walk).
 
 - cross-node TCP probes per second in `vxlan` mode (SYN out, SYN-ACK back, full trace kept);
+- the same probe with Calico (ipip, vxlan, bgp) and its cost against flannel's (target:
+  a Calico probe costs no more than a flannel one, ratio <= 1.0 per hop);
 - loading and building a 100-node, 5,000-pod scenario.
 Targets: >= 200 probes/s; load + build < 5 s.
 """
@@ -69,22 +71,37 @@ def bench_load() -> float:
         return t2 - t0
 
 
-def bench_probes(n: int = 1000) -> float:
-    scenario, _ = load_scenario(ROOT / "scenarios" / "cross-node-vxlan.yaml")
+def _probe_rate(path: Path, n: int) -> tuple[float, int]:
+    """Probes per second of default/a -> default/c:80 in `path`, and its hop count."""
+    scenario, _ = load_scenario(path)
     sim = Simulator(scenario.cluster)
     sim.probe("default/a", "default/c", 80)  # warm up
     t0 = time.perf_counter()
     for _ in range(n):
         trace = sim.probe("default/a", "default/c", 80)
-    dt = time.perf_counter() - t0
-    rate = n / dt
+    return n / (time.perf_counter() - t0), len(trace.hops)
+
+
+def bench_probes(n: int = 1000) -> float:
+    rate, hops = _probe_rate(ROOT / "scenarios" / "cross-node-vxlan.yaml", n)
     print(f"cross-node TCP probes, vxlan, full trace: {rate:.0f} probes/s "
-          f"({dt / n * 1000:.2f} ms each, {len(trace.hops)} hops; target >= 200/s)")  # fmt: skip
+          f"({1000 / rate:.2f} ms each, {hops} hops; target >= 200/s)")  # fmt: skip
     return rate
 
 
+def bench_calico(flannel: float, n: int = 1000) -> None:
+    """The same probe on each Calico encapsulation, against flannel's vxlan."""
+    for mode in ("ipip", "vxlan", "bgp"):
+        rate, hops = _probe_rate(
+            ROOT / "scenarios" / "calico" / f"cross-node-{mode}.yaml", n
+        )
+        print(f"  calico {mode}: {rate:.0f} probes/s ({hops} hops); cost per probe vs"
+              f" flannel vxlan: {flannel / rate:.2f} (target <= 1.0)")  # fmt: skip
+
+
 def main() -> None:
-    bench_probes()
+    flannel = bench_probes()
+    bench_calico(flannel)
     bench_load()
 
 
