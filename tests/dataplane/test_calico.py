@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from dataplane.cni import PLUGINS
@@ -239,3 +241,21 @@ def test_what_a_cni_does_not_use_or_have_is_an_error(
     cluster: str, message: str
 ) -> None:
     assert error(cluster) == message
+
+
+def test_tunl0_is_captured_as_raw_ip_and_eth0_as_ip_in_ip(tmp_path: Path) -> None:
+    from scapy.layers.inet import IP
+    from scapy.utils import rdpcap
+
+    from dataplane.pcap import LINKTYPE_RAW, PcapSink
+
+    sink = PcapSink(tmp_path)
+    sink.add(Simulator(calico()).probe("default/a", "default/c", 80))
+    sink.close()
+    raw = (tmp_path / "node-1_host_tunl0.pcap").read_bytes()
+    assert int.from_bytes(raw[20:24], "little") == LINKTYPE_RAW
+    syn = rdpcap(str(tmp_path / "node-1_host_tunl0.pcap"))[0]
+    assert (syn[IP].src, syn[IP].dst) == ("192.168.0.1", "192.168.0.65")
+    outer = rdpcap(str(tmp_path / "node-1_host_eth0.pcap"))
+    tunnelled = [p for p in outer if IP in p and p[IP].proto == 4]
+    assert tunnelled and tunnelled[0][IP].payload[IP].dst == "192.168.0.65"
