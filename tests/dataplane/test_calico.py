@@ -180,6 +180,11 @@ def test_a_denied_ingress_names_the_tw_chain() -> None:
     ("cluster", "message"),
     [
         (
+            "  cni: calico\n  dns: false\n  calico: {blockSize: 31}\n",
+            "lab.yaml:9: Pod default/b: cannot place pod default/b: IPAM block"
+            " 192.168.0.0/31 of node 'node-1' is exhausted (1 pod addresses in use)",
+        ),
+        (
             "  cni: cilium\n",
             "lab.yaml:3: cluster.cni: cni: cilium is not modelled yet (allowed: flannel,"
             " calico)",
@@ -226,6 +231,7 @@ def test_a_denied_ingress_names_the_tw_chain() -> None:
         ),
     ],
     ids=[
+        "block-full",
         "cilium",
         "network",
         "bridge",
