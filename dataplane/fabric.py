@@ -11,7 +11,7 @@ walk.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from dataplane.cni import common, plugin_of
@@ -24,6 +24,7 @@ from dataplane.cni.common import (
 )
 from dataplane.netfilter import Hook, Netfilter
 from dataplane.netns import Netns, NetnsKind
+from dataplane.packet import Packet
 from topology.graph import veth_name
 from topology.ipam import mac_for
 from topology.model import Cluster, Protocol
@@ -52,6 +53,9 @@ class Fabric:
     # (ns, bridge) -> who answers a flood there; built by `dataplane.bridge` on first use
     floods: dict[tuple[str, str], object] = field(default_factory=dict)
     user_hooks: list[tuple[Hook, str | None]] = field(default_factory=list)
+    # A CNI whose VXLAN device is in collect-metadata mode sets the VNI per packet
+    # (Cilium: the source's security identity); None: the device's own VNI.
+    vni_of: Callable[[Packet], int] | None = None
 
     def add(self, ns: Netns) -> Netns:
         self.netns[ns.id] = ns

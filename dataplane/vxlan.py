@@ -46,10 +46,12 @@ def encapsulate(
             reason=DropReason.NO_ROUTE,
         )
         return []
+    vni_of = w.fabric.vni_of
+    vni = iface.vni if vni_of is None else vni_of(inner)
     outer = Packet(
         ip=IP(str(iface.vxlan_local), remote, IPPROTO_UDP, ttl=64, id=w.state.ip_id()),
         l4=UDP(source_port(inner), iface.vxlan_port),
-        vxlan=VXLAN(iface.vni),
+        vxlan=VXLAN(vni),
         inner=inner,
     )
     ttl = inner.ip.ttl if inner.ip else 0
@@ -57,7 +59,7 @@ def encapsulate(
         ns,
         iface.ifname,
         "encap",
-        f"VXLAN vni {iface.vni}, {iface.vxlan_local} -> "
+        f"VXLAN vni {vni}, {iface.vxlan_local} -> "
         f"{remote} udp/{iface.vxlan_port} (fdb {inner.eth.dst} dst {remote}); inner "
         f"ttl {ttl}, {inner.frame_len()}-byte inner frame",
         outer,
@@ -70,7 +72,12 @@ def decapsulate(
 ) -> list[Emission]:
 
     inner = outer.inner
-    if inner is None or outer.vxlan is None or outer.vxlan.vni != iface.vni:
+    metadata = w.fabric.vni_of is not None  # collect-metadata: any VNI is taken
+    if (
+        inner is None
+        or outer.vxlan is None
+        or (outer.vxlan.vni != iface.vni and not metadata)
+    ):
         w.record(
             ns,
             iface.ifname,
@@ -84,7 +91,7 @@ def decapsulate(
         ns,
         iface.ifname,
         "decap",
-        f"udp/{iface.vxlan_port} vni {iface.vni} from "
+        f"udp/{iface.vxlan_port} vni {outer.vxlan.vni} from "
         f"{outer.ip.src if outer.ip else '?'} -> inner frame on {iface.ifname}",
         inner,
     )

@@ -54,10 +54,21 @@ CNI_NETWORKS: dict[Cni, tuple[Network, ...]] = {
     Cni.CILIUM: tuple(CiliumMode),
 }
 # The CNIs `dataplane.cni` builds; a scenario naming another is refused, never approximated.
-MODELLED_CNIS = (Cni.FLANNEL, Cni.CALICO)
-# The VXLAN port when `vxlanPort` is not written: flannel's (Linux's default) and Felix's
-# `vxlanPort` (IANA's).
-DEFAULT_VXLAN_PORT = {Cni.FLANNEL: 8472, Cni.CALICO: 4789}
+MODELLED_CNIS = (Cni.FLANNEL, Cni.CALICO, Cni.CILIUM)
+# Modes the schema accepts whose devices are not built yet: refused, never approximated
+# (a Geneve header is not a VXLAN one).
+PLANNED_NETWORKS = {(Cni.CILIUM, CiliumMode.GENEVE)}
+# The VXLAN port when `vxlanPort` is not written: flannel's (Linux's default), Felix's
+# `vxlanPort` (IANA's) and Cilium's `tunnel-port` default for vxlan (8472, the Linux one:
+# pkg/defaults TunnelPortVXLAN).
+DEFAULT_VXLAN_PORT = {Cni.FLANNEL: 8472, Cni.CALICO: 4789, Cni.CILIUM: 8472}
+# Cilium's default IPAM (Helm values `ipam.mode: cluster-pool`,
+# `ipam.operator.clusterPoolIPv4PodCIDRList: ["10.0.0.0/8"]`,
+# `clusterPoolIPv4MaskSize: 24`): the operator hands each node the next free /24 of the
+# pool (its CIDR set allocates from the start of the pool, in the order nodes appear;
+# here: node order).
+CILIUM_POOL = IPv4Network("10.0.0.0/8")
+CILIUM_MASK = 24
 ENCAP_NAMES = {"vxlan": "VXLAN", "ipip": "IP-in-IP", "geneve": "Geneve"}
 MIN_MTU = 68  # RFC 791: every IPv4 link must carry 68 bytes
 # kube-apiserver validateClusterIPFlags: "specified --service-cluster-ip-range is too large;
@@ -132,6 +143,15 @@ class _Plan:
             )
         else:
             network = next(n for n in allowed if n.value == m.network)
+        if (cni, network) in PLANNED_NETWORKS:
+            raise self.fail(
+                ("network",),
+                f"network {network} with cni: {cni} is not modelled yet (allowed: "
+                + ", ".join(
+                    n.value for n in allowed if (cni, n) not in PLANNED_NETWORKS
+                )
+                + ")",
+            )
         unused: list[tuple[str, str]] = []
         if cni is not Cni.CALICO and m.calico is not None:
             unused.append(("calico", "it configures cni: calico"))
@@ -139,6 +159,11 @@ class _Plan:
             if m.bridge is not None:
                 unused.append(("bridge", "Calico builds no bridge"))
             if m.vxlan_port is not None and network is not CalicoMode.VXLAN:
+                unused.append(("vxlanPort", f"network {network} has no VXLAN device"))
+        if cni is Cni.CILIUM:
+            if m.bridge is not None:
+                unused.append(("bridge", "Cilium builds no bridge"))
+            if m.vxlan_port is not None and network is not CiliumMode.VXLAN:
                 unused.append(("vxlanPort", f"network {network} has no VXLAN device"))
         for key, why in unused:
             raise self.fail((key,), f"cni: {cni} does not use {key} ({why})")
@@ -302,6 +327,12 @@ class _Plan:
                     "cni: calico does not use podCIDR (Calico's IPAM gives each node"
                     " a block of cluster.calico.ipPool)",
                 )
+            if self.cni is Cni.CILIUM and n.pod_cidr is not None:
+                raise n.fail(
+                    "podCIDR",
+                    "cni: cilium does not use podCIDR (Cilium's cluster-pool IPAM gives"
+                    f" each node a /{CILIUM_MASK} of {CILIUM_POOL})",
+                )
             pod_cidr = n.pod_cidr or self._default_pod_cidr(index + 1, n)
             self._check_pod_cidr(n, pod_cidr, nodes)
             labels = {**n.labels, HOSTNAME_LABEL: n.name}
@@ -327,6 +358,8 @@ class _Plan:
     def _default_pod_cidr(self, number: int, n: NodeEntry) -> IPv4Network:
         if self.calico is not None:
             return self._block(number, n)
+        if self.cni is Cni.CILIUM:
+            return self._cluster_pool(number, n)
         if number > 255:
             raise n.fail(
                 "", f"no default podCIDR for node number {number}; give podCIDR"
@@ -348,6 +381,20 @@ class _Plan:
             )
         start = int(pool.network_address) + (number - 1) * (1 << (32 - size))
         return IPv4Network((start, size))
+
+    def _cluster_pool(self, number: int, n: NodeEntry) -> IPv4Network:
+        """Cilium's cluster-pool: the `number`th /24 of 10.0.0.0/8 (node 1: 10.0.0.0/24)."""
+        count = 1 << (CILIUM_MASK - CILIUM_POOL.prefixlen)
+        if number > count:
+            raise n.fail(
+                "",
+                f"cluster-pool {CILIUM_POOL} has {count} /{CILIUM_MASK} podCIDRs, none"
+                f" left for node {n.name!r}",
+            )
+        start = int(CILIUM_POOL.network_address) + (number - 1) * (
+            1 << (32 - CILIUM_MASK)
+        )
+        return IPv4Network((start, CILIUM_MASK))
 
     def _check_pod_cidr(
         self, n: NodeEntry, cidr: IPv4Network, earlier: list[NodeSpec]

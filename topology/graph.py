@@ -46,10 +46,24 @@ def cali_name(pod_key: str) -> str:
     return "cali" + digest[:11]
 
 
+def lxc_name(pod_key: str) -> str:
+    """Cilium's host end of pod `NS/POD`: `lxc` + 12 hex digits of sha256 of the
+    endpoint's ID (pkg/datapath/connector `Endpoint2IfName`, IFNAMSIZ - len("tmp") - 1
+    digits); the CNI passes the container ID, which a scenario has not: the pod key
+    stands for it.
+
+    >>> lxc_name("default/a")
+    'lxc9efb36117d50'
+    """
+    return "lxc" + hashlib.sha256(pod_key.encode()).hexdigest()[:12]
+
+
 def host_end(cluster: Cluster, pod_key: str) -> str:
     """The host end of a pod's veth pair under the cluster's CNI."""
-    calico = cluster.config.cni is Cni.CALICO
-    return cali_name(pod_key) if calico else veth_name(pod_key)
+    cni = cluster.config.cni
+    if cni is Cni.CALICO:
+        return cali_name(pod_key)
+    return lxc_name(pod_key) if cni is Cni.CILIUM else veth_name(pod_key)
 
 
 def tunnel_device(cluster: Cluster) -> str | None:

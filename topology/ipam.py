@@ -122,9 +122,10 @@ def tunnel_ip(config: ClusterConfig, node: NodeSpec) -> IPv4Address | None:
 
 
 def gateway_ip(config: ClusterConfig, node: NodeSpec) -> IPv4Address | None:
-    """The pods' gateway on the node inside its podCIDR: the bridge's address (flannel);
-    None with Calico (pods route to 169.254.1.1, which no device holds)."""
-    return node.bridge_ip if config.cni is Cni.FLANNEL else None
+    """The pods' gateway on the node inside its podCIDR: the bridge's address (flannel),
+    `cilium_host`'s router address (Cilium: the first host of the podCIDR); None with
+    Calico (pods route to 169.254.1.1, which no device holds)."""
+    return None if config.cni is Cni.CALICO else node.bridge_ip
 
 
 def node_pod_addresses(config: ClusterConfig, node: NodeSpec) -> list[IPv4Address]:
@@ -149,6 +150,10 @@ class PodAddresses:
         base = int(cidr.network_address)
         first, last = 2, cidr.num_addresses - 2
         self.reserved = {1: f"the bridge's address (the first host of podCIDR {cidr})"}
+        if config is not None and config.cni is Cni.CILIUM:
+            self.reserved = {
+                1: f"cilium_host's router address (the first host of podCIDR {cidr})"
+            }
         if config is not None and config.cni is Cni.CALICO:
             first, last = 0, cidr.num_addresses - 1
             self.reserved = {}

@@ -4,19 +4,20 @@
 devices, routes and policy hooks of `cluster` (`cluster.cni` in the scenario).  Adding a
 CNI is adding a module with a `PLUGIN` (a `CniPlugin`, see `dataplane.cni.common`) and a
 line in `PLUGINS` (docs/model.md, "Adding a CNI").  A CNI that the scenario schema accepts
-but that is not here is refused by `topology.config` (`cni: cilium is not modelled yet`),
+but that is not here is refused by `topology.config` (`cni: NAME is not modelled yet`),
 never approximated by another.
 """
 
 from __future__ import annotations
 
-from dataplane.cni import calico, flannel
+from dataplane.cni import calico, cilium, flannel
 from dataplane.cni.common import CniPlugin
 from topology.model import Cluster, Cni
 
 PLUGINS: dict[Cni, CniPlugin] = {
     Cni.FLANNEL: flannel.PLUGIN,
     Cni.CALICO: calico.PLUGIN,
+    Cni.CILIUM: cilium.PLUGIN,
 }
 
 

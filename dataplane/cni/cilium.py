@@ -1,0 +1,266 @@
+"""Cilium as its Helm chart installs it with the chart's defaults (`ipam.mode:
+cluster-pool`, `routingMode: tunnel`, `tunnelProtocol: vxlan`, `kubeProxyReplacement:
+false`: kube-proxy keeps the Services, in iptables mode): no bridge, one `lxc…` veth per
+pod, the BPF datapath at each end.
+
+What it builds (names as `ip link` / `ip route` would show them):
+- per node: the `cilium_host`/`cilium_net` veth pair (pkg/datapath/loader `cilium_host`,
+  the node's router address: the first host of its podCIDR here; Cilium's IPAM hands out
+  any free one), `<router IP> dev cilium_host scope link`; the podCIDR is the node's /24
+  of the cluster-pool 10.0.0.0/8 in node order (`topology.config`, CILIUM_POOL);
+- per pod (plugins/cilium-cni `cmdAdd`, connector `SetupVeth`): `eth0` with the pod's
+  address as a /32, `<router IP> dev eth0 scope link` and `default via <router IP> dev
+  eth0` (the CNI's `interfaceAdd` routes); the host end `lxc` + 12 hex digits of sha256
+  (`topology.graph.lxc_name`).  The pod's ARP for the router address is answered by
+  bpf_lxc.c's ARP responder (`tail_handle_arp`, `arp_respond` with the lxc's own MAC),
+  modelled as proxy ARP on the lxc; the endpoint map (`lookup_ip4_endpoint`, local
+  delivery) as `<pod IP> dev lxc…` with a permanent neighbour;
+- between nodes, `vxlan`: `cilium_vxlan` (collect-metadata, UDP 8472: Cilium's
+  `tunnel-port` default for vxlan) with each other node's podCIDR behind it.  Cilium
+  routes those via `cilium_host` and bpf_host's encapsulation picks the remote node from
+  its tunnel map (`cilium_tunnel_map`: podCIDR -> node IP); here the same lookup is a
+  route `via <remote router IP> dev cilium_vxlan onlink` with a permanent neighbour and an
+  FDB entry, the walker's VXLAN device.  MTU: the pods' `mtu - 50` (pkg/mtu
+  TunnelOverhead; Cilium keeps the device at the underlay's and lowers the route MTU, the
+  same limit for a pod's packets).  `native` (`routingMode: native` with
+  `autoDirectNodeRoutes: true`): `<podCIDR> via <node IP> dev eth0`, no encapsulation;
+- NetworkPolicy at the endpoints: a pod's egress rules in `cil_from_container` (bpf_lxc.c,
+  tc ingress of its lxc: the packet leaving the pod), its ingress rules in
+  `cil_to_container` (bpf_lxc.c, the packet entering the pod), as Hubble shows the
+  verdict (FORWARDED, or DROPPED "Policy denied").  The decision is the shared one
+  (`dataplane.netpol`); here it sits at the node's filter hooks of the same packets.
+  From a pod to its own host the pod's egress is checked too; from the host to its pods
+  nothing (Cilium's `allow-localhost` default: policy always admits the local host).
+- the security identity of each pod (`identity`): a number from 256 upward per distinct
+  set of identity labels (pkg/identity `MinimalAllocationIdentity` = 256; the agent
+  leases a free ID at random from the pool, here in the order pods are first met, so the
+  same scenario gives the same numbers), carried in the VNI of `cilium_vxlan` packets
+  (the source's identity, as bpf_lxc/bpf_host encapsulate it; `fab.vni_of`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from ipaddress import IPv4Interface, IPv4Network
+from typing import TYPE_CHECKING
+
+from dataplane.cni.common import (
+    DEFAULT,
+    CniPlugin,
+    default_route,
+    host_namespace,
+    mac_from_name,
+)
+from dataplane.netfilter import PRIORITY_FILTER, Hook, HookPoint
+from dataplane.netns import Interface, Kind, Netns
+from dataplane.netpol import Direction
+from dataplane.netpol_hook import NAME, judge
+from dataplane.packet import Packet
+from dataplane.routing import Route
+from topology.graph import lxc_name
+from topology.model import CiliumMode, Cluster, Cni, NodeSpec, Pod
+
+if TYPE_CHECKING:  # pragma: no cover
+    from dataplane.fabric import Fabric
+
+CILIUM_HOST = "cilium_host"
+CILIUM_NET = "cilium_net"
+VXLAN_DEV = "cilium_vxlan"
+# pkg/identity/numericidentity.go: MinimalAllocationIdentity, the first ID the agent
+# allocates for a label set (below it: the reserved identities, host = 1, world = 2, ...).
+FIRST_IDENTITY = 256
+# pkg/identity: the reserved identities of the node's own host namespace and of any
+# address outside the cluster.
+HOST_IDENTITY = 1
+WORLD_IDENTITY = 2
+# The label Cilium adds to every endpoint's identity labels (pkg/k8s/apis/cilium.io
+# PodNamespaceLabel), with the `k8s:` source prefix Hubble prints.
+NAMESPACE_LABEL = "io.kubernetes.pod.namespace"
+
+
+def router_ip(node: NodeSpec) -> IPv4Interface:
+    """`cilium_host`'s address: the first host of the node's podCIDR, as a /32."""
+    return IPv4Interface(f"{node.bridge_ip}/32")
+
+
+def vtep_mac(node: NodeSpec) -> str:
+    """cilium_vxlan's MAC (the kernel's random one, made stable)."""
+    return mac_from_name(f"{node.name}/{VXLAN_DEV}")
+
+
+def identity_labels(pod: Pod) -> tuple[str, ...]:
+    """The labels a pod's identity is made of, as Hubble prints them: `k8s:` + each pod
+    label, and the namespace label (pkg/labels, pkg/k8s: `k8s:io.kubernetes.pod
+    .namespace=NS`), sorted."""
+    found = [f"k8s:{k}={v}" for k, v in pod.labels.items()]
+    found.append(f"k8s:{NAMESPACE_LABEL}={pod.namespace}")
+    return tuple(sorted(found))
+
+
+def identities(cluster: Cluster) -> Mapping[tuple[str, ...], int]:
+    """Every identity label set of the cluster's pods with its number, from 256 in the
+    order the pods are listed (hostNetwork pods have the host's identity, 1)."""
+    numbers: dict[tuple[str, ...], int] = {}
+    for pod in cluster.pods.values():
+        if not pod.host_network:
+            numbers.setdefault(identity_labels(pod), FIRST_IDENTITY + len(numbers))
+    return numbers
+
+
+def identity(cluster: Cluster, pod: Pod) -> int:
+    """The security identity of `pod`."""
+    if pod.host_network:
+        return HOST_IDENTITY
+    return identities(cluster)[identity_labels(pod)]
+
+
+def source_identity(cluster: Cluster) -> Callable[[Packet], int]:
+    """The identity bpf_lxc/bpf_host put in the VNI of an encapsulated packet
+    (`__encap_with_nodeid` with `seclabel`): its source pod's, the host's (1) for a
+    node's own packets, world's (2) for any other source (pkg/identity reserved IDs)."""
+    numbers = identities(cluster)
+    by_ip = {
+        str(p.ip): numbers[identity_labels(p)]
+        for p in cluster.pods.values()
+        if not p.host_network
+    }
+
+    def vni(pkt: Packet) -> int:
+        src = pkt.ip.src if pkt.ip is not None else ""
+        found = by_ip.get(src)
+        if found is not None:
+            return found
+        hosts = {str(n.ip) for n in cluster.nodes}
+        hosts.update(str(n.bridge_ip) for n in cluster.nodes)
+        return HOST_IDENTITY if src in hosts else WORLD_IDENTITY
+
+    return vni
+
+
+def build_node(fab: Fabric, node: NodeSpec) -> Netns:
+    cfg = fab.cluster.config
+    if fab.vni_of is None and cfg.network is CiliumMode.VXLAN:
+        fab.vni_of = source_identity(fab.cluster)
+    ns, _ = host_namespace(fab, node)
+    default_route(fab, ns)
+    router = router_ip(node)
+    ns.add_interface(
+        Interface(
+            CILIUM_HOST,
+            Kind.VETH,
+            mac_from_name(f"{node.name}/{CILIUM_HOST}"),
+            cfg.mtu,
+            (router,),
+            peer=(ns.id, CILIUM_NET),
+        )
+    )
+    ns.add_interface(
+        Interface(
+            CILIUM_NET,
+            Kind.VETH,
+            mac_from_name(f"{node.name}/{CILIUM_NET}"),
+            cfg.mtu,
+            peer=(ns.id, CILIUM_HOST),
+        )
+    )
+    ns.routes.add(Route(router.network, CILIUM_HOST, proto="kernel"))
+    fab.owner_of_ip[str(router.ip)] = ns.id
+    if cfg.network is CiliumMode.VXLAN:
+        ns.add_interface(
+            Interface(
+                VXLAN_DEV,
+                Kind.VXLAN,
+                vtep_mac(node),
+                cfg.pod_mtu,
+                vni=0,
+                vxlan_port=cfg.vxlan_port,
+                vxlan_local=node.ip,
+                vxlan_dev="eth0",
+            )
+        )
+    for other in cfg.nodes:
+        if other.name == node.name:
+            continue
+        if cfg.network is CiliumMode.VXLAN:
+            remote = router_ip(other).ip
+            ns.routes.add(Route(other.pod_cidr, VXLAN_DEV, via=remote, onlink=True))
+            ns.permanent_neigh[(VXLAN_DEV, str(remote))] = vtep_mac(other)
+            fab.vxlan_fdb[(ns.id, vtep_mac(other))] = str(other.ip)
+        else:
+            ns.routes.add(Route(other.pod_cidr, "eth0", via=other.ip))
+    return ns
+
+
+def build_pod(fab: Fabric, pod: Pod, ns: Netns) -> None:
+    cfg = fab.cluster.config
+    node = fab.cluster.node(pod.node)
+    router = router_ip(node).ip
+    lxc = lxc_name(pod.key)
+    mac = mac_from_name(f"{pod.key}/eth0")
+    ns.add_interface(
+        Interface(
+            "eth0",
+            Kind.VETH,
+            mac,
+            cfg.pod_mtu,
+            (IPv4Interface(f"{pod.ip}/32"),),
+            peer=(pod.node, lxc),
+        )
+    )
+    ns.routes.add(Route(IPv4Network(f"{router}/32"), "eth0"))
+    ns.routes.add(Route(DEFAULT, "eth0", via=router))
+    host = fab.netns[pod.node]
+    host.add_interface(
+        Interface(
+            lxc,
+            Kind.VETH,
+            mac_from_name(lxc),
+            cfg.pod_mtu,
+            peer=(ns.id, "eth0"),
+            proxy_arp=True,
+        )
+    )
+    host.routes.add(Route(IPv4Network(f"{pod.ip}/32"), lxc))
+    host.permanent_neigh[(lxc, str(pod.ip))] = mac
+    fab.owner_of_ip[str(pod.ip)] = ns.id
+
+
+def gateway_routes(fab: Fabric, gw: Netns) -> None:
+    """The underlay router learns no podCIDR (no BGP): pod traffic that leaves the
+    cluster is masqueraded to the node's address (`enableIPv4Masquerade`)."""
+
+
+def endpoint_program(direction: Direction, pod: Pod) -> str:
+    """The BPF program that holds a pod's policy, its lxc and identity, for hop lines."""
+    program = (
+        "cil_from_container" if direction is Direction.EGRESS else "cil_to_container"
+    )
+    return f"{program} ({lxc_name(pod.key)}, {direction.value} of {pod.key})"
+
+
+def policy_hooks() -> list[Hook]:
+    """The endpoints' policy: egress as the packet leaves the source pod, ingress as it
+    enters the destination pod, and a pod's egress towards its own host."""
+    return [
+        Hook(
+            HookPoint.FORWARD,
+            PRIORITY_FILTER,
+            NAME,
+            judge(Direction.EGRESS, endpoint_program),
+        ),
+        Hook(
+            HookPoint.FORWARD,
+            PRIORITY_FILTER,
+            NAME,
+            judge(Direction.INGRESS, endpoint_program),
+        ),
+        Hook(
+            HookPoint.INPUT,
+            PRIORITY_FILTER,
+            NAME,
+            judge(Direction.EGRESS, endpoint_program),
+        ),
+    ]
+
+
+PLUGIN = CniPlugin(Cni.CILIUM, build_node, build_pod, gateway_routes, policy_hooks)
