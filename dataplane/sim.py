@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from dataplane.cni import mode_name
+from dataplane.cni import mode_name, plugin_of
 from dataplane.dns import (  # also registers the CoreDNS application
     DNS_PORT,
     PROBE_QUERY,
@@ -333,6 +333,9 @@ class Simulator:
             self.fabric, self.cluster, trace, state, client, capture=capture
         )
         walker.run(list(first))
+        observe = plugin_of(self.cluster).observe
+        if observe is not None:
+            trace.hops[:] = observe(trace.hops)
         return trace
 
     def new_trace(self, title: str) -> Trace:

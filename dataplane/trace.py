@@ -90,6 +90,10 @@ class Hop:
     diffs: tuple[FieldDiff, ...] = ()
     reason: DropReason | None = None
     direction: str = "request"  # "request" or "reply"
+    # A CNI with observation points of its own (Cilium's, as Hubble names them:
+    # FROM_ENDPOINT, TO_OVERLAY, ...) and the BPF program that emits them; "" otherwise.
+    point: str = ""
+    program: str = ""
 
     @property
     def where(self) -> str:
@@ -110,6 +114,9 @@ class Hop:
             d["rewrites"] = [str(x) for x in self.diffs]
         if self.reason is not None:
             d["reason"] = str(self.reason)
+        if self.point:
+            d["observation_point"] = self.point
+            d["program"] = self.program
         return d
 
 

@@ -135,7 +135,9 @@ class ClusterModel(StrictModel):
         " flannel.1, VNI 1, pod MTU = mtu - 50), host-gw (podCIDR via nodeIP) or"
         " routed (the gateway routes every podCIDR); calico: ipip (default; tunl0,"
         " pod MTU = mtu - 20), vxlan (vxlan.calico, VNI 4096, pod MTU = mtu - 50) or"
-        " bgp (block via nodeIP, no encapsulation); cilium: vxlan, geneve, native.",
+        " bgp (block via nodeIP, no encapsulation); cilium: vxlan (default;"
+        " cilium_vxlan, the source identity as VNI, pod MTU = mtu - 50), native"
+        " (podCIDR via nodeIP) or geneve (not modelled yet).",
     )
     vxlan_port: Port | None = Field(
         default=None,
@@ -191,7 +193,8 @@ class ClusterModel(StrictModel):
         default="flannel",
         description="The network plugin that builds every node: flannel (default;"
         " the cbr0 bridge), calico (no bridge: cali* veths, /32 routes, Felix's"
-        " per-endpoint chains) or cilium (not modelled yet).",
+        " per-endpoint chains) or cilium (no bridge: lxc* veths, cilium_host, the"
+        " cluster-pool 10.0.0.0/8 in /24s, policy at the endpoints).",
     )
     calico: CalicoModel | None = Field(
         default=None,

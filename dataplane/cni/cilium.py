@@ -41,6 +41,7 @@ What it builds (names as `ip link` / `ip route` would show them):
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from ipaddress import IPv4Interface, IPv4Network
 from typing import TYPE_CHECKING
 
@@ -57,6 +58,7 @@ from dataplane.netpol import Direction
 from dataplane.netpol_hook import NAME, judge
 from dataplane.packet import Packet
 from dataplane.routing import Route
+from dataplane.trace import Hop
 from topology.graph import lxc_name
 from topology.model import CiliumMode, Cluster, Cni, NodeSpec, Pod
 
@@ -230,11 +232,17 @@ def gateway_routes(fab: Fabric, gw: Netns) -> None:
     cluster is masqueraded to the node's address (`enableIPv4Masquerade`)."""
 
 
+FROM_CONTAINER = "cil_from_container"  # bpf_lxc.c: tc ingress of the lxc (from the pod)
+LXC_POLICY = "cil_lxc_policy"  # bpf_lxc.c: the endpoint's ingress policy, tail-called
+# by ipv4_local_delivery of bpf_lxc, bpf_overlay or bpf_host
+FROM_OVERLAY = "cil_from_overlay"  # bpf_overlay.c: tc ingress of cilium_vxlan
+FROM_NETDEV = "cil_from_netdev"  # bpf_host.c: tc ingress of eth0
+FROM_HOST = "cil_from_host"  # bpf_host.c: tc egress of cilium_host (the host's packets)
+
+
 def endpoint_program(direction: Direction, pod: Pod) -> str:
-    """The BPF program that holds a pod's policy, its lxc and identity, for hop lines."""
-    program = (
-        "cil_from_container" if direction is Direction.EGRESS else "cil_to_container"
-    )
+    """The BPF program that holds a pod's policy and its lxc, for hop lines."""
+    program = FROM_CONTAINER if direction is Direction.EGRESS else LXC_POLICY
     return f"{program} ({lxc_name(pod.key)}, {direction.value} of {pod.key})"
 
 
@@ -263,4 +271,64 @@ def policy_hooks() -> list[Hook]:
     ]
 
 
-PLUGIN = CniPlugin(Cni.CILIUM, build_node, build_pod, gateway_routes, policy_hooks)
+def _point(hop: Hop, after_endpoint: bool) -> tuple[str, str]:
+    """The observation point (pkg/monitor/api/types.go, as Hubble's flow API names it)
+    and program of one hop of a node's host namespace, or ("", "")."""
+    dev, event = hop.device, hop.event
+    if dev.startswith("lxc"):
+        if event == "recv":
+            return "FROM_ENDPOINT", FROM_CONTAINER
+        if event == "xmit":
+            return "TO_ENDPOINT", LXC_POLICY
+    if dev == VXLAN_DEV and event == "encap":
+        # bpf_lxc encapsulates its pod's packets itself (encap_and_redirect_lxc), the
+        # host's go through cilium_host (bpf_host's encap_and_redirect_with_nodeid).
+        return "TO_OVERLAY", FROM_CONTAINER if after_endpoint else FROM_HOST
+    if dev == VXLAN_DEV and event == "decap":
+        return "FROM_OVERLAY", FROM_OVERLAY
+    if dev == "eth0" and event == "recv" and hop.packet and hop.packet.vxlan is None:
+        return "FROM_NETWORK", FROM_NETDEV
+    if event in ("FORWARD", "INPUT") and hop.detail.startswith(f"{NAME}: cil_"):
+        program = hop.detail.removeprefix(f"{NAME}: ").split(" ", 1)[0]
+        return "POLICY_VERDICT", program
+    if after_endpoint and event == "route" and dev == "":
+        if f"dev {VXLAN_DEV}" not in hop.detail and " dev lxc" not in hop.detail:
+            # bpf_lxc passes a packet for neither a local endpoint nor the tunnel to the
+            # stack (CTX_ACT_OK with TRACE_TO_STACK).
+            return "TO_STACK", FROM_CONTAINER
+    return "", ""
+
+
+def observe(hops: list[Hop]) -> list[Hop]:
+    """The hops with Cilium's observation points named (each hop once: a walk that goes
+    on after an earlier one keeps the points already named).  ARP has none: bpf_lxc
+    answers it without a trace event."""
+    out: list[Hop] = []
+    after_endpoint = False  # the packet last came out of a pod's lxc
+    for hop in hops:
+        if hop.netns != "host":
+            after_endpoint = False
+        if hop.netns != "host" or hop.packet is None or hop.packet.arp is not None:
+            out.append(hop)
+            continue
+        point, program = _point(hop, after_endpoint)
+        if hop.point:
+            point, program = hop.point, hop.program
+        elif point:
+            hop = replace(
+                hop,
+                point=point,
+                program=program,
+                detail=f"{point} {program}: {hop.detail}",
+            )
+        if point == "FROM_ENDPOINT":
+            after_endpoint = True
+        elif point in ("TO_STACK", "TO_OVERLAY", "TO_ENDPOINT"):
+            after_endpoint = False
+        out.append(hop)
+    return out
+
+
+PLUGIN = CniPlugin(
+    Cni.CILIUM, build_node, build_pod, gateway_routes, policy_hooks, observe
+)

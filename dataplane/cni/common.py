@@ -22,6 +22,7 @@ from topology.model import Cni, NodeSpec, Pod
 
 if TYPE_CHECKING:  # pragma: no cover
     from dataplane.fabric import Fabric
+    from dataplane.trace import Hop
 
 UNDERLAY = "underlay"
 GATEWAY = "gateway"
@@ -155,10 +156,13 @@ class CniPlugin:
     node (`node`: its host namespace with the CNI's devices and routes), every pod that
     is not hostNetwork (`pod`: its interfaces, given its fresh namespace), the gateway's
     routes to pods (`gateway_routes`), and the hooks where its NetworkPolicy sits
-    (`policy_hooks`, beside kube-proxy's and masquerade's: `dataplane.system_hooks`)."""
+    (`policy_hooks`, beside kube-proxy's and masquerade's: `dataplane.system_hooks`).
+    `observe`, if the CNI has observation points of its own (Cilium's), names them on
+    the hops of each finished walk (`dataplane.sim.Simulator.walk`)."""
 
     name: Cni
     node: Callable[[Fabric, NodeSpec], Netns]
     pod: Callable[[Fabric, Pod, Netns], None]
     gateway_routes: Callable[[Fabric, Netns], None]
     policy_hooks: Callable[[], list[Hook]]
+    observe: Callable[[list[Hop]], list[Hop]] | None = None

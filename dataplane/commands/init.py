@@ -20,12 +20,13 @@ import typer
 
 from dataplane.cli import DebugOpt, err_console, input_errors, register
 from topology.config import CNI_NETWORKS as MODES
-from topology.config import MODELLED_CNIS
+from topology.config import MODELLED_CNIS, PLANNED_NETWORKS
 
 # The modelled CNI profiles and the network modes each offers, its default first; the
 # others the schema knows are planned (docs/model.md, "CNI profiles").
 CNI_NETWORKS: dict[str, tuple[str, ...]] = {
-    c.value: tuple(m.value for m in MODES[c]) for c in MODELLED_CNIS
+    c.value: tuple(m.value for m in MODES[c] if (c, m) not in PLANNED_NETWORKS)
+    for c in MODELLED_CNIS
 }
 PLANNED_CNIS = tuple(c.value for c in MODES if c not in MODELLED_CNIS)
 WIDTH = 88
@@ -132,12 +133,13 @@ def _defaults(cni: str, network: str) -> dict[str, Any]:
     values: dict[str, Any] = ClusterModel().model_dump(mode="json", by_alias=True)
     c = cluster_config(model, lambda _parts: Loc("<built-in>"))
     calico = cni == "calico"
-    node_keys = ("name", "ip") if calico else ("name", "ip", "podCIDR")
+    own_ipam = cni != "flannel"  # Calico's blocks, Cilium's cluster-pool
+    node_keys = ("name", "ip") if own_ipam else ("name", "ip", "podCIDR")
     computed = {
         "cni": cni,
         "gateway": str(c.gateway),
-        "vxlanPort": c.vxlan_port if network == "vxlan" or not calico else None,
-        "bridge": None if calico else c.bridge,
+        "vxlanPort": c.vxlan_port if network == "vxlan" or not own_ipam else None,
+        "bridge": None if own_ipam else c.bridge,
         "calico": CalicoModel().model_dump(mode="json", by_alias=True)
         if calico
         else None,
@@ -206,10 +208,15 @@ def check_profile(cni: str, network: str) -> None:
     from topology.errors import TopologyError
 
     if cni not in CNI_NETWORKS:
+        planned = (
+            f"; the {' and '.join(PLANNED_CNIS)} profile"
+            f"{'s are' if len(PLANNED_CNIS) > 1 else ' is'} planned"
+            if PLANNED_CNIS
+            else ""
+        )
         raise TopologyError(
-            f"--cni {cni!r} is not supported (allowed: {', '.join(CNI_NETWORKS)}; the"
-            f" {' and '.join(PLANNED_CNIS)} profile"
-            f"{'s are' if len(PLANNED_CNIS) > 1 else ' is'} planned)"
+            f"--cni {cni!r} is not supported (allowed: {', '.join(CNI_NETWORKS)}"
+            f"{planned})"
         )
     if network not in CNI_NETWORKS[cni]:
         raise TopologyError(
@@ -224,7 +231,7 @@ def init(
         str,
         typer.Option(
             "--cni",
-            help="The CNI profile: flannel or calico (cilium is planned).",
+            help="The CNI profile: flannel, calico or cilium.",
         ),
     ] = "flannel",
     network: Annotated[

@@ -185,9 +185,9 @@ def test_a_denied_ingress_names_the_tw_chain() -> None:
             " 192.168.0.0/31 of node 'node-1' is exhausted (1 pod addresses in use)",
         ),
         (
-            "  cni: cilium\n",
-            "lab.yaml:3: cluster.cni: cni: cilium is not modelled yet (allowed: flannel,"
-            " calico)",
+            "  cni: cilium\n  network: geneve\n",
+            "lab.yaml:4: cluster.network: network geneve with cni: cilium is not"
+            " modelled yet (allowed: vxlan, native)",
         ),
         (
             "  cni: calico\n  network: host-gw\n",

@@ -103,14 +103,12 @@ def test_it_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
     ("args", "message"),
     [
         (
-            ["--cni", "cilium"],
-            "--cni 'cilium' is not supported (allowed: flannel, calico; the cilium"
-            " profile is planned)",
+            ["--cni", "cilium", "--network", "geneve"],
+            "--network 'geneve' is not a cilium mode (allowed: vxlan, native)",
         ),
         (
             ["--cni", "weave"],
-            "--cni 'weave' is not supported (allowed: flannel, calico; the cilium"
-            " profile is planned)",
+            "--cni 'weave' is not supported (allowed: flannel, calico, cilium)",
         ),
         (
             ["--cni", "calico", "--network", "host-gw"],
@@ -121,7 +119,7 @@ def test_it_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
             "--network 'ipip' is not a flannel mode (allowed: vxlan, host-gw, routed)",
         ),
     ],
-    ids=["planned-cni", "unknown-cni", "calico-network", "unknown-network"],
+    ids=["planned-network", "unknown-cni", "calico-network", "unknown-network"],
 )
 def test_bad_profiles_are_input_errors(args: list[str], message: str) -> None:
     r = dataplane("init", *args)
