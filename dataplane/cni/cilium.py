@@ -291,11 +291,11 @@ def _point(hop: Hop, after_endpoint: bool) -> tuple[str, str]:
     if event in ("FORWARD", "INPUT") and hop.detail.startswith(f"{NAME}: cil_"):
         program = hop.detail.removeprefix(f"{NAME}: ").split(" ", 1)[0]
         return "POLICY_VERDICT", program
-    if after_endpoint and event == "route" and dev == "":
-        if f"dev {VXLAN_DEV}" not in hop.detail and " dev lxc" not in hop.detail:
-            # bpf_lxc passes a packet for neither a local endpoint nor the tunnel to the
-            # stack (CTX_ACT_OK with TRACE_TO_STACK).
-            return "TO_STACK", FROM_CONTAINER
+    local = f"dev {VXLAN_DEV}" in hop.detail or " dev lxc" in hop.detail
+    if after_endpoint and event == "route" and dev == "" and not local:
+        # bpf_lxc passes a packet for neither a local endpoint nor the tunnel to the
+        # stack (CTX_ACT_OK with TRACE_TO_STACK).
+        return "TO_STACK", FROM_CONTAINER
     return "", ""
 
 
