@@ -331,6 +331,11 @@ def run(
         files = scenario_files(files)
         # every file is checked before anything runs
         loaded = [load(f, manifests, strict) for f in files]
+        if view_name == "hubble":
+            from dataplane.hubble import check
+
+            for scenario, _ in loaded:
+                check(scenario.cluster, scenario.name)
         if pcap_dir is not None:
             from dataplane.pcap import prepare_dir, scenario_dirs
 

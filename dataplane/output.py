@@ -23,7 +23,7 @@ JSON_SCHEMA_VERSION = 1
 
 TRACE_VIEWS = ("text", "wide", "summary", "minimal", "json", "yaml")
 OUTPUTS = {
-    "run": TRACE_VIEWS,
+    "run": (*TRACE_VIEWS, "hubble"),  # hubble: Cilium's flows (dataplane.hubble)
     "trace": (*TRACE_VIEWS, "html"),
     "replay": ("text", "detailed", "wide", "summary", "minimal", "json", "yaml"),
     "test": ("text", "json", "yaml"),

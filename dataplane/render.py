@@ -330,6 +330,8 @@ class ScenarioView:
 
     def start(self) -> None:
         sc = self.scenario
+        if self.fmt == "hubble":  # flow lines only, as `hubble observe` prints them
+            return
         if self.fmt == "minimal":
             write(f"== scenario {sc.name}\n")
         elif self.fmt not in ("json", "yaml"):
@@ -347,7 +349,14 @@ class ScenarioView:
                 self.console.print(Text(text, style="dim"), soft_wrap=True)
 
     def step(self, res: StepResult) -> None:
-        if self.fmt in ("json", "yaml"):
+        if self.fmt == "hubble":
+            from dataplane.hubble import flow_lines
+
+            for trace in res.traces or ([res.trace] if res.trace else []):
+                write(
+                    "".join(f + "\n" for f in flow_lines(trace, self.scenario.cluster))
+                )
+        elif self.fmt in ("json", "yaml"):
             sys.stdout.write(record(step_record(self.scenario, res), self.fmt))
         elif self.fmt == "minimal":
             write(minimal_step(res) + "\n")
@@ -355,6 +364,8 @@ class ScenarioView:
             print_step(self.console, res, self.quiet, self.fmt, self.hide)
 
     def done(self, result: ScenarioResult) -> None:
+        if self.fmt == "hubble":
+            return
         if self.fmt in ("json", "yaml"):
             sys.stdout.write(record(summary_record(result), self.fmt))
         elif self.fmt == "minimal":
