@@ -135,9 +135,8 @@ class ClusterModel(StrictModel):
         " flannel.1, VNI 1, pod MTU = mtu - 50), host-gw (podCIDR via nodeIP) or"
         " routed (the gateway routes every podCIDR); calico: ipip (default; tunl0,"
         " pod MTU = mtu - 20), vxlan (vxlan.calico, VNI 4096, pod MTU = mtu - 50) or"
-        " bgp (block via nodeIP, no encapsulation); cilium: vxlan (default;"
-        " cilium_vxlan, the source identity as VNI, pod MTU = mtu - 50), native"
-        " (podCIDR via nodeIP) or geneve (not modelled yet).",
+        " bgp (block via nodeIP); cilium: vxlan (default; cilium_vxlan, MTU - 50),"
+        " native (podCIDR via nodeIP) or geneve (not modelled yet).",
     )
     vxlan_port: Port | None = Field(
         default=None,
