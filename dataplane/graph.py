@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING
 
 from dataplane.cni import mode_name
 from dataplane.netfilter import HookPoint
-from dataplane.netns import Interface, Kind
+from dataplane.netns import Interface, Kind, Netns
 from dataplane.trace import DropReason, Hop, Trace
 from topology.graph import UNDERLAY, veth_name
-from topology.model import Cluster, NetworkMode, Pod
+from topology.model import Cluster, Cni, NetworkMode, Pod
 from topology.selectors import matches
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -289,7 +289,8 @@ def build_scene(sim: Simulator, trace: Trace | None = None, title: str = "") -> 
             )
             for p in netns_pods
         ]
-        block = "podCIDR" if bridge_dev is not None else "IPAM block"
+        own_block = bridge_dev is None and cfg.cni is Cni.CALICO
+        block = "IPAM block" if own_block else "podCIDR"
         head = f"host network namespace, {block} {node.pod_cidr}"
         pods_w = sum(widths) + POD_GAP * max(len(widths) - 1, 0)
         inner = max(
@@ -355,8 +356,16 @@ def build_scene(sim: Simulator, trace: Trace | None = None, title: str = "") -> 
         scene.add(Box(node.name, "host", x + 16, host_y, inner, host_h, host_lines))
         dev_y = host_y + host_h + DEV_GAP
         last = node.name
+        for dev in _router_pairs(host):  # Cilium's cilium_host <-> cilium_net
+            label = f"{dev.ifname}  {dev.addrs[0]}  (veth to {dev.peer[1]})"  # type: ignore[index]
+            key = f"{node.name}/{dev.ifname}"
+            w = text_width(label, "bold") + 24
+            scene.add(Box(key, "eth", x + 16 + (inner - w) / 2,
+                          dev_y, w, DEV_H, [(label, "bold")]))  # fmt: skip
+            scene.links.append((node.name, key, ""))
+            dev_y += DEV_H + DEV_GAP
         if tunnel is not None:
-            label = _tunnel_label(tunnel)
+            label = _tunnel_label(tunnel, per_packet=fabric.vni_of is not None)
             key = f"{node.name}/{tunnel.ifname}"
             w = text_width(label, "bold") + 24
             scene.add(Box(key, "vtep", x + 16 + (inner - w) / 2,
@@ -401,10 +410,25 @@ def _device(
     return next((i for i in interfaces if i.kind in kinds), None)
 
 
-def _tunnel_label(dev: Interface) -> str:
-    """`flannel.1  10.0.1.0/32  VNI 1`, `tunl0  192.168.0.0/32  IP-in-IP`."""
+def _router_pairs(host: Netns) -> list[Interface]:
+    """The host's veths whose peer is in the host itself and that hold an address
+    (Cilium's `cilium_host`, peer `cilium_net`)."""
+    return [
+        i
+        for i in host.interfaces.values()
+        if i.kind is Kind.VETH
+        and i.peer is not None
+        and i.peer[0] == host.id
+        and i.addrs
+    ]
+
+
+def _tunnel_label(dev: Interface, per_packet: bool = False) -> str:
+    """`flannel.1  10.0.1.0/32  VNI 1`, `tunl0  192.168.0.0/32  IP-in-IP`,
+    `cilium_vxlan  VNI = source identity` (collect-metadata: the VNI per packet)."""
     addr = f"  {dev.addrs[0]}" if dev.addrs else ""
-    what = f"VNI {dev.vni}" if dev.kind is Kind.VXLAN else "IP-in-IP"
+    vni = "VNI = source identity" if per_packet else f"VNI {dev.vni}"
+    what = vni if dev.kind is Kind.VXLAN else "IP-in-IP"
     return f"{dev.ifname}{addr}  {what}"
 
 

@@ -9,7 +9,8 @@ Agreement is decided in `dataplane.kernel.report`.  A probe the kernel cannot
 make (SCTP without the module, a TCP SYN with a payload, a replayed capture) is reported as
 "not comparable" with its reason, never silently skipped; so is every probe of a cluster
 the kernel cannot build (Calico's ipip without the ipip module: "not comparable: this
-kernel has no ipip module"), whose simulator verdicts are still shown.  The kernel is told which
+kernel has no ipip module"; Cilium's, whose node is BPF programs: "not comparable: BPF
+datapath"), whose simulator verdicts are still shown.  The kernel is told which
 endpoint the simulator picked for a Service (its pick is deterministic, kube-proxy's is
 random): see `dataplane.kernel.services`.
 """
@@ -43,7 +44,7 @@ from dataplane.scenario import Runner
 from dataplane.trace import Trace
 from topology.endpoint import EndpointKind
 from topology.errors import TopologyError
-from topology.model import Cluster, Pod, Protocol
+from topology.model import Cluster, Cni, Pod, Protocol
 from topology.scenario import (
     MatrixStep,
     ProbeStep,
@@ -92,10 +93,15 @@ class Verifier:
     def run(self, keep: bool = False) -> Report:
         t = time.perf_counter()
         try:
-            try:
-                self.live.start()
-            except NoTunnelModule as err:
-                self.unbuildable = f"not comparable: {err.strerror}"
+            if self.scenario.cluster.config.cni is Cni.CILIUM:
+                # Cilium's node is its BPF programs (bpf_lxc, bpf_host, bpf_overlay):
+                # nothing here loads them, so no probe of it is built on this kernel.
+                self.unbuildable = "not comparable: BPF datapath"
+            else:
+                try:
+                    self.live.start()
+                except NoTunnelModule as err:
+                    self.unbuildable = f"not comparable: {err.strerror}"
             self.report.build_seconds = time.perf_counter() - t
             self.report.reaped = [
                 f"{len(r.names)} namespaces of {r.run_id}: {r.reason}"
