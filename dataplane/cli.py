@@ -277,7 +277,14 @@ def run(
         bool, typer.Option("--quiet", "-q", help="One line per step.")
     ] = False,
     output: Annotated[
-        str | None, typer.Option("--output", "-o", help=TRACE_OUTPUT_HELP)
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help=TRACE_OUTPUT_HELP
+            + " Also hubble (cni: cilium only): each walk as `hubble observe` flow"
+            " lines.",
+        ),
     ] = None,
     hide: HideOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help=DEPRECATED_JSON)] = False,

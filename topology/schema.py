@@ -141,8 +141,8 @@ class ClusterModel(StrictModel):
     vxlan_port: Port | None = Field(
         default=None,
         alias="vxlanPort",
-        description="UDP destination port of VXLAN (flannel's default 8472, Linux's;"
-        " Calico's 4789, IANA's and Felix's vxlanPort). Only with network vxlan.",
+        description="UDP destination port of VXLAN (flannel's and Cilium's default 8472,"
+        " Linux's; Calico's 4789, IANA's and Felix's vxlanPort). Only with network vxlan.",
     )
     bridge: IfName | None = Field(
         default=None,
