@@ -10,6 +10,10 @@ preliminary line, unless it failed (then its query's decisions are the explanati
 
 Exit status, as `kubectl auth can-i` answers: 0 when the connection is delivered, 1 when it
 is not, 2 for invalid input.
+
+`dataplane explain FILE --all --port P`: every pair of pods at once, each with the rule
+that decided (`dataplane.explain_all`, on whole sets of pods, no walk); `--only allow|deny`
+keeps one kind.  Exit status 0 (2 for invalid input).
 """
 
 from __future__ import annotations
@@ -21,14 +25,14 @@ import typer
 
 from dataplane import netpol_text
 from dataplane.cli import (
+    FROM_HELP,
+    TO_HELP,
     AtStepOpt,
     DebugOpt,
     FileArg,
-    FromOpt,
     NamespaceOpt,
     PortOpt,
     ProtocolOpt,
-    ToOpt,
     console,
     input_errors,
     load,
@@ -45,8 +49,9 @@ POLICY_DROPS = (DropReason.POLICY_EGRESS, DropReason.POLICY_INGRESS)
 
 if TYPE_CHECKING:  # pragma: no cover
     from dataplane.netpol import Decision
+    from dataplane.sim import Simulator
     from dataplane.trace import Hop, Trace
-    from topology.model import Cluster
+    from topology.model import Cluster, Protocol
 
 
 def decisions_of(cluster: Cluster, hops: list[Hop]) -> list[tuple[str, Decision, bool]]:
@@ -160,8 +165,24 @@ def explain_text(cluster: Cluster, trace: Trace) -> str:
 @register
 def explain(
     file: FileArg,
-    src: FromOpt,
-    dst: ToOpt,
+    src: Annotated[
+        str | None, typer.Option("--from", help=FROM_HELP + " Required without --all.")
+    ] = None,
+    dst: Annotated[
+        str | None, typer.Option("--to", help=TO_HELP + " Required without --all.")
+    ] = None,
+    every: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            help="Every pair of pods at once (not hostNetwork), each with the rule that "
+            "decided; needs --port (or --protocol ICMP), takes no --from/--to.",
+        ),
+    ] = False,
+    only: Annotated[
+        str | None,
+        typer.Option("--only", help="With --all: allow (the admitted pairs) or deny."),
+    ] = None,
     port: PortOpt = None,
     protocol: ProtocolOpt = "TCP",
     namespace: NamespaceOpt = "default",
@@ -177,8 +198,10 @@ def explain(
     ] = None,
     debug: DebugOpt = False,
 ) -> None:
-    """Explain in prose why NetworkPolicy lets a connection pass (exit 0) or not (1)."""
+    """Explain in prose why NetworkPolicy lets a connection pass (exit 0) or not (1);
+    with --all, every pair of pods at once (exit 0)."""
     from dataplane import output as out_fmt
+    from topology.errors import TopologyError
 
     with input_errors(debug):
         fmt = out_fmt.choose("explain", output)
@@ -186,6 +209,19 @@ def explain(
         warn(warnings)
         proto = parse_protocol(protocol)
         p = parse_port(port, proto)
+        if only is not None and not every:
+            raise TopologyError("--only goes with --all")
+        if every:
+            _check_all(src, dst, only, p, proto)
+            sim = simulator_at(scenario, at_step)
+            sys.stdout.write(_every_pair(sim, scenario.name, str(file), p, proto,
+                                         only, fmt))  # fmt: skip
+            return
+        if src is None or dst is None:
+            missing = " and ".join(
+                o for o, v in (("--from", src), ("--to", dst)) if v is None
+            )
+            raise TopologyError(f"explain needs {missing} (or --all: every pair)")
         sim = simulator_at(scenario, at_step)
         src, dst = probe_ends(sim, namespace, src, dst)
         trace = sim.probe(src, dst, p, proto)
@@ -198,3 +234,54 @@ def explain(
         text = explain_text(sim.cluster, trace)
     console.print(text, markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(0 if trace.verdict is Verdict.DELIVERED else 1)
+
+
+ONLY = {"allow": ("allowed",), "deny": ("denied-egress", "denied-ingress")}
+
+
+def _check_all(
+    src: str | None, dst: str | None, only: str | None, port: int | str | None,
+    protocol: Protocol,
+) -> None:  # fmt: skip
+    from topology.errors import TopologyError
+
+    if src is not None or dst is not None:
+        raise TopologyError("--all takes no --from/--to (it explains every pair)")
+    if only is not None and only not in ONLY:
+        raise TopologyError(f"--only {only!r} is not allowed (allowed: allow, deny)")
+    if isinstance(port, str):
+        raise TopologyError(
+            f"--port {port!r}: --all needs a port number (a name means another port "
+            "on each pod; give the number)"
+        )
+    if port is None and protocol.value != "ICMP":
+        raise TopologyError(
+            f"--all needs --port (the decisions of every pair on one {protocol.value} "
+            "port; `dataplane connlist --by pod` lists every port at once)"
+        )
+
+
+def _every_pair(
+    sim: Simulator, name: str, file: str, port: int | str | None, protocol: Protocol,
+    only: str | None, fmt: str,
+) -> str:  # fmt: skip
+    """The output of `explain --all`: a count line, then one line per pair."""
+    from dataplane import output as out_fmt
+    from dataplane.explain_all import decide_all, pair_dict, pair_line
+
+    assert not isinstance(port, str)
+    found = decide_all(sim.cluster, port, protocol)
+    kept = ONLY[only] if only is not None else ("allowed", *ONLY["deny"])
+    pairs = [(s, d, b) for s, d, b in found.pairs() if b.verdict in kept]
+    counts = found.counts()
+    if fmt in out_fmt.DOCUMENTS:
+        doc = out_fmt.document(
+            "explain-all", scenario=name, file=file, protocol=protocol.value,
+            port=port, counts=counts, pairs=[pair_dict(*pair) for pair in pairs],
+        )  # fmt: skip
+        return out_fmt.dump(doc, fmt)
+    on = protocol.value if port is None else f"{protocol.value} {port}"
+    head = f"{on}, every pair of pods: " + ", ".join(
+        f"{n} {verdict}" for verdict, n in counts.items()
+    )
+    return "\n".join([head, *(pair_line(*pair) for pair in pairs)]) + "\n"
