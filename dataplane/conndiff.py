@@ -5,7 +5,9 @@ Both clusters' connection lists (`dataplane.connlist`, workloads merged) are key
 in both with other ports a changed one.  Workloads present in one version only are listed
 too.  With `explain`, each difference names the policy changes behind it: the policies
 (added, removed or edited between A and B) that select its destination (for ingress) or
-its source (for egress) in either version.
+its source (for egress) in either version, and for each version the rules that admit the
+connection (their peers matched by the decision code's own test,
+`PolicyIndex.peer_miss`) with the ports they admit.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ import io
 from dataclasses import dataclass, field
 from typing import Any
 
-from dataplane.connlist import connections, format_ports, workload_name
+from dataplane.connlist import connections, format_ports, rule_ports, workload_name
+from dataplane.netpol_index import index_of
 from dataplane.netpol_ports import Ports
-from topology.model import Cluster, NetworkPolicy
+from topology.model import Cluster, NetworkPolicy, Pod
 from topology.selectors import matches
 
 
@@ -62,15 +65,42 @@ def _workloads(cluster: Cluster) -> set[str]:
     }
 
 
-def _selects(pol: NetworkPolicy, cluster: Cluster, name: str) -> bool:
-    """Whether `pol` selects a pod of workload `name` in `cluster`."""
-    return any(
-        workload_name(p, "workload") == name
-        and p.namespace == pol.namespace
-        and matches(pol.pod_selector, p.labels)
+def _pods(cluster: Cluster, name: str) -> list[Pod]:
+    """The pods (not hostNetwork) of workload `name` in `cluster`."""
+    return [
+        p
         for p in cluster.pods.values()
-        if not p.host_network
-    )
+        if not p.host_network and workload_name(p, "workload") == name
+    ]
+
+
+def _admitting(
+    cluster: Cluster, pol: NetworkPolicy, direction: str, src: str, dst: str
+) -> str:
+    """Which rules of `pol` (for `direction`) admit `src` -> `dst`, with their ports:
+    `ingress rule 0 admits TCP 80`, or `no ingress rule admits it`."""
+    index = index_of(cluster)
+    ingress = direction == "ingress"
+    other = src if ingress else dst
+    pods = _pods(cluster, other)
+    if pods:
+        parties = [index.party(str(p.ip)) for p in pods]
+    else:  # an address range: its first address stands for it (connlist's ranges)
+        parties = [index.party(other.split("-", 1)[0])]
+    targets = _pods(cluster, dst)
+    target = targets[0] if targets else None
+    found = []
+    for ri, rule in enumerate(pol.ingress if ingress else pol.egress):
+        if rule.peers and not any(
+            index.peer_miss(pol.namespace, peer, party) is None
+            for peer in rule.peers
+            for party in parties
+        ):
+            continue
+        ports = rule_ports(rule, target)
+        if ports:
+            found.append(f"{direction} rule {ri} admits {format_ports(ports)}")
+    return ", ".join(found) or f"no {direction} rule admits it"
 
 
 PolicyChange = tuple[str, NetworkPolicy | None, NetworkPolicy | None]
@@ -97,22 +127,38 @@ def _why(
     changes: list[PolicyChange],
     a: Cluster, b: Cluster, src: str, dst: str,
 ) -> tuple[str, ...]:  # fmt: skip
+    """Each policy change behind a difference: the policy, and for each side it selects
+    (ingress of the destination, egress of the source), what its rules admitted before
+    and admit after."""
     out = []
     for kind, pa, pb in changes:
         pol = pb or pa
         assert pol is not None
         sides = []
-        for cluster, version in ((a, pa), (b, pb)):
-            if version is None:
+        for direction, policy_type, who in (
+            ("ingress", "Ingress", dst), ("egress", "Egress", src),
+        ):  # fmt: skip
+            parts = []
+            for word, cluster, version in (("before", a, pa), ("after", b, pb)):
+                if version is None:
+                    continue
+                if policy_type in version.policy_types and any(
+                    p.namespace == version.namespace
+                    and matches(version.pod_selector, p.labels)
+                    for p in _pods(cluster, who)
+                ):
+                    text = _admitting(cluster, version, direction, src, dst)
+                else:
+                    text = f"it does not select {who} for {direction}"
+                parts.append((word, text, text.startswith("it does not")))
+            if all(missing for _, _, missing in parts):
                 continue
-            if "Ingress" in version.policy_types and _selects(version, cluster, dst):
-                sides.append(f"ingress of {dst}")
-            if "Egress" in version.policy_types and _selects(version, cluster, src):
-                sides.append(f"egress of {src}")
-        if sides:
-            out.append(
-                f"networkpolicy {pol.key} {kind} ({', '.join(dict.fromkeys(sides))})"
+            sides.append(
+                f"{direction} of {who}: "
+                + "; ".join(f"{word}, {text}" for word, text, _ in parts)
             )
+        if sides:
+            out.append(f"networkpolicy {pol.key} {kind} ({'; '.join(sides)})")
     if not out:
         out.append(
             "no policy change selects these pods: the workloads or their labels changed"

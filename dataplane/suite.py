@@ -111,7 +111,8 @@ def load_manifests(
     a dump split into files) as a scenario without steps of its own: the objects read as
     `--manifests DIR` reads them (`topology.include`), the cluster keys they imply (nodes,
     nodeCIDR, serviceCIDR, dns) inferred as `dataplane import` infers them
-    (`topology.dump`)."""
+    (`topology.dump`; without Node objects, the default nodes, as in a scenario without
+    `cluster.nodes`)."""
     from topology.dump import objects_in, scenario_for
     from topology.errors import TopologyError
     from topology.include import FileReader
@@ -130,11 +131,10 @@ def load_manifests(
     objects = [m for s in sources for m in objects_in(reader.read(s, loc), s.shown)]
     name = re.sub(r"[^a-z0-9-]+", "-", folder.resolve().name.lower()).strip("-")
     imported = scenario_for(objects, str(folder), None, name or "manifests")
-    scenario, warnings = load_scenario_text(
+    return load_scenario_text(
         imported.text, str(folder), folder, manifests=[folder, *manifests],
         strict=strict,
     )  # fmt: skip
-    return scenario, [*imported.notes, *warnings]
 
 
 def run_file(

@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
+import shutil
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -153,10 +155,16 @@ def test_diff_of_a_policy_change(tmp_path: Path) -> None:
         "~ dev/devpod[Pod] => default/httpd-deployment[Deployment] : TCP 80 -> TCP 80,8080",
     ]
     r = run_cli("diff", LAB, after, "--explain")
-    assert (
-        "    because networkpolicy default/test-np changed (ingress of default/httpd-deployment[Deployment])"
-        in r.stdout
-    )
+    assert r.stdout.splitlines() == [
+        "- default/frontend[Pod] => default/httpd-deployment[Deployment] : TCP 80",
+        "    because networkpolicy default/test-np changed (ingress of "
+        "default/httpd-deployment[Deployment]: before, ingress rule 0 admits TCP 80; "
+        "after, no ingress rule admits it)",
+        "~ dev/devpod[Pod] => default/httpd-deployment[Deployment] : TCP 80 -> TCP 80,8080",
+        "    because networkpolicy default/test-np changed (ingress of "
+        "default/httpd-deployment[Deployment]: before, ingress rule 0 admits TCP 80; "
+        "after, ingress rule 0 admits TCP 80,8080)",
+    ]
     md = run_cli("diff", LAB, after, "-o", "md", "--explain").stdout
     assert md.startswith(
         f"### Allowed connections: `{LAB}` -> `{after}`\n\n0 added, 1 removed, 1 changed\n"
@@ -186,4 +194,115 @@ def test_external_ranges_leave_out_the_cluster() -> None:
             ), t
     assert IPv4Address("10.0.0.10") in next(
         n for t, ns in external_ranges(sim) for n in ns if t == "10.0.0.0-10.0.0.255"
+    )
+
+
+def test_svg_is_drawn_without_graphviz() -> None:
+    """`-o svg`: one box per source and per destination, one arrow per connection with
+    its ports, written by `dataplane.draw`'s SVG writer."""
+    r = run_cli("connlist", LAB, "-o", "svg", "--focus-workload", "httpd-deployment")
+    assert r.exit_code == 0, r.stderr
+    svg = r.stdout
+    assert svg.startswith('<svg xmlns="http://www.w3.org/2000/svg"')
+    assert "<title>Allowed connections</title>" in svg
+    keys = re.findall(r'<rect [^>]*data-key="([^"]+)"', svg)
+    assert keys == [
+        "default/frontend[Pod]",  # sources on the left
+        "default/httpd-deployment[Deployment]",
+        "dev/devpod[Pod]",
+        "10.0.0.0-10.0.0.255",  # destinations on the right
+        "default/httpd-deployment[Deployment]",
+    ]
+    assert svg.count('marker-end="url(#arrow-16a34a)"') == 3
+    labels = re.findall(r'font-size="10.5"[^>]*>([^<]+)</text>', svg)
+    assert sorted(labels) == ["TCP 5978", "TCP 80", "TCP 80"]
+    # the three spans of a joined range are three lines of one box
+    full = run_cli("connlist", LAB, "-o", "svg").stdout
+    assert ">10.0.3.0-10.95.255.255</text>" in full
+    empty = run_cli("connlist", LAB, "-o", "svg", "--focus-workload", "nobody")
+    assert ">no allowed connection</text>" in empty.stdout
+
+
+def test_bad_output_is_refused_by_the_one_mechanism() -> None:
+    r = run_cli("connlist", LAB, "-o", "png")
+    assert r.exit_code == 2 and r.stderr == (
+        "error: -o 'png' is not allowed for `dataplane connlist` (allowed: txt, csv, "
+        "md, json, yaml, dot, svg)\n"
+    )
+    r = run_cli("diff", LAB, LAB, "-o", "dot")
+    assert r.exit_code == 2 and r.stderr == (
+        "error: -o 'dot' is not allowed for `dataplane diff` (allowed: txt, md, csv, "
+        "json, yaml)\n"
+    )
+
+
+KIND = SCENARIOS / "manifests" / "kind-cluster"
+FROM_WEB = "      - podSelector:\n          matchLabels:\n            app: web\n"
+
+
+def _folders(tmp_path: Path) -> tuple[Path, Path]:
+    """Two folders of manifests: the kind cluster, and the same with shop/db-from-web
+    admitting app.kubernetes.io/name=cart instead of app=web."""
+    a, b = tmp_path / "before", tmp_path / "after"
+    shutil.copytree(KIND, a)
+    shutil.copytree(KIND, b)
+    dump = b / "dump.yaml"
+    text = dump.read_text()
+    assert text.count(FROM_WEB) == 1
+    cart = FROM_WEB.replace("app: web", "app.kubernetes.io/name: cart")
+    dump.write_text(text.replace(FROM_WEB, cart))
+    return a, b
+
+
+def test_diff_of_two_folders_of_manifests(tmp_path: Path) -> None:
+    a, b = _folders(tmp_path)
+    r = run_cli("diff", a, b)
+    assert r.exit_code == 1, r.stderr
+    assert r.stdout.splitlines() == [
+        "+ shop/cart[Deployment] => shop/db[StatefulSet] : TCP 5432",
+        "- shop/web-6b7f9c8d5f[ReplicaSet] => shop/db[StatefulSet] : TCP 5432",
+    ]
+    r = run_cli("diff", a, b, "--explain")
+    assert r.stdout.splitlines()[1] == (
+        "    because networkpolicy shop/db-from-web changed (ingress of "
+        "shop/db[StatefulSet]: before, no ingress rule admits it; after, ingress rule 0 "
+        "admits TCP 5432)"
+    )
+    # a folder and the scenario that includes it hold the same cluster
+    same = run_cli("diff", SCENARIOS / "live-cluster.yaml", a)
+    assert same.exit_code == 0, same.stdout
+    assert same.stdout == "no change in allowed connections\n"
+    md = run_cli("diff", a, b, "-o", "md").stdout
+    assert md.splitlines()[:6] == [
+        f"### Allowed connections: `{a}` -> `{b}`",
+        "",
+        "1 added, 1 removed, 0 changed",
+        "",
+        "| change | source | destination | before | after |",
+        "|---|---|---|---|---|",
+    ]
+    # connlist reads such a folder too
+    r = run_cli("connlist", b, "--focus-workload", "db", "--direction", "ingress")
+    assert r.stdout == "shop/cart[Deployment] => shop/db[StatefulSet] : TCP 5432\n"
+
+
+def test_diff_bad_input_is_status_2(tmp_path: Path) -> None:
+    r = run_cli("diff", SCENARIOS / "conformance", LAB)
+    assert r.exit_code == 2 and r.stderr == (
+        f"error: {SCENARIOS / 'conformance'}: this folder holds scenario files; diff "
+        "compares two scenario files, or two folders of manifests (no scenario file "
+        "in them)\n"
+    )
+    r = run_cli("diff", LAB, tmp_path / "missing.yaml")
+    assert r.exit_code == 2 and r.stderr.startswith("error: ") and r.stdout == ""
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "np.yaml").write_text(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p}\n"
+        "spec: {podSelector: {}, policyTypes: [Sideways]}\n"
+    )
+    r = run_cli("diff", LAB, bad)
+    assert r.exit_code == 2
+    assert r.stderr.startswith(f"error: {bad / 'np.yaml'}:4: ") and (
+        "'Sideways' is not allowed (allowed: Ingress, Egress)" in r.stderr
     )

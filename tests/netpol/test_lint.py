@@ -116,9 +116,39 @@ def test_folders_and_bad_options(tmp_path: Path) -> None:
     assert r.exit_code == 0
     assert r.stdout.splitlines()[-1].startswith("6 file(s): ")
     r = run_cli("lint", MISTAKES, "-o", "xml")
-    assert (
-        r.exit_code == 2
-        and "-o 'xml' is not allowed (allowed: text, json, yaml, sarif)" in r.stderr
+    assert r.exit_code == 2 and r.stderr == (
+        "error: -o 'xml' is not allowed for `dataplane lint` (allowed: text, json, "
+        "yaml, sarif)\n"
     )
     r = run_cli("lint", tmp_path)
-    assert r.exit_code == 2 and "no scenario file in" in r.stderr
+    assert r.exit_code == 2 and r.stderr == (
+        f"error: {tmp_path}: no scenario file and no manifest in this folder (a "
+        "scenario is a .yaml or .yml file with a top-level steps: key; manifests are "
+        "*.yaml, *.yml, *.json)\n"
+    )
+
+
+def test_a_folder_of_manifests(tmp_path: Path) -> None:
+    """A folder without scenario files is read as manifests: its findings name the
+    manifest file and line."""
+    folder = tmp_path / "k8s"
+    folder.mkdir()
+    (folder / "app.yaml").write_text(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: web, labels: {app: web}}\n"
+        "spec: {containers: [{name: c, image: x, ports: [{containerPort: 80}]}]}\n"
+        "---\n"
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n"
+        "metadata: {name: allow-named}\n"
+        "spec:\n  podSelector: {matchLabels: {app: web}}\n"
+        "  ingress:\n  - ports: [{port: metrics}]\n"
+    )
+    r = run_cli("lint", folder, "-o", "json")
+    assert r.exit_code == 1 and r.stderr == "", r.stderr
+    (finding,) = json.loads(r.stdout)["findings"]
+    assert finding == {
+        "rule": "port-not-served", "severity": "warning",
+        "object": "networkpolicy/default/allow-named", "field": "spec.ingress[0].ports[0]",
+        "message": "named port 'metrics'/TCP is served by no pod the policy selects "
+        "(named ports there: none)",
+        "file": str(folder / "app.yaml"), "line": 6,  # the policy's first line
+    }  # fmt: skip
