@@ -4,6 +4,7 @@ against the per-pair decision the filter hooks make (verdict, policy, rule and p
 from __future__ import annotations
 
 import json
+
 import pytest
 
 from dataplane.explain_all import DENIED, RULE, decide_all
