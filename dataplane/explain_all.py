@@ -16,7 +16,7 @@ are their node's, not a pod's, and are left out.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -77,21 +77,27 @@ class AllDecisions:
         """Every pair, sorted by source then destination (pod keys)."""
         pods = self.sets.pods
         order = sorted(range(len(pods)), key=lambda u: pods[u].key)
-        rank = {u: i for i, u in enumerate(order)}
-        by_source: dict[int, list[tuple[int, PairBlock]]] = {}
+        rank = [0] * len(pods)
+        for i, u in enumerate(order):
+            rank[u] = i
+        by_source: dict[int, list[PairBlock]] = {}
         for b in self.blocks:
             for u in members(b.sources):
-                by_source.setdefault(u, []).append((b.targets, b))
+                by_source.setdefault(u, []).append(b)
+        targets: dict[int, list[int]] = {}  # per block: its destinations' ranks
         for u in order:
-            row = [
-                (v, b)
-                for bits, b in by_source.get(u, [])
-                for v in members(bits)
-                if v != u
-            ]
-            row.sort(key=lambda item: rank[item[0]])
-            for v, b in row:
-                yield pods[u], pods[v], b
+            row: list[PairBlock | None] = [None] * len(pods)
+            for b in by_source.get(u, ()):
+                ranks = targets.get(id(b))
+                if ranks is None:
+                    ranks = targets[id(b)] = [rank[v] for v in members(b.targets)]
+                for r in ranks:
+                    row[r] = b
+            row[rank[u]] = None  # a pod's traffic to itself stays in the pod
+            src = pods[u]
+            for r, cell in enumerate(row):
+                if cell is not None:
+                    yield src, pods[order[r]], cell
 
 
 def _groups(
@@ -121,6 +127,22 @@ def _groups(
     if remaining:
         out.append(((DENIED, isolating, None, None), remaining))
     return out
+
+
+Groups = list[tuple[Reason, int]]
+
+
+def _merged(classes: Iterable[tuple[int, Groups]]) -> list[tuple[int, Groups]]:
+    """Classes of pods with equal partitions joined into one (their pods united)."""
+    out: dict[tuple[object, ...], tuple[int, Groups]] = {}
+    for bits, groups in classes:
+        key = tuple(
+            (kind, tuple(p.key for p in pols), ri, pi, taken)
+            for (kind, pols, ri, pi), taken in groups
+        )
+        had = out.get(key)
+        out[key] = (bits | had[0], groups) if had is not None else (bits, groups)
+    return list(out.values())
 
 
 def _named(pod: Pod) -> tuple[tuple[str, str, int], ...]:
@@ -162,14 +184,17 @@ def decide_all(cluster: Cluster, dport: int | None, protocol: Protocol) -> AllDe
     def labels(p: Pod) -> Any:
         return (p.namespace, tuple(sorted(p.labels.items())))
 
-    egress = []
-    for rep, bits in classes(labels).values():
-        side = prepare(index, Direction.EGRESS, rep, dport, protocol)
-        egress.append((bits, _groups(sets, side.steps, side.isolating, ports_bits)))
-    ingress = []
-    for rep, bits in classes(lambda p: (*labels(p), _named(p))).values():
-        side = prepare(index, Direction.INGRESS, rep, dport, protocol)
-        ingress.append((bits, _groups(sets, side.steps, side.isolating)))
+    # classes whose partitions are equal are one (labels no policy looks at)
+    egress = _merged(
+        (bits, _groups(sets, side.steps, side.isolating, ports_bits))
+        for rep, bits in classes(labels).values()
+        for side in [prepare(index, Direction.EGRESS, rep, dport, protocol)]
+    )
+    ingress = _merged(
+        (bits, _groups(sets, side.steps, side.isolating))
+        for rep, bits in classes(lambda p: (*labels(p), _named(p))).values()
+        for side in [prepare(index, Direction.INGRESS, rep, dport, protocol)]
+    )
     blocks: list[PairBlock] = []
     for sources, out_groups in egress:
         for e_reason, targets in out_groups:
@@ -220,31 +245,44 @@ def deciding_policy(block: PairBlock) -> str | None:
     return None
 
 
-def pair_dict(src: Pod, dst: Pod, block: PairBlock) -> dict[str, Any]:
-    return {
-        "src": src.key,
-        "dst": dst.key,
-        "verdict": block.verdict,
-        "policy": deciding_policy(block),
-        "egress": reason_text(block.egress, "egress"),
-        "ingress": (
-            reason_text(block.ingress, "ingress") if block.ingress is not None else None
-        ),
-    }
+def _texts(block: PairBlock) -> tuple[str, str | None]:
+    ingress = block.ingress
+    return (
+        reason_text(block.egress, "egress"),
+        reason_text(ingress, "ingress") if ingress is not None else None,
+    )
 
 
-def pair_line(src: Pod, dst: Pod, block: PairBlock) -> str:
-    parts = [reason_text(block.egress, "egress")]
-    if block.ingress is not None:
-        parts.append(reason_text(block.ingress, "ingress"))
-    return f"{src.key} -> {dst.key}: {block.verdict} ({'; '.join(parts)})"
+def pair_dicts(
+    pairs: Iterable[tuple[Pod, Pod, PairBlock]],
+) -> Iterator[dict[str, Any]]:
+    """Each pair as the `explain-all` document holds it, each block's text written once."""
+    texts: dict[int, tuple[str | None, str, str | None]] = {}
+    for src, dst, block in pairs:
+        found = texts.get(id(block))
+        if found is None:
+            found = texts[id(block)] = (deciding_policy(block), *_texts(block))
+        policy, egress, ingress = found
+        yield {"src": src.key, "dst": dst.key, "verdict": block.verdict,
+               "policy": policy, "egress": egress, "ingress": ingress}  # fmt: skip
+
+
+def pair_lines(pairs: Iterable[tuple[Pod, Pod, PairBlock]]) -> Iterator[str]:
+    """`SRC -> DST: VERDICT (egress: ...; ingress: ...)`, each block's text written once."""
+    texts: dict[int, str] = {}
+    for src, dst, block in pairs:
+        text = texts.get(id(block))
+        if text is None:
+            parts = [t for t in _texts(block) if t is not None]
+            text = texts[id(block)] = f"{block.verdict} ({'; '.join(parts)})"
+        yield f"{src.key} -> {dst.key}: {text}"
 
 
 __all__ = [
     "AllDecisions",
     "PairBlock",
     "decide_all",
-    "pair_dict",
-    "pair_line",
+    "pair_dicts",
+    "pair_lines",
     "reason_text",
 ]

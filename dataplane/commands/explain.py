@@ -267,21 +267,21 @@ def _every_pair(
 ) -> str:  # fmt: skip
     """The output of `explain --all`: a count line, then one line per pair."""
     from dataplane import output as out_fmt
-    from dataplane.explain_all import decide_all, pair_dict, pair_line
+    from dataplane.explain_all import decide_all, pair_dicts, pair_lines
 
     assert not isinstance(port, str)
     found = decide_all(sim.cluster, port, protocol)
     kept = ONLY[only] if only is not None else ("allowed", *ONLY["deny"])
-    pairs = [(s, d, b) for s, d, b in found.pairs() if b.verdict in kept]
+    pairs = (pair for pair in found.pairs() if pair[2].verdict in kept)
     counts = found.counts()
     if fmt in out_fmt.DOCUMENTS:
         doc = out_fmt.document(
             "explain-all", scenario=name, file=file, protocol=protocol.value,
-            port=port, counts=counts, pairs=[pair_dict(*pair) for pair in pairs],
+            port=port, counts=counts, pairs=list(pair_dicts(pairs)),
         )  # fmt: skip
         return out_fmt.dump(doc, fmt)
     on = protocol.value if port is None else f"{protocol.value} {port}"
     head = f"{on}, every pair of pods: " + ", ".join(
         f"{n} {verdict}" for verdict, n in counts.items()
     )
-    return "\n".join([head, *(pair_line(*pair) for pair in pairs)]) + "\n"
+    return "\n".join([head, *pair_lines(pairs)]) + "\n"
