@@ -52,6 +52,23 @@ def test_messages_say_what_exists() -> None:
     assert text["spec.ingress[1].ports[0]"] == (
         "port 8080/TCP is served by no pod the policy selects (ports there: 80/TCP)"
     )
+    # an ipBlock over pods or nodes: what it means here
+    covers = {
+        f.rule: f.message
+        for f in lint(scenario.cluster)
+        if f.rule.startswith("ipblock-covers-")
+    }
+    assert covers == {
+        "ipblock-covers-pods": "cidr 10.0.0.0/8 overlaps the podCIDR(s) 10.0.1.0/24, "
+        "10.0.2.0/24: pods are chosen by podSelector and namespaceSelector; whether an "
+        "ipBlock applies to pod addresses is left to the implementation by the "
+        "NetworkPolicy documentation (this simulator matches it on the packet's "
+        "address, after kube-proxy's DNAT and before masquerade)",
+        "ipblock-covers-nodes": "cidr 10.0.0.0/8 overlaps the node network "
+        "10.100.0.0/24: traffic between a pod and its own node is always allowed "
+        "whatever the policy, and with VXLAN another node's own traffic comes from its "
+        "flannel.1 address (the first address of its podCIDR), not from this range",
+    }
     assert text["spec.ports[0].targetPort"].startswith(
         "targetPort 9090/TCP is served by none of the 2 pod(s) the Service selects "
         "(their ports: 80/TCP (http))"
