@@ -16,15 +16,15 @@ are their node's, not a pod's, and are left out.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from dataplane.netpol import Direction, index_of, prepare
+from dataplane.netpol import Direction, Step, index_of, prepare
 from dataplane.netpol_index import rule_ports_match
 from dataplane.netpol_matrix import Sets, bits_of, members
 from dataplane.netpol_text import peer_text, port_text
-from topology.model import NetworkPolicy, Pod, Protocol
+from topology.model import NetworkPolicy, Pod, PolicyRule, Protocol
 
 if TYPE_CHECKING:  # pragma: no cover
     from topology.model import Cluster
@@ -101,8 +101,8 @@ class AllDecisions:
 
 
 def _groups(
-    sets: Sets, side_steps: Any, isolating: tuple[NetworkPolicy, ...],
-    ports_bits: Any = None,
+    sets: Sets, side_steps: tuple[Step, ...], isolating: tuple[NetworkPolicy, ...],
+    ports_bits: Callable[[PolicyRule], int] | None = None,
 ) -> list[tuple[Reason, int]]:  # fmt: skip
     """`judge`'s order as a partition of every pod: (reason, the pods it takes)."""
     if not isolating:
@@ -164,7 +164,7 @@ def decide_all(cluster: Cluster, dport: int | None, protocol: Protocol) -> AllDe
     class_bits = [(pods[us[0]], bits_of(us, sets.n)) for us in port_class.values()]
     rule_bits: dict[int, int] = {}
 
-    def ports_bits(rule: Any) -> int:
+    def ports_bits(rule: PolicyRule) -> int:
         found = rule_bits.get(id(rule))
         if found is None:
             found = sum(

@@ -97,6 +97,7 @@ def connlist(
     carve."""
     from dataplane import output as out_fmt
     from dataplane.connlist import connlist as find
+    from dataplane.connlist import workload_name
     from dataplane.sim import Simulator
     from topology.errors import TopologyError
 
@@ -109,14 +110,33 @@ def connlist(
                 raise TopologyError("--direction needs --focus-workload")
         files = scenario_files(paths, manifest_folders=True)
         conns = []
+        names: set[str] = set()
         for f in files:
             scenario, warnings = load(f)
             warn(warnings)
             found = find(Simulator(scenario.cluster), by)
+            names |= {
+                workload_name(p, by)
+                for p in scenario.cluster.pods.values()
+                if not p.host_network
+            }
             if focus is not None:
                 found = [c for c in found if _focused(c, focus, direction)]
             conns += found
+        if focus is not None and not any(_matches(n, focus) for n in names):
+            raise TopologyError(_unknown(focus, names, by))
     sys.stdout.write(render(conns, output))
+
+
+def _unknown(focus: str, names: set[str], by: str) -> str:
+    """`--focus-workload NAME` that names nothing, with the closest names."""
+    import difflib
+
+    bases = {n.split("[", 1)[0] for n in names}
+    words = names | bases | {b.split("/", 1)[-1] for b in bases}
+    near = difflib.get_close_matches(focus, sorted(words), n=3, cutoff=0.6)
+    hint = f"closest: {', '.join(near)}" if near else f"{len(names)} {by}(s) exist"
+    return f"--focus-workload {focus!r} names no {by} of the cluster ({hint})"
 
 
 def _matches(name: str, focus: str) -> bool:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from dataplane.connlist import connlist, external_ranges, format_ports
+from dataplane.connlist_svg import to_svg
 from dataplane.netpol import egress_decision, ingress_decision
 from dataplane.netpol_ports import admits
 from dataplane.sim import Simulator
@@ -219,8 +220,19 @@ def test_svg_is_drawn_without_graphviz() -> None:
     # the three spans of a joined range are three lines of one box
     full = run_cli("connlist", LAB, "-o", "svg").stdout
     assert ">10.0.3.0-10.95.255.255</text>" in full
-    empty = run_cli("connlist", LAB, "-o", "svg", "--focus-workload", "nobody")
-    assert ">no allowed connection</text>" in empty.stdout
+    assert ">no allowed connection</text>" in to_svg([])
+
+
+def test_a_focus_that_names_nothing_is_an_error() -> None:
+    r = run_cli("connlist", LAB, "--focus-workload", "httpd-deploy")
+    assert r.exit_code == 2 and r.stderr == (
+        "error: --focus-workload 'httpd-deploy' names no workload of the cluster "
+        "(closest: httpd-deployment, default/httpd-deployment)\n"
+    )
+    r = run_cli("connlist", LAB, "--by", "pod", "--focus-workload", "zzz")
+    assert r.exit_code == 2 and r.stderr == (
+        "error: --focus-workload 'zzz' names no pod of the cluster (6 pod(s) exist)\n"
+    )
 
 
 def test_bad_output_is_refused_by_the_one_mechanism() -> None:
