@@ -48,6 +48,8 @@ from dataplane.trace import DropReason, Verdict
 POLICY_DROPS = (DropReason.POLICY_EGRESS, DropReason.POLICY_INGRESS)
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Iterator
+
     from dataplane.netpol import Decision
     from dataplane.sim import Simulator
     from dataplane.trace import Hop, Trace
@@ -214,8 +216,8 @@ def explain(
         if every:
             _check_all(src, dst, only, p, proto)
             sim = simulator_at(scenario, at_step)
-            sys.stdout.write(_every_pair(sim, scenario.name, str(file), p, proto,
-                                         only, fmt))  # fmt: skip
+            sys.stdout.writelines(_every_pair(sim, scenario.name, str(file), p,
+                                              proto, only, fmt))  # fmt: skip
             return
         if src is None or dst is None:
             missing = " and ".join(
@@ -264,8 +266,9 @@ def _check_all(
 def _every_pair(
     sim: Simulator, name: str, file: str, port: int | str | None, protocol: Protocol,
     only: str | None, fmt: str,
-) -> str:  # fmt: skip
-    """The output of `explain --all`: a count line, then one line per pair."""
+) -> Iterator[str]:  # fmt: skip
+    """The output of `explain --all`: a count line, then one line per pair (written as
+    they come: a big cluster has millions of pairs); or the whole document."""
     from dataplane import output as out_fmt
     from dataplane.explain_all import decide_all, pair_dicts, pair_lines
 
@@ -279,9 +282,12 @@ def _every_pair(
             "explain-all", scenario=name, file=file, protocol=protocol.value,
             port=port, counts=counts, pairs=list(pair_dicts(pairs)),
         )  # fmt: skip
-        return out_fmt.dump(doc, fmt)
+        yield out_fmt.dump(doc, fmt)
+        return
     on = protocol.value if port is None else f"{protocol.value} {port}"
     head = f"{on}, every pair of pods: " + ", ".join(
         f"{n} {verdict}" for verdict, n in counts.items()
     )
-    return "\n".join([head, *pair_lines(pairs)]) + "\n"
+    yield head + "\n"
+    for line in pair_lines(pairs):
+        yield line + "\n"
