@@ -3,7 +3,8 @@
 Both clusters' connection lists (`dataplane.connlist`, workloads merged) are keyed by
 (source, destination); a key only in B is an added connection, only in A a removed one,
 in both with other ports a changed one.  Workloads present in one version only are listed
-too.  With `explain`, each difference names the policy changes behind it: the policies
+too, and those in both whose pods differ in what policies look at (their number, labels,
+namespace labels, served ports).  With `explain`, each difference names the policy changes behind it: the policies
 (added, removed or edited between A and B) that select its destination (for ingress) or
 its source (for egress) in either version, and for each version the rules that admit the
 connection (their peers matched by the decision code's own test,
@@ -51,18 +52,49 @@ class Diff:
     changes: list[Change] = field(default_factory=list)
     workloads_added: list[str] = field(default_factory=list)
     workloads_removed: list[str] = field(default_factory=list)
+    # workloads in both versions whose pods differ in what policies look at
+    workloads_changed: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
 
     @property
     def differs(self) -> bool:
-        return bool(self.changes or self.workloads_added or self.workloads_removed)
+        return bool(
+            self.changes
+            or self.workloads_added
+            or self.workloads_removed
+            or self.workloads_changed
+        )
 
 
-def _workloads(cluster: Cluster) -> set[str]:
-    return {
-        workload_name(p, "workload")
-        for p in cluster.pods.values()
-        if not p.host_network
-    }
+def _workloads(cluster: Cluster) -> dict[str, dict[str, str]]:
+    """Each workload (pods not hostNetwork, replicas merged) with what policies look at:
+    how many pods, their labels, their namespace's labels, the ports they serve."""
+    pods: dict[str, list[Pod]] = {}
+    for p in cluster.pods.values():
+        if not p.host_network:
+            pods.setdefault(workload_name(p, "workload"), []).append(p)
+
+    def words(items: set[str]) -> str:
+        return ",".join(sorted(items)) or "none"
+
+    out = {}
+    for name, group in pods.items():
+        ns = cluster.namespaces.get(group[0].namespace)
+        out[name] = {
+            "replicas": str(len(group)),
+            "labels": words({f"{k}={v}" for p in group for k, v in p.labels.items()}),
+            "namespace labels": words(
+                {f"{k}={v}" for k, v in (ns.labels if ns else {}).items()}
+            ),
+            "ports": words(
+                {
+                    f"{cp.port}/{cp.protocol.value}"
+                    + (f" ({cp.name})" if cp.name else "")
+                    for p in group
+                    for cp in p.ports()
+                }
+            ),
+        }
+    return out
 
 
 def _pods(cluster: Cluster, name: str) -> list[Pod]:
@@ -124,7 +156,7 @@ def _spec(pol: NetworkPolicy) -> tuple[object, ...]:
 
 
 def _why(
-    changes: list[PolicyChange],
+    changes: list[PolicyChange], moved: dict[str, tuple[str, ...]],
     a: Cluster, b: Cluster, src: str, dst: str,
 ) -> tuple[str, ...]:  # fmt: skip
     """Each policy change behind a difference: the policy, and for each side it selects
@@ -159,6 +191,13 @@ def _why(
             )
         if sides:
             out.append(f"networkpolicy {pol.key} {kind} ({'; '.join(sides)})")
+    # what a policy looks at on each end: labels (and a destination's ports)
+    for name, facts in ((src, ("labels", "namespace labels")),
+                        (dst, ("labels", "namespace labels", "ports"))):  # fmt: skip
+        what = [w for w in moved.get(name, ()) if w.startswith(facts)]
+        if what:
+            out.append(f"workload {name} changed ({'; '.join(what)})")
+    out = list(dict.fromkeys(out))  # a workload's traffic among its own replicas
     if not out:
         out.append(
             "no policy change selects these pods: the workloads or their labels changed"
@@ -174,16 +213,25 @@ def conndiff(a: Cluster, b: Cluster, explain: bool = False) -> Diff:
     after = connections(Simulator(b))
     policy_changes = _policy_changes(a, b) if explain else []
     d = Diff()
+    wa, wb = _workloads(a), _workloads(b)
+    d.workloads_added = sorted(wb.keys() - wa.keys())
+    d.workloads_removed = sorted(wa.keys() - wb.keys())
+    for name in sorted(wa.keys() & wb.keys()):
+        what = tuple(
+            f"{fact} {wa[name][fact]} -> {wb[name][fact]}"
+            for fact in wa[name]
+            if wa[name][fact] != wb[name][fact]
+        )
+        if what:
+            d.workloads_changed.append((name, what))
+    moved = dict(d.workloads_changed)
     for key in sorted(set(before) | set(after)):
         ca, cb = before.get(key, ()), after.get(key, ())
         if ca == cb:
             continue
         kind = "added" if not ca else "removed" if not cb else "changed"
-        why = _why(policy_changes, a, b, *key) if explain else ()
+        why = _why(policy_changes, moved, a, b, *key) if explain else ()
         d.changes.append(Change(kind, key[0], key[1], ca, cb, why))
-    wa, wb = _workloads(a), _workloads(b)
-    d.workloads_added = sorted(wb - wa)
-    d.workloads_removed = sorted(wa - wb)
     return d
 
 
@@ -195,6 +243,8 @@ def render(d: Diff, output: str, a: str, b: str) -> str:
             "diff", before=a, after=b, differs=d.differs,
             changes=[c.to_dict() for c in d.changes],
             workloadsAdded=d.workloads_added, workloadsRemoved=d.workloads_removed,
+            workloadsChanged=[{"workload": name, "changes": list(what)}
+                              for name, what in d.workloads_changed],
         )  # fmt: skip
         return out_fmt.dump(doc, output)
     if output == "csv":
@@ -225,6 +275,10 @@ def render(d: Diff, output: str, a: str, b: str) -> str:
                 f"; workloads removed: {', '.join(d.workloads_removed)}"
                 if d.workloads_removed
                 else ""
+            )
+            + "".join(
+                f"; workload changed: {name} ({'; '.join(what)})"
+                for name, what in d.workloads_changed
             ),
             "",
             "| change | source | destination | before | after |"
@@ -241,6 +295,10 @@ def render(d: Diff, output: str, a: str, b: str) -> str:
     out: list[str] = []
     out += [f"workload added: {name}" for name in d.workloads_added]
     out += [f"workload removed: {name}" for name in d.workloads_removed]
+    out += [
+        f"workload changed: {name} ({'; '.join(what)})"
+        for name, what in d.workloads_changed
+    ]
     for c in d.changes:
         if c.kind == "added":
             line = f"+ {c.src} => {c.dst} : {format_ports(c.after)}"

@@ -318,3 +318,35 @@ def test_diff_bad_input_is_status_2(tmp_path: Path) -> None:
     assert r.stderr.startswith(f"error: {bad / 'np.yaml'}:4: ") and (
         "'Sideways' is not allowed (allowed: Ingress, Egress)" in r.stderr
     )
+
+
+def test_diff_of_changed_workloads(tmp_path: Path) -> None:
+    """A workload in both versions whose pods differ is listed with what changed; the
+    label change is named as the reason of the connection it removes."""
+    text = LAB.read_text().replace("      replicas: 2\n", "      replicas: 3\n", 1)
+    text = text.replace("{name: frontend, labels: {role: frontend}}",
+                        "{name: frontend, labels: {role: front}}", 1)  # fmt: skip
+    after = tmp_path / "lab-after.yaml"
+    after.write_text(text)
+    r = run_cli("diff", LAB, after, "--explain")
+    assert r.exit_code == 1, r.stderr
+    assert r.stdout.splitlines() == [
+        "workload changed: default/frontend[Pod] (labels role=frontend -> role=front)",
+        "workload changed: default/httpd-deployment[Deployment] (replicas 2 -> 3)",
+        "- default/frontend[Pod] => default/httpd-deployment[Deployment] : TCP 80",
+        "    because workload default/frontend[Pod] changed (labels role=frontend -> "
+        "role=front)",
+    ]
+    doc = json.loads(run_cli("diff", LAB, after, "-o", "json").stdout)
+    assert doc["workloadsChanged"] == [
+        {"workload": "default/frontend[Pod]",
+         "changes": ["labels role=frontend -> role=front"]},
+        {"workload": "default/httpd-deployment[Deployment]",
+         "changes": ["replicas 2 -> 3"]},
+    ]  # fmt: skip
+    md = run_cli("diff", LAB, after, "-o", "md").stdout.splitlines()
+    assert md[2] == (
+        "0 added, 1 removed, 0 changed; workload changed: default/frontend[Pod] (labels "
+        "role=frontend -> role=front); workload changed: "
+        "default/httpd-deployment[Deployment] (replicas 2 -> 3)"
+    )
