@@ -509,19 +509,25 @@ def _arrowhead(points: tuple[Point, ...], size: float) -> list[Point]:
 
 def to_png(scene: Scene, path: str | Path, scale: float = 2.0) -> None:
     """Draw the picture into a PNG file with Pillow, `scale` times the SVG's size."""
+    fit(scene)
+    png_document(scene.width, scene.height, shapes(scene), path, scale)
+
+
+def png_document(
+    width: float, height: float, items: list[Shape], path: str | Path,
+    scale: float = 2.0,
+) -> None:  # fmt: skip
+    """Shapes drawn into a PNG file with Pillow, `scale` times the SVG's size."""
     from PIL import Image, ImageDraw
 
-    fit(scene)
-    img = Image.new(
-        "RGB", (round(scene.width * scale), round(scene.height * scale)), "white"
-    )
+    img = Image.new("RGB", (round(width * scale), round(height * scale)), "white")
     draw = ImageDraw.Draw(img)
     fonts: dict[str, Any] = {}
 
     def p(pt: Point) -> Point:
         return (pt[0] * scale, pt[1] * scale)
 
-    for s in shapes(scene):
+    for s in items:
         if isinstance(s, Rect):
             box = (s.x * scale, s.y * scale, (s.x + s.w) * scale, (s.y + s.h) * scale)
             draw.rounded_rectangle(box, s.radius * scale, fill=s.fill, outline=s.stroke,
@@ -558,6 +564,7 @@ __all__ = [
     "Line",
     "Rect",
     "layers",
+    "png_document",
     "shapes",
     "svg_document",
     "svg_markers",

@@ -214,12 +214,19 @@ def test_svg_is_drawn_without_graphviz() -> None:
         "10.0.0.0-10.0.0.255",  # destinations on the right
         "default/httpd-deployment[Deployment]",
     ]
-    assert svg.count('marker-end="url(#arrow-16a34a)"') == 3
-    labels = re.findall(r'font-size="10.5"[^>]*>([^<]+)</text>', svg)
+    # restricted to some ports: green arrows with their ports written on them (3, and
+    # the legend's)
+    assert svg.count('stroke="#16a34a" stroke-width="1.6" marker-end="url(#arrow-16a34a)"') == 4  # fmt: skip
+    labels = re.findall(r'font-size="10.5" fill="#0f172a"[^>]*>([^<]+)</text>', svg)
     assert sorted(labels) == ["TCP 5978", "TCP 80", "TCP 80"]
+    assert ">allowed on the ports written on it</text>" in svg  # the legend
     # the three spans of a joined range are three lines of one box
     full = run_cli("connlist", LAB, "-o", "svg").stdout
     assert ">10.0.3.0-10.95.255.255</text>" in full
+    # every port: thin grey arrows without a label (28 of the lab's 31 connections, and
+    # the legend's)
+    assert full.count('stroke="#94a3b8" stroke-width="1.0" marker-end="url(#arrow-94a3b8)"') == 29  # fmt: skip
+    assert ">All Connections</text>" not in full
     assert ">no allowed connection</text>" in to_svg([])
 
 
