@@ -26,11 +26,11 @@ import typer
 from dataplane import netpol_text
 from dataplane.cli import (
     FROM_HELP,
+    NAMESPACE_HELP,
     TO_HELP,
     AtStepOpt,
     DebugOpt,
     FileArg,
-    NamespaceOpt,
     PortOpt,
     ProtocolOpt,
     console,
@@ -187,7 +187,14 @@ def explain(
     ] = None,
     port: PortOpt = None,
     protocol: ProtocolOpt = "TCP",
-    namespace: NamespaceOpt = "default",
+    namespace: Annotated[
+        str | None,
+        typer.Option(
+            "--namespace",
+            "-n",
+            help=NAMESPACE_HELP + " Default: default; not with --all.",
+        ),
+    ] = None,
     at_step: AtStepOpt = 0,
     output: Annotated[
         str | None,
@@ -214,6 +221,11 @@ def explain(
         if only is not None and not every:
             raise TopologyError("--only goes with --all")
         if every:
+            if namespace is not None:
+                raise TopologyError(
+                    "--all takes no -n/--namespace (it explains every pair of pods, in "
+                    "every namespace)"
+                )
             _check_all(src, dst, only, p, proto)
             sim = simulator_at(scenario, at_step)
             sys.stdout.writelines(_every_pair(sim, scenario.name, str(file), p,
@@ -225,7 +237,7 @@ def explain(
             )
             raise TopologyError(f"explain needs {missing} (or --all: every pair)")
         sim = simulator_at(scenario, at_step)
-        src, dst = probe_ends(sim, namespace, src, dst)
+        src, dst = probe_ends(sim, namespace or "default", src, dst)
         trace = sim.probe(src, dst, p, proto)
         if fmt in out_fmt.DOCUMENTS:
             body = explain_document(sim.cluster, trace)

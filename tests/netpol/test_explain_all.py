@@ -104,6 +104,9 @@ def test_only_and_json() -> None:
       "`dataplane connlist --by pod` lists every port at once)"),
      (["--all", "-p", "80", "--from", "default/pod1"],
       "error: --all takes no --from/--to (it explains every pair)"),
+     (["--all", "-p", "80", "-n", "dev"],
+      "error: --all takes no -n/--namespace (it explains every pair of pods, in every "
+      "namespace)"),
      (["--all", "-p", "80", "--only", "some"],
       "error: --only 'some' is not allowed (allowed: allow, deny)"),
      (["-p", "80", "--only", "allow", "--from", "default/pod1", "--to", "dev/devpod"],
