@@ -251,6 +251,15 @@ def render(d: Diff, output: str, a: str, b: str) -> str:
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(["change", "src", "dst", "before", "after", "why"])
+        # the workloads first, as in the text: their name in `src`, what changed in `why`
+        w.writerows(["workload added", n, "", "", "", ""] for n in d.workloads_added)
+        w.writerows(
+            ["workload removed", n, "", "", "", ""] for n in d.workloads_removed
+        )
+        w.writerows(
+            ["workload changed", n, "", "", "", "; ".join(what)]
+            for n, what in d.workloads_changed
+        )
         for c in d.changes:
             w.writerow([c.kind, c.src, c.dst, format_ports(c.before) if c.before else "",
                         format_ports(c.after) if c.after else "", "; ".join(c.why)])  # fmt: skip

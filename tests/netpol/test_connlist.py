@@ -351,6 +351,18 @@ def test_diff_of_changed_workloads(tmp_path: Path) -> None:
         {"workload": "default/httpd-deployment[Deployment]",
          "changes": ["replicas 2 -> 3"]},
     ]  # fmt: skip
+    rows = list(
+        csv.reader(io.StringIO(run_cli("diff", LAB, after, "-o", "csv").stdout))
+    )
+    assert rows == [
+        ["change", "src", "dst", "before", "after", "why"],
+        ["workload changed", "default/frontend[Pod]", "", "", "",
+         "labels role=frontend -> role=front"],
+        ["workload changed", "default/httpd-deployment[Deployment]", "", "", "",
+         "replicas 2 -> 3"],
+        ["removed", "default/frontend[Pod]", "default/httpd-deployment[Deployment]",
+         "TCP 80", "", ""],
+    ]  # fmt: skip
     md = run_cli("diff", LAB, after, "-o", "md").stdout.splitlines()
     assert md[2] == (
         "0 added, 1 removed, 0 changed; workload changed: default/frontend[Pod] (labels "
