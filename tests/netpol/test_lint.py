@@ -52,6 +52,18 @@ def test_messages_say_what_exists() -> None:
     assert text["spec.ingress[1].ports[0]"] == (
         "port 8080/TCP is served by no pod the policy selects (ports there: 80/TCP)"
     )
+    assert text["spec.selector"] == (
+        "selector app=wbe selects no pod in namespace default: the Service has no "
+        "endpoints (closest existing labels: app=web, app=db)"
+    )
+    assert text["spec.ingress[2]"] == (
+        "everything this rule admits, rule ingress[0] admits already (rules are a "
+        "union: this one can go, or was meant to say more)"
+    )
+    assert text["spec.egress"] == (
+        "isolates 1 pod(s) for egress and has no egress rule: it admits nothing (a "
+        "deny-all for egress; other policies selecting the same pods can still admit)"
+    )
     # an ipBlock over pods or nodes: what it means here
     covers = {
         f.rule: f.message
