@@ -18,10 +18,9 @@ from typing import TYPE_CHECKING
 from dataplane.conntrack import CtDir, CtState, show_tuple
 from dataplane.emission import Bridged, Emission, Out, Xmit
 from dataplane.netfilter import (
-    PRIORITY_DSTNAT,
-    PRIORITY_SRCNAT,
     Accept,
     Drop,
+    Hook,
     HookContext,
     HookPoint,
     Netfilter,
@@ -84,31 +83,55 @@ class Stack:
         ctx.point = point
         for k, v in where.items():
             setattr(ctx, k, v)
-        if point in (HookPoint.PREROUTING, HookPoint.OUTPUT) and ctx.ct is None:
+        dst_nat = point is HookPoint.PREROUTING or point is HookPoint.OUTPUT
+        if dst_nat and ctx.ct is None:
             self.track(ns, pkt, ctx)
-        dst_nat = point in (HookPoint.PREROUTING, HookPoint.OUTPUT)
-        nat_prio = PRIORITY_DSTNAT if dst_nat else PRIORITY_SRCNAT
-        nat_done = point is HookPoint.FORWARD
-        for hook in nf.chain(point):
-            if not nat_done and hook.priority > nat_prio:
-                pkt, nat_done = self.conntrack_nat(ns, pkt, ctx, dst_nat), True
+        chain = nf.compiled[point]
+        out = self.run_chain(ns, point, chain.before, pkt, ctx) if chain.before else pkt
+        if out is None:
+            return None, ctx
+        if chain.nat:
+            out = self.conntrack_nat(ns, out, ctx, dst_nat)
+            if chain.after:
+                out = self.run_chain(ns, point, chain.after, out, ctx)
+                if out is None:
+                    return None, ctx
+        pkt = out
+        # nf_conntrack_confirm(): only a packet of the original direction inserts its
+        # connection (an ICMP error attached in the reply direction never does).
+        confirms = ctx.ct_state is not CtState.RELATED or ctx.ct_dir is CtDir.ORIGINAL
+        if point in (HookPoint.POSTROUTING, HookPoint.INPUT) and ctx.ct and confirms:
+            self.w.state.ct(ns.id).confirm(ctx.ct)
+        return pkt, ctx
+
+    def run_chain(
+        self,
+        ns: Netns,
+        point: HookPoint,
+        chain: tuple[Hook, ...],
+        pkt: Packet,
+        ctx: HookContext,
+    ) -> Packet | None:
+        """Run `chain`'s hooks in order; the packet as they leave it, None if dropped."""
+        w = self.w
+        for hook in chain:
             res = hook.fn(pkt, ctx)
             if res is None:
                 continue
             if isinstance(res, Accept):
                 if res.detail:
-                    self.w.record(
+                    w.record(
                         ns,
                         ctx.in_port or "",
                         point.value,
                         f"{hook.name}: {res.detail}",
                         pkt,
                     )
-                if res.policy and self.w.trace.policy is None:
-                    self.w.trace.policy = res.policy
+                if res.policy and w.trace.policy is None:
+                    w.trace.policy = res.policy
                 continue
             if isinstance(res, Drop):
-                self.w.record(
+                w.record(
                     ns,
                     ctx.in_port or "",
                     point.value,
@@ -117,19 +140,19 @@ class Stack:
                     reason=res.code,
                 )
                 if res.policy:
-                    self.w.trace.policy = res.policy
+                    w.trace.policy = res.policy
                 if isinstance(res, Reject):
-                    self.w.emit(self.icmp_error(ns, pkt, res.icmp_type, res.icmp_code))
-                return None, ctx
+                    w.emit(self.icmp_error(ns, pkt, res.icmp_type, res.icmp_code))
+                return None
             if isinstance(res, Rewrite):
-                self.w.record(
+                w.record(
                     ns, "", "nat", f"{point.value} {res.detail}", res.packet, res.diffs
                 )
                 if res.endpoint is not None:
-                    self.w.trace.endpoint = res.endpoint
+                    w.trace.endpoint = res.endpoint
                 pkt = res.packet
             else:  # a hook returned a rewritten packet
-                self.w.record(
+                w.record(
                     ns,
                     "",
                     "hook",
@@ -138,14 +161,7 @@ class Stack:
                     diff(pkt, res),
                 )
                 pkt = res
-        if not nat_done:
-            pkt = self.conntrack_nat(ns, pkt, ctx, dst_nat)
-        # nf_conntrack_confirm(): only a packet of the original direction inserts its
-        # connection (an ICMP error attached in the reply direction never does).
-        confirms = ctx.ct_state is not CtState.RELATED or ctx.ct_dir is CtDir.ORIGINAL
-        if point in (HookPoint.POSTROUTING, HookPoint.INPUT) and ctx.ct and confirms:
-            self.w.state.ct(ns.id).confirm(ctx.ct)
-        return pkt, ctx
+        return pkt
 
     def track(self, ns: Netns, pkt: Packet, ctx: HookContext) -> None:
         table = self.w.state.ct(ns.id)
@@ -568,7 +584,7 @@ class Stack:
         """The packet with its link header, out of `oif` (or back into the bridge)."""
 
         if bridged is not None:
-            return replace(bridged, pkt=pkt.with_eth(bridged.src_mac, mac))
+            return bridged._replace(pkt=pkt.with_eth(bridged.src_mac, mac))
         return Xmit(pkt.with_eth(ns.interfaces[oif].mac, mac), ns.id, oif)
 
     def neigh_failed(self) -> list[Emission]:
