@@ -14,7 +14,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from dataplane.conntrack import Conntrack
-from dataplane.emission import Bridged, Emission, Out, Rx
+from dataplane.emission import Bridged, Emission, Out, Rx, Unseen
 from dataplane.fabric import Fabric
 from dataplane.netns import Kind, Netns
 from dataplane.packet import ARP_REQUEST, BROADCAST, Packet
@@ -103,8 +103,10 @@ def ignores(ns: Netns, ifname: str, pkt: Packet) -> bool:
 class Walker:
     """Runs one walk over a fabric and records it into a trace.
 
-    `capture=False`: no frames are kept for pcap (`Trace.frames` stays empty), and floods
-    go only where they can matter (`dataplane.bridge.Flood`); the hops are the same.
+    `capture=False`: no frames are kept for pcap (`Trace.frames` stays empty); the hops
+    are the same.  Either way a flood is walked only to the ports that can act on it
+    (`dataplane.bridge.Flood`); with captures, the copies to the others leave their frames
+    (`Unseen`), as Linux sends them.
 
     The hop limit (a forwarding loop's end) counts the steps that reach a device that acts
     on the frame: a flooded copy that its receiver drops unseen (`ignores`) is not one, so
@@ -222,6 +224,9 @@ class Walker:
         if isinstance(em, Out):
             self.emit(self.stack.output(fab.netns[em.netns], em.pkt))
             return
+        if isinstance(em, Unseen):
+            self.unseen(em)
+            return
         if isinstance(em, Bridged):
             ns = fab.netns[em.netns]
             self.emit(
@@ -282,6 +287,20 @@ class Walker:
             self.record(ns, "lo", "xmit", "loopback: back into this namespace", pkt)
             self.wire(ns, "lo", pkt)
             self.emit([Rx(pkt, ns.id, "lo")])
+
+    def unseen(self, em: Unseen) -> None:
+        """Flooded copies nobody acts on (`dataplane.bridge.Flood`): what tcpdump sees
+        of each, leaving its bridge port and arriving at the peer, as a veth `Xmit` to
+        an `ignores` peer would record; like those copies, no step of the walk."""
+        self.steps -= 1
+        if not self.capture:
+            return
+        ns = self.fabric.netns[em.netns]
+        netns, frames, pkt = self.fabric.netns, self.trace.frames, em.pkt
+        seq = len(self.trace.hops)
+        for port, peer_id, peer_if in em.copies:
+            frames.append(Frame(seq, ns.node, ns.id, port, pkt))
+            frames.append(Frame(seq, netns[peer_id].node, peer_id, peer_if, pkt))
 
     def veth_detail(self, ns: Netns, ifname: str) -> str:
         iface = ns.interfaces[ifname]
