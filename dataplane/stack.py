@@ -474,7 +474,7 @@ class Stack:
             return []
         pkt = out
         assert pkt.ip is not None
-        nexthop = str(route.via) if route.via is not None else pkt.ip.dst
+        nexthop = route.via_text or pkt.ip.dst
         mtu = ns.interfaces[route.oif].mtu
         pieces = [pkt]
         if pkt.ip_len() > mtu:
@@ -636,7 +636,7 @@ class Stack:
                 ip.dst
             )  # icmp_send(): a packet for us is answered from its destination
         else:
-            src = str(back.src) if back.src else ns.source_for(back.oif)
+            src = back.src_text or ns.source_for(back.oif)
         err = Packet(
             ip=IP(src, ip.src, IPPROTO_ICMP, id=self.w.state.ip_id()),
             l4=ICMP(type_, code, mtu=mtu, quote=pkt.l3()),
@@ -700,26 +700,33 @@ class Stack:
 
 def route_out(ns: Netns, dst: str) -> Route | None:
     """The route of a locally sent packet to `dst` (the `local` table first)."""
-    if dst.startswith("127."):
-        # 127.0.0.0/8 is local; the source is lo's address, 127.0.0.1.
-        return Route(
-            IPv4Network(f"{dst}/32"),
-            "lo",
-            src=IPv4Address("127.0.0.1"),
-            proto="kernel",
-        )
-    if ns.is_local(dst):
-        # the `local` table: `local DST dev lo src DST` (a local address is its own source)
-        return Route(
-            IPv4Network(f"{dst}/32"), "lo", src=IPv4Address(dst), proto="kernel"
-        )
+    if ns.is_local(dst):  # 127.0.0.0/8 included
+        return local_route(dst)
     return ns.routes.lookup(dst)
+
+
+def local_route(dst: str) -> Route:
+    """The `local` table's route to a local address: `local DST dev lo src DST` (a local
+    address is its own source; 127.0.0.0/8 is local, with lo's 127.0.0.1 as source).
+    The same for every namespace that has the address: written once, not per packet."""
+    found = _LOCAL.get(dst)
+    if found is None:
+        if len(_LOCAL) > 4096:
+            _LOCAL.clear()
+        src = "127.0.0.1" if dst.startswith("127.") else dst
+        found = _LOCAL[dst] = Route(
+            IPv4Network(f"{dst}/32"), "lo", src=IPv4Address(src), proto="kernel"
+        )
+    return found
+
+
+_LOCAL: dict[str, Route] = {}
 
 
 def source_of(ns: Netns, route: Route) -> str:
     """The source address the kernel picks for a local packet on `route`: the route's
     `src` (prefsrc), else the primary address of its device (inet_select_addr)."""
-    return str(route.src) if route.src else ns.source_for(route.oif)
+    return route.src_text or ns.source_for(route.oif)
 
 
 def output_source(ns: Netns, dst: str) -> str | None:
@@ -741,21 +748,24 @@ def is_martian(src: str, kind: Kind) -> bool:
 
 
 def route_detail(route: Route) -> str:
-    found = _DETAILS.get(route)
-    if found is None:
-        if len(_DETAILS) > 4096:
-            _DETAILS.clear()
-        found = _DETAILS[route] = (
-            f"via {route.via} dev {route.oif}"
-            + (" onlink" if route.onlink else "")
-            + (f" ({'default route' if route.dst.prefixlen == 0 else route.dst})")
-            if route.via is not None
-            else f"dev {route.oif} ({route.dst}, on-link)"
-        )
+    # By identity: hashing a Route hashes its IPv4Network and IPv4Address (Python code).
+    hit = _DETAILS.get(id(route))
+    if hit is not None and hit[0] is route:
+        return hit[1]
+    if len(_DETAILS) > 4096:
+        _DETAILS.clear()
+    found = (
+        f"via {route.via} dev {route.oif}"
+        + (" onlink" if route.onlink else "")
+        + (f" ({'default route' if route.dst.prefixlen == 0 else route.dst})")
+        if route.via is not None
+        else f"dev {route.oif} ({route.dst}, on-link)"
+    )
+    _DETAILS[id(route)] = (route, found)
     return found
 
 
-_DETAILS: dict[Route, str] = {}  # each route's text, written once
+_DETAILS: dict[int, tuple[Route, str]] = {}  # each route's text, written once
 
 
 def fragment(pkt: Packet, mtu: int) -> list[Packet]:

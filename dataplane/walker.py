@@ -13,12 +13,15 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from dataplane.bridge import Bridges
 from dataplane.conntrack import Conntrack
 from dataplane.emission import Bridged, Emission, Out, Rx, Unseen
 from dataplane.fabric import Fabric
 from dataplane.netns import Kind, Netns
 from dataplane.packet import ARP_REQUEST, BROADCAST, Packet
+from dataplane.stack import Stack
 from dataplane.trace import DropReason, FieldDiff, Frame, Hop, Trace, Verdict
+from dataplane.vxlan import encapsulate
 from topology.model import Cluster
 
 
@@ -123,9 +126,6 @@ class Walker:
         hop_limit: int = 4000,
         capture: bool = True,
     ) -> None:
-        from dataplane.bridge import Bridges
-        from dataplane.stack import Stack
-
         self.fabric = fabric
         self.cluster = cluster
         self.trace = trace
@@ -253,8 +253,6 @@ class Walker:
             self.wire(ns, iface.ifname, pkt)
             self.emit(self.bridges.receive(ns, iface.ifname, pkt, None))
         elif iface.kind is Kind.VXLAN:
-            from dataplane.vxlan import encapsulate
-
             self.wire(ns, iface.ifname, pkt)  # the inner frame, before encapsulation
             self.emit(encapsulate(self, ns, iface, pkt))
         elif iface.kind is Kind.VETH:
