@@ -188,7 +188,13 @@ class Packet:
         """The IP total length."""
         if self.whole is not None:
             return IP_HLEN + self.frag_len
-        return IP_HLEN + self.l4_len() + self.payload_len()
+        # the walk asks this of most packets it forwards: TCP and UDP without the calls
+        l4 = self.l4
+        fixed = _FIXED_HLEN.get(type(l4))
+        head = IP_HLEN + (fixed if fixed is not None else self.l4_len())
+        if self.inner is None and self.app is None:
+            return head + len(self.data)
+        return head + self.payload_len()
 
     def frame_len(self) -> int:
         """Length on the wire without FCS, as tcpdump reports it."""
@@ -248,6 +254,9 @@ class Packet:
 
     def summary(self) -> str:
         return summarize(self)
+
+
+_FIXED_HLEN: dict[type, int] = {TCP: TCP_HLEN, UDP: UDP_HLEN}  # `Packet.ip_len`
 
 
 def fast_init(*classes: type) -> None:

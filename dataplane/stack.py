@@ -91,7 +91,11 @@ class Stack:
         if out is None:
             return None, ctx
         if chain.nat:
-            out = self.conntrack_nat(ns, out, ctx, dst_nat)
+            ct = ctx.ct
+            if ct is not None and (
+                ct.dnat or ct.snat or ctx.ct_state is CtState.RELATED
+            ):
+                out = self.conntrack_nat(ns, out, ctx, dst_nat)  # a NATed connection
             if chain.after:
                 out = self.run_chain(ns, point, chain.after, out, ctx)
                 if out is None:
