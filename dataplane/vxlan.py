@@ -48,8 +48,9 @@ def encapsulate(
         return []
     vni_of = w.fabric.vni_of
     vni = iface.vni if vni_of is None else vni_of(inner)
+    local = str(iface.vxlan_local)
     outer = Packet(
-        ip=IP(str(iface.vxlan_local), remote, IPPROTO_UDP, ttl=64, id=w.state.ip_id()),
+        ip=IP(local, remote, IPPROTO_UDP, ttl=64, id=w.state.ip_id()),
         l4=UDP(source_port(inner), iface.vxlan_port),
         vxlan=VXLAN(vni),
         inner=inner,
@@ -59,7 +60,7 @@ def encapsulate(
         ns,
         iface.ifname,
         "encap",
-        f"VXLAN vni {vni}, {iface.vxlan_local} -> "
+        f"VXLAN vni {vni}, {local} -> "
         f"{remote} udp/{iface.vxlan_port} (fdb {inner.eth.dst} dst {remote}); inner "
         f"ttl {ttl}, {inner.frame_len()}-byte inner frame",
         outer,
