@@ -41,7 +41,6 @@ What it builds (names as `ip link` / `ip route` would show them):
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from ipaddress import IPv4Interface, IPv4Network
 from typing import TYPE_CHECKING
 
@@ -315,8 +314,7 @@ def observe(hops: list[Hop]) -> list[Hop]:
         if hop.point:
             point, program = hop.point, hop.program
         elif point:
-            hop = replace(
-                hop,
+            hop = hop._replace(
                 point=point,
                 program=program,
                 detail=f"{point} {program}: {hop.detail}",

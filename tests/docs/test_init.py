@@ -129,20 +129,31 @@ def test_bad_profiles_are_input_errors(args: list[str], message: str) -> None:
     assert "Traceback" not in r.stderr
 
 
-@pytest.mark.parametrize("network", ["ipip", "vxlan", "bgp"])
-def test_the_calico_starter_loads_passes_and_uncomments(network: str) -> None:
-    text = starter_scenario(network, cni="calico")
+@pytest.mark.parametrize(
+    ("cni", "network"),
+    [
+        ("calico", "ipip"),
+        ("calico", "vxlan"),
+        ("calico", "bgp"),
+        ("cilium", "vxlan"),
+        ("cilium", "native"),
+    ],
+)
+def test_the_calico_and_cilium_starters_load_pass_and_uncomment(
+    cni: str, network: str
+) -> None:
+    text = starter_scenario(network, cni=cni)
     scenario, warnings = load_scenario_text(text, "a.yaml")
     assert warnings == []
     cfg = scenario.cluster.config
-    assert (cfg.cni.value, cfg.network.value) == ("calico", network)
+    assert (cfg.cni.value, cfg.network.value) == (cni, network)
     assert run_scenario(scenario).ok
     key_line = re.compile(rf"^  # ((?:{'|'.join(KEYS)}):.*|  - .*)$")
     uncommented = "\n".join(
         f"  {m.group(1)}" if (m := key_line.match(line)) else line
         for line in text.splitlines()
     )
-    assert "\n  bridge:  # not used by cni: calico\n" in uncommented
+    assert f"\n  bridge:  # not used by cni: {cni}\n" in uncommented
     explicit, _ = load_scenario_text(uncommented, "b.yaml")
     again = explicit.cluster.config
     assert replace(again, nodes=()) == replace(cfg, nodes=())
