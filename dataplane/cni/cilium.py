@@ -26,8 +26,9 @@ What it builds (names as `ip link` / `ip route` would show them):
   `autoDirectNodeRoutes: true`): `<podCIDR> via <node IP> dev eth0`, no encapsulation;
 - NetworkPolicy at the endpoints: a pod's egress rules in `cil_from_container` (bpf_lxc.c,
   tc ingress of its lxc: the packet leaving the pod), its ingress rules in
-  `cil_to_container` (bpf_lxc.c, the packet entering the pod), as Hubble shows the
-  verdict (FORWARDED, or DROPPED "Policy denied").  The decision is the shared one
+  `cil_lxc_policy` (bpf_lxc.c, tail-called by `ipv4_local_delivery` of bpf_lxc,
+  bpf_overlay or bpf_host: the packet entering the pod), as Hubble shows the verdict
+  (`dataplane.hubble`: policy-verdict ALLOWED/DENIED, DROPPED "Policy denied").  The decision is the shared one
   (`dataplane.netpol`); here it sits at the node's filter hooks of the same packets.
   From a pod to its own host the pod's egress is checked too; from the host to its pods
   nothing (Cilium's `allow-localhost` default: policy always admits the local host).
