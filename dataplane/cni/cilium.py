@@ -127,14 +127,13 @@ def source_identity(cluster: Cluster) -> Callable[[Packet], int]:
         if not p.host_network
     }
 
+    for n in cluster.nodes:  # a node's own addresses: the host's identity
+        by_ip.setdefault(str(n.ip), HOST_IDENTITY)
+        by_ip.setdefault(str(n.bridge_ip), HOST_IDENTITY)
+
     def vni(pkt: Packet) -> int:
         src = pkt.ip.src if pkt.ip is not None else ""
-        found = by_ip.get(src)
-        if found is not None:
-            return found
-        hosts = {str(n.ip) for n in cluster.nodes}
-        hosts.update(str(n.bridge_ip) for n in cluster.nodes)
-        return HOST_IDENTITY if src in hosts else WORLD_IDENTITY
+        return by_ip.get(src, WORLD_IDENTITY)
 
     return vni
 
