@@ -500,9 +500,13 @@ def _services(scene: Scene, sim: Simulator, y: float, width: float) -> float:
         w = max(text_width(t, st) for t, st in lines) + 24
         boxes.append(Box(f"svc:{svc.key}", "service", 0, 0, w, 12 + LINE_H * len(lines),
                          lines))  # fmt: skip
+    by = (
+        "Cilium's socket-LB and BPF programs"  # dataplane.cni.cilium_lb
+        if sim.cluster.config.cni is Cni.CILIUM
+        else "kube-proxy's rules on every node"
+    )
     scene.add(Box("services#head", "caption", MARGIN, y, width - 2 * MARGIN, LINE_H,
-                  [("Services: virtual addresses, translated by kube-proxy's rules on "
-                    "every node", "small")]))  # fmt: skip
+                  [(f"Services: virtual addresses, translated by {by}", "small")]))  # fmt: skip
     y += LINE_H + 8
     x, row_h = float(MARGIN), 0.0
     for b in boxes:

@@ -18,7 +18,9 @@ output) without its timestamp (a walk has no clock):
   `FORWARDED`; a policy decision as `policy-verdict:<match> INGRESS|EGRESS
   ALLOWED|DENIED` (match `L3-L4` for a rule with ports, `L3-Only` without, `none` when
   no rule admits); a drop as `Policy denied DROPPED` (pkg/monitor/api drop reason 133);
-- the summary: `TCP Flags: SYN, ACK`, `UDP`, `ICMPv4 EchoRequest` (the printer's).
+- the summary: `TCP Flags: SYN, ACK`, `UDP`, `ICMPv4 EchoRequest` (the printer's);
+- the socket-LB's translation of a connect() (a trace-sock event) as
+  `post-xlate-fwd TRANSLATED (TCP)`, its destination the backend.
 
 Policy decisions are lines only where a policy isolates the endpoint (Hubble emits
 policy-verdict events for endpoints with policy enforcement, not for the others).
@@ -91,6 +93,8 @@ class _Names:
 
 
 def _event(hop: Hop) -> str:
+    if hop.point == "POST_XLATE_FWD":  # a trace-sock event of the socket-LB
+        return "post-xlate-fwd TRANSLATED"
     if hop.point == "POLICY_VERDICT":
         direction = "EGRESS" if hop.program == "cil_from_container" else "INGRESS"
         if hop.reason in POLICY_DROPS:
@@ -125,6 +129,8 @@ def flow_lines(trace: Trace, cluster: Cluster) -> list[str]:
         src = names.endpoint(ip.src, inner.sport if ports else None, hop.node)
         dst = names.endpoint(ip.dst, inner.dport if ports else None, hop.node)
         tail = f"({_summary(inner)})"
+        if hop.point == "POST_XLATE_FWD":  # Hubble shows a socket's protocol only
+            tail = f"({_summary(inner).split(' ')[0]})"
         if hop.direction == "reply":
             lines.append(f"{dst} <- {src} {_event(hop)} {tail}")
         else:

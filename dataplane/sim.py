@@ -25,8 +25,8 @@ from dataplane.dns import (  # also registers the CoreDNS application
 )
 from dataplane.emission import Out, Xmit
 from dataplane.fabric import Fabric, build_fabric, layout_of, pod_netns_id
-from dataplane.netfilter import Hook, HookFn, HookPoint
-from dataplane.netns import Netns
+from dataplane.netfilter import Hook, HookContext, HookFn, HookPoint
+from dataplane.netns import Netns, NetnsKind
 from dataplane.packet import (
     ICMP,
     ICMP_ECHO_REQUEST,
@@ -44,7 +44,7 @@ from dataplane.packet import (
     Packet,
 )
 from dataplane.stack import output_source
-from dataplane.trace import Trace
+from dataplane.trace import Hop, Trace
 from dataplane.walker import Client, Walker, WalkState
 from topology import names
 from topology.endpoint import (
@@ -267,10 +267,35 @@ class Simulator:
         dport = self.resolve_port(port, d, proto)
         pkt = probe_packet(proto, dst_ip, dport, ttl, size, df)
         trace.title += f":{dport}" if dport else ""
+        pkt, dst_ip, dport = self.connect(ns, pkt, trace)
         client = Client(ns.id, PROTO_NUMBERS[proto], EPHEMERAL_PORT, dst_ip, dport)
         return self.walk(
             trace.title, [Out(pkt, ns.id)], client, state, trace, capture=capture
         )
+
+    def connect(self, ns: Netns, pkt: Packet, trace: Trace) -> tuple[Packet, str, int]:
+        """The probe's first packet as the client's socket sends it: translated by a
+        CNI's socket-LB (Cilium's `cil_sock4_connect`), the hop recorded; else as it is.
+        Returns the packet and the address and port the socket is connected to."""
+        translate = plugin_of(self.cluster).connect
+        ip = pkt.ip
+        assert ip is not None
+        if translate is None or ns.kind is not NetnsKind.POD:
+            return pkt, ip.dst, pkt.dport
+        src = output_source(ns, ip.dst) or ""
+        ctx = HookContext(ns, HookPoint.OUTPUT, self.cluster)
+        done = translate(ns, pkt.with_ip(src=src), ctx)
+        if done is None:
+            return pkt, ip.dst, pkt.dport
+        out, detail, diffs, endpoint = done
+        trace.hops.append(
+            Hop(len(trace.hops) + 1, ns.node, ns.label, "", "connect", detail, out,
+                diffs, point="POST_XLATE_FWD", program="cil_sock4_connect")
+        )  # fmt: skip
+        trace.endpoint = endpoint
+        out = out.with_ip(src=ip.src)  # the source is still the kernel's to pick
+        assert out.ip is not None
+        return out, out.ip.dst, out.dport
 
     def send(self, at: str, pkt: Packet, state: WalkState | None = None) -> Trace:
         """Walk a crafted packet that leaves `at` (a pod, node or external host).

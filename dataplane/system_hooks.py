@@ -16,5 +16,6 @@ from topology.model import Cluster
 
 def for_node(cluster: Cluster, ns: Netns) -> list[Hook]:
     """The system hooks of node namespace `ns`."""
-    policy = plugin_of(cluster).policy_hooks()
-    return [*kubeproxy.hooks(), *policy, *masquerade.hooks()]
+    plugin = plugin_of(cluster)
+    services = plugin.service_hooks or kubeproxy.hooks  # Cilium replaces kube-proxy
+    return [*services(), *plugin.policy_hooks(), *masquerade.hooks()]

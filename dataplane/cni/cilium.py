@@ -1,7 +1,7 @@
-"""Cilium as its Helm chart installs it with the chart's defaults (`ipam.mode:
-cluster-pool`, `routingMode: tunnel`, `tunnelProtocol: vxlan`, `kubeProxyReplacement:
-false`: kube-proxy keeps the Services, in iptables mode): no bridge, one `lxc…` veth per
-pod, the BPF datapath at each end.
+"""Cilium as its Helm chart installs it with `kubeProxyReplacement: true` (and the
+chart's defaults `ipam.mode: cluster-pool`, `routingMode: tunnel`, `tunnelProtocol:
+vxlan`): no bridge, one `lxc…` veth per pod, the BPF datapath at each end, Services
+translated by Cilium's programs instead of kube-proxy (`dataplane.cni.cilium_lb`).
 
 What it builds (names as `ip link` / `ip route` would show them):
 - per node: the `cilium_host`/`cilium_net` veth pair (pkg/datapath/loader `cilium_host`,
@@ -45,6 +45,7 @@ from collections.abc import Callable, Mapping
 from ipaddress import IPv4Interface, IPv4Network
 from typing import TYPE_CHECKING
 
+from dataplane.cni import cilium_lb
 from dataplane.cni.common import (
     DEFAULT,
     CniPlugin,
@@ -328,5 +329,12 @@ def observe(hops: list[Hop]) -> list[Hop]:
 
 
 PLUGIN = CniPlugin(
-    Cni.CILIUM, build_node, build_pod, gateway_routes, policy_hooks, observe
+    Cni.CILIUM,
+    build_node,
+    build_pod,
+    gateway_routes,
+    policy_hooks,
+    observe,
+    cilium_lb.hooks,
+    cilium_lb.translate_connect,
 )

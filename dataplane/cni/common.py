@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Interface, IPv4Network
 from typing import TYPE_CHECKING
 
-from dataplane.netfilter import Hook, Netfilter
+from dataplane.netfilter import Hook, HookContext, Netfilter
 from dataplane.netns import Interface, Kind, Netns, NetnsKind
 from dataplane.routing import Route
 from topology.ipam import mac_for
@@ -22,7 +22,8 @@ from topology.model import Cni, NodeSpec, Pod
 
 if TYPE_CHECKING:  # pragma: no cover
     from dataplane.fabric import Fabric
-    from dataplane.trace import Hop
+    from dataplane.packet import Packet
+    from dataplane.trace import FieldDiff, Hop
 
 UNDERLAY = "underlay"
 GATEWAY = "gateway"
@@ -158,7 +159,8 @@ class CniPlugin:
     routes to pods (`gateway_routes`), and the hooks where its NetworkPolicy sits
     (`policy_hooks`, beside kube-proxy's and masquerade's: `dataplane.system_hooks`).
     `observe`, if the CNI has observation points of its own (Cilium's), names them on
-    the hops of each finished walk (`dataplane.sim.Simulator.walk`)."""
+    the hops of each finished walk (`dataplane.sim.Simulator.walk`); `service_hooks` and
+    `connect` are a kube-proxy replacement's."""
 
     name: Cni
     node: Callable[[Fabric, NodeSpec], Netns]
@@ -166,3 +168,14 @@ class CniPlugin:
     gateway_routes: Callable[[Fabric, Netns], None]
     policy_hooks: Callable[[], list[Hook]]
     observe: Callable[[list[Hop]], list[Hop]] | None = None
+    # A CNI that replaces kube-proxy: its hooks for Services (None: kube-proxy's), and
+    # the translation of a probe's connect() in the client's socket (Cilium's socket-LB,
+    # called by `dataplane.sim.Simulator.probe`).
+    service_hooks: Callable[[], list[Hook]] | None = None
+    connect: (
+        Callable[
+            [Netns, Packet, HookContext],
+            tuple[Packet, str, tuple[FieldDiff, ...], str] | None,
+        ]
+        | None
+    ) = None

@@ -264,3 +264,68 @@ def test_what_cilium_does_not_use_or_have_is_an_error(
     cluster: str, message: str
 ) -> None:
     assert error(cluster) == message
+
+
+SERVICE = """  - apiVersion: v1
+    kind: Service
+    metadata: {name: web}
+    spec:
+      type: NodePort
+      selector: {app: web}
+      ports: [{port: 80, targetPort: 80, nodePort: 30080}]
+  - apiVersion: v1
+    kind: Service
+    metadata: {name: empty}
+    spec: {selector: {app: none}, ports: [{port: 80}]}
+"""
+
+
+def test_no_kube_proxy_hooks_on_a_cilium_node() -> None:
+    node = build_fabric(cilium()).netns["node-1"]
+    names = {h.name for hooks in node.hooks.hooks.values() for h in hooks}  # type: ignore[union-attr]
+    assert "cilium-lb" in names
+    assert not any(n.startswith("kube-proxy") for n in names)
+
+
+def test_socket_lb_translates_a_pods_connect_to_a_clusterip() -> None:
+    c = cilium(extra=SERVICE)
+    svc = c.services["default/web"]
+    t = Simulator(c).probe("default/a", "svc/default/web", 80)
+    assert t.verdict is Verdict.DELIVERED and t.endpoint in ("default/b", "default/c")
+    first = t.hops[0]
+    assert (first.netns, first.event, first.point, first.program) == (
+        "pod default/a",
+        "connect",
+        "POST_XLATE_FWD",
+        "cil_sock4_connect",
+    )
+    assert first.detail.startswith(
+        f"cil_sock4_connect: ClusterIP {svc.cluster_ip}:80 is default/web:80 -> backend"
+    )
+    assert str(first.diffs[0]) == f"ip.dst: {svc.cluster_ip} -> " + str(
+        c.pods[t.endpoint].ip
+    )
+    # the SYN leaves the pod with the backend's address; nothing DNATs it on the way
+    syn = next(
+        h
+        for h in t.hops
+        if h.event == "xmit" and h.netns == "pod default/a" and h.packet.ip  # type: ignore[union-attr]
+    )
+    assert syn.packet is not None and syn.packet.ip is not None
+    assert syn.packet.ip.dst == str(c.pods[t.endpoint].ip)
+    assert not any(h.event == "nat" for h in t.hops)
+    assert flow_lines(t, c)[0].endswith("post-xlate-fwd TRANSLATED (TCP)")
+
+
+def test_nodeport_in_cil_from_netdev_and_no_backend_rejected() -> None:
+    c = cilium(extra=SERVICE)
+    t = Simulator(c).probe("node/node-1", "node/node-2", 30080)
+    assert t.verdict is Verdict.DELIVERED
+    nat = next(h for h in t.hops if h.event == "nat" and h.node == "node-2")
+    assert nat.detail.startswith(
+        "PREROUTING cil_from_netdev: NodePort 10.100.0.3:30080 is default/web:80 ->"
+    )
+    t = Simulator(c).probe("default/a", "svc/default/empty", 80)
+    assert t.verdict is Verdict.REFUSED
+    drop = next(h for h in t.hops if h.reason is not None)
+    assert "cil_from_container: default/empty:80 has no backends ->" in drop.detail
