@@ -31,7 +31,9 @@ DOCUMENTED = (
 )
 SCTP = "this kernel has no SCTP"
 IPIP = "this kernel has no ipip module"  # Calico's tunl0 (scenarios/calico/)
-BPF = "not comparable: BPF datapath"  # Cilium's node is BPF programs (scenarios/cilium/)
+BPF = (
+    "not comparable: BPF datapath"  # Cilium's node is BPF programs (scenarios/cilium/)
+)
 
 
 def test_scenarios_are_there() -> None:
