@@ -33,19 +33,24 @@ labels match its selector (a Service without selector has none), each with the p
 `targetPort` names: a number as it is, a name resolved per pod among that pod's containerPorts
 of the same protocol (a pod without that port is no endpoint of that Service port).
 
-The endpoint choice.  kube-proxy picks with `-m statistic --mode random`; this simulator is
-deterministic instead.  The candidates are sorted by pod key (`NS/NAME`) and the index is
+The endpoint choice.  kube-proxy's iptables mode picks with a cascade of
+`-m statistic --mode random --probability 1/(n-i)` rules (nftables mode: `numgen random mod
+n`), a uniform choice among the n candidates.  This simulator is deterministic instead: the
+candidates are sorted by pod key (`NS/NAME`) and the index is
 
-    zlib.crc32(b"<proto> <src> <sport> <dst> <dport>") % len(candidates)
+    int(blake2b(b"<proto> <src> <sport> <dst> <dport>", key=b"kube-proxy",
+                digest_size=8)) % len(candidates)
 
 over the packet's flow as kube-proxy sees it (`<proto>` the IP protocol number, e.g.
-`6 10.0.1.3 40000 10.96.0.11 80`), or, with `sessionAffinity: ClientIP`,
-`zlib.crc32(b"<src>") % len(candidates)`.  The trace names the pick and the formula.
+`6 10.0.1.3 40000 10.96.0.11 80`), or, with `sessionAffinity: ClientIP`, over `<src>` alone.
+A keyed cryptographic hash mixes well: neighbouring client addresses or ports land on
+independent endpoints (a CRC-32 of the flow, used before, sent 16 adjacent clients to one).
+The trace names the pick, "a choice among n", and the formula (see `pick_index`).
 """
 
 from __future__ import annotations
 
-import zlib
+import hashlib
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -227,6 +232,20 @@ def plan(
     return Plan(rule.endpoints, "cluster-wide", why)
 
 
+PICK_KEY = b"kube-proxy"
+
+
+def pick_index(flow: str, n: int) -> int:
+    """The deterministic stand-in for `-m statistic --mode random`: the flow's keyed
+    BLAKE2b-64 modulo `n` (module docstring).
+
+    >>> pick_index("6 10.0.1.3 40000 10.96.0.11 80", 2), pick_index("10.0.1.3", 1)
+    (0, 0)
+    """
+    digest = hashlib.blake2b(flow.encode(), key=PICK_KEY, digest_size=8).digest()
+    return int.from_bytes(digest, "big") % n
+
+
 def choose(
     rule: ServicePortRule, candidates: tuple[Backend, ...], pkt: Packet
 ) -> tuple[Backend, str]:
@@ -235,12 +254,12 @@ def choose(
     assert ip is not None and candidates
     n = len(candidates)
     if rule.service.session_affinity == "ClientIP":
-        index = zlib.crc32(ip.src.encode()) % n
-        how = f"sessionAffinity ClientIP: crc32({ip.src!r}) % {n} = {index}"
+        index = pick_index(ip.src, n)
+        how = f"sessionAffinity ClientIP: blake2b({ip.src!r}) % {n} = {index}"
     else:
         key = f"{ip.proto} {ip.src} {pkt.sport} {ip.dst} {pkt.dport}"
-        index = zlib.crc32(key.encode()) % n
-        how = f"crc32({key!r}) % {n} = {index}"
+        index = pick_index(key, n)
+        how = f"blake2b({key!r}) % {n} = {index}"
     return candidates[index], how
 
 
@@ -271,7 +290,7 @@ def dnat(pkt: Packet, ctx: HookContext) -> HookResult:
     detail = (
         f"{NAME}: {frontend.value} {ip.dst}:{pkt.dport} is {chain} {rule.name} -> "
         f"KUBE-SEP {backend.pod.key} {backend.ip}:{backend.port} "
-        f"(endpoint {pick} of {n} {p.scope}; {how})"
+        f"(endpoint {pick} of {n}: a choice among {n} {p.scope}; {how})"
         + (f"; KUBE-MARK-MASQ: {masq}" if masq else "")
     )
     return replace(
