@@ -398,9 +398,19 @@ class ServiceSpec(KubeStrictModel):
         description="The external address of a LoadBalancer when status.loadBalancer.ingress gives none.",
     )
     session_affinity_config: Ignored = None
-    load_balancer_source_ranges: Ignored = None
+    load_balancer_source_ranges: list[str] | None = Field(
+        default=None,
+        alias="loadBalancerSourceRanges",
+        description="CIDRs allowed to reach the LoadBalancer addresses (kube-proxy's"
+        " KUBE-FW chain drops other sources); LoadBalancer only.",
+    )
     load_balancer_class: Ignored = None
-    external_ips: Ignored = Field(default=None, alias="externalIPs")
+    external_ips: list[IPv4] | None = Field(
+        default=None,
+        alias="externalIPs",
+        description="Addresses routed to the nodes that kube-proxy also DNATs for"
+        " this Service (as a LoadBalancer address).",
+    )
     ip_families: Ignored = None
     ip_family_policy: Ignored = None
     publish_not_ready_addresses: Ignored = None
@@ -414,7 +424,13 @@ class LoadBalancerIngress(KubeStrictModel):
         default=None, description="An external address of the LoadBalancer."
     )
     hostname: Ignored = None
-    ip_mode: Ignored = None
+    ip_mode: Literal["VIP", "Proxy"] | None = Field(
+        default=None,
+        alias="ipMode",
+        description="VIP (default: packets reach the nodes with this destination and"
+        " kube-proxy DNATs them) or Proxy (the load balancer connects to a node's"
+        " nodePort itself; kube-proxy does not capture the address), KEP-1860.",
+    )
     ports: Ignored = None
 
 
@@ -439,7 +455,7 @@ class ServiceObject(_Object):
     )
     status: ServiceStatus = Field(
         default=ServiceStatus(),
-        description="Only status.loadBalancer.ingress[].ip is read.",
+        description="Only status.loadBalancer.ingress[].ip and .ipMode are read.",
     )
 
 

@@ -15,7 +15,7 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Network
 
 from topology import kubeschema as k
 from topology import names
-from topology.fields import cidr_reason, parse_loose_cidr
+from topology.fields import cidr_reason, parse_loose_cidr, special_range
 from topology.ipam import NODE_PORT_RANGE
 from topology.manifest import KubeObject, Origin
 from topology.model import (
@@ -23,6 +23,7 @@ from topology.model import (
     ContainerPort,
     IPBlock,
     LabelSelector,
+    LoadBalancerIngress,
     Namespace,
     NetworkPolicy,
     PolicyPeer,
@@ -229,10 +230,7 @@ def service(obj: KubeObject, m: k.ServiceObject) -> ServiceDraft:
             ("spec", "externalTrafficPolicy"),
             "may only be set when type is NodePort or LoadBalancer",
         )
-    lb_ip = None
-    if stype is ServiceType.LOAD_BALANCER:
-        ingress = m.status.load_balancer.ingress
-        lb_ip = (ingress[0].ip if ingress else None) or spec.load_balancer_ip
+    ingress = _load_balancer_ingress(m, stype, origin)
     svc = Service(
         namespace=obj.namespace,
         name=obj.name,
@@ -243,10 +241,77 @@ def service(obj: KubeObject, m: k.ServiceObject) -> ServiceDraft:
         external_traffic_policy=spec.external_traffic_policy or "Cluster",
         internal_traffic_policy=spec.internal_traffic_policy or "Cluster",
         session_affinity=spec.session_affinity or "None",
-        load_balancer_ip=lb_ip,
+        load_balancer_ingress=ingress,
+        load_balancer_source_ranges=_source_ranges(spec, stype, origin),
+        external_ips=_external_ips(spec, origin),
         loc=origin.loc(()),
     )
     return ServiceDraft(svc, headless, requested)
+
+
+def _load_balancer_ingress(
+    m: k.ServiceObject, stype: ServiceType, origin: Origin
+) -> tuple[LoadBalancerIngress, ...]:
+    """Every `status.loadBalancer.ingress` address with its ipMode (VIP by default, as
+    the API server defaults it, KEP-1860); `spec.loadBalancerIP` when the status has none."""
+    if stype is not ServiceType.LOAD_BALANCER:
+        return ()
+    out: list[LoadBalancerIngress] = []
+    for index, item in enumerate(m.status.load_balancer.ingress):
+        if item.ip is None:
+            if item.ip_mode is not None:
+                # ValidateLoadBalancerStatus: "must be specified when `ip` is set"; an
+                # ipMode without an ip is refused the same way.
+                raise origin.error(
+                    ("status", "loadBalancer", "ingress", index, "ipMode"),
+                    "may not be set without ip",
+                )
+            continue
+        out.append(LoadBalancerIngress(item.ip, item.ip_mode or "VIP"))
+    if not out and m.spec.load_balancer_ip is not None:
+        out.append(LoadBalancerIngress(m.spec.load_balancer_ip))
+    return tuple(out)
+
+
+def _source_ranges(
+    spec: k.ServiceSpec, stype: ServiceType, origin: Origin
+) -> tuple[IPv4Network, ...]:
+    """`loadBalancerSourceRanges` (ValidateService: LoadBalancer only, each a CIDR,
+    space padding allowed "due to a historical accident")."""
+    ranges = spec.load_balancer_source_ranges
+    if not ranges:
+        return ()
+    if stype is not ServiceType.LOAD_BALANCER:
+        raise origin.error(
+            ("spec", "loadBalancerSourceRanges"),
+            "may only be used when type is LoadBalancer",
+        )
+    out: list[IPv4Network] = []
+    for index, text in enumerate(ranges):
+        cidr = parse_loose_cidr(text.strip())
+        if cidr is None:
+            raise origin.error(
+                ("spec", "loadBalancerSourceRanges", index), cidr_reason(text.strip())
+            )
+        out.append(cidr)
+    return tuple(out)
+
+
+def _external_ips(spec: k.ServiceSpec, origin: Origin) -> tuple[IPv4Address, ...]:
+    """`externalIPs`: unicast addresses (ValidateNonSpecialIP refuses loopback,
+    link-local, multicast and 0.0.0.0), each once."""
+    out: list[IPv4Address] = []
+    for index, ip in enumerate(spec.external_ips or ()):
+        where = ("spec", "externalIPs", index)
+        what = special_range(IPv4Network(ip))
+        if what is not None:
+            raise origin.error(
+                where, f"{ip} is in the {what} range (allowed: a unicast address)"
+            )
+        if ip in out:
+            raise origin.error(where, f"duplicate external IP {ip}")
+        out.append(ip)
+    return tuple(out)
 
 
 def _cluster_ip_text(spec: k.ServiceSpec, origin: Origin) -> tuple[str | None, Path]:

@@ -25,6 +25,7 @@ from tests.services.builders import (
 from topology.model import (
     Container,
     ContainerPort,
+    LoadBalancerIngress,
     NetworkMode,
     Protocol,
     Service,
@@ -114,9 +115,7 @@ def _blake(text: str, n: int) -> int:
 def test_the_choice_is_the_documented_keyed_hash_of_the_flow() -> None:
     cluster = service_cluster()
     svc = cluster.services["default/web"]
-    rule = kubeproxy.ServicePortRule(
-        svc, svc.ports[0], kubeproxy.endpoints(cluster, svc, svc.ports[0])
-    )
+    rule = kubeproxy.port_rule(cluster, svc, svc.ports[0])
     for sport in range(40000, 40020):
         backend, how = kubeproxy.choose(rule, rule.endpoints, _flow("10.0.1.3", sport))
         index = _blake(f"6 10.0.1.3 {sport} {WEB_IP} 80", 2)
@@ -127,9 +126,7 @@ def test_the_choice_is_the_documented_keyed_hash_of_the_flow() -> None:
 def test_flows_spread_over_the_endpoints() -> None:
     cluster = service_cluster()
     svc = cluster.services["default/web"]
-    rule = kubeproxy.ServicePortRule(
-        svc, svc.ports[0], kubeproxy.endpoints(cluster, svc, svc.ports[0])
-    )
+    rule = kubeproxy.port_rule(cluster, svc, svc.ports[0])
     picks = {
         kubeproxy.choose(rule, rule.endpoints, _flow("10.0.1.3", s))[0].pod.key
         for s in range(40000, 40020)
@@ -142,8 +139,8 @@ def test_adjacent_clients_spread_over_the_endpoints() -> None:
     flow sent all 16 to the same one)."""
     cluster = service_cluster()
     svc = cluster.services["default/web"]
-    eps = kubeproxy.endpoints(cluster, svc, svc.ports[0])
-    rule = kubeproxy.ServicePortRule(svc, svc.ports[0], eps)
+    rule = kubeproxy.port_rule(cluster, svc, svc.ports[0])
+    eps = rule.endpoints
     four = (*eps, *(replace(b, pod=replace(b.pod, name=b.pod.name + "x")) for b in eps))
     picks = [
         kubeproxy.choose(rule, four, _flow(f"10.0.1.{i}", 40000))[0].pod.key
@@ -156,9 +153,7 @@ def test_adjacent_clients_spread_over_the_endpoints() -> None:
 def test_client_ip_affinity_pins_a_client_to_one_endpoint() -> None:
     cluster = service_cluster()
     svc = web_service(session_affinity="ClientIP")
-    rule = kubeproxy.ServicePortRule(
-        svc, svc.ports[0], kubeproxy.endpoints(cluster, svc, svc.ports[0])
-    )
+    rule = kubeproxy.port_rule(cluster, svc, svc.ports[0])
     for client in ("10.0.1.3", "10.0.1.4", "10.0.2.2"):
         picks = {
             kubeproxy.choose(rule, rule.endpoints, _flow(client, s))[0].pod.key
@@ -171,7 +166,12 @@ def test_client_ip_affinity_pins_a_client_to_one_endpoint() -> None:
 def test_the_trace_names_the_pick_and_the_probe_expectation_sees_it() -> None:
     trace = Simulator(service_cluster()).probe("default/a", "svc/default/web", 80)
     dnat = nat(trace)[0]
-    assert "KUBE-SVC default/web:http -> KUBE-SEP default/web-0" in dnat.detail
+    # The chain names upstream's portProtoHash gives (sha256, base32, 16 characters).
+    assert (
+        "ClusterIP 10.96.0.11:80 (default/web:http): KUBE-SERVICES -> "
+        "KUBE-SVC-CDGGSHYLG3RE2FKL -> KUBE-SEP-"
+    ) in dnat.detail
+    assert " default/web-0 10.0.1.5:8080 (endpoint 1 of 2" in dnat.detail
     assert (
         "endpoint 1 of 2: a choice among 2 cluster-wide; "
         "blake2b('6 10.0.1.3 40000 10.96.0.11 80') % 2 = 0"
@@ -318,7 +318,11 @@ def test_nodeport_cluster_policy_masquerades_and_crosses_nodes(
     assert trace.verdict is Verdict.DELIVERED and trace.endpoint == "default/web-1"
     dnat = nat(trace)[0]
     assert (
-        dnat.node == "node-1" and "NodePort 10.100.0.2:30080 is KUBE-EXT" in dnat.detail
+        dnat.node == "node-1" and (
+            "NodePort 10.100.0.2:30080 (default/web:http): KUBE-SERVICES -> "
+            "KUBE-NODEPORTS -> KUBE-EXT-CDGGSHYLG3RE2FKL -> KUBE-SVC-CDGGSHYLG3RE2FKL"
+        )
+        in dnat.detail
     )
     assert rewrites(dnat) == ["ip.dst: 10.100.0.2 -> 10.0.2.4", "dport: 30080 -> 8080"]
     server = delivered_packet(trace, "request")
@@ -360,13 +364,16 @@ def test_a_loadbalancer_address_is_captured_on_the_node() -> None:
     svc = replace(
         nodeport("Cluster"),
         type=ServiceType.LOAD_BALANCER,
-        load_balancer_ip=IPv4Address("203.0.113.7"),
+        load_balancer_ingress=(LoadBalancerIngress(IPv4Address("203.0.113.7")),),
     )
     sim = Simulator(service_cluster(NetworkMode.VXLAN, svc, pods=(SOLO,)))
     trace = sim.probe("default/a", "203.0.113.7", 80)
     assert trace.verdict is Verdict.DELIVERED and trace.endpoint == "default/web-1"
     dnat = nat(trace)[0]
-    assert "LoadBalancer 203.0.113.7:80 is KUBE-EXT" in dnat.detail
+    assert (
+        "LoadBalancer 203.0.113.7:80 (default/web:http): KUBE-SERVICES -> "
+        "KUBE-EXT-CDGGSHYLG3RE2FKL -> KUBE-SVC-CDGGSHYLG3RE2FKL -> KUBE-SEP-"
+    ) in dnat.detail
     client = delivered_packet(trace, "reply")
     assert client.ip is not None and client.ip.src == "203.0.113.7"
 
