@@ -318,7 +318,8 @@ def test_nodeport_cluster_policy_masquerades_and_crosses_nodes(
     assert trace.verdict is Verdict.DELIVERED and trace.endpoint == "default/web-1"
     dnat = nat(trace)[0]
     assert (
-        dnat.node == "node-1" and (
+        dnat.node == "node-1"
+        and (
             "NodePort 10.100.0.2:30080 (default/web:http): KUBE-SERVICES -> "
             "KUBE-NODEPORTS -> KUBE-EXT-CDGGSHYLG3RE2FKL -> KUBE-SVC-CDGGSHYLG3RE2FKL"
         )
