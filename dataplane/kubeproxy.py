@@ -184,6 +184,7 @@ class ServiceTable:
         self.config = cluster.config.kube_proxy
         self.mode = self.config.mode
         self.service_cidr = cluster.config.service_cidr
+        self.node_cidr = cluster.config.node_cidr
         self.virtual: dict[tuple[int, str, int], tuple[ServicePortRule, Frontend]] = {}
         self.node_ports: dict[tuple[int, int], ServicePortRule] = {}
         self.cluster_ips: set[str] = set()  # nftables `@cluster-ips`
@@ -256,7 +257,11 @@ class ServiceTable:
             return None
         if ip.dst in self.cluster_ips:
             return "reject"
-        if IPv4Address(ip.dst) in self.service_cidr:
+        addr = IPv4Address(ip.dst)
+        # The default nodeCIDR (10.100.0.0/24) lies inside the default serviceCIDR
+        # (10.96.0.0/12), which no real cluster does: node addresses are spared, or
+        # nftables mode would drop the nodes' own traffic (docs/model.md).
+        if addr in self.service_cidr and addr not in self.node_cidr:
             return "drop"
         return None
 
