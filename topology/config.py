@@ -92,8 +92,8 @@ class _Plan:
         )
 
     def _kube_proxy(self) -> KubeProxyConfig:
-        """`cluster.kubeProxy`; an option of another mode than `mode` is an error (kube-proxy
-        would ignore it, and nothing written is ignored here)."""
+        """`cluster.kubeProxy`; an option of another mode than `mode` set to anything but its
+        default is an error (kube-proxy would ignore it; nothing written is ignored here)."""
         m = self.model.kube_proxy
         mode = ProxyMode(m.mode)
         if mode is ProxyMode.IPVS:
@@ -104,29 +104,17 @@ class _Plan:
                 "mode ipvs is not modelled yet (allowed: iptables, nftables)",
             )
         for section in ("iptables", "nftables", "ipvs"):
-            written = getattr(m, section).model_fields_set
-            # ipvs mode reads iptables.masqueradeAll (pkg/proxy/ipvs NewProxier).
-            shared = section == "iptables" and mode is ProxyMode.IPVS
-            if written and section != mode.value and not shared:
+            options = getattr(m, section)
+            if section != mode.value and options != type(options)():
                 raise self.fail(
                     ("kubeProxy", section),
                     f"{section} options apply to mode {section}, and mode is"
-                    f" {mode.value} (allowed here: {mode.value}"
-                    + (", iptables.masqueradeAll" if mode is ProxyMode.IPVS else "")
-                    + ")",
+                    f" {mode.value} (allowed here: {mode.value}, or the defaults)",
                 )
-        if (
-            mode is ProxyMode.IPVS
-            and "localhost_node_ports" in m.iptables.model_fields_set
-        ):
-            raise self.fail(
-                ("kubeProxy", "iptables", "localhostNodePorts"),
-                "applies to mode iptables only",
-            )
         masq = (
             m.nftables.masquerade_all
             if mode is ProxyMode.NFTABLES
-            else (m.iptables.masquerade_all)
+            else m.iptables.masquerade_all
         )
         return KubeProxyConfig(
             mode=mode,

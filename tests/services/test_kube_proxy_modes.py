@@ -216,7 +216,7 @@ def test_sim_probe_reaches_every_ingress_address() -> None:
 CLUSTER_ERRORS = [
     ("ipvs", "  kubeProxy: {mode: ipvs}\n", 3, "cluster.kubeProxy.mode: mode ipvs is not modelled yet (allowed: iptables, nftables)"),
     ("bad-mode", "  kubeProxy: {mode: userspace}\n", 3, "cluster.kubeProxy.mode: 'userspace' is not allowed (allowed: iptables, nftables, ipvs)"),
-    ("other-section", "  kubeProxy:\n    nftables: {masqueradeAll: true}\n", 4, "cluster.kubeProxy.nftables: nftables options apply to mode nftables, and mode is iptables (allowed here: iptables)"),
+    ("other-section", "  kubeProxy:\n    nftables: {masqueradeAll: true}\n", 4, "cluster.kubeProxy.nftables: nftables options apply to mode nftables, and mode is iptables (allowed here: iptables, or the defaults)"),
     ("primary-mixed", "  kubeProxy: {nodePortAddresses: [primary, 10.0.0.0/8]}\n", 3, "cluster.kubeProxy.nodePortAddresses[0]: 'primary' may not be combined with CIDRs"),
     ("npa-not-cidr", "  kubeProxy: {nodePortAddresses: [eth0]}\n", 3, "cluster.kubeProxy.nodePortAddresses[0]: 'eth0' is not a CIDR (allowed: 'primary', or CIDRs such as 10.100.0.0/24)"),
     ("via-not-node", "  gatewayRoutes: [{cidr: 10.96.0.0/12, via: default/a}]\n", 3, "cluster.gatewayRoutes[0].via: 'default/a' is not a node (allowed: node/NAME, one of node/node-1, node/node-2)"),
