@@ -49,7 +49,8 @@ def backend_nodes(cluster: Cluster, svc: Service) -> tuple[tuple[NodeSpec, ...],
     nodes = cluster.config.nodes
     if svc.external_traffic_policy != "Local":
         return nodes, "externalTrafficPolicy Cluster: every node"
-    ready = {b.pod.node for sp in svc.ports for b in endpoints(cluster, svc, sp)}
+    # the health check counts ready local endpoints (LocalReadyEndpoints)
+    ready = {b.node for sp in svc.ports for b in endpoints(cluster, svc, sp) if b.ready}
     local = tuple(n for n in nodes if n.name in ready)
     if not local:
         return nodes, (

@@ -74,6 +74,7 @@ from dataplane.trace import DropReason
 from topology.model import (
     NODE_PORT_PRIMARY,
     Cluster,
+    EndpointSlice,
     Pod,
     ProxyMode,
     Service,
@@ -99,24 +100,35 @@ class Frontend(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Backend:
-    """One endpoint of a Service port: a ready pod and the port its targetPort names."""
+    """One endpoint of a Service port: its address, the port its targetPort names, the node
+    it is local to, and its EndpointSlice conditions (a selected pod is ready)."""
 
-    pod: Pod
+    key: str  # NS/POD, or the address of an EndpointSlice endpoint that is no pod
+    ip: str
     port: int
+    node: str | None
+    ready: bool = True
+    serving: bool = True
+    terminating: bool = False
 
-    @property
-    def ip(self) -> str:
-        return str(self.pod.ip)
+
+def usable(backends: tuple[Backend, ...]) -> tuple[Backend, ...]:
+    """The endpoints traffic may use (pkg/proxy/topology.go, CategorizeEndpoints): the
+    ready ones; when none is ready, the serving-terminating ones (KEP-1672)."""
+    ready = tuple(b for b in backends if b.ready)
+    return ready or tuple(b for b in backends if b.serving and b.terminating)
 
 
 @dataclass(frozen=True, slots=True)
 class ServicePortRule:
-    """One Service port with its endpoints (kube-proxy's `svcPortName`)."""
+    """One Service port with its endpoints (kube-proxy's `svcPortName`): `endpoints` the
+    cluster-wide usable ones, `every` all of them whatever their conditions."""
 
     service: Service
     port: ServicePort
     endpoints: tuple[Backend, ...]
     chains: ChainNames
+    every: tuple[Backend, ...] = ()
 
     @property
     def name(self) -> str:
@@ -124,7 +136,8 @@ class ServicePortRule:
         return f"{self.service.key}:{self.port.name or self.port.port}"
 
     def local(self, node: str) -> tuple[Backend, ...]:
-        return tuple(b for b in self.endpoints if b.pod.node == node)
+        """The usable endpoints on `node` (ready, else serving-terminating, there)."""
+        return usable(tuple(b for b in self.every if b.node == node))
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +168,15 @@ def selected_pods(cluster: Cluster, service: Service) -> tuple[Pod, ...]:
 def endpoints(
     cluster: Cluster, service: Service, port: ServicePort
 ) -> tuple[Backend, ...]:
-    """The endpoints of one Service port, sorted by pod key (see the module docstring)."""
+    """The endpoints of one Service port, sorted by key: those of its EndpointSlices when
+    the manifests hold any (`slice_endpoints`), else the selected pods (module docstring)."""
+    slices = [
+        s
+        for s in cluster.endpoint_slices.values()
+        if s.namespace == service.namespace and s.service == service.name
+    ]
+    if slices:
+        return slice_endpoints(cluster, slices, port)
     out: list[Backend] = []
     for pod in selected_pods(cluster, service):
         if isinstance(port.target_port, str):
@@ -164,16 +185,45 @@ def endpoints(
                 continue  # this pod has no containerPort of that name
         else:
             number = port.target_port
-        out.append(Backend(pod, number))
+        out.append(Backend(pod.key, str(pod.ip), number, pod.node))
     return tuple(out)
+
+
+def slice_endpoints(
+    cluster: Cluster, slices: list[EndpointSlice], port: ServicePort
+) -> tuple[Backend, ...]:
+    """The endpoints EndpointSlices give a Service port (pkg/proxy/endpointslicecache.go):
+    each slice port whose name is the Service port's name ('' for an unnamed one) and whose
+    protocol is its protocol, with every endpoint of that slice, once per address and port;
+    an endpoint is named by the pod that holds its address, else by the address."""
+    owner = {str(p.ip): p.key for p in cluster.pods.values() if not p.host_network}
+    found: dict[tuple[str, int], Backend] = {}
+    for sl in slices:
+        for sp in sl.ports:
+            if sp.name != (port.name or "") or sp.protocol is not port.protocol:
+                continue
+            for e in sl.endpoints:
+                ip = str(e.ip)
+                found.setdefault(
+                    (ip, sp.port),
+                    Backend(
+                        owner.get(ip, ip),
+                        ip,
+                        sp.port,
+                        e.node,
+                        e.ready,
+                        e.serving,
+                        e.terminating,
+                    ),
+                )
+    return tuple(sorted(found.values(), key=lambda b: (b.key, b.port)))
 
 
 def port_rule(cluster: Cluster, svc: Service, sp: ServicePort) -> ServicePortRule:
     """Service port `sp` with its endpoints and its chains in the cluster's proxy mode."""
     mode = cluster.config.kube_proxy.mode
-    return ServicePortRule(
-        svc, sp, endpoints(cluster, svc, sp), chain_names(mode, svc, sp)
-    )
+    every = endpoints(cluster, svc, sp)
+    return ServicePortRule(svc, sp, usable(every), chain_names(mode, svc, sp), every)
 
 
 class ServiceTable:
@@ -365,7 +415,7 @@ def dnat(pkt: Packet, ctx: HookContext) -> HookResult:
         # KUBE-SEP: `-s <endpoint IP> -j KUBE-MARK-MASQ`. The pod is its own backend: the
         # frame is bridged back out of its own port (hairpin mode, see dataplane.bridge)
         # and masqueraded, so that the reply comes back through conntrack.
-        masq = f"hairpin: {backend.pod.key} reaches itself through its Service"
+        masq = f"hairpin: {backend.key} reaches itself through its Service"
     if masq is not None:
         mark_masq(ctx, masq)
     n = len(p.candidates)
@@ -373,13 +423,15 @@ def dnat(pkt: Packet, ctx: HookContext) -> HookResult:
     detail = (
         f"{NAME}: {frontend.value} {ip.dst}:{pkt.dport} ({rule.name}): "
         f"{chain_path(rule, frontend, p)} -> "
-        f"{rule.chains.endpoint(backend.ip, backend.port)} {backend.pod.key} "
+        f"{rule.chains.endpoint(backend.ip, backend.port)} {backend.key} "
         f"{backend.ip}:{backend.port} "
-        f"(endpoint {pick} of {n}: a choice among {n} {p.scope}; {how})"
+        f"(endpoint {pick} of {n}: a choice among {n} {p.scope}"
+        + ("" if backend.ready else ", serving and terminating: no endpoint is ready")
+        + f"; {how})"
         + (f"; KUBE-MARK-MASQ: {masq}" if masq else "")
     )
     return replace(
-        ctx.dnat(pkt, backend.ip, backend.port, detail), endpoint=backend.pod.key
+        ctx.dnat(pkt, backend.ip, backend.port, detail), endpoint=backend.key
     )
 
 

@@ -47,6 +47,7 @@ API_VERSIONS: dict[str, str] = {
     "StatefulSet": "apps/v1",
     "DaemonSet": "apps/v1",
     "NetworkPolicy": "networking.k8s.io/v1",
+    "EndpointSlice": "discovery.k8s.io/v1",
 }
 WORKLOAD_KINDS = ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet")
 
@@ -399,17 +400,11 @@ class ServiceSpec(KubeStrictModel):
     )
     session_affinity_config: Ignored = None
     load_balancer_source_ranges: list[str] | None = Field(
-        default=None,
-        alias="loadBalancerSourceRanges",
-        description="CIDRs allowed to reach the LoadBalancer addresses (kube-proxy's"
-        " KUBE-FW chain drops other sources); LoadBalancer only.",
+        default=None, description="CIDRs that may reach the LoadBalancer addresses."
     )
     load_balancer_class: Ignored = None
     external_ips: list[IPv4] | None = Field(
-        default=None,
-        alias="externalIPs",
-        description="Addresses routed to the nodes that kube-proxy also DNATs for"
-        " this Service (as a LoadBalancer address).",
+        default=None, alias="externalIPs", description="Addresses routed to the nodes."
     )
     ip_families: Ignored = None
     ip_family_policy: Ignored = None
@@ -425,11 +420,7 @@ class LoadBalancerIngress(KubeStrictModel):
     )
     hostname: Ignored = None
     ip_mode: Literal["VIP", "Proxy"] | None = Field(
-        default=None,
-        alias="ipMode",
-        description="VIP (default: packets reach the nodes with this destination and"
-        " kube-proxy DNATs them) or Proxy (the load balancer connects to a node's"
-        " nodePort itself; kube-proxy does not capture the address), KEP-1860.",
+        default=None, description="VIP (default) or Proxy (KEP-1860)."
     )
     ports: Ignored = None
 
@@ -544,6 +535,41 @@ class NetworkPolicyObject(_Object):
     status: Ignored = None
 
 
+class EndpointConditionsSpec(KubeStrictModel):
+    ready: bool | None = Field(default=None, description="Unset: true (kube-proxy).")
+    serving: bool | None = Field(default=None, description="Unset: as ready.")
+    terminating: bool | None = Field(default=None, description="Unset: false.")
+
+
+class EndpointSpec(KubeStrictModel):
+    addresses: list[IPv4] = Field(
+        min_length=1, description="kube-proxy uses the first."
+    )
+    conditions: EndpointConditionsSpec = Field(
+        default=EndpointConditionsSpec(), description="ready, serving, terminating."
+    )
+    node_name: str | None = Field(default=None, description="Local to this node.")
+    zone: Ignored = None
+    target_ref: Ignored = None
+    hints: Ignored = None
+    hostname: Ignored = None
+    deprecated_topology: Ignored = None
+
+
+class EndpointPortSpec(KubeStrictModel):
+    name: str | None = Field(default=None, description="The Service port's name.")
+    port: Port = Field(description="The endpoints' port number.")
+    protocol: ProtocolName | None = Field(default=None, description="Default TCP.")
+    app_protocol: Ignored = None
+
+
+class EndpointSliceObject(_Object):
+    kind: Literal["EndpointSlice"] = Field(description="EndpointSlice.")
+    address_type: Literal["IPv4"] = Field(description="IPv4 only.")
+    endpoints: list[EndpointSpec] = Field(default=[], description="The endpoints.")
+    ports: list[EndpointPortSpec] = Field(default=[], description="Their ports.")
+
+
 KubeModel = (
     NamespaceObject
     | PodObject
@@ -553,6 +579,7 @@ KubeModel = (
     | DaemonSetObject
     | ServiceObject
     | NetworkPolicyObject
+    | EndpointSliceObject
 )
 WorkloadModel = (
     DeploymentObject | ReplicaSetObject | StatefulSetObject | DaemonSetObject
@@ -567,4 +594,5 @@ MODELS: dict[str, type[KubeModel]] = {
     "DaemonSet": DaemonSetObject,
     "Service": ServiceObject,
     "NetworkPolicy": NetworkPolicyObject,
+    "EndpointSlice": EndpointSliceObject,
 }

@@ -294,6 +294,44 @@ class Service:
 
 
 @dataclass(frozen=True, slots=True)
+class SliceEndpoint:
+    """One endpoint of an EndpointSlice, conditions as kube-proxy reads them
+    (pkg/proxy/endpointslicecache.go: ready unset is true, serving unset is ready)."""
+
+    ip: IPv4Address
+    ready: bool = True
+    serving: bool = True
+    terminating: bool = False
+    node: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SlicePort:
+    """One port of an EndpointSlice: `name` is the Service port's ('' unnamed)."""
+
+    name: str
+    port: int
+    protocol: Protocol = Protocol.TCP
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSlice:
+    """A discovery.k8s.io/v1 EndpointSlice of Service `service` (its
+    `kubernetes.io/service-name` label)."""
+
+    namespace: str
+    name: str
+    service: str
+    endpoints: tuple[SliceEndpoint, ...] = ()
+    ports: tuple[SlicePort, ...] = ()
+    loc: Loc = BUILTIN
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
 class IPBlock:
     """`ipBlock`: `cidr` minus every `except` range."""
 
@@ -375,6 +413,7 @@ class Cluster:
     services: Mapping[str, Service] = field(default_factory=dict)
     policies: Mapping[str, NetworkPolicy] = field(default_factory=dict)
     workloads: Mapping[str, Workload] = field(default_factory=dict)
+    endpoint_slices: Mapping[str, EndpointSlice] = field(default_factory=dict)
 
     @property
     def nodes(self) -> tuple[NodeSpec, ...]:

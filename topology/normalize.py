@@ -21,6 +21,7 @@ from topology.manifest import KubeObject, Origin
 from topology.model import (
     Container,
     ContainerPort,
+    EndpointSlice,
     IPBlock,
     LabelSelector,
     LoadBalancerIngress,
@@ -35,6 +36,8 @@ from topology.model import (
     Service,
     ServicePort,
     ServiceType,
+    SliceEndpoint,
+    SlicePort,
 )
 from topology.selectors import format_selector, is_empty, matches
 from topology.yamlsource import PathPart, format_path
@@ -71,7 +74,15 @@ class ServiceDraft:
     requested_ip: IPv4Address | None
 
 
-Draft = Namespace | PodTemplate | WorkloadDraft | ServiceDraft | NetworkPolicy
+Draft = (
+    Namespace
+    | PodTemplate
+    | WorkloadDraft
+    | ServiceDraft
+    | NetworkPolicy
+    | EndpointSlice
+)
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 
 def draft(obj: KubeObject, warnings: list[str]) -> Draft:
@@ -85,6 +96,8 @@ def draft(obj: KubeObject, warnings: list[str]) -> Draft:
         return service(obj, m)
     if isinstance(m, k.NetworkPolicyObject):
         return network_policy(obj, m, warnings)
+    if isinstance(m, k.EndpointSliceObject):
+        return endpoint_slice(obj, m)
     return workload(obj, m, warnings)
 
 
@@ -500,3 +513,42 @@ def _port(p: k.PolicyPortSpec, path: Path, origin: Origin) -> PolicyPort:
                 where, f"{p.end_port} is below port {p.port} (allowed: >= port)"
             )
     return PolicyPort(Protocol(p.protocol or "TCP"), p.port, p.end_port)
+
+
+def endpoint_slice(obj: KubeObject, m: k.EndpointSliceObject) -> EndpointSlice:
+    """An EndpointSlice as kube-proxy reads it (pkg/proxy/endpointslicecache.go): the
+    Service it belongs to is its `kubernetes.io/service-name` label (required here: kube-proxy
+    would ignore a slice without it); an endpoint's first address is used; `ready` unset is
+    true, `serving` unset is `ready`, `terminating` unset is false."""
+    origin = obj.origin
+    service = m.metadata.labels.get(SERVICE_NAME_LABEL)
+    if not service:
+        raise origin.error(
+            ("metadata", "labels"),
+            f"missing label {SERVICE_NAME_LABEL} (the Service this slice belongs to;"
+            " kube-proxy ignores a slice without it)",
+        )
+    endpoints = []
+    for e in m.endpoints:
+        c = e.conditions
+        ready = c.ready is None or c.ready
+        serving = ready if c.serving is None else c.serving
+        endpoints.append(
+            SliceEndpoint(
+                e.addresses[0], ready, serving, bool(c.terminating), e.node_name
+            )
+        )
+    ports = []
+    seen: set[tuple[str, Protocol]] = set()
+    for index, p in enumerate(m.ports):
+        proto = Protocol(p.protocol or "TCP")
+        name = p.name or ""
+        if (name, proto) in seen:
+            raise origin.error(
+                ("ports", index, "name"), f"duplicate port name {name!r} ({proto})"
+            )
+        seen.add((name, proto))
+        ports.append(SlicePort(name, p.port, proto))
+    return EndpointSlice(
+        obj.namespace, obj.name, service, tuple(endpoints), tuple(ports), origin.loc(())
+    )

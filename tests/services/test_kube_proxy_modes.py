@@ -250,12 +250,27 @@ SERVICE_ERRORS = [
 ]  # fmt: skip
 
 
+SLICE = (
+    "  - apiVersion: discovery.k8s.io/v1\n    kind: EndpointSlice\n"
+    "    metadata: {name: s, labels: LABELS}\n    addressType: TYPE\n"
+    "    ports: PORTS\n    endpoints: [{addresses: [10.0.1.9]}]\n"
+)
+SLICE_ERRORS = [
+    ("no-service-label", SLICE.replace("LABELS", "{}").replace("TYPE", "IPv4").replace("PORTS", "[]"), "EndpointSlice default/s: metadata.labels: missing label kubernetes.io/service-name (the Service this slice belongs to; kube-proxy ignores a slice without it)"),
+    ("ipv6", SLICE.replace("LABELS", "{kubernetes.io/service-name: x}").replace("TYPE", "IPv6").replace("PORTS", "[]"), "addressType: 'IPv6' is not allowed (allowed: IPv4)"),
+    ("duplicate-port", SLICE.replace("LABELS", "{kubernetes.io/service-name: x}").replace("TYPE", "IPv4").replace("PORTS", "[{name: a, port: 1}, {name: a, port: 2}]"), "EndpointSlice default/s: ports[1].name: duplicate port name 'a' (TCP)"),
+]  # fmt: skip
+
+
+MANIFEST_ERRORS = [*SERVICE_ERRORS, *SLICE_ERRORS]
+
+
 @pytest.mark.parametrize(
     ("manifest", "message"),
-    [c[1:] for c in SERVICE_ERRORS],
-    ids=[c[0] for c in SERVICE_ERRORS],
+    [c[1:] for c in MANIFEST_ERRORS],
+    ids=[c[0] for c in MANIFEST_ERRORS],
 )
-def test_service_errors(tmp_path: Path, manifest: str, message: str) -> None:
+def test_manifest_errors(tmp_path: Path, manifest: str, message: str) -> None:
     text = (
         "name: t\nmanifests:\n"
         + manifest
@@ -277,3 +292,23 @@ def test_the_cli_exits_2_on_a_bad_kube_proxy_option(tmp_path: Path) -> None:
     assert r.exit_code == 2
     assert "cluster.kubeProxy.mode: mode ipvs is not modelled yet" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+# -- EndpointSlices ---------------------------------------------------------------------
+
+
+def test_a_serving_terminating_endpoint_is_used_when_none_is_ready() -> None:
+    trace = _trace("endpoint-slices.yaml", 1)
+    assert trace.verdict is Verdict.DELIVERED and trace.endpoint == "default/web-0"
+    dnat = _detail(trace, "PREROUTING kube-proxy")
+    assert "serving and terminating: no endpoint is ready" in dnat
+
+
+def test_a_not_ready_endpoint_takes_no_traffic() -> None:
+    scenario, _ = load_scenario(ROOT / "endpoint-slices.yaml")
+    sim = Simulator(scenario.cluster)
+    picks = {
+        sim.probe(f"default/{src}", "svc/default/api", 80).endpoint
+        for src in ("client", "web-0", "web-1")
+    }
+    assert picks == {"default/web-1"}

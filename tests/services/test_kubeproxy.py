@@ -74,7 +74,7 @@ def test_endpoints_are_ready_selected_pods_sorted_with_their_target_port() -> No
     cluster = service_cluster(pods=(canary, idle, other))
     svc = cluster.services["default/web"]
     found = kubeproxy.endpoints(cluster, svc, svc.ports[0])
-    assert [(b.pod.key, b.port) for b in found] == [
+    assert [(b.key, b.port) for b in found] == [
         ("default/web-0", 8080),
         ("default/web-1", 8080),
         ("default/web-canary", 8081),
@@ -128,7 +128,7 @@ def test_flows_spread_over_the_endpoints() -> None:
     svc = cluster.services["default/web"]
     rule = kubeproxy.port_rule(cluster, svc, svc.ports[0])
     picks = {
-        kubeproxy.choose(rule, rule.endpoints, _flow("10.0.1.3", s))[0].pod.key
+        kubeproxy.choose(rule, rule.endpoints, _flow("10.0.1.3", s))[0].key
         for s in range(40000, 40020)
     }
     assert picks == {"default/web-0", "default/web-1"}
@@ -141,9 +141,9 @@ def test_adjacent_clients_spread_over_the_endpoints() -> None:
     svc = cluster.services["default/web"]
     rule = kubeproxy.port_rule(cluster, svc, svc.ports[0])
     eps = rule.endpoints
-    four = (*eps, *(replace(b, pod=replace(b.pod, name=b.pod.name + "x")) for b in eps))
+    four = (*eps, *(replace(b, key=b.key + "x") for b in eps))
     picks = [
-        kubeproxy.choose(rule, four, _flow(f"10.0.1.{i}", 40000))[0].pod.key
+        kubeproxy.choose(rule, four, _flow(f"10.0.1.{i}", 40000))[0].key
         for i in range(16, 32)
     ]
     counts = sorted(picks.count(k) for k in set(picks))
@@ -156,11 +156,11 @@ def test_client_ip_affinity_pins_a_client_to_one_endpoint() -> None:
     rule = kubeproxy.port_rule(cluster, svc, svc.ports[0])
     for client in ("10.0.1.3", "10.0.1.4", "10.0.2.2"):
         picks = {
-            kubeproxy.choose(rule, rule.endpoints, _flow(client, s))[0].pod.key
+            kubeproxy.choose(rule, rule.endpoints, _flow(client, s))[0].key
             for s in range(40000, 40010)
         }
         index = _blake(client, 2)
-        assert picks == {rule.endpoints[index].pod.key}
+        assert picks == {rule.endpoints[index].key}
 
 
 def test_the_trace_names_the_pick_and_the_probe_expectation_sees_it() -> None:
