@@ -151,7 +151,7 @@ def test_nftables_rejects_an_unknown_port_and_drops_an_unallocated_clusterip() -
 
 
 def test_ipmode_proxy_is_proxied_to_a_nodeport_from_the_gateway() -> None:
-    trace = _trace("cloud-load-balancer.yaml", 4)
+    trace = _trace("ipmode-proxy.yaml", 0)
     dnat = _detail(trace, "ipMode Proxy")
     assert (
         "cloud-lb: ipMode Proxy 203.0.113.10:80 of default/shop-proxied -> node-2"
