@@ -9,6 +9,14 @@ nftables mode), for one node:
   its frontend chain (`svc-N` for the ClusterIP, `ext-N` for nodePort and LoadBalancer)
   which applies the traffic policy and marks for masquerade, then to a `pick-N-all` or
   `pick-N-local` chain that chooses an endpoint (`sep-N-K`: mark hairpin traffic, DNAT).
+- LoadBalancer addresses (every ingress IP of ipMode VIP) and `spec.externalIPs` jump to
+  the `ext-N` chain too; with `loadBalancerSourceRanges` a LoadBalancer address goes
+  through `fw-N` first, which admits the ranges (and the VIPs when a range holds the
+  node's address) and drops the rest (KUBE-FW).  NodePorts answer on the addresses
+  `cluster.kubeProxy.nodePortAddresses` gives; `masqueradeAll` marks every ClusterIP
+  connection; in nftables mode, `kube-filter` ends with `cluster-ips-check` (reject what is
+  still addressed to a ClusterIP, drop the rest of the service CIDR but nodeCIDR).
+  Endpoints are `dataplane.kubeproxy`'s (EndpointSlices and their conditions included).
 - filter input/forward/output at priority -1 (`kube-filter`): a NEW connection that still
   has a Service address after DNAT is REJECTed (icmp port-unreachable) when the port has no
   endpoint at all, DROPped when it has none this traffic may use (a `Local` policy).
