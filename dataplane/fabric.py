@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from dataplane import cloudlb
 from dataplane.cni import common, plugin_of
 from dataplane.cni.common import (
     GATEWAY,
@@ -79,6 +80,18 @@ class Fabric:
                 ns.hooks.unregister(name)
 
 
+def _add_cloud_lb(gw: Netns, cluster: Cluster) -> None:
+    """The gateway's routes to LoadBalancer and external addresses and
+    `cluster.gatewayRoutes`, and the proxying load balancer's hooks (`dataplane.cloudlb`)."""
+    for route in cloudlb.gateway_routes(cluster):
+        gw.routes.add(route)
+    proxy = cloudlb.hooks(cluster)
+    if proxy:
+        nf = gw.hooks = Netfilter()
+        for hook in proxy:
+            nf.register(hook)
+
+
 def build_fabric(
     cluster: Cluster, user_hooks: Sequence[tuple[Hook, str | None]] = ()
 ) -> Fabric:
@@ -99,6 +112,7 @@ def build_fabric(
         common.listen(ns, pod)
     gw = common.gateway(fab)
     cni.gateway_routes(fab, gw)
+    _add_cloud_lb(gw, cluster)
     common.externals(fab, gw)
     for ns in fab.netns.values():
         if ns.kind is NetnsKind.HOST:
@@ -122,7 +136,7 @@ def layout_of(cluster: Cluster) -> tuple[object, ...]:
         )
         for p in cluster.pods.values()
     )
-    return (cluster.config, pods)
+    return (cluster.config, pods, cloudlb.layout(cluster))
 
 
 __all__ = [

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from dataplane.conntrack import CtDir, CtState, show_tuple
 from dataplane.emission import Bridged, Emission, Out, Xmit
+from dataplane.flowhash import flow_of
 from dataplane.netfilter import (
     Accept,
     Drop,
@@ -52,7 +53,7 @@ from dataplane.packet import (
     Packet,
     icmp_name,
 )
-from dataplane.routing import Route
+from dataplane.routing import Route, multipath
 from dataplane.trace import DropReason, FieldDiff, Verdict
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -359,7 +360,13 @@ class Stack:
                 reason=DropReason.NO_ROUTE,
             )
             return self.icmp_error(ns, pkt, ICMP_DEST_UNREACH, UNREACH_NET)
-        self.w.record(ns, "", "route", f"{ip.dst} {route_detail(route)}", pkt)
+        if route.nexthops:
+            route, why = multipath(route, flow_of(pkt))
+            self.w.record(
+                ns, "", "route", f"{ip.dst} {route_detail(route)}: {why}", pkt
+            )
+        else:
+            self.w.record(ns, "", "route", f"{ip.dst} {route_detail(route)}", pkt)
         if route.blackhole:
             # fib_lookup -EINVAL -> ip_error(): discarded without an ICMP error
             self.w.record(
