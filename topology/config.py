@@ -39,7 +39,7 @@ from topology.model import (
     Protocol,
     ProxyMode,
 )
-from topology.schema import CalicoModel, ClusterModel, NodeModel
+from topology.schema import CalicoModel, ClusterModel, KubeProxyModel, NodeModel
 from topology.yamlsource import PathPart, format_path
 
 LocateFn = Callable[[Sequence[PathPart]], Loc]
@@ -171,6 +171,8 @@ class _Plan:
                 unused.append(("bridge", "Cilium builds no bridge"))
             if m.vxlan_port is not None and network is not CiliumMode.VXLAN:
                 unused.append(("vxlanPort", f"network {network} has no VXLAN device"))
+            if m.kube_proxy != KubeProxyModel():
+                unused.append(("kubeProxy", "Cilium replaces kube-proxy"))
         for key, why in unused:
             raise self.fail((key,), f"cni: {cni} does not use {key} ({why})")
         return network

@@ -63,10 +63,10 @@ def _pick(
     pick = p.candidates.index(backend) + 1
     detail = (
         f"{program}: {frontend.value} {pkt.ip.dst}:{pkt.dport} is {rule.name} -> backend"
-        f" {backend.pod.key} {backend.ip}:{backend.port} (backend {pick} of"
+        f" {backend.key} {backend.ip}:{backend.port} (backend {pick} of"
         f" {len(p.candidates)} {p.scope}; {how})"
     )
-    return detail, backend.ip, backend.port, backend.pod.key
+    return detail, backend.ip, backend.port, backend.key
 
 
 def _service_of(

@@ -253,12 +253,25 @@ def test_run_output_hubble() -> None:
             " cni: calico)",
         ),
         (
+            "  cni: cilium\n  kubeProxy: {mode: nftables}\n",
+            "lab.yaml:4: cluster.kubeProxy: cni: cilium does not use kubeProxy (Cilium"
+            " replaces kube-proxy)",
+        ),
+        (
             "  cni: cilium\n  nodes: [{name: n1, podCIDR: 10.0.1.0/24}]\n",
             "lab.yaml:4: cluster.nodes[0].podCIDR: cni: cilium does not use podCIDR"
             " (Cilium's cluster-pool IPAM gives each node a /24 of 10.0.0.0/8)",
         ),
     ],
-    ids=["geneve", "network", "bridge", "vxlanPort", "calico-key", "podCIDR"],
+    ids=[
+        "geneve",
+        "network",
+        "bridge",
+        "vxlanPort",
+        "calico-key",
+        "kubeProxy",
+        "podCIDR",
+    ],
 )
 def test_what_cilium_does_not_use_or_have_is_an_error(
     cluster: str, message: str
