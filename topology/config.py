@@ -18,7 +18,13 @@ from ipaddress import IPv4Address, IPv4Network
 
 from topology.errors import TopologyError
 from topology.fields import parse_loose_cidr, special_range
-from topology.ipam import DNS_OFFSET, KUBERNETES_OFFSET
+from topology.ipam import (
+    CILIUM_MASK,
+    CILIUM_POOL,
+    DNS_OFFSET,
+    KUBERNETES_OFFSET,
+    cluster_pool_cidr,
+)
 from topology.live import NodeEntry
 from topology.model import (
     ENCAP_OVERHEAD,
@@ -63,16 +69,14 @@ MODELLED_CNIS = (Cni.FLANNEL, Cni.CALICO, Cni.CILIUM)
 # (a Geneve header is not a VXLAN one).
 PLANNED_NETWORKS = {(Cni.CILIUM, CiliumMode.GENEVE)}
 # The VXLAN port when `vxlanPort` is not written: flannel's (Linux's default), Felix's
-# `vxlanPort` (IANA's) and Cilium's `tunnel-port` default for vxlan (8472, the Linux one:
-# pkg/defaults TunnelPortVXLAN).
+# `vxlanPort` (IANA's), Cilium's `tunnel-port` for vxlan (pkg/defaults TunnelPortVXLAN).
 DEFAULT_VXLAN_PORT = {Cni.FLANNEL: 8472, Cni.CALICO: 4789, Cni.CILIUM: 8472}
-# Cilium's default IPAM (Helm values `ipam.mode: cluster-pool`,
-# `ipam.operator.clusterPoolIPv4PodCIDRList: ["10.0.0.0/8"]`,
-# `clusterPoolIPv4MaskSize: 24`): the operator hands each node the next free /24 of the
-# pool (its CIDR set allocates from the start of the pool, in the order nodes appear;
-# here: node order).
-CILIUM_POOL = IPv4Network("10.0.0.0/8")
-CILIUM_MASK = 24
+# A CNI with its own IPAM ignores a node's podCIDR (why, for the error).
+OWN_IPAM = {
+    Cni.CALICO: "Calico's IPAM gives each node a block of cluster.calico.ipPool",
+    Cni.CILIUM: f"Cilium's cluster-pool IPAM gives each node a /{CILIUM_MASK} of"
+    f" {CILIUM_POOL}",
+}
 ENCAP_NAMES = {"vxlan": "VXLAN", "ipip": "IP-in-IP", "geneve": "Geneve"}
 MIN_MTU = 68  # RFC 791: every IPv4 link must carry 68 bytes
 # kube-apiserver validateClusterIPFlags: "specified --service-cluster-ip-range is too large;
@@ -161,18 +165,13 @@ class _Plan:
         unused: list[tuple[str, str]] = []
         if cni is not Cni.CALICO and m.calico is not None:
             unused.append(("calico", "it configures cni: calico"))
-        if cni is Cni.CALICO:
+        if cni is not Cni.FLANNEL:  # Calico, Cilium: routed veths, their own VXLAN
             if m.bridge is not None:
-                unused.append(("bridge", "Calico builds no bridge"))
-            if m.vxlan_port is not None and network is not CalicoMode.VXLAN:
+                unused.append(("bridge", f"{cni.value.capitalize()} builds no bridge"))
+            if m.vxlan_port is not None and network.value != "vxlan":
                 unused.append(("vxlanPort", f"network {network} has no VXLAN device"))
-        if cni is Cni.CILIUM:
-            if m.bridge is not None:
-                unused.append(("bridge", "Cilium builds no bridge"))
-            if m.vxlan_port is not None and network is not CiliumMode.VXLAN:
-                unused.append(("vxlanPort", f"network {network} has no VXLAN device"))
-            if m.kube_proxy != KubeProxyModel():
-                unused.append(("kubeProxy", "Cilium replaces kube-proxy"))
+        if cni is Cni.CILIUM and m.kube_proxy != KubeProxyModel():
+            unused.append(("kubeProxy", "Cilium replaces kube-proxy"))
         for key, why in unused:
             raise self.fail((key,), f"cni: {cni} does not use {key} ({why})")
         return network
@@ -407,18 +406,9 @@ class _Plan:
                 self._check_node_ip(ip, n, used, gateway)
             used[ip] = n.name
             cursor = ip
-            if self.calico is not None and n.pod_cidr is not None:
-                raise n.fail(
-                    "podCIDR",
-                    "cni: calico does not use podCIDR (Calico's IPAM gives each node"
-                    " a block of cluster.calico.ipPool)",
-                )
-            if self.cni is Cni.CILIUM and n.pod_cidr is not None:
-                raise n.fail(
-                    "podCIDR",
-                    "cni: cilium does not use podCIDR (Cilium's cluster-pool IPAM gives"
-                    f" each node a /{CILIUM_MASK} of {CILIUM_POOL})",
-                )
+            why = OWN_IPAM.get(self.cni)
+            if why is not None and n.pod_cidr is not None:
+                raise n.fail("podCIDR", f"cni: {self.cni} does not use podCIDR ({why})")
             pod_cidr = n.pod_cidr or self._default_pod_cidr(index + 1, n)
             self._check_pod_cidr(n, pod_cidr, nodes)
             labels = {**n.labels, HOSTNAME_LABEL: n.name}
@@ -470,17 +460,11 @@ class _Plan:
 
     def _cluster_pool(self, number: int, n: NodeEntry) -> IPv4Network:
         """Cilium's cluster-pool: the `number`th /24 of 10.0.0.0/8 (node 1: 10.0.0.0/24)."""
-        count = 1 << (CILIUM_MASK - CILIUM_POOL.prefixlen)
-        if number > count:
-            raise n.fail(
-                "",
-                f"cluster-pool {CILIUM_POOL} has {count} /{CILIUM_MASK} podCIDRs, none"
-                f" left for node {n.name!r}",
-            )
-        start = int(CILIUM_POOL.network_address) + (number - 1) * (
-            1 << (32 - CILIUM_MASK)
-        )
-        return IPv4Network((start, CILIUM_MASK))
+        found = cluster_pool_cidr(number)
+        if found is None:
+            raise n.fail("", f"cluster-pool {CILIUM_POOL} has no /{CILIUM_MASK} left"
+                         f" for node {n.name!r}")  # fmt: skip
+        return found
 
     def _check_pod_cidr(
         self, n: NodeEntry, cidr: IPv4Network, earlier: list[NodeSpec]

@@ -114,6 +114,27 @@ class Pool:
         return self.last - self.first + 1
 
 
+# Cilium's default IPAM (Helm values `ipam.mode: cluster-pool`,
+# `ipam.operator.clusterPoolIPv4PodCIDRList: ["10.0.0.0/8"]`,
+# `clusterPoolIPv4MaskSize: 24`): the operator hands each node the next free /24 of the
+# pool (its CIDR set allocates from the start of the pool, in the order nodes appear;
+# here: node order).
+CILIUM_POOL = IPv4Network("10.0.0.0/8")
+CILIUM_MASK = 24
+
+
+def cluster_pool_cidr(number: int) -> IPv4Network | None:
+    """The podCIDR of the `number`th node (from 1) in Cilium's cluster-pool, or None.
+
+    >>> cluster_pool_cidr(2)
+    IPv4Network('10.0.1.0/24')
+    """
+    if number > 1 << (CILIUM_MASK - CILIUM_POOL.prefixlen):
+        return None
+    start = int(CILIUM_POOL.network_address) + (number - 1) * (1 << (32 - CILIUM_MASK))
+    return IPv4Network((start, CILIUM_MASK))
+
+
 def tunnel_ip(config: ClusterConfig, node: NodeSpec) -> IPv4Address | None:
     """The node's tunnel address inside its podCIDR: flannel.1's (vxlan), tunl0's or
     vxlan.calico's (Calico ipip, vxlan): the network address of the podCIDR or block."""

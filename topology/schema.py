@@ -266,9 +266,8 @@ class ClusterModel(StrictModel):
     cni: CniName = Field(
         default="flannel",
         description="The network plugin that builds every node: flannel (default;"
-        " the cbr0 bridge), calico (no bridge: cali* veths, /32 routes, Felix's"
-        " per-endpoint chains) or cilium (no bridge: lxc* veths, cilium_host, the"
-        " cluster-pool 10.0.0.0/8 in /24s, policy at the endpoints).",
+        " cbr0), calico (cali* veths, /32 routes, Felix's per-endpoint chains) or"
+        " cilium (lxc* veths, cilium_host, cluster-pool, no kube-proxy).",
     )
     calico: CalicoModel | None = Field(
         default=None,
