@@ -29,6 +29,7 @@ from topology.fields import parse_loose_cidr
 from topology.kubeschema import LabelSelectorSpec
 from topology.manifest import KubeObject, Origin
 from topology.model import (
+    ADMIN_KINDS,
     AdminAction,
     AdminPeer,
     AdminPolicy,
@@ -38,7 +39,7 @@ from topology.model import (
     Protocol,
     Tier,
 )
-from topology.normalize import selector
+from topology.normalize import Draft, draft, selector
 from topology.yamlsource import PathPart
 
 Path = tuple[PathPart, ...]
@@ -66,6 +67,14 @@ def _one_of(origin: Origin, path: Path, given: Mapping[str, object]) -> str:
             f"exactly one of {', '.join(given)} must be set (got {got})",
         )
     return present[0]
+
+
+def any_draft(obj: KubeObject, warnings: list[str]) -> Draft | AdminPolicy:
+    """The normalized form of any validated object: an admin policy's here, the other
+    kinds' `topology.normalize.draft`."""
+    if obj.kind in ADMIN_KINDS:
+        return admin_policy(obj, warnings)
+    return draft(obj, warnings)
 
 
 def admin_policy(obj: KubeObject, warnings: list[str]) -> AdminPolicy:
