@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import (
     IPv4Address,
     IPv4Network,
@@ -27,7 +27,7 @@ from ipaddress import (
 )
 from typing import TYPE_CHECKING, Any
 
-from dataplane.netpol import Direction, judge, prepare
+from dataplane.netpol import AdminStep, Direction, Side, judge, prepare
 from dataplane.netpol_index import Party, index_of
 from dataplane.netpol_matrix import Sets, members
 from dataplane.netpol_ports import (
@@ -279,7 +279,16 @@ def _tier_egress(
     ]
     if not held:
         return {}
-    pieces = intervals(Sets.of(cluster))
+    # Only the rules that can match an outside address cut the port space here.
+    outward = [
+        r
+        for t in Tier
+        for pol in index.tiers[t]
+        for r in pol.egress
+        if any(p.networks for p in r.peers)
+    ]
+    nps = [r for pol in cluster.policies.values() for r in pol.egress]
+    pieces = intervals(Sets.of(cluster), [*outward, *nps])
     out: dict[str, list[Ports]] = {}
     shared: dict[tuple[object, ...], list[Ports]] = {}
     for pod in held:
@@ -289,13 +298,27 @@ def _tier_egress(
             admitted: list[list[int]] = [[] for _ in parties]
             for k, (proto, lo, _) in enumerate(pieces):
                 dport = None if proto is Protocol.ICMP else lo
-                side = prepare(index, Direction.EGRESS, pod, dport, proto)
+                side = _outward_side(
+                    prepare(index, Direction.EGRESS, pod, dport, proto)
+                )
                 for r, party in enumerate(parties):
                     if judge(index, side, party).allowed:
                         admitted[r].append(k)
             answer = shared[key] = [piece_ports(pieces, ks) for ks in admitted]
         out[pod.key] = answer
     return out
+
+
+def _outward_side(side: Side) -> Side:
+    """The side with only the tiers' rules that have a `networks` peer: the others
+    never match an address outside the cluster, so the decision is the same."""
+
+    def kept(steps: tuple[AdminStep, ...]) -> tuple[AdminStep, ...]:
+        return tuple(
+            s for s in steps if s[2] is not None and any(p.networks for p in s[2].peers)
+        )
+
+    return replace(side, admin=kept(side.admin), baseline=kept(side.baseline))
 
 
 def _outward(index: Any, pod: Pod) -> tuple[object, ...]:

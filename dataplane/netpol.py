@@ -65,6 +65,7 @@ from topology.model import (
 )
 
 __all__ = [
+    "AdminStep",
     "Decision",
     "Direction",
     "Party",

@@ -131,7 +131,7 @@ class PolicyIndex:
         # `nodes` peers select "the IPs present in the node.Status.Addresses field"
         # (apis/v1alpha1 AdminNetworkPolicyEgressPeer.Nodes): the node's own address.
         self.node_labels = {str(n.ip): n.labels for n in cluster.nodes}
-        self._subjects: dict[tuple[str, Tier, Direction], tuple[AdminPolicy, ...]] = {}
+        self._subjects: dict[tuple[object, ...], tuple[AdminPolicy, ...]] = {}
         self._terms: dict[tuple[int, frozenset[tuple[str, str]]], Term | None] = {}
         self._blocks: dict[int, tuple[int, int, tuple[tuple[int, int, str], ...]]] = {}
         self._parties: dict[str, Party] = {}
@@ -187,7 +187,8 @@ class PolicyIndex:
         """The admin policies of `tier` whose subject holds `pod` and that have rules for
         `direction` (one without does not affect that direction), in evaluation order.
         hostNetwork pods are never a subject (`AdminNetworkPolicySpec.Subject`)."""
-        key = (pod.key, tier, direction)
+        # what a subject looks at: the pod's namespace and labels (replicas share them)
+        key = (pod.namespace, self.labels_key(pod), pod.host_network, tier, direction)
         found = self._subjects.get(key)
         if found is None:
             found = ()

@@ -219,6 +219,9 @@ class Sets:
         self._selected: dict[tuple[object, ...], int] = {}
         self._blocks: dict[tuple[object, ...], int] = {}
         self._rules: dict[int, int] = {}
+        self._tier_sets: dict[
+            int, tuple[list[list[list[AdminPolicy]]], _EgressTiers]
+        ] = {}
 
     @classmethod
     def of(cls, cluster: Cluster) -> Sets:
@@ -313,6 +316,25 @@ class Sets:
         if peer.pod_selector is not None:
             bits &= self.select(peer.pod_selector)
         return bits
+
+    def tier_sets(
+        self, wanted: int
+    ) -> tuple[list[list[list[AdminPolicy]]], _EgressTiers]:
+        """Per tier: the policies with ingress rules whose subject holds each pod; and
+        the egress rules of each tier in evaluation order with the destinations (of
+        `wanted`) they hold.  Remembered: every port of a table asks the same."""
+        found = self._tier_sets.get(wanted)
+        if found is None:
+            tiers_in: list[list[list[AdminPolicy]]] = []
+            for tier in Tier:
+                sub: list[list[AdminPolicy]] = [[] for _ in range(self.n)]
+                for apol in self.tiers[tier]:
+                    if apol.ingress:
+                        for u in members(self.admin_peer(apol.subject)):
+                            sub[u].append(apol)
+                tiers_in.append(sub)
+            found = self._tier_sets[wanted] = (tiers_in, _EgressTiers(self, wanted))
+        return found
 
     def admin_rule(self, rule: AdminRule) -> int:
         """The pods an admin rule's peers match (it has at least one)."""
@@ -608,6 +630,7 @@ class _Ports:
         self.reps: dict[PortClass, Pod] = {}
         self.named: dict[object, tuple[tuple[str, str, int], ...]] = {}
         self._match: dict[tuple[int, PortClass], bool] = {}
+        self._by_class: dict[PortClass, dict[int, bool]] = {}
 
     def of(self, pod: Pod, dport: int | None) -> PortClass:
         named = self.named.get(pod.containers)
@@ -616,6 +639,22 @@ class _Ports:
         pc = (dport, named)
         self.reps.setdefault(pc, pod)
         return pc
+
+    def matcher(self, pc: PortClass) -> Callable[[AdminRule], bool]:
+        """`match(rule, pc)` for one port class, remembered by rule (hashing `pc`, a
+        nest of tuples, once)."""
+        found: dict[int, bool] = self._by_class.setdefault(pc, {})
+        dport, rep = pc[0], self.reps[pc]
+
+        def match(rule: AdminRule) -> bool:
+            got = found.get(id(rule))
+            if got is None:
+                got = found[id(rule)] = rule_ports_match(
+                    rule, dport, self.protocol, rep
+                )
+            return got
+
+        return match
 
     def match(self, rule: PolicyRule | AdminRule, pc: PortClass) -> bool:
         key = (id(rule), pc)
@@ -742,17 +781,7 @@ def column_blocks(
             for u in members(chosen):
                 ingress_of[u].append(pol)
     wanted = bits_of([t_at[j] for j in columns], sets.n)
-    # The tiers: who each Admin and Baseline policy with ingress rules holds, and the
-    # egress rules of each tier in evaluation order with the destinations they hold.
-    tiers_in: list[list[list[AdminPolicy]]] = []
-    for tier in Tier:
-        sub: list[list[AdminPolicy]] = [[] for _ in range(sets.n)]
-        for apol in sets.tiers[tier]:
-            if apol.ingress:
-                for u in members(sets.admin_peer(apol.subject)):
-                    sub[u].append(apol)
-        tiers_in.append(sub)
-    tiers_out = _EgressTiers(sets, wanted, ports)
+    tiers_in, tiers_out = sets.tier_sets(wanted)
     peer_sets = list(users)
     holding: list[list[int]] = [[] for _ in range(sets.n)]
     always: list[int] = []  # peer sets holding every destination
@@ -795,7 +824,7 @@ def column_blocks(
             for k in (*always, *holding[t]):
                 ecol |= admits(k, pc)
             if tiers_out.rules[0] or tiers_out.rules[1]:
-                ecol = tiers_out.column(t, pc, ecol, open_egress)
+                ecol = tiers_out.column(t, ports.matcher(pc), ecol, open_egress)
             eid = by_egress[ekey] = intern(ecol)
         isolating = ingress_of[t]
         ikey = (
@@ -811,6 +840,7 @@ def column_blocks(
                     if ports.match(rule, pc):
                         icol |= sets.rule(pol.namespace, rule)
             if tiers_in[0][t] or tiers_in[1][t]:
+                match = ports.matcher(pc)
                 admin, base = (
                     _tier_walk(
                         (
@@ -818,8 +848,7 @@ def column_blocks(
                             for pol in sub[t]
                             for r in pol.ingress
                         ),
-                        ports,
-                        pc,
+                        match,
                         every,
                     )
                     for sub in tiers_in
@@ -838,7 +867,9 @@ def column_blocks(
 
 
 def _tier_walk(
-    rules: Iterable[tuple[int, AdminRule]], ports: _Ports, pc: PortClass, every: int
+    rules: Iterable[tuple[int, AdminRule]],
+    match: Callable[[AdminRule], bool],
+    every: int,
 ) -> tuple[int, int]:
     """One tier's rules in evaluation order, on whole sets: each (bits, rule) decides for
     the members of `bits` that no earlier rule decided (first match wins) when its ports
@@ -847,7 +878,7 @@ def _tier_walk(
     undecided, allowed, passed = every, 0, 0
     for bits, rule in rules:
         hit = undecided & bits
-        if not hit or not ports.match(rule, pc):
+        if not hit or not match(rule):
             continue
         if rule.action is AdminAction.ALLOW:
             allowed |= hit
@@ -861,8 +892,8 @@ class _EgressTiers:
     """The egress rules of the Admin and Baseline tiers, in evaluation order, each with
     its policy's subject (the sources it judges) and the destinations its peers hold."""
 
-    def __init__(self, sets: Sets, wanted: int, ports: _Ports) -> None:
-        self.sets, self.ports = sets, ports
+    def __init__(self, sets: Sets, wanted: int) -> None:
+        self.sets = sets
         self.rules: list[list[tuple[int, AdminRule, int]]] = []
         self.always: list[list[int]] = []  # rules holding every wanted destination
         self.holding: list[list[tuple[int, ...]]] = []  # per destination: its rules
@@ -884,8 +915,15 @@ class _EgressTiers:
             self.always.append(always)
             self.holding.append([tuple(h) for h in holding])
 
-    def column(self, t: int, pc: PortClass, np_column: int, open_egress: int) -> int:
-        """The sources whose egress admits destination t (port class pc), given the
+    def column(
+        self,
+        t: int,
+        match: Callable[[AdminRule], bool],
+        np_column: int,
+        open_egress: int,
+    ) -> int:
+        """The sources whose egress admits destination t (`match`: whether a rule's ports
+        admit t's port class), given the
         NetworkPolicy column (`open_egress`: the sources no NetworkPolicy isolates)."""
         walks = []
         for rules, always, holding in zip(
@@ -894,10 +932,7 @@ class _EgressTiers:
             ks = sorted((*always, *holding[t]))
             walks.append(
                 _tier_walk(
-                    ((rules[k][0], rules[k][1]) for k in ks),
-                    self.ports,
-                    pc,
-                    self.sets.all,
+                    ((rules[k][0], rules[k][1]) for k in ks), match, self.sets.all
                 )
             )
         (allowed, left), (b_allowed, b_left) = walks
