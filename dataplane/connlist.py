@@ -326,10 +326,11 @@ def _outward(index: Any, pod: Pod) -> tuple[object, ...]:
     on: the tiers' egress rules with a `networks` peer, in order (namespaces, pods and
     nodes peers never match such an address, so the other rules never decide), whether
     a NetworkPolicy isolates it, and the isolating rules without peers or with an
-    ipBlock."""
+    ipBlock; rules compared by value (records are frozen), so that namespaces with
+    alike policies share one answer."""
     tiers = tuple(
         tuple(
-            id(r)
+            r
             for pol in index.subjects(pod, tier, Direction.EGRESS)
             for r in pol.egress
             if any(p.networks for p in r.peers)
@@ -338,7 +339,7 @@ def _outward(index: Any, pod: Pod) -> tuple[object, ...]:
     )
     isolating = index.isolating(pod, Direction.EGRESS)
     rules = tuple(
-        id(r)
+        r
         for pol in isolating
         for r in pol.egress
         if not r.peers or any(p.ip_block is not None for p in r.peers)

@@ -132,6 +132,7 @@ class PolicyIndex:
         # (apis/v1alpha1 AdminNetworkPolicyEgressPeer.Nodes): the node's own address.
         self.node_labels = {str(n.ip): n.labels for n in cluster.nodes}
         self._subjects: dict[tuple[object, ...], tuple[AdminPolicy, ...]] = {}
+        self._subject_ns: dict[int, frozenset[str]] = {}
         self._terms: dict[tuple[int, frozenset[tuple[str, str]]], Term | None] = {}
         self._blocks: dict[int, tuple[int, int, tuple[tuple[int, int, str], ...]]] = {}
         self._parties: dict[str, Party] = {}
@@ -193,15 +194,28 @@ class PolicyIndex:
         if found is None:
             found = ()
             if not pod.host_network:
-                party = self.party(str(pod.ip))
                 ingress = direction is Direction.INGRESS
                 found = tuple(
                     pol
                     for pol in self.tiers[tier]
                     if (pol.ingress if ingress else pol.egress)
-                    and self.admin_peer_miss(pol.subject, party) is None
+                    and pod.namespace in self._subject_namespaces(pol)
+                    and self.selectors_miss(None, pol.subject.pod_selector, pod) is None
                 )
             self._subjects[key] = found
+        return found
+
+    def _subject_namespaces(self, pol: AdminPolicy) -> frozenset[str]:
+        """The namespaces whose pods the subject's namespace selector takes."""
+        found = self._subject_ns.get(id(pol))
+        if found is None:
+            sel = pol.subject.namespace_selector
+            assert sel is not None
+            found = self._subject_ns[id(pol)] = frozenset(
+                name
+                for name, key in self.ns_keys.items()
+                if self.term_miss(sel, key, self.namespace_labels(name)) is None
+            )
         return found
 
     def term_miss(

@@ -219,6 +219,8 @@ class Sets:
         self._selected: dict[tuple[object, ...], int] = {}
         self._blocks: dict[tuple[object, ...], int] = {}
         self._rules: dict[int, int] = {}
+        self._walks: dict[tuple[object, ...], tuple[int, int]] = {}
+        self._ingress_rules: dict[tuple[int, ...], list[tuple[int, AdminRule]]] = {}
         self._tier_sets: dict[
             int, tuple[list[list[list[AdminPolicy]]], _EgressTiers]
         ] = {}
@@ -334,6 +336,23 @@ class Sets:
                             sub[u].append(apol)
                 tiers_in.append(sub)
             found = self._tier_sets[wanted] = (tiers_in, _EgressTiers(self, wanted))
+        return found
+
+    def ingress_walk(
+        self, tier: int, policies: list[AdminPolicy], ports: _Ports, pc: PortClass
+    ) -> tuple[int, int]:
+        """`_tier_walk` of the ingress rules of `policies` (those of one tier holding a
+        destination, in order) for port class `pc`, remembered by (policies, pc)."""
+        ids = tuple(id(p) for p in policies)
+        key = (tier, ids, ports.protocol, pc)
+        found = self._walks.get(key)
+        if found is None:
+            rules = self._ingress_rules.get(ids)
+            if rules is None:
+                rules = self._ingress_rules[ids] = [
+                    (self.admin_rule(r), r) for pol in policies for r in pol.ingress
+                ]
+            found = self._walks[key] = _tier_walk(rules, ports.matcher(pc), self.all)
         return found
 
     def admin_rule(self, rule: AdminRule) -> int:
@@ -840,21 +859,12 @@ def column_blocks(
                     if ports.match(rule, pc):
                         icol |= sets.rule(pol.namespace, rule)
             if tiers_in[0][t] or tiers_in[1][t]:
-                match = ports.matcher(pc)
-                admin, base = (
-                    _tier_walk(
-                        (
-                            (sets.admin_rule(r), r)
-                            for pol in sub[t]
-                            for r in pol.ingress
-                        ),
-                        match,
-                        every,
-                    )
-                    for sub in tiers_in
+                (a_allowed, a_left), (b_allowed, b_left) = (
+                    sets.ingress_walk(k, sub[t], ports, pc)
+                    for k, sub in enumerate(tiers_in)
                 )
-                later = icol if isolating else base[0] | base[1]
-                icol = admin[0] | (admin[1] & later)
+                later = icol if isolating else b_allowed | b_left
+                icol = a_allowed | (a_left & later)
             iid = by_ingress[ikey] = intern(icol)
         block = blocks.get((eid, iid))
         if block is None:
@@ -877,6 +887,8 @@ def _tier_walk(
     unmatched); the rest is denied."""
     undecided, allowed, passed = every, 0, 0
     for bits, rule in rules:
+        if not undecided:
+            break
         hit = undecided & bits
         if not hit or not match(rule):
             continue
