@@ -170,6 +170,15 @@ def _block_key(block: IPBlock) -> tuple[object, ...]:
     return (block.cidr, block.except_)
 
 
+@dataclass(slots=True)
+class TierSets:
+    """What the admin tiers hold in one table (`Sets.tier_sets`)."""
+
+    ingress: list[list[list[AdminPolicy]]]  # per tier, per pod: its subjects' policies
+    ingress_ids: list[list[tuple[int, ...]]]  # the same as ids (keys)
+    egress: _EgressTiers
+
+
 class Sets:
     """The pods of a cluster as bit positions and every selector, peer and rule of its
     policies as the set of pods it matches (remembered by content)."""
@@ -221,9 +230,7 @@ class Sets:
         self._rules: dict[int, int] = {}
         self._walks: dict[tuple[object, ...], tuple[int, int]] = {}
         self._ingress_rules: dict[tuple[int, ...], list[tuple[int, AdminRule]]] = {}
-        self._tier_sets: dict[
-            int, tuple[list[list[list[AdminPolicy]]], _EgressTiers]
-        ] = {}
+        self._tier_sets: dict[int, TierSets] = {}
 
     @classmethod
     def of(cls, cluster: Cluster) -> Sets:
@@ -319,12 +326,11 @@ class Sets:
             bits &= self.select(peer.pod_selector)
         return bits
 
-    def tier_sets(
-        self, wanted: int
-    ) -> tuple[list[list[list[AdminPolicy]]], _EgressTiers]:
-        """Per tier: the policies with ingress rules whose subject holds each pod; and
-        the egress rules of each tier in evaluation order with the destinations (of
-        `wanted`) they hold.  Remembered: every port of a table asks the same."""
+    def tier_sets(self, wanted: int) -> TierSets:
+        """Per tier: the policies with ingress rules whose subject holds each pod (and
+        their ids, a key); the egress rules of each tier in evaluation order with the
+        destinations (of `wanted`) they hold.  Remembered: every port of a table asks
+        the same."""
         found = self._tier_sets.get(wanted)
         if found is None:
             tiers_in: list[list[list[AdminPolicy]]] = []
@@ -335,15 +341,22 @@ class Sets:
                         for u in members(self.admin_peer(apol.subject)):
                             sub[u].append(apol)
                 tiers_in.append(sub)
-            found = self._tier_sets[wanted] = (tiers_in, _EgressTiers(self, wanted))
+            ids = [[tuple(map(id, pols)) for pols in sub] for sub in tiers_in]
+            found = TierSets(tiers_in, ids, _EgressTiers(self, wanted))
+            self._tier_sets[wanted] = found
         return found
 
     def ingress_walk(
-        self, tier: int, policies: list[AdminPolicy], ports: _Ports, pc: PortClass
+        self,
+        tier: int,
+        policies: list[AdminPolicy],
+        ids: tuple[int, ...],
+        ports: _Ports,
+        pc: PortClass,
     ) -> tuple[int, int]:
         """`_tier_walk` of the ingress rules of `policies` (those of one tier holding a
-        destination, in order) for port class `pc`, remembered by (policies, pc)."""
-        ids = tuple(id(p) for p in policies)
+        destination, in order; `ids` their ids) for port class `pc`, remembered by
+        (policies, pc)."""
         key = (tier, ids, ports.protocol, pc)
         found = self._walks.get(key)
         if found is None:
@@ -800,7 +813,12 @@ def column_blocks(
             for u in members(chosen):
                 ingress_of[u].append(pol)
     wanted = bits_of([t_at[j] for j in columns], sets.n)
-    tiers_in, tiers_out = sets.tier_sets(wanted)
+    tier_sets = sets.tier_sets(wanted)
+    tiers_in, tiers_ids, tiers_out = (
+        tier_sets.ingress,
+        tier_sets.ingress_ids,
+        tier_sets.egress,
+    )
     peer_sets = list(users)
     holding: list[list[int]] = [[] for _ in range(sets.n)]
     always: list[int] = []  # peer sets holding every destination
@@ -848,7 +866,7 @@ def column_blocks(
         isolating = ingress_of[t]
         ikey = (
             tuple(id(p) for p in isolating),
-            *(tuple(id(p) for p in sub[t]) for sub in tiers_in),
+            *(ids[t] for ids in tiers_ids),
             pc,
         )
         iid = by_ingress.get(ikey)
@@ -860,7 +878,7 @@ def column_blocks(
                         icol |= sets.rule(pol.namespace, rule)
             if tiers_in[0][t] or tiers_in[1][t]:
                 (a_allowed, a_left), (b_allowed, b_left) = (
-                    sets.ingress_walk(k, sub[t], ports, pc)
+                    sets.ingress_walk(k, sub[t], tiers_ids[k][t], ports, pc)
                     for k, sub in enumerate(tiers_in)
                 )
                 later = icol if isolating else b_allowed | b_left
