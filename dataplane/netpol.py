@@ -22,6 +22,14 @@ reference's:
   name; a named port is resolved on the destination pod, for ingress and egress alike.
 - Traffic between a pod and the node it runs on is always allowed.
 
+Around NetworkPolicy stand the tiers of network-policy-api (`dataplane.netpol` is their
+one decision too; docs/model.md, "Admin policy tiers"): per direction, the Admin tier
+(AdminNetworkPolicy, ClusterNetworkPolicy `tier: Admin`) first, by priority then rule
+order, the first matching rule deciding (Allow/Accept, Deny) or passing (Pass: the rest of
+the tier is skipped); then NetworkPolicy, which decides for the pods it isolates; then
+the Baseline tier (BaselineAdminNetworkPolicy, ClusterNetworkPolicy `tier: Baseline`);
+then the default, allow.
+
 Decisions record why a rule did not admit (`Decision.misses`) as small tuples; the prose is
 written only when asked for (`dataplane.netpol_text`).
 """
@@ -43,7 +51,17 @@ from dataplane.netpol_index import (
     port_matches,
     rule_ports_match,
 )
-from topology.model import Cluster, NetworkPolicy, Pod, PolicyRule, Protocol
+from topology.model import (
+    AdminAction,
+    AdminPolicy,
+    AdminRule,
+    Cluster,
+    NetworkPolicy,
+    Pod,
+    PolicyRule,
+    Protocol,
+    Tier,
+)
 
 __all__ = [
     "Decision",
@@ -54,6 +72,7 @@ __all__ = [
     "RuleMiss",
     "Side",
     "Term",
+    "TierVerdict",
     "decide",
     "egress_decision",
     "index_of",
@@ -62,6 +81,45 @@ __all__ = [
     "port_matches",
     "prepare",
 ]
+
+
+# One rule of an admin policy, in evaluation order: (policy, rule index, the rule to check
+# against the peer or None, why it cannot match or None).
+AdminStep = tuple[AdminPolicy, int, AdminRule | None, RuleMiss | None]
+
+
+@dataclass(frozen=True, slots=True)
+class TierVerdict:
+    """What one tier (Admin or Baseline) said: the rule that matched (policy, rule index,
+    peer index), or None, and why each rule checked before it did not match."""
+
+    tier: Tier
+    misses: tuple[tuple[AdminPolicy, int, RuleMiss], ...]
+    match: tuple[AdminPolicy, int, int] | None = None
+    direction: Direction = Direction.INGRESS
+
+    @property
+    def rule(self) -> AdminRule | None:
+        """The rule that matched."""
+        if self.match is None:
+            return None
+        pol, ri, _ = self.match
+        return _rules(pol, self.direction)[ri]
+
+    @property
+    def action(self) -> AdminAction | None:
+        """The action of the rule that matched (None: no rule of the tier did)."""
+        rule = self.rule
+        return None if rule is None else rule.action
+
+    @property
+    def decided(self) -> bool:
+        """An Allow/Accept or Deny: no later tier is asked."""
+        return self.action in (AdminAction.ALLOW, AdminAction.DENY)
+
+
+def _rules(pol: AdminPolicy, direction: Direction) -> tuple[AdminRule, ...]:
+    return pol.ingress if direction is Direction.INGRESS else pol.egress
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +140,32 @@ class Decision:
     match: tuple[NetworkPolicy, int, int | None] | None = None
     misses: tuple[tuple[NetworkPolicy, int | None, RuleMiss], ...] = ()
     own_node: bool = False  # the peer is the node the pod runs on: always allowed
+    admin: TierVerdict | None = None  # None: no Admin-tier rule selects the pod
+    baseline: TierVerdict | None = None  # None: not reached, or no Baseline rule
 
     @property
     def allowed(self) -> bool:
-        return self.own_node or not self.isolating or self.match is not None
+        if self.own_node:
+            return True
+        if self.admin is not None and self.admin.decided:
+            return self.admin.action is AdminAction.ALLOW
+        if self.isolating:
+            return self.match is not None
+        return self.baseline is None or self.baseline.action is not AdminAction.DENY
+
+    @property
+    def tier(self) -> str | None:
+        """Which tier decided: `Admin`, `NetworkPolicy`, `Baseline`, or None (the node's
+        own traffic, or nothing selected the pod: the default, allow)."""
+        if self.own_node:
+            return None
+        if self.admin is not None and self.admin.decided:
+            return Tier.ADMIN.value
+        if self.isolating:
+            return "NetworkPolicy"
+        if self.baseline is not None and self.baseline.decided:
+            return Tier.BASELINE.value
+        return None
 
     @property
     def isolated(self) -> bool:
@@ -93,7 +173,13 @@ class Decision:
 
     @property
     def policy(self) -> str | None:
-        """The policy that decided: the one that admitted, or the first that isolates."""
+        """The policy that decided: the admin policy whose rule decided, the
+        NetworkPolicy that admitted, or the first that isolates."""
+        tier = self.tier
+        if tier in (Tier.ADMIN.value, Tier.BASELINE.value):
+            verdict = self.admin if tier == Tier.ADMIN.value else self.baseline
+            assert verdict is not None and verdict.match is not None
+            return verdict.match[0].key
         if self.match is not None:
             return self.match[0].key
         if self.isolating and not self.allowed:
@@ -123,13 +209,17 @@ class Side:
     protocol: Protocol | None
     isolating: tuple[NetworkPolicy, ...]
     steps: tuple[Step, ...]
+    admin: tuple[AdminStep, ...] = ()  # the Admin tier's rules, in evaluation order
+    baseline: tuple[AdminStep, ...] = ()  # the Baseline tier's
 
     @property
     def peer_matters(self) -> bool:
         """Whether the verdict may depend on the peer: some rule is left to check whose
         peers (or, for egress, whose ports, resolved on the destination) look at it."""
         egress = self.direction is Direction.EGRESS
-        return any(r is not None and (egress or r.peers) for _, _, r, _ in self.steps)
+        return any(
+            r is not None for _, _, r, _ in (*self.admin, *self.baseline)
+        ) or any(r is not None and (egress or r.peers) for _, _, r, _ in self.steps)
 
 
 def prepare(
@@ -152,7 +242,60 @@ def prepare(
                 steps.append((pol, ri, None, PORTS_MISS))
             else:
                 steps.append((pol, ri, rule, None))
-    return Side(direction, pod, dport, protocol, isolating, tuple(steps))
+    tiers = (
+        _admin_steps(index, t, direction, pod, dport, protocol)
+        for t in (Tier.ADMIN, Tier.BASELINE)
+    )
+    return Side(direction, pod, dport, protocol, isolating, tuple(steps), *tiers)
+
+
+def _admin_steps(
+    index: PolicyIndex,
+    tier: Tier,
+    direction: Direction,
+    pod: Pod,
+    dport: int | None,
+    protocol: Protocol | None,
+) -> tuple[AdminStep, ...]:
+    """The rules of `tier` that select `pod` for `direction`, in evaluation order, the
+    ingress rules whose ports cannot match set aside (as `prepare` does)."""
+    ingress = direction is Direction.INGRESS
+    steps: list[AdminStep] = []
+    for pol in index.subjects(pod, tier, direction):
+        for ri, rule in enumerate(_rules(pol, direction)):
+            if ingress and not rule_ports_match(rule, dport, protocol, pod):
+                steps.append((pol, ri, None, PORTS_MISS))
+            else:
+                steps.append((pol, ri, rule, None))
+    return tuple(steps)
+
+
+def _tier(
+    index: PolicyIndex, side: Side, tier: Tier, peer: Party
+) -> TierVerdict | None:
+    """The first rule of `tier` (in evaluation order) matching `peer`, and why the rules
+    before it did not: the first of its peers that matches decides."""
+    steps = side.admin if tier is Tier.ADMIN else side.baseline
+    if not steps:
+        return None
+    egress = side.direction is Direction.EGRESS
+    misses: list[tuple[AdminPolicy, int, RuleMiss]] = []
+    for pol, ri, rule, miss in steps:
+        if rule is None:
+            assert miss is not None
+            misses.append((pol, ri, miss))
+            continue
+        if egress and not rule_ports_match(rule, side.dport, side.protocol, peer.pod):
+            misses.append((pol, ri, PORTS_MISS))
+            continue
+        why: list[PeerMiss] = []
+        for pi, p in enumerate(rule.peers):
+            peer_miss = index.admin_peer_miss(p, peer)
+            if peer_miss is None:
+                return TierVerdict(tier, tuple(misses), (pol, ri, pi), side.direction)
+            why.append(peer_miss)
+        misses.append((pol, ri, ("peers", tuple(why))))
+    return TierVerdict(tier, tuple(misses), None, side.direction)
 
 
 def judge(index: PolicyIndex, side: Side, peer: Party) -> Decision:
@@ -166,8 +309,14 @@ def judge(index: PolicyIndex, side: Side, peer: Party) -> Decision:
     )
     if peer.node is not None and peer.node == pod.node:
         return Decision(direction, pod, peer, dport, protocol, own_node=True)
+    admin = _tier(index, side, Tier.ADMIN, peer)
+    if admin is not None and admin.decided:
+        return Decision(direction, pod, peer, dport, protocol, admin=admin)
     if not side.isolating:
-        return Decision(direction, pod, peer, dport, protocol)
+        baseline = _tier(index, side, Tier.BASELINE, peer)
+        return Decision(
+            direction, pod, peer, dport, protocol, admin=admin, baseline=baseline
+        )
     egress = direction is Direction.EGRESS
     misses: list[tuple[NetworkPolicy, int | None, RuleMiss]] = []
     for pol, ri, rule, miss in side.steps:
@@ -182,7 +331,14 @@ def judge(index: PolicyIndex, side: Side, peer: Party) -> Decision:
         match: tuple[NetworkPolicy, int, int | None] = (pol, ri, None)
         if not rule.peers:
             return Decision(
-                direction, pod, peer, dport, protocol, side.isolating, match
+                direction,
+                pod,
+                peer,
+                dport,
+                protocol,
+                side.isolating,
+                match,
+                admin=admin,
             )
         why: list[PeerMiss] = []
         for pi, p in enumerate(rule.peers):
@@ -190,12 +346,27 @@ def judge(index: PolicyIndex, side: Side, peer: Party) -> Decision:
             if peer_miss is None:
                 match = (pol, ri, pi)
                 return Decision(
-                    direction, pod, peer, dport, protocol, side.isolating, match
+                    direction,
+                    pod,
+                    peer,
+                    dport,
+                    protocol,
+                    side.isolating,
+                    match,
+                    admin=admin,
                 )
             why.append(peer_miss)
         misses.append((pol, ri, ("peers", tuple(why))))
     return Decision(
-        direction, pod, peer, dport, protocol, side.isolating, None, tuple(misses)
+        direction,
+        pod,
+        peer,
+        dport,
+        protocol,
+        side.isolating,
+        None,
+        tuple(misses),
+        admin=admin,
     )
 
 

@@ -14,6 +14,9 @@ from enum import StrEnum
 from ipaddress import IPv4Address
 
 from topology.model import (
+    AdminPeer,
+    AdminPolicy,
+    AdminRule,
     Cluster,
     IPBlock,
     LabelSelector,
@@ -25,6 +28,7 @@ from topology.model import (
     PolicyRule,
     Protocol,
     Requirement,
+    Tier,
 )
 from topology.selectors import requirement_matches
 
@@ -54,7 +58,8 @@ class Direction(StrEnum):
 # A selector term that did not hold: a `matchLabels` pair or a `matchExpressions` item.
 Term = tuple[str, str] | Requirement
 # Why a peer did not match, as data: ("not-pod",), ("namespace",), ("ns-label", term),
-# ("pod-label", term), ("cidr",), ("except", network).
+# ("pod-label", term), ("cidr",), ("except", network); for admin policies' peers also
+# ("networks",), ("not-node",), ("node-label", term), ("domain-names",).
 PeerMiss = tuple[object, ...]
 # Why a rule did not admit: ("ports",), ("peers", (PeerMiss, ...)) or ("no-rules",).
 RuleMiss = tuple[object, ...]
@@ -118,6 +123,15 @@ class PolicyIndex:
             name: _labels_key(ns.labels) for name, ns in cluster.namespaces.items()
         }
         self._isolating: dict[tuple[str, Direction], tuple[NetworkPolicy, ...]] = {}
+        # Admin policies by tier, in evaluation order (`AdminPolicy.order`).
+        ordered = sorted(cluster.admin_policies.values(), key=lambda p: p.order)
+        self.tiers: dict[Tier, list[AdminPolicy]] = {
+            t: [p for p in ordered if p.tier is t] for t in Tier
+        }
+        # `nodes` peers select "the IPs present in the node.Status.Addresses field"
+        # (apis/v1alpha1 AdminNetworkPolicyEgressPeer.Nodes): the node's own address.
+        self.node_labels = {str(n.ip): n.labels for n in cluster.nodes}
+        self._subjects: dict[tuple[str, Tier, Direction], tuple[AdminPolicy, ...]] = {}
         self._terms: dict[tuple[int, frozenset[tuple[str, str]]], Term | None] = {}
         self._blocks: dict[int, tuple[int, int, tuple[tuple[int, int, str], ...]]] = {}
         self._parties: dict[str, Party] = {}
@@ -165,6 +179,28 @@ class PolicyIndex:
                     and self.term_miss(pol.pod_selector, labels, pod.labels) is None
                 )
             self._isolating[key] = found
+        return found
+
+    def subjects(
+        self, pod: Pod, tier: Tier, direction: Direction
+    ) -> tuple[AdminPolicy, ...]:
+        """The admin policies of `tier` whose subject holds `pod` and that have rules for
+        `direction` (one without does not affect that direction), in evaluation order.
+        hostNetwork pods are never a subject (`AdminNetworkPolicySpec.Subject`)."""
+        key = (pod.key, tier, direction)
+        found = self._subjects.get(key)
+        if found is None:
+            found = ()
+            if not pod.host_network:
+                party = self.party(str(pod.ip))
+                ingress = direction is Direction.INGRESS
+                found = tuple(
+                    pol
+                    for pol in self.tiers[tier]
+                    if (pol.ingress if ingress else pol.egress)
+                    and self.admin_peer_miss(pol.subject, party) is None
+                )
+            self._subjects[key] = found
         return found
 
     def term_miss(
@@ -241,6 +277,39 @@ class PolicyIndex:
                 return ("pod-label", term)
         return None
 
+    def admin_peer_miss(self, peer: AdminPeer, party: Party) -> PeerMiss | None:
+        """Why `party` does not match a subject or peer of an admin policy, or None."""
+        if peer.networks:
+            if any(
+                party.ip_int & int(n.netmask) == int(n.network_address)
+                for n in peer.networks
+            ):
+                return None
+            return ("networks",)
+        if peer.domain_names:
+            return ("domain-names",)
+        if peer.node_selector is not None:
+            labels = self.node_labels.get(party.ip)
+            if labels is None:
+                return ("not-node",)
+            term = self.term_miss(peer.node_selector, _labels_key(labels), labels)
+            return None if term is None else ("node-label", term)
+        pod = party.pod
+        if pod is None:
+            return ("not-pod",)
+        assert peer.namespace_selector is not None
+        ns_key = self.ns_keys.get(pod.namespace, frozenset())
+        term = self.term_miss(
+            peer.namespace_selector, ns_key, self.namespace_labels(pod.namespace)
+        )
+        if term is not None:
+            return ("ns-label", term)
+        if peer.pod_selector is not None:
+            term = self.term_miss(peer.pod_selector, self.labels_key(pod), pod.labels)
+            if term is not None:
+                return ("pod-label", term)
+        return None
+
 
 def port_matches(
     port: PolicyPort, dport: int | None, protocol: Protocol | None, dst: Pod | None
@@ -267,7 +336,10 @@ def port_matches(
 
 
 def rule_ports_match(
-    rule: PolicyRule, dport: int | None, protocol: Protocol | None, dst: Pod | None
+    rule: PolicyRule | AdminRule,
+    dport: int | None,
+    protocol: Protocol | None,
+    dst: Pod | None,
 ) -> bool:
     """No ports: every port of every protocol; else one item must match."""
     return not rule.ports or any(

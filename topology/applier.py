@@ -1,7 +1,7 @@
 """`kubectl apply` on a working copy of the cluster: create, replace, reconcile workloads.
 
 Objects are processed Namespaces first, then Pods and workloads in file order, then Services,
-then NetworkPolicies.  Each object's `${ip:ENDPOINT}` references are resolved just before it
+then NetworkPolicies and the cluster-wide admin policies.  Each object's `${ip:ENDPOINT}` references are resolved just before it
 is validated, against the cluster as it is at that moment.  A workload is reconciled: more
 replicas add pods, fewer remove the highest ordinals, a changed template updates its pods in
 place (keeping their addresses); a pod that may no longer run on its node is recreated.
@@ -17,6 +17,7 @@ from dataclasses import replace
 from ipaddress import IPv4Address
 from typing import Any
 
+from topology.adminpolicy import admin_policy
 from topology.endpoint import substitute
 from topology.errors import TopologyError
 from topology.kubeschema import WORKLOAD_KINDS
@@ -37,6 +38,7 @@ from topology.manifest import (
     parse_manifest,
 )
 from topology.model import (
+    ADMIN_KINDS,
     BUILTIN,
     Loc,
     Namespace,
@@ -61,7 +63,13 @@ from topology.workload import (
 )
 from topology.yamlsource import PathPart
 
-_RANK = {"Namespace": 0, "Service": 2, "NetworkPolicy": 3}  # Pods and workloads: 1
+# Pods and workloads: 1
+_RANK = {
+    "Namespace": 0,
+    "Service": 2,
+    "NetworkPolicy": 3,
+    **dict.fromkeys(ADMIN_KINDS, 3),
+}
 
 
 class Applier:
@@ -167,6 +175,10 @@ class Applier:
         return Manifest(walk(manifest.data, ()), manifest.loc, manifest.lines)
 
     def one(self, obj: KubeObject) -> None:
+        if obj.kind in ADMIN_KINDS:  # cluster-scoped: no namespace to check
+            policy = admin_policy(obj, self.warnings)
+            self.state.admin_policies[policy.key] = policy
+            return
         result = draft(obj, self.warnings)
         if isinstance(result, Namespace):
             self.state.namespaces[obj.name] = result

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
+from topology.adminschema import AdminModel
 from topology.fields import (
     CIDR,
     DNSLabel,
@@ -372,7 +373,8 @@ class FileRef(StrictModel):
 
 
 ManifestItem = Annotated[
-    dict[str, Any], BeforeValidator(_keep, json_schema_input_type=KubeModel | FileRef)
+    dict[str, Any],
+    BeforeValidator(_keep, json_schema_input_type=KubeModel | AdminModel | FileRef),
 ]
 
 
