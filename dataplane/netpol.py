@@ -37,6 +37,7 @@ written only when asked for (`dataplane.netpol_text`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 from dataplane.netpol_index import (
     NO_RULES,
@@ -299,25 +300,31 @@ def _tier(
 
 
 def judge(index: PolicyIndex, side: Side, peer: Party) -> Decision:
-    """The other half: does some remaining rule admit `peer`?  The first rule (in policy
-    and rule order) and the first of its peers that admit decide."""
-    pod, direction, dport, protocol = (
-        side.pod,
-        side.direction,
-        side.dport,
-        side.protocol,
-    )
-    if peer.node is not None and peer.node == pod.node:
-        return Decision(direction, pod, peer, dport, protocol, own_node=True)
+    """The other half: what do the tiers say of `peer`?  The Admin tier's first matching
+    rule, unless it passes or none matches; then the NetworkPolicies isolating the pod,
+    if any (the first rule, in policy and rule order, and the first of its peers that
+    admit decide); else the Baseline tier's first matching rule; else allow."""
+    made = partial(Decision, side.direction, side.pod, peer, side.dport, side.protocol)
+    if peer.node is not None and peer.node == side.pod.node:
+        return made(own_node=True)
     admin = _tier(index, side, Tier.ADMIN, peer)
     if admin is not None and admin.decided:
-        return Decision(direction, pod, peer, dport, protocol, admin=admin)
+        return made(admin=admin)
     if not side.isolating:
-        baseline = _tier(index, side, Tier.BASELINE, peer)
-        return Decision(
-            direction, pod, peer, dport, protocol, admin=admin, baseline=baseline
-        )
-    egress = direction is Direction.EGRESS
+        return made(admin=admin, baseline=_tier(index, side, Tier.BASELINE, peer))
+    match, misses = _network_policy(index, side, peer)
+    return made(side.isolating, match, misses, admin=admin)
+
+
+def _network_policy(
+    index: PolicyIndex, side: Side, peer: Party
+) -> tuple[
+    tuple[NetworkPolicy, int, int | None] | None,
+    tuple[tuple[NetworkPolicy, int | None, RuleMiss], ...],
+]:
+    """The NetworkPolicy rule and peer that admit `peer` (None: none), and why each
+    rule before it did not."""
+    egress = side.direction is Direction.EGRESS
     misses: list[tuple[NetworkPolicy, int | None, RuleMiss]] = []
     for pol, ri, rule, miss in side.steps:
         if rule is None:
@@ -325,49 +332,19 @@ def judge(index: PolicyIndex, side: Side, peer: Party) -> Decision:
             misses.append((pol, ri, miss))
             continue
         assert ri is not None
-        if egress and not rule_ports_match(rule, dport, protocol, peer.pod):
+        if egress and not rule_ports_match(rule, side.dport, side.protocol, peer.pod):
             misses.append((pol, ri, PORTS_MISS))
             continue
-        match: tuple[NetworkPolicy, int, int | None] = (pol, ri, None)
         if not rule.peers:
-            return Decision(
-                direction,
-                pod,
-                peer,
-                dport,
-                protocol,
-                side.isolating,
-                match,
-                admin=admin,
-            )
+            return (pol, ri, None), tuple(misses)
         why: list[PeerMiss] = []
         for pi, p in enumerate(rule.peers):
             peer_miss = index.peer_miss(pol.namespace, p, peer)
             if peer_miss is None:
-                match = (pol, ri, pi)
-                return Decision(
-                    direction,
-                    pod,
-                    peer,
-                    dport,
-                    protocol,
-                    side.isolating,
-                    match,
-                    admin=admin,
-                )
+                return (pol, ri, pi), tuple(misses)
             why.append(peer_miss)
         misses.append((pol, ri, ("peers", tuple(why))))
-    return Decision(
-        direction,
-        pod,
-        peer,
-        dport,
-        protocol,
-        side.isolating,
-        None,
-        tuple(misses),
-        admin=admin,
-    )
+    return None, tuple(misses)
 
 
 def decide(

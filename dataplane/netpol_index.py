@@ -261,18 +261,26 @@ class PolicyIndex:
         pod = party.pod
         if pod is None:
             return ("not-pod",)
-        if peer.namespace_selector is None:
-            if pod.namespace != policy_ns:
-                return ("namespace",)
-        else:
+        if peer.namespace_selector is None and pod.namespace != policy_ns:
+            return ("namespace",)
+        return self.selectors_miss(peer.namespace_selector, peer.pod_selector, pod)
+
+    def selectors_miss(
+        self,
+        namespace_selector: LabelSelector | None,
+        pod_selector: LabelSelector | None,
+        pod: Pod,
+    ) -> PeerMiss | None:
+        """Why `pod` fails a namespace selector or a pod selector (None: not given)."""
+        if namespace_selector is not None:
             ns_key = self.ns_keys.get(pod.namespace, frozenset())
             term = self.term_miss(
-                peer.namespace_selector, ns_key, self.namespace_labels(pod.namespace)
+                namespace_selector, ns_key, self.namespace_labels(pod.namespace)
             )
             if term is not None:
                 return ("ns-label", term)
-        if peer.pod_selector is not None:
-            term = self.term_miss(peer.pod_selector, self.labels_key(pod), pod.labels)
+        if pod_selector is not None:
+            term = self.term_miss(pod_selector, self.labels_key(pod), pod.labels)
             if term is not None:
                 return ("pod-label", term)
         return None
@@ -294,21 +302,11 @@ class PolicyIndex:
                 return ("not-node",)
             term = self.term_miss(peer.node_selector, _labels_key(labels), labels)
             return None if term is None else ("node-label", term)
-        pod = party.pod
-        if pod is None:
+        if party.pod is None:
             return ("not-pod",)
-        assert peer.namespace_selector is not None
-        ns_key = self.ns_keys.get(pod.namespace, frozenset())
-        term = self.term_miss(
-            peer.namespace_selector, ns_key, self.namespace_labels(pod.namespace)
+        return self.selectors_miss(
+            peer.namespace_selector, peer.pod_selector, party.pod
         )
-        if term is not None:
-            return ("ns-label", term)
-        if peer.pod_selector is not None:
-            term = self.term_miss(peer.pod_selector, self.labels_key(pod), pod.labels)
-            if term is not None:
-                return ("pod-label", term)
-        return None
 
 
 def port_matches(

@@ -37,7 +37,7 @@ from __future__ import annotations
 import gc
 import operator
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network
@@ -47,6 +47,11 @@ from dataplane.netpol_index import rule_ports_match
 from dataplane.result import CODE, NO_PORT
 from topology.endpoint import EndpointKind
 from topology.model import (
+    AdminAction,
+    AdminPeer,
+    AdminPolicy,
+    AdminRule,
+    Cluster,
     IPBlock,
     LabelSelector,
     NetworkPolicy,
@@ -55,6 +60,7 @@ from topology.model import (
     PolicyRule,
     Protocol,
     SelectorOp,
+    Tier,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -173,9 +179,13 @@ class Sets:
         pods: list[Pod],
         ns_labels: Mapping[str, Mapping[str, str]],
         policies: list[NetworkPolicy],
+        admin: Sequence[AdminPolicy] = (),
     ) -> None:
         self.pods = pods
         self.policies = policies
+        # the admin policies of each tier, in evaluation order (`AdminPolicy.order`)
+        ordered = sorted(admin, key=lambda p: p.order)
+        self.tiers = {t: [p for p in ordered if p.tier is t] for t in Tier}
         self.n = n = len(pods)
         self.all = (1 << n) - 1
         self.at = {p.key: u for u, p in enumerate(pods)}
@@ -209,6 +219,18 @@ class Sets:
         self._selected: dict[tuple[object, ...], int] = {}
         self._blocks: dict[tuple[object, ...], int] = {}
         self._rules: dict[int, int] = {}
+
+    @classmethod
+    def of(cls, cluster: Cluster) -> Sets:
+        """The sets of a cluster's pods (not hostNetwork) and of all its policies."""
+        pods = [p for p in cluster.pods.values() if not p.host_network]
+        ns_labels = {name: ns.labels for name, ns in cluster.namespaces.items()}
+        return cls(
+            pods,
+            ns_labels,
+            list(cluster.policies.values()),
+            list(cluster.admin_policies.values()),
+        )
 
     def select(self, sel: LabelSelector, of_namespace: bool = False) -> int:
         """The pods whose labels (or whose namespace's labels) `sel` matches
@@ -276,6 +298,31 @@ class Sets:
     def selected(self, pol: NetworkPolicy) -> int:
         """The pods a policy selects."""
         return self.by_ns.get(pol.namespace, 0) & self.select(pol.pod_selector)
+
+    def admin_peer(self, peer: AdminPeer) -> int:
+        """The pods a subject or peer of an admin policy matches (`nodes` and
+        `domainNames` peers match no pod; `networks` the pods inside them)."""
+        if peer.networks:
+            found = 0
+            for net in peer.networks:
+                found |= self._range(net)
+            return found
+        if peer.namespace_selector is None:
+            return 0
+        bits = self.select(peer.namespace_selector, of_namespace=True)
+        if peer.pod_selector is not None:
+            bits &= self.select(peer.pod_selector)
+        return bits
+
+    def admin_rule(self, rule: AdminRule) -> int:
+        """The pods an admin rule's peers match (it has at least one)."""
+        found = self._rules.get(id(rule))
+        if found is None:
+            found = 0
+            for p in rule.peers:
+                found |= self.admin_peer(p)
+            self._rules[id(rule)] = found
+        return found
 
 
 # -- the table -------------------------------------------------------------------------------
@@ -570,7 +617,7 @@ class _Ports:
         self.reps.setdefault(pc, pod)
         return pc
 
-    def match(self, rule: PolicyRule, pc: PortClass) -> bool:
+    def match(self, rule: PolicyRule | AdminRule, pc: PortClass) -> bool:
         key = (id(rule), pc)
         found = self._match.get(key)
         if found is None:
@@ -605,9 +652,7 @@ def _table(
 ) -> Table:
     cluster = sim.cluster
     fast = not sim.user_hooks
-    pods = [p for p in cluster.pods.values() if not p.host_network]
-    ns_labels = {name: ns.labels for name, ns in cluster.namespaces.items()}
-    sets = Sets(pods, ns_labels, list(cluster.policies.values()))
+    sets = Sets.of(cluster)
     resolved: dict[str, Endpoint] = {}
 
     def plain(text: str) -> Pod | None:
@@ -697,6 +742,17 @@ def column_blocks(
             for u in members(chosen):
                 ingress_of[u].append(pol)
     wanted = bits_of([t_at[j] for j in columns], sets.n)
+    # The tiers: who each Admin and Baseline policy with ingress rules holds, and the
+    # egress rules of each tier in evaluation order with the destinations they hold.
+    tiers_in: list[list[list[AdminPolicy]]] = []
+    for tier in Tier:
+        sub: list[list[AdminPolicy]] = [[] for _ in range(sets.n)]
+        for apol in sets.tiers[tier]:
+            if apol.ingress:
+                for u in members(sets.admin_peer(apol.subject)):
+                    sub[u].append(apol)
+        tiers_in.append(sub)
+    tiers_out = _EgressTiers(sets, wanted, ports)
     peer_sets = list(users)
     holding: list[list[int]] = [[] for _ in range(sets.n)]
     always: list[int] = []  # peer sets holding every destination
@@ -732,15 +788,21 @@ def column_blocks(
     for j in columns:
         t, pc = t_at[j], pclass[j]
         assert pc is not None
-        ekey = (tuple(holding[t]), pc)
+        ekey = (tuple(holding[t]), *(out[t] for out in tiers_out.holding), pc)
         eid = by_egress.get(ekey)
         if eid is None:
             ecol = open_egress
             for k in (*always, *holding[t]):
                 ecol |= admits(k, pc)
+            if tiers_out.rules[0] or tiers_out.rules[1]:
+                ecol = tiers_out.column(t, pc, ecol, open_egress)
             eid = by_egress[ekey] = intern(ecol)
         isolating = ingress_of[t]
-        ikey = (tuple(id(p) for p in isolating), pc)
+        ikey = (
+            tuple(id(p) for p in isolating),
+            *(tuple(id(p) for p in sub[t]) for sub in tiers_in),
+            pc,
+        )
         iid = by_ingress.get(ikey)
         if iid is None:
             icol = every if not isolating else 0
@@ -748,6 +810,22 @@ def column_blocks(
                 for rule in pol.ingress:
                     if ports.match(rule, pc):
                         icol |= sets.rule(pol.namespace, rule)
+            if tiers_in[0][t] or tiers_in[1][t]:
+                admin, base = (
+                    _tier_walk(
+                        (
+                            (sets.admin_rule(r), r)
+                            for pol in sub[t]
+                            for r in pol.ingress
+                        ),
+                        ports,
+                        pc,
+                        every,
+                    )
+                    for sub in tiers_in
+                )
+                later = icol if isolating else base[0] | base[1]
+                icol = admin[0] | (admin[1] & later)
             iid = by_ingress[ikey] = intern(icol)
         block = blocks.get((eid, iid))
         if block is None:
@@ -757,3 +835,71 @@ def column_blocks(
     for block in blocks.values():
         block.egress, block.ingress = found[block.egress], found[block.ingress]
     return list(blocks.values())
+
+
+def _tier_walk(
+    rules: Iterable[tuple[int, AdminRule]], ports: _Ports, pc: PortClass, every: int
+) -> tuple[int, int]:
+    """One tier's rules in evaluation order, on whole sets: each (bits, rule) decides for
+    the members of `bits` that no earlier rule decided (first match wins) when its ports
+    admit port class `pc`.  Returns (allowed, left to the next tier: passed or
+    unmatched); the rest is denied."""
+    undecided, allowed, passed = every, 0, 0
+    for bits, rule in rules:
+        hit = undecided & bits
+        if not hit or not ports.match(rule, pc):
+            continue
+        if rule.action is AdminAction.ALLOW:
+            allowed |= hit
+        elif rule.action is AdminAction.PASS:
+            passed |= hit
+        undecided &= ~hit
+    return allowed, undecided | passed
+
+
+class _EgressTiers:
+    """The egress rules of the Admin and Baseline tiers, in evaluation order, each with
+    its policy's subject (the sources it judges) and the destinations its peers hold."""
+
+    def __init__(self, sets: Sets, wanted: int, ports: _Ports) -> None:
+        self.sets, self.ports = sets, ports
+        self.rules: list[list[tuple[int, AdminRule, int]]] = []
+        self.always: list[list[int]] = []  # rules holding every wanted destination
+        self.holding: list[list[tuple[int, ...]]] = []  # per destination: its rules
+        for tier in Tier:
+            rules = [
+                (sets.admin_peer(pol.subject), rule, sets.admin_rule(rule))
+                for pol in sets.tiers[tier]
+                for rule in pol.egress
+            ]
+            always: list[int] = []
+            holding: list[list[int]] = [[] for _ in range(sets.n)]
+            for k, (_, _, peers) in enumerate(rules):
+                if peers & wanted == wanted:
+                    always.append(k)
+                else:
+                    for u in members(peers & wanted):
+                        holding[u].append(k)
+            self.rules.append(rules)
+            self.always.append(always)
+            self.holding.append([tuple(h) for h in holding])
+
+    def column(self, t: int, pc: PortClass, np_column: int, open_egress: int) -> int:
+        """The sources whose egress admits destination t (port class pc), given the
+        NetworkPolicy column (`open_egress`: the sources no NetworkPolicy isolates)."""
+        walks = []
+        for rules, always, holding in zip(
+            self.rules, self.always, self.holding, strict=True
+        ):
+            ks = sorted((*always, *holding[t]))
+            walks.append(
+                _tier_walk(
+                    ((rules[k][0], rules[k][1]) for k in ks),
+                    self.ports,
+                    pc,
+                    self.sets.all,
+                )
+            )
+        (allowed, left), (b_allowed, b_left) = walks
+        later = (np_column & ~open_egress) | (open_egress & (b_allowed | b_left))
+        return allowed | (left & later)

@@ -9,7 +9,7 @@ default/test-np, and no rule admits default/pod1 on TCP 80: ...`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from dataplane.netpol import (
     Decision,
@@ -167,19 +167,32 @@ def rule_miss_text(
         return f"{pol.key} has no {direction} rules (it admits nothing)"
     rules = pol.ingress if d.direction is Direction.INGRESS else pol.egress
     rule = rules[ri]
-    head = f"{pol.key} {direction} rule {ri}"
+
+    def peer(pi: int, m: PeerMiss) -> str:
+        p = rule.peers[pi]
+        return f"peer {pi} ({peer_text(p)}): " + peer_miss_text(m, p, d.peer, pol)
+
+    ports = rule_ports_text(rule, d.dst_pod)
+    return _rule_miss(
+        d, f"{pol.key} {direction} rule {ri}", miss, ports, peer, multiline
+    )
+
+
+def _rule_miss(
+    d: Decision,
+    head: str,
+    miss: RuleMiss,
+    ports: str,
+    peer: Callable[[int, PeerMiss], str],
+    multiline: bool,
+) -> str:
+    """`HEAD: <why>`: the port is not among the rule's `ports`, or each of its peers and
+    why it does not match (`peer(index, miss)`)."""
     if miss[0] == "ports":
-        return (
-            f"{head}: {query_text(d.dport, d.protocol)} is not among its ports "
-            f"({rule_ports_text(rule, d.dst_pod)})"
-        )
+        return f"{head}: {query_text(d.dport, d.protocol)} is not among its ports ({ports})"
     reasons = miss[1]
     assert isinstance(reasons, tuple)
-    parts = [
-        f"peer {pi} ({peer_text(rule.peers[pi])}): "
-        + peer_miss_text(m, rule.peers[pi], d.peer, pol)
-        for pi, m in enumerate(reasons)
-    ]
+    parts = [peer(pi, m) for pi, m in enumerate(reasons)]
     if multiline:
         return head + ":\n      " + "\n      ".join(parts)
     return f"{head}: " + "; ".join(parts)
@@ -270,20 +283,15 @@ def admin_rule_miss_text(d: Decision, pol: AdminPolicy, ri: int, miss: RuleMiss)
     """`ANP 'a' (priority 5) ingress rule 2 'deny-all' did not match: ...`."""
     rules = pol.ingress if d.direction is Direction.INGRESS else pol.egress
     rule = rules[ri]
+
+    def peer(pi: int, m: PeerMiss) -> str:
+        p = rule.peers[pi]
+        return f"peer {pi} ({admin_peer_text(p)}): " + admin_miss_text(m, p, d.peer)
+
     head = f"{admin_rule_text(pol, d.direction, ri)} did not match"
-    if miss[0] == "ports":
-        return (
-            f"{head}: {query_text(d.dport, d.protocol)} is not among its ports "
-            f"({admin_ports_text(rule, d.dst_pod)})"
-        )
-    reasons = miss[1]
-    assert isinstance(reasons, tuple)
-    parts = [
-        f"peer {pi} ({admin_peer_text(rule.peers[pi])}): "
-        + admin_miss_text(m, rule.peers[pi], d.peer)
-        for pi, m in enumerate(reasons)
-    ]
-    return f"{head}: " + "; ".join(parts)
+    return _rule_miss(
+        d, head, miss, admin_ports_text(rule, d.dst_pod), peer, multiline=False
+    )
 
 
 def tier_match_text(d: Decision, verdict: TierVerdict) -> str:

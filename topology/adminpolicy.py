@@ -29,6 +29,7 @@ from topology.fields import parse_loose_cidr
 from topology.kubeschema import LabelSelectorSpec
 from topology.manifest import KubeObject, Origin
 from topology.model import (
+    ADMIN_KINDS,
     AdminAction,
     AdminPeer,
     AdminPolicy,
@@ -38,7 +39,7 @@ from topology.model import (
     Protocol,
     Tier,
 )
-from topology.normalize import selector
+from topology.normalize import Draft, draft, selector
 from topology.yamlsource import PathPart
 
 Path = tuple[PathPart, ...]
@@ -68,6 +69,14 @@ def _one_of(origin: Origin, path: Path, given: Mapping[str, object]) -> str:
     return present[0]
 
 
+def any_draft(obj: KubeObject, warnings: list[str]) -> Draft | AdminPolicy:
+    """The normalized form of any validated object: an admin policy's here, the other
+    kinds' `topology.normalize.draft`."""
+    if obj.kind in ADMIN_KINDS:
+        return admin_policy(obj, warnings)
+    return draft(obj, warnings)
+
+
 def admin_policy(obj: KubeObject, warnings: list[str]) -> AdminPolicy:
     """The model of a validated admin policy manifest (warnings appended)."""
     m, origin = obj.model, obj.origin
@@ -86,8 +95,8 @@ def admin_policy(obj: KubeObject, warnings: list[str]) -> AdminPolicy:
         tier = Tier(s.tier)
         priority = s.priority
         subject = _subject(s.subject, origin, (*spec, "subject"))
-        ingress = _cnp_rules(s.ingress, "from", origin, (*spec, "ingress"), warnings)
-        egress = _cnp_rules(s.egress, "to", origin, (*spec, "egress"), warnings)
+        ingress = _rules(s.ingress, "from", origin, (*spec, "ingress"), warnings)
+        egress = _rules(s.egress, "to", origin, (*spec, "egress"), warnings)
     elif isinstance(m, a.AdminNetworkPolicyObject | a.BaselineAdminNetworkPolicyObject):
         baseline = isinstance(m, a.BaselineAdminNetworkPolicyObject)
         if baseline and obj.name != "default":
@@ -103,10 +112,8 @@ def admin_policy(obj: KubeObject, warnings: list[str]) -> AdminPolicy:
             else (m.spec.priority)
         )
         subject = _subject(m.spec.subject, origin, (*spec, "subject"))
-        ingress = _anp_rules(
-            m.spec.ingress, "from", origin, (*spec, "ingress"), warnings
-        )
-        egress = _anp_rules(m.spec.egress, "to", origin, (*spec, "egress"), warnings)
+        ingress = _rules(m.spec.ingress, "from", origin, (*spec, "ingress"), warnings)
+        egress = _rules(m.spec.egress, "to", origin, (*spec, "egress"), warnings)
     else:  # pragma: no cover - parse_manifest only gives these kinds here
         raise AssertionError(obj.kind)
     return AdminPolicy(
@@ -258,38 +265,6 @@ def _anp_ports(
     return tuple(out)
 
 
-AnpRule = (
-    a.ANPIngressRuleSpec
-    | a.ANPEgressRuleSpec
-    | a.BANPIngressRuleSpec
-    | a.BANPEgressRuleSpec
-)
-
-
-def _anp_rules(
-    rules: Sequence[AnpRule] | None,
-    key: str,
-    origin: Origin,
-    path: Path,
-    warnings: list[str],
-) -> tuple[AdminRule, ...]:
-    out = []
-    for i, r in enumerate(rules or ()):
-        where = (*path, i)
-        specs: Sequence[PeerSpec] = (
-            r.to
-            if isinstance(r, a.ANPEgressRuleSpec | a.BANPEgressRuleSpec)
-            else r.from_
-        )
-        peers = tuple(
-            _peer(p, origin, (*where, key, j), warnings) for j, p in enumerate(specs)
-        )
-        ports = _anp_ports(r.ports or (), origin, (*where, "ports"))
-        _check_named(peers, ports, origin, where, key)
-        out.append(AdminRule(_ACTIONS[r.action], peers, ports, r.name))
-    return tuple(out)
-
-
 def _cnp_ports(
     protocols: Sequence[a.CNPProtocolSpec], origin: Origin, path: Path
 ) -> tuple[PolicyPort, ...]:
@@ -325,23 +300,36 @@ def _cnp_ports(
     return tuple(out)
 
 
-def _cnp_rules(
-    rules: Sequence[a.CNPIngressRuleSpec | a.CNPEgressRuleSpec] | None,
+RuleSpec = (
+    a.ANPIngressRuleSpec
+    | a.ANPEgressRuleSpec
+    | a.BANPIngressRuleSpec
+    | a.BANPEgressRuleSpec
+    | a.CNPIngressRuleSpec
+    | a.CNPEgressRuleSpec
+)
+_EGRESS_RULES = (a.ANPEgressRuleSpec, a.BANPEgressRuleSpec, a.CNPEgressRuleSpec)
+
+
+def _rules(
+    rules: Sequence[RuleSpec] | None,
     key: str,
     origin: Origin,
     path: Path,
     warnings: list[str],
 ) -> tuple[AdminRule, ...]:
+    """The rules of one direction (`key`: `from` or `to`), in their written order."""
     out = []
     for i, r in enumerate(rules or ()):
         where = (*path, i)
-        specs: Sequence[PeerSpec] = (
-            r.to if isinstance(r, a.CNPEgressRuleSpec) else r.from_
-        )
+        specs: Sequence[PeerSpec] = r.to if isinstance(r, _EGRESS_RULES) else r.from_
         peers = tuple(
             _peer(p, origin, (*where, key, j), warnings) for j, p in enumerate(specs)
         )
-        ports = _cnp_ports(r.protocols or (), origin, (*where, "protocols"))
+        if isinstance(r, a.CNPIngressRuleSpec | a.CNPEgressRuleSpec):
+            ports = _cnp_ports(r.protocols or (), origin, (*where, "protocols"))
+        else:
+            ports = _anp_ports(r.ports or (), origin, (*where, "ports"))
         _check_named(peers, ports, origin, where, key)
         out.append(AdminRule(_ACTIONS[r.action], peers, ports, r.name))
     return tuple(out)

@@ -17,7 +17,7 @@ from dataclasses import replace
 from ipaddress import IPv4Address
 from typing import Any
 
-from topology.adminpolicy import admin_policy
+from topology.adminpolicy import any_draft
 from topology.endpoint import substitute
 from topology.errors import TopologyError
 from topology.kubeschema import WORKLOAD_KINDS
@@ -40,6 +40,7 @@ from topology.manifest import (
 from topology.model import (
     ADMIN_KINDS,
     BUILTIN,
+    AdminPolicy,
     Loc,
     Namespace,
     NodeSpec,
@@ -48,7 +49,7 @@ from topology.model import (
     ServiceType,
     Workload,
 )
-from topology.normalize import PodTemplate, ServiceDraft, WorkloadDraft, draft
+from topology.normalize import PodTemplate, ServiceDraft, WorkloadDraft
 from topology.scenario import Manifest
 from topology.selectors import format_selector
 from topology.state import ClusterState
@@ -175,11 +176,10 @@ class Applier:
         return Manifest(walk(manifest.data, ()), manifest.loc, manifest.lines)
 
     def one(self, obj: KubeObject) -> None:
-        if obj.kind in ADMIN_KINDS:  # cluster-scoped: no namespace to check
-            policy = admin_policy(obj, self.warnings)
-            self.state.admin_policies[policy.key] = policy
+        result = any_draft(obj, self.warnings)
+        if isinstance(result, AdminPolicy):  # cluster-scoped: no namespace to check
+            self.state.admin_policies[result.key] = result
             return
-        result = draft(obj, self.warnings)
         if isinstance(result, Namespace):
             self.state.namespaces[obj.name] = result
             return

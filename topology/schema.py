@@ -184,7 +184,9 @@ class ExpectModel(StrictModel):
     policy: str | None = Field(
         default=None,
         description="NS/NAME of the NetworkPolicy that decided (allowed by or"
-        " isolated by).",
+        " isolated by), or KIND/NAME of the admin policy whose rule decided"
+        " (AdminNetworkPolicy/NAME, BaselineAdminNetworkPolicy/default,"
+        " ClusterNetworkPolicy/NAME).",
     )
     via: list[str] = Field(
         default=[],
