@@ -15,6 +15,7 @@ matrix's (`dataplane.matrix`).  A pod's traffic to itself is always admitted.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import TYPE_CHECKING
@@ -161,11 +162,11 @@ def port_table(sim: Simulator, sources: list[str], targets: list[str]) -> PortTa
                     split.append((outside, ks))
             classes = split
         for members, ks in classes:
-            blocks.append(PortBlock(members, tuple(cols), _ports(pieces, ks)))
+            blocks.append(PortBlock(members, tuple(cols), piece_ports(pieces, ks)))
     return PortTable(sets, s_at, t_at, blocks)
 
 
-def _ports(pieces: list[tuple[Protocol, int, int]], ks: tuple[int, ...]) -> Ports:
+def piece_ports(pieces: list[tuple[Protocol, int, int]], ks: Sequence[int]) -> Ports:
     """The intervals `ks` of `pieces` as merged ranges per protocol."""
     by_proto: dict[Protocol, list[tuple[int, int]]] = {}
     for k in ks:

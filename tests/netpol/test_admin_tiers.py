@@ -67,37 +67,31 @@ def verdict(
     return trace.verdict
 
 
+def admin(kind: str, name: str, fields: str, ingress: str, egress: str) -> str:
+    """An admin policy object; `fields`: its spec's lines before the rules."""
+    out = f"""\
+  - apiVersion: {ANP}
+    kind: {kind}
+    metadata: {{name: {name}}}
+    spec:
+{fields}"""
+    if ingress:
+        out += "      ingress:\n" + ingress
+    if egress:
+        out += "      egress:\n" + egress
+    return out
+
+
 def anp(
     name: str, priority: int, subject: str, ingress: str = "", egress: str = ""
 ) -> str:
-    out = f"""\
-  - apiVersion: {ANP}
-    kind: AdminNetworkPolicy
-    metadata: {{name: {name}}}
-    spec:
-      priority: {priority}
-      subject: {subject}
-"""
-    if ingress:
-        out += "      ingress:\n" + ingress
-    if egress:
-        out += "      egress:\n" + egress
-    return out
+    fields = f"      priority: {priority}\n      subject: {subject}\n"
+    return admin("AdminNetworkPolicy", name, fields, ingress, egress)
 
 
 def banp(subject: str, ingress: str = "", egress: str = "") -> str:
-    out = f"""\
-  - apiVersion: {ANP}
-    kind: BaselineAdminNetworkPolicy
-    metadata: {{name: default}}
-    spec:
-      subject: {subject}
-"""
-    if ingress:
-        out += "      ingress:\n" + ingress
-    if egress:
-        out += "      egress:\n" + egress
-    return out
+    fields = f"      subject: {subject}\n"
+    return admin("BaselineAdminNetworkPolicy", "default", fields, ingress, egress)
 
 
 def np(name: str, spec: str) -> str:
@@ -526,3 +520,18 @@ def test_the_cli_exits_2_without_a_traceback(tmp_path: Path) -> None:
     assert r.returncode == 2
     assert "spec.priority: 1001 is out of range" in r.stderr.replace("\n", "")
     assert "Traceback" not in r.stderr
+
+
+def test_connlist_honours_network_peers_to_external_ranges(tmp_path: Path) -> None:
+    from dataplane.connlist import connlist, format_ports
+
+    egress = rule(
+        "Deny", "[{networks: [192.0.2.0/24]}]", key="to",
+        ports="[{portNumber: {port: 80}}]",
+    )  # fmt: skip
+    c = cluster_of(tmp_path, anp("nets", 3, X, egress=egress))
+    found = {(x.src, x.dst): format_ports(x.ports) for x in connlist(Simulator(c))}
+    assert found[("x/b[Pod]", "192.0.2.0-192.0.2.255")] == (
+        "TCP 1-79,81-65535; UDP 1-65535; SCTP 1-65535; ICMP"
+    )
+    assert found[("y/c[Pod]", "192.0.2.0-192.0.2.255")] == "All Connections"
