@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import (
     IPv4Address,
     IPv4Network,
@@ -27,7 +27,7 @@ from ipaddress import (
 )
 from typing import TYPE_CHECKING, Any
 
-from dataplane.netpol import Direction, judge, prepare
+from dataplane.netpol import AdminStep, Direction, Side, judge, prepare
 from dataplane.netpol_index import Party, index_of
 from dataplane.netpol_matrix import Sets, members
 from dataplane.netpol_ports import (
@@ -279,7 +279,16 @@ def _tier_egress(
     ]
     if not held:
         return {}
-    pieces = intervals(Sets.of(cluster))
+    # Only the rules that can match an outside address cut the port space here.
+    outward = [
+        r
+        for t in Tier
+        for pol in index.tiers[t]
+        for r in pol.egress
+        if any(p.networks for p in r.peers)
+    ]
+    nps = [r for pol in cluster.policies.values() for r in pol.egress]
+    pieces = intervals(Sets.of(cluster), [*outward, *nps])
     out: dict[str, list[Ports]] = {}
     shared: dict[tuple[object, ...], list[Ports]] = {}
     for pod in held:
@@ -289,7 +298,9 @@ def _tier_egress(
             admitted: list[list[int]] = [[] for _ in parties]
             for k, (proto, lo, _) in enumerate(pieces):
                 dport = None if proto is Protocol.ICMP else lo
-                side = prepare(index, Direction.EGRESS, pod, dport, proto)
+                side = _outward_side(
+                    prepare(index, Direction.EGRESS, pod, dport, proto)
+                )
                 for r, party in enumerate(parties):
                     if judge(index, side, party).allowed:
                         admitted[r].append(k)
@@ -298,15 +309,28 @@ def _tier_egress(
     return out
 
 
+def _outward_side(side: Side) -> Side:
+    """The side with only the tiers' rules that have a `networks` peer: the others
+    never match an address outside the cluster, so the decision is the same."""
+
+    def kept(steps: tuple[AdminStep, ...]) -> tuple[AdminStep, ...]:
+        return tuple(
+            s for s in steps if s[2] is not None and any(p.networks for p in s[2].peers)
+        )
+
+    return replace(side, admin=kept(side.admin), baseline=kept(side.baseline))
+
+
 def _outward(index: Any, pod: Pod) -> tuple[object, ...]:
     """What the egress decision of `pod` toward an address outside the cluster depends
     on: the tiers' egress rules with a `networks` peer, in order (namespaces, pods and
     nodes peers never match such an address, so the other rules never decide), whether
     a NetworkPolicy isolates it, and the isolating rules without peers or with an
-    ipBlock."""
+    ipBlock; rules compared by value (records are frozen), so that namespaces with
+    alike policies share one answer."""
     tiers = tuple(
         tuple(
-            id(r)
+            r
             for pol in index.subjects(pod, tier, Direction.EGRESS)
             for r in pol.egress
             if any(p.networks for p in r.peers)
@@ -315,7 +339,7 @@ def _outward(index: Any, pod: Pod) -> tuple[object, ...]:
     )
     isolating = index.isolating(pod, Direction.EGRESS)
     rules = tuple(
-        id(r)
+        r
         for pol in isolating
         for r in pol.egress
         if not r.peers or any(p.ip_block is not None for p in r.peers)

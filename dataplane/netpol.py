@@ -65,6 +65,7 @@ from topology.model import (
 )
 
 __all__ = [
+    "AdminStep",
     "Decision",
     "Direction",
     "Party",
@@ -259,12 +260,14 @@ def _admin_steps(
     protocol: Protocol | None,
 ) -> tuple[AdminStep, ...]:
     """The rules of `tier` that select `pod` for `direction`, in evaluation order, the
-    ingress rules whose ports cannot match set aside (as `prepare` does)."""
+    rules whose ports cannot match set aside: ingress rules (as `prepare` does), and
+    egress rules without a named port (only a named port looks at the destination)."""
     ingress = direction is Direction.INGRESS
     steps: list[AdminStep] = []
     for pol in index.subjects(pod, tier, direction):
         for ri, rule in enumerate(_rules(pol, direction)):
-            if ingress and not rule_ports_match(rule, dport, protocol, pod):
+            settled = ingress or not any(isinstance(p.port, str) for p in rule.ports)
+            if settled and not rule_ports_match(rule, dport, protocol, pod):
                 steps.append((pol, ri, None, PORTS_MISS))
             else:
                 steps.append((pol, ri, rule, None))
@@ -286,7 +289,11 @@ def _tier(
             assert miss is not None
             misses.append((pol, ri, miss))
             continue
-        if egress and not rule_ports_match(rule, side.dport, side.protocol, peer.pod):
+        if (
+            egress
+            and rule.ports
+            and not rule_ports_match(rule, side.dport, side.protocol, peer.pod)
+        ):
             misses.append((pol, ri, PORTS_MISS))
             continue
         why: list[PeerMiss] = []

@@ -131,7 +131,9 @@ class PolicyIndex:
         # `nodes` peers select "the IPs present in the node.Status.Addresses field"
         # (apis/v1alpha1 AdminNetworkPolicyEgressPeer.Nodes): the node's own address.
         self.node_labels = {str(n.ip): n.labels for n in cluster.nodes}
-        self._subjects: dict[tuple[str, Tier, Direction], tuple[AdminPolicy, ...]] = {}
+        self._subjects: dict[tuple[object, ...], tuple[AdminPolicy, ...]] = {}
+        self._subject_ns: dict[Tier, dict[str, list[AdminPolicy]]] = {}
+        self._networks: dict[int, tuple[tuple[int, int], ...]] = {}
         self._terms: dict[tuple[int, frozenset[tuple[str, str]]], Term | None] = {}
         self._blocks: dict[int, tuple[int, int, tuple[tuple[int, int, str], ...]]] = {}
         self._parties: dict[str, Party] = {}
@@ -187,21 +189,35 @@ class PolicyIndex:
         """The admin policies of `tier` whose subject holds `pod` and that have rules for
         `direction` (one without does not affect that direction), in evaluation order.
         hostNetwork pods are never a subject (`AdminNetworkPolicySpec.Subject`)."""
-        key = (pod.key, tier, direction)
+        # what a subject looks at: the pod's namespace and labels (replicas share them)
+        key = (pod.namespace, self.labels_key(pod), pod.host_network, tier, direction)
         found = self._subjects.get(key)
         if found is None:
             found = ()
             if not pod.host_network:
-                party = self.party(str(pod.ip))
                 ingress = direction is Direction.INGRESS
                 found = tuple(
                     pol
-                    for pol in self.tiers[tier]
+                    for pol in self._namespace_subjects(tier, pod.namespace)
                     if (pol.ingress if ingress else pol.egress)
-                    and self.admin_peer_miss(pol.subject, party) is None
+                    and self.selectors_miss(None, pol.subject.pod_selector, pod) is None
                 )
             self._subjects[key] = found
         return found
+
+    def _namespace_subjects(self, tier: Tier, namespace: str) -> list[AdminPolicy]:
+        """The policies of `tier` (in order) whose subject's namespace selector takes
+        `namespace`, for every namespace at once."""
+        by_ns = self._subject_ns.get(tier)
+        if by_ns is None:
+            by_ns = self._subject_ns[tier] = {name: [] for name in self.ns_keys}
+            for pol in self.tiers[tier]:
+                sel = pol.subject.namespace_selector
+                assert sel is not None
+                for name, key in self.ns_keys.items():
+                    if self.term_miss(sel, key, self.namespace_labels(name)) is None:
+                        by_ns[name].append(pol)
+        return by_ns.get(namespace, [])
 
     def term_miss(
         self,
@@ -288,12 +304,13 @@ class PolicyIndex:
     def admin_peer_miss(self, peer: AdminPeer, party: Party) -> PeerMiss | None:
         """Why `party` does not match a subject or peer of an admin policy, or None."""
         if peer.networks:
-            if any(
-                party.ip_int & int(n.netmask) == int(n.network_address)
-                for n in peer.networks
-            ):
-                return None
-            return ("networks",)
+            nets = self._networks.get(id(peer))
+            if nets is None:
+                nets = self._networks[id(peer)] = tuple(
+                    (int(n.netmask), int(n.network_address)) for n in peer.networks
+                )
+            ip = party.ip_int
+            return None if any(ip & m == b for m, b in nets) else ("networks",)
         if peer.domain_names:
             return ("domain-names",)
         if peer.node_selector is not None:

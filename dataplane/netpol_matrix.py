@@ -170,6 +170,15 @@ def _block_key(block: IPBlock) -> tuple[object, ...]:
     return (block.cidr, block.except_)
 
 
+@dataclass(slots=True)
+class TierSets:
+    """What the admin tiers hold in one table (`Sets.tier_sets`)."""
+
+    ingress: list[list[list[AdminPolicy]]]  # per tier, per pod: its subjects' policies
+    ingress_ids: list[list[tuple[int, ...]]]  # the same as ids (keys)
+    egress: _EgressTiers
+
+
 class Sets:
     """The pods of a cluster as bit positions and every selector, peer and rule of its
     policies as the set of pods it matches (remembered by content)."""
@@ -219,6 +228,9 @@ class Sets:
         self._selected: dict[tuple[object, ...], int] = {}
         self._blocks: dict[tuple[object, ...], int] = {}
         self._rules: dict[int, int] = {}
+        self._walks: dict[tuple[object, ...], tuple[int, int]] = {}
+        self._ingress_rules: dict[tuple[int, ...], list[tuple[int, AdminRule]]] = {}
+        self._tier_sets: dict[int, TierSets] = {}
 
     @classmethod
     def of(cls, cluster: Cluster) -> Sets:
@@ -313,6 +325,48 @@ class Sets:
         if peer.pod_selector is not None:
             bits &= self.select(peer.pod_selector)
         return bits
+
+    def tier_sets(self, wanted: int) -> TierSets:
+        """Per tier: the policies with ingress rules whose subject holds each pod (and
+        their ids, a key); the egress rules of each tier in evaluation order with the
+        destinations (of `wanted`) they hold.  Remembered: every port of a table asks
+        the same."""
+        found = self._tier_sets.get(wanted)
+        if found is None:
+            tiers_in: list[list[list[AdminPolicy]]] = []
+            for tier in Tier:
+                sub: list[list[AdminPolicy]] = [[] for _ in range(self.n)]
+                for apol in self.tiers[tier]:
+                    if apol.ingress:
+                        for u in members(self.admin_peer(apol.subject)):
+                            sub[u].append(apol)
+                tiers_in.append(sub)
+            ids = [[tuple(map(id, pols)) for pols in sub] for sub in tiers_in]
+            found = TierSets(tiers_in, ids, _EgressTiers(self, wanted))
+            self._tier_sets[wanted] = found
+        return found
+
+    def ingress_walk(
+        self,
+        tier: int,
+        policies: list[AdminPolicy],
+        ids: tuple[int, ...],
+        ports: _Ports,
+        pc: PortClass,
+    ) -> tuple[int, int]:
+        """`_tier_walk` of the ingress rules of `policies` (those of one tier holding a
+        destination, in order; `ids` their ids) for port class `pc`, remembered by
+        (policies, pc)."""
+        key = (tier, ids, ports.protocol, pc)
+        found = self._walks.get(key)
+        if found is None:
+            rules = self._ingress_rules.get(ids)
+            if rules is None:
+                rules = self._ingress_rules[ids] = [
+                    (self.admin_rule(r), r) for pol in policies for r in pol.ingress
+                ]
+            found = self._walks[key] = _tier_walk(rules, ports.matcher(pc), self.all)
+        return found
 
     def admin_rule(self, rule: AdminRule) -> int:
         """The pods an admin rule's peers match (it has at least one)."""
@@ -608,6 +662,7 @@ class _Ports:
         self.reps: dict[PortClass, Pod] = {}
         self.named: dict[object, tuple[tuple[str, str, int], ...]] = {}
         self._match: dict[tuple[int, PortClass], bool] = {}
+        self._by_class: dict[PortClass, dict[int, bool]] = {}
 
     def of(self, pod: Pod, dport: int | None) -> PortClass:
         named = self.named.get(pod.containers)
@@ -616,6 +671,22 @@ class _Ports:
         pc = (dport, named)
         self.reps.setdefault(pc, pod)
         return pc
+
+    def matcher(self, pc: PortClass) -> Callable[[AdminRule], bool]:
+        """`match(rule, pc)` for one port class, remembered by rule (hashing `pc`, a
+        nest of tuples, once)."""
+        found: dict[int, bool] = self._by_class.setdefault(pc, {})
+        dport, rep = pc[0], self.reps[pc]
+
+        def match(rule: AdminRule) -> bool:
+            got = found.get(id(rule))
+            if got is None:
+                got = found[id(rule)] = rule_ports_match(
+                    rule, dport, self.protocol, rep
+                )
+            return got
+
+        return match
 
     def match(self, rule: PolicyRule | AdminRule, pc: PortClass) -> bool:
         key = (id(rule), pc)
@@ -742,17 +813,12 @@ def column_blocks(
             for u in members(chosen):
                 ingress_of[u].append(pol)
     wanted = bits_of([t_at[j] for j in columns], sets.n)
-    # The tiers: who each Admin and Baseline policy with ingress rules holds, and the
-    # egress rules of each tier in evaluation order with the destinations they hold.
-    tiers_in: list[list[list[AdminPolicy]]] = []
-    for tier in Tier:
-        sub: list[list[AdminPolicy]] = [[] for _ in range(sets.n)]
-        for apol in sets.tiers[tier]:
-            if apol.ingress:
-                for u in members(sets.admin_peer(apol.subject)):
-                    sub[u].append(apol)
-        tiers_in.append(sub)
-    tiers_out = _EgressTiers(sets, wanted, ports)
+    tier_sets = sets.tier_sets(wanted)
+    tiers_in, tiers_ids, tiers_out = (
+        tier_sets.ingress,
+        tier_sets.ingress_ids,
+        tier_sets.egress,
+    )
     peer_sets = list(users)
     holding: list[list[int]] = [[] for _ in range(sets.n)]
     always: list[int] = []  # peer sets holding every destination
@@ -795,12 +861,12 @@ def column_blocks(
             for k in (*always, *holding[t]):
                 ecol |= admits(k, pc)
             if tiers_out.rules[0] or tiers_out.rules[1]:
-                ecol = tiers_out.column(t, pc, ecol, open_egress)
+                ecol = tiers_out.column(t, ports.matcher(pc), ecol, open_egress)
             eid = by_egress[ekey] = intern(ecol)
         isolating = ingress_of[t]
         ikey = (
             tuple(id(p) for p in isolating),
-            *(tuple(id(p) for p in sub[t]) for sub in tiers_in),
+            *(ids[t] for ids in tiers_ids),
             pc,
         )
         iid = by_ingress.get(ikey)
@@ -811,21 +877,12 @@ def column_blocks(
                     if ports.match(rule, pc):
                         icol |= sets.rule(pol.namespace, rule)
             if tiers_in[0][t] or tiers_in[1][t]:
-                admin, base = (
-                    _tier_walk(
-                        (
-                            (sets.admin_rule(r), r)
-                            for pol in sub[t]
-                            for r in pol.ingress
-                        ),
-                        ports,
-                        pc,
-                        every,
-                    )
-                    for sub in tiers_in
+                (a_allowed, a_left), (b_allowed, b_left) = (
+                    sets.ingress_walk(k, sub[t], tiers_ids[k][t], ports, pc)
+                    for k, sub in enumerate(tiers_in)
                 )
-                later = icol if isolating else base[0] | base[1]
-                icol = admin[0] | (admin[1] & later)
+                later = icol if isolating else b_allowed | b_left
+                icol = a_allowed | (a_left & later)
             iid = by_ingress[ikey] = intern(icol)
         block = blocks.get((eid, iid))
         if block is None:
@@ -838,7 +895,9 @@ def column_blocks(
 
 
 def _tier_walk(
-    rules: Iterable[tuple[int, AdminRule]], ports: _Ports, pc: PortClass, every: int
+    rules: Iterable[tuple[int, AdminRule]],
+    match: Callable[[AdminRule], bool],
+    every: int,
 ) -> tuple[int, int]:
     """One tier's rules in evaluation order, on whole sets: each (bits, rule) decides for
     the members of `bits` that no earlier rule decided (first match wins) when its ports
@@ -846,8 +905,10 @@ def _tier_walk(
     unmatched); the rest is denied."""
     undecided, allowed, passed = every, 0, 0
     for bits, rule in rules:
+        if not undecided:
+            break
         hit = undecided & bits
-        if not hit or not ports.match(rule, pc):
+        if not hit or not match(rule):
             continue
         if rule.action is AdminAction.ALLOW:
             allowed |= hit
@@ -861,8 +922,8 @@ class _EgressTiers:
     """The egress rules of the Admin and Baseline tiers, in evaluation order, each with
     its policy's subject (the sources it judges) and the destinations its peers hold."""
 
-    def __init__(self, sets: Sets, wanted: int, ports: _Ports) -> None:
-        self.sets, self.ports = sets, ports
+    def __init__(self, sets: Sets, wanted: int) -> None:
+        self.sets = sets
         self.rules: list[list[tuple[int, AdminRule, int]]] = []
         self.always: list[list[int]] = []  # rules holding every wanted destination
         self.holding: list[list[tuple[int, ...]]] = []  # per destination: its rules
@@ -884,8 +945,15 @@ class _EgressTiers:
             self.always.append(always)
             self.holding.append([tuple(h) for h in holding])
 
-    def column(self, t: int, pc: PortClass, np_column: int, open_egress: int) -> int:
-        """The sources whose egress admits destination t (port class pc), given the
+    def column(
+        self,
+        t: int,
+        match: Callable[[AdminRule], bool],
+        np_column: int,
+        open_egress: int,
+    ) -> int:
+        """The sources whose egress admits destination t (`match`: whether a rule's ports
+        admit t's port class), given the
         NetworkPolicy column (`open_egress`: the sources no NetworkPolicy isolates)."""
         walks = []
         for rules, always, holding in zip(
@@ -894,10 +962,7 @@ class _EgressTiers:
             ks = sorted((*always, *holding[t]))
             walks.append(
                 _tier_walk(
-                    ((rules[k][0], rules[k][1]) for k in ks),
-                    self.ports,
-                    pc,
-                    self.sets.all,
+                    ((rules[k][0], rules[k][1]) for k in ks), match, self.sets.all
                 )
             )
         (allowed, left), (b_allowed, b_left) = walks

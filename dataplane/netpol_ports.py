@@ -86,17 +86,22 @@ class PortTable:
         return ()
 
 
-def intervals(sets: Sets) -> list[tuple[Protocol, int, int]]:
+def intervals(
+    sets: Sets, only: Sequence[PolicyRule | AdminRule] | None = None
+) -> list[tuple[Protocol, int, int]]:
     """The (protocol, first, last) pieces of the port space on which every `ports` item
-    of every policy gives one answer, with ICMP as (ICMP, 0, 0)."""
+    of every policy (or of the rules `only`) gives one answer, with ICMP as (ICMP, 0,
+    0)."""
     cuts: dict[Protocol, set[int]] = {p: {1, LAST_PORT + 1} for p in PORTED}
     named: set[tuple[str, Protocol]] = set()
-    rules: list[PolicyRule | AdminRule] = [
-        r for pol in sets.policies for r in (*pol.ingress, *pol.egress)
-    ]
-    rules += [
-        r for t in sets.tiers.values() for p in t for r in (*p.ingress, *p.egress)
-    ]
+    rules: list[PolicyRule | AdminRule]
+    if only is not None:
+        rules = list(only)
+    else:
+        rules = [r for pol in sets.policies for r in (*pol.ingress, *pol.egress)]
+        rules += [
+            r for t in sets.tiers.values() for p in t for r in (*p.ingress, *p.egress)
+        ]
     for rule in rules:
         for item in rule.ports:
             if item.protocol not in cuts:

@@ -535,3 +535,17 @@ def test_connlist_honours_network_peers_to_external_ranges(tmp_path: Path) -> No
         "TCP 1-79,81-65535; UDP 1-65535; SCTP 1-65535; ICMP"
     )
     assert found[("y/c[Pod]", "192.0.2.0-192.0.2.255")] == "All Connections"
+
+
+def test_hairpin_through_a_service_is_subject_to_the_tiers_a_pod_to_itself_is_not(
+    tmp_path: Path,
+) -> None:
+    """site-src/api-overview.md: "A Pod connecting to its own Pod IP is not subject to
+    CNP. A Pod connecting to a Service IP that the service proxy load-balances back to
+    the same Pod is subject to ClusterNetworkPolicy"."""
+    svc = """\
+  - {kind: Service, metadata: {name: web, namespace: x}, spec: {selector: {app: a}, ports: [{port: 80}]}}
+"""
+    c = cluster_of(tmp_path, svc + anp("deny", 1, A, rule("Deny")))
+    assert verdict(c, "x/a", "svc/x/web", 80) is Verdict.DENIED_INGRESS
+    assert verdict(c, "x/a", "x/a", 80) is Verdict.DELIVERED
