@@ -62,8 +62,12 @@ def policies_of(
     return out
 
 
-def admin_policies(count: int, namespaces: int, rng: random.Random) -> list[str]:
-    """`count` admin policies (the BANP among them when count > 0), YAML flow mappings."""
+def admin_policies(
+    count: int, namespaces: int, rng: random.Random, node_cidr: str
+) -> list[str]:
+    """`count` admin policies (the BANP among them when count > 0), YAML flow mappings;
+    `networks` peers name a node's podCIDR (`node_cidr` with `{n}`: pod-to-pod traffic
+    is checked against them too) and one range outside the cluster."""
     v1, v2 = "policy.networking.k8s.io/v1alpha1", "policy.networking.k8s.io/v1alpha2"
 
     def ns() -> str:
@@ -91,8 +95,9 @@ def admin_policies(count: int, namespaces: int, rng: random.Random) -> list[str]
     def egress(actions: list[str]) -> str:
         action = rng.choice(actions)
         return rng.choice([
-            f"{{name: nets, action: {action}, to: [{{networks: [10.{rng.randrange(1, 21)}.0.0/16, "
-            "192.0.2.0/24]}], ports: [{portNumber: {port: 5432}}]}",
+            f"{{name: nets, action: {action}, to: [{{networks: "
+            f"[{node_cidr.format(n=rng.randrange(1, 21))}, 192.0.2.0/24]}}], "
+            "ports: [{portNumber: {port: 5432}}]}",
             f"{{name: nodes, action: {action}, to: [{{nodes: {{}}}}]}}",
             f"{{name: ns, action: {action}, to: [{{namespaces: {{matchLabels: {{env: staging}}}}}}], "
             "ports: [{portNumber: {protocol: UDP, port: 53}}]}",
@@ -181,7 +186,8 @@ def cluster_yaml(
         count = math.ceil((i + 1) * per_ns) - math.ceil(i * per_ns)
         excepted = f"10.{i % 20 + 1}.0.0/16" if wide else f"10.0.{i % 20 + 1}.0/24"
         lines += policies_of(ns, i, rng, count, excepted)
-    lines += admin_policies(admin, namespaces, random.Random(seed + 1))
+    node_cidr = "10.{n}.0.0/16" if wide else "10.0.{n}.0/24"
+    lines += admin_policies(admin, namespaces, random.Random(seed + 1), node_cidr)
     first = "ns-00000" if namespaces > 1000 else "ns-000"
     lines += [
         "steps:",

@@ -293,6 +293,8 @@ def _tier_egress(
     shared: dict[tuple[object, ...], list[Ports]] = {}
     for pod in held:
         key = _outward(index, pod)
+        if not key[0] and not key[1]:  # no tier's rule can match: NetworkPolicy's
+            continue
         answer = shared.get(key)
         if answer is None:
             admitted: list[list[int]] = [[] for _ in parties]

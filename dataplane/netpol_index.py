@@ -30,7 +30,7 @@ from topology.model import (
     Requirement,
     Tier,
 )
-from topology.selectors import requirement_matches
+from topology.selectors import matches, requirement_matches
 
 __all__ = [
     "Direction",
@@ -214,8 +214,8 @@ class PolicyIndex:
             for pol in self.tiers[tier]:
                 sel = pol.subject.namespace_selector
                 assert sel is not None
-                for name, key in self.ns_keys.items():
-                    if self.term_miss(sel, key, self.namespace_labels(name)) is None:
+                for name in self.ns_keys:
+                    if matches(sel, self.namespace_labels(name)):
                         by_ns[name].append(pol)
         return by_ns.get(namespace, [])
 

@@ -927,6 +927,9 @@ class _EgressTiers:
         self.rules: list[list[tuple[int, AdminRule, int]]] = []
         self.always: list[list[int]] = []  # rules holding every wanted destination
         self.holding: list[list[tuple[int, ...]]] = []  # per destination: its rules
+        self.ordered: dict[
+            tuple[int, tuple[int, ...]], list[tuple[int, AdminRule]]
+        ] = {}
         for tier in Tier:
             rules = [
                 (sets.admin_peer(pol.subject), rule, sets.admin_rule(rule))
@@ -956,15 +959,15 @@ class _EgressTiers:
         admit t's port class), given the
         NetworkPolicy column (`open_egress`: the sources no NetworkPolicy isolates)."""
         walks = []
-        for rules, always, holding in zip(
-            self.rules, self.always, self.holding, strict=True
-        ):
-            ks = sorted((*always, *holding[t]))
-            walks.append(
-                _tier_walk(
-                    ((rules[k][0], rules[k][1]) for k in ks), match, self.sets.all
-                )
-            )
+        for k, holding in enumerate(self.holding):
+            ordered = self.ordered.get((k, holding[t]))
+            if ordered is None:  # destinations holding alike share the list
+                rules = self.rules[k]
+                ordered = self.ordered[(k, holding[t])] = [
+                    (rules[i][0], rules[i][1])
+                    for i in sorted((*self.always[k], *holding[t]))
+                ]
+            walks.append(_tier_walk(ordered, match, self.sets.all))
         (allowed, left), (b_allowed, b_left) = walks
         later = (np_column & ~open_egress) | (open_egress & (b_allowed | b_left))
         return allowed | (left & later)
