@@ -2,8 +2,10 @@
 
 The 2,000-pod / 200-namespace / 500-policy cluster of `bench.clusters`: `connlist` over
 every protocol and port (workloads merged, external ranges included), `diff` of two such
-clusters (the second drawn with another seed: other policies in every namespace), and,
-in the same process for the ratio, today's one-port matrix (TCP 8080); then the same
+clusters (the second drawn with another seed: other policies in every namespace),
+`explain --all` on one port (every pair's decision with its rule, as blocks; the pairs
+counted, not printed), and, in the same process for the ratio, today's one-port matrix
+(TCP 8080); then the same
 cluster with ADMIN (500) admin policies added (AdminNetworkPolicies, ClusterNetworkPolicies
 of both tiers, the BaselineAdminNetworkPolicy: `bench.clusters.admin_policies`), its
 connlist beside the one without them.  Targets: connlist under 10 s (under 15 s with the
@@ -25,6 +27,7 @@ def main() -> None:
     from bench.clusters import cluster_yaml
     from dataplane.conndiff import conndiff
     from dataplane.connlist import connlist
+    from dataplane.explain_all import decide_all, pair_lines
     from dataplane.matrix import compute_matrix, endpoints
     from dataplane.sim import Simulator
     from topology.loader import load_scenario
@@ -54,6 +57,11 @@ def main() -> None:
     t3 = time.perf_counter()
     conns_admin = connlist(Simulator(sc.cluster))
     t4 = time.perf_counter()
+    every = decide_all(sa.cluster, 8080, Protocol.TCP)
+    counts = every.counts()
+    t5 = time.perf_counter()
+    size = sum(len(line) + 1 for line in pair_lines(every.pairs()))
+    t6 = time.perf_counter()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     matrix, cl, df = t1 - t0, t2 - t1, t3 - t2
     print(f"{len(names)} pods / {len(sa.cluster.policies)} policies")
@@ -70,6 +78,15 @@ def main() -> None:
     print(
         f"  connlist with {len(sc.cluster.admin_policies)} admin policies: {tiers:.2f} s "
         f"({len(conns_admin)} connections) beside {cl:.2f} s without them"
+    )
+    ea = t5 - t4
+    print(
+        f"  explain --all, TCP 8080:     {ea:.2f} s ({sum(counts.values())} pairs in "
+        f"{len(every.blocks)} blocks) = {ea / matrix:.1f}x the matrix"
+    )
+    print(
+        f"    and its text, every pair:  {t6 - t5:.2f} s ({size / 1e6:.0f} MB, one line "
+        "per pair)"
     )
     print(f"  peak {rss:.0f} MB")
 
