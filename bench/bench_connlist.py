@@ -5,11 +5,11 @@ every protocol and port (workloads merged, external ranges included), `diff` of 
 clusters (the second drawn with another seed: other policies in every namespace),
 `explain --all` on one port (every pair's decision with its rule, as blocks; the pairs
 counted, not printed), and, in the same process for the ratio, today's one-port matrix
-(TCP 8080); then the same
-cluster with ADMIN (500) admin policies added (AdminNetworkPolicies, ClusterNetworkPolicies
-of both tiers, the BaselineAdminNetworkPolicy: `bench.clusters.admin_policies`), its
-connlist beside the one without them.  Targets: connlist under 10 s (under 15 s with the
-admin policies), diff under 20 s.
+(TCP 8080); then the same cluster with ADMIN (500) admin policies added
+(AdminNetworkPolicies, ClusterNetworkPolicies of both tiers, the
+BaselineAdminNetworkPolicy: `bench.clusters.admin_policies`), its connlist beside the one
+without them.  Targets: connlist under 10 s (under 15 s with the admin policies), diff
+under 20 s.
 
 Run: `.venv/bin/python -m bench.bench_connlist [PODS POLICIES [ADMIN]]`.
 """
@@ -55,12 +55,12 @@ def main() -> None:
     t2 = time.perf_counter()
     d = conndiff(sa.cluster, sb.cluster)
     t3 = time.perf_counter()
-    conns_admin = connlist(Simulator(sc.cluster))
-    t4 = time.perf_counter()
     every = decide_all(sa.cluster, 8080, Protocol.TCP)
     counts = every.counts()
-    t5 = time.perf_counter()
+    t4 = time.perf_counter()
     size = sum(len(line) + 1 for line in pair_lines(every.pairs()))
+    t5 = time.perf_counter()
+    conns_admin = connlist(Simulator(sc.cluster))
     t6 = time.perf_counter()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     matrix, cl, df = t1 - t0, t2 - t1, t3 - t2
@@ -74,19 +74,19 @@ def main() -> None:
     print(
         f"  diff of two such clusters:   {df:.2f} s ({len(d.changes)} changes) = {df / matrix:.1f}x the matrix"
     )
-    tiers = t4 - t3
-    print(
-        f"  connlist with {len(sc.cluster.admin_policies)} admin policies: {tiers:.2f} s "
-        f"({len(conns_admin)} connections) beside {cl:.2f} s without them"
-    )
-    ea = t5 - t4
+    ea = t4 - t3
     print(
         f"  explain --all, TCP 8080:     {ea:.2f} s ({sum(counts.values())} pairs in "
         f"{len(every.blocks)} blocks) = {ea / matrix:.1f}x the matrix"
     )
     print(
-        f"    and its text, every pair:  {t6 - t5:.2f} s ({size / 1e6:.0f} MB, one line "
+        f"    and its text, every pair:  {t5 - t4:.2f} s ({size / 1e6:.0f} MB, one line "
         "per pair)"
+    )
+    tiers = t6 - t5
+    print(
+        f"  connlist with {len(sc.cluster.admin_policies)} admin policies: {tiers:.2f} s "
+        f"({len(conns_admin)} connections) beside {cl:.2f} s without them"
     )
     print(f"  peak {rss:.0f} MB")
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from ipaddress import (
     IPv4Address,
     IPv4Network,
@@ -73,6 +74,7 @@ def workload_name(pod: Pod, by: str) -> str:
     return f"{pod.key}[Pod]"
 
 
+@lru_cache(maxsize=1 << 16)  # the same few port sets meet again and again
 def merge(a: Ports, b: Ports) -> Ports:
     """The union of two port sets, ranges merged, protocols in a fixed order.
 

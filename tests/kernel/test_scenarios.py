@@ -1,7 +1,8 @@
 """Every shipped scenario on this kernel: the simulator and Linux agree on every probe.
 
 A probe the kernel cannot make is allowed only for the documented reasons (README, "The
-real kernel as the oracle"); anything else the backend cannot build fails here."""
+real kernel as the oracle"); anything else the backend cannot build fails here, but the
+admin policy tiers, which it refuses (docs/model.md)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from dataplane.kernel.probe import has_sctp
 from dataplane.kernel.report import MISMATCH, NOT_COMPARABLE
 from dataplane.kernel.verify import verify
 from dataplane.suite import discover
+from topology.errors import TopologyError
 from topology.loader import load_scenario
 
 pytestmark = pytest.mark.kernel
@@ -40,6 +42,13 @@ def test_scenarios_are_there() -> None:
 )
 def test_the_simulator_and_linux_agree(path: Path) -> None:
     scenario, _warnings = load_scenario(path)
+    if scenario.cluster.admin_policies:
+        # Documented (docs/model.md, "Admin policy tiers"): not built on the kernel.
+        with pytest.raises(
+            TopologyError, match="the kernel backend builds NetworkPolicy"
+        ):
+            verify(scenario)
+        return
     report = verify(scenario)
     wrong = [
         f"step {r.step} {r.title}: simulator {r.sim} ({r.sim_detail}), kernel "

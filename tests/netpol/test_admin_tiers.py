@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from dataplane import netpol_text
 from dataplane.matrix import compute_matrix
@@ -549,3 +550,38 @@ def test_hairpin_through_a_service_is_subject_to_the_tiers_a_pod_to_itself_is_no
     c = cluster_of(tmp_path, svc + anp("deny", 1, A, rule("Deny")))
     assert verdict(c, "x/a", "svc/x/web", 80) is Verdict.DENIED_INGRESS
     assert verdict(c, "x/a", "x/a", 80) is Verdict.DELIVERED
+
+
+def test_dataplane_import_keeps_admin_policies(tmp_path: Path) -> None:
+    """A dump (`kubectl get ...,anp,banp -A -o yaml`) keeps them: they load and decide."""
+    dump = tmp_path / "dump.yaml"
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "kind-dump.yaml"
+    listing = yaml.safe_load(fixture.read_text())
+    listing["items"].append(
+        {
+            "apiVersion": ANP,
+            "kind": "AdminNetworkPolicy",
+            "metadata": {"name": "deny-all", "resourceVersion": "7"},
+            "spec": {
+                "priority": 3,
+                "subject": {"namespaces": {}},
+                "ingress": [{"action": "Deny", "from": [{"namespaces": {}}]}],
+            },
+        }
+    )
+    dump.write_text(yaml.safe_dump(listing))
+    r = subprocess.run(
+        [sys.executable, "-c", "from dataplane.cli import main; main()", "import", str(dump), "-o", "kind.yaml"],
+        cwd=tmp_path, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    scenario, _ = load_scenario(tmp_path / "kind.yaml")
+    assert list(scenario.cluster.admin_policies) == ["AdminNetworkPolicy/deny-all"]
+
+
+def test_explain_all_refuses_the_tiers(tmp_path: Path) -> None:
+    from dataplane.explain_all import decide_all
+
+    c = cluster_of(tmp_path, anp("deny", 1, A, rule("Deny")))
+    with pytest.raises(TopologyError, match="explain --all does not model the admin"):
+        decide_all(c, 80, Protocol.TCP)
