@@ -141,16 +141,18 @@ class Decision:
     isolating: tuple[NetworkPolicy, ...] = ()
     match: tuple[NetworkPolicy, int, int | None] | None = None
     misses: tuple[tuple[NetworkPolicy, int | None, RuleMiss], ...] = ()
-    own_node: bool = False  # the peer is the node the pod runs on: always allowed
+    # the peer is the node the pod runs on: NetworkPolicy always allows it (an admin-tier
+    # or baseline rule that selects the node still decides: upstream's *EgressNodePeers)
+    own_node: bool = False
     admin: TierVerdict | None = None  # None: no Admin-tier rule selects the pod
     baseline: TierVerdict | None = None  # None: not reached, or no Baseline rule
 
     @property
     def allowed(self) -> bool:
-        if self.own_node:
-            return True
         if self.admin is not None and self.admin.decided:
             return self.admin.action is AdminAction.ALLOW
+        if self.own_node:
+            return True
         if self.isolating:
             return self.match is not None
         return self.baseline is None or self.baseline.action is not AdminAction.DENY
@@ -159,10 +161,10 @@ class Decision:
     def tier(self) -> str | None:
         """Which tier decided: `Admin`, `NetworkPolicy`, `Baseline`, or None (the node's
         own traffic, or nothing selected the pod: the default, allow)."""
-        if self.own_node:
-            return None
         if self.admin is not None and self.admin.decided:
             return Tier.ADMIN.value
+        if self.own_node:
+            return None
         if self.isolating:
             return "NetworkPolicy"
         if self.baseline is not None and self.baseline.decided:
@@ -310,15 +312,21 @@ def judge(index: PolicyIndex, side: Side, peer: Party) -> Decision:
     """The other half: what do the tiers say of `peer`?  The Admin tier's first matching
     rule, unless it passes or none matches; then the NetworkPolicies isolating the pod,
     if any (the first rule, in policy and rule order, and the first of its peers that
-    admit decide); else the Baseline tier's first matching rule; else allow."""
+    admit decide); else the Baseline tier's first matching rule; else allow.  The pod's
+    own node is always admitted by NetworkPolicy (kubelet's probes), not by the tiers: the
+    network-policy-api conformance tests deny it with a `nodes` peer like any node."""
     made = partial(Decision, side.direction, side.pod, peer, side.dport, side.protocol)
-    if peer.node is not None and peer.node == side.pod.node:
-        return made(own_node=True)
+    own = peer.node is not None and peer.node == side.pod.node
     admin = _tier(index, side, Tier.ADMIN, peer)
     if admin is not None and admin.decided:
         return made(admin=admin)
     if not side.isolating:
-        return made(admin=admin, baseline=_tier(index, side, Tier.BASELINE, peer))
+        baseline = _tier(index, side, Tier.BASELINE, peer)
+        if own and (baseline is None or not baseline.decided):
+            return made(own_node=True, admin=admin)
+        return made(admin=admin, baseline=baseline)
+    if own:
+        return made(own_node=True, admin=admin)
     match, misses = _network_policy(index, side, peer)
     return made(side.isolating, match, misses, admin=admin)
 

@@ -27,8 +27,10 @@ from topology.kubeschema import (
 
 Priority = Annotated[int, Field(ge=0, le=1000)]
 RuleName = Annotated[str, Field(max_length=100)]
-# `CIDR`: isCIDR(self), MaxLength=43; parsed (IPv4 only here) in topology.adminpolicy.
-CIDRText = Annotated[str, Field(max_length=43)]
+# `CIDR`: isCIDR(self), MaxLength=43; parsed (IPv4 only here) in topology.adminpolicy,
+# after `${ip:...}` references are expanded (no text over 43 characters parses as a CIDR,
+# so the length is not a schema rule: the editor's schema sees the unexpanded text).
+CIDRText = str
 # `DomainName`: the CRD's pattern, checked in topology.adminpolicy.
 DomainName = str
 

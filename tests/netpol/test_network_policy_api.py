@@ -44,42 +44,6 @@ IPV6 = (
     "clusters, so they do not load here: an IPv6 CIDR should load, with a warning, and "
     "match nothing (the scenarios leave '::/0' out, see their README)"
 )
-OWN_NODE = (
-    "DEFECT own-node: egress from a pod to a host-network pod on its own node is allowed "
-    "before any tier (a documented choice: docs/model.md, Admin policy tiers, 'as for "
-    "NetworkPolicy'; it is delivered through INPUT and the policy hooks are at FORWARD), "
-    "so a Deny of a `nodes` peer or of 0.0.0.0/0 does not drop it; the nodes peer "
-    "selects the node's IPs whatever the client's node (v1alpha2 "
-    "ClusterNetworkPolicyEgressPeer.Nodes, v1alpha1 AdminNetworkPolicyEgressPeer.Nodes) "
-    "and upstream's deny-egress node-peer probes expect a drop wherever the pods land"
-)
-# The probes to a host-network pod on the client's own node (harry-potter-1 and
-# centaur-1 are both on node-2) that upstream expects denied.
-OWN_NODE_PROBES = {
-    ("cnp-admin-tier-egress-node-peers", "3.1"),
-    ("cnp-admin-tier-egress-node-peers", "3.2"),
-    ("cnp-admin-tier-egress-node-peers", "3.3"),
-    ("anp-egress-node-peers", "3.1"),
-    ("anp-egress-node-peers", "3.2"),
-    ("anp-egress-node-peers", "3.3"),
-    ("cnp-baseline-tier-egress-node-peers", "2.1"),
-    ("cnp-baseline-tier-egress-node-peers", "2.2"),
-    ("banp-egress-node-peers", "2.1"),
-    ("banp-egress-node-peers", "2.2"),
-}
-
-
-SCHEMA_CIDR = (
-    "DEFECT schema-cidr-length: schemas/scenario.schema.json limits a `networks` entry to "
-    "the CRD's 43 characters, but the text it checks is the scenario's, before "
-    "`${ip:NS/POD}` references are expanded (the loader checks the expanded CIDR and "
-    "takes the file)"
-)
-# The files whose `networks` hold `${ip:...}` references (upstream's pod-IP rule).
-SCHEMA_CIDR_FILES = {
-    f"{fam}-egress-inline-cidr-peers"
-    for fam in ("cnp-admin-tier", "cnp-baseline-tier", "anp", "banp")
-}
 
 
 def file_defect(path: Path) -> str | None:
@@ -93,15 +57,13 @@ def file_defect(path: Path) -> str | None:
 
 def schema_defect(path: Path) -> str | None:
     """For tests/io/test_schemas.py: why this shipped file does not validate, if known."""
-    return (
-        SCHEMA_CIDR if path.parent == SUITE and path.stem in SCHEMA_CIDR_FILES else None
-    )
+    return None
 
 
 def known(stem: str, number: str | None = None) -> str | None:
     """Why the simulator disagrees with upstream on this probe (or, without a number, on
     loading this file); None when it agrees."""
-    return OWN_NODE if (stem, number) in OWN_NODE_PROBES else None
+    return None
 
 
 def family(path: Path) -> str:
@@ -233,8 +195,9 @@ def test_node_peer_deny_drops_traffic_to_another_node() -> None:
     assert outcome(NODE_PEER.replace("TARGET", "h2")) == []
 
 
-@pytest.mark.xfail(strict=True, reason=OWN_NODE)
-def test_minimal_reproduction_own_node() -> None:
+def test_a_node_peer_deny_drops_traffic_to_the_clients_own_node() -> None:
+    # once a defect ("own-node"): NetworkPolicy's own-node exception was applied before
+    # the tiers; upstream's *EgressNodePeers expect the drop wherever the pods land
     assert outcome(NODE_PEER.replace("TARGET", "h1")) == []
 
 
