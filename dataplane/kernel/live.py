@@ -36,6 +36,10 @@ class Pin:
     service: str  # NS/NAME
     port_index: int
     pod: str  # NS/NAME of the endpoint
+    # The source address the connection has where kube-proxy picks, when not the
+    # client's own: a client masqueraded on the way (a pod to another node's nodePort
+    # leaves its node SNATed) reaches the picking node from that node's address.
+    saddr: str | None = None
 
 
 class LiveCluster:
@@ -169,6 +173,8 @@ class LiveCluster:
             for job, pin in zip(jobs, pins, strict=False):
                 flow = job.flow() if pin is not None else None
                 if pin is not None and flow is not None:
+                    if pin.saddr is not None:
+                        flow = (pin.saddr, *flow[1:])
                     pinned.append((pin, flow))
             if pinned or self._pins_loaded:  # a stale pin could catch a reused port
                 for kernel_ns, rules in self.services.items():

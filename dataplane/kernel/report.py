@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from dataplane.dns import phases
 from dataplane.kernel.probe import KernelVerdict
 from dataplane.trace import Trace
 from topology.scenario import Verdict
@@ -43,8 +44,13 @@ def agree(
 
 def heard_nothing(trace: Trace, node: str, label: str) -> bool:
     """Whether the simulator's client (in namespace `label` of `node`) learned nothing:
-    no answer was delivered to it and its own stack refused nothing."""
-    for h in trace.hops:
+    no answer was delivered to it and its own stack refused nothing.
+
+    A probe by DNS name is judged by its connection alone: the lookup's answer is no
+    answer to the connection (the kernel's client, too, resolves first and then hears
+    nothing); a probe that ended in its lookup is judged by the lookup."""
+    lookup, connection = phases(trace)
+    for h in connection if connection is not None else lookup:
         if h.node != node or h.netns != label:
             continue
         if h.direction == "reply" and h.event == "deliver":

@@ -182,6 +182,14 @@ class Sender(Job):
             return [to_bytes(pkt)]
         return [to_bytes(piece) for piece in fragment(pkt.l3(), mtu)]
 
+    def flow(self) -> tuple[str, str, int, str, int] | None:
+        """The crafted connection (saddr, l4proto, sport, daddr, dport), for a pin."""
+        ip = self.match.ip
+        names = {IPPROTO_TCP: "tcp", IPPROTO_UDP: "udp", IPPROTO_SCTP: "sctp"}
+        if self.result is not None or ip is None or ip.proto not in names:
+            return None
+        return (ip.src, names[ip.proto], self.match.sport, ip.dst, self.match.dport)
+
     def fds(self) -> list[tuple[int, int]]:
         if self.result is not None:
             return []

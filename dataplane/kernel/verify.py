@@ -37,6 +37,7 @@ from dataplane.matrix import endpoints as matrix_endpoints
 from dataplane.netns import NetnsKind
 from dataplane.packet import ICMP, ICMP_ECHO_REQUEST, PROTO_NAMES, TCP, Packet
 from dataplane.scenario import Runner
+from dataplane.sockets import PROTOCOL_OF
 from dataplane.trace import Trace
 from topology.endpoint import EndpointKind
 from topology.errors import TopologyError
@@ -182,7 +183,7 @@ class Verifier:
             def make_dns() -> Job:
                 return DnsProbe(cluster, kernel_ns, pod, name, spec)
 
-            pin = self.pin_of(cluster, spec, trace)
+            pin = self.pin_of(cluster, protocol, spec.dst, spec.dport, trace)
             self.pending.append(
                 _Item(index, kind, title, trace, took, make_dns, pin, silent=silent)
             )
@@ -190,7 +191,7 @@ class Verifier:
         dst_ip = sim.address_of(d, s)
         dport = sim.resolve_port(port, d, protocol)
         spec = ProbeSpec(kernel_ns, protocol, dst_ip, dport)
-        pin = self.pin_of(cluster, spec, trace)
+        pin = self.pin_of(cluster, protocol, dst_ip, dport, trace)
         self.pending.append(
             _Item(
                 index,
@@ -239,11 +240,19 @@ class Verifier:
                 return addrs[0], number
         return None, port if isinstance(port, int) else 0
 
-    def pin_of(self, cluster: Cluster, spec: ProbeSpec, trace: Trace) -> Pin | None:
-        """The Service port a probe addresses and the endpoint the simulator chose."""
-        if trace.endpoint is None or spec.protocol is Protocol.ICMP:
+    def pin_of(
+        self,
+        cluster: Cluster,
+        protocol: Protocol,
+        dst: str,
+        dport: int,
+        trace: Trace,
+    ) -> Pin | None:
+        """The Service port a connection to `dst`:`dport` addresses and the endpoint the
+        simulator chose, with the source the connection has where kube-proxy picks."""
+        if trace.endpoint is None or protocol is Protocol.ICMP:
             return None
-        ip = IPv4Address(spec.dst)
+        ip = IPv4Address(dst)
         node_ips = {
             a.ip
             for ns in self.runner.sim.fabric.netns.values()
@@ -253,15 +262,14 @@ class Verifier:
         }
         for svc in cluster.services.values():
             for n, sp in enumerate(svc.ports):
-                if sp.protocol is not spec.protocol:
+                if sp.protocol is not protocol:
                     continue
                 virtual = (
-                    ip in (svc.cluster_ip, svc.load_balancer_ip)
-                    and sp.port == spec.dport
+                    ip in (svc.cluster_ip, svc.load_balancer_ip) and sp.port == dport
                 )
-                node_port = sp.node_port == spec.dport and ip in node_ips
+                node_port = sp.node_port == dport and ip in node_ips
                 if virtual or node_port:
-                    return Pin(svc.key, n, trace.endpoint)
+                    return Pin(svc.key, n, trace.endpoint, picked_from(trace, dst))
         return None
 
     def send(self, index: int, step: SendStep) -> None:
@@ -275,6 +283,11 @@ class Verifier:
         kernel_ns = self.live.kernel_ns(fabric_ns.id)
         title = f"send at {at}: {pkt.summary()}"
         silent = heard_nothing(trace, fabric_ns.node, fabric_ns.label)
+        ip, pin = pkt.inner.l3().ip if pkt.inner is not None else pkt.ip, None
+        if ip is not None and ip.proto in PROTOCOL_OF:
+            pin = self.pin_of(
+                sim.cluster, PROTOCOL_OF[ip.proto], ip.dst, pkt.dport, trace
+            )
         self.pending.append(
             _Item(
                 index,
@@ -283,6 +296,7 @@ class Verifier:
                 trace,
                 took,
                 lambda: Sender(kernel_ns, pkt),
+                pin,
                 silent=silent,
                 alone=True,
                 key=answer_key(pkt),
@@ -452,6 +466,22 @@ class Verifier:
                 job.close()
             raise
         return self.live.run(jobs, [it.pin for it in batch], self.timeout)
+
+
+def picked_from(trace: Trace, dst: str) -> str | None:
+    """The source address of the connection at the hop whose DNAT took it from `dst` to
+    its endpoint (kube-proxy's pick), None when no hop did: where a masquerade came
+    first, the picking node sees the masquerading node's address, not the client's."""
+    client = None
+    for hop in trace.hops:
+        if hop.packet is None or hop.packet.ip is None:
+            continue
+        if client is None:
+            client = hop.packet.ip.src
+        if any(d.field == "ip.dst" and d.before == dst for d in hop.diffs):
+            src = hop.packet.ip.src
+            return src if src != client else None
+    return None
 
 
 def split(
