@@ -35,6 +35,7 @@ class Out:
 
     pkt: Packet
     netns: str
+    raw: bool = False  # a crafted packet from a raw socket (`dataplane send`)
 
 
 @dataclass(frozen=True, slots=True)

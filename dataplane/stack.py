@@ -15,6 +15,7 @@ from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network
 from typing import TYPE_CHECKING
 
+from dataplane.addrtype import ANY, Refusal, connected_peer, local_send, taken_locally
 from dataplane.conntrack import CtDir, CtState, show_tuple
 from dataplane.emission import Bridged, Emission, Out, Xmit
 from dataplane.netfilter import (
@@ -277,6 +278,12 @@ class Stack:
         assert pkt.ip is not None
         if ns.is_local(pkt.ip.dst):
             return self.local_in(ns, ifname, pkt, ctx)
+        unanswered = taken_locally(ns, pkt.ip.dst)
+        if unanswered is not None:
+            self.w.record(
+                ns, ifname, "drop", unanswered, pkt, reason=DropReason.NOT_FOR_US
+            )
+            return []
         if dnat and in_port is not None and ctx is not None and eth is not None:
             route = ns.routes.lookup(pkt.ip.dst)
             if route is not None and route.oif == ifname and route.via is None:
@@ -378,10 +385,17 @@ class Stack:
         return self.ip_output(ns, out, route, ctx, forwarded=True)
 
     # -- output ----------------------------------------------------------------------------
-    def output(self, ns: Netns, pkt: Packet) -> list[Emission]:
-        """A packet sent by a socket (or the kernel) of `ns`."""
+    def output(self, ns: Netns, pkt: Packet, raw: bool = False) -> list[Emission]:
+        """A packet sent by a socket (or the kernel) of `ns` (`raw`: a crafted one)."""
         ip = pkt.ip
         assert ip is not None
+        if ip.dst == ANY and not raw:  # 0.0.0.0 is this host (dataplane.addrtype)
+            pkt = pkt.with_ip(dst=connected_peer(ip.dst))
+            ip = pkt.ip
+            assert ip is not None
+        refused = local_send(ns, pkt, raw)
+        if refused is not None:
+            return self.refuse_locally(ns, pkt, refused)
         route = self.route_out(ns, ip.dst)
         if route is None:
             self.w.record(
@@ -461,6 +475,11 @@ class Stack:
         nexthop = str(route.via) if route.via is not None else pkt.ip.dst
         mtu = ns.interfaces[route.oif].mtu
         pieces = [pkt]
+        if pkt.frag_max:
+            # __ip_finish_output(): a reassembled datagram is always refragmented, at
+            # its largest original fragment when that is smaller (ip_do_fragment(),
+            # IPCB frag_max_size), so a router keeps the sender's fragment sizes.
+            mtu = min(mtu, pkt.frag_max)
         if pkt.ip_len() > mtu:
             pieces = fragment(pkt, mtu)
             self.w.record(
@@ -632,6 +651,15 @@ class Stack:
         )
         return [Out(err, ns.id)]
 
+    def refuse_locally(
+        self, ns: Netns, pkt: Packet, refused: Refusal
+    ) -> list[Emission]:
+        """A send to a broadcast or multicast destination (dataplane.addrtype)."""
+        self.w.record(ns, "", "drop", refused.detail, pkt, reason=refused.reason)
+        if refused.errno:
+            self.local_error(ns, pkt, refused.verdict, refused.errno, refused.reason)
+        return []
+
     def local_error(
         self, ns: Netns, pkt: Packet, verdict: Verdict, errno: str, reason: DropReason
     ) -> None:
@@ -671,7 +699,12 @@ class Stack:
         del self.w.state.frags[key]
         first = min(got, key=lambda f: f.ip.frag if f.ip else 0)
         assert first.ip is not None
-        whole = replace(pkt.whole, eth=None, ip=replace(first.ip, mf=False, frag=0))
+        whole = replace(
+            pkt.whole,
+            eth=None,
+            ip=replace(first.ip, mf=False, frag=0),
+            frag_max=max(f.ip_len() for f in got),
+        )
         self.w.record(
             ns,
             "",

@@ -220,7 +220,7 @@ class Walker:
     def dispatch(self, em: Emission) -> None:
         fab = self.fabric
         if isinstance(em, Out):
-            self.emit(self.stack.output(fab.netns[em.netns], em.pkt))
+            self.emit(self.stack.output(fab.netns[em.netns], em.pkt, em.raw))
             return
         if isinstance(em, Bridged):
             ns = fab.netns[em.netns]

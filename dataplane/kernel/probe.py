@@ -95,6 +95,8 @@ def verdict_of_errno(code: int) -> Verdict:
         errno.EHOSTUNREACH: Verdict.UNREACHABLE,
         errno.EMSGSIZE: Verdict.TOO_BIG,
         errno.EPERM: Verdict.DENIED,  # a netfilter drop of a locally sent packet
+        # a broadcast destination without SO_BROADCAST (dataplane.addrtype)
+        errno.EACCES: Verdict.DROPPED,
         errno.ETIMEDOUT: Verdict.DENIED,
     }.get(code, Verdict.DROPPED)
 

@@ -591,11 +591,6 @@ def test_a_packet_to_127_0_0_2_leaves_from_127_0_0_1() -> None:
     assert ip_src(packet_of(t.hops[0])) == "127.0.0.1"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a TCP connect to the subnet broadcast ARPs and ends EHOSTUNREACH; "
-    "Linux refuses it at once with ENETUNREACH (broadcast route)",
-)
 def test_tcp_to_the_pod_subnet_broadcast_is_network_unreachable() -> None:
     # verified: connect(10.9.1.255) -> ENETUNREACH; sendto without SO_BROADCAST -> EACCES.
     t = sim_of().probe("default/a", "10.0.1.255", 80)

@@ -3,6 +3,8 @@ kube-proxy picked the endpoint of a pinned connection."""
 
 from __future__ import annotations
 
+import pytest
+
 from dataplane.kernel.report import agree, heard_nothing
 from dataplane.kernel.verify import picked_from
 from dataplane.packet import IP, TCP, Packet
@@ -65,3 +67,124 @@ def test_the_pin_takes_the_source_the_picking_node_sees() -> None:
         3, "10.0.1.3", "10.0.2.2", FieldDiff("ip.dst", "10.100.0.3", "10.0.2.2")
     )
     assert picked_from(trace, "10.100.0.3") is None
+
+
+# -- on this kernel: the simulator's answers for each cause of issue 13 ---------------------
+
+CAUSES = """
+name: issue-13-causes
+cluster: {network: vxlan}
+manifests:
+  - kind: Pod
+    metadata: {name: hn}
+    spec:
+      nodeName: node-1
+      hostNetwork: true
+      containers: [{name: s, image: agnhost, ports: [{containerPort: 8081, protocol: UDP}]}]
+  - kind: Pod
+    metadata: {name: a}
+    spec: {nodeName: node-1, containers: [{name: c, image: x, ports: [{containerPort: 80},
+      {containerPort: 53, protocol: UDP}]}]}
+  - kind: Pod
+    metadata: {name: b}
+    spec: {nodeName: node-1, containers: [{name: c, image: x, ports: [{containerPort: 53,
+      protocol: UDP}]}]}
+  - kind: Pod
+    metadata: {name: c}
+    spec: {nodeName: node-2, containers: [{name: c, image: x, ports: [{containerPort: 80}]}]}
+steps:
+STEPS
+"""
+
+# cause 3: broadcast, multicast and 0.0.0.0; cause 4: the wildcard-bound UDP server
+ADDRESS_PROBES = [
+    *(
+        f"  - probe: {{from: default/a, to: '{dst}', port: 53, protocol: {p}}}"
+        for dst in (
+            "10.0.1.255",
+            "255.255.255.255",
+            "224.0.0.1",
+            "10.0.2.255",
+            "0.0.0.0",
+        )
+        for p in ("UDP", "TCP")
+    ),
+    *(
+        f"  - probe: {{from: default/a, to: '{dst}', protocol: ICMP}}"
+        for dst in ("10.0.1.255", "224.0.0.1", "10.0.2.255", "0.0.0.0")
+    ),
+    "  - probe: {from: default/a, to: '10.100.0.2', port: 8081, protocol: UDP}",
+    "  - probe: {from: default/c, to: '10.100.0.2', port: 8081, protocol: UDP}",
+    "  - probe: {from: default/a, to: '10.0.1.1', port: 8081, protocol: UDP}",
+]
+
+
+def verify_steps(steps: list[str]) -> list[str]:
+    from dataplane.kernel.report import MISMATCH
+    from dataplane.kernel.verify import verify
+
+    scenario, _ = load_scenario_text(CAUSES.replace("STEPS", "\n".join(steps)))
+    report = verify(scenario)
+    assert report.rows
+    return [
+        f"step {r.step} {r.title}: simulator {r.sim} ({r.sim_detail}), kernel "
+        f"{r.kernel.verdict} ({r.kernel.detail})"
+        for r in report.rows
+        if r.status == MISMATCH
+    ]
+
+
+@pytest.mark.kernel
+def test_non_unicast_destinations_and_the_wildcard_udp_server_agree() -> None:
+    wrong = verify_steps(ADDRESS_PROBES)
+    assert not wrong, "\n".join(wrong)
+
+
+FRAGMENTS = """
+name: issue-13-bridged-fragments
+cluster: {network: MODE, mtu: MTU}
+manifests:
+  - kind: Pod
+    metadata: {name: a, labels: {app: a}}
+    spec: {nodeName: node-1, containers: [{name: c, image: x}]}
+  - kind: Pod
+    metadata: {name: b, labels: {app: b}}
+    spec: {nodeName: node-1, containers: [{name: c, image: x,
+      ports: [{containerPort: 53, protocol: UDP}]}]}
+  - kind: NetworkPolicy
+    metadata: {name: b-dns-from-a}
+    spec:
+      podSelector: {matchLabels: {app: b}}
+      policyTypes: [Ingress]
+      ingress: [{from: [{podSelector: {matchLabels: {app: a}}}],
+                 ports: [{protocol: UDP, port: 53}]}]
+steps:
+  - send:
+      at: default/a
+      packet: [{IP: {dst: default/b}}, {UDP: {sport: 40000, dport: 53}},
+               {Raw: {size: SIZE}}]
+"""
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize(
+    ("mode", "mtu", "size", "verdict"),
+    [
+        ("vxlan", 1500, 2972, Verdict.DELIVERED),
+        ("host-gw", 9000, 19972, Verdict.DROPPED),
+    ],
+    ids=["policy-sees-the-datagram", "fragments-over-1500-die"],
+)
+def test_bridged_fragments_agree(
+    mode: str, mtu: int, size: int, verdict: Verdict
+) -> None:
+    from dataplane.kernel.report import MISMATCH
+    from dataplane.kernel.verify import verify
+
+    text = FRAGMENTS.replace("MODE", mode).replace("MTU", str(mtu))
+    scenario, _ = load_scenario_text(text.replace("SIZE", str(size)))
+    report = verify(scenario)
+    assert len(report.rows) == 1
+    row = report.rows[0]
+    assert row.status != MISMATCH, (row.sim, row.sim_detail, row.kernel)
+    assert row.sim is verdict, row.sim_detail
