@@ -18,6 +18,12 @@ from typing import TYPE_CHECKING
 from dataplane.addrtype import ANY, Refusal, connected_peer, local_send, taken_locally
 from dataplane.conntrack import CtDir, CtState, show_tuple
 from dataplane.emission import Bridged, Emission, Out, Xmit
+from dataplane.icmp_limit import (
+    ICMP_RATELIMIT_MS,
+    XRLIM_BURST_FACTOR,
+    is_rate_limited,
+    take_token,
+)
 from dataplane.netfilter import (
     PRIORITY_DSTNAT,
     PRIORITY_SRCNAT,
@@ -640,6 +646,29 @@ class Stack:
             )  # icmp_send(): a packet for us is answered from its destination
         else:
             src = str(back.src) if back.src else ns.source_for(back.oif)
+        if (
+            is_rate_limited(type_, code)
+            and not ns.is_local(ip.src)
+            and not take_token(self.w.state.icmp_tokens, ns.id, ip.src)
+        ):
+            self.w.record(
+                ns,
+                "",
+                "ratelimit",
+                f"{icmp_name(ICMP(type_, code))} to {ip.src} not sent: rate limited "
+                f"(icmpv4_xrlim_allow: {XRLIM_BURST_FACTOR} errors to one destination "
+                f"use up its burst, net.ipv4.icmp_ratelimit={ICMP_RATELIMIT_MS})",
+                pkt,
+                reason=DropReason.ICMP_RATELIMIT,
+            )
+            if self.w.direction == "request":  # the error would have told the client
+                self.w.finish(
+                    Verdict.DROPPED,
+                    f"the {icmp_name(ICMP(type_, code))} error from {ns.label} was "
+                    "rate limited: the client hears nothing",
+                    DropReason.ICMP_RATELIMIT,
+                )
+            return []
         err = Packet(
             ip=IP(src, ip.src, IPPROTO_ICMP, id=self.w.state.ip_id()),
             l4=ICMP(type_, code, mtu=mtu, quote=pkt.l3()),

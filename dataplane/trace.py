@@ -42,6 +42,7 @@ class DropReason(StrEnum):
     BRIDGE = "bridge"
     BROADCAST = "broadcast"  # EACCES: a broadcast destination without SO_BROADCAST
     FRAG_FAILED = "frag-failed"  # a datagram that cannot be refragmented (IpFragFails)
+    ICMP_RATELIMIT = "icmp-ratelimit"  # the ICMP error that would answer was not sent
 
     @property
     def verdict(self) -> Verdict:
@@ -65,6 +66,7 @@ _VERDICT_OF = {
     DropReason.BRIDGE: Verdict.DROPPED,
     DropReason.BROADCAST: Verdict.DROPPED,
     DropReason.FRAG_FAILED: Verdict.DROPPED,
+    DropReason.ICMP_RATELIMIT: Verdict.DROPPED,
 }
 
 

@@ -49,6 +49,8 @@ class WalkState:
     next_ip_id: int = 1
     # TCP connections a listening socket accepted (ns, local ip, port, peer ip, port).
     tcp_conns: set[tuple[str, str, int, str, int]] = field(default_factory=set)
+    # ICMP error tokens left per (namespace, destination) (dataplane.icmp_limit)
+    icmp_tokens: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def ct(self, ns: str) -> Conntrack:
         table = self.conntrack.get(ns)

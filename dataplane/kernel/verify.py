@@ -17,12 +17,14 @@ from __future__ import annotations
 import os
 import resource
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 from dataplane.kernel import netns
 from dataplane.kernel.dns import DnsProbe
+from dataplane.kernel.icmp_budget import Buckets, Key, errors_sent, within_burst
 from dataplane.kernel.live import LiveCluster, Pin
 from dataplane.kernel.probe import (
     DEFAULT_TIMEOUT,
@@ -85,6 +87,7 @@ class Verifier:
         )
         self.report = Report(scenario.name, str(scenario.path or ""))
         self.pending: list[_Item] = []
+        self.icmp = Buckets()  # the kernel's ICMP error buckets (icmp_budget)
 
     def run(self, keep: bool = False) -> Report:
         t = time.perf_counter()
@@ -421,12 +424,18 @@ class Verifier:
             else:
                 keyed.append(({it.key}, [it]))
         batches += [batch for _keys, batch in keyed]
+        batches = within_burst(batches, lambda it: errors_sent(it.trace))
         by_item: dict[int, KernelVerdict] = {}
         queue = [(batch, 0) for batch in batches]
         while queue:
             batch, tries = queue.pop(0)
             overflows = netns.neighbour_overflows()
+            need: Counter[Key] = Counter()
+            for it in batch:
+                need.update(errors_sent(it.trace))
+            self.icmp.wait(need)
             results = self.run_batch(batch)
+            self.icmp.spend(need)
             if netns.neighbour_overflows() > overflows and len(batch) > 1 and tries < 2:
                 # the machine's ARP table overflowed (another run beside this one?):
                 # some packet of the batch was dropped for it; run it again in halves

@@ -188,3 +188,51 @@ def test_bridged_fragments_agree(
     row = report.rows[0]
     assert row.status != MISMATCH, (row.sim, row.sim_detail, row.kernel)
     assert row.sim is verdict, row.sim_detail
+
+
+def test_batches_hold_at_most_a_burst_per_destination() -> None:
+    from collections import Counter
+
+    from dataplane.kernel.icmp_budget import within_burst
+
+    key = ("node-2", "pod default/c", "10.0.1.3")
+    other = ("node-2", "pod default/c", "10.0.1.4")
+    need = {i: Counter({key: 1}) for i in range(10)} | {10: Counter({other: 6})}
+    batches = within_burst([list(range(11))], need.__getitem__)
+    assert batches == [[0, 1, 2, 3, 4, 5], [6, 7, 8, 9, 10]]
+
+
+def test_a_batch_waits_for_the_kernels_bucket_to_refill() -> None:
+    from collections import Counter
+
+    from dataplane.kernel.icmp_budget import MARGIN, Buckets
+
+    now = [100.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    buckets = Buckets(clock=lambda: now[0], sleep=sleep)
+    key = ("gateway", "gateway", "10.100.0.2")
+    assert buckets.wait(Counter({key: 6})) == 0.0  # a new peer: full
+    buckets.spend(Counter({key: 6}))
+    now[0] += 1.5
+    waited = buckets.wait(Counter({key: 4}))
+    assert waited == pytest.approx(4 + MARGIN - 1.5)
+    buckets.spend(Counter({key: 4}))
+    now[0] += 100
+    assert buckets.wait(Counter({key: 6})) == pytest.approx(0.0)
+
+
+@pytest.mark.kernel
+def test_more_errors_than_a_burst_are_paced_not_lost() -> None:
+    """Ten port unreachables from pod c to pod a: the kernel keeps its default
+    icmp_ratelimit, so verify runs them as two batches, a second apart per token."""
+    steps = [
+        f"  - probe: {{from: default/a, to: default/c, port: {5000 + i}, protocol: UDP}}"
+        for i in range(10)
+    ]
+    wrong = verify_steps(steps)
+    assert not wrong, "\n".join(wrong)
