@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from dataplane import pmtu
 from dataplane.addrtype import ANY
 from dataplane.emission import Emission, Out
 from dataplane.netns import Kind, Netns, Socket
@@ -271,6 +272,9 @@ def to_client(w: Walker, ns: Netns, pkt: Packet) -> bool:
             Verdict.TTL_EXCEEDED: DropReason.TTL,
         }.get(verdict, DropReason.HOOK)
         text = f"ICMP {icmp_name(l4)} from {ip.src}: the socket gets {errno}"
+        known = pmtu.learn(w.state.pmtu, ns.id, l4)
+        if known is not None:
+            text += f"; path MTU {known} to {q.ip.dst} learned (ipv4_sk_update_pmtu)"
         w.record(ns, "", "deliver", text, pkt)
         w.finish(verdict, text, reason)
         return True

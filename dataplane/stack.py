@@ -60,6 +60,7 @@ from dataplane.packet import (
     Packet,
     icmp_name,
 )
+from dataplane.pmtu import path_mtu
 from dataplane.routing import Route
 from dataplane.trace import DropReason, FieldDiff, Verdict
 
@@ -447,13 +448,16 @@ class Stack:
                     out,
                 )
             pkt = out
-        mtu = ns.interfaces[route.oif].mtu
+        mtu = dev_mtu = ns.interfaces[route.oif].mtu
+        if not raw and pkt.ip is not None:  # a socket: held to the path MTU it learned
+            mtu = path_mtu(self.w.state.pmtu, ns.id, pkt.ip.dst, dev_mtu)
         if pkt.ip_len() > mtu and pkt.ip is not None and pkt.ip.df:
+            learned = " (path MTU learned from an ICMP)" if mtu < dev_mtu else ""
             self.w.record(
                 ns,
                 route.oif,
                 "drop",
-                f"message too long, mtu={mtu} "
+                f"message too long, mtu={mtu}{learned} "
                 f"({pkt.ip_len()}-byte packet with DF set): EMSGSIZE",
                 pkt,
                 reason=DropReason.MTU,

@@ -51,6 +51,8 @@ class WalkState:
     tcp_conns: set[tuple[str, str, int, str, int]] = field(default_factory=set)
     # ICMP error tokens left per (namespace, destination) (dataplane.icmp_limit)
     icmp_tokens: dict[tuple[str, str], int] = field(default_factory=dict)
+    # path MTU exceptions per (namespace, destination) (dataplane.pmtu)
+    pmtu: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def ct(self, ns: str) -> Conntrack:
         table = self.conntrack.get(ns)

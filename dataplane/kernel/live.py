@@ -10,7 +10,7 @@ unless asked to keep it.
 from __future__ import annotations
 
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from dataplane.fabric import Fabric, layout_of
@@ -95,6 +95,15 @@ class LiveCluster:
         find the entry an earlier step left (it would pass as ESTABLISHED)."""
         for sock in self.conntrack.values():
             netns.flush_conntrack(sock)
+
+    def forget_path_mtus(self, fabric_ids: Iterable[str]) -> None:
+        """Drop the path MTU exceptions of these namespaces (`ip route flush cache`:
+        writing net.ipv4.route.flush bumps fnhe_genid), so that the next probe sends as
+        a fresh walk of the simulator does (dataplane.pmtu)."""
+        assert self.kc is not None
+        for fabric_id in sorted(set(fabric_ids)):
+            with netns.inside(self.kc.names[fabric_id]):
+                netns.sysctl("net.ipv4.route.flush", 1)
 
     def _coredns(self, data: bytes) -> bytes | None:
         return dns.answer(self.fabric.cluster, data)

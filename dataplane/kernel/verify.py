@@ -436,6 +436,7 @@ class Verifier:
             self.icmp.wait(need)
             results = self.run_batch(batch)
             self.icmp.spend(need)
+            self.live.forget_path_mtus(self.learners(batch))
             if netns.neighbour_overflows() > overflows and len(batch) > 1 and tries < 2:
                 # the machine's ARP table overflowed (another run beside this one?):
                 # some packet of the batch was dropped for it; run it again in halves
@@ -463,6 +464,26 @@ class Verifier:
                     it.silent,
                 )
             )
+
+    def learners(self, batch: list[_Item]) -> list[str]:
+        """The namespaces that learned a path MTU in `batch`, as the simulator's traces
+        say (a "fragmentation needed" delivered to a socket: dataplane.pmtu)."""
+        by_label = {
+            (ns.node, ns.label): ns.id for ns in self.runner.sim.fabric.netns.values()
+        }
+        out = []
+        for it in batch:
+            for hop in it.trace.hops if it.trace is not None else ():
+                pkt = hop.packet
+                if (
+                    hop.event == "deliver"
+                    and pkt is not None
+                    and isinstance(pkt.l4, ICMP)
+                    and (pkt.l4.type, pkt.l4.code) == (3, 4)
+                    and (hop.node, hop.netns) in by_label
+                ):
+                    out.append(by_label[(hop.node, hop.netns)])
+        return out
 
     def run_batch(self, batch: list[_Item]) -> list[KernelVerdict]:
         jobs: list[Job] = []
