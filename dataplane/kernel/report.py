@@ -10,7 +10,7 @@ with no route back to the sender cannot deliver its ICMP error).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from dataplane.dns import phases
 from dataplane.kernel.probe import KernelVerdict
@@ -60,6 +60,89 @@ def heard_nothing(trace: Trace, node: str, label: str) -> bool:
     return True
 
 
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One more thing compared besides the verdict: what the simulator and the kernel
+    saw of it (`endpoint`, `server saw`, `server ttl`, `answer from`, `answer ttl`)."""
+
+    name: str
+    sim: str
+    kernel: str
+
+    @property
+    def agrees(self) -> bool:
+        return self.sim == self.kernel
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "part": self.name,
+            "simulator": self.sim,
+            "kernel": self.kernel,
+            "agree": self.agrees,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """What the simulator says one side saw: the server's view of the request (where,
+    from which source, with which TTL) and the client's view of the answer."""
+
+    server_node: str = ""
+    server_netns: str = ""
+    server_src: str = ""
+    server_ttl: int = 0
+    server_proto: int = 0
+    server_dport: int = 0  # the port the server listens on (after any DNAT)
+    answer_from: str = ""
+    answer_ttl: int = 0
+
+
+def sim_seen(trace: Trace, node: str, label: str) -> Seen:
+    """The simulator's server and answer, from the connection's hops (a probe by DNS
+    name: after its lookup) of a client in namespace `label` of `node`."""
+    lookup, connection = phases(trace)
+    hops = connection if connection is not None else lookup
+    server = next(
+        (
+            h
+            for h in hops
+            if h.event == "deliver"
+            and h.direction == "request"
+            and h.packet is not None
+            and h.packet.ip is not None
+            and not (h.node == node and h.netns == label)
+            and (h.reason is None)
+            and "socket" in h.detail
+        ),
+        None,
+    )
+    answer = next(
+        (
+            h
+            for h in reversed(hops)
+            if h.event == "deliver"
+            and h.direction == "reply"
+            and h.node == node
+            and h.netns == label
+            and h.packet is not None
+            and h.packet.ip is not None
+        ),
+        None,
+    )
+    out = Seen()
+    if server is not None and server.packet is not None and server.packet.ip:
+        pkt = server.packet
+        assert pkt.ip is not None
+        out = Seen(
+            server.node, server.netns, pkt.ip.src, pkt.ip.ttl, pkt.ip.proto, pkt.dport
+        )
+    if answer is not None and answer.packet is not None and answer.packet.ip:
+        out = replace(
+            out, answer_from=answer.packet.ip.src, answer_ttl=answer.packet.ip.ttl
+        )
+    return out
+
+
 @dataclass(slots=True)
 class Row:
     """One probe: what the simulator said beside what the kernel said."""
@@ -72,14 +155,19 @@ class Row:
     kernel: KernelVerdict
     sim_seconds: float = 0.0
     sim_silent: bool = False  # the simulator's client heard nothing
+    parts: list[Part] = field(default_factory=list)  # compared beside the verdict
 
     @property
     def status(self) -> str:
         if self.kernel.verdict is None:
             return NOT_COMPARABLE
-        return (
-            AGREE if agree(self.sim, self.kernel.verdict, self.sim_silent) else MISMATCH
-        )
+        if not agree(self.sim, self.kernel.verdict, self.sim_silent):
+            return MISMATCH
+        return AGREE if all(p.agrees for p in self.parts) else MISMATCH
+
+    def differs(self) -> list[Part]:
+        """The parts besides the verdict on which the two disagree."""
+        return [p for p in self.parts if not p.agrees]
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -92,6 +180,7 @@ class Row:
             "simulator_client_heard_nothing": self.sim_silent,
             "kernel": self.kernel.verdict.value if self.kernel.verdict else None,
             "kernel_detail": self.kernel.detail,
+            "parts": [p.to_dict() for p in self.parts],
             "kernel_seconds": round(self.kernel.seconds, 6),
             "simulator_seconds": round(self.sim_seconds, 6),
         }

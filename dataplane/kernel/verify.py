@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 from dataplane.kernel import netns
+from dataplane.kernel.compare import Records, parts
 from dataplane.kernel.dns import DnsProbe
 from dataplane.kernel.icmp_budget import Buckets, Key, errors_sent, within_burst
 from dataplane.kernel.live import LiveCluster, Pin
@@ -33,7 +34,7 @@ from dataplane.kernel.probe import (
     KernelVerdict,
     ProbeSpec,
 )
-from dataplane.kernel.report import Report, Row, heard_nothing
+from dataplane.kernel.report import Part, Report, Row, heard_nothing
 from dataplane.kernel.send import Sender
 from dataplane.matrix import endpoints as matrix_endpoints
 from dataplane.netns import NetnsKind
@@ -69,6 +70,7 @@ class _Item:
     silent: bool = False
     alone: bool = False  # a crafted packet: runs only beside packets of another `key`
     key: tuple[object, ...] = ()  # what its answer is recognised by
+    client: tuple[str, str] = ("", "")  # the client's node and namespace label
 
 
 class Verifier:
@@ -188,7 +190,17 @@ class Verifier:
 
             pin = self.pin_of(cluster, protocol, spec.dst, spec.dport, trace)
             self.pending.append(
-                _Item(index, kind, title, trace, took, make_dns, pin, silent=silent)
+                _Item(
+                    index,
+                    kind,
+                    title,
+                    trace,
+                    took,
+                    make_dns,
+                    pin,
+                    silent=silent,
+                    client=(fabric_ns.node, fabric_ns.label),
+                )
             )
             return
         dst_ip = sim.address_of(d, s)
@@ -205,6 +217,7 @@ class Verifier:
                 lambda: Client(spec),
                 pin,
                 silent=silent,
+                client=(fabric_ns.node, fabric_ns.label),
             )
         )
 
@@ -303,6 +316,7 @@ class Verifier:
                 silent=silent,
                 alone=True,
                 key=answer_key(pkt),
+                client=(fabric_ns.node, fabric_ns.label),
             )
         )
 
@@ -391,6 +405,7 @@ class Verifier:
                     silent=silent,
                     alone=True,
                     key=answer_key(match),
+                    client=(fabric_ns.node, fabric_ns.label),
                 )
             )
 
@@ -426,6 +441,7 @@ class Verifier:
         batches += [batch for _keys, batch in keyed]
         batches = within_burst(batches, lambda it: errors_sent(it.trace))
         by_item: dict[int, KernelVerdict] = {}
+        parts_of: dict[int, list[Part]] = {}
         queue = [(batch, 0) for batch in batches]
         while queue:
             batch, tries = queue.pop(0)
@@ -434,7 +450,7 @@ class Verifier:
             for it in batch:
                 need.update(errors_sent(it.trace))
             self.icmp.wait(need)
-            results = self.run_batch(batch)
+            results, records = self.run_batch(batch)
             self.icmp.spend(need)
             self.live.forget_path_mtus(self.learners(batch))
             if netns.neighbour_overflows() > overflows and len(batch) > 1 and tries < 2:
@@ -444,6 +460,17 @@ class Verifier:
                 queue[:0] = [(batch[:half], tries + 1), (batch[half:], tries + 1)]
                 continue
             by_item.update(zip((id(it) for it in batch), results, strict=True))
+            assert self.live.kc is not None
+            fabric_id_of = {k: f for f, k in self.live.kc.names.items()}
+            for it, result in zip(batch, results, strict=True):
+                parts_of[id(it)] = parts(
+                    it.trace,
+                    it.client,
+                    result,
+                    records,
+                    self.runner.sim.fabric,
+                    fabric_id_of,
+                )
         self.report.neighbour_overflows += (
             netns.neighbour_overflows() - overflows_at_start
         )
@@ -462,6 +489,7 @@ class Verifier:
                     kernel,
                     it.sim_seconds,
                     it.silent,
+                    parts_of.get(id(it), []),
                 )
             )
 
@@ -485,7 +513,11 @@ class Verifier:
                     out.append(by_label[(hop.node, hop.netns)])
         return out
 
-    def run_batch(self, batch: list[_Item]) -> list[KernelVerdict]:
+    def run_batch(self, batch: list[_Item]) -> tuple[list[KernelVerdict], Records]:
+        """The kernel's verdicts, and what its servers saw meanwhile."""
+        listeners = self.live.listeners
+        if listeners is not None:
+            listeners.seen.clear()
         jobs: list[Job] = []
         try:  # sockets are opened just before their batch runs
             for it in batch:
@@ -495,7 +527,14 @@ class Verifier:
             for job in jobs:
                 job.close()
             raise
-        return self.live.run(jobs, [it.pin for it in batch], self.timeout)
+        results = self.live.run(jobs, [it.pin for it in batch], self.timeout)
+        time.sleep(SERVER_LAG)  # the listeners' thread may accept after the SYN-ACK
+        return results, dict(listeners.seen) if listeners is not None else {}
+
+
+SERVER_LAG = (
+    0.01  # seconds the listeners' thread gets to record a batch's last requests
+)
 
 
 def picked_from(trace: Trace, dst: str) -> str | None:

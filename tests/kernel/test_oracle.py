@@ -236,3 +236,85 @@ def test_more_errors_than_a_burst_are_paced_not_lost() -> None:
     ]
     wrong = verify_steps(steps)
     assert not wrong, "\n".join(wrong)
+
+
+def test_a_part_that_differs_makes_a_mismatch() -> None:
+    from dataplane.kernel.probe import KernelVerdict
+    from dataplane.kernel.report import MISMATCH, Part, Row
+
+    kernel = KernelVerdict(Verdict.DELIVERED, "SYN-ACK")
+    same = Row(
+        1, "probe", "t", Verdict.DELIVERED, "", kernel, parts=[Part("x", "1", "1")]
+    )
+    assert same.status == "agree"
+    other = Row(
+        1,
+        "probe",
+        "t",
+        Verdict.DELIVERED,
+        "",
+        kernel,
+        parts=[Part("server saw", "10.0.1.3", "10.0.1.1")],
+    )
+    assert other.status == MISMATCH
+    assert [p.name for p in other.differs()] == ["server saw"]
+    assert other.to_dict()["parts"] == [
+        {
+            "part": "server saw",
+            "simulator": "10.0.1.3",
+            "kernel": "10.0.1.1",
+            "agree": False,
+        }
+    ]
+
+
+def test_the_simulator_says_what_the_server_and_the_client_saw() -> None:
+    from dataplane.kernel.report import sim_seen
+
+    scenario, _ = load_scenario_text(HOST_UDP_SERVICE)
+    sim = Simulator(scenario.cluster)
+    trace = sim.probe("default/c", "svc/default/web", 80, "UDP")
+    ns = sim.netns_of(sim.resolve("default/c"))
+    seen = sim_seen(trace, ns.node, ns.label)
+    assert trace.verdict is Verdict.DELIVERED
+    assert (seen.server_node, seen.server_netns) == ("node-1", "pod default/web")
+    assert seen.server_dport == 8080 and seen.server_src == "10.0.2.2"
+    assert seen.server_ttl == 62  # node-2 and node-1 forwarded it
+    assert seen.answer_from == str(scenario.cluster.services["default/web"].cluster_ip)
+    assert seen.answer_ttl == 62
+
+
+HOST_UDP_SERVICE = """
+name: parts
+cluster: {network: vxlan}
+manifests:
+  - kind: Pod
+    metadata: {name: web, labels: {app: web}}
+    spec: {nodeName: node-1, containers: [{name: w, image: agnhost,
+      ports: [{containerPort: 8080, protocol: UDP}]}]}
+  - kind: Pod
+    metadata: {name: c}
+    spec: {nodeName: node-2, containers: [{name: c, image: x}]}
+  - kind: Service
+    metadata: {name: web}
+    spec: {selector: {app: web}, ports: [{port: 80, targetPort: 8080, protocol: UDP}]}
+steps:
+  - probe: {from: default/c, to: svc/default/web, port: 80, protocol: UDP}
+"""
+
+
+@pytest.mark.kernel
+def test_the_kernel_side_shows_every_part() -> None:
+    from dataplane.kernel.verify import verify
+
+    scenario, _ = load_scenario_text(HOST_UDP_SERVICE)
+    (row,) = verify(scenario).rows
+    assert row.status == "agree", [(p.name, p.sim, p.kernel) for p in row.parts]
+    assert [p.name for p in row.parts] == [
+        "server",
+        "endpoint",
+        "server saw",
+        "server ttl",
+        "answer from",
+        "answer ttl",
+    ]
