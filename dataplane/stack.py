@@ -641,13 +641,13 @@ class Stack:
             return []
         if ip.frag:
             return []
-        back = ns.routes.lookup(ip.src)
+        back = route_out(ns, ip.src)  # the local table too: 127/8 goes back on lo
         if back is None:
             return []
-        if ns.is_local(ip.dst) and not ip.dst.startswith("127."):
-            src = (
-                ip.dst
-            )  # icmp_send(): a packet for us is answered from its destination
+        if ns.is_local(ip.dst):
+            # icmp_send(): a packet for us (RTCF_LOCAL, 127/8 included) is answered
+            # from its destination
+            src = ip.dst
         else:
             src = str(back.src) if back.src else ns.source_for(back.oif)
         if (

@@ -21,7 +21,7 @@ from dataplane.sockets import PROTOCOL_OF
 from dataplane.trace import Trace
 from topology.model import Protocol
 
-Records = Mapping[tuple[str, Protocol, int, int], tuple[str, int]]
+Records = Mapping[tuple[str, Protocol, int, int, str], int]
 
 
 def parts(
@@ -37,15 +37,28 @@ def parts(
         return []
     sim = sim_seen(trace, *client)
     out: list[Part] = []
+
+    def where_of(kernel_ns: str) -> tuple[str, str]:
+        ns = fabric.netns[fabric_id_of[kernel_ns]]
+        return ns.node, ns.label
+
     proto = PROTOCOL_OF.get(sim.server_proto)
     if sim.server_node and proto is not None and kernel.sport:
         found = [
-            (ns, value)
-            for (ns, p, port, peer), value in records.items()
+            (ns, src, ttl)
+            for (ns, p, port, peer, src), ttl in records.items()
             if p is proto and port == sim.server_dport and peer == kernel.sport
         ]
+        # two clients of the batch may draw the same ephemeral port: then the record
+        # at the simulator's server, from its source, is this probe's, if one is
+        for keep in (
+            lambda ns, src: where_of(ns) == (sim.server_node, sim.server_netns),
+            lambda ns, src: src == sim.server_src,
+        ):
+            if len(found) > 1:
+                found = [f for f in found if keep(f[0], f[1])]
         if len(found) == 1:
-            kernel_ns, (src, ttl) = found[0]
+            kernel_ns, src, ttl = found[0]
             where = fabric.netns[fabric_id_of[kernel_ns]]
             out.append(
                 Part(

@@ -217,9 +217,9 @@ class Listeners:
     def __init__(self) -> None:
         self.selector = selectors.DefaultSelector()
         self.sockets: list[socket.socket] = []
-        # what each server saw: (kernel netns, protocol, local port, peer port) -> the
-        # peer's address and, for UDP, the datagram's TTL on arrival (0: not known)
-        self.seen: dict[tuple[str, Protocol, int, int], tuple[str, int]] = {}
+        # what each server saw: (kernel netns, protocol, local port, peer port, peer
+        # address) -> for UDP, the datagram's TTL on arrival (0: not known)
+        self.seen: dict[tuple[str, Protocol, int, int, str], int] = {}
         self._wake_r, self._wake_w = os.pipe()
         self.selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._thread: threading.Thread | None = None
@@ -277,15 +277,14 @@ class Listeners:
                 try:
                     if protocol is Protocol.UDP:
                         data, anc, _flags, addr = sock.recvmsg(65535, 64)
-                        self.seen[(kernel_ns, protocol, port, addr[1])] = (
-                            addr[0],
-                            ttl_of(anc),
+                        self.seen[(kernel_ns, protocol, port, addr[1], addr[0])] = (
+                            ttl_of(anc)
                         )
                         reply = app(data) if app is not None else None
                         sock.sendto(data if reply is None else reply, addr)
                     else:
                         conn, addr = sock.accept()
-                        self.seen[(kernel_ns, protocol, port, addr[1])] = (addr[0], 0)
+                        self.seen[(kernel_ns, protocol, port, addr[1], addr[0])] = 0
                         conn.close()
                 except OSError:
                     continue

@@ -131,3 +131,10 @@ def test_a_wildcard_udp_server_replies_from_the_routes_source(
         assert any(
             h.event == "icmp" and "port-unreachable" in h.detail for h in t.hops
         ), "the client's kernel answers the stray reply"
+
+
+def test_a_closed_port_on_0_0_0_0_is_refused_from_127_0_0_1() -> None:
+    """icmp_send(): a packet for a local address (127/8 too) is answered from it."""
+    t = probe("0.0.0.0", UDP, 5000)
+    assert t.verdict is Verdict.REFUSED
+    assert "from 127.0.0.1" in t.explanation
