@@ -41,11 +41,16 @@ deterministic instead.  The candidates are sorted by pod key (`NS/NAME`) and the
 over the packet's flow as kube-proxy sees it (`<proto>` the IP protocol number, e.g.
 `6 10.0.1.3 40000 10.96.0.11 80`), or, with `sessionAffinity: ClientIP`,
 `zlib.crc32(b"<src>") % len(candidates)`.  The trace names the pick and the formula.
+`chosen_by_kernel(...)` overrides the pick with the endpoint a real kube-proxy chose
+(`dataplane verify` reads it from the kernel's conntrack), when it is a candidate.
 """
 
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -227,6 +232,23 @@ def plan(
     return Plan(rule.endpoints, "cluster-wide", why)
 
 
+# Service port (`NS/NAME:PORT`) -> the endpoint pod another kube-proxy chose for it.
+_CHOSEN: ContextVar[Mapping[str, str] | None] = ContextVar(
+    "kernel_choice", default=None
+)
+
+
+@contextmanager
+def chosen_by_kernel(choice: Mapping[str, str]) -> Iterator[None]:
+    """Walks inside the block pick, for each Service port named, the endpoint the kernel's
+    kube-proxy chose (when it is one of the candidates this walk may use)."""
+    token = _CHOSEN.set(choice)
+    try:
+        yield
+    finally:
+        _CHOSEN.reset(token)
+
+
 def choose(
     rule: ServicePortRule, candidates: tuple[Backend, ...], pkt: Packet
 ) -> tuple[Backend, str]:
@@ -234,6 +256,10 @@ def choose(
     ip = pkt.ip
     assert ip is not None and candidates
     n = len(candidates)
+    forced = (_CHOSEN.get() or {}).get(rule.name)
+    for backend in candidates if forced is not None else ():
+        if backend.pod.key == forced:
+            return backend, f"the endpoint the kernel's kube-proxy chose, one of {n}"
     if rule.service.session_affinity == "ClientIP":
         index = zlib.crc32(ip.src.encode()) % n
         how = f"sessionAffinity ClientIP: crc32({ip.src!r}) % {n} = {index}"

@@ -31,7 +31,9 @@ KERNEL_SIDE: dict[str, str] = {
         "this machine's Linux kernel, sysctls at their defaults but IPv6 off, ARP "
         "retries, ping_group_range and the host-wide ICMP budget"
     ),
-    "Service endpoint": "pinned to the simulator's pick (nftables pin maps)",
+    "Service endpoint": (
+        "the kernel's random pick, read from conntrack; the simulator walks again with it"
+    ),
     "servers and clients": "Python sockets: wildcard-bound listeners, connecting clients",
 }
 

@@ -7,9 +7,12 @@ own short deadline.
 
 Agreement is decided in `dataplane.kernel.report`.  A probe the kernel cannot
 make (SCTP without the module, a TCP SYN with a payload, a replayed capture) is reported as
-"not comparable" with its reason, never silently skipped.  The kernel is told which
-endpoint the simulator picked for a Service (its pick is deterministic, kube-proxy's is
-random): see `dataplane.kernel.services`.
+"not comparable" with its reason, never silently skipped.  A Service's endpoint is the
+kernel's own random pick (kube-proxy's `numgen random`): after each batch it is read from
+the nodes' conntrack (`LiveCluster.connections`), and where it is not the simulator's
+deterministic pick, the simulator walks the probe again with the kernel's choice
+(`dataplane.kubeproxy.chosen_by_kernel`); the part `endpoint chosen` says whether the
+simulator allows that endpoint (one of the same candidates, the same affinity).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import os
 import resource
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
@@ -26,7 +29,7 @@ from dataplane.kernel import netns
 from dataplane.kernel.compare import Records, parts
 from dataplane.kernel.dns import DnsProbe
 from dataplane.kernel.icmp_budget import Buckets, Key, errors_sent, within_burst
-from dataplane.kernel.live import LiveCluster, Pin
+from dataplane.kernel.live import Flow, LiveCluster, Pin
 from dataplane.kernel.probe import (
     DEFAULT_TIMEOUT,
     Client,
@@ -36,6 +39,7 @@ from dataplane.kernel.probe import (
 )
 from dataplane.kernel.report import Part, Report, Row, heard_nothing
 from dataplane.kernel.send import Sender
+from dataplane.kubeproxy import chosen_by_kernel
 from dataplane.matrix import endpoints as matrix_endpoints
 from dataplane.netns import NetnsKind
 from dataplane.packet import ICMP, ICMP_ECHO_REQUEST, PROTO_NAMES, TCP, Packet
@@ -71,6 +75,9 @@ class _Item:
     alone: bool = False  # a crafted packet: runs only beside packets of another `key`
     key: tuple[object, ...] = ()  # what its answer is recognised by
     client: tuple[str, str] = ("", "")  # the client's node and namespace label
+    # the simulator's walk again with the endpoint the kernel chose (Service port name ->
+    # pod key): kube-proxy picks at random, the simulator's pick is one of its choices
+    rewalk: Callable[[Mapping[str, str]], Trace] | None = None
 
 
 class Verifier:
@@ -200,6 +207,7 @@ class Verifier:
                     pin,
                     silent=silent,
                     client=(fabric_ns.node, fabric_ns.label),
+                    rewalk=self.rewalker(lambda: sim.probe(src, dst, port, protocol)),
                 )
             )
             return
@@ -218,6 +226,7 @@ class Verifier:
                 pin,
                 silent=silent,
                 client=(fabric_ns.node, fabric_ns.label),
+                rewalk=self.rewalker(lambda: sim.probe(src, dst, port, protocol)),
             )
         )
 
@@ -256,6 +265,44 @@ class Verifier:
                 return addrs[0], number
         return None, port if isinstance(port, int) else 0
 
+    @staticmethod
+    def rewalker(
+        walk: Callable[[], Trace],
+    ) -> Callable[[Mapping[str, str]], Trace]:
+        def again(choice: Mapping[str, str]) -> Trace:
+            with chosen_by_kernel(choice):
+                return walk()
+
+        return again
+
+    def kernel_choice(
+        self, it: _Item, result: KernelVerdict, flows: list[Flow]
+    ) -> str | None:
+        """The endpoint the kernel's kube-proxy chose for `it`'s connection (its
+        conntrack entry: the reply's source is the endpoint), as a pod key."""
+        pin, trace = it.pin, it.trace
+        if pin is None or trace is None or not result.sport:
+            return None
+        dst, dport = pin.daddr, pin.dport
+        found = {
+            f.reply_src
+            for f in flows
+            if f.dst == dst
+            and f.dport == dport
+            and f.sport == result.sport
+            and f.reply_src != dst
+            and (pin.saddr is None or f.src == pin.saddr)
+        }
+        if len(found) != 1:
+            return None
+        (ip,) = found
+        pods = [
+            p.key
+            for p in self.runner.sim.cluster.pods.values()
+            if str(p.ip) == ip and not p.host_network
+        ]
+        return pods[0] if len(pods) == 1 else None
+
     def pin_of(
         self,
         cluster: Cluster,
@@ -285,7 +332,9 @@ class Verifier:
                 )
                 node_port = sp.node_port == dport and ip in node_ips
                 if virtual or node_port:
-                    return Pin(svc.key, n, trace.endpoint, picked_from(trace, dst))
+                    return Pin(
+                        svc.key, n, trace.endpoint, picked_from(trace, dst), dst, dport
+                    )
         return None
 
     def send(self, index: int, step: SendStep) -> None:
@@ -317,6 +366,7 @@ class Verifier:
                 alone=True,
                 key=answer_key(pkt),
                 client=(fabric_ns.node, fabric_ns.label),
+                rewalk=self.rewalker(lambda: sim.send(at, pkt)),
             )
         )
 
@@ -450,7 +500,7 @@ class Verifier:
             for it in batch:
                 need.update(errors_sent(it.trace))
             self.icmp.wait(need)
-            results, records = self.run_batch(batch)
+            results, records, flows = self.run_batch(batch)
             self.icmp.spend(need)
             self.live.forget_path_mtus(self.learners(batch))
             if netns.neighbour_overflows() > overflows and len(batch) > 1 and tries < 2:
@@ -463,7 +513,8 @@ class Verifier:
             assert self.live.kc is not None
             fabric_id_of = {k: f for f, k in self.live.kc.names.items()}
             for it, result in zip(batch, results, strict=True):
-                parts_of[id(it)] = parts(
+                chosen = self.take_kernel_choice(it, result, flows)
+                parts_of[id(it)] = chosen + parts(
                     it.trace,
                     it.client,
                     result,
@@ -513,8 +564,31 @@ class Verifier:
                     out.append(by_label[(hop.node, hop.netns)])
         return out
 
-    def run_batch(self, batch: list[_Item]) -> tuple[list[KernelVerdict], Records]:
-        """The kernel's verdicts, and what its servers saw meanwhile."""
+    def take_kernel_choice(
+        self, it: _Item, result: KernelVerdict, flows: list[Flow]
+    ) -> list[Part]:
+        """Compare with the endpoint the kernel chose: the simulator walks again with it
+        (when it is one of the candidates the simulator allows, its trace names it), and
+        the part `endpoint chosen` says whether the simulator allowed it."""
+        chosen = self.kernel_choice(it, result, flows)
+        trace = it.trace
+        if chosen is None or trace is None or it.pin is None:
+            return []
+        if chosen != trace.endpoint and it.rewalk is not None:
+            svc = self.runner.sim.cluster.services[it.pin.service]
+            sp = svc.ports[it.pin.port_index]
+            again = it.rewalk({f"{svc.key}:{sp.name or sp.port}": chosen})
+            if again.endpoint == chosen:
+                it.trace = again
+                it.silent = heard_nothing(again, *it.client)
+        assert it.trace is not None
+        return [Part("endpoint chosen", it.trace.endpoint or "-", chosen)]
+
+    def run_batch(
+        self, batch: list[_Item]
+    ) -> tuple[list[KernelVerdict], Records, list[Flow]]:
+        """The kernel's verdicts, what its servers saw meanwhile, and its connections
+        (kube-proxy chose each endpoint at random: no pins)."""
         listeners = self.live.listeners
         if listeners is not None:
             listeners.seen.clear()
@@ -527,9 +601,11 @@ class Verifier:
             for job in jobs:
                 job.close()
             raise
-        results = self.live.run(jobs, [it.pin for it in batch], self.timeout)
+        results = self.live.run(jobs, [], self.timeout)
         time.sleep(SERVER_LAG)  # the listeners' thread may accept after the SYN-ACK
-        return results, dict(listeners.seen) if listeners is not None else {}
+        seen = dict(listeners.seen) if listeners is not None else {}
+        flows = self.live.connections() if any(it.pin for it in batch) else []
+        return results, seen, flows
 
 
 SERVER_LAG = (

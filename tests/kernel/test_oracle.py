@@ -311,6 +311,7 @@ def test_the_kernel_side_shows_every_part() -> None:
     (row,) = verify(scenario).rows
     assert row.status == "agree", [(p.name, p.sim, p.kernel) for p in row.parts]
     assert [p.name for p in row.parts] == [
+        "endpoint chosen",
         "server",
         "endpoint",
         "server saw",
@@ -318,3 +319,41 @@ def test_the_kernel_side_shows_every_part() -> None:
         "answer from",
         "answer ttl",
     ]
+
+
+def test_the_simulator_walks_again_with_the_kernels_choice() -> None:
+    from dataplane.kubeproxy import chosen_by_kernel
+
+    scenario, _ = load_scenario_text(TWO_ENDPOINTS)
+    sim = Simulator(scenario.cluster)
+    own = sim.probe("default/c", "svc/default/web", 80)
+    other = "default/web-1" if own.endpoint == "default/web-0" else "default/web-0"
+    with chosen_by_kernel({"default/web:80": other}):
+        again = sim.probe("default/c", "svc/default/web", 80)
+    assert again.endpoint == other
+    assert any("the kernel's kube-proxy chose" in h.detail for h in again.hops)
+    with chosen_by_kernel({"default/web:80": "default/c"}):  # not an endpoint: ignored
+        assert sim.probe("default/c", "svc/default/web", 80).endpoint == own.endpoint
+    assert sim.probe("default/c", "svc/default/web", 80).endpoint == own.endpoint
+
+
+TWO_ENDPOINTS = """
+name: two-endpoints
+manifests:
+  - kind: Deployment
+    metadata: {name: web}
+    spec:
+      replicas: 2
+      selector: {matchLabels: {app: web}}
+      template:
+        metadata: {labels: {app: web}}
+        spec: {containers: [{name: w, image: nginx, ports: [{containerPort: 80}]}]}
+  - kind: Pod
+    metadata: {name: c}
+    spec: {nodeName: node-1, containers: [{name: c, image: x}]}
+  - kind: Service
+    metadata: {name: web}
+    spec: {selector: {app: web}, ports: [{port: 80}]}
+steps:
+  - probe: {from: default/c, to: svc/default/web, port: 80}
+"""
