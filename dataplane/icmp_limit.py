@@ -9,6 +9,17 @@ unreachable, source quench, time exceeded, parameter problem), except "fragmenta
 needed", which path MTU discovery must always get (`icmpv4_mask_allow()`); errors to a
 local address go over `lo` and are never limited.  Echo replies are not errors.
 
+The bucket is shared with ICMP redirects: a router that forwards a packet back out of the
+interface it came in on would redirect its sender (`ip_rt_send_redirect()`, send_redirects
+and shared_media on by default), and that resets the sender's peer (`rate_tokens = 0`,
+`rate_last = now`), so no error goes to that sender for the next second.  The simulator
+sends no redirect, but spends the bucket (`spend_all`).
+
+A router without a route for a forwarded packet answers through `ip_error()`, which first
+takes its own token from the same bucket (`ip_rt_error_cost` 1 s, capped at
+`ip_rt_error_burst` 5 s) and then calls `icmp_send()`, which takes another: a burst holds
+only two "net unreachable" errors (`take_route_error_token`).
+
 Within one walk, or one replay (its packets share a walk state), no time passes: the
 bucket of each (namespace, destination) spends its burst of 6 and stays empty, so the
 seventh error to one destination is not sent, as Linux does for a burst.  Not modelled:
@@ -23,6 +34,7 @@ from dataplane.packet import ICMP_DEST_UNREACH, UNREACH_FRAG_NEEDED
 ICMP_RATELIMIT_MS = 1000  # net.ipv4.icmp_ratelimit (ip-sysctl.rst)
 ICMP_RATEMASK = 0x1818  # net.ipv4.icmp_ratemask: types 3, 4, 11, 12
 XRLIM_BURST_FACTOR = 6  # include/net/inetpeer.h: a bucket holds 6 tokens
+IP_RT_ERROR_BURST = 5  # net/ipv4/route.c: ip_rt_error_burst = 5 * HZ
 NR_ICMP_TYPES = 18
 
 
@@ -49,3 +61,22 @@ def take_token(tokens: dict[tuple[str, str], int], netns: str, peer: str) -> boo
         return False
     tokens[key] = left - 1
     return True
+
+
+def spend_all(tokens: dict[tuple[str, str], int], netns: str, peer: str) -> None:
+    """A redirect to `peer` from `netns`: its bucket is empty (ip_rt_send_redirect)."""
+    tokens[(netns, peer)] = 0
+
+
+def take_route_error_token(
+    tokens: dict[tuple[str, str], int], netns: str, peer: str
+) -> bool:
+    """ip_error() for a forwarded packet without a route: its token (the bucket capped at
+    ip_rt_error_burst), then icmp_send()'s; False when either is missing."""
+    key = (netns, peer)
+    left = min(tokens.get(key, XRLIM_BURST_FACTOR), IP_RT_ERROR_BURST)
+    if left < 1:
+        tokens[key] = left
+        return False
+    tokens[key] = left - 1
+    return take_token(tokens, netns, peer)

@@ -22,6 +22,8 @@ from dataplane.icmp_limit import (
     ICMP_RATELIMIT_MS,
     XRLIM_BURST_FACTOR,
     is_rate_limited,
+    spend_all,
+    take_route_error_token,
     take_token,
 )
 from dataplane.netfilter import (
@@ -352,7 +354,9 @@ class Stack:
                 pkt,
                 reason=DropReason.NO_ROUTE,
             )
-            return self.icmp_error(ns, pkt, ICMP_DEST_UNREACH, UNREACH_NET)
+            return self.icmp_error(
+                ns, pkt, ICMP_DEST_UNREACH, UNREACH_NET, route_error=True
+            )
         self.w.record(ns, "", "route", f"{ip.dst} {route_detail(route)}", pkt)
         if ip.ttl <= 1:
             self.w.record(
@@ -375,6 +379,19 @@ class Stack:
                 reason=DropReason.MTU,
             )
             return self.icmp_error(ns, pkt, ICMP_DEST_UNREACH, UNREACH_FRAG_NEEDED, mtu)
+        if route.oif == in_if:
+            # ip_forward() -> ip_rt_send_redirect(): back out of the interface it came in
+            # on, the sender would be redirected; the redirect (not modelled) resets the
+            # sender's ICMP bucket (dataplane.icmp_limit)
+            spend_all(self.w.state.icmp_tokens, ns.id, ip.src)
+            self.w.record(
+                ns,
+                in_if,
+                "redirect",
+                f"back out of {in_if}: {ip.src} would get an ICMP redirect (not "
+                "sent here), which spends its ICMP error bucket (ip_rt_send_redirect)",
+                pkt,
+            )
         pkt = pkt.with_ip(ttl=ip.ttl - 1)
         self.w.record(
             ns,
@@ -628,7 +645,13 @@ class Stack:
 
     # -- ICMP errors -----------------------------------------------------------------------
     def icmp_error(
-        self, ns: Netns, pkt: Packet, type_: int, code: int, mtu: int = 0
+        self,
+        ns: Netns,
+        pkt: Packet,
+        type_: int,
+        code: int,
+        mtu: int = 0,
+        route_error: bool = False,  # from ip_error(): a forwarded packet, no route
     ) -> list[Emission]:
         """Answer an offending packet (icmp_send(): never about an ICMP error, only about a
         first fragment; the source is the address the packet was sent to when it was for
@@ -653,7 +676,9 @@ class Stack:
         if (
             is_rate_limited(type_, code)
             and not ns.is_local(ip.src)
-            and not take_token(self.w.state.icmp_tokens, ns.id, ip.src)
+            and not (take_route_error_token if route_error else take_token)(
+                self.w.state.icmp_tokens, ns.id, ip.src
+            )
         ):
             self.w.record(
                 ns,

@@ -10,7 +10,7 @@ number, name and range), and steps of every kind: probes (TCP, UDP, ICMP, to pod
 Services, DNS names, nodes, nodePorts, externals, odd addresses), matrices, crafted sends
 with a TTL, a size and DF, and apply, delete and label steps between them.
 
-    python -m dataplane.kernel.generate --seeds 1-1000 [--out DIR] [--timeout 0.5]
+    python -m dataplane.kernel.generate --seeds 1-1000 [--out DIR] [--timeout 1.0]
 
 verifies each (`dataplane.kernel.verify`) and prints the agreement: probes that agree,
 mismatches (each with its seed, step and both verdicts), and what was not comparable,
@@ -347,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m dataplane.kernel.generate")
     ap.add_argument("--seeds", default="1-20")
     ap.add_argument("--out", type=Path, help="write each scenario there")
-    ap.add_argument("--timeout", type=float, default=0.5)
+    # 1 s of silence: a long batch on a loaded machine answers late, not never
+    ap.add_argument("--timeout", type=float, default=1.0)
     args = ap.parse_args(argv)
     counts: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
@@ -381,7 +382,18 @@ def main(argv: list[str] | None = None) -> int:
                     f"({row.kernel.detail}){'; ' + diff if diff else ''}",
                     flush=True,
                 )
-    took = time.perf_counter() - started
+        if counts["scenarios"] % 100 == 0:
+            summary(counts, reasons, time.perf_counter() - started)
+    summary(counts, reasons, time.perf_counter() - started)
+    for line in invalid[:20]:
+        print(f"  refused: {line}")
+    return 1 if counts[MISMATCH] else 0
+
+
+def summary(counts: Counter[str], reasons: Counter[str], took: float) -> None:
+    """The agreement so far."""
+    from dataplane.kernel.report import MISMATCH, NOT_COMPARABLE
+
     probes = counts["agree"] + counts[MISMATCH]
     share = f"{100 * counts['agree'] / probes:.2f}%" if probes else "-"
     print(
@@ -389,13 +401,11 @@ def main(argv: list[str] | None = None) -> int:
         f"the loader), {probes + counts[NOT_COMPARABLE]} probes: {counts['agree']} agree "
         f"({share} of the comparable), {counts[MISMATCH]} mismatch, "
         f"{counts[NOT_COMPARABLE]} not comparable; {counts['parts compared']} parts "
-        f"compared besides the verdicts; {took:.0f} s"
+        f"compared besides the verdicts; {took:.0f} s",
+        flush=True,
     )
     for why, n in reasons.most_common():
-        print(f"  not comparable x{n}: {why}")
-    for line in invalid[:20]:
-        print(f"  refused: {line}")
-    return 1 if counts[MISMATCH] else 0
+        print(f"  not comparable x{n}: {why}", flush=True)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,13 @@ from ipaddress import IPv4Address
 from dataplane.kernel import netns
 from dataplane.kernel.compare import Records, parts
 from dataplane.kernel.dns import DnsProbe
-from dataplane.kernel.icmp_budget import Buckets, Key, errors_sent, within_burst
+from dataplane.kernel.icmp_budget import (
+    Buckets,
+    Key,
+    errors_sent,
+    redirects,
+    within_burst,
+)
 from dataplane.kernel.live import Flow, LiveCluster, Pin
 from dataplane.kernel.probe import (
     DEFAULT_TIMEOUT,
@@ -489,7 +495,9 @@ class Verifier:
             else:
                 keyed.append(({it.key}, [it]))
         batches += [batch for _keys, batch in keyed]
-        batches = within_burst(batches, lambda it: errors_sent(it.trace))
+        batches = within_burst(
+            batches, lambda it: errors_sent(it.trace), lambda it: redirects(it.trace)
+        )
         by_item: dict[int, KernelVerdict] = {}
         parts_of: dict[int, list[Part]] = {}
         queue = [(batch, 0) for batch in batches]
@@ -497,11 +505,13 @@ class Verifier:
             batch, tries = queue.pop(0)
             overflows = netns.neighbour_overflows()
             need: Counter[Key] = Counter()
+            emptied: set[Key] = set()
             for it in batch:
                 need.update(errors_sent(it.trace))
+                emptied |= redirects(it.trace)
             self.icmp.wait(need)
             results, records, flows = self.run_batch(batch)
-            self.icmp.spend(need)
+            self.icmp.spend(need, emptied)
             self.live.forget_path_mtus(self.learners(batch))
             if netns.neighbour_overflows() > overflows and len(batch) > 1 and tries < 2:
                 # the machine's ARP table overflowed (another run beside this one?):

@@ -53,3 +53,29 @@ def test_a_fresh_walk_has_a_full_bucket() -> None:
         sim.send("default/a", datagram("10.0.2.2", 40000)).verdict for _ in range(8)
     }
     assert verdicts == {Verdict.REFUSED}
+
+
+def test_a_router_without_a_route_sends_two_net_unreachables() -> None:
+    """ip_error() takes its own token (capped at ip_rt_error_burst, 5) before
+    icmp_send() takes another: a fresh bucket answers two, then nothing."""
+    from topology.model import NetworkMode
+
+    sim, state = Simulator(tiny_cluster(NetworkMode.ROUTED)), WalkState()
+    verdicts = [
+        sim.send("node/node-1", datagram(f"198.51.100.{i}", 40000 + i), state).verdict
+        for i in range(1, 5)
+    ]
+    assert verdicts == [Verdict.NO_ROUTE] * 2 + [Verdict.DROPPED] * 2
+
+
+def test_a_redirect_spends_the_senders_bucket() -> None:
+    """routed: node-1 -> pod c goes back out of the gateway's eth0; the redirect it
+    would get (ip_rt_send_redirect) empties node-1's bucket at the gateway."""
+    from topology.model import NetworkMode
+
+    sim, state = Simulator(tiny_cluster(NetworkMode.ROUTED)), WalkState()
+    t = sim.send("node/node-1", datagram("10.0.2.2", 40000), state)
+    assert any(h.event == "redirect" and h.node == "gateway" for h in t.hops)
+    after = sim.send("node/node-1", datagram("198.51.100.1", 40001), state)
+    assert after.verdict is Verdict.DROPPED
+    assert after.reason is not None and after.reason.value == "icmp-ratelimit"
