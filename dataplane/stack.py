@@ -379,10 +379,12 @@ class Stack:
                 reason=DropReason.MTU,
             )
             return self.icmp_error(ns, pkt, ICMP_DEST_UNREACH, UNREACH_FRAG_NEEDED, mtu)
-        if route.oif == in_if:
+        back = ns.routes.lookup(ip.src) if route.oif == in_if else None
+        if back is not None and back.via is None:
             # ip_forward() -> ip_rt_send_redirect(): back out of the interface it came in
-            # on, the sender would be redirected; the redirect (not modelled) resets the
-            # sender's ICMP bucket (dataplane.icmp_limit)
+            # on, an on-link sender (fib_validate_source: its route back has no gateway)
+            # would be redirected; the redirect (not modelled) resets the sender's ICMP
+            # bucket (dataplane.icmp_limit)
             spend_all(self.w.state.icmp_tokens, ns.id, ip.src)
             self.w.record(
                 ns,

@@ -197,9 +197,17 @@ def test_batches_hold_at_most_a_burst_per_destination() -> None:
 
     key = ("node-2", "pod default/c", "10.0.1.3")
     other = ("node-2", "pod default/c", "10.0.1.4")
-    need = {i: Counter({key: 1}) for i in range(10)} | {10: Counter({other: 6})}
+    need = {i: Counter({key: 1}) for i in range(10)} | {10: Counter({other: 5})}
     batches = within_burst([list(range(11))], need.__getitem__)
-    assert batches == [[0, 1, 2, 3, 4, 5], [6, 7, 8, 9, 10]]
+    # a burst is 5 tokens: ip_error() caps the bucket at ip_rt_error_burst
+    assert batches == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9, 10]]
+    drains = {3: {key}}
+    cut = within_burst(
+        [list(range(6))],
+        lambda i: Counter({other: 1}) if i != 4 else Counter({key: 1}),
+        lambda i: drains.get(i, set()),
+    )
+    assert cut == [[0, 1, 2, 3], [4, 5]], "a redirect and an error to one peer: apart"
 
 
 def test_a_batch_waits_for_the_kernels_bucket_to_refill() -> None:
@@ -216,14 +224,16 @@ def test_a_batch_waits_for_the_kernels_bucket_to_refill() -> None:
 
     buckets = Buckets(clock=lambda: now[0], sleep=sleep)
     key = ("gateway", "gateway", "10.100.0.2")
-    assert buckets.wait(Counter({key: 6})) == 0.0  # a new peer: full
-    buckets.spend(Counter({key: 6}))
+    assert buckets.wait(Counter({key: 5})) == 0.0  # a new peer: full
+    buckets.spend(Counter({key: 5}))
     now[0] += 1.5
     waited = buckets.wait(Counter({key: 4}))
     assert waited == pytest.approx(4 + MARGIN - 1.5)
     buckets.spend(Counter({key: 4}))
     now[0] += 100
-    assert buckets.wait(Counter({key: 6})) == pytest.approx(0.0)
+    assert buckets.wait(Counter({key: 5})) == pytest.approx(0.0)
+    buckets.spend(Counter(), emptied=[key])  # a redirect: nothing left
+    assert buckets.wait(Counter({key: 2})) == pytest.approx(2 + MARGIN)
 
 
 @pytest.mark.kernel
