@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
+from dataplane import cloudlb
 from dataplane.netfilter import Hook, Netfilter
 from dataplane.netns import Interface, Kind, Netns, NetnsKind
 from dataplane.routing import Route
@@ -223,6 +224,7 @@ def _build_gateway(fab: Fabric) -> None:
         # The cloud-route picture: one route per podCIDR to its node.
         for node in cfg.nodes:
             gw.routes.add(Route(node.pod_cidr, "eth0", via=node.ip))
+    _add_cloud_lb(gw, fab.cluster)
     for i, ext in enumerate(cfg.externals):
         ifname = f"ext{i}"
         host_id = f"external:{ext.name}"
@@ -256,6 +258,18 @@ def _build_gateway(fab: Fabric) -> None:
         for p in ext.ports:
             host.listen(p.protocol, p.port, ext.name)
         fab.owner_of_ip[str(ext.ip)] = host.id
+
+
+def _add_cloud_lb(gw: Netns, cluster: Cluster) -> None:
+    """The gateway's routes to LoadBalancer and external addresses and
+    `cluster.gatewayRoutes`, and the proxying load balancer's hooks (`dataplane.cloudlb`)."""
+    for route in cloudlb.gateway_routes(cluster):
+        gw.routes.add(route)
+    proxy = cloudlb.hooks(cluster)
+    if proxy:
+        nf = gw.hooks = Netfilter()
+        for hook in proxy:
+            nf.register(hook)
 
 
 def build_fabric(
@@ -294,7 +308,7 @@ def layout_of(cluster: Cluster) -> tuple[object, ...]:
         )
         for p in cluster.pods.values()
     )
-    return (cluster.config, pods)
+    return (cluster.config, pods, cloudlb.layout(cluster))
 
 
 __all__ = [

@@ -437,7 +437,7 @@ def _services(scene: Scene, sim: Simulator, y: float, width: float) -> float:
         addr = str(svc.cluster_ip) if svc.cluster_ip is not None else "None (headless)"
         lines = [(f"svc {svc.key}", "bold"), (f"{svc.type.value} {addr}", "text")]
         for sp in svc.ports[:2]:
-            eps = [f"{b.pod.key}:{b.port}" for b in endpoints(sim.cluster, svc, sp)]
+            eps = [f"{b.key}:{b.port}" for b in endpoints(sim.cluster, svc, sp)]
             lines.append(
                 (
                     f"{sp.port}/{sp.protocol.value} -> "

@@ -9,8 +9,10 @@ scans prefix lengths from /32 down with a dict per length.
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network
+
+from dataplane.flowhash import pick_index
 
 
 def _ip_int(text: str) -> int:
@@ -27,10 +29,27 @@ class Route:
     onlink: bool = False
     proto: str = "static"  # "kernel" for connected routes
     metric: int = 0
+    # A multipath route (`nexthop via A nexthop via B`): `via` is None and each packet
+    # takes one of these by the hash of its flow (`multipath`); `comment` says who wrote it.
+    nexthops: tuple[IPv4Address, ...] = ()
+    comment: str = ""
+    # `via` and `src` as text, written once: the walk reads them for every packet, and an
+    # IPv4Address writes its text anew each time.
+    via_text: str = field(default="", init=False, repr=False, compare=False)
+    src_text: str = field(default="", init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.via is not None:
+            object.__setattr__(self, "via_text", str(self.via))
+        if self.src is not None:
+            object.__setattr__(self, "src_text", str(self.src))
 
     def __str__(self) -> str:
         dst = "default" if self.dst.prefixlen == 0 else str(self.dst)
         parts = [dst]
+        if self.nexthops:
+            hops = " ".join(f"nexthop via {h} dev {self.oif}" for h in self.nexthops)
+            return f"{dst} proto {self.proto} {hops}"
         if self.via is not None:
             parts.append(f"via {self.via}")
         parts.append(f"dev {self.oif}")
@@ -99,3 +118,21 @@ class RoutingTable:
     def show(self) -> list[str]:
         """`ip route` output, most specific first."""
         return [str(r) for r in sorted(self.routes, key=lambda r: -r.dst.prefixlen)]
+
+
+def multipath(route: Route, flow: str) -> tuple[Route, str]:
+    """The nexthop a flow takes on a multipath route, as the route it amounts to, and why.
+
+    Linux hashes the flow (`fib_multipath_hash_policy=1`: the 5-tuple, with a random seed);
+    here the seed is `dataplane.flowhash`'s fixed key.
+    """
+    n = len(route.nexthops)
+    index = pick_index(flow, n)
+    chosen = replace(route, via=route.nexthops[index], nexthops=())
+    why = (
+        f"multipath: nexthop {index + 1} of {n}, a choice among {n} by the flow hash"
+        f" (blake2b({flow!r}) % {n} = {index})"
+    )
+    if route.comment:
+        why += f"; {route.comment}"
+    return chosen, why

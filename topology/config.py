@@ -17,17 +17,21 @@ from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address, IPv4Network
 
 from topology.errors import TopologyError
-from topology.fields import special_range
+from topology.fields import parse_loose_cidr, special_range
 from topology.ipam import DNS_OFFSET, KUBERNETES_OFFSET
 from topology.live import NodeEntry
 from topology.model import (
+    NODE_PORT_PRIMARY,
     ClusterConfig,
     External,
+    GatewayRoute,
+    KubeProxyConfig,
     Loc,
     NetworkMode,
     NodeSpec,
     PortSpec,
     Protocol,
+    ProxyMode,
 )
 from topology.schema import ClusterModel, NodeModel
 from topology.yamlsource import PathPart, format_path
@@ -83,7 +87,87 @@ class _Plan:
             dns=m.dns,
             nodes=nodes,
             externals=self._externals(nodes),
+            kube_proxy=self._kube_proxy(),
+            gateway_routes=self._gateway_routes(nodes),
         )
+
+    def _kube_proxy(self) -> KubeProxyConfig:
+        """`cluster.kubeProxy`; an option of another mode than `mode` set to anything but its
+        default is an error (kube-proxy would ignore it; nothing written is ignored here)."""
+        m = self.model.kube_proxy
+        mode = ProxyMode(m.mode)
+        if mode is ProxyMode.IPVS:
+            # Not a stub: the IPVS dataplane (kube-ipvs0, virtual servers, ipsets) is not
+            # modelled, so a scenario asking for it is refused rather than answered wrong.
+            raise self.fail(
+                ("kubeProxy", "mode"),
+                "mode ipvs is not modelled yet (allowed: iptables, nftables)",
+            )
+        for section in ("iptables", "nftables", "ipvs"):
+            options = getattr(m, section)
+            if section != mode.value and options != type(options)():
+                raise self.fail(
+                    ("kubeProxy", section),
+                    f"{section} options apply to mode {section}, and mode is"
+                    f" {mode.value} (allowed here: {mode.value}, or the defaults)",
+                )
+        masq = (
+            m.nftables.masquerade_all
+            if mode is ProxyMode.NFTABLES
+            else m.iptables.masquerade_all
+        )
+        return KubeProxyConfig(
+            mode=mode,
+            node_port_addresses=self._node_port_addresses(mode),
+            masquerade_all=masq,
+            # nftables mode never accepts NodePorts on 127.0.0.1 (KEP-3866).
+            localhost_node_ports=mode is ProxyMode.IPTABLES
+            and m.iptables.localhost_node_ports,
+            ipvs_scheduler=m.ipvs.scheduler,
+        )
+
+    def _node_port_addresses(self, mode: ProxyMode) -> tuple[str, ...]:
+        """`nodePortAddresses`: "primary" alone, or CIDRs (validateKubeProxyNodePortAddress);
+        unset, every local address, but in nftables mode the primary address (KEP-3866)."""
+        given = self.model.kube_proxy.node_port_addresses
+        if given is None:
+            return (NODE_PORT_PRIMARY,) if mode is ProxyMode.NFTABLES else ()
+        out: list[str] = []
+        for index, text in enumerate(given):
+            where = ("kubeProxy", "nodePortAddresses", index)
+            if text == NODE_PORT_PRIMARY:
+                if len(given) > 1:
+                    raise self.fail(where, "'primary' may not be combined with CIDRs")
+                out.append(text)
+                continue
+            cidr = parse_loose_cidr(text) if "/" in text else None
+            if cidr is None or str(cidr) != text:
+                raise self.fail(
+                    where,
+                    f"{text!r} is not a CIDR (allowed: 'primary', or CIDRs such as"
+                    " 10.100.0.0/24)",
+                )
+            out.append(text)
+        return tuple(out)
+
+    def _gateway_routes(self, nodes: tuple[NodeSpec, ...]) -> tuple[GatewayRoute, ...]:
+        """`cluster.gatewayRoutes`: each `via: node/NAME` of a node, each cidr once."""
+        names = [n.name for n in nodes]
+        out: list[GatewayRoute] = []
+        for index, r in enumerate(self.model.gateway_routes):
+            where = ("gatewayRoutes", index)
+            kind, _, name = r.via.partition("/")
+            if kind != "node" or name not in names:
+                raise self.fail(
+                    (*where, "via"),
+                    f"{r.via!r} is not a node (allowed: node/NAME, one of "
+                    + ", ".join(f"node/{n}" for n in names)
+                    + ")",
+                )
+            if any(o.cidr == r.cidr for o in out):
+                raise self.fail((*where, "cidr"), f"duplicate route to {r.cidr}")
+            out.append(GatewayRoute(r.cidr, name, self.locate((*_BASE, *where))))
+        return tuple(out)
 
     def _gateway(self) -> IPv4Address:
         return self.model.gateway or self.model.node_cidr.network_address + 1

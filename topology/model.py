@@ -79,6 +79,40 @@ class External:
     loc: Loc = BUILTIN
 
 
+class ProxyMode(StrEnum):
+    """kube-proxy's `mode` (KubeProxyConfiguration)."""
+
+    IPTABLES = "iptables"
+    NFTABLES = "nftables"
+    IPVS = "ipvs"
+
+
+NODE_PORT_PRIMARY = "primary"
+
+
+@dataclass(frozen=True, slots=True)
+class KubeProxyConfig:
+    """The KubeProxyConfiguration fields that shape the dataplane, defaults filled in.
+
+    `node_port_addresses`: () every local address, ("primary",) the node's own address,
+    else CIDRs; `masquerade_all` is the option of the mode in use."""
+
+    mode: ProxyMode = ProxyMode.IPTABLES
+    node_port_addresses: tuple[str, ...] = ()
+    masquerade_all: bool = False
+    localhost_node_ports: bool = True
+    ipvs_scheduler: str = "rr"
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayRoute:
+    """A route of `cluster.gatewayRoutes`: `cidr` via the address of node `node`."""
+
+    cidr: IPv4Network
+    node: str
+    loc: Loc = BUILTIN
+
+
 _DEFAULT_NODE_CIDR = IPv4Network("10.100.0.0/24")
 _DEFAULT_GATEWAY = IPv4Address("10.100.0.1")
 _DEFAULT_SERVICE_CIDR = IPv4Network("10.96.0.0/12")
@@ -99,6 +133,8 @@ class ClusterConfig:
     dns: bool = True
     nodes: tuple[NodeSpec, ...] = ()
     externals: tuple[External, ...] = ()
+    kube_proxy: KubeProxyConfig = KubeProxyConfig()
+    gateway_routes: tuple[GatewayRoute, ...] = ()
 
     @property
     def pod_mtu(self) -> int:
@@ -209,6 +245,14 @@ class ServicePort:
     node_port: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class LoadBalancerIngress:
+    """One `status.loadBalancer.ingress` address; `ip_mode` VIP or Proxy (KEP-1860)."""
+
+    ip: IPv4Address
+    ip_mode: str = "VIP"
+
+
 class ServiceType(StrEnum):
     CLUSTER_IP = "ClusterIP"
     NODE_PORT = "NodePort"
@@ -228,7 +272,58 @@ class Service:
     external_traffic_policy: str = "Cluster"  # Cluster | Local
     internal_traffic_policy: str = "Cluster"  # Cluster | Local
     session_affinity: str = "None"  # None | ClientIP
-    load_balancer_ip: IPv4Address | None = None
+    load_balancer_ingress: tuple[LoadBalancerIngress, ...] = ()
+    load_balancer_source_ranges: tuple[IPv4Network, ...] = ()
+    external_ips: tuple[IPv4Address, ...] = ()
+    loc: Loc = BUILTIN
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def load_balancer_ip(self) -> IPv4Address | None:
+        """The first LoadBalancer address, or None."""
+        ingress = self.load_balancer_ingress
+        return ingress[0].ip if ingress else None
+
+    def load_balancer_vips(self) -> tuple[IPv4Address, ...]:
+        """The ingress addresses kube-proxy captures: those of ipMode VIP
+        (`LoadBalancerVIPs()`, pkg/proxy/serviceport.go)."""
+        return tuple(i.ip for i in self.load_balancer_ingress if i.ip_mode == "VIP")
+
+
+@dataclass(frozen=True, slots=True)
+class SliceEndpoint:
+    """One endpoint of an EndpointSlice, conditions as kube-proxy reads them
+    (pkg/proxy/endpointslicecache.go: ready unset is true, serving unset is ready)."""
+
+    ip: IPv4Address
+    ready: bool = True
+    serving: bool = True
+    terminating: bool = False
+    node: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SlicePort:
+    """One port of an EndpointSlice: `name` is the Service port's ('' unnamed)."""
+
+    name: str
+    port: int
+    protocol: Protocol = Protocol.TCP
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSlice:
+    """A discovery.k8s.io/v1 EndpointSlice of Service `service` (its
+    `kubernetes.io/service-name` label)."""
+
+    namespace: str
+    name: str
+    service: str
+    endpoints: tuple[SliceEndpoint, ...] = ()
+    ports: tuple[SlicePort, ...] = ()
     loc: Loc = BUILTIN
 
     @property
@@ -318,6 +413,7 @@ class Cluster:
     services: Mapping[str, Service] = field(default_factory=dict)
     policies: Mapping[str, NetworkPolicy] = field(default_factory=dict)
     workloads: Mapping[str, Workload] = field(default_factory=dict)
+    endpoint_slices: Mapping[str, EndpointSlice] = field(default_factory=dict)
 
     @property
     def nodes(self) -> tuple[NodeSpec, ...]:

@@ -104,6 +104,70 @@ class ExternalModel(StrictModel):
     )
 
 
+class GatewayRouteModel(StrictModel):
+    """An extra route on the gateway router (the cloud's route table)."""
+
+    cidr: CIDR = Field(description="Destination network, e.g. the service range.")
+    via: str = Field(description="The node it is routed to: node/NAME.")
+
+
+class IptablesModel(StrictModel):
+    """KubeProxyConfiguration `iptables` (kubeproxy.config.k8s.io/v1alpha1)."""
+
+    masquerade_all: bool = Field(
+        default=False,
+        alias="masqueradeAll",
+        description="SNAT all traffic to ClusterIPs (default false).",
+    )
+    localhost_node_ports: bool = Field(
+        default=True,
+        alias="localhostNodePorts",
+        description="NodePorts answer on 127.0.0.1 too (default true, iptables mode).",
+    )
+
+
+class NftablesModel(StrictModel):
+    """KubeProxyConfiguration `nftables`."""
+
+    masquerade_all: bool = Field(
+        default=False,
+        alias="masqueradeAll",
+        description="SNAT all traffic to ClusterIPs (default false).",
+    )
+
+
+class IpvsModel(StrictModel):
+    """KubeProxyConfiguration `ipvs`."""
+
+    scheduler: Literal["rr"] = Field(
+        default="rr",
+        description="IPVS scheduler: rr (round-robin, the default; deterministic"
+        " across a replay).",
+    )
+
+
+class KubeProxyModel(StrictModel):
+    """kube-proxy's KubeProxyConfiguration fields that shape the dataplane."""
+
+    mode: Literal["iptables", "nftables", "ipvs"] = Field(
+        default="iptables",
+        description="The proxy mode: iptables (default), nftables or ipvs.",
+    )
+    node_port_addresses: list[str] | None = Field(
+        default=None,
+        alias="nodePortAddresses",
+        description="Where NodePorts answer: [primary] (the node IP) or CIDRs."
+        " Default: every local address.",
+    )
+    iptables: IptablesModel = Field(
+        default=IptablesModel(), description="iptables mode options."
+    )
+    nftables: NftablesModel = Field(
+        default=NftablesModel(), description="nftables mode options."
+    )
+    ipvs: IpvsModel = Field(default=IpvsModel(), description="ipvs mode options.")
+
+
 class ClusterModel(StrictModel):
     """The cluster: nodes, their networks, the overlay, the gateway, external hosts."""
 
@@ -161,6 +225,17 @@ class ClusterModel(StrictModel):
         default=[],
         description="Hosts outside the cluster behind the gateway. Default: none.",
     )
+    kube_proxy: KubeProxyModel = Field(
+        default=KubeProxyModel(),
+        alias="kubeProxy",
+        description="kube-proxy's configuration (KubeProxyConfiguration fields).",
+    )
+    gateway_routes: list[GatewayRouteModel] = Field(
+        default=[],
+        alias="gatewayRoutes",
+        description="Extra routes on the gateway router, [{cidr, via: node/NAME}]"
+        " (e.g. the service range to a node). Default: none.",
+    )
 
 
 def _verdict_word(value: Any) -> Any:
@@ -168,7 +243,8 @@ def _verdict_word(value: Any) -> Any:
         return {"verdict": value}
     if not isinstance(value, dict):
         raise invalid(
-            "expected a verdict word or a mapping {verdict, policy, via, endpoint},"
+            "expected a verdict word or a mapping {verdict, policy, via, endpoint,"
+            " sourceIP},"
             f" got {describe(value)}"
         )
     return value
@@ -195,9 +271,15 @@ class ExpectModel(StrictModel):
     endpoint: str | None = Field(
         default=None, description="NS/POD of the backend a Service chose."
     )
+    source_ip: str | None = Field(
+        default=None,
+        alias="sourceIP",
+        description="The source address the destination socket saw: an endpoint"
+        " (NS/POD, node/NAME: any of its addresses, external/NAME) or an address.",
+    )
 
 
-EXPECT_HELP = "A verdict word, or {verdict, policy, via, endpoint}; none: the step is not checked."
+EXPECT_HELP = "A verdict word, or {verdict, policy, via, endpoint, sourceIP}; none: the step is not checked."
 ExpectField = Annotated[
     ExpectModel,
     BeforeValidator(_verdict_word, json_schema_input_type=VerdictWord | ExpectModel),

@@ -27,6 +27,7 @@ class ClusterState:
         self.services = dict(cluster.services)
         self.policies = dict(cluster.policies)
         self.workloads = dict(cluster.workloads)
+        self.endpoint_slices = dict(cluster.endpoint_slices)
         nodes = self.config.nodes
         self.scheduler = Scheduler(nodes, [p.node for p in self.pods.values()])
         used: dict[str, list[IPv4Address]] = {n.name: [] for n in nodes}
@@ -56,6 +57,7 @@ class ClusterState:
             self.services,
             self.policies,
             self.workloads,
+            self.endpoint_slices,
         )
 
     def freeze(self) -> Cluster:

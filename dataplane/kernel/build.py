@@ -444,7 +444,14 @@ class KernelCluster:
                 "dst": str(route.dst),
                 "oif": self._index(name, route.oif),
             }
-            if route.via is not None:
+            if route.nexthops:
+                # `ip route add DST nexthop via A dev eth0 nexthop via B dev eth0`: the
+                # cloud load balancer's routes (dataplane.cloudlb); the kernel hashes flows.
+                spec["multipath"] = [
+                    {"gateway": str(h), "oif": spec["oif"]} for h in route.nexthops
+                ]
+                del spec["oif"]
+            elif route.via is not None:
                 spec["gateway"] = str(route.via)
             else:
                 spec["scope"] = RT_SCOPE_LINK

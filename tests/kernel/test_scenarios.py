@@ -35,8 +35,24 @@ def test_scenarios_are_there() -> None:
     assert len(SCENARIOS) >= 7
 
 
+# What the kernel backend does not build yet (strict: building it turns these red).
+KERNEL_GAPS = {
+    "kube-proxy/ipmode-proxy.yaml": "the gateway's proxying load balancer (ipMode Proxy)"
+    " is not built on the kernel",
+}
+
+
+def _case(path: Path) -> object:
+    gap = KERNEL_GAPS.get(str(path.relative_to(ROOT / "scenarios")))
+    if gap is None:
+        return path
+    return pytest.param(path, marks=pytest.mark.xfail(strict=True, reason=gap))
+
+
 @pytest.mark.parametrize(
-    "path", SCENARIOS, ids=lambda p: str(p.relative_to(ROOT / "scenarios"))
+    "path",
+    [_case(p) for p in SCENARIOS],
+    ids=lambda p: str(p.relative_to(ROOT / "scenarios")),
 )
 def test_the_simulator_and_linux_agree(path: Path) -> None:
     scenario, _warnings = load_scenario(path)

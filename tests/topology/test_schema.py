@@ -21,7 +21,7 @@ def test_json_schema_covers_the_format() -> None:
     cluster = schema["$defs"]["ClusterModel"]["properties"]
     assert set(cluster) == {
         "network", "vxlanPort", "bridge", "mtu", "nodeCIDR", "gateway", "serviceCIDR",
-        "clusterDomain", "dns", "nodes", "externals",
+        "clusterDomain", "dns", "nodes", "externals", "kubeProxy", "gatewayRoutes",
     }  # fmt: skip
     assert cluster["vxlanPort"]["default"] == 8472
     assert cluster["nodeCIDR"]["default"] == "10.100.0.0/24"
