@@ -334,7 +334,8 @@ class Verifier:
                 if sp.protocol is not protocol:
                     continue
                 virtual = (
-                    ip in (svc.cluster_ip, svc.load_balancer_ip) and sp.port == dport
+                    ip in (svc.cluster_ip, *svc.load_balancer_vips())
+                    and sp.port == dport
                 )
                 node_port = sp.node_port == dport and ip in node_ips
                 if virtual or node_port:
