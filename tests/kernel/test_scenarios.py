@@ -71,6 +71,7 @@ def test_the_simulator_and_linux_agree(path: Path) -> None:
     wrong = [
         f"step {r.step} {r.title}: simulator {r.sim} ({r.sim_detail}), kernel "
         f"{r.kernel.verdict} ({r.kernel.detail})"
+        + "".join(f"; {p.name}: {p.sim} vs {p.kernel}" for p in r.differs())
         for r in report.rows
         if r.status == MISMATCH
     ]
