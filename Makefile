@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SCENARIO ?= scenarios/networkpolicy-lab.yaml
 
-.PHONY: run test lint types pytest bench clean
+.PHONY: run test lint types pytest bench clean fuzz-kernel
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ test: lint types pytest
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# random scenarios verified on this kernel (root): make fuzz-kernel SEEDS=1-1000
+SEEDS ?= 1-100
+fuzz-kernel: $(STAMP)
+	$(BIN)/python -m dataplane.kernel.generate --seeds $(SEEDS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

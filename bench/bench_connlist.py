@@ -5,9 +5,13 @@ every protocol and port (workloads merged, external ranges included), `diff` of 
 clusters (the second drawn with another seed: other policies in every namespace),
 `explain --all` on one port (every pair's decision with its rule, as blocks; the pairs
 counted, not printed), and, in the same process for the ratio, today's one-port matrix
-(TCP 8080).  Targets: connlist under 10 s, diff under 20 s.
+(TCP 8080); then the same cluster with ADMIN (500) admin policies added
+(AdminNetworkPolicies, ClusterNetworkPolicies of both tiers, the
+BaselineAdminNetworkPolicy: `bench.clusters.admin_policies`), its connlist beside the one
+without them.  Targets: connlist under 10 s (under 15 s with the admin policies), diff
+under 20 s.
 
-Run: `.venv/bin/python -m bench.bench_connlist [PODS POLICIES]`.
+Run: `.venv/bin/python -m bench.bench_connlist [PODS POLICIES [ADMIN]]`.
 """
 
 from __future__ import annotations
@@ -32,12 +36,16 @@ def main() -> None:
     pods, policies = (
         (int(a) for a in sys.argv[1:3]) if len(sys.argv) > 2 else (2000, 500)
     )
+    admin = int(sys.argv[3]) if len(sys.argv) > 3 else 500
     with tempfile.TemporaryDirectory() as tmp:
         a, b = Path(tmp) / "a.yaml", Path(tmp) / "b.yaml"
+        c = Path(tmp) / "c.yaml"
         a.write_text(cluster_yaml(pods, policies))
         b.write_text(cluster_yaml(pods, policies, seed=8))
+        c.write_text(cluster_yaml(pods, policies, admin=admin))
         sa, _ = load_scenario(a)
         sb, _ = load_scenario(b)
+        sc, _ = load_scenario(c)
     sim = Simulator(sa.cluster)
     names = endpoints(sim, None)
     t0 = time.perf_counter()
@@ -52,6 +60,8 @@ def main() -> None:
     t4 = time.perf_counter()
     size = sum(len(line) + 1 for line in pair_lines(every.pairs()))
     t5 = time.perf_counter()
+    conns_admin = connlist(Simulator(sc.cluster))
+    t6 = time.perf_counter()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     matrix, cl, df = t1 - t0, t2 - t1, t3 - t2
     print(f"{len(names)} pods / {len(sa.cluster.policies)} policies")
@@ -72,6 +82,11 @@ def main() -> None:
     print(
         f"    and its text, every pair:  {t5 - t4:.2f} s ({size / 1e6:.0f} MB, one line "
         "per pair)"
+    )
+    tiers = t6 - t5
+    print(
+        f"  connlist with {len(sc.cluster.admin_policies)} admin policies: {tiers:.2f} s "
+        f"({len(conns_admin)} connections) beside {cl:.2f} s without them"
     )
     print(f"  peak {rss:.0f} MB")
 

@@ -5,6 +5,9 @@ ipBlock with except, named ports, port ranges, Ingress and Egress).
 
 `cluster_yaml(pods, policies)` scales it: pods / 10 namespaces, `policies` spread evenly
 over them, 20 nodes (a podCIDR of /16 each once a /24 would not hold the pods).
+`admin=N` adds N cluster-wide policies of network-policy-api (`admin_policies`): about
+half AdminNetworkPolicies, half ClusterNetworkPolicies of both tiers, and the
+BaselineAdminNetworkPolicy, with every action, subject, peer and port form.
 """
 
 from __future__ import annotations
@@ -59,8 +62,100 @@ def policies_of(
     return out
 
 
+def admin_policies(
+    count: int, namespaces: int, rng: random.Random, node_cidr: str
+) -> list[str]:
+    """`count` admin policies (the BANP among them when count > 0), YAML flow mappings;
+    `networks` peers name a node's podCIDR (`node_cidr` with `{n}`: pod-to-pod traffic
+    is checked against them too) and one range outside the cluster."""
+    v1, v2 = "policy.networking.k8s.io/v1alpha1", "policy.networking.k8s.io/v1alpha2"
+
+    def ns() -> str:
+        return f"ns-{rng.randrange(namespaces):03d}"
+
+    def subject() -> str:
+        return rng.choice([
+            f"{{namespaces: {{matchLabels: {{team: team-{rng.randrange(20)}}}}}}}",
+            "{namespaces: {matchLabels: {env: prod}}}",
+            f"{{pods: {{namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: {ns()}}}}}, "
+            f"podSelector: {{matchLabels: {{app: {rng.choice(list(APPS))}}}}}}}}}",
+        ])  # fmt: skip
+
+    def ingress(actions: list[str], accept: str) -> str:
+        action = rng.choice(actions)
+        return rng.choice([
+            f"{{name: from-dev, action: {action}, from: [{{namespaces: {{matchLabels: {{env: dev}}}}}}]}}",
+            f"{{name: web-ports, action: {action}, from: [{{pods: {{namespaceSelector: {{}}, "
+            "podSelector: {matchLabels: {app: web}}}}], ports: [{portRange: {start: 8000, end: 8100}}, "
+            "{namedPort: postgres}]}",
+            f"{{name: team, action: {accept}, from: [{{namespaces: {{matchLabels: {{team: "
+            f"team-{rng.randrange(20)}}}}}}}], ports: [{{portNumber: {{port: 6379}}}}]}}",
+        ])  # fmt: skip
+
+    def egress(actions: list[str]) -> str:
+        action = rng.choice(actions)
+        return rng.choice([
+            f"{{name: nets, action: {action}, to: [{{networks: "
+            f"[{node_cidr.format(n=rng.randrange(1, 21))}, 192.0.2.0/24]}}], "
+            "ports: [{portNumber: {port: 5432}}]}",
+            f"{{name: nodes, action: {action}, to: [{{nodes: {{}}}}]}}",
+            f"{{name: ns, action: {action}, to: [{{namespaces: {{matchLabels: {{env: staging}}}}}}], "
+            "ports: [{portNumber: {protocol: UDP, port: 53}}]}",
+        ])  # fmt: skip
+
+    def cnp_protocols(rule: str) -> str:  # v1alpha2 shapes of the same ports
+        return (
+            rule.replace("ports: [{portRange: {start: 8000, end: 8100}}, {namedPort: postgres}]",
+                         "protocols: [{tcp: {destinationPort: {range: {start: 8000, end: 8100}}}}, "
+                         "{destinationNamedPort: postgres}]")
+            .replace("ports: [{portNumber: {port: 6379}}]", "protocols: [{tcp: {destinationPort: {number: 6379}}}]")
+            .replace("ports: [{portNumber: {port: 5432}}]", "protocols: [{tcp: {destinationPort: {number: 5432}}}]")
+            .replace("ports: [{portNumber: {protocol: UDP, port: 53}}]", "protocols: [{udp: {destinationPort: {number: 53}}}]")
+            .replace("pods: {namespaceSelector: {}, ", "pods: {")
+        )  # fmt: skip
+
+    out = []
+    for k in range(count):
+        rules_in = ", ".join(
+            ingress(["Allow", "Deny", "Pass"], "Allow") for _ in range(2)
+        )
+        rules_out = egress(["Allow", "Deny", "Pass"])
+        priority = rng.randrange(0, 1001)
+        if k == 0:
+            base_in = ", ".join(ingress(["Allow", "Deny"], "Allow") for _ in range(2))
+            out.append(
+                f"  - {{apiVersion: {v1}, kind: BaselineAdminNetworkPolicy, metadata: "
+                f"{{name: default}}, spec: {{subject: {{namespaces: {{}}}}, "
+                f"ingress: [{base_in}], egress: [{egress(['Allow', 'Deny'])}]}}}}"
+            )
+        elif k % 2:
+            out.append(
+                f"  - {{apiVersion: {v1}, kind: AdminNetworkPolicy, metadata: {{name: anp-{k}}}, "
+                f"spec: {{priority: {priority}, subject: {subject()}, ingress: [{rules_in}], "
+                f"egress: [{rules_out}]}}}}"
+            )
+        else:
+            tier = rng.choice(["Admin", "Baseline"])
+            rules_in = cnp_protocols(
+                rules_in.replace("action: Allow", "action: Accept")
+            )
+            rules_out = cnp_protocols(
+                rules_out.replace("action: Allow", "action: Accept")
+            )
+            out.append(
+                f"  - {{apiVersion: {v2}, kind: ClusterNetworkPolicy, metadata: {{name: cnp-{k}}}, "
+                f"spec: {{tier: {tier}, priority: {priority}, subject: {cnp_protocols(subject())}, "
+                f"ingress: [{rules_in}], egress: [{rules_out}]}}}}"
+            )
+    return out
+
+
 def cluster_yaml(
-    pods: int = 2000, policies: int = 500, nodes: int = 20, seed: int = 7
+    pods: int = 2000,
+    policies: int = 500,
+    nodes: int = 20,
+    seed: int = 7,
+    admin: int = 0,
 ) -> str:
     """A vxlan cluster of `pods` pods in `pods` / 10 namespaces with `policies` policies."""
     rng = random.Random(seed)
@@ -91,6 +186,8 @@ def cluster_yaml(
         count = math.ceil((i + 1) * per_ns) - math.ceil(i * per_ns)
         excepted = f"10.{i % 20 + 1}.0.0/16" if wide else f"10.0.{i % 20 + 1}.0/24"
         lines += policies_of(ns, i, rng, count, excepted)
+    node_cidr = "10.{n}.0.0/16" if wide else "10.0.{n}.0/24"
+    lines += admin_policies(admin, namespaces, random.Random(seed + 1), node_cidr)
     first = "ns-00000" if namespaces > 1000 else "ns-000"
     lines += [
         "steps:",

@@ -14,10 +14,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from dataplane.emission import Emission, Rx, Unseen, Xmit
-from dataplane.netfilter import HookContext, HookPoint
+from dataplane.netfilter import HookContext, HookPoint, Netfilter
 from dataplane.netns import Kind, Netns
 from dataplane.packet import ARP_REQUEST, BROADCAST, ZERO_MAC, Packet
+from dataplane.stack import fragment
 from dataplane.trace import DropReason
+
+BR_NF_FAKE_MTU = 1500  # the MTU metric of br_netfilter's fake rtable
 
 if TYPE_CHECKING:  # pragma: no cover
     from dataplane.walker import Walker
@@ -130,10 +133,7 @@ class Bridges:
         hairpin = " (hairpin)" if out_port == port else ""
         w.record(ns, br, "bridge", f"fdb {eth.dst} -> port {out_port}{hairpin}", pkt)
         if port is not None and pkt.ip is not None:
-            bridged = self.netfilter(ns, br, pkt, port, out_port)
-            if bridged is None:
-                return []
-            pkt = bridged
+            return self.netfilter(ns, br, pkt, port, out_port)
         return [Xmit(pkt, ns.id, out_port)]
 
     def flood(
@@ -245,16 +245,24 @@ class Bridges:
             if l3 is None:
                 return []
         assert l3 is not None
-        return [Xmit(l3.with_eth(eth.src, eth.dst), ns.id, out_port)]
+        return self.queue_xmit(ns, br, out_port, l3, eth.src, eth.dst)
 
     def netfilter(
         self, ns: Netns, br: str, pkt: Packet, in_port: str, out_port: str
-    ) -> Packet | None:
+    ) -> list[Emission]:
         """br_netfilter: PREROUTING, FORWARD and POSTROUTING for a frame bridged between
         two ports (the IP header only; the Ethernet header is kept)."""
         stack = self.w.stack
         eth = pkt.eth
         l3: Packet | None = pkt.l3()
+        assert l3 is not None and eth is not None
+        if isinstance(ns.hooks, Netfilter):
+            # nf_defrag_ipv4 (priority -400 at PREROUTING, registered with conntrack)
+            # reassembles a bridged datagram before conntrack and the policy see it:
+            # they judge the whole datagram, never a fragment (ports 0 -> 0).
+            l3 = stack.defrag(ns, l3)
+            if l3 is None:
+                return []
         ctx = None
         for point in (HookPoint.PREROUTING, HookPoint.FORWARD, HookPoint.POSTROUTING):
             assert l3 is not None
@@ -270,6 +278,41 @@ class Bridges:
                 out_if=br,
             )
             if l3 is None:
-                return None
-        assert l3 is not None and eth is not None
-        return l3.with_eth(eth.src, eth.dst)
+                return []
+        assert l3 is not None
+        return self.queue_xmit(ns, br, out_port, l3, eth.src, eth.dst)
+
+    def queue_xmit(
+        self, ns: Netns, br: str, out_port: str, l3: Packet, src: str, dst: str
+    ) -> list[Emission]:
+        """br_nf_dev_queue_xmit(): a datagram that br_netfilter reassembled leaves the
+        port in fragments again, no larger than its largest original fragment.  They
+        are cut by br_nf_ip_fragment() on br_netfilter's fake route, whose MTU is fixed
+        at 1500 (br_dst_default_metrics): fragments larger than that cannot be remade,
+        and the datagram is dropped (IpFragFails in /proc/net/snmp), silently."""
+        mtu = ns.interfaces[out_port].mtu
+        if l3.frag_max:
+            mtu = min(mtu, l3.frag_max)
+        if l3.ip_len() <= mtu:
+            return [Xmit(l3.with_eth(src, dst), ns.id, out_port)]
+        if l3.frag_max > BR_NF_FAKE_MTU:
+            self.w.record(
+                ns,
+                br,
+                "drop",
+                f"br_netfilter cannot refragment: fragments of up to {l3.frag_max} "
+                f"bytes > its fake route's mtu {BR_NF_FAKE_MTU} (IpFragFails)",
+                l3,
+                reason=DropReason.FRAG_FAILED,
+            )
+            return []
+        pieces = fragment(l3, mtu)
+        self.w.record(
+            ns,
+            br,
+            "fragment",
+            f"br_netfilter: {l3.ip_len()} bytes refragmented at {mtu} "
+            f"(the largest fragment it came in): {len(pieces)} fragments",
+            l3,
+        )
+        return [Xmit(p.with_eth(src, dst), ns.id, out_port) for p in pieces]

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import lru_cache
 from ipaddress import (
     IPv4Address,
     IPv4Network,
@@ -27,11 +28,19 @@ from ipaddress import (
 )
 from typing import TYPE_CHECKING, Any
 
-from dataplane.netpol import Direction
+from dataplane.netpol import AdminStep, Direction, Side, judge, prepare
 from dataplane.netpol_index import Party, index_of
-from dataplane.netpol_matrix import members
-from dataplane.netpol_ports import EVERYTHING, LAST_PORT, PORTED, Ports, port_table
-from topology.model import Pod, PolicyRule, Protocol
+from dataplane.netpol_matrix import Sets, members
+from dataplane.netpol_ports import (
+    EVERYTHING,
+    LAST_PORT,
+    PORTED,
+    Ports,
+    intervals,
+    piece_ports,
+    port_table,
+)
+from topology.model import Cluster, Pod, PolicyRule, Protocol, Tier
 
 if TYPE_CHECKING:  # pragma: no cover
     from dataplane.sim import Simulator
@@ -65,6 +74,7 @@ def workload_name(pod: Pod, by: str) -> str:
     return f"{pod.key}[Pod]"
 
 
+@lru_cache(maxsize=1 << 16)  # the same few port sets meet again and again
 def merge(a: Ports, b: Ports) -> Ports:
     """The union of two port sets, ranges merged, protocols in a fixed order.
 
@@ -148,7 +158,8 @@ def rule_ports(rule: PolicyRule, pod: Pod | None) -> Ports:
 
 def external_ranges(sim: Simulator) -> list[tuple[str, list[IPv4Network]]]:
     """The address ranges outside the pods' and Services' ranges that the ipBlocks of the
-    policies carve, each as (`A-B` text, its networks)."""
+    policies (and the `networks` peers of admin policies) carve, each as (`A-B` text,
+    its networks)."""
     cfg = sim.cluster.config
     cuts = {0, 1 << 32}
     for pol in sim.cluster.policies.values():
@@ -158,6 +169,9 @@ def external_ranges(sim: Simulator) -> list[tuple[str, list[IPv4Network]]]:
                     continue
                 for net in (peer.ip_block.cidr, *peer.ip_block.except_):
                     cuts |= {int(net.network_address), int(net.broadcast_address) + 1}
+    for admin in sim.cluster.admin_policies.values():  # the tiers' `networks` peers
+        for net in (n for r in admin.egress for p in r.peers for n in p.networks):
+            cuts |= {int(net.network_address), int(net.broadcast_address) + 1}
     inside = [n.pod_cidr for n in cfg.nodes] + [cfg.service_cidr]
     for net in inside:
         cuts |= {int(net.network_address), int(net.broadcast_address) + 1}
@@ -226,11 +240,20 @@ def connections(
         index = index_of(cluster)
         ranges = external_ranges(sim)
         answers: dict[str, dict[str, tuple[Ports, Ports]]] = {}
-        for text, nets in ranges:
+        parties = []
+        for _, nets in ranges:
             ip = str(nets[0].network_address)
-            party = Party(ip, int(IPv4Address(ip)))
+            parties.append(Party(ip, int(IPv4Address(ip))))
+        tiers_out = _tier_egress(index, cluster, pods, parties)
+        for r, (text, _) in enumerate(ranges):
+            party = parties[r]
             for pod, name in zip(pods, names, strict=True):
-                out = _admitted(index, pod, party, Direction.EGRESS)
+                held = tiers_out.get(pod.key)
+                out = (
+                    held[r]
+                    if held is not None
+                    else _admitted(index, pod, party, Direction.EGRESS)
+                )
                 inn = _admitted(index, pod, party, Direction.INGRESS)
                 prev = answers.setdefault(text, {}).get(name)
                 if prev is not None:
@@ -244,8 +267,93 @@ def connections(
     return found
 
 
+def _tier_egress(
+    index: Any, cluster: Cluster, pods: list[Pod], parties: list[Party]
+) -> dict[str, list[Ports]]:
+    """For each pod that an admin policy of either tier holds as an egress subject: what
+    its egress admits toward each of `parties` (addresses outside the cluster), from the
+    decision itself (`dataplane.netpol.prepare`, `judge`) on one port of each piece of
+    the port space that no policy's ports cut (`netpol_ports.intervals`).  Pods with the
+    same rules that can match such an address share the answer (`_outward`).  (Ingress from such an address needs nothing more
+    than `_admitted`: the tiers' ingress peers, namespaces and pods, match pods only.)"""
+    held = [
+        p for p in pods if any(index.subjects(p, t, Direction.EGRESS) for t in Tier)
+    ]
+    if not held:
+        return {}
+    # Only the rules that can match an outside address cut the port space here.
+    outward = [
+        r
+        for t in Tier
+        for pol in index.tiers[t]
+        for r in pol.egress
+        if any(p.networks for p in r.peers)
+    ]
+    nps = [r for pol in cluster.policies.values() for r in pol.egress]
+    pieces = intervals(Sets.of(cluster), [*outward, *nps])
+    out: dict[str, list[Ports]] = {}
+    shared: dict[tuple[object, ...], list[Ports]] = {}
+    for pod in held:
+        key = _outward(index, pod)
+        if not key[0] and not key[1]:  # no tier's rule can match: NetworkPolicy's
+            continue
+        answer = shared.get(key)
+        if answer is None:
+            admitted: list[list[int]] = [[] for _ in parties]
+            for k, (proto, lo, _) in enumerate(pieces):
+                dport = None if proto is Protocol.ICMP else lo
+                side = _outward_side(
+                    prepare(index, Direction.EGRESS, pod, dport, proto)
+                )
+                for r, party in enumerate(parties):
+                    if judge(index, side, party).allowed:
+                        admitted[r].append(k)
+            answer = shared[key] = [piece_ports(pieces, ks) for ks in admitted]
+        out[pod.key] = answer
+    return out
+
+
+def _outward_side(side: Side) -> Side:
+    """The side with only the tiers' rules that have a `networks` peer: the others
+    never match an address outside the cluster, so the decision is the same."""
+
+    def kept(steps: tuple[AdminStep, ...]) -> tuple[AdminStep, ...]:
+        return tuple(
+            s for s in steps if s[2] is not None and any(p.networks for p in s[2].peers)
+        )
+
+    return replace(side, admin=kept(side.admin), baseline=kept(side.baseline))
+
+
+def _outward(index: Any, pod: Pod) -> tuple[object, ...]:
+    """What the egress decision of `pod` toward an address outside the cluster depends
+    on: the tiers' egress rules with a `networks` peer, in order (namespaces, pods and
+    nodes peers never match such an address, so the other rules never decide), whether
+    a NetworkPolicy isolates it, and the isolating rules without peers or with an
+    ipBlock; rules compared by value (records are frozen), so that namespaces with
+    alike policies share one answer."""
+    tiers = tuple(
+        tuple(
+            r
+            for pol in index.subjects(pod, tier, Direction.EGRESS)
+            for r in pol.egress
+            if any(p.networks for p in r.peers)
+        )
+        for tier in Tier
+    )
+    isolating = index.isolating(pod, Direction.EGRESS)
+    rules = tuple(
+        r
+        for pol in isolating
+        for r in pol.egress
+        if not r.peers or any(p.ip_block is not None for p in r.peers)
+    )
+    return (*tiers, bool(isolating), rules)
+
+
 def _admitted(index: Any, pod: Pod, party: Party, direction: Direction) -> Ports:
-    """What the policies isolating `pod` for `direction` admit with address `party`."""
+    """What the NetworkPolicies isolating `pod` for `direction` admit with address
+    `party` (a pod the tiers hold as an egress subject: `_tier_egress`)."""
     isolating = index.isolating(pod, direction)
     if not isolating:
         return EVERYTHING

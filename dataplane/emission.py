@@ -33,6 +33,7 @@ class Out(NamedTuple):
 
     pkt: Packet
     netns: str
+    raw: bool = False  # a crafted packet from a raw socket (`dataplane send`)
 
 
 class Bridged(NamedTuple):

@@ -24,6 +24,7 @@ from dataplane.netpol import Direction, Step, index_of, prepare
 from dataplane.netpol_index import rule_ports_match
 from dataplane.netpol_matrix import Sets, bits_of, members
 from dataplane.netpol_text import peer_text, port_text
+from topology.errors import TopologyError
 from topology.model import NetworkPolicy, Pod, PolicyRule, Protocol
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -153,6 +154,13 @@ def _named(pod: Pod) -> tuple[tuple[str, str, int], ...]:
 
 def decide_all(cluster: Cluster, dport: int | None, protocol: Protocol) -> AllDecisions:
     """The decision of every pair of pods (not hostNetwork) on `protocol`/`dport`."""
+    if cluster.admin_policies:
+        # Its partition knows NetworkPolicy's rules only: refuse rather than mislead.
+        names = ", ".join(sorted(cluster.admin_policies))
+        raise TopologyError(
+            "explain --all does not model the admin policy tiers yet (admin policies "
+            f"here: {names}); explain one pair at a time (explain --from A --to B)"
+        )
     pods = [p for p in cluster.pods.values() if not p.host_network]
     ns_labels = {name: ns.labels for name, ns in cluster.namespaces.items()}
     sets = Sets(pods, ns_labels, list(cluster.policies.values()))

@@ -47,10 +47,15 @@ A keyed cryptographic hash mixes well: neighbouring client addresses or ports la
 independent endpoints (a CRC-32 of the flow, used before, sent 16 adjacent clients to one).
 The trace names the pick, "a choice among n", and the formula
 (`dataplane.flowhash.pick_index`).
+`chosen_by_kernel(...)` overrides the pick with the endpoint a real kube-proxy chose
+(`dataplane verify` reads it from the kernel's conntrack), when it is a candidate.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network
@@ -358,6 +363,23 @@ def plan(
     return Plan(rule.endpoints, "cluster-wide", why)
 
 
+# Service port (`NS/NAME:PORT`) -> the endpoint pod another kube-proxy chose for it.
+_CHOSEN: ContextVar[Mapping[str, str] | None] = ContextVar(
+    "kernel_choice", default=None
+)
+
+
+@contextmanager
+def chosen_by_kernel(choice: Mapping[str, str]) -> Iterator[None]:
+    """Walks inside the block pick, for each Service port named, the endpoint the kernel's
+    kube-proxy chose (when it is one of the candidates this walk may use)."""
+    token = _CHOSEN.set(choice)
+    try:
+        yield
+    finally:
+        _CHOSEN.reset(token)
+
+
 def firewall(
     rule: ServicePortRule, frontend: Frontend, pkt: Packet, ctx: HookContext
 ) -> str | None:
@@ -384,6 +406,10 @@ def choose(
     ip = pkt.ip
     assert ip is not None and candidates
     n = len(candidates)
+    forced = (_CHOSEN.get() or {}).get(rule.name)
+    for backend in candidates if forced is not None else ():
+        if backend.key == forced:
+            return backend, f"the endpoint the kernel's kube-proxy chose, one of {n}"
     if rule.service.session_affinity == "ClientIP":
         index = pick_index(ip.src, n)
         how = f"sessionAffinity ClientIP: blake2b({ip.src!r}) % {n} = {index}"

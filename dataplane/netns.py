@@ -94,17 +94,30 @@ class Netns:
     pod: Pod | None = None
     hooks: object | None = None  # dataplane.netfilter.Netfilter for node namespaces
     _local: set[str] = field(default_factory=set)
+    # the `broadcast` routes of the local table (fib_add_ifaddr(): the directed broadcast
+    # of each address shorter than /31; loopback's are left out, as 127/8 is local)
+    _broadcast: set[str] = field(default_factory=set)
 
     def add_interface(self, iface: Interface) -> Interface:
         self.interfaces[iface.ifname] = iface
-        self._local.update(str(a.ip) for a in iface.addrs)
+        for a in iface.addrs:
+            self._add_local(iface, a)
         return iface
 
     def add_address(self, ifname: str, addr: IPv4Interface) -> None:
         iface = self.interfaces[ifname]
         iface.addrs = (*iface.addrs, addr)
         iface.texts = (*iface.texts, str(addr.ip))
+        self._add_local(iface, addr)
+
+    def _add_local(self, iface: Interface, addr: IPv4Interface) -> None:
         self._local.add(str(addr.ip))
+        if addr.network.prefixlen < 31 and iface.kind is not Kind.LOOPBACK:
+            self._broadcast.add(str(addr.network.broadcast_address))
+
+    def is_broadcast(self, ip: str) -> bool:
+        """Whether `ip` is a directed broadcast of this namespace (a `broadcast` route)."""
+        return ip in self._broadcast
 
     def is_local(self, ip: str) -> bool:
         """Whether `ip` is one of this namespace's addresses (the `local` table)."""

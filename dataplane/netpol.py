@@ -22,6 +22,14 @@ reference's:
   name; a named port is resolved on the destination pod, for ingress and egress alike.
 - Traffic between a pod and the node it runs on is always allowed.
 
+Around NetworkPolicy stand the tiers of network-policy-api (`dataplane.netpol` is their
+one decision too; docs/model.md, "Admin policy tiers"): per direction, the Admin tier
+(AdminNetworkPolicy, ClusterNetworkPolicy `tier: Admin`) first, by priority then rule
+order, the first matching rule deciding (Allow/Accept, Deny) or passing (Pass: the rest of
+the tier is skipped); then NetworkPolicy, which decides for the pods it isolates; then
+the Baseline tier (BaselineAdminNetworkPolicy, ClusterNetworkPolicy `tier: Baseline`);
+then the default, allow.
+
 Decisions record why a rule did not admit (`Decision.misses`) as small tuples; the prose is
 written only when asked for (`dataplane.netpol_text`).
 """
@@ -29,6 +37,7 @@ written only when asked for (`dataplane.netpol_text`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 from dataplane.netpol_index import (
     NO_RULES,
@@ -43,9 +52,20 @@ from dataplane.netpol_index import (
     port_matches,
     rule_ports_match,
 )
-from topology.model import Cluster, NetworkPolicy, Pod, PolicyRule, Protocol
+from topology.model import (
+    AdminAction,
+    AdminPolicy,
+    AdminRule,
+    Cluster,
+    NetworkPolicy,
+    Pod,
+    PolicyRule,
+    Protocol,
+    Tier,
+)
 
 __all__ = [
+    "AdminStep",
     "Decision",
     "Direction",
     "Party",
@@ -54,6 +74,7 @@ __all__ = [
     "RuleMiss",
     "Side",
     "Term",
+    "TierVerdict",
     "decide",
     "egress_decision",
     "index_of",
@@ -62,6 +83,45 @@ __all__ = [
     "port_matches",
     "prepare",
 ]
+
+
+# One rule of an admin policy, in evaluation order: (policy, rule index, the rule to check
+# against the peer or None, why it cannot match or None).
+AdminStep = tuple[AdminPolicy, int, AdminRule | None, RuleMiss | None]
+
+
+@dataclass(frozen=True, slots=True)
+class TierVerdict:
+    """What one tier (Admin or Baseline) said: the rule that matched (policy, rule index,
+    peer index), or None, and why each rule checked before it did not match."""
+
+    tier: Tier
+    misses: tuple[tuple[AdminPolicy, int, RuleMiss], ...]
+    match: tuple[AdminPolicy, int, int] | None = None
+    direction: Direction = Direction.INGRESS
+
+    @property
+    def rule(self) -> AdminRule | None:
+        """The rule that matched."""
+        if self.match is None:
+            return None
+        pol, ri, _ = self.match
+        return _rules(pol, self.direction)[ri]
+
+    @property
+    def action(self) -> AdminAction | None:
+        """The action of the rule that matched (None: no rule of the tier did)."""
+        rule = self.rule
+        return None if rule is None else rule.action
+
+    @property
+    def decided(self) -> bool:
+        """An Allow/Accept or Deny: no later tier is asked."""
+        return self.action in (AdminAction.ALLOW, AdminAction.DENY)
+
+
+def _rules(pol: AdminPolicy, direction: Direction) -> tuple[AdminRule, ...]:
+    return pol.ingress if direction is Direction.INGRESS else pol.egress
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,11 +141,35 @@ class Decision:
     isolating: tuple[NetworkPolicy, ...] = ()
     match: tuple[NetworkPolicy, int, int | None] | None = None
     misses: tuple[tuple[NetworkPolicy, int | None, RuleMiss], ...] = ()
-    own_node: bool = False  # the peer is the node the pod runs on: always allowed
+    # the peer is the node the pod runs on: NetworkPolicy always allows it (an admin-tier
+    # or baseline rule that selects the node still decides: upstream's *EgressNodePeers)
+    own_node: bool = False
+    admin: TierVerdict | None = None  # None: no Admin-tier rule selects the pod
+    baseline: TierVerdict | None = None  # None: not reached, or no Baseline rule
 
     @property
     def allowed(self) -> bool:
-        return self.own_node or not self.isolating or self.match is not None
+        if self.admin is not None and self.admin.decided:
+            return self.admin.action is AdminAction.ALLOW
+        if self.own_node:
+            return True
+        if self.isolating:
+            return self.match is not None
+        return self.baseline is None or self.baseline.action is not AdminAction.DENY
+
+    @property
+    def tier(self) -> str | None:
+        """Which tier decided: `Admin`, `NetworkPolicy`, `Baseline`, or None (the node's
+        own traffic, or nothing selected the pod: the default, allow)."""
+        if self.admin is not None and self.admin.decided:
+            return Tier.ADMIN.value
+        if self.own_node:
+            return None
+        if self.isolating:
+            return "NetworkPolicy"
+        if self.baseline is not None and self.baseline.decided:
+            return Tier.BASELINE.value
+        return None
 
     @property
     def isolated(self) -> bool:
@@ -93,7 +177,13 @@ class Decision:
 
     @property
     def policy(self) -> str | None:
-        """The policy that decided: the one that admitted, or the first that isolates."""
+        """The policy that decided: the admin policy whose rule decided, the
+        NetworkPolicy that admitted, or the first that isolates."""
+        tier = self.tier
+        if tier in (Tier.ADMIN.value, Tier.BASELINE.value):
+            verdict = self.admin if tier == Tier.ADMIN.value else self.baseline
+            assert verdict is not None and verdict.match is not None
+            return verdict.match[0].key
         if self.match is not None:
             return self.match[0].key
         if self.isolating and not self.allowed:
@@ -123,13 +213,17 @@ class Side:
     protocol: Protocol | None
     isolating: tuple[NetworkPolicy, ...]
     steps: tuple[Step, ...]
+    admin: tuple[AdminStep, ...] = ()  # the Admin tier's rules, in evaluation order
+    baseline: tuple[AdminStep, ...] = ()  # the Baseline tier's
 
     @property
     def peer_matters(self) -> bool:
         """Whether the verdict may depend on the peer: some rule is left to check whose
         peers (or, for egress, whose ports, resolved on the destination) look at it."""
         egress = self.direction is Direction.EGRESS
-        return any(r is not None and (egress or r.peers) for _, _, r, _ in self.steps)
+        return any(
+            r is not None for _, _, r, _ in (*self.admin, *self.baseline)
+        ) or any(r is not None and (egress or r.peers) for _, _, r, _ in self.steps)
 
 
 def prepare(
@@ -152,23 +246,100 @@ def prepare(
                 steps.append((pol, ri, None, PORTS_MISS))
             else:
                 steps.append((pol, ri, rule, None))
-    return Side(direction, pod, dport, protocol, isolating, tuple(steps))
+    tiers = (
+        _admin_steps(index, t, direction, pod, dport, protocol)
+        for t in (Tier.ADMIN, Tier.BASELINE)
+    )
+    return Side(direction, pod, dport, protocol, isolating, tuple(steps), *tiers)
+
+
+def _admin_steps(
+    index: PolicyIndex,
+    tier: Tier,
+    direction: Direction,
+    pod: Pod,
+    dport: int | None,
+    protocol: Protocol | None,
+) -> tuple[AdminStep, ...]:
+    """The rules of `tier` that select `pod` for `direction`, in evaluation order, the
+    rules whose ports cannot match set aside: ingress rules (as `prepare` does), and
+    egress rules without a named port (only a named port looks at the destination)."""
+    ingress = direction is Direction.INGRESS
+    steps: list[AdminStep] = []
+    for pol in index.subjects(pod, tier, direction):
+        for ri, rule in enumerate(_rules(pol, direction)):
+            settled = ingress or not any(isinstance(p.port, str) for p in rule.ports)
+            if settled and not rule_ports_match(rule, dport, protocol, pod):
+                steps.append((pol, ri, None, PORTS_MISS))
+            else:
+                steps.append((pol, ri, rule, None))
+    return tuple(steps)
+
+
+def _tier(
+    index: PolicyIndex, side: Side, tier: Tier, peer: Party
+) -> TierVerdict | None:
+    """The first rule of `tier` (in evaluation order) matching `peer`, and why the rules
+    before it did not: the first of its peers that matches decides."""
+    steps = side.admin if tier is Tier.ADMIN else side.baseline
+    if not steps:
+        return None
+    egress = side.direction is Direction.EGRESS
+    misses: list[tuple[AdminPolicy, int, RuleMiss]] = []
+    for pol, ri, rule, miss in steps:
+        if rule is None:
+            assert miss is not None
+            misses.append((pol, ri, miss))
+            continue
+        if (
+            egress
+            and rule.ports
+            and not rule_ports_match(rule, side.dport, side.protocol, peer.pod)
+        ):
+            misses.append((pol, ri, PORTS_MISS))
+            continue
+        why: list[PeerMiss] = []
+        for pi, p in enumerate(rule.peers):
+            peer_miss = index.admin_peer_miss(p, peer)
+            if peer_miss is None:
+                return TierVerdict(tier, tuple(misses), (pol, ri, pi), side.direction)
+            why.append(peer_miss)
+        misses.append((pol, ri, ("peers", tuple(why))))
+    return TierVerdict(tier, tuple(misses), None, side.direction)
 
 
 def judge(index: PolicyIndex, side: Side, peer: Party) -> Decision:
-    """The other half: does some remaining rule admit `peer`?  The first rule (in policy
-    and rule order) and the first of its peers that admit decide."""
-    pod, direction, dport, protocol = (
-        side.pod,
-        side.direction,
-        side.dport,
-        side.protocol,
-    )
-    if peer.node is not None and peer.node == pod.node:
-        return Decision(direction, pod, peer, dport, protocol, own_node=True)
+    """The other half: what do the tiers say of `peer`?  The Admin tier's first matching
+    rule, unless it passes or none matches; then the NetworkPolicies isolating the pod,
+    if any (the first rule, in policy and rule order, and the first of its peers that
+    admit decide); else the Baseline tier's first matching rule; else allow.  The pod's
+    own node is always admitted by NetworkPolicy (kubelet's probes), not by the tiers: the
+    network-policy-api conformance tests deny it with a `nodes` peer like any node."""
+    made = partial(Decision, side.direction, side.pod, peer, side.dport, side.protocol)
+    own = peer.node is not None and peer.node == side.pod.node
+    admin = _tier(index, side, Tier.ADMIN, peer)
+    if admin is not None and admin.decided:
+        return made(admin=admin)
     if not side.isolating:
-        return Decision(direction, pod, peer, dport, protocol)
-    egress = direction is Direction.EGRESS
+        baseline = _tier(index, side, Tier.BASELINE, peer)
+        if own and (baseline is None or not baseline.decided):
+            return made(own_node=True, admin=admin)
+        return made(admin=admin, baseline=baseline)
+    if own:
+        return made(own_node=True, admin=admin)
+    match, misses = _network_policy(index, side, peer)
+    return made(side.isolating, match, misses, admin=admin)
+
+
+def _network_policy(
+    index: PolicyIndex, side: Side, peer: Party
+) -> tuple[
+    tuple[NetworkPolicy, int, int | None] | None,
+    tuple[tuple[NetworkPolicy, int | None, RuleMiss], ...],
+]:
+    """The NetworkPolicy rule and peer that admit `peer` (None: none), and why each
+    rule before it did not."""
+    egress = side.direction is Direction.EGRESS
     misses: list[tuple[NetworkPolicy, int | None, RuleMiss]] = []
     for pol, ri, rule, miss in side.steps:
         if rule is None:
@@ -176,27 +347,19 @@ def judge(index: PolicyIndex, side: Side, peer: Party) -> Decision:
             misses.append((pol, ri, miss))
             continue
         assert ri is not None
-        if egress and not rule_ports_match(rule, dport, protocol, peer.pod):
+        if egress and not rule_ports_match(rule, side.dport, side.protocol, peer.pod):
             misses.append((pol, ri, PORTS_MISS))
             continue
-        match: tuple[NetworkPolicy, int, int | None] = (pol, ri, None)
         if not rule.peers:
-            return Decision(
-                direction, pod, peer, dport, protocol, side.isolating, match
-            )
+            return (pol, ri, None), tuple(misses)
         why: list[PeerMiss] = []
         for pi, p in enumerate(rule.peers):
             peer_miss = index.peer_miss(pol.namespace, p, peer)
             if peer_miss is None:
-                match = (pol, ri, pi)
-                return Decision(
-                    direction, pod, peer, dport, protocol, side.isolating, match
-                )
+                return (pol, ri, pi), tuple(misses)
             why.append(peer_miss)
         misses.append((pol, ri, ("peers", tuple(why))))
-    return Decision(
-        direction, pod, peer, dport, protocol, side.isolating, None, tuple(misses)
-    )
+    return None, tuple(misses)
 
 
 def decide(

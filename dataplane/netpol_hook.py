@@ -38,7 +38,7 @@ from dataplane.packet import (
     Packet,
 )
 from dataplane.trace import DropReason
-from topology.model import Cluster, Pod, Protocol
+from topology.model import Cluster, Pod, Protocol, Tier
 
 NAME = "netpol"
 # Where a CNI says its filter sits, for the hop line: Felix's `cali-fw-caliXXX` for a
@@ -148,9 +148,24 @@ def ingress(pkt: Packet, ctx: HookContext) -> HookResult:
     return _judge(pkt, ctx, Direction.INGRESS)
 
 
+def egress_to_host(pkt: Packet, ctx: HookContext) -> HookResult:
+    """A local pod's NEW connection to this node itself (INPUT): NetworkPolicy always
+    admits a pod's own node, so only an admin-tier or baseline rule that decides speaks
+    here (a `nodes` or `networks` peer: upstream's *EgressNodePeers conformance tests deny
+    the client's own node like any other); otherwise nothing is shown, as before."""
+    if pkt.ip is None or ctx.ct_state is not CtState.NEW:
+        return None
+    d = decision(index_of(ctx.cluster), Direction.EGRESS, ctx.node, pkt)
+    if d is None or d.tier not in (Tier.ADMIN.value, Tier.BASELINE.value):
+        return None
+    return _judge(pkt, ctx, Direction.EGRESS)
+
+
 def hooks() -> list[Hook]:
-    """The filter's hooks (both named `netpol`): egress first, then ingress."""
+    """The filter's hooks (all named `netpol`): egress, then ingress in FORWARD; the
+    admin tiers on a pod's traffic to its own node in INPUT."""
     return [
         Hook(HookPoint.FORWARD, PRIORITY_FILTER, NAME, egress),
         Hook(HookPoint.FORWARD, PRIORITY_FILTER, NAME, ingress),
+        Hook(HookPoint.INPUT, PRIORITY_FILTER, NAME, egress_to_host),
     ]

@@ -15,6 +15,9 @@ from ipaddress import IPv4Address
 
 from topology.ipam import node_pod_addresses
 from topology.model import (
+    AdminPeer,
+    AdminPolicy,
+    AdminRule,
     Cluster,
     IPBlock,
     LabelSelector,
@@ -25,8 +28,9 @@ from topology.model import (
     PolicyRule,
     Protocol,
     Requirement,
+    Tier,
 )
-from topology.selectors import requirement_matches
+from topology.selectors import matches, requirement_matches
 
 __all__ = [
     "Direction",
@@ -54,7 +58,8 @@ class Direction(StrEnum):
 # A selector term that did not hold: a `matchLabels` pair or a `matchExpressions` item.
 Term = tuple[str, str] | Requirement
 # Why a peer did not match, as data: ("not-pod",), ("namespace",), ("ns-label", term),
-# ("pod-label", term), ("cidr",), ("except", network).
+# ("pod-label", term), ("cidr",), ("except", network); for admin policies' peers also
+# ("networks",), ("not-node",), ("node-label", term), ("domain-names",).
 PeerMiss = tuple[object, ...]
 # Why a rule did not admit: ("ports",), ("peers", (PeerMiss, ...)) or ("no-rules",).
 RuleMiss = tuple[object, ...]
@@ -118,6 +123,17 @@ class PolicyIndex:
             name: _labels_key(ns.labels) for name, ns in cluster.namespaces.items()
         }
         self._isolating: dict[tuple[str, Direction], tuple[NetworkPolicy, ...]] = {}
+        # Admin policies by tier, in evaluation order (`AdminPolicy.order`).
+        ordered = sorted(cluster.admin_policies.values(), key=lambda p: p.order)
+        self.tiers: dict[Tier, list[AdminPolicy]] = {
+            t: [p for p in ordered if p.tier is t] for t in Tier
+        }
+        # `nodes` peers select "the IPs present in the node.Status.Addresses field"
+        # (apis/v1alpha1 AdminNetworkPolicyEgressPeer.Nodes): the node's own address.
+        self.node_labels = {str(n.ip): n.labels for n in cluster.nodes}
+        self._subjects: dict[tuple[object, ...], tuple[AdminPolicy, ...]] = {}
+        self._subject_ns: dict[Tier, dict[str, list[AdminPolicy]]] = {}
+        self._networks: dict[int, tuple[tuple[int, int], ...]] = {}
         self._terms: dict[tuple[int, frozenset[tuple[str, str]]], Term | None] = {}
         self._blocks: dict[int, tuple[int, int, tuple[tuple[int, int, str], ...]]] = {}
         self._parties: dict[str, Party] = {}
@@ -166,6 +182,42 @@ class PolicyIndex:
                 )
             self._isolating[key] = found
         return found
+
+    def subjects(
+        self, pod: Pod, tier: Tier, direction: Direction
+    ) -> tuple[AdminPolicy, ...]:
+        """The admin policies of `tier` whose subject holds `pod` and that have rules for
+        `direction` (one without does not affect that direction), in evaluation order.
+        hostNetwork pods are never a subject (`AdminNetworkPolicySpec.Subject`)."""
+        # what a subject looks at: the pod's namespace and labels (replicas share them)
+        key = (pod.namespace, self.labels_key(pod), pod.host_network, tier, direction)
+        found = self._subjects.get(key)
+        if found is None:
+            found = ()
+            if not pod.host_network:
+                ingress = direction is Direction.INGRESS
+                found = tuple(
+                    pol
+                    for pol in self._namespace_subjects(tier, pod.namespace)
+                    if (pol.ingress if ingress else pol.egress)
+                    and self.selectors_miss(None, pol.subject.pod_selector, pod) is None
+                )
+            self._subjects[key] = found
+        return found
+
+    def _namespace_subjects(self, tier: Tier, namespace: str) -> list[AdminPolicy]:
+        """The policies of `tier` (in order) whose subject's namespace selector takes
+        `namespace`, for every namespace at once."""
+        by_ns = self._subject_ns.get(tier)
+        if by_ns is None:
+            by_ns = self._subject_ns[tier] = {name: [] for name in self.ns_keys}
+            for pol in self.tiers[tier]:
+                sel = pol.subject.namespace_selector
+                assert sel is not None
+                for name in self.ns_keys:
+                    if matches(sel, self.namespace_labels(name)):
+                        by_ns[name].append(pol)
+        return by_ns.get(namespace, [])
 
     def term_miss(
         self,
@@ -225,21 +277,53 @@ class PolicyIndex:
         pod = party.pod
         if pod is None:
             return ("not-pod",)
-        if peer.namespace_selector is None:
-            if pod.namespace != policy_ns:
-                return ("namespace",)
-        else:
+        if peer.namespace_selector is None and pod.namespace != policy_ns:
+            return ("namespace",)
+        return self.selectors_miss(peer.namespace_selector, peer.pod_selector, pod)
+
+    def selectors_miss(
+        self,
+        namespace_selector: LabelSelector | None,
+        pod_selector: LabelSelector | None,
+        pod: Pod,
+    ) -> PeerMiss | None:
+        """Why `pod` fails a namespace selector or a pod selector (None: not given)."""
+        if namespace_selector is not None:
             ns_key = self.ns_keys.get(pod.namespace, frozenset())
             term = self.term_miss(
-                peer.namespace_selector, ns_key, self.namespace_labels(pod.namespace)
+                namespace_selector, ns_key, self.namespace_labels(pod.namespace)
             )
             if term is not None:
                 return ("ns-label", term)
-        if peer.pod_selector is not None:
-            term = self.term_miss(peer.pod_selector, self.labels_key(pod), pod.labels)
+        if pod_selector is not None:
+            term = self.term_miss(pod_selector, self.labels_key(pod), pod.labels)
             if term is not None:
                 return ("pod-label", term)
         return None
+
+    def admin_peer_miss(self, peer: AdminPeer, party: Party) -> PeerMiss | None:
+        """Why `party` does not match a subject or peer of an admin policy, or None."""
+        if peer.networks:
+            nets = self._networks.get(id(peer))
+            if nets is None:
+                nets = self._networks[id(peer)] = tuple(
+                    (int(n.netmask), int(n.network_address)) for n in peer.networks
+                )
+            ip = party.ip_int
+            return None if any(ip & m == b for m, b in nets) else ("networks",)
+        if peer.domain_names:
+            return ("domain-names",)
+        if peer.node_selector is not None:
+            labels = self.node_labels.get(party.ip)
+            if labels is None:
+                return ("not-node",)
+            term = self.term_miss(peer.node_selector, _labels_key(labels), labels)
+            return None if term is None else ("node-label", term)
+        if party.pod is None:
+            return ("not-pod",)
+        return self.selectors_miss(
+            peer.namespace_selector, peer.pod_selector, party.pod
+        )
 
 
 def port_matches(
@@ -267,7 +351,10 @@ def port_matches(
 
 
 def rule_ports_match(
-    rule: PolicyRule, dport: int | None, protocol: Protocol | None, dst: Pod | None
+    rule: PolicyRule | AdminRule,
+    dport: int | None,
+    protocol: Protocol | None,
+    dst: Pod | None,
 ) -> bool:
     """No ports: every port of every protocol; else one item must match."""
     return not rule.ports or any(

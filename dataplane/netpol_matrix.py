@@ -37,7 +37,7 @@ from __future__ import annotations
 import gc
 import operator
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network
@@ -47,6 +47,11 @@ from dataplane.netpol_index import rule_ports_match
 from dataplane.result import CODE, NO_PORT
 from topology.endpoint import EndpointKind
 from topology.model import (
+    AdminAction,
+    AdminPeer,
+    AdminPolicy,
+    AdminRule,
+    Cluster,
     IPBlock,
     LabelSelector,
     NetworkPolicy,
@@ -55,6 +60,7 @@ from topology.model import (
     PolicyRule,
     Protocol,
     SelectorOp,
+    Tier,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -164,6 +170,15 @@ def _block_key(block: IPBlock) -> tuple[object, ...]:
     return (block.cidr, block.except_)
 
 
+@dataclass(slots=True)
+class TierSets:
+    """What the admin tiers hold in one table (`Sets.tier_sets`)."""
+
+    ingress: list[list[list[AdminPolicy]]]  # per tier, per pod: its subjects' policies
+    ingress_ids: list[list[tuple[int, ...]]]  # the same as ids (keys)
+    egress: _EgressTiers
+
+
 class Sets:
     """The pods of a cluster as bit positions and every selector, peer and rule of its
     policies as the set of pods it matches (remembered by content)."""
@@ -173,9 +188,13 @@ class Sets:
         pods: list[Pod],
         ns_labels: Mapping[str, Mapping[str, str]],
         policies: list[NetworkPolicy],
+        admin: Sequence[AdminPolicy] = (),
     ) -> None:
         self.pods = pods
         self.policies = policies
+        # the admin policies of each tier, in evaluation order (`AdminPolicy.order`)
+        ordered = sorted(admin, key=lambda p: p.order)
+        self.tiers = {t: [p for p in ordered if p.tier is t] for t in Tier}
         self.n = n = len(pods)
         self.all = (1 << n) - 1
         self.at = {p.key: u for u, p in enumerate(pods)}
@@ -209,6 +228,21 @@ class Sets:
         self._selected: dict[tuple[object, ...], int] = {}
         self._blocks: dict[tuple[object, ...], int] = {}
         self._rules: dict[int, int] = {}
+        self._walks: dict[tuple[object, ...], tuple[int, int]] = {}
+        self._ingress_rules: dict[tuple[int, ...], list[tuple[int, AdminRule]]] = {}
+        self._tier_sets: dict[int, TierSets] = {}
+
+    @classmethod
+    def of(cls, cluster: Cluster) -> Sets:
+        """The sets of a cluster's pods (not hostNetwork) and of all its policies."""
+        pods = [p for p in cluster.pods.values() if not p.host_network]
+        ns_labels = {name: ns.labels for name, ns in cluster.namespaces.items()}
+        return cls(
+            pods,
+            ns_labels,
+            list(cluster.policies.values()),
+            list(cluster.admin_policies.values()),
+        )
 
     def select(self, sel: LabelSelector, of_namespace: bool = False) -> int:
         """The pods whose labels (or whose namespace's labels) `sel` matches
@@ -276,6 +310,73 @@ class Sets:
     def selected(self, pol: NetworkPolicy) -> int:
         """The pods a policy selects."""
         return self.by_ns.get(pol.namespace, 0) & self.select(pol.pod_selector)
+
+    def admin_peer(self, peer: AdminPeer) -> int:
+        """The pods a subject or peer of an admin policy matches (`nodes` and
+        `domainNames` peers match no pod; `networks` the pods inside them)."""
+        if peer.networks:
+            found = 0
+            for net in peer.networks:
+                found |= self._range(net)
+            return found
+        if peer.namespace_selector is None:
+            return 0
+        bits = self.select(peer.namespace_selector, of_namespace=True)
+        if peer.pod_selector is not None:
+            bits &= self.select(peer.pod_selector)
+        return bits
+
+    def tier_sets(self, wanted: int) -> TierSets:
+        """Per tier: the policies with ingress rules whose subject holds each pod (and
+        their ids, a key); the egress rules of each tier in evaluation order with the
+        destinations (of `wanted`) they hold.  Remembered: every port of a table asks
+        the same."""
+        found = self._tier_sets.get(wanted)
+        if found is None:
+            tiers_in: list[list[list[AdminPolicy]]] = []
+            for tier in Tier:
+                sub: list[list[AdminPolicy]] = [[] for _ in range(self.n)]
+                for apol in self.tiers[tier]:
+                    if apol.ingress:
+                        for u in members(self.admin_peer(apol.subject)):
+                            sub[u].append(apol)
+                tiers_in.append(sub)
+            ids = [[tuple(map(id, pols)) for pols in sub] for sub in tiers_in]
+            found = TierSets(tiers_in, ids, _EgressTiers(self, wanted))
+            self._tier_sets[wanted] = found
+        return found
+
+    def ingress_walk(
+        self,
+        tier: int,
+        policies: list[AdminPolicy],
+        ids: tuple[int, ...],
+        ports: _Ports,
+        pc: PortClass,
+    ) -> tuple[int, int]:
+        """`_tier_walk` of the ingress rules of `policies` (those of one tier holding a
+        destination, in order; `ids` their ids) for port class `pc`, remembered by
+        (policies, pc)."""
+        key = (tier, ids, ports.protocol, pc)
+        found = self._walks.get(key)
+        if found is None:
+            rules = self._ingress_rules.get(ids)
+            if rules is None:
+                rules = self._ingress_rules[ids] = [
+                    (self.admin_rule(r), r) for pol in policies for r in pol.ingress
+                ]
+            found = self._walks[key] = _tier_walk(rules, ports.matcher(pc), self.all)
+        return found
+
+    def admin_rule(self, rule: AdminRule) -> int:
+        """The pods an admin rule's peers match (it has at least one)."""
+        found = self._rules.get(id(rule))
+        if found is None:
+            found = 0
+            for p in rule.peers:
+                found |= self.admin_peer(p)
+            self._rules[id(rule)] = found
+        return found
 
 
 # -- the table -------------------------------------------------------------------------------
@@ -561,6 +662,7 @@ class _Ports:
         self.reps: dict[PortClass, Pod] = {}
         self.named: dict[object, tuple[tuple[str, str, int], ...]] = {}
         self._match: dict[tuple[int, PortClass], bool] = {}
+        self._by_class: dict[PortClass, dict[int, bool]] = {}
 
     def of(self, pod: Pod, dport: int | None) -> PortClass:
         named = self.named.get(pod.containers)
@@ -570,7 +672,23 @@ class _Ports:
         self.reps.setdefault(pc, pod)
         return pc
 
-    def match(self, rule: PolicyRule, pc: PortClass) -> bool:
+    def matcher(self, pc: PortClass) -> Callable[[AdminRule], bool]:
+        """`match(rule, pc)` for one port class, remembered by rule (hashing `pc`, a
+        nest of tuples, once)."""
+        found: dict[int, bool] = self._by_class.setdefault(pc, {})
+        dport, rep = pc[0], self.reps[pc]
+
+        def match(rule: AdminRule) -> bool:
+            got = found.get(id(rule))
+            if got is None:
+                got = found[id(rule)] = rule_ports_match(
+                    rule, dport, self.protocol, rep
+                )
+            return got
+
+        return match
+
+    def match(self, rule: PolicyRule | AdminRule, pc: PortClass) -> bool:
         key = (id(rule), pc)
         found = self._match.get(key)
         if found is None:
@@ -605,9 +723,7 @@ def _table(
 ) -> Table:
     cluster = sim.cluster
     fast = not sim.user_hooks
-    pods = [p for p in cluster.pods.values() if not p.host_network]
-    ns_labels = {name: ns.labels for name, ns in cluster.namespaces.items()}
-    sets = Sets(pods, ns_labels, list(cluster.policies.values()))
+    sets = Sets.of(cluster)
     resolved: dict[str, Endpoint] = {}
 
     def plain(text: str) -> Pod | None:
@@ -697,6 +813,12 @@ def column_blocks(
             for u in members(chosen):
                 ingress_of[u].append(pol)
     wanted = bits_of([t_at[j] for j in columns], sets.n)
+    tier_sets = sets.tier_sets(wanted)
+    tiers_in, tiers_ids, tiers_out = (
+        tier_sets.ingress,
+        tier_sets.ingress_ids,
+        tier_sets.egress,
+    )
     peer_sets = list(users)
     holding: list[list[int]] = [[] for _ in range(sets.n)]
     always: list[int] = []  # peer sets holding every destination
@@ -732,15 +854,21 @@ def column_blocks(
     for j in columns:
         t, pc = t_at[j], pclass[j]
         assert pc is not None
-        ekey = (tuple(holding[t]), pc)
+        ekey = (tuple(holding[t]), *(out[t] for out in tiers_out.holding), pc)
         eid = by_egress.get(ekey)
         if eid is None:
             ecol = open_egress
             for k in (*always, *holding[t]):
                 ecol |= admits(k, pc)
+            if tiers_out.rules[0] or tiers_out.rules[1]:
+                ecol = tiers_out.column(t, ports.matcher(pc), ecol, open_egress)
             eid = by_egress[ekey] = intern(ecol)
         isolating = ingress_of[t]
-        ikey = (tuple(id(p) for p in isolating), pc)
+        ikey = (
+            tuple(id(p) for p in isolating),
+            *(ids[t] for ids in tiers_ids),
+            pc,
+        )
         iid = by_ingress.get(ikey)
         if iid is None:
             icol = every if not isolating else 0
@@ -748,6 +876,13 @@ def column_blocks(
                 for rule in pol.ingress:
                     if ports.match(rule, pc):
                         icol |= sets.rule(pol.namespace, rule)
+            if tiers_in[0][t] or tiers_in[1][t]:
+                (a_allowed, a_left), (b_allowed, b_left) = (
+                    sets.ingress_walk(k, sub[t], tiers_ids[k][t], ports, pc)
+                    for k, sub in enumerate(tiers_in)
+                )
+                later = icol if isolating else b_allowed | b_left
+                icol = a_allowed | (a_left & later)
             iid = by_ingress[ikey] = intern(icol)
         block = blocks.get((eid, iid))
         if block is None:
@@ -757,3 +892,82 @@ def column_blocks(
     for block in blocks.values():
         block.egress, block.ingress = found[block.egress], found[block.ingress]
     return list(blocks.values())
+
+
+def _tier_walk(
+    rules: Iterable[tuple[int, AdminRule]],
+    match: Callable[[AdminRule], bool],
+    every: int,
+) -> tuple[int, int]:
+    """One tier's rules in evaluation order, on whole sets: each (bits, rule) decides for
+    the members of `bits` that no earlier rule decided (first match wins) when its ports
+    admit port class `pc`.  Returns (allowed, left to the next tier: passed or
+    unmatched); the rest is denied."""
+    undecided, allowed, passed = every, 0, 0
+    for bits, rule in rules:
+        if not undecided:
+            break
+        hit = undecided & bits
+        if not hit or not match(rule):
+            continue
+        if rule.action is AdminAction.ALLOW:
+            allowed |= hit
+        elif rule.action is AdminAction.PASS:
+            passed |= hit
+        undecided &= ~hit
+    return allowed, undecided | passed
+
+
+class _EgressTiers:
+    """The egress rules of the Admin and Baseline tiers, in evaluation order, each with
+    its policy's subject (the sources it judges) and the destinations its peers hold."""
+
+    def __init__(self, sets: Sets, wanted: int) -> None:
+        self.sets = sets
+        self.rules: list[list[tuple[int, AdminRule, int]]] = []
+        self.always: list[list[int]] = []  # rules holding every wanted destination
+        self.holding: list[list[tuple[int, ...]]] = []  # per destination: its rules
+        self.ordered: dict[
+            tuple[int, tuple[int, ...]], list[tuple[int, AdminRule]]
+        ] = {}
+        for tier in Tier:
+            rules = [
+                (sets.admin_peer(pol.subject), rule, sets.admin_rule(rule))
+                for pol in sets.tiers[tier]
+                for rule in pol.egress
+            ]
+            always: list[int] = []
+            holding: list[list[int]] = [[] for _ in range(sets.n)]
+            for k, (_, _, peers) in enumerate(rules):
+                if peers & wanted == wanted:
+                    always.append(k)
+                else:
+                    for u in members(peers & wanted):
+                        holding[u].append(k)
+            self.rules.append(rules)
+            self.always.append(always)
+            self.holding.append([tuple(h) for h in holding])
+
+    def column(
+        self,
+        t: int,
+        match: Callable[[AdminRule], bool],
+        np_column: int,
+        open_egress: int,
+    ) -> int:
+        """The sources whose egress admits destination t (`match`: whether a rule's ports
+        admit t's port class), given the
+        NetworkPolicy column (`open_egress`: the sources no NetworkPolicy isolates)."""
+        walks = []
+        for k, holding in enumerate(self.holding):
+            ordered = self.ordered.get((k, holding[t]))
+            if ordered is None:  # destinations holding alike share the list
+                rules = self.rules[k]
+                ordered = self.ordered[(k, holding[t])] = [
+                    (rules[i][0], rules[i][1])
+                    for i in sorted((*self.always[k], *holding[t]))
+                ]
+            walks.append(_tier_walk(ordered, match, self.sets.all))
+        (allowed, left), (b_allowed, b_left) = walks
+        later = (np_column & ~open_egress) | (open_egress & (b_allowed | b_left))
+        return allowed | (left & later)

@@ -2,7 +2,8 @@
 the protocols and port ranges NetworkPolicy admits between them.
 
 What `connlist`- or `diff`-like questions stand on.  The port space of each protocol is
-cut into the intervals on which no policy `ports` item changes its answer: the edges of
+cut into the intervals on which no policy `ports` item (of a NetworkPolicy or of an admin
+policy of either tier) changes its answer: the edges of
 every number and range, and the numbers that named ports take on the pods that have them
 (ICMP, which has no port, is one more interval).  The pods, selectors and peers are sets
 computed once (`dataplane.netpol_matrix.Sets`); each interval then costs one pass of the
@@ -14,13 +15,14 @@ matrix's (`dataplane.matrix`).  A pod's traffic to itself is always admitted.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import TYPE_CHECKING
 
 from dataplane.netpol_matrix import Sets, bits_of, column_blocks
 from topology.errors import TopologyError
-from topology.model import Protocol
+from topology.model import AdminRule, PolicyRule, Protocol
 
 if TYPE_CHECKING:  # pragma: no cover
     from dataplane.sim import Simulator
@@ -84,21 +86,31 @@ class PortTable:
         return ()
 
 
-def intervals(sets: Sets) -> list[tuple[Protocol, int, int]]:
+def intervals(
+    sets: Sets, only: Sequence[PolicyRule | AdminRule] | None = None
+) -> list[tuple[Protocol, int, int]]:
     """The (protocol, first, last) pieces of the port space on which every `ports` item
-    of every policy gives one answer, with ICMP as (ICMP, 0, 0)."""
+    of every policy (or of the rules `only`) gives one answer, with ICMP as (ICMP, 0,
+    0)."""
     cuts: dict[Protocol, set[int]] = {p: {1, LAST_PORT + 1} for p in PORTED}
     named: set[tuple[str, Protocol]] = set()
-    for pol in sets.policies:
-        for rule in (*pol.ingress, *pol.egress):
-            for item in rule.ports:
-                if item.protocol not in cuts:
-                    continue
-                if isinstance(item.port, str):
-                    named.add((item.port, item.protocol))
-                elif item.port is not None:
-                    last = item.end_port if item.end_port is not None else item.port
-                    cuts[item.protocol] |= {item.port, last + 1}
+    rules: list[PolicyRule | AdminRule]
+    if only is not None:
+        rules = list(only)
+    else:
+        rules = [r for pol in sets.policies for r in (*pol.ingress, *pol.egress)]
+        rules += [
+            r for t in sets.tiers.values() for p in t for r in (*p.ingress, *p.egress)
+        ]
+    for rule in rules:
+        for item in rule.ports:
+            if item.protocol not in cuts:
+                continue
+            if isinstance(item.port, str):
+                named.add((item.port, item.protocol))
+            elif item.port is not None:
+                last = item.end_port if item.end_port is not None else item.port
+                cuts[item.protocol] |= {item.port, last + 1}
     for pod in sets.pods:
         for p in pod.ports():
             if p.name and (p.name, p.protocol) in named:
@@ -113,10 +125,7 @@ def intervals(sets: Sets) -> list[tuple[Protocol, int, int]]:
 def port_table(sim: Simulator, sources: list[str], targets: list[str]) -> PortTable:
     """The admitted ports of every pair of `sources` x `targets` (pods, not hostNetwork),
     every protocol and port at once."""
-    cluster = sim.cluster
-    pods = [p for p in cluster.pods.values() if not p.host_network]
-    ns_labels = {name: ns.labels for name, ns in cluster.namespaces.items()}
-    sets = Sets(pods, ns_labels, list(cluster.policies.values()))
+    sets = Sets.of(sim.cluster)
 
     def at(text: str) -> int:
         ep = sim.resolve(text)
@@ -158,11 +167,11 @@ def port_table(sim: Simulator, sources: list[str], targets: list[str]) -> PortTa
                     split.append((outside, ks))
             classes = split
         for members, ks in classes:
-            blocks.append(PortBlock(members, tuple(cols), _ports(pieces, ks)))
+            blocks.append(PortBlock(members, tuple(cols), piece_ports(pieces, ks)))
     return PortTable(sets, s_at, t_at, blocks)
 
 
-def _ports(pieces: list[tuple[Protocol, int, int]], ks: tuple[int, ...]) -> Ports:
+def piece_ports(pieces: list[tuple[Protocol, int, int]], ks: Sequence[int]) -> Ports:
     """The intervals `ks` of `pieces` as merged ranges per protocol."""
     by_proto: dict[Protocol, list[tuple[int, int]]] = {}
     for k in ks:

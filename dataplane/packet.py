@@ -159,6 +159,9 @@ class Packet:
     whole: Packet | None = None
     frag_len: int = 0
     app: Any = None  # an application message above l4 (a DNS message), or None
+    # A reassembled datagram: its largest fragment's IP length (IPCB(skb)->frag_max_size,
+    # set by ip_defrag()); output refragments it at that size.  0: not reassembled.
+    frag_max: int = 0
 
     # -- lengths -------------------------------------------------------------------------
     def l4_len(self) -> int:
@@ -234,7 +237,7 @@ class Packet:
         spelled out: `dataclasses.replace` costs three times as much)."""
         return Packet(
             eth, self.arp, ip, self.l4, self.vxlan, self.inner, self.data,
-            self.whole, self.frag_len, self.app,
+            self.whole, self.frag_len, self.app, self.frag_max,
         )  # fmt: skip
 
     # -- flows ---------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from dataplane.addrtype import connected_peer
 from dataplane.cni import mode_name, plugin_of
 from dataplane.dns import (  # also registers the CoreDNS application
     DNS_PORT,
@@ -268,7 +269,8 @@ class Simulator:
         pkt = probe_packet(proto, dst_ip, dport, ttl, size, df)
         trace.title += f":{dport}" if dport else ""
         pkt, dst_ip, dport = self.connect(ns, pkt, trace)
-        client = Client(ns.id, PROTO_NUMBERS[proto], EPHEMERAL_PORT, dst_ip, dport)
+        peer = connected_peer(dst_ip)
+        client = Client(ns.id, PROTO_NUMBERS[proto], EPHEMERAL_PORT, peer, dport)
         return self.walk(
             trace.title, [Out(pkt, ns.id)], client, state, trace, capture=capture
         )
@@ -318,7 +320,7 @@ class Simulator:
             client = Client(ns.id, ip.proto, pkt.sport, ip.dst, pkt.dport)
         title = f"send at {ep.text}: {pkt.summary()}"
         first: Out | Xmit = (
-            Out(pkt, ns.id) if pkt.eth is None else Xmit(pkt, ns.id, "eth0")
+            Out(pkt, ns.id, raw=True) if pkt.eth is None else Xmit(pkt, ns.id, "eth0")
         )
         return self.walk(title, [first], client, state)
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from dataplane import pmtu
+from dataplane.addrtype import ANY
 from dataplane.emission import Emission, Out
 from dataplane.netns import Kind, Netns, Socket
 from dataplane.packet import (
@@ -216,7 +218,12 @@ def deliver(w: Walker, ns: Netns, ifname: str, pkt: Packet) -> list[Emission]:
         w.direction = "reply"
         data = b"" if answer is not None else pkt.data
         reply = reply_to(w, pkt, UDP(l4.dport, l4.sport), data, answer)
-        return [Out(reply, ns.id)]
+        # The servers are bound to the wildcard address (agnhost netexec's
+        # `net.ListenUDP("udp", ":PORT")`, as Kubernetes e2e runs them): `sendto()` of
+        # the reply leaves the source to the route back (ip_route_output, the route's
+        # prefsrc or its device's primary address, Stack.output), not the address the
+        # request was sent to; a node asked on eth0 answers its pods from cbr0's.
+        return [Out(reply.with_ip(src=ANY), ns.id)]
     assert isinstance(l4, SCTP)
     if l4.chunk != "INIT":
         w.record(ns, ifname, "deliver", f"SCTP {l4.chunk} to {where}", pkt)
@@ -272,11 +279,30 @@ def to_client(w: Walker, ns: Netns, pkt: Packet) -> bool:
             Verdict.TTL_EXCEEDED: DropReason.TTL,
         }.get(verdict, DropReason.HOOK)
         text = f"ICMP {icmp_name(l4)} from {ip.src}: the socket gets {errno}"
+        known = pmtu.learn(w.state.pmtu, ns.id, l4)
+        if known is not None:
+            text += f"; path MTU {known} to {q.ip.dst} learned (ipv4_sk_update_pmtu)"
         w.record(ns, "", "deliver", text, pkt)
         w.finish(verdict, text, reason)
         return True
     if ip.proto != c.proto or pkt.dport != c.sport:
         return False
+    if isinstance(l4, UDP) and (ip.src, l4.sport) != (c.dst, c.dport):
+        # A connected UDP socket takes datagrams from its peer only (udp4_lib_lookup:
+        # a connected socket scores only when saddr and sport match): a reply from
+        # another address finds no socket, and the client's kernel answers it with
+        # ICMP port unreachable.
+        w.record(
+            ns,
+            "",
+            "drop",
+            f"datagram from {ip.src}:{l4.sport}: the socket is connected to "
+            f"{c.dst}:{c.dport} and does not take it -> ICMP port unreachable",
+            pkt,
+            reason=DropReason.NO_SOCKET,
+        )
+        w.emit(w.stack.icmp_error(ns, pkt, ICMP_DEST_UNREACH, UNREACH_PORT))
+        return True
     if isinstance(l4, TCP):
         if "R" in l4.flags:
             text = f"RST from {ip.src}:{l4.sport}: connection refused (ECONNREFUSED)"

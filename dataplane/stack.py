@@ -15,9 +15,18 @@ from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network
 from typing import TYPE_CHECKING
 
+from dataplane.addrtype import ANY, Refusal, connected_peer, local_send, taken_locally
 from dataplane.conntrack import CtDir, CtState, show_tuple
 from dataplane.emission import Bridged, Emission, Out, Xmit
 from dataplane.flowhash import flow_of
+from dataplane.icmp_limit import (
+    ICMP_RATELIMIT_MS,
+    XRLIM_BURST_FACTOR,
+    is_rate_limited,
+    spend_all,
+    take_route_error_token,
+    take_token,
+)
 from dataplane.netfilter import (
     Accept,
     Drop,
@@ -53,6 +62,7 @@ from dataplane.packet import (
     Packet,
     icmp_name,
 )
+from dataplane.pmtu import path_mtu
 from dataplane.routing import Route, multipath
 from dataplane.trace import DropReason, FieldDiff, Verdict
 
@@ -298,6 +308,12 @@ class Stack:
         assert pkt.ip is not None
         if ns.is_local(pkt.ip.dst):
             return self.local_in(ns, ifname, pkt, ctx)
+        unanswered = taken_locally(ns, pkt.ip.dst)
+        if unanswered is not None:
+            self.w.record(
+                ns, ifname, "drop", unanswered, pkt, reason=DropReason.NOT_FOR_US
+            )
+            return []
         if dnat and in_port is not None and ctx is not None and eth is not None:
             route = ns.routes.lookup(pkt.ip.dst)
             if route is not None and route.oif == ifname and route.via is None:
@@ -359,7 +375,9 @@ class Stack:
                 pkt,
                 reason=DropReason.NO_ROUTE,
             )
-            return self.icmp_error(ns, pkt, ICMP_DEST_UNREACH, UNREACH_NET)
+            return self.icmp_error(
+                ns, pkt, ICMP_DEST_UNREACH, UNREACH_NET, route_error=True
+            )
         if route.nexthops:
             route, why = multipath(route, flow_of(pkt))
             self.w.record(
@@ -399,6 +417,21 @@ class Stack:
                 reason=DropReason.MTU,
             )
             return self.icmp_error(ns, pkt, ICMP_DEST_UNREACH, UNREACH_FRAG_NEEDED, mtu)
+        back = ns.routes.lookup(ip.src) if route.oif == in_if else None
+        if back is not None and back.via is None:
+            # ip_forward() -> ip_rt_send_redirect(): back out of the interface it came in
+            # on, an on-link sender (fib_validate_source: its route back has no gateway)
+            # would be redirected; the redirect (not modelled) resets the sender's ICMP
+            # bucket (dataplane.icmp_limit)
+            spend_all(self.w.state.icmp_tokens, ns.id, ip.src)
+            self.w.record(
+                ns,
+                in_if,
+                "redirect",
+                f"back out of {in_if}: {ip.src} would get an ICMP redirect (not "
+                "sent here), which spends its ICMP error bucket (ip_rt_send_redirect)",
+                pkt,
+            )
         pkt = pkt.with_ip(ttl=ip.ttl - 1)
         self.w.record(
             ns,
@@ -416,10 +449,17 @@ class Stack:
         return self.ip_output(ns, out, route, ctx, forwarded=True)
 
     # -- output ----------------------------------------------------------------------------
-    def output(self, ns: Netns, pkt: Packet) -> list[Emission]:
-        """A packet sent by a socket (or the kernel) of `ns`."""
+    def output(self, ns: Netns, pkt: Packet, raw: bool = False) -> list[Emission]:
+        """A packet sent by a socket (or the kernel) of `ns` (`raw`: a crafted one)."""
         ip = pkt.ip
         assert ip is not None
+        if ip.dst == ANY and not raw:  # 0.0.0.0 is this host (dataplane.addrtype)
+            pkt = pkt.with_ip(dst=connected_peer(ip.dst))
+            ip = pkt.ip
+            assert ip is not None
+        refused = local_send(ns, pkt, raw)
+        if refused is not None:
+            return self.refuse_locally(ns, pkt, refused)
         route = self.route_out(ns, ip.dst)
         if route is None:
             self.w.record(
@@ -476,13 +516,16 @@ class Stack:
                     out,
                 )
             pkt = out
-        mtu = ns.interfaces[route.oif].mtu
+        mtu = dev_mtu = ns.interfaces[route.oif].mtu
+        if not raw and pkt.ip is not None:  # a socket: held to the path MTU it learned
+            mtu = path_mtu(self.w.state.pmtu, ns.id, pkt.ip.dst, dev_mtu)
         if pkt.ip_len() > mtu and pkt.ip is not None and pkt.ip.df:
+            learned = " (path MTU learned from an ICMP)" if mtu < dev_mtu else ""
             self.w.record(
                 ns,
                 route.oif,
                 "drop",
-                f"message too long, mtu={mtu} "
+                f"message too long, mtu={mtu}{learned} "
                 f"({pkt.ip_len()}-byte packet with DF set): EMSGSIZE",
                 pkt,
                 reason=DropReason.MTU,
@@ -510,6 +553,11 @@ class Stack:
         nexthop = route.via_text or pkt.ip.dst
         mtu = ns.interfaces[route.oif].mtu
         pieces = [pkt]
+        if pkt.frag_max:
+            # __ip_finish_output(): a reassembled datagram is always refragmented, at
+            # its largest original fragment when that is smaller (ip_do_fragment(),
+            # IPCB frag_max_size), so a router keeps the sender's fragment sizes.
+            mtu = min(mtu, pkt.frag_max)
         if pkt.ip_len() > mtu:
             pieces = fragment(pkt, mtu)
             self.w.record(
@@ -660,7 +708,13 @@ class Stack:
 
     # -- ICMP errors -----------------------------------------------------------------------
     def icmp_error(
-        self, ns: Netns, pkt: Packet, type_: int, code: int, mtu: int = 0
+        self,
+        ns: Netns,
+        pkt: Packet,
+        type_: int,
+        code: int,
+        mtu: int = 0,
+        route_error: bool = False,  # from ip_error(): a forwarded packet, no route
     ) -> list[Emission]:
         """Answer an offending packet (icmp_send(): never about an ICMP error, only about a
         first fragment; the source is the address the packet was sent to when it was for
@@ -673,15 +727,40 @@ class Stack:
             return []
         if ip.frag:
             return []
-        back = ns.routes.lookup(ip.src)
+        back = route_out(ns, ip.src)  # the local table too: 127/8 goes back on lo
         if back is None:
             return []
-        if ns.is_local(ip.dst) and not ip.dst.startswith("127."):
-            src = (
-                ip.dst
-            )  # icmp_send(): a packet for us is answered from its destination
+        if ns.is_local(ip.dst):
+            # icmp_send(): a packet for us (RTCF_LOCAL, 127/8 included) is answered
+            # from its destination
+            src = ip.dst
         else:
             src = back.src_text or ns.source_for(back.oif)
+        if (
+            is_rate_limited(type_, code)
+            and not ns.is_local(ip.src)
+            and not (take_route_error_token if route_error else take_token)(
+                self.w.state.icmp_tokens, ns.id, ip.src
+            )
+        ):
+            self.w.record(
+                ns,
+                "",
+                "ratelimit",
+                f"{icmp_name(ICMP(type_, code))} to {ip.src} not sent: rate limited "
+                f"(icmpv4_xrlim_allow: {XRLIM_BURST_FACTOR} errors to one destination "
+                f"use up its burst, net.ipv4.icmp_ratelimit={ICMP_RATELIMIT_MS})",
+                pkt,
+                reason=DropReason.ICMP_RATELIMIT,
+            )
+            if self.w.direction == "request":  # the error would have told the client
+                self.w.finish(
+                    Verdict.DROPPED,
+                    f"the {icmp_name(ICMP(type_, code))} error from {ns.label} was "
+                    "rate limited: the client hears nothing",
+                    DropReason.ICMP_RATELIMIT,
+                )
+            return []
         err = Packet(
             ip=IP(src, ip.src, IPPROTO_ICMP, id=self.w.state.ip_id()),
             l4=ICMP(type_, code, mtu=mtu, quote=pkt.l3()),
@@ -692,6 +771,15 @@ class Stack:
             ns, "", "icmp", f"{icmp_name(err.l4)} from {src} to {ip.src}", err
         )
         return [Out(err, ns.id)]
+
+    def refuse_locally(
+        self, ns: Netns, pkt: Packet, refused: Refusal
+    ) -> list[Emission]:
+        """A send to a broadcast or multicast destination (dataplane.addrtype)."""
+        self.w.record(ns, "", "drop", refused.detail, pkt, reason=refused.reason)
+        if refused.errno:
+            self.local_error(ns, pkt, refused.verdict, refused.errno, refused.reason)
+        return []
 
     def local_error(
         self, ns: Netns, pkt: Packet, verdict: Verdict, errno: str, reason: DropReason
@@ -732,7 +820,12 @@ class Stack:
         del self.w.state.frags[key]
         first = min(got, key=lambda f: f.ip.frag if f.ip else 0)
         assert first.ip is not None
-        whole = replace(pkt.whole, eth=None, ip=replace(first.ip, mf=False, frag=0))
+        whole = replace(
+            pkt.whole,
+            eth=None,
+            ip=replace(first.ip, mf=False, frag=0),
+            frag_max=max(f.ip_len() for f in got),
+        )
         self.w.record(
             ns,
             "",

@@ -40,6 +40,9 @@ class DropReason(StrEnum):
     NO_SOCKET = "no-socket"
     HOP_LIMIT = "hop-limit"
     BRIDGE = "bridge"
+    BROADCAST = "broadcast"  # EACCES: a broadcast destination without SO_BROADCAST
+    FRAG_FAILED = "frag-failed"  # a datagram that cannot be refragmented (IpFragFails)
+    ICMP_RATELIMIT = "icmp-ratelimit"  # the ICMP error that would answer was not sent
 
     @property
     def verdict(self) -> Verdict:
@@ -61,6 +64,9 @@ _VERDICT_OF = {
     DropReason.NO_SOCKET: Verdict.DROPPED,
     DropReason.HOP_LIMIT: Verdict.DROPPED,
     DropReason.BRIDGE: Verdict.DROPPED,
+    DropReason.BROADCAST: Verdict.DROPPED,
+    DropReason.FRAG_FAILED: Verdict.DROPPED,
+    DropReason.ICMP_RATELIMIT: Verdict.DROPPED,
 }
 
 

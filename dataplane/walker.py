@@ -52,6 +52,10 @@ class WalkState:
     next_ip_id: int = 1
     # TCP connections a listening socket accepted (ns, local ip, port, peer ip, port).
     tcp_conns: set[tuple[str, str, int, str, int]] = field(default_factory=set)
+    # ICMP error tokens left per (namespace, destination) (dataplane.icmp_limit)
+    icmp_tokens: dict[tuple[str, str], int] = field(default_factory=dict)
+    # path MTU exceptions per (namespace, destination) (dataplane.pmtu)
+    pmtu: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def ct(self, ns: str) -> Conntrack:
         table = self.conntrack.get(ns)
@@ -249,7 +253,7 @@ class Walker:
                 return
             self.xmit(ns, iface, pkt)
         elif isinstance(em, Out):
-            emit(self.stack.output(fab.netns[em.netns], em.pkt))
+            emit(self.stack.output(fab.netns[em.netns], em.pkt, em.raw))
         elif isinstance(em, Unseen):
             self.unseen(em)
         elif isinstance(em, Bridged):

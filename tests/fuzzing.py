@@ -376,7 +376,11 @@ def outcome(text: str, filename: str, base_dir: Path) -> tuple[str, str]:
     try:
         load_scenario_text(text, filename, base_dir)
     except SimError as err:
-        if re.match(rf"{re.escape(filename)}:[1-9][0-9]*: ", str(err)):
+        # located in the scenario, or in a file of its folder that it includes
+        where = re.match(r"([^:\s]+):[1-9][0-9]*: ", str(err))
+        if where and (
+            where.group(1) == filename or (base_dir / where.group(1)).is_file()
+        ):
             return "error", str(err)
         return "error-without-line", str(err)
     except Exception as err:  # the defect the fuzzer looks for

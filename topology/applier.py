@@ -1,7 +1,7 @@
 """`kubectl apply` on a working copy of the cluster: create, replace, reconcile workloads.
 
 Objects are processed Namespaces first, then Pods and workloads in file order, then Services,
-then NetworkPolicies.  Each object's `${ip:ENDPOINT}` references are resolved just before it
+then NetworkPolicies and the cluster-wide admin policies.  Each object's `${ip:ENDPOINT}` references are resolved just before it
 is validated, against the cluster as it is at that moment.  A workload is reconciled: more
 replicas add pods, fewer remove the highest ordinals, a changed template updates its pods in
 place (keeping their addresses); a pod that may no longer run on its node is recreated.
@@ -17,6 +17,7 @@ from dataclasses import replace
 from ipaddress import IPv4Address
 from typing import Any
 
+from topology.adminpolicy import any_draft
 from topology.endpoint import substitute
 from topology.errors import TopologyError
 from topology.kubeschema import WORKLOAD_KINDS
@@ -37,7 +38,9 @@ from topology.manifest import (
     parse_manifest,
 )
 from topology.model import (
+    ADMIN_KINDS,
     BUILTIN,
+    AdminPolicy,
     EndpointSlice,
     Loc,
     Namespace,
@@ -47,7 +50,7 @@ from topology.model import (
     ServiceType,
     Workload,
 )
-from topology.normalize import PodTemplate, ServiceDraft, WorkloadDraft, draft
+from topology.normalize import PodTemplate, ServiceDraft, WorkloadDraft
 from topology.scenario import Manifest
 from topology.selectors import format_selector
 from topology.state import ClusterState
@@ -62,8 +65,14 @@ from topology.workload import (
 )
 from topology.yamlsource import PathPart
 
-_RANK = {"Namespace": 0, "Service": 2, "EndpointSlice": 2, "NetworkPolicy": 3}
 # Pods and workloads: 1
+_RANK = {
+    "Namespace": 0,
+    "Service": 2,
+    "EndpointSlice": 2,
+    "NetworkPolicy": 3,
+    **dict.fromkeys(ADMIN_KINDS, 3),
+}
 
 
 class Applier:
@@ -169,7 +178,10 @@ class Applier:
         return Manifest(walk(manifest.data, ()), manifest.loc, manifest.lines)
 
     def one(self, obj: KubeObject) -> None:
-        result = draft(obj, self.warnings)
+        result = any_draft(obj, self.warnings)
+        if isinstance(result, AdminPolicy):  # cluster-scoped: no namespace to check
+            self.state.admin_policies[result.key] = result
+            return
         if isinstance(result, Namespace):
             self.state.namespaces[obj.name] = result
             return

@@ -18,6 +18,7 @@ from topology.errors import TopologyError
 from topology.ipam import dns_ip, kubernetes_ip
 from topology.live import live_pod_ips, owns
 from topology.model import (
+    ADMIN_KINDS,
     BUILTIN,
     Cluster,
     ClusterConfig,
@@ -60,10 +61,20 @@ REF_KINDS = {
     "networkpolicy": "NetworkPolicy",
     "netpol": "NetworkPolicy",
     "endpointslice": "EndpointSlice",
+    # cluster-scoped, like Namespace (`kubectl api-resources` short names anp, banp, cnp)
+    "adminnetworkpolicy": "AdminNetworkPolicy",
+    "anp": "AdminNetworkPolicy",
+    "baselineadminnetworkpolicy": "BaselineAdminNetworkPolicy",
+    "banp": "BaselineAdminNetworkPolicy",
+    "clusternetworkpolicy": "ClusterNetworkPolicy",
+    "cnp": "ClusterNetworkPolicy",
 }
+_CLUSTER_REFS = ("Namespace", *ADMIN_KINDS)
 _REF_FORMS = (
-    "namespace/NAME or KIND/NS/NAME, KIND one of namespace, pod, service, deployment,"
-    " replicaset, statefulset, daemonset, networkpolicy, endpointslice"
+    "namespace/NAME, KIND/NAME with KIND one of adminnetworkpolicy, "
+    "baselineadminnetworkpolicy, clusternetworkpolicy, or KIND/NS/NAME with KIND one of"
+    " pod, service, deployment, replicaset, statefulset, daemonset, networkpolicy,"
+    " endpointslice"
 )
 
 
@@ -149,6 +160,8 @@ def parse_ref(text: str, loc: Loc | None = None) -> tuple[str, str, str]:
     ('NetworkPolicy', 'default', 'test-np')
     >>> parse_ref("Namespace/x")
     ('Namespace', '', 'x')
+    >>> parse_ref("anp/deny-all")
+    ('AdminNetworkPolicy', '', 'deny-all')
     """
     parts = text.split("/")
     kind = REF_KINDS.get(parts[0].lower())
@@ -156,11 +169,11 @@ def parse_ref(text: str, loc: Loc | None = None) -> tuple[str, str, str]:
         raise TopologyError(
             f"delete {text!r}: unknown kind {parts[0]!r} (allowed: {_REF_FORMS})", loc
         )
-    want = 2 if kind == "Namespace" else 3
+    want = 2 if kind in _CLUSTER_REFS else 3
     if len(parts) != want or not all(parts):
-        form = "namespace/NAME" if kind == "Namespace" else f"{parts[0]}/NS/NAME"
+        form = f"{parts[0]}/NAME" if kind in _CLUSTER_REFS else f"{parts[0]}/NS/NAME"
         raise TopologyError(f"delete {text!r}: expected {form}", loc)
-    return (kind, "", parts[1]) if kind == "Namespace" else (kind, parts[1], parts[2])
+    return (kind, "", parts[1]) if want == 2 else (kind, parts[1], parts[2])
 
 
 def delete(cluster: Cluster, refs: Sequence[str], loc: Loc | None = None) -> Cluster:
@@ -179,6 +192,15 @@ def delete(cluster: Cluster, refs: Sequence[str], loc: Loc | None = None) -> Clu
                     f"delete {ref!r}: namespace {name!r} may not be deleted", loc
                 )
             state.remove_namespace(name)
+            continue
+        if kind in ADMIN_KINDS:
+            if f"{kind}/{name}" not in state.admin_policies:
+                here = [p.name for p in state.admin_policies.values() if p.kind == kind]
+                listing = ", ".join(here) if here else "none"
+                raise TopologyError(
+                    f"delete {ref!r}: no {kind} {name!r} ({kind}s: {listing})", loc
+                )
+            del state.admin_policies[f"{kind}/{name}"]
             continue
         key = f"{namespace}/{name}"
         if namespace not in state.namespaces:

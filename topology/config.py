@@ -45,7 +45,8 @@ from topology.model import (
     Protocol,
     ProxyMode,
 )
-from topology.schema import CalicoModel, ClusterModel, KubeProxyModel, NodeModel
+from topology.proxyschema import KubeProxyModel
+from topology.schema import CalicoModel, ClusterModel, NodeModel
 from topology.yamlsource import PathPart, format_path
 
 LocateFn = Callable[[Sequence[PathPart]], Loc]
@@ -65,8 +66,7 @@ CNI_NETWORKS: dict[Cni, tuple[Network, ...]] = {
 }
 # The CNIs `dataplane.cni` builds; a scenario naming another is refused, never approximated.
 MODELLED_CNIS = (Cni.FLANNEL, Cni.CALICO, Cni.CILIUM)
-# Modes the schema accepts whose devices are not built yet: refused, never approximated
-# (a Geneve header is not a VXLAN one).
+# Modes whose devices are not built yet: refused, never approximated (Geneve is no VXLAN).
 PLANNED_NETWORKS = {(Cni.CILIUM, CiliumMode.GENEVE)}
 # The VXLAN port when `vxlanPort` is not written: flannel's (Linux's default), Felix's
 # `vxlanPort` (IANA's), Cilium's `tunnel-port` for vxlan (pkg/defaults TunnelPortVXLAN).

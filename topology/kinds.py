@@ -3,7 +3,9 @@
 Real manifests (a chart's `helm template` output, a dump of a live cluster) hold many kinds.
 Each object falls in one class:
 - **modelled**: Namespace, Node, Pod, Deployment, ReplicaSet, StatefulSet, DaemonSet,
-  Service, NetworkPolicy (networking.k8s.io), EndpointSlice (discovery.k8s.io) are read
+  Service, NetworkPolicy (networking.k8s.io), EndpointSlice (discovery.k8s.io),
+  AdminNetworkPolicy, BaselineAdminNetworkPolicy and ClusterNetworkPolicy
+  (policy.networking.k8s.io) are read
   and validated;
 - **inert**: kinds that do not affect the network (ConfigMap, Secret, RBAC, storage,
   autoscaling, ...) are skipped, with ONE summary warning of counts by kind;
@@ -24,8 +26,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from topology.kubeschema import API_VERSIONS
-from topology.manifest import SUPPORTED_KINDS, Origin, describe_object
+from topology.manifest import API_VERSIONS, SUPPORTED_KINDS, Origin, describe_object
 from topology.scenario import Manifest
 
 NODE = "Node"
@@ -90,9 +91,6 @@ UNMODELLED_KINDS: dict[str, str] = {
     "GlobalNetworkSet": "Calico policies are not modelled",
     "NetworkSet": "Calico policies are not modelled",
     "HostEndpoint": "Calico policies are not modelled",
-    "AdminNetworkPolicy": "admin network policies are not modelled yet",
-    "BaselineAdminNetworkPolicy": "admin network policies are not modelled yet",
-    "ClusterNetworkPolicy": "cluster network policies are not modelled yet",
     "Endpoints": "endpoints are derived from Services and pods here (planned)",
     "ServiceCIDR": "serviceCIDR is cluster.serviceCIDR",
     "IPAddress": "ClusterIPs are allocated from cluster.serviceCIDR",

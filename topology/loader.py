@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from topology.adminpolicy import any_draft
 from topology.change import build_cluster, parse_ref
 from topology.config import cluster_config
 from topology.diagnostic import to_topology_error
@@ -34,7 +35,7 @@ from topology.manifest import (
     without_refs,
 )
 from topology.model import Loc, NodeSpec, Protocol
-from topology.normalize import NAMESPACE_NAME_LABEL, draft
+from topology.normalize import NAMESPACE_NAME_LABEL
 from topology.scenario import (
     ApplyStep,
     DeleteStep,
@@ -401,7 +402,7 @@ class _ScenarioLoader:
                 self.same_node(manifest)
                 continue  # the node as it is: nothing to apply
             if not has_refs(manifest.data):
-                draft(parse_manifest(manifest), [])
+                any_draft(parse_manifest(manifest), [])
             else:  # the rest when the step runs and the addresses are known
                 parse_manifest(replace(manifest, data=without_refs(manifest.data)))
             objects.append(manifest)

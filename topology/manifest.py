@@ -15,14 +15,21 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from topology import names
+from topology import kubeschema, names
+from topology.adminschema import ADMIN_API_VERSIONS, ADMIN_MODELS, AdminModel
 from topology.diagnostic import to_topology_error
 from topology.errors import TopologyError
-from topology.kubeschema import API_VERSIONS, MODELS, KubeModel
+from topology.kubeschema import KubeModel
 from topology.model import Loc
 from topology.scenario import Manifest
 from topology.yamlsource import LineMap, LineTree, PathPart, format_path, line_for
 
+# Every kind read from manifests, with its one served apiVersion.
+MODELS: dict[str, type[KubeModel | AdminModel]] = {
+    **kubeschema.MODELS,
+    **ADMIN_MODELS,
+}
+API_VERSIONS = {**kubeschema.API_VERSIONS, **ADMIN_API_VERSIONS}
 SUPPORTED_KINDS = (*MODELS, "Node")  # Node objects: topology.live
 # Kinds without a namespace (of those a scenario may hold; `kubectl api-resources`).
 CLUSTER_SCOPED = frozenset(
@@ -78,7 +85,7 @@ class KubeObject:
     kind: str
     namespace: str  # "" for a Namespace
     name: str
-    model: KubeModel
+    model: KubeModel | AdminModel
     origin: Origin
 
     @property
@@ -178,5 +185,9 @@ def parse_manifest(manifest: Manifest) -> KubeObject:
     reason = check(name)
     if reason is not None:
         raise origin.error(("metadata", "name"), reason)
-    namespace = "" if kind == "Namespace" else model.metadata.namespace or "default"
+    namespace = (
+        ""
+        if kind == "Namespace" or kind in CLUSTER_SCOPED
+        else model.metadata.namespace or "default"
+    )
     return KubeObject(kind, namespace, name, model, origin)

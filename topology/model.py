@@ -433,6 +433,105 @@ class NetworkPolicy:
         return f"{self.namespace}/{self.name}"
 
 
+class Tier(StrEnum):
+    """The tiers of cluster-wide policy (network-policy-api `apis/v1alpha2`
+    `ClusterNetworkPolicySpec.tier`): Admin before NetworkPolicy, Baseline after it."""
+
+    ADMIN = "Admin"
+    BASELINE = "Baseline"
+
+
+class AdminAction(StrEnum):
+    """What an admin-tier or baseline rule does with the traffic it matches
+    (`AdminNetworkPolicyRuleAction`; ClusterNetworkPolicy's `Accept` is `ALLOW`)."""
+
+    ALLOW = "Allow"
+    DENY = "Deny"
+    PASS = "Pass"
+
+
+@dataclass(frozen=True, slots=True)
+class AdminPeer:
+    """One `subject`, `from` or `to` item of an admin policy; exactly one field is set.
+
+    `namespaces: S` is `namespace_selector=S` (every pod there); `pods: {namespaceSelector,
+    podSelector}` sets both (AND); `nodes` selects node addresses by node labels;
+    `networks` are CIDRs (any address, pods' included); `domain_names` are FQDNs, which are
+    not modelled (they match nothing; a warning says so when the policy is loaded).
+    """
+
+    namespace_selector: LabelSelector | None = None
+    pod_selector: LabelSelector | None = None
+    node_selector: LabelSelector | None = None
+    networks: tuple[IPv4Network, ...] = ()
+    domain_names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AdminRule:
+    """An ingress or egress rule of an admin policy: an action, its peers (at least one)
+    and its ports (`ports` empty: every port and protocol).
+
+    A `namedPort` (or CNP `destinationNamedPort`), which names a containerPort whatever its
+    protocol, is held as one named `PolicyPort` per protocol (container port names are
+    unique in a pod, so at most one of them can match)."""
+
+    action: AdminAction
+    peers: tuple[AdminPeer, ...]
+    ports: tuple[PolicyPort, ...] = ()
+    name: str = ""
+
+
+ADMIN_KINDS = (
+    "AdminNetworkPolicy",
+    "BaselineAdminNetworkPolicy",
+    "ClusterNetworkPolicy",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AdminPolicy:
+    """An AdminNetworkPolicy, BaselineAdminNetworkPolicy (policy.networking.k8s.io/v1alpha1)
+    or ClusterNetworkPolicy (v1alpha2): cluster-scoped, in a `tier`, with a `priority`
+    (0-1000, lower first; a BaselineAdminNetworkPolicy has none) and a `subject`."""
+
+    kind: str  # one of ADMIN_KINDS
+    name: str
+    tier: Tier
+    priority: int | None
+    subject: AdminPeer  # namespace_selector and maybe pod_selector
+    ingress: tuple[AdminRule, ...] = ()
+    egress: tuple[AdminRule, ...] = ()
+    loc: Loc = BUILTIN
+
+    @property
+    def key(self) -> str:
+        """`Kind/name`: the kinds are cluster-scoped and may share names."""
+        return f"{self.kind}/{self.name}"
+
+    @property
+    def order(self) -> tuple[int, str, str]:
+        """The evaluation order in its tier: priority (lower first), then name, then kind
+        (upstream leaves equal priorities undefined; a BaselineAdminNetworkPolicy, which
+        has no priority, comes after every Baseline ClusterNetworkPolicy)."""
+        return (1001 if self.priority is None else self.priority, self.name, self.kind)
+
+    @property
+    def short(self) -> str:
+        """How a trace names it: `ANP 'a' (priority 5)`, `BANP 'default'`."""
+        if self.kind == "BaselineAdminNetworkPolicy":
+            return f"BANP {self.name!r}"
+        if self.kind == "AdminNetworkPolicy":
+            return f"ANP {self.name!r} (priority {self.priority})"
+        return f"CNP {self.name!r} ({self.tier.value} tier, priority {self.priority})"
+
+    def action_word(self, action: AdminAction) -> str:
+        """The action as this kind writes it (a ClusterNetworkPolicy says `Accept`)."""
+        if self.kind == "ClusterNetworkPolicy" and action is AdminAction.ALLOW:
+            return "Accept"
+        return action.value
+
+
 @dataclass(frozen=True, slots=True)
 class Workload:
     """A Deployment, ReplicaSet, StatefulSet or DaemonSet (its pods live in `Cluster.pods`)."""
@@ -465,6 +564,7 @@ class Cluster:
     policies: Mapping[str, NetworkPolicy] = field(default_factory=dict)
     workloads: Mapping[str, Workload] = field(default_factory=dict)
     endpoint_slices: Mapping[str, EndpointSlice] = field(default_factory=dict)
+    admin_policies: Mapping[str, AdminPolicy] = field(default_factory=dict)  # by key
 
     @property
     def nodes(self) -> tuple[NodeSpec, ...]:

@@ -15,6 +15,7 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Network
 
 from topology import kubeschema as k
 from topology import names
+from topology.adminschema import AdminModel
 from topology.fields import cidr_reason, parse_loose_cidr, special_range
 from topology.ipam import NODE_PORT_RANGE
 from topology.manifest import KubeObject, Origin
@@ -98,6 +99,7 @@ def draft(obj: KubeObject, warnings: list[str]) -> Draft:
         return network_policy(obj, m, warnings)
     if isinstance(m, k.EndpointSliceObject):
         return endpoint_slice(obj, m)
+    assert not isinstance(m, AdminModel)  # topology.adminpolicy's (see the applier)
     return workload(obj, m, warnings)
 
 

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
+from topology.adminschema import AdminModel
 from topology.fields import (
     CIDR,
     DNSLabel,
@@ -29,6 +30,7 @@ from topology.fields import (
     invalid,
 )
 from topology.kubeschema import KubeModel
+from topology.proxyschema import KubeProxyModel
 
 NetworkName = Literal["vxlan", "host-gw", "routed"]  # flannel's (dataplane init)
 CniName = Literal["flannel", "calico", "cilium"]
@@ -128,63 +130,6 @@ class GatewayRouteModel(StrictModel):
 
     cidr: CIDR = Field(description="Destination network, e.g. the service range.")
     via: str = Field(description="The node it is routed to: node/NAME.")
-
-
-class IptablesModel(StrictModel):
-    """KubeProxyConfiguration `iptables` (kubeproxy.config.k8s.io/v1alpha1)."""
-
-    masquerade_all: bool = Field(
-        default=False,
-        alias="masqueradeAll",
-        description="SNAT all traffic to ClusterIPs (default false).",
-    )
-    localhost_node_ports: bool = Field(
-        default=True,
-        alias="localhostNodePorts",
-        description="NodePorts answer on 127.0.0.1 too (default true, iptables mode).",
-    )
-
-
-class NftablesModel(StrictModel):
-    """KubeProxyConfiguration `nftables`."""
-
-    masquerade_all: bool = Field(
-        default=False,
-        alias="masqueradeAll",
-        description="SNAT all traffic to ClusterIPs (default false).",
-    )
-
-
-class IpvsModel(StrictModel):
-    """KubeProxyConfiguration `ipvs`."""
-
-    scheduler: Literal["rr"] = Field(
-        default="rr",
-        description="IPVS scheduler: rr (round-robin, the default; deterministic"
-        " across a replay).",
-    )
-
-
-class KubeProxyModel(StrictModel):
-    """kube-proxy's KubeProxyConfiguration fields that shape the dataplane."""
-
-    mode: Literal["iptables", "nftables", "ipvs"] = Field(
-        default="iptables",
-        description="The proxy mode: iptables (default), nftables or ipvs.",
-    )
-    node_port_addresses: list[str] | None = Field(
-        default=None,
-        alias="nodePortAddresses",
-        description="Where NodePorts answer: [primary] (the node IP) or CIDRs."
-        " Default: every local address.",
-    )
-    iptables: IptablesModel = Field(
-        default=IptablesModel(), description="iptables mode options."
-    )
-    nftables: NftablesModel = Field(
-        default=NftablesModel(), description="nftables mode options."
-    )
-    ipvs: IpvsModel = Field(default=IpvsModel(), description="ipvs mode options.")
 
 
 class ClusterModel(StrictModel):
@@ -299,7 +244,9 @@ class ExpectModel(StrictModel):
     policy: str | None = Field(
         default=None,
         description="NS/NAME of the NetworkPolicy that decided (allowed by or"
-        " isolated by).",
+        " isolated by), or KIND/NAME of the admin policy whose rule decided"
+        " (AdminNetworkPolicy/NAME, BaselineAdminNetworkPolicy/default,"
+        " ClusterNetworkPolicy/NAME).",
     )
     via: list[str] = Field(
         default=[],
@@ -495,7 +442,8 @@ class FileRef(StrictModel):
 
 
 ManifestItem = Annotated[
-    dict[str, Any], BeforeValidator(_keep, json_schema_input_type=KubeModel | FileRef)
+    dict[str, Any],
+    BeforeValidator(_keep, json_schema_input_type=KubeModel | AdminModel | FileRef),
 ]
 
 

@@ -28,6 +28,7 @@ class ClusterState:
         self.policies = dict(cluster.policies)
         self.workloads = dict(cluster.workloads)
         self.endpoint_slices = dict(cluster.endpoint_slices)
+        self.admin_policies = dict(cluster.admin_policies)
         nodes = self.config.nodes
         self.scheduler = Scheduler(nodes, [p.node for p in self.pods.values()])
         used: dict[str, list[IPv4Address]] = {n.name: [] for n in nodes}
@@ -63,6 +64,7 @@ class ClusterState:
             self.policies,
             self.workloads,
             self.endpoint_slices,
+            self.admin_policies,
         )
 
     def freeze(self) -> Cluster:

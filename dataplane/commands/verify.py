@@ -60,13 +60,18 @@ def _table(report: Any, quiet: bool) -> Table:
         if row.sim_silent and row.sim is not None and row.sim not in SILENT:
             sim += " (its client heard nothing)"
         kernel = row.kernel.verdict.value if row.kernel.verdict else "-"
+        detail = row.kernel.detail
+        for part in row.differs():
+            detail += (
+                f"\n{part.name} differs: simulator {part.sim}, kernel {part.kernel}"
+            )
         table.add_row(
             str(row.step),
             row.title,
             sim,
             kernel,
             literal(row.status, STYLE[row.status]),
-            row.kernel.detail,
+            detail,
         )
     return table
 
@@ -74,10 +79,13 @@ def _table(report: Any, quiet: bool) -> Table:
 def _summary(report: Any) -> str:
     ratio = report.ratio()
     per = f"; time per answered probe, kernel/simulator: {ratio:.2g}" if ratio else ""
+    compared = sum(len(r.parts) for r in report.rows)
     return (
         f"{len(report.rows)} probes: {report.count('agree')} agree, "
         f"{report.count('MISMATCH')} mismatch, {report.count('not comparable')} not "
-        f"comparable; {report.namespaces} namespaces built in {report.build_seconds:.2f} s, "
+        f"comparable ({compared} parts compared besides the verdicts: server, "
+        "endpoint, source and TTL it saw, the answer's source and TTL); "
+        f"{report.namespaces} namespaces built in {report.build_seconds:.2f} s, "
         f"removed in {report.teardown_seconds * 1e3:.0f} ms{per}"
     )
 
@@ -181,6 +189,7 @@ def verify(
 
     from dataplane import output as out_fmt
     from dataplane.kernel.preflight import reason_not_to_run
+    from dataplane.kernel.report import KERNEL_SIDE
 
     with input_errors(debug):
         fmt = out_fmt.choose("verify", output, None, as_json)
@@ -242,6 +251,7 @@ def verify(
                         kept=report.kept,
                         shortened=report.shortened,
                         neighbour_overflows=report.neighbour_overflows,
+                        kernel_side=KERNEL_SIDE,
                         rows=[r.to_dict() for r in report.ordered()],
                     )
                     sys.stdout.write(out_fmt.record(doc, fmt))

@@ -10,7 +10,8 @@ unless asked to keep it.
 from __future__ import annotations
 
 import socket
-from collections.abc import Sequence
+import subprocess
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from dataplane.fabric import Fabric, layout_of
@@ -30,12 +31,52 @@ from topology.workload import COREDNS
 
 
 @dataclass(frozen=True, slots=True)
+class Flow:
+    """One conntrack entry: the original direction and the reply's source (the
+    endpoint, after a DNAT)."""
+
+    proto: str
+    src: str
+    sport: int
+    dst: str
+    dport: int
+    reply_src: str
+
+
+def parse_flow(line: str) -> Flow | None:
+    """A line of `conntrack -L`.
+
+    >>> parse_flow("tcp      6 119 SYN_SENT src=10.0.1.3 dst=10.96.0.20 sport=41000 "
+    ...     "dport=80 [UNREPLIED] src=10.0.2.2 dst=10.0.1.3 sport=8080 dport=41000 mark=0")
+    Flow(proto='tcp', src='10.0.1.3', sport=41000, dst='10.96.0.20', dport=80, reply_src='10.0.2.2')
+    """
+    words = line.split()
+    values: dict[str, list[str]] = {}
+    for word in words:
+        key, eq, value = word.partition("=")
+        if eq:
+            values.setdefault(key, []).append(value)
+    src, dst, sport, dport = (
+        values.get(k, []) for k in ("src", "dst", "sport", "dport")
+    )
+    if not words or len(src) < 2 or len(dst) < 1 or not sport or not dport:
+        return None
+    return Flow(words[0], src[0], int(sport[0]), dst[0], int(dport[0]), src[1])
+
+
+@dataclass(frozen=True, slots=True)
 class Pin:
     """Send a probe's connection to the endpoint the simulator chose for it."""
 
     service: str  # NS/NAME
     port_index: int
     pod: str  # NS/NAME of the endpoint
+    # The source address the connection has where kube-proxy picks, when not the
+    # client's own: a client masqueraded on the way (a pod to another node's nodePort
+    # leaves its node SNATed) reaches the picking node from that node's address.
+    saddr: str | None = None
+    daddr: str = ""  # the Service address and port the client connects to
+    dport: int = 0
 
 
 class LiveCluster:
@@ -91,6 +132,41 @@ class LiveCluster:
         find the entry an earlier step left (it would pass as ESTABLISHED)."""
         for sock in self.conntrack.values():
             netns.flush_conntrack(sock)
+
+    def forget_path_mtus(self, fabric_ids: Iterable[str]) -> None:
+        """Drop the path MTU exceptions of these namespaces (`ip route flush cache`:
+        writing net.ipv4.route.flush bumps fnhe_genid), so that the next probe sends as
+        a fresh walk of the simulator does (dataplane.pmtu)."""
+        assert self.kc is not None
+        for fabric_id in sorted(set(fabric_ids)):
+            with netns.inside(self.kc.names[fabric_id]):
+                netns.sysctl("net.ipv4.route.flush", 1)
+
+    def connections(self) -> list[Flow]:
+        """Every node's conntrack entries now (`conntrack -L`, the conntrack tool), to
+        read which endpoint kube-proxy's random pick chose for each connection."""
+        assert self.kc is not None
+        out: list[Flow] = []
+        for ns in self.fabric.netns.values():
+            if ns.kind is not NetnsKind.HOST:
+                continue
+            done = subprocess.run(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    self.kc.names[ns.id],
+                    "conntrack",
+                    "-L",
+                    "-f",
+                    "ipv4",
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            out += [f for line in done.stdout.splitlines() if (f := parse_flow(line))]
+        return out
 
     def _coredns(self, data: bytes) -> bytes | None:
         return dns.answer(self.fabric.cluster, data)
@@ -169,6 +245,8 @@ class LiveCluster:
             for job, pin in zip(jobs, pins, strict=False):
                 flow = job.flow() if pin is not None else None
                 if pin is not None and flow is not None:
+                    if pin.saddr is not None:
+                        flow = (pin.saddr, *flow[1:])
                     pinned.append((pin, flow))
             if pinned or self._pins_loaded:  # a stale pin could catch a reused port
                 for kernel_ns, rules in self.services.items():

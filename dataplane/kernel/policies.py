@@ -44,6 +44,7 @@ from dataplane.kernel.nft import (
     verdict_map,
 )
 from dataplane.netns import Netns
+from topology.errors import TopologyError
 from topology.model import Cluster, NetworkPolicy, Pod, PolicyPeer, PolicyPort
 from topology.selectors import matches
 
@@ -183,6 +184,13 @@ def _rule_matches(
 
 def add_policy_rules(rs: Ruleset, cluster: Cluster, node_ns: Netns) -> None:
     """The NetworkPolicy filter of node `node_ns.node` (see the module docstring)."""
+    if cluster.admin_policies:
+        # Not built as nftables rules yet: the kernel would allow what they deny.
+        names = ", ".join(sorted(cluster.admin_policies))
+        raise TopologyError(
+            f"the kernel backend builds NetworkPolicy only; the admin tiers are not "
+            f"built on the kernel (admin policies here: {names})"
+        )
     rs.base_chain("netpol", "filter", "forward", 0)
     rs.add(
         "netpol",

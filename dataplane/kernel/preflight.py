@@ -46,7 +46,12 @@ def reason_not_to_run() -> str | None:
         return (
             "no CAP_NET_ADMIN/CAP_SYS_ADMIN in this process (a restricted container?)"
         )
-    for tool, package in (("ip", "iproute2"), ("nft", "nftables")):
+    # conntrack: kube-proxy's random endpoint choice is read back with `conntrack -L`
+    for tool, package in (
+        ("ip", "iproute2"),
+        ("nft", "nftables"),
+        ("conntrack", "conntrack"),
+    ):
         if shutil.which(tool) is None:
             return f"no `{tool}` command (install {package})"
     if not has_bridge_netfilter():

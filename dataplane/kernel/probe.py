@@ -34,8 +34,10 @@ from dataplane.kernel import netns
 from topology.model import Protocol
 from topology.scenario import Verdict
 
+IP_TTL = 2  # the cmsg type of IP_RECVTTL's answer
 IP_MTU_DISCOVER = 10
 IP_RECVERR = 11
+IP_RECVTTL = 12
 IP_MTU = 14
 IP_PMTUDISC_DONT = 0
 IP_PMTUDISC_DO = 2
@@ -95,6 +97,8 @@ def verdict_of_errno(code: int) -> Verdict:
         errno.EHOSTUNREACH: Verdict.UNREACHABLE,
         errno.EMSGSIZE: Verdict.TOO_BIG,
         errno.EPERM: Verdict.DENIED,  # a netfilter drop of a locally sent packet
+        # a broadcast destination without SO_BROADCAST (dataplane.addrtype)
+        errno.EACCES: Verdict.DROPPED,
         errno.ETIMEDOUT: Verdict.DENIED,
     }.get(code, Verdict.DROPPED)
 
@@ -114,12 +118,26 @@ class ProbeSpec:
 
 @dataclass(frozen=True, slots=True)
 class KernelVerdict:
-    """What the kernel said; `verdict` None when it cannot say (`detail` tells why)."""
+    """What the kernel said; `verdict` None when it cannot say (`detail` tells why).
+
+    `answer_from` and `answer_ttl`: the source and the TTL on arrival of what answered
+    the client (a reply datagram, an echo reply, an ICMP error), where a socket can
+    tell ("" and 0 where it cannot: a TCP handshake, silence, a local error)."""
 
     verdict: Verdict | None
     detail: str
     seconds: float = 0.0
     sport: int = 0
+    answer_from: str = ""
+    answer_ttl: int = 0
+
+
+def ttl_of(ancillary: list[tuple[int, int, bytes]]) -> int:
+    """The TTL an `IP_RECVTTL` socket was told in a message's ancillary data (0: none)."""
+    for level, kind, data in ancillary:
+        if level == socket.IPPROTO_IP and kind == IP_TTL and len(data) >= 4:
+            return int(struct.unpack_from("=i", data)[0])
+    return 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +150,7 @@ class ErrQueue:
     code: int
     info: int
     offender: str
+    ttl: int = 0  # the ICMP error's TTL on arrival (IP_RECVTTL)
 
     def verdict(self) -> KernelVerdict:
         if self.origin == SO_EE_ORIGIN_ICMP:
@@ -142,6 +161,8 @@ class ErrQueue:
             return KernelVerdict(
                 verdict_of_icmp(self.type, self.code),
                 f"ICMP {name}{mtu} from {self.offender}",
+                answer_from=self.offender,
+                answer_ttl=self.ttl,
             )
         text = os.strerror(self.errno)
         return KernelVerdict(
@@ -175,7 +196,7 @@ def read_errqueue(sock: socket.socket) -> ErrQueue | None:
                 offender = ""
                 if len(data) >= 24:
                     offender = socket.inet_ntoa(data[20:24])
-                return ErrQueue(err, origin, type_, code, info, offender)
+                return ErrQueue(err, origin, type_, code, info, offender, ttl_of(anc))
         else:
             return None
 
@@ -196,6 +217,9 @@ class Listeners:
     def __init__(self) -> None:
         self.selector = selectors.DefaultSelector()
         self.sockets: list[socket.socket] = []
+        # what each server saw: (kernel netns, protocol, local port, peer port, peer
+        # address) -> for UDP, the datagram's TTL on arrival (0: not known)
+        self.seen: dict[tuple[str, Protocol, int, int, str], int] = {}
         self._wake_r, self._wake_w = os.pipe()
         self.selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._thread: threading.Thread | None = None
@@ -225,11 +249,15 @@ class Listeners:
                 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.setblocking(False)
-        s.bind(("0.0.0.0", port))
+        s.bind(("0.0.0.0", port))  # wildcard-bound, as agnhost's servers are
         if protocol is not Protocol.UDP:
             s.listen(128)
+        else:
+            s.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
         self.sockets.append(s)
-        self.selector.register(s, selectors.EVENT_READ, (protocol, app))
+        self.selector.register(
+            s, selectors.EVENT_READ, (protocol, app, kernel_ns, port)
+        )
         return True
 
     def start(self) -> None:
@@ -245,14 +273,18 @@ class Listeners:
                     return
                 sock = key.fileobj
                 assert isinstance(sock, socket.socket)
-                protocol, app = key.data
+                protocol, app, kernel_ns, port = key.data
                 try:
                     if protocol is Protocol.UDP:
-                        data, addr = sock.recvfrom(65535)
+                        data, anc, _flags, addr = sock.recvmsg(65535, 64)
+                        self.seen[(kernel_ns, protocol, port, addr[1], addr[0])] = (
+                            ttl_of(anc)
+                        )
                         reply = app(data) if app is not None else None
                         sock.sendto(data if reply is None else reply, addr)
                     else:
-                        conn, _addr = sock.accept()
+                        conn, addr = sock.accept()
+                        self.seen[(kernel_ns, protocol, port, addr[1], addr[0])] = 0
                         conn.close()
                 except OSError:
                     continue
@@ -302,10 +334,13 @@ class Job:
     def close(self) -> None:
         return None
 
-    def finish(self, verdict: Verdict | None, detail: str) -> None:
+    def finish(
+        self, verdict: Verdict | None, detail: str, source: str = "", ttl: int = 0
+    ) -> None:
+        """The result; `source` and `ttl`: the answer's, where the socket saw them."""
         if self.result is None:
             took = time.perf_counter() - self.started if self.started else 0.0
-            self.result = KernelVerdict(verdict, detail, took, self.sport)
+            self.result = KernelVerdict(verdict, detail, took, self.sport, source, ttl)
 
 
 def _df(spec: ProbeSpec) -> bool:
@@ -373,6 +408,7 @@ class Client(Job):
         self.sock = s
         s.setblocking(False)
         s.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+        s.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
         s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, spec.ttl)
         pmtu = IP_PMTUDISC_DO if _df(spec) else IP_PMTUDISC_DONT
         s.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, pmtu)
@@ -422,7 +458,7 @@ class Client(Job):
         queued = read_errqueue(self.sock)
         if queued is not None:
             v = queued.verdict()
-            self.finish(v.verdict, v.detail)
+            self.finish(v.verdict, v.detail, v.answer_from, v.answer_ttl)
             return
         name = errno.errorcode.get(code, str(code))
         self.finish(verdict_of_errno(code), f"local error {name} ({os.strerror(code)})")
@@ -434,7 +470,7 @@ class Client(Job):
         queued = read_errqueue(s)
         if queued is not None:
             v = queued.verdict()
-            self.finish(v.verdict, v.detail)
+            self.finish(v.verdict, v.detail, v.answer_from, v.answer_ttl)
             return
         if spec.protocol in (Protocol.TCP, Protocol.SCTP):
             code = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
@@ -449,19 +485,22 @@ class Client(Job):
                 self._local_failure(code)
             return
         try:
-            data = s.recv(65535)
+            data, anc, _flags, addr = s.recvmsg(65535, 64)
         except BlockingIOError:
             return
         except OSError as err:
             self._local_failure(err.errno or 0)
             return
+        source, ttl = addr[0] if addr else spec.dst, ttl_of(anc)
         if spec.protocol is Protocol.ICMP:
             if data[:1] == b"\x00":
-                self.finish(Verdict.DELIVERED, f"echo reply from {spec.dst}")
+                self.finish(Verdict.DELIVERED, f"echo reply from {source}", source, ttl)
             return
         self.finish(
             Verdict.DELIVERED,
-            f"datagram of {len(data)} bytes back from {spec.dst}:{spec.dport}",
+            f"datagram of {len(data)} bytes back from {source}:{spec.dport}",
+            source,
+            ttl,
         )
 
     def close(self) -> None:

@@ -10,11 +10,32 @@ with no route back to the sender cannot deliver its ICMP error).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from dataplane.dns import phases
 from dataplane.kernel.probe import KernelVerdict
 from dataplane.trace import Trace
 from topology.scenario import Verdict
+
+# What built each part of the kernel side, and how independent of the simulator it is
+# (issue 13): `verify -o json` gives it as `kernel_side`, the README as a table.
+KERNEL_SIDE: dict[str, str] = {
+    "namespaces, veths, bridges, VXLAN, routes, neighbours": (
+        "pyroute2 from the simulator's own model (dataplane.fabric.build_fabric)"
+    ),
+    "kube-proxy": "nftables rules derived from the model (kube-proxy's nftables layout)",
+    "NetworkPolicy": "nftables rules compiled with the simulator's selector code",
+    "masquerade": "nftables rules derived from the model (ip-masq-agent's rule)",
+    "kube-dns": "the project's answers from the model (dataplane.kernel.dns)",
+    "IP stack, conntrack, br_netfilter, ICMP, ARP, fragments": (
+        "this machine's Linux kernel, sysctls at their defaults but IPv6 off, ARP "
+        "retries, ping_group_range and the host-wide ICMP budget"
+    ),
+    "Service endpoint": (
+        "the kernel's random pick, read from conntrack; the simulator walks again with it"
+    ),
+    "servers and clients": "Python sockets: wildcard-bound listeners, connecting clients",
+}
 
 SILENT = frozenset({Verdict.DENIED_EGRESS, Verdict.DENIED_INGRESS, Verdict.DROPPED})
 AGREE, MISMATCH, NOT_COMPARABLE = "agree", "MISMATCH", "not comparable"
@@ -43,8 +64,13 @@ def agree(
 
 def heard_nothing(trace: Trace, node: str, label: str) -> bool:
     """Whether the simulator's client (in namespace `label` of `node`) learned nothing:
-    no answer was delivered to it and its own stack refused nothing."""
-    for h in trace.hops:
+    no answer was delivered to it and its own stack refused nothing.
+
+    A probe by DNS name is judged by its connection alone: the lookup's answer is no
+    answer to the connection (the kernel's client, too, resolves first and then hears
+    nothing); a probe that ended in its lookup is judged by the lookup."""
+    lookup, connection = phases(trace)
+    for h in connection if connection is not None else lookup:
         if h.node != node or h.netns != label:
             continue
         if h.direction == "reply" and h.event == "deliver":
@@ -52,6 +78,89 @@ def heard_nothing(trace: Trace, node: str, label: str) -> bool:
         if h.direction == "request" and h.reason is not None:
             return False
     return True
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One more thing compared besides the verdict: what the simulator and the kernel
+    saw of it (`endpoint`, `server saw`, `server ttl`, `answer from`, `answer ttl`)."""
+
+    name: str
+    sim: str
+    kernel: str
+
+    @property
+    def agrees(self) -> bool:
+        return self.sim == self.kernel
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "part": self.name,
+            "simulator": self.sim,
+            "kernel": self.kernel,
+            "agree": self.agrees,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """What the simulator says one side saw: the server's view of the request (where,
+    from which source, with which TTL) and the client's view of the answer."""
+
+    server_node: str = ""
+    server_netns: str = ""
+    server_src: str = ""
+    server_ttl: int = 0
+    server_proto: int = 0
+    server_dport: int = 0  # the port the server listens on (after any DNAT)
+    answer_from: str = ""
+    answer_ttl: int = 0
+
+
+def sim_seen(trace: Trace, node: str, label: str) -> Seen:
+    """The simulator's server and answer, from the connection's hops (a probe by DNS
+    name: after its lookup) of a client in namespace `label` of `node`."""
+    lookup, connection = phases(trace)
+    hops = connection if connection is not None else lookup
+    server = next(
+        (
+            h
+            for h in hops
+            if h.event == "deliver"
+            and h.direction == "request"
+            and h.packet is not None
+            and h.packet.ip is not None
+            and not (h.node == node and h.netns == label)
+            and (h.reason is None)
+            and "socket" in h.detail
+        ),
+        None,
+    )
+    answer = next(
+        (
+            h
+            for h in reversed(hops)
+            if h.event == "deliver"
+            and h.direction == "reply"
+            and h.node == node
+            and h.netns == label
+            and h.packet is not None
+            and h.packet.ip is not None
+        ),
+        None,
+    )
+    out = Seen()
+    if server is not None and server.packet is not None and server.packet.ip:
+        pkt = server.packet
+        assert pkt.ip is not None
+        out = Seen(
+            server.node, server.netns, pkt.ip.src, pkt.ip.ttl, pkt.ip.proto, pkt.dport
+        )
+    if answer is not None and answer.packet is not None and answer.packet.ip:
+        out = replace(
+            out, answer_from=answer.packet.ip.src, answer_ttl=answer.packet.ip.ttl
+        )
+    return out
 
 
 @dataclass(slots=True)
@@ -66,14 +175,19 @@ class Row:
     kernel: KernelVerdict
     sim_seconds: float = 0.0
     sim_silent: bool = False  # the simulator's client heard nothing
+    parts: list[Part] = field(default_factory=list)  # compared beside the verdict
 
     @property
     def status(self) -> str:
         if self.kernel.verdict is None:
             return NOT_COMPARABLE
-        return (
-            AGREE if agree(self.sim, self.kernel.verdict, self.sim_silent) else MISMATCH
-        )
+        if not agree(self.sim, self.kernel.verdict, self.sim_silent):
+            return MISMATCH
+        return AGREE if all(p.agrees for p in self.parts) else MISMATCH
+
+    def differs(self) -> list[Part]:
+        """The parts besides the verdict on which the two disagree."""
+        return [p for p in self.parts if not p.agrees]
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -86,6 +200,7 @@ class Row:
             "simulator_client_heard_nothing": self.sim_silent,
             "kernel": self.kernel.verdict.value if self.kernel.verdict else None,
             "kernel_detail": self.kernel.detail,
+            "parts": [p.to_dict() for p in self.parts],
             "kernel_seconds": round(self.kernel.seconds, 6),
             "simulator_seconds": round(self.sim_seconds, 6),
         }

@@ -25,7 +25,7 @@ import os
 import select
 import socket
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from dataplane.kernel import netns
 from dataplane.kernel.probe import (
@@ -67,6 +67,7 @@ class Seen:
     icmp_code: int = -1
     icmp_id: int = -1
     quote: Seen | None = None
+    ttl: int = 0  # on arrival
 
 
 def parse(raw: bytes, quoted: bool = False) -> Seen | None:
@@ -83,8 +84,12 @@ def parse(raw: bytes, quoted: bool = False) -> Seen | None:
     src, dst = socket.inet_ntoa(raw[12:16]), socket.inet_ntoa(raw[16:20])
     frag = struct.unpack("!H", raw[6:8])[0] & 0x1FFF
     l4 = raw[ihl:]
-    if frag:  # a non-first fragment: no transport header
-        return Seen(src, dst, proto)
+    seen = _parse_l4(src, dst, proto, l4, quoted) if not frag else Seen(src, dst, proto)
+    return replace(seen, ttl=raw[8])
+
+
+def _parse_l4(src: str, dst: str, proto: int, l4: bytes, quoted: bool) -> Seen:
+    """The transport fields of a first fragment or a whole packet."""
     if proto in (IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP) and len(l4) >= 4:
         sport, dport = struct.unpack("!HH", l4[:4])
         flags = l4[13] if proto == IPPROTO_TCP and len(l4) >= 14 else 0
@@ -148,6 +153,7 @@ class Sender(Job):
                 if inner is None:
                     self.match = pkt
         assert self.match.ip is not None
+        self.sport = self.match.sport  # the peer port its server sees
         protos = {IPPROTO_ICMP, self.match.ip.proto}
         with netns.inside(sniff_ns or kernel_ns):
             for proto in sorted(protos):
@@ -181,6 +187,14 @@ class Sender(Job):
         if pkt.ip_len() <= mtu or ip.df:
             return [to_bytes(pkt)]
         return [to_bytes(piece) for piece in fragment(pkt.l3(), mtu)]
+
+    def flow(self) -> tuple[str, str, int, str, int] | None:
+        """The crafted connection (saddr, l4proto, sport, daddr, dport), for a pin."""
+        ip = self.match.ip
+        names = {IPPROTO_TCP: "tcp", IPPROTO_UDP: "udp", IPPROTO_SCTP: "sctp"}
+        if self.result is not None or ip is None or ip.proto not in names:
+            return None
+        return (ip.src, names[ip.proto], self.match.sport, ip.dst, self.match.dport)
 
     def fds(self) -> list[tuple[int, int]]:
         if self.result is not None:
@@ -233,7 +247,9 @@ class Sender(Job):
         echo_id = l4.id if isinstance(l4, ICMP) else -1
         if seen.proto == IPPROTO_ICMP and seen.icmp_type == 0:
             if isinstance(l4, ICMP) and seen.icmp_id == echo_id and seen.src == ip.dst:
-                self.finish(Verdict.DELIVERED, f"echo reply from {seen.src}")
+                self.finish(
+                    Verdict.DELIVERED, f"echo reply from {seen.src}", seen.src, seen.ttl
+                )
             return
         q = seen.quote
         if seen.proto == IPPROTO_ICMP and q is not None:
@@ -245,7 +261,12 @@ class Sender(Job):
             if same:
                 key = (seen.icmp_type, seen.icmp_code)
                 name = ICMP_NAMES.get(key, f"type {key[0]} code {key[1]}")
-                self.finish(verdict_of_icmp(*key), f"ICMP {name} from {seen.src}")
+                self.finish(
+                    verdict_of_icmp(*key),
+                    f"ICMP {name} from {seen.src}",
+                    seen.src,
+                    seen.ttl,
+                )
             return
         if seen.proto != ip.proto or seen.src != ip.dst or seen.proto == IPPROTO_ICMP:
             return
@@ -253,19 +274,31 @@ class Sender(Job):
             return
         if seen.proto == IPPROTO_TCP:
             if seen.tcp_flags & 0x04:
-                self.finish(Verdict.REFUSED, f"RST from {seen.src}:{seen.sport}")
+                self.finish(
+                    Verdict.REFUSED,
+                    f"RST from {seen.src}:{seen.sport}",
+                    seen.src,
+                    seen.ttl,
+                )
             else:
                 flags = (
                     "SYN-ACK"
                     if seen.tcp_flags & 0x12 == 0x12
                     else f"flags {seen.tcp_flags:#x}"
                 )
-                self.finish(Verdict.DELIVERED, f"{flags} from {seen.src}:{seen.sport}")
+                self.finish(
+                    Verdict.DELIVERED,
+                    f"{flags} from {seen.src}:{seen.sport}",
+                    seen.src,
+                    seen.ttl,
+                )
             return
         if seen.proto == IPPROTO_SCTP and seen.sctp_chunk == 6:
             self.finish(Verdict.REFUSED, f"SCTP ABORT from {seen.src}:{seen.sport}")
             return
-        self.finish(Verdict.DELIVERED, f"reply from {seen.src}:{seen.sport}")
+        self.finish(
+            Verdict.DELIVERED, f"reply from {seen.src}:{seen.sport}", seen.src, seen.ttl
+        )
 
     def close(self) -> None:
         for s in self.sniffers:

@@ -10,9 +10,12 @@ make (SCTP without the module, a TCP SYN with a payload, a replayed capture) is 
 "not comparable" with its reason, never silently skipped; so is every probe of a cluster
 the kernel cannot build (Calico's ipip without the ipip module: "not comparable: this
 kernel has no ipip module"; Cilium's, whose node is BPF programs: "not comparable: BPF
-datapath"), whose simulator verdicts are still shown.  The kernel is told which
-endpoint the simulator picked for a Service (its pick is deterministic, kube-proxy's is
-random): see `dataplane.kernel.services`.
+datapath"), whose simulator verdicts are still shown.  A Service's
+endpoint is the kernel's own random pick (kube-proxy's `numgen random`): after each batch it
+is read from the nodes' conntrack (`LiveCluster.connections`), and where it is not the
+simulator's deterministic pick, the simulator walks the probe again with the kernel's choice
+(`dataplane.kubeproxy.chosen_by_kernel`); the part `endpoint chosen` says whether the
+simulator allows that endpoint (one of the same candidates, the same affinity).
 """
 
 from __future__ import annotations
@@ -20,14 +23,23 @@ from __future__ import annotations
 import os
 import resource
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 from dataplane.kernel import netns
 from dataplane.kernel.build import NoTunnelModule
+from dataplane.kernel.compare import Records, parts
 from dataplane.kernel.dns import DnsProbe
-from dataplane.kernel.live import LiveCluster, Pin
+from dataplane.kernel.icmp_budget import (
+    Buckets,
+    Key,
+    errors_sent,
+    redirects,
+    within_burst,
+)
+from dataplane.kernel.live import Flow, LiveCluster, Pin
 from dataplane.kernel.probe import (
     DEFAULT_TIMEOUT,
     Client,
@@ -35,12 +47,14 @@ from dataplane.kernel.probe import (
     KernelVerdict,
     ProbeSpec,
 )
-from dataplane.kernel.report import Report, Row, heard_nothing
+from dataplane.kernel.report import Part, Report, Row, heard_nothing
 from dataplane.kernel.send import Sender
+from dataplane.kubeproxy import chosen_by_kernel
 from dataplane.matrix import endpoints as matrix_endpoints
 from dataplane.netns import NetnsKind
 from dataplane.packet import ICMP, ICMP_ECHO_REQUEST, PROTO_NAMES, TCP, Packet
 from dataplane.scenario import Runner
+from dataplane.sockets import PROTOCOL_OF
 from dataplane.trace import Trace
 from topology.endpoint import EndpointKind
 from topology.errors import TopologyError
@@ -70,6 +84,10 @@ class _Item:
     silent: bool = False
     alone: bool = False  # a crafted packet: runs only beside packets of another `key`
     key: tuple[object, ...] = ()  # what its answer is recognised by
+    client: tuple[str, str] = ("", "")  # the client's node and namespace label
+    # the simulator's walk again with the endpoint the kernel chose (Service port name ->
+    # pod key): kube-proxy picks at random, the simulator's pick is one of its choices
+    rewalk: Callable[[Mapping[str, str]], Trace] | None = None
 
 
 class Verifier:
@@ -89,6 +107,7 @@ class Verifier:
         self.report = Report(scenario.name, str(scenario.path or ""))
         self.pending: list[_Item] = []
         self.unbuildable: str | None = None  # why the kernel cannot hold this cluster
+        self.icmp = Buckets()  # the kernel's ICMP error buckets (icmp_budget)
 
     def run(self, keep: bool = False) -> Report:
         t = time.perf_counter()
@@ -196,15 +215,26 @@ class Verifier:
             def make_dns() -> Job:
                 return DnsProbe(cluster, kernel_ns, pod, name, spec)
 
-            pin = self.pin_of(cluster, spec, trace)
+            pin = self.pin_of(cluster, protocol, spec.dst, spec.dport, trace)
             self.pending.append(
-                _Item(index, kind, title, trace, took, make_dns, pin, silent=silent)
+                _Item(
+                    index,
+                    kind,
+                    title,
+                    trace,
+                    took,
+                    make_dns,
+                    pin,
+                    silent=silent,
+                    client=(fabric_ns.node, fabric_ns.label),
+                    rewalk=self.rewalker(lambda: sim.probe(src, dst, port, protocol)),
+                )
             )
             return
         dst_ip = sim.address_of(d, s)
         dport = sim.resolve_port(port, d, protocol)
         spec = ProbeSpec(kernel_ns, protocol, dst_ip, dport)
-        pin = self.pin_of(cluster, spec, trace)
+        pin = self.pin_of(cluster, protocol, dst_ip, dport, trace)
         self.pending.append(
             _Item(
                 index,
@@ -215,6 +245,8 @@ class Verifier:
                 lambda: Client(spec),
                 pin,
                 silent=silent,
+                client=(fabric_ns.node, fabric_ns.label),
+                rewalk=self.rewalker(lambda: sim.probe(src, dst, port, protocol)),
             )
         )
 
@@ -257,11 +289,57 @@ class Verifier:
                 return addrs[0], number
         return None, port if isinstance(port, int) else 0
 
-    def pin_of(self, cluster: Cluster, spec: ProbeSpec, trace: Trace) -> Pin | None:
-        """The Service port a probe addresses and the endpoint the simulator chose."""
-        if trace.endpoint is None or spec.protocol is Protocol.ICMP:
+    @staticmethod
+    def rewalker(
+        walk: Callable[[], Trace],
+    ) -> Callable[[Mapping[str, str]], Trace]:
+        def again(choice: Mapping[str, str]) -> Trace:
+            with chosen_by_kernel(choice):
+                return walk()
+
+        return again
+
+    def kernel_choice(
+        self, it: _Item, result: KernelVerdict, flows: list[Flow]
+    ) -> str | None:
+        """The endpoint the kernel's kube-proxy chose for `it`'s connection (its
+        conntrack entry: the reply's source is the endpoint), as a pod key."""
+        pin, trace = it.pin, it.trace
+        if pin is None or trace is None or not result.sport:
             return None
-        ip = IPv4Address(spec.dst)
+        dst, dport = pin.daddr, pin.dport
+        found = {
+            f.reply_src
+            for f in flows
+            if f.dst == dst
+            and f.dport == dport
+            and f.sport == result.sport
+            and f.reply_src != dst
+            and (pin.saddr is None or f.src == pin.saddr)
+        }
+        if len(found) != 1:
+            return None
+        (ip,) = found
+        pods = [
+            p.key
+            for p in self.runner.sim.cluster.pods.values()
+            if str(p.ip) == ip and not p.host_network
+        ]
+        return pods[0] if len(pods) == 1 else None
+
+    def pin_of(
+        self,
+        cluster: Cluster,
+        protocol: Protocol,
+        dst: str,
+        dport: int,
+        trace: Trace,
+    ) -> Pin | None:
+        """The Service port a connection to `dst`:`dport` addresses and the endpoint the
+        simulator chose, with the source the connection has where kube-proxy picks."""
+        if trace.endpoint is None or protocol is Protocol.ICMP:
+            return None
+        ip = IPv4Address(dst)
         node_ips = {
             a.ip
             for ns in self.runner.sim.fabric.netns.values()
@@ -271,15 +349,17 @@ class Verifier:
         }
         for svc in cluster.services.values():
             for n, sp in enumerate(svc.ports):
-                if sp.protocol is not spec.protocol:
+                if sp.protocol is not protocol:
                     continue
                 virtual = (
-                    ip in (svc.cluster_ip, svc.load_balancer_ip)
-                    and sp.port == spec.dport
+                    ip in (svc.cluster_ip, *svc.load_balancer_vips())
+                    and sp.port == dport
                 )
-                node_port = sp.node_port == spec.dport and ip in node_ips
+                node_port = sp.node_port == dport and ip in node_ips
                 if virtual or node_port:
-                    return Pin(svc.key, n, trace.endpoint)
+                    return Pin(
+                        svc.key, n, trace.endpoint, picked_from(trace, dst), dst, dport
+                    )
         return None
 
     def send(self, index: int, step: SendStep) -> None:
@@ -293,6 +373,11 @@ class Verifier:
         kernel_ns = self.kernel_ns(fabric_ns.id)
         title = f"send at {at}: {pkt.summary()}"
         silent = heard_nothing(trace, fabric_ns.node, fabric_ns.label)
+        ip, pin = pkt.inner.l3().ip if pkt.inner is not None else pkt.ip, None
+        if ip is not None and ip.proto in PROTOCOL_OF:
+            pin = self.pin_of(
+                sim.cluster, PROTOCOL_OF[ip.proto], ip.dst, pkt.dport, trace
+            )
         self.pending.append(
             _Item(
                 index,
@@ -301,9 +386,12 @@ class Verifier:
                 trace,
                 took,
                 lambda: Sender(kernel_ns, pkt),
+                pin,
                 silent=silent,
                 alone=True,
                 key=answer_key(pkt),
+                client=(fabric_ns.node, fabric_ns.label),
+                rewalk=self.rewalker(lambda: sim.send(at, pkt)),
             )
         )
 
@@ -392,6 +480,7 @@ class Verifier:
                     silent=silent,
                     alone=True,
                     key=answer_key(match),
+                    client=(fabric_ns.node, fabric_ns.label),
                 )
             )
 
@@ -428,12 +517,24 @@ class Verifier:
             else:
                 keyed.append(({it.key}, [it]))
         batches += [batch for _keys, batch in keyed]
+        batches = within_burst(
+            batches, lambda it: errors_sent(it.trace), lambda it: redirects(it.trace)
+        )
         by_item: dict[int, KernelVerdict] = {}
+        parts_of: dict[int, list[Part]] = {}
         queue = [(batch, 0) for batch in batches]
         while queue:
             batch, tries = queue.pop(0)
             overflows = netns.neighbour_overflows()
-            results = self.run_batch(batch)
+            need: Counter[Key] = Counter()
+            emptied: set[Key] = set()
+            for it in batch:
+                need.update(errors_sent(it.trace))
+                emptied |= redirects(it.trace)
+            self.icmp.wait(need)
+            results, records, flows = self.run_batch(batch)
+            self.icmp.spend(need, emptied)
+            self.live.forget_path_mtus(self.learners(batch))
             if netns.neighbour_overflows() > overflows and len(batch) > 1 and tries < 2:
                 # the machine's ARP table overflowed (another run beside this one?):
                 # some packet of the batch was dropped for it; run it again in halves
@@ -441,6 +542,18 @@ class Verifier:
                 queue[:0] = [(batch[:half], tries + 1), (batch[half:], tries + 1)]
                 continue
             by_item.update(zip((id(it) for it in batch), results, strict=True))
+            assert self.live.kc is not None
+            fabric_id_of = {k: f for f, k in self.live.kc.names.items()}
+            for it, result in zip(batch, results, strict=True):
+                chosen = self.take_kernel_choice(it, result, flows)
+                parts_of[id(it)] = chosen + parts(
+                    it.trace,
+                    it.client,
+                    result,
+                    records,
+                    self.runner.sim.fabric,
+                    fabric_id_of,
+                )
         self.report.neighbour_overflows += (
             netns.neighbour_overflows() - overflows_at_start
         )
@@ -459,10 +572,58 @@ class Verifier:
                     kernel,
                     it.sim_seconds,
                     it.silent,
+                    parts_of.get(id(it), []),
                 )
             )
 
-    def run_batch(self, batch: list[_Item]) -> list[KernelVerdict]:
+    def learners(self, batch: list[_Item]) -> list[str]:
+        """The namespaces that learned a path MTU in `batch`, as the simulator's traces
+        say (a "fragmentation needed" delivered to a socket: dataplane.pmtu)."""
+        by_label = {
+            (ns.node, ns.label): ns.id for ns in self.runner.sim.fabric.netns.values()
+        }
+        out = []
+        for it in batch:
+            for hop in it.trace.hops if it.trace is not None else ():
+                pkt = hop.packet
+                if (
+                    hop.event == "deliver"
+                    and pkt is not None
+                    and isinstance(pkt.l4, ICMP)
+                    and (pkt.l4.type, pkt.l4.code) == (3, 4)
+                    and (hop.node, hop.netns) in by_label
+                ):
+                    out.append(by_label[(hop.node, hop.netns)])
+        return out
+
+    def take_kernel_choice(
+        self, it: _Item, result: KernelVerdict, flows: list[Flow]
+    ) -> list[Part]:
+        """Compare with the endpoint the kernel chose: the simulator walks again with it
+        (when it is one of the candidates the simulator allows, its trace names it), and
+        the part `endpoint chosen` says whether the simulator allowed it."""
+        chosen = self.kernel_choice(it, result, flows)
+        trace = it.trace
+        if chosen is None or trace is None or it.pin is None:
+            return []
+        if chosen != trace.endpoint and it.rewalk is not None:
+            svc = self.runner.sim.cluster.services[it.pin.service]
+            sp = svc.ports[it.pin.port_index]
+            again = it.rewalk({f"{svc.key}:{sp.name or sp.port}": chosen})
+            if again.endpoint == chosen:
+                it.trace = again
+                it.silent = heard_nothing(again, *it.client)
+        assert it.trace is not None
+        return [Part("endpoint chosen", it.trace.endpoint or "-", chosen)]
+
+    def run_batch(
+        self, batch: list[_Item]
+    ) -> tuple[list[KernelVerdict], Records, list[Flow]]:
+        """The kernel's verdicts, what its servers saw meanwhile, and its connections
+        (kube-proxy chose each endpoint at random: no pins)."""
+        listeners = self.live.listeners
+        if listeners is not None:
+            listeners.seen.clear()
         jobs: list[Job] = []
         try:  # sockets are opened just before their batch runs
             for it in batch:
@@ -472,7 +633,32 @@ class Verifier:
             for job in jobs:
                 job.close()
             raise
-        return self.live.run(jobs, [it.pin for it in batch], self.timeout)
+        results = self.live.run(jobs, [], self.timeout)
+        time.sleep(SERVER_LAG)  # the listeners' thread may accept after the SYN-ACK
+        seen = dict(listeners.seen) if listeners is not None else {}
+        flows = self.live.connections() if any(it.pin for it in batch) else []
+        return results, seen, flows
+
+
+SERVER_LAG = (
+    0.01  # seconds the listeners' thread gets to record a batch's last requests
+)
+
+
+def picked_from(trace: Trace, dst: str) -> str | None:
+    """The source address of the connection at the hop whose DNAT took it from `dst` to
+    its endpoint (kube-proxy's pick), None when no hop did: where a masquerade came
+    first, the picking node sees the masquerading node's address, not the client's."""
+    client = None
+    for hop in trace.hops:
+        if hop.packet is None or hop.packet.ip is None:
+            continue
+        if client is None:
+            client = hop.packet.ip.src
+        if any(d.field == "ip.dst" and d.before == dst for d in hop.diffs):
+            src = hop.packet.ip.src
+            return src if src != client else None
+    return None
 
 
 def split(

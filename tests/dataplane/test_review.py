@@ -374,11 +374,6 @@ def test_fragments_cross_vxlan_each_in_its_own_outer_packet() -> None:
     assert any(h.node == "node-2" and h.event == "defrag" for h in t.hops)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: stack.ip_output refragments a reassembled datagram at the link MTU; "
-    "Linux keeps the largest original fragment size (IPCB frag_max_size)",
-)
 def test_a_reassembled_datagram_is_refragmented_at_its_largest_fragment() -> None:
     # verified: fragments of 1396 bytes, reassembled by a conntrack router and sent on a
     # 1500-byte link, leave as 1396, 1396, 248 (not 1500, 1500, 40).
@@ -386,8 +381,8 @@ def test_a_reassembled_datagram_is_refragmented_at_its_largest_fragment() -> Non
     sizes = [
         packet_of(h).ip_len()
         for h in t.hops
-        if (h.node, h.device, h.event, h.direction)
-        == ("node-1", "eth0", "xmit", "request")
+        if (h.node, h.netns, h.device, h.event, h.direction)
+        == ("node-1", "host", "eth0", "xmit", "request")
         and h.packet is not None
         and h.packet.ip is not None
     ]
@@ -591,11 +586,6 @@ def test_a_packet_to_127_0_0_2_leaves_from_127_0_0_1() -> None:
     assert ip_src(packet_of(t.hops[0])) == "127.0.0.1"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a TCP connect to the subnet broadcast ARPs and ends EHOSTUNREACH; "
-    "Linux refuses it at once with ENETUNREACH (broadcast route)",
-)
 def test_tcp_to_the_pod_subnet_broadcast_is_network_unreachable() -> None:
     # verified: connect(10.9.1.255) -> ENETUNREACH; sendto without SO_BROADCAST -> EACCES.
     t = sim_of().probe("default/a", "10.0.1.255", 80)

@@ -3,6 +3,7 @@ of path) equals walking every pair, on random clusters and random policies; the 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
@@ -17,6 +18,11 @@ from dataplane.sim import Simulator
 from dataplane.trace import Verdict
 from tests.netpol.clusters import nodes, policy, xyz
 from topology.model import (
+    ADMIN_KINDS,
+    AdminAction,
+    AdminPeer,
+    AdminPolicy,
+    AdminRule,
     Cluster,
     ClusterConfig,
     Container,
@@ -35,6 +41,7 @@ from topology.model import (
     Protocol,
     Requirement,
     SelectorOp,
+    Tier,
 )
 
 KEYS = ["app", "role"]
@@ -109,9 +116,122 @@ def rules(draw: st.DrawFn, pod_ips: list[str]) -> PolicyRule:
 
 
 @st.composite
-def clusters(draw: st.DrawFn, max_pods: int = 6, max_policies: int = 4) -> Cluster:
+def ns_selectors(draw: st.DrawFn) -> LabelSelector:
+    """Namespace selectors that often match: {} (every namespace), by name or team."""
+    return draw(
+        st.sampled_from(
+            [
+                LabelSelector(),
+                *(LabelSelector({"kubernetes.io/metadata.name": n}) for n in NS_NAMES),
+                LabelSelector({"team": "a"}),
+                LabelSelector({}, (Requirement("team", SelectorOp.NOT_IN, ("b",)),)),
+            ]
+        )
+    )
+
+
+@st.composite
+def admin_peers(draw: st.DrawFn, pod_ips: list[str], egress: bool) -> AdminPeer:
+    kinds = ["namespaces", "pods", *(["networks", "nodes"] if egress else [])]
+    kind = draw(st.sampled_from(kinds))
+    if kind == "namespaces":
+        return AdminPeer(namespace_selector=draw(ns_selectors()))
+    if kind == "pods":
+        return AdminPeer(
+            namespace_selector=draw(ns_selectors()), pod_selector=draw(selectors())
+        )
+    if kind == "nodes":
+        zone = draw(st.sampled_from([{}, {"zone": "a"}, {"zone": "b"}]))
+        return AdminPeer(node_selector=LabelSelector(zone))
+    cidrs = ["10.0.0.0/8", "10.0.1.0/24", "0.0.0.0/0", "10.100.0.0/24", "192.0.2.0/24", *(f"{ip}/32" for ip in pod_ips)]  # fmt: skip
+    nets = draw(st.lists(st.sampled_from(cidrs), min_size=1, max_size=2, unique=True))
+    return AdminPeer(networks=tuple(IPv4Network(n) for n in nets))
+
+
+@st.composite
+def admin_ports(draw: st.DrawFn) -> tuple[PolicyPort, ...]:
+    """A rule's ports as topology.adminpolicy builds them (a named port: one per
+    protocol)."""
+    out: list[PolicyPort] = []
+    for _ in range(draw(st.integers(0, 2))):
+        kind = draw(st.sampled_from(["number", "range", "named"]))
+        proto = draw(st.sampled_from([Protocol.TCP, Protocol.UDP, Protocol.SCTP]))
+        if kind == "named":
+            name = draw(st.sampled_from(["http", "dns", "sctp", "alt", "none"]))
+            out += [
+                PolicyPort(p, name) for p in (Protocol.TCP, Protocol.UDP, Protocol.SCTP)
+            ]
+        else:
+            number = draw(st.sampled_from([79, 80, 81, 8080]))
+            end = number + draw(st.integers(1, 2)) if kind == "range" else None
+            out.append(PolicyPort(proto, number, end))
+    return tuple(out)
+
+
+@st.composite
+def admin_rules(
+    draw: st.DrawFn, pod_ips: list[str], egress: bool, baseline: bool
+) -> AdminRule:
+    actions = [AdminAction.ALLOW, AdminAction.DENY]
+    if not baseline or draw(st.booleans()):  # a Baseline CNP may Pass too
+        actions.append(AdminAction.PASS)
+    peers = draw(st.lists(admin_peers(pod_ips, egress), min_size=1, max_size=2))
+    if any(p.networks or p.node_selector is not None for p in peers):
+        # the CRD's CEL rule: no named port with networks/nodes peers
+        ports = tuple(p for p in draw(admin_ports()) if not isinstance(p.port, str))
+    else:
+        ports = draw(admin_ports())
+    return AdminRule(draw(st.sampled_from(actions)), tuple(peers), ports, "r")
+
+
+@st.composite
+def admin_policies(
+    draw: st.DrawFn, pod_ips: list[str], count: int
+) -> list[AdminPolicy]:
+    """ANPs, CNPs of both tiers and maybe the BANP, priorities often equal."""
+    out: list[AdminPolicy] = []
+    banp = False
+    for i in range(count):
+        kind = draw(st.sampled_from(list(ADMIN_KINDS)))
+        if kind == "BaselineAdminNetworkPolicy" and banp:
+            kind = "AdminNetworkPolicy"
+        banp = banp or kind == "BaselineAdminNetworkPolicy"
+        tier = {
+            "AdminNetworkPolicy": Tier.ADMIN,
+            "BaselineAdminNetworkPolicy": Tier.BASELINE,
+        }.get(kind) or draw(st.sampled_from(list(Tier)))
+        base = kind == "BaselineAdminNetworkPolicy"
+        name = "default" if base else f"a{i}"
+        priority = None if base else draw(st.integers(0, 2))
+        if draw(st.booleans()):
+            subject = AdminPeer(namespace_selector=draw(ns_selectors()))
+        else:
+            subject = AdminPeer(
+                namespace_selector=draw(ns_selectors()), pod_selector=draw(selectors())
+            )
+        no_pass = base
+        ingress = tuple(
+            draw(st.lists(admin_rules(pod_ips, False, no_pass), max_size=2))
+        )
+        egress = tuple(draw(st.lists(admin_rules(pod_ips, True, no_pass), max_size=2)))
+        if base:  # a BANP has no Pass
+            ingress, egress = (
+                tuple(r for r in rs if r.action is not AdminAction.PASS)
+                for rs in (ingress, egress)
+            )
+        out.append(AdminPolicy(kind, name, tier, priority, subject, ingress, egress))
+    return out
+
+
+@st.composite
+def clusters(
+    draw: st.DrawFn, max_pods: int = 6, max_policies: int = 4, max_admin: int = 3
+) -> Cluster:
     mode = draw(st.sampled_from(list(NetworkMode)))
-    node_specs = nodes(draw(st.integers(1, 3)))
+    node_specs = tuple(
+        replace(n, labels={"zone": draw(st.sampled_from(["a", "b"]))})
+        for n in nodes(draw(st.integers(1, 3)))
+    )
     ns_count = draw(st.integers(1, 3))
     namespaces: dict[str, Namespace] = {}
     for n in NS_NAMES[:ns_count]:
@@ -162,8 +282,13 @@ def clusters(draw: st.DrawFn, max_pods: int = 6, max_policies: int = 4) -> Clust
         dns=False,
         externals=externals if draw(st.booleans()) else (),
     )
+    admin = draw(admin_policies(pod_ips, draw(st.integers(0, max_admin))))
     return Cluster(
-        cfg, namespaces, {p.key: p for p in pods}, policies={p.key: p for p in policies}
+        cfg,
+        namespaces,
+        {p.key: p for p in pods},
+        policies={p.key: p for p in policies},
+        admin_policies={p.key: p for p in admin},
     )
 
 

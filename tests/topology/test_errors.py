@@ -151,14 +151,16 @@ EXACT = [
         "    metadata: {name: i}\n" + STEP,
         "lab.yaml:4: default/i: kind: kind ['Pod'] is not supported (supported:"
         " Namespace, Pod, Deployment, ReplicaSet, StatefulSet, DaemonSet, Service,"
-        " NetworkPolicy, EndpointSlice, Node)",
+        " NetworkPolicy, EndpointSlice, AdminNetworkPolicy, BaselineAdminNetworkPolicy,"
+        " ClusterNetworkPolicy, Node)",
     ),
     (
         "missing-kind",
         "name: t\nmanifests:\n  - metadata: {name: i}\n" + STEP,
         "lab.yaml:3: default/i: missing required key 'kind' (supported: Namespace, Pod,"
         " Deployment, ReplicaSet, StatefulSet, DaemonSet, Service, NetworkPolicy,"
-        " EndpointSlice, Node)",
+        " EndpointSlice, AdminNetworkPolicy, BaselineAdminNetworkPolicy,"
+        " ClusterNetworkPolicy, Node)",
     ),
     (
         "wrong-api-version",

@@ -164,6 +164,7 @@ def test_other_kinds_are_skipped_with_warnings(tmp_path: Path) -> None:
         "lab.yaml:9: Widget default/w: kind: unknown kind 'Widget' (apiVersion"
         " 'example.com/v1') is not modelled (modelled: Namespace, Pod, Deployment,"
         " ReplicaSet, StatefulSet, DaemonSet, Service, NetworkPolicy, EndpointSlice,"
+        " AdminNetworkPolicy, BaselineAdminNetworkPolicy, ClusterNetworkPolicy,"
         " Node); skipped",
         "lab.yaml:10: Service default/k: kind: Service of apiVersion"
         " 'serving.knative.dev/v1' is another API's kind, not modelled (the modelled"

@@ -1,0 +1,79 @@
+"""What is compared besides the verdict (issue 13): the server that took the request,
+the endpoint a Service chose, the source address and TTL the server saw, and the source
+and TTL of what answered the client.
+
+The simulator's side comes from its trace (`report.sim_seen`); the kernel's from the
+listeners (`probe.Listeners.seen`: each server's peer address and, for UDP, the TTL on
+arrival via IP_RECVTTL) and from the client's socket (`KernelVerdict.answer_from`,
+`answer_ttl`: the reply's source or the ICMP error's sender, with its TTL).  A part is
+compared only where both sides can tell: a TCP client learns no TTL, a silent probe no
+answer, a server behind a port-changing SNAT is not found by its peer port.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from dataplane.fabric import Fabric
+from dataplane.kernel.probe import KernelVerdict
+from dataplane.kernel.report import Part, sim_seen
+from dataplane.sockets import PROTOCOL_OF
+from dataplane.trace import Trace
+from topology.model import Protocol
+
+Records = Mapping[tuple[str, Protocol, int, int, str], int]
+
+
+def parts(
+    trace: Trace | None,
+    client: tuple[str, str],
+    kernel: KernelVerdict,
+    records: Records,
+    fabric: Fabric,
+    fabric_id_of: Mapping[str, str],
+) -> list[Part]:
+    """The parts of one probe both sides saw (`fabric_id_of`: kernel netns -> model)."""
+    if trace is None or kernel.verdict is None:
+        return []
+    sim = sim_seen(trace, *client)
+    out: list[Part] = []
+
+    def where_of(kernel_ns: str) -> tuple[str, str]:
+        ns = fabric.netns[fabric_id_of[kernel_ns]]
+        return ns.node, ns.label
+
+    proto = PROTOCOL_OF.get(sim.server_proto)
+    if sim.server_node and proto is not None and kernel.sport:
+        found = [
+            (ns, src, ttl)
+            for (ns, p, port, peer, src), ttl in records.items()
+            if p is proto and port == sim.server_dport and peer == kernel.sport
+        ]
+        # two clients of the batch may draw the same ephemeral port: then the record
+        # at the simulator's server, from its source, is this probe's, if one is
+        for keep in (
+            lambda ns, src: where_of(ns) == (sim.server_node, sim.server_netns),
+            lambda ns, src: src == sim.server_src,
+        ):
+            if len(found) > 1:
+                found = [f for f in found if keep(f[0], f[1])]
+        if len(found) == 1:
+            kernel_ns, src, ttl = found[0]
+            where = fabric.netns[fabric_id_of[kernel_ns]]
+            out.append(
+                Part(
+                    "server",
+                    f"{sim.server_node} {sim.server_netns}",
+                    f"{where.node} {where.label}",
+                )
+            )
+            if trace.endpoint is not None and where.pod is not None:
+                out.append(Part("endpoint", trace.endpoint, where.pod.key))
+            out.append(Part("server saw", sim.server_src, src))
+            if ttl:
+                out.append(Part("server ttl", str(sim.server_ttl), str(ttl)))
+    if sim.answer_from and kernel.answer_from:
+        out.append(Part("answer from", sim.answer_from, kernel.answer_from))
+        if kernel.answer_ttl:
+            out.append(Part("answer ttl", str(sim.answer_ttl), str(kernel.answer_ttl)))
+    return out

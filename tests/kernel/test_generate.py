@@ -1,0 +1,99 @@
+"""The random scenario generator (dataplane.kernel.generate): deterministic, always a
+valid scenario, and a bounded batch agrees on this kernel (`make fuzz-kernel` runs more)."""
+
+from __future__ import annotations
+
+import pytest
+
+from dataplane.kernel.generate import main, parse_seeds, scenario, text
+from topology.loader import load_scenario_text
+
+CI_SEEDS = "1-12"  # about 15 s here; `make fuzz-kernel SEEDS=1-1000` for the long run
+
+
+def test_the_same_seed_gives_the_same_scenario() -> None:
+    assert text(7) == text(7)
+    assert text(7) != text(8)
+
+
+@pytest.mark.parametrize("seed", parse_seeds("1-60"))
+def test_every_draw_is_a_valid_scenario(seed: int) -> None:
+    scen, _ = load_scenario_text(text(seed), f"generated-{seed}.yaml")
+    assert scen.steps
+
+
+def test_the_draws_cover_every_feature() -> None:
+    """Across 150 seeds: every mode and service type, policies of each kind, and every
+    kind of step."""
+    seen: set[str] = set()
+    for seed in range(1, 151):
+        data = scenario(seed)
+        seen.add(f"mode {data['cluster']['network']}")
+        seen.add(f"mtu {data['cluster']['mtu']}")
+        for obj in data["manifests"]:
+            spec = obj.get("spec", {})
+            if obj["kind"] == "Service":
+                seen.add(f"service {spec.get('type', 'headless')}")
+                seen.update(f"service {k}" for k in spec if k.endswith("Policy"))
+                seen.update(f"service {k}" for k in spec if k == "sessionAffinity")
+            if obj["kind"] == "NetworkPolicy":
+                text_ = str(spec)
+                for word in (
+                    "ipBlock",
+                    "except",
+                    "endPort",
+                    "namespaceSelector",
+                    "matchExpressions",
+                    "egress",
+                    "ingress",
+                ):
+                    if word in text_:
+                        seen.add(f"policy {word}")
+            if obj["kind"] == "Pod" and spec.get("hostNetwork"):
+                seen.add("hostNetwork")
+        for step in data["steps"]:
+            seen.update(f"step {k}" for k in step)
+            send = step.get("send")
+            if send:
+                ip = send["packet"][0]["IP"]
+                seen.add(f"ttl {ip['ttl']}")
+                if "flags" in ip:
+                    seen.add("DF")
+    want = {
+        *(f"mode {m}" for m in ("vxlan", "host-gw", "routed")),
+        "mtu 9000",
+        *(
+            f"service {t}"
+            for t in ("ClusterIP", "NodePort", "LoadBalancer", "headless")
+        ),
+        "service externalTrafficPolicy",
+        "service internalTrafficPolicy",
+        "service sessionAffinity",
+        *(
+            f"policy {w}"
+            for w in (
+                "ipBlock",
+                "except",
+                "endPort",
+                "namespaceSelector",
+                "matchExpressions",
+                "egress",
+                "ingress",
+            )
+        ),
+        "hostNetwork",
+        *(f"step {k}" for k in ("probe", "send", "matrix", "apply", "delete", "label")),
+        "ttl 1",
+        "DF",
+    }
+    assert want <= seen, sorted(want - seen)
+
+
+@pytest.mark.kernel
+def test_a_bounded_batch_agrees_on_this_kernel(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status = main(["--seeds", CI_SEEDS])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert " 0 mismatch" in out and "12 scenarios" in out

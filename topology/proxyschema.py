@@ -1,0 +1,67 @@
+"""Pydantic schema of `cluster.kubeProxy`: the KubeProxyConfiguration fields
+(kubeproxy.config.k8s.io/v1alpha1) that shape the dataplane (docs/scenario-format.md)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from topology.fields import StrictModel
+
+
+class IptablesModel(StrictModel):
+    """KubeProxyConfiguration `iptables` (kubeproxy.config.k8s.io/v1alpha1)."""
+
+    masquerade_all: bool = Field(
+        default=False,
+        alias="masqueradeAll",
+        description="SNAT all traffic to ClusterIPs (default false).",
+    )
+    localhost_node_ports: bool = Field(
+        default=True,
+        alias="localhostNodePorts",
+        description="NodePorts answer on 127.0.0.1 too (default true, iptables mode).",
+    )
+
+
+class NftablesModel(StrictModel):
+    """KubeProxyConfiguration `nftables`."""
+
+    masquerade_all: bool = Field(
+        default=False,
+        alias="masqueradeAll",
+        description="SNAT all traffic to ClusterIPs (default false).",
+    )
+
+
+class IpvsModel(StrictModel):
+    """KubeProxyConfiguration `ipvs`."""
+
+    scheduler: Literal["rr"] = Field(
+        default="rr",
+        description="IPVS scheduler: rr (round-robin, the default; deterministic"
+        " across a replay).",
+    )
+
+
+class KubeProxyModel(StrictModel):
+    """kube-proxy's KubeProxyConfiguration fields that shape the dataplane."""
+
+    mode: Literal["iptables", "nftables", "ipvs"] = Field(
+        default="iptables",
+        description="The proxy mode: iptables (default), nftables or ipvs.",
+    )
+    node_port_addresses: list[str] | None = Field(
+        default=None,
+        alias="nodePortAddresses",
+        description="Where NodePorts answer: [primary] (the node IP) or CIDRs."
+        " Default: every local address.",
+    )
+    iptables: IptablesModel = Field(
+        default=IptablesModel(), description="iptables mode options."
+    )
+    nftables: NftablesModel = Field(
+        default=NftablesModel(), description="nftables mode options."
+    )
+    ipvs: IpvsModel = Field(default=IpvsModel(), description="ipvs mode options.")
