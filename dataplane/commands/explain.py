@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from dataplane import netpol_text
 from dataplane.cli import (
     AtStepOpt,
     DebugOpt,
@@ -39,9 +38,6 @@ from dataplane.cli import (
     simulator_at,
     warn,
 )
-from dataplane.trace import DropReason, Verdict
-
-POLICY_DROPS = (DropReason.POLICY_EGRESS, DropReason.POLICY_INGRESS)
 
 if TYPE_CHECKING:  # pragma: no cover
     from dataplane.netpol import Decision
@@ -52,6 +48,7 @@ if TYPE_CHECKING:  # pragma: no cover
 def decisions_of(cluster: Cluster, hops: list[Hop]) -> list[tuple[str, Decision, bool]]:
     """(node, decision, reached) for each check of the filter on the first request packet
     of `hops`; after an egress drop, the ingress check it would have met (not reached)."""
+    from dataplane import netpol_text
     from dataplane.netpol import Direction
     from dataplane.netpol_hook import NAME, decisions_at
 
@@ -94,6 +91,8 @@ def judged_hops(trace: Trace) -> list[Hop]:
 
 def explain_document(cluster: Cluster, trace: Trace) -> dict[str, Any]:
     """The body of `dataplane explain -o json|yaml`: each policy check and the verdict."""
+    from dataplane import netpol_text
+
     checks = [
         {
             "node": node,
@@ -119,7 +118,9 @@ def explain_document(cluster: Cluster, trace: Trace) -> dict[str, Any]:
 
 def explain_text(cluster: Cluster, trace: Trace) -> str:
     """The prose of `dataplane explain`."""
+    from dataplane import netpol_text
     from dataplane.dns import phases
+    from dataplane.trace import POLICY_DROPS
 
     lines = [trace.title]
     lookup, connection = phases(trace)
@@ -179,6 +180,7 @@ def explain(
 ) -> None:
     """Explain in prose why NetworkPolicy lets a connection pass (exit 0) or not (1)."""
     from dataplane import output as out_fmt
+    from dataplane.trace import Verdict
 
     with input_errors(debug):
         fmt = out_fmt.choose("explain", output)

@@ -12,16 +12,18 @@ from __future__ import annotations
 import sys
 import textwrap
 from pathlib import Path
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any
 
 import typer
 
 from dataplane.cli import DebugOpt, err_console, input_errors, register
-from topology.schema import NetworkName
+from topology.model import NetworkMode
 
 # The CNI profiles and the network modes each offers.  Only flannel is modelled today;
 # calico and cilium are planned (docs/model.md, "Not modelled").
-CNI_NETWORKS: dict[str, tuple[str, ...]] = {"flannel": get_args(NetworkName)}
+CNI_NETWORKS: dict[str, tuple[str, ...]] = {
+    "flannel": tuple(m.value for m in NetworkMode)
+}
 PLANNED_CNIS = ("calico", "cilium")
 WIDTH = 88
 
