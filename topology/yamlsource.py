@@ -23,7 +23,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from yaml.composer import Composer, ComposerError
@@ -32,6 +32,7 @@ from topology.errors import TopologyError
 from topology.model import Loc
 
 PathPart = str | int
+_Collection = TypeVar("_Collection", yaml.MappingNode, yaml.SequenceNode)
 
 MAX_BYTES = 10 * 1024 * 1024  # a file; the largest real manifests are a few hundred KB
 MAX_DEPTH = 100  # nesting of mappings and lists; Kubernetes objects need about 15
@@ -106,16 +107,19 @@ class _StreamLoader(_Loader, Composer):
         self.anchors = {}
         return node
 
-    def _root(self, builder: _Builder) -> yaml.MappingNode:
-        """The root mapping, as `Composer.compose_mapping_node` composes it, the items of
-        its lists built as they come."""
+    def _opened(self, kind: type[_Collection]) -> _Collection:
+        """The empty node of the mapping or list that the next event starts, as
+        `Composer.compose_mapping_node` and `compose_sequence_node` make it."""
         start = self.get_event()
         tag = start.tag
         if tag is None or tag == "!":
-            tag = self.resolve(yaml.MappingNode, None, start.implicit)
-        node = yaml.MappingNode(
-            tag, [], start.start_mark, None, flow_style=start.flow_style
-        )
+            tag = self.resolve(kind, None, start.implicit)
+        return kind(tag, [], start.start_mark, None, flow_style=start.flow_style)
+
+    def _root(self, builder: _Builder) -> yaml.MappingNode:
+        """The root mapping, as `Composer.compose_mapping_node` composes it, the items of
+        its lists built as they come."""
+        node = self._opened(yaml.MappingNode)
         while not self.check_event(yaml.MappingEndEvent):
             key = self._node(node, None)
             if self.check_event(yaml.SequenceStartEvent):
@@ -130,13 +134,7 @@ class _StreamLoader(_Loader, Composer):
 
     def _items(self, builder: _Builder) -> yaml.SequenceNode:
         """A list of the root mapping (depth 1), each item built (depth 2) once composed."""
-        start = self.get_event()
-        tag = start.tag
-        if tag is None or tag == "!":
-            tag = self.resolve(yaml.SequenceNode, None, start.implicit)
-        node = yaml.SequenceNode(
-            tag, [], start.start_mark, None, flow_style=start.flow_style
-        )
+        node = self._opened(yaml.SequenceNode)
         while not self.check_event(yaml.SequenceEndEvent):
             item = self._node(node, len(node.value))
             tree = LineTree(item.start_mark.line + 1)
