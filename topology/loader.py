@@ -458,7 +458,7 @@ class _ScenarioLoader:
         if m.expect is not None:
             expect = {}
             for word, count in m.expect.items():
-                verdict = str(_verdict(word))
+                verdict = word if word == "malformed" else str(_verdict(word))
                 if verdict in expect:
                     raise self.fail(
                         (*path, "expect", word), f"{word!r} repeats {verdict!r}"

@@ -47,6 +47,8 @@ VerdictWord = Literal[
     "too-big",
     "dropped",
 ]
+# A replay also counts the packets it could not walk as Wireshark would not decode them.
+ReplayWord = Literal[VerdictWord, "malformed"]
 STEP_KEYS = ("probe", "send", "matrix", "apply", "delete", "label", "replay")
 
 
@@ -351,10 +353,11 @@ class ReplayModel(StrictModel):
         description="Where every packet enters. Default: the pod, node or external"
         " host that owns each packet's source address.",
     )
-    expect: dict[VerdictWord, NonNegative] | None = Field(
+    expect: dict[ReplayWord, NonNegative] | None = Field(
         default=None,
-        description="Packet counts by verdict ({delivered: 12, denied: 3}); a verdict"
-        " left out must count 0.",
+        description="Packet counts by verdict ({delivered: 12, denied: 3}), and"
+        " `malformed` for packets Wireshark would call malformed; a word left out"
+        " must count 0.",
     )
     keep_traces: NonNegative | None = Field(
         default=None,

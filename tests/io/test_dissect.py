@@ -315,3 +315,27 @@ def test_a_skipped_arp_frame_is_described() -> None:
     res = replay(simulator(), CAPTURES / "node-1-cbr0.pcap")
     assert res.packets[0].outcome == "skipped"
     assert res.packets[0].summary.endswith("/ ARP who-has 10.0.1.1 tell 10.0.1.2")
+
+
+def test_a_replay_expectation_counts_malformed_packets(tmp_path: Path) -> None:
+    from dataplane.scenario import Runner
+    from topology.loader import load_scenario
+
+    bad = with_ip_len(
+        SYN_B, 16
+    )  # Wireshark: "Bogus IP length (16, less than header length 20)"
+    pcap(tmp_path / "m.pcap", [bad, SYN_B])
+    head = (SCENARIOS / "replay-policy.yaml").read_text().split("steps:")[0]
+    for expect, ok in (
+        ("{malformed: 1, delivered: 1}", True),
+        ("{delivered: 1}", False),
+    ):
+        path = tmp_path / "s.yaml"
+        path.write_text(
+            head + f"steps:\n  - replay: {{pcap: m.pcap, expect: {expect}}}\n"
+        )
+        scenario, _ = load_scenario(path)
+        step = Runner(scenario).run().steps[0]
+        assert step.ok is ok, step.message
+        if not ok:
+            assert step.message.startswith("malformed: expected 0, got 1")
