@@ -2,9 +2,10 @@
 
 The 2,000-pod / 200-namespace / 500-policy cluster of `bench.clusters`: `connlist` over
 every protocol and port (workloads merged, external ranges included), `diff` of two such
-clusters (the second drawn with another seed: other policies in every namespace), and,
-in the same process for the ratio, today's one-port matrix (TCP 8080).  Targets:
-connlist under 10 s, diff under 20 s.
+clusters (the second drawn with another seed: other policies in every namespace),
+`explain --all` on one port (every pair's decision with its rule, as blocks; the pairs
+counted, not printed), and, in the same process for the ratio, today's one-port matrix
+(TCP 8080).  Targets: connlist under 10 s, diff under 20 s.
 
 Run: `.venv/bin/python -m bench.bench_connlist [PODS POLICIES]`.
 """
@@ -22,6 +23,7 @@ def main() -> None:
     from bench.clusters import cluster_yaml
     from dataplane.conndiff import conndiff
     from dataplane.connlist import connlist
+    from dataplane.explain_all import decide_all, pair_lines
     from dataplane.matrix import compute_matrix, endpoints
     from dataplane.sim import Simulator
     from topology.loader import load_scenario
@@ -45,6 +47,11 @@ def main() -> None:
     t2 = time.perf_counter()
     d = conndiff(sa.cluster, sb.cluster)
     t3 = time.perf_counter()
+    every = decide_all(sa.cluster, 8080, Protocol.TCP)
+    counts = every.counts()
+    t4 = time.perf_counter()
+    size = sum(len(line) + 1 for line in pair_lines(every.pairs()))
+    t5 = time.perf_counter()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     matrix, cl, df = t1 - t0, t2 - t1, t3 - t2
     print(f"{len(names)} pods / {len(sa.cluster.policies)} policies")
@@ -56,6 +63,15 @@ def main() -> None:
     )
     print(
         f"  diff of two such clusters:   {df:.2f} s ({len(d.changes)} changes) = {df / matrix:.1f}x the matrix"
+    )
+    ea = t4 - t3
+    print(
+        f"  explain --all, TCP 8080:     {ea:.2f} s ({sum(counts.values())} pairs in "
+        f"{len(every.blocks)} blocks) = {ea / matrix:.1f}x the matrix"
+    )
+    print(
+        f"    and its text, every pair:  {t5 - t4:.2f} s ({size / 1e6:.0f} MB, one line "
+        "per pair)"
     )
     print(f"  peak {rss:.0f} MB")
 

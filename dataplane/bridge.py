@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from dataplane.emission import Emission, Rx, Xmit
+from dataplane.emission import Emission, Rx, Unseen, Xmit
 from dataplane.netfilter import HookContext, HookPoint
-from dataplane.netns import Netns
+from dataplane.netns import Kind, Netns
 from dataplane.packet import ARP_REQUEST, BROADCAST, ZERO_MAC, Packet
 from dataplane.trace import DropReason
 
@@ -36,14 +36,16 @@ def is_multicast(mac: str) -> bool:
 class Flood:
     """Which ports of a bridge can do anything with a flooded frame: the port whose peer
     has the MAC, or the address an ARP request asks for, and the ports whose peer is
-    itself a bridge port.  Every other peer drops a flood unseen (not its MAC, an ARP
-    request for someone else: `Stack.receive`), so a walk that records no captures need
-    not send it there."""
+    itself a bridge port (or no IP layer).  Every other peer drops a flood unseen (not
+    its MAC, an ARP request for someone else: `Stack.receive`, `walker.ignores`), so the
+    walk does not send it there: a walk without captures forgets those copies, one with
+    captures records their frames only (`Unseen`)."""
 
     order: dict[str, int] = field(default_factory=dict)  # port -> its place
     by_mac: dict[str, list[str]] = field(default_factory=dict)
     by_ip: dict[str, list[str]] = field(default_factory=dict)
     always: list[str] = field(default_factory=list)
+    peers: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # port -> copy
 
     def ports(self, pkt: Packet, skip: str | None) -> list[str]:
         """The ports that may act on `pkt`, in port order, `skip` left out."""
@@ -110,8 +112,7 @@ class Bridges:
                 + (f" and up to {br}" if up else ""),
                 pkt,
             )
-            targets = self.flood_ports(ns, br, pkt, port)
-            emissions: list[Emission] = [Xmit(pkt, ns.id, p) for p in targets]
+            emissions = self.flood(ns, br, pkt, port)
             if up:
                 emissions.append(Rx(pkt, ns.id, br))
             return emissions
@@ -135,20 +136,40 @@ class Bridges:
             pkt = bridged
         return [Xmit(pkt, ns.id, out_port)]
 
-    def flood_ports(
+    def flood(
         self, ns: Netns, br: str, pkt: Packet, port: str | None
-    ) -> list[str]:
-        """The ports a flood goes out of: every port but `port`, or, in a walk that
-        records no captures, only those whose peer may act on it (`Flood`: the copies
-        left out would have been dropped unseen, and are no steps of the walk)."""
+    ) -> list[Emission]:
+        """A flood out of every port but `port`, as Linux sends it (br_flood): a copy to
+        each port whose peer may act on it (`Flood`) and, in a walk that records captures,
+        the frames of the other copies in their place (`Unseen`): the same hops, frames
+        and steps as a copy walked to every port, at a cost that does not grow with the
+        number of pods on the bridge (but for the frames a capture must keep)."""
         w = self.w
-        ports = w.fabric.bridge_ports.get((ns.id, br), [])
-        if w.capture:
-            return [p for p in ports if p != port]
         flood = w.fabric.floods.get((ns.id, br))
         if not isinstance(flood, Flood):
+            ports = w.fabric.bridge_ports.get((ns.id, br), [])
             flood = w.fabric.floods[(ns.id, br)] = self.flood_of(ns, ports)
-        return flood.ports(pkt, port)
+        active = flood.ports(pkt, port)
+        if not w.capture:
+            return [Xmit(pkt, ns.id, p) for p in active]
+        if len(active) == len(flood.order) - (port in flood.order):
+            return [Xmit(pkt, ns.id, p) for p in active]  # every port acts
+        out: list[Emission] = []
+        unseen: list[tuple[str, str, str]] = []
+        acting = set(active)
+        for p in flood.order:
+            if p == port:
+                continue
+            if p in acting:
+                if unseen:
+                    out.append(Unseen(pkt, ns.id, tuple(unseen)))
+                    unseen = []
+                out.append(Xmit(pkt, ns.id, p))
+            else:
+                unseen.append(flood.peers[p])
+        if unseen:
+            out.append(Unseen(pkt, ns.id, tuple(unseen)))
+        return out
 
     def flood_of(self, ns: Netns, ports: list[str]) -> Flood:
         flood = Flood({p: k for k, p in enumerate(ports)})
@@ -159,9 +180,10 @@ class Bridges:
                 continue
             peer_ns = self.w.fabric.netns[peer[0]]
             iface = peer_ns.interfaces[peer[1]]
-            if iface.master is not None:
+            if iface.master is not None or iface.kind not in (Kind.VETH, Kind.ETH):
                 flood.always.append(p)
                 continue
+            flood.peers[p] = (p, *peer)
             flood.by_mac.setdefault(iface.mac, []).append(p)
             for ip in {str(a.ip) for i in peer_ns.interfaces.values() for a in i.addrs}:
                 flood.by_ip.setdefault(ip, []).append(p)
@@ -188,8 +210,7 @@ class Bridges:
                 f"unknown MAC {eth.dst}: flood to {flooded} port(s)",
                 pkt,
             )
-            targets = self.flood_ports(ns, br, pkt, in_port)
-            return [Xmit(pkt, ns.id, p) for p in targets]
+            return self.flood(ns, br, pkt, in_port)
         if out_port == in_port and not ns.interfaces[in_port].hairpin:
             w.record(
                 ns,

@@ -77,7 +77,7 @@ def _one_file(path: Path) -> Path:
     if path.is_dir():
         err_console.print(
             f"error: {path}: is a directory; this command takes one scenario file "
-            "(`run`, `test`, `lint` and `exposure` take folders)",
+            "(`run`, `test`, `lint`, `exposure`, `connlist` and `diff` take folders)",
             markup=False,
             highlight=False,
         )
@@ -108,16 +108,10 @@ PortOpt = Annotated[
 ]
 ProtocolOpt = Annotated[str, typer.Option("--protocol", help="TCP, UDP, SCTP or ICMP.")]
 # The two ends of one probe (trace, explain).
-FromOpt = Annotated[
-    str,
-    typer.Option(
-        "--from", help="Source endpoint (NS/POD, a pod NAME of -n, node/NAME, ...)."
-    ),
-]
-ToOpt = Annotated[
-    str,
-    typer.Option("--to", help="Destination endpoint (NS/POD, NAME, svc/NS/NAME, DNS)."),
-]
+FROM_HELP = "Source endpoint (NS/POD, a pod NAME of -n, node/NAME, ...)."
+TO_HELP = "Destination endpoint (NS/POD, NAME, svc/NS/NAME, DNS)."
+FromOpt = Annotated[str, typer.Option("--from", help=FROM_HELP)]
+ToOpt = Annotated[str, typer.Option("--to", help=TO_HELP)]
 AtStepOpt = Annotated[
     int,
     typer.Option(
@@ -250,15 +244,18 @@ def probe_ends(sim: Simulator, namespace: str, src: str, dst: str) -> tuple[str,
     return source, sim.qualify(dst, namespace, source)
 
 
-def scenario_files(paths: list[Path]) -> list[Path]:
+def scenario_files(paths: list[Path], manifest_folders: bool = False) -> list[Path]:
     """The files of `paths`, each folder replaced by the scenario files under it
-    (`dataplane.suite.discover`); a folder without any is an error."""
+    (`dataplane.suite.discover`); a folder without any is an error, or, with
+    `manifest_folders`, kept as a folder of manifests (`dataplane.suite.load_manifests`)."""
     from dataplane.suite import discover
 
     found: list[Path] = []
     for path in paths:
         files = discover([path])
-        if not files:
+        if not files and manifest_folders:
+            files = [path]
+        elif not files:
             raise TopologyError(
                 f"{path}: no scenario file in this folder (a .yaml or .yml file with a "
                 "top-level steps: key)"

@@ -121,7 +121,7 @@ def ports_dict(ports: Ports) -> dict[str, list[str]]:
     }  # fmt: skip
 
 
-def _rule_ports(rule: PolicyRule, pod: Pod | None) -> Ports:
+def rule_ports(rule: PolicyRule, pod: Pod | None) -> Ports:
     """The ports a rule's `ports` admit; named ports resolved on `pod` (None: on an
     address outside the cluster, where no name resolves)."""
     if not rule.ports:
@@ -257,7 +257,7 @@ def _admitted(index: Any, pod: Pod, party: Party, direction: Direction) -> Ports
                 index.peer_miss(pol.namespace, p, party) is not None for p in rule.peers
             ):
                 continue
-            out = merge(out, _rule_ports(rule, pod if ingress else None))
+            out = merge(out, rule_ports(rule, pod if ingress else None))
     return out
 
 
@@ -301,5 +301,6 @@ __all__ = [
     "external_ranges",
     "format_ports",
     "merge",
+    "rule_ports",
     "workload_name",
 ]

@@ -9,6 +9,7 @@ uses DejaVu fonts when the system has them and Pillow's own font otherwise.
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Iterable
 from dataclasses import dataclass
 from html import escape
 from itertools import pairwise
@@ -411,13 +412,15 @@ def _svg_shape(s: Shape) -> str:
     return f'<g data-seq="{s.seq}">{circle}</g>' if s.seq >= 0 else circle
 
 
-def svg_markers() -> str:
-    """The arrowheads of the path lines, one per path colour."""
+def svg_markers(colours: Iterable[str] | None = None) -> str:
+    """The arrowheads of lines drawn with `arrow`, one per colour (default: the path's)."""
+    if colours is None:
+        colours = PATH_COLOUR.values()
     return "".join(
         f'<marker id="arrow-{c[1:]}" viewBox="0 0 10 10" refX="9" refY="5" '
         f'markerWidth="4" markerHeight="4" orient="auto-start-reverse">'
         f'<path d="M0,0 L10,5 L0,10 z" fill="{c}"/></marker>'
-        for c in sorted(set(PATH_COLOUR.values()))
+        for c in sorted(set(colours))
     )
 
 
@@ -425,17 +428,24 @@ def svg_shapes(items: list[Shape]) -> str:
     return "\n".join(_svg_shape(s) for s in items)
 
 
-def to_svg(scene: Scene) -> str:
-    """The picture as an SVG document."""
-    fit(scene)
-    markers = svg_markers()
-    body = svg_shapes(shapes(scene))
-    w, h = f"{scene.width:.0f}", f"{scene.height:.0f}"
+def svg_document(
+    title: str, width: float, height: float, items: list[Shape],
+    arrows: Iterable[str] | None = None,
+) -> str:  # fmt: skip
+    """Shapes as a whole SVG document (`arrows`: the colours of its arrowheads)."""
+    w, h = f"{width:.0f}", f"{height:.0f}"
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
         f'viewBox="0 0 {w} {h}" font-family="{SANS}">\n'
-        f"<title>{escape(scene.title)}</title>\n<defs>{markers}</defs>\n{body}\n</svg>\n"
+        f"<title>{escape(title)}</title>\n<defs>{svg_markers(arrows)}</defs>\n"
+        f"{svg_shapes(items)}\n</svg>\n"
     )
+
+
+def to_svg(scene: Scene) -> str:
+    """The picture as an SVG document."""
+    fit(scene)
+    return svg_document(scene.title, scene.width, scene.height, shapes(scene))
 
 
 # -- PNG --------------------------------------------------------------------------------------
@@ -499,19 +509,25 @@ def _arrowhead(points: tuple[Point, ...], size: float) -> list[Point]:
 
 def to_png(scene: Scene, path: str | Path, scale: float = 2.0) -> None:
     """Draw the picture into a PNG file with Pillow, `scale` times the SVG's size."""
+    fit(scene)
+    png_document(scene.width, scene.height, shapes(scene), path, scale)
+
+
+def png_document(
+    width: float, height: float, items: list[Shape], path: str | Path,
+    scale: float = 2.0,
+) -> None:  # fmt: skip
+    """Shapes drawn into a PNG file with Pillow, `scale` times the SVG's size."""
     from PIL import Image, ImageDraw
 
-    fit(scene)
-    img = Image.new(
-        "RGB", (round(scene.width * scale), round(scene.height * scale)), "white"
-    )
+    img = Image.new("RGB", (round(width * scale), round(height * scale)), "white")
     draw = ImageDraw.Draw(img)
     fonts: dict[str, Any] = {}
 
     def p(pt: Point) -> Point:
         return (pt[0] * scale, pt[1] * scale)
 
-    for s in shapes(scene):
+    for s in items:
         if isinstance(s, Rect):
             box = (s.x * scale, s.y * scale, (s.x + s.w) * scale, (s.y + s.h) * scale)
             draw.rounded_rectangle(box, s.radius * scale, fill=s.fill, outline=s.stroke,
@@ -548,7 +564,9 @@ __all__ = [
     "Line",
     "Rect",
     "layers",
+    "png_document",
     "shapes",
+    "svg_document",
     "svg_markers",
     "svg_shapes",
     "to_png",

@@ -307,7 +307,10 @@ def walk_matrix(
     def rows_of(ts: list[str]) -> list[str]:
         return [
             "".join(
-                CODE[sim.probe(s, t, port, protocol).verdict or Verdict.DROPPED]
+                CODE[
+                    sim.probe(s, t, port, protocol, capture=False).verdict
+                    or Verdict.DROPPED
+                ]
                 for t in ts
             )
             for s in sources

@@ -182,13 +182,40 @@ def rewrite_src(pkt: Packet, ip: str, port: int, detail: str) -> Rewrite:
     return Rewrite(new, detail, tuple(diffs))
 
 
+# Where the connection's own NAT (`nf_nat_packet`) runs at each point: before the first hook
+# of a priority above destination NAT (PREROUTING, OUTPUT), above source NAT (INPUT,
+# POSTROUTING); FORWARD has none.
+NAT_PRIORITY: dict[HookPoint, int | None] = {
+    HookPoint.PREROUTING: PRIORITY_DSTNAT,
+    HookPoint.OUTPUT: PRIORITY_DSTNAT,
+    HookPoint.INPUT: PRIORITY_SRCNAT,
+    HookPoint.POSTROUTING: PRIORITY_SRCNAT,
+    HookPoint.FORWARD: None,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Chain:
+    """One point's hooks compiled for the walk: those that run before the connection's NAT
+    and those after (`nat` False: the point has no NAT step)."""
+
+    before: tuple[Hook, ...]
+    after: tuple[Hook, ...]
+    nat: bool
+
+
 @dataclass(slots=True)
 class Netfilter:
-    """The hooks of one namespace, kept sorted by priority per point."""
+    """The hooks of one namespace, kept sorted by priority per point, and compiled into
+    a `Chain` per point whenever they change (never per packet)."""
 
     hooks: dict[HookPoint, list[Hook]] = field(
         default_factory=lambda: {p: [] for p in HookPoint}
     )
+    compiled: dict[HookPoint, Chain] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.compile()
 
     def register(self, hook: Hook) -> None:
         chain = self.hooks[hook.point]
@@ -196,10 +223,21 @@ class Netfilter:
         chain.sort(
             key=lambda h: h.priority
         )  # stable: equal priorities keep their order
+        self.compile()
 
     def unregister(self, name: str) -> None:
         for chain in self.hooks.values():
             chain[:] = [h for h in chain if h.name != name]
+        self.compile()
+
+    def compile(self) -> None:
+        for point, hooks in self.hooks.items():
+            prio = NAT_PRIORITY[point]
+            if prio is None:
+                self.compiled[point] = Chain(tuple(hooks), (), False)
+                continue
+            before = tuple(h for h in hooks if h.priority <= prio)
+            self.compiled[point] = Chain(before, tuple(hooks[len(before) :]), True)
 
     def chain(self, point: HookPoint) -> list[Hook]:
         return self.hooks[point]

@@ -51,9 +51,14 @@ class Interface:
     vxlan_port: int = 0
     vxlan_local: IPv4Address | None = None
     vxlan_dev: str = ""  # for VXLAN: the underlay device
+    # `addrs` as text, written when they change (`Netns.add_address`), read per packet
+    texts: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.texts = tuple(str(a.ip) for a in self.addrs)
 
     def has_addr(self, ip: str) -> bool:
-        return any(str(a.ip) == ip for a in self.addrs)
+        return ip in self.texts
 
     @property
     def primary(self) -> IPv4Address | None:
@@ -94,6 +99,7 @@ class Netns:
     def add_address(self, ifname: str, addr: IPv4Interface) -> None:
         iface = self.interfaces[ifname]
         iface.addrs = (*iface.addrs, addr)
+        iface.texts = (*iface.texts, str(addr.ip))
         self._local.add(str(addr.ip))
 
     def is_local(self, ip: str) -> bool:
@@ -112,11 +118,11 @@ class Netns:
     def source_for(self, oif: str, dst: str | None = None) -> str:
         """The source address the kernel picks for a packet leaving `oif`."""
         iface = self.interfaces[oif]
-        if iface.primary is not None:
-            return str(iface.primary)
+        if iface.texts:
+            return iface.texts[0]
         for other in self.interfaces.values():
-            if other.primary is not None and other.kind is not Kind.LOOPBACK:
-                return str(other.primary)
+            if other.texts and other.kind is not Kind.LOOPBACK:
+                return other.texts[0]
         return "0.0.0.0"
 
     def listen(self, protocol: Protocol, port: int, owner: str) -> None:

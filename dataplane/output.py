@@ -30,6 +30,12 @@ OUTPUTS = {
     "explain": ("text", "json", "yaml"),
     "matrix": ("text", "csv", "md", "json", "yaml", "dot"),
     "verify": ("text", "json", "yaml"),
+    "lint": ("text", "json", "yaml", "sarif"),
+    "exposure": ("text", "json", "yaml"),
+    "quiz": ("html", "json", "yaml"),
+    # netpol-analyzer's words: `txt` is the text
+    "connlist": ("txt", "csv", "md", "json", "yaml", "dot", "svg"),
+    "diff": ("txt", "md", "csv", "json", "yaml"),
 }
 # The words of the options `-o` replaced, per command.
 FORMAT_ALIASES = {

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import MISSING, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -188,7 +188,13 @@ class Packet:
         """The IP total length."""
         if self.whole is not None:
             return IP_HLEN + self.frag_len
-        return IP_HLEN + self.l4_len() + self.payload_len()
+        # the walk asks this of most packets it forwards: TCP and UDP without the calls
+        l4 = self.l4
+        fixed = _FIXED_HLEN.get(type(l4))
+        head = IP_HLEN + (fixed if fixed is not None else self.l4_len())
+        if self.inner is None and self.app is None:
+            return head + len(self.data)
+        return head + self.payload_len()
 
     def frame_len(self) -> int:
         """Length on the wire without FCS, as tcpdump reports it."""
@@ -248,6 +254,38 @@ class Packet:
 
     def summary(self) -> str:
         return summarize(self)
+
+
+_FIXED_HLEN: dict[type, int] = {TCP: TCP_HLEN, UDP: UDP_HLEN}  # `Packet.ip_len`
+
+
+def fast_init(*classes: type) -> None:
+    """Give frozen, slotted dataclasses an `__init__` that costs what a plain class's does.
+
+    A frozen dataclass's `__init__` writes each field through `object.__setattr__`, a
+    generic call several times dearer than a plain store, and a walk builds dozens of
+    packets and headers per probe.  This `__init__` (same parameters, same defaults)
+    writes each slot through its own descriptor instead.  The records stay frozen
+    (`__setattr__` still refuses); `replace`, equality and hashing are the dataclass's.
+    """
+    for cls in classes:
+        scope: dict[str, Any] = {}
+        params, body = [], []
+        for f in fields(cls):
+            scope[f"_set_{f.name}"] = cls.__dict__[f.name].__set__
+            if f.default is MISSING:
+                params.append(f.name)
+            else:
+                scope[f"_default_{f.name}"] = f.default
+                params.append(f"{f.name}=_default_{f.name}")
+            body.append(f"\n    _set_{f.name}(self, {f.name})")
+        exec(f"def __init__(self, {', '.join(params)}):{''.join(body)}", scope)
+        init = scope["__init__"]
+        init.__qualname__ = f"{cls.__qualname__}.__init__"
+        cls.__init__ = init  # type: ignore[misc]
+
+
+fast_init(Ether, ARP, IP, TCP, UDP, SCTP, ICMP, VXLAN, Packet)
 
 
 def app_bytes(app: Any) -> bytes:

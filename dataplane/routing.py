@@ -27,6 +27,16 @@ class Route:
     onlink: bool = False
     proto: str = "static"  # "kernel" for connected routes
     metric: int = 0
+    # `via` and `src` as text, written once: the walk reads them for every packet, and an
+    # IPv4Address writes its text anew each time.
+    via_text: str = field(default="", init=False, repr=False, compare=False)
+    src_text: str = field(default="", init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.via is not None:
+            object.__setattr__(self, "via_text", str(self.via))
+        if self.src is not None:
+            object.__setattr__(self, "src_text", str(self.src))
 
     def __str__(self) -> str:
         dst = "default" if self.dst.prefixlen == 0 else str(self.dst)

@@ -18,10 +18,9 @@ from typing import TYPE_CHECKING
 from dataplane.conntrack import CtDir, CtState, show_tuple
 from dataplane.emission import Bridged, Emission, Out, Xmit
 from dataplane.netfilter import (
-    PRIORITY_DSTNAT,
-    PRIORITY_SRCNAT,
     Accept,
     Drop,
+    Hook,
     HookContext,
     HookPoint,
     Netfilter,
@@ -84,31 +83,59 @@ class Stack:
         ctx.point = point
         for k, v in where.items():
             setattr(ctx, k, v)
-        if point in (HookPoint.PREROUTING, HookPoint.OUTPUT) and ctx.ct is None:
+        dst_nat = point is HookPoint.PREROUTING or point is HookPoint.OUTPUT
+        if dst_nat and ctx.ct is None:
             self.track(ns, pkt, ctx)
-        dst_nat = point in (HookPoint.PREROUTING, HookPoint.OUTPUT)
-        nat_prio = PRIORITY_DSTNAT if dst_nat else PRIORITY_SRCNAT
-        nat_done = point is HookPoint.FORWARD
-        for hook in nf.chain(point):
-            if not nat_done and hook.priority > nat_prio:
-                pkt, nat_done = self.conntrack_nat(ns, pkt, ctx, dst_nat), True
+        chain = nf.compiled[point]
+        out = self.run_chain(ns, point, chain.before, pkt, ctx) if chain.before else pkt
+        if out is None:
+            return None, ctx
+        if chain.nat:
+            ct = ctx.ct
+            if ct is not None and (
+                ct.dnat or ct.snat or ctx.ct_state is CtState.RELATED
+            ):
+                out = self.conntrack_nat(ns, out, ctx, dst_nat)  # a NATed connection
+            if chain.after:
+                out = self.run_chain(ns, point, chain.after, out, ctx)
+                if out is None:
+                    return None, ctx
+        pkt = out
+        # nf_conntrack_confirm(): only a packet of the original direction inserts its
+        # connection (an ICMP error attached in the reply direction never does).
+        confirms = ctx.ct_state is not CtState.RELATED or ctx.ct_dir is CtDir.ORIGINAL
+        if point in (HookPoint.POSTROUTING, HookPoint.INPUT) and ctx.ct and confirms:
+            self.w.state.ct(ns.id).confirm(ctx.ct)
+        return pkt, ctx
+
+    def run_chain(
+        self,
+        ns: Netns,
+        point: HookPoint,
+        chain: tuple[Hook, ...],
+        pkt: Packet,
+        ctx: HookContext,
+    ) -> Packet | None:
+        """Run `chain`'s hooks in order; the packet as they leave it, None if dropped."""
+        w = self.w
+        for hook in chain:
             res = hook.fn(pkt, ctx)
             if res is None:
                 continue
             if isinstance(res, Accept):
                 if res.detail:
-                    self.w.record(
+                    w.record(
                         ns,
                         ctx.in_port or "",
                         point.value,
                         f"{hook.name}: {res.detail}",
                         pkt,
                     )
-                if res.policy and self.w.trace.policy is None:
-                    self.w.trace.policy = res.policy
+                if res.policy and w.trace.policy is None:
+                    w.trace.policy = res.policy
                 continue
             if isinstance(res, Drop):
-                self.w.record(
+                w.record(
                     ns,
                     ctx.in_port or "",
                     point.value,
@@ -117,19 +144,19 @@ class Stack:
                     reason=res.code,
                 )
                 if res.policy:
-                    self.w.trace.policy = res.policy
+                    w.trace.policy = res.policy
                 if isinstance(res, Reject):
-                    self.w.emit(self.icmp_error(ns, pkt, res.icmp_type, res.icmp_code))
-                return None, ctx
+                    w.emit(self.icmp_error(ns, pkt, res.icmp_type, res.icmp_code))
+                return None
             if isinstance(res, Rewrite):
-                self.w.record(
+                w.record(
                     ns, "", "nat", f"{point.value} {res.detail}", res.packet, res.diffs
                 )
                 if res.endpoint is not None:
-                    self.w.trace.endpoint = res.endpoint
+                    w.trace.endpoint = res.endpoint
                 pkt = res.packet
             else:  # a hook returned a rewritten packet
-                self.w.record(
+                w.record(
                     ns,
                     "",
                     "hook",
@@ -138,14 +165,7 @@ class Stack:
                     diff(pkt, res),
                 )
                 pkt = res
-        if not nat_done:
-            pkt = self.conntrack_nat(ns, pkt, ctx, dst_nat)
-        # nf_conntrack_confirm(): only a packet of the original direction inserts its
-        # connection (an ICMP error attached in the reply direction never does).
-        confirms = ctx.ct_state is not CtState.RELATED or ctx.ct_dir is CtDir.ORIGINAL
-        if point in (HookPoint.POSTROUTING, HookPoint.INPUT) and ctx.ct and confirms:
-            self.w.state.ct(ns.id).confirm(ctx.ct)
-        return pkt, ctx
+        return pkt
 
     def track(self, ns: Netns, pkt: Packet, ctx: HookContext) -> None:
         table = self.w.state.ct(ns.id)
@@ -458,7 +478,7 @@ class Stack:
             return []
         pkt = out
         assert pkt.ip is not None
-        nexthop = str(route.via) if route.via is not None else pkt.ip.dst
+        nexthop = route.via_text or pkt.ip.dst
         mtu = ns.interfaces[route.oif].mtu
         pieces = [pkt]
         if pkt.ip_len() > mtu:
@@ -568,7 +588,7 @@ class Stack:
         """The packet with its link header, out of `oif` (or back into the bridge)."""
 
         if bridged is not None:
-            return replace(bridged, pkt=pkt.with_eth(bridged.src_mac, mac))
+            return bridged._replace(pkt=pkt.with_eth(bridged.src_mac, mac))
         return Xmit(pkt.with_eth(ns.interfaces[oif].mac, mac), ns.id, oif)
 
     def neigh_failed(self) -> list[Emission]:
@@ -620,7 +640,7 @@ class Stack:
                 ip.dst
             )  # icmp_send(): a packet for us is answered from its destination
         else:
-            src = str(back.src) if back.src else ns.source_for(back.oif)
+            src = back.src_text or ns.source_for(back.oif)
         err = Packet(
             ip=IP(src, ip.src, IPPROTO_ICMP, id=self.w.state.ip_id()),
             l4=ICMP(type_, code, mtu=mtu, quote=pkt.l3()),
@@ -684,26 +704,33 @@ class Stack:
 
 def route_out(ns: Netns, dst: str) -> Route | None:
     """The route of a locally sent packet to `dst` (the `local` table first)."""
-    if dst.startswith("127."):
-        # 127.0.0.0/8 is local; the source is lo's address, 127.0.0.1.
-        return Route(
-            IPv4Network(f"{dst}/32"),
-            "lo",
-            src=IPv4Address("127.0.0.1"),
-            proto="kernel",
-        )
-    if ns.is_local(dst):
-        # the `local` table: `local DST dev lo src DST` (a local address is its own source)
-        return Route(
-            IPv4Network(f"{dst}/32"), "lo", src=IPv4Address(dst), proto="kernel"
-        )
+    if ns.is_local(dst):  # 127.0.0.0/8 included
+        return local_route(dst)
     return ns.routes.lookup(dst)
+
+
+def local_route(dst: str) -> Route:
+    """The `local` table's route to a local address: `local DST dev lo src DST` (a local
+    address is its own source; 127.0.0.0/8 is local, with lo's 127.0.0.1 as source).
+    The same for every namespace that has the address: written once, not per packet."""
+    found = _LOCAL.get(dst)
+    if found is None:
+        if len(_LOCAL) > 4096:
+            _LOCAL.clear()
+        src = "127.0.0.1" if dst.startswith("127.") else dst
+        found = _LOCAL[dst] = Route(
+            IPv4Network(f"{dst}/32"), "lo", src=IPv4Address(src), proto="kernel"
+        )
+    return found
+
+
+_LOCAL: dict[str, Route] = {}
 
 
 def source_of(ns: Netns, route: Route) -> str:
     """The source address the kernel picks for a local packet on `route`: the route's
     `src` (prefsrc), else the primary address of its device (inet_select_addr)."""
-    return str(route.src) if route.src else ns.source_for(route.oif)
+    return route.src_text or ns.source_for(route.oif)
 
 
 def output_source(ns: Netns, dst: str) -> str | None:
@@ -725,21 +752,24 @@ def is_martian(src: str, kind: Kind) -> bool:
 
 
 def route_detail(route: Route) -> str:
-    found = _DETAILS.get(route)
-    if found is None:
-        if len(_DETAILS) > 4096:
-            _DETAILS.clear()
-        found = _DETAILS[route] = (
-            f"via {route.via} dev {route.oif}"
-            + (" onlink" if route.onlink else "")
-            + (f" ({'default route' if route.dst.prefixlen == 0 else route.dst})")
-            if route.via is not None
-            else f"dev {route.oif} ({route.dst}, on-link)"
-        )
+    # By identity: hashing a Route hashes its IPv4Network and IPv4Address (Python code).
+    hit = _DETAILS.get(id(route))
+    if hit is not None and hit[0] is route:
+        return hit[1]
+    if len(_DETAILS) > 4096:
+        _DETAILS.clear()
+    found = (
+        f"via {route.via} dev {route.oif}"
+        + (" onlink" if route.onlink else "")
+        + (f" ({'default route' if route.dst.prefixlen == 0 else route.dst})")
+        if route.via is not None
+        else f"dev {route.oif} ({route.dst}, on-link)"
+    )
+    _DETAILS[id(route)] = (route, found)
     return found
 
 
-_DETAILS: dict[Route, str] = {}  # each route's text, written once
+_DETAILS: dict[int, tuple[Route, str]] = {}  # each route's text, written once
 
 
 def fragment(pkt: Packet, mtu: int) -> list[Packet]:

@@ -95,10 +95,46 @@ def load_file(
     path: Path, *, manifests: Sequence[Path] = (), strict: bool = False
 ) -> tuple[Scenario, list[str]]:
     """`topology.loader.load_scenario` (a file that is not UTF-8 text is its located
-    TopologyError, `topology.yamlsource.decode_yaml`)."""
+    TopologyError, `topology.yamlsource.decode_yaml`); a folder is a folder of manifests
+    (`load_manifests`)."""
     from topology.loader import load_scenario
 
+    if path.is_dir():
+        return load_manifests(path, manifests=manifests, strict=strict)
     return load_scenario(path, manifests=manifests, strict=strict)
+
+
+def load_manifests(
+    folder: Path, *, manifests: Sequence[Path] = (), strict: bool = False
+) -> tuple[Scenario, list[str]]:
+    """A folder of Kubernetes objects (no scenario file: `kubectl apply -f DIR`'s input, or
+    a dump split into files) as a scenario without steps of its own: the objects read as
+    `--manifests DIR` reads them (`topology.include`), the cluster keys they imply (nodes,
+    nodeCIDR, serviceCIDR, dns) inferred as `dataplane import` infers them
+    (`topology.dump`; without Node objects, the default nodes, as in a scenario without
+    `cluster.nodes`)."""
+    from topology.dump import objects_in, scenario_for
+    from topology.errors import TopologyError
+    from topology.include import FileReader
+    from topology.loader import load_scenario_text
+    from topology.model import Loc
+
+    loc = Loc(str(folder))
+    reader = FileReader(None)
+    sources = reader.expand(str(folder), ".", "", loc, confined=False)
+    if not sources:
+        raise TopologyError(
+            f"{folder}: no scenario file and no manifest in this folder (a scenario is a "
+            ".yaml or .yml file with a top-level steps: key; manifests are *.yaml, "
+            "*.yml, *.json)"
+        )
+    objects = [m for s in sources for m in objects_in(reader.read(s, loc), s.shown)]
+    name = re.sub(r"[^a-z0-9-]+", "-", folder.resolve().name.lower()).strip("-")
+    imported = scenario_for(objects, str(folder), None, name or "manifests")
+    return load_scenario_text(
+        imported.text, str(folder), folder, manifests=[folder, *manifests],
+        strict=strict,
+    )  # fmt: skip
 
 
 def run_file(

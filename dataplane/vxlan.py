@@ -46,8 +46,9 @@ def encapsulate(
             reason=DropReason.NO_ROUTE,
         )
         return []
+    local = str(iface.vxlan_local)
     outer = Packet(
-        ip=IP(str(iface.vxlan_local), remote, IPPROTO_UDP, ttl=64, id=w.state.ip_id()),
+        ip=IP(local, remote, IPPROTO_UDP, ttl=64, id=w.state.ip_id()),
         l4=UDP(source_port(inner), iface.vxlan_port),
         vxlan=VXLAN(iface.vni),
         inner=inner,
@@ -57,7 +58,7 @@ def encapsulate(
         ns,
         iface.ifname,
         "encap",
-        f"VXLAN vni {iface.vni}, {iface.vxlan_local} -> "
+        f"VXLAN vni {iface.vni}, {local} -> "
         f"{remote} udp/{iface.vxlan_port} (fdb {inner.eth.dst} dst {remote}); inner "
         f"ttl {ttl}, {inner.frame_len()}-byte inner frame",
         outer,

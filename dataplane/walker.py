@@ -13,12 +13,15 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from dataplane.bridge import Bridges
 from dataplane.conntrack import Conntrack
-from dataplane.emission import Bridged, Emission, Out, Rx
+from dataplane.emission import Bridged, Emission, Out, Rx, Unseen, Xmit
 from dataplane.fabric import Fabric
-from dataplane.netns import Kind, Netns
+from dataplane.netns import Interface, Kind, Netns
 from dataplane.packet import ARP_REQUEST, BROADCAST, Packet
+from dataplane.stack import Stack
 from dataplane.trace import DropReason, FieldDiff, Frame, Hop, Trace, Verdict
+from dataplane.vxlan import encapsulate
 from topology.model import Cluster
 
 
@@ -81,7 +84,10 @@ def wants(ns: Netns, ifname: str, pkt: Packet) -> bool:
     return pkt.arp is not None and pkt.arp.op == 1 and ns.is_local(pkt.arp.pdst)
 
 
-_STACK_KINDS = (Kind.VETH, Kind.ETH)  # devices whose frames go to `Stack.receive`
+_STACK_KINDS = (Kind.VETH, Kind.ETH)
+_VETH_DETAILS: dict[
+    int, tuple[Interface, str]
+] = {}  # `Walker.veth_detail`  # devices whose frames go to `Stack.receive`
 
 
 def ignores(ns: Netns, ifname: str, pkt: Packet) -> bool:
@@ -103,8 +109,10 @@ def ignores(ns: Netns, ifname: str, pkt: Packet) -> bool:
 class Walker:
     """Runs one walk over a fabric and records it into a trace.
 
-    `capture=False`: no frames are kept for pcap (`Trace.frames` stays empty), and floods
-    go only where they can matter (`dataplane.bridge.Flood`); the hops are the same.
+    `capture=False`: no frames are kept for pcap (`Trace.frames` stays empty); the hops
+    are the same.  Either way a flood is walked only to the ports that can act on it
+    (`dataplane.bridge.Flood`); with captures, the copies to the others leave their frames
+    (`Unseen`), as Linux sends them.
 
     The hop limit (a forwarding loop's end) counts the steps that reach a device that acts
     on the frame: a flooded copy that its receiver drops unseen (`ignores`) is not one, so
@@ -121,9 +129,6 @@ class Walker:
         hop_limit: int = 4000,
         capture: bool = True,
     ) -> None:
-        from dataplane.bridge import Bridges
-        from dataplane.stack import Stack
-
         self.fabric = fabric
         self.cluster = cluster
         self.trace = trace
@@ -219,56 +224,61 @@ class Walker:
 
     def dispatch(self, em: Emission) -> None:
         fab = self.fabric
-        if isinstance(em, Out):
-            self.emit(self.stack.output(fab.netns[em.netns], em.pkt))
-            return
-        if isinstance(em, Bridged):
+        emit = self.queue.extend
+        if isinstance(em, (Xmit, Rx)):
             ns = fab.netns[em.netns]
-            self.emit(
+            iface = ns.interfaces[em.ifname]
+            pkt = em.pkt
+            if isinstance(em, Rx):
+                if iface.master is not None:
+                    # tcpdump puts the bridge in promiscuous mode: it sees every frame
+                    # entering a port (br_handle_frame_finish -> br_pass_frame_up).
+                    self.wire(ns, iface.master, pkt)
+                    emit(self.bridges.receive(ns, iface.master, pkt, em.ifname))
+                    return
+                if iface.kind is Kind.VXLAN:
+                    self.wire(ns, em.ifname, pkt)  # the decapsulated inner frame
+                emit(self.stack.receive(ns, em.ifname, pkt, em.port))
+                return
+            self.xmit(ns, iface, pkt)
+        elif isinstance(em, Out):
+            emit(self.stack.output(fab.netns[em.netns], em.pkt))
+        elif isinstance(em, Unseen):
+            self.unseen(em)
+        elif isinstance(em, Bridged):
+            ns = fab.netns[em.netns]
+            emit(
                 self.bridges.forward_bridged(ns, em.bridge, em.pkt, em.in_port, em.ctx)
             )
-            return
-        ns = fab.netns[em.netns]
-        iface = ns.interfaces[em.ifname]
-        if isinstance(em, Rx):
-            if iface.master is not None:
-                # tcpdump puts the bridge in promiscuous mode: it sees every frame
-                # entering a port (br_handle_frame_finish -> br_pass_frame_up).
-                self.wire(ns, iface.master, em.pkt)
-                self.emit(self.bridges.receive(ns, iface.master, em.pkt, em.ifname))
-            elif iface.kind is Kind.VXLAN:
-                self.wire(ns, em.ifname, em.pkt)  # the decapsulated inner frame
-                self.emit(self.stack.receive(ns, em.ifname, em.pkt, em.port))
-            else:
-                self.emit(self.stack.receive(ns, em.ifname, em.pkt, em.port))
-            return
-        # Xmit: the packet leaves `iface`; follow the link.
-        pkt = em.pkt
-        if iface.kind is Kind.BRIDGE:
-            self.wire(ns, iface.ifname, pkt)
-            self.emit(self.bridges.receive(ns, iface.ifname, pkt, None))
-        elif iface.kind is Kind.VXLAN:
-            from dataplane.vxlan import encapsulate
 
-            self.wire(ns, iface.ifname, pkt)  # the inner frame, before encapsulation
-            self.emit(encapsulate(self, ns, iface, pkt))
-        elif iface.kind is Kind.VETH:
+    def xmit(self, ns: Netns, iface: Interface, pkt: Packet) -> None:
+        """The packet leaves `iface`; follow the link."""
+        emit = self.queue.extend
+        kind = iface.kind
+        if kind is Kind.VETH:
             assert iface.peer is not None
-            peer_ns = fab.netns[iface.peer[0]]
+            peer_id, peer_if = iface.peer
+            peer_ns = self.fabric.netns[peer_id]
             if iface.master is None:  # bridge ports are recorded by the bridge
                 self.record(
                     ns, iface.ifname, "xmit", f"{pkt.frame_len()}-byte frame", pkt
                 )
             self.wire(ns, iface.ifname, pkt)
-            if wants(peer_ns, iface.peer[1], pkt):
-                detail = self.veth_detail(peer_ns, iface.peer[1])
-                self.record(peer_ns, iface.peer[1], "recv", detail, pkt)
-            self.wire(peer_ns, iface.peer[1], pkt)
-            if ignores(peer_ns, iface.peer[1], pkt):
+            if wants(peer_ns, peer_if, pkt):
+                detail = self.veth_detail(peer_ns, peer_if)
+                self.record(peer_ns, peer_if, "recv", detail, pkt)
+            self.wire(peer_ns, peer_if, pkt)
+            if ignores(peer_ns, peer_if, pkt):
                 self.steps -= 1  # a copy that nobody acts on is not a step
             else:
-                self.emit([Rx(pkt, peer_ns.id, iface.peer[1])])
-        elif iface.kind is Kind.ETH:
+                emit((Rx(pkt, peer_id, peer_if),))
+        elif kind is Kind.BRIDGE:
+            self.wire(ns, iface.ifname, pkt)
+            emit(self.bridges.receive(ns, iface.ifname, pkt, None))
+        elif kind is Kind.VXLAN:
+            self.wire(ns, iface.ifname, pkt)  # the inner frame, before encapsulation
+            emit(encapsulate(self, ns, iface, pkt))
+        elif kind is Kind.ETH:
             self.record(
                 ns,
                 iface.ifname,
@@ -277,14 +287,38 @@ class Walker:
                 pkt,
             )
             self.wire(ns, iface.ifname, pkt)
-            self.emit(self.segment_forward(ns, iface.ifname, pkt))
-        elif iface.kind is Kind.LOOPBACK:
+            emit(self.segment_forward(ns, iface.ifname, pkt))
+        elif kind is Kind.LOOPBACK:
             self.record(ns, "lo", "xmit", "loopback: back into this namespace", pkt)
             self.wire(ns, "lo", pkt)
-            self.emit([Rx(pkt, ns.id, "lo")])
+            emit((Rx(pkt, ns.id, "lo"),))
+
+    def unseen(self, em: Unseen) -> None:
+        """Flooded copies nobody acts on (`dataplane.bridge.Flood`): what tcpdump sees
+        of each, leaving its bridge port and arriving at the peer, as a veth `Xmit` to
+        an `ignores` peer would record; like those copies, no step of the walk."""
+        self.steps -= 1
+        if not self.capture:
+            return
+        ns = self.fabric.netns[em.netns]
+        netns, frames, pkt = self.fabric.netns, self.trace.frames, em.pkt
+        seq = len(self.trace.hops)
+        for port, peer_id, peer_if in em.copies:
+            frames.append(Frame(seq, ns.node, ns.id, port, pkt))
+            frames.append(Frame(seq, netns[peer_id].node, peer_id, peer_if, pkt))
 
     def veth_detail(self, ns: Netns, ifname: str) -> str:
         iface = ns.interfaces[ifname]
+        hit = _VETH_DETAILS.get(id(iface))  # by identity: a device's text, written once
+        if hit is not None and hit[0] is iface:
+            return hit[1]
+        if len(_VETH_DETAILS) > 65536:
+            _VETH_DETAILS.clear()
+        detail = self.veth_text(ns, iface)
+        _VETH_DETAILS[id(iface)] = (iface, detail)
+        return detail
+
+    def veth_text(self, ns: Netns, iface: Interface) -> str:
         assert iface.peer is not None
         peer = self.fabric.netns[iface.peer[0]]
         what = peer.label if peer.kind.value != "host" else f"{peer.node}"

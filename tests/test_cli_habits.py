@@ -289,7 +289,7 @@ def test_one_file_commands_refuse_a_folder(args: list[str]) -> None:
     assert r.exit_code == 2
     assert one_line(r.output) == (
         f"error: {ROOT / 'scenarios'}: is a directory; this command takes one scenario "
-        "file (`run`, `test`, `lint` and `exposure` take folders)"
+        "file (`run`, `test`, `lint`, `exposure`, `connlist` and `diff` take folders)"
     )
 
 

@@ -91,7 +91,8 @@ def _get(data: Any, *keys: str) -> Any:
     return data
 
 
-def _objects(text: str, shown: str) -> list[Manifest]:
+def objects_in(text: str, shown: str) -> list[Manifest]:
+    """The objects of every YAML document of a manifest file's text."""
     out = []
     for doc in load_documents(text, shown):
         out.extend(objects_of(doc))
@@ -135,7 +136,13 @@ def _first_port(pods: Sequence[Manifest]) -> int:
 def import_dump(text: str, shown: str, include: str | None, name: str) -> Imported:
     """The scenario for a dump's text; `include` is the path the scenario includes it by
     (None: `manifests: []`, to load the scenario with the dump given beside it)."""
-    objects = _objects(text, shown)
+    return scenario_for(objects_in(text, shown), shown, include, name)
+
+
+def scenario_for(
+    objects: list[Manifest], shown: str, include: str | None, name: str
+) -> Imported:
+    """The scenario for the objects of a dump (or of a folder of manifests, `shown`)."""
     kept = [m for m in objects if classify(m.data) == "modelled"]
     warnings: list[str] = []
     nodes = [node_entry(m, warnings) for m in kept if m.data.get("kind") == NODE]
@@ -192,4 +199,11 @@ def import_dump(text: str, shown: str, include: str | None, name: str) -> Import
     return Imported("\n".join(lines) + "\n", tuple(notes), port)
 
 
-__all__ = ["Imported", "covering", "import_dump", "service_cidr"]
+__all__ = [
+    "Imported",
+    "covering",
+    "import_dump",
+    "objects_in",
+    "scenario_for",
+    "service_cidr",
+]

@@ -10,6 +10,10 @@ preliminary line, unless it failed (then its query's decisions are the explanati
 
 Exit status, as `kubectl auth can-i` answers: 0 when the connection is delivered, 1 when it
 is not, 2 for invalid input.
+
+`dataplane explain FILE --all --port P`: every pair of pods at once, each with the rule
+that decided (`dataplane.explain_all`, on whole sets of pods, no walk); `--only allow|deny`
+keeps one kind.  Exit status 0 (2 for invalid input).
 """
 
 from __future__ import annotations
@@ -20,14 +24,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from dataplane.cli import (
+    FROM_HELP,
+    NAMESPACE_HELP,
+    TO_HELP,
     AtStepOpt,
     DebugOpt,
     FileArg,
-    FromOpt,
-    NamespaceOpt,
     PortOpt,
     ProtocolOpt,
-    ToOpt,
     console,
     input_errors,
     load,
@@ -40,9 +44,12 @@ from dataplane.cli import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Iterator
+
     from dataplane.netpol import Decision
+    from dataplane.sim import Simulator
     from dataplane.trace import Hop, Trace
-    from topology.model import Cluster
+    from topology.model import Cluster, Protocol
 
 
 def decisions_of(cluster: Cluster, hops: list[Hop]) -> list[tuple[str, Decision, bool]]:
@@ -161,11 +168,34 @@ def explain_text(cluster: Cluster, trace: Trace) -> str:
 @register
 def explain(
     file: FileArg,
-    src: FromOpt,
-    dst: ToOpt,
+    src: Annotated[
+        str | None, typer.Option("--from", help=FROM_HELP + " Required without --all.")
+    ] = None,
+    dst: Annotated[
+        str | None, typer.Option("--to", help=TO_HELP + " Required without --all.")
+    ] = None,
+    every: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            help="Every pair of pods at once (not hostNetwork), each with the rule that "
+            "decided; needs --port (or --protocol ICMP), takes no --from/--to.",
+        ),
+    ] = False,
+    only: Annotated[
+        str | None,
+        typer.Option("--only", help="With --all: allow (the admitted pairs) or deny."),
+    ] = None,
     port: PortOpt = None,
     protocol: ProtocolOpt = "TCP",
-    namespace: NamespaceOpt = "default",
+    namespace: Annotated[
+        str | None,
+        typer.Option(
+            "--namespace",
+            "-n",
+            help=NAMESPACE_HELP + " Default: default; not with --all.",
+        ),
+    ] = None,
     at_step: AtStepOpt = 0,
     output: Annotated[
         str | None,
@@ -178,9 +208,11 @@ def explain(
     ] = None,
     debug: DebugOpt = False,
 ) -> None:
-    """Explain in prose why NetworkPolicy lets a connection pass (exit 0) or not (1)."""
+    """Explain in prose why NetworkPolicy lets a connection pass (exit 0) or not (1);
+    with --all, every pair of pods at once (exit 0)."""
     from dataplane import output as out_fmt
     from dataplane.trace import Verdict
+    from topology.errors import TopologyError
 
     with input_errors(debug):
         fmt = out_fmt.choose("explain", output)
@@ -188,8 +220,26 @@ def explain(
         warn(warnings)
         proto = parse_protocol(protocol)
         p = parse_port(port, proto)
+        if only is not None and not every:
+            raise TopologyError("--only goes with --all")
+        if every:
+            if namespace is not None:
+                raise TopologyError(
+                    "--all takes no -n/--namespace (it explains every pair of pods, in "
+                    "every namespace)"
+                )
+            _check_all(src, dst, only, p, proto)
+            sim = simulator_at(scenario, at_step)
+            sys.stdout.writelines(_every_pair(sim, scenario.name, str(file), p,
+                                              proto, only, fmt))  # fmt: skip
+            return
+        if src is None or dst is None:
+            missing = " and ".join(
+                o for o, v in (("--from", src), ("--to", dst)) if v is None
+            )
+            raise TopologyError(f"explain needs {missing} (or --all: every pair)")
         sim = simulator_at(scenario, at_step)
-        src, dst = probe_ends(sim, namespace, src, dst)
+        src, dst = probe_ends(sim, namespace or "default", src, dst)
         trace = sim.probe(src, dst, p, proto)
         if fmt in out_fmt.DOCUMENTS:
             body = explain_document(sim.cluster, trace)
@@ -200,3 +250,58 @@ def explain(
         text = explain_text(sim.cluster, trace)
     console.print(text, markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(0 if trace.verdict is Verdict.DELIVERED else 1)
+
+
+ONLY = {"allow": ("allowed",), "deny": ("denied-egress", "denied-ingress")}
+
+
+def _check_all(
+    src: str | None, dst: str | None, only: str | None, port: int | str | None,
+    protocol: Protocol,
+) -> None:  # fmt: skip
+    from topology.errors import TopologyError
+
+    if src is not None or dst is not None:
+        raise TopologyError("--all takes no --from/--to (it explains every pair)")
+    if only is not None and only not in ONLY:
+        raise TopologyError(f"--only {only!r} is not allowed (allowed: allow, deny)")
+    if isinstance(port, str):
+        raise TopologyError(
+            f"--port {port!r}: --all needs a port number (a name means another port "
+            "on each pod; give the number)"
+        )
+    if port is None and protocol.value != "ICMP":
+        raise TopologyError(
+            f"--all needs --port (the decisions of every pair on one {protocol.value} "
+            "port; `dataplane connlist --by pod` lists every port at once)"
+        )
+
+
+def _every_pair(
+    sim: Simulator, name: str, file: str, port: int | str | None, protocol: Protocol,
+    only: str | None, fmt: str,
+) -> Iterator[str]:  # fmt: skip
+    """The output of `explain --all`: a count line, then one line per pair (written as
+    they come: a big cluster has millions of pairs); or the whole document."""
+    from dataplane import output as out_fmt
+    from dataplane.explain_all import decide_all, pair_dicts, pair_lines
+
+    assert not isinstance(port, str)
+    found = decide_all(sim.cluster, port, protocol)
+    kept = ONLY[only] if only is not None else ("allowed", *ONLY["deny"])
+    pairs = (pair for pair in found.pairs() if pair[2].verdict in kept)
+    counts = found.counts()
+    if fmt in out_fmt.DOCUMENTS:
+        doc = out_fmt.document(
+            "explain-all", scenario=name, file=file, protocol=protocol.value,
+            port=port, counts=counts, pairs=list(pair_dicts(pairs)),
+        )  # fmt: skip
+        yield out_fmt.dump(doc, fmt)
+        return
+    on = protocol.value if port is None else f"{protocol.value} {port}"
+    head = f"{on}, every pair of pods: " + ", ".join(
+        f"{n} {verdict}" for verdict, n in counts.items()
+    )
+    yield head + "\n"
+    for line in pair_lines(pairs):
+        yield line + "\n"

@@ -18,8 +18,6 @@ from dataplane.cli import (
 )
 from dataplane.terminal import write
 
-OUTPUTS = ("text", "json", "yaml")
-
 
 @register
 def exposure(
@@ -35,14 +33,10 @@ def exposure(
     from dataplane import output as out_fmt
     from dataplane.exposure import exposure as find
     from dataplane.exposure import text
-    from topology.errors import TopologyError
 
     with input_errors(debug):
-        if output not in OUTPUTS:
-            raise TopologyError(
-                f"-o {output!r} is not allowed (allowed: {', '.join(OUTPUTS)})"
-            )
-        files = scenario_files(paths)
+        out_fmt.choose("exposure", output)
+        files = scenario_files(paths, manifest_folders=True)
         found = []
         for f in files:
             scenario, warnings = load(f)

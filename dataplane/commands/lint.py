@@ -23,7 +23,6 @@ from dataplane.cli import (
 )
 from dataplane.terminal import write
 
-OUTPUTS = ("text", "json", "yaml", "sarif")
 LEVELS = ("error", "warning", "note", "none")
 
 
@@ -55,15 +54,12 @@ def lint(
     from topology.errors import TopologyError
 
     with input_errors(debug):
-        if output not in OUTPUTS:
-            raise TopologyError(
-                f"-o {output!r} is not allowed (allowed: {', '.join(OUTPUTS)})"
-            )
+        out_fmt.choose("lint", output)
         if fail_on not in LEVELS:
             raise TopologyError(
                 f"--fail-on {fail_on!r} is not allowed (allowed: {', '.join(LEVELS)})"
             )
-        files = scenario_files(paths)
+        files = scenario_files(paths, manifest_folders=True)
         findings: list[Finding] = []
         for f in files:
             scenario, warnings = load(f)

@@ -16,8 +16,6 @@ import typer
 
 from dataplane.cli import DebugOpt, FileArg, input_errors, load, register, warn
 
-OUTPUTS = ("html", "json", "yaml")
-
 
 @register
 def quiz(
@@ -43,10 +41,7 @@ def quiz(
     from topology.errors import TopologyError
 
     with input_errors(debug):
-        if output not in OUTPUTS:
-            raise TopologyError(
-                f"-o {output!r} is not allowed (allowed: {', '.join(OUTPUTS)})"
-            )
+        out_fmt.choose("quiz", output)
         scenario, warnings = load(file)
         warn(warnings)
         result = Runner(scenario).run()

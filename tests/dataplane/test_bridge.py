@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import replace
 from ipaddress import IPv4Address
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dataplane.emission import Out, Rx, Xmit
+from dataplane.emission import Emission, Out, Rx, Xmit
 from dataplane.fabric import mac_for, veth_name
 from dataplane.packet import ICMP, IP, Ether, Packet
 from dataplane.sim import Simulator, probe_packet
@@ -121,3 +122,70 @@ def test_a_flood_to_many_ports_is_no_loop_with_or_without_captures() -> None:
     assert any("flood to 41 port(s)" in h.detail for h in full.hops)
     assert full.frames and not quick.frames
     assert quick.verdict is Verdict.DELIVERED
+
+
+class EveryPort(Walker):
+    """A walker that sends a flood's copy to every port and walks each (what the walk
+    did before floods went only to the ports that can act), counting its steps."""
+
+    dispatched = 0
+
+    def dispatch(self, em: Emission) -> None:
+        self.dispatched += 1
+        super().dispatch(em)
+
+
+def walked(sim: Simulator, src: str, first: Out | Xmit, every_port: bool) -> Trace:
+    trace = Trace("probe")
+    ip = first.pkt.ip
+    assert ip is not None
+    client = Client(src, ip.proto, first.pkt.sport, ip.dst, first.pkt.dport)
+    walker = EveryPort(sim.fabric, sim.cluster, trace, client=client)
+    if every_port:
+        walker.bridges.flood = (  # type: ignore[method-assign]
+            lambda ns, br, pkt, port: [
+                Xmit(pkt, ns.id, p)
+                for p in sim.fabric.bridge_ports[(ns.id, br)]
+                if p != port
+            ]
+        )
+    walker.run([first])
+    trace.title = str(walker.dispatched)
+    return trace
+
+
+@pytest.mark.parametrize(
+    "dst", ["10.0.1.4", "10.0.2.2", "10.0.1.99", "0a:58:0a:00:01:63", "broadcast"]
+)
+def test_a_traced_flood_records_what_a_copy_to_every_port_records(dst: str) -> None:
+    """The frames of the copies nobody acts on (`Unseen`) are those, in the same order and
+    with the same hop numbers, that walking a copy to every port records: same hops, same
+    frames, same verdict, in fewer steps."""
+    sim = Simulator(crowded(30))
+    a = sim.fabric.netns["pod:default/a"]
+    first: Out | Xmit
+    if dst in ("broadcast", "0a:58:0a:00:01:63"):
+        mac = "ff:ff:ff:ff:ff:ff" if dst == "broadcast" else dst
+        frame = Packet(eth=Ether(a.interfaces["eth0"].mac, mac), ip=IP("10.0.1.3", "10.0.1.4", 1), l4=ICMP(8, 0, 7, 1))  # fmt: skip
+        first = Xmit(frame, a.id, "eth0")
+    else:
+        first = Out(probe_packet(Protocol.TCP, dst, 80).with_ip(src="10.0.1.3"), a.id)
+    quick = walked(sim, a.id, first, every_port=False)
+    full = walked(sim, a.id, first, every_port=True)
+    assert quick.hops == full.hops
+    assert quick.frames == full.frames
+    assert len(quick.frames) > 30 * 2
+    assert (quick.verdict, quick.explanation) == (full.verdict, full.explanation)
+    assert int(quick.title) < int(full.title) - 25
+
+
+def test_a_traced_walk_takes_as_many_steps_with_3_or_60_pods_on_the_bridge() -> None:
+    steps = []
+    for pods in (1, 60):
+        sim = Simulator(crowded(pods))
+        a = sim.fabric.netns["pod:default/a"]
+        first = Out(probe_packet(Protocol.TCP, "10.0.1.4", 80).with_ip(src="10.0.1.3"), a.id)  # fmt: skip
+        t = walked(sim, a.id, first, every_port=False)
+        assert t.verdict is Verdict.DELIVERED and len(t.frames) > 2 * pods
+        steps.append(int(t.title))
+    assert steps[0] == steps[1]

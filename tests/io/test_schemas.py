@@ -126,6 +126,7 @@ def test_every_command_document_validates(fmt: str) -> None:
         "quiz": run_cli("quiz", lab, "-o", fmt),
         "connlist": run_cli("connlist", lab, "-o", fmt),
         "diff": run_cli("diff", lab, lab, "-o", fmt),
+        "explain-all": run_cli("explain", lab, "--all", "-p", "80", "-o", fmt),
     }  # fmt: skip
     v = validator("results.schema.json")
     for kind, out in outputs.items():

@@ -6,12 +6,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
+import shutil
 from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
 
 from dataplane.connlist import connlist, external_ranges, format_ports
+from dataplane.connlist_svg import to_svg
 from dataplane.netpol import egress_decision, ingress_decision
 from dataplane.netpol_ports import admits
 from dataplane.sim import Simulator
@@ -153,10 +156,16 @@ def test_diff_of_a_policy_change(tmp_path: Path) -> None:
         "~ dev/devpod[Pod] => default/httpd-deployment[Deployment] : TCP 80 -> TCP 80,8080",
     ]
     r = run_cli("diff", LAB, after, "--explain")
-    assert (
-        "    because networkpolicy default/test-np changed (ingress of default/httpd-deployment[Deployment])"
-        in r.stdout
-    )
+    assert r.stdout.splitlines() == [
+        "- default/frontend[Pod] => default/httpd-deployment[Deployment] : TCP 80",
+        "    because networkpolicy default/test-np changed (ingress of "
+        "default/httpd-deployment[Deployment]: before, ingress rule 0 admits TCP 80; "
+        "after, no ingress rule admits it)",
+        "~ dev/devpod[Pod] => default/httpd-deployment[Deployment] : TCP 80 -> TCP 80,8080",
+        "    because networkpolicy default/test-np changed (ingress of "
+        "default/httpd-deployment[Deployment]: before, ingress rule 0 admits TCP 80; "
+        "after, ingress rule 0 admits TCP 80,8080)",
+    ]
     md = run_cli("diff", LAB, after, "-o", "md", "--explain").stdout
     assert md.startswith(
         f"### Allowed connections: `{LAB}` -> `{after}`\n\n0 added, 1 removed, 1 changed\n"
@@ -186,4 +195,177 @@ def test_external_ranges_leave_out_the_cluster() -> None:
             ), t
     assert IPv4Address("10.0.0.10") in next(
         n for t, ns in external_ranges(sim) for n in ns if t == "10.0.0.0-10.0.0.255"
+    )
+
+
+def test_svg_is_drawn_without_graphviz() -> None:
+    """`-o svg`: one box per source and per destination, one arrow per connection with
+    its ports, written by `dataplane.draw`'s SVG writer."""
+    r = run_cli("connlist", LAB, "-o", "svg", "--focus-workload", "httpd-deployment")
+    assert r.exit_code == 0, r.stderr
+    svg = r.stdout
+    assert svg.startswith('<svg xmlns="http://www.w3.org/2000/svg"')
+    assert "<title>Allowed connections</title>" in svg
+    keys = re.findall(r'<rect [^>]*data-key="([^"]+)"', svg)
+    assert keys == [
+        "default/frontend[Pod]",  # sources on the left
+        "default/httpd-deployment[Deployment]",
+        "dev/devpod[Pod]",
+        "10.0.0.0-10.0.0.255",  # destinations on the right
+        "default/httpd-deployment[Deployment]",
+    ]
+    # restricted to some ports: green arrows with their ports written on them (3, and
+    # the legend's)
+    assert svg.count('stroke="#16a34a" stroke-width="1.6" marker-end="url(#arrow-16a34a)"') == 4  # fmt: skip
+    labels = re.findall(r'font-size="10.5" fill="#0f172a"[^>]*>([^<]+)</text>', svg)
+    assert sorted(labels) == ["TCP 5978", "TCP 80", "TCP 80"]
+    assert ">allowed on the ports written on it</text>" in svg  # the legend
+    # the three spans of a joined range are three lines of one box
+    full = run_cli("connlist", LAB, "-o", "svg").stdout
+    assert ">10.0.3.0-10.95.255.255</text>" in full
+    # every port: thin grey arrows without a label (28 of the lab's 31 connections, and
+    # the legend's)
+    assert full.count('stroke="#94a3b8" stroke-width="1.0" marker-end="url(#arrow-94a3b8)"') == 29  # fmt: skip
+    assert ">All Connections</text>" not in full
+    assert ">no allowed connection</text>" in to_svg([])
+
+
+def test_a_focus_that_names_nothing_is_an_error() -> None:
+    r = run_cli("connlist", LAB, "--focus-workload", "httpd-deploy")
+    assert r.exit_code == 2 and r.stderr == (
+        "error: --focus-workload 'httpd-deploy' names no workload of the cluster "
+        "(closest: httpd-deployment, default/httpd-deployment)\n"
+    )
+    r = run_cli("connlist", LAB, "--by", "pod", "--focus-workload", "zzz")
+    assert r.exit_code == 2 and r.stderr == (
+        "error: --focus-workload 'zzz' names no pod of the cluster (6 pod(s) exist)\n"
+    )
+
+
+def test_bad_output_is_refused_by_the_one_mechanism() -> None:
+    r = run_cli("connlist", LAB, "-o", "png")
+    assert r.exit_code == 2 and r.stderr == (
+        "error: -o 'png' is not allowed for `dataplane connlist` (allowed: txt, csv, "
+        "md, json, yaml, dot, svg)\n"
+    )
+    r = run_cli("diff", LAB, LAB, "-o", "dot")
+    assert r.exit_code == 2 and r.stderr == (
+        "error: -o 'dot' is not allowed for `dataplane diff` (allowed: txt, md, csv, "
+        "json, yaml)\n"
+    )
+
+
+KIND = SCENARIOS / "manifests" / "kind-cluster"
+FROM_WEB = "      - podSelector:\n          matchLabels:\n            app: web\n"
+
+
+def _folders(tmp_path: Path) -> tuple[Path, Path]:
+    """Two folders of manifests: the kind cluster, and the same with shop/db-from-web
+    admitting app.kubernetes.io/name=cart instead of app=web."""
+    a, b = tmp_path / "before", tmp_path / "after"
+    shutil.copytree(KIND, a)
+    shutil.copytree(KIND, b)
+    dump = b / "dump.yaml"
+    text = dump.read_text()
+    assert text.count(FROM_WEB) == 1
+    cart = FROM_WEB.replace("app: web", "app.kubernetes.io/name: cart")
+    dump.write_text(text.replace(FROM_WEB, cart))
+    return a, b
+
+
+def test_diff_of_two_folders_of_manifests(tmp_path: Path) -> None:
+    a, b = _folders(tmp_path)
+    r = run_cli("diff", a, b)
+    assert r.exit_code == 1, r.stderr
+    assert r.stdout.splitlines() == [
+        "+ shop/cart[Deployment] => shop/db[StatefulSet] : TCP 5432",
+        "- shop/web-6b7f9c8d5f[ReplicaSet] => shop/db[StatefulSet] : TCP 5432",
+    ]
+    r = run_cli("diff", a, b, "--explain")
+    assert r.stdout.splitlines()[1] == (
+        "    because networkpolicy shop/db-from-web changed (ingress of "
+        "shop/db[StatefulSet]: before, no ingress rule admits it; after, ingress rule 0 "
+        "admits TCP 5432)"
+    )
+    # a folder and the scenario that includes it hold the same cluster
+    same = run_cli("diff", SCENARIOS / "live-cluster.yaml", a)
+    assert same.exit_code == 0, same.stdout
+    assert same.stdout == "no change in allowed connections\n"
+    md = run_cli("diff", a, b, "-o", "md").stdout
+    assert md.splitlines()[:6] == [
+        f"### Allowed connections: `{a}` -> `{b}`",
+        "",
+        "1 added, 1 removed, 0 changed",
+        "",
+        "| change | source | destination | before | after |",
+        "|---|---|---|---|---|",
+    ]
+    # connlist reads such a folder too
+    r = run_cli("connlist", b, "--focus-workload", "db", "--direction", "ingress")
+    assert r.stdout == "shop/cart[Deployment] => shop/db[StatefulSet] : TCP 5432\n"
+
+
+def test_diff_bad_input_is_status_2(tmp_path: Path) -> None:
+    r = run_cli("diff", SCENARIOS / "conformance", LAB)
+    assert r.exit_code == 2 and r.stderr == (
+        f"error: {SCENARIOS / 'conformance'}: this folder holds scenario files; diff "
+        "compares two scenario files, or two folders of manifests (no scenario file "
+        "in them)\n"
+    )
+    r = run_cli("diff", LAB, tmp_path / "missing.yaml")
+    assert r.exit_code == 2 and r.stderr.startswith("error: ") and r.stdout == ""
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "np.yaml").write_text(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p}\n"
+        "spec: {podSelector: {}, policyTypes: [Sideways]}\n"
+    )
+    r = run_cli("diff", LAB, bad)
+    assert r.exit_code == 2
+    assert r.stderr.startswith(f"error: {bad / 'np.yaml'}:4: ") and (
+        "'Sideways' is not allowed (allowed: Ingress, Egress)" in r.stderr
+    )
+
+
+def test_diff_of_changed_workloads(tmp_path: Path) -> None:
+    """A workload in both versions whose pods differ is listed with what changed; the
+    label change is named as the reason of the connection it removes."""
+    text = LAB.read_text().replace("      replicas: 2\n", "      replicas: 3\n", 1)
+    text = text.replace("{name: frontend, labels: {role: frontend}}",
+                        "{name: frontend, labels: {role: front}}", 1)  # fmt: skip
+    after = tmp_path / "lab-after.yaml"
+    after.write_text(text)
+    r = run_cli("diff", LAB, after, "--explain")
+    assert r.exit_code == 1, r.stderr
+    assert r.stdout.splitlines() == [
+        "workload changed: default/frontend[Pod] (labels role=frontend -> role=front)",
+        "workload changed: default/httpd-deployment[Deployment] (replicas 2 -> 3)",
+        "- default/frontend[Pod] => default/httpd-deployment[Deployment] : TCP 80",
+        "    because workload default/frontend[Pod] changed (labels role=frontend -> "
+        "role=front)",
+    ]
+    doc = json.loads(run_cli("diff", LAB, after, "-o", "json").stdout)
+    assert doc["workloadsChanged"] == [
+        {"workload": "default/frontend[Pod]",
+         "changes": ["labels role=frontend -> role=front"]},
+        {"workload": "default/httpd-deployment[Deployment]",
+         "changes": ["replicas 2 -> 3"]},
+    ]  # fmt: skip
+    rows = list(
+        csv.reader(io.StringIO(run_cli("diff", LAB, after, "-o", "csv").stdout))
+    )
+    assert rows == [
+        ["change", "src", "dst", "before", "after", "why"],
+        ["workload changed", "default/frontend[Pod]", "", "", "",
+         "labels role=frontend -> role=front"],
+        ["workload changed", "default/httpd-deployment[Deployment]", "", "", "",
+         "replicas 2 -> 3"],
+        ["removed", "default/frontend[Pod]", "default/httpd-deployment[Deployment]",
+         "TCP 80", "", ""],
+    ]  # fmt: skip
+    md = run_cli("diff", LAB, after, "-o", "md").stdout.splitlines()
+    assert md[2] == (
+        "0 added, 1 removed, 0 changed; workload changed: default/frontend[Pod] (labels "
+        "role=frontend -> role=front); workload changed: "
+        "default/httpd-deployment[Deployment] (replicas 2 -> 3)"
     )

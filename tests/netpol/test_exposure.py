@@ -4,6 +4,7 @@ included, decided by the same code as the walk."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from dataplane.exposure import exposure
 from tests.io.helpers import SCENARIOS, run_cli
@@ -63,4 +64,37 @@ def test_cli_text_and_json() -> None:
     assert (
         doc["files"][0]["workloads"][0]["workload"]
         == "default/httpd-deployment (Deployment)"
+    )
+
+
+def test_a_folder_of_manifests_open_to_outside(tmp_path: Path) -> None:
+    """An isolated workload that an ipBlock opens to every address is reachable from any
+    namespace and from outside; its metrics port only by pods labelled
+    role=monitoring, in any namespace, none of which exists yet."""
+    (tmp_path / "app.yaml").write_text(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: api}\nspec:\n"
+        "  replicas: 2\n  selector: {matchLabels: {app: api}}\n  template:\n"
+        "    metadata: {labels: {app: api}}\n    spec:\n      containers:\n"
+        "      - {name: api, image: api, ports: [{containerPort: 443}, "
+        "{containerPort: 9090, name: metrics}]}\n"
+        "---\n"
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n"
+        "metadata: {name: api-ingress}\nspec:\n  podSelector: {matchLabels: {app: api}}\n"
+        "  ingress:\n  - from: [{ipBlock: {cidr: 0.0.0.0/0}}]\n    ports: [{port: 443}]\n"
+        "  - from: [{namespaceSelector: {}, podSelector: {matchLabels: {role: monitoring}}}]\n"
+        "    ports: [{port: metrics}]\n"
+    )
+    r = run_cli("exposure", tmp_path)
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        "default/api (Deployment) 443/TCP: isolated; any namespace: yes; outside: yes; "
+        "new pod in: default, kube-system; admits: ipBlock 0.0.0.0/0 (default/api-ingress)",
+        "default/api (Deployment) 9090/TCP: isolated; any namespace: no; outside: no; "
+        "new pod in: none; admits: pods role=monitoring in any namespace "
+        "(default/api-ingress)",
+    ]
+    r = run_cli("exposure", tmp_path, "-o", "csv")
+    assert r.exit_code == 2 and r.stderr == (
+        "error: -o 'csv' is not allowed for `dataplane exposure` (allowed: text, json, "
+        "yaml)\n"
     )

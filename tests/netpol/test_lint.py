@@ -52,6 +52,35 @@ def test_messages_say_what_exists() -> None:
     assert text["spec.ingress[1].ports[0]"] == (
         "port 8080/TCP is served by no pod the policy selects (ports there: 80/TCP)"
     )
+    assert text["spec.selector"] == (
+        "selector app=wbe selects no pod in namespace default: the Service has no "
+        "endpoints (closest existing labels: app=web, app=db)"
+    )
+    assert text["spec.ingress[2]"] == (
+        "everything this rule admits, rule ingress[0] admits already (rules are a "
+        "union: this one can go, or was meant to say more)"
+    )
+    assert text["spec.egress"] == (
+        "isolates 1 pod(s) for egress and has no egress rule: it admits nothing (a "
+        "deny-all for egress; other policies selecting the same pods can still admit)"
+    )
+    # an ipBlock over pods or nodes: what it means here
+    covers = {
+        f.rule: f.message
+        for f in lint(scenario.cluster)
+        if f.rule.startswith("ipblock-covers-")
+    }
+    assert covers == {
+        "ipblock-covers-pods": "cidr 10.0.0.0/8 overlaps the podCIDR(s) 10.0.1.0/24, "
+        "10.0.2.0/24: pods are chosen by podSelector and namespaceSelector; whether an "
+        "ipBlock applies to pod addresses is left to the implementation by the "
+        "NetworkPolicy documentation (this simulator matches it on the packet's "
+        "address, after kube-proxy's DNAT and before masquerade)",
+        "ipblock-covers-nodes": "cidr 10.0.0.0/8 overlaps the node network "
+        "10.100.0.0/24: traffic between a pod and its own node is always allowed "
+        "whatever the policy, and with VXLAN another node's own traffic comes from its "
+        "flannel.1 address (the first address of its podCIDR), not from this range",
+    }
     assert text["spec.ports[0].targetPort"].startswith(
         "targetPort 9090/TCP is served by none of the 2 pod(s) the Service selects "
         "(their ports: 80/TCP (http))"
@@ -116,9 +145,39 @@ def test_folders_and_bad_options(tmp_path: Path) -> None:
     assert r.exit_code == 0
     assert r.stdout.splitlines()[-1].startswith("6 file(s): ")
     r = run_cli("lint", MISTAKES, "-o", "xml")
-    assert (
-        r.exit_code == 2
-        and "-o 'xml' is not allowed (allowed: text, json, yaml, sarif)" in r.stderr
+    assert r.exit_code == 2 and r.stderr == (
+        "error: -o 'xml' is not allowed for `dataplane lint` (allowed: text, json, "
+        "yaml, sarif)\n"
     )
     r = run_cli("lint", tmp_path)
-    assert r.exit_code == 2 and "no scenario file in" in r.stderr
+    assert r.exit_code == 2 and r.stderr == (
+        f"error: {tmp_path}: no scenario file and no manifest in this folder (a "
+        "scenario is a .yaml or .yml file with a top-level steps: key; manifests are "
+        "*.yaml, *.yml, *.json)\n"
+    )
+
+
+def test_a_folder_of_manifests(tmp_path: Path) -> None:
+    """A folder without scenario files is read as manifests: its findings name the
+    manifest file and line."""
+    folder = tmp_path / "k8s"
+    folder.mkdir()
+    (folder / "app.yaml").write_text(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: web, labels: {app: web}}\n"
+        "spec: {containers: [{name: c, image: x, ports: [{containerPort: 80}]}]}\n"
+        "---\n"
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n"
+        "metadata: {name: allow-named}\n"
+        "spec:\n  podSelector: {matchLabels: {app: web}}\n"
+        "  ingress:\n  - ports: [{port: metrics}]\n"
+    )
+    r = run_cli("lint", folder, "-o", "json")
+    assert r.exit_code == 1 and r.stderr == "", r.stderr
+    (finding,) = json.loads(r.stdout)["findings"]
+    assert finding == {
+        "rule": "port-not-served", "severity": "warning",
+        "object": "networkpolicy/default/allow-named", "field": "spec.ingress[0].ports[0]",
+        "message": "named port 'metrics'/TCP is served by no pod the policy selects "
+        "(named ports there: none)",
+        "file": str(folder / "app.yaml"), "line": 6,  # the policy's first line
+    }  # fmt: skip
