@@ -8,6 +8,8 @@
   and the simulator's rate as a ratio of it;
 - the same probe with 100 pods on each bridge (a cold ARP broadcast floods every port: the
   walk must not cost more per pod on the bridge);
+- the same probe with Calico (ipip, vxlan, bgp; scenarios/calico/), its cost per CPU second
+  against flannel's vxlan (target: a Calico probe costs no more, ratio <= 1.0);
 - loading and building a 100-node, 5,000-pod scenario.
 Targets: >= 5,000 probes per CPU second (issue 16); load + build < 5 s.
 """
@@ -159,8 +161,22 @@ def kernel_connect_rate(n: int = 60) -> float | str:
     return 1 / statistics.median(seconds)
 
 
+def bench_calico(flannel: float, n: int = 1000) -> None:
+    """The same probe on each Calico encapsulation, against flannel's vxlan."""
+    for mode in ("ipip", "vxlan", "bgp"):
+        path = ROOT / "scenarios" / "calico" / f"cross-node-{mode}.yaml"
+        scenario, _ = load_scenario(path)
+        sim = Simulator(scenario.cluster)
+        trace = sim.probe("default/a", "default/c", 80)  # warm up
+        cpu, _wall = rates(lambda s=sim: s.probe("default/a", "default/c", 80), n)
+        print(f"  calico {mode}: {cpu:.0f} probes per CPU second ({len(trace.hops)} hops);"
+              f" cost per probe against flannel vxlan: {flannel / cpu:.2f}"
+              " (target <= 1.0)")  # fmt: skip
+
+
 def main() -> None:
-    bench_probes()
+    flannel = bench_probes()
+    bench_calico(flannel)
     bench_crowded_bridge()
     bench_load()
 

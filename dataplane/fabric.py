@@ -1,54 +1,33 @@
-"""Build the dataplane from the cluster model: namespaces, devices, routes and links.
+"""The fabric: every namespace and L2 segment of a cluster, built by its CNI.
 
-What gets built (names as `ip link` would show them):
-- per node: the host namespace with `lo`, `eth0` on the underlay (node IP), the pod bridge
-  (`cbr0` by default, first host of the podCIDR, MTU of the pods), a `veth…` port per pod,
-  and in `vxlan` mode `flannel.1` (address `10.0.N.0/32`, VNI 1) with a permanent neighbour
-  and FDB entry per other node, exactly as flannel programs them;
-- per pod: a namespace (the pause container's) with `lo` and `eth0`, routes
-  `default via <bridge IP> dev eth0` and the connected podCIDR; a `hostNetwork` pod shares its
-  node's namespace;
-- the `gateway` router on the underlay, and one namespace per external host, each linked to
-  the gateway by a veth (`ext<i>` on the gateway, `eth0` on the host) with /32 routes.
-Nothing here learns: neighbour caches, bridge FDBs and conntrack are per walk.
+`build_fabric` asks the cluster's CNI (`dataplane.cni`: flannel, calico) to build each
+node's host namespace with its devices and routes and each pod's interfaces; the shared
+pieces (a node's `lo` and `eth0` on the underlay, a pod's namespace and sockets, the
+`gateway` router on the underlay and one namespace per external host, each linked to the
+gateway by a veth `ext<i>`) are `dataplane.cni.common`.  A `hostNetwork` pod shares its
+node's namespace.  Nothing here learns: neighbour caches, bridge FDBs and conntrack are per
+walk.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
+from dataplane import cloudlb
+from dataplane.cni import common, plugin_of
+from dataplane.cni.common import (
+    GATEWAY,
+    LOOPBACK,
+    UNDERLAY,
+    mac_from_name,
+    pod_netns_id,
+)
 from dataplane.netfilter import Hook, Netfilter
-from dataplane.netns import Interface, Kind, Netns, NetnsKind
-from dataplane.routing import Route
+from dataplane.netns import Netns, NetnsKind
 from topology.graph import veth_name
 from topology.ipam import mac_for
-from topology.model import Cluster, NetworkMode, NodeSpec, Pod, Protocol
-
-UNDERLAY = "underlay"
-GATEWAY = "gateway"
-LOOPBACK = IPv4Interface("127.0.0.1/8")
-
-
-def mac_from_name(name: str) -> str:
-    """A stable locally administered MAC for an interface without an address.
-
-    >>> mac_from_name("veth0a1b2c3d")[:3]
-    '02:'
-    """
-    h = hashlib.sha1(name.encode()).digest()
-    return "02:" + ":".join(f"{x:02x}" for x in h[:5])
-
-
-def pod_netns_id(pod: Pod) -> str:
-    return pod.node if pod.host_network else f"pod:{pod.key}"
-
-
-def vtep_ip(node: NodeSpec) -> IPv4Address:
-    """flannel.1's address: the network address of the node's podCIDR (`10.0.1.0`)."""
-    return node.pod_cidr.network_address
+from topology.model import Cluster, Protocol
 
 
 @dataclass(slots=True)
@@ -97,181 +76,40 @@ class Fabric:
                 ns.hooks.unregister(name)
 
 
-def _loopback() -> Interface:
-    return Interface("lo", Kind.LOOPBACK, "00:00:00:00:00:00", 65536, (LOOPBACK,))
-
-
-def _build_node(fab: Fabric, node: NodeSpec) -> Netns:
-    cfg = fab.cluster.config
-    ns = fab.add(Netns(node.name, NetnsKind.HOST, node.name, "host", forwarding=True))
-    ns.hooks = Netfilter()
-    ns.add_interface(_loopback())
-    node_if = IPv4Interface(f"{node.ip}/{cfg.node_cidr.prefixlen}")
-    ns.add_interface(
-        Interface(
-            "eth0", Kind.ETH, mac_for(node.ip), cfg.mtu, (node_if,), segment=UNDERLAY
-        )
-    )
-    fab.segments[UNDERLAY].ports[ns.id] = "eth0"
-    br_if = IPv4Interface(f"{node.bridge_ip}/{node.pod_cidr.prefixlen}")
-    ns.add_interface(
-        Interface(
-            cfg.bridge, Kind.BRIDGE, mac_for(node.bridge_ip), cfg.pod_mtu, (br_if,)
-        )
-    )
-    ns.routes.add(Route(node_if.network, "eth0", src=node.ip, proto="kernel"))
-    ns.routes.add(Route(br_if.network, cfg.bridge, src=node.bridge_ip, proto="kernel"))
-    ns.routes.add(Route(IPv4Network("0.0.0.0/0"), "eth0", via=cfg.gateway))
-    fab.owner_of_ip[str(node.ip)] = ns.id
-    fab.owner_of_ip[str(node.bridge_ip)] = ns.id
-    if cfg.network is NetworkMode.VXLAN:
-        vtep = IPv4Interface(f"{vtep_ip(node)}/32")
-        ns.add_interface(
-            Interface(
-                "flannel.1",
-                Kind.VXLAN,
-                mac_for(vtep.ip),
-                cfg.mtu - 50,
-                (vtep,),
-                vni=1,
-                vxlan_port=cfg.vxlan_port,
-                vxlan_local=node.ip,
-                vxlan_dev="eth0",
-            )
-        )
-        fab.owner_of_ip[str(vtep.ip)] = ns.id
-    for other in cfg.nodes:
-        if other.name == node.name:
-            continue
-        if cfg.network is NetworkMode.VXLAN:
-            # flannel: `10.0.2.0/24 via 10.0.2.0 dev flannel.1 onlink`, a permanent
-            # neighbour for 10.0.2.0 and an FDB entry for its MAC (docs/model.md, "Reference walks").
-            ns.routes.add(
-                Route(other.pod_cidr, "flannel.1", via=vtep_ip(other), onlink=True)
-            )
-            remote_mac = mac_for(vtep_ip(other))
-            ns.permanent_neigh[("flannel.1", str(vtep_ip(other)))] = remote_mac
-            fab.vxlan_fdb[(ns.id, remote_mac)] = str(other.ip)
-        elif cfg.network is NetworkMode.HOST_GW:
-            ns.routes.add(Route(other.pod_cidr, "eth0", via=other.ip))
-        # routed: the default route to the gateway carries it.
-    return ns
-
-
-def _build_pod(fab: Fabric, pod: Pod) -> Netns:
-    cfg = fab.cluster.config
-    node = fab.cluster.node(pod.node)
-    if pod.host_network:
-        ns = fab.netns[pod.node]
-    else:
-        ns = fab.add(
-            Netns(pod_netns_id(pod), NetnsKind.POD, pod.node, f"pod {pod.key}", pod=pod)
-        )
-        ns.add_interface(_loopback())
-        addr = IPv4Interface(f"{pod.ip}/{node.pod_cidr.prefixlen}")
-        veth = veth_name(pod.key)
-        ns.add_interface(
-            Interface(
-                "eth0",
-                Kind.VETH,
-                mac_for(pod.ip),
-                cfg.pod_mtu,
-                (addr,),
-                peer=(node.name, veth),
-            )
-        )
-        ns.routes.add(Route(addr.network, "eth0", src=pod.ip, proto="kernel"))
-        ns.routes.add(Route(IPv4Network("0.0.0.0/0"), "eth0", via=node.bridge_ip))
-        host = fab.netns[node.name]
-        host.add_interface(
-            Interface(
-                veth,
-                Kind.VETH,
-                mac_from_name(veth),
-                cfg.pod_mtu,
-                peer=(ns.id, "eth0"),
-                master=cfg.bridge,
-                hairpin=True,
-            )
-        )
-        fab.bridge_ports.setdefault((host.id, cfg.bridge), []).append(veth)
-        fab.owner_of_ip[str(pod.ip)] = ns.id
-    for c in pod.containers:
-        for p in c.ports:
-            ns.listen(
-                p.protocol,
-                p.port,
-                f"{pod.key}/{c.name}" if pod.host_network else c.name,
-            )
-    return ns
-
-
-def _build_gateway(fab: Fabric) -> None:
-    cfg = fab.cluster.config
-    gw = fab.add(Netns(GATEWAY, NetnsKind.GATEWAY, GATEWAY, "router", forwarding=True))
-    gw.add_interface(_loopback())
-    gw_if = IPv4Interface(f"{cfg.gateway}/{cfg.node_cidr.prefixlen}")
-    gw.add_interface(
-        Interface(
-            "eth0", Kind.ETH, mac_for(cfg.gateway), cfg.mtu, (gw_if,), segment=UNDERLAY
-        )
-    )
-    fab.segments[UNDERLAY].ports[gw.id] = "eth0"
-    gw.routes.add(Route(gw_if.network, "eth0", src=cfg.gateway, proto="kernel"))
-    fab.owner_of_ip[str(cfg.gateway)] = gw.id
-    if cfg.network is NetworkMode.ROUTED:
-        # The cloud-route picture: one route per podCIDR to its node.
-        for node in cfg.nodes:
-            gw.routes.add(Route(node.pod_cidr, "eth0", via=node.ip))
-    for i, ext in enumerate(cfg.externals):
-        ifname = f"ext{i}"
-        host_id = f"external:{ext.name}"
-        gw.add_interface(
-            Interface(
-                ifname,
-                Kind.VETH,
-                mac_from_name(f"gw-{ifname}"),
-                cfg.mtu,
-                (IPv4Interface(f"{cfg.gateway}/32"),),
-                peer=(host_id, "eth0"),
-            )
-        )
-        gw.routes.add(Route(IPv4Network(f"{ext.ip}/32"), ifname, src=cfg.gateway))
-        host = fab.add(
-            Netns(host_id, NetnsKind.EXTERNAL, "external", f"external {ext.name}")
-        )
-        host.add_interface(_loopback())
-        host.add_interface(
-            Interface(
-                "eth0",
-                Kind.VETH,
-                mac_for(ext.ip),
-                cfg.mtu,
-                (IPv4Interface(f"{ext.ip}/32"),),
-                peer=(gw.id, ifname),
-            )
-        )
-        host.routes.add(Route(IPv4Network(f"{cfg.gateway}/32"), "eth0", src=ext.ip))
-        host.routes.add(Route(IPv4Network("0.0.0.0/0"), "eth0", via=cfg.gateway))
-        for p in ext.ports:
-            host.listen(p.protocol, p.port, ext.name)
-        fab.owner_of_ip[str(ext.ip)] = host.id
+def _add_cloud_lb(gw: Netns, cluster: Cluster) -> None:
+    """The gateway's routes to LoadBalancer and external addresses and
+    `cluster.gatewayRoutes`, and the proxying load balancer's hooks (`dataplane.cloudlb`)."""
+    for route in cloudlb.gateway_routes(cluster):
+        gw.routes.add(route)
+    proxy = cloudlb.hooks(cluster)
+    if proxy:
+        nf = gw.hooks = Netfilter()
+        for hook in proxy:
+            nf.register(hook)
 
 
 def build_fabric(
     cluster: Cluster, user_hooks: Sequence[tuple[Hook, str | None]] = ()
 ) -> Fabric:
-    """Build every namespace, device and route of `cluster`, with the system hooks
-    (masquerade, kube-proxy, NetworkPolicy) and any user hooks registered."""
+    """Build every namespace, device and route of `cluster` with its CNI
+    (`dataplane.cni`), with the system hooks (masquerade, kube-proxy, NetworkPolicy) and
+    any user hooks registered."""
     from dataplane import system_hooks
 
+    cni = plugin_of(cluster)
     fab = Fabric(cluster)
     fab.segments[UNDERLAY] = Segment(UNDERLAY)
     for node in cluster.config.nodes:
-        _build_node(fab, node)
+        cni.node(fab, node)
     for pod in cluster.pods.values():
-        _build_pod(fab, pod)
-    _build_gateway(fab)
+        ns = common.pod_namespace(fab, pod)
+        if not pod.host_network:
+            cni.pod(fab, pod, ns)
+        common.listen(ns, pod)
+    gw = common.gateway(fab)
+    cni.gateway_routes(fab, gw)
+    _add_cloud_lb(gw, cluster)
+    common.externals(fab, gw)
     for ns in fab.netns.values():
         if ns.kind is NetnsKind.HOST:
             assert isinstance(ns.hooks, Netfilter)
@@ -294,16 +132,19 @@ def layout_of(cluster: Cluster) -> tuple[object, ...]:
         )
         for p in cluster.pods.values()
     )
-    return (cluster.config, pods)
+    return (cluster.config, pods, cloudlb.layout(cluster))
 
 
 __all__ = [
     "GATEWAY",
+    "LOOPBACK",
     "UNDERLAY",
     "Fabric",
     "Protocol",
     "build_fabric",
     "layout_of",
     "mac_for",
+    "mac_from_name",
+    "pod_netns_id",
     "veth_name",
 ]

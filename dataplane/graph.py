@@ -2,7 +2,9 @@
 
 `build_scene(sim, trace)` lays the picture out: the nodes side by side, in each the pods
 (their network namespace and `eth0`), the host ends of their veth pairs, the pod bridge,
-the node's IP layer with its routing table, `flannel.1` in vxlan mode and `eth0`; under
+the node's IP layer with its routing table, its tunnel device (`flannel.1` in flannel's vxlan
+mode, Calico's `tunl0` or `vxlan.calico`) and `eth0`, all read from the fabric the CNI built
+(Calico has no bridge: its `cali…` host ends lead to the IP layer itself); under
 them the underlay segment, its gateway router and the external hosts behind it.  A trace
 turns into a numbered path (request solid, reply dashed) through the devices it crossed
 and marks where a policy decided or the packet died.  `dataplane.draw` renders a scene to
@@ -14,12 +16,15 @@ flowchart for Markdown.  Element keys are the device ids of `topology.graph`
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from dataplane.cni import mode_name
 from dataplane.netfilter import HookPoint
+from dataplane.netns import Interface, Kind
 from dataplane.trace import POLICY_DROPS, Hop, Trace
-from topology.graph import UNDERLAY, VTEP, veth_name
+from topology.graph import UNDERLAY, veth_name
 from topology.model import Cluster, NetworkMode, Pod
 from topology.selectors import matches
 
@@ -240,8 +245,7 @@ def build_scene(sim: Simulator, trace: Trace | None = None, title: str = "") -> 
     """Lay out the cluster of `sim` (and `trace`'s path, if given)."""
     cluster, fabric = sim.cluster, sim.fabric
     cfg = cluster.config
-    vxlan = cfg.network is NetworkMode.VXLAN
-    scene = Scene(0, 0, title or f"cluster ({cfg.network.value})")
+    scene = Scene(0, 0, title or f"cluster ({mode_name(cluster)})")
     x = float(MARGIN)
     top = MARGIN + TITLE_H
     bottoms: list[float] = []
@@ -260,6 +264,8 @@ def build_scene(sim: Simulator, trace: Trace | None = None, title: str = "") -> 
     for node in cfg.nodes:
         known = set(scene.boxes)
         host = fabric.netns[node.name]
+        bridge_dev = _device(host.interfaces.values(), (Kind.BRIDGE,))
+        tunnel = _device(host.interfaces.values(), (Kind.VXLAN, Kind.IPIP))
         pods = [p for p in cluster.pods.values() if p.node == node.name]
         netns_pods = [p for p in pods if not p.host_network]
         host_pods = [p.key for p in pods if p.host_network]
@@ -282,7 +288,8 @@ def build_scene(sim: Simulator, trace: Trace | None = None, title: str = "") -> 
             )
             for p in netns_pods
         ]
-        head = f"host network namespace, podCIDR {node.pod_cidr}"
+        block = "podCIDR" if bridge_dev is not None else "IPAM block"
+        head = f"host network namespace, {block} {node.pod_cidr}"
         pods_w = sum(widths) + POD_GAP * max(len(widths) - 1, 0)
         inner = max(
             pods_w,
@@ -309,54 +316,59 @@ def build_scene(sim: Simulator, trace: Trace | None = None, title: str = "") -> 
             scene.add(Box(f"pod:{pod.key}/lo", "lo", px + (w + port_w) / 2 + PORT_GAP,
                           y + pod_h, 30.0, PORT_H, [("lo", "mono")]))  # fmt: skip
             scene.links.append((f"pod:{pod.key}", f"pod:{pod.key}/eth0", ""))
-            veth = veth_name(pod.key)
+            peer = fabric.netns[f"pod:{pod.key}"].interfaces["eth0"].peer
+            veth = peer[1] if peer is not None else veth_name(pod.key)
             vw = text_width(veth, "mono") + 12
             scene.add(Box(f"{node.name}/{veth}", "veth", px + (w - vw) / 2, veth_y,
                           vw, VETH_H, [(veth, "mono")]))  # fmt: skip
             scene.links.append(
                 (f"pod:{pod.key}/eth0", f"{node.name}/{veth}", "veth pair")
             )
-            scene.links.append((f"{node.name}/{veth}", f"{node.name}/{cfg.bridge}", ""))
+            # a bridge port, or (Calico) a routed interface of the IP layer
+            up = node.name if bridge_dev is None else f"{node.name}/{cfg.bridge}"
+            scene.links.append((f"{node.name}/{veth}", up, ""))
             px += w + POD_GAP
         if not netns_pods:
             bridge_y = y + 10
-        bridge = scene.add(
-            Box(
-                f"{node.name}/{cfg.bridge}",
-                "bridge",
-                x + 16,
-                bridge_y,
-                inner,
-                BRIDGE_H,
-                [
-                    (
-                        f"{cfg.bridge}  {node.bridge_ip}/{node.pod_cidr.prefixlen}  "
-                        "(bridge)",
-                        "bold",
-                    )
-                ],
+        host_y = bridge_y if bridge_dev is None else bridge_y + BRIDGE_H + STACK_GAP
+        if bridge_dev is not None:
+            bridge = scene.add(
+                Box(
+                    f"{node.name}/{cfg.bridge}",
+                    "bridge",
+                    x + 16,
+                    bridge_y,
+                    inner,
+                    BRIDGE_H,
+                    [
+                        (
+                            f"{cfg.bridge}  {node.bridge_ip}/{node.pod_cidr.prefixlen}  "
+                            "(bridge)",
+                            "bold",
+                        )
+                    ],
+                )
             )
-        )
-        host_y = bridge.y + BRIDGE_H + STACK_GAP
+            scene.links.append((bridge.key, node.name, ""))
         host_h = 12 + LINE_H * len(host_lines)
         scene.add(Box(node.name, "host", x + 16, host_y, inner, host_h, host_lines))
-        scene.links.append((bridge.key, node.name, ""))
         dev_y = host_y + host_h + DEV_GAP
         last = node.name
-        if vxlan:
-            label = f"{VTEP}  {node.pod_cidr.network_address}/32  VNI 1"
+        if tunnel is not None:
+            label = _tunnel_label(tunnel)
+            key = f"{node.name}/{tunnel.ifname}"
             w = text_width(label, "bold") + 24
-            scene.add(Box(f"{node.name}/{VTEP}", "vtep", x + 16 + (inner - w) / 2,
+            scene.add(Box(key, "vtep", x + 16 + (inner - w) / 2,
                           dev_y, w, DEV_H, [(label, "bold")]))  # fmt: skip
-            scene.links.append((node.name, f"{node.name}/{VTEP}", ""))
-            last = f"{node.name}/{VTEP}"
+            scene.links.append((node.name, key, ""))
+            last = key
             dev_y += DEV_H + DEV_GAP
         label = f"eth0  {node.ip}/{cfg.node_cidr.prefixlen}"
         w = text_width(label, "bold") + 24
         scene.add(Box(f"{node.name}/eth0", "eth", x + 16 + (inner - w) / 2, dev_y, w,
                       DEV_H, [(label, "bold")]))  # fmt: skip
         scene.links.append((last, f"{node.name}/eth0", ""))
-        if vxlan:  # encapsulated traffic leaves through the IP layer too
+        if tunnel is not None:  # encapsulated traffic leaves through the IP layer too
             scene.links.append((node.name, f"{node.name}/eth0", ""))
         for key in set(scene.boxes) - known:
             scene.boxes[key].group = node.name
@@ -379,6 +391,20 @@ def build_scene(sim: Simulator, trace: Trace | None = None, title: str = "") -> 
     if trace is not None:
         add_path(scene, trace)
     return scene
+
+
+def _device(
+    interfaces: Iterable[Interface], kinds: tuple[Kind, ...]
+) -> Interface | None:
+    """The first interface of one of `kinds` (the bridge, the tunnel device)."""
+    return next((i for i in interfaces if i.kind in kinds), None)
+
+
+def _tunnel_label(dev: Interface) -> str:
+    """`flannel.1  10.0.1.0/32  VNI 1`, `tunl0  192.168.0.0/32  IP-in-IP`."""
+    addr = f"  {dev.addrs[0]}" if dev.addrs else ""
+    what = f"VNI {dev.vni}" if dev.kind is Kind.VXLAN else "IP-in-IP"
+    return f"{dev.ifname}{addr}  {what}"
 
 
 def _gateway(scene: Scene, sim: Simulator, y: float, width: float) -> float:
@@ -436,7 +462,7 @@ def _services(scene: Scene, sim: Simulator, y: float, width: float) -> float:
         addr = str(svc.cluster_ip) if svc.cluster_ip is not None else "None (headless)"
         lines = [(f"svc {svc.key}", "bold"), (f"{svc.type.value} {addr}", "text")]
         for sp in svc.ports[:2]:
-            eps = [f"{b.pod.key}:{b.port}" for b in endpoints(sim.cluster, svc, sp)]
+            eps = [f"{b.key}:{b.port}" for b in endpoints(sim.cluster, svc, sp)]
             lines.append(
                 (
                     f"{sp.port}/{sp.protocol.value} -> "

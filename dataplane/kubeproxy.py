@@ -33,22 +33,30 @@ labels match its selector (a Service without selector has none), each with the p
 `targetPort` names: a number as it is, a name resolved per pod among that pod's containerPorts
 of the same protocol (a pod without that port is no endpoint of that Service port).
 
-The endpoint choice.  kube-proxy picks with `-m statistic --mode random`; this simulator is
-deterministic instead.  The candidates are sorted by pod key (`NS/NAME`) and the index is
+The endpoint choice.  kube-proxy's iptables mode picks with a cascade of
+`-m statistic --mode random --probability 1/(n-i)` rules (nftables mode: `numgen random mod
+n`), a uniform choice among the n candidates.  This simulator is deterministic instead: the
+candidates are sorted by pod key (`NS/NAME`) and the index is
 
-    zlib.crc32(b"<proto> <src> <sport> <dst> <dport>") % len(candidates)
+    int(blake2b(b"<proto> <src> <sport> <dst> <dport>", key=b"kube-proxy",
+                digest_size=8)) % len(candidates)
 
 over the packet's flow as kube-proxy sees it (`<proto>` the IP protocol number, e.g.
-`6 10.0.1.3 40000 10.96.0.11 80`), or, with `sessionAffinity: ClientIP`,
-`zlib.crc32(b"<src>") % len(candidates)`.  The trace names the pick and the formula.
+`6 10.0.1.3 40000 10.96.0.11 80`), or, with `sessionAffinity: ClientIP`, over `<src>` alone.
+A keyed cryptographic hash mixes well: neighbouring client addresses or ports land on
+independent endpoints (a CRC-32 of the flow, used before, sent 16 adjacent clients to one).
+The trace names the pick, "a choice among n", and the formula
+(`dataplane.flowhash.pick_index`).
 """
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from ipaddress import IPv4Address, IPv4Network
 
+from dataplane.flowhash import flow_of, pick_index
+from dataplane.kubeproxy_names import ChainNames, chain_names
 from dataplane.masquerade import in_pod_cidr, mark_masq
 from dataplane.netfilter import (
     PRIORITY_DSTNAT,
@@ -63,7 +71,15 @@ from dataplane.netfilter import (
 from dataplane.packet import Packet
 from dataplane.sockets import PROTOCOL_OF
 from dataplane.trace import DropReason
-from topology.model import Cluster, Pod, Service, ServicePort
+from topology.model import (
+    NODE_PORT_PRIMARY,
+    Cluster,
+    EndpointSlice,
+    Pod,
+    ProxyMode,
+    Service,
+    ServicePort,
+)
 from topology.selectors import matches_map
 
 NAME = "kube-proxy"
@@ -79,27 +95,40 @@ class Frontend(StrEnum):
     CLUSTER_IP = "ClusterIP"
     NODE_PORT = "NodePort"
     LOAD_BALANCER = "LoadBalancer"
+    EXTERNAL_IP = "externalIP"
 
 
 @dataclass(frozen=True, slots=True)
 class Backend:
-    """One endpoint of a Service port: a ready pod and the port its targetPort names."""
+    """One endpoint of a Service port: its address, the port its targetPort names, the node
+    it is local to, and its EndpointSlice conditions (a selected pod is ready)."""
 
-    pod: Pod
+    key: str  # NS/POD, or the address of an EndpointSlice endpoint that is no pod
+    ip: str
     port: int
+    node: str | None
+    ready: bool = True
+    serving: bool = True
+    terminating: bool = False
 
-    @property
-    def ip(self) -> str:
-        return str(self.pod.ip)
+
+def usable(backends: tuple[Backend, ...]) -> tuple[Backend, ...]:
+    """The endpoints traffic may use (pkg/proxy/topology.go, CategorizeEndpoints): the
+    ready ones; when none is ready, the serving-terminating ones (KEP-1672)."""
+    ready = tuple(b for b in backends if b.ready)
+    return ready or tuple(b for b in backends if b.serving and b.terminating)
 
 
 @dataclass(frozen=True, slots=True)
 class ServicePortRule:
-    """One Service port with its endpoints (kube-proxy's `svcPortName`)."""
+    """One Service port with its endpoints (kube-proxy's `svcPortName`): `endpoints` the
+    cluster-wide usable ones, `every` all of them whatever their conditions."""
 
     service: Service
     port: ServicePort
     endpoints: tuple[Backend, ...]
+    chains: ChainNames
+    every: tuple[Backend, ...] = ()
 
     @property
     def name(self) -> str:
@@ -107,7 +136,8 @@ class ServicePortRule:
         return f"{self.service.key}:{self.port.name or self.port.port}"
 
     def local(self, node: str) -> tuple[Backend, ...]:
-        return tuple(b for b in self.endpoints if b.pod.node == node)
+        """The usable endpoints on `node` (ready, else serving-terminating, there)."""
+        return usable(tuple(b for b in self.every if b.node == node))
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +147,7 @@ class Plan:
     candidates: tuple[Backend, ...]
     scope: str  # "cluster-wide" or "local to node-1"
     masq: str | None = None  # why KUBE-MARK-MASQ applies, or None
+    local: bool = False  # the Local-policy chain (KUBE-SVL-…) rather than KUBE-SVC-…
 
 
 def selected_pods(cluster: Cluster, service: Service) -> tuple[Pod, ...]:
@@ -137,7 +168,15 @@ def selected_pods(cluster: Cluster, service: Service) -> tuple[Pod, ...]:
 def endpoints(
     cluster: Cluster, service: Service, port: ServicePort
 ) -> tuple[Backend, ...]:
-    """The endpoints of one Service port, sorted by pod key (see the module docstring)."""
+    """The endpoints of one Service port, sorted by key: those of its EndpointSlices when
+    the manifests hold any (`slice_endpoints`), else the selected pods (module docstring)."""
+    slices = [
+        s
+        for s in cluster.endpoint_slices.values()
+        if s.namespace == service.namespace and s.service == service.name
+    ]
+    if slices:
+        return slice_endpoints(cluster, slices, port)
     out: list[Backend] = []
     for pod in selected_pods(cluster, service):
         if isinstance(port.target_port, str):
@@ -146,26 +185,80 @@ def endpoints(
                 continue  # this pod has no containerPort of that name
         else:
             number = port.target_port
-        out.append(Backend(pod, number))
+        out.append(Backend(pod.key, str(pod.ip), number, pod.node))
     return tuple(out)
 
 
+def slice_endpoints(
+    cluster: Cluster, slices: list[EndpointSlice], port: ServicePort
+) -> tuple[Backend, ...]:
+    """The endpoints EndpointSlices give a Service port (pkg/proxy/endpointslicecache.go):
+    each slice port whose name is the Service port's name ('' for an unnamed one) and whose
+    protocol is its protocol, with every endpoint of that slice, once per address and port;
+    an endpoint is named by the pod that holds its address, else by the address."""
+    owner = {str(p.ip): p.key for p in cluster.pods.values() if not p.host_network}
+    found: dict[tuple[str, int], Backend] = {}
+    for sl in slices:
+        for sp in sl.ports:
+            if sp.name != (port.name or "") or sp.protocol is not port.protocol:
+                continue
+            for e in sl.endpoints:
+                ip = str(e.ip)
+                found.setdefault(
+                    (ip, sp.port),
+                    Backend(
+                        owner.get(ip, ip),
+                        ip,
+                        sp.port,
+                        e.node,
+                        e.ready,
+                        e.serving,
+                        e.terminating,
+                    ),
+                )
+    return tuple(sorted(found.values(), key=lambda b: (b.key, b.port)))
+
+
+def port_rule(cluster: Cluster, svc: Service, sp: ServicePort) -> ServicePortRule:
+    """Service port `sp` with its endpoints and its chains in the cluster's proxy mode."""
+    mode = cluster.config.kube_proxy.mode
+    every = endpoints(cluster, svc, sp)
+    return ServicePortRule(svc, sp, usable(every), chain_names(mode, svc, sp), every)
+
+
 class ServiceTable:
-    """Every Service port of a cluster by the addresses that reach it."""
+    """Every Service port of a cluster by the addresses that reach it (kube-proxy's
+    `KUBE-SERVICES` / nftables `@service-ips` and `@service-nodeports`)."""
 
     def __init__(self, cluster: Cluster) -> None:
+        self.config = cluster.config.kube_proxy
+        self.mode = self.config.mode
+        self.service_cidr = cluster.config.service_cidr
+        self.node_cidr = cluster.config.node_cidr
         self.virtual: dict[tuple[int, str, int], tuple[ServicePortRule, Frontend]] = {}
         self.node_ports: dict[tuple[int, int], ServicePortRule] = {}
+        self.cluster_ips: set[str] = set()  # nftables `@cluster-ips`
+        self.node_ips = {n.name: str(n.ip) for n in cluster.config.nodes}
+        self.node_port_cidrs = tuple(
+            IPv4Network(c) for c in self.config.node_port_addresses if "/" in c
+        )
         numbers = {proto: num for num, proto in PROTOCOL_OF.items()}
         for svc in cluster.services.values():
+            if svc.cluster_ip is not None:
+                self.cluster_ips.add(str(svc.cluster_ip))
             for sp in svc.ports:
-                rule = ServicePortRule(svc, sp, endpoints(cluster, svc, sp))
+                rule = port_rule(cluster, svc, sp)
                 proto = numbers[sp.protocol]
                 if svc.cluster_ip is not None:
                     key = (proto, str(svc.cluster_ip), sp.port)
                     self.virtual[key] = (rule, Frontend.CLUSTER_IP)
-                if svc.load_balancer_ip is not None:
-                    key = (proto, str(svc.load_balancer_ip), sp.port)
+                for ext in svc.external_ips:
+                    self.virtual[(proto, str(ext), sp.port)] = (
+                        rule,
+                        Frontend.EXTERNAL_IP,
+                    )
+                for vip in svc.load_balancer_vips():
+                    key = (proto, str(vip), sp.port)
                     self.virtual[key] = (rule, Frontend.LOAD_BALANCER)
                 if sp.node_port is not None:
                     self.node_ports[(proto, sp.node_port)] = rule
@@ -182,8 +275,44 @@ class ServiceTable:
             return hit
         if self.node_ports:
             rule = self.node_ports.get((ip.proto, pkt.dport))
-            if rule is not None and ctx.netns.is_local(ip.dst):
+            if rule is not None and self.is_node_port_address(ctx, ip.dst):
                 return rule, Frontend.NODE_PORT
+        return None
+
+    def is_node_port_address(self, ctx: HookContext, dst: str) -> bool:
+        """Whether NodePorts answer on `dst` of this node.
+
+        Every local address by default (`-m addrtype --dst-type LOCAL`), 127.0.0.0/8 only
+        with `iptables.localhostNodePorts` (true by default in iptables mode; nftables mode
+        never: KEP-3866); `nodePortAddresses: [primary]` the node's own address; CIDRs the
+        local addresses inside them (`GetNodeIPs`)."""
+        if not ctx.netns.is_local(dst):
+            return False
+        loopback = dst.startswith("127.")
+        if loopback and not self.config.localhost_node_ports:
+            return False
+        wanted = self.config.node_port_addresses
+        if not wanted:
+            return True
+        if wanted == (NODE_PORT_PRIMARY,):
+            return dst == self.node_ips.get(ctx.node)
+        addr = IPv4Address(dst)
+        return any(addr in cidr for cidr in self.node_port_cidrs)
+
+    def unallocated(self, pkt: Packet) -> str | None:
+        """nftables mode's `cluster-ips-check` chain: why a packet to the service CIDR that
+        no Service port captured is refused, or None."""
+        ip = pkt.ip
+        if self.mode is not ProxyMode.NFTABLES or ip is None:
+            return None
+        if ip.dst in self.cluster_ips:
+            return "reject"
+        addr = IPv4Address(ip.dst)
+        # The default nodeCIDR (10.100.0.0/24) lies inside the default serviceCIDR
+        # (10.96.0.0/12), which no real cluster does: node addresses are spared, or
+        # nftables mode would drop the nodes' own traffic (docs/model.md).
+        if addr in self.service_cidr and addr not in self.node_cidr:
+            return "drop"
         return None
 
 
@@ -210,9 +339,11 @@ def plan(
     assert pkt.ip is not None
     src, node, svc = pkt.ip.src, ctx.node, rule.service
     from_pod = in_pod_cidr(ctx.cluster, src)
-    local = Plan(rule.local(node), f"local to {node}")
+    local = Plan(rule.local(node), f"local to {node}", local=True)
     if frontend is Frontend.CLUSTER_IP:
         masq = None if from_pod else f"{src} is not a pod address (! -s clusterCIDR)"
+        if ctx.cluster.config.kube_proxy.masquerade_all:
+            masq = "masqueradeAll: every connection to a ClusterIP"
         if svc.internal_traffic_policy == "Local":
             return replace(local, masq=masq)
         return Plan(rule.endpoints, "cluster-wide", masq)
@@ -227,6 +358,25 @@ def plan(
     return Plan(rule.endpoints, "cluster-wide", why)
 
 
+def firewall(
+    rule: ServicePortRule, frontend: Frontend, pkt: Packet, ctx: HookContext
+) -> str | None:
+    """`KUBE-FW-…` (`loadBalancerSourceRanges`): why a LoadBalancer connection from this
+    source is not accepted, or None.  A range that holds the node's own address also
+    admits the LoadBalancer addresses as sources (a VIP looped back on the node)."""
+    ranges = rule.service.load_balancer_source_ranges
+    if frontend is not Frontend.LOAD_BALANCER or not ranges or pkt.ip is None:
+        return None
+    src = IPv4Address(pkt.ip.src)
+    if any(src in cidr for cidr in ranges):
+        return None
+    node_ip = ctx.cluster.node(ctx.node).ip
+    if src in rule.service.load_balancer_vips() and any(node_ip in c for c in ranges):
+        return None
+    shown = ", ".join(str(c) for c in ranges)
+    return f"{src} is outside loadBalancerSourceRanges ({shown})"
+
+
 def choose(
     rule: ServicePortRule, candidates: tuple[Backend, ...], pkt: Packet
 ) -> tuple[Backend, str]:
@@ -235,17 +385,18 @@ def choose(
     assert ip is not None and candidates
     n = len(candidates)
     if rule.service.session_affinity == "ClientIP":
-        index = zlib.crc32(ip.src.encode()) % n
-        how = f"sessionAffinity ClientIP: crc32({ip.src!r}) % {n} = {index}"
+        index = pick_index(ip.src, n)
+        how = f"sessionAffinity ClientIP: blake2b({ip.src!r}) % {n} = {index}"
     else:
-        key = f"{ip.proto} {ip.src} {pkt.sport} {ip.dst} {pkt.dport}"
-        index = zlib.crc32(key.encode()) % n
-        how = f"crc32({key!r}) % {n} = {index}"
+        key = flow_of(pkt)
+        index = pick_index(key, n)
+        how = f"blake2b({key!r}) % {n} = {index}"
     return candidates[index], how
 
 
 def dnat(pkt: Packet, ctx: HookContext) -> HookResult:
-    """nat PREROUTING / OUTPUT: KUBE-SERVICES -> KUBE-SVC / KUBE-EXT -> KUBE-SEP DNAT."""
+    """nat PREROUTING / OUTPUT: KUBE-SERVICES -> KUBE-SVC / KUBE-EXT -> KUBE-SEP DNAT
+    (nftables: `services` -> `service-…` / `external-…` -> `endpoint-…`)."""
     ip = pkt.ip
     if ip is None or not ctx.is_new or ctx.bridged:
         return None
@@ -253,6 +404,8 @@ def dnat(pkt: Packet, ctx: HookContext) -> HookResult:
     if hit is None:
         return None
     rule, frontend = hit
+    if firewall(rule, frontend, pkt, ctx) is not None:
+        return None  # falls off KUBE-FW undnatted; KUBE-PROXY-FIREWALL drops it
     p = plan(rule, frontend, pkt, ctx)
     if not p.candidates:
         return None  # no DNAT; the filter chain rejects or drops it
@@ -262,40 +415,102 @@ def dnat(pkt: Packet, ctx: HookContext) -> HookResult:
         # KUBE-SEP: `-s <endpoint IP> -j KUBE-MARK-MASQ`. The pod is its own backend: the
         # frame is bridged back out of its own port (hairpin mode, see dataplane.bridge)
         # and masqueraded, so that the reply comes back through conntrack.
-        masq = f"hairpin: {backend.pod.key} reaches itself through its Service"
+        masq = f"hairpin: {backend.key} reaches itself through its Service"
     if masq is not None:
         mark_masq(ctx, masq)
-    chain = "KUBE-SVC" if frontend is Frontend.CLUSTER_IP else "KUBE-EXT"
     n = len(p.candidates)
     pick = p.candidates.index(backend) + 1
     detail = (
-        f"{NAME}: {frontend.value} {ip.dst}:{pkt.dport} is {chain} {rule.name} -> "
-        f"KUBE-SEP {backend.pod.key} {backend.ip}:{backend.port} "
-        f"(endpoint {pick} of {n} {p.scope}; {how})"
+        f"{NAME}: {frontend.value} {ip.dst}:{pkt.dport} ({rule.name}): "
+        f"{chain_path(rule, frontend, p)} -> "
+        f"{rule.chains.endpoint(backend.ip, backend.port)} {backend.key} "
+        f"{backend.ip}:{backend.port} "
+        f"(endpoint {pick} of {n}: a choice among {n} {p.scope}"
+        + ("" if backend.ready else ", serving and terminating: no endpoint is ready")
+        + f"; {how})"
         + (f"; KUBE-MARK-MASQ: {masq}" if masq else "")
     )
     return replace(
-        ctx.dnat(pkt, backend.ip, backend.port, detail), endpoint=backend.pod.key
+        ctx.dnat(pkt, backend.ip, backend.port, detail), endpoint=backend.key
     )
 
 
+def chain_path(rule: ServicePortRule, frontend: Frontend, p: Plan) -> str:
+    """The chains a NEW connection jumps through to its endpoint chain, by mode."""
+    c = rule.chains
+    nft = c.mode is ProxyMode.NFTABLES
+    policy = c.local if p.local else c.cluster
+    if frontend is Frontend.CLUSTER_IP:
+        head = ["services @service-ips"] if nft else ["KUBE-SERVICES"]
+        return " -> ".join([*head, policy])
+    if frontend is Frontend.NODE_PORT:
+        head = (
+            ["services", "nodeports @service-nodeports"]
+            if nft
+            else ["KUBE-SERVICES", "KUBE-NODEPORTS"]
+        )
+    else:
+        head = ["services @service-ips"] if nft else ["KUBE-SERVICES"]
+        if (
+            frontend is Frontend.LOAD_BALANCER
+            and rule.service.load_balancer_source_ranges
+        ):
+            head.append(c.firewall)
+    return " -> ".join([*head, c.external, policy])
+
+
 def reject(pkt: Packet, ctx: HookContext) -> HookResult:
-    """filter KUBE-SERVICES / KUBE-EXTERNAL-SERVICES: Service ports nobody serves."""
+    """filter KUBE-SERVICES / KUBE-EXTERNAL-SERVICES / KUBE-PROXY-FIREWALL: Service
+    ports nobody serves, sources a LoadBalancer does not accept; nftables mode's
+    `cluster-ips-check` too."""
     if pkt.ip is None or not ctx.is_new or ctx.bridged:
         return None
-    hit = table_for(ctx.cluster).lookup(ctx, pkt)
+    table = table_for(ctx.cluster)
+    hit = table.lookup(ctx, pkt)
     if hit is None:
-        return None
+        return _cluster_ips_check(table, pkt)
     rule, frontend = hit
+    nft = table.mode is ProxyMode.NFTABLES
     if not rule.endpoints:
+        where = "no-endpoint-services: goto reject-chain" if nft else "REJECT"
         return Reject(
-            f"{rule.name} has no endpoints -> REJECT (icmp-port-unreachable)",
+            f"{rule.name} has no endpoints -> {where} (icmp-port-unreachable)",
             code=DropReason.NO_ENDPOINTS,
+        )
+    refused = firewall(rule, frontend, pkt, ctx)
+    if refused is not None:
+        if nft:
+            return Drop(
+                f"firewall-check @firewall-ips: {rule.chains.firewall}: {refused} -> drop"
+            )
+        return Drop(
+            f"KUBE-PROXY-FIREWALL: {rule.name} traffic not accepted by "
+            f"{rule.chains.firewall}: {refused} -> DROP"
         )
     p = plan(rule, frontend, pkt, ctx)
     if not p.candidates:
         return Drop(f"{rule.name} has no local endpoints on {ctx.node} -> DROP")
     return None
+
+
+def _cluster_ips_check(table: ServiceTable, pkt: Packet) -> HookResult:
+    """nftables mode (pkg/proxy/nftables, `cluster-ips-check`): "Reject traffic to invalid
+    ports of ClusterIPs", "Drop traffic to unallocated ClusterIPs"."""
+    verdict = table.unallocated(pkt)
+    if verdict is None:
+        return None
+    assert pkt.ip is not None
+    if verdict == "reject":
+        return Reject(
+            f"cluster-ips-check: {pkt.ip.dst} is a ClusterIP (@cluster-ips) without"
+            f" {'this protocol' if pkt.ip.proto == 1 else f'port {pkt.dport}'}"
+            " -> reject (icmp-port-unreachable)",
+            code=DropReason.NO_ENDPOINTS,
+        )
+    return Drop(
+        f"cluster-ips-check: {pkt.ip.dst} is in the service CIDR {table.service_cidr}"
+        " but no Service's ClusterIP -> drop"
+    )
 
 
 def hooks() -> list[Hook]:

@@ -23,6 +23,7 @@ class Kind(StrEnum):
     VETH = "veth"
     BRIDGE = "bridge"
     VXLAN = "vxlan"
+    IPIP = "ipip"  # IP-in-IP (protocol 4), no link header: Calico's tunl0
     ETH = "eth"  # attached to an L2 segment (the underlay switch)
     LOOPBACK = "loopback"
 
@@ -51,6 +52,9 @@ class Interface:
     vxlan_port: int = 0
     vxlan_local: IPv4Address | None = None
     vxlan_dev: str = ""  # for VXLAN: the underlay device
+    # net.ipv4.conf.<if>.proxy_arp: answer ARP for any address routed out of another
+    # device (arp_fwd_proxy), as Calico sets it on every `cali…` host end
+    proxy_arp: bool = False
     # `addrs` as text, written when they change (`Netns.add_address`), read per packet
     texts: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
 

@@ -15,6 +15,8 @@ is `dataplane.netpol.decide`, shared with `dataplane explain` and the matrix.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from dataplane import netpol_text
 from dataplane.conntrack import CtState
 from dataplane.netfilter import (
@@ -36,9 +38,12 @@ from dataplane.packet import (
     Packet,
 )
 from dataplane.trace import DropReason
-from topology.model import Cluster, Protocol
+from topology.model import Cluster, Pod, Protocol
 
 NAME = "netpol"
+# Where a CNI says its filter sits, for the hop line: Felix's `cali-fw-caliXXX` for a
+# pod's egress; None for the plain FORWARD filter.
+ChainName = Callable[[Direction, Pod], str]
 PROTOCOLS = {
     IPPROTO_TCP: Protocol.TCP,
     IPPROTO_UDP: Protocol.UDP,
@@ -96,7 +101,9 @@ def _known(pkt: Packet, ctx: HookContext, index: PolicyIndex) -> HookResult:
     )
 
 
-def _judge(pkt: Packet, ctx: HookContext, direction: Direction) -> HookResult:
+def _judge(
+    pkt: Packet, ctx: HookContext, direction: Direction, chain: ChainName | None = None
+) -> HookResult:
     if pkt.ip is None:
         return None
     index = index_of(ctx.cluster)
@@ -107,14 +114,28 @@ def _judge(pkt: Packet, ctx: HookContext, direction: Direction) -> HookResult:
     d = decision(index, direction, ctx.node, pkt)
     if d is None:
         return None
+    where = "" if chain is None else f"{chain(direction, d.pod)}: "
     if d.allowed:
-        return Accept(netpol_text.summary(d), policy=d.policy)
+        return Accept(where + netpol_text.summary(d), policy=d.policy)
     code = (
         DropReason.POLICY_EGRESS
         if direction is Direction.EGRESS
         else DropReason.POLICY_INGRESS
     )
-    return Drop(netpol_text.explain(d), code, policy=d.policy)
+    return Drop(where + netpol_text.explain(d), code, policy=d.policy)
+
+
+def judge(
+    direction: Direction, chain: ChainName
+) -> Callable[[Packet, HookContext], HookResult]:
+    """The filter of one direction as a hook function whose hop lines name `chain`
+    (a CNI that keeps policy in chains of its own: `dataplane.cni.calico`)."""
+
+    def fn(pkt: Packet, ctx: HookContext) -> HookResult:
+        return _judge(pkt, ctx, direction, chain)
+
+    fn.__name__ = f"{direction.value}_in_chain"
+    return fn
 
 
 def egress(pkt: Packet, ctx: HookContext) -> HookResult:

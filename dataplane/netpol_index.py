@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from ipaddress import IPv4Address
 
+from topology.ipam import node_pod_addresses
 from topology.model import (
     Cluster,
     IPBlock,
     LabelSelector,
-    NetworkMode,
     NetworkPolicy,
     Pod,
     PolicyPeer,
@@ -107,9 +107,9 @@ class PolicyIndex:
         self.node_of_ip: dict[str, str] = {}
         for n in cluster.nodes:
             self.node_of_ip[str(n.ip)] = n.name
-            self.node_of_ip[str(n.bridge_ip)] = n.name
-            if cluster.config.network is NetworkMode.VXLAN:  # flannel.1's address
-                self.node_of_ip[str(n.pod_cidr.network_address)] = n.name
+            # the bridge's and the tunnel device's (flannel.1, tunl0, vxlan.calico)
+            for ip in node_pod_addresses(cluster.config, n):
+                self.node_of_ip[str(ip)] = n.name
         self.external_of_ip = {str(e.ip): e.name for e in cluster.config.externals}
         self.by_namespace: dict[str, list[NetworkPolicy]] = {}
         for pol in cluster.policies.values():

@@ -27,6 +27,7 @@ BROADCAST = "ff:ff:ff:ff:ff:ff"
 ZERO_MAC = "00:00:00:00:00:00"
 
 IPPROTO_ICMP = 1
+IPPROTO_IPIP = 4
 IPPROTO_TCP = 6
 IPPROTO_UDP = 17
 IPPROTO_SCTP = 132
@@ -143,7 +144,8 @@ class Packet:
 
     `eth` is None while a packet is inside the IP layer (before the neighbour lookup gives
     it a link header).  A VXLAN packet is `ip`/`l4` UDP/`vxlan` with the inner frame in
-    `inner`.  A fragment other than the first has no `l4`; `whole` keeps the datagram the
+    `inner`; an IP-in-IP packet is `ip` (protocol 4) with the inner packet (no link
+    header) in `inner` and no `l4`.  A fragment other than the first has no `l4`; `whole` keeps the datagram the
     fragment was cut from and `frag_len` its share of the IP payload.
     """
 
@@ -178,8 +180,10 @@ class Packet:
 
     def payload_len(self) -> int:
         """Bytes above the transport header (VXLAN header plus inner frame, or data)."""
-        if self.vxlan is not None and self.inner is not None:
-            return VXLAN_HLEN + self.inner.frame_len()
+        if self.inner is not None:
+            if self.vxlan is not None:
+                return VXLAN_HLEN + self.inner.frame_len()
+            return self.inner.ip_len()  # IP-in-IP
         if self.app is not None:
             return len(app_bytes(self.app))
         return len(self.data)
@@ -359,6 +363,9 @@ def summarize(
     if pkt.vxlan is not None and pkt.inner is not None:
         parts.append(f"VXLAN vni {pkt.vxlan.vni}")
         parts.append(summarize(pkt.inner, macs, mac))
+    elif pkt.inner is not None:
+        parts.append("IPIP")
+        parts.append(summarize(pkt.inner, macs, mac))
     elif pkt.app is not None:
         parts.append(str(pkt.app))
     return " / ".join(parts)
@@ -387,6 +394,8 @@ def to_scapy(pkt: Packet) -> ScapyPacket:
         payload = bytes(to_scapy(pkt.whole.l3()))[IP_HLEN:]
         chunk = payload[ip.frag * 8 : ip.frag * 8 + pkt.frag_len]
         sip = _scapy_ip(ip) / Raw(chunk)
+    elif pkt.inner is not None and pkt.l4 is None:
+        sip = _scapy_ip(ip) / to_scapy(pkt.inner)  # IP-in-IP
     else:
         sip = _scapy_ip(ip) / _scapy_l4(pkt)
     return sip if layers is None else layers / sip

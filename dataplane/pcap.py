@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 EPOCH = 1_704_067_200  # 2024-01-01T00:00:00Z
 LINKTYPE_ETHERNET = 1
+LINKTYPE_RAW = 101  # raw IPv4, what tcpdump writes for a device without a link header
 NAME_MAX = 255  # bytes in a file name (Linux limits.h, most file systems)
 
 
@@ -121,7 +122,11 @@ def prepare_dir(directory: str | Path) -> Path:
     return out
 
 
-_PCAP_HEADER = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, LINKTYPE_ETHERNET)
+def pcap_header(linktype: int = LINKTYPE_ETHERNET) -> bytes:
+    """The pcap file header: microsecond timestamps, snaplen 65535, `linktype`."""
+    return struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, linktype)
+
+
 _RECORD = struct.Struct("<IIII")
 
 
@@ -148,19 +153,20 @@ class PcapSink:
             int, bytes
         ] = {}  # one packet is seen by several devices: build it once
         for f in trace.frames:
-            assert f.packet.eth is not None, "a frame on a wire has a link header"
+            # an IP-in-IP device (tunl0) has no link header: its file is raw IPv4
+            link = LINKTYPE_ETHERNET if f.packet.eth is not None else LINKTYPE_RAW
             data = raw.get(id(f.packet))
             if data is None:
                 data = raw[id(f.packet)] = to_bytes(f.packet)
             sec, usec = divmod(f.seq, 1_000_000)
-            out = self._file(capture_name(f))
+            out = self._file(capture_name(f), link)
             out.write(
                 _RECORD.pack(EPOCH + self._walks + sec, usec, len(data), len(data))
             )
             out.write(data)
         self._walks += 1
 
-    def _file(self, name: str) -> BinaryIO:
+    def _file(self, name: str, linktype: int = LINKTYPE_ETHERNET) -> BinaryIO:
         fname = file_name(name)
         if fname != name:
             self.renamed[name] = fname
@@ -179,7 +185,7 @@ class PcapSink:
                 f"{self.dir / fname}: cannot write the capture: {err.strerror}"
             ) from None
         if first:
-            out.write(_PCAP_HEADER)
+            out.write(pcap_header(linktype))
         self._open[fname] = out
         self.counts[fname] = self.counts.get(fname, 0) + 1
         return out

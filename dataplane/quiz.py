@@ -191,9 +191,9 @@ def _nat_question(sim: Simulator, hop: Hop, where: str) -> Question | None:
     svc = sim.cluster.services.get(svc_word.rsplit(":", 1)[0])
     if svc is None:
         return None
-    others = [
-        b.pod.key for sp in svc.ports for b in endpoints(sim.cluster, svc, sp)
-    ] + ["none: REJECT (no endpoint)"]
+    others = [b.key for sp in svc.ports for b in endpoints(sim.cluster, svc, sp)] + [
+        "none: REJECT (no endpoint)"
+    ]
     options, answer = _choice(chosen, others)
     return Question(
         hop.seq, "nat", f"{where}: kube-proxy DNATs {svc_word} to which endpoint?",

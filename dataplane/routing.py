@@ -9,8 +9,10 @@ scans prefix lengths from /32 down with a dict per length.
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network
+
+from dataplane.flowhash import pick_index
 
 
 def _ip_int(text: str) -> int:
@@ -25,8 +27,15 @@ class Route:
     via: IPv4Address | None = None
     src: IPv4Address | None = None
     onlink: bool = False
-    proto: str = "static"  # "kernel" for connected routes
+    proto: str = "static"  # "kernel" for connected routes, "bird" for Calico's
     metric: int = 0
+    blackhole: bool = (
+        False  # `blackhole DST`: discard (fib_props RTN_BLACKHOLE, -EINVAL)
+    )
+    # A multipath route (`nexthop via A nexthop via B`): `via` is None and each packet
+    # takes one of these by the hash of its flow (`multipath`); `comment` says who wrote it.
+    nexthops: tuple[IPv4Address, ...] = ()
+    comment: str = ""
     # `via` and `src` as text, written once: the walk reads them for every packet, and an
     # IPv4Address writes its text anew each time.
     via_text: str = field(default="", init=False, repr=False, compare=False)
@@ -40,10 +49,17 @@ class Route:
 
     def __str__(self) -> str:
         dst = "default" if self.dst.prefixlen == 0 else str(self.dst)
+        if self.blackhole:
+            return f"blackhole {dst} proto {self.proto}"
         parts = [dst]
+        if self.nexthops:
+            hops = " ".join(f"nexthop via {h} dev {self.oif}" for h in self.nexthops)
+            return f"{dst} proto {self.proto} {hops}"
         if self.via is not None:
             parts.append(f"via {self.via}")
         parts.append(f"dev {self.oif}")
+        if self.proto not in ("static", "kernel", "boot"):
+            parts.append(f"proto {self.proto}")
         if self.onlink:
             parts.append("onlink")
         if self.proto == "kernel":
@@ -109,3 +125,21 @@ class RoutingTable:
     def show(self) -> list[str]:
         """`ip route` output, most specific first."""
         return [str(r) for r in sorted(self.routes, key=lambda r: -r.dst.prefixlen)]
+
+
+def multipath(route: Route, flow: str) -> tuple[Route, str]:
+    """The nexthop a flow takes on a multipath route, as the route it amounts to, and why.
+
+    Linux hashes the flow (`fib_multipath_hash_policy=1`: the 5-tuple, with a random seed);
+    here the seed is `dataplane.flowhash`'s fixed key.
+    """
+    n = len(route.nexthops)
+    index = pick_index(flow, n)
+    chosen = replace(route, via=route.nexthops[index], nexthops=())
+    why = (
+        f"multipath: nexthop {index + 1} of {n}, a choice among {n} by the flow hash"
+        f" (blake2b({flow!r}) % {n} = {index})"
+    )
+    if route.comment:
+        why += f"; {route.comment}"
+    return chosen, why

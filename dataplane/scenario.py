@@ -16,7 +16,7 @@ from dataplane.result import ScenarioResult, StepResult
 from dataplane.sim import Simulator
 from dataplane.trace import Trace, Verdict
 from topology import change
-from topology.endpoint import substitute
+from topology.endpoint import EndpointKind, substitute
 from topology.errors import TopologyError
 from topology.scenario import (
     ApplyStep,
@@ -32,8 +32,14 @@ from topology.scenario import (
 )
 
 
-def check(trace: Trace, expect: Expectation | None) -> tuple[bool | None, str]:
-    """Compare a trace with an expectation; the message says what differs and where."""
+def check(
+    trace: Trace,
+    expect: Expectation | None,
+    addresses: Callable[[str], frozenset[str]] | None = None,
+) -> tuple[bool | None, str]:
+    """Compare a trace with an expectation; the message says what differs and where.
+
+    `addresses` gives the addresses an endpoint stands for (`expect.sourceIP`)."""
     if expect is None:
         return None, ""
     problems: list[str] = []
@@ -61,7 +67,25 @@ def check(trace: Trace, expect: Expectation | None) -> tuple[bool | None, str]:
         problems.append(
             f"expected endpoint {expect.endpoint}, got {trace.endpoint or 'none'}"
         )
+    if expect.source_ip is not None and addresses is not None:
+        want = addresses(expect.source_ip)
+        seen = server_source(trace)
+        if seen not in want:
+            shown = " or ".join(sorted(want))
+            problems.append(
+                f"expected sourceIP {expect.source_ip} ({shown}), the server saw"
+                f" {seen or 'nothing (not delivered)'}"
+            )
     return (not problems), "; ".join(problems)
+
+
+def server_source(trace: Trace) -> str | None:
+    """The source address of the first packet delivered to the destination's socket."""
+    for hop in trace.hops:
+        pkt = hop.packet
+        if hop.event == "deliver" and hop.direction == "request" and pkt and pkt.ip:
+            return pkt.ip.src
+    return None
 
 
 def describe(expect: Expectation | None) -> str | None:
@@ -74,6 +98,8 @@ def describe(expect: Expectation | None) -> str | None:
         parts.append("via " + " -> ".join(expect.via))
     if expect.endpoint:
         parts.append(f"endpoint {expect.endpoint}")
+    if expect.source_ip:
+        parts.append(f"sourceIP {expect.source_ip}")
     return ", ".join(parts)
 
 
@@ -146,7 +172,7 @@ class Runner:
         src, dst = self.sub(step.src), self.sub(step.dst)
         port = self.sub(step.port) if isinstance(step.port, str) else step.port
         trace = self.sim.probe(src, dst, port, step.protocol)
-        ok, message = check(trace, step.expect)
+        ok, message = check(trace, step.expect, self.addresses)
         port_text = f":{port}" if port is not None else ""
         title = f"probe {src} -> {dst}{port_text} {step.protocol.value}"
         return StepResult(
@@ -166,7 +192,7 @@ class Runner:
         at = self.sub(step.at)
         pkt = self.sim.fill_frame(at, self.build_packet(step))
         trace = self.sim.send(at, pkt)
-        ok, message = check(trace, step.expect)
+        ok, message = check(trace, step.expect, self.addresses)
         return StepResult(
             index,
             "send",
@@ -179,6 +205,18 @@ class Runner:
             message,
             trace,
         )
+
+    def addresses(self, text: str) -> frozenset[str]:
+        """The addresses an endpoint stands for: a node's every address (MASQUERADE may
+        take any of them: eth0's, the bridge's, flannel.1's), else its one address."""
+        from topology.endpoint import ip_of, resolve_endpoint
+
+        text = self.sub(text)
+        ep = resolve_endpoint(self.sim.cluster, text)
+        if ep.kind is EndpointKind.NODE and ep.node is not None:
+            owned = self.sim.fabric.owner_of_ip
+            return frozenset(ip for ip, ns in owned.items() if ns == ep.node.name)
+        return frozenset({str(ip_of(self.sim.cluster, text))})
 
     def build_packet(self, step: SendStep) -> Packet:
         from dataplane.craft import from_hex, from_layers

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from dataplane.cni import mode_name
 from dataplane.dns import (  # also registers the CoreDNS application
     DNS_PORT,
     PROBE_QUERY,
@@ -325,7 +326,7 @@ class Simulator:
             trace = (
                 self.new_trace(title)
                 if state is None
-                else Trace(title, mode=self.cluster.config.network.value)
+                else Trace(title, mode=mode_name(self.cluster))
             )
         trace.cluster = self.cluster
         walker = Walker(
@@ -336,7 +337,7 @@ class Simulator:
 
     def new_trace(self, title: str) -> Trace:
         """An empty trace for walks that start from a fresh state."""
-        trace = Trace(title, mode=self.cluster.config.network.value)
+        trace = Trace(title, mode=mode_name(self.cluster))
         trace.assumptions.append(FRESH_STATE)
         return trace
 

@@ -23,6 +23,7 @@ from dataplane.packet import (
     ICMP_ECHO_REQUEST,
     ICMP_TIME_EXCEEDED,
     IP,
+    IPPROTO_IPIP,
     IPPROTO_SCTP,
     IPPROTO_TCP,
     IPPROTO_UDP,
@@ -98,6 +99,12 @@ def deliver(w: Walker, ns: Netns, ifname: str, pkt: Packet) -> list[Emission]:
                 from dataplane.vxlan import decapsulate
 
                 return decapsulate(w, ns, iface, pkt)
+    if ip.proto == IPPROTO_IPIP:  # ipip_rcv(): the tunnel device takes it
+        for iface in ns.interfaces.values():
+            if iface.kind is Kind.IPIP:
+                from dataplane import ipip
+
+                return ipip.decapsulate(w, ns, iface, pkt)
     if to_client(w, ns, pkt):
         return []
     sock: Socket | None = None

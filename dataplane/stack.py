@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from dataplane.conntrack import CtDir, CtState, show_tuple
 from dataplane.emission import Bridged, Emission, Out, Xmit
+from dataplane.flowhash import flow_of
 from dataplane.netfilter import (
     Accept,
     Drop,
@@ -52,7 +53,7 @@ from dataplane.packet import (
     Packet,
     icmp_name,
 )
-from dataplane.routing import Route
+from dataplane.routing import Route, multipath
 from dataplane.trace import DropReason, FieldDiff, Verdict
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -359,7 +360,24 @@ class Stack:
                 reason=DropReason.NO_ROUTE,
             )
             return self.icmp_error(ns, pkt, ICMP_DEST_UNREACH, UNREACH_NET)
-        self.w.record(ns, "", "route", f"{ip.dst} {route_detail(route)}", pkt)
+        if route.nexthops:
+            route, why = multipath(route, flow_of(pkt))
+            self.w.record(
+                ns, "", "route", f"{ip.dst} {route_detail(route)}: {why}", pkt
+            )
+        else:
+            self.w.record(ns, "", "route", f"{ip.dst} {route_detail(route)}", pkt)
+        if route.blackhole:
+            # fib_lookup -EINVAL -> ip_error(): discarded without an ICMP error
+            self.w.record(
+                ns,
+                "",
+                "drop",
+                f"blackhole route {route.dst}: discarded silently",
+                pkt,
+                reason=DropReason.NO_ROUTE,
+            )
+            return []
         if ip.ttl <= 1:
             self.w.record(
                 ns,
@@ -416,6 +434,17 @@ class Stack:
             self.local_error(
                 ns, pkt, Verdict.NO_ROUTE, "ENETUNREACH", DropReason.NO_ROUTE
             )
+            return []
+        if route.blackhole:
+            self.w.record(
+                ns,
+                "",
+                "route",
+                f"{ip.dst} {route_detail(route)}: connect() fails with EINVAL",
+                pkt,
+                reason=DropReason.NO_ROUTE,
+            )
+            self.local_error(ns, pkt, Verdict.NO_ROUTE, "EINVAL", DropReason.NO_ROUTE)
             return []
         if ip.src == "0.0.0.0":
             pkt = pkt.with_ip(src=source_of(ns, route))
@@ -514,6 +543,8 @@ class Stack:
         iface = ns.interfaces[oif]
         if iface.kind is Kind.LOOPBACK:
             return [Xmit(replace(pkt, eth=Ether(ZERO_MAC, ZERO_MAC)), ns.id, oif)]
+        if iface.kind is Kind.IPIP:  # IFF_NOARP, no link header: straight to the tunnel
+            return [Xmit(pkt, ns.id, oif)]
         mac = ns.permanent_neigh.get((oif, nexthop)) or self.w.state.neigh.get(
             (ns.id, oif, nexthop)
         )
@@ -546,7 +577,9 @@ class Stack:
         iface = ns.interfaces[ifname]
         assert a is not None
         if a.op == ARP_REQUEST:
-            if not ns.is_local(a.pdst) or iface.kind is Kind.LOOPBACK:
+            if iface.kind is Kind.LOOPBACK:
+                return []
+            if not ns.is_local(a.pdst) and not self.proxies(ns, ifname, a.pdst):
                 return []
             # arp_ignore=0: answer for any local address; the asker is learned on the way.
             self.w.state.neigh[(ns.id, ifname, a.psrc)] = a.hwsrc
@@ -576,6 +609,14 @@ class Stack:
             )
             return self.flush(ns, ifname, a.psrc, a.hwsrc)
         return []
+
+    def proxies(self, ns: Netns, ifname: str, ip: str) -> bool:
+        """proxy_arp on `ifname`: `ip` is routed out of another device, so this one
+        answers for it (arp_process -> arp_fwd_proxy, with forwarding on)."""
+        if not ns.interfaces[ifname].proxy_arp or not ns.forwarding:
+            return False
+        route = ns.routes.lookup(ip)
+        return route is not None and not route.blackhole and route.oif != ifname
 
     def flush(self, ns: Netns, ifname: str, ip: str, mac: str) -> list[Emission]:
 
@@ -759,7 +800,9 @@ def route_detail(route: Route) -> str:
     if len(_DETAILS) > 4096:
         _DETAILS.clear()
     found = (
-        f"via {route.via} dev {route.oif}"
+        str(route)
+        if route.blackhole
+        else f"via {route.via} dev {route.oif}"
         + (" onlink" if route.onlink else "")
         + (f" ({'default route' if route.dst.prefixlen == 0 else route.dst})")
         if route.via is not None

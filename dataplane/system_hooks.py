@@ -1,12 +1,14 @@
 """The hooks every node namespace starts with: one list, one place.
 
 kube-proxy's NAT, masquerade and the NetworkPolicy filter are ordinary hooks; this module
-says which ones a node gets.
+says which ones a node gets.  Where the NetworkPolicy filter sits is the CNI's choice
+(`dataplane.cni`: FORWARD for flannel, Felix's per-endpoint chains for Calico).
 """
 
 from __future__ import annotations
 
-from dataplane import kubeproxy, masquerade, netpol_hook
+from dataplane import kubeproxy, masquerade
+from dataplane.cni import plugin_of
 from dataplane.netfilter import Hook
 from dataplane.netns import Netns
 from topology.model import Cluster
@@ -14,4 +16,5 @@ from topology.model import Cluster
 
 def for_node(cluster: Cluster, ns: Netns) -> list[Hook]:
     """The system hooks of node namespace `ns`."""
-    return [*kubeproxy.hooks(), *netpol_hook.hooks(), *masquerade.hooks()]
+    policy = plugin_of(cluster).policy_hooks()
+    return [*kubeproxy.hooks(), *policy, *masquerade.hooks()]

@@ -81,10 +81,15 @@ def wants(ns: Netns, ifname: str, pkt: Packet) -> bool:
     eth = pkt.eth
     if iface.master is not None or eth is None or eth.dst == iface.mac:
         return True
-    return pkt.arp is not None and pkt.arp.op == 1 and ns.is_local(pkt.arp.pdst)
+    return (
+        pkt.arp is not None
+        and pkt.arp.op == 1
+        and (iface.proxy_arp or ns.is_local(pkt.arp.pdst))
+    )
 
 
 _STACK_KINDS = (Kind.VETH, Kind.ETH)
+_TUNNEL_KINDS = (Kind.VXLAN, Kind.IPIP)  # devices that hand a decapsulated packet up
 _VETH_DETAILS: dict[
     int, tuple[Interface, str]
 ] = {}  # `Walker.veth_detail`  # devices whose frames go to `Stack.receive`
@@ -103,7 +108,9 @@ def ignores(ns: Netns, ifname: str, pkt: Packet) -> bool:
     if eth.dst != BROADCAST:
         return True
     arp = pkt.arp
-    return arp is not None and not (arp.op == ARP_REQUEST and ns.is_local(arp.pdst))
+    return arp is not None and not (
+        arp.op == ARP_REQUEST and (iface.proxy_arp or ns.is_local(arp.pdst))
+    )
 
 
 class Walker:
@@ -236,7 +243,7 @@ class Walker:
                     self.wire(ns, iface.master, pkt)
                     emit(self.bridges.receive(ns, iface.master, pkt, em.ifname))
                     return
-                if iface.kind is Kind.VXLAN:
+                if iface.kind in _TUNNEL_KINDS:
                     self.wire(ns, em.ifname, pkt)  # the decapsulated inner frame
                 emit(self.stack.receive(ns, em.ifname, pkt, em.port))
                 return
@@ -278,6 +285,11 @@ class Walker:
         elif kind is Kind.VXLAN:
             self.wire(ns, iface.ifname, pkt)  # the inner frame, before encapsulation
             emit(encapsulate(self, ns, iface, pkt))
+        elif kind is Kind.IPIP:
+            from dataplane import ipip
+
+            self.wire(ns, iface.ifname, pkt)  # the inner packet, before encapsulation
+            emit(ipip.encapsulate(self, ns, iface, pkt))
         elif kind is Kind.ETH:
             self.record(
                 ns,

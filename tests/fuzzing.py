@@ -247,8 +247,18 @@ def _other_type(data: Any, path: FieldPath, value: Any, chooser: Chooser) -> Mut
         bool(path) and new is not None and ann is not None and not _accepts(ann, new)
     )
     invalid = invalid or (isinstance(new, int) and new > INT32_MAX and _is_int32(ann))
+    # an object's `kind` the loader does not know is skipped with a warning (README,
+    # "Real manifests"), not refused: any string there may load
+    invalid = invalid and not (isinstance(new, str) and _is_object_kind(path))
     text = dump(_replace(data, path, copy.deepcopy(new)))
     return Mutation(text, f"{_show(path)} = {new!r:.40}", invalid)
+
+
+def _is_object_kind(path: FieldPath) -> bool:
+    """Whether `path` is the `kind` of a manifest (or of an `apply` step's object)."""
+    top = len(path) == 3 and path[0] == "manifests"
+    applied = len(path) == 5 and path[0] == "steps" and path[2] == "apply"
+    return (top or applied) and path[-1] == "kind"
 
 
 def _number(data: Any, path: FieldPath, value: Any, chooser: Chooser) -> Mutation:

@@ -38,6 +38,7 @@ from topology.manifest import (
 )
 from topology.model import (
     BUILTIN,
+    EndpointSlice,
     Loc,
     Namespace,
     NodeSpec,
@@ -61,7 +62,8 @@ from topology.workload import (
 )
 from topology.yamlsource import PathPart
 
-_RANK = {"Namespace": 0, "Service": 2, "NetworkPolicy": 3}  # Pods and workloads: 1
+_RANK = {"Namespace": 0, "Service": 2, "EndpointSlice": 2, "NetworkPolicy": 3}
+# Pods and workloads: 1
 
 
 class Applier:
@@ -183,6 +185,8 @@ class Applier:
             self.workload(obj, result)
         elif isinstance(result, ServiceDraft):
             self.service(obj, result)
+        elif isinstance(result, EndpointSlice):
+            self.state.endpoint_slices[obj.key] = result
         else:
             self.state.policies[obj.key] = result
 

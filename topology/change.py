@@ -59,10 +59,11 @@ REF_KINDS = {
     "ds": "DaemonSet",
     "networkpolicy": "NetworkPolicy",
     "netpol": "NetworkPolicy",
+    "endpointslice": "EndpointSlice",
 }
 _REF_FORMS = (
     "namespace/NAME or KIND/NS/NAME, KIND one of namespace, pod, service, deployment,"
-    " replicaset, statefulset, daemonset, networkpolicy"
+    " replicaset, statefulset, daemonset, networkpolicy, endpointslice"
 )
 
 
@@ -192,6 +193,8 @@ def delete(cluster: Cluster, refs: Sequence[str], loc: Loc | None = None) -> Clu
             state.remove_service(key)
         elif kind == "NetworkPolicy" and key in state.policies:
             del state.policies[key]
+        elif kind == "EndpointSlice" and key in state.endpoint_slices:
+            del state.endpoint_slices[key]
         elif key in state.workloads and state.workloads[key].kind == kind:
             # a dump's Deployment owns its pods through their ReplicaSet (topology.live)
             owners = {
@@ -220,6 +223,7 @@ def _missing(state: ClusterState, kind: str, namespace: str, name: str) -> str:
         "Pod": state.pods,
         "Service": state.services,
         "NetworkPolicy": state.policies,
+        "EndpointSlice": state.endpoint_slices,
     }
     if kind in objects:
         here = [v.name for v in objects[kind].values() if v.namespace == namespace]

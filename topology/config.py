@@ -17,19 +17,30 @@ from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address, IPv4Network
 
 from topology.errors import TopologyError
-from topology.fields import special_range
+from topology.fields import parse_loose_cidr, special_range
 from topology.ipam import DNS_OFFSET, KUBERNETES_OFFSET
 from topology.live import NodeEntry
 from topology.model import (
+    CNI_NETWORKS,
+    ENCAP_OVERHEAD,
+    MODELLED_CNIS,
+    NODE_PORT_PRIMARY,
+    CalicoConfig,
+    CalicoMode,
     ClusterConfig,
+    Cni,
     External,
+    GatewayRoute,
+    KubeProxyConfig,
     Loc,
+    Network,
     NetworkMode,
     NodeSpec,
     PortSpec,
     Protocol,
+    ProxyMode,
 )
-from topology.schema import ClusterModel, NodeModel
+from topology.schema import CalicoModel, ClusterModel, NodeModel
 from topology.yamlsource import PathPart, format_path
 
 LocateFn = Callable[[Sequence[PathPart]], Loc]
@@ -38,7 +49,11 @@ _BASE: tuple[PathPart, ...] = ("cluster",)
 DEFAULT_NODE_COUNT = 2
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 OS_LABEL = "kubernetes.io/os"
-VXLAN_OVERHEAD = 50  # outer Ethernet 14 + IP 20 + UDP 8 + VXLAN 8
+VXLAN_OVERHEAD = ENCAP_OVERHEAD["vxlan"]
+# The VXLAN port when `vxlanPort` is not written: flannel's (Linux's default) and Felix's
+# `vxlanPort` (IANA's).
+DEFAULT_VXLAN_PORT = {Cni.FLANNEL: 8472, Cni.CALICO: 4789}
+ENCAP_NAMES = {"vxlan": "VXLAN", "ipip": "IP-in-IP", "geneve": "Geneve"}
 MIN_MTU = 68  # RFC 791: every IPv4 link must carry 68 bytes
 # kube-apiserver validateClusterIPFlags: "specified --service-cluster-ip-range is too large;
 # for 32-bit addresses, the mask must be >= 12" (at most 2^20 ClusterIPs).
@@ -68,13 +83,17 @@ class _Plan:
         self._check_ranges()
         self._check_gateway()
         # nodeCIDR may lie inside serviceCIDR: the defaults do (10.100.0.0/24 in 10.96.0.0/12).
-        network = NetworkMode(m.network)
+        self.cni = cni = Cni(m.cni)
+        self.network = network = self._network(cni)
         self._check_devices(network)
+        self.calico = self._calico() if cni is Cni.CALICO else None
         nodes = self._nodes()
         return ClusterConfig(
             network=network,
-            vxlan_port=m.vxlan_port,
-            bridge=m.bridge,
+            cni=cni,
+            calico=self.calico,
+            vxlan_port=m.vxlan_port or DEFAULT_VXLAN_PORT[cni],
+            bridge=m.bridge or "cbr0",
             mtu=m.mtu,
             node_cidr=m.node_cidr,
             gateway=self._gateway(),
@@ -83,7 +102,147 @@ class _Plan:
             dns=m.dns,
             nodes=nodes,
             externals=self._externals(nodes),
+            kube_proxy=self._kube_proxy(),
+            gateway_routes=self._gateway_routes(nodes),
         )
+
+    def _network(self, cni: Cni) -> Network:
+        """`network`, checked against the CNI, and the keys the CNI does not use."""
+        m = self.model
+        if cni not in MODELLED_CNIS:
+            raise self.fail(
+                ("cni",),
+                f"cni: {cni} is not modelled yet (allowed: "
+                + ", ".join(c.value for c in MODELLED_CNIS)
+                + ")",
+            )
+        allowed = CNI_NETWORKS[cni]
+        if m.network is None:
+            network = allowed[0]
+        elif m.network not in allowed:
+            scope = "" if cni is Cni.FLANNEL else f" with cni: {cni}"
+            raise self.fail(
+                ("network",),
+                f"{m.network!r} is not allowed{scope} (allowed: "
+                + ", ".join(n.value for n in allowed)
+                + ")",
+            )
+        else:
+            network = next(n for n in allowed if n.value == m.network)
+        unused: list[tuple[str, str]] = []
+        if cni is not Cni.CALICO and m.calico is not None:
+            unused.append(("calico", "it configures cni: calico"))
+        if cni is Cni.CALICO:
+            if m.bridge is not None:
+                unused.append(("bridge", "Calico builds no bridge"))
+            if m.vxlan_port is not None and network is not CalicoMode.VXLAN:
+                unused.append(("vxlanPort", f"network {network} has no VXLAN device"))
+        for key, why in unused:
+            raise self.fail((key,), f"cni: {cni} does not use {key} ({why})")
+        return network
+
+    def _calico(self) -> CalicoConfig:
+        """`cluster.calico`: the pool in the unicast space, outside the node and Service
+        networks, with a block for every node."""
+        c = self.model.calico or CalicoModel()
+        pool, size = c.ip_pool, c.block_size
+        what = special_range(pool)
+        if what is not None:
+            raise self.fail(
+                ("calico", "ipPool"),
+                f"{pool} overlaps the {what} range (allowed: unicast ranges)",
+            )
+        for key, other in (
+            ("nodeCIDR", self.model.node_cidr),
+            ("serviceCIDR", self.model.service_cidr),
+        ):
+            if pool.overlaps(other):
+                raise self.fail(("calico", "ipPool"), f"{pool} overlaps {key} {other}")
+        if size < pool.prefixlen:
+            raise self.fail(
+                ("calico", "blockSize"),
+                f"/{size} blocks do not fit in ipPool {pool} (allowed: {pool.prefixlen}"
+                "-32)",
+            )
+        return CalicoConfig(pool, size)
+
+    def _kube_proxy(self) -> KubeProxyConfig:
+        """`cluster.kubeProxy`; an option of another mode than `mode` set to anything but its
+        default is an error (kube-proxy would ignore it; nothing written is ignored here)."""
+        m = self.model.kube_proxy
+        mode = ProxyMode(m.mode)
+        if mode is ProxyMode.IPVS:
+            # Not a stub: the IPVS dataplane (kube-ipvs0, virtual servers, ipsets) is not
+            # modelled, so a scenario asking for it is refused rather than answered wrong.
+            raise self.fail(
+                ("kubeProxy", "mode"),
+                "mode ipvs is not modelled yet (allowed: iptables, nftables)",
+            )
+        for section in ("iptables", "nftables", "ipvs"):
+            options = getattr(m, section)
+            if section != mode.value and options != type(options)():
+                raise self.fail(
+                    ("kubeProxy", section),
+                    f"{section} options apply to mode {section}, and mode is"
+                    f" {mode.value} (allowed here: {mode.value}, or the defaults)",
+                )
+        masq = (
+            m.nftables.masquerade_all
+            if mode is ProxyMode.NFTABLES
+            else m.iptables.masquerade_all
+        )
+        return KubeProxyConfig(
+            mode=mode,
+            node_port_addresses=self._node_port_addresses(mode),
+            masquerade_all=masq,
+            # nftables mode never accepts NodePorts on 127.0.0.1 (KEP-3866).
+            localhost_node_ports=mode is ProxyMode.IPTABLES
+            and m.iptables.localhost_node_ports,
+            ipvs_scheduler=m.ipvs.scheduler,
+        )
+
+    def _node_port_addresses(self, mode: ProxyMode) -> tuple[str, ...]:
+        """`nodePortAddresses`: "primary" alone, or CIDRs (validateKubeProxyNodePortAddress);
+        unset, every local address, but in nftables mode the primary address (KEP-3866)."""
+        given = self.model.kube_proxy.node_port_addresses
+        if given is None:
+            return (NODE_PORT_PRIMARY,) if mode is ProxyMode.NFTABLES else ()
+        out: list[str] = []
+        for index, text in enumerate(given):
+            where = ("kubeProxy", "nodePortAddresses", index)
+            if text == NODE_PORT_PRIMARY:
+                if len(given) > 1:
+                    raise self.fail(where, "'primary' may not be combined with CIDRs")
+                out.append(text)
+                continue
+            cidr = parse_loose_cidr(text) if "/" in text else None
+            if cidr is None or str(cidr) != text:
+                raise self.fail(
+                    where,
+                    f"{text!r} is not a CIDR (allowed: 'primary', or CIDRs such as"
+                    " 10.100.0.0/24)",
+                )
+            out.append(text)
+        return tuple(out)
+
+    def _gateway_routes(self, nodes: tuple[NodeSpec, ...]) -> tuple[GatewayRoute, ...]:
+        """`cluster.gatewayRoutes`: each `via: node/NAME` of a node, each cidr once."""
+        names = [n.name for n in nodes]
+        out: list[GatewayRoute] = []
+        for index, r in enumerate(self.model.gateway_routes):
+            where = ("gatewayRoutes", index)
+            kind, _, name = r.via.partition("/")
+            if kind != "node" or name not in names:
+                raise self.fail(
+                    (*where, "via"),
+                    f"{r.via!r} is not a node (allowed: node/NAME, one of "
+                    + ", ".join(f"node/{n}" for n in names)
+                    + ")",
+                )
+            if any(o.cidr == r.cidr for o in out):
+                raise self.fail((*where, "cidr"), f"duplicate route to {r.cidr}")
+            out.append(GatewayRoute(r.cidr, name, self.locate((*_BASE, *where))))
+        return tuple(out)
 
     def _gateway(self) -> IPv4Address:
         return self.model.gateway or self.model.node_cidr.network_address + 1
@@ -133,7 +292,7 @@ class _Plan:
                 ("gateway",), f"{gateway} is not a host address of nodeCIDR {cidr}"
             )
 
-    def _check_devices(self, network: NetworkMode) -> None:
+    def _check_devices(self, network: Network) -> None:
         m = self.model
         taken = {"lo", "eth0"} | (
             {"flannel.1"} if network is NetworkMode.VXLAN else set()
@@ -143,11 +302,13 @@ class _Plan:
                 ("bridge",),
                 f"{m.bridge!r} is already a device of every node ({', '.join(sorted(taken))})",
             )
-        if network is NetworkMode.VXLAN and m.mtu - VXLAN_OVERHEAD < MIN_MTU:
+        overhead = ENCAP_OVERHEAD.get(network, 0)
+        if overhead and m.mtu - overhead < MIN_MTU:
             raise self.fail(
                 ("mtu",),
-                f"{m.mtu} leaves {m.mtu - VXLAN_OVERHEAD} bytes inside VXLAN"
-                f" (allowed: at least {MIN_MTU + VXLAN_OVERHEAD} with network vxlan)",
+                f"{m.mtu} leaves {m.mtu - overhead} bytes inside"
+                f" {ENCAP_NAMES[network]} (allowed: at least {MIN_MTU + overhead} with"
+                f" network {network})",
             )
 
     def _entries(self) -> list[NodeEntry]:
@@ -210,6 +371,12 @@ class _Plan:
                 self._check_node_ip(ip, n, used, gateway)
             used[ip] = n.name
             cursor = ip
+            if self.calico is not None and n.pod_cidr is not None:
+                raise n.fail(
+                    "podCIDR",
+                    "cni: calico does not use podCIDR (Calico's IPAM gives each node"
+                    " a block of cluster.calico.ipPool)",
+                )
             pod_cidr = n.pod_cidr or self._default_pod_cidr(index + 1, n)
             self._check_pod_cidr(n, pod_cidr, nodes)
             labels = {**n.labels, HOSTNAME_LABEL: n.name}
@@ -233,11 +400,29 @@ class _Plan:
             raise n.fail("ip", f"{ip} is already the address of node {used[ip]!r}")
 
     def _default_pod_cidr(self, number: int, n: NodeEntry) -> IPv4Network:
+        if self.calico is not None:
+            return self._block(number, n)
         if number > 255:
             raise n.fail(
                 "", f"no default podCIDR for node number {number}; give podCIDR"
             )
         return IPv4Network(f"10.0.{number}.0/24")
+
+    def _block(self, number: int, n: NodeEntry) -> IPv4Network:
+        """The IPAM block of the `number`th node: blocks of the pool in node order (Calico
+        claims a free block at random, `ipam.go` randomBlockGenerator; in order here, so
+        the same scenario gives the same addresses)."""
+        assert self.calico is not None
+        pool, size = self.calico.ip_pool, self.calico.block_size
+        count = 1 << (size - pool.prefixlen)
+        if number > count:
+            raise n.fail(
+                "",
+                f"ipPool {pool} has {count} blocks of /{size}, none left for node"
+                f" {n.name!r} (allowed: a larger pool or a longer blockSize)",
+            )
+        start = int(pool.network_address) + (number - 1) * (1 << (32 - size))
+        return IPv4Network((start, size))
 
     def _check_pod_cidr(
         self, n: NodeEntry, cidr: IPv4Network, earlier: list[NodeSpec]
@@ -250,7 +435,7 @@ class _Plan:
                 return n.fail("podCIDR", reason)
             return self.fail(fallback, reason) if fallback else n.fail("", reason)
 
-        if cidr.prefixlen > 30:
+        if cidr.prefixlen > 30 and self.calico is None:
             raise fail(
                 (),
                 f"podCIDR {cidr} of node {name!r} is too small (allowed: /30 or shorter)",
@@ -338,6 +523,8 @@ class _Plan:
                 path, f"{ip} is already the address of external {taken[ip]!r}"
             )
         inside = [("nodeCIDR", m.node_cidr), ("serviceCIDR", m.service_cidr)]
+        if self.calico is not None:
+            inside.append(("calico.ipPool", self.calico.ip_pool))
         value = int(ip)
         at = bisect.bisect_left(self._pod_cidrs, (value, -1, -1))
         for i in self._pod_cidr_overlaps(value, value, at):

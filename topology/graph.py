@@ -18,7 +18,7 @@ import hashlib
 from itertools import combinations
 from typing import Any
 
-from topology.model import Cluster, NetworkMode
+from topology.model import CalicoMode, Cluster, Cni, NetworkMode
 
 UNDERLAY = "underlay"
 GATEWAY = "gateway"
@@ -33,6 +33,33 @@ def veth_name(pod_key: str) -> str:
     'veth71273818'
     """
     return "veth" + hashlib.sha1(pod_key.encode()).hexdigest()[:8]
+
+
+def cali_name(pod_key: str) -> str:
+    """Calico's host end of pod `NS/POD`: `cali` + 11 hex digits of sha1("NS.POD")
+    (libcalico-go `VethNameForWorkload`).
+
+    >>> cali_name("default/a")
+    'caliacd53aa4120'
+    """
+    digest = hashlib.sha1(pod_key.replace("/", ".", 1).encode()).hexdigest()
+    return "cali" + digest[:11]
+
+
+def host_end(cluster: Cluster, pod_key: str) -> str:
+    """The host end of a pod's veth pair under the cluster's CNI."""
+    calico = cluster.config.cni is Cni.CALICO
+    return cali_name(pod_key) if calico else veth_name(pod_key)
+
+
+def tunnel_device(cluster: Cluster) -> str | None:
+    """Every node's tunnel device: flannel.1 (flannel vxlan), tunl0 or vxlan.calico."""
+    net = cluster.config.network
+    if net is NetworkMode.VXLAN:
+        return VTEP
+    if net is CalicoMode.IPIP:
+        return "tunl0"
+    return "vxlan.calico" if net is CalicoMode.VXLAN else None
 
 
 def device_id(node: str, ifname: str) -> str:
@@ -70,9 +97,12 @@ def build_graph(cluster: Cluster) -> Any:
         (GATEWAY, UNDERLAY, {"kind": "underlay"})
     ]
     vteps = []
+    has_bridge = cfg.cni is Cni.FLANNEL
+    tunnel = tunnel_device(cluster)
     for node in cluster.nodes:
         eth0 = device_id(node.name, "eth0")
-        bridge = device_id(node.name, cfg.bridge)
+        # Calico has no bridge: its routed host ends lead to eth0 through the IP layer
+        bridge = device_id(node.name, cfg.bridge) if has_bridge else eth0
         nodes.append(
             (
                 eth0,
@@ -84,22 +114,27 @@ def build_graph(cluster: Cluster) -> Any:
                 },
             )
         )
-        nodes.append(
-            (
-                bridge,
-                {
-                    "kind": "bridge",
-                    "node": node.name,
-                    "ip": node.bridge_ip,
-                    "label": f"{node.name} {cfg.bridge} {node.bridge_ip}"
-                    f"/{node.pod_cidr.prefixlen}",
-                },
-            )
+        nodes.extend(
+            [
+                (
+                    bridge,
+                    {
+                        "kind": "bridge",
+                        "node": node.name,
+                        "ip": node.bridge_ip,
+                        "label": f"{node.name} {cfg.bridge} {node.bridge_ip}"
+                        f"/{node.pod_cidr.prefixlen}",
+                    },
+                )
+            ]
+            if has_bridge
+            else []
         )
         edges.append((eth0, UNDERLAY, {"kind": "underlay"}))
-        edges.append((bridge, eth0, {"kind": "route"}))
-        if cfg.network is NetworkMode.VXLAN:
-            vtep = device_id(node.name, VTEP)
+        if has_bridge:
+            edges.append((bridge, eth0, {"kind": "route"}))
+        if tunnel is not None:
+            vtep = device_id(node.name, tunnel)
             nodes.append(
                 (
                     vtep,
@@ -107,19 +142,23 @@ def build_graph(cluster: Cluster) -> Any:
                         "kind": "vtep",
                         "node": node.name,
                         "ip": node.pod_cidr.network_address,
-                        "label": f"{node.name} {VTEP} vni 1",
+                        "label": f"{node.name} {tunnel}"
+                        + {VTEP: " vni 1", "vxlan.calico": " vni 4096"}.get(tunnel, ""),
                     },
                 )
             )
-            edges.append((bridge, vtep, {"kind": "route"}))
+            if has_bridge:
+                edges.append((bridge, vtep, {"kind": "route"}))
             edges.append((vtep, eth0, {"kind": "route"}))
             vteps.append(vtep)
-    edges.extend((a, b, {"kind": "vxlan-tunnel"}) for a, b in combinations(vteps, 2))
+    kind = "ipip-tunnel" if tunnel == "tunl0" else "vxlan-tunnel"
+    edges.extend((a, b, {"kind": kind}) for a, b in combinations(vteps, 2))
     for pod in cluster.pods.values():
         if pod.host_network:
             continue
         inside = pod_device_id(pod.key)
-        host_end = device_id(pod.node, veth_name(pod.key))
+        end = host_end(cluster, pod.key)
+        host = device_id(pod.node, end)
         nodes.append(
             (
                 inside,
@@ -134,18 +173,25 @@ def build_graph(cluster: Cluster) -> Any:
         )
         nodes.append(
             (
-                host_end,
+                host,
                 {
                     "kind": "veth",
                     "node": pod.node,
                     "pod": pod.key,
-                    "label": f"{pod.node} {veth_name(pod.key)}",
+                    "label": f"{pod.node} {end}",
                 },
             )
         )
-        edges.append((inside, host_end, {"kind": "veth"}))
+        edges.append((inside, host, {"kind": "veth"}))
+        port = "bridge-port" if has_bridge else "route"
         edges.append(
-            (host_end, device_id(pod.node, cfg.bridge), {"kind": "bridge-port"})
+            (
+                host,
+                device_id(pod.node, cfg.bridge)
+                if has_bridge
+                else device_id(pod.node, "eth0"),
+                {"kind": port},
+            )
         )
     for ext in cluster.config.externals:
         ext_id = f"external:{ext.name}"

@@ -4,6 +4,10 @@ Real clusters pick ClusterIPs at random; here every allocator hands out the LOWE
 so the same scenario always gives the same addresses:
 - a node's bridge takes the first host of its podCIDR (the `host-local` IPAM gateway), pods
   take the lowest free host from `.2` on, a deleted pod's address becomes free again;
+- with Calico a node's podCIDR is its IPAM block: every address of it is usable (Calico's
+  IPAM hands out the network and broadcast addresses of a block too); in ipip and vxlan
+  mode the first (`.0` of the block) is the tunnel device's (calico-node allocates it
+  before any pod, `node/pkg/allocateip`), pods take the lowest free from the next on;
 - `.1` of serviceCIDR is `default/kubernetes`, `.10` is kube-dns (reserved even without DNS,
   so turning DNS off never shifts other ClusterIPs), others the lowest free from `.2`;
 - NodePorts come from 30000-32767 (kube-apiserver `--service-node-port-range`), lowest first.
@@ -13,6 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from ipaddress import IPv4Address, IPv4Network
+
+from topology.model import CalicoMode, ClusterConfig, Cni, NetworkMode, NodeSpec
 
 NODE_PORT_RANGE = (30000, 32767)
 KUBERNETES_OFFSET = 1
@@ -108,15 +114,50 @@ class Pool:
         return self.last - self.first + 1
 
 
+def tunnel_ip(config: ClusterConfig, node: NodeSpec) -> IPv4Address | None:
+    """The node's tunnel address inside its podCIDR: flannel.1's (vxlan), tunl0's or
+    vxlan.calico's (Calico ipip, vxlan): the network address of the podCIDR or block."""
+    encap = config.network in (NetworkMode.VXLAN, CalicoMode.IPIP, CalicoMode.VXLAN)
+    return node.pod_cidr.network_address if encap else None
+
+
+def gateway_ip(config: ClusterConfig, node: NodeSpec) -> IPv4Address | None:
+    """The pods' gateway on the node inside its podCIDR: the bridge's address (flannel);
+    None with Calico (pods route to 169.254.1.1, which no device holds)."""
+    return node.bridge_ip if config.cni is Cni.FLANNEL else None
+
+
+def node_pod_addresses(config: ClusterConfig, node: NodeSpec) -> list[IPv4Address]:
+    """The node's own addresses inside its podCIDR (bridge, tunnel device)."""
+    found = (gateway_ip(config, node), tunnel_ip(config, node))
+    return [ip for ip in found if ip is not None]
+
+
 class PodAddresses:
-    """Pod addresses of one node's podCIDR: `.2` up to the last host (`.1` is the bridge)."""
+    """Pod addresses of one node's podCIDR: `.2` up to the last host (`.1` is the bridge),
+    or, with Calico, every address of the block but the tunnel device's."""
 
-    __slots__ = ("cidr", "pool")
+    __slots__ = ("cidr", "pool", "reserved")
 
-    def __init__(self, cidr: IPv4Network, used: Iterable[IPv4Address] = ()) -> None:
+    def __init__(
+        self,
+        cidr: IPv4Network,
+        used: Iterable[IPv4Address] = (),
+        config: ClusterConfig | None = None,
+    ) -> None:
         self.cidr = cidr
         base = int(cidr.network_address)
-        self.pool = Pool(2, cidr.num_addresses - 2, (int(ip) - base for ip in used))
+        first, last = 2, cidr.num_addresses - 2
+        self.reserved = {1: f"the bridge's address (the first host of podCIDR {cidr})"}
+        if config is not None and config.cni is Cni.CALICO:
+            first, last = 0, cidr.num_addresses - 1
+            self.reserved = {}
+            if config.network is not CalicoMode.BGP:
+                first = 1
+                self.reserved = {
+                    0: f"the tunnel device's address (the first of IPAM block {cidr})"
+                }
+        self.pool = Pool(first, last, (int(ip) - base for ip in used))
 
     def allocate(self) -> IPv4Address | None:
         offset = self.pool.allocate()
@@ -135,10 +176,8 @@ class PodAddresses:
         if ip not in self.cidr:
             return f"{ip} is outside podCIDR {self.cidr}"
         offset = int(ip) - int(self.cidr.network_address)
-        if offset == 1:
-            return (
-                f"{ip} is the bridge's address (the first host of podCIDR {self.cidr})"
-            )
+        if offset in self.reserved:
+            return f"{ip} is {self.reserved[offset]}"
         if not self.pool.first <= offset <= self.pool.last:
             return f"{ip} is not a host address of podCIDR {self.cidr}"
         if not self.pool.claim(offset):

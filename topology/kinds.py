@@ -3,11 +3,12 @@
 Real manifests (a chart's `helm template` output, a dump of a live cluster) hold many kinds.
 Each object falls in one class:
 - **modelled**: Namespace, Node, Pod, Deployment, ReplicaSet, StatefulSet, DaemonSet,
-  Service, NetworkPolicy (networking.k8s.io) are read and validated;
+  Service, NetworkPolicy (networking.k8s.io), EndpointSlice (discovery.k8s.io) are read
+  and validated;
 - **inert**: kinds that do not affect the network (ConfigMap, Secret, RBAC, storage,
   autoscaling, ...) are skipped, with ONE summary warning of counts by kind;
 - **unmodelled**: kinds that do affect the network but are not modelled (Ingress, the
-  Gateway API, vendor policies, EndpointSlices, Jobs, ...) are skipped with a warning
+  Gateway API, vendor policies, Endpoints, Jobs, ...) are skipped with a warning
   naming each object, because the traffic they shape is not simulated;
 - **unknown**: any other kind (a custom resource, or a modelled name in another API group:
   a Knative Service) is skipped with a warning naming it.
@@ -92,7 +93,6 @@ UNMODELLED_KINDS: dict[str, str] = {
     "AdminNetworkPolicy": "admin network policies are not modelled yet",
     "BaselineAdminNetworkPolicy": "admin network policies are not modelled yet",
     "ClusterNetworkPolicy": "cluster network policies are not modelled yet",
-    "EndpointSlice": "endpoints are derived from Services and pods here (planned)",
     "Endpoints": "endpoints are derived from Services and pods here (planned)",
     "ServiceCIDR": "serviceCIDR is cluster.serviceCIDR",
     "IPAddress": "ClusterIPs are allocated from cluster.serviceCIDR",

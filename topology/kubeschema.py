@@ -47,6 +47,7 @@ API_VERSIONS: dict[str, str] = {
     "StatefulSet": "apps/v1",
     "DaemonSet": "apps/v1",
     "NetworkPolicy": "networking.k8s.io/v1",
+    "EndpointSlice": "discovery.k8s.io/v1",
 }
 WORKLOAD_KINDS = ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet")
 
@@ -398,9 +399,13 @@ class ServiceSpec(KubeStrictModel):
         description="The external address of a LoadBalancer when status.loadBalancer.ingress gives none.",
     )
     session_affinity_config: Ignored = None
-    load_balancer_source_ranges: Ignored = None
+    load_balancer_source_ranges: list[str] | None = Field(
+        default=None, description="CIDRs that may reach the LoadBalancer addresses."
+    )
     load_balancer_class: Ignored = None
-    external_ips: Ignored = Field(default=None, alias="externalIPs")
+    external_ips: list[IPv4] | None = Field(
+        default=None, alias="externalIPs", description="Addresses routed to the nodes."
+    )
     ip_families: Ignored = None
     ip_family_policy: Ignored = None
     publish_not_ready_addresses: Ignored = None
@@ -414,7 +419,9 @@ class LoadBalancerIngress(KubeStrictModel):
         default=None, description="An external address of the LoadBalancer."
     )
     hostname: Ignored = None
-    ip_mode: Ignored = None
+    ip_mode: Literal["VIP", "Proxy"] | None = Field(
+        default=None, description="VIP (default) or Proxy (KEP-1860)."
+    )
     ports: Ignored = None
 
 
@@ -439,7 +446,7 @@ class ServiceObject(_Object):
     )
     status: ServiceStatus = Field(
         default=ServiceStatus(),
-        description="Only status.loadBalancer.ingress[].ip is read.",
+        description="Only status.loadBalancer.ingress[].ip and .ipMode are read.",
     )
 
 
@@ -528,6 +535,41 @@ class NetworkPolicyObject(_Object):
     status: Ignored = None
 
 
+class EndpointConditionsSpec(KubeStrictModel):
+    ready: bool | None = Field(default=None, description="Unset: true (kube-proxy).")
+    serving: bool | None = Field(default=None, description="Unset: as ready.")
+    terminating: bool | None = Field(default=None, description="Unset: false.")
+
+
+class EndpointSpec(KubeStrictModel):
+    addresses: list[IPv4] = Field(
+        min_length=1, description="kube-proxy uses the first."
+    )
+    conditions: EndpointConditionsSpec = Field(
+        default=EndpointConditionsSpec(), description="ready, serving, terminating."
+    )
+    node_name: str | None = Field(default=None, description="Local to this node.")
+    zone: Ignored = None
+    target_ref: Ignored = None
+    hints: Ignored = None
+    hostname: Ignored = None
+    deprecated_topology: Ignored = None
+
+
+class EndpointPortSpec(KubeStrictModel):
+    name: str | None = Field(default=None, description="The Service port's name.")
+    port: Port = Field(description="The endpoints' port number.")
+    protocol: ProtocolName | None = Field(default=None, description="Default TCP.")
+    app_protocol: Ignored = None
+
+
+class EndpointSliceObject(_Object):
+    kind: Literal["EndpointSlice"] = Field(description="EndpointSlice.")
+    address_type: Literal["IPv4"] = Field(description="IPv4 only.")
+    endpoints: list[EndpointSpec] = Field(default=[], description="The endpoints.")
+    ports: list[EndpointPortSpec] = Field(default=[], description="Their ports.")
+
+
 KubeModel = (
     NamespaceObject
     | PodObject
@@ -537,6 +579,7 @@ KubeModel = (
     | DaemonSetObject
     | ServiceObject
     | NetworkPolicyObject
+    | EndpointSliceObject
 )
 WorkloadModel = (
     DeploymentObject | ReplicaSetObject | StatefulSetObject | DaemonSetObject
@@ -551,4 +594,5 @@ MODELS: dict[str, type[KubeModel]] = {
     "DaemonSet": DaemonSetObject,
     "Service": ServiceObject,
     "NetworkPolicy": NetworkPolicyObject,
+    "EndpointSlice": EndpointSliceObject,
 }

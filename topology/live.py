@@ -390,7 +390,8 @@ def template_labels(data: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def host_port_warnings(obj: KubeObject, spec_path: Path, warnings: list[str]) -> None:
     """A warning for every `hostPort`: the CNI portmap plugin is not modelled."""
-    spec: Any = obj.model.spec
+    model: Any = obj.model  # a Pod or a workload (an EndpointSlice has no spec)
+    spec = model.spec
     pod_spec = spec.template.spec if spec_path != ("spec",) else spec
     for ci, container in enumerate(pod_spec.containers):
         for pi, port in enumerate(container.ports):

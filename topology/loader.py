@@ -316,7 +316,7 @@ class _ScenarioLoader:
         if m is None:
             return None
         verdict = None if m.verdict is None else _verdict(m.verdict)
-        return Expectation(verdict, m.policy, tuple(m.via), m.endpoint)
+        return Expectation(verdict, m.policy, tuple(m.via), m.endpoint, m.source_ip)
 
     def probe(self, item: ProbeItem, path: FieldPath, loc: Loc) -> ProbeStep:
         m = item.probe

@@ -28,12 +28,58 @@ class Loc:
 BUILTIN = Loc("<built-in>")
 
 
+class Cni(StrEnum):
+    """The network plugin that builds every node (docs/scenario-format.md, `cluster.cni`)."""
+
+    FLANNEL = "flannel"
+    CALICO = "calico"
+    CILIUM = "cilium"
+
+
 class NetworkMode(StrEnum):
-    """How pod traffic crosses nodes (docs/scenario-format.md, `cluster.network`)."""
+    """How pod traffic crosses nodes with flannel (docs/scenario-format.md,
+    `cluster.network`): its backends."""
 
     VXLAN = "vxlan"
     HOST_GW = "host-gw"
     ROUTED = "routed"
+
+
+class CalicoMode(StrEnum):
+    """Calico's `cluster.network`: the IP pool's encapsulation (ipipMode, vxlanMode:
+    Always) or none (BGP-learned routes between nodes)."""
+
+    IPIP = "ipip"
+    VXLAN = "vxlan"
+    BGP = "bgp"
+
+
+class CiliumMode(StrEnum):
+    """Cilium's `cluster.network` (`tunnel-protocol`, or `routing-mode: native`)."""
+
+    VXLAN = "vxlan"
+    GENEVE = "geneve"
+    NATIVE = "native"
+
+
+# A network mode of some CNI: `is NetworkMode.VXLAN` means flannel's vxlan only.
+Network = NetworkMode | CalicoMode | CiliumMode
+# The network modes of each CNI, its default first (docs/scenario-format.md, `cluster.cni`):
+# flannel's backends; Calico's IP pool encapsulations (ipipMode/vxlanMode, or neither: BGP
+# routes); Cilium's tunnel protocols and native routing.
+CNI_NETWORKS: dict[Cni, tuple[Network, ...]] = {
+    Cni.FLANNEL: tuple(NetworkMode),
+    Cni.CALICO: tuple(CalicoMode),
+    Cni.CILIUM: tuple(CiliumMode),
+}
+# The CNIs `dataplane.cni` builds; a scenario naming another is refused, never approximated.
+MODELLED_CNIS = (Cni.FLANNEL, Cni.CALICO)
+
+# Bytes of headers an encapsulation adds in front of the inner IP packet (by mode name):
+# VXLAN's outer Ethernet 14 + IP 20 + UDP 8 + VXLAN 8, IP-in-IP's outer IP header 20
+# (RFC 2003), Geneve's like VXLAN's without options.  Pod MTU = underlay MTU - overhead
+# (Calico's `veth_mtu` autodetection and flannel's subnet.env subtract the same).
+ENCAP_OVERHEAD: Mapping[str, int] = {"vxlan": 50, "ipip": 20, "geneve": 50}
 
 
 class Protocol(StrEnum):
@@ -47,7 +93,8 @@ class Protocol(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class NodeSpec:
-    """A node: its underlay address and the pod CIDR its bridge serves."""
+    """A node: its underlay address and the pod CIDR its bridge serves (with Calico: the
+    IPAM block affine to it)."""
 
     name: str
     ip: IPv4Address
@@ -79,6 +126,51 @@ class External:
     loc: Loc = BUILTIN
 
 
+_DEFAULT_IP_POOL = IPv4Network("192.168.0.0/16")
+
+
+@dataclass(frozen=True, slots=True)
+class CalicoConfig:
+    """`cluster.calico`: the IP pool Calico's IPAM splits into one block per node."""
+
+    ip_pool: IPv4Network = _DEFAULT_IP_POOL  # CALICO_IPV4POOL_CIDR
+    block_size: int = 26  # CALICO_IPV4POOL_BLOCK_SIZE
+
+
+class ProxyMode(StrEnum):
+    """kube-proxy's `mode` (KubeProxyConfiguration)."""
+
+    IPTABLES = "iptables"
+    NFTABLES = "nftables"
+    IPVS = "ipvs"
+
+
+NODE_PORT_PRIMARY = "primary"
+
+
+@dataclass(frozen=True, slots=True)
+class KubeProxyConfig:
+    """The KubeProxyConfiguration fields that shape the dataplane, defaults filled in.
+
+    `node_port_addresses`: () every local address, ("primary",) the node's own address,
+    else CIDRs; `masquerade_all` is the option of the mode in use."""
+
+    mode: ProxyMode = ProxyMode.IPTABLES
+    node_port_addresses: tuple[str, ...] = ()
+    masquerade_all: bool = False
+    localhost_node_ports: bool = True
+    ipvs_scheduler: str = "rr"
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayRoute:
+    """A route of `cluster.gatewayRoutes`: `cidr` via the address of node `node`."""
+
+    cidr: IPv4Network
+    node: str
+    loc: Loc = BUILTIN
+
+
 _DEFAULT_NODE_CIDR = IPv4Network("10.100.0.0/24")
 _DEFAULT_GATEWAY = IPv4Address("10.100.0.1")
 _DEFAULT_SERVICE_CIDR = IPv4Network("10.96.0.0/12")
@@ -88,7 +180,9 @@ _DEFAULT_SERVICE_CIDR = IPv4Network("10.96.0.0/12")
 class ClusterConfig:
     """The `cluster` section of a scenario, every default filled in."""
 
-    network: NetworkMode = NetworkMode.VXLAN
+    network: Network = NetworkMode.VXLAN
+    cni: Cni = Cni.FLANNEL
+    calico: CalicoConfig | None = None  # set when cni is calico
     vxlan_port: int = 8472
     bridge: str = "cbr0"
     mtu: int = 1500
@@ -99,11 +193,14 @@ class ClusterConfig:
     dns: bool = True
     nodes: tuple[NodeSpec, ...] = ()
     externals: tuple[External, ...] = ()
+    kube_proxy: KubeProxyConfig = KubeProxyConfig()
+    gateway_routes: tuple[GatewayRoute, ...] = ()
 
     @property
     def pod_mtu(self) -> int:
-        """MTU of pod interfaces and the bridge: VXLAN costs 50 bytes of headers."""
-        return self.mtu - 50 if self.network is NetworkMode.VXLAN else self.mtu
+        """MTU of pod interfaces and the bridge: the underlay's minus the encapsulation's
+        headers (VXLAN 50 bytes, IP-in-IP 20)."""
+        return self.mtu - ENCAP_OVERHEAD.get(self.network, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +306,14 @@ class ServicePort:
     node_port: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class LoadBalancerIngress:
+    """One `status.loadBalancer.ingress` address; `ip_mode` VIP or Proxy (KEP-1860)."""
+
+    ip: IPv4Address
+    ip_mode: str = "VIP"
+
+
 class ServiceType(StrEnum):
     CLUSTER_IP = "ClusterIP"
     NODE_PORT = "NodePort"
@@ -228,7 +333,58 @@ class Service:
     external_traffic_policy: str = "Cluster"  # Cluster | Local
     internal_traffic_policy: str = "Cluster"  # Cluster | Local
     session_affinity: str = "None"  # None | ClientIP
-    load_balancer_ip: IPv4Address | None = None
+    load_balancer_ingress: tuple[LoadBalancerIngress, ...] = ()
+    load_balancer_source_ranges: tuple[IPv4Network, ...] = ()
+    external_ips: tuple[IPv4Address, ...] = ()
+    loc: Loc = BUILTIN
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def load_balancer_ip(self) -> IPv4Address | None:
+        """The first LoadBalancer address, or None."""
+        ingress = self.load_balancer_ingress
+        return ingress[0].ip if ingress else None
+
+    def load_balancer_vips(self) -> tuple[IPv4Address, ...]:
+        """The ingress addresses kube-proxy captures: those of ipMode VIP
+        (`LoadBalancerVIPs()`, pkg/proxy/serviceport.go)."""
+        return tuple(i.ip for i in self.load_balancer_ingress if i.ip_mode == "VIP")
+
+
+@dataclass(frozen=True, slots=True)
+class SliceEndpoint:
+    """One endpoint of an EndpointSlice, conditions as kube-proxy reads them
+    (pkg/proxy/endpointslicecache.go: ready unset is true, serving unset is ready)."""
+
+    ip: IPv4Address
+    ready: bool = True
+    serving: bool = True
+    terminating: bool = False
+    node: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SlicePort:
+    """One port of an EndpointSlice: `name` is the Service port's ('' unnamed)."""
+
+    name: str
+    port: int
+    protocol: Protocol = Protocol.TCP
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSlice:
+    """A discovery.k8s.io/v1 EndpointSlice of Service `service` (its
+    `kubernetes.io/service-name` label)."""
+
+    namespace: str
+    name: str
+    service: str
+    endpoints: tuple[SliceEndpoint, ...] = ()
+    ports: tuple[SlicePort, ...] = ()
     loc: Loc = BUILTIN
 
     @property
@@ -318,6 +474,7 @@ class Cluster:
     services: Mapping[str, Service] = field(default_factory=dict)
     policies: Mapping[str, NetworkPolicy] = field(default_factory=dict)
     workloads: Mapping[str, Workload] = field(default_factory=dict)
+    endpoint_slices: Mapping[str, EndpointSlice] = field(default_factory=dict)
 
     @property
     def nodes(self) -> tuple[NodeSpec, ...]:

@@ -15,14 +15,16 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Network
 
 from topology import kubeschema as k
 from topology import names
-from topology.fields import cidr_reason, parse_loose_cidr
+from topology.fields import cidr_reason, parse_loose_cidr, special_range
 from topology.ipam import NODE_PORT_RANGE
 from topology.manifest import KubeObject, Origin
 from topology.model import (
     Container,
     ContainerPort,
+    EndpointSlice,
     IPBlock,
     LabelSelector,
+    LoadBalancerIngress,
     Namespace,
     NetworkPolicy,
     PolicyPeer,
@@ -34,6 +36,8 @@ from topology.model import (
     Service,
     ServicePort,
     ServiceType,
+    SliceEndpoint,
+    SlicePort,
 )
 from topology.selectors import format_selector, is_empty, matches
 from topology.yamlsource import PathPart, format_path
@@ -70,7 +74,15 @@ class ServiceDraft:
     requested_ip: IPv4Address | None
 
 
-Draft = Namespace | PodTemplate | WorkloadDraft | ServiceDraft | NetworkPolicy
+Draft = (
+    Namespace
+    | PodTemplate
+    | WorkloadDraft
+    | ServiceDraft
+    | NetworkPolicy
+    | EndpointSlice
+)
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 
 def draft(obj: KubeObject, warnings: list[str]) -> Draft:
@@ -84,6 +96,8 @@ def draft(obj: KubeObject, warnings: list[str]) -> Draft:
         return service(obj, m)
     if isinstance(m, k.NetworkPolicyObject):
         return network_policy(obj, m, warnings)
+    if isinstance(m, k.EndpointSliceObject):
+        return endpoint_slice(obj, m)
     return workload(obj, m, warnings)
 
 
@@ -229,10 +243,7 @@ def service(obj: KubeObject, m: k.ServiceObject) -> ServiceDraft:
             ("spec", "externalTrafficPolicy"),
             "may only be set when type is NodePort or LoadBalancer",
         )
-    lb_ip = None
-    if stype is ServiceType.LOAD_BALANCER:
-        ingress = m.status.load_balancer.ingress
-        lb_ip = (ingress[0].ip if ingress else None) or spec.load_balancer_ip
+    ingress = _load_balancer_ingress(m, stype, origin)
     svc = Service(
         namespace=obj.namespace,
         name=obj.name,
@@ -243,10 +254,77 @@ def service(obj: KubeObject, m: k.ServiceObject) -> ServiceDraft:
         external_traffic_policy=spec.external_traffic_policy or "Cluster",
         internal_traffic_policy=spec.internal_traffic_policy or "Cluster",
         session_affinity=spec.session_affinity or "None",
-        load_balancer_ip=lb_ip,
+        load_balancer_ingress=ingress,
+        load_balancer_source_ranges=_source_ranges(spec, stype, origin),
+        external_ips=_external_ips(spec, origin),
         loc=origin.loc(()),
     )
     return ServiceDraft(svc, headless, requested)
+
+
+def _load_balancer_ingress(
+    m: k.ServiceObject, stype: ServiceType, origin: Origin
+) -> tuple[LoadBalancerIngress, ...]:
+    """Every `status.loadBalancer.ingress` address with its ipMode (VIP by default, as
+    the API server defaults it, KEP-1860); `spec.loadBalancerIP` when the status has none."""
+    if stype is not ServiceType.LOAD_BALANCER:
+        return ()
+    out: list[LoadBalancerIngress] = []
+    for index, item in enumerate(m.status.load_balancer.ingress):
+        if item.ip is None:
+            if item.ip_mode is not None:
+                # ValidateLoadBalancerStatus: "must be specified when `ip` is set"; an
+                # ipMode without an ip is refused the same way.
+                raise origin.error(
+                    ("status", "loadBalancer", "ingress", index, "ipMode"),
+                    "may not be set without ip",
+                )
+            continue
+        out.append(LoadBalancerIngress(item.ip, item.ip_mode or "VIP"))
+    if not out and m.spec.load_balancer_ip is not None:
+        out.append(LoadBalancerIngress(m.spec.load_balancer_ip))
+    return tuple(out)
+
+
+def _source_ranges(
+    spec: k.ServiceSpec, stype: ServiceType, origin: Origin
+) -> tuple[IPv4Network, ...]:
+    """`loadBalancerSourceRanges` (ValidateService: LoadBalancer only, each a CIDR,
+    space padding allowed "due to a historical accident")."""
+    ranges = spec.load_balancer_source_ranges
+    if not ranges:
+        return ()
+    if stype is not ServiceType.LOAD_BALANCER:
+        raise origin.error(
+            ("spec", "loadBalancerSourceRanges"),
+            "may only be used when type is LoadBalancer",
+        )
+    out: list[IPv4Network] = []
+    for index, text in enumerate(ranges):
+        cidr = parse_loose_cidr(text.strip())
+        if cidr is None:
+            raise origin.error(
+                ("spec", "loadBalancerSourceRanges", index), cidr_reason(text.strip())
+            )
+        out.append(cidr)
+    return tuple(out)
+
+
+def _external_ips(spec: k.ServiceSpec, origin: Origin) -> tuple[IPv4Address, ...]:
+    """`externalIPs`: unicast addresses (ValidateNonSpecialIP refuses loopback,
+    link-local, multicast and 0.0.0.0), each once."""
+    out: list[IPv4Address] = []
+    for index, ip in enumerate(spec.external_ips or ()):
+        where = ("spec", "externalIPs", index)
+        what = special_range(IPv4Network(ip))
+        if what is not None:
+            raise origin.error(
+                where, f"{ip} is in the {what} range (allowed: a unicast address)"
+            )
+        if ip in out:
+            raise origin.error(where, f"duplicate external IP {ip}")
+        out.append(ip)
+    return tuple(out)
 
 
 def _cluster_ip_text(spec: k.ServiceSpec, origin: Origin) -> tuple[str | None, Path]:
@@ -435,3 +513,42 @@ def _port(p: k.PolicyPortSpec, path: Path, origin: Origin) -> PolicyPort:
                 where, f"{p.end_port} is below port {p.port} (allowed: >= port)"
             )
     return PolicyPort(Protocol(p.protocol or "TCP"), p.port, p.end_port)
+
+
+def endpoint_slice(obj: KubeObject, m: k.EndpointSliceObject) -> EndpointSlice:
+    """An EndpointSlice as kube-proxy reads it (pkg/proxy/endpointslicecache.go): the
+    Service it belongs to is its `kubernetes.io/service-name` label (required here: kube-proxy
+    would ignore a slice without it); an endpoint's first address is used; `ready` unset is
+    true, `serving` unset is `ready`, `terminating` unset is false."""
+    origin = obj.origin
+    service = m.metadata.labels.get(SERVICE_NAME_LABEL)
+    if not service:
+        raise origin.error(
+            ("metadata", "labels"),
+            f"missing label {SERVICE_NAME_LABEL} (the Service this slice belongs to;"
+            " kube-proxy ignores a slice without it)",
+        )
+    endpoints = []
+    for e in m.endpoints:
+        c = e.conditions
+        ready = c.ready is None or c.ready
+        serving = ready if c.serving is None else c.serving
+        endpoints.append(
+            SliceEndpoint(
+                e.addresses[0], ready, serving, bool(c.terminating), e.node_name
+            )
+        )
+    ports = []
+    seen: set[tuple[str, Protocol]] = set()
+    for index, p in enumerate(m.ports):
+        proto = Protocol(p.protocol or "TCP")
+        name = p.name or ""
+        if (name, proto) in seen:
+            raise origin.error(
+                ("ports", index, "name"), f"duplicate port name {name!r} ({proto})"
+            )
+        seen.add((name, proto))
+        ports.append(SlicePort(name, p.port, proto))
+    return EndpointSlice(
+        obj.namespace, obj.name, service, tuple(endpoints), tuple(ports), origin.loc(())
+    )

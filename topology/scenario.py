@@ -45,6 +45,7 @@ class Expectation:
     policy: str | None = None
     via: tuple[str, ...] = ()
     endpoint: str | None = None
+    source_ip: str | None = None  # an endpoint or address: the source the server saw
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,9 @@ from topology.fields import (
 )
 from topology.kubeschema import KubeModel
 
-NetworkName = Literal["vxlan", "host-gw", "routed"]
+NetworkName = Literal["vxlan", "host-gw", "routed"]  # flannel's (dataplane init)
+CniName = Literal["flannel", "calico", "cilium"]
+NETWORK_NAMES = ("vxlan", "host-gw", "routed", "ipip", "bgp", "geneve", "native")
 ProtocolName = Literal["TCP", "UDP", "SCTP"]
 ProbeProtocol = Literal["TCP", "UDP", "SCTP", "ICMP"]
 VerdictWord = Literal[
@@ -104,23 +106,111 @@ class ExternalModel(StrictModel):
     )
 
 
+class CalicoModel(StrictModel):
+    """Calico's IPAM: the IP pool and the size of the block each node is affine to."""
+
+    ip_pool: CIDR = Field(
+        default=IPv4Network("192.168.0.0/16"),
+        alias="ipPool",
+        description="The IPv4 pool (calico-node's CALICO_IPV4POOL_CIDR, default"
+        " 192.168.0.0/16), outside nodeCIDR and serviceCIDR.",
+    )
+    block_size: Annotated[int, Field(ge=20, le=32)] = Field(
+        default=26,
+        alias="blockSize",
+        description="Prefix length of the blocks the pool is split into, one per node"
+        " in node order (CALICO_IPV4POOL_BLOCK_SIZE, default 26; Calico allows 20-32).",
+    )
+
+
+class GatewayRouteModel(StrictModel):
+    """An extra route on the gateway router (the cloud's route table)."""
+
+    cidr: CIDR = Field(description="Destination network, e.g. the service range.")
+    via: str = Field(description="The node it is routed to: node/NAME.")
+
+
+class IptablesModel(StrictModel):
+    """KubeProxyConfiguration `iptables` (kubeproxy.config.k8s.io/v1alpha1)."""
+
+    masquerade_all: bool = Field(
+        default=False,
+        alias="masqueradeAll",
+        description="SNAT all traffic to ClusterIPs (default false).",
+    )
+    localhost_node_ports: bool = Field(
+        default=True,
+        alias="localhostNodePorts",
+        description="NodePorts answer on 127.0.0.1 too (default true, iptables mode).",
+    )
+
+
+class NftablesModel(StrictModel):
+    """KubeProxyConfiguration `nftables`."""
+
+    masquerade_all: bool = Field(
+        default=False,
+        alias="masqueradeAll",
+        description="SNAT all traffic to ClusterIPs (default false).",
+    )
+
+
+class IpvsModel(StrictModel):
+    """KubeProxyConfiguration `ipvs`."""
+
+    scheduler: Literal["rr"] = Field(
+        default="rr",
+        description="IPVS scheduler: rr (round-robin, the default; deterministic"
+        " across a replay).",
+    )
+
+
+class KubeProxyModel(StrictModel):
+    """kube-proxy's KubeProxyConfiguration fields that shape the dataplane."""
+
+    mode: Literal["iptables", "nftables", "ipvs"] = Field(
+        default="iptables",
+        description="The proxy mode: iptables (default), nftables or ipvs.",
+    )
+    node_port_addresses: list[str] | None = Field(
+        default=None,
+        alias="nodePortAddresses",
+        description="Where NodePorts answer: [primary] (the node IP) or CIDRs."
+        " Default: every local address.",
+    )
+    iptables: IptablesModel = Field(
+        default=IptablesModel(), description="iptables mode options."
+    )
+    nftables: NftablesModel = Field(
+        default=NftablesModel(), description="nftables mode options."
+    )
+    ipvs: IpvsModel = Field(default=IpvsModel(), description="ipvs mode options.")
+
+
 class ClusterModel(StrictModel):
     """The cluster: nodes, their networks, the overlay, the gateway, external hosts."""
 
-    network: NetworkName = Field(
-        default="vxlan",
-        description="How pod traffic crosses nodes (flannel's backends): vxlan"
-        " (default; flannel.1, VNI 1, pod MTU = mtu - 50), host-gw (podCIDR via"
-        " nodeIP) or routed (the gateway routes every podCIDR).",
+    network: str | None = Field(
+        default=None,
+        # editors learn every CNI's modes; which of them the CNI offers is checked by
+        # topology.config (an error naming the CNI)
+        json_schema_extra={"enum": [*NETWORK_NAMES, None]},
+        description="How pod traffic crosses nodes. flannel: vxlan (default;"
+        " flannel.1, VNI 1, pod MTU = mtu - 50), host-gw (podCIDR via nodeIP) or"
+        " routed (the gateway routes every podCIDR); calico: ipip (default; tunl0,"
+        " pod MTU = mtu - 20), vxlan (vxlan.calico, VNI 4096, pod MTU = mtu - 50) or"
+        " bgp (block via nodeIP, no encapsulation); cilium: vxlan, geneve, native.",
     )
-    vxlan_port: Port = Field(
-        default=8472,
-        description="UDP destination port of VXLAN (default 8472, Linux's and"
-        " flannel's; IANA's is 4789).",
+    vxlan_port: Port | None = Field(
+        default=None,
+        alias="vxlanPort",
+        description="UDP destination port of VXLAN (flannel's default 8472, Linux's;"
+        " Calico's 4789, IANA's and Felix's vxlanPort). Only with network vxlan.",
     )
-    bridge: IfName = Field(
-        default="cbr0",
-        description="Name of every node's pod bridge (default cbr0; e.g. docker0).",
+    bridge: IfName | None = Field(
+        default=None,
+        description="Name of every node's pod bridge (default cbr0; e.g. docker0)."
+        " flannel only.",
     )
     mtu: Annotated[int, Field(ge=68, le=65535)] = Field(
         default=1500,
@@ -161,6 +251,28 @@ class ClusterModel(StrictModel):
         default=[],
         description="Hosts outside the cluster behind the gateway. Default: none.",
     )
+    kube_proxy: KubeProxyModel = Field(
+        default=KubeProxyModel(),
+        alias="kubeProxy",
+        description="kube-proxy's configuration (KubeProxyConfiguration fields).",
+    )
+    gateway_routes: list[GatewayRouteModel] = Field(
+        default=[],
+        alias="gatewayRoutes",
+        description="Extra routes on the gateway router, [{cidr, via: node/NAME}]"
+        " (e.g. the service range to a node). Default: none.",
+    )
+    cni: CniName = Field(
+        default="flannel",
+        description="The network plugin that builds every node: flannel (default;"
+        " the cbr0 bridge), calico (no bridge: cali* veths, /32 routes, Felix's"
+        " per-endpoint chains) or cilium (not modelled yet).",
+    )
+    calico: CalicoModel | None = Field(
+        default=None,
+        description="For Calico only (with cni calico): {ipPool, blockSize} of its IPAM."
+        " Default: 192.168.0.0/16 in /26 blocks.",
+    )
 
 
 def _verdict_word(value: Any) -> Any:
@@ -168,7 +280,8 @@ def _verdict_word(value: Any) -> Any:
         return {"verdict": value}
     if not isinstance(value, dict):
         raise invalid(
-            "expected a verdict word or a mapping {verdict, policy, via, endpoint},"
+            "expected a verdict word or a mapping {verdict, policy, via, endpoint,"
+            " sourceIP},"
             f" got {describe(value)}"
         )
     return value
@@ -195,9 +308,15 @@ class ExpectModel(StrictModel):
     endpoint: str | None = Field(
         default=None, description="NS/POD of the backend a Service chose."
     )
+    source_ip: str | None = Field(
+        default=None,
+        alias="sourceIP",
+        description="The source address the destination socket saw: an endpoint"
+        " (NS/POD, node/NAME: any of its addresses, external/NAME) or an address.",
+    )
 
 
-EXPECT_HELP = "A verdict word, or {verdict, policy, via, endpoint}; none: the step is not checked."
+EXPECT_HELP = "A verdict word, or {verdict, policy, via, endpoint, sourceIP}; none: the step is not checked."
 ExpectField = Annotated[
     ExpectModel,
     BeforeValidator(_verdict_word, json_schema_input_type=VerdictWord | ExpectModel),

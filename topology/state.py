@@ -12,7 +12,7 @@ from ipaddress import IPv4Address
 
 from topology.errors import TopologyError
 from topology.ipam import PodAddresses, ServiceAddresses, node_ports
-from topology.model import Cluster, Loc, Namespace, NodeSpec, Pod
+from topology.model import Cluster, Cni, Loc, Namespace, NodeSpec, Pod
 from topology.normalize import NAMESPACE_NAME_LABEL, PodTemplate
 from topology.workload import MAX_PODS, Scheduler
 
@@ -27,13 +27,19 @@ class ClusterState:
         self.services = dict(cluster.services)
         self.policies = dict(cluster.policies)
         self.workloads = dict(cluster.workloads)
+        self.endpoint_slices = dict(cluster.endpoint_slices)
         nodes = self.config.nodes
         self.scheduler = Scheduler(nodes, [p.node for p in self.pods.values()])
         used: dict[str, list[IPv4Address]] = {n.name: [] for n in nodes}
         for pod in self.pods.values():
             if not pod.host_network:
                 used[pod.node].append(pod.ip)
-        self.addresses = {n.name: PodAddresses(n.pod_cidr, used[n.name]) for n in nodes}
+        self.addresses = {
+            n.name: PodAddresses(n.pod_cidr, used[n.name], self.config) for n in nodes
+        }
+        # Calico's IPAM hands out blocks; a node here has one (docs/model.md)
+        calico = self.config.cni is Cni.CALICO
+        self.range_name = "IPAM block" if calico else "podCIDR"
         self.service_ips = ServiceAddresses(
             self.config.service_cidr,
             [s.cluster_ip for s in self.services.values() if s.cluster_ip is not None],
@@ -56,6 +62,7 @@ class ClusterState:
             self.services,
             self.policies,
             self.workloads,
+            self.endpoint_slices,
         )
 
     def freeze(self) -> Cluster:
@@ -93,7 +100,8 @@ class ClusterState:
             allocated = pool.allocate()
             if allocated is None:
                 raise TopologyError(
-                    f"cannot place pod {namespace}/{name}: podCIDR {node.pod_cidr} of node"
+                    f"cannot place pod {namespace}/{name}: {self.range_name}"
+                    f" {node.pod_cidr} of node"
                     f" {node.name!r} is exhausted ({pool.capacity} pod addresses in use)",
                     loc,
                     obj,

@@ -1,10 +1,12 @@
-"""`dataplane init [--cni flannel] [--network MODE] [-o FILE]`: a commented starter scenario.
+"""`dataplane init [--cni flannel|calico] [--network MODE] [-o FILE]`: a commented starter.
 
 The `cluster` section is written from the schema itself: every key of
 `topology.schema.ClusterModel` with its description as a comment and its default value
 (as `topology.config.default_config()` fills it in), so the starter cannot drift from the
-code.  The manifests and steps are a small working example that loads and passes in every
-network mode.
+code.  A key the CNI does not use (`bridge` with calico, `calico` with flannel, `vxlanPort`
+without VXLAN) is named in a comment without a value, so uncommenting every default still
+loads.  The manifests and steps are a small working example that loads and passes in every
+network mode of every modelled CNI.
 """
 
 from __future__ import annotations
@@ -17,14 +19,15 @@ from typing import Annotated, Any
 import typer
 
 from dataplane.cli import DebugOpt, err_console, input_errors, register
-from topology.model import NetworkMode
+from topology.model import CNI_NETWORKS as MODES
+from topology.model import MODELLED_CNIS
 
-# The CNI profiles and the network modes each offers.  Only flannel is modelled today;
-# calico and cilium are planned (docs/model.md, "Not modelled").
+# The modelled CNI profiles and the network modes each offers, its default first; the
+# others the schema knows are planned (docs/model.md, "CNI profiles").
 CNI_NETWORKS: dict[str, tuple[str, ...]] = {
-    "flannel": tuple(m.value for m in NetworkMode)
+    c.value: tuple(m.value for m in MODES[c]) for c in MODELLED_CNIS
 }
-PLANNED_CNIS = ("calico", "cilium")
+PLANNED_CNIS = tuple(c.value for c in MODES if c not in MODELLED_CNIS)
 WIDTH = 88
 
 HEADER = """\
@@ -36,8 +39,8 @@ description: >-                    # optional, free text (default: empty)
   Two nodes ({network}), a web Deployment behind a Service, a client pod, and a
   NetworkPolicy applied half-way.
 
-# cluster: optional, and so is every key in it.  The CNI is flannel; `network` picks its
-# backend.  The commented keys show their defaults: uncomment one to change it.
+# cluster: optional, and so is every key in it.  The CNI is {cni}; `network` picks its
+# mode.  The commented keys show their defaults: uncomment one to change it.
 cluster:
 """
 
@@ -117,22 +120,44 @@ def _comment(text: str, indent: str) -> list[str]:
     )
 
 
-def _defaults() -> dict[str, Any]:
+def _defaults(cni: str, network: str) -> dict[str, Any]:
     """The value of every `cluster` key when the scenario leaves it out, as YAML data:
-    the model's default, or what `default_config()` computes where that is None."""
-    from topology.config import default_config
-    from topology.schema import ClusterModel
+    the model's default, or what `cluster_config()` computes where that is None; None
+    for a key the CNI does not use."""
+    from topology.config import cluster_config
+    from topology.model import Loc
+    from topology.schema import CalicoModel, ClusterModel
 
+    model = ClusterModel.model_validate({"cni": cni, "network": network})
     values: dict[str, Any] = ClusterModel().model_dump(mode="json", by_alias=True)
-    c = default_config()
+    c = cluster_config(model, lambda _parts: Loc("<built-in>"))
+    calico = cni == "calico"
+    node_keys = ("name", "ip") if calico else ("name", "ip", "podCIDR")
     computed = {
+        "cni": cni,
         "gateway": str(c.gateway),
+        "vxlanPort": c.vxlan_port if network == "vxlan" or not calico else None,
+        "bridge": None if calico else c.bridge,
+        "calico": CalicoModel().model_dump(mode="json", by_alias=True)
+        if calico
+        else None,
         "nodes": [
-            {"name": n.name, "ip": str(n.ip), "podCIDR": str(n.pod_cidr)}
+            {
+                k: v
+                for k, v in (
+                    ("name", n.name),
+                    ("ip", str(n.ip)),
+                    ("podCIDR", str(n.pod_cidr)),
+                )
+                if k in node_keys
+            }
             for n in c.nodes
         ],
     }
-    return {k: computed.get(k, v) if v is None else v for k, v in values.items()}
+    return {
+        k: computed.get(k, v) if k in computed or v is None else v
+        for k, v in values.items()
+    }
 
 
 def _flow(value: Any) -> str:
@@ -145,10 +170,10 @@ def _flow(value: Any) -> str:
     return text.removesuffix("\n...\n").strip()
 
 
-def _cluster_lines(network: str) -> list[str]:
+def _cluster_lines(network: str, cni: str) -> list[str]:
     from topology.schema import ClusterModel
 
-    defaults = _defaults()
+    defaults = _defaults(cni, network)
     lines: list[str] = []
     for name, info in ClusterModel.model_fields.items():
         key = info.alias or name
@@ -156,6 +181,10 @@ def _cluster_lines(network: str) -> list[str]:
         value = defaults[key]
         if key == "network":
             lines.append(f"  network: {network}")
+        elif key == "cni" and cni != "flannel":
+            lines.append(f"  cni: {cni}")
+        elif value is None:
+            lines.append(f"  # {key}:  # not used by cni: {cni}")
         elif isinstance(value, list) and value:
             lines.append(f"  # {key}:")
             lines += [f"  #   - {_flow(item)}" for item in value]
@@ -164,10 +193,12 @@ def _cluster_lines(network: str) -> list[str]:
     return lines
 
 
-def starter_scenario(network: str, file: str = "FILE") -> str:
-    """The text `dataplane init --network NETWORK` writes (`file`: shown in its header)."""
-    header = HEADER.format(file=file, network=network)
-    return header + "\n".join(_cluster_lines(network)) + "\n" + BODY
+def starter_scenario(network: str, file: str = "FILE", cni: str = "flannel") -> str:
+    """The text `dataplane init --cni CNI --network NETWORK` writes (`file`: shown in its
+    header)."""
+    shown = network if cni == "flannel" else f"{cni} {network}"
+    header = HEADER.format(file=file, network=shown, cni=cni)
+    return header + "\n".join(_cluster_lines(network, cni)) + "\n" + BODY
 
 
 def check_profile(cni: str, network: str) -> None:
@@ -177,7 +208,8 @@ def check_profile(cni: str, network: str) -> None:
     if cni not in CNI_NETWORKS:
         raise TopologyError(
             f"--cni {cni!r} is not supported (allowed: {', '.join(CNI_NETWORKS)}; the"
-            f" {' and '.join(PLANNED_CNIS)} profiles are planned)"
+            f" {' and '.join(PLANNED_CNIS)} profile"
+            f"{'s are' if len(PLANNED_CNIS) > 1 else ' is'} planned)"
         )
     if network not in CNI_NETWORKS[cni]:
         raise TopologyError(
@@ -192,18 +224,18 @@ def init(
         str,
         typer.Option(
             "--cni",
-            help="The CNI profile. Only flannel today (calico and cilium are planned).",
+            help="The CNI profile: flannel or calico (cilium is planned).",
         ),
     ] = "flannel",
     network: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--network",
             help="How pod traffic crosses nodes (cluster.network): "
-            + ", ".join(CNI_NETWORKS["flannel"])
-            + " for flannel.",
+            + "; ".join(f"{', '.join(m)} for {c}" for c, m in CNI_NETWORKS.items())
+            + " (default: the first).",
         ),
-    ] = "vxlan",
+    ] = None,
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="Write to this file instead of stdout."),
@@ -217,12 +249,15 @@ def init(
     from topology.errors import TopologyError
 
     with input_errors(debug):
-        check_profile(cni, network)
+        if cni in CNI_NETWORKS and network is None:
+            network = CNI_NETWORKS[cni][0]
+        check_profile(cni, network or "")
+        assert network is not None
         if output is not None and output.exists() and not force:
             raise TopologyError(
                 f"{output}: the file exists (use --force to overwrite it)"
             )
-        text = starter_scenario(network, str(output) if output else "FILE")
+        text = starter_scenario(network, str(output) if output else "FILE", cni)
         if output is None:
             sys.stdout.write(text)
             return

@@ -2,8 +2,11 @@
 
 Nothing is derived again here: every namespace, interface (name, MAC, MTU, addresses),
 veth pair, bridge port (with hairpin), VXLAN device (VNI, port, local address, FDB and
-permanent neighbour entries) and route comes from `dataplane.fabric.build_fabric`, so the
-kernel and the simulator walk the same thing.  What the fabric calls an L2 segment (the
+permanent neighbour entries), IP-in-IP device (Calico's `tunl0`), proxy ARP on a device,
+and route (blackhole and `proto bird` ones included) comes from
+`dataplane.fabric.build_fabric`, so the kernel and the simulator walk the same thing.  A
+kernel without the ipip module refuses `tunl0`: `NoTunnelModule`, which `dataplane
+verify` reports as "not comparable".  What the fabric calls an L2 segment (the
 underlay switch) becomes a namespace holding a bridge `br0`, and every interface plugged
 into the segment becomes a veth pair whose other end is a port of that bridge.
 
@@ -40,6 +43,9 @@ ARP_RETRANS_MS = 40  # neighbour probes 40 ms apart: FAILED after 3 tries, 120 m
 RTNH_F_ONLINK = 4
 NUD_PERMANENT = 0x80
 RT_SCOPE_LINK = 253
+RTN_BLACKHOLE = 6
+# /etc/iproute2/rt_protos: the routing daemons' numbers (Calico's BIRD, Felix's own 80)
+RT_PROTOS = {"static": 4, "boot": 3, "bird": 12, "80": 80}
 ATF_PERM = 0x04  # /proc/net/arp flags: a permanent entry (linux/if_arp.h)
 # A namespace name is a file in /run/netns: at most NAME_MAX (255, linux/limits.h) bytes;
 # an interface name at most IFNAMSIZ - 1 (15, linux/if.h) bytes.
@@ -58,6 +64,10 @@ class KernelBuildError(OSError):
 
     def __str__(self) -> str:
         return self.message
+
+
+class NoTunnelModule(KernelBuildError):
+    """This kernel cannot make a tunnel device the fabric has (no ipip module)."""
 
 
 @contextmanager
@@ -262,6 +272,8 @@ class KernelCluster:
             for iface in ns.interfaces.values():
                 if iface.kind is Kind.VXLAN:
                     self._vxlan(ns, iface)
+                elif iface.kind is Kind.IPIP:
+                    self._ipip(ns, iface)
         for ns in fab.netns.values():
             self._configure(ns)
         for name in self.segments.values():
@@ -402,13 +414,32 @@ class KernelCluster:
                 vxlan_learning=0,  # flannel: `nolearning`, the FDB is programmed
             )
 
+    def _ipip(self, ns: Netns, iface: Interface) -> None:
+        """Calico's tunl0: the ipip module's fallback device, which it makes in every
+        namespace once loaded (ipip_init_net); made here when it is not there yet."""
+        ipr = self._ip(ns)
+        name = self.names[ns.id]
+        if not ipr.link_lookup(ifname=iface.ifname):
+            try:
+                with doing(name, f"adding IP-in-IP device {iface.ifname}"):
+                    ipr.link("add", ifname=iface.ifname, kind="ipip")
+            except KernelBuildError as err:
+                raise NoTunnelModule(
+                    err.errno or errno.EOPNOTSUPP,
+                    name,
+                    f"adding IP-in-IP device {iface.ifname}",
+                    "this kernel has no ipip module",
+                ) from err
+        with doing(name, f"setting the MTU of {iface.ifname}"):
+            ipr.link("set", index=self._index(name, iface.ifname), mtu=iface.mtu)
+
     def _configure(self, ns: Netns) -> None:
         """Neighbour timers, addresses, bridge masters, hairpin, and every device up."""
         ipr = self._ip(ns)
         name = self.names[ns.id]
         with netns.inside(name):
             for iface in ns.interfaces.values():
-                for key, value in neigh_sysctls(iface.ifname):
+                for key, value in neigh_sysctls(iface):
                     with doing(name, f"setting sysctl {'.'.join(key)} = {value}"):
                         netns.sysctl(key, value)
         for iface in ns.interfaces.values():
@@ -438,11 +469,23 @@ class KernelCluster:
         for route in ns.routes:
             if is_automatic(ns, route.dst, route.oif, route.proto):
                 continue  # the kernel added it with the address
-            spec: dict[str, Any] = {
-                "dst": str(route.dst),
-                "oif": self._index(name, route.oif),
-            }
-            if route.via is not None:
+            spec: dict[str, Any] = {"dst": str(route.dst)}
+            if route.proto in RT_PROTOS and route.proto != "static":
+                spec["proto"] = RT_PROTOS[route.proto]
+            if route.blackhole:
+                spec["type"] = RTN_BLACKHOLE
+                with doing(name, f"adding route {route}"):
+                    ipr.route("add", **spec)
+                continue
+            spec["oif"] = self._index(name, route.oif)
+            if route.nexthops:
+                # `ip route add DST nexthop via A dev eth0 nexthop via B dev eth0`: the
+                # cloud load balancer's routes (dataplane.cloudlb); the kernel hashes flows.
+                spec["multipath"] = [
+                    {"gateway": str(h), "oif": spec["oif"]} for h in route.nexthops
+                ]
+                del spec["oif"]
+            elif route.via is not None:
                 spec["gateway"] = str(route.via)
             else:
                 spec["scope"] = RT_SCOPE_LINK
@@ -507,15 +550,22 @@ def is_automatic(ns: Netns, dst: object, oif: str, proto: str) -> bool:
     )
 
 
-def neigh_sysctls(ifname: str) -> list[tuple[tuple[str, ...], int]]:
+def neigh_sysctls(iface: Interface) -> list[tuple[tuple[str, ...], int]]:
     """ARP of one device: 3 tries 40 ms apart (a namespace other than the first has no
-    `neigh/default` to inherit from, so every device is set)."""
-    base = ("net", "ipv4", "neigh", ifname)
-    return [
+    `neigh/default` to inherit from, so every device is set); proxy ARP where the fabric
+    has it, answering at once (Calico's configureSysctls: proxy_arp=1, proxy_delay=0)."""
+    base = ("net", "ipv4", "neigh", iface.ifname)
+    out: list[tuple[tuple[str, ...], int]] = [
         ((*base, "retrans_time_ms"), ARP_RETRANS_MS),
         ((*base, "mcast_solicit"), 3),
         ((*base, "ucast_solicit"), 3),
     ]
+    if iface.proxy_arp:
+        out += [
+            (("net", "ipv4", "conf", iface.ifname, "proxy_arp"), 1),
+            ((*base, "proxy_delay"), 0),
+        ]
+    return out
 
 
 def _segment_sysctls() -> list[tuple[str, str | int]]:
@@ -523,3 +573,26 @@ def _segment_sysctls() -> list[tuple[str, str | int]]:
         ("net.ipv6.conf.all.disable_ipv6", 1),
         ("net.ipv6.conf.default.disable_ipv6", 1),
     ]
+
+
+def has_ipip() -> bool:
+    """Whether this kernel makes IP-in-IP devices (the ipip module may be missing): tried
+    in a namespace of its own under the project's prefix, removed at once."""
+    claim = owner.claim("ipip check")
+    name = f"{claim.run_id}-ipipcheck"
+    try:
+        netns.create(name)
+        with netns.inside(name):
+            ipr = Netlink()
+        try:
+            if ipr.link_lookup(ifname="tunl0"):
+                return True  # the module is loaded: its fallback device is here
+            ipr.link("add", ifname="tunl0", kind="ipip")
+            return True
+        except NetlinkError:
+            return False
+        finally:
+            ipr.close()
+    finally:
+        netns.remove(name)
+        claim.release()

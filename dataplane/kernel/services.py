@@ -9,6 +9,14 @@ nftables mode), for one node:
   its frontend chain (`svc-N` for the ClusterIP, `ext-N` for nodePort and LoadBalancer)
   which applies the traffic policy and marks for masquerade, then to a `pick-N-all` or
   `pick-N-local` chain that chooses an endpoint (`sep-N-K`: mark hairpin traffic, DNAT).
+- LoadBalancer addresses (every ingress IP of ipMode VIP) and `spec.externalIPs` jump to
+  the `ext-N` chain too; with `loadBalancerSourceRanges` a LoadBalancer address goes
+  through `fw-N` first, which admits the ranges (and the VIPs when a range holds the
+  node's address) and drops the rest (KUBE-FW).  NodePorts answer on the addresses
+  `cluster.kubeProxy.nodePortAddresses` gives; `masqueradeAll` marks every ClusterIP
+  connection; in nftables mode, `kube-filter` ends with `cluster-ips-check` (reject what is
+  still addressed to a ClusterIP, drop the rest of the service CIDR but nodeCIDR).
+  Endpoints are `dataplane.kubeproxy`'s (EndpointSlices and their conditions included).
 - filter input/forward/output at priority -1 (`kube-filter`): a NEW connection that still
   has a Service address after DNAT is REJECTed (icmp port-unreachable) when the port has no
   endpoint at all, DROPped when it has none this traffic may use (a `Local` policy).
@@ -25,8 +33,9 @@ that chain may choose, so a pin never takes traffic where the rules would not.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from ipaddress import IPv4Network
+from ipaddress import IPv4Address, IPv4Network
 
+from dataplane import kubeproxy
 from dataplane.kernel.nft import (
     DROP,
     MASQ_MARK,
@@ -50,8 +59,15 @@ from dataplane.kernel.nft import (
     verdict_map,
 )
 from dataplane.netns import Netns
-from topology.model import Cluster, Pod, Protocol, Service, ServicePort
-from topology.selectors import matches_map
+from topology.model import (
+    NODE_PORT_PRIMARY,
+    Cluster,
+    Pod,
+    Protocol,
+    ProxyMode,
+    Service,
+    ServicePort,
+)
 
 PIN_KEY = ["ipv4_addr", "inet_proto", "inet_service", "ipv4_addr", "inet_service"]
 LOOPBACK = IPv4Network("127.0.0.0/8")
@@ -67,35 +83,20 @@ class Endpoint:
 
 def selected_pods(cluster: Cluster, svc: Service) -> list[Pod]:
     """The ready pods of the Service's namespace its selector matches, sorted by key."""
-    selector = svc.selector
-    if selector is None:
-        return []
-    return sorted(
-        (
-            p
-            for p in cluster.pods.values()
-            if p.namespace == svc.namespace
-            and p.ready
-            and matches_map(selector, p.labels)
-        ),
-        key=lambda p: p.key,
-    )
+    return list(kubeproxy.selected_pods(cluster, svc))
 
 
 def endpoints(cluster: Cluster, svc: Service, sp: ServicePort) -> list[Endpoint]:
-    """The endpoints of one Service port (EndpointSlice controller), sorted by pod key:
-    the selected pods; a named targetPort is resolved per pod among its containerPorts of
-    the same protocol (a pod without it is no endpoint of that port)."""
-    out: list[Endpoint] = []
-    for pod in selected_pods(cluster, svc):
-        if isinstance(sp.target_port, str):
-            number = pod.named_port(sp.target_port, sp.protocol)
-            if number is None:
-                continue
-        else:
-            number = sp.target_port
-        out.append(Endpoint(pod, number))
-    return out
+    """The endpoints of one Service port as the simulator's kube-proxy has them
+    (`dataplane.kubeproxy.port_rule`: the selected pods, or the Service's EndpointSlices
+    with their ready / serving-terminating fallback), sorted by key; an EndpointSlice
+    endpoint that is no pod's address has no namespace to answer here and is left out."""
+    pods = {p.key: p for p in cluster.pods.values()}
+    return [
+        Endpoint(pods[b.key], b.port)
+        for b in kubeproxy.port_rule(cluster, svc, sp).endpoints
+        if b.key in pods
+    ]
 
 
 @dataclass(slots=True)
@@ -190,6 +191,7 @@ def _pick(
 def add_service_rules(rs: Ruleset, cluster: Cluster, node_ns: Netns) -> ServiceRules:
     """kube-proxy's rules on node `node_ns.node` (see the module docstring)."""
     node = node_ns.node
+    node_ip = cluster.node(node).ip
     out = ServiceRules()
     cidrs = pod_cidrs(cluster)
     services = rs.chain("services")
@@ -230,12 +232,19 @@ def add_service_rules(rs: Ruleset, cluster: Cluster, node_ns: Netns) -> ServiceR
             # the ClusterIP frontend (KUBE-SVC)
             if svc.cluster_ip is not None:
                 chain = rs.chain(f"svc-{tag}")
-                rs.add(
-                    chain,
-                    match(field_("ip", "saddr"), addresses(cidrs), "!="),
-                    set_mark(MASQ_MARK),
-                    comment=f"{label}: not from a pod (! -s clusterCIDR): masquerade",
-                )
+                if cluster.config.kube_proxy.masquerade_all:
+                    rs.add(
+                        chain,
+                        set_mark(MASQ_MARK),
+                        comment=f"{label}: masqueradeAll",
+                    )
+                else:
+                    rs.add(
+                        chain,
+                        match(field_("ip", "saddr"), addresses(cidrs), "!="),
+                        set_mark(MASQ_MARK),
+                        comment=f"{label}: not from a pod (! -s clusterCIDR): masquerade",
+                    )
                 if svc.internal_traffic_policy != "Local":
                     rs.add(chain, jump(f"pick-{tag}-all"), comment=label)
                 elif local:
@@ -248,7 +257,8 @@ def add_service_rules(rs: Ruleset, cluster: Cluster, node_ns: Netns) -> ServiceR
                     ({"concat": [str(svc.cluster_ip), proto, sp.port]}, jump(chain))
                 )
             # the nodePort and LoadBalancer frontend (KUBE-EXT)
-            if sp.node_port is not None or svc.load_balancer_ip is not None:
+            externals = [*svc.load_balancer_vips(), *svc.external_ips]
+            if sp.node_port is not None or externals:
                 chain = rs.chain(f"ext-{tag}")
                 if svc.external_traffic_policy == "Local":
                     rs.add(
@@ -277,13 +287,12 @@ def add_service_rules(rs: Ruleset, cluster: Cluster, node_ns: Netns) -> ServiceR
                         jump(f"pick-{tag}-all"),
                         comment=f"{label}: externalTrafficPolicy Cluster: masquerade",
                     )
-                if svc.load_balancer_ip is not None:
-                    virtual.append(
-                        (
-                            {"concat": [str(svc.load_balancer_ip), proto, sp.port]},
-                            jump(chain),
-                        )
-                    )
+                ranges = svc.load_balancer_source_ranges
+                for ip in externals:
+                    target = jump(chain)
+                    if ranges and ip in svc.load_balancer_vips():
+                        target = jump(_firewall(rs, tag, svc, chain, node_ip, label))
+                    virtual.append(({"concat": [str(ip), proto, sp.port]}, target))
                 if sp.node_port is not None:
                     node_ports.append(({"concat": [proto, sp.node_port]}, jump(chain)))
             # kube-proxy's filter: Service ports nobody (here) serves
@@ -296,8 +305,8 @@ def add_service_rules(rs: Ruleset, cluster: Cluster, node_ns: Netns) -> ServiceR
             fronts: list[list[Expr]] = []
             if svc.cluster_ip is not None:
                 fronts.append([match(field_("ip", "daddr"), str(svc.cluster_ip))])
-            if svc.load_balancer_ip is not None:
-                fronts.append([match(field_("ip", "daddr"), str(svc.load_balancer_ip))])
+            for ip in externals:
+                fronts.append([match(field_("ip", "daddr"), str(ip))])
             for front in fronts:
                 rs.add(
                     kube_filter,
@@ -310,8 +319,7 @@ def add_service_rules(rs: Ruleset, cluster: Cluster, node_ns: Netns) -> ServiceR
             if sp.node_port is not None:
                 rs.add(
                     kube_filter,
-                    fib_daddr_local(),
-                    match(field_("ip", "daddr"), addresses([LOOPBACK]), "!="),
+                    *node_port_addresses(cluster, node_ns),
                     l4proto(sp.protocol),
                     dport(sp.node_port),
                     verdict,
@@ -329,11 +337,12 @@ def add_service_rules(rs: Ruleset, cluster: Cluster, node_ns: Netns) -> ServiceR
     if node_ports:
         rs.add(
             services,
-            fib_daddr_local(),
-            match(field_("ip", "daddr"), addresses([LOOPBACK]), "!="),
+            *node_port_addresses(cluster, node_ns),
             verdict_map(concat(meta("l4proto"), field_("th", "dport")), node_ports),
-            comment="KUBE-NODEPORTS: a nodePort on any local address",
+            comment="KUBE-NODEPORTS: a nodePort on a NodePort address",
         )
+    if cluster.config.kube_proxy.mode is ProxyMode.NFTABLES:
+        _cluster_ips_check(rs, cluster, kube_filter)
     for hook, name in (("prerouting", "nat-prerouting"), ("output", "nat-output")):
         rs.base_chain(name, "nat", hook, -100)
         rs.add(name, jump(services), comment="kube-proxy DNAT")
@@ -347,6 +356,71 @@ def add_service_rules(rs: Ruleset, cluster: Cluster, node_ns: Netns) -> ServiceR
             comment="kube-proxy filter (NEW only)",
         )
     return out
+
+
+def node_port_addresses(cluster: Cluster, node_ns: Netns) -> list[Expr]:
+    """Where NodePorts answer (`cluster.kubeProxy.nodePortAddresses`): every local address
+    but 127.0.0.0/8, the node's own address for `[primary]`, the local ones inside CIDRs."""
+    wanted = cluster.config.kube_proxy.node_port_addresses
+    if wanted == (NODE_PORT_PRIMARY,):
+        return [match(field_("ip", "daddr"), str(cluster.node(node_ns.node).ip))]
+    local = [
+        fib_daddr_local(),
+        match(field_("ip", "daddr"), addresses([LOOPBACK]), "!="),
+    ]
+    if wanted:
+        cidrs = [IPv4Network(c) for c in wanted]
+        local.append(match(field_("ip", "daddr"), addresses(cidrs)))
+    return local
+
+
+def _firewall(
+    rs: Ruleset, tag: str, svc: Service, ext: str, node_ip: IPv4Address, label: str
+) -> str:
+    """KUBE-FW: `loadBalancerSourceRanges` admit their sources to the external chain (and
+    the LoadBalancer addresses themselves when a range holds the node's address); others
+    are dropped."""
+    name = f"fw-{tag}"
+    if name in rs.names:
+        return name
+    chain = rs.chain(name)
+    allowed: list[str | IPv4Network] = list(svc.load_balancer_source_ranges)
+    if any(node_ip in c for c in svc.load_balancer_source_ranges):
+        allowed += [IPv4Network(f"{ip}/32") for ip in svc.load_balancer_vips()]
+    rs.add(
+        chain,
+        match(field_("ip", "saddr"), addresses(allowed)),
+        jump(ext),
+        comment=f"{label}: loadBalancerSourceRanges",
+    )
+    rs.add(chain, DROP, comment=f"{label}: other sources (KUBE-PROXY-FIREWALL)")
+    return name
+
+
+def _cluster_ips_check(rs: Ruleset, cluster: Cluster, kube_filter: str) -> None:
+    """nftables mode's `cluster-ips-check`: reject what is still addressed to a ClusterIP
+    after DNAT (an unknown port), drop the rest of the service CIDR (but nodeCIDR, as
+    `dataplane.kubeproxy` does)."""
+    cfg = cluster.config
+    ips = [
+        IPv4Network(f"{s.cluster_ip}/32")
+        for s in cluster.services.values()
+        if s.cluster_ip
+    ]
+    if ips:
+        rs.add(
+            kube_filter,
+            match(field_("ip", "daddr"), addresses(list(ips))),
+            REJECT_PORT_UNREACHABLE,
+            comment="cluster-ips-check: reject traffic to invalid ports of ClusterIPs",
+        )
+    rs.add(
+        kube_filter,
+        match(field_("ip", "daddr"), addresses([cfg.service_cidr])),
+        match(field_("ip", "daddr"), addresses([cfg.node_cidr]), "!="),
+        DROP,
+        comment="cluster-ips-check: drop traffic to unallocated ClusterIPs",
+    )
 
 
 def add_masquerade(rs: Ruleset, cluster: Cluster, node_ns: Netns) -> None:

@@ -7,7 +7,9 @@ own short deadline.
 
 Agreement is decided in `dataplane.kernel.report`.  A probe the kernel cannot
 make (SCTP without the module, a TCP SYN with a payload, a replayed capture) is reported as
-"not comparable" with its reason, never silently skipped.  The kernel is told which
+"not comparable" with its reason, never silently skipped; so is every probe of a cluster
+the kernel cannot build (Calico's ipip without the ipip module: "not comparable: this
+kernel has no ipip module"), whose simulator verdicts are still shown.  The kernel is told which
 endpoint the simulator picked for a Service (its pick is deterministic, kube-proxy's is
 random): see `dataplane.kernel.services`.
 """
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 from dataplane.kernel import netns
+from dataplane.kernel.build import NoTunnelModule
 from dataplane.kernel.dns import DnsProbe
 from dataplane.kernel.live import LiveCluster, Pin
 from dataplane.kernel.probe import (
@@ -84,11 +87,15 @@ class Verifier:
         )
         self.report = Report(scenario.name, str(scenario.path or ""))
         self.pending: list[_Item] = []
+        self.unbuildable: str | None = None  # why the kernel cannot hold this cluster
 
     def run(self, keep: bool = False) -> Report:
         t = time.perf_counter()
         try:
-            self.live.start()
+            try:
+                self.live.start()
+            except NoTunnelModule as err:
+                self.unbuildable = f"not comparable: {err.strerror}"
             self.report.build_seconds = time.perf_counter() - t
             self.report.reaped = [
                 f"{len(r.names)} namespaces of {r.run_id}: {r.reason}"
@@ -101,7 +108,7 @@ class Verifier:
         finally:
             if self.live.kc is not None:
                 self.report.shortened = dict(self.live.kc.shortened)
-            if keep:
+            if keep and self.unbuildable is None:
                 self.report.kept = self.live.keep()
             else:
                 t = time.perf_counter()
@@ -145,7 +152,8 @@ class Verifier:
             else:
                 self.flush()
                 self.runner.run_step(index, step)
-                self.live.update(self.runner.sim.fabric)
+                if self.unbuildable is None:
+                    self.live.update(self.runner.sim.fabric)
         except TopologyError as err:
             if err.loc is None:
                 raise TopologyError(
@@ -170,7 +178,7 @@ class Verifier:
         title = f"{src} -> {dst}{port_text} {protocol.value}"
         s, d = sim.resolve(src), sim.resolve(dst)
         fabric_ns = sim.netns_of(s)
-        kernel_ns = self.live.kernel_ns(fabric_ns.id)
+        kernel_ns = self.kernel_ns(fabric_ns.id)
         cluster = sim.cluster
         silent = heard_nothing(trace, fabric_ns.node, fabric_ns.label)
         if d.kind is EndpointKind.DNS:
@@ -203,6 +211,10 @@ class Verifier:
                 silent=silent,
             )
         )
+
+    def kernel_ns(self, fabric_id: str) -> str:
+        """The kernel namespace of a fabric namespace ("" when nothing was built)."""
+        return "" if self.unbuildable else self.live.kernel_ns(fabric_id)
 
     def expect_dns(
         self,
@@ -272,7 +284,7 @@ class Verifier:
         trace = sim.send(at, pkt)
         took = time.perf_counter() - t
         fabric_ns = sim.netns_of(sim.resolve(at))
-        kernel_ns = self.live.kernel_ns(fabric_ns.id)
+        kernel_ns = self.kernel_ns(fabric_ns.id)
         title = f"send at {at}: {pkt.summary()}"
         silent = heard_nothing(trace, fabric_ns.node, fabric_ns.label)
         self.pending.append(
@@ -354,7 +366,7 @@ class Verifier:
                 )
                 continue
             kernel_ns, sniff_ns = (
-                self.live.kernel_ns(sender_id),
+                self.kernel_ns(sender_id),
                 self.live.kernel_ns(sniff_id),
             )
 
@@ -381,6 +393,9 @@ class Verifier:
     def flush(self) -> None:
         """Run every pending probe on the kernel at once and record the rows."""
         items, self.pending = self.pending, []
+        if self.unbuildable is not None:
+            for it in items:
+                it.not_comparable = self.unbuildable
         overflows_at_start = netns.neighbour_overflows()
         runnable = [
             it for it in items if it.job is not None and it.not_comparable is None

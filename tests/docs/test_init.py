@@ -103,21 +103,25 @@ def test_it_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
     ("args", "message"),
     [
         (
-            ["--cni", "calico"],
-            "--cni 'calico' is not supported (allowed: flannel; the calico and cilium"
-            " profiles are planned)",
+            ["--cni", "cilium"],
+            "--cni 'cilium' is not supported (allowed: flannel, calico; the cilium"
+            " profile is planned)",
         ),
         (
             ["--cni", "weave"],
-            "--cni 'weave' is not supported (allowed: flannel; the calico and cilium"
-            " profiles are planned)",
+            "--cni 'weave' is not supported (allowed: flannel, calico; the cilium"
+            " profile is planned)",
+        ),
+        (
+            ["--cni", "calico", "--network", "host-gw"],
+            "--network 'host-gw' is not a calico mode (allowed: ipip, vxlan, bgp)",
         ),
         (
             ["--network", "ipip"],
             "--network 'ipip' is not a flannel mode (allowed: vxlan, host-gw, routed)",
         ),
     ],
-    ids=["planned-cni", "unknown-cni", "unknown-network"],
+    ids=["planned-cni", "unknown-cni", "calico-network", "unknown-network"],
 )
 def test_bad_profiles_are_input_errors(args: list[str], message: str) -> None:
     r = dataplane("init", *args)
@@ -125,3 +129,25 @@ def test_bad_profiles_are_input_errors(args: list[str], message: str) -> None:
     assert r.stdout == ""
     assert r.stderr == f"error: {message}\n"
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("network", ["ipip", "vxlan", "bgp"])
+def test_the_calico_starter_loads_passes_and_uncomments(network: str) -> None:
+    text = starter_scenario(network, cni="calico")
+    scenario, warnings = load_scenario_text(text, "a.yaml")
+    assert warnings == []
+    cfg = scenario.cluster.config
+    assert (cfg.cni.value, cfg.network.value) == ("calico", network)
+    assert run_scenario(scenario).ok
+    key_line = re.compile(rf"^  # ((?:{'|'.join(KEYS)}):.*|  - .*)$")
+    uncommented = "\n".join(
+        f"  {m.group(1)}" if (m := key_line.match(line)) else line
+        for line in text.splitlines()
+    )
+    assert "\n  bridge:  # not used by cni: calico\n" in uncommented
+    explicit, _ = load_scenario_text(uncommented, "b.yaml")
+    again = explicit.cluster.config
+    assert replace(again, nodes=()) == replace(cfg, nodes=())
+    assert [(n.name, n.ip, n.pod_cidr) for n in again.nodes] == [
+        (n.name, n.ip, n.pod_cidr) for n in cfg.nodes
+    ]

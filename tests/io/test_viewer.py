@@ -403,7 +403,7 @@ def test_a_scenario_page_opens_each_step_and_matrix_cell(
     steps[12].find_element(By.TAG_NAME, "button").click()
     assert browser.find_element(By.ID, "subtitle").text == (
         "TCP default/pod1 -> svc/default/httpd:80 (vxlan): verdict: delivered, policy "
-        "default/test-np, Service endpoint default/httpd-deployment-1"
+        "default/test-np, Service endpoint default/httpd-deployment-0"
     )
     _clean_logs(browser, page.as_uri())
 

@@ -24,6 +24,7 @@ from topology.model import (
     Cluster,
     IPBlock,
     LabelSelector,
+    LoadBalancerIngress,
     NetworkPolicy,
     PolicyPeer,
     PolicyPort,
@@ -339,7 +340,8 @@ def test_the_resolver_tries_the_search_list_before_the_name() -> None:
 
 def test_unused_service_types_are_still_generated() -> None:
     lb = web_service(
-        type=ServiceType.LOAD_BALANCER, load_balancer_ip=IPv4Address("192.0.2.99")
+        type=ServiceType.LOAD_BALANCER,
+        load_balancer_ingress=(LoadBalancerIngress(IPv4Address("192.0.2.99")),),
     )
     cluster = service_cluster()
     cluster = replace(cluster, services={**cluster.services, lb.key: lb})

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from dataplane.kernel.build import has_ipip
 from dataplane.kernel.probe import has_sctp
 from dataplane.kernel.report import MISMATCH, NOT_COMPARABLE
 from dataplane.kernel.verify import verify
@@ -29,14 +30,31 @@ DOCUMENTED = (
     "cannot put a payload on its SYN",
 )
 SCTP = "this kernel has no SCTP"
+IPIP = "this kernel has no ipip module"  # Calico's tunl0 (scenarios/calico/)
 
 
 def test_scenarios_are_there() -> None:
     assert len(SCENARIOS) >= 7
 
 
+# What the kernel backend does not build yet (strict: building it turns these red).
+KERNEL_GAPS = {
+    "kube-proxy/ipmode-proxy.yaml": "the gateway's proxying load balancer (ipMode Proxy)"
+    " is not built on the kernel",
+}
+
+
+def _case(path: Path) -> object:
+    gap = KERNEL_GAPS.get(str(path.relative_to(ROOT / "scenarios")))
+    if gap is None:
+        return path
+    return pytest.param(path, marks=pytest.mark.xfail(strict=True, reason=gap))
+
+
 @pytest.mark.parametrize(
-    "path", SCENARIOS, ids=lambda p: str(p.relative_to(ROOT / "scenarios"))
+    "path",
+    [_case(p) for p in SCENARIOS],
+    ids=lambda p: str(p.relative_to(ROOT / "scenarios")),
 )
 def test_the_simulator_and_linux_agree(path: Path) -> None:
     scenario, _warnings = load_scenario(path)
@@ -49,6 +67,7 @@ def test_the_simulator_and_linux_agree(path: Path) -> None:
     ]
     assert not wrong, "\n".join(wrong)
     allowed = DOCUMENTED if has_sctp() else (*DOCUMENTED, SCTP)
+    allowed = allowed if has_ipip() else (*allowed, IPIP)
     unexplained = [
         f"step {r.step} {r.title}: {r.kernel.detail}"
         for r in report.rows

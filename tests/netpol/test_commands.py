@@ -205,9 +205,9 @@ def test_explain_a_drop_in_prose() -> None:
     assert code == 1, out  # not delivered, as `kubectl auth can-i` answers no
     assert out.splitlines() == [
         "TCP default/pod1 -> svc/default/httpd:80",
-        "kube-proxy chose the endpoint default/httpd-deployment-1",
+        "kube-proxy chose the endpoint default/httpd-deployment-0",
         "egress on node-2 (FORWARD): default/pod1 is not isolated for egress (no NetworkPolicy selects it for Egress)",
-        "ingress on node-1 (FORWARD): denied: default/httpd-deployment-1 is isolated for ingress by default/test-np, "
+        "ingress on node-2 (FORWARD): denied: default/httpd-deployment-0 is isolated for ingress by default/test-np, "
         "and no rule admits traffic from default/pod1 on TCP 80:",
         "  - default/test-np ingress rule 0:",
         "      peer 0 (namespaceSelector project=dev): namespace default has no label project (wants project=dev)",

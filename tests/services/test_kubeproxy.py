@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import zlib
+import hashlib
 from dataclasses import replace
 from ipaddress import IPv4Address
 
@@ -25,6 +25,7 @@ from tests.services.builders import (
 from topology.model import (
     Container,
     ContainerPort,
+    LoadBalancerIngress,
     NetworkMode,
     Protocol,
     Service,
@@ -73,7 +74,7 @@ def test_endpoints_are_ready_selected_pods_sorted_with_their_target_port() -> No
     cluster = service_cluster(pods=(canary, idle, other))
     svc = cluster.services["default/web"]
     found = kubeproxy.endpoints(cluster, svc, svc.ports[0])
-    assert [(b.pod.key, b.port) for b in found] == [
+    assert [(b.key, b.port) for b in found] == [
         ("default/web-0", 8080),
         ("default/web-1", 8080),
         ("default/web-canary", 8081),
@@ -105,15 +106,19 @@ def _flow(src: str, sport: int) -> Packet:
     return Packet(ip=IP(src, WEB_IP, 6), l4=TCP(sport, 80))
 
 
-def test_the_choice_is_the_documented_crc32_of_the_flow() -> None:
+def _blake(text: str, n: int) -> int:
+    """The documented formula (docs/model.md), written out independently."""
+    digest = hashlib.blake2b(text.encode(), key=b"kube-proxy", digest_size=8).digest()
+    return int.from_bytes(digest, "big") % n
+
+
+def test_the_choice_is_the_documented_keyed_hash_of_the_flow() -> None:
     cluster = service_cluster()
     svc = cluster.services["default/web"]
-    rule = kubeproxy.ServicePortRule(
-        svc, svc.ports[0], kubeproxy.endpoints(cluster, svc, svc.ports[0])
-    )
+    rule = kubeproxy.port_rule(cluster, svc, svc.ports[0])
     for sport in range(40000, 40020):
         backend, how = kubeproxy.choose(rule, rule.endpoints, _flow("10.0.1.3", sport))
-        index = zlib.crc32(f"6 10.0.1.3 {sport} {WEB_IP} 80".encode()) % 2
+        index = _blake(f"6 10.0.1.3 {sport} {WEB_IP} 80", 2)
         assert backend == rule.endpoints[index]
         assert how.endswith(f"% 2 = {index}")
 
@@ -121,38 +126,56 @@ def test_the_choice_is_the_documented_crc32_of_the_flow() -> None:
 def test_flows_spread_over_the_endpoints() -> None:
     cluster = service_cluster()
     svc = cluster.services["default/web"]
-    rule = kubeproxy.ServicePortRule(
-        svc, svc.ports[0], kubeproxy.endpoints(cluster, svc, svc.ports[0])
-    )
+    rule = kubeproxy.port_rule(cluster, svc, svc.ports[0])
     picks = {
-        kubeproxy.choose(rule, rule.endpoints, _flow("10.0.1.3", s))[0].pod.key
+        kubeproxy.choose(rule, rule.endpoints, _flow("10.0.1.3", s))[0].key
         for s in range(40000, 40020)
     }
     assert picks == {"default/web-0", "default/web-1"}
 
 
+def test_adjacent_clients_spread_over_the_endpoints() -> None:
+    """16 neighbouring client addresses must not cluster on one endpoint (a CRC-32 of the
+    flow sent all 16 to the same one)."""
+    cluster = service_cluster()
+    svc = cluster.services["default/web"]
+    rule = kubeproxy.port_rule(cluster, svc, svc.ports[0])
+    eps = rule.endpoints
+    four = (*eps, *(replace(b, key=b.key + "x") for b in eps))
+    picks = [
+        kubeproxy.choose(rule, four, _flow(f"10.0.1.{i}", 40000))[0].key
+        for i in range(16, 32)
+    ]
+    counts = sorted(picks.count(k) for k in set(picks))
+    assert len(counts) == 4 and counts[-1] <= 8, picks
+
+
 def test_client_ip_affinity_pins_a_client_to_one_endpoint() -> None:
     cluster = service_cluster()
     svc = web_service(session_affinity="ClientIP")
-    rule = kubeproxy.ServicePortRule(
-        svc, svc.ports[0], kubeproxy.endpoints(cluster, svc, svc.ports[0])
-    )
+    rule = kubeproxy.port_rule(cluster, svc, svc.ports[0])
     for client in ("10.0.1.3", "10.0.1.4", "10.0.2.2"):
         picks = {
-            kubeproxy.choose(rule, rule.endpoints, _flow(client, s))[0].pod.key
+            kubeproxy.choose(rule, rule.endpoints, _flow(client, s))[0].key
             for s in range(40000, 40010)
         }
-        index = zlib.crc32(client.encode()) % 2
-        assert picks == {rule.endpoints[index].pod.key}
+        index = _blake(client, 2)
+        assert picks == {rule.endpoints[index].key}
 
 
 def test_the_trace_names_the_pick_and_the_probe_expectation_sees_it() -> None:
     trace = Simulator(service_cluster()).probe("default/a", "svc/default/web", 80)
     dnat = nat(trace)[0]
-    assert "KUBE-SVC default/web:http -> KUBE-SEP default/web-0" in dnat.detail
-    assert "endpoint 1 of 2 cluster-wide; crc32('6 10.0.1.3 40000 10.96.0.11 80')" in (
-        dnat.detail
-    )
+    # The chain names upstream's portProtoHash gives (sha256, base32, 16 characters).
+    assert (
+        "ClusterIP 10.96.0.11:80 (default/web:http): KUBE-SERVICES -> "
+        "KUBE-SVC-CDGGSHYLG3RE2FKL -> KUBE-SEP-"
+    ) in dnat.detail
+    assert " default/web-0 10.0.1.5:8080 (endpoint 1 of 2" in dnat.detail
+    assert (
+        "endpoint 1 of 2: a choice among 2 cluster-wide; "
+        "blake2b('6 10.0.1.3 40000 10.96.0.11 80') % 2 = 0"
+    ) in dnat.detail
     assert trace.endpoint == "default/web-0"
 
 
@@ -161,7 +184,7 @@ def test_the_trace_names_the_pick_and_the_probe_expectation_sees_it() -> None:
 
 def test_clusterip_dnat_and_the_reply_comes_back_un_natted(mode: NetworkMode) -> None:
     sim = Simulator(service_cluster(mode, web_service(session_affinity="ClientIP")))
-    # crc32("10.0.1.4") % 2 = 1 picks web-1, on the other node than b.
+    # blake2b("10.0.1.4") % 2 = 1 picks web-1, on the other node than b.
     trace = sim.probe("default/b", "svc/default/web", "http")
     assert trace.verdict is Verdict.DELIVERED
     assert trace.endpoint == "default/web-1"
@@ -214,23 +237,23 @@ def test_node_traffic_to_a_clusterip_is_dnatted_in_output_and_masqueraded(
     mode: NetworkMode,
 ) -> None:
     sim = Simulator(service_cluster(mode, web_service(session_affinity="ClientIP")))
-    # crc32("10.100.0.3") % 2 = 0 picks web-0, on node-1.
-    trace = sim.probe("node/node-2", "svc/default/web", 80)
-    assert trace.verdict is Verdict.DELIVERED and trace.endpoint == "default/web-0"
+    # blake2b("10.100.0.2") % 2 = 1 picks web-1, on node-2.
+    trace = sim.probe("node/node-1", "svc/default/web", 80)
+    assert trace.verdict is Verdict.DELIVERED and trace.endpoint == "default/web-1"
     dnat = nat(trace)[0]
     assert dnat.detail.startswith("OUTPUT kube-proxy:")
-    assert "KUBE-MARK-MASQ: 10.100.0.3 is not a pod address" in dnat.detail
+    assert "KUBE-MARK-MASQ: 10.100.0.2 is not a pod address" in dnat.detail
     # MASQUERADE takes the address of the way out: flannel.1's, or eth0's (the source
     # already, so nothing changes).
-    masq_to = "10.0.2.0" if mode is NetworkMode.VXLAN else "10.100.0.3"
+    masq_to = "10.0.1.0" if mode is NetworkMode.VXLAN else "10.100.0.2"
     server = delivered_packet(trace, "request")
     assert server.ip is not None and server.ip.src == masq_to
     masq = next(h for h in trace.hops if "KUBE-POSTROUTING MASQUERADE" in h.detail)
     assert rewrites(masq) == (
-        ["ip.src: 10.100.0.3 -> 10.0.2.0"] if mode is NetworkMode.VXLAN else []
+        ["ip.src: 10.100.0.2 -> 10.0.1.0"] if mode is NetworkMode.VXLAN else []
     )
     undnat = nat(trace)[-1]
-    assert rewrites(undnat) == [f"ip.src: 10.0.1.5 -> {WEB_IP}", "sport: 8080 -> 80"]
+    assert rewrites(undnat) == [f"ip.src: 10.0.2.4 -> {WEB_IP}", "sport: 8080 -> 80"]
 
 
 # -- no endpoints: REJECT; traffic policy Local without a local endpoint: DROP -----------
@@ -295,7 +318,12 @@ def test_nodeport_cluster_policy_masquerades_and_crosses_nodes(
     assert trace.verdict is Verdict.DELIVERED and trace.endpoint == "default/web-1"
     dnat = nat(trace)[0]
     assert (
-        dnat.node == "node-1" and "NodePort 10.100.0.2:30080 is KUBE-EXT" in dnat.detail
+        dnat.node == "node-1"
+        and (
+            "NodePort 10.100.0.2:30080 (default/web:http): KUBE-SERVICES -> "
+            "KUBE-NODEPORTS -> KUBE-EXT-CDGGSHYLG3RE2FKL -> KUBE-SVC-CDGGSHYLG3RE2FKL"
+        )
+        in dnat.detail
     )
     assert rewrites(dnat) == ["ip.dst: 10.100.0.2 -> 10.0.2.4", "dport: 30080 -> 8080"]
     server = delivered_packet(trace, "request")
@@ -337,13 +365,16 @@ def test_a_loadbalancer_address_is_captured_on_the_node() -> None:
     svc = replace(
         nodeport("Cluster"),
         type=ServiceType.LOAD_BALANCER,
-        load_balancer_ip=IPv4Address("203.0.113.7"),
+        load_balancer_ingress=(LoadBalancerIngress(IPv4Address("203.0.113.7")),),
     )
     sim = Simulator(service_cluster(NetworkMode.VXLAN, svc, pods=(SOLO,)))
     trace = sim.probe("default/a", "203.0.113.7", 80)
     assert trace.verdict is Verdict.DELIVERED and trace.endpoint == "default/web-1"
     dnat = nat(trace)[0]
-    assert "LoadBalancer 203.0.113.7:80 is KUBE-EXT" in dnat.detail
+    assert (
+        "LoadBalancer 203.0.113.7:80 (default/web:http): KUBE-SERVICES -> "
+        "KUBE-EXT-CDGGSHYLG3RE2FKL -> KUBE-SVC-CDGGSHYLG3RE2FKL -> KUBE-SEP-"
+    ) in dnat.detail
     client = delivered_packet(trace, "reply")
     assert client.ip is not None and client.ip.src == "203.0.113.7"
 

@@ -37,7 +37,8 @@ EXACT = [
         "unknown-cluster-key",
         "name: t\ncluster:\n  mtu: 1400\n  nodez: []\n" + STEP,
         "lab.yaml:4: cluster: unknown key 'nodez' (allowed: network, vxlanPort, bridge,"
-        " mtu, nodeCIDR, gateway, serviceCIDR, clusterDomain, dns, nodes, externals)",
+        " mtu, nodeCIDR, gateway, serviceCIDR, clusterDomain, dns, nodes, externals,"
+        " kubeProxy, gatewayRoutes, cni, calico)",
     ),
     (
         "unknown-top-key",
@@ -150,13 +151,14 @@ EXACT = [
         "    metadata: {name: i}\n" + STEP,
         "lab.yaml:4: default/i: kind: kind ['Pod'] is not supported (supported:"
         " Namespace, Pod, Deployment, ReplicaSet, StatefulSet, DaemonSet, Service,"
-        " NetworkPolicy, Node)",
+        " NetworkPolicy, EndpointSlice, Node)",
     ),
     (
         "missing-kind",
         "name: t\nmanifests:\n  - metadata: {name: i}\n" + STEP,
         "lab.yaml:3: default/i: missing required key 'kind' (supported: Namespace, Pod,"
-        " Deployment, ReplicaSet, StatefulSet, DaemonSet, Service, NetworkPolicy, Node)",
+        " Deployment, ReplicaSet, StatefulSet, DaemonSet, Service, NetworkPolicy,"
+        " EndpointSlice, Node)",
     ),
     (
         "wrong-api-version",
@@ -283,7 +285,7 @@ STEP_ERRORS = [
     ("icmp-port", "  - probe: {from: a, to: b, protocol: ICMP, port: 80}\n", 3, ["steps[0].probe.port: ICMP takes no port"]),
     ("bad-protocol", "  - probe: {from: a, to: b, protocol: tcp}\n", 3, ["steps[0].probe.protocol: 'tcp' is not allowed (allowed: TCP, UDP, SCTP, ICMP)"]),
     ("bad-verdict", "  - probe:\n      from: a\n      to: b\n      expect: alowed\n", 6, ["steps[0].probe.expect.verdict: 'alowed' is not allowed (allowed: delivered, allowed, denied,"]),
-    ("expect-type", "  - probe: {from: a, to: b, expect: 5}\n", 3, ["steps[0].probe.expect: expected a verdict word or a mapping {verdict, policy, via, endpoint}, got 5 (a number)"]),
+    ("expect-type", "  - probe: {from: a, to: b, expect: 5}\n", 3, ["steps[0].probe.expect: expected a verdict word or a mapping {verdict, policy, via, endpoint, sourceIP}, got 5 (a number)"]),
     ("bad-port", "  - probe: {from: a, to: b, port: 0}\n", 3, ["steps[0].probe.port: 0 is out of range (allowed: 1-65535)"]),
     ("bad-port-type", "  - probe: {from: a, to: b, port: [80]}\n", 3, ["expected a port number or a port name, got a list"]),
     ("matrix-both", "  - matrix:\n      expect: {denied: [], allowed: []}\n", 4, ["steps[0].matrix.expect: give exactly one of denied or allowed"]),

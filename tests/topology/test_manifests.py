@@ -163,7 +163,8 @@ def test_other_kinds_are_skipped_with_warnings(tmp_path: Path) -> None:
         " policies are not modelled); skipped",
         "lab.yaml:9: Widget default/w: kind: unknown kind 'Widget' (apiVersion"
         " 'example.com/v1') is not modelled (modelled: Namespace, Pod, Deployment,"
-        " ReplicaSet, StatefulSet, DaemonSet, Service, NetworkPolicy, Node); skipped",
+        " ReplicaSet, StatefulSet, DaemonSet, Service, NetworkPolicy, EndpointSlice,"
+        " Node); skipped",
         "lab.yaml:10: Service default/k: kind: Service of apiVersion"
         " 'serving.knative.dev/v1' is another API's kind, not modelled (the modelled"
         " Service is apiVersion v1); skipped",

@@ -21,9 +21,16 @@ def test_json_schema_covers_the_format() -> None:
     cluster = schema["$defs"]["ClusterModel"]["properties"]
     assert set(cluster) == {
         "network", "vxlanPort", "bridge", "mtu", "nodeCIDR", "gateway", "serviceCIDR",
-        "clusterDomain", "dns", "nodes", "externals",
+        "clusterDomain", "dns", "nodes", "externals", "kubeProxy", "gatewayRoutes",
+        "cni", "calico",
     }  # fmt: skip
-    assert cluster["vxlanPort"]["default"] == 8472
+    # the CNI's default (flannel 8472, Calico 4789) when left out; every CNI's modes
+    assert cluster["vxlanPort"]["default"] is None
+    assert "8472" in cluster["vxlanPort"]["description"]
+    assert cluster["network"]["enum"] == [
+        "vxlan", "host-gw", "routed", "ipip", "bgp", "geneve", "native", None
+    ]  # fmt: skip
+    assert cluster["cni"]["default"] == "flannel"
     assert cluster["nodeCIDR"]["default"] == "10.100.0.0/24"
     steps = schema["properties"]["steps"]["items"]["anyOf"]
     assert len(steps) == 7
@@ -36,10 +43,10 @@ def test_annotation_walk_finds_models_and_choices() -> None:
         "network",
         "vxlanPort",
     ]
-    assert allowed_values(annotation_at(ClusterModel, ("network",))) == [
-        "vxlan",
-        "host-gw",
-        "routed",
+    assert allowed_values(annotation_at(ClusterModel, ("cni",))) == [
+        "flannel",
+        "calico",
+        "cilium",
     ]
     assert allowed_values(annotation_at(ProbeModel, ("protocol",)))[-1] == "ICMP"
     ports = annotation_at(PodObject, ("spec", "containers", 0, "ports", 0))
