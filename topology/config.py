@@ -27,11 +27,12 @@ from topology.ipam import (
 )
 from topology.live import NodeEntry
 from topology.model import (
+    CNI_NETWORKS,
     ENCAP_OVERHEAD,
+    MODELLED_CNIS,
     NODE_PORT_PRIMARY,
+    PLANNED_NETWORKS,
     CalicoConfig,
-    CalicoMode,
-    CiliumMode,
     ClusterConfig,
     Cni,
     External,
@@ -56,18 +57,6 @@ DEFAULT_NODE_COUNT = 2
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 OS_LABEL = "kubernetes.io/os"
 VXLAN_OVERHEAD = ENCAP_OVERHEAD["vxlan"]
-# The network modes of each CNI, its default first (docs/scenario-format.md, `cluster.cni`):
-# flannel's backends; Calico's IP pool encapsulations (ipipMode/vxlanMode, or neither: BGP
-# routes); Cilium's tunnel protocols and native routing.
-CNI_NETWORKS: dict[Cni, tuple[Network, ...]] = {
-    Cni.FLANNEL: tuple(NetworkMode),
-    Cni.CALICO: tuple(CalicoMode),
-    Cni.CILIUM: tuple(CiliumMode),
-}
-# The CNIs `dataplane.cni` builds; a scenario naming another is refused, never approximated.
-MODELLED_CNIS = (Cni.FLANNEL, Cni.CALICO, Cni.CILIUM)
-# Modes whose devices are not built yet: refused, never approximated (Geneve is no VXLAN).
-PLANNED_NETWORKS = {(Cni.CILIUM, CiliumMode.GENEVE)}
 # The VXLAN port when `vxlanPort` is not written: flannel's (Linux's default), Felix's
 # `vxlanPort` (IANA's), Cilium's `tunnel-port` for vxlan (pkg/defaults TunnelPortVXLAN).
 DEFAULT_VXLAN_PORT = {Cni.FLANNEL: 8472, Cni.CALICO: 4789, Cni.CILIUM: 8472}

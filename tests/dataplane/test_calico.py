@@ -11,10 +11,9 @@ from dataplane.cni.calico import veth_name
 from dataplane.fabric import build_fabric
 from dataplane.netns import Kind
 from dataplane.sim import Simulator
-from topology.config import MODELLED_CNIS
 from topology.errors import TopologyError
 from topology.loader import load_scenario_text
-from topology.model import Cluster
+from topology.model import MODELLED_CNIS, Cluster
 from topology.scenario import Verdict
 
 PODS = """
