@@ -29,10 +29,9 @@ policy-verdict events for endpoints with policy enforcement, not for the others)
 from __future__ import annotations
 
 from dataplane.packet import ICMP, TCP, UDP, Packet
-from dataplane.trace import DropReason, Hop, Trace
+from dataplane.trace import POLICY_DROPS, Hop, Trace
 from topology.model import Cluster, Cni
 
-POLICY_DROPS = (DropReason.POLICY_EGRESS, DropReason.POLICY_INGRESS)
 TCP_FLAGS = (("S", "SYN"), ("F", "FIN"), ("R", "RST"), ("P", "PSH"), ("A", "ACK"))
 ICMP_TYPES = {0: "EchoReply", 3: "DestinationUnreachable", 8: "EchoRequest", 11: "TimeExceeded"}  # fmt: skip
 
