@@ -4,8 +4,9 @@ and Baseline tiers around NetworkPolicy): every pair's decision by the shared de
 Each pair is decided by `dataplane.netpol.prepare` + `judge`, the code the walk's filter
 hooks and single-pair `dataplane explain` use, but once per pair of *classes* of pods
 that no policy of any tier can tell apart: same namespace (so the same namespace labels),
-same labels, same named ports, and the same membership in every CIDR a policy names
-(`ipBlock`, `networks`: they match pod addresses too).  A pair's verdict is, as the walk
+same values of the label keys the pod selectors use, same ports of the names the rules
+use, and the same membership in every CIDR a policy names (`ipBlock`, `networks`: they
+match pod addresses too).  A pair's verdict is, as the walk
 meets the hooks, the source's egress and then, if it admits, the destination's ingress.
 Classes are expanded only for output: the class decision is re-addressed to the pair's
 own pods (`dataclasses.replace`), so that `dataplane.netpol_text.explain` writes the very
@@ -30,7 +31,7 @@ from dataplane.netpol import (
     judge,
     prepare,
 )
-from topology.model import Pod, Protocol
+from topology.model import LabelSelector, Pod, PolicyPort, Protocol
 
 if TYPE_CHECKING:  # pragma: no cover
     from topology.model import Cluster
@@ -62,19 +63,42 @@ class TierPair:
         return self.egress
 
 
-def _cidrs(cluster: Cluster) -> list[IPv4Network]:
-    """Every CIDR a policy of any tier names (what sets pod addresses apart)."""
-    out: set[IPv4Network] = set()
+@dataclass(slots=True)
+class _LookedAt:
+    """What the policies of every tier look at in a pod: the label keys of their pod
+    selectors, the port names of their rules and the CIDRs of their peers."""
+
+    keys: set[str]
+    names: set[str]
+    cidrs: set[IPv4Network]
+
+    def selector(self, sel: LabelSelector | None) -> None:
+        if sel is not None:
+            self.keys |= set(sel.match_labels)
+            self.keys |= {r.key for r in sel.match_expressions}
+
+    def ports(self, ports: tuple[PolicyPort, ...]) -> None:
+        self.names |= {p.port for p in ports if isinstance(p.port, str)}
+
+
+def _looked_at(cluster: Cluster) -> _LookedAt:
+    out = _LookedAt(set(), set(), set())
     for pol in cluster.policies.values():
+        out.selector(pol.pod_selector)
         for rule in (*pol.ingress, *pol.egress):
+            out.ports(rule.ports)
             for peer in rule.peers:
+                out.selector(peer.pod_selector)
                 if peer.ip_block is not None:
-                    out |= {peer.ip_block.cidr, *peer.ip_block.except_}
+                    out.cidrs |= {peer.ip_block.cidr, *peer.ip_block.except_}
     for apol in cluster.admin_policies.values():
+        out.selector(apol.subject.pod_selector)
         for arule in (*apol.ingress, *apol.egress):
+            out.ports(arule.ports)
             for apeer in arule.peers:
-                out |= set(apeer.networks)
-    return sorted(out)
+                out.selector(apeer.pod_selector)
+                out.cidrs |= set(apeer.networks)
+    return out
 
 
 @dataclass(slots=True)
@@ -125,12 +149,19 @@ def decide_tiers(
     """Every pair of pods (not hostNetwork) on `protocol`/`dport`, all tiers included."""
     pods = [p for p in cluster.pods.values() if not p.host_network]
     index = index_of(cluster)
-    cidrs = _cidrs(cluster)
+    seen = _looked_at(cluster)
+    cidrs = sorted(seen.cidrs)
 
     def key(p: Pod) -> tuple[Any, ...]:
+        """What tells pods apart: their namespace, and what the policies look at."""
         ip = IPv4Address(str(p.ip))
-        named = sorted((c.name, c.protocol.value, c.port) for c in p.ports() if c.name)
-        return (p.namespace, tuple(sorted(p.labels.items())), tuple(named),
+        labels = sorted((k, v) for k, v in p.labels.items() if k in seen.keys)
+        named = sorted(
+            (c.name, c.protocol.value, c.port)
+            for c in p.ports()
+            if c.name in seen.names
+        )
+        return (p.namespace, tuple(labels), tuple(named),
                 tuple(ip in n for n in cidrs))  # fmt: skip
 
     by_key: dict[tuple[Any, ...], list[int]] = {}
