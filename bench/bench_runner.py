@@ -4,13 +4,18 @@
 - the runner's own cost: the same scenarios run through `dataplane.suite` (one line per
   step, JUnit XML, JSON records) against running them directly (`load_scenario` +
   `Runner.run`), in one process, best of several rounds.  Target: under 10% overhead.
-- captures: `--pcap-dir` for a cross-node probe (frames written per second).
+- captures: `--pcap-dir` for a cross-node probe (frames written per second);
+- `dataplane test scenarios/ -j 2` against `-j 1`, wall and CPU time (user + sys of the
+  processes), interleaved, median of several rounds (target: at least 1.7x faster; only a
+  machine with two idle cores can show it).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -96,6 +101,34 @@ def bench_cli() -> None:
     print(f"  command overhead: {100 * (wall - min(bare)) / min(bare):+.1f}%")
 
 
+def _timed(cmd: list[str]) -> tuple[float, float]:
+    """Wall and CPU seconds of a command and its children."""
+    before = os.times()
+    wall, _ = _wall(cmd)
+    after = os.times()
+    cpu = (after.children_user - before.children_user) + (
+        after.children_system - before.children_system
+    )
+    return wall, cpu
+
+
+def bench_jobs(rounds: int = 5) -> None:
+    """`dataplane test -j 2` against `-j 1` over the shipped scenarios."""
+    cli = [str(Path(sys.executable).parent / "dataplane"), "test", "scenarios/", "-q"]
+    runs: dict[int, list[tuple[float, float]]] = {1: [], 2: []}
+    for _ in range(rounds):
+        for jobs, out in runs.items():
+            out.append(_timed([*cli, "-j", str(jobs)]))
+    (w1, c1), (w2, c2) = (
+        (statistics.median(w for w, _ in r), statistics.median(c for _, c in r))
+        for r in runs.values()
+    )
+    print(f"`dataplane test scenarios/ -j N`, median of {rounds}:")
+    print(f"  -j 1: {w1:.2f} s wall, {c1:.2f} s CPU")
+    print(f"  -j 2: {w2:.2f} s wall, {c2:.2f} s CPU")
+    print(f"  -j 2 is {w1 / w2:.2f}x as fast as -j 1 (target >= 1.7x)")
+
+
 def bench_pcap() -> None:
     scenario, _ = load_scenario(ROOT / "scenarios" / "cross-node-vxlan.yaml")
     sim = Simulator(scenario.cluster)
@@ -113,6 +146,7 @@ def main() -> None:
     bench_cli()
     bench_overhead(files)
     bench_pcap()
+    bench_jobs()
 
 
 if __name__ == "__main__":

@@ -28,15 +28,14 @@ SIZES = [  # pods, policies, counts only
 
 
 def one(pods: int, policies: int, counts_only: bool) -> None:
-    from bench.clusters import cluster_yaml
+    from bench.clusters import write_scenario
     from dataplane.matrix import compute_matrix, endpoints
     from dataplane.sim import Simulator
     from topology.loader import load_scenario
     from topology.model import Protocol
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "big.yaml"
-        path.write_text(cluster_yaml(pods, policies))
+        path = write_scenario(Path(tmp), pods, policies)
         t0 = time.perf_counter()
         scenario, _ = load_scenario(path)
     t1 = time.perf_counter()

@@ -8,12 +8,18 @@ over them, 20 nodes (a podCIDR of /16 each once a /24 would not hold the pods).
 `admin=N` adds N cluster-wide policies of network-policy-api (`admin_policies`): about
 half AdminNetworkPolicies, half ClusterNetworkPolicies of both tiers, and the
 BaselineAdminNetworkPolicy, with every action, subject, peer and port form.
+
+`write_scenario(folder, pods, policies)` writes it as a scenario file, its objects in
+manifest files beside it when one file would pass the loader's limit per file.
 """
 
 from __future__ import annotations
 
 import math
 import random
+from pathlib import Path
+
+from topology.include import MAX_FILE_BYTES
 
 APPS = {  # app -> (tier, port, port name)
     "web": ("frontend", 80, "http"),
@@ -194,3 +200,31 @@ def cluster_yaml(
         f"  - probe: {{from: {first}/web-0, to: {first[:-1]}1/api-0, port: 8080}}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def write_scenario(folder: Path, pods: int, policies: int) -> Path:
+    """`cluster_yaml(pods, policies)` as FOLDER/big.yaml; past `MAX_FILE_BYTES`, its
+    objects go to FOLDER/manifests/part-N.yaml (one object per YAML document) and the
+    scenario names that folder (`{file: manifests}`)."""
+    text = cluster_yaml(pods, policies)
+    path = folder / "big.yaml"
+    if len(text.encode()) <= MAX_FILE_BYTES:
+        path.write_text(text)
+        return path
+    head, rest = text.split("manifests:\n", 1)
+    objects, steps = rest.split("steps:\n", 1)
+    (folder / "manifests").mkdir()
+    part: list[str] = []
+    size = parts = 0
+    for line in [*objects.splitlines(), None]:
+        if line is None or size + len(line) > MAX_FILE_BYTES // 2:
+            parts += 1
+            (folder / "manifests" / f"part-{parts:03d}.yaml").write_text(
+                "\n---\n".join(part) + "\n"
+            )
+            part, size = [], 0
+        if line is not None:
+            part.append(line.removeprefix("  - "))
+            size += len(line) + 5
+    path.write_text(f"{head}manifests:\n  - {{file: manifests}}\nsteps:\n{steps}")
+    return path

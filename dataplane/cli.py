@@ -21,7 +21,9 @@ from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
+from dataplane import commands
 from dataplane.terminal import Console
 from topology.errors import SimError, TopologyError
 
@@ -31,7 +33,18 @@ if TYPE_CHECKING:  # pragma: no cover
     from topology.model import Protocol
     from topology.scenario import Scenario
 
+
+class _Group(TyperGroup):
+    """The app's click group: a command of `dataplane.commands` is imported when it is
+    looked up (`commands.CommandTable`), so a command imports only its own machinery."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        self.commands = commands.CommandTable(self.commands, app)
+
+
 app = typer.Typer(
+    cls=_Group,
     name="dataplane",
     help="A packet-level simulator of the Kubernetes node dataplane: walk packets hop by "
     "hop through pods, veths, bridges, routes, overlays and netfilter hooks.",
@@ -496,9 +509,6 @@ def main() -> None:
     (`dataplane verify` installs its own handler, which removes its namespaces)."""
     try:
         signal.signal(signal.SIGTERM, _terminate)
-        from dataplane import commands
-
-        commands.load()
         app()
     except KeyboardInterrupt:
         raise SystemExit(130) from None

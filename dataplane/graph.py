@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from dataplane.cni import mode_name
 from dataplane.netfilter import HookPoint
 from dataplane.netns import Interface, Kind
-from dataplane.trace import DropReason, Hop, Trace
+from dataplane.trace import POLICY_DROPS, Hop, Trace
 from topology.graph import UNDERLAY, veth_name
 from topology.model import Cluster, NetworkMode, Pod
 from topology.selectors import matches
@@ -35,7 +35,6 @@ GATEWAY = "gateway"
 REQUEST, REPLY = "request", "reply"
 HOOK_EVENTS = {p.value for p in HookPoint}
 BRIDGE_EVENTS = HOOK_EVENTS | {"conntrack", "nat"}
-POLICY_DROPS = (DropReason.POLICY_EGRESS, DropReason.POLICY_INGRESS)
 
 # Layout, in pixels of the SVG (the PNG is drawn at twice this size).
 MARGIN = 24

@@ -49,6 +49,9 @@ class DropReason(StrEnum):
         return _VERDICT_OF[self]
 
 
+# The drops of the NetworkPolicy filter (the explanation names the policy).
+POLICY_DROPS = (DropReason.POLICY_EGRESS, DropReason.POLICY_INGRESS)
+
 _VERDICT_OF = {
     DropReason.POLICY_EGRESS: Verdict.DENIED_EGRESS,
     DropReason.POLICY_INGRESS: Verdict.DENIED_INGRESS,

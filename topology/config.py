@@ -21,11 +21,12 @@ from topology.fields import parse_loose_cidr, special_range
 from topology.ipam import DNS_OFFSET, KUBERNETES_OFFSET
 from topology.live import NodeEntry
 from topology.model import (
+    CNI_NETWORKS,
     ENCAP_OVERHEAD,
+    MODELLED_CNIS,
     NODE_PORT_PRIMARY,
     CalicoConfig,
     CalicoMode,
-    CiliumMode,
     ClusterConfig,
     Cni,
     External,
@@ -49,16 +50,6 @@ DEFAULT_NODE_COUNT = 2
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 OS_LABEL = "kubernetes.io/os"
 VXLAN_OVERHEAD = ENCAP_OVERHEAD["vxlan"]
-# The network modes of each CNI, its default first (docs/scenario-format.md, `cluster.cni`):
-# flannel's backends; Calico's IP pool encapsulations (ipipMode/vxlanMode, or neither: BGP
-# routes); Cilium's tunnel protocols and native routing.
-CNI_NETWORKS: dict[Cni, tuple[Network, ...]] = {
-    Cni.FLANNEL: tuple(NetworkMode),
-    Cni.CALICO: tuple(CalicoMode),
-    Cni.CILIUM: tuple(CiliumMode),
-}
-# The CNIs `dataplane.cni` builds; a scenario naming another is refused, never approximated.
-MODELLED_CNIS = (Cni.FLANNEL, Cni.CALICO)
 # The VXLAN port when `vxlanPort` is not written: flannel's (Linux's default) and Felix's
 # `vxlanPort` (IANA's).
 DEFAULT_VXLAN_PORT = {Cni.FLANNEL: 8472, Cni.CALICO: 4789}

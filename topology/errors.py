@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from topology.model import Loc
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from topology.model import Loc
 
 
 class SimError(Exception):

@@ -64,6 +64,16 @@ class CiliumMode(StrEnum):
 
 # A network mode of some CNI: `is NetworkMode.VXLAN` means flannel's vxlan only.
 Network = NetworkMode | CalicoMode | CiliumMode
+# The network modes of each CNI, its default first (docs/scenario-format.md, `cluster.cni`):
+# flannel's backends; Calico's IP pool encapsulations (ipipMode/vxlanMode, or neither: BGP
+# routes); Cilium's tunnel protocols and native routing.
+CNI_NETWORKS: dict[Cni, tuple[Network, ...]] = {
+    Cni.FLANNEL: tuple(NetworkMode),
+    Cni.CALICO: tuple(CalicoMode),
+    Cni.CILIUM: tuple(CiliumMode),
+}
+# The CNIs `dataplane.cni` builds; a scenario naming another is refused, never approximated.
+MODELLED_CNIS = (Cni.FLANNEL, Cni.CALICO)
 
 # Bytes of headers an encapsulation adds in front of the inner IP packet (by mode name):
 # VXLAN's outer Ethernet 14 + IP 20 + UDP 8 + VXLAN 8, IP-in-IP's outer IP header 20

@@ -17,19 +17,22 @@ server bounds aliases the same way since CVE-2019-11253, the API server's own bi
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
+from yaml.composer import Composer, ComposerError
 
 from topology.errors import TopologyError
 from topology.model import Loc
 
 PathPart = str | int
+_Collection = TypeVar("_Collection", yaml.MappingNode, yaml.SequenceNode)
 
 MAX_BYTES = 10 * 1024 * 1024  # a file; the largest real manifests are a few hundred KB
 MAX_DEPTH = 100  # nesting of mappings and lists; Kubernetes objects need about 15
@@ -50,6 +53,107 @@ _BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoade
 
 class _Loader(_BaseLoader):  # type: ignore[valid-type,misc]
     """A SafeLoader; only composing and scalar construction are used."""
+
+    def get_node(self, builder: _Builder | None = None) -> yaml.Node | None:
+        """The root node of the next document (libyaml composes it whole)."""
+        node: yaml.Node | None = super().get_node()
+        return node
+
+
+class _StreamLoader(_Loader, Composer):
+    """Composes in Python over libyaml's events, and builds each item of a list that is a
+    value of the root mapping (`manifests`, `steps`, a List's `items`) as soon as it is
+    composed: its nodes are dropped, only its value and lines are kept (`_Built`).  Only for
+    a text without anchors, where no node can be met twice.
+
+    An item whose building fails is kept as nodes: its error is raised when the document
+    is built, in document order and after any syntax error further on, as when the
+    document is composed whole.
+    """
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)  # type: ignore[call-arg]  # CSafeLoader's, before Composer
+        self.anchors: dict[str, yaml.Node] = {}  # Composer's; stays empty (no anchors)
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.check_event(
+            yaml.AliasEvent
+        ):  # no anchor: libyaml's error, in its words
+            event = self.get_event()
+            raise ComposerError(None, None, "found undefined alias", event.start_mark)
+        node: yaml.Node | None = super().compose_node(parent, index)
+        return node
+
+    def _node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        node = self.compose_node(parent, index)
+        assert node is not None  # an event is there: the caller checked
+        return node
+
+    def check_node(self) -> bool:
+        if self.check_event(yaml.StreamStartEvent):
+            self.get_event()
+        return not self.check_event(yaml.StreamEndEvent)
+
+    def get_node(self, builder: _Builder | None = None) -> yaml.Node | None:
+        if self.check_event(yaml.StreamEndEvent):  # pragma: no cover - see check_node
+            return None
+        self.get_event()  # DOCUMENT-START
+        node: yaml.Node
+        if builder is not None and self.check_event(yaml.MappingStartEvent):
+            node = self._root(builder)
+        else:
+            node = self._node(None, None)
+        self.get_event()  # DOCUMENT-END
+        self.anchors = {}
+        return node
+
+    def _opened(self, kind: type[_Collection]) -> _Collection:
+        """The empty node of the mapping or list that the next event starts, as
+        `Composer.compose_mapping_node` and `compose_sequence_node` make it."""
+        start = self.get_event()
+        tag = start.tag
+        if tag is None or tag == "!":
+            tag = self.resolve(kind, None, start.implicit)
+        return kind(tag, [], start.start_mark, None, flow_style=start.flow_style)
+
+    def _root(self, builder: _Builder) -> yaml.MappingNode:
+        """The root mapping, as `Composer.compose_mapping_node` composes it, the items of
+        its lists built as they come."""
+        node = self._opened(yaml.MappingNode)
+        while not self.check_event(yaml.MappingEndEvent):
+            key = self._node(node, None)
+            if self.check_event(yaml.SequenceStartEvent):
+                self.descend_resolver(node, key)
+                value: yaml.Node = self._items(builder)
+                self.ascend_resolver()
+            else:
+                value = self._node(node, key)
+            node.value.append((key, value))
+        node.end_mark = self.get_event().end_mark
+        return node
+
+    def _items(self, builder: _Builder) -> yaml.SequenceNode:
+        """A list of the root mapping (depth 1), each item built (depth 2) once composed."""
+        node = self._opened(yaml.SequenceNode)
+        while not self.check_event(yaml.SequenceEndEvent):
+            item = self._node(node, len(node.value))
+            tree = LineTree(item.start_mark.line + 1)
+            # On an error, the item is built again, and it raised, with the document.
+            with contextlib.suppress(TopologyError):
+                item = _Built(item, builder.build(item, tree, 2), tree)
+            builder.forget()  # the item's nodes go: their ids may come back
+            node.value.append(item)
+        node.end_mark = self.get_event().end_mark
+        return node
+
+
+class _Built(yaml.Node):
+    """An item of a root list, already built: its value and its lines, no nodes."""
+
+    def __init__(self, node: yaml.Node, value: Any, tree: LineTree) -> None:
+        super().__init__(node.tag, None, node.start_mark, node.end_mark)
+        self.built = value
+        self.tree = tree
 
 
 class LineTree:
@@ -233,7 +337,10 @@ def load_documents(text: str, filename: str) -> list[Document]:
             Loc(filename, line),
         ) from None
     check_size(data, filename)
-    loader = _Loader(data)
+    # Without an anchor there is no alias: each item of a top-level list can be built as
+    # soon as it is composed and its nodes dropped (`_StreamLoader`), instead of holding the
+    # nodes of the whole document (about 300 bytes a value) while it is built.
+    loader = _StreamLoader(data) if b"&" not in data else _Loader(data)
     # Composing allocates a node per value; the cyclic GC would rescan them all many times
     # over (a 5,000-object file: 3x slower).  Nothing built here is cyclic.
     gc_was_enabled = gc.isenabled()
@@ -241,12 +348,13 @@ def load_documents(text: str, filename: str) -> list[Document]:
     try:
         docs = []
         while loader.check_node():
-            node = loader.get_node()
+            builder = _Builder(loader, filename)
+            node = loader.get_node(builder)
             if node is None:  # pragma: no cover - check_node guarantees a node
                 break
             line = node.start_mark.line + 1
             tree = LineTree(line)
-            value = _Builder(loader, filename).build(node, tree, 0)
+            value = builder.build(node, tree, 0)
             docs.append(Document(value, tree, Loc(filename, line)))
         return docs
     except yaml.MarkedYAMLError as err:
@@ -323,6 +431,11 @@ class _Builder:
     def build(self, node: yaml.Node, tree: LineTree, depth: int) -> Any:
         if depth > MAX_DEPTH:
             raise _too_deep(Loc(self.filename, tree.line))
+        if isinstance(
+            node, _Built
+        ):  # `_StreamLoader` built it (at this depth, same line)
+            tree.children = node.tree.children
+            return node.built
         if id(node) not in self.seen:
             self.seen.add(id(node))
             return self._build(node, tree, depth)
@@ -342,6 +455,13 @@ class _Builder:
             return self._build(node, tree, depth)
         finally:
             self.alias_line = 0
+
+    def forget(self) -> None:
+        """Drop what is known of the nodes built so far (`_StreamLoader`: no alias can
+        name them, and they are freed)."""
+        self.seen.clear()
+        self.sizes.clear()
+        self.merged.clear()
 
     def _size(self, node: yaml.Node, depth: int) -> int:
         """How many values `node` expands to (memoized; a cycle ends at the depth limit)."""

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from dataplane import netpol_text
 from dataplane.cli import (
     FROM_HELP,
     NAMESPACE_HELP,
@@ -44,9 +43,6 @@ from dataplane.cli import (
     simulator_at,
     warn,
 )
-from dataplane.trace import DropReason, Verdict
-
-POLICY_DROPS = (DropReason.POLICY_EGRESS, DropReason.POLICY_INGRESS)
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Iterator
@@ -60,6 +56,7 @@ if TYPE_CHECKING:  # pragma: no cover
 def decisions_of(cluster: Cluster, hops: list[Hop]) -> list[tuple[str, Decision, bool]]:
     """(node, decision, reached) for each check of the filter on the first request packet
     of `hops`; after an egress drop, the ingress check it would have met (not reached)."""
+    from dataplane import netpol_text
     from dataplane.netpol import Direction
     from dataplane.netpol_hook import NAME, decisions_at
 
@@ -102,6 +99,8 @@ def judged_hops(trace: Trace) -> list[Hop]:
 
 def explain_document(cluster: Cluster, trace: Trace) -> dict[str, Any]:
     """The body of `dataplane explain -o json|yaml`: each policy check and the verdict."""
+    from dataplane import netpol_text
+
     checks = [
         {
             "node": node,
@@ -127,7 +126,9 @@ def explain_document(cluster: Cluster, trace: Trace) -> dict[str, Any]:
 
 def explain_text(cluster: Cluster, trace: Trace) -> str:
     """The prose of `dataplane explain`."""
+    from dataplane import netpol_text
     from dataplane.dns import phases
+    from dataplane.trace import POLICY_DROPS
 
     lines = [trace.title]
     lookup, connection = phases(trace)
@@ -211,6 +212,7 @@ def explain(
     """Explain in prose why NetworkPolicy lets a connection pass (exit 0) or not (1);
     with --all, every pair of pods at once (exit 0)."""
     from dataplane import output as out_fmt
+    from dataplane.trace import Verdict
     from topology.errors import TopologyError
 
     with input_errors(debug):

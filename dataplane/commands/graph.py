@@ -31,7 +31,6 @@ from dataplane.cli import (
     warn,
 )
 from dataplane.terminal import write
-from topology.endpoint import check_namespace
 
 
 @register
@@ -81,6 +80,8 @@ def graph(
         scenario, warnings = load(file)
         warn(warnings)
         sim = simulator_at(scenario, at_step)
+        from topology.endpoint import check_namespace
+
         check_namespace(sim.cluster, namespace)
         trace = None
         if src is not None and dst is not None:

@@ -19,8 +19,8 @@ from typing import Annotated, Any
 import typer
 
 from dataplane.cli import DebugOpt, err_console, input_errors, register
-from topology.config import CNI_NETWORKS as MODES
-from topology.config import MODELLED_CNIS
+from topology.model import CNI_NETWORKS as MODES
+from topology.model import MODELLED_CNIS
 
 # The modelled CNI profiles and the network modes each offers, its default first; the
 # others the schema knows are planned (docs/model.md, "CNI profiles").

@@ -29,7 +29,6 @@ from dataplane.cli import (
     simulator_at,
     warn,
 )
-from topology.endpoint import check_namespace
 
 
 @register
@@ -93,6 +92,8 @@ def matrix(
         if p is None and proto.value != "ICMP":
             p = 80
         sim = simulator_at(scenario, at_step)
+        from topology.endpoint import check_namespace
+
         check_namespace(sim.cluster, namespace)
         froms = tuple(sim.qualify(s, namespace) for s in src) if src else None
         sources = endpoints(sim, froms)

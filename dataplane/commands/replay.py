@@ -27,7 +27,6 @@ from dataplane.cli import (
     warn,
 )
 from dataplane.terminal import write
-from topology.endpoint import check_namespace
 
 
 @register
@@ -127,6 +126,8 @@ def replay(
         scenario, warnings = load(file)
         warn(warnings)
         sim = Simulator(scenario.cluster)
+        from topology.endpoint import check_namespace
+
         check_namespace(sim.cluster, namespace)
         if at is not None:
             at = sim.qualify(at, namespace)

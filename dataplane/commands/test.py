@@ -139,11 +139,24 @@ def _runs(
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(min(jobs, len(files))) as pool:
-        for run in pool.map(run_file, files):
+        # The largest files first (size as the guess of run time), so that no worker is
+        # left alone with a long file at the end; the runs are still shown in file order.
+        order = sorted(range(len(files)), key=lambda i: -_size(files[i]))
+        futures = {i: pool.submit(run_file, files[i]) for i in order}
+        for i in range(len(files)):
+            run = futures[i].result()
             if show is not None:
                 for res in run.steps:
                     show(res)
             yield run
+
+
+def _size(path: Path) -> int:
+    """The size of a scenario file (0 if it cannot be read: `run_file` reports that)."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _printer(quiet: bool) -> Callable[[StepResult], None]:
