@@ -12,6 +12,10 @@ verdict is its egress group and then, if egress admits it, its ingress group: th
 kept as blocks (sources x destinations sharing both reasons), and pairs are expanded only
 for output.  A pod's traffic to itself stays in the pod and is not listed; hostNetwork pods
 are their node's, not a pod's, and are left out.
+
+A cluster with admin policies (the Admin and Baseline tiers) is decided by
+`dataplane.explain_tiers` instead: per pair of classes, with the walk's own decision code
+and texts; this partition models NetworkPolicy alone.
 """
 
 from __future__ import annotations
@@ -20,11 +24,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from dataplane.explain_tiers import TierDecisions, TierPair, decide_tiers, tier_word
+from dataplane.explain_tiers import texts as tier_texts
 from dataplane.netpol import Direction, Step, index_of, prepare
 from dataplane.netpol_index import rule_ports_match
 from dataplane.netpol_matrix import Sets, bits_of, members
 from dataplane.netpol_text import peer_text, port_text
-from topology.errors import TopologyError
 from topology.model import NetworkPolicy, Pod, PolicyRule, Protocol
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -152,15 +157,13 @@ def _named(pod: Pod) -> tuple[tuple[str, str, int], ...]:
     )
 
 
-def decide_all(cluster: Cluster, dport: int | None, protocol: Protocol) -> AllDecisions:
+def decide_all(
+    cluster: Cluster, dport: int | None, protocol: Protocol
+) -> AllDecisions | TierDecisions:
     """The decision of every pair of pods (not hostNetwork) on `protocol`/`dport`."""
     if cluster.admin_policies:
-        # Its partition knows NetworkPolicy's rules only: refuse rather than mislead.
-        names = ", ".join(sorted(cluster.admin_policies))
-        raise TopologyError(
-            "explain --all does not model the admin policy tiers yet (admin policies "
-            f"here: {names}); explain one pair at a time (explain --from A --to B)"
-        )
+        # this partition knows NetworkPolicy's rules only: the tiers' own decisions
+        return decide_tiers(cluster, dport, protocol)
     pods = [p for p in cluster.pods.values() if not p.host_network]
     ns_labels = {name: ns.labels for name, ns in cluster.namespaces.items()}
     sets = Sets(pods, ns_labels, list(cluster.policies.values()))
@@ -262,11 +265,18 @@ def _texts(block: PairBlock) -> tuple[str, str | None]:
 
 
 def pair_dicts(
-    pairs: Iterable[tuple[Pod, Pod, PairBlock]],
+    pairs: Iterable[tuple[Pod, Pod, PairBlock | TierPair]],
 ) -> Iterator[dict[str, Any]]:
-    """Each pair as the `explain-all` document holds it, each block's text written once."""
+    """Each pair as the `explain-all` document holds it, each block's text written once
+    (with the tiers: each pair's, and the tier that decided)."""
     texts: dict[int, tuple[str | None, str, str | None]] = {}
     for src, dst, block in pairs:
+        if isinstance(block, TierPair):
+            e_text, i_text = tier_texts(block)
+            yield {"src": src.key, "dst": dst.key, "verdict": block.verdict,
+                   "policy": block.deciding.policy, "tier": tier_word(block.deciding),
+                   "egress": e_text, "ingress": i_text}  # fmt: skip
+            continue
         found = texts.get(id(block))
         if found is None:
             found = texts[id(block)] = (deciding_policy(block), *_texts(block))
@@ -275,10 +285,19 @@ def pair_dicts(
                "policy": policy, "egress": egress, "ingress": ingress}  # fmt: skip
 
 
-def pair_lines(pairs: Iterable[tuple[Pod, Pod, PairBlock]]) -> Iterator[str]:
-    """`SRC -> DST: VERDICT (egress: ...; ingress: ...)`, each block's text written once."""
+def pair_lines(
+    pairs: Iterable[tuple[Pod, Pod, PairBlock | TierPair]],
+) -> Iterator[str]:
+    """`SRC -> DST: VERDICT (egress: ...; ingress: ...)`, each block's text written once;
+    with the tiers `SRC -> DST: VERDICT [TIER] (egress: ...; ingress: ...)`, each pair's
+    text as single-pair `explain` writes it."""
     texts: dict[int, str] = {}
     for src, dst, block in pairs:
+        if isinstance(block, TierPair):
+            parts = [t for t in tier_texts(block) if t is not None]
+            tier = tier_word(block.deciding)
+            yield f"{src.key} -> {dst.key}: {block.verdict} [{tier}] ({'; '.join(parts)})"
+            continue
         text = texts.get(id(block))
         if text is None:
             parts = [t for t in _texts(block) if t is not None]

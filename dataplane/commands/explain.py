@@ -12,8 +12,9 @@ Exit status, as `kubectl auth can-i` answers: 0 when the connection is delivered
 is not, 2 for invalid input.
 
 `dataplane explain FILE --all --port P`: every pair of pods at once, each with the rule
-that decided (`dataplane.explain_all`, on whole sets of pods, no walk); `--only allow|deny`
-keeps one kind.  Exit status 0 (2 for invalid input).
+that decided (`dataplane.explain_all`, on whole sets of pods, no walk; with admin policies
+`dataplane.explain_tiers`, the walk's decision code once per pair of classes of pods, the
+tier named); `--only allow|deny` keeps one kind.  Exit status 0 (2 for invalid input).
 """
 
 from __future__ import annotations

@@ -163,3 +163,17 @@ def test_an_unknown_key_breaks_the_schema() -> None:
               "ok": True, "counts": {"steps": 0, "passed": 0, "failed": 0, "unchecked": 0},
               "warnings": [], "surprise": 1}  # fmt: skip
     assert errors(validator("results.schema.json"), record)
+
+
+@pytest.mark.parametrize("fmt", ["json", "yaml"])
+def test_the_explain_all_document_with_tiers_validates(fmt: str) -> None:
+    out = run_cli(
+        "explain", SCENARIOS / "admin-tiers.yaml", "--all", "-p", "80", "-o", fmt
+    )
+    assert out.exit_code == 0, out.stderr
+    doc = json.loads(out.stdout) if fmt == "json" else yaml.safe_load(out.stdout)
+    assert errors(validator("results.schema.json"), doc) == []
+    assert {p["tier"] for p in doc["pairs"]} == {"Admin", "NetworkPolicy", "Baseline",
+                                                 "default"}  # fmt: skip
+    doc["pairs"][0]["tier"] = "Cluster"
+    assert errors(validator("results.schema.json"), doc)

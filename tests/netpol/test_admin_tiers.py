@@ -579,9 +579,16 @@ def test_dataplane_import_keeps_admin_policies(tmp_path: Path) -> None:
     assert list(scenario.cluster.admin_policies) == ["AdminNetworkPolicy/deny-all"]
 
 
-def test_explain_all_refuses_the_tiers(tmp_path: Path) -> None:
+def test_explain_all_judges_the_tiers(tmp_path: Path) -> None:
     from dataplane.explain_all import decide_all
+    from dataplane.explain_tiers import TierDecisions
 
-    c = cluster_of(tmp_path, anp("deny", 1, A, rule("Deny")))
-    with pytest.raises(TopologyError, match="explain --all does not model the admin"):
-        decide_all(c, 80, Protocol.TCP)
+    c = cluster_of(tmp_path, ALLOW_FROM_B_80 + anp("deny", 1, A, rule("Deny")))
+    found = decide_all(c, 80, Protocol.TCP)
+    assert isinstance(found, TierDecisions)
+    got = {(s.key, d.key): (p.verdict, p.deciding.tier, p.deciding.policy)
+           for s, d, p in found.pairs()}  # fmt: skip
+    deny = ("denied-ingress", "Admin", "AdminNetworkPolicy/deny")
+    assert got[("x/b", "x/a")] == got[("y/c", "x/a")] == deny
+    assert got[("x/a", "y/c")] == ("allowed", None, None)
+    assert len(got) == 6
