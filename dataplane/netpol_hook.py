@@ -112,14 +112,17 @@ def _judge(
     if ctx.ct_state is not CtState.NEW:
         return _known(pkt, ctx, index) if direction is Direction.EGRESS else None
     d = decision(index, direction, ctx.node, pkt)
-    if d is None:
-        return None
-    where = "" if chain is None else f"{chain(direction, d.pod)}: "
+    return None if d is None else _verdict(d, chain)
+
+
+def _verdict(d: Decision, chain: ChainName | None = None) -> HookResult:
+    """The hook's answer for a decision, its hop line naming `chain` if given."""
+    where = "" if chain is None else f"{chain(d.direction, d.pod)}: "
     if d.allowed:
         return Accept(where + netpol_text.summary(d), policy=d.policy)
     code = (
         DropReason.POLICY_EGRESS
-        if direction is Direction.EGRESS
+        if d.direction is Direction.EGRESS
         else DropReason.POLICY_INGRESS
     )
     return Drop(where + netpol_text.explain(d), code, policy=d.policy)
@@ -158,7 +161,7 @@ def egress_to_host(pkt: Packet, ctx: HookContext) -> HookResult:
     d = decision(index_of(ctx.cluster), Direction.EGRESS, ctx.node, pkt)
     if d is None or d.tier not in (Tier.ADMIN.value, Tier.BASELINE.value):
         return None
-    return _judge(pkt, ctx, Direction.EGRESS)
+    return _verdict(d)
 
 
 def hooks() -> list[Hook]:

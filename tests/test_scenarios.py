@@ -8,7 +8,6 @@ import pytest
 
 from dataplane.scenario import Runner
 from dataplane.suite import discover
-from tests.netpol.test_network_policy_api import file_defect
 from topology.loader import load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,19 +20,7 @@ def test_scenarios_are_shipped() -> None:
 
 
 @pytest.mark.parametrize(
-    "path",
-    [
-        # network-policy-api/ holds upstream's expectations, the simulator's known
-        # defects included (tests/netpol/test_network_policy_api.py lists them)
-        pytest.param(
-            p,
-            marks=[pytest.mark.xfail(strict=True, reason=why)]
-            if (why := file_defect(p))
-            else [],
-        )
-        for p in SCENARIOS
-    ],
-    ids=lambda p: str(p.relative_to(ROOT / "scenarios")),
+    "path", SCENARIOS, ids=lambda p: str(p.relative_to(ROOT / "scenarios"))
 )
 def test_scenario_expectations_hold(path: Path) -> None:
     scenario, _warnings = load_scenario(path)

@@ -30,15 +30,15 @@ What it builds (names as `ip link` / `ip route` would show them):
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface
 from typing import TYPE_CHECKING
 
 from dataplane.cni.common import (
-    DEFAULT,
     CniPlugin,
     default_route,
     host_namespace,
     mac_from_name,
+    routed_pod,
 )
 from dataplane.netfilter import PRIORITY_FILTER, Hook, HookPoint
 from dataplane.netns import Interface, Kind, Netns
@@ -127,35 +127,7 @@ def build_node(fab: Fabric, node: NodeSpec) -> Netns:
 
 
 def build_pod(fab: Fabric, pod: Pod, ns: Netns) -> None:
-    cfg = fab.cluster.config
-    veth = veth_name(pod)
-    mac = pod_mac(pod)
-    ns.add_interface(
-        Interface(
-            "eth0",
-            Kind.VETH,
-            mac,
-            cfg.pod_mtu,
-            (IPv4Interface(f"{pod.ip}/32"),),
-            peer=(pod.node, veth),
-        )
-    )
-    ns.routes.add(Route(IPv4Network(f"{GATEWAY}/32"), "eth0"))
-    ns.routes.add(Route(DEFAULT, "eth0", via=GATEWAY))
-    host = fab.netns[pod.node]
-    host.add_interface(
-        Interface(
-            veth,
-            Kind.VETH,
-            HOST_END_MAC,
-            cfg.pod_mtu,
-            peer=(ns.id, "eth0"),
-            proxy_arp=True,
-        )
-    )
-    host.routes.add(Route(IPv4Network(f"{pod.ip}/32"), veth))
-    host.permanent_neigh[(veth, str(pod.ip))] = mac
-    fab.owner_of_ip[str(pod.ip)] = ns.id
+    routed_pod(fab, pod, ns, veth_name(pod), (pod_mac(pod), HOST_END_MAC), GATEWAY)
 
 
 def gateway_routes(fab: Fabric, gw: Netns) -> None:

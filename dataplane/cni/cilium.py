@@ -42,16 +42,16 @@ What it builds (names as `ip link` / `ip route` would show them):
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from ipaddress import IPv4Interface, IPv4Network
+from ipaddress import IPv4Interface
 from typing import TYPE_CHECKING
 
 from dataplane.cni import cilium_lb
 from dataplane.cni.common import (
-    DEFAULT,
     CniPlugin,
     default_route,
     host_namespace,
     mac_from_name,
+    routed_pod,
 )
 from dataplane.netfilter import PRIORITY_FILTER, Hook, HookPoint
 from dataplane.netns import Interface, Kind, Netns
@@ -194,37 +194,10 @@ def build_node(fab: Fabric, node: NodeSpec) -> Netns:
 
 
 def build_pod(fab: Fabric, pod: Pod, ns: Netns) -> None:
-    cfg = fab.cluster.config
-    node = fab.cluster.node(pod.node)
-    router = router_ip(node).ip
+    router = router_ip(fab.cluster.node(pod.node)).ip
     lxc = lxc_name(pod.key)
-    mac = mac_from_name(f"{pod.key}/eth0")
-    ns.add_interface(
-        Interface(
-            "eth0",
-            Kind.VETH,
-            mac,
-            cfg.pod_mtu,
-            (IPv4Interface(f"{pod.ip}/32"),),
-            peer=(pod.node, lxc),
-        )
-    )
-    ns.routes.add(Route(IPv4Network(f"{router}/32"), "eth0"))
-    ns.routes.add(Route(DEFAULT, "eth0", via=router))
-    host = fab.netns[pod.node]
-    host.add_interface(
-        Interface(
-            lxc,
-            Kind.VETH,
-            mac_from_name(lxc),
-            cfg.pod_mtu,
-            peer=(ns.id, "eth0"),
-            proxy_arp=True,
-        )
-    )
-    host.routes.add(Route(IPv4Network(f"{pod.ip}/32"), lxc))
-    host.permanent_neigh[(lxc, str(pod.ip))] = mac
-    fab.owner_of_ip[str(pod.ip)] = ns.id
+    macs = (mac_from_name(f"{pod.key}/eth0"), mac_from_name(lxc))
+    routed_pod(fab, pod, ns, lxc, macs, router)
 
 
 def gateway_routes(fab: Fabric, gw: Netns) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from ipaddress import IPv4Interface, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import TYPE_CHECKING
 
 from dataplane.netfilter import Hook, HookContext, Netfilter
@@ -93,6 +93,43 @@ def listen(ns: Netns, pod: Pod) -> None:
                 p.port,
                 f"{pod.key}/{c.name}" if pod.host_network else c.name,
             )
+
+
+def routed_pod(
+    fab: Fabric,
+    pod: Pod,
+    ns: Netns,
+    host_end: str,
+    macs: tuple[str, str],
+    router: IPv4Address,
+) -> None:
+    """A pod wired without a bridge (Calico, Cilium): `eth0` holds the pod's /32 with
+    `ROUTER dev eth0 scope link` and `default via ROUTER`; the host end `host_end` answers
+    the pod's ARP for the router (proxy ARP), and the host routes the /32 to it with a
+    permanent neighbour entry.  `macs` are the pod's and the host end's MACs."""
+    pod_mac, host_mac = macs
+    mtu = fab.cluster.config.pod_mtu
+    ns.add_interface(
+        Interface(
+            "eth0",
+            Kind.VETH,
+            pod_mac,
+            mtu,
+            (IPv4Interface(f"{pod.ip}/32"),),
+            peer=(pod.node, host_end),
+        )
+    )
+    ns.routes.add(Route(IPv4Network(f"{router}/32"), "eth0"))
+    ns.routes.add(Route(DEFAULT, "eth0", via=router))
+    host = fab.netns[pod.node]
+    host.add_interface(
+        Interface(
+            host_end, Kind.VETH, host_mac, mtu, peer=(ns.id, "eth0"), proxy_arp=True
+        )
+    )
+    host.routes.add(Route(IPv4Network(f"{pod.ip}/32"), host_end))
+    host.permanent_neigh[(host_end, str(pod.ip))] = pod_mac
+    fab.owner_of_ip[str(pod.ip)] = ns.id
 
 
 def gateway(fab: Fabric) -> Netns:

@@ -10,7 +10,9 @@ from dataplane.sim import Simulator
 from dataplane.trace import DropReason, Trace, Verdict
 from topology.loader import load_scenario_text
 
-SAME_NODE = """
+# Two pods of node-1 and a policy admitting a -> b on UDP 53 (also the kernel check's
+# cluster: tests/kernel/test_oracle.py).
+PAIR = """
 name: bridged-fragments
 cluster: {network: MODE, mtu: MTU}
 manifests:
@@ -28,9 +30,13 @@ manifests:
       policyTypes: [Ingress]
       ingress: [{from: [{podSelector: {matchLabels: {app: a}}}],
                  ports: [{protocol: UDP, port: 53}]}]
-steps:
+"""
+SAME_NODE = (
+    PAIR
+    + """steps:
   - probe: {from: default/a, to: default/b, port: 53, protocol: UDP}
 """
+)
 
 
 def probe(size: int, mode: str = "vxlan", mtu: int = 1500) -> Trace:

@@ -15,7 +15,6 @@ from dataplane import render
 from dataplane.suite import discover
 from tests.io.helpers import CAPTURES, ROOT, SCENARIOS, run_cli
 from tests.io.test_runner import BAD, GOOD
-from tests.netpol.test_network_policy_api import schema_defect
 
 SCHEMAS = ROOT / "schemas"
 
@@ -42,15 +41,7 @@ def test_scenario_schema_is_in_sync_with_the_models() -> None:
 
 @pytest.mark.parametrize(
     "path",
-    [
-        pytest.param(
-            p,
-            marks=[pytest.mark.xfail(strict=True, reason=why)]
-            if (why := schema_defect(p))
-            else [],
-        )
-        for p in discover([SCENARIOS])
-    ],
+    discover([SCENARIOS]),
     ids=lambda p: str(p.relative_to(SCENARIOS)),
 )
 def test_every_shipped_scenario_validates(path: Path) -> None:

@@ -10,6 +10,7 @@ from dataplane.kernel.verify import picked_from
 from dataplane.packet import IP, TCP, Packet
 from dataplane.sim import Simulator
 from dataplane.trace import FieldDiff, Hop, Trace
+from tests.dataplane.test_bridged_fragments import PAIR
 from topology.loader import load_scenario_text
 from topology.scenario import Verdict
 
@@ -140,30 +141,15 @@ def test_non_unicast_destinations_and_the_wildcard_udp_server_agree() -> None:
     assert not wrong, "\n".join(wrong)
 
 
-FRAGMENTS = """
-name: issue-13-bridged-fragments
-cluster: {network: MODE, mtu: MTU}
-manifests:
-  - kind: Pod
-    metadata: {name: a, labels: {app: a}}
-    spec: {nodeName: node-1, containers: [{name: c, image: x}]}
-  - kind: Pod
-    metadata: {name: b, labels: {app: b}}
-    spec: {nodeName: node-1, containers: [{name: c, image: x,
-      ports: [{containerPort: 53, protocol: UDP}]}]}
-  - kind: NetworkPolicy
-    metadata: {name: b-dns-from-a}
-    spec:
-      podSelector: {matchLabels: {app: b}}
-      policyTypes: [Ingress]
-      ingress: [{from: [{podSelector: {matchLabels: {app: a}}}],
-                 ports: [{protocol: UDP, port: 53}]}]
-steps:
+FRAGMENTS = (
+    PAIR
+    + """steps:
   - send:
       at: default/a
       packet: [{IP: {dst: default/b}}, {UDP: {sport: 40000, dport: 53}},
                {Raw: {size: SIZE}}]
 """
+)
 
 
 @pytest.mark.kernel

@@ -46,26 +46,6 @@ IPV6 = (
 )
 
 
-def file_defect(path: Path) -> str | None:
-    """For the tests that run every shipped scenario whole (tests/test_scenarios.py): the
-    defect that makes one of this file's probes disagree with upstream, if any."""
-    if path.parent != SUITE:
-        return None
-    reasons = {known(path.stem, n.split(" ", 1)[0]) for n in probe_names(path)}
-    return next((r for r in sorted(reasons, key=str) if r), None)
-
-
-def schema_defect(path: Path) -> str | None:
-    """For tests/io/test_schemas.py: why this shipped file does not validate, if known."""
-    return None
-
-
-def known(stem: str, number: str | None = None) -> str | None:
-    """Why the simulator disagrees with upstream on this probe (or, without a number, on
-    loading this file); None when it agrees."""
-    return None
-
-
 def family(path: Path) -> str:
     return path.stem.split("-", 1)[0]
 
@@ -90,11 +70,7 @@ def results(path: Path) -> dict[str, StepResult] | str:
 
 
 def param(stem: str, *values: object, number: str | None = None) -> object:
-    why = known(stem, number)
-    marks = [pytest.mark.xfail(strict=True, reason=why)] if why else []
-    return pytest.param(
-        *values, id=stem if number is None else f"{stem}:{number}", marks=marks
-    )
+    return pytest.param(*values, id=stem if number is None else f"{stem}:{number}")
 
 
 def cases() -> list[object]:
