@@ -38,10 +38,11 @@ class NftablesModel(StrictModel):
 class IpvsModel(StrictModel):
     """KubeProxyConfiguration `ipvs`."""
 
-    scheduler: Literal["rr"] = Field(
+    scheduler: str = Field(
         default="rr",
-        description="IPVS scheduler: rr (round-robin, the default; deterministic"
-        " across a replay).",
+        description="IPVS scheduler: rr (round-robin, the default) or wrr (the same for"
+        " kube-proxy's weight-1 real servers); the others (lc, wlc, sh, mh, ...) are"
+        " refused as not modelled.",
     )
 
 
