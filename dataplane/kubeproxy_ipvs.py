@@ -209,32 +209,43 @@ def ipvs_table(cluster: Cluster) -> IpvsTable:
 
 
 # -- nat KUBE-SERVICES: the masquerade marks ------------------------------------------------
-def masq_reason(vs: VirtualServer, pkt: Packet, ctx: HookContext) -> str | None:
-    """Why nat `KUBE-SERVICES` marks a NEW connection to `vs` for masquerade, or None."""
+def masq_rule(vs: VirtualServer, pkt: Packet, ctx: HookContext) -> tuple[str, bool]:
+    """The nat `KUBE-SERVICES` rule a NEW connection to `vs` meets, and whether it marks
+    the connection for masquerade (`-j KUBE-MARK-MASQ`)."""
     assert pkt.ip is not None
     src = pkt.ip.src
-    svc = vs.rule.service
+    local = vs.rule.service.external_traffic_policy == "Local"
     proto = PROTOCOL_OF[vs.proto].value
     if vs.frontend is Frontend.LOAD_BALANCER:
-        if svc.external_traffic_policy == "Local":
-            return None  # KUBE-LOAD-BALANCER-LOCAL dst,dst -j RETURN
-        return "KUBE-LOAD-BALANCER dst,dst -> KUBE-LOAD-BALANCER -> KUBE-MARK-MASQ"
+        if local:
+            return (
+                "KUBE-LOAD-BALANCER dst,dst -> KUBE-LOAD-BALANCER-LOCAL: RETURN",
+                False,
+            )
+        return (
+            "KUBE-LOAD-BALANCER dst,dst -> KUBE-LOAD-BALANCER -> KUBE-MARK-MASQ",
+            True,
+        )
     if vs.frontend is Frontend.CLUSTER_IP:
         if ctx.cluster.config.kube_proxy.masquerade_all:
-            return "KUBE-CLUSTER-IP dst,dst (masqueradeAll) -> KUBE-MARK-MASQ"
+            return "KUBE-CLUSTER-IP dst,dst (masqueradeAll) -> KUBE-MARK-MASQ", True
         if in_pod_cidr(ctx.cluster, src):
-            return None
-        return f"KUBE-CLUSTER-IP dst,dst ! -s clusterCIDR ({src}) -> KUBE-MARK-MASQ"
+            return (
+                f"KUBE-CLUSTER-IP dst,dst: {src} is in clusterCIDR: not marked",
+                False,
+            )
+        return (
+            f"KUBE-CLUSTER-IP dst,dst ! -s clusterCIDR ({src}) -> KUBE-MARK-MASQ",
+            True,
+        )
     if vs.frontend is Frontend.EXTERNAL_IP:
-        if svc.external_traffic_policy == "Local":
-            return None  # KUBE-EXTERNAL-IP-LOCAL: accepted, not marked
-        return "KUBE-EXTERNAL-IP dst,dst -> KUBE-MARK-MASQ"
-    if svc.external_traffic_policy == "Local":
-        return None  # KUBE-NODE-PORT-LOCAL-<PROTO> dst -j RETURN
-    return (
-        f"--dst-type LOCAL -> KUBE-NODE-PORT: KUBE-NODE-PORT-{proto} dst"
-        " -> KUBE-MARK-MASQ"
-    )
+        if local:
+            return "KUBE-EXTERNAL-IP-LOCAL dst,dst -> ACCEPT: not marked", False
+        return "KUBE-EXTERNAL-IP dst,dst -> KUBE-MARK-MASQ", True
+    head = "--dst-type LOCAL -> KUBE-NODE-PORT: "
+    if local:
+        return head + f"KUBE-NODE-PORT-LOCAL-{proto} dst -> RETURN", False
+    return head + f"KUBE-NODE-PORT-{proto} dst -> KUBE-MARK-MASQ", True
 
 
 def mark(pkt: Packet, ctx: HookContext) -> HookResult:
@@ -248,11 +259,10 @@ def mark(pkt: Packet, ctx: HookContext) -> HookResult:
     vs = ipvs_table(ctx.cluster).lookup(ctx, pkt)
     if vs is None:
         return None
-    why = masq_reason(vs, pkt, ctx)
-    if why is None:
-        return None
-    mark_masq(ctx, why)
-    return Accept(f"KUBE-SERVICES: {vs.text} ({vs.rule.name}): {why}")
+    rule, marks = masq_rule(vs, pkt, ctx)
+    if marks:
+        mark_masq(ctx, rule)
+    return Accept(f"KUBE-SERVICES: {vs.text} ({vs.rule.name}): {rule}")
 
 
 # -- filter: KUBE-PROXY-FIREWALL, KUBE-IPVS-FILTER, KUBE-IPVS-OUT-FILTER ---------------------
@@ -346,7 +356,7 @@ def ipvs_in(pkt: Packet, ctx: HookContext) -> HookResult:
     scope = f"local to {ctx.node}" if vs.local_only else "cluster-wide"
     if not servers:
         return Reject(
-            f"IPVS: {vs.text} ({vs.rule.name}) has no real servers ({scope}): "
+            f"{vs.text} ({vs.rule.name}) has no real servers ({scope}): "
             "ip_vs_leave -> icmp port unreachable",
             code=DropReason.NO_ENDPOINTS,
         )
