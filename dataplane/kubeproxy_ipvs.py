@@ -73,6 +73,7 @@ from dataplane.netfilter import (
     Drop,
     Hook,
     HookContext,
+    HookFn,
     HookPoint,
     HookResult,
     Reject,
@@ -397,6 +398,25 @@ def hooks() -> list[Hook]:
         Hook(HookPoint.INPUT, PRIORITY_KUBE_FILTER, FILTER_NAME, filter_input),
         Hook(HookPoint.INPUT, PRIORITY_LOCAL_IN, IPVS_NAME, ipvs_in),
         Hook(HookPoint.OUTPUT, PRIORITY_KUBE_FILTER + 1, FILTER_NAME, filter_output),
+    ]
+
+
+def policy_at_local_out(policy: list[Hook]) -> list[Hook]:
+    """The CNI's FORWARD policy hooks, also at LOCAL_OUT for the requests IPVS forwards
+    (which never cross FORWARD): where Calico's Felix enforces workload policy when it
+    finds kube-ipvs0 (its IPVS support, `cali-OUTPUT`); here every CNI's filter does."""
+
+    def at_out(fn: HookFn) -> HookFn:
+        def hook(pkt: Packet, ctx: HookContext) -> HookResult:
+            stolen = ctx.in_if is not None and IPVS_PROPERTY in ctx.extra
+            return fn(pkt, ctx) if stolen else None
+
+        return hook
+
+    return [
+        Hook(HookPoint.OUTPUT, h.priority, h.name, at_out(h.fn))
+        for h in policy
+        if h.point is HookPoint.FORWARD
     ]
 
 

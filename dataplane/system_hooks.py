@@ -23,4 +23,7 @@ def for_node(cluster: Cluster, ns: Netns) -> list[Hook]:
         else kubeproxy.hooks
     )
     services = plugin.service_hooks or proxy  # Cilium replaces kube-proxy
-    return [*services(), *plugin.policy_hooks(), *masquerade.hooks()]
+    policy = plugin.policy_hooks()
+    if proxy is kubeproxy_ipvs.hooks and plugin.service_hooks is None:
+        policy += kubeproxy_ipvs.policy_at_local_out(policy)
+    return [*services(), *policy, *masquerade.hooks()]

@@ -239,6 +239,27 @@ def test_the_node_answers_arp_for_a_cluster_ip(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize("cni", ["flannel", "calico"])
+def test_network_policy_holds_for_ipvs_forwarded_requests(
+    tmp_path: Path, cni: str
+) -> None:
+    text = BASE.replace("KUBEPROXY", "{mode: ipvs}\n  cni: " + cni).replace(
+        "AFFINITY", "None"
+    ) + ("  - probe: {from: default/client, to: svc/default/web, port: 80}\n")
+    text = text.replace(
+        "steps:",
+        "  - apiVersion: networking.k8s.io/v1\n    kind: NetworkPolicy\n"
+        "    metadata: {name: deny}\n"
+        "    spec: {podSelector: {matchLabels: {app: web}}, policyTypes: [Ingress]}\n"
+        "steps:",
+    )
+    scenario, _ = load_scenario_text(text, "lab.yaml", tmp_path)
+    sim = Simulator(scenario.cluster)
+    t = sim.probe("default/client", "10.96.0.80", 80)  # rr: web-0, on node-1 too
+    assert t.verdict is Verdict.DENIED_INGRESS
+    assert any(h.event == "OUTPUT" and "default/deny" in h.detail for h in t.hops)
+
+
 def test_verify_reports_ipvs_not_comparable_without_the_module(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
