@@ -3,6 +3,7 @@ their scheduler, the ipset rules, and the differences from iptables mode."""
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,10 @@ from dataplane.packet import (
     ZERO_MAC,
     Ether,
     Packet,
+    to_bytes,
 )
+from dataplane.pcap import pcap_header
+from dataplane.replay import replay
 from dataplane.scenario import server_source
 from dataplane.sim import Simulator
 from dataplane.trace import Trace, Verdict
@@ -28,6 +32,7 @@ from dataplane.walker import WalkState
 from topology.loader import load_scenario, load_scenario_text
 from topology.model import Cluster
 
+LINKTYPE_RAW = 101
 ROOT = Path(__file__).resolve().parents[2] / "scenarios" / "kube-proxy"
 
 BASE = """name: t
@@ -143,6 +148,20 @@ def test_rr_takes_the_real_servers_in_turn_across_one_walk_state(
         "default/client", syn(sim, "default/client", 40004, "10.96.0.80", 80)
     )
     assert fresh.endpoint == "default/web-0"
+
+
+def test_rr_across_a_replayed_capture(tmp_path: Path) -> None:
+    """A replay shares one walk state: its connections take the real servers in turn."""
+    sim = Simulator(cluster(tmp_path))
+    body = b""
+    for i, sport in enumerate((40001, 40002, 40003, 40004)):
+        raw = to_bytes(syn(sim, "default/client", sport, "10.96.0.80", 80))
+        body += struct.pack("<IIII", i, 0, len(raw), len(raw)) + raw
+    capture = tmp_path / "syns.pcap"
+    capture.write_bytes(pcap_header(LINKTYPE_RAW) + body)
+    result = replay(sim, capture)
+    seen = [p.trace.endpoint for p in result.packets if p.trace is not None]
+    assert seen == ["default/web-0", "default/web-1", "default/web-0", "default/web-1"]
 
 
 def test_session_affinity_makes_the_virtual_server_persistent(tmp_path: Path) -> None:
