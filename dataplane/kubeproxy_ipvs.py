@@ -380,13 +380,11 @@ def ipvs_in(pkt: Packet, ctx: HookContext) -> HookResult:
         + f"; {how}) Masq"
     )
     res = ctx.dnat(pkt, backend.ip, backend.port, detail)
-    return Rewrite(
-        res.packet,
-        res.detail,
-        res.diffs,
-        endpoint=backend.key,
-        xmit=ctx.point is HookPoint.INPUT,
-    )
+    # A real server on this node (a hostNetwork endpoint) is not sent anywhere: the
+    # rewritten packet goes on up the local stack (ip_vs_nat_xmit: "skb to local stack",
+    # NF_ACCEPT); any other is stolen and sent on from LOCAL_IN.
+    stolen = ctx.point is HookPoint.INPUT and not ctx.netns.is_local(backend.ip)
+    return Rewrite(res.packet, res.detail, res.diffs, endpoint=backend.key, xmit=stolen)
 
 
 def hooks() -> list[Hook]:
