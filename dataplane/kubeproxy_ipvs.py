@@ -57,6 +57,9 @@ from ipaddress import IPv4Address, IPv4Interface
 from typing import Any
 
 from dataplane.kubeproxy import (
+    FILTER_NAME,
+    NAME,
+    PRIORITY_KUBE_FILTER,
     Backend,
     Frontend,
     ServicePortRule,
@@ -67,7 +70,6 @@ from dataplane.kubeproxy import (
 from dataplane.masquerade import in_pod_cidr, mark_masq
 from dataplane.netfilter import (
     PRIORITY_DSTNAT,
-    PRIORITY_FILTER,
     PRIORITY_SRCNAT,
     Accept,
     Drop,
@@ -86,20 +88,16 @@ from dataplane.trace import DropReason
 from topology.model import NODE_PORT_PRIMARY, Cluster
 
 DUMMY_DEVICE = "kube-ipvs0"  # defaultDummyDevice
-NAME = "kube-proxy"  # nat KUBE-SERVICES (the masquerade marks)
-FILTER_NAME = "kube-proxy-filter"
 IPVS_NAME = "ipvs"
 PRIORITY_LOCAL_IN = PRIORITY_SRCNAT - 2  # ip_vs_remote_request4: NF_IP_PRI_NAT_SRC - 2
 PRIORITY_LOCAL_OUT = PRIORITY_DSTNAT + 2  # ip_vs_local_request4: NF_IP_PRI_NAT_DST + 2
-PRIORITY_KUBE_FILTER = PRIORITY_FILTER - 1  # kube-proxy's jumps are prepended
-IPVS_PROPERTY = (
-    "ipvs"  # key of HookContext.extra: the virtual server (skb->ipvs_property)
-)
-_RR = (
-    "ipvs-rr"  # key of HookContext.memory: (node, virtual server) -> connections so far
-)
-_PERSIST = "ipvs-persist"  # (node, virtual server, client) -> real server key
-_PROTO_SET = {6: "TCP", 17: "UDP", 132: "SCTP"}
+# Keys of HookContext.extra: the virtual server that took the packet (skb->ipvs_property).
+IPVS_PROPERTY = "ipvs"
+# Keys of HookContext.memory: (node, virtual server) -> connections scheduled so far, and
+# (node, virtual server, client) -> the real server its persistence template holds.
+_RR = "ipvs-rr"
+_PERSIST = "ipvs-persist"
+_IPVS_PROTOCOLS = frozenset({6, 17, 132})  # TCP, UDP, SCTP: what IPVS balances here
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +167,7 @@ class IpvsTable:
     def lookup(self, ctx: HookContext, pkt: Packet) -> VirtualServer | None:
         """The virtual server a packet is addressed to on this node, or None."""
         ip = pkt.ip
-        if ip is None or ip.proto not in _PROTO_SET:
+        if ip is None or ip.proto not in _IPVS_PROTOCOLS:
             return None
         hit = self.services.virtual.get((ip.proto, ip.dst, pkt.dport))
         if hit is not None:
