@@ -184,11 +184,6 @@ def test_a_denied_ingress_names_the_tw_chain() -> None:
             " 192.168.0.0/31 of node 'node-1' is exhausted (1 pod addresses in use)",
         ),
         (
-            "  cni: cilium\n  network: geneve\n",
-            "lab.yaml:4: cluster.network: network geneve with cni: cilium is not"
-            " modelled yet (allowed: vxlan, native)",
-        ),
-        (
             "  cni: calico\n  network: host-gw\n",
             "lab.yaml:4: cluster.network: 'host-gw' is not allowed with cni: calico"
             " (allowed: ipip, vxlan, bgp)",
@@ -231,7 +226,6 @@ def test_a_denied_ingress_names_the_tw_chain() -> None:
     ],
     ids=[
         "block-full",
-        "cilium",
         "network",
         "bridge",
         "vxlanPort",
