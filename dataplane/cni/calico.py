@@ -165,7 +165,7 @@ def to_host_chain(direction: Direction, pod: Pod) -> str:
     return "cali-wl-to-host -> " + endpoint_chain(direction, pod)
 
 
-FELIX = "felix"  # the hook name of Felix's own rules (not a NetworkPolicy's)
+FELIX_RULES = "felix"  # the hook name of Felix's own rules (not a NetworkPolicy's)
 
 
 def _encapsulated(pkt: Packet, ctx: HookContext) -> str:
@@ -219,9 +219,9 @@ def policy_hooks() -> list[Hook]:
     workload-to-host chain (all named `netpol`, the filter's hook name), each after
     Felix's rules against encapsulation (named `felix`)."""
     return [
-        Hook(HookPoint.FORWARD, PRIORITY_FILTER, FELIX, from_workload),
-        Hook(HookPoint.INPUT, PRIORITY_FILTER, FELIX, to_host),
-        Hook(HookPoint.INPUT, PRIORITY_FILTER, FELIX, from_workload),
+        Hook(HookPoint.FORWARD, PRIORITY_FILTER, FELIX_RULES, from_workload),
+        Hook(HookPoint.INPUT, PRIORITY_FILTER, FELIX_RULES, to_host),
+        Hook(HookPoint.INPUT, PRIORITY_FILTER, FELIX_RULES, from_workload),
         Hook(
             HookPoint.FORWARD,
             PRIORITY_FILTER,
