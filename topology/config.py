@@ -29,7 +29,6 @@ from topology.live import NodeEntry
 from topology.model import (
     CNI_NETWORKS,
     ENCAP_OVERHEAD,
-    IPVS_SCHEDULERS,
     MODELLED_CNIS,
     NODE_PORT_PRIMARY,
     PLANNED_NETWORKS,
@@ -47,7 +46,7 @@ from topology.model import (
     Protocol,
     ProxyMode,
 )
-from topology.proxyschema import KubeProxyModel
+from topology.proxyschema import IPVS_LOCALHOST, KubeProxyModel, scheduler_problem
 from topology.schema import CalicoModel, ClusterModel, NodeModel
 from topology.yamlsource import PathPart, format_path
 
@@ -197,19 +196,16 @@ class _Plan:
         m = self.model.kube_proxy
         mode = ProxyMode(m.mode)
         if mode is ProxyMode.IPVS:
-            self._ipvs_scheduler(m.ipvs.scheduler)
+            bad = scheduler_problem(m.ipvs.scheduler)
+            if bad is not None:
+                raise self.fail(("kubeProxy", "ipvs", "scheduler"), bad)
         for section in ("iptables", "nftables", "ipvs"):
             options = getattr(m, section)
             if section == "iptables" and mode is ProxyMode.IPVS:
-                # ipvs mode reads `iptables.masqueradeAll` (cmd/kube-proxy: the ipvs
-                # proxier is given config.IPTables.MasqueradeAll); localhostNodePorts
-                # is iptables mode's alone.
+                # ipvs mode reads iptables.masqueradeAll (cmd/kube-proxy), not the rest
                 if not options.localhost_node_ports:
                     raise self.fail(
-                        ("kubeProxy", "iptables", "localhostNodePorts"),
-                        "localhostNodePorts applies to mode iptables, and mode is ipvs"
-                        " (allowed here: the default; ipvs mode never serves NodePorts"
-                        " on 127.0.0.1)",
+                        ("kubeProxy", "iptables", "localhostNodePorts"), IPVS_LOCALHOST
                     )
                 continue
             if section != mode.value and options != type(options)():
@@ -231,37 +227,6 @@ class _Plan:
             localhost_node_ports=mode is ProxyMode.IPTABLES
             and m.iptables.localhost_node_ports,
             ipvs_scheduler=m.ipvs.scheduler,
-        )
-
-    def _ipvs_scheduler(self, name: str) -> None:
-        """`ipvs.scheduler`: rr, or wrr (kube-proxy gives every real server weight 1, so
-        ip_vs_wrr cycles as ip_vs_rr does); the others depend on live connection counts
-        (lc, wlc, sed, nq, lblc, lblcr, fo, ovf, twos) or on the order of the kernel's
-        destination list, which kube-proxy fills from an unordered set (sh, dh, mh)."""
-        if name in IPVS_SCHEDULERS:
-            return
-        known = [
-            "lc",
-            "wlc",
-            "lblc",
-            "lblcr",
-            "sh",
-            "dh",
-            "sed",
-            "nq",
-            "mh",
-            "fo",
-            "ovf",
-            "twos",
-        ]
-        what = (
-            f"scheduler {name} is not modelled"
-            if name in known
-            else f"{name!r} is not an IPVS scheduler"
-        )
-        raise self.fail(
-            ("kubeProxy", "ipvs", "scheduler"),
-            f"{what} (allowed: {', '.join(IPVS_SCHEDULERS)})",
         )
 
     def _node_port_addresses(self, mode: ProxyMode) -> tuple[str, ...]:
