@@ -170,7 +170,7 @@ def external_ranges(sim: Simulator) -> list[tuple[str, list[IPv4Network]]]:
                 for net in (peer.ip_block.cidr, *peer.ip_block.except_):
                     cuts |= {int(net.network_address), int(net.broadcast_address) + 1}
     for admin in sim.cluster.admin_policies.values():  # the tiers' `networks` peers
-        for net in (n for r in admin.egress for p in r.peers for n in p.networks):
+        for net in (n for r in admin.egress for p in r.peers for n in p.ipv4_networks):
             cuts |= {int(net.network_address), int(net.broadcast_address) + 1}
     inside = [n.pod_cidr for n in cfg.nodes] + [cfg.service_cidr]
     for net in inside:

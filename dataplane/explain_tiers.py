@@ -97,7 +97,7 @@ def _looked_at(cluster: Cluster) -> _LookedAt:
             out.ports(arule.ports)
             for apeer in arule.peers:
                 out.selector(apeer.pod_selector)
-                out.cidrs |= set(apeer.networks)
+                out.cidrs |= set(apeer.ipv4_networks)
     return out
 
 

@@ -307,7 +307,7 @@ class PolicyIndex:
             nets = self._networks.get(id(peer))
             if nets is None:
                 nets = self._networks[id(peer)] = tuple(
-                    (int(n.netmask), int(n.network_address)) for n in peer.networks
+                    (int(n.netmask), int(n.network_address)) for n in peer.ipv4_networks
                 )
             ip = party.ip_int
             return None if any(ip & m == b for m, b in nets) else ("networks",)

@@ -316,7 +316,7 @@ class Sets:
         `domainNames` peers match no pod; `networks` the pods inside them)."""
         if peer.networks:
             found = 0
-            for net in peer.networks:
+            for net in peer.ipv4_networks:
                 found |= self._range(net)
             return found
         if peer.namespace_selector is None:

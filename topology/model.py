@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Network
 
 
 @dataclass(frozen=True, slots=True)
@@ -468,15 +468,26 @@ class AdminPeer:
 
     `namespaces: S` is `namespace_selector=S` (every pod there); `pods: {namespaceSelector,
     podSelector}` sets both (AND); `nodes` selects node addresses by node labels;
-    `networks` are CIDRs (any address, pods' included); `domain_names` are FQDNs, which are
-    not modelled (they match nothing; a warning says so when the policy is loaded).
+    `networks` are CIDRs (any address, pods' included; IPv6 ones are kept but match no
+    address of the IPv4-only simulated cluster); `domain_names` are FQDNs, matching the
+    addresses the cluster's DNS answers for them (`dataplane.netpol_index`).
     """
 
     namespace_selector: LabelSelector | None = None
     pod_selector: LabelSelector | None = None
     node_selector: LabelSelector | None = None
-    networks: tuple[IPv4Network, ...] = ()
+    networks: tuple[IPv4Network | IPv6Network, ...] = ()
     domain_names: tuple[str, ...] = ()
+
+    @property
+    def ipv4_networks(self) -> tuple[IPv4Network, ...]:
+        """The IPv4 `networks`: the only ones an address of the cluster can be in."""
+        return tuple(n for n in self.networks if isinstance(n, IPv4Network))
+
+    @property
+    def ipv6_networks(self) -> tuple[IPv6Network, ...]:
+        """The IPv6 `networks` (they match nothing here: the cluster is IPv4-only)."""
+        return tuple(n for n in self.networks if isinstance(n, IPv6Network))
 
 
 @dataclass(frozen=True, slots=True)

@@ -434,7 +434,7 @@ INVALID = [
     ("empty from", anp("p", 1, A, rule("Deny", "[]")), 9, "spec.ingress[0].from",
      "at least 1 item(s) required"),
     ("a bad CIDR", anp("p", 1, A, egress=rule("Deny", "[{networks: [10.0.0.0/33]}]", key="to")), 9, "spec.egress[0].to[0].networks[0]",
-     "'10.0.0.0/33': Invalid CIDR format provided (an IPv4 CIDR such as 10.0.0.0/8; IPv6 is not modelled)"),
+     "'10.0.0.0/33': Invalid CIDR format provided (an IPv4 or IPv6 CIDR such as 10.0.0.0/8 or fd00::/8)"),
     ("named port with networks", anp("p", 1, A, egress=rule("Deny", "[{networks: [10.0.0.0/8]}]", key="to", ports="[{namedPort: http}]")), 9, "spec.egress[0].to",
      "networks/nodes/domainNames peer cannot be set with namedPorts since there are no namedPorts for networks/nodes/domainNames"),
     ("port range backwards", anp("p", 1, A, rule("Deny", ports="[{portRange: {start: 90, end: 80}}]")), 10, "spec.ingress[0].ports[0].portRange",
@@ -592,3 +592,25 @@ def test_explain_all_judges_the_tiers(tmp_path: Path) -> None:
     assert got[("x/b", "x/a")] == got[("y/c", "x/a")] == deny
     assert got[("x/a", "y/c")] == ("allowed", None, None)
     assert len(got) == 6
+
+
+def test_an_ipv6_network_matches_no_address_in_the_walk_matrix_or_connlist(
+    tmp_path: Path,
+) -> None:
+    """`networks` takes IPv4 or IPv6 CIDRs (apis/v1alpha2 `CIDR`); the cluster is
+    IPv4-only, so `::/0` must never match (its all-zero mask would match every IPv4
+    address if it were read as one)."""
+    from dataplane.connlist import connlist, format_ports
+
+    egress = rule("Deny", '[{networks: ["::/0", "fd00::1/8"]}]', key="to")
+    c = cluster_of(tmp_path, anp("v6", 3, X, egress=egress))
+    (peer,) = c.admin_policies["AdminNetworkPolicy/v6"].egress[0].peers
+    assert [str(n) for n in peer.networks] == ["::/0", "fd00::/8"]
+    assert verdict(c, "x/b", "x/a", 80) is Verdict.DELIVERED
+    assert verdict(c, "x/b", "192.0.2.10", 80) is Verdict.DELIVERED
+    sim = Simulator(c)
+    m = compute_matrix(sim, ["x/b", "y/c"], ["x/a", "192.0.2.10"], 80, Protocol.TCP)
+    assert m.rows == ["..", ".."]
+    found = {(x.src, x.dst): format_ports(x.ports) for x in connlist(sim)}
+    assert found[("x/b[Pod]", "x/a[Pod]")] == "All Connections"
+    assert set(found.values()) == {"All Connections"}
