@@ -158,7 +158,7 @@ def rule_ports(rule: PolicyRule, pod: Pod | None) -> Ports:
 
 def external_ranges(sim: Simulator) -> list[tuple[str, list[IPv4Network]]]:
     """The address ranges outside the pods' and Services' ranges that the ipBlocks of the
-    policies (and the `networks` peers of admin policies) carve, each as (`A-B` text,
+    policies (and the `networks` and `domainNames` peers of admin policies) carve, each as (`A-B` text,
     its networks)."""
     cfg = sim.cluster.config
     cuts = {0, 1 << 32}
@@ -169,9 +169,11 @@ def external_ranges(sim: Simulator) -> list[tuple[str, list[IPv4Network]]]:
                     continue
                 for net in (peer.ip_block.cidr, *peer.ip_block.except_):
                     cuts |= {int(net.network_address), int(net.broadcast_address) + 1}
-    for admin in sim.cluster.admin_policies.values():  # the tiers' `networks` peers
-        for net in (n for r in admin.egress for p in r.peers for n in p.ipv4_networks):
-            cuts |= {int(net.network_address), int(net.broadcast_address) + 1}
+    index = index_of(sim.cluster)
+    for admin in sim.cluster.admin_policies.values():  # `networks`, `domainNames` peers
+        for p in (p for r in admin.egress for p in r.peers if p.by_address):
+            for net in index.address_networks(p):
+                cuts |= {int(net.network_address), int(net.broadcast_address) + 1}
     inside = [n.pod_cidr for n in cfg.nodes] + [cfg.service_cidr]
     for net in inside:
         cuts |= {int(net.network_address), int(net.broadcast_address) + 1}
@@ -287,7 +289,7 @@ def _tier_egress(
         for t in Tier
         for pol in index.tiers[t]
         for r in pol.egress
-        if any(p.networks for p in r.peers)
+        if any(p.by_address for p in r.peers)
     ]
     nps = [r for pol in cluster.policies.values() for r in pol.egress]
     pieces = intervals(Sets.of(cluster), [*outward, *nps])
@@ -314,12 +316,15 @@ def _tier_egress(
 
 
 def _outward_side(side: Side) -> Side:
-    """The side with only the tiers' rules that have a `networks` peer: the others
+    """The side with only the tiers' rules that have a `networks` or `domainNames`
+    peer: the others
     never match an address outside the cluster, so the decision is the same."""
 
     def kept(steps: tuple[AdminStep, ...]) -> tuple[AdminStep, ...]:
         return tuple(
-            s for s in steps if s[2] is not None and any(p.networks for p in s[2].peers)
+            s
+            for s in steps
+            if s[2] is not None and any(p.by_address for p in s[2].peers)
         )
 
     return replace(side, admin=kept(side.admin), baseline=kept(side.baseline))
@@ -327,7 +332,7 @@ def _outward_side(side: Side) -> Side:
 
 def _outward(index: Any, pod: Pod) -> tuple[object, ...]:
     """What the egress decision of `pod` toward an address outside the cluster depends
-    on: the tiers' egress rules with a `networks` peer, in order (namespaces, pods and
+    on: the tiers' egress rules with a `networks` or `domainNames` peer, in order (namespaces, pods and
     nodes peers never match such an address, so the other rules never decide), whether
     a NetworkPolicy isolates it, and the isolating rules without peers or with an
     ipBlock; rules compared by value (records are frozen), so that namespaces with
@@ -337,7 +342,7 @@ def _outward(index: Any, pod: Pod) -> tuple[object, ...]:
             r
             for pol in index.subjects(pod, tier, Direction.EGRESS)
             for r in pol.egress
-            if any(p.networks for p in r.peers)
+            if any(p.by_address for p in r.peers)
         )
         for tier in Tier
     )

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Network
 from typing import TYPE_CHECKING, Any
 
-from dataplane.netpol_index import rule_ports_match
+from dataplane.netpol_index import index_of, rule_ports_match
 from dataplane.result import CODE, NO_PORT
 from topology.endpoint import EndpointKind
 from topology.model import (
@@ -189,8 +189,13 @@ class Sets:
         ns_labels: Mapping[str, Mapping[str, str]],
         policies: list[NetworkPolicy],
         admin: Sequence[AdminPolicy] = (),
+        address_networks: Callable[[AdminPeer], tuple[IPv4Network, ...]] = (
+            lambda peer: peer.ipv4_networks
+        ),
     ) -> None:
         self.pods = pods
+        # what a `networks`/`domainNames` peer matches (`PolicyIndex.address_networks`)
+        self.address_networks = address_networks
         self.policies = policies
         # the admin policies of each tier, in evaluation order (`AdminPolicy.order`)
         ordered = sorted(admin, key=lambda p: p.order)
@@ -242,6 +247,7 @@ class Sets:
             ns_labels,
             list(cluster.policies.values()),
             list(cluster.admin_policies.values()),
+            index_of(cluster).address_networks,
         )
 
     def select(self, sel: LabelSelector, of_namespace: bool = False) -> int:
@@ -312,11 +318,11 @@ class Sets:
         return self.by_ns.get(pol.namespace, 0) & self.select(pol.pod_selector)
 
     def admin_peer(self, peer: AdminPeer) -> int:
-        """The pods a subject or peer of an admin policy matches (`nodes` and
-        `domainNames` peers match no pod; `networks` the pods inside them)."""
-        if peer.networks:
+        """The pods a subject or peer of an admin policy matches (`nodes` peers match no
+        pod; `networks` and `domainNames` the pods at the addresses they match)."""
+        if peer.by_address:
             found = 0
-            for net in peer.ipv4_networks:
+            for net in self.address_networks(peer):
                 found |= self._range(net)
             return found
         if peer.namespace_selector is None:

@@ -14,9 +14,8 @@ and the CRD `config/crd/experimental/policy.networking.k8s.io_clusternetworkpoli
   IPv6 (an IPv6 one matches nothing in the IPv4-only simulated cluster);
 - the BaselineAdminNetworkPolicy is a singleton named `default` (CEL
   `self.metadata.name == 'default'`).
-`domainNames` peers are validated but not modelled: a warning names the field, and the
-peer matches nothing (for an Allow/Accept rule, the only action upstream supports for it,
-that is the API's own "fail closed": "treat the rule as matching no traffic").
+`domainNames` peers are validated here (the CRD's pattern) and match, at decision time,
+the addresses the cluster's DNS answers for the names (`dataplane.dns_records`).
 """
 
 from __future__ import annotations
@@ -157,7 +156,7 @@ PeerSpec = (
 )
 
 
-def _peer(p: PeerSpec, origin: Origin, path: Path, warnings: list[str]) -> AdminPeer:
+def _peer(p: PeerSpec, origin: Origin, path: Path) -> AdminPeer:
     given: dict[str, object] = {"namespaces": p.namespaces, "pods": p.pods}
     if isinstance(p, a.BaselineEgressPeerSpec | a.CNPEgressPeerSpec):
         given |= {"nodes": p.nodes, "networks": p.networks}
@@ -186,13 +185,6 @@ def _peer(p: PeerSpec, origin: Origin, path: Path, warnings: list[str]) -> Admin
                 (*where, i),
                 f"{name!r} is not a domain name (an exact name, or *. and a name)",
             )
-    warnings.append(
-        origin.warning(
-            where,
-            "domainNames peers are not modelled (FQDN policy needs the DNS answers "
-            "a pod saw); this peer matches no traffic",
-        )
-    )
     return AdminPeer(domain_names=tuple(p.domain_names))
 
 
@@ -329,9 +321,7 @@ def _rules(
     for i, r in enumerate(rules or ()):
         where = (*path, i)
         specs: Sequence[PeerSpec] = r.to if isinstance(r, _EGRESS_RULES) else r.from_
-        peers = tuple(
-            _peer(p, origin, (*where, key, j), warnings) for j, p in enumerate(specs)
-        )
+        peers = tuple(_peer(p, origin, (*where, key, j)) for j, p in enumerate(specs))
         if isinstance(r, a.CNPIngressRuleSpec | a.CNPEgressRuleSpec):
             ports = _cnp_ports(r.protocols or (), origin, (*where, "protocols"))
         else:

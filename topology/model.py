@@ -480,6 +480,11 @@ class AdminPeer:
     domain_names: tuple[str, ...] = ()
 
     @property
+    def by_address(self) -> bool:
+        """A `networks` or `domainNames` peer: it matches addresses, pods' included."""
+        return bool(self.networks or self.domain_names)
+
+    @property
     def ipv4_networks(self) -> tuple[IPv4Network, ...]:
         """The IPv4 `networks`: the only ones an address of the cluster can be in."""
         return tuple(n for n in self.networks if isinstance(n, IPv4Network))

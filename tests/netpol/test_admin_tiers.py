@@ -493,20 +493,68 @@ def test_the_banp_is_named_default(tmp_path: Path) -> None:
     )
 
 
-def test_domain_names_are_warned_about_and_match_nothing(tmp_path: Path) -> None:
-    egress = rule("Allow", "[{domainNames: ['*.example.com']}]", key="to") + rule(
-        "Deny", key="to"
+HEADLESS = """\
+  - {kind: Service, metadata: {name: db, namespace: y}, spec: {clusterIP: None, selector: {app: db}, ports: [{port: 80}]}}
+  - {kind: Service, metadata: {name: web, namespace: x}, spec: {selector: {app: a}, ports: [{port: 80}]}}
+  - {kind: Pod, metadata: {name: db, namespace: y, labels: {app: db}}, spec: {nodeName: node-2, containers: [{name: c, ports: [{containerPort: 80}]}]}}
+"""
+
+
+def fqdn(tmp_path: Path, names: str) -> Cluster:
+    """x/b may reach `names` only (an Allow of a domainNames peer, then Deny all)."""
+    egress = rule("Allow", f"[{{domainNames: {names}}}]", key="to") + rule(
+        "Deny", "[{networks: [0.0.0.0/0]}]", key="to"
     )
-    f = tmp_path / "tiers.yaml"
-    f.write_text(BASE + anp("fqdn", 1, A, egress=egress) + STEPS)
-    scenario, warnings = load_scenario(f)
-    assert any(
-        "AdminNetworkPolicy fqdn: spec.egress[0].to[0].domainNames: domainNames peers are "
-        "not modelled" in w
-        for w in warnings
-    ), warnings
-    c = scenario.cluster
-    assert verdict(c, "x/a", "x/b", 80) is Verdict.DENIED_EGRESS
+    subject = "{pods: {namespaceSelector: {}, podSelector: {matchExpressions: [{key: app, operator: DoesNotExist}]}}}"
+    return cluster_of(tmp_path, HEADLESS + anp("fqdn", 1, subject, egress=egress))
+
+
+@pytest.mark.parametrize(
+    ("names", "delivered"),
+    [
+        # a headless Service's name: its pods' addresses (NPEP-133 "Supported")
+        ("[db.y.svc.cluster.local]", {"y/db"}),
+        ("['DB.y.svc.cluster.local.']", {"y/db"}),  # case and the root's dot
+        # `*.` matches one or more whole labels before the name
+        ("['*.y.svc.cluster.local']", {"y/db"}),
+        ("['*.svc.cluster.local']", {"y/db"}),
+        ("['*.db.y.svc.cluster.local']", set()),
+        # a pod's own record (`pods insecure`: A-B-C-D.NS.pod.DOMAIN)
+        ("[TARGET.x.pod.cluster.local]", {"x/a"}),
+        # ... of which a wildcard over NS.pod.DOMAIN covers every address
+        ("['*.x.pod.cluster.local']", {"x/a", "y/db", "192.0.2.10"}),
+        # a ClusterIP Service answers its ClusterIP, which no policy sees after DNAT
+        ("[web.x.svc.cluster.local]", set()),
+        # no upstream resolver: NXDOMAIN, no address
+        ("[example.com, '*.example.com']", set()),
+    ],
+)
+def test_domain_names_match_what_the_cluster_dns_answers(
+    tmp_path: Path, names: str, delivered: set[str]
+) -> None:
+    probe = cluster_of(tmp_path, "")
+    target = str(probe.pods["x/a"].ip).replace(".", "-")
+    c = fqdn(tmp_path, names.replace("TARGET", target))
+    for dst in ("x/a", "y/db", "192.0.2.10"):
+        want = Verdict.DELIVERED if dst in delivered else Verdict.DENIED_EGRESS
+        assert verdict(c, "x/b", dst, 80) is want, dst
+    m = compute_matrix(
+        Simulator(c), ["x/b"], ["x/a", "y/db", "192.0.2.10"], 80, Protocol.TCP
+    )
+    assert m.rows == [
+        "".join("." if d in delivered else "E" for d in ("x/a", "y/db", "192.0.2.10"))
+    ]
+
+
+def test_a_domain_names_miss_is_explained(tmp_path: Path) -> None:
+    c = fqdn(tmp_path, "[db.y.svc.cluster.local]")
+    d = egress_decision(c, c.pods["x/b"], str(c.pods["x/a"].ip), 80, Protocol.TCP)
+    assert not d.allowed
+    text = netpol_text.explain(d)
+    assert (
+        f"{c.pods['x/a'].ip} is not an address the cluster's DNS answers for "
+        "db.y.svc.cluster.local" in text
+    ), text
 
 
 def test_the_cli_exits_2_without_a_traceback(tmp_path: Path) -> None:
