@@ -40,7 +40,7 @@ from dataplane.netpol_ports import (
     piece_ports,
     port_table,
 )
-from topology.model import Cluster, Pod, PolicyRule, Protocol, Tier
+from topology.model import AdminRule, Cluster, Pod, PolicyRule, Protocol, Tier
 
 if TYPE_CHECKING:  # pragma: no cover
     from dataplane.sim import Simulator
@@ -131,7 +131,7 @@ def ports_dict(ports: Ports) -> dict[str, list[str]]:
     }  # fmt: skip
 
 
-def rule_ports(rule: PolicyRule, pod: Pod | None) -> Ports:
+def rule_ports(rule: PolicyRule | AdminRule, pod: Pod | None) -> Ports:
     """The ports a rule's `ports` admit; named ports resolved on `pod` (None: on an
     address outside the cluster, where no name resolves)."""
     if not rule.ports:

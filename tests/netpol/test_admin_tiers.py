@@ -662,3 +662,32 @@ def test_an_ipv6_network_matches_no_address_in_the_walk_matrix_or_connlist(
     found = {(x.src, x.dst): format_ports(x.ports) for x in connlist(sim)}
     assert found[("x/b[Pod]", "x/a[Pod]")] == "All Connections"
     assert set(found.values()) == {"All Connections"}
+
+
+def test_diff_explain_names_the_admin_policy_change(tmp_path: Path) -> None:
+    """`diff --explain` names the admin policy behind a difference: kind, name, tier,
+    priority, and the rule that matches in each version, with its action and ports."""
+    from dataplane.conndiff import conndiff
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    deny = rule("Deny", "[{namespaces: {matchLabels: {team: y}}}]", name="no-y")
+    before = cluster_of(
+        tmp_path / "a", anp("guard", 20, A, rule("Pass", name="owners"))
+    )
+    after = cluster_of(tmp_path / "b", anp("guard", 5, A, deny))
+    d = conndiff(before, after, explain=True)
+    (change,) = d.changes
+    assert (change.kind, change.src, change.dst) == ("removed", "y/c[Pod]", "x/a[Pod]")
+    assert change.why == (
+        "adminnetworkpolicy guard changed (ingress of x/a[Pod]: before, ANP 'guard' "
+        "(priority 20) Admin tier: ingress rule 0 'owners' (Pass) matches All "
+        "Connections; after, ANP 'guard' (priority 5) Admin tier: ingress rule 0 "
+        "'no-y' (Deny) matches All Connections)",
+    )
+    added = conndiff(cluster_of(tmp_path / "a", ""), after, explain=True).changes[0].why
+    assert added == (
+        "adminnetworkpolicy guard added (ingress of x/a[Pod]: after, ANP 'guard' "
+        "(priority 5) Admin tier: ingress rule 0 'no-y' (Deny) matches All "
+        "Connections)",
+    )
