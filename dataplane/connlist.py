@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import lru_cache
 from ipaddress import (
     IPv4Address,
@@ -26,11 +26,11 @@ from ipaddress import (
     collapse_addresses,
     summarize_address_range,
 )
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from dataplane.netpol import AdminStep, Direction, Side, judge, prepare
 from dataplane.netpol_index import Party, index_of
-from dataplane.netpol_matrix import Sets, members
+from dataplane.netpol_matrix import Sets, members, no_gc
 from dataplane.netpol_ports import (
     EVERYTHING,
     LAST_PORT,
@@ -48,9 +48,9 @@ if TYPE_CHECKING:  # pragma: no cover
 ALL_SPACE = IPv4Network("0.0.0.0/0")
 
 
-@dataclass(frozen=True, slots=True)
-class Conn:
-    """`src` may open connections to `dst` on `ports`."""
+class Conn(NamedTuple):
+    """`src` may open connections to `dst` on `ports` (a named tuple: a cluster's list
+    holds hundreds of thousands)."""
 
     src: str  # `NS/NAME[Kind]`, or an address range `A.B.C.D-E.F.G.H`
     dst: str
@@ -194,8 +194,13 @@ def connlist(
 ) -> list[Conn]:
     """Every allowed connection of the cluster of `sim`, sorted by source then
     destination (see the module docstring)."""
-    found = connections(sim, by, externals)
-    return [Conn(s, d, found[(s, d)]) for s, d in sorted(found)]
+    with no_gc():  # hundreds of thousands of tuples of strings, none in a cycle
+        found = connections(sim, by, externals)
+        return [Conn(s, d, p) for (s, d), p in sorted(found.items(), key=_by_key)]
+
+
+def _by_key(item: tuple[tuple[str, str], Ports]) -> tuple[str, str]:
+    return item[0]
 
 
 def connections(
@@ -223,6 +228,7 @@ def connections(
         keys = [p.key for p in pods]
         table = port_table(sim, keys, keys)
         row_of = {pos: i for i, pos in enumerate(table.sources)}
+        setdefault = found.setdefault
         for block in table.blocks:
             if not block.ports:
                 continue
@@ -233,11 +239,16 @@ def connections(
             by_dst: dict[str, set[int]] = {}
             for j in block.targets:
                 by_dst.setdefault(names[j], set()).add(j)
+            ports = block.ports
             for sn, si in by_src.items():
                 for dn, dj in by_dst.items():
                     # a pod's traffic to itself is not a connection of the list
-                    if sn != dn or len(si | dj) > 1:
-                        add(sn, dn, block.ports)
+                    if sn == dn and len(si | dj) == 1:
+                        continue
+                    key = (sn, dn)  # `add`, inlined: the loop runs a million times
+                    had = setdefault(key, ports)
+                    if had is not ports and had != ports:
+                        found[key] = merge(had, ports)
     if externals:
         index = index_of(cluster)
         ranges = external_ranges(sim)
