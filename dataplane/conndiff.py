@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from dataplane.connlist import connections, format_ports, rule_ports, workload_name
 from dataplane.netpol_index import Party, index_of
+from dataplane.netpol_matrix import no_gc
 from dataplane.netpol_ports import Ports
 from topology.model import (
     AdminPolicy,
@@ -323,6 +324,11 @@ def _why(
 
 def conndiff(a: Cluster, b: Cluster, explain: bool = False) -> Diff:
     """The difference between the connections of cluster `a` and of cluster `b`."""
+    with no_gc():  # hundreds of thousands of tuples and changes, none in a cycle
+        return _conndiff(a, b, explain)
+
+
+def _conndiff(a: Cluster, b: Cluster, explain: bool) -> Diff:
     from dataplane.sim import Simulator
 
     before = connections(Simulator(a))
