@@ -468,9 +468,8 @@ class AdminPeer:
 
     `namespaces: S` is `namespace_selector=S` (every pod there); `pods: {namespaceSelector,
     podSelector}` sets both (AND); `nodes` selects node addresses by node labels;
-    `networks` are CIDRs (any address, pods' included; IPv6 ones are kept but match no
-    address of the IPv4-only simulated cluster); `domain_names` are FQDNs, matching the
-    addresses the cluster's DNS answers for them (`dataplane.netpol_index`).
+    `networks` are CIDRs (any address, pods' included; IPv6 ones match nothing here);
+    `domain_names` match the addresses the DNS answers for them (`dataplane.dns_records`).
     """
 
     namespace_selector: LabelSelector | None = None
@@ -488,11 +487,6 @@ class AdminPeer:
     def ipv4_networks(self) -> tuple[IPv4Network, ...]:
         """The IPv4 `networks`: the only ones an address of the cluster can be in."""
         return tuple(n for n in self.networks if isinstance(n, IPv4Network))
-
-    @property
-    def ipv6_networks(self) -> tuple[IPv6Network, ...]:
-        """The IPv6 `networks` (they match nothing here: the cluster is IPv4-only)."""
-        return tuple(n for n in self.networks if isinstance(n, IPv6Network))
 
 
 @dataclass(frozen=True, slots=True)
