@@ -41,6 +41,7 @@ from dataplane.trace import DropReason
 from topology.model import Cluster, Pod, Protocol, Tier
 
 NAME = "netpol"
+MEMO_LIMIT = 1 << 16  # verdicts kept per cluster (`_judge`)
 # Where a CNI says its filter sits, for the hop line: Felix's `cali-fw-caliXXX` for a
 # pod's egress; None for the plain FORWARD filter.
 ChainName = Callable[[Direction, Pod], str]
@@ -111,8 +112,19 @@ def _judge(
     # ICMP error about it). A retransmitted first packet is still NEW and judged again.
     if ctx.ct_state is not CtState.NEW:
         return _known(pkt, ctx, index) if direction is Direction.EGRESS else None
+    # The verdict depends on the addresses, the port and the protocol only (the cluster
+    # is immutable): taken once per flow and filter, then read back.
+    ip = pkt.ip
+    key = (direction, chain, ctx.node, ip.src, ip.dst, ip.proto, *packet_query(pkt))
+    memo = index.memo
+    if key in memo:
+        return memo[key]  # type: ignore[return-value]
     d = decision(index, direction, ctx.node, pkt)
-    return None if d is None else _verdict(d, chain)
+    res = None if d is None else _verdict(d, chain)
+    if len(memo) >= MEMO_LIMIT:
+        memo.clear()
+    memo[key] = res
+    return res
 
 
 def _verdict(d: Decision, chain: ChainName | None = None) -> HookResult:
