@@ -92,6 +92,11 @@ def wants(ns: Netns, ifname: str, pkt: Packet) -> bool:
     )
 
 
+# A trace record (`Hop`, `Frame`) from all its fields in order: `tuple.__new__` without the
+# named tuple's own `__new__` (a Python function, one call more for each of ~100 a probe).
+_new_record = tuple.__new__
+assert Hop._fields[10:] == ("point", "program"), "Walker.record writes every field"
+
 _STACK_KINDS = (Kind.VETH, Kind.ETH)
 _TUNNEL_KINDS = (Kind.VXLAN, Kind.IPIP)  # devices that hand a decapsulated packet up
 _VETH_DETAILS: dict[
@@ -167,23 +172,14 @@ class Walker:
         diffs: tuple[FieldDiff, ...] = (),
         reason: DropReason | None = None,
     ) -> Hop:
-        if isinstance(ns, str):
+        if ns.__class__ is str:
             node, label = ns, ""
         else:
-            node, label = ns.node, ns.label
-        hop = Hop(
-            len(self.trace.hops) + 1,
-            node,
-            label,
-            device,
-            event,
-            detail,
-            pkt,
-            diffs,
-            reason,
-            self.direction,
-        )
-        self.trace.hops.append(hop)
+            node, label = ns.node, ns.label  # type: ignore[union-attr]
+        hops = self.trace.hops
+        hop = _new_record(Hop, (len(hops) + 1, node, label, device, event, detail, pkt,
+                                diffs, reason, self.direction, "", ""))  # fmt: skip
+        hops.append(hop)
         if reason is not None and self.first_drop is None:
             self.first_drop = hop
         return hop
@@ -194,7 +190,7 @@ class Walker:
         if not self.capture:
             return
         self.trace.frames.append(
-            Frame(len(self.trace.hops), ns.node, ns.id, device, pkt)
+            _new_record(Frame, (len(self.trace.hops), ns.node, ns.id, device, pkt))
         )
 
     def finish(
