@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from dataplane import netpol_text
-from dataplane.conntrack import CtState
+from dataplane.conntrack import CtDir, CtState
 from dataplane.netfilter import (
     PRIORITY_FILTER,
     Accept,
@@ -93,13 +93,22 @@ def _known(pkt: Packet, ctx: HookContext, index: PolicyIndex) -> HookResult:
     """A packet of a known connection: shown once (by the egress hook), never judged."""
     ip = pkt.ip
     assert ip is not None
-    here = (index.pods_by_ip.get(a) for a in (ip.src, ip.dst))
-    if not any(p is not None and p.node == ctx.node for p in here):
+    pods, node = index.pods_by_ip, ctx.node
+    src, dst = pods.get(ip.src), pods.get(ip.dst)
+    if (src is None or src.node != node) and (dst is None or dst.node != node):
         return None
-    return Accept(
-        f"{ctx.ct_state.value} ({ctx.ct_dir.value} direction): a packet of an admitted "
-        "connection is not filtered -> accept"
+    return _KNOWN[ctx.ct_state, ctx.ct_dir]
+
+
+# `_known`'s answer for each conntrack state and direction, written once.
+_KNOWN = {
+    (state, d): Accept(
+        f"{state.value} ({d.value} direction): a packet of an admitted connection is "
+        "not filtered -> accept"
     )
+    for state in CtState
+    for d in CtDir
+}
 
 
 def _judge(
