@@ -206,12 +206,13 @@ class Walker:
     # -- the loop --------------------------------------------------------------------------
     def run(self, first: Emission | list[Emission]) -> Trace:
         self.emit(first if isinstance(first, list) else [first])
+        queue, dispatch, limit = self.queue, self.dispatch, self.hop_limit
         while True:
-            while self.queue:
+            while queue:
                 self.steps += 1
-                if self.steps > self.hop_limit:
+                if self.steps > limit:
                     break
-                self.dispatch(self.queue.popleft())
+                dispatch(queue.popleft())
             if self.steps > self.hop_limit:
                 self.record(
                     "walker",
