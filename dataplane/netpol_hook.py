@@ -41,7 +41,7 @@ from dataplane.trace import DropReason
 from topology.model import Cluster, Pod, Protocol, Tier
 
 NAME = "netpol"
-MEMO_LIMIT = 1 << 16  # verdicts kept per cluster (`_judge`)
+MEMO_LIMIT = 4096  # verdicts kept per cluster (`_judge`), then forgotten at once
 # Where a CNI says its filter sits, for the hop line: Felix's `cali-fw-caliXXX` for a
 # pod's egress; None for the plain FORWARD filter.
 ChainName = Callable[[Direction, Pod], str]
