@@ -109,6 +109,8 @@ class ProxyMode(StrEnum):
 
 
 NODE_PORT_PRIMARY = "primary"
+# The IPVS schedulers modelled (`cluster.kubeProxy.ipvs.scheduler`, dataplane.kubeproxy_ipvs)
+IPVS_SCHEDULERS = ("rr", "wrr")
 
 
 @dataclass(frozen=True, slots=True)
