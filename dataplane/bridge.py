@@ -247,7 +247,7 @@ class Bridges:
         """br_netfilter's hook points for a frame bridged from `in_port` to `out_port`
         (its IP packet, as `points` leave it; None: dropped)."""
         if ctx is None:
-            ctx = HookContext(ns, points[0], self.w.cluster)
+            ctx = self.w.stack.context(ns, points[0])
         ctx.bridged, ctx.in_port, ctx.out_port = True, in_port, out_port
         out: Packet | None = l3
         for point in points:

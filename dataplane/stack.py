@@ -77,6 +77,10 @@ class Stack:
         self.w = walker
 
     # -- netfilter -------------------------------------------------------------------------
+    def context(self, ns: Netns, point: HookPoint) -> HookContext:
+        """A packet's first hook context in `ns`, with what hooks keep across the walk."""
+        return HookContext(ns, point, self.w.cluster, memory=self.w.state.hook_memory)
+
     def hooks(
         self,
         ns: Netns,
@@ -92,9 +96,7 @@ class Stack:
         if not isinstance(nf, Netfilter):
             return pkt, ctx
         if ctx is None:
-            ctx = HookContext(
-                ns, point, self.w.cluster, memory=self.w.state.hook_memory
-            )
+            ctx = self.context(ns, point)
         ctx.point = point
         if in_if is not None:
             ctx.in_if = in_if
