@@ -228,24 +228,34 @@ class Bridges:
             else ""
         )
         w.record(ns, br, "bridge", f"fdb {eth.dst} -> port {out_port}{hairpin}", pkt)
-        l3: Packet | None = pkt.l3()
-        for point in (HookPoint.FORWARD, HookPoint.POSTROUTING):
-            assert l3 is not None
-            l3, _ = w.stack.hooks(
-                ns,
-                point,
-                l3,
-                ctx,
-                bridged=True,
-                in_port=in_port,
-                out_port=out_port,
-                in_if=br,
-                out_if=br,
-            )
-            if l3 is None:
-                return []
-        assert l3 is not None
+        points = (HookPoint.FORWARD, HookPoint.POSTROUTING)
+        l3 = self.hooks(ns, br, points, pkt.l3(), ctx, in_port, out_port)
+        if l3 is None:
+            return []
         return self.queue_xmit(ns, br, out_port, l3, eth.src, eth.dst)
+
+    def hooks(
+        self,
+        ns: Netns,
+        br: str,
+        points: tuple[HookPoint, ...],
+        l3: Packet,
+        ctx: HookContext | None,
+        in_port: str,
+        out_port: str,
+    ) -> Packet | None:
+        """br_netfilter's hook points for a frame bridged from `in_port` to `out_port`
+        (its IP packet, as `points` leave it; None: dropped)."""
+        if ctx is None:
+            ctx = self.w.stack.context(ns, points[0])
+        ctx.bridged, ctx.in_port, ctx.out_port = True, in_port, out_port
+        out: Packet | None = l3
+        for point in points:
+            assert out is not None
+            out, _ = self.w.stack.hooks(ns, point, out, ctx, in_if=br, out_if=br)
+            if out is None:
+                return None
+        return out
 
     def netfilter(
         self, ns: Netns, br: str, pkt: Packet, in_port: str, out_port: str
@@ -263,23 +273,10 @@ class Bridges:
             l3 = stack.defrag(ns, l3)
             if l3 is None:
                 return []
-        ctx = None
-        for point in (HookPoint.PREROUTING, HookPoint.FORWARD, HookPoint.POSTROUTING):
-            assert l3 is not None
-            l3, ctx = stack.hooks(
-                ns,
-                point,
-                l3,
-                ctx,
-                bridged=True,
-                in_port=in_port,
-                out_port=out_port,
-                in_if=br,
-                out_if=br,
-            )
-            if l3 is None:
-                return []
-        assert l3 is not None
+        points = (HookPoint.PREROUTING, HookPoint.FORWARD, HookPoint.POSTROUTING)
+        l3 = self.hooks(ns, br, points, l3, None, in_port, out_port)
+        if l3 is None:
+            return []
         return self.queue_xmit(ns, br, out_port, l3, eth.src, eth.dst)
 
     def queue_xmit(

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from dataplane import netpol_text
-from dataplane.conntrack import CtState
+from dataplane.conntrack import CtDir, CtState
 from dataplane.netfilter import (
     PRIORITY_FILTER,
     Accept,
@@ -41,6 +41,7 @@ from dataplane.trace import DropReason
 from topology.model import Cluster, Pod, Protocol, Tier
 
 NAME = "netpol"
+MEMO_LIMIT = 4096  # verdicts kept per cluster (`_judge`), then forgotten at once
 # Where a CNI says its filter sits, for the hop line: Felix's `cali-fw-caliXXX` for a
 # pod's egress; None for the plain FORWARD filter.
 ChainName = Callable[[Direction, Pod], str]
@@ -92,13 +93,22 @@ def _known(pkt: Packet, ctx: HookContext, index: PolicyIndex) -> HookResult:
     """A packet of a known connection: shown once (by the egress hook), never judged."""
     ip = pkt.ip
     assert ip is not None
-    here = (index.pods_by_ip.get(a) for a in (ip.src, ip.dst))
-    if not any(p is not None and p.node == ctx.node for p in here):
+    pods, node = index.pods_by_ip, ctx.node
+    src, dst = pods.get(ip.src), pods.get(ip.dst)
+    if (src is None or src.node != node) and (dst is None or dst.node != node):
         return None
-    return Accept(
-        f"{ctx.ct_state.value} ({ctx.ct_dir.value} direction): a packet of an admitted "
-        "connection is not filtered -> accept"
+    return _KNOWN[ctx.ct_state, ctx.ct_dir]
+
+
+# `_known`'s answer for each conntrack state and direction, written once.
+_KNOWN = {
+    (state, d): Accept(
+        f"{state.value} ({d.value} direction): a packet of an admitted connection is "
+        "not filtered -> accept"
     )
+    for state in CtState
+    for d in CtDir
+}
 
 
 def _judge(
@@ -111,8 +121,19 @@ def _judge(
     # ICMP error about it). A retransmitted first packet is still NEW and judged again.
     if ctx.ct_state is not CtState.NEW:
         return _known(pkt, ctx, index) if direction is Direction.EGRESS else None
+    # The verdict depends on the addresses, the port and the protocol only (the cluster
+    # is immutable): taken once per flow and filter, then read back.
+    ip = pkt.ip
+    key = (direction, chain, ctx.node, ip.src, ip.dst, ip.proto, *packet_query(pkt))
+    memo = index.memo
+    if key in memo:
+        return memo[key]  # type: ignore[return-value]
     d = decision(index, direction, ctx.node, pkt)
-    return None if d is None else _verdict(d, chain)
+    res = None if d is None else _verdict(d, chain)
+    if len(memo) >= MEMO_LIMIT:
+        memo.clear()
+    memo[key] = res
+    return res
 
 
 def _verdict(d: Decision, chain: ChainName | None = None) -> HookResult:

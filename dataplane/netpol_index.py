@@ -140,6 +140,9 @@ class PolicyIndex:
         self._blocks: dict[int, tuple[int, int, tuple[tuple[int, int, str], ...]]] = {}
         self._parties: dict[str, Party] = {}
         self._pod_keys: dict[str, frozenset[tuple[str, str]]] = {}
+        # Answers that depend on nothing but this cluster, kept by their users: the
+        # filter hooks' verdict per flow (`dataplane.netpol_hook`).
+        self.memo: dict[tuple[object, ...], object] = {}
 
     # -- who is who ------------------------------------------------------------------------
     def party(self, ip: str) -> Party:

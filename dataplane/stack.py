@@ -77,25 +77,31 @@ class Stack:
         self.w = walker
 
     # -- netfilter -------------------------------------------------------------------------
+    def context(self, ns: Netns, point: HookPoint) -> HookContext:
+        """A packet's first hook context in `ns`, with what hooks keep across the walk."""
+        return HookContext(ns, point, self.w.cluster, memory=self.w.state.hook_memory)
+
     def hooks(
         self,
         ns: Netns,
         point: HookPoint,
         pkt: Packet,
         ctx: HookContext | None,
-        **where: object,
+        in_if: str | None = None,
+        out_if: str | None = None,
     ) -> tuple[Packet | None, HookContext | None]:
-        """Run one hook point; returns the (possibly rewritten) packet or None if dropped."""
+        """Run one hook point; returns the (possibly rewritten) packet or None if dropped.
+        `in_if`, `out_if`: the interfaces the context now names (None: as they were)."""
         nf = ns.hooks
         if not isinstance(nf, Netfilter):
             return pkt, ctx
         if ctx is None:
-            ctx = HookContext(
-                ns, point, self.w.cluster, memory=self.w.state.hook_memory
-            )
+            ctx = self.context(ns, point)
         ctx.point = point
-        for k, v in where.items():
-            setattr(ctx, k, v)
+        if in_if is not None:
+            ctx.in_if = in_if
+        if out_if is not None:
+            ctx.out_if = out_if
         dst_nat = point is HookPoint.PREROUTING or point is HookPoint.OUTPUT
         if dst_nat and ctx.ct is None:
             self.track(ns, pkt, ctx)

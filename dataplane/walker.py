@@ -95,6 +95,11 @@ def wants(ns: Netns, ifname: str, pkt: Packet) -> bool:
     )
 
 
+# A trace record (`Hop`, `Frame`) from all its fields in order: `tuple.__new__` without the
+# named tuple's own `__new__` (a Python function, one call more for each of ~100 a probe).
+_new_record = tuple.__new__
+assert Hop._fields[10:] == ("point", "program"), "Walker.record writes every field"
+
 _STACK_KINDS = (Kind.VETH, Kind.ETH)
 # devices that hand a decapsulated packet up
 _TUNNEL_KINDS = (Kind.VXLAN, Kind.GENEVE, Kind.IPIP)
@@ -171,23 +176,14 @@ class Walker:
         diffs: tuple[FieldDiff, ...] = (),
         reason: DropReason | None = None,
     ) -> Hop:
-        if isinstance(ns, str):
+        if ns.__class__ is str:
             node, label = ns, ""
         else:
-            node, label = ns.node, ns.label
-        hop = Hop(
-            len(self.trace.hops) + 1,
-            node,
-            label,
-            device,
-            event,
-            detail,
-            pkt,
-            diffs,
-            reason,
-            self.direction,
-        )
-        self.trace.hops.append(hop)
+            node, label = ns.node, ns.label  # type: ignore[union-attr]
+        hops = self.trace.hops
+        hop = _new_record(Hop, (len(hops) + 1, node, label, device, event, detail, pkt,
+                                diffs, reason, self.direction, "", ""))  # fmt: skip
+        hops.append(hop)
         if reason is not None and self.first_drop is None:
             self.first_drop = hop
         return hop
@@ -198,7 +194,7 @@ class Walker:
         if not self.capture:
             return
         self.trace.frames.append(
-            Frame(len(self.trace.hops), ns.node, ns.id, device, pkt)
+            _new_record(Frame, (len(self.trace.hops), ns.node, ns.id, device, pkt))
         )
 
     def finish(
@@ -214,12 +210,13 @@ class Walker:
     # -- the loop --------------------------------------------------------------------------
     def run(self, first: Emission | list[Emission]) -> Trace:
         self.emit(first if isinstance(first, list) else [first])
+        queue, dispatch, limit = self.queue, self.dispatch, self.hop_limit
         while True:
-            while self.queue:
+            while queue:
                 self.steps += 1
-                if self.steps > self.hop_limit:
+                if self.steps > limit:
                     break
-                self.dispatch(self.queue.popleft())
+                dispatch(queue.popleft())
             if self.steps > self.hop_limit:
                 self.record(
                     "walker",

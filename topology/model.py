@@ -13,6 +13,16 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network, IPv6Network
 
+# The CNIs and their network modes live in `topology.cni_modes`; re-exported here.
+from topology.cni_modes import CNI_NETWORKS as CNI_NETWORKS
+from topology.cni_modes import MODELLED_CNIS as MODELLED_CNIS
+from topology.cni_modes import PLANNED_NETWORKS as PLANNED_NETWORKS
+from topology.cni_modes import CalicoMode as CalicoMode
+from topology.cni_modes import CiliumMode as CiliumMode
+from topology.cni_modes import Cni as Cni
+from topology.cni_modes import Network as Network
+from topology.cni_modes import NetworkMode as NetworkMode
+
 
 @dataclass(frozen=True, slots=True)
 class Loc:
@@ -27,55 +37,6 @@ class Loc:
 
 BUILTIN = Loc("<built-in>")
 
-
-class Cni(StrEnum):
-    """The network plugin that builds every node (docs/scenario-format.md, `cluster.cni`)."""
-
-    FLANNEL = "flannel"
-    CALICO = "calico"
-    CILIUM = "cilium"
-
-
-class NetworkMode(StrEnum):
-    """How pod traffic crosses nodes with flannel (docs/scenario-format.md,
-    `cluster.network`): its backends."""
-
-    VXLAN = "vxlan"
-    HOST_GW = "host-gw"
-    ROUTED = "routed"
-
-
-class CalicoMode(StrEnum):
-    """Calico's `cluster.network`: the IP pool's encapsulation (ipipMode, vxlanMode:
-    Always) or none (BGP-learned routes between nodes)."""
-
-    IPIP = "ipip"
-    VXLAN = "vxlan"
-    BGP = "bgp"
-
-
-class CiliumMode(StrEnum):
-    """Cilium's `cluster.network` (`tunnel-protocol`, or `routing-mode: native`)."""
-
-    VXLAN = "vxlan"
-    GENEVE = "geneve"
-    NATIVE = "native"
-
-
-# A network mode of some CNI: `is NetworkMode.VXLAN` means flannel's vxlan only.
-Network = NetworkMode | CalicoMode | CiliumMode
-# The network modes of each CNI, its default first (docs/scenario-format.md, `cluster.cni`):
-# flannel's backends; Calico's IP pool encapsulations (ipipMode/vxlanMode, or neither: BGP
-# routes); Cilium's tunnel protocols and native routing.
-CNI_NETWORKS: dict[Cni, tuple[Network, ...]] = {
-    Cni.FLANNEL: tuple(NetworkMode),
-    Cni.CALICO: tuple(CalicoMode),
-    Cni.CILIUM: tuple(CiliumMode),
-}
-# The CNIs `dataplane.cni` builds; a scenario naming another is refused, never approximated.
-MODELLED_CNIS = (Cni.FLANNEL, Cni.CALICO, Cni.CILIUM)
-# Modes whose devices are not built yet: refused, never approximated (none today).
-PLANNED_NETWORKS: frozenset[tuple[Cni, Network]] = frozenset()
 
 # Header bytes an encapsulation adds before the inner IP packet (by mode name): VXLAN's and
 # Geneve's (no options) outer Ethernet 14 + IP 20 + UDP 8 + 8, IP-in-IP's outer IP 20 (RFC

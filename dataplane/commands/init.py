@@ -19,8 +19,8 @@ from typing import Annotated, Any
 import typer
 
 from dataplane.cli import DebugOpt, err_console, input_errors, register
-from topology.model import CNI_NETWORKS as MODES
-from topology.model import MODELLED_CNIS, PLANNED_NETWORKS
+from topology.cni_modes import CNI_NETWORKS as MODES
+from topology.cni_modes import MODELLED_CNIS, PLANNED_NETWORKS
 
 # The modelled CNI profiles and the network modes each offers, its default first; the
 # others the schema knows are planned (docs/model.md, "CNI profiles").

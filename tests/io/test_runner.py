@@ -175,9 +175,19 @@ def test_jobs_print_the_same_as_one_job_in_file_order(
     assert timeless(parallel.stdout) == timeless(serial.stdout)
     assert len(timeless(serial.stdout)) >= 4
     one, two = (ET.parse(tmp_path / f).getroot() for f in ("1.xml", "2.xml"))
-    assert [c.get("name") for c in one.iter("testcase")] == [
-        c.get("name") for c in two.iter("testcase")
-    ]
+
+    def cases(root: ET.Element) -> list[tuple[str | None, list[str | None]]]:
+        return [
+            (c.get("name"), [f.text for f in c.iter("failure")])
+            for c in root.iter("testcase")
+        ]
+
+    assert cases(two) == cases(one)
+    # a worker sends back the trace of a failed step: the failure text shows it
+    failure = next(t[0] for _, t in cases(one) if t)
+    assert failure is not None
+    assert "# TCP default/a -> default/c:81 [vxlan]" in failure
+    assert "deliver: no socket listens on tcp/81 -> RST" in failure
 
 
 def test_jobs_must_be_positive(suite: Path) -> None:

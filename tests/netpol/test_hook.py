@@ -229,3 +229,20 @@ def test_changes_take_effect_on_the_next_probe() -> None:
     assert sim.probe("x/c", "x/a", 80).verdict is Verdict.DELIVERED
     sim.update(replace(cluster, policies={}))
     assert sim.probe("y/b", "x/a", 80).verdict is Verdict.DELIVERED
+
+
+def test_a_verdict_read_back_is_the_one_a_fresh_walk_takes() -> None:
+    """The filter keeps its verdict per flow (`PolicyIndex.memo`): probes of one simulator,
+    interleaved over ports, protocols and sources, walk exactly as each would alone."""
+    p = policy("x/p", A_ONLY, (rule(pods(sel(pod="b")), ports=(port(80),)),))
+    sim = sim_of(p)
+    probes = [("x/b", 80, "TCP"), ("x/b", 81, "TCP"), ("x/c", 80, "TCP"),
+              ("x/b", 80, "UDP"), ("x/b", 80, "TCP"), ("x/c", 80, "TCP")]  # fmt: skip
+    verdicts = []
+    for src, dport, proto in probes:
+        t = sim.probe(src, "x/a", dport, proto)
+        alone = sim_of(p).probe(src, "x/a", dport, proto)
+        assert t.hops == alone.hops
+        verdicts.append(t.verdict)
+    assert verdicts == [Verdict.DELIVERED, Verdict.DENIED_INGRESS, Verdict.DENIED_INGRESS,
+                        Verdict.DENIED_INGRESS, Verdict.DELIVERED, Verdict.DENIED_INGRESS]  # fmt: skip
