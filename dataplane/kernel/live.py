@@ -25,7 +25,12 @@ from dataplane.kernel.probe import (
     Listeners,
     run_jobs,
 )
-from dataplane.kernel.services import ServiceRules, add_masquerade, add_service_rules
+from dataplane.kernel.services import (
+    ServiceRules,
+    add_masquerade,
+    add_service_rules,
+    kube_proxy_sysctls,
+)
 from dataplane.netns import NetnsKind
 from topology.workload import COREDNS
 
@@ -185,6 +190,9 @@ class LiveCluster:
             add_policy_rules(rs, cluster, ns)
             add_masquerade(rs, cluster, ns)
             nft.load(kernel_ns, rs.commands())
+            with netns.inside(kernel_ns):
+                for key, value in kube_proxy_sysctls(cluster):
+                    netns.sysctl(key, value)
 
     def update(self, fabric: Fabric) -> None:
         """Take the simulator's fabric after a change to the cluster."""
