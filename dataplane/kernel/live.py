@@ -46,14 +46,16 @@ class Flow:
     dst: str
     dport: int
     reply_src: str
+    node: str = ""  # the node whose table holds it
 
 
-def parse_flow(line: str) -> Flow | None:
+def parse_flow(line: str, node: str = "") -> Flow | None:
     """A line of `conntrack -L`.
 
     >>> parse_flow("tcp      6 119 SYN_SENT src=10.0.1.3 dst=10.96.0.20 sport=41000 "
-    ...     "dport=80 [UNREPLIED] src=10.0.2.2 dst=10.0.1.3 sport=8080 dport=41000 mark=0")
-    Flow(proto='tcp', src='10.0.1.3', sport=41000, dst='10.96.0.20', dport=80, reply_src='10.0.2.2')
+    ...     "dport=80 [UNREPLIED] src=10.0.2.2 dst=10.0.1.3 sport=8080 dport=41000 mark=0",
+    ...     "node-1")
+    Flow(proto='tcp', src='10.0.1.3', sport=41000, dst='10.96.0.20', dport=80, reply_src='10.0.2.2', node='node-1')
     """
     words = line.split()
     values: dict[str, list[str]] = {}
@@ -66,7 +68,7 @@ def parse_flow(line: str) -> Flow | None:
     )
     if not words or len(src) < 2 or len(dst) < 1 or not sport or not dport:
         return None
-    return Flow(words[0], src[0], int(sport[0]), dst[0], int(dport[0]), src[1])
+    return Flow(words[0], src[0], int(sport[0]), dst[0], int(dport[0]), src[1], node)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +172,11 @@ class LiveCluster:
                 text=True,
                 check=False,
             )
-            out += [f for line in done.stdout.splitlines() if (f := parse_flow(line))]
+            out += [
+                f
+                for line in done.stdout.splitlines()
+                if (f := parse_flow(line, ns.node))
+            ]
         return out
 
     def _coredns(self, data: bytes) -> bytes | None:

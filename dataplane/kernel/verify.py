@@ -21,6 +21,7 @@ simulator allows that endpoint (one of the same candidates, the same affinity).
 from __future__ import annotations
 
 import os
+import re
 import resource
 import time
 from collections import Counter
@@ -50,6 +51,7 @@ from dataplane.kernel.probe import (
 from dataplane.kernel.report import Part, Report, Row, heard_nothing
 from dataplane.kernel.send import Sender
 from dataplane.kubeproxy import chosen_by_kernel
+from dataplane.routing import nexthop_chosen_by_kernel
 from dataplane.matrix import endpoints as matrix_endpoints
 from dataplane.netns import NetnsKind
 from dataplane.packet import ICMP, ICMP_ECHO_REQUEST, PROTO_NAMES, TCP, Packet
@@ -85,9 +87,10 @@ class _Item:
     alone: bool = False  # a crafted packet: runs only beside packets of another `key`
     key: tuple[object, ...] = ()  # what its answer is recognised by
     client: tuple[str, str] = ("", "")  # the client's node and namespace label
-    # the simulator's walk again with the endpoint the kernel chose (Service port name ->
-    # pod key): kube-proxy picks at random, the simulator's pick is one of its choices
-    rewalk: Callable[[Mapping[str, str]], Trace] | None = None
+    # the simulator's walk again with the kernel's choices: the endpoint (Service port
+    # name -> pod key; kube-proxy picks at random, the simulator's pick is one of its
+    # choices) and the cloud load balancer's node (multipath route -> nexthop)
+    rewalk: Callable[[Mapping[str, str], Mapping[str, str]], Trace] | None = None
 
 
 class Verifier:
@@ -292,12 +295,28 @@ class Verifier:
     @staticmethod
     def rewalker(
         walk: Callable[[], Trace],
-    ) -> Callable[[Mapping[str, str]], Trace]:
-        def again(choice: Mapping[str, str]) -> Trace:
-            with chosen_by_kernel(choice):
+    ) -> Callable[[Mapping[str, str], Mapping[str, str]], Trace]:
+        def again(choice: Mapping[str, str], nexthops: Mapping[str, str]) -> Trace:
+            with chosen_by_kernel(choice), nexthop_chosen_by_kernel(nexthops):
                 return walk()
 
         return again
+
+    def kernel_node(
+        self, it: _Item, result: KernelVerdict, flows: list[Flow]
+    ) -> str | None:
+        """The node the cloud load balancer (the gateway's multipath route, whose hash
+        the kernel seeds at random) handed `it`'s connection to: the one node whose
+        conntrack holds it still addressed to the load balancer's address."""
+        pin = it.pin
+        if pin is None or not result.sport:
+            return None
+        nodes = {
+            f.node
+            for f in flows
+            if f.dst == pin.daddr and f.dport == pin.dport and f.sport == result.sport
+        }
+        return nodes.pop() if len(nodes) == 1 else None
 
     def kernel_choice(
         self, it: _Item, result: KernelVerdict, flows: list[Flow]
@@ -352,7 +371,7 @@ class Verifier:
                 if sp.protocol is not protocol:
                     continue
                 virtual = (
-                    ip in (svc.cluster_ip, *svc.load_balancer_vips())
+                    ip in (svc.cluster_ip, *svc.load_balancer_vips(), *svc.external_ips)
                     and sp.port == dport
                 )
                 node_port = sp.node_port == dport and ip in node_ips
@@ -604,17 +623,44 @@ class Verifier:
         the part `endpoint chosen` says whether the simulator allowed it."""
         chosen = self.kernel_choice(it, result, flows)
         trace = it.trace
-        if chosen is None or trace is None or it.pin is None:
+        if trace is None:
             return []
-        if chosen != trace.endpoint and it.rewalk is not None:
-            svc = self.runner.sim.cluster.services[it.pin.service]
-            sp = svc.ports[it.pin.port_index]
-            again = it.rewalk({f"{svc.key}:{sp.name or sp.port}": chosen})
-            if again.endpoint == chosen:
+        cluster = self.runner.sim.cluster
+        by_ip = {str(n.ip): n.name for n in cluster.config.nodes}
+        taken = lb_nexthop(trace)
+        node = None
+        if taken is not None:
+            # the node whose conntrack holds the connection, or the node that answered
+            # (a REJECT for a Service without endpoints confirms no conntrack entry)
+            node = self.kernel_node(it, result, flows) or by_ip.get(result.answer_from)
+        nexthops: dict[str, str] = {}
+        if taken is not None and node is not None:
+            nexthops[taken[0]] = str(cluster.node(node).ip)
+        differs = (chosen is not None and chosen != trace.endpoint) or (
+            taken is not None and nexthops.get(taken[0], taken[1]) != taken[1]
+        )
+        if differs and it.rewalk is not None:
+            choice = {}
+            if chosen is not None and it.pin is not None:
+                svc = cluster.services[it.pin.service]
+                sp = svc.ports[it.pin.port_index]
+                choice[f"{svc.key}:{sp.name or sp.port}"] = chosen
+            again = it.rewalk(choice, nexthops)
+            again_taken = lb_nexthop(again)
+            if (chosen is None or again.endpoint == chosen) and (
+                not nexthops or (again_taken and again_taken[1] in nexthops.values())
+            ):
                 it.trace = again
                 it.silent = heard_nothing(again, *it.client)
         assert it.trace is not None
-        return [Part("endpoint chosen", it.trace.endpoint or "-", chosen)]
+        out = []
+        if taken is not None and node is not None:
+            now = lb_nexthop(it.trace)
+            sim_node = by_ip.get(now[1], now[1]) if now else "-"
+            out.append(Part("load balancer node", sim_node, node))
+        if chosen is not None:
+            out.append(Part("endpoint chosen", it.trace.endpoint or "-", chosen))
+        return out
 
     def run_batch(
         self, batch: list[_Item]
@@ -643,6 +689,20 @@ class Verifier:
 SERVER_LAG = (
     0.01  # seconds the listeners' thread gets to record a batch's last requests
 )
+
+
+_MULTIPATH_VIA = re.compile(r"via (\S+) dev \S+ \(([0-9./]+)\): multipath:")
+
+
+def lb_nexthop(trace: Trace) -> tuple[str, str] | None:
+    """The multipath route (its destination, `203.0.113.9/32`) the connection took on
+    its way, and the nexthop the simulator's flow hash chose there, or None."""
+    for hop in trace.hops:
+        if hop.event == "route" and hop.direction == "request":
+            found = _MULTIPATH_VIA.search(hop.detail)
+            if found is not None:
+                return found[2], found[1]
+    return None
 
 
 def picked_from(trace: Trace, dst: str) -> str | None:
