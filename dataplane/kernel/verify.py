@@ -51,10 +51,10 @@ from dataplane.kernel.probe import (
 from dataplane.kernel.report import Part, Report, Row, heard_nothing
 from dataplane.kernel.send import Sender
 from dataplane.kubeproxy import chosen_by_kernel
-from dataplane.routing import nexthop_chosen_by_kernel
 from dataplane.matrix import endpoints as matrix_endpoints
 from dataplane.netns import NetnsKind
 from dataplane.packet import ICMP, ICMP_ECHO_REQUEST, PROTO_NAMES, TCP, Packet
+from dataplane.routing import nexthop_chosen_by_kernel
 from dataplane.scenario import Runner
 from dataplane.sockets import PROTOCOL_OF
 from dataplane.trace import Trace
