@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from dataplane.fabric import Fabric
+from dataplane.kernel.capture import Where, sim_devices
 from dataplane.kernel.probe import KernelVerdict
 from dataplane.kernel.report import Part, sim_seen
 from dataplane.sockets import PROTOCOL_OF
@@ -31,12 +32,17 @@ def parts(
     records: Records,
     fabric: Fabric,
     fabric_id_of: Mapping[str, str],
+    devices: set[Where] | None = None,
 ) -> list[Part]:
-    """The parts of one probe both sides saw (`fabric_id_of`: kernel netns -> model)."""
+    """The parts of one probe both sides saw (`fabric_id_of`: kernel netns -> model;
+    `devices`: where the kernel's captures saw the probe's first packet, when marked)."""
     if trace is None or kernel.verdict is None:
         return []
     sim = sim_seen(trace, *client)
     out: list[Part] = []
+    if devices is not None:
+        names = {i: f"{ns.node} {ns.label}" for i, ns in fabric.netns.items()}
+        out.append(devices_part(sim_devices(trace), devices, names))
 
     def where_of(kernel_ns: str) -> tuple[str, str]:
         ns = fabric.netns[fabric_id_of[kernel_ns]]
@@ -77,3 +83,27 @@ def parts(
         if kernel.answer_ttl:
             out.append(Part("answer ttl", str(sim.answer_ttl), str(kernel.answer_ttl)))
     return out
+
+
+def devices_part(sim: set[Where], kernel: set[Where], names: Mapping[str, str]) -> Part:
+    """The devices crossed: how many, and those only one side saw (`names`: namespace
+    id -> how the table shows it).
+
+    >>> devices_part({("node-1", "eth0")}, {("node-1", "eth0")}, {}).agrees
+    True
+    >>> both = {("node-1", "eth0"), ("node-1", "cbr0")}
+    >>> p = devices_part(both, {("node-1", "eth0")}, {"node-1": "node-1 host"})
+    >>> p.sim, p.kernel
+    ('2 devices, only here: node-1 host cbr0', '1 device')
+    """
+
+    def text(mine: set[Where], other: set[Where]) -> str:
+        out = f"{len(mine)} device{'s' if len(mine) != 1 else ''}"
+        only = sorted(mine - other)
+        if only:
+            out += ", only here: " + ", ".join(
+                f"{names.get(ns, ns)} {dev}" for ns, dev in only
+            )
+        return out
+
+    return Part("devices", text(sim, kernel), text(kernel, sim))

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from dataplane.fabric import Fabric, layout_of
 from dataplane.kernel import dns, netns, nft, owner
 from dataplane.kernel.build import KernelCluster
+from dataplane.kernel.capture import Captures
 from dataplane.kernel.policies import add_policy_rules
 from dataplane.kernel.probe import (
     DEFAULT_TIMEOUT,
@@ -97,6 +98,7 @@ class LiveCluster:
         self.reaped: list[owner.RunSet] = []  # orphaned sets removed before the build
         self.kc: KernelCluster | None = None
         self.listeners: Listeners | None = None
+        self.captures: Captures | None = None  # every device, for the devices crossed
         # per node (its kernel netns): the Service rules (for pins), a conntrack socket
         self.services: dict[str, ServiceRules] = {}
         self.conntrack: dict[str, socket.socket] = {}
@@ -127,6 +129,11 @@ class LiveCluster:
                 app = self._coredns if sock.owner == COREDNS else None
                 self.listeners.listen(self.kc.names[ns.id], protocol, port, app)
         self.listeners.start()
+        self.captures = Captures(
+            (self.kc.names[ns.id], ifname, (ns.id, ifname))
+            for ns in self.fabric.netns.values()
+            for ifname in ns.interfaces
+        )
         self.load_rules()
         for ns in self.fabric.netns.values():
             if ns.kind is NetnsKind.HOST:
@@ -212,6 +219,9 @@ class LiveCluster:
             self.load_rules()
 
     def _teardown(self) -> None:
+        if self.captures is not None:
+            self.captures.close()
+            self.captures = None
         for sock in self.conntrack.values():
             sock.close()
         self.conntrack.clear()

@@ -31,6 +31,7 @@ from ipaddress import IPv4Address
 
 from dataplane.kernel import netns
 from dataplane.kernel.build import NoTunnelModule
+from dataplane.kernel.capture import MARKS, Where, mark_of
 from dataplane.kernel.compare import Records, parts
 from dataplane.kernel.dns import DnsProbe
 from dataplane.kernel.icmp_budget import (
@@ -551,7 +552,7 @@ class Verifier:
                 need.update(errors_sent(it.trace))
                 emptied |= redirects(it.trace)
             self.icmp.wait(need)
-            results, records, flows = self.run_batch(batch)
+            results, records, flows, devices = self.run_batch(batch)
             self.icmp.spend(need, emptied)
             self.live.forget_path_mtus(self.learners(batch))
             if netns.neighbour_overflows() > overflows and len(batch) > 1 and tries < 2:
@@ -572,6 +573,7 @@ class Verifier:
                     records,
                     self.runner.sim.fabric,
                     fabric_id_of,
+                    devices.get(id(it)),
                 )
         self.report.neighbour_overflows += (
             netns.neighbour_overflows() - overflows_at_start
@@ -664,26 +666,37 @@ class Verifier:
 
     def run_batch(
         self, batch: list[_Item]
-    ) -> tuple[list[KernelVerdict], Records, list[Flow]]:
-        """The kernel's verdicts, what its servers saw meanwhile, and its connections
-        (kube-proxy chose each endpoint at random: no pins)."""
+    ) -> tuple[list[KernelVerdict], Records, list[Flow], dict[int, set[Where]]]:
+        """The kernel's verdicts, what its servers saw meanwhile, its connections
+        (kube-proxy chose each endpoint at random: no pins), and the devices each
+        marked probe's first packet crossed (by item id; dataplane.kernel.capture)."""
         listeners = self.live.listeners
         if listeners is not None:
             listeners.seen.clear()
         jobs: list[Job] = []
+        marks: dict[int, int] = {}  # item id -> TOS
         try:  # sockets are opened just before their batch runs
             for it in batch:
                 assert it.job is not None
-                jobs.append(it.job())
+                job = it.job()
+                jobs.append(job)
+                tos = mark_of(len(marks))
+                if len(marks) < MARKS and isinstance(job, Client) and job.mark(tos):
+                    marks[id(it)] = tos
         except BaseException:
             for job in jobs:
                 job.close()
             raise
+        captures = self.live.captures
+        if captures is not None:
+            captures.clear()
         results = self.live.run(jobs, [], self.timeout)
         time.sleep(SERVER_LAG)  # the listeners' thread may accept after the SYN-ACK
         seen = dict(listeners.seen) if listeners is not None else {}
         flows = self.live.connections() if any(it.pin for it in batch) else []
-        return results, seen, flows
+        crossed = captures.take() if captures is not None else {}
+        devices = {i: crossed.get(tos, set()) for i, tos in marks.items()}
+        return results, seen, flows, devices
 
 
 SERVER_LAG = (

@@ -308,6 +308,7 @@ def test_the_kernel_side_shows_every_part() -> None:
     assert row.status == "agree", [(p.name, p.sim, p.kernel) for p in row.parts]
     assert [p.name for p in row.parts] == [
         "endpoint chosen",
+        "devices",
         "server",
         "endpoint",
         "server saw",
@@ -315,6 +316,42 @@ def test_the_kernel_side_shows_every_part() -> None:
         "answer from",
         "answer ttl",
     ]
+
+
+@pytest.mark.kernel
+def test_the_kernel_captures_the_devices_the_simulator_crossed() -> None:
+    # across nodes over VXLAN, through a Service: the pod's eth0, its veth, cbr0,
+    # flannel.1 and eth0 of both nodes (the outer frame counted by its inner packet),
+    # the server's veth and eth0; the kernel's captures (marked by IP_TOS) say the same
+    from dataplane.kernel.capture import sim_devices
+    from dataplane.kernel.verify import verify
+
+    scenario, _ = load_scenario_text(HOST_UDP_SERVICE)
+    sim = Simulator(scenario.cluster)
+    crossed = sim_devices(sim.probe("default/c", "svc/default/web", 80, "UDP"))
+    assert {("node-1", "flannel.1"), ("node-2", "flannel.1"), ("node-1", "eth0")} <= (
+        crossed
+    )
+    assert ("pod:default/c", "eth0") in crossed and (
+        "pod:default/web",
+        "eth0",
+    ) in crossed
+    (row,) = verify(scenario).rows
+    (part,) = [p for p in row.parts if p.name == "devices"]
+    assert part.agrees and part.kernel == f"{len(crossed)} devices"
+
+
+def test_a_device_only_one_side_saw_is_named() -> None:
+    from dataplane.kernel.compare import devices_part
+
+    part = devices_part(
+        {("node-1", "eth0"), ("node-1", "cbr0")},
+        {("node-1", "eth0"), ("node-2", "eth0")},
+        {"node-1": "node-1 host", "node-2": "node-2 host"},
+    )
+    assert not part.agrees
+    assert part.sim == "2 devices, only here: node-1 host cbr0"
+    assert part.kernel == "2 devices, only here: node-2 host eth0"
 
 
 def test_the_simulator_walks_again_with_the_kernels_choice() -> None:
