@@ -15,7 +15,15 @@ from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network
 from typing import TYPE_CHECKING
 
-from dataplane.addrtype import ANY, Refusal, connected_peer, local_send, taken_locally
+from dataplane.addrtype import (
+    ANY,
+    Refusal,
+    connected_peer,
+    is_multicast,
+    local_send,
+    multicast_mac,
+    taken_locally,
+)
 from dataplane.conntrack import CtDir, CtState, show_tuple
 from dataplane.emission import Bridged, Emission, Out, Xmit
 from dataplane.flowhash import flow_of
@@ -450,7 +458,13 @@ class Stack:
             assert ip is not None
         refused = local_send(ns, pkt, raw)
         if refused is not None:
-            return self.refuse_locally(ns, pkt, refused)
+            self.refuse_locally(ns, pkt, refused)
+            if not refused.leaves:
+                return []
+            if not raw:  # a socket's multicast TTL (IP_MULTICAST_TTL, default 1)
+                pkt = pkt.with_ip(ttl=1)
+                ip = pkt.ip
+                assert ip is not None
         route = self.route_out(ns, ip.dst)
         if route is None:
             self.w.record(
@@ -541,7 +555,10 @@ class Stack:
             return []
         pkt = out
         assert pkt.ip is not None
-        nexthop = route.via_text or pkt.ip.dst
+        # a group is on the link: no gateway (RTN_MULTICAST)
+        nexthop = (
+            pkt.ip.dst if is_multicast(pkt.ip.dst) else route.via_text or pkt.ip.dst
+        )
         mtu = ns.interfaces[route.oif].mtu
         pieces = [pkt]
         if pkt.frag_max:
@@ -587,6 +604,8 @@ class Stack:
         mac = ns.permanent_neigh.get((oif, nexthop)) or self.w.state.neigh.get(
             (ns.id, oif, nexthop)
         )
+        if mac is None and is_multicast(nexthop):  # mapped, never asked (arp_mc_map)
+            mac = multicast_mac(nexthop)
         if mac is not None:
             return [self.link_out(ns, oif, pkt, mac, bridged)]
         key = (ns.id, oif, nexthop)
@@ -806,8 +825,10 @@ class Stack:
     def refuse_locally(
         self, ns: Netns, pkt: Packet, refused: Refusal
     ) -> list[Emission]:
-        """A send to a broadcast or multicast destination (dataplane.addrtype)."""
-        self.w.record(ns, "", "drop", refused.detail, pkt, reason=refused.reason)
+        """A send to a broadcast or multicast destination (dataplane.addrtype); a
+        multicast datagram is sent on (`refused.leaves`), unanswered."""
+        event = "multicast" if refused.leaves else "drop"
+        self.w.record(ns, "", event, refused.detail, pkt, reason=refused.reason)
         if refused.errno:
             self.local_error(ns, pkt, refused.verdict, refused.errno, refused.reason)
         return []
