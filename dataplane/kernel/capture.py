@@ -11,7 +11,8 @@ so a frame is a probe's by its (inner) TOS.  Marks stay below 0xC0: an ICMP erro
 error passes for a probe's packet.  A server's reply carries the server's TOS (0), but the
 kernel reflects the TOS in an echo reply (icmp_reply) and in a RST (tcp_v4_send_reset):
 so only the probe's first packet is compared, a TCP SYN, an ICMP echo request or a UDP
-datagram (and its fragments), on both sides (`first_packet`).
+datagram (and its fragments), on both sides (`first_packet`): the devices it crossed, and
+its TTL on arrival at each (the inner header's, for a tunnel's outer frame).
 
 The simulator's side: its captures (`Trace.frames`) of request hops.  Outer VXLAN and
 IP-in-IP frames count by their inner packet.  Compared where both sides mark a probe:
@@ -28,6 +29,7 @@ from dataplane.kernel import netns
 from dataplane.packet import (
     ICMP,
     ICMP_ECHO_REQUEST,
+    IP,
     IPPROTO_ICMP,
     IPPROTO_IPIP,
     IPPROTO_TCP,
@@ -49,6 +51,7 @@ MARKS = 47  # TOS 0x04 .. 0xBC, in steps of 4 (the ECN bits stay 0)
 BUFFER = 1 << 20
 
 Where = tuple[str, str]  # the simulator's namespace id, the device
+Crossing = tuple[str, str, int]  # ... and the TTL the packet had there
 
 
 def mark_of(index: int) -> int:
@@ -60,38 +63,38 @@ def mark_of(index: int) -> int:
     return (index + 1) << 2
 
 
-def first_packet(data: bytes) -> tuple[int, bool] | None:
-    """An IPv4 packet's TOS, and whether it is a probe's first packet (a SYN, an echo
-    request, a UDP datagram or a fragment of one); the inner packet of VXLAN (UDP to
-    4789 or 8472) and IP-in-IP; None for what is not IPv4.
+def first_packet(data: bytes) -> tuple[int, bool, int] | None:
+    """An IPv4 packet's TOS, whether it is a probe's first packet (a SYN, an echo
+    request, a UDP datagram or a fragment of one), and its TTL; the inner packet of
+    VXLAN (UDP to 4789 or 8472) and IP-in-IP; None for what is not IPv4.
 
     >>> syn = bytes([0x45, 8, 0, 40]) + bytes(5) + bytes([6]) + bytes(10) + (
     ...     bytes(13) + bytes([0x02]) + bytes(6))
     >>> first_packet(syn)
-    (8, True)
+    (8, True, 0)
     """
     if len(data) < 20 or data[0] >> 4 != 4:
         return None
     ihl = (data[0] & 0x0F) * 4
-    tos, proto = data[1], data[9]
+    tos, ttl, proto = data[1], data[8], data[9]
     offset = struct.unpack_from("!H", data, 6)[0] & 0x1FFF
     body = data[ihl:]
     if proto == IPPROTO_IPIP:
         return first_packet(body)
     if offset:  # a later fragment: no transport header
-        return tos, proto == IPPROTO_UDP
+        return tos, proto == IPPROTO_UDP, ttl
     if proto == IPPROTO_UDP and len(body) >= 8:
         if struct.unpack_from("!H", body, 2)[0] in VXLAN_PORTS:
             inner = body[16:]
             if len(inner) >= 14 and struct.unpack_from("!H", inner, 12)[0] == ETH_P_IP:
                 return first_packet(inner[14:])
-        return tos, True
+        return tos, True, ttl
     if proto == IPPROTO_TCP and len(body) >= 14:
         flags = body[13]
-        return tos, bool(flags & TCP_SYN) and not flags & TCP_ACK
+        return tos, bool(flags & TCP_SYN) and not flags & TCP_ACK, ttl
     if proto == IPPROTO_ICMP and body:
-        return tos, body[0] == ICMP_ECHO_REQUEST
-    return tos, False
+        return tos, body[0] == ICMP_ECHO_REQUEST, ttl
+    return tos, False, ttl
 
 
 class Captures:
@@ -123,9 +126,10 @@ class Captures:
             for _ in _drain(s):
                 pass
 
-    def take(self) -> dict[int, set[Where]]:
-        """Per TOS mark, the devices that saw a probe's first packet since `clear`."""
-        out: dict[int, set[Where]] = {}
+    def take(self) -> dict[int, set[Crossing]]:
+        """Per TOS mark, the devices that saw a probe's first packet since `clear`, with
+        its TTL there."""
+        out: dict[int, set[Crossing]] = {}
         for s, where in self.sockets:
             for data, hatype in _drain(s):
                 if hatype in (ARPHRD_ETHER, ARPHRD_LOOPBACK):
@@ -137,7 +141,7 @@ class Captures:
                     data = data[14:]
                 seen = first_packet(data)
                 if seen is not None and seen[1]:
-                    out.setdefault(seen[0], set()).add(where)
+                    out.setdefault(seen[0], set()).add((*where, seen[2]))
         return out
 
     def close(self) -> None:
@@ -155,29 +159,35 @@ def _drain(s: socket.socket) -> Iterable[tuple[bytes, int]]:
         yield data, addr[3]
 
 
-def sim_devices(trace: Trace) -> set[Where]:
-    """The devices the simulator's captures saw the probe's first packet on: request
-    hops, a TCP SYN, an echo request, a UDP datagram or fragment (inner packet of a
-    tunnel)."""
-    out: set[Where] = set()
+def sim_devices(trace: Trace) -> set[Crossing]:
+    """The devices the simulator's captures saw the probe's first packet on, with its
+    TTL there: request hops, a TCP SYN, an echo request, a UDP datagram or fragment
+    (the inner packet of a tunnel)."""
+    out: set[Crossing] = set()
     for frame in trace.frames:
         hop = trace.hops[frame.seq - 1] if 0 < frame.seq <= len(trace.hops) else None
-        if hop is not None and hop.direction == "request" and _is_first(frame.packet):
-            out.add((frame.netns, frame.device))
+        if hop is None or hop.direction != "request":
+            continue
+        ip = _first(frame.packet)
+        if ip is not None:
+            out.add((frame.netns, frame.device, ip.ttl))
     return out
 
 
-def _is_first(pkt: Packet) -> bool:
+def _first(pkt: Packet) -> IP | None:
+    """The IP header of a probe's first packet (innermost), or None."""
     while pkt.inner is not None:
         pkt = pkt.inner
     ip = pkt.ip
     if ip is None:
-        return False
-    if ip.frag or pkt.l4 is None:
-        return ip.proto == IPPROTO_UDP
+        return None
     l4 = pkt.l4
-    if isinstance(l4, TCP):
-        return "S" in l4.flags and "A" not in l4.flags
-    if isinstance(l4, ICMP):
-        return l4.type == ICMP_ECHO_REQUEST
-    return ip.proto == IPPROTO_UDP
+    if ip.frag or l4 is None:
+        first = ip.proto == IPPROTO_UDP
+    elif isinstance(l4, TCP):
+        first = "S" in l4.flags and "A" not in l4.flags
+    elif isinstance(l4, ICMP):
+        first = l4.type == ICMP_ECHO_REQUEST
+    else:
+        first = ip.proto == IPPROTO_UDP
+    return ip if first else None

@@ -31,7 +31,7 @@ from ipaddress import IPv4Address
 
 from dataplane.kernel import netns
 from dataplane.kernel.build import NoTunnelModule
-from dataplane.kernel.capture import MARKS, Where, mark_of
+from dataplane.kernel.capture import MARKS, Crossing, mark_of
 from dataplane.kernel.compare import Records, parts
 from dataplane.kernel.dns import DnsProbe
 from dataplane.kernel.icmp_budget import (
@@ -666,7 +666,7 @@ class Verifier:
 
     def run_batch(
         self, batch: list[_Item]
-    ) -> tuple[list[KernelVerdict], Records, list[Flow], dict[int, set[Where]]]:
+    ) -> tuple[list[KernelVerdict], Records, list[Flow], dict[int, set[Crossing]]]:
         """The kernel's verdicts, what its servers saw meanwhile, its connections
         (kube-proxy chose each endpoint at random: no pins), and the devices each
         marked probe's first packet crossed (by item id; dataplane.kernel.capture)."""
