@@ -1,9 +1,13 @@
 """The devices a probe's first packet crossed on the kernel side, against the simulator's
 pcaps (issue 13: "the devices crossed").
 
-The kernel side: one packet socket per device of every namespace the fabric has (what
-`tcpdump -i DEVICE` opens: `AF_PACKET`, `ETH_P_ALL`, promiscuous, so a bridge shows the
-frames entering its ports, as the simulator's captures do), drained after each batch.  The
+The kernel side: one packet socket per device of every namespace the fabric has but the
+bridges (what `tcpdump -i DEVICE` opens: `AF_PACKET`, `ETH_P_ALL`, promiscuous), drained
+after each batch.  A bridge is left out on both sides: a promiscuous bridge also passes
+every frame it forwards up to its own IP layer (br_handle_frame_finish: IFF_PROMISC ->
+local_rcv), and there br_netfilter's DNAT routes a second copy of a bridged-DNAT packet
+(seen on this kernel: the endpoint got the request twice, with TTL 64 and 63); its ports
+(the veths) show the path.  The
 probes of a batch run at once, so each client marks its packets with its own TOS byte
 (`IP_TOS`, `mark_of`): forwarding, NAT and the inner header of VXLAN and IP-in-IP keep it,
 so a frame is a probe's by its (inner) TOS.  Marks stay below 0xC0: an ICMP error's TOS is
@@ -162,11 +166,12 @@ def _drain(s: socket.socket) -> Iterable[tuple[bytes, int]]:
 def sim_devices(trace: Trace) -> set[Crossing]:
     """The devices the simulator's captures saw the probe's first packet on, with its
     TTL there: request hops, a TCP SYN, an echo request, a UDP datagram or fragment
-    (the inner packet of a tunnel)."""
+    (the inner packet of a tunnel); bridges left out (see the module text)."""
     out: set[Crossing] = set()
+    bridges = {hop.device for hop in trace.hops if hop.event == "bridge"}
     for frame in trace.frames:
         hop = trace.hops[frame.seq - 1] if 0 < frame.seq <= len(trace.hops) else None
-        if hop is None or hop.direction != "request":
+        if hop is None or hop.direction != "request" or frame.device in bridges:
             continue
         ip = _first(frame.packet)
         if ip is not None:

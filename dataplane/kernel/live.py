@@ -33,7 +33,7 @@ from dataplane.kernel.services import (
     add_service_rules,
     kube_proxy_sysctls,
 )
-from dataplane.netns import NetnsKind
+from dataplane.netns import Kind, NetnsKind
 from topology.workload import COREDNS
 
 
@@ -133,7 +133,8 @@ class LiveCluster:
         self.captures = Captures(
             (self.kc.names[ns.id], ifname, (ns.id, ifname))
             for ns in self.fabric.netns.values()
-            for ifname in ns.interfaces
+            for ifname, iface in ns.interfaces.items()
+            if iface.kind is not Kind.BRIDGE  # capture.py: a promiscuous bridge
         )
         self.load_rules()
         for ns in self.fabric.netns.values():
