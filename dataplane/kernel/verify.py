@@ -324,6 +324,17 @@ class Verifier:
 
         return again
 
+    def only_node_crossed(self, crossed: set[Crossing] | None) -> str | None:
+        """The one node whose devices the probe's first packet crossed (a connection
+        a node dropped leaves no conntrack entry and no answer), or None."""
+        netns = self.runner.sim.fabric.netns
+        nodes = {
+            netns[ns].node
+            for ns, _dev, _ttl in crossed or ()
+            if ns in netns and netns[ns].kind is NetnsKind.HOST
+        }
+        return nodes.pop() if len(nodes) == 1 else None
+
     def kernel_node(
         self, it: _Item, result: KernelVerdict, flows: list[Flow]
     ) -> str | None:
@@ -586,7 +597,7 @@ class Verifier:
             assert self.live.kc is not None
             fabric_id_of = {k: f for f, k in self.live.kc.names.items()}
             for it, result in zip(batch, results, strict=True):
-                chosen = self.take_kernel_choice(it, result, flows)
+                chosen = self.take_kernel_choice(it, result, flows, devices.get(id(it)))
                 parts_of[id(it)] = chosen + parts(
                     it.trace,
                     it.client,
@@ -648,7 +659,11 @@ class Verifier:
         return out
 
     def take_kernel_choice(
-        self, it: _Item, result: KernelVerdict, flows: list[Flow]
+        self,
+        it: _Item,
+        result: KernelVerdict,
+        flows: list[Flow],
+        crossed: set[Crossing] | None = None,
     ) -> list[Part]:
         """Compare with the endpoint the kernel chose: the simulator walks again with it
         (when it is one of the candidates the simulator allows, its trace names it), and
@@ -664,7 +679,11 @@ class Verifier:
         if taken is not None:
             # the node whose conntrack holds the connection, or the node that answered
             # (a REJECT for a Service without endpoints confirms no conntrack entry)
-            node = self.kernel_node(it, result, flows) or by_ip.get(result.answer_from)
+            node = (
+                self.kernel_node(it, result, flows)
+                or by_ip.get(result.answer_from)
+                or self.only_node_crossed(crossed)
+            )
         nexthops: dict[str, str] = {}
         if taken is not None and node is not None:
             nexthops[taken[0]] = str(cluster.node(node).ip)
