@@ -77,10 +77,9 @@ MODELLED_CNIS = (Cni.FLANNEL, Cni.CALICO, Cni.CILIUM)
 # Modes whose devices are not built yet: refused, never approximated (none today).
 PLANNED_NETWORKS: frozenset[tuple[Cni, Network]] = frozenset()
 
-# Bytes of headers an encapsulation adds in front of the inner IP packet (by mode name):
-# VXLAN's outer Ethernet 14 + IP 20 + UDP 8 + VXLAN 8, IP-in-IP's outer IP header 20
-# (RFC 2003), Geneve's like VXLAN's without options.  Pod MTU = underlay MTU - overhead
-# (Calico's `veth_mtu` autodetection and flannel's subnet.env subtract the same).
+# Header bytes an encapsulation adds before the inner IP packet (by mode name): VXLAN's and
+# Geneve's (no options) outer Ethernet 14 + IP 20 + UDP 8 + 8, IP-in-IP's outer IP 20 (RFC
+# 2003).  Pod MTU = underlay MTU - overhead (Calico's veth_mtu, flannel's subnet.env).
 ENCAP_OVERHEAD: Mapping[str, int] = {"vxlan": 50, "ipip": 20, "geneve": 50}
 
 
