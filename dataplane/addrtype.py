@@ -11,8 +11,9 @@ follows from that, as this kernel shows it:
   with EACCES (`ip4_datagram_connect()`, `udp_sendmsg()`, `ping_v4_sendmsg()`,
   `raw_sendmsg()`); a TCP `connect()` to a broadcast or multicast address fails with
   ENETUNREACH (`tcp_v4_connect()`: RTCF_BROADCAST | RTCF_MULTICAST);
-- a datagram to a multicast group leaves (IP_MULTICAST_TTL 1), and nothing answers the
-  sender's connected socket: an echo request to a group is ignored
+- a datagram to a multicast group leaves (IP_MULTICAST_TTL 1, to the group's Ethernet
+  address on the route's device, no gateway: `multicast_mac`; a bridge floods it, and
+  no router forwards it), and nothing answers the sender's connected socket: an echo request to a group is ignored
   (net.ipv4.icmp_echo_ignore_broadcasts=1), a member's UDP reply comes from its own
   unicast address, which a socket connected to the group does not take;
 - a packet routed to another subnet's broadcast is taken locally by the router that owns
@@ -69,6 +70,18 @@ class Refusal:
     verdict: Verdict
     reason: DropReason
     detail: str
+    leaves: bool = False  # the datagram still goes out (to a multicast group)
+
+
+def multicast_mac(group: str) -> str:
+    """The Ethernet address a group's datagrams go to (RFC 1112, `ip_eth_mc_map()`:
+    01:00:5e and the group's low 23 bits).
+
+    >>> multicast_mac("224.0.0.1"), multicast_mac("239.129.2.3")
+    ('01:00:5e:00:00:01', '01:00:5e:01:02:03')
+    """
+    _, b, c, d = (int(x) for x in group.split("."))
+    return f"01:00:5e:{b & 0x7F:02x}:{c:02x}:{d:02x}"
 
 
 def local_send(ns: Netns, pkt: Packet, raw: bool) -> Refusal | None:
@@ -105,6 +118,7 @@ def local_send(ns: Netns, pkt: Packet, raw: bool) -> Refusal | None:
         "and nothing answers the connected socket (echo requests to a group are "
         "ignored, net.ipv4.icmp_echo_ignore_broadcasts=1; a member replies from its "
         "own address, which a socket connected to the group does not take)",
+        leaves=True,
     )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from dataplane.addrtype import is_multicast as is_group
 from dataplane.emission import Emission, Rx, Unseen, Xmit
 from dataplane.netfilter import HookContext, HookPoint, Netfilter
 from dataplane.netns import Kind, Netns
@@ -115,7 +116,23 @@ class Bridges:
                 + (f" and up to {br}" if up else ""),
                 pkt,
             )
-            emissions = self.flood(ns, br, pkt, port)
+            if (
+                port is not None
+                and pkt.ip is not None
+                and is_group(pkt.ip.dst)
+                and isinstance(ns.hooks, Netfilter)
+            ):
+                # br_flood() -> __br_forward(): br_netfilter passes each copy of a
+                # flooded IP frame through FORWARD and POSTROUTING for its own output
+                # port, so a policy may drop some (seen on this kernel for a multicast
+                # group).  Not modelled for an IP frame to an unknown unicast MAC,
+                # which `flood` walks without hooks
+                emissions = []
+                for out_port in ports:
+                    if out_port != port:
+                        emissions += self.netfilter(ns, br, pkt, port, out_port)
+            else:
+                emissions = self.flood(ns, br, pkt, port)
             if up:
                 emissions.append(Rx(pkt, ns.id, br))
             return emissions

@@ -12,8 +12,10 @@ local address go over `lo` and are never limited.  Echo replies are not errors.
 The bucket is shared with ICMP redirects: a router that forwards a packet back out of the
 interface it came in on would redirect its sender (`ip_rt_send_redirect()`, send_redirects
 and shared_media on by default), and that resets the sender's peer (`rate_tokens = 0`,
-`rate_last = now`), so no error goes to that sender for the next second.  The simulator
-sends no redirect, but spends the bucket (`spend_all`).
+`rate_last = now`), so no error goes to that sender for the next second (`spend_all`).
+The redirect itself is sent to a peer once per `ip_rt_redirect_load` (20 ms, doubled per
+redirect already sent): within one walk only the first redirect to a sender goes out
+(`redirect_allowed`).
 
 A router without a route for a forwarded packet answers through `ip_error()`, which first
 takes its own token from the same bucket (`ip_rt_error_cost` 1 s, capped at
@@ -66,6 +68,18 @@ def take_token(tokens: dict[tuple[str, str], int], netns: str, peer: str) -> boo
 def spend_all(tokens: dict[tuple[str, str], int], netns: str, peer: str) -> None:
     """A redirect to `peer` from `netns`: its bucket is empty (ip_rt_send_redirect)."""
     tokens[(netns, peer)] = 0
+
+
+def redirect_allowed(
+    redirects: dict[tuple[str, str], int], netns: str, peer: str
+) -> bool:
+    """Whether `netns` sends `peer` an ICMP redirect now (ip_rt_send_redirect(): the
+    first one to a peer at once, the next only after `ip_rt_redirect_load << n_redirects`,
+    which no walk lasts)."""
+    key = (netns, peer)
+    sent = redirects.get(key, 0)
+    redirects[key] = sent + 1
+    return sent == 0
 
 
 def take_route_error_token(

@@ -42,6 +42,8 @@ PROTO_NAMES = {
 # ICMP types and codes (RFC 792) the walk produces.
 ICMP_ECHO_REPLY = 0
 ICMP_DEST_UNREACH = 3
+ICMP_REDIRECT = 5
+REDIRECT_HOST = 1  # ICMP_REDIR_HOST: the only code Linux sends (ip_rt_send_redirect)
 ICMP_ECHO_REQUEST = 8
 ICMP_TIME_EXCEEDED = 11
 UNREACH_NET = 0
@@ -131,6 +133,7 @@ class ICMP:
     id: int = 0
     seq: int = 0
     mtu: int = 0  # next-hop MTU of "fragmentation needed" (RFC 1191)
+    gateway: str = ""  # the better first hop a redirect names (RFC 792, type 5)
     quote: Packet | None = None  # the offending packet (from its IP header on)
 
 
@@ -330,6 +333,7 @@ ICMP_NAMES = {
     (3, 3): "port-unreachable",
     (3, 4): "frag-needed",
     (3, 13): "admin-prohibited",
+    (5, 1): "redirect-host",
 }
 
 
@@ -380,6 +384,7 @@ def summarize(
         parts.append(f"SCTP {l4.sport} > {l4.dport} {l4.chunk}")
     elif isinstance(l4, ICMP):
         extra = f" mtu {l4.mtu}" if l4.mtu else ""
+        extra += f" gateway {l4.gateway}" if l4.gateway else ""
         parts.append(f"ICMP {icmp_name(l4)}{extra}")
     if pkt.tunnel is not None and pkt.inner is not None:
         parts.append(f"{TUNNEL_NAMES[type(pkt.tunnel)]} vni {pkt.tunnel.vni}")
@@ -507,6 +512,8 @@ def _scapy_l4(pkt: Packet) -> ScapyPacket:
         if l4.type == ICMP_DEST_UNREACH and l4.code == UNREACH_FRAG_NEEDED:
             # RFC 1191: the next-hop MTU in the low 16 bits of the unused word.
             return SICMP(type=l4.type, code=l4.code, nexthopmtu=l4.mtu) / Raw(quoted)
+        if l4.type == ICMP_REDIRECT:
+            return SICMP(type=l4.type, code=l4.code, gw=l4.gateway) / Raw(quoted)
         return SICMP(type=l4.type, code=l4.code) / Raw(quoted)
     return SICMP(type=l4.type, code=l4.code, id=l4.id, seq=l4.seq) / payload
 

@@ -9,6 +9,9 @@ scans prefix lengths from /32 down with a dict per length.
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network
 
@@ -127,6 +130,24 @@ class RoutingTable:
         return [str(r) for r in sorted(self.routes, key=lambda r: -r.dst.prefixlen)]
 
 
+# route destination (`203.0.113.9/32`) -> the nexthop a real kernel's hash chose for it
+_CHOSEN: ContextVar[Mapping[str, str] | None] = ContextVar(
+    "kernel_nexthop", default=None
+)
+
+
+@contextmanager
+def nexthop_chosen_by_kernel(choice: Mapping[str, str]) -> Iterator[None]:
+    """Walks inside the block take, on each multipath route named by its destination, the
+    nexthop the kernel took (`dataplane verify` reads it back: the node whose conntrack
+    holds the connection), when it is one of the route's nexthops."""
+    token = _CHOSEN.set(choice)
+    try:
+        yield
+    finally:
+        _CHOSEN.reset(token)
+
+
 def multipath(route: Route, flow: str) -> tuple[Route, str]:
     """The nexthop a flow takes on a multipath route, as the route it amounts to, and why.
 
@@ -135,11 +156,16 @@ def multipath(route: Route, flow: str) -> tuple[Route, str]:
     """
     n = len(route.nexthops)
     index = pick_index(flow, n)
-    chosen = replace(route, via=route.nexthops[index], nexthops=())
     why = (
         f"multipath: nexthop {index + 1} of {n}, a choice among {n} by the flow hash"
         f" (blake2b({flow!r}) % {n} = {index})"
     )
+    forced = (_CHOSEN.get() or {}).get(str(route.dst))
+    texts = [str(h) for h in route.nexthops]
+    if forced in texts:
+        index = texts.index(forced)
+        why = f"multipath: nexthop {index + 1} of {n}, the one the kernel's hash took"
+    chosen = replace(route, via=route.nexthops[index], nexthops=())
     if route.comment:
         why += f"; {route.comment}"
     return chosen, why

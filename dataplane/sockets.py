@@ -23,6 +23,7 @@ from dataplane.packet import (
     ICMP_DEST_UNREACH,
     ICMP_ECHO_REPLY,
     ICMP_ECHO_REQUEST,
+    ICMP_REDIRECT,
     ICMP_TIME_EXCEEDED,
     IP,
     IPPROTO_IPIP,
@@ -107,6 +108,9 @@ def deliver(w: Walker, ns: Netns, ifname: str, pkt: Packet) -> list[Emission]:
                 from dataplane import ipip
 
                 return ipip.decapsulate(w, ns, iface, pkt)
+    if isinstance(l4, ICMP) and l4.type == ICMP_REDIRECT:
+        redirected(w, ns, ifname, pkt, l4)
+        return []
     if to_client(w, ns, pkt):
         return []
     sock: Socket | None = None
@@ -249,6 +253,34 @@ def deliver(w: Walker, ns: Netns, ifname: str, pkt: Packet) -> list[Emission]:
     w.delivered_to = f"{ns.label} {where} ({sock.owner})"
     w.direction = "reply"
     return [Out(reply_to(w, pkt, SCTP(l4.dport, l4.sport, "INIT-ACK", l4.tag)), ns.id)]
+
+
+def redirected(w: Walker, ns: Netns, ifname: str, pkt: Packet, l4: ICMP) -> None:
+    """An ICMP redirect arrives: no socket hears an error (tcp_v4_err and __udp4_lib_err
+    only update the route on ICMP_REDIRECT).  A forwarding namespace ignores it: setting
+    net.ipv4.ip_forward=1 turns conf.all.accept_redirects off (inet_forward_change), and a
+    forwarding interface needs both on (IN_DEV_RX_REDIRECTS)."""
+    assert pkt.ip is not None
+    quoted = l4.quote.ip.dst if l4.quote is not None and l4.quote.ip else "?"
+    if ns.forwarding:
+        fate = (
+            "ignored: ip_forward=1 turned net.ipv4.conf.all.accept_redirects off "
+            "(inet_forward_change)"
+        )
+    else:
+        # not modelled: the next-hop exception __ip_do_redirect() learns (later packets
+        # of this walk still follow the route)
+        fate = (
+            f"accepted (accept_redirects=1): a next-hop exception for {quoted} via "
+            f"{l4.gateway} (__ip_do_redirect; later packets here still take the route)"
+        )
+    w.record(
+        ns,
+        ifname,
+        "redirect",
+        f"ICMP redirect from {pkt.ip.src} for {quoted}: {fate}; no socket gets an error",
+        pkt,
+    )
 
 
 def to_client(w: Walker, ns: Netns, pkt: Packet) -> bool:

@@ -15,7 +15,15 @@ from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network
 from typing import TYPE_CHECKING
 
-from dataplane.addrtype import ANY, Refusal, connected_peer, local_send, taken_locally
+from dataplane.addrtype import (
+    ANY,
+    Refusal,
+    connected_peer,
+    is_multicast,
+    local_send,
+    multicast_mac,
+    taken_locally,
+)
 from dataplane.conntrack import CtDir, CtState, show_tuple
 from dataplane.emission import Bridged, Emission, Out, Xmit
 from dataplane.flowhash import flow_of
@@ -23,6 +31,7 @@ from dataplane.icmp_limit import (
     ICMP_RATELIMIT_MS,
     XRLIM_BURST_FACTOR,
     is_rate_limited,
+    redirect_allowed,
     spend_all,
     take_route_error_token,
     take_token,
@@ -50,10 +59,12 @@ from dataplane.packet import (
     ICMP_DEST_UNREACH,
     ICMP_ECHO_REPLY,
     ICMP_ECHO_REQUEST,
+    ICMP_REDIRECT,
     ICMP_TIME_EXCEEDED,
     IP,
     IP_HLEN,
     IPPROTO_ICMP,
+    REDIRECT_HOST,
     UNREACH_FRAG_NEEDED,
     UNREACH_HOST,
     UNREACH_NET,
@@ -430,19 +441,7 @@ class Stack:
             return self.icmp_error(ns, pkt, ICMP_DEST_UNREACH, UNREACH_FRAG_NEEDED, mtu)
         back = ns.routes.lookup(ip.src) if route.oif == in_if else None
         if back is not None and back.via is None:
-            # ip_forward() -> ip_rt_send_redirect(): back out of the interface it came in
-            # on, an on-link sender (fib_validate_source: its route back has no gateway)
-            # would be redirected; the redirect (not modelled) resets the sender's ICMP
-            # bucket (dataplane.icmp_limit)
-            spend_all(self.w.state.icmp_tokens, ns.id, ip.src)
-            self.w.record(
-                ns,
-                in_if,
-                "redirect",
-                f"back out of {in_if}: {ip.src} would get an ICMP redirect (not "
-                "sent here), which spends its ICMP error bucket (ip_rt_send_redirect)",
-                pkt,
-            )
+            self.redirect(ns, in_if, pkt, route.via_text or ip.dst)
         pkt = pkt.with_ip(ttl=ip.ttl - 1)
         self.w.record(
             ns,
@@ -470,7 +469,13 @@ class Stack:
             assert ip is not None
         refused = local_send(ns, pkt, raw)
         if refused is not None:
-            return self.refuse_locally(ns, pkt, refused)
+            self.refuse_locally(ns, pkt, refused)
+            if not refused.leaves:
+                return []
+            if not raw:  # a socket's multicast TTL (IP_MULTICAST_TTL, default 1)
+                pkt = pkt.with_ip(ttl=1)
+                ip = pkt.ip
+                assert ip is not None
         route = self.route_out(ns, ip.dst)
         if route is None:
             self.w.record(
@@ -561,7 +566,10 @@ class Stack:
             return []
         pkt = out
         assert pkt.ip is not None
-        nexthop = route.via_text or pkt.ip.dst
+        # a group is on the link: no gateway (RTN_MULTICAST)
+        nexthop = (
+            pkt.ip.dst if is_multicast(pkt.ip.dst) else route.via_text or pkt.ip.dst
+        )
         mtu = ns.interfaces[route.oif].mtu
         pieces = [pkt]
         if pkt.frag_max:
@@ -607,6 +615,8 @@ class Stack:
         mac = ns.permanent_neigh.get((oif, nexthop)) or self.w.state.neigh.get(
             (ns.id, oif, nexthop)
         )
+        if mac is None and is_multicast(nexthop):  # mapped, never asked (arp_mc_map)
+            mac = multicast_mac(nexthop)
         if mac is not None:
             return [self.link_out(ns, oif, pkt, mac, bridged)]
         key = (ns.id, oif, nexthop)
@@ -718,6 +728,45 @@ class Stack:
         return out
 
     # -- ICMP errors -----------------------------------------------------------------------
+    def redirect(self, ns: Netns, in_if: str, pkt: Packet, gateway: str) -> None:
+        """ip_forward() -> ip_rt_send_redirect(): the packet goes back out of the interface
+        it came in on, to an on-link sender (__mkroute_input: in_dev == out_dev,
+        send_redirects=1 by default, fib_validate_source found its route back without a
+        gateway): the sender gets an ICMP redirect (ICMP_REDIR_HOST, naming the route's
+        next hop) before the packet is forwarded; the redirect resets the sender's ICMP
+        error bucket (dataplane.icmp_limit), and only the first one to a sender goes out
+        within a walk (ip_rt_redirect_load).  The packet itself is still forwarded."""
+        assert pkt.ip is not None
+        src = pkt.ip.src
+        spend_all(self.w.state.icmp_tokens, ns.id, src)
+        if not redirect_allowed(self.w.state.redirects, ns.id, src):
+            self.w.record(
+                ns,
+                in_if,
+                "redirect",
+                f"back out of {in_if}: {src} was redirected already; no redirect "
+                "again so soon (ip_rt_redirect_load)",
+                pkt,
+            )
+            return
+        self.w.record(
+            ns,
+            in_if,
+            "redirect",
+            f"back out of {in_if}: {src} is on-link, so it gets an ICMP redirect to "
+            f"{gateway} (send_redirects=1, ip_rt_send_redirect)",
+            pkt,
+        )
+        # icmp_send() sends it at once, before the packet reaches FORWARD: its output
+        # runs here, its frame queued first; the redirect goes back, the packet goes on
+        direction = self.w.direction
+        for em in self.icmp_error(
+            ns, pkt, ICMP_REDIRECT, REDIRECT_HOST, gateway=gateway
+        ):
+            assert isinstance(em, Out)
+            self.w.emit(self.output(ns, em.pkt))
+        self.w.direction = direction
+
     def icmp_error(
         self,
         ns: Netns,
@@ -726,6 +775,7 @@ class Stack:
         code: int,
         mtu: int = 0,
         route_error: bool = False,  # from ip_error(): a forwarded packet, no route
+        gateway: str = "",  # a redirect's better first hop
     ) -> list[Emission]:
         """Answer an offending packet (icmp_send(): never about an ICMP error, only about a
         first fragment; the source is the address the packet was sent to when it was for
@@ -774,7 +824,7 @@ class Stack:
             return []
         err = Packet(
             ip=IP(src, ip.src, IPPROTO_ICMP, id=self.w.state.ip_id()),
-            l4=ICMP(type_, code, mtu=mtu, quote=pkt.l3()),
+            l4=ICMP(type_, code, mtu=mtu, gateway=gateway, quote=pkt.l3()),
         )
         self.w.direction = "reply"
         assert isinstance(err.l4, ICMP)
@@ -786,8 +836,10 @@ class Stack:
     def refuse_locally(
         self, ns: Netns, pkt: Packet, refused: Refusal
     ) -> list[Emission]:
-        """A send to a broadcast or multicast destination (dataplane.addrtype)."""
-        self.w.record(ns, "", "drop", refused.detail, pkt, reason=refused.reason)
+        """A send to a broadcast or multicast destination (dataplane.addrtype); a
+        multicast datagram is sent on (`refused.leaves`), unanswered."""
+        event = "multicast" if refused.leaves else "drop"
+        self.w.record(ns, "", event, refused.detail, pkt, reason=refused.reason)
         if refused.errno:
             self.local_error(ns, pkt, refused.verdict, refused.errno, refused.reason)
         return []

@@ -55,6 +55,8 @@ class WalkState:
     tcp_conns: set[tuple[str, str, int, str, int]] = field(default_factory=set)
     # ICMP error tokens left per (namespace, destination) (dataplane.icmp_limit)
     icmp_tokens: dict[tuple[str, str], int] = field(default_factory=dict)
+    # ICMP redirects asked for per (router namespace, sender) (icmp_limit.redirect_allowed)
+    redirects: dict[tuple[str, str], int] = field(default_factory=dict)
     # path MTU exceptions per (namespace, destination) (dataplane.pmtu)
     pmtu: dict[tuple[str, str], int] = field(default_factory=dict)
     # what hooks remember between packets (`HookContext.memory`): IPVS's schedulers
@@ -156,7 +158,10 @@ class Walker:
         self.client = client
         self.hop_limit = hop_limit
         self.capture = capture
-        self.queue: deque[Emission] = deque()
+        # each emission with the direction of the walk that emitted it: a request
+        # fragment queued before an ICMP error answered its first fragment is still a
+        # request when it is walked on
+        self.queue: deque[tuple[Emission, str]] = deque()
         self.outcome: Outcome | None = None
         self.first_drop: Hop | None = None
         self.direction = "request"
@@ -204,8 +209,9 @@ class Walker:
         if self.outcome is None:
             self.outcome = Outcome(verdict, explanation, reason)
 
-    def emit(self, emissions: list[Emission]) -> None:
-        self.queue.extend(emissions)
+    def emit(self, emissions: list[Emission] | tuple[Emission, ...]) -> None:
+        direction = self.direction
+        self.queue.extend([(em, direction) for em in emissions])
 
     # -- the loop --------------------------------------------------------------------------
     def run(self, first: Emission | list[Emission]) -> Trace:
@@ -216,7 +222,8 @@ class Walker:
                 self.steps += 1
                 if self.steps > limit:
                     break
-                dispatch(queue.popleft())
+                em, self.direction = queue.popleft()
+                dispatch(em)
             if self.steps > self.hop_limit:
                 self.record(
                     "walker",
@@ -236,7 +243,7 @@ class Walker:
 
     def dispatch(self, em: Emission) -> None:
         fab = self.fabric
-        emit = self.queue.extend
+        emit = self.emit
         if isinstance(em, (Xmit, Rx)):
             ns = fab.netns[em.netns]
             iface = ns.interfaces[em.ifname]
@@ -265,7 +272,7 @@ class Walker:
 
     def xmit(self, ns: Netns, iface: Interface, pkt: Packet) -> None:
         """The packet leaves `iface`; follow the link."""
-        emit = self.queue.extend
+        emit = self.emit
         kind = iface.kind
         if kind is Kind.VETH:
             assert iface.peer is not None

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from dataplane.fabric import Fabric
+from dataplane.kernel.capture import Crossing, Where, sim_devices
 from dataplane.kernel.probe import KernelVerdict
 from dataplane.kernel.report import Part, sim_seen
 from dataplane.sockets import PROTOCOL_OF
@@ -31,12 +32,17 @@ def parts(
     records: Records,
     fabric: Fabric,
     fabric_id_of: Mapping[str, str],
+    devices: set[Crossing] | None = None,
 ) -> list[Part]:
-    """The parts of one probe both sides saw (`fabric_id_of`: kernel netns -> model)."""
+    """The parts of one probe both sides saw (`fabric_id_of`: kernel netns -> model;
+    `devices`: where the kernel's captures saw the probe's first packet, when marked)."""
     if trace is None or kernel.verdict is None:
         return []
     sim = sim_seen(trace, *client)
     out: list[Part] = []
+    if devices is not None:
+        names = {i: f"{ns.node} {ns.label}" for i, ns in fabric.netns.items()}
+        out += devices_parts(sim_devices(trace), devices, names)
 
     def where_of(kernel_ns: str) -> tuple[str, str]:
         ns = fabric.netns[fabric_id_of[kernel_ns]]
@@ -77,3 +83,56 @@ def parts(
         if kernel.answer_ttl:
             out.append(Part("answer ttl", str(sim.answer_ttl), str(kernel.answer_ttl)))
     return out
+
+
+def devices_parts(
+    sim: set[Crossing], kernel: set[Crossing], names: Mapping[str, str]
+) -> list[Part]:
+    """The devices crossed (how many, and those only one side saw) and the TTL on
+    arrival at the devices both saw (`names`: namespace id -> how the table shows it).
+
+    >>> one = {("node-1", "eth0", 64)}
+    >>> [p.agrees for p in devices_parts(one, one, {})]
+    [True, True]
+    >>> both = {("node-1", "eth0", 64), ("node-1", "cbr0", 63)}
+    >>> d, t = devices_parts(both, {("node-1", "eth0", 63)}, {"node-1": "node-1 host"})
+    >>> d.sim, d.kernel
+    ('2 devices, only here: node-1 host cbr0', '1 device')
+    >>> t.sim, t.kernel
+    ('1 device, node-1 host eth0: 64', '1 device, node-1 host eth0: 63')
+    """
+
+    def ttls(seen: set[Crossing]) -> dict[Where, set[int]]:
+        out: dict[Where, set[int]] = {}
+        for ns, dev, ttl in seen:
+            out.setdefault((ns, dev), set()).add(ttl)
+        return out
+
+    def show(where: Where) -> str:
+        return f"{names.get(where[0], where[0])} {where[1]}"
+
+    def count(n: int) -> str:
+        return f"{n} device{'s' if n != 1 else ''}"
+
+    mine, theirs = ttls(sim), ttls(kernel)
+    parts = []
+    for a, b in ((mine, theirs), (theirs, mine)):
+        only = sorted(set(a) - set(b))
+        text = count(len(a))
+        if only:
+            text += ", only here: " + ", ".join(show(w) for w in only)
+        parts.append(text)
+    common = sorted(set(mine) & set(theirs))
+    differ = [w for w in common if mine[w] != theirs[w]]
+    ttl_texts = []
+    for a in (mine, theirs):
+        text = count(len(common))
+        if differ:
+            text += ", " + ", ".join(
+                f"{show(w)}: {'/'.join(map(str, sorted(a[w])))}" for w in differ
+            )
+        ttl_texts.append(text)
+    return [
+        Part("devices", parts[0], parts[1]),
+        Part("ttl on arrival", ttl_texts[0], ttl_texts[1]),
+    ]

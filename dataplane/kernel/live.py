@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from dataplane.fabric import Fabric, layout_of
 from dataplane.kernel import dns, netns, nft, owner
 from dataplane.kernel.build import KernelCluster
+from dataplane.kernel.capture import Captures
 from dataplane.kernel.felix import add_felix_rules
 from dataplane.kernel.policies import add_policy_rules
 from dataplane.kernel.probe import (
@@ -26,8 +27,13 @@ from dataplane.kernel.probe import (
     Listeners,
     run_jobs,
 )
-from dataplane.kernel.services import ServiceRules, add_masquerade, add_service_rules
-from dataplane.netns import NetnsKind
+from dataplane.kernel.services import (
+    ServiceRules,
+    add_masquerade,
+    add_service_rules,
+    kube_proxy_sysctls,
+)
+from dataplane.netns import Kind, NetnsKind
 from topology.workload import COREDNS
 
 
@@ -42,14 +48,16 @@ class Flow:
     dst: str
     dport: int
     reply_src: str
+    node: str = ""  # the node whose table holds it
 
 
-def parse_flow(line: str) -> Flow | None:
+def parse_flow(line: str, node: str = "") -> Flow | None:
     """A line of `conntrack -L`.
 
     >>> parse_flow("tcp      6 119 SYN_SENT src=10.0.1.3 dst=10.96.0.20 sport=41000 "
-    ...     "dport=80 [UNREPLIED] src=10.0.2.2 dst=10.0.1.3 sport=8080 dport=41000 mark=0")
-    Flow(proto='tcp', src='10.0.1.3', sport=41000, dst='10.96.0.20', dport=80, reply_src='10.0.2.2')
+    ...     "dport=80 [UNREPLIED] src=10.0.2.2 dst=10.0.1.3 sport=8080 dport=41000 mark=0",
+    ...     "node-1")
+    Flow(proto='tcp', src='10.0.1.3', sport=41000, dst='10.96.0.20', dport=80, reply_src='10.0.2.2', node='node-1')
     """
     words = line.split()
     values: dict[str, list[str]] = {}
@@ -62,7 +70,7 @@ def parse_flow(line: str) -> Flow | None:
     )
     if not words or len(src) < 2 or len(dst) < 1 or not sport or not dport:
         return None
-    return Flow(words[0], src[0], int(sport[0]), dst[0], int(dport[0]), src[1])
+    return Flow(words[0], src[0], int(sport[0]), dst[0], int(dport[0]), src[1], node)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +99,7 @@ class LiveCluster:
         self.reaped: list[owner.RunSet] = []  # orphaned sets removed before the build
         self.kc: KernelCluster | None = None
         self.listeners: Listeners | None = None
+        self.captures: Captures | None = None  # every device, for the devices crossed
         # per node (its kernel netns): the Service rules (for pins), a conntrack socket
         self.services: dict[str, ServiceRules] = {}
         self.conntrack: dict[str, socket.socket] = {}
@@ -121,6 +130,12 @@ class LiveCluster:
                 app = self._coredns if sock.owner == COREDNS else None
                 self.listeners.listen(self.kc.names[ns.id], protocol, port, app)
         self.listeners.start()
+        self.captures = Captures(
+            (self.kc.names[ns.id], ifname, (ns.id, ifname))
+            for ns in self.fabric.netns.values()
+            for ifname, iface in ns.interfaces.items()
+            if iface.kind is not Kind.BRIDGE  # capture.py: a promiscuous bridge
+        )
         self.load_rules()
         for ns in self.fabric.netns.values():
             if ns.kind is NetnsKind.HOST:
@@ -166,7 +181,11 @@ class LiveCluster:
                 text=True,
                 check=False,
             )
-            out += [f for line in done.stdout.splitlines() if (f := parse_flow(line))]
+            out += [
+                f
+                for line in done.stdout.splitlines()
+                if (f := parse_flow(line, ns.node))
+            ]
         return out
 
     def _coredns(self, data: bytes) -> bytes | None:
@@ -187,6 +206,9 @@ class LiveCluster:
             add_policy_rules(rs, cluster, ns)
             add_masquerade(rs, cluster, ns)
             nft.load(kernel_ns, rs.commands())
+            with netns.inside(kernel_ns):
+                for key, value in kube_proxy_sysctls(cluster):
+                    netns.sysctl(key, value)
 
     def update(self, fabric: Fabric) -> None:
         """Take the simulator's fabric after a change to the cluster."""
@@ -200,6 +222,9 @@ class LiveCluster:
             self.load_rules()
 
     def _teardown(self) -> None:
+        if self.captures is not None:
+            self.captures.close()
+            self.captures = None
         for sock in self.conntrack.values():
             sock.close()
         self.conntrack.clear()

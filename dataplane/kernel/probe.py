@@ -419,6 +419,14 @@ class Client(Job):
         found = source_address(spec.netns, spec.dst)
         self.src = found[0] if found else None
 
+    def mark(self, tos: int) -> bool:
+        """Send with this TOS byte (`IP_TOS`: dataplane.kernel.capture tells the probe's
+        frames by it); False when there is no socket to mark."""
+        if self.sock is None or self.result is not None:
+            return False
+        self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, tos)
+        return True
+
     def flow(self) -> tuple[str, str, int, str, int] | None:
         spec = self.spec
         if self.src is None or self.sock is None or spec.protocol is Protocol.ICMP:

@@ -27,12 +27,21 @@ KERNEL_SIDE: dict[str, str] = {
     "NetworkPolicy": "nftables rules compiled with the simulator's selector code",
     "masquerade": "nftables rules derived from the model (ip-masq-agent's rule)",
     "kube-dns": "the project's answers from the model (dataplane.kernel.dns)",
-    "IP stack, conntrack, br_netfilter, ICMP, ARP, fragments": (
+    "IP stack, conntrack, br_netfilter, ICMP, ARP, fragments, multicast": (
         "this machine's Linux kernel, sysctls at their defaults but IPv6 off, ARP "
-        "retries, ping_group_range and the host-wide ICMP budget"
+        "retries, ping_group_range and the host-wide ICMP budget, plus kube-proxy's "
+        "route_localnet for localhost NodePorts"
     ),
     "Service endpoint": (
         "the kernel's random pick, read from conntrack; the simulator walks again with it"
+    ),
+    "cloud load balancer's node": (
+        "the kernel's multipath hash, read from conntrack; the simulator walks again "
+        "with it"
+    ),
+    "devices crossed, TTL on arrival": (
+        "the kernel's packet sockets on every device (each probe marked by IP_TOS), "
+        "against the simulator's captures"
     ),
     "servers and clients": "Python sockets: wildcard-bound listeners, connecting clients",
 }

@@ -13,7 +13,8 @@ nftables mode), for one node:
   the `ext-N` chain too; with `loadBalancerSourceRanges` a LoadBalancer address goes
   through `fw-N` first, which admits the ranges (and the VIPs when a range holds the
   node's address) and drops the rest (KUBE-FW).  NodePorts answer on the addresses
-  `cluster.kubeProxy.nodePortAddresses` gives; `masqueradeAll` marks every ClusterIP
+  `cluster.kubeProxy.nodePortAddresses` gives (127.0.0.1 too with iptables mode's
+  `localhostNodePorts`, and the `route_localnet` sysctl it needs); `masqueradeAll` marks every ClusterIP
   connection; in nftables mode, `kube-filter` ends with `cluster-ips-check` (reject what is
   still addressed to a ClusterIP, drop the rest of the service CIDR but nodeCIDR).
   Endpoints are `dataplane.kubeproxy`'s (EndpointSlices and their conditions included).
@@ -358,16 +359,37 @@ def add_service_rules(rs: Ruleset, cluster: Cluster, node_ns: Netns) -> ServiceR
     return out
 
 
+def localhost_node_ports(cluster: Cluster) -> bool:
+    """Whether NodePorts answer on 127.0.0.0/8: iptables mode's
+    `iptables.localhostNodePorts` (default true), when `nodePortAddresses` leaves the
+    loopback in (unset, or a CIDR inside 127.0.0.0/8; pkg/proxy/iptables/proxier.go:
+    `localhostNodePorts && nodePortAddresses.ContainsIPv4Loopback()`)."""
+    config = cluster.config.kube_proxy
+    wanted = config.node_port_addresses
+    if not config.localhost_node_ports or wanted == (NODE_PORT_PRIMARY,):
+        return False
+    return not wanted or any(IPv4Network(c).overlaps(LOOPBACK) for c in wanted)
+
+
+def kube_proxy_sysctls(cluster: Cluster) -> list[tuple[str, int]]:
+    """The sysctls kube-proxy sets on a node: `net.ipv4.conf.all.route_localnet=1` for
+    localhost NodePorts (proxier.go, `EnsureSysctl(sysctlRouteLocalnet, 1)`: without it
+    a packet from 127.0.0.1 DNATed to a pod is a martian on output)."""
+    if localhost_node_ports(cluster):
+        return [("net.ipv4.conf.all.route_localnet", 1)]
+    return []
+
+
 def node_port_addresses(cluster: Cluster, node_ns: Netns) -> list[Expr]:
     """Where NodePorts answer (`cluster.kubeProxy.nodePortAddresses`): every local address
-    but 127.0.0.0/8, the node's own address for `[primary]`, the local ones inside CIDRs."""
+    (127.0.0.0/8 only with `localhost_node_ports`), the node's own address for
+    `[primary]`, the local ones inside CIDRs."""
     wanted = cluster.config.kube_proxy.node_port_addresses
     if wanted == (NODE_PORT_PRIMARY,):
         return [match(field_("ip", "daddr"), str(cluster.node(node_ns.node).ip))]
-    local = [
-        fib_daddr_local(),
-        match(field_("ip", "daddr"), addresses([LOOPBACK]), "!="),
-    ]
+    local = [fib_daddr_local()]
+    if not localhost_node_ports(cluster):
+        local.append(match(field_("ip", "daddr"), addresses([LOOPBACK]), "!="))
     if wanted:
         cidrs = [IPv4Network(c) for c in wanted]
         local.append(match(field_("ip", "daddr"), addresses(cidrs)))

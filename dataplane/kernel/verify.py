@@ -24,6 +24,7 @@ simulator allows that endpoint (one of the same candidates, the same affinity).
 from __future__ import annotations
 
 import os
+import re
 import resource
 import time
 from collections import Counter
@@ -33,6 +34,7 @@ from ipaddress import IPv4Address
 
 from dataplane.kernel import netns
 from dataplane.kernel.build import NoTunnelModule, has_ip_vs
+from dataplane.kernel.capture import MARKS, Crossing, mark_of
 from dataplane.kernel.compare import Records, parts
 from dataplane.kernel.dns import DnsProbe
 from dataplane.kernel.icmp_budget import (
@@ -57,6 +59,7 @@ from dataplane.kubeproxy import chosen_by_kernel
 from dataplane.matrix import endpoints as matrix_endpoints
 from dataplane.netns import NetnsKind
 from dataplane.packet import ICMP, ICMP_ECHO_REQUEST, PROTO_NAMES, TCP, Packet
+from dataplane.routing import nexthop_chosen_by_kernel
 from dataplane.scenario import Runner
 from dataplane.sockets import PROTOCOL_OF
 from dataplane.trace import Trace
@@ -89,9 +92,10 @@ class _Item:
     alone: bool = False  # a crafted packet: runs only beside packets of another `key`
     key: tuple[object, ...] = ()  # what its answer is recognised by
     client: tuple[str, str] = ("", "")  # the client's node and namespace label
-    # the simulator's walk again with the endpoint the kernel chose (Service port name ->
-    # pod key): kube-proxy picks at random, the simulator's pick is one of its choices
-    rewalk: Callable[[Mapping[str, str]], Trace] | None = None
+    # the simulator's walk again with the kernel's choices: the endpoint (Service port
+    # name -> pod key; kube-proxy picks at random, the simulator's pick is one of its
+    # choices) and the cloud load balancer's node (multipath route -> nexthop)
+    rewalk: Callable[[Mapping[str, str], Mapping[str, str]], Trace] | None = None
 
 
 class Verifier:
@@ -313,12 +317,39 @@ class Verifier:
     @staticmethod
     def rewalker(
         walk: Callable[[], Trace],
-    ) -> Callable[[Mapping[str, str]], Trace]:
-        def again(choice: Mapping[str, str]) -> Trace:
-            with chosen_by_kernel(choice):
+    ) -> Callable[[Mapping[str, str], Mapping[str, str]], Trace]:
+        def again(choice: Mapping[str, str], nexthops: Mapping[str, str]) -> Trace:
+            with chosen_by_kernel(choice), nexthop_chosen_by_kernel(nexthops):
                 return walk()
 
         return again
+
+    def only_node_crossed(self, crossed: set[Crossing] | None) -> str | None:
+        """The one node whose devices the probe's first packet crossed (a connection
+        a node dropped leaves no conntrack entry and no answer), or None."""
+        netns = self.runner.sim.fabric.netns
+        nodes = {
+            netns[ns].node
+            for ns, _dev, _ttl in crossed or ()
+            if ns in netns and netns[ns].kind is NetnsKind.HOST
+        }
+        return nodes.pop() if len(nodes) == 1 else None
+
+    def kernel_node(
+        self, it: _Item, result: KernelVerdict, flows: list[Flow]
+    ) -> str | None:
+        """The node the cloud load balancer (the gateway's multipath route, whose hash
+        the kernel seeds at random) handed `it`'s connection to: the one node whose
+        conntrack holds it still addressed to the load balancer's address."""
+        pin = it.pin
+        if pin is None or not result.sport:
+            return None
+        nodes = {
+            f.node
+            for f in flows
+            if f.dst == pin.daddr and f.dport == pin.dport and f.sport == result.sport
+        }
+        return nodes.pop() if len(nodes) == 1 else None
 
     def kernel_choice(
         self, it: _Item, result: KernelVerdict, flows: list[Flow]
@@ -373,7 +404,7 @@ class Verifier:
                 if sp.protocol is not protocol:
                     continue
                 virtual = (
-                    ip in (svc.cluster_ip, *svc.load_balancer_vips())
+                    ip in (svc.cluster_ip, *svc.load_balancer_vips(), *svc.external_ips)
                     and sp.port == dport
                 )
                 node_port = sp.node_port == dport and ip in node_ips
@@ -553,7 +584,7 @@ class Verifier:
                 need.update(errors_sent(it.trace))
                 emptied |= redirects(it.trace)
             self.icmp.wait(need)
-            results, records, flows = self.run_batch(batch)
+            results, records, flows, devices = self.run_batch(batch)
             self.icmp.spend(need, emptied)
             self.live.forget_path_mtus(self.learners(batch))
             if netns.neighbour_overflows() > overflows and len(batch) > 1 and tries < 2:
@@ -566,7 +597,15 @@ class Verifier:
             assert self.live.kc is not None
             fabric_id_of = {k: f for f, k in self.live.kc.names.items()}
             for it, result in zip(batch, results, strict=True):
-                chosen = self.take_kernel_choice(it, result, flows)
+                crossed = devices.get(id(it))
+                chosen = self.take_kernel_choice(it, result, flows, crossed)
+                if it.pin is not None and not any(
+                    p.name == "endpoint chosen" for p in chosen
+                ):
+                    # kube-proxy's pick was not read back (a connection dropped after
+                    # it leaves no conntrack entry): the path depends on it, so the
+                    # devices are not compared
+                    crossed = None
                 parts_of[id(it)] = chosen + parts(
                     it.trace,
                     it.client,
@@ -574,6 +613,7 @@ class Verifier:
                     records,
                     self.runner.sim.fabric,
                     fabric_id_of,
+                    crossed,
                 )
         self.report.neighbour_overflows += (
             netns.neighbour_overflows() - overflows_at_start
@@ -627,52 +667,112 @@ class Verifier:
         return out
 
     def take_kernel_choice(
-        self, it: _Item, result: KernelVerdict, flows: list[Flow]
+        self,
+        it: _Item,
+        result: KernelVerdict,
+        flows: list[Flow],
+        crossed: set[Crossing] | None = None,
     ) -> list[Part]:
         """Compare with the endpoint the kernel chose: the simulator walks again with it
         (when it is one of the candidates the simulator allows, its trace names it), and
         the part `endpoint chosen` says whether the simulator allowed it."""
         chosen = self.kernel_choice(it, result, flows)
         trace = it.trace
-        if chosen is None or trace is None or it.pin is None:
+        if trace is None:
             return []
-        if chosen != trace.endpoint and it.rewalk is not None:
-            svc = self.runner.sim.cluster.services[it.pin.service]
-            sp = svc.ports[it.pin.port_index]
-            again = it.rewalk({f"{svc.key}:{sp.name or sp.port}": chosen})
-            if again.endpoint == chosen:
+        cluster = self.runner.sim.cluster
+        by_ip = {str(n.ip): n.name for n in cluster.config.nodes}
+        taken = lb_nexthop(trace)
+        node = None
+        if taken is not None:
+            # the node whose conntrack holds the connection, or the node that answered
+            # (a REJECT for a Service without endpoints confirms no conntrack entry)
+            node = (
+                self.kernel_node(it, result, flows)
+                or by_ip.get(result.answer_from)
+                or self.only_node_crossed(crossed)
+            )
+        nexthops: dict[str, str] = {}
+        if taken is not None and node is not None:
+            nexthops[taken[0]] = str(cluster.node(node).ip)
+        differs = (chosen is not None and chosen != trace.endpoint) or (
+            taken is not None and nexthops.get(taken[0], taken[1]) != taken[1]
+        )
+        if differs and it.rewalk is not None:
+            choice = {}
+            if chosen is not None and it.pin is not None:
+                svc = cluster.services[it.pin.service]
+                sp = svc.ports[it.pin.port_index]
+                choice[f"{svc.key}:{sp.name or sp.port}"] = chosen
+            again = it.rewalk(choice, nexthops)
+            again_taken = lb_nexthop(again)
+            if (chosen is None or again.endpoint == chosen) and (
+                not nexthops or (again_taken and again_taken[1] in nexthops.values())
+            ):
                 it.trace = again
                 it.silent = heard_nothing(again, *it.client)
         assert it.trace is not None
-        return [Part("endpoint chosen", it.trace.endpoint or "-", chosen)]
+        out = []
+        if taken is not None and node is not None:
+            now = lb_nexthop(it.trace)
+            sim_node = by_ip.get(now[1], now[1]) if now else "-"
+            out.append(Part("load balancer node", sim_node, node))
+        if chosen is not None:
+            out.append(Part("endpoint chosen", it.trace.endpoint or "-", chosen))
+        return out
 
     def run_batch(
         self, batch: list[_Item]
-    ) -> tuple[list[KernelVerdict], Records, list[Flow]]:
-        """The kernel's verdicts, what its servers saw meanwhile, and its connections
-        (kube-proxy chose each endpoint at random: no pins)."""
+    ) -> tuple[list[KernelVerdict], Records, list[Flow], dict[int, set[Crossing]]]:
+        """The kernel's verdicts, what its servers saw meanwhile, its connections
+        (kube-proxy chose each endpoint at random: no pins), and the devices each
+        marked probe's first packet crossed (by item id; dataplane.kernel.capture)."""
         listeners = self.live.listeners
         if listeners is not None:
             listeners.seen.clear()
         jobs: list[Job] = []
+        marks: dict[int, int] = {}  # item id -> TOS
         try:  # sockets are opened just before their batch runs
             for it in batch:
                 assert it.job is not None
-                jobs.append(it.job())
+                job = it.job()
+                jobs.append(job)
+                tos = mark_of(len(marks))
+                if len(marks) < MARKS and isinstance(job, Client) and job.mark(tos):
+                    marks[id(it)] = tos
         except BaseException:
             for job in jobs:
                 job.close()
             raise
+        captures = self.live.captures
+        if captures is not None:
+            captures.clear()
         results = self.live.run(jobs, [], self.timeout)
         time.sleep(SERVER_LAG)  # the listeners' thread may accept after the SYN-ACK
         seen = dict(listeners.seen) if listeners is not None else {}
         flows = self.live.connections() if any(it.pin for it in batch) else []
-        return results, seen, flows
+        crossed = captures.take() if captures is not None else {}
+        devices = {i: crossed.get(tos, set()) for i, tos in marks.items()}
+        return results, seen, flows, devices
 
 
 SERVER_LAG = (
     0.01  # seconds the listeners' thread gets to record a batch's last requests
 )
+
+
+_MULTIPATH_VIA = re.compile(r"via (\S+) dev \S+ \(([0-9./]+)\): multipath:")
+
+
+def lb_nexthop(trace: Trace) -> tuple[str, str] | None:
+    """The multipath route (its destination, `203.0.113.9/32`) the connection took on
+    its way, and the nexthop the simulator's flow hash chose there, or None."""
+    for hop in trace.hops:
+        if hop.event == "route" and hop.direction == "request":
+            found = _MULTIPATH_VIA.search(hop.detail)
+            if found is not None:
+                return found[2], found[1]
+    return None
 
 
 def picked_from(trace: Trace, dst: str) -> str | None:

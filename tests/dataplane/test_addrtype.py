@@ -45,6 +45,22 @@ def test_nothing_answers_a_multicast_group(protocol: Protocol) -> None:
     assert not any(h.direction == "reply" for h in t.hops)
 
 
+@pytest.mark.parametrize("protocol", [UDP, ICMP])
+def test_a_multicast_datagram_leaves_on_the_link(protocol: Protocol) -> None:
+    # verified (kernel captures, `dataplane verify`'s devices part): TTL 1, to the
+    # group's MAC on the route's device without ARP for the gateway, flooded by cbr0 to
+    # every port; no router forwards it
+    t = probe("224.0.0.1", protocol)
+    sent = next(h for h in t.hops if h.event == "xmit" and h.netns == "pod default/a")
+    assert sent.packet is not None and sent.packet.eth is not None
+    assert sent.packet.eth.dst == "01:00:5e:00:00:01"
+    assert sent.packet.ip is not None and sent.packet.ip.ttl == 1
+    assert not any(h.event == "arp" for h in t.hops)
+    assert any("flood" in h.detail for h in t.hops if h.event == "bridge")
+    assert not any(h.event == "forward" for h in t.hops)
+    assert {f.netns for f in t.frames} >= {"pod:default/a", "pod:default/b", "node-1"}
+
+
 @pytest.mark.parametrize("protocol", [TCP, UDP, ICMP])
 def test_another_subnets_broadcast_is_taken_locally_unanswered(
     protocol: Protocol,

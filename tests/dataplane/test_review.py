@@ -389,11 +389,6 @@ def test_a_reassembled_datagram_is_refragmented_at_its_largest_fragment() -> Non
     assert sizes == [1444, 1444, 152]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Walker.direction stays 'reply' after the first ICMP error, so later "
-    "request fragments are recorded as reply hops",
-)
 def test_request_fragments_after_an_icmp_error_stay_request_hops() -> None:
     t = sim_of().send("default/a", udp(EXTERNAL, 53, 2972, ttl=2))
     drops = [h for h in t.hops if h.node == "gateway" and h.reason is DropReason.TTL]
@@ -469,11 +464,6 @@ def test_a_loop_that_never_runs_out_of_ttl_stops_at_the_hop_limit() -> None:
     assert t.reason is DropReason.HOP_LIMIT
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the gateway never sends ICMP redirects; Linux redirects an on-link "
-    "sender when it forwards back out the interface the packet came in on",
-)
 def test_the_gateway_redirects_a_node_to_a_neighbour_on_its_own_link() -> None:
     # verified: send_redirects=1 (default), in == out interface, sender on-link: an ICMP
     # redirect (type 5 code 1, gateway 10.100.0.3) goes to the sender; it still arrives.
@@ -488,7 +478,14 @@ def test_the_gateway_redirects_a_node_to_a_neighbour_on_its_own_link() -> None:
         and isinstance(p.l4, ICMP)
         and (p.l4.type, p.l4.code) == (5, 1)
     ]
-    assert redirects
+    assert {p.l4.gateway for p in redirects if isinstance(p.l4, ICMP)} == {"10.100.0.3"}
+    # the node forwards (ip_forward=1 turned all.accept_redirects off): it ignores it,
+    # and its socket hears no error
+    heard = [h for h in t.hops if h.node == "node-1" and h.event == "redirect"]
+    assert len(heard) == 1 and "ignored" in heard[0].detail
+    assert heard[0].direction == "reply"
+    # the packet itself goes on as a request
+    assert next(h.direction for h in t.hops if h.event == "forward") == "request"
 
 
 # == ARP and the bridge ========================================================================

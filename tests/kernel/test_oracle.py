@@ -308,6 +308,8 @@ def test_the_kernel_side_shows_every_part() -> None:
     assert row.status == "agree", [(p.name, p.sim, p.kernel) for p in row.parts]
     assert [p.name for p in row.parts] == [
         "endpoint chosen",
+        "devices",
+        "ttl on arrival",
         "server",
         "endpoint",
         "server saw",
@@ -315,6 +317,48 @@ def test_the_kernel_side_shows_every_part() -> None:
         "answer from",
         "answer ttl",
     ]
+
+
+@pytest.mark.kernel
+def test_the_kernel_captures_the_devices_the_simulator_crossed() -> None:
+    # across nodes over VXLAN, through a Service: the pod's eth0, its veth, cbr0,
+    # flannel.1 and eth0 of both nodes (the outer frame counted by its inner packet),
+    # the server's veth and eth0; the kernel's captures (marked by IP_TOS) say the same
+    from dataplane.kernel.capture import sim_devices
+    from dataplane.kernel.verify import verify
+
+    scenario, _ = load_scenario_text(HOST_UDP_SERVICE)
+    sim = Simulator(scenario.cluster)
+    crossed = sim_devices(sim.probe("default/c", "svc/default/web", 80, "UDP"))
+    devices = {(ns, dev) for ns, dev, _ttl in crossed}
+    assert {("node-1", "flannel.1"), ("node-2", "flannel.1"), ("node-1", "eth0")} <= (
+        devices
+    )
+    assert ("pod:default/c", "eth0", 64) in crossed
+    assert ("pod:default/web", "eth0", 62) in crossed  # two routers: node-2, node-1
+    (row,) = verify(scenario).rows
+    parts = {p.name: p for p in row.parts}
+    assert parts["devices"].agrees
+    assert parts["devices"].kernel == f"{len(devices)} devices"
+    assert parts["ttl on arrival"].agrees
+
+
+def test_a_device_only_one_side_saw_is_named() -> None:
+    from dataplane.kernel.compare import devices_parts
+
+    devices, ttls = devices_parts(
+        {("node-1", "eth0", 63), ("node-1", "cbr0", 63)},
+        {("node-1", "eth0", 64), ("node-2", "eth0", 63)},
+        {"node-1": "node-1 host", "node-2": "node-2 host"},
+    )
+    assert not devices.agrees
+    assert devices.sim == "2 devices, only here: node-1 host cbr0"
+    assert devices.kernel == "2 devices, only here: node-2 host eth0"
+    assert not ttls.agrees
+    assert (ttls.sim, ttls.kernel) == (
+        "1 device, node-1 host eth0: 63",
+        "1 device, node-1 host eth0: 64",
+    )
 
 
 def test_the_simulator_walks_again_with_the_kernels_choice() -> None:

@@ -364,6 +364,9 @@ def test_unused_service_types_are_still_generated() -> None:
         "policies",
         "owner",
         "signals",
+        "capture",
+        "compare",
+        "live",
     ],
 )
 def test_docstring_examples(name: str) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from dataplane.kernel.build import has_ip_vs, has_ipip
 from dataplane.kernel.probe import has_sctp
-from dataplane.kernel.report import MISMATCH, NOT_COMPARABLE, agree
+from dataplane.kernel.report import MISMATCH, NOT_COMPARABLE
 from dataplane.kernel.verify import verify
 from dataplane.suite import discover
 from topology.errors import TopologyError
@@ -50,30 +50,6 @@ KERNEL_GAPS = {
 }
 
 
-# Parts that verify does not yet read back for a Service's LoadBalancer addresses: the
-# gateway's multipath route (the cloud load balancer) picks the node by the kernel's own
-# seeded hash (fib_multipath_hash), and the endpoint behind an LB address is kube-proxy's
-# random pick, neither re-walked by the simulator yet (issue 13). The verdict and every
-# other part must still agree on these files.
-LB_PARTS = frozenset({"server", "endpoint", "server saw", "answer from"})
-PART_GAPS = {
-    f"kube-proxy/{name}.yaml": LB_PARTS
-    for name in (
-        "cloud-load-balancer",
-        *(
-            f"{mode}-{table}"
-            for mode in ("iptables", "nftables")
-            for table in (
-                "external-traffic-policy-cluster",
-                "external-traffic-policy-local",
-                "load-balancer",
-                "no-endpoints-reject",
-            )
-        ),
-    )
-}
-
-
 def _case(path: Path) -> object:
     gap = KERNEL_GAPS.get(str(path.relative_to(ROOT / "scenarios")))
     if gap is None:
@@ -96,17 +72,12 @@ def test_the_simulator_and_linux_agree(path: Path) -> None:
             verify(scenario)
         return
     report = verify(scenario)
-    unread = PART_GAPS.get(str(path.relative_to(ROOT / "scenarios")), frozenset())
     wrong = [
         f"step {r.step} {r.title}: simulator {r.sim} ({r.sim_detail}), kernel "
         f"{r.kernel.verdict} ({r.kernel.detail})"
         + "".join(f"; {p.name}: {p.sim} vs {p.kernel}" for p in r.differs())
         for r in report.rows
         if r.status == MISMATCH
-        and not (
-            agree(r.sim, r.kernel.verdict, r.sim_silent)
-            and {p.name for p in r.differs()} <= unread
-        )
     ]
     assert not wrong, "\n".join(wrong)
     allowed = (*DOCUMENTED, BPF) if has_sctp() else (*DOCUMENTED, BPF, SCTP)

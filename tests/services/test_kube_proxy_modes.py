@@ -15,6 +15,7 @@ from tests.io.helpers import run_cli
 from topology.errors import TopologyError
 from topology.loader import load_scenario, load_scenario_text
 from topology.model import Protocol, ProxyMode, Service, ServicePort, ServiceType
+from topology.scenario import ProbeStep
 
 ROOT = Path(__file__).resolve().parents[2] / "scenarios" / "kube-proxy"
 
@@ -107,6 +108,29 @@ def test_cluster_policy_spreads_over_every_node() -> None:
     route = _detail(trace, "multipath")
     assert "a choice among 2" in route
     assert "externalTrafficPolicy Cluster: every node (node-1, node-2)" in route
+
+
+def test_a_walk_takes_the_nexthop_the_kernel_took() -> None:
+    # verify reads the cloud load balancer's node back from the kernel (the node whose
+    # conntrack holds the connection) and walks again on it
+    from dataplane.kernel.verify import lb_nexthop
+    from dataplane.routing import nexthop_chosen_by_kernel
+
+    scenario, _ = load_scenario(ROOT / "cloud-load-balancer.yaml")
+    step = scenario.steps[3]
+    assert isinstance(step, ProbeStep)
+    sim = Runner(scenario).sim
+    first = sim.probe(step.src, step.dst, step.port, step.protocol)
+    taken = lb_nexthop(first)
+    assert taken is not None and taken[1] in ("10.100.0.2", "10.100.0.3")
+    other = "10.100.0.2" if taken[1] == "10.100.0.3" else "10.100.0.3"
+    with nexthop_chosen_by_kernel({taken[0]: other}):
+        again = sim.probe(step.src, step.dst, step.port, step.protocol)
+    assert lb_nexthop(again) == (taken[0], other)
+    assert "the one the kernel's hash took" in _detail(again, "multipath")
+    with nexthop_chosen_by_kernel({taken[0]: "10.100.0.99"}):  # not a nexthop: ignored
+        ignored = sim.probe(step.src, step.dst, step.port, step.protocol)
+    assert lb_nexthop(ignored) == taken
 
 
 def test_iptables_mode_names_its_chains_in_the_trace() -> None:
