@@ -90,7 +90,7 @@ class Stack:
         if not isinstance(nf, Netfilter):
             return pkt, ctx
         if ctx is None:
-            ctx = HookContext(ns, point, self.w.cluster)
+            ctx = HookContext(ns, point, self.w.cluster, affinity=self.w.state.affinity)
         ctx.point = point
         for k, v in where.items():
             setattr(ctx, k, v)

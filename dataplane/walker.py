@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from dataplane.affinity import AffinityTable
 from dataplane.bridge import Bridges
 from dataplane.conntrack import Conntrack
 from dataplane.emission import Bridged, Emission, Out, Rx, Unseen, Xmit
@@ -56,6 +57,8 @@ class WalkState:
     icmp_tokens: dict[tuple[str, str], int] = field(default_factory=dict)
     # path MTU exceptions per (namespace, destination) (dataplane.pmtu)
     pmtu: dict[tuple[str, str], int] = field(default_factory=dict)
+    # sessionAffinity ClientIP entries and the clock (dataplane.affinity)
+    affinity: AffinityTable = field(default_factory=AffinityTable)
 
     def ct(self, ns: str) -> Conntrack:
         table = self.conntrack.get(ns)

@@ -242,7 +242,9 @@ class Pod:
     labels: Mapping[str, str] = field(default_factory=dict)
     containers: tuple[Container, ...] = ()
     host_network: bool = False
-    ready: bool = True
+    ready: bool = True  # its `Ready` condition (status.conditions); none written: ready
+    terminating: bool = False  # metadata.deletionTimestamp is set
+    terminal: bool = False  # status.phase Succeeded or Failed: no endpoint at all
     owner: str | None = None  # "Deployment/httpd" for workload pods
     loc: Loc = BUILTIN
 
@@ -335,6 +337,10 @@ class Service:
     external_traffic_policy: str = "Cluster"  # Cluster | Local
     internal_traffic_policy: str = "Cluster"  # Cluster | Local
     session_affinity: str = "None"  # None | ClientIP
+    # sessionAffinityConfig.clientIP.timeoutSeconds (the API server's default: 3 hours)
+    session_affinity_timeout: int = 10800
+    publish_not_ready_addresses: bool = False
+    traffic_distribution: str | None = None  # PreferClose (KEP-4444) or None
     load_balancer_ingress: tuple[LoadBalancerIngress, ...] = ()
     load_balancer_source_ranges: tuple[IPv4Network, ...] = ()
     external_ips: tuple[IPv4Address, ...] = ()
@@ -366,6 +372,10 @@ class SliceEndpoint:
     serving: bool = True
     terminating: bool = False
     node: str | None = None
+    zone: str | None = None
+    # hints.forZones / forNodes: where kube-proxy should prefer it (None: no hints)
+    for_zones: tuple[str, ...] | None = None
+    for_nodes: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
