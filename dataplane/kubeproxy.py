@@ -338,33 +338,34 @@ def choose(
     table = None if ctx is None else ctx.affinity
     sticky = rule.service.session_affinity == "ClientIP"
     timeout = rule.service.session_affinity_timeout
-    if sticky and table is not None and ctx is not None:
-        seen = table.recall(ctx.netns.id, rule.name, ip.src, timeout)
-        for backend in candidates if seen is not None else ():
-            if seen is not None and backend.key == seen.endpoint:
-                table.remember(ctx.netns.id, rule.name, ip.src, backend.key)
-                match = _affinity_match(rule, backend, timeout)
-                return backend, (
-                    f"sessionAffinity ClientIP: {ip.src} last chose it {seen.age:g} s"
-                    f" ago, within timeoutSeconds {timeout} ({match})"
-                )
     forced = (_CHOSEN.get() or {}).get(rule.name)
     picked: Backend | None = None
     for backend in candidates if forced is not None else ():
         if backend.key == forced:
             picked = backend
             how = f"the endpoint the kernel's kube-proxy chose, one of {n}"
+    seen = None
+    if picked is None and sticky and table is not None and ctx is not None:
+        seen = table.recall(ctx.netns.id, rule.name, ip.src, timeout)
+    for backend in candidates if seen is not None else ():
+        if seen is not None and backend.key == seen.endpoint:
+            picked = backend
+            how = (
+                f"sessionAffinity ClientIP: {ip.src} last chose it {seen.age:g} s ago,"
+                f" within timeoutSeconds {timeout}"
+                f" ({_affinity_match(rule, backend, timeout)})"
+            )
     if picked is None:
         key = flow_of(pkt)
         index = pick_index(key, n)
         picked, how = candidates[index], f"blake2b({key!r}) % {n} = {index}"
-    if sticky:
-        how = (
-            f"sessionAffinity ClientIP: no choice of {ip.src} within timeoutSeconds"
-            f" {timeout}, so {how}; remembered"
-        )
-        if table is not None and ctx is not None:
-            table.remember(ctx.netns.id, rule.name, ip.src, picked.key)
+        if sticky:
+            how = (
+                f"sessionAffinity ClientIP: no choice of {ip.src} within"
+                f" timeoutSeconds {timeout}, so {how}"
+            )
+    if sticky and table is not None and ctx is not None:
+        table.remember(ctx.netns.id, rule.name, ip.src, picked.key)
     return picked, how
 
 

@@ -3,8 +3,8 @@ sorts them.
 
 The EndpointSlice controller (pkg/controller/endpointslice; `podToEndpoint` and
 `ShouldPodBeInEndpoints` in k8s.io/endpointslice): every pod of the Service's namespace whose
-labels match its selector is an endpoint, except a pod whose phase is terminal (Succeeded,
-Failed), with
+labels match its selector is an endpoint (a pod whose phase is Succeeded or Failed is not
+one: it is skipped as inert, `topology.kinds`), with
 
     serving     = the pod's Ready condition
     terminating = metadata.deletionTimestamp is set
@@ -119,16 +119,14 @@ def _is_ready_endpoint(service: Service, pod: Pod) -> bool:
 
 
 def _endpoint_pods(cluster: Cluster, service: Service) -> tuple[Pod, ...]:
-    """Every pod the Service selects that may be an endpoint (not terminal), by key."""
+    """Every pod the Service selects, by key."""
     selector = service.selector
     if selector is None:
         return ()
     found = (
         pod
         for pod in cluster.pods.values()
-        if pod.namespace == service.namespace
-        and not pod.terminal
-        and matches_map(selector, pod.labels)
+        if pod.namespace == service.namespace and matches_map(selector, pod.labels)
     )
     return tuple(sorted(found, key=lambda p: p.key))
 

@@ -233,7 +233,7 @@ class Applier:
         # podToEndpoint (k8s.io/endpointslice): a pod is terminating once its
         # deletionTimestamp is set.
         condition = PodCondition(
-            live.ready, obj.model.metadata.deletion_timestamp is not None, live.terminal
+            live.ready, obj.model.metadata.deletion_timestamp is not None
         )
         if old is None:
             node = self.place(obj, template, ("spec",))

@@ -100,7 +100,7 @@ class PodStatusModel(StrictModel):
     pod_ips: list[PodIPSpec] | None = Field(default=None, alias="podIPs")
     host_ip: str | None = Field(default=None, alias="hostIP")
     host_ips: list[PodIPSpec] | None = Field(default=None, alias="hostIPs")
-    phase: Literal["Pending", "Running", "Succeeded", "Failed", "Unknown"] | None = None
+    phase: Ignored = None  # Succeeded, Failed: the pod is inert (topology.kinds)
     conditions: list[PodConditionSpec] | None = None
     container_statuses: Ignored = None
     init_container_statuses: Ignored = None
@@ -232,19 +232,18 @@ def node_entry(manifest: Manifest, warnings: list[str]) -> NodeEntry:
 
 @dataclass(frozen=True, slots=True)
 class PodStatus:
-    """A Pod's live addresses (None where the object does not say), its Ready condition
-    and whether its phase is terminal."""
+    """A Pod's live addresses (None where the object does not say) and its Ready
+    condition."""
 
     pod_ip: IPv4Address | None = None
     host_ip: IPv4Address | None = None
     pod_ip_path: Path = ("status", "podIP")
     host_ip_path: Path = ("status", "hostIP")
     ready: bool = True
-    terminal: bool = False  # phase Succeeded or Failed
 
 
 def pod_status(obj: KubeObject, warnings: list[str]) -> PodStatus:
-    """The addresses, readiness and phase a Pod object's `status` records."""
+    """The addresses and readiness a Pod object's `status` records."""
     raw = getattr(obj.model, "status", None)
     if raw is None:
         return PodStatus()
@@ -286,7 +285,6 @@ def pod_status(obj: KubeObject, warnings: list[str]) -> PodStatus:
         pod[1] if pod else ("status", "podIP"),
         host[1] if host else ("status", "hostIP"),
         is_ready(status.conditions),
-        status.phase in ("Succeeded", "Failed"),
     )
 
 

@@ -244,7 +244,6 @@ class Pod:
     host_network: bool = False
     ready: bool = True  # its `Ready` condition (status.conditions); none written: ready
     terminating: bool = False  # metadata.deletionTimestamp is set
-    terminal: bool = False  # status.phase Succeeded or Failed: no endpoint at all
     owner: str | None = None  # "Deployment/httpd" for workload pods
     loc: Loc = BUILTIN
 

@@ -20,12 +20,12 @@ from topology.workload import MAX_PODS, Scheduler
 @dataclass(frozen=True, slots=True)
 class PodCondition:
     """What a Pod object's status and metadata say of its lifecycle: its `Ready`
-    condition, whether it is being deleted (`metadata.deletionTimestamp`) and whether its
-    phase is terminal (Succeeded, Failed); its fields are those of `Pod`."""
+    condition and whether it is being deleted (`metadata.deletionTimestamp`); its fields
+    are those of `Pod`.  (A pod whose phase is Succeeded or Failed is skipped as inert:
+    `topology.kinds`.)"""
 
     ready: bool = True
     terminating: bool = False
-    terminal: bool = False
 
 
 RUNNING = PodCondition()  # ready, not terminating

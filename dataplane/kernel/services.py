@@ -58,6 +58,7 @@ from dataplane.kernel.nft import (
     set_mark,
     verdict_map,
 )
+from dataplane.kubeproxy_endpoints import ZONE_LABEL, cluster_endpoints
 from dataplane.netns import Netns
 from topology.model import (
     NODE_PORT_PRIMARY,
@@ -226,7 +227,14 @@ def add_service_rules(rs: Ruleset, cluster: Cluster, node_ns: Netns) -> ServiceR
             local_seps = [
                 s for e, s in zip(eps, seps, strict=True) if e.pod.node == node
             ]
-            all_pick = _pick(rs, f"pick-{tag}-all", eps, seps, label)
+            # The Cluster-policy endpoints on this node: topology hints applied
+            # (pkg/proxy/topology.go; dataplane.kubeproxy_endpoints).
+            rule = kubeproxy.port_rule(cluster, svc, sp)
+            zone = cluster.node(node).labels.get(ZONE_LABEL, "")
+            near = {b.key for b in cluster_endpoints(rule.every, node, zone).endpoints}
+            near_eps = [e for e in eps if e.pod.key in near]
+            near_seps = [s for e, s in zip(eps, seps, strict=True) if e.pod.key in near]
+            all_pick = _pick(rs, f"pick-{tag}-all", near_eps, near_seps, label)
             local_pick = _pick(rs, f"pick-{tag}-local", local, local_seps, label)
             out.picks[(svc.key, i)] = [all_pick, local_pick]
             # the ClusterIP frontend (KUBE-SVC)

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dataplane import kubeproxy
-from dataplane.fabric import veth_name
 from dataplane.affinity import AffinityTable
+from dataplane.fabric import veth_name
 from dataplane.netfilter import HookContext, HookPoint, Reject
 from dataplane.packet import IP, TCP, Packet
 from dataplane.sim import Simulator
