@@ -10,9 +10,10 @@ the frame its link header, as if a socket there had sent it.  Addresses, ports, 
 and payload are kept as captured.  A packet cut short by the capture's snaplen is padded
 back to its IP total length with zero bytes.
 
-All packets of one capture share one walk state (neighbour caches, bridge FDBs, conntrack),
-so a reply in the capture is ESTABLISHED, as it would be on the real nodes, and is handed
-to the socket that sent the request.  A packet's verdict is its own fate: `delivered` once a
+All packets of one capture share one walk state (neighbour caches, bridge FDBs, conntrack,
+kube-proxy's sessionAffinity entries), so a reply in the capture is ESTABLISHED, as it would
+be on the real nodes, and is handed to the socket that sent the request; each packet's
+timestamp is the walk's clock (`dataplane.affinity`: affinity timeouts).  A packet's verdict is its own fate: `delivered` once a
 socket takes it (a request, an ACK, data, a reply), whatever becomes of the answer the walk
 also follows; otherwise where it died (`denied-ingress`, `refused`, `no-route`, ...).
 ARP and IPv6 frames are skipped (the walk does its own ARP); a packet whose headers are
