@@ -131,9 +131,16 @@ class ServicePortRule:
 
     def cluster(self, ctx: HookContext) -> Topology:
         """The Cluster-policy endpoints on the node of `ctx`, topology hints applied
-        (`dataplane.kubeproxy_endpoints.cluster_endpoints`)."""
-        node = ctx.cluster.node(ctx.node)
-        return cluster_endpoints(self.every, node.name, node.labels.get(ZONE_LABEL, ""))
+        (`dataplane.kubeproxy_endpoints.cluster_endpoints`), worked out once per node."""
+        near = table_for(ctx.cluster).near
+        hit = near.get((self.name, ctx.node))
+        if hit is None:
+            node = ctx.cluster.node(ctx.node)
+            zone = node.labels.get(ZONE_LABEL, "")
+            hit = near[(self.name, ctx.node)] = cluster_endpoints(
+                self.every, node.name, zone
+            )
+        return hit
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +172,8 @@ class ServiceTable:
         self.virtual: dict[tuple[int, str, int], tuple[ServicePortRule, Frontend]] = {}
         self.node_ports: dict[tuple[int, int], ServicePortRule] = {}
         self.cluster_ips: set[str] = set()  # nftables `@cluster-ips`
+        # (Service port, node) -> its Cluster-policy endpoints there (`rule.cluster`)
+        self.near: dict[tuple[str, str], Topology] = {}
         self.node_ips = {n.name: str(n.ip) for n in cluster.config.nodes}
         self.node_port_cidrs = tuple(
             IPv4Network(c) for c in self.config.node_port_addresses if "/" in c
