@@ -28,10 +28,13 @@ Traffic policies (KEP-1669 and its predecessors):
   to the cluster-wide chain and the node's own traffic is masqueraded and goes cluster-wide
   too.
 
-Endpoints (the EndpointSlice controller): the ready pods of the Service's namespace whose
-labels match its selector (a Service without selector has none), each with the port its
-`targetPort` names: a number as it is, a name resolved per pod among that pod's containerPorts
-of the same protocol (a pod without that port is no endpoint of that Service port).
+Endpoints (the EndpointSlice controller, `dataplane.kubeproxy_endpoints`): the pods of the
+Service's namespace whose labels match its selector (a Service without selector has none),
+with their conditions (ready, serving, terminating) and topology (zone, hints), each with
+the port its `targetPort` names: a number as it is, a name resolved per pod among that pod's
+containerPorts of the same protocol (a pod without that port is no endpoint of that Service
+port).  The Cluster-policy candidates on a node are the ready ones, narrowed by topology
+hints, else the serving-terminating ones; the Local-policy ones the node's own.
 
 The endpoint choice.  kube-proxy's iptables mode picks with a cascade of
 `-m statistic --mode random --probability 1/(n-i)` rules (nftables mode: `numgen random mod
@@ -42,8 +45,8 @@ candidates are sorted by pod key (`NS/NAME`) and the index is
                 digest_size=8)) % len(candidates)
 
 over the packet's flow as kube-proxy sees it (`<proto>` the IP protocol number, e.g.
-`6 10.0.1.3 40000 10.96.0.11 80`), or, with `sessionAffinity: ClientIP`, over `<src>` alone.
-A keyed cryptographic hash mixes well: neighbouring client addresses or ports land on
+`6 10.0.1.3 40000 10.96.0.11 80`).  With `sessionAffinity: ClientIP` a client the node
+remembers within the timeout goes to its endpoint again (`dataplane.affinity`).  A keyed cryptographic hash mixes well: neighbouring client addresses or ports land on
 independent endpoints (a CRC-32 of the flow, used before, sent 16 adjacent clients to one).
 The trace names the pick, "a choice among n", and the formula
 (`dataplane.flowhash.pick_index`).
