@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from dataplane.affinity import AffinityTable
 from dataplane.bridge import Bridges
@@ -59,6 +60,8 @@ class WalkState:
     pmtu: dict[tuple[str, str], int] = field(default_factory=dict)
     # sessionAffinity ClientIP entries and the clock (dataplane.affinity)
     affinity: AffinityTable = field(default_factory=AffinityTable)
+    # what hooks remember between packets (`HookContext.memory`): IPVS's schedulers
+    hook_memory: dict[str, Any] = field(default_factory=dict)
 
     def ct(self, ns: str) -> Conntrack:
         table = self.conntrack.get(ns)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Network
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +148,8 @@ class ProxyMode(StrEnum):
 
 
 NODE_PORT_PRIMARY = "primary"
+# The IPVS schedulers modelled (`cluster.kubeProxy.ipvs.scheduler`, dataplane.kubeproxy_ipvs)
+IPVS_SCHEDULERS = ("rr", "wrr")
 
 
 @dataclass(frozen=True, slots=True)
@@ -477,15 +479,25 @@ class AdminPeer:
 
     `namespaces: S` is `namespace_selector=S` (every pod there); `pods: {namespaceSelector,
     podSelector}` sets both (AND); `nodes` selects node addresses by node labels;
-    `networks` are CIDRs (any address, pods' included); `domain_names` are FQDNs, which are
-    not modelled (they match nothing; a warning says so when the policy is loaded).
+    `networks` are CIDRs (any address, pods' included; IPv6 ones match nothing here);
+    `domain_names` match the addresses the DNS answers for them (`dataplane.dns_records`).
     """
 
     namespace_selector: LabelSelector | None = None
     pod_selector: LabelSelector | None = None
     node_selector: LabelSelector | None = None
-    networks: tuple[IPv4Network, ...] = ()
+    networks: tuple[IPv4Network | IPv6Network, ...] = ()
     domain_names: tuple[str, ...] = ()
+
+    @property
+    def by_address(self) -> bool:
+        """A `networks` or `domainNames` peer: it matches addresses, pods' included."""
+        return bool(self.networks or self.domain_names)
+
+    @property
+    def ipv4_networks(self) -> tuple[IPv4Network, ...]:
+        """The IPv4 `networks`: the only ones an address of the cluster can be in."""
+        return tuple(n for n in self.networks if isinstance(n, IPv4Network))
 
 
 @dataclass(frozen=True, slots=True)
