@@ -37,8 +37,7 @@ class Cni(StrEnum):
 
 
 class NetworkMode(StrEnum):
-    """How pod traffic crosses nodes with flannel (docs/scenario-format.md,
-    `cluster.network`): its backends."""
+    """flannel's backends, how pod traffic crosses nodes (`cluster.network`)."""
 
     VXLAN = "vxlan"
     HOST_GW = "host-gw"
@@ -46,8 +45,7 @@ class NetworkMode(StrEnum):
 
 
 class CalicoMode(StrEnum):
-    """Calico's `cluster.network`: the IP pool's encapsulation (ipipMode, vxlanMode:
-    Always) or none (BGP-learned routes between nodes)."""
+    """Calico's `cluster.network`: ipipMode/vxlanMode Always, or bgp (routes only)."""
 
     IPIP = "ipip"
     VXLAN = "vxlan"
@@ -65,8 +63,7 @@ class CiliumMode(StrEnum):
 # A network mode of some CNI: `is NetworkMode.VXLAN` means flannel's vxlan only.
 Network = NetworkMode | CalicoMode | CiliumMode
 # The network modes of each CNI, its default first (docs/scenario-format.md, `cluster.cni`):
-# flannel's backends; Calico's IP pool encapsulations (ipipMode/vxlanMode, or neither: BGP
-# routes); Cilium's tunnel protocols and native routing.
+# flannel's backends; Calico's IP pool encapsulations or BGP; Cilium's tunnels or native.
 CNI_NETWORKS: dict[Cni, tuple[Network, ...]] = {
     Cni.FLANNEL: tuple(NetworkMode),
     Cni.CALICO: tuple(CalicoMode),
@@ -77,10 +74,9 @@ MODELLED_CNIS = (Cni.FLANNEL, Cni.CALICO, Cni.CILIUM)
 # Modes whose devices are not built yet: refused, never approximated (none today).
 PLANNED_NETWORKS: frozenset[tuple[Cni, Network]] = frozenset()
 
-# Bytes of headers an encapsulation adds in front of the inner IP packet (by mode name):
-# VXLAN's outer Ethernet 14 + IP 20 + UDP 8 + VXLAN 8, IP-in-IP's outer IP header 20
-# (RFC 2003), Geneve's like VXLAN's without options.  Pod MTU = underlay MTU - overhead
-# (Calico's `veth_mtu` autodetection and flannel's subnet.env subtract the same).
+# Header bytes an encapsulation adds before the inner IP packet (by mode name): VXLAN's and
+# Geneve's (no options) outer Ethernet 14 + IP 20 + UDP 8 + 8, IP-in-IP's outer IP 20 (RFC
+# 2003).  Pod MTU = underlay MTU - overhead (Calico's veth_mtu, flannel's subnet.env).
 ENCAP_OVERHEAD: Mapping[str, int] = {"vxlan": 50, "ipip": 20, "geneve": 50}
 
 
@@ -154,10 +150,9 @@ IPVS_SCHEDULERS = ("rr", "wrr")
 
 @dataclass(frozen=True, slots=True)
 class KubeProxyConfig:
-    """The KubeProxyConfiguration fields that shape the dataplane, defaults filled in.
-
-    `node_port_addresses`: () every local address, ("primary",) the node's own address,
-    else CIDRs; `masquerade_all` is the option of the mode in use."""
+    """KubeProxyConfiguration's dataplane fields, defaults in: `node_port_addresses` ()
+    every local address, ("primary",) the node's own, else CIDRs (`masquerade_all`: the
+    option of the mode in use)."""
 
     mode: ProxyMode = ProxyMode.IPTABLES
     node_port_addresses: tuple[str, ...] = ()
@@ -202,8 +197,7 @@ class ClusterConfig:
 
     @property
     def pod_mtu(self) -> int:
-        """MTU of pod interfaces and the bridge: the underlay's minus the encapsulation's
-        headers (VXLAN 50 bytes, IP-in-IP 20)."""
+        """Pod and bridge MTU: the underlay's minus the encapsulation's headers."""
         return self.mtu - ENCAP_OVERHEAD.get(self.network, 0)
 
 
@@ -338,10 +332,9 @@ class Service:
     external_traffic_policy: str = "Cluster"  # Cluster | Local
     internal_traffic_policy: str = "Cluster"  # Cluster | Local
     session_affinity: str = "None"  # None | ClientIP
-    # sessionAffinityConfig.clientIP.timeoutSeconds (the API server's default: 3 hours)
-    session_affinity_timeout: int = 10800
+    session_affinity_timeout: int = 10800  # sessionAffinityConfig...timeoutSeconds
     publish_not_ready_addresses: bool = False
-    traffic_distribution: str | None = None  # PreferClose (KEP-4444) or None
+    traffic_distribution: str | None = None  # PreferClose, PreferSame{Zone,Node}
     load_balancer_ingress: tuple[LoadBalancerIngress, ...] = ()
     load_balancer_source_ranges: tuple[IPv4Network, ...] = ()
     external_ips: tuple[IPv4Address, ...] = ()
@@ -365,8 +358,7 @@ class Service:
 
 @dataclass(frozen=True, slots=True)
 class SliceEndpoint:
-    """One endpoint of an EndpointSlice, conditions as kube-proxy reads them
-    (pkg/proxy/endpointslicecache.go: ready unset is true, serving unset is ready)."""
+    """An EndpointSlice endpoint as kube-proxy reads it (endpointslicecache.go)."""
 
     ip: IPv4Address
     ready: bool = True
@@ -374,9 +366,8 @@ class SliceEndpoint:
     terminating: bool = False
     node: str | None = None
     zone: str | None = None
-    # hints.forZones / forNodes: where kube-proxy should prefer it (None: no hints)
-    for_zones: tuple[str, ...] | None = None
-    for_nodes: tuple[str, ...] | None = None
+    for_zones: tuple[str, ...] | None = None  # hints.forZones (None: no hints)
+    for_nodes: tuple[str, ...] | None = None  # hints.forNodes
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,8 +381,7 @@ class SlicePort:
 
 @dataclass(frozen=True, slots=True)
 class EndpointSlice:
-    """A discovery.k8s.io/v1 EndpointSlice of Service `service` (its
-    `kubernetes.io/service-name` label)."""
+    """An EndpointSlice of Service `service` (its kubernetes.io/service-name label)."""
 
     namespace: str
     name: str
