@@ -476,8 +476,9 @@ def _gateway(scene: Scene, sim: Simulator, y: float, width: float) -> float:
 def _services(scene: Scene, sim: Simulator, y: float, width: float) -> float:
     """The Services under the network: virtual addresses that kube-proxy's rules on
     every node translate to endpoints, so they are boxes of their own, not devices on a
-    wire; each lists its ports and endpoints (the ready pods its selector matches)."""
-    from dataplane.kubeproxy import endpoints
+    wire; each lists its ports and the endpoints that take traffic (ready, else
+    serving-terminating: `dataplane.kubeproxy.port_rule`)."""
+    from dataplane.kubeproxy import port_rule
 
     services = sorted(sim.cluster.services.values(), key=lambda s: s.key)
     if not services:
@@ -487,7 +488,8 @@ def _services(scene: Scene, sim: Simulator, y: float, width: float) -> float:
         addr = str(svc.cluster_ip) if svc.cluster_ip is not None else "None (headless)"
         lines = [(f"svc {svc.key}", "bold"), (f"{svc.type.value} {addr}", "text")]
         for sp in svc.ports[:2]:
-            eps = [f"{b.key}:{b.port}" for b in endpoints(sim.cluster, svc, sp)]
+            usable = port_rule(sim.cluster, svc, sp).endpoints
+            eps = [f"{b.key}:{b.port}" for b in usable]
             lines.append(
                 (
                     f"{sp.port}/{sp.protocol.value} -> "

@@ -28,10 +28,13 @@ Traffic policies (KEP-1669 and its predecessors):
   to the cluster-wide chain and the node's own traffic is masqueraded and goes cluster-wide
   too.
 
-Endpoints (the EndpointSlice controller): the ready pods of the Service's namespace whose
-labels match its selector (a Service without selector has none), each with the port its
-`targetPort` names: a number as it is, a name resolved per pod among that pod's containerPorts
-of the same protocol (a pod without that port is no endpoint of that Service port).
+Endpoints (the EndpointSlice controller, `dataplane.kubeproxy_endpoints`): the pods of the
+Service's namespace whose labels match its selector (a Service without selector has none),
+with their conditions (ready, serving, terminating) and topology (zone, hints), each with
+the port its `targetPort` names: a number as it is, a name resolved per pod among that pod's
+containerPorts of the same protocol (a pod without that port is no endpoint of that Service
+port).  The Cluster-policy candidates on a node are the ready ones, narrowed by topology
+hints, else the serving-terminating ones; the Local-policy ones the node's own.
 
 The endpoint choice.  kube-proxy's iptables mode picks with a cascade of
 `-m statistic --mode random --probability 1/(n-i)` rules (nftables mode: `numgen random mod
@@ -42,8 +45,8 @@ candidates are sorted by pod key (`NS/NAME`) and the index is
                 digest_size=8)) % len(candidates)
 
 over the packet's flow as kube-proxy sees it (`<proto>` the IP protocol number, e.g.
-`6 10.0.1.3 40000 10.96.0.11 80`), or, with `sessionAffinity: ClientIP`, over `<src>` alone.
-A keyed cryptographic hash mixes well: neighbouring client addresses or ports land on
+`6 10.0.1.3 40000 10.96.0.11 80`).  With `sessionAffinity: ClientIP` a client the node
+remembers within the timeout goes to its endpoint again (`dataplane.affinity`).  A keyed cryptographic hash mixes well: neighbouring client addresses or ports land on
 independent endpoints (a CRC-32 of the flow, used before, sent 16 adjacent clients to one).
 The trace names the pick, "a choice among n", and the formula
 (`dataplane.flowhash.pick_index`).
@@ -61,6 +64,15 @@ from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network
 
 from dataplane.flowhash import flow_of, pick_index
+from dataplane.kubeproxy_endpoints import (
+    ZONE_LABEL,
+    Topology,
+    cluster_endpoints,
+    usable,
+)
+from dataplane.kubeproxy_endpoints import Backend as Backend
+from dataplane.kubeproxy_endpoints import endpoints as endpoints
+from dataplane.kubeproxy_endpoints import selected_pods as selected_pods
 from dataplane.kubeproxy_names import ChainNames, chain_names
 from dataplane.masquerade import in_pod_cidr, mark_masq
 from dataplane.netfilter import (
@@ -79,13 +91,10 @@ from dataplane.trace import DropReason
 from topology.model import (
     NODE_PORT_PRIMARY,
     Cluster,
-    EndpointSlice,
-    Pod,
     ProxyMode,
     Service,
     ServicePort,
 )
-from topology.selectors import matches_map
 
 NAME = "kube-proxy"
 FILTER_NAME = "kube-proxy-filter"
@@ -101,27 +110,6 @@ class Frontend(StrEnum):
     NODE_PORT = "NodePort"
     LOAD_BALANCER = "LoadBalancer"
     EXTERNAL_IP = "externalIP"
-
-
-@dataclass(frozen=True, slots=True)
-class Backend:
-    """One endpoint of a Service port: its address, the port its targetPort names, the node
-    it is local to, and its EndpointSlice conditions (a selected pod is ready)."""
-
-    key: str  # NS/POD, or the address of an EndpointSlice endpoint that is no pod
-    ip: str
-    port: int
-    node: str | None
-    ready: bool = True
-    serving: bool = True
-    terminating: bool = False
-
-
-def usable(backends: tuple[Backend, ...]) -> tuple[Backend, ...]:
-    """The endpoints traffic may use (pkg/proxy/topology.go, CategorizeEndpoints): the
-    ready ones; when none is ready, the serving-terminating ones (KEP-1672)."""
-    ready = tuple(b for b in backends if b.ready)
-    return ready or tuple(b for b in backends if b.serving and b.terminating)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +132,19 @@ class ServicePortRule:
         """The usable endpoints on `node` (ready, else serving-terminating, there)."""
         return usable(tuple(b for b in self.every if b.node == node))
 
+    def cluster(self, ctx: HookContext) -> Topology:
+        """The Cluster-policy endpoints on the node of `ctx`, topology hints applied
+        (`dataplane.kubeproxy_endpoints.cluster_endpoints`), worked out once per node."""
+        near = table_for(ctx.cluster).near
+        hit = near.get((self.name, ctx.node))
+        if hit is None:
+            node = ctx.cluster.node(ctx.node)
+            zone = node.labels.get(ZONE_LABEL, "")
+            hit = near[(self.name, ctx.node)] = cluster_endpoints(
+                self.every, node.name, zone
+            )
+        return hit
+
 
 @dataclass(frozen=True, slots=True)
 class Plan:
@@ -153,75 +154,6 @@ class Plan:
     scope: str  # "cluster-wide" or "local to node-1"
     masq: str | None = None  # why KUBE-MARK-MASQ applies, or None
     local: bool = False  # the Local-policy chain (KUBE-SVL-…) rather than KUBE-SVC-…
-
-
-def selected_pods(cluster: Cluster, service: Service) -> tuple[Pod, ...]:
-    """The ready pods a Service selects, sorted by pod key (none without a selector)."""
-    selector = service.selector
-    if selector is None:
-        return ()
-    found = (
-        pod
-        for pod in cluster.pods.values()
-        if pod.namespace == service.namespace
-        and pod.ready
-        and matches_map(selector, pod.labels)
-    )
-    return tuple(sorted(found, key=lambda p: p.key))
-
-
-def endpoints(
-    cluster: Cluster, service: Service, port: ServicePort
-) -> tuple[Backend, ...]:
-    """The endpoints of one Service port, sorted by key: those of its EndpointSlices when
-    the manifests hold any (`slice_endpoints`), else the selected pods (module docstring)."""
-    slices = [
-        s
-        for s in cluster.endpoint_slices.values()
-        if s.namespace == service.namespace and s.service == service.name
-    ]
-    if slices:
-        return slice_endpoints(cluster, slices, port)
-    out: list[Backend] = []
-    for pod in selected_pods(cluster, service):
-        if isinstance(port.target_port, str):
-            number = pod.named_port(port.target_port, port.protocol)
-            if number is None:
-                continue  # this pod has no containerPort of that name
-        else:
-            number = port.target_port
-        out.append(Backend(pod.key, str(pod.ip), number, pod.node))
-    return tuple(out)
-
-
-def slice_endpoints(
-    cluster: Cluster, slices: list[EndpointSlice], port: ServicePort
-) -> tuple[Backend, ...]:
-    """The endpoints EndpointSlices give a Service port (pkg/proxy/endpointslicecache.go):
-    each slice port whose name is the Service port's name ('' for an unnamed one) and whose
-    protocol is its protocol, with every endpoint of that slice, once per address and port;
-    an endpoint is named by the pod that holds its address, else by the address."""
-    owner = {str(p.ip): p.key for p in cluster.pods.values() if not p.host_network}
-    found: dict[tuple[str, int], Backend] = {}
-    for sl in slices:
-        for sp in sl.ports:
-            if sp.name != (port.name or "") or sp.protocol is not port.protocol:
-                continue
-            for e in sl.endpoints:
-                ip = str(e.ip)
-                found.setdefault(
-                    (ip, sp.port),
-                    Backend(
-                        owner.get(ip, ip),
-                        ip,
-                        sp.port,
-                        e.node,
-                        e.ready,
-                        e.serving,
-                        e.terminating,
-                    ),
-                )
-    return tuple(sorted(found.values(), key=lambda b: (b.key, b.port)))
 
 
 def port_rule(cluster: Cluster, svc: Service, sp: ServicePort) -> ServicePortRule:
@@ -243,6 +175,8 @@ class ServiceTable:
         self.virtual: dict[tuple[int, str, int], tuple[ServicePortRule, Frontend]] = {}
         self.node_ports: dict[tuple[int, int], ServicePortRule] = {}
         self.cluster_ips: set[str] = set()  # nftables `@cluster-ips`
+        # (Service port, node) -> its Cluster-policy endpoints there (`rule.cluster`)
+        self.near: dict[tuple[str, str], Topology] = {}
         self.node_ips = {n.name: str(n.ip) for n in cluster.config.nodes}
         self.node_port_cidrs = tuple(
             IPv4Network(c) for c in self.config.node_port_addresses if "/" in c
@@ -351,16 +285,18 @@ def plan(
             masq = "masqueradeAll: every connection to a ClusterIP"
         if svc.internal_traffic_policy == "Local":
             return replace(local, masq=masq)
-        return Plan(rule.endpoints, "cluster-wide", masq)
+        near = rule.cluster(ctx)
+        return Plan(near.endpoints, near.why, masq)
+    near = rule.cluster(ctx)
     if svc.external_traffic_policy == "Local":
         if from_pod:
-            return Plan(rule.endpoints, "cluster-wide: pod traffic short-circuits")
+            return Plan(near.endpoints, f"{near.why}: pod traffic short-circuits")
         if ctx.netns.is_local(src):
             why = "traffic from the node itself (--src-type LOCAL)"
-            return Plan(rule.endpoints, "cluster-wide", why)
+            return Plan(near.endpoints, near.why, why)
         return local
     why = f"externalTrafficPolicy Cluster: {frontend.value} traffic leaves as the node"
-    return Plan(rule.endpoints, "cluster-wide", why)
+    return Plan(near.endpoints, near.why, why)
 
 
 # Service port (`NS/NAME:PORT`) -> the endpoint pod another kube-proxy chose for it.
@@ -400,24 +336,59 @@ def firewall(
 
 
 def choose(
-    rule: ServicePortRule, candidates: tuple[Backend, ...], pkt: Packet
+    rule: ServicePortRule,
+    candidates: tuple[Backend, ...],
+    pkt: Packet,
+    ctx: HookContext | None = None,
 ) -> tuple[Backend, str]:
-    """The endpoint for a NEW connection and how it was picked (module docstring)."""
+    """The endpoint for a NEW connection and how it was picked (module docstring): the one
+    `sessionAffinity: ClientIP` remembers for the client on this node, else the flow hash's;
+    a ClientIP pick is remembered (`dataplane.affinity`)."""
     ip = pkt.ip
     assert ip is not None and candidates
     n = len(candidates)
+    table = None if ctx is None else ctx.affinity
+    sticky = rule.service.session_affinity == "ClientIP"
+    timeout = rule.service.session_affinity_timeout
     forced = (_CHOSEN.get() or {}).get(rule.name)
+    picked: Backend | None = None
     for backend in candidates if forced is not None else ():
         if backend.key == forced:
-            return backend, f"the endpoint the kernel's kube-proxy chose, one of {n}"
-    if rule.service.session_affinity == "ClientIP":
-        index = pick_index(ip.src, n)
-        how = f"sessionAffinity ClientIP: blake2b({ip.src!r}) % {n} = {index}"
-    else:
+            picked = backend
+            how = f"the endpoint the kernel's kube-proxy chose, one of {n}"
+    seen = None
+    if picked is None and sticky and table is not None and ctx is not None:
+        seen = table.recall(ctx.netns.id, rule.name, ip.src, timeout)
+    for backend in candidates if seen is not None else ():
+        if seen is not None and backend.key == seen.endpoint:
+            picked = backend
+            how = (
+                f"sessionAffinity ClientIP: {ip.src} last chose it {seen.age:g} s ago,"
+                f" within timeoutSeconds {timeout}"
+                f" ({_affinity_match(rule, backend, timeout)})"
+            )
+    if picked is None:
         key = flow_of(pkt)
         index = pick_index(key, n)
-        how = f"blake2b({key!r}) % {n} = {index}"
-    return candidates[index], how
+        picked, how = candidates[index], f"blake2b({key!r}) % {n} = {index}"
+        if sticky:
+            how = (
+                f"sessionAffinity ClientIP: no choice of {ip.src} within"
+                f" timeoutSeconds {timeout}, so {how}"
+            )
+    if sticky and table is not None and ctx is not None:
+        table.remember(ctx.netns.id, rule.name, ip.src, picked.key)
+    return picked, how
+
+
+def _affinity_match(rule: ServicePortRule, backend: Backend, timeout: int) -> str:
+    """The rule that kept the client on its endpoint, as kube-proxy writes it."""
+    chain = rule.chains.endpoint(backend.ip, backend.port)
+    if rule.chains.mode is ProxyMode.NFTABLES:
+        return (
+            f"ip saddr @{rule.chains.affinity(backend.ip, backend.port)} goto {chain}"
+        )
+    return f"-m recent --name {chain} --rcheck --seconds {timeout} --reap -j {chain}"
 
 
 def dnat(pkt: Packet, ctx: HookContext) -> HookResult:
@@ -435,7 +406,7 @@ def dnat(pkt: Packet, ctx: HookContext) -> HookResult:
     p = plan(rule, frontend, pkt, ctx)
     if not p.candidates:
         return None  # no DNAT; the filter chain rejects or drops it
-    backend, how = choose(rule, p.candidates, pkt)
+    backend, how = choose(rule, p.candidates, pkt, ctx)
     masq = p.masq
     if backend.ip == ip.src:
         # KUBE-SEP: `-s <endpoint IP> -j KUBE-MARK-MASQ`. The pod is its own backend: the

@@ -72,6 +72,14 @@ class ChainNames:
             return "endpoint-" + hash_and_truncate(f"{self.base}__{ip}/{port}")
         return "KUBE-SEP-" + _b32(f"{self.base}{ip}:{port}")[:16]
 
+    def affinity(self, ip: str, port: int) -> str:
+        """Where sessionAffinity remembers an endpoint's clients: the `recent` list named
+        after its `KUBE-SEP-…` chain, or the nftables set `affinity-…` (the endpoint
+        chain's name base)."""
+        if self.mode is ProxyMode.NFTABLES:
+            return "affinity-" + hash_and_truncate(f"{self.base}__{ip}/{port}")
+        return self.endpoint(ip, port)
+
     def _chain(self, iptables: str, nftables: str) -> str:
         if self.mode is ProxyMode.NFTABLES:
             return nftables + hash_and_truncate(self.base)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from dataplane.affinity import AffinityTable
 from dataplane.conntrack import ConntrackEntry, CtDir, CtState
 from dataplane.packet import ICMP, ICMP_DEST_UNREACH, UNREACH_PORT, Packet
 from dataplane.trace import DropReason, FieldDiff
@@ -125,6 +126,8 @@ class HookContext:
     in_port: str | None = None  # the bridge port a bridged frame came in on
     out_port: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # the walk's sessionAffinity entries (None: a context outside a walk remembers none)
+    affinity: AffinityTable | None = None
     # What hooks keep across the packets of one walk state (`WalkState.hook_memory`):
     # IPVS's round-robin position and persistence templates (dataplane.kubeproxy_ipvs).
     memory: dict[str, Any] = field(default_factory=dict)

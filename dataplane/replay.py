@@ -10,9 +10,10 @@ the frame its link header, as if a socket there had sent it.  Addresses, ports, 
 and payload are kept as captured.  A packet cut short by the capture's snaplen is padded
 back to its IP total length with zero bytes.
 
-All packets of one capture share one walk state (neighbour caches, bridge FDBs, conntrack),
-so a reply in the capture is ESTABLISHED, as it would be on the real nodes, and is handed
-to the socket that sent the request.  A packet's verdict is its own fate: `delivered` once a
+All packets of one capture share one walk state (neighbour caches, bridge FDBs, conntrack,
+kube-proxy's sessionAffinity entries), so a reply in the capture is ESTABLISHED, as it would
+be on the real nodes, and is handed to the socket that sent the request; each packet's
+timestamp is the walk's clock (`dataplane.affinity`: affinity timeouts).  A packet's verdict is its own fate: `delivered` once a
 socket takes it (a request, an ACK, data, a reply), whatever becomes of the answer the walk
 also follows; otherwise where it died (`denied-ingress`, `refused`, `no-route`, ...).
 ARP and IPv6 frames are skipped (the walk does its own ARP); a packet whose headers are
@@ -83,6 +84,7 @@ class Captured:
     linktype: int
     data: bytes
     snapped: bool = False
+    time: float = 0.0  # its timestamp, in seconds since the epoch
 
 
 @dataclass(slots=True)
@@ -248,7 +250,7 @@ def _records(p: Path) -> Iterator[Captured]:
 def _read_pcap(p: Path, f: BinaryIO, magic: bytes) -> Iterator[Captured]:
     """The pcap format (pcap-savefile(5)): a 24-byte file header, then records of a
     16-byte header (seconds, fraction, captured length, length on the wire) and data."""
-    endian, _unit = PCAP_MAGIC[magic]
+    endian, unit = PCAP_MAGIC[magic]
     rest = f.read(20)
     if len(rest) < 20:
         raise TopologyError(
@@ -267,7 +269,7 @@ def _read_pcap(p: Path, f: BinaryIO, magic: bytes) -> Iterator[Captured]:
         where = f"record {n} at offset {off}"
         if len(hdr) < 16:
             raise _short(p, where, len(hdr), 16)
-        _sec, _frac, caplen, wirelen = rec.unpack(hdr)
+        sec, frac, caplen, wirelen = rec.unpack(hdr)
         if caplen > MAX_PACKET:
             raise _corrupt(p, where, f"pcap: File has {caplen}-byte packet, bigger "
                            f"than maximum of {MAX_PACKET}")  # fmt: skip
@@ -277,7 +279,7 @@ def _read_pcap(p: Path, f: BinaryIO, magic: bytes) -> Iterator[Captured]:
         data = f.read(caplen)
         if len(data) < caplen:
             raise _short(p, where, 16 + len(data), 16 + caplen)
-        yield Captured(n, linktype, data, caplen < wirelen)
+        yield Captured(n, linktype, data, caplen < wirelen, sec + frac * unit / 1e9)
         off += 16 + caplen
 
 
@@ -286,6 +288,7 @@ def _read_pcapng(p: Path, f: BinaryIO) -> Iterator[Captured]:
     descriptions, enhanced and simple packet blocks; other blocks are passed over."""
     endian = "<"
     links: list[int] = []
+    ticks: list[float] = []  # seconds per timestamp unit of each interface
     off, n, head = 0, 0, PCAPNG_SHB
     while True:
         head += f.read(8 - len(head))
@@ -300,7 +303,7 @@ def _read_pcapng(p: Path, f: BinaryIO) -> Iterator[Captured]:
                 raise _corrupt(p, where, "pcapng: bad byte-order magic in the "
                                "section header")  # fmt: skip
             endian = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">"
-            links = []
+            links, ticks = [], []
             head += bom
         btype, blen = struct.unpack(endian + "II", head[:8])
         if blen < 12 or blen % 4 or blen > MAX_BLOCK:
@@ -319,20 +322,21 @@ def _read_pcapng(p: Path, f: BinaryIO) -> Iterator[Captured]:
             if len(body) < 8:
                 raise _corrupt(p, where, "pcapng: interface description too short")
             links.append(struct.unpack(endian + "H", body[:2])[0])
+            ticks.append(_tsresol(body[8:], endian))
         elif btype == 6:  # enhanced packet
             n += 1
             where = f"record {n} at offset {off}"
             if len(body) < 20:
                 raise _corrupt(p, where, "pcapng: enhanced packet block too short")
-            iface, _hi, _lo, caplen, wirelen = struct.unpack(
-                endian + "IIIII", body[:20]
-            )
+            iface, hi, lo, caplen, wirelen = struct.unpack(endian + "IIIII", body[:20])
             if iface >= len(links):
                 raise _corrupt(p, where, f"pcapng: interface {iface} was not described")
             if 20 + caplen > len(body) or caplen > wirelen:
                 raise _corrupt(p, where, f"pcapng: captured length {caplen} does not "
                                "fit the block or exceeds the length on the wire")  # fmt: skip
-            yield Captured(n, links[iface], body[20 : 20 + caplen], caplen < wirelen)
+            stamp = ((hi << 32) | lo) * ticks[iface]
+            data = body[20 : 20 + caplen]
+            yield Captured(n, links[iface], data, caplen < wirelen, stamp)
         elif btype == 3:  # simple packet
             n += 1
             where = f"record {n} at offset {off}"
@@ -342,6 +346,20 @@ def _read_pcapng(p: Path, f: BinaryIO) -> Iterator[Captured]:
             data = body[4 : 4 + wirelen]
             yield Captured(n, links[0], data, len(data) < wirelen)
         off += blen
+
+
+def _tsresol(options: bytes, endian: str) -> float:
+    """Seconds per timestamp unit of a pcapng interface: its `if_tsresol` option (code 9:
+    10^-v, or 2^-v when the top bit is set), 10^-6 without one."""
+    while len(options) >= 4:
+        code, length = struct.unpack(endian + "HH", options[:4])
+        if code == 0:
+            break
+        if code == 9 and length >= 1:
+            v = options[4]
+            return 2.0 ** -(v & 0x7F) if v & 0x80 else 10.0**-v
+        options = options[4 + (length + 3) // 4 * 4 :]
+    return 1e-6
 
 
 # -- decoding ---------------------------------------------------------------------------------
@@ -500,6 +518,7 @@ def replay_one(
         client = Client(sender, flow[0], flow[2], flow[3], flow[4])
         sent.setdefault(flow, sender)
     title = f"replay #{cap.index} at {text}: {summary}"
+    state.affinity.now = cap.time  # the capture's clock (dataplane.affinity)
     trace = sim.walk(title, [Out(pkt, ns_id)], client, state)
     trace.assumptions.append(SHARED_STATE)
     settle(trace)

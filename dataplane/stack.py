@@ -90,7 +90,14 @@ class Stack:
     # -- netfilter -------------------------------------------------------------------------
     def context(self, ns: Netns, point: HookPoint) -> HookContext:
         """A packet's first hook context in `ns`, with what hooks keep across the walk."""
-        return HookContext(ns, point, self.w.cluster, memory=self.w.state.hook_memory)
+        state = self.w.state
+        return HookContext(
+            ns,
+            point,
+            self.w.cluster,
+            affinity=state.affinity,
+            memory=state.hook_memory,
+        )
 
     def hooks(
         self,

@@ -14,6 +14,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from dataplane.affinity import AffinityTable
 from dataplane.bridge import Bridges
 from dataplane.conntrack import Conntrack
 from dataplane.emission import Bridged, Emission, Out, Rx, Unseen, Xmit
@@ -59,6 +60,8 @@ class WalkState:
     redirects: dict[tuple[str, str], int] = field(default_factory=dict)
     # path MTU exceptions per (namespace, destination) (dataplane.pmtu)
     pmtu: dict[tuple[str, str], int] = field(default_factory=dict)
+    # sessionAffinity ClientIP entries and the clock (dataplane.affinity)
+    affinity: AffinityTable = field(default_factory=AffinityTable)
     # what hooks remember between packets (`HookContext.memory`): IPVS's schedulers
     hook_memory: dict[str, Any] = field(default_factory=dict)
 

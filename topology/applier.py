@@ -53,7 +53,7 @@ from topology.model import (
 from topology.normalize import PodTemplate, ServiceDraft, WorkloadDraft
 from topology.scenario import Manifest
 from topology.selectors import format_selector
-from topology.state import ClusterState
+from topology.state import ClusterState, PodCondition
 from topology.workload import (
     COREDNS,
     DNS_LABELS,
@@ -230,11 +230,24 @@ class Applier:
         controller = controller_of(obj)
         owner = None if controller is None else owner_ref(*controller)
         old = state.pods.get(obj.key)
+        # podToEndpoint (k8s.io/endpointslice): a pod is terminating once its
+        # deletionTimestamp is set.
+        condition = PodCondition(
+            live.ready, obj.model.metadata.deletion_timestamp is not None
+        )
         if old is None:
             node = self.place(obj, template, ("spec",))
             ip = self.live_ip(obj, template, node, live)
             state.add_pod(
-                obj.namespace, obj.name, node, template, owner, loc, obj.ref, ip
+                obj.namespace,
+                obj.name,
+                node,
+                template,
+                owner,
+                loc,
+                obj.ref,
+                ip,
+                condition,
             )
             return
         if old.owner is not None and old.owner != owner:
@@ -257,7 +270,7 @@ class Applier:
                 ("spec",),
                 f"pod updates may not change {', '.join(changed)} (delete the pod first)",
             )
-        state.update_pod(obj.key, template, loc)
+        state.update_pod(obj.key, template, loc, condition)
 
     def live_ip(
         self, obj: KubeObject, template: PodTemplate, node: NodeSpec, live: PodStatus

@@ -17,9 +17,9 @@ the API are int32 (replicas, ordinals, ports), as the decoder checks.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from topology.fields import (
     Annotations,
@@ -33,10 +33,12 @@ from topology.fields import (
     Port,
     PortName,
     PortOrName,
-    StrictModel,
 )
-
-ProtocolName = Literal["TCP", "UDP", "SCTP"]
+from topology.kubebase import KubeStrictModel as KubeStrictModel
+from topology.kubebase import ObjectBase
+from topology.kubebase import ObjectMeta as ObjectMeta
+from topology.kubebase import ProtocolName as ProtocolName
+from topology.sliceschema import EndpointSliceObject as EndpointSliceObject
 
 API_VERSIONS: dict[str, str] = {
     "Namespace": "v1",
@@ -50,48 +52,6 @@ API_VERSIONS: dict[str, str] = {
     "EndpointSlice": "discovery.k8s.io/v1",
 }
 WORKLOAD_KINDS = ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet")
-
-
-class KubeStrictModel(StrictModel):
-    """Base of the Kubernetes models: strict, and a null value is the field's zero value."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _null_is_unset(cls, data: Any) -> Any:
-        if isinstance(data, dict) and None in data.values():
-            # Only fields of the model: an unknown key stays an error, null or not.
-            known = {info.alias or name for name, info in cls.model_fields.items()}
-            return {k: v for k, v in data.items() if v is not None or k not in known}
-        return data
-
-
-class ObjectMeta(KubeStrictModel):
-    name: str = Field(
-        description="Object name (a DNS-1123 subdomain; a DNS-1123 label for Namespace, Service and workloads)."
-    )  # its syntax depends on the kind (checked in normalize)
-    namespace: DNSLabel | None = Field(
-        default=None,
-        description="Namespace (default: default); Namespace objects have none.",
-    )
-    labels: Labels = Field(
-        default={},
-        description="Labels, as selectors of Services and NetworkPolicies see them.",
-    )
-    annotations: Annotations = Field(
-        default={},
-        description="Accepted (at most 256 KiB); no effect on the dataplane.",
-    )
-    generate_name: Ignored = None
-    uid: Ignored = None
-    resource_version: Ignored = None
-    generation: Ignored = None
-    creation_timestamp: Ignored = None
-    deletion_timestamp: Ignored = None
-    deletion_grace_period_seconds: Ignored = None
-    owner_references: Ignored = None
-    finalizers: Ignored = None
-    managed_fields: Ignored = None
-    self_link: Ignored = None
 
 
 class ContainerPortSpec(KubeStrictModel):
@@ -246,21 +206,13 @@ class PodTemplateSpec(KubeStrictModel):
     spec: PodSpec = Field(description="The pods' spec.")
 
 
-class _Object(KubeStrictModel):
-    api_version: str | None = Field(
-        default=None, description="May be left out; when given it must match the kind."
-    )
-    kind: str
-    metadata: ObjectMeta = Field(description="Name, namespace and labels.")
-
-
-class NamespaceObject(_Object):
+class NamespaceObject(ObjectBase):
     kind: Literal["Namespace"] = Field(description="Namespace.")
     spec: Ignored = None
     status: Ignored = None
 
 
-class PodObject(_Object):
+class PodObject(ObjectBase):
     kind: Literal["Pod"] = Field(description="Pod.")
     spec: PodSpec = Field(
         description="The pod's containers, node and network namespace."
@@ -314,19 +266,19 @@ class DaemonSetSpec(_WorkloadSpec):
     update_strategy: Ignored = None
 
 
-class DeploymentObject(_Object):
+class DeploymentObject(ObjectBase):
     kind: Literal["Deployment"] = Field(description="Deployment.")
     spec: DeploymentSpec = Field(description="Replicas, selector and pod template.")
     status: Ignored = None
 
 
-class ReplicaSetObject(_Object):
+class ReplicaSetObject(ObjectBase):
     kind: Literal["ReplicaSet"] = Field(description="ReplicaSet.")
     spec: ReplicaSetSpec = Field(description="Replicas, selector and pod template.")
     status: Ignored = None
 
 
-class StatefulSetObject(_Object):
+class StatefulSetObject(ObjectBase):
     kind: Literal["StatefulSet"] = Field(description="StatefulSet.")
     spec: StatefulSetSpec = Field(
         description="Replicas, selector, ordinals and pod template."
@@ -334,7 +286,7 @@ class StatefulSetObject(_Object):
     status: Ignored = None
 
 
-class DaemonSetObject(_Object):
+class DaemonSetObject(ObjectBase):
     kind: Literal["DaemonSet"] = Field(
         description="DaemonSet: one pod per eligible node, named NAME-NODE."
     )
@@ -360,6 +312,19 @@ class ServicePortSpec(KubeStrictModel):
         description="NodePort (NodePort and LoadBalancer). Default: allocated from 30000-32767.",
     )
     app_protocol: Ignored = None
+
+
+class ClientIPConfigSpec(KubeStrictModel):
+    timeout_seconds: int | None = Field(
+        default=None,
+        description="1-86400 seconds after a client's last new connection (default 10800).",
+    )  # its range is checked in normalize, with the API server's message
+
+
+class SessionAffinityConfigSpec(KubeStrictModel):
+    client_ip: ClientIPConfigSpec | None = Field(
+        default=None, alias="clientIP", description="sessionAffinity ClientIP."
+    )
 
 
 class ServiceSpec(KubeStrictModel):
@@ -398,7 +363,10 @@ class ServiceSpec(KubeStrictModel):
         alias="loadBalancerIP",
         description="The external address of a LoadBalancer when status.loadBalancer.ingress gives none.",
     )
-    session_affinity_config: Ignored = None
+    session_affinity_config: SessionAffinityConfigSpec | None = Field(
+        default=None,
+        description="clientIP.timeoutSeconds: how long a client sticks (ClientIP only).",
+    )
     load_balancer_source_ranges: list[str] | None = Field(
         default=None, description="CIDRs that may reach the LoadBalancer addresses."
     )
@@ -408,10 +376,18 @@ class ServiceSpec(KubeStrictModel):
     )
     ip_families: Ignored = None
     ip_family_policy: Ignored = None
-    publish_not_ready_addresses: Ignored = None
+    publish_not_ready_addresses: bool | None = Field(
+        default=None,
+        description="Pods that are not ready (or terminating) are ready endpoints.",
+    )
     allocate_load_balancer_node_ports: Ignored = None
     health_check_node_port: Ignored = None
-    traffic_distribution: Ignored = None
+    traffic_distribution: (
+        Literal["PreferClose", "PreferSameZone", "PreferSameNode"] | None
+    ) = Field(
+        default=None,
+        description="PreferClose / PreferSameZone (zone hints) or PreferSameNode (node hints too).",
+    )
 
 
 class LoadBalancerIngress(KubeStrictModel):
@@ -439,7 +415,7 @@ class ServiceStatus(KubeStrictModel):
     conditions: Ignored = None
 
 
-class ServiceObject(_Object):
+class ServiceObject(ObjectBase):
     kind: Literal["Service"] = Field(description="Service.")
     spec: ServiceSpec = Field(
         default=ServiceSpec(), description="Type, selector, ports and traffic policies."
@@ -526,48 +502,13 @@ class NetworkPolicySpec(KubeStrictModel):
     )
 
 
-class NetworkPolicyObject(_Object):
+class NetworkPolicyObject(ObjectBase):
     kind: Literal["NetworkPolicy"] = Field(description="NetworkPolicy.")
     spec: NetworkPolicySpec = Field(
         default=NetworkPolicySpec(),
         description="Selected pods, policy types and rules.",
     )
     status: Ignored = None
-
-
-class EndpointConditionsSpec(KubeStrictModel):
-    ready: bool | None = Field(default=None, description="Unset: true (kube-proxy).")
-    serving: bool | None = Field(default=None, description="Unset: as ready.")
-    terminating: bool | None = Field(default=None, description="Unset: false.")
-
-
-class EndpointSpec(KubeStrictModel):
-    addresses: list[IPv4] = Field(
-        min_length=1, description="kube-proxy uses the first."
-    )
-    conditions: EndpointConditionsSpec = Field(
-        default=EndpointConditionsSpec(), description="ready, serving, terminating."
-    )
-    node_name: str | None = Field(default=None, description="Local to this node.")
-    zone: Ignored = None
-    target_ref: Ignored = None
-    hints: Ignored = None
-    hostname: Ignored = None
-    deprecated_topology: Ignored = None
-
-
-class EndpointPortSpec(KubeStrictModel):
-    name: str | None = Field(default=None, description="The Service port's name.")
-    port: Port = Field(description="The endpoints' port number.")
-    protocol: ProtocolName | None = Field(default=None, description="Default TCP.")
-    app_protocol: Ignored = None
-
-
-class EndpointSliceObject(_Object):
-    kind: Literal["EndpointSlice"] = Field(description="EndpointSlice.")
-    address_type: Literal["IPv4"] = Field(description="IPv4 only.")
-    endpoints: list[EndpointSpec] = Field(default=[], description="The endpoints.")
-    ports: list[EndpointPortSpec] = Field(default=[], description="Their ports.")
 
 
 KubeModel = (

@@ -85,13 +85,23 @@ class PodIPSpec(StrictModel):
     ip: str
 
 
+class PodConditionSpec(StrictModel):
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    last_probe_time: Ignored = None
+    last_transition_time: Ignored = None
+    reason: Ignored = None
+    message: Ignored = None
+    observed_generation: Ignored = None
+
+
 class PodStatusModel(StrictModel):
     pod_ip: str | None = Field(default=None, alias="podIP")
     pod_ips: list[PodIPSpec] | None = Field(default=None, alias="podIPs")
     host_ip: str | None = Field(default=None, alias="hostIP")
     host_ips: list[PodIPSpec] | None = Field(default=None, alias="hostIPs")
-    phase: Ignored = None
-    conditions: Ignored = None
+    phase: Ignored = None  # Succeeded, Failed: the pod is inert (topology.kinds)
+    conditions: list[PodConditionSpec] | None = None
     container_statuses: Ignored = None
     init_container_statuses: Ignored = None
     ephemeral_container_statuses: Ignored = None
@@ -222,16 +232,18 @@ def node_entry(manifest: Manifest, warnings: list[str]) -> NodeEntry:
 
 @dataclass(frozen=True, slots=True)
 class PodStatus:
-    """A Pod's live addresses (None where the object does not say)."""
+    """A Pod's live addresses (None where the object does not say) and its Ready
+    condition."""
 
     pod_ip: IPv4Address | None = None
     host_ip: IPv4Address | None = None
     pod_ip_path: Path = ("status", "podIP")
     host_ip_path: Path = ("status", "hostIP")
+    ready: bool = True
 
 
 def pod_status(obj: KubeObject, warnings: list[str]) -> PodStatus:
-    """The addresses a Pod object's `status` records."""
+    """The addresses and readiness a Pod object's `status` records."""
     raw = getattr(obj.model, "status", None)
     if raw is None:
         return PodStatus()
@@ -272,7 +284,18 @@ def pod_status(obj: KubeObject, warnings: list[str]) -> PodStatus:
         host and host[0],
         pod[1] if pod else ("status", "podIP"),
         host[1] if host else ("status", "hostIP"),
+        is_ready(status.conditions),
     )
+
+
+def is_ready(conditions: list[PodConditionSpec] | None) -> bool:
+    """Whether a pod is ready (podutil.IsPodReady): its `Ready` condition is "True".  A
+    pod whose status lists no conditions at all is taken as ready, since a hand-written
+    manifest describes a running pod; one that lists conditions without `Ready` is not
+    (the kubelet always reports it)."""
+    if conditions is None:
+        return True
+    return any(c.type == "Ready" and c.status == "True" for c in conditions)
 
 
 def controller_of(obj: KubeObject) -> tuple[str, str] | None:

@@ -114,10 +114,9 @@ IPVS_SCHEDULERS = ("rr", "wrr")
 
 @dataclass(frozen=True, slots=True)
 class KubeProxyConfig:
-    """The KubeProxyConfiguration fields that shape the dataplane, defaults filled in.
-
-    `node_port_addresses`: () every local address, ("primary",) the node's own address,
-    else CIDRs; `masquerade_all` is the option of the mode in use."""
+    """KubeProxyConfiguration's dataplane fields, defaults in: `node_port_addresses` ()
+    every local address, ("primary",) the node's own, else CIDRs (`masquerade_all`: the
+    option of the mode in use)."""
 
     mode: ProxyMode = ProxyMode.IPTABLES
     node_port_addresses: tuple[str, ...] = ()
@@ -162,8 +161,7 @@ class ClusterConfig:
 
     @property
     def pod_mtu(self) -> int:
-        """MTU of pod interfaces and the bridge: the underlay's minus the encapsulation's
-        headers (VXLAN 50 bytes, IP-in-IP 20)."""
+        """Pod and bridge MTU: the underlay's minus the encapsulation's headers."""
         return self.mtu - ENCAP_OVERHEAD.get(self.network, 0)
 
 
@@ -204,7 +202,8 @@ class Pod:
     labels: Mapping[str, str] = field(default_factory=dict)
     containers: tuple[Container, ...] = ()
     host_network: bool = False
-    ready: bool = True
+    ready: bool = True  # its `Ready` condition (status.conditions); none written: ready
+    terminating: bool = False  # metadata.deletionTimestamp is set
     owner: str | None = None  # "Deployment/httpd" for workload pods
     loc: Loc = BUILTIN
 
@@ -297,6 +296,9 @@ class Service:
     external_traffic_policy: str = "Cluster"  # Cluster | Local
     internal_traffic_policy: str = "Cluster"  # Cluster | Local
     session_affinity: str = "None"  # None | ClientIP
+    session_affinity_timeout: int = 10800  # sessionAffinityConfig...timeoutSeconds
+    publish_not_ready_addresses: bool = False
+    traffic_distribution: str | None = None  # PreferClose, PreferSame{Zone,Node}
     load_balancer_ingress: tuple[LoadBalancerIngress, ...] = ()
     load_balancer_source_ranges: tuple[IPv4Network, ...] = ()
     external_ips: tuple[IPv4Address, ...] = ()
@@ -320,14 +322,16 @@ class Service:
 
 @dataclass(frozen=True, slots=True)
 class SliceEndpoint:
-    """One endpoint of an EndpointSlice, conditions as kube-proxy reads them
-    (pkg/proxy/endpointslicecache.go: ready unset is true, serving unset is ready)."""
+    """An EndpointSlice endpoint as kube-proxy reads it (endpointslicecache.go)."""
 
     ip: IPv4Address
     ready: bool = True
     serving: bool = True
     terminating: bool = False
     node: str | None = None
+    zone: str | None = None
+    for_zones: tuple[str, ...] | None = None  # hints.forZones (None: no hints)
+    for_nodes: tuple[str, ...] | None = None  # hints.forNodes
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,8 +345,7 @@ class SlicePort:
 
 @dataclass(frozen=True, slots=True)
 class EndpointSlice:
-    """A discovery.k8s.io/v1 EndpointSlice of Service `service` (its
-    `kubernetes.io/service-name` label)."""
+    """An EndpointSlice of Service `service` (its kubernetes.io/service-name label)."""
 
     namespace: str
     name: str

@@ -256,12 +256,44 @@ def service(obj: KubeObject, m: k.ServiceObject) -> ServiceDraft:
         external_traffic_policy=spec.external_traffic_policy or "Cluster",
         internal_traffic_policy=spec.internal_traffic_policy or "Cluster",
         session_affinity=spec.session_affinity or "None",
+        session_affinity_timeout=_affinity_timeout(spec, origin),
+        publish_not_ready_addresses=bool(spec.publish_not_ready_addresses),
+        traffic_distribution=spec.traffic_distribution,
         load_balancer_ingress=ingress,
         load_balancer_source_ranges=_source_ranges(spec, stype, origin),
         external_ips=_external_ips(spec, origin),
         loc=origin.loc(()),
     )
     return ServiceDraft(svc, headless, requested)
+
+
+MAX_AFFINITY_SECONDS = 86400  # core.MaxClientIPServiceAffinitySeconds
+DEFAULT_AFFINITY_SECONDS = 10800  # core.DefaultClientIPServiceAffinitySeconds
+
+
+def _affinity_timeout(spec: k.ServiceSpec, origin: Origin) -> int:
+    """`sessionAffinityConfig.clientIP.timeoutSeconds` as the API server defaults and
+    validates it (pkg/apis/core/validation, validateClientIPAffinityConfig): 10800 when
+    unset, 1-86400, and no config at all unless sessionAffinity is ClientIP."""
+    config = spec.session_affinity_config
+    if config is None:
+        return DEFAULT_AFFINITY_SECONDS
+    if spec.session_affinity != "ClientIP":
+        raise origin.error(
+            ("spec", "sessionAffinityConfig"),
+            "must not be set when session affinity is None"
+            " (allowed with sessionAffinity: ClientIP)",
+        )
+    client = config.client_ip
+    if client is None or client.timeout_seconds is None:
+        return DEFAULT_AFFINITY_SECONDS
+    seconds = client.timeout_seconds
+    if not 0 < seconds <= MAX_AFFINITY_SECONDS:
+        raise origin.error(
+            ("spec", "sessionAffinityConfig", "clientIP", "timeoutSeconds"),
+            f"{seconds}: must be greater than 0 and at most {MAX_AFFINITY_SECONDS}",
+        )
+    return seconds
 
 
 def _load_balancer_ingress(
@@ -521,7 +553,8 @@ def endpoint_slice(obj: KubeObject, m: k.EndpointSliceObject) -> EndpointSlice:
     """An EndpointSlice as kube-proxy reads it (pkg/proxy/endpointslicecache.go): the
     Service it belongs to is its `kubernetes.io/service-name` label (required here: kube-proxy
     would ignore a slice without it); an endpoint's first address is used; `ready` unset is
-    true, `serving` unset is `ready`, `terminating` unset is false."""
+    true, `serving` unset is `ready`, `terminating` unset is false; `zone` and the
+    `hints` (forZones, forNodes) as written."""
     origin = obj.origin
     service = m.metadata.labels.get(SERVICE_NAME_LABEL)
     if not service:
@@ -535,9 +568,17 @@ def endpoint_slice(obj: KubeObject, m: k.EndpointSliceObject) -> EndpointSlice:
         c = e.conditions
         ready = c.ready is None or c.ready
         serving = ready if c.serving is None else c.serving
+        hints = e.hints
         endpoints.append(
             SliceEndpoint(
-                e.addresses[0], ready, serving, bool(c.terminating), e.node_name
+                e.addresses[0],
+                ready,
+                serving,
+                bool(c.terminating),
+                e.node_name,
+                e.zone,
+                None if hints is None else tuple(z.name for z in hints.for_zones),
+                None if hints is None else tuple(n.name for n in hints.for_nodes),
             )
         )
     ports = []

@@ -7,7 +7,7 @@ change never mutates the cluster it started from; `freeze()` hands back the new 
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import asdict, dataclass, replace
 from ipaddress import IPv4Address
 
 from topology.errors import TopologyError
@@ -15,6 +15,20 @@ from topology.ipam import PodAddresses, ServiceAddresses, node_ports
 from topology.model import Cluster, Cni, Loc, Namespace, NodeSpec, Pod
 from topology.normalize import NAMESPACE_NAME_LABEL, PodTemplate
 from topology.workload import MAX_PODS, Scheduler
+
+
+@dataclass(frozen=True, slots=True)
+class PodCondition:
+    """What a Pod object's status and metadata say of its lifecycle: its `Ready`
+    condition and whether it is being deleted (`metadata.deletionTimestamp`); its fields
+    are those of `Pod`.  (A pod whose phase is Succeeded or Failed is skipped as inert:
+    `topology.kinds`.)"""
+
+    ready: bool = True
+    terminating: bool = False
+
+
+RUNNING = PodCondition()  # ready, not terminating
 
 
 class ClusterState:
@@ -85,9 +99,10 @@ class ClusterState:
         loc: Loc,
         obj: str | None = None,
         ip: IPv4Address | None = None,
+        condition: PodCondition = RUNNING,
     ) -> Pod:
         """Place a pod on `node` with the lowest free address of its podCIDR (or `ip`,
-        claimed before with `claim_pod_ip`)."""
+        claimed before with `claim_pod_ip`), in `condition`."""
         if len(self.pods) >= MAX_PODS:
             raise TopologyError(
                 f"cannot create pod {namespace}/{name}: the cluster has {MAX_PODS} pods"
@@ -119,6 +134,7 @@ class ClusterState:
             containers=template.containers,
             host_network=template.host_network,
             owner=owner,
+            **asdict(condition),
             loc=loc,
         )
         self.pods[pod.key] = pod
@@ -138,11 +154,22 @@ class ClusterState:
             return f"{ip} is already the address of pod {holder}"
         return f"{reason} of node {node.name!r}"
 
-    def update_pod(self, key: str, template: PodTemplate, loc: Loc) -> None:
-        """Change a pod's labels and containers in place (address and node kept)."""
+    def update_pod(
+        self,
+        key: str,
+        template: PodTemplate,
+        loc: Loc,
+        condition: PodCondition = RUNNING,
+    ) -> None:
+        """Change a pod's labels, containers and condition in place (address and node
+        kept)."""
         pod = self.pods[key]
         self.pods[key] = replace(
-            pod, labels=template.labels, containers=template.containers, loc=loc
+            pod,
+            labels=template.labels,
+            containers=template.containers,
+            loc=loc,
+            **asdict(condition),
         )
 
     def remove_pod(self, key: str) -> Pod:

@@ -55,11 +55,17 @@ def _program(ctx: HookContext) -> str:
 
 
 def _pick(
-    rule: ServicePortRule, frontend: Frontend, p: Plan, pkt: Packet, program: str
+    rule: ServicePortRule,
+    frontend: Frontend,
+    p: Plan,
+    pkt: Packet,
+    program: str,
+    ctx: HookContext,
 ) -> tuple[str, str, int, str]:
-    """(detail, backend IP, backend port, backend pod) for a NEW connection."""
+    """(detail, backend IP, backend port, backend pod) for a NEW connection (session
+    affinity as kube-proxy's, bpf/lib/lb.h's lb4_affinity)."""
     assert pkt.ip is not None
-    backend, how = choose(rule, p.candidates, pkt)
+    backend, how = choose(rule, p.candidates, pkt, ctx)
     pick = p.candidates.index(backend) + 1
     detail = (
         f"{program}: {frontend.value} {pkt.ip.dst}:{pkt.dport} is {rule.name} -> backend"
@@ -96,7 +102,7 @@ def lb_hook(pkt: Packet, ctx: HookContext) -> HookResult:
         return Drop(
             f"{program}: {rule.name} has no local backends on {ctx.node} -> drop"
         )
-    detail, ip, port, pod = _pick(rule, frontend, p, pkt, program)
+    detail, ip, port, pod = _pick(rule, frontend, p, pkt, program, ctx)
     if frontend is not Frontend.CLUSTER_IP and p.masq is not None:
         # nodeport.h: a remote backend of a Cluster-policy NodePort is reached SNATed to
         # the node (the reply must come back through it for the reverse translation).
@@ -122,7 +128,7 @@ def translate_connect(
     p = plan(rule, frontend, pkt, ctx)
     if not p.candidates:
         return None
-    detail, ip, port, pod = _pick(rule, frontend, p, pkt, SOCK_CONNECT)
+    detail, ip, port, pod = _pick(rule, frontend, p, pkt, SOCK_CONNECT, ctx)
     detail += "; the socket is connected to the backend: no per-packet NAT"
     res = rewrite_dst(pkt, ip, port, detail)
     return res.packet, res.detail, res.diffs, pod

@@ -88,7 +88,9 @@ def replay(
     """Replay a capture: each packet walks the cluster of FILE; verdicts are counted.
 
     The capture is read as it is walked and each packet is shown as soon as it has
-    walked, so memory stays flat whatever the size of the capture."""
+    walked, so memory stays flat whatever the size of the capture.  All packets share
+    one walk state (conntrack, caches), and the capture's timestamps are the clock of
+    sessionAffinity timeouts."""
     from dataplane import output as out_fmt
     from dataplane import render
     from dataplane.replay import PacketResult, show_counts

@@ -59,6 +59,7 @@ from dataplane.kernel.nft import (
     set_mark,
     verdict_map,
 )
+from dataplane.kubeproxy_endpoints import ZONE_LABEL, cluster_endpoints
 from dataplane.netns import Netns
 from topology.model import (
     NODE_PORT_PRIMARY,
@@ -207,9 +208,22 @@ def add_service_rules(rs: Ruleset, cluster: Cluster, node_ns: Netns) -> ServiceR
                 sp.protocol
             ]
             eps = endpoints(cluster, svc, sp)
-            local = [e for e in eps if e.pod.node == node]
+            # This node's Cluster-policy endpoints (topology hints applied) and Local-policy
+            # ones (ready, else serving-terminating, here): pkg/proxy/topology.go,
+            # CategorizeEndpoints (dataplane.kubeproxy_endpoints).
+            rule = kubeproxy.port_rule(cluster, svc, sp)
+            zone = cluster.node(node).labels.get(ZONE_LABEL, "")
+            near = {b.key for b in cluster_endpoints(rule.every, node, zone).endpoints}
+            here = {b.key for b in rule.local(node)}
+            pods = {p.key: p for p in cluster.pods.values()}
+            reach = [
+                Endpoint(pods[b.key], b.port)
+                for b in rule.every
+                if b.key in pods and (b.key in near or b.key in here)
+            ]
+            local = [e for e in reach if e.pod.key in here]
             seps = []
-            for ep in eps:
+            for ep in reach:
                 sep = rs.chain(f"sep-{tag}.{ep.pod.name}")
                 seps.append(sep)
                 rs.add(
@@ -225,9 +239,13 @@ def add_service_rules(rs: Ruleset, cluster: Cluster, node_ns: Netns) -> ServiceR
                     comment=f"KUBE-SEP {ep.pod.key} {ep.pod.ip}:{ep.port}",
                 )
             local_seps = [
-                s for e, s in zip(eps, seps, strict=True) if e.pod.node == node
+                s for e, s in zip(reach, seps, strict=True) if e.pod.key in here
             ]
-            all_pick = _pick(rs, f"pick-{tag}-all", eps, seps, label)
+            near_eps = [e for e in reach if e.pod.key in near]
+            near_seps = [
+                s for e, s in zip(reach, seps, strict=True) if e.pod.key in near
+            ]
+            all_pick = _pick(rs, f"pick-{tag}-all", near_eps, near_seps, label)
             local_pick = _pick(rs, f"pick-{tag}-local", local, local_seps, label)
             out.picks[(svc.key, i)] = [all_pick, local_pick]
             # the ClusterIP frontend (KUBE-SVC)

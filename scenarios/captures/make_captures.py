@@ -7,7 +7,10 @@ every run).
   conversations in the cluster of ../replay-policy.yaml before its policy (the simulator's
   own `--pcap-dir` captures of five probes);
 - client-raw-ip.pcap: three packets sent by pod default/client, raw IP link type (101);
-- foreign-raw-ip.pcap: two packets from 192.0.2.50, an address outside the cluster.
+- foreign-raw-ip.pcap: two packets from 192.0.2.50, an address outside the cluster;
+- affinity.pcap: six SYNs from default/client of ../kube-proxy/session-affinity.yaml to its
+  ClusterIP, at the times AFFINITY gives, from the first source ports from 41000 on whose
+  flow hash picks the endpoint AFFINITY names (raw IP).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(ROOT))
 
+from dataplane.flowhash import pick_index  # noqa: E402
 from dataplane.packet import IP, TCP, UDP, Packet, to_bytes  # noqa: E402
 from dataplane.pcap import EPOCH, write_pcaps  # noqa: E402
 from dataplane.sim import Simulator  # noqa: E402
@@ -29,7 +33,10 @@ from topology.loader import load_scenario  # noqa: E402
 
 SCENARIO = ROOT / "scenarios" / "replay-policy.yaml"
 OUTPUTS = ("node-1-cbr0.pcap", "node-1-eth0.pcap", "client-raw-ip.pcap",
-           "foreign-raw-ip.pcap")  # fmt: skip
+           "foreign-raw-ip.pcap", "affinity.pcap")  # fmt: skip
+AFFINITY_SCENARIO = ROOT / "scenarios" / "kube-proxy" / "session-affinity.yaml"
+# (seconds, the endpoint the flow hash alone picks): web-0 listens, web-1 refuses.
+AFFINITY = [(0, 0), (50, 1), (100, 1), (150, 1), (220, 1), (230, 0)]
 FLOWS = [
     ("default/client", "default/web", 80, "TCP"),
     ("default/other", "default/web", 80, "TCP"),
@@ -40,13 +47,32 @@ FLOWS = [
 LINKTYPE_RAW = 101
 
 
-def write_raw_ip(path: Path, packets: list[Packet]) -> None:
-    """A pcap of raw IP packets (no link header), one per millisecond from EPOCH."""
+def write_raw_ip(
+    path: Path, packets: list[Packet], seconds: list[int] | None = None
+) -> None:
+    """A pcap of raw IP packets (no link header), one per millisecond from EPOCH, or at
+    EPOCH + `seconds`."""
     out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, LINKTYPE_RAW)]
     for i, pkt in enumerate(packets):
         data = to_bytes(pkt)
-        out.append(struct.pack("<IIII", EPOCH, i * 1000, len(data), len(data)) + data)
+        sec, usec = (EPOCH, i * 1000) if seconds is None else (EPOCH + seconds[i], 0)
+        out.append(struct.pack("<IIII", sec, usec, len(data), len(data)) + data)
     path.write_bytes(b"".join(out))
+
+
+def write_affinity() -> None:
+    """affinity.pcap (module docstring)."""
+    scenario, _ = load_scenario(AFFINITY_SCENARIO)
+    cluster = scenario.cluster
+    client = str(cluster.pods["default/client"].ip)
+    vip = str(cluster.services["default/web"].cluster_ip)
+    packets, sport = [], 41000
+    for _, want in AFFINITY:
+        while pick_index(f"6 {client} {sport} {vip} 80", 2) != want:
+            sport += 1
+        packets.append(Packet(ip=IP(client, vip, 6, df=True), l4=TCP(sport, 80, "S")))
+        sport += 1
+    write_raw_ip(HERE / "affinity.pcap", packets, [t for t, _ in AFFINITY])
 
 
 def main() -> None:
@@ -78,6 +104,7 @@ def main() -> None:
             Packet(ip=IP("192.0.2.50", web, 17), l4=UDP(41001, 53), data=b"hello\n"),
         ],
     )
+    write_affinity()
     for name in OUTPUTS:
         print(f"{name}: {(HERE / name).stat().st_size} bytes")
 

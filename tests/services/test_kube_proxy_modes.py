@@ -69,6 +69,8 @@ def test_every_upstream_table_is_transcribed_in_both_modes() -> None:
         "node-ports-default",
         "node-ports-cidrs",
         "cluster-ip-general",
+        "internal-traffic-policy",
+        "terminating-endpoints-local",
     ):
         assert {f"iptables-{table}", f"nftables-{table}"} <= stems
 

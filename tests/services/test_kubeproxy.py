@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dataplane import kubeproxy
+from dataplane.affinity import AffinityTable
 from dataplane.fabric import veth_name
-from dataplane.netfilter import Reject
+from dataplane.netfilter import HookContext, HookPoint, Reject
 from dataplane.packet import IP, TCP, Packet
 from dataplane.sim import Simulator
 from dataplane.trace import DropReason, Hop, Trace, Verdict
@@ -64,7 +65,7 @@ def delivered_packet(trace: Trace, direction: str) -> Packet:
 # -- endpoints --------------------------------------------------------------------------
 
 
-def test_endpoints_are_ready_selected_pods_sorted_with_their_target_port() -> None:
+def test_endpoints_are_the_selected_pods_sorted_with_their_target_port() -> None:
     canary = replace(
         pod("web-canary", "node-1", "10.0.1.9", {"app": "web"}),
         containers=(Container("web", (ContainerPort(8081, Protocol.TCP, "http"),)),),
@@ -74,10 +75,18 @@ def test_endpoints_are_ready_selected_pods_sorted_with_their_target_port() -> No
     cluster = service_cluster(pods=(canary, idle, other))
     svc = cluster.services["default/web"]
     found = kubeproxy.endpoints(cluster, svc, svc.ports[0])
-    assert [(b.key, b.port) for b in found] == [
-        ("default/web-0", 8080),
-        ("default/web-1", 8080),
-        ("default/web-canary", 8081),
+    # The EndpointSlice controller lists the pod that is not ready, with its conditions.
+    assert [(b.key, b.port, b.condition) for b in found] == [
+        ("default/web-0", 8080, "ready"),
+        ("default/web-1", 8080, "ready"),
+        ("default/web-canary", 8081, "ready"),
+        ("default/web-idle", 8080, "not ready"),
+    ]
+    rule = kubeproxy.port_rule(cluster, svc, svc.ports[0])
+    assert [b.key for b in rule.endpoints] == [
+        "default/web-0",
+        "default/web-1",
+        "default/web-canary",
     ]
 
 
@@ -150,17 +159,29 @@ def test_adjacent_clients_spread_over_the_endpoints() -> None:
     assert len(counts) == 4 and counts[-1] <= 8, picks
 
 
-def test_client_ip_affinity_pins_a_client_to_one_endpoint() -> None:
+def test_client_ip_affinity_pins_a_client_to_its_first_pick_on_that_node() -> None:
     cluster = service_cluster()
+    sim = Simulator(cluster)
     svc = web_service(session_affinity="ClientIP")
     rule = kubeproxy.port_rule(cluster, svc, svc.ports[0])
+    table = AffinityTable()
+    node_1 = sim.netns_of(sim.resolve("node/node-1"))
+    node_2 = sim.netns_of(sim.resolve("node/node-2"))
     for client in ("10.0.1.3", "10.0.1.4", "10.0.2.2"):
-        picks = {
-            kubeproxy.choose(rule, rule.endpoints, _flow(client, s))[0].key
-            for s in range(40000, 40010)
-        }
-        index = _blake(client, 2)
-        assert picks == {rule.endpoints[index].key}
+        first = _blake(f"6 {client} 40000 {WEB_IP} 80", 2)
+        for ns in (node_1, node_2):  # one table per node's kube-proxy
+            ctx = HookContext(ns, HookPoint.PREROUTING, cluster, affinity=table)
+            picks = {
+                kubeproxy.choose(rule, rule.endpoints, _flow(client, s), ctx)[0].key
+                for s in range(40000, 40010)
+            }
+            assert picks == {rule.endpoints[first].key}
+    # Without a table (a context outside any walk) every flow is its own choice.
+    free = {
+        kubeproxy.choose(rule, rule.endpoints, _flow("10.0.1.3", s))[0].key
+        for s in range(40000, 40010)
+    }
+    assert len(free) == 2
 
 
 def test_the_trace_names_the_pick_and_the_probe_expectation_sees_it() -> None:
@@ -183,9 +204,9 @@ def test_the_trace_names_the_pick_and_the_probe_expectation_sees_it() -> None:
 
 
 def test_clusterip_dnat_and_the_reply_comes_back_un_natted(mode: NetworkMode) -> None:
-    sim = Simulator(service_cluster(mode, web_service(session_affinity="ClientIP")))
-    # blake2b("10.0.1.4") % 2 = 1 picks web-1, on the other node than b.
-    trace = sim.probe("default/b", "svc/default/web", "http")
+    sim = Simulator(service_cluster(mode))
+    with kubeproxy.chosen_by_kernel({"default/web:http": "default/web-1"}):
+        trace = sim.probe("default/b", "svc/default/web", "http")  # web-1 on node-2
     assert trace.verdict is Verdict.DELIVERED
     assert trace.endpoint == "default/web-1"
     dnat, undnat = nat(trace)
@@ -236,9 +257,9 @@ def test_udp_to_a_clusterip_is_natted_both_ways() -> None:
 def test_node_traffic_to_a_clusterip_is_dnatted_in_output_and_masqueraded(
     mode: NetworkMode,
 ) -> None:
-    sim = Simulator(service_cluster(mode, web_service(session_affinity="ClientIP")))
-    # blake2b("10.100.0.2") % 2 = 1 picks web-1, on node-2.
-    trace = sim.probe("node/node-1", "svc/default/web", 80)
+    sim = Simulator(service_cluster(mode))
+    with kubeproxy.chosen_by_kernel({"default/web:http": "default/web-1"}):
+        trace = sim.probe("node/node-1", "svc/default/web", 80)  # web-1 on node-2
     assert trace.verdict is Verdict.DELIVERED and trace.endpoint == "default/web-1"
     dnat = nat(trace)[0]
     assert dnat.detail.startswith("OUTPUT kube-proxy:")
