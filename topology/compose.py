@@ -663,6 +663,8 @@ def _long_port(
             (*at, "mode"),
             f"{describe(mode)} is not a port mode (allowed: host, ingress)",
         )
+    if mode == "ingress":  # swarm's routing mesh: a single Engine publishes on the host
+        src.warn(obj, (*at, "mode"), "mode ingress is not modelled (published as host)")
     raw_target = item.get("target")
     if isinstance(raw_target, bool) or not isinstance(raw_target, int | str):
         raise src.fail(
