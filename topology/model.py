@@ -14,7 +14,7 @@ from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:  # pragma: no cover (the Docker model: topology.docker)
     from topology.docker import DockerRuntime
 
 
@@ -41,16 +41,14 @@ class Cni(StrEnum):
 
 
 class Runtime(StrEnum):
-    """What runs on every node (docs/scenario-format.md, `cluster.runtime`): Kubernetes
-    (kubelet, kube-proxy, a CNI) or Docker Engine with Compose projects."""
+    """What every node runs (`cluster.runtime`): Kubernetes, or Docker Engine (Compose)."""
 
     KUBERNETES = "kubernetes"
     DOCKER = "docker"
 
 
 class NetworkMode(StrEnum):
-    """How pod traffic crosses nodes with flannel (docs/scenario-format.md,
-    `cluster.network`): its backends."""
+    """flannel's backends: how pod traffic crosses nodes (`cluster.network`)."""
 
     VXLAN = "vxlan"
     HOST_GW = "host-gw"
@@ -58,8 +56,7 @@ class NetworkMode(StrEnum):
 
 
 class CalicoMode(StrEnum):
-    """Calico's `cluster.network`: the IP pool's encapsulation (ipipMode, vxlanMode:
-    Always) or none (BGP-learned routes between nodes)."""
+    """Calico's `cluster.network`: ipipMode/vxlanMode Always, or BGP routes only."""
 
     IPIP = "ipip"
     VXLAN = "vxlan"
@@ -590,8 +587,7 @@ class Cluster:
     workloads: Mapping[str, Workload] = field(default_factory=dict)
     endpoint_slices: Mapping[str, EndpointSlice] = field(default_factory=dict)
     admin_policies: Mapping[str, AdminPolicy] = field(default_factory=dict)  # by key
-    # `runtime: docker`: the Docker model (topology.docker); None for Kubernetes.
-    docker: DockerRuntime | None = None
+    docker: DockerRuntime | None = None  # runtime docker: topology.docker's model
 
     @property
     def nodes(self) -> tuple[NodeSpec, ...]:
