@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Network
 from typing import TYPE_CHECKING
+
+from topology.runtime import Runtime
 
 if TYPE_CHECKING:  # pragma: no cover (the Docker model: topology.docker)
     from topology.docker import DockerRuntime
@@ -38,13 +40,6 @@ class Cni(StrEnum):
     FLANNEL = "flannel"
     CALICO = "calico"
     CILIUM = "cilium"
-
-
-class Runtime(StrEnum):
-    """What every node runs (`cluster.runtime`): Kubernetes, or Docker Engine (Compose)."""
-
-    KUBERNETES = "kubernetes"
-    DOCKER = "docker"
 
 
 class NetworkMode(StrEnum):
@@ -73,9 +68,7 @@ class CiliumMode(StrEnum):
 
 # A network mode of some CNI: `is NetworkMode.VXLAN` means flannel's vxlan only.
 Network = NetworkMode | CalicoMode | CiliumMode
-# The network modes of each CNI, its default first (docs/scenario-format.md, `cluster.cni`):
-# flannel's backends; Calico's IP pool encapsulations (ipipMode/vxlanMode, or neither: BGP
-# routes); Cilium's tunnel protocols and native routing.
+# Each CNI's network modes, its default first (docs/scenario-format.md, `cluster.cni`).
 CNI_NETWORKS: dict[Cni, tuple[Network, ...]] = {
     Cni.FLANNEL: tuple(NetworkMode),
     Cni.CALICO: tuple(CalicoMode),
@@ -86,10 +79,8 @@ MODELLED_CNIS = (Cni.FLANNEL, Cni.CALICO, Cni.CILIUM)
 # Modes whose devices are not built yet: refused, never approximated (none today).
 PLANNED_NETWORKS: frozenset[tuple[Cni, Network]] = frozenset()
 
-# Bytes of headers an encapsulation adds in front of the inner IP packet (by mode name):
-# VXLAN's outer Ethernet 14 + IP 20 + UDP 8 + VXLAN 8, IP-in-IP's outer IP header 20
-# (RFC 2003), Geneve's like VXLAN's without options.  Pod MTU = underlay MTU - overhead
-# (Calico's `veth_mtu` autodetection and flannel's subnet.env subtract the same).
+# Header bytes an encapsulation adds (VXLAN, Geneve: Ethernet 14 + IP 20 + UDP 8 + 8;
+# IP-in-IP: IP 20, RFC 2003); pod MTU = underlay MTU - overhead (veth_mtu, subnet.env).
 ENCAP_OVERHEAD: Mapping[str, int] = {"vxlan": 50, "ipip": 20, "geneve": 50}
 
 
@@ -104,8 +95,7 @@ class Protocol(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class NodeSpec:
-    """A node: its underlay address and the pod CIDR its bridge serves (with Calico: the
-    IPAM block affine to it)."""
+    """A node: its underlay address, the pod CIDR its bridge serves (Calico: its block)."""
 
     name: str
     ip: IPv4Address
@@ -157,14 +147,14 @@ class ProxyMode(StrEnum):
 
 
 NODE_PORT_PRIMARY = "primary"
+# The IPVS schedulers modelled (`cluster.kubeProxy.ipvs.scheduler`, dataplane.kubeproxy_ipvs)
+IPVS_SCHEDULERS = ("rr", "wrr")
 
 
 @dataclass(frozen=True, slots=True)
 class KubeProxyConfig:
-    """The KubeProxyConfiguration fields that shape the dataplane, defaults filled in.
-
-    `node_port_addresses`: () every local address, ("primary",) the node's own address,
-    else CIDRs; `masquerade_all` is the option of the mode in use."""
+    """KubeProxyConfiguration's dataplane fields, defaults in: `node_port_addresses` ()
+    every local address, ("primary",) the node's, else CIDRs; `masquerade_all` per mode."""
 
     mode: ProxyMode = ProxyMode.IPTABLES
     node_port_addresses: tuple[str, ...] = ()
@@ -478,15 +468,25 @@ class AdminPeer:
 
     `namespaces: S` is `namespace_selector=S` (every pod there); `pods: {namespaceSelector,
     podSelector}` sets both (AND); `nodes` selects node addresses by node labels;
-    `networks` are CIDRs (any address, pods' included); `domain_names` are FQDNs, which are
-    not modelled (they match nothing; a warning says so when the policy is loaded).
+    `networks` are CIDRs (any address, pods' included; IPv6 ones match nothing here);
+    `domain_names` match the addresses the DNS answers for them (`dataplane.dns_records`).
     """
 
     namespace_selector: LabelSelector | None = None
     pod_selector: LabelSelector | None = None
     node_selector: LabelSelector | None = None
-    networks: tuple[IPv4Network, ...] = ()
+    networks: tuple[IPv4Network | IPv6Network, ...] = ()
     domain_names: tuple[str, ...] = ()
+
+    @property
+    def by_address(self) -> bool:
+        """A `networks` or `domainNames` peer: it matches addresses, pods' included."""
+        return bool(self.networks or self.domain_names)
+
+    @property
+    def ipv4_networks(self) -> tuple[IPv4Network, ...]:
+        """The IPv4 `networks`: the only ones an address of the cluster can be in."""
+        return tuple(n for n in self.networks if isinstance(n, IPv4Network))
 
 
 @dataclass(frozen=True, slots=True)
