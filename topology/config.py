@@ -46,9 +46,9 @@ from topology.model import (
     PortSpec,
     Protocol,
     ProxyMode,
-    Runtime,
 )
 from topology.proxyschema import IPVS_LOCALHOST, KubeProxyModel, scheduler_problem
+from topology.runtime import Runtime
 from topology.schema import CalicoModel, ClusterModel, NodeModel
 from topology.yamlsource import PathPart, format_path
 
