@@ -68,6 +68,7 @@ OWN_IPAM = {
     Cni.CILIUM: f"Cilium's cluster-pool IPAM gives each node a /{CILIUM_MASK} of"
     f" {CILIUM_POOL}",
 }
+DOCKER_HOSTS = "every Docker host has docker0 172.17.0.0/16 and its own networks"
 ENCAP_NAMES = {"vxlan": "VXLAN", "ipip": "IP-in-IP", "geneve": "Geneve"}
 MIN_MTU = 68  # RFC 791: every IPv4 link must carry 68 bytes
 # kube-apiserver validateClusterIPFlags: "specified --service-cluster-ip-range is too large;
@@ -98,9 +99,9 @@ class _Plan:
         self._check_ranges()
         self._check_gateway()
         self.runtime = runtime = Runtime(m.runtime)  # nodeCIDR may lie in serviceCIDR
-        if runtime is Runtime.DOCKER:  # topology.docker: no Kubernetes component
-            check_cluster_keys(m.model_fields_set, self.fail)
+        check_cluster_keys(runtime, m.model_fields_set, self.fail)  # topology.docker
         self.cni = cni = Cni(m.cni)
+        self.own_ipam = ("runtime: docker", DOCKER_HOSTS) if runtime is Runtime.DOCKER else (f"cni: {cni}", OWN_IPAM.get(cni))  # fmt: skip
         self.network = network = self._network(cni)
         self._check_devices(network)
         self.calico = self._calico() if cni is Cni.CALICO else None
@@ -404,15 +405,9 @@ class _Plan:
                 self._check_node_ip(ip, n, used, gateway)
             used[ip] = n.name
             cursor = ip
-            if self.runtime is Runtime.DOCKER and n.pod_cidr is not None:
-                raise n.fail(
-                    "podCIDR",
-                    "runtime: docker does not use podCIDR (every Docker host has"
-                    " docker0 172.17.0.0/16 and its own networks)",
-                )
-            why = OWN_IPAM.get(self.cni)
+            what, why = self.own_ipam
             if why is not None and n.pod_cidr is not None:
-                raise n.fail("podCIDR", f"cni: {self.cni} does not use podCIDR ({why})")
+                raise n.fail("podCIDR", f"{what} does not use podCIDR ({why})")
             pod_cidr = n.pod_cidr or self._default_pod_cidr(index + 1, n)
             self._check_pod_cidr(n, pod_cidr, nodes)
             labels = {**n.labels, HOSTNAME_LABEL: n.name}

@@ -49,6 +49,7 @@ from topology.model import (
     Pod,
     Protocol,
 )
+from topology.runtime import Runtime
 
 DOCKER0 = "docker0"
 DEFAULT_BRIDGE = "bridge"  # the default network's name (`docker network ls`)
@@ -77,10 +78,14 @@ _KUBERNETES_KEYS = {
 
 
 def check_cluster_keys(
-    given: AbstractSet[str], fail: Callable[[tuple[str, ...], str], TopologyError]
+    runtime: Runtime,
+    given: AbstractSet[str],
+    fail: Callable[[tuple[str, ...], str], TopologyError],
 ) -> None:
     """`runtime: docker` has no kubelet, kube-proxy, CNI, overlay or kube-dns: the
     `cluster` keys that configure them are errors there (`given`: the model's fields)."""
+    if runtime is not Runtime.DOCKER:
+        return
     for key, name in _KUBERNETES_KEYS.items():
         if key in given:
             raise fail(
