@@ -17,6 +17,8 @@ from topology.model import Cluster, ProxyMode
 def for_node(cluster: Cluster, ns: Netns) -> list[Hook]:
     """The system hooks of node namespace `ns`."""
     plugin = plugin_of(cluster)
+    if plugin.system_hooks is not None:  # Docker's iptables: no Kubernetes component
+        return plugin.system_hooks(cluster, ns)
     proxy = (
         kubeproxy_ipvs.hooks
         if cluster.config.kube_proxy.mode is ProxyMode.IPVS

@@ -16,6 +16,7 @@ import bisect
 from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address, IPv4Network
 
+from topology.docker import check_cluster_keys
 from topology.errors import TopologyError
 from topology.fields import parse_loose_cidr, special_range
 from topology.ipam import (
@@ -47,6 +48,7 @@ from topology.model import (
     ProxyMode,
 )
 from topology.proxyschema import IPVS_LOCALHOST, KubeProxyModel, scheduler_problem
+from topology.runtime import Runtime
 from topology.schema import CalicoModel, ClusterModel, NodeModel
 from topology.yamlsource import PathPart, format_path
 
@@ -66,6 +68,7 @@ OWN_IPAM = {
     Cni.CILIUM: f"Cilium's cluster-pool IPAM gives each node a /{CILIUM_MASK} of"
     f" {CILIUM_POOL}",
 }
+DOCKER_HOSTS = "every Docker host has docker0 172.17.0.0/16 and its own networks"
 ENCAP_NAMES = {"vxlan": "VXLAN", "ipip": "IP-in-IP", "geneve": "Geneve"}
 MIN_MTU = 68  # RFC 791: every IPv4 link must carry 68 bytes
 # kube-apiserver validateClusterIPFlags: "specified --service-cluster-ip-range is too large;
@@ -95,8 +98,10 @@ class _Plan:
         m = self.model
         self._check_ranges()
         self._check_gateway()
-        # nodeCIDR may lie inside serviceCIDR: the defaults do (10.100.0.0/24 in 10.96.0.0/12).
+        self.runtime = runtime = Runtime(m.runtime)  # nodeCIDR may lie in serviceCIDR
+        check_cluster_keys(runtime, m.model_fields_set, self.fail)  # topology.docker
         self.cni = cni = Cni(m.cni)
+        self.own_ipam = ("runtime: docker", DOCKER_HOSTS) if runtime is Runtime.DOCKER else (f"cni: {cni}", OWN_IPAM.get(cni))  # fmt: skip
         self.network = network = self._network(cni)
         self._check_devices(network)
         self.calico = self._calico() if cni is Cni.CALICO else None
@@ -104,6 +109,7 @@ class _Plan:
         return ClusterConfig(
             network=network,
             cni=cni,
+            runtime=runtime,
             calico=self.calico,
             vxlan_port=m.vxlan_port or DEFAULT_VXLAN_PORT[cni],
             bridge=m.bridge or "cbr0",
@@ -112,7 +118,7 @@ class _Plan:
             gateway=self._gateway(),
             service_cidr=m.service_cidr,
             cluster_domain=m.cluster_domain,
-            dns=m.dns,
+            dns=m.dns and runtime is Runtime.KUBERNETES,
             nodes=nodes,
             externals=self._externals(nodes),
             kube_proxy=self._kube_proxy(),
@@ -399,9 +405,9 @@ class _Plan:
                 self._check_node_ip(ip, n, used, gateway)
             used[ip] = n.name
             cursor = ip
-            why = OWN_IPAM.get(self.cni)
+            what, why = self.own_ipam
             if why is not None and n.pod_cidr is not None:
-                raise n.fail("podCIDR", f"cni: {self.cni} does not use podCIDR ({why})")
+                raise n.fail("podCIDR", f"{what} does not use podCIDR ({why})")
             pod_cidr = n.pod_cidr or self._default_pod_cidr(index + 1, n)
             self._check_pod_cidr(n, pod_cidr, nodes)
             labels = {**n.labels, HOSTNAME_LABEL: n.name}

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network, IPv6Network
+from typing import TYPE_CHECKING
 
 # The CNIs and their network modes live in `topology.cni_modes`; re-exported here.
 from topology.cni_modes import CNI_NETWORKS as CNI_NETWORKS
@@ -22,6 +23,10 @@ from topology.cni_modes import CiliumMode as CiliumMode
 from topology.cni_modes import Cni as Cni
 from topology.cni_modes import Network as Network
 from topology.cni_modes import NetworkMode as NetworkMode
+from topology.runtime import Runtime
+
+if TYPE_CHECKING:  # pragma: no cover (the Docker model: topology.docker)
+    from topology.docker import DockerRuntime
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +60,7 @@ class Protocol(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class NodeSpec:
-    """A node: its underlay address and the pod CIDR its bridge serves (with Calico: the
-    IPAM block affine to it)."""
+    """A node: its underlay address, the pod CIDR its bridge serves (Calico: its block)."""
 
     name: str
     ip: IPv4Address
@@ -145,6 +149,7 @@ class ClusterConfig:
 
     network: Network = NetworkMode.VXLAN
     cni: Cni = Cni.FLANNEL
+    runtime: Runtime = Runtime.KUBERNETES
     calico: CalicoConfig | None = None  # set when cni is calico
     vxlan_port: int = 8472
     bridge: str = "cbr0"
@@ -552,6 +557,7 @@ class Cluster:
     workloads: Mapping[str, Workload] = field(default_factory=dict)
     endpoint_slices: Mapping[str, EndpointSlice] = field(default_factory=dict)
     admin_policies: Mapping[str, AdminPolicy] = field(default_factory=dict)  # by key
+    docker: DockerRuntime | None = None  # runtime docker: topology.docker's model
 
     @property
     def nodes(self) -> tuple[NodeSpec, ...]:
