@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, replace
 from enum import Enum
 from pathlib import Path
 
-from dataplane.kernel import netns
+from dataplane.kernel import leftovers, netns
 
 RECORD_DIR = Path("/run/dataplane")
 RECORD_VERSION = 1
@@ -287,6 +287,7 @@ def remove(run: RunSet) -> bool:
     with _reaping(run.run_id) as mine:
         if not mine:
             return False
+        leftovers.remove(run.run_id)  # its dockerd, containers, state (docker runtime)
         netns.remove_all(f"{run.run_id}-")
         with contextlib.suppress(FileNotFoundError):
             record_path(run.run_id).unlink()
