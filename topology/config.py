@@ -45,6 +45,7 @@ from topology.model import (
     PortSpec,
     Protocol,
     ProxyMode,
+    Runtime,
 )
 from topology.proxyschema import KubeProxyModel
 from topology.schema import CalicoModel, ClusterModel, NodeModel
@@ -67,6 +68,20 @@ OWN_IPAM = {
     f" {CILIUM_POOL}",
 }
 ENCAP_NAMES = {"vxlan": "VXLAN", "ipip": "IP-in-IP", "geneve": "Geneve"}
+# The `cluster` keys of Kubernetes components (model field -> YAML key): errors in
+# `runtime: docker`.
+_KUBERNETES_KEYS = {
+    "cni": "cni",
+    "network": "network",
+    "calico": "calico",
+    "kube_proxy": "kubeProxy",
+    "service_cidr": "serviceCIDR",
+    "cluster_domain": "clusterDomain",
+    "dns": "dns",
+    "bridge": "bridge",
+    "vxlan_port": "vxlanPort",
+    "gateway_routes": "gatewayRoutes",
+}
 MIN_MTU = 68  # RFC 791: every IPv4 link must carry 68 bytes
 # kube-apiserver validateClusterIPFlags: "specified --service-cluster-ip-range is too large;
 # for 32-bit addresses, the mask must be >= 12" (at most 2^20 ClusterIPs).
@@ -96,6 +111,9 @@ class _Plan:
         self._check_ranges()
         self._check_gateway()
         # nodeCIDR may lie inside serviceCIDR: the defaults do (10.100.0.0/24 in 10.96.0.0/12).
+        self.runtime = runtime = Runtime(m.runtime)
+        if runtime is Runtime.DOCKER:
+            self._check_docker()
         self.cni = cni = Cni(m.cni)
         self.network = network = self._network(cni)
         self._check_devices(network)
@@ -104,6 +122,7 @@ class _Plan:
         return ClusterConfig(
             network=network,
             cni=cni,
+            runtime=runtime,
             calico=self.calico,
             vxlan_port=m.vxlan_port or DEFAULT_VXLAN_PORT[cni],
             bridge=m.bridge or "cbr0",
@@ -112,12 +131,23 @@ class _Plan:
             gateway=self._gateway(),
             service_cidr=m.service_cidr,
             cluster_domain=m.cluster_domain,
-            dns=m.dns,
+            dns=m.dns and runtime is Runtime.KUBERNETES,
             nodes=nodes,
             externals=self._externals(nodes),
             kube_proxy=self._kube_proxy(),
             gateway_routes=self._gateway_routes(nodes),
         )
+
+    def _check_docker(self) -> None:
+        """`runtime: docker` has no kubelet, kube-proxy, CNI, overlay or kube-dns: the keys
+        that configure them are errors there."""
+        for key, name in _KUBERNETES_KEYS.items():
+            if key in self.model.model_fields_set:
+                raise self.fail(
+                    (name,),
+                    f"runtime: docker does not use {name} (a Docker host has no"
+                    " kubelet, kube-proxy, CNI, overlay or kube-dns)",
+                )
 
     def _network(self, cni: Cni) -> Network:
         """`network`, checked against the CNI, and the keys the CNI does not use."""
@@ -395,6 +425,12 @@ class _Plan:
                 self._check_node_ip(ip, n, used, gateway)
             used[ip] = n.name
             cursor = ip
+            if self.runtime is Runtime.DOCKER and n.pod_cidr is not None:
+                raise n.fail(
+                    "podCIDR",
+                    "runtime: docker does not use podCIDR (every Docker host has"
+                    " docker0 172.17.0.0/16 and its own networks)",
+                )
             why = OWN_IPAM.get(self.cni)
             if why is not None and n.pod_cidr is not None:
                 raise n.fail("podCIDR", f"cni: {self.cni} does not use podCIDR ({why})")

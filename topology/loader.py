@@ -20,8 +20,10 @@ from pydantic import BaseModel, ValidationError
 
 from topology.adminpolicy import any_draft
 from topology.change import build_cluster, parse_ref
+from topology.composefile import load_compose
 from topology.config import cluster_config
 from topology.diagnostic import to_topology_error
+from topology.docker import docker_cluster
 from topology.errors import TopologyError
 from topology.fields import describe
 from topology.include import FileReader, SourceFile, read_scenario_file
@@ -34,7 +36,7 @@ from topology.manifest import (
     parse_manifest,
     without_refs,
 )
-from topology.model import Loc, NodeSpec, Protocol
+from topology.model import Loc, NodeSpec, Protocol, Runtime
 from topology.normalize import NAMESPACE_NAME_LABEL
 from topology.scenario import (
     ApplyStep,
@@ -180,6 +182,7 @@ class _ScenarioLoader:
         self.notes: list[str] = []
         self.kinds = KindFilter(strict, filename)
         self.nodes: tuple[NodeSpec, ...] = ()
+        self.runtime = Runtime.KUBERNETES
 
     def locate(self, parts: Sequence[PathPart]) -> Loc:
         return Loc(self.filename, self.doc.lines.line_at(parts))
@@ -216,7 +219,26 @@ class _ScenarioLoader:
             raise nodes_field_conflict(node_objects, self.locate(("cluster", "nodes")))
         config = cluster_config(model.cluster, self.locate, node_objects or None)
         self.nodes = config.nodes
-        cluster, built = build_cluster(config, manifests)
+        self.runtime = config.runtime
+        if config.runtime is Runtime.DOCKER:
+            if data.get("manifests") or extra:
+                raise self.fail(
+                    ("manifests",),
+                    "runtime: docker has no Kubernetes objects (give compose projects)",
+                )
+            projects = load_compose(
+                model.compose, self.doc.lines, self.filename, self.files,
+                self.base_dir, config.nodes, self.notes,
+            )  # fmt: skip
+            cluster, built = docker_cluster(config, projects), list[str]()
+        else:
+            if model.compose:
+                raise self.fail(
+                    ("compose",),
+                    "compose needs runtime: docker (cluster.runtime; this cluster runs"
+                    " Kubernetes: give manifests)",
+                )
+            cluster, built = build_cluster(config, manifests)
         steps = tuple(self.step(i, raw) for i, raw in enumerate(data["steps"]))
         scenario = Scenario(model.name, self.path, cluster, steps, model.description)
         return scenario, [*self.notes, *self.kinds.warnings(), *warnings, *built]
@@ -292,6 +314,12 @@ class _ScenarioLoader:
                 (*where, known[1]), f"one step per item (found {', '.join(known)})"
             )
         key = known[0]
+        if self.runtime is Runtime.DOCKER and key in ("apply", "delete", "label"):
+            raise self.fail(
+                (*where, key),
+                f"a {key} step changes Kubernetes objects; runtime: docker has none"
+                " (steps allowed there: probe, send, matrix, replay)",
+            )
         item = self.validate(STEP_MODELS[key], raw, where)
         loc = self.locate(where)
         path = (*where, key)

@@ -12,6 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from topology.docker import DockerRuntime
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +38,14 @@ class Cni(StrEnum):
     FLANNEL = "flannel"
     CALICO = "calico"
     CILIUM = "cilium"
+
+
+class Runtime(StrEnum):
+    """What runs on every node (docs/scenario-format.md, `cluster.runtime`): Kubernetes
+    (kubelet, kube-proxy, a CNI) or Docker Engine with Compose projects."""
+
+    KUBERNETES = "kubernetes"
+    DOCKER = "docker"
 
 
 class NetworkMode(StrEnum):
@@ -184,6 +196,7 @@ class ClusterConfig:
 
     network: Network = NetworkMode.VXLAN
     cni: Cni = Cni.FLANNEL
+    runtime: Runtime = Runtime.KUBERNETES
     calico: CalicoConfig | None = None  # set when cni is calico
     vxlan_port: int = 8472
     bridge: str = "cbr0"
@@ -577,6 +590,8 @@ class Cluster:
     workloads: Mapping[str, Workload] = field(default_factory=dict)
     endpoint_slices: Mapping[str, EndpointSlice] = field(default_factory=dict)
     admin_policies: Mapping[str, AdminPolicy] = field(default_factory=dict)  # by key
+    # `runtime: docker`: the Docker model (topology.docker); None for Kubernetes.
+    docker: DockerRuntime | None = None
 
     @property
     def nodes(self) -> tuple[NodeSpec, ...]:

@@ -208,6 +208,12 @@ class ClusterModel(StrictModel):
         description="Extra routes on the gateway router, [{cidr, via: node/NAME}]"
         " (e.g. the service range to a node). Default: none.",
     )
+    runtime: Literal["kubernetes", "docker"] = Field(
+        default="kubernetes",
+        description="What every node runs: kubernetes (default) or docker (each node a"
+        " Docker Engine host running the scenario's compose projects; no kubelet,"
+        " kube-proxy, CNI or kube-dns).",
+    )
     cni: CniName = Field(
         default="flannel",
         description="The network plugin that builds every node: flannel (default;"
@@ -533,6 +539,12 @@ class ScenarioModel(StrictModel):
     manifests: list[ManifestItem] = Field(
         default=[],
         description="Kubernetes objects present before step 1, inline or {file: ...}.",
+    )
+    compose: list[dict[str, Any]] = Field(
+        default=[],
+        description="With runtime docker: Compose projects, each {node, project, file}"
+        " (a compose file relative to the scenario) or {node, project, services,"
+        " networks} inline (docs/docker.md).",
     )
     steps: list[StepField] = Field(
         min_length=1,

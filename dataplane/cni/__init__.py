@@ -27,6 +27,8 @@ class NotModelled(ValueError):
 
 def plugin_of(cluster: Cluster) -> CniPlugin:
     """The CNI that builds `cluster`."""
+    if cluster.docker is not None:
+        raise NotModelled("runtime: docker is not built yet")
     cni = cluster.config.cni
     found = PLUGINS.get(cni)
     if found is None:

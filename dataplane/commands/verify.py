@@ -205,6 +205,17 @@ def verify(
         raise typer.Exit(2)
     with input_errors(debug):
         loaded = [load(Path(f)) for f in files]
+        from topology.errors import TopologyError
+        from topology.model import Loc
+
+        for (scenario, _), name in zip(loaded, files, strict=True):
+            if scenario.cluster.docker is not None:
+                # never a fake agreement: the Docker Engine oracle is not built yet
+                raise TopologyError(
+                    "verify does not cover runtime: docker yet (the kernel oracle builds"
+                    " Kubernetes nodes only; run the scenario with `dataplane run`)",
+                    Loc(name),
+                )
     if why is not None:
         err_console.print(f"error: cannot run on this kernel: {why}", markup=False)
         raise typer.Exit(2)
