@@ -42,7 +42,9 @@ from pathlib import Path
 from topology.compose import ComposeProject, ComposeService, PortSpec
 
 DOCKERD = Path("/usr/sbin/dockerd")  # Debian's docker.io (another `docker` may be first
-DOCKER = Path("/usr/bin/docker")  # on PATH: /usr/local/bin's is not the daemon's version)
+DOCKER = Path(
+    "/usr/bin/docker"
+)  # on PATH: /usr/local/bin's is not the daemon's version)
 BUSYBOX = Path("/bin/busybox")  # busybox-static: one static binary, no libraries
 IMAGE = "dataplane/busybox:1"
 SLEEP = ("/bin/sleep", "2147483647")
@@ -308,7 +310,9 @@ def _create_container(
                 for alias in dict.fromkeys(aliases):
                     args += ["--network-alias", alias]
             else:
-                alias_args = [x for al in dict.fromkeys(aliases) for x in ("--alias", al)]
+                alias_args = [
+                    x for al in dict.fromkeys(aliases) for x in ("--alias", al)
+                ]
                 later.append(["network", "connect", *extra, *alias_args, net, name])
     for spec in service.ports:
         args += ["--publish", port_argument(spec)]
@@ -323,3 +327,93 @@ def _create_container(
 def container_pid(daemon: Daemon, name: str) -> int:
     """The pid of a running container's first process (its namespaces are its)."""
     return int(daemon.docker("inspect", "--format", "{{.State.Pid}}", name))
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """A container as Docker Engine made it (`docker inspect`): its first process, its
+    address on each network, and its published ports (`HOST_IP:PORT/PROTO` -> the
+    container's `PORT/PROTO`)."""
+
+    host: str
+    name: str
+    pid: int
+    network_mode: str
+    addresses: dict[str, str]
+    ports: dict[str, str]
+
+
+class Engine:
+    """Every Docker host of one run: their daemons, the image, the projects."""
+
+    def __init__(self, run_id: str, root: Path, cgroup: str) -> None:
+        self.run_id = run_id
+        self.root = root
+        self.cgroup = cgroup
+        self.daemons: dict[str, Daemon] = {}
+        self.made: list[tuple[str, str]] = []  # (host, container) in creation order
+
+    def start(self, hosts: dict[str, str]) -> None:
+        """One dockerd per host (host -> its kernel namespace), started together, then
+        the image imported into each."""
+        for host, kernel_ns in hosts.items():
+            d = Daemon(host, kernel_ns, self.root / host, f"{self.cgroup}/{host}")
+            self.daemons[host] = d
+            d.start()
+        image = rootfs_tar()
+        for d in self.daemons.values():
+            d.wait()
+            d.docker("import", "-", IMAGE, stdin=image)
+
+    def build(self, projects: Sequence[ComposeProject]) -> None:
+        for project in projects:
+            made = create_project(self.daemons[project.node], project)
+            self.made += made.containers
+
+    def inspect(self) -> list[Seen]:
+        """Every container made, as the Engine reports it."""
+        out = []
+        for host, name in self.made:
+            d = self.daemons[host]
+            info = json.loads(d.docker("inspect", name))[0]
+            nets = info["NetworkSettings"]["Networks"] or {}
+            ports = {
+                f"{b['HostIp']}:{b['HostPort']}/{cport.split('/')[1]}": cport
+                for cport, binds in (info["NetworkSettings"]["Ports"] or {}).items()
+                for b in binds or ()
+                if ":" not in b["HostIp"]  # the IPv6 twin of a binding
+            }
+            out.append(
+                Seen(
+                    host,
+                    name,
+                    int(info["State"]["Pid"]),
+                    str(info["HostConfig"]["NetworkMode"]),
+                    {k: v["IPAddress"] for k, v in nets.items() if v["IPAddress"]},
+                    ports,
+                )
+            )
+        return out
+
+
+def kernel_side() -> dict[str, str]:
+    """What built each part of a Docker host on this kernel (`verify -o json`
+    `kernel_side`; see `dataplane.kernel.report.KERNEL_SIDE` for Kubernetes nodes)."""
+    engine = engine_version()
+    return {
+        "hosts, externals, underlay (namespaces, ports, routes)": (
+            "pyroute2 from the simulator's own model (dataplane.fabric.build_fabric)"
+        ),
+        "Docker networks, bridges, veths, container namespaces and addresses": (
+            f"{engine}, from the scenario's compose input (docker network create, "
+            "docker create, docker network connect)"
+        ),
+        "Docker iptables (nat DOCKER, MASQUERADE, DOCKER-USER, DOCKER-ISOLATION)": (
+            f"{engine}'s own rules"
+        ),
+        "published ports and docker-proxy": f"{engine} (its port allocator and proxy)",
+        "IP stack, conntrack, br_netfilter, ICMP, ARP": (
+            "this machine's Linux kernel (sysctls as for Kubernetes nodes)"
+        ),
+        "servers and clients": "Python sockets: wildcard-bound listeners, connecting clients",
+    }

@@ -153,4 +153,3 @@ def remove(run_id: str) -> list[int]:
     shutil.rmtree(top, ignore_errors=True)
     remove_cgroups(run_id)
     return left
-

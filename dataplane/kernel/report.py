@@ -220,6 +220,8 @@ class Report:
     shortened: dict[str, str] = field(default_factory=dict)  # kernel name -> model id
     reaped: list[str] = field(default_factory=list)  # ended runs' sets removed first
     neighbour_overflows: int = 0  # ARP entries the kernel refused during the probes
+    # what built each part of the kernel side (`verify -o json` `kernel_side`)
+    kernel_side: dict[str, str] = field(default_factory=lambda: dict(KERNEL_SIDE))
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.rows if r.status == status)

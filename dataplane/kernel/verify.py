@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
+from dataplane.fabric import Fabric
 from dataplane.kernel import netns
 from dataplane.kernel.build import NoTunnelModule
 from dataplane.kernel.compare import Records, parts
@@ -101,10 +102,14 @@ class Verifier:
         self.scenario = scenario
         self.timeout = timeout
         self.runner = Runner(scenario)
-        self.live = LiveCluster(
+        self.live = live_cluster(
             self.runner.sim.fabric, str(scenario.path or scenario.name)
         )
         self.report = Report(scenario.name, str(scenario.path or ""))
+        if scenario.cluster.docker is not None:
+            from dataplane.kernel.docker_engine import kernel_side
+
+            self.report.kernel_side = kernel_side()
         self.pending: list[_Item] = []
         self.unbuildable: str | None = None  # why the kernel cannot hold this cluster
         self.icmp = Buckets()  # the kernel's ICMP error buckets (icmp_budget)
@@ -741,6 +746,16 @@ def replay_reason(pkt: Packet, answers_earlier: bool) -> str | None:
             "socket that sent the request exists only in the capture"
         )
     return None
+
+
+def live_cluster(fabric: Fabric, scenario: str) -> LiveCluster:
+    """The kernel side of a fabric: Docker hosts made by Docker Engine
+    (`dataplane.kernel.docker_live`) for `runtime: docker`, else Kubernetes nodes."""
+    if fabric.cluster.docker is not None:
+        from dataplane.kernel.docker_live import DockerLive
+
+        return DockerLive(fabric, scenario)
+    return LiveCluster(fabric, scenario)
 
 
 def verify(
