@@ -80,7 +80,14 @@ def _summary(report: Any) -> str:
     ratio = report.ratio()
     per = f"; time per answered probe, kernel/simulator: {ratio:.2g}" if ratio else ""
     compared = sum(len(r.parts) for r in report.rows)
-    return (
+    built = ""
+    if report.built:
+        differ = sum(1 for p in report.built if not p.agrees)
+        built = (
+            f"{len(report.built)} built parts compared (addresses, published "
+            f"ports): {differ} differ; "
+        )
+    return built + (
         f"{len(report.rows)} probes: {report.count('agree')} agree, "
         f"{report.count('MISMATCH')} mismatch, {report.count('not comparable')} not "
         f"comparable ({compared} parts compared besides the verdicts: server, "
@@ -255,6 +262,7 @@ def verify(
                         shortened=report.shortened,
                         neighbour_overflows=report.neighbour_overflows,
                         kernel_side=report.kernel_side,
+                        built=[p.to_dict() for p in report.built],
                         rows=[r.to_dict() for r in report.ordered()],
                     )
                     sys.stdout.write(out_fmt.record(doc, fmt))
@@ -263,6 +271,13 @@ def verify(
                         console.print(f"{report.scenario}  {report.path}", markup=False)
                     else:
                         console.print(_table(report, quiet))
+                    for part in report.built:
+                        if not part.agrees:
+                            console.print(
+                                f"BUILT DIFFERENTLY  {part.name}: simulator "
+                                f"{part.sim}, kernel side {part.kernel}",
+                                markup=False,
+                            )
                     console.print(_summary(report), markup=False)
                 if report.kept and fmt == "text":
                     _kept(report.kept, report.shortened)

@@ -333,7 +333,7 @@ def container_pid(daemon: Daemon, name: str) -> int:
 class Seen:
     """A container as Docker Engine made it (`docker inspect`): its first process, its
     address on each network, and its published ports (`HOST_IP:PORT/PROTO` -> the
-    container's `PORT/PROTO`)."""
+    container's `PORT/PROTO`), on the network of its default route."""
 
     host: str
     name: str
@@ -341,6 +341,9 @@ class Seen:
     network_mode: str
     addresses: dict[str, str]
     ports: dict[str, str]
+    # the network of its default route, where libnetwork programs the published ports
+    # (the sandbox's gateway endpoint, `Sandbox.getGatewayEndpoint`; "-" without one)
+    port_network: str = "-"
 
 
 class Engine:
@@ -383,6 +386,7 @@ class Engine:
                 for b in binds or ()
                 if ":" not in b["HostIp"]  # the IPv6 twin of a binding
             }
+            gateway = info["NetworkSettings"]["Gateway"]
             out.append(
                 Seen(
                     host,
@@ -391,6 +395,14 @@ class Engine:
                     str(info["HostConfig"]["NetworkMode"]),
                     {k: v["IPAddress"] for k, v in nets.items() if v["IPAddress"]},
                     ports,
+                    next(
+                        (
+                            k
+                            for k, v in nets.items()
+                            if gateway and v["Gateway"] == gateway
+                        ),
+                        "-",
+                    ),
                 )
             )
         return out

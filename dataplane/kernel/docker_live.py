@@ -33,8 +33,10 @@ from dataplane.kernel.build import (
 from dataplane.kernel.docker_engine import Engine, EngineError, Seen
 from dataplane.kernel.live import LiveCluster
 from dataplane.kernel.probe import Listeners
+from dataplane.kernel.report import Part
 from dataplane.netns import Kind, Netns, NetnsKind
 from dataplane.routing import RoutingTable
+from topology.docker import DockerRuntime
 
 # the devices of a host that are the Engine's, never built from the simulator's fabric
 ENGINE_KINDS = frozenset({Kind.BRIDGE, Kind.VETH})
@@ -91,6 +93,7 @@ class DockerLive(LiveCluster):
         self.engine.start(hosts)
         self.engine.build(runtime.projects)
         self.seen = self.engine.inspect()
+        self.built = built_parts(runtime, self.seen)
         self._adopt(hosts)
         self.listeners = Listeners()
         for ns in self.fabric.netns.values():
@@ -152,3 +155,42 @@ class DockerLive(LiveCluster):
         finally:
             self.engine = None
             super().close()
+
+
+def built_parts(runtime: DockerRuntime, seen: list[Seen]) -> list[Part]:
+    """What the simulator's Docker model says each container is, beside what Docker
+    Engine made of the same compose input: its address on each network and its
+    published ports (`HOST_IP:PORT/PROTO -> PORT/PROTO`)."""
+    by_name = {(c.host, c.name): c for c in seen}
+    out: list[Part] = []
+    for host in runtime.hosts.values():
+        for c in host.containers:
+            who = f"{host.name}/{c.name}"
+            made = by_name.get((host.name, c.name))
+            if made is None:
+                out.append(Part(f"container {who}", "made", "not made"))
+                continue
+            model = {a.network: str(a.ip) for a in c.attachments}
+            for net in sorted(model.keys() | made.addresses.keys()):
+                out.append(
+                    Part(
+                        f"address of {who} on {net}",
+                        model.get(net, "-"),
+                        made.addresses.get(net, "-"),
+                    )
+                )
+            ports = {
+                p.host_text: f"{p.container_port}/{p.protocol.value.lower()}"
+                f" on {p.network}"
+                for p in c.ports
+            }
+            on = {k: f"{v} on {made.port_network}" for k, v in made.ports.items()}
+            for key in sorted(ports.keys() | on.keys()):
+                out.append(
+                    Part(
+                        f"published {key} of {who}",
+                        ports.get(key, "-"),
+                        on.get(key, "-"),
+                    )
+                )
+    return out

@@ -132,6 +132,7 @@ class Verifier:
                 for r in self.live.reaped
             ]
             self.report.namespaces = len(self.live.names())
+            self.report.built = list(self.live.built)
             for i, step in enumerate(self.scenario.steps, 1):
                 self.step(i, step)
             self.flush()
