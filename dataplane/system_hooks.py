@@ -17,5 +17,7 @@ from topology.model import Cluster
 def for_node(cluster: Cluster, ns: Netns) -> list[Hook]:
     """The system hooks of node namespace `ns`."""
     plugin = plugin_of(cluster)
+    if plugin.system_hooks is not None:  # Docker's iptables: no Kubernetes component
+        return plugin.system_hooks(cluster, ns)
     services = plugin.service_hooks or kubeproxy.hooks  # Cilium replaces kube-proxy
     return [*services(), *plugin.policy_hooks(), *masquerade.hooks()]

@@ -29,6 +29,7 @@ class DropReason(StrEnum):
     POLICY_EGRESS = "policy-egress"
     POLICY_INGRESS = "policy-ingress"
     HOOK = "hook"
+    FILTER = "filter"  # a firewall's rule that denies (Docker's FORWARD chains)
     NO_ROUTE = "no-route"
     NEIGH_FAILED = "neigh-failed"
     TTL = "ttl-exceeded"
@@ -56,6 +57,7 @@ _VERDICT_OF = {
     DropReason.POLICY_EGRESS: Verdict.DENIED_EGRESS,
     DropReason.POLICY_INGRESS: Verdict.DENIED_INGRESS,
     DropReason.HOOK: Verdict.DROPPED,
+    DropReason.FILTER: Verdict.DENIED,
     DropReason.NO_ROUTE: Verdict.NO_ROUTE,
     DropReason.NEIGH_FAILED: Verdict.UNREACHABLE,
     DropReason.TTL: Verdict.TTL_EXCEEDED,

@@ -29,9 +29,12 @@ from topology.model import Cluster, External, Loc, NodeSpec, Pod, Service
 REF = re.compile(r"\$\{ip:([^}]*)\}")
 LOCALHOST = IPv4Address("127.0.0.1")
 _NUMERIC = re.compile(r"[0-9.]+")
-FORMS = "NS/POD, NS/POD/CONTAINER, node/NAME, external/NAME, svc/NS/NAME"
+FORMS = (
+    "NS/POD, NS/POD/CONTAINER, node/NAME, external/NAME, svc/NS/NAME,"
+    " container/NODE/NAME"
+)
 # Heads of the `KIND/...` forms: a namespace of that name is written `pod/NS/POD`.
-HEADS = ("pod", "node", "external", "svc")
+HEADS = ("pod", "node", "external", "svc", "container")
 _SHOWN = 12
 
 
@@ -148,6 +151,8 @@ def resolve_endpoint(cluster: Cluster, text: str, loc: Loc | None = None) -> End
             parts[3] if len(parts) == 4 else None,
             loc,
         )
+    if head == "container":
+        return _container_endpoint(cluster, text, parts[1:], loc)
     if head == "node":
         if len(parts) != 2:
             raise _fail(
@@ -201,6 +206,50 @@ def resolve_endpoint(cluster: Cluster, text: str, loc: Loc | None = None) -> End
         text,
         f"too many '/' (forms: {FORMS})",
         loc,
+    )
+
+
+def _container_endpoint(
+    cluster: Cluster, text: str, parts: list[str], loc: Loc | None
+) -> Endpoint:
+    """`container/NODE/NAME`, or `container/NAME` when one host has that container
+    (`runtime: docker`): the namespace's pod record, the container named."""
+    runtime = cluster.docker
+    if runtime is None:
+        raise _fail(text, "containers are endpoints with runtime: docker only", loc)
+    if len(parts) not in (1, 2):
+        raise _fail(text, "expected container/NODE/NAME or container/NAME", loc)
+    name = parts[-1]
+    hosts = [h for h in runtime.hosts.values() if h.container(name) is not None]
+    if len(parts) == 2:
+        if parts[0] not in runtime.hosts:
+            listing = _listing("nodes", runtime.hosts)
+            raise _fail(text, f"no node {parts[0]!r} ({listing})", loc)
+        hosts = [h for h in hosts if h.name == parts[0]]
+    if not hosts:
+        where = f" on {parts[0]}" if len(parts) == 2 else ""
+        every = (
+            f"{h.name}/{c.name}"
+            for h in runtime.hosts.values()
+            for c in h.containers
+            if len(parts) == 1 or h.name == parts[0]
+        )
+        raise _fail(
+            text, f"no container {name!r}{where} ({_listing('containers', every)})", loc
+        )
+    if len(hosts) > 1:
+        listing = ", ".join(f"container/{h.name}/{name}" for h in hosts)
+        raise _fail(text, f"{name!r} is on several nodes: name one ({listing})", loc)
+    host = hosts[0]
+    owner = runtime.owner(host.name, name)
+    pod = cluster.pods[f"{host.name}/{owner.name}"]
+    return Endpoint(
+        EndpointKind.CONTAINER,
+        text=text,
+        pod=pod,
+        container=name,
+        node=cluster.node(host.name),
+        ip=pod.ip,
     )
 
 

@@ -1,6 +1,7 @@
 """The CNI plugin point: one module per way of building a node, one registry entry each.
 
-`plugin_of(cluster)` is the CNI that `dataplane.fabric.build_fabric` asks to build the
+`plugin_of(cluster)` is the CNI (or, with `runtime: docker`, Docker Engine's bridge
+driver: `dataplane.cni.docker`) that `dataplane.fabric.build_fabric` asks to build the
 devices, routes and policy hooks of `cluster` (`cluster.cni` in the scenario).  Adding a
 CNI is adding a module with a `PLUGIN` (a `CniPlugin`, see `dataplane.cni.common`) and a
 line in `PLUGINS` (docs/model.md, "Adding a CNI").  A CNI that the scenario schema accepts
@@ -10,9 +11,9 @@ never approximated by another.
 
 from __future__ import annotations
 
-from dataplane.cni import calico, cilium, flannel
+from dataplane.cni import calico, cilium, docker, flannel
 from dataplane.cni.common import CniPlugin
-from topology.model import Cluster, Cni
+from topology.model import Cluster, Cni, Runtime
 
 PLUGINS: dict[Cni, CniPlugin] = {
     Cni.FLANNEL: flannel.PLUGIN,
@@ -27,8 +28,8 @@ class NotModelled(ValueError):
 
 def plugin_of(cluster: Cluster) -> CniPlugin:
     """The CNI that builds `cluster`."""
-    if cluster.docker is not None:
-        raise NotModelled("runtime: docker is not built yet")
+    if cluster.config.runtime is Runtime.DOCKER:
+        return docker.PLUGIN
     cni = cluster.config.cni
     found = PLUGINS.get(cni)
     if found is None:
@@ -39,6 +40,8 @@ def plugin_of(cluster: Cluster) -> CniPlugin:
 def mode_name(cluster: Cluster) -> str:
     """How a trace names the network: `vxlan` (flannel's, as before), `calico ipip`."""
     cfg = cluster.config
+    if cfg.runtime is Runtime.DOCKER:
+        return "docker"
     if cfg.cni is Cni.FLANNEL:
         return cfg.network.value
     return f"{cfg.cni} {cfg.network}"

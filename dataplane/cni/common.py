@@ -18,7 +18,7 @@ from dataplane.netfilter import Hook, HookContext, Netfilter
 from dataplane.netns import Interface, Kind, Netns, NetnsKind
 from dataplane.routing import Route
 from topology.ipam import mac_for
-from topology.model import Cni, NodeSpec, Pod
+from topology.model import Cluster, Cni, NodeSpec, Pod, Runtime
 
 if TYPE_CHECKING:  # pragma: no cover
     from dataplane.fabric import Fabric
@@ -197,9 +197,9 @@ class CniPlugin:
     (`policy_hooks`, beside kube-proxy's and masquerade's: `dataplane.system_hooks`).
     `observe`, if the CNI has observation points of its own (Cilium's), names them on
     the hops of each finished walk (`dataplane.sim.Simulator.walk`); `service_hooks` and
-    `connect` are a kube-proxy replacement's."""
+    `connect` are a kube-proxy replacement's; `system_hooks` a runtime's own rules."""
 
-    name: Cni
+    name: Cni | Runtime
     node: Callable[[Fabric, NodeSpec], Netns]
     pod: Callable[[Fabric, Pod, Netns], None]
     gateway_routes: Callable[[Fabric, Netns], None]
@@ -216,3 +216,6 @@ class CniPlugin:
         ]
         | None
     ) = None
+    # A runtime whose host rules replace kube-proxy's, masquerade's and NetworkPolicy's
+    # (Docker's iptables): the hooks of a node namespace (`dataplane.system_hooks`).
+    system_hooks: Callable[[Cluster, Netns], list[Hook]] | None = None

@@ -1,0 +1,258 @@
+"""Docker's iptables rules on one host, as hooks: NAT for published ports, MASQUERADE,
+the filter chains that isolate networks, and the userland proxy for 127.0.0.1.
+
+The rules (moby, libnetwork drivers/bridge `setup_ip_tables_linux.go`, `iptables.go`,
+`port_mapping_linux.go`; the daemon's defaults: `iptables`, `ip-forward`, `icc`,
+`userland-proxy` all true), for each network with bridge BR and subnet S:
+
+nat:
+- `PREROUTING -m addrtype --dst-type LOCAL -j DOCKER`
+- `OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER`
+- `POSTROUTING -s S ! -o BR -j MASQUERADE` (not for internal networks)
+- `DOCKER -i BR -j RETURN`
+- `DOCKER ! -i BR -p PROTO [-d HOST_IP] --dport HOST_PORT -j DNAT --to-destination
+  IP:PORT` per published port (`! -i BR` because the userland proxy serves the
+  container's own bridge; hairpin NAT is off)
+
+filter:
+- `FORWARD -j DOCKER-USER` (empty: `-j RETURN`)
+- `FORWARD -j DOCKER-ISOLATION-STAGE-1`
+- `FORWARD -o BR -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`
+- `FORWARD -o BR -j DOCKER`
+- `FORWARD -i BR ! -o BR -j ACCEPT`
+- `FORWARD -i BR -o BR -j ACCEPT` (icc=true)
+- `DOCKER -d IP ! -i BR -o BR -p PROTO --dport PORT -j ACCEPT` per published port
+- `DOCKER-ISOLATION-STAGE-1 -i BR ! -o BR -j DOCKER-ISOLATION-STAGE-2`
+- `DOCKER-ISOLATION-STAGE-2 -o BR -j DROP`
+- internal networks: `DOCKER-ISOLATION-STAGE-1 -i BR ! -d S -j DROP` and
+  `! -s S -o BR -j DROP` (setupInternalNetworkRules)
+- the FORWARD policy DROP, which the daemon sets when it turns ip_forward on.
+
+The userland proxy (`docker-proxy`, libnetwork portmapper) listens on every published host
+port; the only traffic it carries here is what the NAT rules leave to it: connections to
+127.0.0.1 from the host (`OUTPUT ! -d 127.0.0.0/8`).  It accepts the connection and opens
+its own to the container, from the bridge's address: Linux has two TCP connections there,
+the simulator one, rewritten at OUTPUT, and the trace says so.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv4Network
+
+from dataplane.conntrack import CtState
+from dataplane.netfilter import (
+    ACCEPT,
+    PRIORITY_DSTNAT,
+    PRIORITY_FILTER,
+    PRIORITY_SRCNAT,
+    Accept,
+    Drop,
+    Hook,
+    HookContext,
+    HookPoint,
+    HookResult,
+)
+from dataplane.netns import Netns
+from dataplane.packet import ICMP, Packet
+from dataplane.trace import DropReason
+from topology.docker import DockerHost, DockerNetwork, PublishedPort
+from topology.model import Cluster, Protocol
+
+LOOPBACK_NET = IPv4Network("127.0.0.0/8")
+_PROTO = {6: Protocol.TCP, 17: Protocol.UDP, 132: Protocol.SCTP}
+
+
+def _host(ctx: HookContext) -> DockerHost:
+    runtime = ctx.cluster.docker
+    assert runtime is not None
+    return runtime.hosts[ctx.netns.node]
+
+
+def _bridges(host: DockerHost) -> dict[str, DockerNetwork]:
+    return {n.bridge: n for n in host.networks}
+
+
+def _published(host: DockerHost, pkt: Packet) -> PublishedPort | None:
+    """The published port a packet is addressed to (protocol, host address, port)."""
+    ip = pkt.ip
+    if ip is None or isinstance(pkt.l4, ICMP) or ip.proto not in _PROTO:
+        return None
+    proto = _PROTO[ip.proto]
+    for p in host.published():
+        if (
+            p.protocol is proto
+            and p.host_port == pkt.dport
+            and (p.host_ip is None or str(p.host_ip) == ip.dst)
+        ):
+            return p
+    return None
+
+
+def _dnat(pkt: Packet, ctx: HookContext, chain: str) -> HookResult:
+    """nat DOCKER, jumped to from `chain` for a local destination."""
+    ip = pkt.ip
+    if ip is None or not ctx.is_new or not ctx.netns.is_local(ip.dst):
+        return ACCEPT
+    if chain == "OUTPUT" and IPv4Address(ip.dst) in LOOPBACK_NET:
+        return ACCEPT  # `OUTPUT ! -d 127.0.0.0/8`: left to docker-proxy
+    host = _host(ctx)
+    port = _published(host, pkt)
+    if port is None:
+        return ACCEPT
+    net = host.network(port.network)
+    if ctx.in_if == net.bridge:
+        return Accept(
+            f"nat DOCKER: -i {net.bridge} -j RETURN (from the container's own bridge:"
+            f" docker-proxy on {port.host_text} serves it)"
+        )
+    where = f"-d {port.host_ip}/32 " if port.host_ip else ""
+    return ctx.dnat(
+        pkt,
+        str(port.container_ip),
+        port.container_port,
+        f"nat {chain} -m addrtype --dst-type LOCAL -j DOCKER; DOCKER ! -i {net.bridge}"
+        f" -p {port.protocol.lower()} {where}--dport {port.host_port} -j DNAT"
+        f" --to-destination {port.container_ip}:{port.container_port}"
+        f" ({port.container})",
+    )
+
+
+def prerouting(pkt: Packet, ctx: HookContext) -> HookResult:
+    return _dnat(pkt, ctx, "PREROUTING")
+
+
+def output(pkt: Packet, ctx: HookContext) -> HookResult:
+    """nat OUTPUT's jump to DOCKER, then the userland proxy for 127.0.0.1."""
+    ip = pkt.ip
+    if ip is None or not ctx.is_new:
+        return ACCEPT
+    if IPv4Address(ip.dst) not in LOOPBACK_NET:
+        return _dnat(pkt, ctx, "OUTPUT")
+    host = _host(ctx)
+    port = _published(host, pkt)
+    if port is None or (port.host_ip is not None and port.host_ip not in LOOPBACK_NET):
+        return ACCEPT
+    net = host.network(port.network)
+    done = ctx.dnat(
+        pkt,
+        str(port.container_ip),
+        port.container_port,
+        f"docker-proxy -host-ip {port.host_ip or '0.0.0.0'} -host-port"
+        f" {port.host_port} -container-ip {port.container_ip} -container-port"
+        f" {port.container_port}: accepts {ip.dst}:{port.host_port} and connects to"
+        f" {port.container_ip}:{port.container_port} ({port.container}) from"
+        f" {net.gateway} (two connections in Linux, one rewritten here)",
+    )
+    after = ctx.snat(done.packet, str(net.gateway), "docker-proxy's own connection")
+    return type(done)(
+        after.packet, done.detail, (*done.diffs, *after.diffs), done.endpoint
+    )
+
+
+def postrouting(pkt: Packet, ctx: HookContext) -> HookResult:
+    """nat POSTROUTING: `-s S ! -o BR -j MASQUERADE` per non-internal network."""
+    ip = pkt.ip
+    if ip is None or not ctx.is_new or ctx.out_if is None or ctx.bridged:
+        return ACCEPT
+    src = IPv4Address(ip.src)
+    for net in _host(ctx).networks:
+        if src in net.subnet and ctx.out_if != net.bridge and not net.internal:
+            if ctx.netns.is_local(ip.src):
+                return ACCEPT
+            to = ctx.netns.source_for(ctx.out_if, ip.dst)
+            return ctx.snat(
+                pkt,
+                to,
+                f"nat POSTROUTING -s {net.subnet} ! -o {net.bridge} -j MASQUERADE"
+                f" {ip.src} -> {to}",
+            )
+    return ACCEPT
+
+
+def _deny(rule: str, why: str) -> Drop:
+    return Drop(f"denied by Docker's filter {rule} ({why})", DropReason.FILTER, rule)
+
+
+def forward(pkt: Packet, ctx: HookContext) -> HookResult:
+    """filter FORWARD as Docker builds it (the module docstring), first match wins."""
+    ip = pkt.ip
+    if ip is None:
+        return ACCEPT
+    bridges = _bridges(_host(ctx))
+    i, o = ctx.in_if, ctx.out_if
+    into, out_of = bridges.get(o or ""), bridges.get(i or "")
+    # DOCKER-USER: empty (-j RETURN).  DOCKER-ISOLATION-STAGE-1:
+    if (
+        out_of is not None
+        and out_of.internal
+        and IPv4Address(ip.dst) not in out_of.subnet
+    ):
+        return _deny(
+            f"DOCKER-ISOLATION-STAGE-1 -i {out_of.bridge} ! -d {out_of.subnet} -j DROP",
+            f"network {out_of.name} is internal",
+        )
+    if into is not None and into.internal and IPv4Address(ip.src) not in into.subnet:
+        return _deny(
+            f"DOCKER-ISOLATION-STAGE-1 ! -s {into.subnet} -o {into.bridge} -j DROP",
+            f"network {into.name} is internal",
+        )
+    if out_of is not None and o != i and into is not None:
+        return _deny(
+            f"DOCKER-ISOLATION-STAGE-2 -o {into.bridge} -j DROP",
+            f"from network {out_of.name} ({out_of.bridge}) to network {into.name}:"
+            " Docker isolates networks from each other; DOCKER-ISOLATION-STAGE-1"
+            f" -i {out_of.bridge} ! -o {out_of.bridge} -j DOCKER-ISOLATION-STAGE-2",
+        )
+    if into is not None:
+        if ctx.ct_state in (CtState.ESTABLISHED, CtState.RELATED):
+            return Accept(
+                f"filter FORWARD -o {into.bridge} -m conntrack --ctstate"
+                " RELATED,ESTABLISHED -j ACCEPT"
+            )
+        if i == o:
+            return Accept(f"filter FORWARD -i {o} -o {o} -j ACCEPT (icc)")
+        return _docker_chain(pkt, ctx, into)
+    if out_of is not None:
+        return Accept(
+            f"filter FORWARD -i {out_of.bridge} ! -o {out_of.bridge} -j ACCEPT"
+        )
+    return _deny("FORWARD policy DROP", "no Docker rule accepts it")
+
+
+def _docker_chain(pkt: Packet, ctx: HookContext, net: DockerNetwork) -> HookResult:
+    """filter DOCKER: accept a published port of a container on `net`, else fall back
+    to the FORWARD policy."""
+    ip = pkt.ip
+    assert ip is not None
+    proto = _PROTO.get(ip.proto)
+    host = _host(ctx)
+    for p in host.published():
+        if (
+            p.network == net.name
+            and str(p.container_ip) == ip.dst
+            and p.protocol is proto
+            and p.container_port == pkt.dport
+        ):
+            return Accept(
+                f"filter FORWARD -o {net.bridge} -j DOCKER; DOCKER -d {p.container_ip}/32"
+                f" ! -i {net.bridge} -o {net.bridge} -p {p.protocol.lower()} --dport"
+                f" {p.container_port} -j ACCEPT"
+            )
+    return _deny(
+        "FORWARD policy DROP",
+        f"filter FORWARD -o {net.bridge} -j DOCKER: the DOCKER chain accepts only"
+        f" published ports, and {ip.dst}:{pkt.dport} on network {net.name} is not one",
+    )
+
+
+NAMES = ("docker-nat-prerouting", "docker-nat-output", "docker-filter", "docker-masq")
+
+
+def hooks(cluster: Cluster, ns: Netns) -> list[Hook]:
+    """The Docker host's iptables, as hooks of its namespace."""
+    return [
+        Hook(HookPoint.PREROUTING, PRIORITY_DSTNAT, NAMES[0], prerouting),
+        Hook(HookPoint.OUTPUT, PRIORITY_DSTNAT, NAMES[1], output),
+        Hook(HookPoint.FORWARD, PRIORITY_FILTER, NAMES[2], forward),
+        Hook(HookPoint.POSTROUTING, PRIORITY_SRCNAT, NAMES[3], postrouting),
+    ]
