@@ -36,7 +36,7 @@ import subprocess
 import tarfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from topology.compose import ComposeProject, ComposeService, PortSpec
@@ -229,57 +229,50 @@ def container_names(project: ComposeProject, service: ComposeService) -> list[st
     ]
 
 
-@dataclass(slots=True)
-class Made:
-    """What one project made: its containers in creation order (host, name)."""
+def plan_project(project: ComposeProject) -> tuple[list[list[str]], list[str]]:
+    """The docker CLI commands that make a project's networks and containers, as
+    `docker compose up` makes them, and the containers' names in creation order.
 
-    containers: list[tuple[str, str]] = field(default_factory=list)
-
-
-def create_project(daemon: Daemon, project: ComposeProject) -> Made:
-    """Make a project's networks and containers with the docker CLI, as `docker compose
-    up` does: the `<project>_default` network when a service uses it, the declared
-    networks in the order written (an `external` one must exist), then service by
-    service, replica by replica: `docker create` on the first network, `docker network
-    connect` for the others, `docker start`."""
-    names: dict[str, str] = {}  # compose key -> Docker network name
-    declared = {n.key: n for n in project.networks}
+    The order is the one the simulator documents (`topology.docker`): the project's
+    `<project>_default` network first when a service uses it, the declared networks in
+    the order written (an `external` one must exist: `docker
+    network inspect`), then service by service, replica by replica: `docker create` on
+    the first network, `docker network connect` for each other one, `docker start`."""
     labels = ["--label", f"com.docker.compose.project={project.project}"]
+    declared = {n.key: n for n in project.networks}
+    order = list(declared)
+    names: dict[str, str] = {k: n.name for k, n in declared.items()}
+    commands: list[list[str]] = []
     if any(uses_default(s) for s in project.services):
-        default = declared.get(DEFAULT_NETWORK)
-        names[DEFAULT_NETWORK] = (
-            default.name if default is not None else f"{project.project}_default"
-        )
-        if default is None:
-            daemon.docker("network", "create", *labels, names[DEFAULT_NETWORK])
-    for key, net in declared.items():
-        names[key] = net.name
-        if net.external:
-            daemon.docker("network", "inspect", "--format", "{{.Id}}", net.name)
+        order = [DEFAULT_NETWORK, *(k for k in order if k != DEFAULT_NETWORK)]
+        names.setdefault(DEFAULT_NETWORK, f"{project.project}_default")
+    for key in order:
+        net = declared.get(key)
+        if net is not None and net.external:
+            commands.append(["network", "inspect", "--format", "{{.Id}}", net.name])
             continue
         args = ["network", "create", "--driver", "bridge", *labels]
-        if net.internal:
+        if net is not None and net.internal:
             args.append("--internal")
-        if net.subnet is not None:
+        if net is not None and net.subnet is not None:
             args += ["--subnet", str(net.subnet)]
-        if net.gateway is not None:
+        if net is not None and net.gateway is not None:
             args += ["--gateway", str(net.gateway)]
-        daemon.docker(*args, net.name)
-    made = Made()
+        commands.append([*args, names[key]])
+    containers: list[str] = []
     for service in project.services:
         for name in container_names(project, service):
-            _create_container(daemon, project, service, name, names)
-            made.containers.append((daemon.host, name))
-    return made
+            commands += _container_commands(project, service, name, names)
+            containers.append(name)
+    return commands, containers
 
 
-def _create_container(
-    daemon: Daemon,
+def _container_commands(
     project: ComposeProject,
     service: ComposeService,
     name: str,
     networks: dict[str, str],
-) -> None:
+) -> list[list[str]]:
     args = ["create", "--name", name]
     args += ["--label", f"com.docker.compose.project={project.project}"]
     args += ["--label", f"com.docker.compose.service={service.name}"]
@@ -294,34 +287,35 @@ def _create_container(
     elif mode is not None:
         args += ["--network", mode]  # bridge, host, none, container:NAME
     else:
-        attachments = list(service.networks) or []
+        attachments = list(service.networks)
         keys = [a.network for a in attachments] or [DEFAULT_NETWORK]
         for i, key in enumerate(keys):
             a = attachments[i] if attachments else None
-            net = networks[key]
             extra: list[str] = []
             if a is not None and a.ipv4_address is not None:
                 extra += ["--ip", str(a.ipv4_address)]
             # Compose gives every container its service name as an alias
             # (pkg/compose/create.go `getAliases`), then the `aliases` written
-            aliases = [service.name, *(a.aliases if a is not None else ())]
+            aliases = dict.fromkeys([service.name, *(a.aliases if a else ())])
             if i == 0:
-                args += ["--network", net, *extra]
-                for alias in dict.fromkeys(aliases):
-                    args += ["--network-alias", alias]
+                args += ["--network", networks[key], *extra]
+                args += [x for al in aliases for x in ("--network-alias", al)]
             else:
-                alias_args = [
-                    x for al in dict.fromkeys(aliases) for x in ("--alias", al)
-                ]
-                later.append(["network", "connect", *extra, *alias_args, net, name])
+                later.append(
+                    [
+                        "network",
+                        "connect",
+                        *extra,
+                        *(x for al in aliases for x in ("--alias", al)),
+                        networks[key],
+                        name,
+                    ]
+                )
     for spec in service.ports:
         args += ["--publish", port_argument(spec)]
     for port, protocol in service.expose:
         args += ["--expose", f"{port}/{protocol.value.lower()}"]
-    daemon.docker(*args, IMAGE, *SLEEP)
-    for connect in later:
-        daemon.docker(*connect)
-    daemon.docker("start", name)
+    return [[*args, IMAGE, *SLEEP], *later, ["start", name]]
 
 
 def container_pid(daemon: Daemon, name: str) -> int:
@@ -369,9 +363,13 @@ class Engine:
             d.docker("import", "-", IMAGE, stdin=image)
 
     def build(self, projects: Sequence[ComposeProject]) -> None:
+        """Make every project on its host (`plan_project`), in the scenario's order."""
         for project in projects:
-            made = create_project(self.daemons[project.node], project)
-            self.made += made.containers
+            daemon = self.daemons[project.node]
+            commands, containers = plan_project(project)
+            for argv in commands:
+                daemon.docker(*argv)
+            self.made += [(project.node, c) for c in containers]
 
     def inspect(self) -> list[Seen]:
         """Every container made, as the Engine reports it."""
@@ -386,12 +384,13 @@ class Engine:
                 for b in binds or ()
                 if ":" not in b["HostIp"]  # the IPv6 twin of a binding
             }
-            gateway = info["NetworkSettings"]["Gateway"]
+            pid = int(info["State"]["Pid"])
+            gateway = default_gateway(pid)
             out.append(
                 Seen(
                     host,
                     name,
-                    int(info["State"]["Pid"]),
+                    pid,
                     str(info["HostConfig"]["NetworkMode"]),
                     {k: v["IPAddress"] for k, v in nets.items() if v["IPAddress"]},
                     ports,
@@ -406,6 +405,27 @@ class Engine:
                 )
             )
         return out
+
+
+def default_gateway(pid: int) -> str:
+    """The gateway of the default route in the network namespace of process `pid`
+    (`ip route show default`), "" without one."""
+    done = subprocess.run(
+        [
+            "nsenter",
+            f"--net=/proc/{pid}/ns/net",
+            "ip",
+            "-4",
+            "route",
+            "show",
+            "default",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    m = re.search(r"default via (\S+)", done.stdout)
+    return m.group(1) if m else ""
 
 
 def kernel_side() -> dict[str, str]:
