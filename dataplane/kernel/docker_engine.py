@@ -362,6 +362,14 @@ class Engine:
             d.wait()
             d.docker("import", "-", IMAGE, stdin=image)
 
+    def forget(self) -> None:
+        """Collect the daemons once they are killed (`leftovers.remove`): no zombie,
+        and no `Popen` left to warn that its process still runs."""
+        for d in self.daemons.values():
+            if d.proc is not None:
+                d.proc.wait(timeout=5)
+                d.proc = None
+
     def build(self, projects: Sequence[ComposeProject]) -> None:
         """Make every project on its host (`plan_project`), in the scenario's order."""
         for project in projects:

@@ -152,6 +152,8 @@ class DockerLive(LiveCluster):
         try:
             if self.run_id:
                 leftovers.remove(self.run_id)
+            if self.engine is not None:
+                self.engine.forget()
         finally:
             self.engine = None
             super().close()

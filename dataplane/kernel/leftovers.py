@@ -86,7 +86,7 @@ def processes(run_id: str) -> list[int]:
                 mine = state in (entry / "cmdline").read_bytes()
         except OSError:  # ended meanwhile, or a kernel thread
             continue
-        if mine:
+        if mine and _alive(int(entry.name)):
             out.append(int(entry.name))
     return sorted(out)
 
