@@ -19,6 +19,7 @@ import pytest
 from dataplane.kernel import docker_engine, leftovers, netns, owner
 from dataplane.kernel.report import AGREE, MISMATCH, Report
 from dataplane.kernel.verify import Verifier
+from topology.compose import PortSpec
 from topology.loader import load_scenario_text
 from topology.scenario import Scenario, Verdict
 
@@ -186,7 +187,7 @@ def test_a_difference_between_the_model_and_the_engine_is_found(
     and the built part both say so."""
     real = docker_engine.port_argument
 
-    def shifted(spec: docker_engine.PortSpec) -> str:
+    def shifted(spec: PortSpec) -> str:
         return real(spec).replace("8080:", "8081:")
 
     monkeypatch.setattr(docker_engine, "port_argument", shifted)
@@ -217,6 +218,7 @@ KILLED = """
 import sys
 from dataplane.kernel.docker_live import DockerLive
 from dataplane.scenario import Runner
+from topology.compose import PortSpec
 from topology.loader import load_scenario_text
 scenario, _ = load_scenario_text(sys.stdin.read(), "killed.yaml")
 live = DockerLive(Runner(scenario).sim.fabric, "killed.yaml").start()
