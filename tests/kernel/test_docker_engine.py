@@ -268,7 +268,7 @@ compose:
     project: shop
     services:
       web: {image: nginx, ports: ["8080:80", "81/udp"], networks: [front, back]}
-      lone: {image: x, expose: ["80"], networks: [front, side]}
+      lone: {image: x, expose: ["80"], networks: [side, front]}
     networks:
       front: {}
       back: {}
@@ -285,7 +285,9 @@ steps:
     "network; Docker Engine 20.10 on its gateway endpoint: a network that is not "
     "internal, by network name (libnetwork sandbox.go, the endpoints' order), so "
     "shop_back over shop_front; the UDP port then moves to 32769 (released and "
-    "allocated again when the gateway changes)",
+    "allocated again when the gateway changes); and a container whose first network "
+    "is internal has no default route in the simulator (no-route), where Docker routes "
+    "it by its other network (refused by the laptop)",
 )
 def test_a_container_on_two_networks_publishes_where_docker_does() -> None:
     report = Verifier(scenario(TWO_NETWORKS)).run()
