@@ -19,6 +19,7 @@ import pytest
 from dataplane.kernel import docker_engine, leftovers, netns, owner
 from dataplane.kernel.report import AGREE, MISMATCH, Report
 from dataplane.kernel.verify import Verifier
+from tests.kernel.test_cleanup import root_state
 from topology.compose import PortSpec
 from topology.loader import load_scenario_text
 from topology.scenario import Scenario, Verdict
@@ -99,8 +100,11 @@ def gone(run_id: str) -> None:
 
 @pytest.fixture(scope="module")
 def verified() -> tuple[Report, str]:
+    before = root_state()
     v = Verifier(scenario())
     report = v.run()
+    # docker0, the bridges, veths and iptables rules were all in the run's namespaces
+    assert root_state() == before
     return report, v.live.run_id
 
 
@@ -218,6 +222,7 @@ KILLED = """
 import sys
 from dataplane.kernel.docker_live import DockerLive
 from dataplane.scenario import Runner
+from tests.kernel.test_cleanup import root_state
 from topology.compose import PortSpec
 from topology.loader import load_scenario_text
 scenario, _ = load_scenario_text(sys.stdin.read(), "killed.yaml")
