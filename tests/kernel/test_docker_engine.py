@@ -298,3 +298,18 @@ def test_a_container_on_two_networks_publishes_where_docker_does() -> None:
     report = Verifier(scenario(TWO_NETWORKS)).run()
     assert [p for p in report.built if not p.agrees] == []
     assert report.ok
+
+
+def test_a_refusal_of_the_engine_names_host_and_command_and_leaves_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The image has no `/bin/missing`: `docker start` fails, and the run is removed."""
+    monkeypatch.setattr(docker_engine, "SLEEP", ("/bin/missing",))
+    v = Verifier(scenario(ONE_PORT))
+    with pytest.raises(docker_engine.EngineError) as err:
+        v.run()
+    assert str(err.value).startswith(
+        "Docker Engine on host-1: docker start shop-web-1: "
+    )
+    assert "/bin/missing" in str(err.value)
+    gone(v.live.run_id)
