@@ -313,3 +313,70 @@ def test_a_refusal_of_the_engine_names_host_and_command_and_leaves_nothing(
     )
     assert "/bin/missing" in str(err.value)
     gone(v.live.run_id)
+
+
+LOCAL = """
+name: one-host
+cluster:
+  runtime: docker
+  nodes: [{name: host-1, ip: 10.100.0.2}]
+compose:
+  - node: host-1
+    project: p
+    services:
+      web: {image: x, ports: ["8080:80", "127.0.0.1:9000:9000"]}
+      side: {image: x, network_mode: "service:web"}
+      h: {image: x, network_mode: host, expose: ["7070"]}
+      n: {image: x, network_mode: none, expose: ["6060"]}
+steps:
+  - probe: {from: node/host-1, to: localhost, port: 8080}
+  - probe: {from: node/host-1, to: localhost, port: 9000}
+  - probe: {from: node/host-1, to: node/host-1, port: 8080}
+  - probe: {from: container/host-1/p-side-1, to: localhost, port: 80}
+  - probe: {from: container/host-1/p-web-1, to: node/host-1, port: 7070}
+  - probe: {from: container/host-1/p-n-1, to: localhost, port: 6060}
+"""
+
+
+def test_localhost_the_host_network_and_a_shared_namespace_agree() -> None:
+    """docker-proxy answers a host's own 127.0.0.1 (nat OUTPUT leaves 127.0.0.0/8 to
+    it); `service:` shares web's namespace, so side reaches web's port 80 over lo;
+    `host` listens in the host's namespace; `none` has only lo."""
+    v = Verifier(scenario(LOCAL))
+    report = v.run()
+    assert [r.sim for r in report.rows] == [Verdict.DELIVERED] * 6
+    assert [r.status for r in report.rows] == [AGREE] * 6, [
+        (r.title, r.kernel.detail, r.differs()) for r in report.rows
+    ]
+    host_net = report.rows[4]
+    assert ("server", "host-1 host", "host-1 host") in [
+        (p.name, p.sim, p.kernel) for p in host_net.parts
+    ]
+    gone(v.live.run_id)
+
+
+HAIRPIN = """
+name: hairpin
+cluster:
+  runtime: docker
+  nodes: [{name: host-1, ip: 10.100.0.2}]
+compose:
+  - node: host-1
+    project: p
+    services:
+      web: {image: x, ports: ["8080:80"]}
+steps:
+  - probe: {from: container/host-1/p-web-1, to: node/host-1, port: 8080}
+"""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a container to its own host's published port: the simulator answers RST; "
+    "Docker Engine's nat DOCKER chain returns traffic from the bridge (`-i BR -j "
+    "RETURN`), and docker-proxy, listening on 0.0.0.0:8080 in the host, takes the "
+    "connection and opens its own to the container: delivered",
+)
+def test_a_container_reaches_its_own_hosts_published_port() -> None:
+    report = Verifier(scenario(HAIRPIN)).run()
+    assert [r.status for r in report.rows] == [AGREE]
