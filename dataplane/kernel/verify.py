@@ -212,6 +212,21 @@ class Verifier:
         kernel_ns = self.kernel_ns(fabric_ns.id)
         cluster = sim.cluster
         silent = heard_nothing(trace, fabric_ns.node, fabric_ns.label)
+        if d.kind is EndpointKind.DNS and cluster.docker is not None:
+            # the kernel side's answer would be dockerd's own embedded DNS: not read yet
+            self.pending.append(
+                _Item(
+                    index,
+                    kind,
+                    title,
+                    trace,
+                    took,
+                    None,
+                    not_comparable="not comparable: a name on a Docker host (the "
+                    "Engine's embedded DNS at 127.0.0.11) is not looked up by verify yet",
+                )
+            )
+            return
         if d.kind is EndpointKind.DNS:
             assert d.name is not None and s.pod is not None
             expected, dport = self.expect_dns(cluster, s.pod, d.name, port, protocol)
