@@ -7,6 +7,7 @@ tests; elsewhere they skip, saying why (and, as every kernel test, when not root
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -380,3 +381,28 @@ steps:
 def test_a_container_reaches_its_own_hosts_published_port() -> None:
     report = Verifier(scenario(HAIRPIN)).run()
     assert [r.status for r in report.rows] == [AGREE]
+
+
+def test_verify_json_names_the_engine_and_lists_the_built_parts(
+    tmp_path: Path,
+) -> None:
+    from typer.testing import CliRunner
+
+    from dataplane import commands
+    from dataplane.cli import app
+    from tests.io.test_schemas import errors, validator
+
+    commands.load()
+    path = tmp_path / "one-port.yaml"
+    path.write_text(ONE_PORT)
+    result = CliRunner().invoke(app, ["verify", "-o", "json", str(path)])
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert errors(validator("results.schema.json"), doc) == []
+    assert doc["ok"] is True
+    assert doc["kernel_side"]["published ports and docker-proxy"].startswith(
+        "Docker Engine 20.10"
+    )
+    assert {"part": "address of host-1/shop-web-1 on shop_default",
+            "simulator": "172.18.0.2", "kernel": "172.18.0.2",
+            "agree": True} in doc["built"]  # fmt: skip
