@@ -36,6 +36,7 @@ import subprocess
 import tarfile
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -371,13 +372,24 @@ class Engine:
                 d.proc = None
 
     def build(self, projects: Sequence[ComposeProject]) -> None:
-        """Make every project on its host (`plan_project`), in the scenario's order."""
+        """Make every project on its host (`plan_project`): the hosts at once, each
+        host's projects in the scenario's order."""
+        by_host: dict[str, list[ComposeProject]] = {}
         for project in projects:
-            daemon = self.daemons[project.node]
-            commands, containers = plan_project(project)
-            for argv in commands:
-                daemon.docker(*argv)
-            self.made += [(project.node, c) for c in containers]
+            by_host.setdefault(project.node, []).append(project)
+
+        def make(host: str) -> list[tuple[str, str]]:
+            made = []
+            for project in by_host[host]:
+                commands, containers = plan_project(project)
+                for argv in commands:
+                    self.daemons[host].docker(*argv)
+                made += [(host, c) for c in containers]
+            return made
+
+        with ThreadPoolExecutor(max_workers=max(1, len(by_host))) as pool:
+            done = dict(zip(by_host, pool.map(make, by_host), strict=True))
+        self.made += [c for project in projects for c in done.pop(project.node, [])]
 
     def inspect(self) -> list[Seen]:
         """Every container made, as the Engine reports it."""
