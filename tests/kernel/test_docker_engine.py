@@ -406,3 +406,27 @@ def test_verify_json_names_the_engine_and_lists_the_built_parts(
     assert {"part": "address of host-1/shop-web-1 on shop_default",
             "simulator": "172.18.0.2", "kernel": "172.18.0.2",
             "agree": True} in doc["built"]  # fmt: skip
+
+
+def test_sigterm_while_the_engine_builds_removes_everything(tmp_path: Path) -> None:
+    """SIGTERM once the run's dockerd is up (the containers are being made): exit 143,
+    one line on stderr, and no process, state, cgroup or namespace of the run left."""
+    path = tmp_path / "one-port.yaml"
+    path.write_text(ONE_PORT)
+    argv = [sys.executable, "-m", "dataplane.cli", "verify", "-q", str(path)]
+    with subprocess.Popen(
+        argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        run_id = f"{netns.PREFIX}{proc.pid:x}"
+        deadline = time.monotonic() + 30
+        while (
+            time.monotonic() < deadline
+            and not (leftovers.state_dir(run_id) / "host-1" / "docker.sock").exists()
+        ):
+            time.sleep(0.02)
+        assert leftovers.processes(run_id), "verify never started its dockerd"
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert err == "stopped by SIGTERM: every namespace of the run was removed\n"
+    gone(run_id)
