@@ -35,6 +35,7 @@ from dataplane.packet import IP, IPPROTO_UDP, UDP, Packet
 from dataplane.sockets import APPS
 from dataplane.trace import DropReason, Hop, Trace, Verdict
 from dataplane.walker import Client, WalkState
+from topology.docker import EMBEDDED_DNS, serves_dns
 from topology.endpoint import Endpoint, EndpointKind, pod_text
 from topology.errors import TopologyError
 from topology.ipam import dns_ip
@@ -255,13 +256,14 @@ def resolve_by_dns(
             f"on the pod network (dnsPolicy ClusterFirst); {src.text!r} uses its "
             "node's resolver (use such a pod as source, or svc/NS/NAME as destination)"
         )
-    if not cluster.config.dns:
+    docker_conf = _docker_conf(cluster, src, dst)
+    if not cluster.config.dns and docker_conf is None:
         raise TopologyError(
             f"endpoint {dst.text!r}: the cluster runs no kube-dns (cluster.dns is "
             "false); use svc/NS/NAME or an address"
         )
     ns = sim.netns_of(src)
-    conf = resolv_conf(cluster, pod)
+    conf = docker_conf or resolv_conf(cluster, pod)
     names = conf.candidates(dst.name)
     note(
         trace,
@@ -296,6 +298,22 @@ def resolve_by_dns(
         f"{', '.join(names)}{_pod_hint(cluster, dst.name)}"
     )
     return None
+
+
+def _docker_conf(cluster: Cluster, src: Endpoint, dst: Endpoint) -> ResolvConf | None:
+    """A container's resolv.conf for Docker's embedded DNS (`dataplane.docker_dns`);
+    an error for a container on docker0 only, whose resolver is the host's."""
+    if cluster.docker is None:
+        return None
+    assert src.pod is not None
+    if not serves_dns(cluster.docker, src.pod):
+        raise TopologyError(
+            f"endpoint {dst.text!r}: {src.text!r} is on the default bridge only, which"
+            " has no embedded DNS (its resolv.conf is the host's, and the simulated"
+            " hosts have no upstream resolver); attach it to a user-defined network"
+        )
+    # sandbox_dns_unix.go: `nameserver 127.0.0.11`, `options ndots:0`, no search domains
+    return ResolvConf(str(EMBEDDED_DNS), (), ndots=0)
 
 
 def _pod_hint(cluster: Cluster, name: str) -> str:

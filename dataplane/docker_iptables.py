@@ -29,8 +29,9 @@ filter:
 - the FORWARD policy DROP, which the daemon sets when it turns ip_forward on.
 
 The userland proxy (`docker-proxy`, libnetwork portmapper) listens on every published host
-port; the only traffic it carries here is what the NAT rules leave to it: connections to
-127.0.0.1 from the host (`OUTPUT ! -d 127.0.0.0/8`).  It accepts the connection and opens
+port; it carries what the NAT rules leave to it: connections to 127.0.0.1 from the host
+(`OUTPUT ! -d 127.0.0.0/8`) and a container's to a port its own bridge's container
+published on the host (hairpin: `DOCKER -i BR -j RETURN`).  It accepts the connection and opens
 its own to the container, from the bridge's address: Linux has two TCP connections there,
 the simulator one, rewritten at OUTPUT, and the trace says so.
 """
@@ -51,6 +52,7 @@ from dataplane.netfilter import (
     HookContext,
     HookPoint,
     HookResult,
+    Rewrite,
 )
 from dataplane.netns import Netns
 from dataplane.packet import ICMP, Packet
@@ -100,11 +102,8 @@ def _dnat(pkt: Packet, ctx: HookContext, chain: str) -> HookResult:
     if port is None:
         return ACCEPT
     net = host.network(port.network)
-    if ctx.in_if == net.bridge:
-        return Accept(
-            f"nat DOCKER: -i {net.bridge} -j RETURN (from the container's own bridge:"
-            f" docker-proxy on {port.host_text} serves it)"
-        )
+    if ctx.in_if == net.bridge:  # hairpin: the userland proxy serves it
+        return _proxy(pkt, ctx, port, f"nat DOCKER -i {net.bridge} -j RETURN")
     where = f"-d {port.host_ip}/32 " if port.host_ip else ""
     return ctx.dnat(
         pkt,
@@ -128,25 +127,30 @@ def output(pkt: Packet, ctx: HookContext) -> HookResult:
         return ACCEPT
     if IPv4Address(ip.dst) not in LOOPBACK_NET:
         return _dnat(pkt, ctx, "OUTPUT")
-    host = _host(ctx)
-    port = _published(host, pkt)
+    port = _published(_host(ctx), pkt)
     if port is None or (port.host_ip is not None and port.host_ip not in LOOPBACK_NET):
         return ACCEPT
-    net = host.network(port.network)
+    return _proxy(pkt, ctx, port, "nat OUTPUT ! -d 127.0.0.0/8: not DNATed")
+
+
+def _proxy(pkt: Packet, ctx: HookContext, port: PublishedPort, why: str) -> Rewrite:
+    """docker-proxy's two connections as one: to the container, from the address of the
+    bridge the container is on."""
+    ip = pkt.ip
+    assert ip is not None
+    net = _host(ctx).network(port.network)
     done = ctx.dnat(
         pkt,
         str(port.container_ip),
         port.container_port,
-        f"docker-proxy -host-ip {port.host_ip or '0.0.0.0'} -host-port"
+        f"{why}; docker-proxy -host-ip {port.host_ip or '0.0.0.0'} -host-port"
         f" {port.host_port} -container-ip {port.container_ip} -container-port"
         f" {port.container_port}: accepts {ip.dst}:{port.host_port} and connects to"
         f" {port.container_ip}:{port.container_port} ({port.container}) from"
         f" {net.gateway} (two connections in Linux, one rewritten here)",
     )
     after = ctx.snat(done.packet, str(net.gateway), "docker-proxy's own connection")
-    return type(done)(
-        after.packet, done.detail, (*done.diffs, *after.diffs), done.endpoint
-    )
+    return Rewrite(after.packet, done.detail, (*done.diffs, *after.diffs))
 
 
 def postrouting(pkt: Packet, ctx: HookContext) -> HookResult:

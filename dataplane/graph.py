@@ -52,6 +52,7 @@ PORT_GAP = 28  # the reply's number goes between eth0 and lo
 VETH_GAP = 34
 VETH_H = 22
 BRIDGE_GAP = 26
+BRIDGES_GAP = 16  # between two bridges of one host, side by side (Docker's)
 BRIDGE_H = 40  # room above and below the label for the path travelling along it
 STACK_GAP = 30
 LINE_H = 15
@@ -226,17 +227,29 @@ def _chip_width(name: str) -> float:
     return text_width(name, "small") + 12
 
 
+def _chip_names(pod: Pod) -> list[str]:
+    """The chips of a pod's box: the pause container and the pod's containers; a Docker
+    container namespace has no pause container: its owner and the containers that
+    joined it (`network_mode: container:`)."""
+    names = [c.name for c in pod.containers]
+    return (
+        names if pod.owner and pod.owner.startswith("compose/") else ["pause", *names]
+    )
+
+
 def _chips(scene: Scene, pod: Pod, box: Box) -> None:
     """The pod's containers as small boxes along the bottom of its box, the pause
     container first: it holds the network namespace that every other one shares."""
-    names = ["pause", *(c.name for c in pod.containers)]
+    names = _chip_names(pod)
+    pause = names[0] == "pause"
     total = sum(_chip_width(n) for n in names) + CHIP_GAP * (len(names) - 1)
     x = box.x + (box.w - total) / 2
     y = box.y + box.h - CHIP_H - 6
     for i, name in enumerate(names):
         w = _chip_width(name)
-        key = f"{box.key}#pause" if i == 0 else f"{box.key}#container/{name}"
-        kind = "pause" if i == 0 else "container"
+        first = i == 0 and pause
+        key = f"{box.key}#pause" if first else f"{box.key}#container/{name}"
+        kind = "pause" if first else "container"
         scene.add(Box(key, kind, x, y, w, CHIP_H, [(name, "small")]))
         x += w + CHIP_GAP
 
@@ -278,24 +291,24 @@ def build_scene(sim: Simulator, trace: Trace | None = None, title: str = "") -> 
             max(
                 [POD_W]
                 + [text_width(t, st) + 18 for t, st in pod_lines[p.key]]
-                + [
-                    sum(
-                        _chip_width(n) + CHIP_GAP
-                        for n in ["pause", *(c.name for c in p.containers)]
-                    )
-                    + 14
-                ]
+                + [sum(_chip_width(n) + CHIP_GAP for n in _chip_names(p)) + 14]
             )
             for p in netns_pods
         ]
         own_block = bridge_dev is None and cfg.cni is Cni.CALICO
         block = "IPAM block" if own_block else "podCIDR"
         head = f"host network namespace, {block} {node.pod_cidr}"
+        bridges = [i for i in host.interfaces.values() if i.kind is Kind.BRIDGE]
+        if cluster.docker is not None:  # Docker's bridges, no podCIDR
+            head = "Docker host, host network namespace"
         pods_w = sum(widths) + POD_GAP * max(len(widths) - 1, 0)
         inner = max(
             pods_w,
             max(text_width(t, s) for t, s in host_lines) + 24,
             text_width(node.name, "head") + 10 + text_width(head, "small"),
+            sum(
+                text_width(_bridge_label(b), "bold") + 24 + BRIDGES_GAP for b in bridges
+            ),
             260.0,
         )
         panel_w = inner + 32
@@ -326,28 +339,25 @@ def build_scene(sim: Simulator, trace: Trace | None = None, title: str = "") -> 
                 (f"pod:{pod.key}/eth0", f"{node.name}/{veth}", "veth pair")
             )
             # a bridge port, or (Calico) a routed interface of the IP layer
-            up = node.name if bridge_dev is None else f"{node.name}/{cfg.bridge}"
+            master = host.interfaces[veth].master if veth in host.interfaces else None
+            up = node.name if master is None else f"{node.name}/{master}"
             scene.links.append((f"{node.name}/{veth}", up, ""))
             px += w + POD_GAP
         if not netns_pods:
             bridge_y = y + 10
         host_y = bridge_y if bridge_dev is None else bridge_y + BRIDGE_H + STACK_GAP
-        if bridge_dev is not None:
+        # one box per bridge side by side (Docker: docker0 and each br-<id>)
+        bw = (inner - BRIDGES_GAP * (len(bridges) - 1)) / max(len(bridges), 1)
+        for i, dev in enumerate(bridges):
             bridge = scene.add(
                 Box(
-                    f"{node.name}/{cfg.bridge}",
+                    f"{node.name}/{dev.ifname}",
                     "bridge",
-                    x + 16,
+                    x + 16 + i * (bw + BRIDGES_GAP),
                     bridge_y,
-                    inner,
+                    bw,
                     BRIDGE_H,
-                    [
-                        (
-                            f"{cfg.bridge}  {node.bridge_ip}/{node.pod_cidr.prefixlen}  "
-                            "(bridge)",
-                            "bold",
-                        )
-                    ],
+                    [(_bridge_label(dev), "bold")],
                 )
             )
             scene.links.append((bridge.key, node.name, ""))
@@ -400,6 +410,10 @@ def build_scene(sim: Simulator, trace: Trace | None = None, title: str = "") -> 
     if trace is not None:
         add_path(scene, trace)
     return scene
+
+
+def _bridge_label(dev: Interface) -> str:
+    return f"{dev.ifname}  {dev.addrs[0]}  (bridge)"
 
 
 def _device(

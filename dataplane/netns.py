@@ -76,6 +76,7 @@ class Socket:
     protocol: Protocol
     port: int
     owner: str  # container name, "coredns", "host", external name
+    bound: str | None = None  # bound to one address (None: the wildcard address)
 
 
 @dataclass(slots=True)
@@ -142,5 +143,7 @@ class Netns:
                 return other.texts[0]
         return "0.0.0.0"
 
-    def listen(self, protocol: Protocol, port: int, owner: str) -> None:
-        self.sockets[(protocol, port)] = Socket(protocol, port, owner)
+    def listen(
+        self, protocol: Protocol, port: int, owner: str, bound: str | None = None
+    ) -> None:
+        self.sockets[(protocol, port)] = Socket(protocol, port, owner, bound)

@@ -52,6 +52,7 @@ __all__ = ["JSON_SCHEMA_VERSION", "ScenarioView", "minimal", "print_trace"]
 VERDICT_STYLE = {
     "delivered": "bold green",
     "refused": "yellow",
+    "denied": "bold red",
     "denied-egress": "bold red",
     "denied-ingress": "bold red",
     "dropped": "red",

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from dataplane import docker_dns  # noqa: F401  (registers the embedded DNS)
 from dataplane.addrtype import connected_peer
 from dataplane.cni import mode_name, plugin_of
 from dataplane.dns import (  # also registers the CoreDNS application

@@ -143,6 +143,8 @@ def deliver(w: Walker, ns: Netns, ifname: str, pkt: Packet) -> list[Emission]:
         )
         return []
     sock = ns.sockets.get((proto, pkt.dport))
+    if sock is not None and sock.bound is not None and sock.bound != ip.dst:
+        sock = None  # bound to another address of the namespace
     where = f"{proto.value.lower()}/{pkt.dport}"
     if isinstance(l4, TCP):
         if "R" in l4.flags:
@@ -223,7 +225,9 @@ def deliver(w: Walker, ns: Netns, ifname: str, pkt: Packet) -> list[Emission]:
         # the reply leaves the source to the route back (ip_route_output, the route's
         # prefsrc or its device's primary address, Stack.output), not the address the
         # request was sent to; a node asked on eth0 answers its pods from cbr0's.
-        return [Out(reply.with_ip(src=ANY), ns.id)]
+        # A server bound to one address (Docker's embedded DNS on 127.0.0.11) answers
+        # from it.
+        return [Out(reply.with_ip(src=sock.bound or ANY), ns.id)]
     assert isinstance(l4, SCTP)
     if l4.chunk != "INIT":
         w.record(ns, ifname, "deliver", f"SCTP {l4.chunk} to {where}", pkt)

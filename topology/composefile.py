@@ -62,8 +62,9 @@ def load_compose(
         if "file" in item:
             if "services" in item or "networks" in item:
                 raise fail("file", "give file or services/networks, not both")
+            field = format_path((*where, "file"))
             out.append(_from_file(item["file"], node, project, files, base_dir,
-                                  shown_dir, fail, loc, notes))  # fmt: skip
+                                  shown_dir, fail, field, notes))  # fmt: skip
             continue
         if "services" not in item:
             raise fail("", "missing services (or file: a compose file)")
@@ -74,17 +75,17 @@ def load_compose(
 
 def _from_file(
     entry: Any, node: str, project: str, files: FileReader, base_dir: Path,
-    shown_dir: str, fail: Any, loc: Loc, notes: list[str],
+    shown_dir: str, fail: Any, field: str, notes: list[str],
 ) -> ComposeProject:  # fmt: skip
     if not isinstance(entry, str):
         raise fail("file", f"expected a path, got {describe(entry)}")
-    at = Loc(loc.file, loc.line)
+    at = fail("file", "").loc
     if entry and (base_dir / entry).is_dir():
         raise fail("file", f"{entry!r} is a folder (allowed: one compose file)")
-    sources = files.expand(entry, base_dir, shown_dir, at, "file")
+    sources = files.expand(entry, base_dir, shown_dir, at, field)
     if len(sources) != 1:
         raise fail("file", f"{entry!r} is a folder (allowed: one compose file)")
-    text = files.read(sources[0], at, "file")
+    text = files.read(sources[0], at, field)
     shown = sources[0].shown
     docs = load_documents(text, shown)
     if len(docs) != 1 or not isinstance(docs[0].data, dict):
@@ -94,7 +95,7 @@ def _from_file(
         )
     doc = docs[0]
     return parse_project(
-        node, project, doc.data, Source(shown, doc.lines, (), notes), loc
+        node, project, doc.data, Source(shown, doc.lines, (), notes), at
     )
 
 

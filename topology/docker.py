@@ -53,6 +53,7 @@ DOCKER0 = "docker0"
 DEFAULT_BRIDGE = "bridge"  # the default network's name (`docker network ls`)
 DOCKER0_SUBNET = IPv4Network("172.17.0.0/16")
 EMBEDDED_DNS = IPv4Address("127.0.0.11")
+EMBEDDED_DNS_OWNER = "docker-dns"  # its socket's owner (dataplane.docker_dns)
 LOOPBACK_IP = IPv4Address("127.0.0.1")  # libnetwork resolver.go
 EPHEMERAL_FIRST = 32768  # /proc/sys/net/ipv4/ip_local_port_range, its first port
 EPHEMERAL_LAST = 60999
@@ -70,7 +71,7 @@ def network_id(host: str, name: str) -> str:
     """A network's ID (64 hex digits), stable per host and name.
 
     >>> network_id("host-1", "shop_default")[:12]
-    'd6ca1ac8e5e0'
+    '1380731d3960'
     """
     return hashlib.sha256(f"{host}/{name}".encode()).hexdigest()
 
@@ -462,6 +463,7 @@ __all__ = [
     "DEFAULT_BRIDGE",
     "DOCKER0",
     "EMBEDDED_DNS",
+    "EMBEDDED_DNS_OWNER",
     "DockerContainer",
     "DockerHost",
     "DockerNetwork",
@@ -470,10 +472,41 @@ __all__ = [
     "PublishedPort",
     "build_runtime",
     "docker_cluster",
+    "lookup",
     "mac_of",
     "network_id",
+    "networks_of",
     "pods_of",
+    "serves_dns",
 ]
+
+
+def networks_of(runtime: DockerRuntime, pod: Pod) -> tuple[str, ...]:
+    """The user-defined networks of a container namespace (its owner's attachments)."""
+    host = runtime.hosts[pod.node]
+    owner = host.container(pod.name)
+    assert owner is not None
+    return tuple(
+        a.network for a in owner.attachments if host.network(a.network).user_defined
+    )
+
+
+def lookup(runtime: DockerRuntime, pod: Pod, qname: str) -> tuple[str, ...]:
+    """The addresses the embedded DNS answers for `qname` asked from `pod`'s namespace."""
+    name = qname.rstrip(".").lower()
+    host = runtime.hosts[pod.node]
+    found: list[str] = []
+    for network in networks_of(runtime, pod):
+        for c in host.containers:
+            for att in c.attachments:
+                if att.network == network and name in (n.lower() for n in att.names):
+                    found.append(str(att.ip))
+    return tuple(dict.fromkeys(found))
+
+
+def serves_dns(runtime: DockerRuntime, pod: Pod) -> bool:
+    """Whether the embedded DNS (127.0.0.11) serves `pod`'s namespace."""
+    return bool(networks_of(runtime, pod))
 
 
 def pods_of(runtime: DockerRuntime, nodes: tuple[NodeSpec, ...]) -> dict[str, Pod]:

@@ -282,7 +282,15 @@ def pod_text(pod: Pod) -> str:
 
 
 def check_namespace(cluster: Cluster, namespace: str) -> None:
-    """An error when `namespace` (the command line's `-n`) does not exist."""
+    """An error when `namespace` (the command line's `-n`) does not exist; with
+    `runtime: docker`, which has no namespaces, when it is not the default one."""
+    if cluster.docker is not None:
+        if namespace != "default":
+            raise TopologyError(
+                f"runtime: docker has no namespaces (-n {namespace}); name containers"
+                " container/NODE/NAME"
+            )
+        return
     if namespace not in cluster.namespaces:
         listing = _listing("namespaces", cluster.namespaces)
         raise TopologyError(f"namespace {namespace!r} does not exist ({listing})")

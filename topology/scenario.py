@@ -19,7 +19,8 @@ class Verdict(StrEnum):
     """The verdict words of docs/scenario-format.md (`allowed` is an alias of `delivered`)."""
 
     DELIVERED = "delivered"
-    DENIED = "denied"  # only in expectations: either of the two below
+    # in expectations: any denial; as a verdict: a firewall's rule (Docker's filter)
+    DENIED = "denied"
     DENIED_EGRESS = "denied-egress"
     DENIED_INGRESS = "denied-ingress"
     REFUSED = "refused"
@@ -33,7 +34,11 @@ class Verdict(StrEnum):
     def satisfies(self, expected: Verdict) -> bool:
         """Whether this (actual) verdict meets an expected one (`denied` covers both)."""
         if expected is Verdict.DENIED:
-            return self in (Verdict.DENIED_EGRESS, Verdict.DENIED_INGRESS)
+            return self in (
+                Verdict.DENIED,
+                Verdict.DENIED_EGRESS,
+                Verdict.DENIED_INGRESS,
+            )
         return self is expected
 
 

@@ -31,8 +31,8 @@ from dataplane.cni.common import (
 )
 from dataplane.netns import Interface, Kind, Netns
 from dataplane.routing import Route
-from topology.docker import DockerRuntime
-from topology.model import NodeSpec, Pod, Runtime
+from topology.docker import EMBEDDED_DNS, EMBEDDED_DNS_OWNER, DockerRuntime, serves_dns
+from topology.model import NodeSpec, Pod, Protocol, Runtime
 
 if TYPE_CHECKING:  # pragma: no cover
     from dataplane.fabric import Fabric
@@ -43,7 +43,7 @@ def host_veth(container: str, network: str) -> str:
     these are stable per container and network).
 
     >>> host_veth("shop-web-1", "bridge")
-    'veth3f0d4a5'
+    'veth4db2596'
     """
     return "veth" + hashlib.sha1(f"{container}/{network}".encode()).hexdigest()[:7]
 
@@ -74,7 +74,10 @@ def build_container(fab: Fabric, pod: Pod, ns: Netns) -> None:
     host = runtime.hosts[pod.node]
     container = host.container(pod.name)
     assert container is not None
-    ns.label = f"container {pod.name}"
+    joined = [c.name for c in pod.containers if c.name != pod.name]
+    # `network_mode: container:`/`service:` (the pause pattern): one namespace, said so
+    shared = f" (netns shared with {', '.join(joined)})" if joined else ""
+    ns.label = f"container {pod.name}{shared}"
     mtu = fab.cluster.config.mtu
     host_ns = fab.netns[pod.node]
     for att in container.attachments:
@@ -95,6 +98,8 @@ def build_container(fab: Fabric, pod: Pod, ns: Netns) -> None:
         )  # fmt: skip
         fab.bridge_ports.setdefault((host_ns.id, net.bridge), []).append(veth)
         fab.owner_of_ip[str(att.ip)] = ns.id
+    if serves_dns(runtime, pod) and (Protocol.UDP, 53) not in ns.sockets:
+        ns.listen(Protocol.UDP, 53, EMBEDDED_DNS_OWNER, str(EMBEDDED_DNS))
     if container.attachments:
         first = container.attachments[0]
         net = host.network(first.network)

@@ -38,13 +38,13 @@ EXACT = [
         "name: t\ncluster:\n  mtu: 1400\n  nodez: []\n" + STEP,
         "lab.yaml:4: cluster: unknown key 'nodez' (allowed: network, vxlanPort, bridge,"
         " mtu, nodeCIDR, gateway, serviceCIDR, clusterDomain, dns, nodes, externals,"
-        " kubeProxy, gatewayRoutes, cni, calico)",
+        " kubeProxy, gatewayRoutes, runtime, cni, calico)",
     ),
     (
         "unknown-top-key",
         "name: t\nstep: []\n" + STEP,
         "lab.yaml:2: unknown key 'step' (allowed: name, description, cluster, manifests,"
-        " steps)",
+        " compose, steps)",
     ),
     ("missing-name", STEP, "lab.yaml:1: missing required key 'name'"),
     (
