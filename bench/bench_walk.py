@@ -11,6 +11,8 @@
 - the same probe with Calico (ipip, vxlan, bgp; scenarios/calico/) and Cilium (vxlan,
   geneve, native; scenarios/cilium/), its cost per CPU second against flannel's vxlan (target: a
   Calico or Cilium probe costs no more, ratio <= 1.0);
+- the same kind of probe between Docker hosts (a container to another host's published
+  port; scenarios/docker/multi-host.yaml), its cost against flannel's vxlan;
 - loading and building a 100-node, 5,000-pod scenario.
 Targets: >= 5,000 probes per CPU second (issue 16); load + build < 5 s.
 """
@@ -180,9 +182,23 @@ def bench_calico(flannel: float, n: int = 1000) -> None:
               " (target <= 1.0)")  # fmt: skip
 
 
+def bench_docker(flannel: float, n: int = 1000) -> None:
+    """A Docker host's container to another host's published port (DNAT, MASQUERADE,
+    Docker's filter chains; scenarios/docker/multi-host.yaml), against flannel's vxlan."""
+    scenario, _ = load_scenario(ROOT / "scenarios" / "docker" / "multi-host.yaml")
+    sim = Simulator(scenario.cluster)
+    args = ("container/app-client-1", "node/host-2", 5432)
+    trace = sim.probe(*args)  # warm up
+    cpu, _wall = rates(lambda: sim.probe(*args), n)
+    print(f"  docker, published port across hosts: {cpu:.0f} probes per CPU second"
+          f" ({len(trace.hops)} hops); cost per probe against flannel vxlan:"
+          f" {flannel / cpu:.2f}")  # fmt: skip
+
+
 def main() -> None:
     flannel = bench_probes()
     bench_calico(flannel)
+    bench_docker(flannel)
     bench_crowded_bridge()
     bench_load()
 

@@ -108,8 +108,10 @@ PortOpt = Annotated[
 ]
 ProtocolOpt = Annotated[str, typer.Option("--protocol", help="TCP, UDP, SCTP or ICMP.")]
 # The two ends of one probe (trace, explain).
-FROM_HELP = "Source endpoint (NS/POD, a pod NAME of -n, node/NAME, ...)."
-TO_HELP = "Destination endpoint (NS/POD, NAME, svc/NS/NAME, DNS)."
+FROM_HELP = (
+    "Source endpoint (NS/POD, a pod NAME of -n, node/NAME, container/NODE/NAME, ...)."
+)
+TO_HELP = "Destination endpoint (NS/POD, NAME, svc/NS/NAME, container/NODE/NAME, DNS)."
 FromOpt = Annotated[str, typer.Option("--from", help=FROM_HELP)]
 ToOpt = Annotated[str, typer.Option("--to", help=TO_HELP)]
 AtStepOpt = Annotated[

@@ -41,6 +41,7 @@ MEANING = {
     ".": "delivered",
     "E": "denied by egress policy (of the source)",
     "I": "denied by ingress policy (of the destination)",
+    "X": "denied by a firewall rule (Docker's filter chains)",
     "R": "does not listen on this port (refused: RST, ICMP port unreachable, ABORT)",
     NO_PORT: "no port of that name",
     "N": "no route to the destination",
@@ -327,7 +328,10 @@ def compute_matrix(
     protocol: Protocol,
 ) -> Matrix:
     """Every pair's verdict by set algebra over the pods (`dataplane.netpol_matrix`),
-    kept as blocks."""
+    kept as blocks.  The algebra holds for Kubernetes' flat pod network; Docker hosts'
+    networks are not flat (isolation, NAT, per-host addresses): every pair is walked."""
+    if sim.cluster.docker is not None:
+        return walk_matrix(sim, sources, targets, port, protocol)
     from dataplane.netpol_matrix import table
 
     ports = target_ports(sim, targets, port, protocol)

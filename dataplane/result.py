@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
 # A matrix cell's symbol per verdict: `.` delivered, `X` denied, others by their initial.
 SYMBOL = {
     Verdict.DELIVERED: ".",
+    Verdict.DENIED: "X",  # a firewall's rule (Docker's filter chains)
     Verdict.DENIED_EGRESS: "X",
     Verdict.DENIED_INGRESS: "X",
     Verdict.REFUSED: "R",
@@ -31,7 +32,7 @@ SYMBOL = {
     Verdict.TOO_BIG: "B",
     Verdict.DROPPED: "d",
 }
-# One byte per cell in `Matrix.rows`: the symbol, except that the two denials differ.
+# One byte per cell in `Matrix.rows`: the symbol, except that the policy denials differ.
 CODE = {**SYMBOL, Verdict.DENIED_EGRESS: "E", Verdict.DENIED_INGRESS: "I"}
 VERDICT_OF_CODE = {c: v for v, c in CODE.items()}
 # A cell whose destination has no port of the asked name: nothing is walked.

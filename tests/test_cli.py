@@ -189,3 +189,30 @@ def test_a_capture_can_come_from_a_pipe() -> None:
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[-1] == b"3 packets: delivered 2, refused 1"
+
+
+def test_verify_refuses_a_docker_scenario_with_exit_2() -> None:
+    r = dataplane("verify", "scenarios/docker/multi-host.yaml")
+    assert r.returncode == 2
+    assert r.stderr == (
+        "error: scenarios/docker/multi-host.yaml: verify does not cover runtime: docker"
+        " yet (the kernel oracle builds Kubernetes nodes only; run the scenario with"
+        " `dataplane run`)\n"
+    )
+
+
+def test_a_bad_compose_file_is_an_error_with_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "compose.yaml").write_text("services:\n  web:\n    ports: [80:80:80]\n")
+    (tmp_path / "s.yaml").write_text(
+        "name: t\ncluster: {runtime: docker, nodes: [{name: h, ip: 10.100.0.2}]}\n"
+        "compose: [{node: h, project: p, file: compose.yaml}]\n"
+        "steps: [{probe: {from: node/h, to: localhost, port: 80}}]\n"
+    )
+    r = dataplane("run", str(tmp_path / "s.yaml"))
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    assert r.stderr.endswith(
+        "compose.yaml:3: service p/web: services.web.ports[0]: '80:80:80' (a string):"
+        " host IP '80' is not an IPv4 address (allowed: [HOST_IP:][HOST_PORT:]CONTAINER_PORT"
+        '[/PROTOCOL], e.g. "8080:80", "127.0.0.1:8080:80/udp", "9090-9091:8080-8081")\n'
+    )

@@ -647,7 +647,15 @@ def _short_port(src: Source, obj: str, at: tuple[PathPart, ...], item: Any) -> P
         raise src.fail(
             obj, at, f"{describe(item)}: a port is 1-65535 (ranges low-high)"
         )
-    host_ip = None if match["ip"] is None else _address(src, obj, at, match["ip"])
+    host_ip = None
+    if match["ip"] is not None:
+        try:
+            host_ip = IPv4Address(match["ip"])
+        except ValueError:
+            raise src.fail(
+                obj, at, f"{describe(item)}: host IP {match['ip']!r} is not an IPv4"
+                f" address (allowed: {why})",
+            ) from None  # fmt: skip
     proto = _protocol(src, obj, at, (match["proto"] or "tcp").lower())
     return PortSpec(target, published, host_ip, proto, src.loc(at))
 
@@ -663,6 +671,8 @@ def _long_port(
             (*at, "mode"),
             f"{describe(mode)} is not a port mode (allowed: host, ingress)",
         )
+    if mode == "ingress":  # swarm's routing mesh: a single Engine publishes on the host
+        src.warn(obj, (*at, "mode"), "mode ingress is not modelled (published as host)")
     raw_target = item.get("target")
     if isinstance(raw_target, bool) or not isinstance(raw_target, int | str):
         raise src.fail(

@@ -225,3 +225,14 @@ def test_container_endpoint_errors(sim: Simulator, text: str, message: str) -> N
     with pytest.raises(TopologyError) as e:
         sim.probe(text, "node/host-1", 80)
     assert str(e.value).startswith(message)
+
+
+def test_the_matrix_walks_every_pair_through_dockers_rules(sim: Simulator) -> None:
+    from dataplane.matrix import compute_matrix, walk_matrix
+
+    pods = list(sim.cluster.pods)
+    m = compute_matrix(sim, pods, pods, 5000, Protocol.TCP)
+    assert m.rows == walk_matrix(sim, pods, pods, 5000, Protocol.TCP).rows
+    other = pods.index("host-1/shop-other-1")
+    api = pods.index("host-1/shop-api-1")
+    assert m.verdict(other, api) is Verdict.DENIED

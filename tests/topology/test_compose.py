@@ -445,3 +445,31 @@ def test_a_kubernetes_step_is_an_error_in_docker() -> None:
         "lab.yaml:9: steps[0].delete: a delete step changes Kubernetes objects;"
         " runtime: docker has none (steps allowed there: probe, send, matrix, replay)"
     )
+
+
+def test_the_external_network_bridge_is_docker0() -> None:
+    rt, _ = load(
+        project("""
+services: {a: {image: x}}
+networks:
+  default: {name: bridge, external: true}
+""")
+    )
+    host = rt.hosts["host-1"]
+    assert [n.name for n in host.networks] == ["bridge"]
+    a = host.container("p-a-1")
+    assert a is not None and a.attachments[0].network == "bridge"
+    assert str(a.attachments[0].ip) == "172.17.0.2"
+    assert a.attachments[0].names == ()
+
+
+def test_an_ingress_port_mode_warns() -> None:
+    _, warnings = load(
+        project(
+            "services: {a: {image: x, ports: [{target: 80, published: 8080, mode: ingress}]}}"
+        )
+    )
+    assert warnings == [
+        "lab.yaml:8: service p/a: services.a.ports[0].mode: mode ingress is not"
+        " modelled (published as host)"
+    ]
