@@ -4,6 +4,10 @@ documented order.  No root needed: nothing runs."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from dataplane.kernel.docker_engine import IMAGE, SLEEP, plan_project
 from topology.loader import load_scenario_text
 
@@ -36,6 +40,7 @@ compose:
 steps:
   - probe: {from: container/host-1/shop-web-1, to: container/host-1/lonely, port: 80}
 """
+ROOT = Path(__file__).resolve().parent.parent.parent
 LABEL = ["--label", "com.docker.compose.project=shop"]
 
 
@@ -94,3 +99,28 @@ def test_a_project_becomes_the_commands_compose_would_run() -> None:
     assert plain[plain.index("--network") + 1] == "bridge"
     lonely = made("lonely")
     assert lonely[lonely.index("--network") + 1] == "shop_default"
+
+
+def test_verify_on_a_docker_scenario_without_docker_engine_exits_2(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from typer.testing import CliRunner
+
+    from dataplane import commands
+    from dataplane.cli import app
+
+    commands.load()
+    monkeypatch.setattr("dataplane.kernel.preflight.reason_not_to_run", lambda: None)
+    monkeypatch.setattr(
+        "dataplane.kernel.docker_engine.reason_not_to_run",
+        lambda: "no /usr/sbin/dockerd (install Debian's docker.io)",
+    )
+    result = CliRunner().invoke(
+        app, ["verify", str(ROOT / "scenarios/docker/multi-host.yaml")]
+    )
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "error: cannot run on this kernel: no /usr/sbin/dockerd (install Debian's "
+        "docker.io)\n"
+    )
+    assert result.stdout == ""
