@@ -83,20 +83,8 @@ PART_GAPS = {
 }
 
 
-# `runtime: docker` scenarios: `dataplane verify` refuses them (exit 2) until the Docker
-# Engine oracle is built (docs/docker.md, "Not modelled"); the kernel backend builds
-# Kubernetes nodes only, so nothing here may compare them.
-DOCKER = "docker/"
-
-
 def _case(path: Path) -> object:
-    relative = str(path.relative_to(ROOT / "scenarios"))
-    if relative.startswith(DOCKER):
-        return pytest.param(
-            path,
-            marks=pytest.mark.skip(reason="verify does not cover runtime: docker yet"),
-        )
-    gap = KERNEL_GAPS.get(relative)
+    gap = KERNEL_GAPS.get(str(path.relative_to(ROOT / "scenarios")))
     if gap is None:
         return path
     return pytest.param(path, marks=pytest.mark.xfail(strict=True, reason=gap))
