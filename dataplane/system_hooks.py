@@ -7,11 +7,11 @@ says which ones a node gets.  Where the NetworkPolicy filter sits is the CNI's c
 
 from __future__ import annotations
 
-from dataplane import kubeproxy, masquerade
+from dataplane import kubeproxy, kubeproxy_ipvs, masquerade
 from dataplane.cni import plugin_of
 from dataplane.netfilter import Hook
 from dataplane.netns import Netns
-from topology.model import Cluster
+from topology.model import Cluster, ProxyMode
 
 
 def for_node(cluster: Cluster, ns: Netns) -> list[Hook]:
@@ -19,5 +19,13 @@ def for_node(cluster: Cluster, ns: Netns) -> list[Hook]:
     plugin = plugin_of(cluster)
     if plugin.system_hooks is not None:  # Docker's iptables: no Kubernetes component
         return plugin.system_hooks(cluster, ns)
-    services = plugin.service_hooks or kubeproxy.hooks  # Cilium replaces kube-proxy
-    return [*services(), *plugin.policy_hooks(), *masquerade.hooks()]
+    proxy = (
+        kubeproxy_ipvs.hooks
+        if cluster.config.kube_proxy.mode is ProxyMode.IPVS
+        else kubeproxy.hooks
+    )
+    services = plugin.service_hooks or proxy  # Cilium replaces kube-proxy
+    policy = plugin.policy_hooks()
+    if proxy is kubeproxy_ipvs.hooks and plugin.service_hooks is None:
+        policy += kubeproxy_ipvs.policy_at_local_out(policy)
+    return [*services(), *policy, *masquerade.hooks()]
