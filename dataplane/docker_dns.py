@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dataplane.dns import NOERROR, NXDOMAIN, DNSMessage
+from dataplane.dns import DNSMessage
+from dataplane.dns_records import NOERROR, NXDOMAIN
 from dataplane.netns import Netns, Socket
 from dataplane.packet import Packet
 from dataplane.sockets import APPS

@@ -9,7 +9,7 @@ the real-engine oracle (`verify`) read these records, so they are a stable inter
   `ports`, `expose`, `hostname`, `container_name`, `replicas`);
 - `ComposeNetwork`: one top-level network (`driver`, `internal`, `external`, `name`,
   `ipam.config[0]` subnet and gateway);
-- `PortSpec`: one `ports` item, ranges kept as ranges.
+- `PortSpec` (`topology.composeparts`): one `ports` item, ranges kept as ranges.
 
 The keys are the Compose Specification's (compose-spec/compose-spec, spec.md: "Services
 top-level elements", "Networks top-level elements"; the `ports` short syntax
@@ -22,15 +22,23 @@ part.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from ipaddress import AddressValueError, IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
-from topology.errors import TopologyError
+from topology.composeparts import (
+    PortSpec,
+    Source,
+    address,
+    expose,
+    keys,
+    mapping,
+    ports,
+)
 from topology.fields import describe
 from topology.model import Loc, Protocol
-from topology.yamlsource import LineTree, PathPart, format_path
+from topology.yamlsource import PathPart
 
 # Compose Specification service keys that play no part in networking (accepted).
 PASSIVE_SERVICE_KEYS = frozenset(
@@ -157,9 +165,6 @@ _PROJECT_KEYS = frozenset(["node", "project", "file", "services", "networks"])
 _FILE_KEYS = frozenset(
     ["name", "version", "services", "networks", "volumes", "configs", "secrets"]
 )
-_PORT_KEYS = frozenset(
-    ["target", "published", "host_ip", "protocol", "mode", "name", "app_protocol"]
-)
 _UNMODELLED_ATTACH_KEYS = frozenset(
     [
         "ipv6_address",
@@ -180,24 +185,6 @@ _PROJECT = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
 _KEY = re.compile(r"[a-zA-Z0-9._-]+\Z")
 # A container name as the Engine accepts it (`[a-zA-Z0-9][a-zA-Z0-9_.-]+`).
 _CONTAINER = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+\Z")
-_SHORT_PORT = re.compile(
-    r"(?:(?:(?P<ip>[0-9.]+):)?(?P<published>[0-9]*(?:-[0-9]+)?):)?"
-    r"(?P<target>[0-9]+(?:-[0-9]+)?)(?:/(?P<proto>[A-Za-z]+))?\Z"
-)
-PROTOCOLS = {"tcp": Protocol.TCP, "udp": Protocol.UDP, "sctp": Protocol.SCTP}
-
-
-@dataclass(frozen=True, slots=True)
-class PortSpec:
-    """One `ports` item: container ports `target` (a range `first..last`), host ports
-    `published` (None: Docker picks free ones from 32768 upward, a range: the first free
-    one in it), the host address (None: every address, 0.0.0.0)."""
-
-    target: tuple[int, int]
-    published: tuple[int, int] | None
-    host_ip: IPv4Address | None
-    protocol: Protocol
-    loc: Loc
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,63 +237,12 @@ class ComposeProject:
     loc: Loc
 
 
-class Source:
-    """Where a compose mapping was written: its file, its lines and its path there, and
-    the warnings collected while reading it."""
-
-    def __init__(
-        self, file: str, lines: LineTree, prefix: tuple[PathPart, ...], notes: list[str]
-    ) -> None:
-        self.file = file
-        self.lines = lines
-        self.prefix = prefix
-        self.notes = notes
-
-    def loc(self, parts: Sequence[PathPart]) -> Loc:
-        return Loc(self.file, self.lines.line_at((*self.prefix, *parts)))
-
-    def fail(self, obj: str, parts: Sequence[PathPart], reason: str) -> TopologyError:
-        return TopologyError(reason, self.loc(parts), obj, format_path(parts) or None)
-
-    def warn(self, obj: str, parts: Sequence[PathPart], reason: str) -> None:
-        where = ": ".join(
-            p for p in (str(self.loc(parts)), obj, format_path(parts)) if p
-        )
-        self.notes.append(f"{where}: {reason}")
-
-
-def _mapping(
-    src: Source, obj: str, parts: tuple[PathPart, ...], value: Any
-) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-        raise src.fail(obj, parts, f"expected a mapping, got {describe(value)}")
-    return value
-
-
-def _keys(
-    src: Source, obj: str, parts: tuple[PathPart, ...], data: Mapping[str, Any],
-    allowed: frozenset[str], unmodelled: frozenset[str] = frozenset(),
-) -> None:  # fmt: skip
-    for key in data:
-        if key.startswith("x-"):
-            continue  # extension fields (spec.md "Extension")
-        if key in unmodelled:
-            src.warn(obj, (*parts, key), f"{key} is not modelled (ignored)")
-        elif key not in allowed:
-            raise src.fail(
-                obj, (*parts, key),
-                f"unknown key {key!r} (allowed: {', '.join(sorted(allowed))})",
-            )  # fmt: skip
-
-
 def parse_project(
     node: str, project: str, data: Mapping[str, Any], src: Source, loc: Loc
 ) -> ComposeProject:
     """A project from its Compose mapping (`services`, `networks`, ...)."""
     obj = f"compose project {project}"
-    _keys(src, obj, (), data, _FILE_KEYS | {k for k in data if k.startswith("x-")})
+    keys(src, obj, (), data, _FILE_KEYS | {k for k in data if k.startswith("x-")})
     name = data.get("name")
     if name is not None and name != project:
         raise src.fail(
@@ -314,10 +250,10 @@ def parse_project(
             ("name",),
             f"name {describe(name)} differs from the project {project!r}",
         )
-    services_raw = _mapping(src, obj, ("services",), data.get("services"))
+    services_raw = mapping(src, obj, ("services",), data.get("services"))
     if not services_raw:
         raise src.fail(obj, ("services",), "a project needs at least one service")
-    networks_raw = _mapping(src, obj, ("networks",), data.get("networks"))
+    networks_raw = mapping(src, obj, ("networks",), data.get("networks"))
     networks = tuple(
         _network(src, project, key, value) for key, value in networks_raw.items()
     )
@@ -351,8 +287,8 @@ def _network(src: Source, project: str, key: Any, value: Any) -> ComposeNetwork:
     obj = f"network {project}/{key}"
     if not isinstance(key, str) or not _KEY.match(key):
         raise src.fail(obj, parts, f"{describe(key)} is not a network name")
-    data = _mapping(src, obj, parts, value)
-    _keys(src, obj, parts, data, _NETWORK_KEYS, _UNMODELLED_NETWORK_KEYS)
+    data = mapping(src, obj, parts, value)
+    keys(src, obj, parts, data, _NETWORK_KEYS, _UNMODELLED_NETWORK_KEYS)
     driver = data.get("driver", "bridge")
     if driver != "bridge":
         raise src.fail(
@@ -387,8 +323,8 @@ def _bool(src: Source, obj: str, parts: tuple[PathPart, ...], value: Any) -> boo
 def _ipam(
     src: Source, obj: str, parts: tuple[PathPart, ...], value: Any
 ) -> tuple[IPv4Network | None, IPv4Address | None]:
-    data = _mapping(src, obj, parts, value)
-    _keys(src, obj, parts, data, frozenset({"driver", "config", "options"}))
+    data = mapping(src, obj, parts, value)
+    keys(src, obj, parts, data, frozenset({"driver", "config", "options"}))
     if data.get("driver", "default") != "default":
         raise src.fail(
             obj, (*parts, "driver"), "only the default IPAM driver is modelled"
@@ -405,8 +341,8 @@ def _ipam(
     if not config:
         return None, None
     at = (*parts, "config", 0)
-    entry = _mapping(src, obj, at, config[0])
-    _keys(
+    entry = mapping(src, obj, at, config[0])
+    keys(
         src, obj, at, entry, frozenset({"subnet", "gateway"}),
         frozenset({"ip_range", "aux_addresses"}),
     )  # fmt: skip
@@ -426,7 +362,7 @@ def _ipam(
     gw_raw = entry.get("gateway")
     if gw_raw is None:
         return subnet, None
-    gateway = _address(src, obj, (*at, "gateway"), gw_raw)
+    gateway = address(src, obj, (*at, "gateway"), gw_raw)
     if gateway not in subnet or gateway in (
         subnet.network_address,
         subnet.broadcast_address,
@@ -435,26 +371,13 @@ def _ipam(
     return subnet, gateway
 
 
-def _address(
-    src: Source, obj: str, parts: tuple[PathPart, ...], value: Any
-) -> IPv4Address:
-    try:
-        if not isinstance(value, str):
-            raise AddressValueError
-        return IPv4Address(value)
-    except (AddressValueError, ValueError):
-        raise src.fail(
-            obj, parts, f"{describe(value)} is not an IPv4 address"
-        ) from None
-
-
 def _service(src: Source, project: str, key: Any, value: Any) -> ComposeService:
     parts: tuple[PathPart, ...] = ("services", key)
     obj = f"service {project}/{key}"
     if not isinstance(key, str) or not _KEY.match(key):
         raise src.fail(obj, parts, f"{describe(key)} is not a service name")
-    data = _mapping(src, obj, parts, value)
-    _keys(
+    data = mapping(src, obj, parts, value)
+    keys(
         src, obj, parts, data, PASSIVE_SERVICE_KEYS | MODELLED_SERVICE_KEYS,
         UNMODELLED_SERVICE_KEYS,
     )  # fmt: skip
@@ -475,14 +398,14 @@ def _service(src: Source, project: str, key: Any, value: Any) -> ComposeService:
                 "networks and network_mode are mutually exclusive (Compose Specification)",
             )  # fmt: skip
     networks = _attachments(src, obj, (*parts, "networks"), data.get("networks"))
-    ports = _ports(src, obj, (*parts, "ports"), data.get("ports"))
-    if ports and mode is not None and mode != "bridge":
+    published = ports(src, obj, (*parts, "ports"), data.get("ports"))
+    if published and mode is not None and mode != "bridge":
         raise src.fail(
             obj, (*parts, "ports"),
             f"ports cannot be published with network_mode {mode} (Docker publishes ports"
             " of a container with its own bridge network only)",
         )  # fmt: skip
-    expose = _expose(src, obj, (*parts, "expose"), data.get("expose"))
+    exposed = expose(src, obj, (*parts, "expose"), data.get("expose"))
     hostname = _name(src, obj, (*parts, "hostname"), data.get("hostname"), _KEY)
     container_name = _name(
         src, obj, (*parts, "container_name"), data.get("container_name"), _CONTAINER
@@ -495,7 +418,7 @@ def _service(src: Source, project: str, key: Any, value: Any) -> ComposeService:
             " replicas (Compose refuses to scale a service with a container_name)",
         )  # fmt: skip
     return ComposeService(
-        key, mode, networks, ports, expose, hostname, container_name, replicas,
+        key, mode, networks, published, exposed, hostname, container_name, replicas,
         src.loc(parts),
     )  # fmt: skip
 
@@ -517,7 +440,7 @@ def _name(
 def _replicas(
     src: Source, obj: str, parts: tuple[PathPart, ...], data: Mapping[str, Any]
 ) -> int:
-    deploy = _mapping(src, obj, (*parts, "deploy"), data.get("deploy"))
+    deploy = mapping(src, obj, (*parts, "deploy"), data.get("deploy"))
     found: list[tuple[tuple[PathPart, ...], Any]] = []
     if "scale" in data:
         found.append(((*parts, "scale"), data["scale"]))
@@ -559,12 +482,12 @@ def _attachments(
                 )
             out.append(Attachment(item))
         return tuple(out)
-    data = _mapping(src, obj, parts, value)
+    data = mapping(src, obj, parts, value)
     result = []
     for key, entry in data.items():
         at = (*parts, key)
-        options = _mapping(src, obj, at, entry)
-        _keys(src, obj, at, options, _ATTACH_KEYS, _UNMODELLED_ATTACH_KEYS)
+        options = mapping(src, obj, at, entry)
+        keys(src, obj, at, options, _ATTACH_KEYS, _UNMODELLED_ATTACH_KEYS)
         ip = options.get("ipv4_address")
         aliases = options.get("aliases", [])
         if not isinstance(aliases, list) or not all(
@@ -574,166 +497,11 @@ def _attachments(
         result.append(
             Attachment(
                 key,
-                None if ip is None else _address(src, obj, (*at, "ipv4_address"), ip),
+                None if ip is None else address(src, obj, (*at, "ipv4_address"), ip),
                 tuple(aliases),
             )
         )
     return tuple(result)
-
-
-def _range(text: str) -> tuple[int, int] | None:
-    first, _, last = text.partition("-")
-    lo, hi = int(first), int(last or first)
-    if not 1 <= lo <= hi <= 65535:
-        return None
-    return lo, hi
-
-
-def _protocol(
-    src: Source, obj: str, parts: tuple[PathPart, ...], value: Any
-) -> Protocol:
-    proto = PROTOCOLS.get(value) if isinstance(value, str) else None
-    if proto is None:
-        raise src.fail(
-            obj, parts, f"{describe(value)} is not a protocol (allowed: tcp, udp, sctp)"
-        )
-    return proto
-
-
-def _ports(
-    src: Source, obj: str, parts: tuple[PathPart, ...], value: Any
-) -> tuple[PortSpec, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        raise src.fail(obj, parts, f"expected a list, got {describe(value)}")
-    out = []
-    for i, item in enumerate(value):
-        at = (*parts, i)
-        spec = (
-            _long_port(src, obj, at, item)
-            if isinstance(item, dict)
-            else _short_port(src, obj, at, item)
-        )
-        span = spec.target[1] - spec.target[0]
-        if (
-            spec.published is not None
-            and span
-            and spec.published[1] - spec.published[0] != span
-        ):
-            raise src.fail(
-                obj, at,
-                f"{spec.published[1] - spec.published[0] + 1} host ports for {span + 1}"
-                " container ports (a range publishes one host port per container port)",
-            )  # fmt: skip
-        out.append(spec)
-    return tuple(out)
-
-
-def _short_port(src: Source, obj: str, at: tuple[PathPart, ...], item: Any) -> PortSpec:
-    text = str(item) if isinstance(item, int) and not isinstance(item, bool) else item
-    match = _SHORT_PORT.match(text) if isinstance(text, str) else None
-    why = (
-        '[HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTOCOL], e.g. "8080:80",'
-        ' "127.0.0.1:8080:80/udp", "9090-9091:8080-8081"'
-    )
-    if match is None:
-        raise src.fail(
-            obj, at, f"{describe(item)} is not a port mapping (allowed: {why})"
-        )
-    target = _range(match["target"])
-    published = _range(match["published"]) if match["published"] else None
-    if target is None or (match["published"] and published is None):
-        raise src.fail(
-            obj, at, f"{describe(item)}: a port is 1-65535 (ranges low-high)"
-        )
-    host_ip = None
-    if match["ip"] is not None:
-        try:
-            host_ip = IPv4Address(match["ip"])
-        except ValueError:
-            raise src.fail(
-                obj, at, f"{describe(item)}: host IP {match['ip']!r} is not an IPv4"
-                f" address (allowed: {why})",
-            ) from None  # fmt: skip
-    proto = _protocol(src, obj, at, (match["proto"] or "tcp").lower())
-    return PortSpec(target, published, host_ip, proto, src.loc(at))
-
-
-def _long_port(
-    src: Source, obj: str, at: tuple[PathPart, ...], item: dict[str, Any]
-) -> PortSpec:
-    _keys(src, obj, at, item, _PORT_KEYS)
-    mode = item.get("mode", "host")
-    if mode not in ("host", "ingress"):
-        raise src.fail(
-            obj,
-            (*at, "mode"),
-            f"{describe(mode)} is not a port mode (allowed: host, ingress)",
-        )
-    if mode == "ingress":  # swarm's routing mesh: a single Engine publishes on the host
-        src.warn(obj, (*at, "mode"), "mode ingress is not modelled (published as host)")
-    raw_target = item.get("target")
-    if isinstance(raw_target, bool) or not isinstance(raw_target, int | str):
-        raise src.fail(
-            obj,
-            (*at, "target"),
-            f"expected a container port, got {describe(raw_target)}",
-        )
-    target = (
-        _range(str(raw_target)) if re.fullmatch(r"[0-9]+", str(raw_target)) else None
-    )
-    if target is None:
-        raise src.fail(
-            obj,
-            (*at, "target"),
-            f"{describe(raw_target)} is not a port (allowed: 1-65535)",
-        )
-    published = None
-    raw = item.get("published")
-    if raw is not None:
-        text = str(raw) if isinstance(raw, int) and not isinstance(raw, bool) else raw
-        if not isinstance(text, str) or not re.fullmatch(r"[0-9]+(-[0-9]+)?", text):
-            raise src.fail(
-                obj, (*at, "published"), f"{describe(raw)} is not a port or a range"
-            )
-        published = _range(text)
-        if published is None:
-            raise src.fail(
-                obj, (*at, "published"), f"{describe(raw)}: a port is 1-65535"
-            )
-    host_ip = item.get("host_ip")
-    ip = None if host_ip is None else _address(src, obj, (*at, "host_ip"), host_ip)
-    proto = _protocol(src, obj, (*at, "protocol"), item.get("protocol", "tcp"))
-    return PortSpec(target, published, ip, proto, src.loc(at))
-
-
-def _expose(
-    src: Source, obj: str, parts: tuple[PathPart, ...], value: Any
-) -> tuple[tuple[int, Protocol], ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        raise src.fail(obj, parts, f"expected a list, got {describe(value)}")
-    out: list[tuple[int, Protocol]] = []
-    for i, item in enumerate(value):
-        text = (
-            str(item) if isinstance(item, int) and not isinstance(item, bool) else item
-        )
-        match = (
-            re.fullmatch(r"([0-9]+(?:-[0-9]+)?)(?:/([A-Za-z]+))?", text)
-            if isinstance(text, str)
-            else None
-        )
-        span = _range(match[1]) if match else None
-        if match is None or span is None:
-            raise src.fail(
-                obj, (*parts, i),
-                f"{describe(item)} is not a port (allowed: PORT, PORT-PORT, with /tcp or /udp)",
-            )  # fmt: skip
-        proto = _protocol(src, obj, (*parts, i), (match[2] or "tcp").lower())
-        out.extend((p, proto) for p in range(span[0], span[1] + 1))
-    return tuple(out)
 
 
 __all__ = [

@@ -16,6 +16,7 @@ import bisect
 from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address, IPv4Network
 
+from topology.docker import check_cluster_keys
 from topology.errors import TopologyError
 from topology.fields import parse_loose_cidr, special_range
 from topology.ipam import (
@@ -45,9 +46,9 @@ from topology.model import (
     PortSpec,
     Protocol,
     ProxyMode,
-    Runtime,
 )
 from topology.proxyschema import IPVS_LOCALHOST, KubeProxyModel, scheduler_problem
+from topology.runtime import Runtime
 from topology.schema import CalicoModel, ClusterModel, NodeModel
 from topology.yamlsource import PathPart, format_path
 
@@ -68,20 +69,6 @@ OWN_IPAM = {
     f" {CILIUM_POOL}",
 }
 ENCAP_NAMES = {"vxlan": "VXLAN", "ipip": "IP-in-IP", "geneve": "Geneve"}
-# The `cluster` keys of Kubernetes components (model field -> YAML key): errors in
-# `runtime: docker`.
-_KUBERNETES_KEYS = {
-    "cni": "cni",
-    "network": "network",
-    "calico": "calico",
-    "kube_proxy": "kubeProxy",
-    "service_cidr": "serviceCIDR",
-    "cluster_domain": "clusterDomain",
-    "dns": "dns",
-    "bridge": "bridge",
-    "vxlan_port": "vxlanPort",
-    "gateway_routes": "gatewayRoutes",
-}
 MIN_MTU = 68  # RFC 791: every IPv4 link must carry 68 bytes
 # kube-apiserver validateClusterIPFlags: "specified --service-cluster-ip-range is too large;
 # for 32-bit addresses, the mask must be >= 12" (at most 2^20 ClusterIPs).
@@ -110,10 +97,9 @@ class _Plan:
         m = self.model
         self._check_ranges()
         self._check_gateway()
-        # nodeCIDR may lie inside serviceCIDR: the defaults do (10.100.0.0/24 in 10.96.0.0/12).
-        self.runtime = runtime = Runtime(m.runtime)
-        if runtime is Runtime.DOCKER:
-            self._check_docker()
+        self.runtime = runtime = Runtime(m.runtime)  # nodeCIDR may lie in serviceCIDR
+        if runtime is Runtime.DOCKER:  # topology.docker: no Kubernetes component
+            check_cluster_keys(m.model_fields_set, self.fail)
         self.cni = cni = Cni(m.cni)
         self.network = network = self._network(cni)
         self._check_devices(network)
@@ -137,17 +123,6 @@ class _Plan:
             kube_proxy=self._kube_proxy(),
             gateway_routes=self._gateway_routes(nodes),
         )
-
-    def _check_docker(self) -> None:
-        """`runtime: docker` has no kubelet, kube-proxy, CNI, overlay or kube-dns: the keys
-        that configure them are errors there."""
-        for key, name in _KUBERNETES_KEYS.items():
-            if key in self.model.model_fields_set:
-                raise self.fail(
-                    (name,),
-                    f"runtime: docker does not use {name} (a Docker host has no"
-                    " kubelet, kube-proxy, CNI, overlay or kube-dns)",
-                )
 
     def _network(self, cni: Cni) -> Network:
         """`network`, checked against the CNI, and the keys the CNI does not use."""

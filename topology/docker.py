@@ -30,7 +30,8 @@ The rules, as moby and Compose apply them by default (named per rule below):
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
@@ -57,6 +58,36 @@ EMBEDDED_DNS_OWNER = "docker-dns"  # its socket's owner (dataplane.docker_dns)
 LOOPBACK_IP = IPv4Address("127.0.0.1")  # libnetwork resolver.go
 EPHEMERAL_FIRST = 32768  # /proc/sys/net/ipv4/ip_local_port_range, its first port
 EPHEMERAL_LAST = 60999
+
+
+# The `cluster` keys of Kubernetes components (model field -> YAML key): errors in
+# `runtime: docker`.
+_KUBERNETES_KEYS = {
+    "cni": "cni",
+    "network": "network",
+    "calico": "calico",
+    "kube_proxy": "kubeProxy",
+    "service_cidr": "serviceCIDR",
+    "cluster_domain": "clusterDomain",
+    "dns": "dns",
+    "bridge": "bridge",
+    "vxlan_port": "vxlanPort",
+    "gateway_routes": "gatewayRoutes",
+}
+
+
+def check_cluster_keys(
+    given: AbstractSet[str], fail: Callable[[tuple[str, ...], str], TopologyError]
+) -> None:
+    """`runtime: docker` has no kubelet, kube-proxy, CNI, overlay or kube-dns: the
+    `cluster` keys that configure them are errors there (`given`: the model's fields)."""
+    for key, name in _KUBERNETES_KEYS.items():
+        if key in given:
+            raise fail(
+                (name,),
+                f"runtime: docker does not use {name} (a Docker host has no kubelet,"
+                " kube-proxy, CNI, overlay or kube-dns)",
+            )
 
 
 def default_pools() -> Iterator[IPv4Network]:

@@ -36,8 +36,9 @@ from topology.manifest import (
     parse_manifest,
     without_refs,
 )
-from topology.model import Loc, NodeSpec, Protocol, Runtime
+from topology.model import Loc, NodeSpec, Protocol
 from topology.normalize import NAMESPACE_NAME_LABEL
+from topology.runtime import Runtime
 from topology.scenario import (
     ApplyStep,
     DeleteStep,

@@ -14,7 +14,9 @@ from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network, IPv6Network
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # pragma: no cover
+from topology.runtime import Runtime
+
+if TYPE_CHECKING:  # pragma: no cover (the Docker model: topology.docker)
     from topology.docker import DockerRuntime
 
 
@@ -40,17 +42,8 @@ class Cni(StrEnum):
     CILIUM = "cilium"
 
 
-class Runtime(StrEnum):
-    """What runs on every node (docs/scenario-format.md, `cluster.runtime`): Kubernetes
-    (kubelet, kube-proxy, a CNI) or Docker Engine with Compose projects."""
-
-    KUBERNETES = "kubernetes"
-    DOCKER = "docker"
-
-
 class NetworkMode(StrEnum):
-    """How pod traffic crosses nodes with flannel (docs/scenario-format.md,
-    `cluster.network`): its backends."""
+    """flannel's backends: how pod traffic crosses nodes (`cluster.network`)."""
 
     VXLAN = "vxlan"
     HOST_GW = "host-gw"
@@ -58,8 +51,7 @@ class NetworkMode(StrEnum):
 
 
 class CalicoMode(StrEnum):
-    """Calico's `cluster.network`: the IP pool's encapsulation (ipipMode, vxlanMode:
-    Always) or none (BGP-learned routes between nodes)."""
+    """Calico's `cluster.network`: ipipMode/vxlanMode Always, or BGP routes only."""
 
     IPIP = "ipip"
     VXLAN = "vxlan"
@@ -76,9 +68,7 @@ class CiliumMode(StrEnum):
 
 # A network mode of some CNI: `is NetworkMode.VXLAN` means flannel's vxlan only.
 Network = NetworkMode | CalicoMode | CiliumMode
-# The network modes of each CNI, its default first (docs/scenario-format.md, `cluster.cni`):
-# flannel's backends; Calico's IP pool encapsulations (ipipMode/vxlanMode, or neither: BGP
-# routes); Cilium's tunnel protocols and native routing.
+# Each CNI's network modes, its default first (docs/scenario-format.md, `cluster.cni`).
 CNI_NETWORKS: dict[Cni, tuple[Network, ...]] = {
     Cni.FLANNEL: tuple(NetworkMode),
     Cni.CALICO: tuple(CalicoMode),
@@ -89,9 +79,8 @@ MODELLED_CNIS = (Cni.FLANNEL, Cni.CALICO, Cni.CILIUM)
 # Modes whose devices are not built yet: refused, never approximated (none today).
 PLANNED_NETWORKS: frozenset[tuple[Cni, Network]] = frozenset()
 
-# Header bytes an encapsulation adds before the inner IP packet (by mode name): VXLAN's and
-# Geneve's (no options) outer Ethernet 14 + IP 20 + UDP 8 + 8, IP-in-IP's outer IP 20 (RFC
-# 2003).  Pod MTU = underlay MTU - overhead (Calico's veth_mtu, flannel's subnet.env).
+# Header bytes an encapsulation adds (VXLAN, Geneve: Ethernet 14 + IP 20 + UDP 8 + 8;
+# IP-in-IP: IP 20, RFC 2003); pod MTU = underlay MTU - overhead (veth_mtu, subnet.env).
 ENCAP_OVERHEAD: Mapping[str, int] = {"vxlan": 50, "ipip": 20, "geneve": 50}
 
 
@@ -106,8 +95,7 @@ class Protocol(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class NodeSpec:
-    """A node: its underlay address and the pod CIDR its bridge serves (with Calico: the
-    IPAM block affine to it)."""
+    """A node: its underlay address, the pod CIDR its bridge serves (Calico: its block)."""
 
     name: str
     ip: IPv4Address
@@ -165,10 +153,8 @@ IPVS_SCHEDULERS = ("rr", "wrr")
 
 @dataclass(frozen=True, slots=True)
 class KubeProxyConfig:
-    """The KubeProxyConfiguration fields that shape the dataplane, defaults filled in.
-
-    `node_port_addresses`: () every local address, ("primary",) the node's own address,
-    else CIDRs; `masquerade_all` is the option of the mode in use."""
+    """KubeProxyConfiguration's dataplane fields, defaults in: `node_port_addresses` ()
+    every local address, ("primary",) the node's, else CIDRs; `masquerade_all` per mode."""
 
     mode: ProxyMode = ProxyMode.IPTABLES
     node_port_addresses: tuple[str, ...] = ()
@@ -601,8 +587,7 @@ class Cluster:
     workloads: Mapping[str, Workload] = field(default_factory=dict)
     endpoint_slices: Mapping[str, EndpointSlice] = field(default_factory=dict)
     admin_policies: Mapping[str, AdminPolicy] = field(default_factory=dict)  # by key
-    # `runtime: docker`: the Docker model (topology.docker); None for Kubernetes.
-    docker: DockerRuntime | None = None
+    docker: DockerRuntime | None = None  # runtime docker: topology.docker's model
 
     @property
     def nodes(self) -> tuple[NodeSpec, ...]:

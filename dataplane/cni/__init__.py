@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from dataplane.cni import calico, cilium, docker, flannel
 from dataplane.cni.common import CniPlugin
-from topology.model import Cluster, Cni, Runtime
+from topology.model import Cluster, Cni
+from topology.runtime import Runtime
 
 PLUGINS: dict[Cni, CniPlugin] = {
     Cni.FLANNEL: flannel.PLUGIN,

@@ -18,7 +18,8 @@ from dataplane.netfilter import Hook, HookContext, Netfilter
 from dataplane.netns import Interface, Kind, Netns, NetnsKind
 from dataplane.routing import Route
 from topology.ipam import mac_for
-from topology.model import Cluster, Cni, NodeSpec, Pod, Runtime
+from topology.model import Cluster, Cni, NodeSpec, Pod
+from topology.runtime import Runtime
 
 if TYPE_CHECKING:  # pragma: no cover
     from dataplane.fabric import Fabric

@@ -22,7 +22,7 @@ def test_json_schema_covers_the_format() -> None:
     assert set(cluster) == {
         "network", "vxlanPort", "bridge", "mtu", "nodeCIDR", "gateway", "serviceCIDR",
         "clusterDomain", "dns", "nodes", "externals", "kubeProxy", "gatewayRoutes",
-        "cni", "calico",
+        "runtime", "cni", "calico",
     }  # fmt: skip
     # the CNI's default (flannel 8472, Calico 4789) when left out; every CNI's modes
     assert cluster["vxlanPort"]["default"] is None
