@@ -191,16 +191,6 @@ def test_a_capture_can_come_from_a_pipe() -> None:
     assert r.stdout.splitlines()[-1] == b"3 packets: delivered 2, refused 1"
 
 
-def test_verify_refuses_a_docker_scenario_with_exit_2() -> None:
-    r = dataplane("verify", "scenarios/docker/multi-host.yaml")
-    assert r.returncode == 2
-    assert r.stderr == (
-        "error: scenarios/docker/multi-host.yaml: verify does not cover runtime: docker"
-        " yet (the kernel oracle builds Kubernetes nodes only; run the scenario with"
-        " `dataplane run`)\n"
-    )
-
-
 def test_a_bad_compose_file_is_an_error_with_exit_2(tmp_path: Path) -> None:
     (tmp_path / "compose.yaml").write_text("services:\n  web:\n    ports: [80:80:80]\n")
     (tmp_path / "s.yaml").write_text(

@@ -80,7 +80,14 @@ def _summary(report: Any) -> str:
     ratio = report.ratio()
     per = f"; time per answered probe, kernel/simulator: {ratio:.2g}" if ratio else ""
     compared = sum(len(r.parts) for r in report.rows)
-    return (
+    built = ""
+    if report.built:
+        differ = sum(1 for p in report.built if not p.agrees)
+        built = (
+            f"{len(report.built)} built parts compared (addresses, published "
+            f"ports): {differ} differ; "
+        )
+    return built + (
         f"{len(report.rows)} probes: {report.count('agree')} agree, "
         f"{report.count('MISMATCH')} mismatch, {report.count('not comparable')} not "
         f"comparable ({compared} parts compared besides the verdicts: devices "
@@ -190,7 +197,6 @@ def verify(
 
     from dataplane import output as out_fmt
     from dataplane.kernel.preflight import reason_not_to_run
-    from dataplane.kernel.report import KERNEL_SIDE
 
     with input_errors(debug):
         fmt = out_fmt.choose("verify", output, None, as_json)
@@ -206,17 +212,10 @@ def verify(
         raise typer.Exit(2)
     with input_errors(debug):
         loaded = [load(Path(f)) for f in files]
-        from topology.errors import TopologyError
-        from topology.model import Loc
+    if why is None and any(sc.cluster.docker is not None for sc, _ in loaded):
+        from dataplane.kernel.docker_engine import reason_not_to_run as no_engine
 
-        for (scenario, _), name in zip(loaded, files, strict=True):
-            if scenario.cluster.docker is not None:
-                # never a fake agreement: the Docker Engine oracle is not built yet
-                raise TopologyError(
-                    "verify does not cover runtime: docker yet (the kernel oracle builds"
-                    " Kubernetes nodes only; run the scenario with `dataplane run`)",
-                    Loc(name),
-                )
+        why = no_engine()  # runtime: docker needs Docker Engine (Debian's docker.io)
     if why is not None:
         err_console.print(f"error: cannot run on this kernel: {why}", markup=False)
         raise typer.Exit(2)
@@ -263,7 +262,8 @@ def verify(
                         kept=report.kept,
                         shortened=report.shortened,
                         neighbour_overflows=report.neighbour_overflows,
-                        kernel_side=KERNEL_SIDE,
+                        kernel_side=report.kernel_side,
+                        built=[p.to_dict() for p in report.built],
                         rows=[r.to_dict() for r in report.ordered()],
                     )
                     sys.stdout.write(out_fmt.record(doc, fmt))
@@ -272,6 +272,13 @@ def verify(
                         console.print(f"{report.scenario}  {report.path}", markup=False)
                     else:
                         console.print(_table(report, quiet))
+                    for part in report.built:
+                        if not part.agrees:
+                            console.print(
+                                f"BUILT DIFFERENTLY  {part.name}: simulator "
+                                f"{part.sim}, kernel side {part.kernel}",
+                                markup=False,
+                            )
                     console.print(_summary(report), markup=False)
                 if report.kept and fmt == "text":
                     _kept(report.kept, report.shortened)

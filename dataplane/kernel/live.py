@@ -27,6 +27,7 @@ from dataplane.kernel.probe import (
     Listeners,
     run_jobs,
 )
+from dataplane.kernel.report import Part
 from dataplane.kernel.services import (
     ServiceRules,
     add_masquerade,
@@ -106,6 +107,8 @@ class LiveCluster:
         self._layout: tuple[object, ...] = ()
         self._pins_loaded = False
         self.rebuilds = 0
+        # what a builder other than the fabric made, beside the model (docker_live)
+        self.built: list[Part] = []
 
     # -- life cycle ------------------------------------------------------------------------
     def start(self) -> LiveCluster:

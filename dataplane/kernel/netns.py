@@ -91,6 +91,21 @@ def create(name: str) -> None:
         os.close(home)
 
 
+def adopt(name: str, pid: int) -> None:
+    """Name the network namespace of process `pid` (one another program made, such as a
+    container of dockerd): a bind mount of `/proc/PID/ns/net` on `/run/netns/NAME`, as
+    `ip netns attach NAME PID` does; `remove(name)` lets go of it."""
+    _share_run_dir()
+    path = path_of(name)
+    os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
+    try:
+        src = f"/proc/{pid}/ns/net".encode()
+        _check(_libc.mount(src, str(path).encode(), b"none", MS_BIND, None), "mount")
+    except OSError:
+        os.unlink(path)
+        raise
+
+
 def remove(name: str) -> None:
     """`ip netns del NAME`: the namespace goes once nothing else holds it."""
     path = path_of(name)

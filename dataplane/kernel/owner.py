@@ -15,7 +15,9 @@ when its record says another boot (namespaces do not survive a reboot, so the se
 leftover), or, on this boot, when nobody holds the record's lock and, if the owner was in
 this PID namespace, its pid is absent or belongs to a process with another start time.
 `flock` locks belong to the open file, not to a PID namespace, so the lock also proves the
-death of a run in another container that shares `/run`.  Everything else is kept:
+death of a run in another container that shares `/run`.  Removing a set also kills its
+processes and removes its state (a Docker host's dockerd, shims and containers, its
+data directories and cgroups: `dataplane.kernel.leftovers`).  Everything else is kept:
 a live run (`LIVE`), and a set without a readable record (`UNOWNED`: made by an older
 dataplane, or where `RECORD_DIR` is not this one), which is never removed automatically.
 """
@@ -32,7 +34,7 @@ from dataclasses import asdict, dataclass, replace
 from enum import Enum
 from pathlib import Path
 
-from dataplane.kernel import netns
+from dataplane.kernel import leftovers, netns
 
 RECORD_DIR = Path("/run/dataplane")
 RECORD_VERSION = 1
@@ -287,6 +289,7 @@ def remove(run: RunSet) -> bool:
     with _reaping(run.run_id) as mine:
         if not mine:
             return False
+        leftovers.remove(run.run_id)  # its dockerd, containers, state (docker runtime)
         netns.remove_all(f"{run.run_id}-")
         with contextlib.suppress(FileNotFoundError):
             record_path(run.run_id).unlink()

@@ -229,13 +229,18 @@ class Report:
     shortened: dict[str, str] = field(default_factory=dict)  # kernel name -> model id
     reaped: list[str] = field(default_factory=list)  # ended runs' sets removed first
     neighbour_overflows: int = 0  # ARP entries the kernel refused during the probes
+    # what built each part of the kernel side (`verify -o json` `kernel_side`)
+    kernel_side: dict[str, str] = field(default_factory=lambda: dict(KERNEL_SIDE))
+    # what the kernel side's own builder made beside the simulator's model (Docker
+    # Engine's containers: addresses, published ports); a difference fails the report
+    built: list[Part] = field(default_factory=list)
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.rows if r.status == status)
 
     @property
     def ok(self) -> bool:
-        return self.count(MISMATCH) == 0
+        return self.count(MISMATCH) == 0 and all(p.agrees for p in self.built)
 
     def ratio(self, answered: bool = True) -> float | None:
         """Mean kernel time per compared probe over the simulator's mean for the same

@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
+from dataplane.fabric import Fabric
 from dataplane.kernel import netns
 from dataplane.kernel.build import NoTunnelModule, has_ip_vs
 from dataplane.kernel.capture import MARKS, Crossing, mark_of
@@ -109,10 +110,14 @@ class Verifier:
         self.scenario = scenario
         self.timeout = timeout
         self.runner = Runner(scenario)
-        self.live = LiveCluster(
+        self.live = live_cluster(
             self.runner.sim.fabric, str(scenario.path or scenario.name)
         )
         self.report = Report(scenario.name, str(scenario.path or ""))
+        if scenario.cluster.docker is not None:
+            from dataplane.kernel.docker_engine import kernel_side
+
+            self.report.kernel_side = kernel_side()
         self.pending: list[_Item] = []
         self.unbuildable: str | None = None  # why the kernel cannot hold this cluster
         # the kernel holds the cluster's devices and routes but cannot carry its packets
@@ -152,6 +157,7 @@ class Verifier:
                 for r in self.live.reaped
             ]
             self.report.namespaces = len(self.live.names())
+            self.report.built = list(self.live.built)
             for i, step in enumerate(self.scenario.steps, 1):
                 self.step(i, step)
             self.flush()
@@ -231,6 +237,21 @@ class Verifier:
         kernel_ns = self.kernel_ns(fabric_ns.id)
         cluster = sim.cluster
         silent = heard_nothing(trace, fabric_ns.node, fabric_ns.label)
+        if d.kind is EndpointKind.DNS and cluster.docker is not None:
+            # the kernel side's answer would be dockerd's own embedded DNS: not read yet
+            self.pending.append(
+                _Item(
+                    index,
+                    kind,
+                    title,
+                    trace,
+                    took,
+                    None,
+                    not_comparable="not comparable: a name on a Docker host (the "
+                    "Engine's embedded DNS at 127.0.0.11) is not looked up by verify yet",
+                )
+            )
+            return
         if d.kind is EndpointKind.DNS:
             assert d.name is not None and s.pod is not None
             expected, dport = self.expect_dns(cluster, s.pod, d.name, port, protocol)
@@ -871,6 +892,16 @@ def replay_reason(pkt: Packet, answers_earlier: bool) -> str | None:
             "socket that sent the request exists only in the capture"
         )
     return None
+
+
+def live_cluster(fabric: Fabric, scenario: str) -> LiveCluster:
+    """The kernel side of a fabric: Docker hosts made by Docker Engine
+    (`dataplane.kernel.docker_live`) for `runtime: docker`, else Kubernetes nodes."""
+    if fabric.cluster.docker is not None:
+        from dataplane.kernel.docker_live import DockerLive
+
+        return DockerLive(fabric, scenario)
+    return LiveCluster(fabric, scenario)
 
 
 def verify(
