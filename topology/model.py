@@ -577,6 +577,9 @@ class Cluster:
     workloads: Mapping[str, Workload] = field(default_factory=dict)
     endpoint_slices: Mapping[str, EndpointSlice] = field(default_factory=dict)
     admin_policies: Mapping[str, AdminPolicy] = field(default_factory=dict)  # by key
+    # flannel's IPAM (CNI host-local) per node: the last address it handed out, where
+    # its round-robin search for the next one starts (topology.ipam.PodAddresses)
+    last_pod_ips: Mapping[str, IPv4Address] = field(default_factory=dict)
 
     @property
     def nodes(self) -> tuple[NodeSpec, ...]:

@@ -36,7 +36,10 @@ class ClusterState:
             if not pod.host_network:
                 used[pod.node].append(pod.ip)
         self.addresses = {
-            n.name: PodAddresses(n.pod_cidr, used[n.name], self.config) for n in nodes
+            n.name: PodAddresses(
+                n.pod_cidr, used[n.name], self.config, cluster.last_pod_ips.get(n.name)
+            )
+            for n in nodes
         }
         # Calico's IPAM hands out blocks; a node here has one (docs/model.md)
         calico = self.config.cni is Cni.CALICO
@@ -65,6 +68,11 @@ class ClusterState:
             self.workloads,
             self.endpoint_slices,
             self.admin_policies,
+            {
+                node: pool.last_given
+                for node, pool in self.addresses.items()
+                if pool.last_given is not None
+            },
         )
 
     def freeze(self) -> Cluster:
@@ -86,8 +94,8 @@ class ClusterState:
         obj: str | None = None,
         ip: IPv4Address | None = None,
     ) -> Pod:
-        """Place a pod on `node` with the lowest free address of its podCIDR (or `ip`,
-        claimed before with `claim_pod_ip`)."""
+        """Place a pod on `node` with the next free address of its podCIDR
+        (`PodAddresses.allocate`), or `ip`, claimed before with `claim_pod_ip`."""
         if len(self.pods) >= MAX_PODS:
             raise TopologyError(
                 f"cannot create pod {namespace}/{name}: the cluster has {MAX_PODS} pods"

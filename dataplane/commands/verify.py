@@ -189,7 +189,6 @@ def verify(
 
     from dataplane import output as out_fmt
     from dataplane.kernel.preflight import reason_not_to_run
-    from dataplane.kernel.report import KERNEL_SIDE
 
     with input_errors(debug):
         fmt = out_fmt.choose("verify", output, None, as_json)
@@ -251,7 +250,7 @@ def verify(
                         kept=report.kept,
                         shortened=report.shortened,
                         neighbour_overflows=report.neighbour_overflows,
-                        kernel_side=KERNEL_SIDE,
+                        kernel_side=report.kernel_side,
                         rows=[r.to_dict() for r in report.ordered()],
                     )
                     sys.stdout.write(out_fmt.record(doc, fmt))

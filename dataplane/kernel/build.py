@@ -36,7 +36,7 @@ from typing import Any
 from pyroute2.netlink.exceptions import NetlinkError
 
 from dataplane.fabric import Fabric
-from dataplane.kernel import netns, owner, signals
+from dataplane.kernel import cniplugins, netns, owner, signals
 from dataplane.netns import Interface, Kind, Netns, NetnsKind
 
 UNDERLAY_BRIDGE = "br0"
@@ -69,6 +69,14 @@ class KernelBuildError(OSError):
 
 class NoTunnelModule(KernelBuildError):
     """This kernel cannot make a tunnel device the fabric has (no ipip module)."""
+
+
+class IpamDisagrees(KernelBuildError):
+    """host-local handed a pod another address than the simulator's IPAM."""
+
+
+# What built each part of the fabric on the kernel (`verify -o json`: `kernel_side`)
+FROM_MODEL = "pyroute2 from the simulator's own model (dataplane.fabric.build_fabric)"
 
 
 @contextmanager
@@ -173,6 +181,15 @@ class KernelCluster:
     ipr: dict[str, Netlink] = field(default_factory=dict)  # kernel netns -> IPRoute
     ifindex: dict[tuple[str, str], int] = field(default_factory=dict)
     created: list[str] = field(default_factory=list)
+    # the upstream CNI plugins (flannel profiles): who runs them, which fabric netns ids
+    # they attached (pods), and the host devices they made (fabric netns id -> ifnames)
+    cni: cniplugins.CniRuntime | None = None
+    own_cni: bool = False  # this cluster made `cni` (and removes its state)
+    attached: set[str] = field(default_factory=set)
+    plugin_made: dict[str, set[str]] = field(default_factory=dict)
+    del_errors: list[str] = field(default_factory=list)  # CNI DELs that failed
+    # host-local chose another address than the model's: the model's was asked for
+    ipam_asked: list[str] = field(default_factory=list)
 
     # -- names -----------------------------------------------------------------------------
     def name_of(self, fabric_id: str) -> str:
@@ -203,16 +220,30 @@ class KernelCluster:
 
     # -- building --------------------------------------------------------------------------
     @classmethod
-    def build(cls, fabric: Fabric, run_id: str | None = None) -> KernelCluster:
+    def build(
+        cls,
+        fabric: Fabric,
+        run_id: str | None = None,
+        cni: cniplugins.CniRuntime | None = None,
+    ) -> KernelCluster:
         """Create every namespace, device, address, route and neighbour of `fabric`,
         under `run_id` (the caller's claim), or under a run id it claims itself
-        (`owner.claim`: the owner record, released by `close()`).
+        (`owner.claim`: the owner record, released by `close()`).  The pods of the
+        flannel profiles are attached by the upstream CNI plugins (`cniplugins`), run
+        by `cni` (the caller's, kept across rebuilds) or by a runtime of this cluster.
 
-        On any failure what was made so far is removed before the error propagates; a
-        refusal of the kernel is a `KernelBuildError` naming the namespace and the step.
+        On any failure what was made so far is removed (CNI DEL, then the namespaces)
+        before the error propagates; a refusal of the kernel is a `KernelBuildError`
+        naming the namespace and the step.
         """
         claim = owner.claim() if run_id is None else None
         kc = cls(claim.run_id if claim is not None else str(run_id), fabric, claim)
+        if cniplugins.uses_plugins(fabric.cluster.config) and not cniplugins.missing():
+            kc.own_cni = cni is None
+            kc.cni = cni if cni is not None else cniplugins.CniRuntime(kc.run_id)
+            kc.attached = {
+                ns.id for ns in fabric.netns.values() if ns.kind is NetnsKind.POD
+            }
         kc._assign_names()
         try:
             kc._build()
@@ -247,9 +278,13 @@ class KernelCluster:
                 )
         for ns in fab.netns.values():
             self._create_ns(self.names[ns.id], ns)
+        by_plugin = {fab.netns[p].node for p in self.attached}
         for ns in fab.netns.values():  # bridges first: veths plug into them
             for iface in ns.interfaces.values():
-                if iface.kind is Kind.BRIDGE:
+                if iface.kind is Kind.BRIDGE and ns.id in by_plugin:
+                    # the bridge plugin makes it with the first pod (ensureBridge)
+                    self.plugin_made.setdefault(ns.id, set()).add(iface.ifname)
+                elif iface.kind is Kind.BRIDGE:
                     with doing(self.names[ns.id], f"adding bridge {iface.ifname}"):
                         self._ip(ns).link(
                             "add",
@@ -266,6 +301,8 @@ class KernelCluster:
             for iface in ns.interfaces.values():
                 if iface.kind is Kind.VETH and (ns.id, iface.ifname) not in done:
                     assert iface.peer is not None
+                    if ns.id in self.attached or iface.peer[0] in self.attached:
+                        continue  # the bridge plugin makes this pair
                     done.update({(ns.id, iface.ifname), iface.peer})
                     self._veth(ns, iface)
                 elif iface.kind is Kind.ETH:
@@ -276,6 +313,7 @@ class KernelCluster:
                     self._vxlan(ns, iface)
                 elif iface.kind is Kind.IPIP:
                     self._ipip(ns, iface)
+        self._attach_pods()
         for ns in fab.netns.values():
             self._configure(ns)
         for name in self.segments.values():
@@ -435,8 +473,93 @@ class KernelCluster:
         with doing(name, f"setting the MTU of {iface.ifname}"):
             ipr.link("set", index=self._index(name, iface.ifname), mtu=iface.mtu)
 
+    def _attach_pods(self) -> None:
+        """CNI ADD for every pod the plugins attach (`cniplugins`), in the model's
+        order, pods that held an address before a rebuild first; then the host end
+        renamed to the model's name and host-local's address checked against the
+        simulator's IPAM."""
+        if self.cni is None:
+            return
+        fab, cfg = self.fabric, self.fabric.cluster.config
+        pods = [fab.netns[p] for p in fab.netns if p in self.attached]
+        held = self.cni.held
+        pods.sort(key=lambda ns: _pod_key(ns) not in held)
+        for ns in pods:
+            key, eth0 = _pod_key(ns), ns.interfaces["eth0"]
+            assert eth0.peer is not None
+            node, host_veth = fab.netns[eth0.peer[0]], eth0.peer[1]
+            ip = eth0.addrs[0].ip
+            before = held.pop(key, None)
+            again = before == (ns.node, ip)
+            spec = fab.cluster.node(ns.node)
+            node_ns, pod_ns = self.names[node.id], self.names[ns.id]
+            try:
+                att = self.cni.attach(
+                    cfg,
+                    spec,
+                    key,
+                    node_ns,
+                    pod_ns,
+                    ask=ip if again else None,
+                    keep_last=again,
+                )
+                why = cniplugins.differs(att, ip)
+                if why is not None and not again:
+                    # not host-local's to choose: the scenario gives the address (a
+                    # dump's status.podIP, a hand-made cluster), or the IPAMs differ
+                    self.ipam_asked.append(why)
+                    self.del_errors += self.cni.detach(att)
+                    att = self.cni.attach(cfg, spec, key, node_ns, pod_ns, ask=ip)
+                    why = cniplugins.differs(att, ip)
+            except cniplugins.CniError as err:
+                raise KernelBuildError(
+                    errno.EIO, node_ns, "running the CNI plugins", err.strerror or ""
+                ) from err
+            if why is not None:
+                raise IpamDisagrees(errno.EADDRNOTAVAIL, pod_ns, "CNI ADD", why)
+            self.plugin_made.setdefault(ns.id, set()).update(ns.interfaces)
+            self.plugin_made.setdefault(node.id, set()).add(host_veth)
+            ipr = self.ipr[node_ns]
+            with doing(node_ns, f"renaming {att.host_veth} to {host_veth}"):
+                idx = self._index(node_ns, att.host_veth)
+                ipr.link("set", index=idx, state="down")
+                ipr.link("set", index=idx, ifname=host_veth)
+                ipr.link("set", index=idx, state="up")
+                self.ifindex[(node_ns, host_veth)] = idx
+
+    def kernel_side(self) -> dict[str, str]:
+        """What built each part of the fabric on this kernel (`verify -o json`)."""
+        if self.cni is None:
+            parts = {
+                "namespaces, veths, bridges, VXLAN, routes, neighbours": FROM_MODEL
+            }
+            why = cniplugins.missing()
+            if cniplugins.uses_plugins(self.fabric.cluster.config) and why:
+                parts["pod interfaces, addresses, routes"] = f"{FROM_MODEL}: {why}"
+            return parts
+        made = (
+            f"the upstream CNI plugins {cniplugins.version()} (Debian"
+            f" {cniplugins.PACKAGE}): bridge + host-local as flannel delegates them,"
+            " portmap chained, loopback"
+        )
+        return {
+            "pod interfaces, addresses, routes, bridge ports": made,
+            "pod addresses (IPAM)": (
+                f"CNI host-local plugin {cniplugins.version()}, checked against the"
+                " simulator's IPAM"
+                + (
+                    f"; the model's address asked for where it chose otherwise:"
+                    f" {'; '.join(self.ipam_asked)}"
+                    if self.ipam_asked
+                    else ""
+                )
+            ),
+            "namespaces, node devices, VXLAN, routes, neighbours": FROM_MODEL,
+        }
+
     def _configure(self, ns: Netns) -> None:
-        """Neighbour timers, addresses, bridge masters, hairpin, and every device up."""
+        """Neighbour timers, addresses, bridge masters, hairpin, and every device up
+        (those the CNI plugins made get the neighbour timers only)."""
         ipr = self._ip(ns)
         name = self.names[ns.id]
         with netns.inside(name):
@@ -444,7 +567,10 @@ class KernelCluster:
                 for key, value in neigh_sysctls(iface):
                     with doing(name, f"setting sysctl {'.'.join(key)} = {value}"):
                         netns.sysctl(key, value)
+        made = self.plugin_made.get(ns.id, set())
         for iface in ns.interfaces.values():
+            if iface.ifname in made:
+                continue
             idx = self._index(name, iface.ifname)
             for addr in iface.addrs:
                 if iface.kind is Kind.LOOPBACK:
@@ -468,7 +594,7 @@ class KernelCluster:
     def _routes(self, ns: Netns) -> None:
         ipr = self._ip(ns)
         name = self.names[ns.id]
-        for route in ns.routes:
+        for route in ns.routes if ns.id not in self.attached else ():
             if is_automatic(ns, route.dst, route.oif, route.proto):
                 continue  # the kernel added it with the address
             spec: dict[str, Any] = {"dst": str(route.dst)}
@@ -528,6 +654,10 @@ class KernelCluster:
         for ipr in self.ipr.values():
             ipr.close()
         self.ipr.clear()
+        if self.cni is not None:
+            self.del_errors += self.cni.detach_all()
+            if self.own_cni:
+                cniplugins.remove_state(self.run_id)
         for name in self.created:
             netns.remove(name)
         self.created.clear()
@@ -537,6 +667,11 @@ class KernelCluster:
 
     def all_names(self) -> list[str]:
         return [*self.segments.values(), *self.names.values()]
+
+
+def _pod_key(ns: Netns) -> str:
+    """`NS/NAME` of a pod's namespace."""
+    return ns.pod.key if ns.pod is not None else ns.id.removeprefix("pod:")
 
 
 def is_automatic(ns: Netns, dst: object, oif: str, proto: str) -> bool:
