@@ -36,7 +36,7 @@ from typing import Any
 from pyroute2.netlink.exceptions import NetlinkError
 
 from dataplane.fabric import Fabric
-from dataplane.kernel import cniplugins, netns, owner, signals
+from dataplane.kernel import cniplugins, flanneld, netns, owner, signals
 from dataplane.netns import Interface, Kind, Netns, NetnsKind
 
 UNDERLAY_BRIDGE = "br0"
@@ -307,9 +307,13 @@ class KernelCluster:
                     self._veth(ns, iface)
                 elif iface.kind is Kind.ETH:
                     self._segment_port(ns, iface)
+        by_flanneld = flanneld.programs(fab.cluster.config)
         for ns in fab.netns.values():  # VXLAN devices need their underlay device
             for iface in ns.interfaces.values():
-                if iface.kind is Kind.VXLAN:
+                if iface.kind is Kind.VXLAN and by_flanneld:
+                    # flanneld's vxlan backend makes it (`_flanneld`)
+                    self.plugin_made.setdefault(ns.id, set()).add(iface.ifname)
+                elif iface.kind is Kind.VXLAN:
                     self._vxlan(ns, iface)
                 elif iface.kind is Kind.IPIP:
                     self._ipip(ns, iface)
@@ -333,6 +337,8 @@ class KernelCluster:
                 ipr.link("set", index=self._index(name, "lo"), state="up")
         for ns in fab.netns.values():
             self._routes(ns)
+            if by_flanneld and ns.kind is NetnsKind.HOST:
+                self._flanneld(ns)
         self.settle()
 
     def forget_neighbours(self) -> int:
@@ -527,35 +533,64 @@ class KernelCluster:
                 ipr.link("set", index=idx, state="up")
                 self.ifindex[(node_ns, host_veth)] = idx
 
+    def _flanneld(self, ns: Netns) -> None:
+        """What flanneld's backend programs on a node, from the leases (`flanneld`)."""
+        name = self.names[ns.id]
+        with doing(
+            name, f"programming flanneld's {self.fabric.cluster.config.network}"
+        ):
+            flanneld.program(
+                self.ipr[name],
+                lambda ifname: self._index(name, ifname),
+                self.fabric.cluster.config,
+                ns.node,
+            )
+        with netns.inside(name):
+            for iface in ns.interfaces.values():
+                if iface.kind is Kind.VXLAN:
+                    for key, value in neigh_sysctls(iface):
+                        netns.sysctl(key, value)
+
     def kernel_side(self) -> dict[str, str]:
         """What built each part of the fabric on this kernel (`verify -o json`)."""
-        if self.cni is None:
-            parts = {
-                "namespaces, veths, bridges, VXLAN, routes, neighbours": FROM_MODEL
-            }
-            why = cniplugins.missing()
-            if cniplugins.uses_plugins(self.fabric.cluster.config) and why:
-                parts["pod interfaces, addresses, routes"] = f"{FROM_MODEL}: {why}"
-            return parts
-        made = (
-            f"the upstream CNI plugins {cniplugins.version()} (Debian"
-            f" {cniplugins.PACKAGE}): bridge + host-local as flannel delegates them,"
-            " portmap chained, loopback"
-        )
-        return {
-            "pod interfaces, addresses, routes, bridge ports": made,
-            "pod addresses (IPAM)": (
-                f"CNI host-local plugin {cniplugins.version()}, checked against the"
-                " simulator's IPAM"
+        cfg = self.fabric.cluster.config
+        parts: dict[str, str] = {}
+        if self.cni is not None:
+            version = cniplugins.version()
+            parts["pod interfaces, addresses, routes, bridge ports"] = (
+                f"the upstream CNI plugins {version} (Debian {cniplugins.PACKAGE}):"
+                " bridge + host-local as flannel delegates them, portmap chained,"
+                " loopback"
+            )
+            asked = "; ".join(self.ipam_asked)
+            parts["pod addresses (IPAM)"] = (
+                f"CNI host-local plugin {version}, checked against the simulator's IPAM"
                 + (
-                    f"; the model's address asked for where it chose otherwise:"
-                    f" {'; '.join(self.ipam_asked)}"
-                    if self.ipam_asked
+                    f"; the model's address asked for where it chose otherwise: {asked}"
+                    if asked
                     else ""
                 )
-            ),
-            "namespaces, node devices, VXLAN, routes, neighbours": FROM_MODEL,
-        }
+            )
+        elif cniplugins.uses_plugins(cfg):
+            parts["pod interfaces, addresses, routes, bridge ports"] = (
+                f"{FROM_MODEL}: {cniplugins.missing()}"
+            )
+        if flanneld.programs(cfg):
+            parts[
+                f"flannel {cfg.network}: node routes to the other podCIDRs"
+                + (
+                    ", flannel.1, its neighbours and FDB"
+                    if cfg.network.value == "vxlan"
+                    else ""
+                )
+            ] = (
+                "flanneld's backend rules (dataplane/kernel/flanneld.py) applied to the"
+                " node leases, not the simulator's fabric (flanneld is not packaged)"
+            )
+        parts["namespaces, node devices, underlay, other routes and neighbours"] = (
+            FROM_MODEL
+        )
+        return parts
 
     def _configure(self, ns: Netns) -> None:
         """Neighbour timers, addresses, bridge masters, hairpin, and every device up
@@ -594,9 +629,14 @@ class KernelCluster:
     def _routes(self, ns: Netns) -> None:
         ipr = self._ip(ns)
         name = self.names[ns.id]
+        cfg = self.fabric.cluster.config
+        by_flanneld = flanneld.programs(cfg) and ns.kind is NetnsKind.HOST
+        overlay = flanneld.overlay_routes(cfg, ns.node) if by_flanneld else set()
         for route in ns.routes if ns.id not in self.attached else ():
             if is_automatic(ns, route.dst, route.oif, route.proto):
                 continue  # the kernel added it with the address
+            if route.dst in overlay:
+                continue  # flanneld's (`_flanneld`)
             spec: dict[str, Any] = {"dst": str(route.dst)}
             if route.proto in RT_PROTOS and route.proto != "static":
                 spec["proto"] = RT_PROTOS[route.proto]
@@ -627,6 +667,8 @@ class KernelCluster:
             with doing(name, f"adding route {route.dst}{via} dev {route.oif}"):
                 ipr.route("add", **spec)
         for (ifname, ip), mac in ns.permanent_neigh.items():
+            if by_flanneld and ifname == flanneld.VTEP:
+                continue
             with doing(name, f"adding neighbour {ip} lladdr {mac} dev {ifname}"):
                 ipr.neigh(
                     "add",
@@ -636,7 +678,7 @@ class KernelCluster:
                     state=NUD_PERMANENT,
                 )
         for (ns_id, mac), remote in self.fabric.vxlan_fdb.items():
-            if ns_id != ns.id:
+            if ns_id != ns.id or by_flanneld:
                 continue
             vxlan = next(i for i in ns.interfaces.values() if i.kind is Kind.VXLAN)
             with doing(name, f"adding fdb {mac} dst {remote} dev {vxlan.ifname}"):
