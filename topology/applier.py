@@ -25,7 +25,7 @@ from topology.live import (
     PodStatus,
     adopted_workloads,
     controller_of,
-    host_port_warnings,
+    host_port_refusal,
     live_pod_ips,
     pod_status,
     template_labels,
@@ -225,7 +225,7 @@ class Applier:
 
     def pod(self, obj: KubeObject, template: PodTemplate) -> None:
         state, loc = self.state, obj.origin.loc(())
-        host_port_warnings(obj, ("spec",), self.warnings)
+        host_port_refusal(obj, ("spec",), state.config)
         live = pod_status(obj, self.warnings)
         controller = controller_of(obj)
         owner = None if controller is None else owner_ref(*controller)
@@ -291,7 +291,7 @@ class Applier:
 
     def workload(self, obj: KubeObject, wd: WorkloadDraft) -> None:
         state, loc = self.state, obj.origin.loc(())
-        host_port_warnings(obj, ("spec", "template", "spec"), self.warnings)
+        host_port_refusal(obj, ("spec", "template", "spec"), state.config)
         owner = owner_ref(obj.kind, obj.name)
         old = state.workloads.get(obj.key)
         if old is not None and old.kind != obj.kind:

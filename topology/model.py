@@ -216,11 +216,15 @@ class Namespace:
 
 @dataclass(frozen=True, slots=True)
 class ContainerPort:
-    """A `containerPort`: a listening socket in the pod's network namespace."""
+    """A `containerPort`: a listening socket in the pod's network namespace; with a
+    `hostPort` (not on a hostNetwork pod), also reachable at the node's addresses (or
+    `hostIP` alone) through the CNI portmap plugin's DNAT (`dataplane.portmap`)."""
 
     port: int
     protocol: Protocol = Protocol.TCP
     name: str | None = None
+    host_port: int | None = None
+    host_ip: IPv4Address | None = None
 
 
 @dataclass(frozen=True, slots=True)

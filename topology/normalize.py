@@ -134,6 +134,35 @@ def selector(model: k.LabelSelectorSpec, origin: Origin, path: Path) -> LabelSel
     return LabelSelector(dict(model.match_labels), tuple(reqs))
 
 
+def _host_port(
+    p: k.ContainerPortSpec, host_network: bool, origin: Origin, path: Path
+) -> tuple[int | None, IPv4Address | None]:
+    """A containerPort's `hostPort` and `hostIP` as the API server validates them
+    (ValidateContainerPorts; a hostNetwork pod's hostPort must equal its containerPort,
+    and it is then the node's own socket: no portmap rule)."""
+    host_port = p.host_port or None  # 0: unset
+    host_ip: IPv4Address | None = None
+    if p.host_ip not in (None, ""):
+        try:
+            host_ip = IPv4Address(str(p.host_ip))
+        except ValueError:
+            raise origin.error(
+                (*path, "hostIP"),
+                f"expected an IPv4 address like 10.100.0.2, got {p.host_ip!r}",
+            ) from None
+        if host_ip == IPv4Address("0.0.0.0"):
+            host_ip = None  # every address, as if not given
+    if host_network:
+        if host_port is not None and host_port != p.container_port:
+            raise origin.error(
+                (*path, "hostPort"),
+                f"{host_port}: must match containerPort {p.container_port} when"
+                " hostNetwork is true",
+            )
+        return None, None
+    return host_port, host_ip if host_port is not None else None
+
+
 def pod_template(
     spec: k.PodSpec,
     labels: Mapping[str, str],
@@ -171,7 +200,10 @@ def pod_template(
                     )
                 )
             seen_ports.setdefault((p.container_port, proto), ppath)
-            ports.append(ContainerPort(p.container_port, proto, p.name))
+            host_port, host_ip = _host_port(p, spec.host_network, origin, ppath)
+            ports.append(
+                ContainerPort(p.container_port, proto, p.name, host_port, host_ip)
+            )
         containers.append(Container(c.name, tuple(ports)))
     if spec.node_name is not None:
         reason = names.dns1123_subdomain(spec.node_name)

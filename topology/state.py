@@ -103,6 +103,7 @@ class ClusterState:
                 loc,
                 obj,
             )
+        self._check_host_ports(namespace, name, node, template, loc, obj)
         if template.host_network:
             ip = node.ip
         elif ip is None:
@@ -132,6 +133,43 @@ class ClusterState:
         self.pods[pod.key] = pod
         self.scheduler.placed(node.name)
         return pod
+
+    def _check_host_ports(
+        self,
+        namespace: str,
+        name: str,
+        node: NodeSpec,
+        template: PodTemplate,
+        loc: Loc,
+        obj: str | None,
+    ) -> None:
+        """A hostPort (port, protocol, hostIP) another pod of the node holds: kubelet
+        admits no second pod on it (the NodePorts admission check, which the scheduler's
+        NodePorts filter applies first: hostIP 0.0.0.0 / unset conflicts with any)."""
+        key = f"{namespace}/{name}"
+        for port in (p for c in template.containers for p in c.ports):
+            if port.host_port is None:
+                continue
+            for other in self.pods.values():
+                if other.node != node.name or other.key == key:
+                    continue
+                for theirs in other.ports():
+                    if (
+                        theirs.host_port == port.host_port
+                        and theirs.protocol is port.protocol
+                        and (
+                            None in (theirs.host_ip, port.host_ip)
+                            or theirs.host_ip == port.host_ip
+                        )
+                    ):
+                        raise TopologyError(
+                            f"cannot place pod {key}: hostPort {port.host_port}/"
+                            f"{port.protocol} is already pod {other.key}'s on node"
+                            f" {node.name!r} (kubelet admits one pod per hostIP,"
+                            " hostPort and protocol of a node: the NodePorts check)",
+                            loc,
+                            obj,
+                        )
 
     def claim_pod_ip(self, node: NodeSpec, ip: IPv4Address) -> str | None:
         """Take a pod address a live object records; the reason it cannot be, or None."""

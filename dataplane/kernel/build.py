@@ -35,6 +35,7 @@ from typing import Any
 
 from pyroute2.netlink.exceptions import NetlinkError
 
+from dataplane import portmap
 from dataplane.fabric import Fabric
 from dataplane.kernel import cniplugins, flanneld, netns, owner, signals
 from dataplane.netns import Interface, Kind, Netns, NetnsKind
@@ -500,12 +501,17 @@ class KernelCluster:
             spec = fab.cluster.node(ns.node)
             node_ns, pod_ns = self.names[node.id], self.names[ns.id]
             try:
+                assert ns.pod is not None
+                ports = [
+                    m.runtime_config() for m in portmap.mappings(fab.cluster, ns.pod)
+                ]
                 att = self.cni.attach(
                     cfg,
                     spec,
                     key,
                     node_ns,
                     pod_ns,
+                    ports,
                     ask=ip if again else None,
                     keep_last=again,
                 )
@@ -515,7 +521,9 @@ class KernelCluster:
                     # dump's status.podIP, a hand-made cluster), or the IPAMs differ
                     self.ipam_asked.append(why)
                     self.del_errors += self.cni.detach(att)
-                    att = self.cni.attach(cfg, spec, key, node_ns, pod_ns, ask=ip)
+                    att = self.cni.attach(
+                        cfg, spec, key, node_ns, pod_ns, ports, ask=ip
+                    )
                     why = cniplugins.differs(att, ip)
             except cniplugins.CniError as err:
                 raise KernelBuildError(

@@ -18,7 +18,7 @@ namespace, with the pod's namespace already made:
   is the simulator's bridge name (`cluster.bridge`, default `cbr0`, as kubenet named it),
   so that every other part of the model finds it.
 - `portmap` gets the bridge's result as `prevResult` and kubelet's `runtimeConfig`
-  `portMappings` (the pod's `hostPort`s; none in the model yet).
+  `portMappings` (the pod's `hostPort`s, `dataplane.portmap.Mapping.runtime_config`).
 
 CNI_COMMAND=DEL runs in the reverse order (libcni's `DelNetworkList`) when the cluster is
 removed, even after a failed build.  host-local keeps its state in a directory of the run
@@ -34,7 +34,6 @@ plugin no longer derives them from the address).
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import shutil
@@ -44,13 +43,15 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 from typing import Any
 
+from dataplane import portmap
 from dataplane.kernel import netns, owner
+from dataplane.portmap import container_id
 from topology.model import ClusterConfig, Cni, NodeSpec
 
 CNI_PATH = Path("/usr/lib/cni")
 PACKAGE = "containernetworking-plugins"
 CNI_VERSION = "0.3.1"  # kube-flannel.yml's cni-conf.json
-NETWORK = "cbr0"  # cni-conf.json's "name"
+NETWORK = portmap.NETWORK  # cni-conf.json's "name"
 
 
 class CniError(OSError):
@@ -123,7 +124,9 @@ def delegate(config: ClusterConfig, node: NodeSpec, data_dir: Path) -> dict[str,
     }
 
 
-def portmap(result: dict[str, Any], mappings: list[dict[str, Any]]) -> dict[str, Any]:
+def portmap_conf(
+    result: dict[str, Any], mappings: list[dict[str, Any]]
+) -> dict[str, Any]:
     """The conflist's `portmap` entry as libcni runs it: the previous plugin's result
     and kubelet's `portMappings` (`capabilities: {portMappings: true}`)."""
     return {
@@ -137,11 +140,6 @@ def portmap(result: dict[str, Any], mappings: list[dict[str, Any]]) -> dict[str,
 
 
 LOOPBACK = {"cniVersion": CNI_VERSION, "name": "cni-loopback", "type": "loopback"}
-
-
-def container_id(pod_key: str) -> str:
-    """A sandbox id as a runtime gives one (64 hex digits), stable for a pod."""
-    return hashlib.sha256(pod_key.encode()).hexdigest()
 
 
 @dataclass(slots=True)
@@ -209,7 +207,7 @@ class CniRuntime:
         result = self._run("ADD", att, cid, "eth0", bridge, args)
         if before is not None:
             last.write_text(before)
-        pm = portmap(result, mappings or [])
+        pm = portmap_conf(result, mappings or [])
         att.configs.append(("eth0", pm))
         self._run("ADD", att, cid, "eth0", pm)
         for ip in result.get("ips", []):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from dataplane import portmap
 from dataplane.fabric import build_fabric
 from dataplane.kernel import cniplugins, netns, owner
 from dataplane.kernel.build import KernelBuildError, KernelCluster
@@ -83,7 +84,7 @@ def test_host_local_chose_the_simulators_addresses(built: KernelCluster) -> None
     files = host_local(kc, "node-1")
     # host-local's record: the container id and the interface, per address
     for key in ("default/a", "default/b", "kube-system/coredns-0"):
-        want = f"{cniplugins.container_id(key)}\neth0"  # read_text: CRLF as LF
+        want = f"{portmap.container_id(key)}\neth0"  # read_text: CRLF as LF
         assert files[str(pods[key].ip)] == want, (key, files)
     assert files["last_reserved_ip.0"] == str(pods["default/b"].ip)
     assert str(pods["default/c"].ip) in host_local(kc, "node-2")
@@ -203,7 +204,7 @@ def test_a_plugin_that_fails_leaves_nothing_behind(
         assert runtime.attached == []
         deleted = [line for line in log.read_text().splitlines() if "DEL" in line]
         assert len(deleted) == 3  # each attachment's portmap, newest first
-        assert deleted[0] == f"DEL {cniplugins.container_id(third)}"
+        assert deleted[0] == f"DEL {portmap.container_id(third)}"
         left = {
             p.name
             for d in runtime.state.glob("*/cbr0")
