@@ -239,9 +239,11 @@ class KernelCluster:
         """
         claim = owner.claim() if run_id is None else None
         kc = cls(claim.run_id if claim is not None else str(run_id), fabric, claim)
-        if cniplugins.uses_plugins(fabric.cluster.config) and not cniplugins.missing():
+        plugins = cniplugins.uses_plugins(fabric.cluster.config)
+        if (plugins or portmap.table(fabric.cluster)) and not cniplugins.missing():
             kc.own_cni = cni is None
             kc.cni = cni if cni is not None else cniplugins.CniRuntime(kc.run_id)
+        if plugins and kc.cni is not None:
             kc.attached = {
                 ns.id for ns in fabric.netns.values() if ns.kind is NetnsKind.POD
             }
@@ -340,7 +342,38 @@ class KernelCluster:
             self._routes(ns)
             if by_flanneld and ns.kind is NetnsKind.HOST:
                 self._flanneld(ns)
+        self._portmap_alone()
         self.settle()
+
+    def _portmap_alone(self) -> None:
+        """hostPorts of pods the model built (Calico's, whose own CNI plugin is not
+        packaged): the real portmap plugin, given the result Calico's plugin would
+        have returned (the pod's /32 on eth0) as `prevResult`."""
+        fab = self.fabric
+        if self.cni is None:
+            return
+        for ns in fab.netns.values():
+            if ns.kind is not NetnsKind.POD or ns.id in self.attached:
+                continue
+            assert ns.pod is not None
+            found = portmap.mappings(fab.cluster, ns.pod)
+            if not found:
+                continue
+            node_ns, pod_ns = self.names[ns.node], self.names[ns.id]
+            try:
+                self.cni.attach_portmap(
+                    portmap.network_name(fab.cluster),
+                    ns.pod.key,
+                    ns.node,
+                    node_ns,
+                    pod_ns,
+                    IPv4Interface(f"{ns.pod.ip}/{found[0].network.prefixlen}"),
+                    [m.runtime_config() for m in found],
+                )
+            except cniplugins.CniError as err:
+                raise KernelBuildError(
+                    errno.EIO, node_ns, "running the CNI plugins", err.strerror or ""
+                ) from err
 
     def forget_neighbours(self) -> int:
         """Delete every neighbour entry the kernel learnt, in every namespace (the
@@ -579,7 +612,12 @@ class KernelCluster:
                     else ""
                 )
             )
-        elif cniplugins.uses_plugins(cfg):
+        if self.cni is not None and portmap.table(self.fabric.cluster):
+            parts["hostPort nat rules"] = (
+                f"the CNI portmap plugin {cniplugins.version()} with kubelet's"
+                " portMappings (iptables-nft)"
+            )
+        if self.cni is None and cniplugins.uses_plugins(cfg):
             parts["pod interfaces, addresses, routes, bridge ports"] = (
                 f"{FROM_MODEL}: {cniplugins.missing()}"
             )

@@ -219,6 +219,30 @@ class CniRuntime:
                 att.host_veth = str(iface.get("name", ""))
         return att
 
+    def attach_portmap(
+        self,
+        network: str,
+        pod_key: str,
+        node: str,
+        node_ns: str,
+        pod_ns: str,
+        address: IPv4Interface,
+        mappings: list[dict[str, Any]],
+    ) -> Attachment:
+        """ADD of `portmap` alone, after a plugin that is not run here (Calico's):
+        `prevResult` is what that plugin returns (the pod's address on eth0)."""
+        att = Attachment(pod_key, node, node_ns, pod_ns, [], address)
+        self.attached.append(att)
+        result = {
+            "cniVersion": CNI_VERSION,
+            "interfaces": [{"name": "eth0", "sandbox": f"/run/netns/{pod_ns}"}],
+            "ips": [{"version": "4", "address": str(address), "interface": 0}],
+        }
+        conf = {**portmap_conf(result, mappings), "name": network}
+        att.configs.append(("eth0", conf))
+        self._run("ADD", att, container_id(pod_key), "eth0", conf)
+        return att
+
     def detach(self, att: Attachment) -> list[str]:
         """DEL one attachment, its plugins in reverse order (libcni's
         `DelNetworkList`); the errors, as lines (a failed DEL does not stop the rest)."""

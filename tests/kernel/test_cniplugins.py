@@ -274,3 +274,60 @@ def test_after_delete_and_apply_host_local_and_the_simulator_agree() -> None:
     )
     last = report.rows[-1]
     assert last.kernel.detail == "SYN-ACK from 10.0.1.5:80: connected"
+
+
+HOSTPORT = Path(__file__).resolve().parents[2] / "scenarios" / "hostport.yaml"
+
+
+@pytest.mark.parametrize(
+    ("cni", "network", "chain_of"),
+    [("flannel", "vxlan", "cbr0"), ("calico", "bgp", "k8s-pod-network")],
+)
+def test_portmap_writes_the_chains_the_simulator_names(
+    cni: str, network: str, chain_of: str
+) -> None:
+    # the real plugin's per-container chain is the one the simulator's trace names,
+    # and its rules are the DNAT, hairpin and localhost marks the simulator models
+    text = HOSTPORT.read_text().replace(
+        "  network: vxlan\n", f"  cni: {cni}\n  network: {network}\n"
+    )
+    scenario, _ = load_scenario_text(text)
+    kc = KernelCluster.build(build_fabric(scenario.cluster))
+    try:
+        web = scenario.cluster.pods["default/web"]
+        chain = portmap.dnat_chain(chain_of, web.key)
+        rules = netns.run(kc.names["node-1"], ["iptables-save", "-t", "nat"])
+        net = "10.0.1.0/24" if cni == "flannel" else f"{web.ip}/32"
+        for rule in (
+            "-A PREROUTING -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT",
+            "-A OUTPUT -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT",
+            f"-A {chain} -s {net} -p tcp -m tcp --dport 8080 -j CNI-HOSTPORT-SETMARK",
+            f"-A {chain} -s 127.0.0.1/32 -p tcp -m tcp --dport 8080"
+            " -j CNI-HOSTPORT-SETMARK",
+            f"-A {chain} -p tcp -m tcp --dport 8080 -j DNAT --to-destination"
+            f" {web.ip}:80",
+            f"-A {chain} -p udp -m udp --dport 5353 -j DNAT --to-destination"
+            f" {web.ip}:53",
+        ):
+            assert rule in rules.splitlines(), (rule, rules)
+        assert "CNI-DN" not in netns.run(kc.names["node-2"], ["iptables-save"])
+        assert "hostPort nat rules" in kc.kernel_side()
+    finally:
+        kc.close()
+    assert kc.del_errors == []
+
+
+def test_calico_host_ports_agree_with_the_kernel() -> None:
+    from dataplane.kernel.verify import verify
+
+    text = HOSTPORT.read_text().replace(
+        "  network: vxlan\n", "  cni: calico\n  network: bgp\n"
+    )
+    scenario, _ = load_scenario_text(text)
+    report = verify(scenario)
+    bad = [
+        (r.step, r.title, r.sim, r.kernel.detail)
+        for r in report.rows
+        if r.status != "agree"
+    ]
+    assert bad == []
