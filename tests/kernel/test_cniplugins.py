@@ -331,3 +331,26 @@ def test_calico_host_ports_agree_with_the_kernel() -> None:
         if r.status != "agree"
     ]
     assert bad == []
+
+
+def test_verify_json_says_what_built_each_part() -> None:
+    from tests.io.helpers import run_cli
+
+    result = run_cli("verify", "-o", "json", HOSTPORT)
+    assert result.exit_code == 0, result.stderr
+    side = json.loads(result.stdout)["kernel_side"]
+    version = cniplugins.version()
+    assert side["hostPort nat rules"] == (
+        f"the CNI portmap plugin {version} with kubelet's portMappings (iptables-nft)"
+    )
+    assert side["pod addresses (IPAM)"].startswith(f"CNI host-local plugin {version}")
+    assert side["namespaces, node devices, underlay, other routes and neighbours"] == (
+        "pyroute2 from the simulator's own model (dataplane.fabric.build_fabric)"
+    )
+    assert (
+        "flanneld's backend rules"
+        in side[
+            "flannel vxlan: node routes to the other podCIDRs, flannel.1, its neighbours"
+            " and FDB"
+        ]
+    )
