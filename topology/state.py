@@ -12,7 +12,7 @@ from ipaddress import IPv4Address
 
 from topology.errors import TopologyError
 from topology.ipam import PodAddresses, ServiceAddresses, node_ports
-from topology.model import Cluster, Cni, Loc, Namespace, NodeSpec, Pod
+from topology.model import Cluster, Cni, ContainerPort, Loc, Namespace, NodeSpec, Pod
 from topology.normalize import NAMESPACE_NAME_LABEL, PodTemplate
 from topology.workload import MAX_PODS, Scheduler
 
@@ -134,24 +134,17 @@ class ClusterState:
         self.scheduler.placed(node.name)
         return pod
 
-    def _check_host_ports(
-        self,
-        namespace: str,
-        name: str,
-        node: NodeSpec,
-        template: PodTemplate,
-        loc: Loc,
-        obj: str | None,
-    ) -> None:
-        """A hostPort (port, protocol, hostIP) another pod of the node holds: kubelet
-        admits no second pod on it (the NodePorts admission check, which the scheduler's
-        NodePorts filter applies first: hostIP 0.0.0.0 / unset conflicts with any)."""
-        key = f"{namespace}/{name}"
+    def host_port_holder(
+        self, key: str, node: str, template: PodTemplate
+    ) -> tuple[ContainerPort, Pod] | None:
+        """A hostPort of `template` (port, protocol, hostIP) that another pod of `node`
+        holds, and that pod; None when all are free.  hostIP unset (0.0.0.0) conflicts
+        with any (the scheduler's NodePorts filter, kubelet's NodePorts admission)."""
         for port in (p for c in template.containers for p in c.ports):
             if port.host_port is None:
                 continue
             for other in self.pods.values():
-                if other.node != node.name or other.key == key:
+                if other.node != node or other.key == key:
                     continue
                 for theirs in other.ports():
                     if (
@@ -162,14 +155,31 @@ class ClusterState:
                             or theirs.host_ip == port.host_ip
                         )
                     ):
-                        raise TopologyError(
-                            f"cannot place pod {key}: hostPort {port.host_port}/"
-                            f"{port.protocol} is already pod {other.key}'s on node"
-                            f" {node.name!r} (kubelet admits one pod per hostIP,"
-                            " hostPort and protocol of a node: the NodePorts check)",
-                            loc,
-                            obj,
-                        )
+                        return port, other
+        return None
+
+    def _check_host_ports(
+        self,
+        namespace: str,
+        name: str,
+        node: NodeSpec,
+        template: PodTemplate,
+        loc: Loc,
+        obj: str | None,
+    ) -> None:
+        """Refuse a pod whose hostPort another pod of the node holds: kubelet admits no
+        second pod on it (the NodePorts check)."""
+        key = f"{namespace}/{name}"
+        found = self.host_port_holder(key, node.name, template)
+        if found is not None:
+            port, other = found
+            raise TopologyError(
+                f"cannot place pod {key}: hostPort {port.host_port}/{port.protocol} is"
+                f" already pod {other.key}'s on node {node.name!r} (kubelet admits one"
+                " pod per hostIP, hostPort and protocol of a node: the NodePorts check)",
+                loc,
+                obj,
+            )
 
     def claim_pod_ip(self, node: NodeSpec, ip: IPv4Address) -> str | None:
         """Take a pod address a live object records; the reason it cannot be, or None."""

@@ -173,3 +173,40 @@ def test_cilium_refuses_host_ports(tmp_path: Path) -> None:
         " manifests chain the CNI portmap plugin"
     )
     assert "Traceback" not in result.stdout + result.stderr
+
+
+DEPLOYMENT = """
+name: t
+cluster:
+  nodes: [{name: node-1}, {name: node-2}]
+manifests:
+  - {apiVersion: v1, kind: Pod, metadata: {name: x}, spec: {nodeName: node-2, containers: [{name: c}]}}
+  - {apiVersion: v1, kind: Pod, metadata: {name: y}, spec: {nodeName: node-2, containers: [{name: c}]}}
+  - apiVersion: apps/v1
+    kind: Deployment
+    metadata: {name: edge}
+    spec:
+      replicas: REPLICAS
+      selector: {matchLabels: {app: edge}}
+      template:
+        metadata: {labels: {app: edge}}
+        spec: {containers: [{name: e, ports: [{containerPort: 80, hostPort: 80}]}]}
+steps:
+  - probe: {from: default/edge-0, to: default/edge-1, port: 80}
+"""
+
+
+def test_the_scheduler_spreads_pods_over_free_host_ports() -> None:
+    # node-1 holds coredns-0 and node-2 x and y: edge-0 goes to node-1, and edge-1, the
+    # nodes tied at two pods, would go to node-1 too (node order) but for its hostPort;
+    # edge-2 fits nowhere
+    scenario, _ = load_scenario_text(DEPLOYMENT.replace("REPLICAS", "2"))
+    nodes = {p.name: p.node for p in scenario.cluster.pods.values()}
+    assert (nodes["edge-0"], nodes["edge-1"]) == ("node-1", "node-2")
+    with pytest.raises(TopologyError) as err:
+        load_scenario_text(DEPLOYMENT.replace("REPLICAS", "3"))
+    assert str(err.value) == (
+        "<string>:16: Deployment default/edge: spec.template.spec: no node has hostPort"
+        " 80/TCP free for another pod (the scheduler's NodePorts filter; nodes: node-1,"
+        " node-2)"
+    )
