@@ -106,15 +106,10 @@ class ContainerPortSpec(KubeStrictModel):
         description="Port name (IANA_SVC_NAME), for targetPort and NetworkPolicy ports by name.",
     )
     host_port: Annotated[int, Field(ge=0, le=65535)] | None = Field(
-        default=None,
-        description="The port on the node's addresses that the CNI portmap plugin DNATs"
-        " to this containerPort (0: none); on a hostNetwork pod it must equal"
-        " containerPort.",
-    )  # 0: unset
+        default=None, description="The node's port CNI portmap DNATs here (0: none)."
+    )  # 0: unset; on a hostNetwork pod it must equal containerPort
     host_ip: str | None = Field(
-        default=None,
-        alias="hostIP",
-        description="The node address the hostPort answers on (default: every one).",
+        default=None, alias="hostIP", description="The node address the hostPort takes."
     )
 
 
