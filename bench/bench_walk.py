@@ -9,7 +9,7 @@
 - the same probe with 100 pods on each bridge (a cold ARP broadcast floods every port: the
   walk must not cost more per pod on the bridge);
 - the same probe with Calico (ipip, vxlan, bgp; scenarios/calico/) and Cilium (vxlan,
-  native; scenarios/cilium/), its cost per CPU second against flannel's vxlan (target: a
+  geneve, native; scenarios/cilium/), its cost per CPU second against flannel's vxlan (target: a
   Calico or Cilium probe costs no more, ratio <= 1.0);
 - loading and building a 100-node, 5,000-pod scenario.
 Targets: >= 5,000 probes per CPU second (issue 16); load + build < 5 s.
@@ -163,7 +163,7 @@ def kernel_connect_rate(n: int = 60) -> float | str:
 
 
 CNI_MODES = [("calico", m) for m in ("ipip", "vxlan", "bgp")] + [
-    ("cilium", m) for m in ("vxlan", "native")
+    ("cilium", m) for m in ("vxlan", "geneve", "native")
 ]
 
 

@@ -21,6 +21,9 @@ from dataplane.packet import (
     ETH_HLEN,
     ETH_P_ARP,
     ETH_P_IP,
+    ETH_P_TEB,
+    GENEVE_HLEN,
+    GENEVE_PORT,
     ICMP,
     ICMP_ECHO_REPLY,
     ICMP_ECHO_REQUEST,
@@ -39,6 +42,7 @@ from dataplane.packet import (
     VXLAN,
     VXLAN_HLEN,
     Ether,
+    Geneve,
     Packet,
 )
 
@@ -75,7 +79,8 @@ def dissect_ip(
 ) -> Packet:
     """An IPv4 packet from its first byte; `snapped`: the capture's snaplen cut it, so
     bytes missing at the end are zeros (the headers are what the walk needs).  UDP to one
-    of `vxlan_ports` with the VXLAN I flag keeps its inner frame."""
+    of `vxlan_ports` with the VXLAN I flag keeps its inner frame, as does Geneve to its IANA
+    port 6081 (version 0, no options, an Ethernet frame inside: RFC 8926)."""
     _need(data, IP_HLEN, "IPv4 header")
     vhl, tos, total, ident, frag, ttl, proto, _sum, src, dst = _IP.unpack_from(data)
     version, hlen = vhl >> 4, (vhl & 0x0F) * 4
@@ -151,7 +156,15 @@ def _udp(ip: IP, body: bytes, vxlan_ports: tuple[int, ...]) -> Packet:
     ):
         vni = int.from_bytes(data[4:7], "big")
         inner = dissect_frame(data[VXLAN_HLEN:])
-        pkt = replace(pkt, vxlan=VXLAN(vni), inner=inner, data=b"")
+        pkt = replace(pkt, tunnel=VXLAN(vni), inner=inner, data=b"")
+    elif dport == GENEVE_PORT and len(data) >= GENEVE_HLEN + ETH_HLEN:
+        # options would be lost on the way out: such a datagram stays opaque UDP data
+        version, optlen = data[0] >> 6, data[0] & 0x3F
+        protocol = int.from_bytes(data[2:4], "big")
+        if version == 0 and optlen == 0 and protocol == ETH_P_TEB:
+            vni = int.from_bytes(data[4:7], "big")
+            inner = dissect_frame(data[GENEVE_HLEN:])
+            pkt = replace(pkt, tunnel=Geneve(vni), inner=inner, data=b"")
     return pkt
 
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from dataplane.cni import mode_name
 from dataplane.netfilter import HookPoint
-from dataplane.netns import Interface, Kind, Netns
+from dataplane.netns import UDP_TUNNELS, Interface, Kind, Netns
 from dataplane.trace import POLICY_DROPS, Hop, Trace
 from topology.graph import UNDERLAY, veth_name
 from topology.model import Cluster, Cni, NetworkMode, Pod
@@ -265,7 +265,7 @@ def build_scene(sim: Simulator, trace: Trace | None = None, title: str = "") -> 
         known = set(scene.boxes)
         host = fabric.netns[node.name]
         bridge_dev = _device(host.interfaces.values(), (Kind.BRIDGE,))
-        tunnel = _device(host.interfaces.values(), (Kind.VXLAN, Kind.IPIP))
+        tunnel = _device(host.interfaces.values(), (*UDP_TUNNELS, Kind.IPIP))
         pods = [p for p in cluster.pods.values() if p.node == node.name]
         netns_pods = [p for p in pods if not p.host_network]
         host_pods = [p.key for p in pods if p.host_network]
@@ -424,10 +424,11 @@ def _router_pairs(host: Netns) -> list[Interface]:
 
 def _tunnel_label(dev: Interface, per_packet: bool = False) -> str:
     """`flannel.1  10.0.1.0/32  VNI 1`, `tunl0  192.168.0.0/32  IP-in-IP`,
-    `cilium_vxlan  VNI = source identity` (collect-metadata: the VNI per packet)."""
+    `cilium_vxlan  VNI = source identity` (collect-metadata: the VNI per packet),
+    `cilium_geneve  Geneve VNI = source identity`."""
     addr = f"  {dev.addrs[0]}" if dev.addrs else ""
     vni = "VNI = source identity" if per_packet else f"VNI {dev.vni}"
-    what = vni if dev.kind is Kind.VXLAN else "IP-in-IP"
+    what = {Kind.VXLAN: vni, Kind.GENEVE: f"Geneve {vni}"}.get(dev.kind, "IP-in-IP")
     return f"{dev.ifname}{addr}  {what}"
 
 

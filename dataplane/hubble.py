@@ -121,7 +121,7 @@ def flow_lines(trace: Trace, cluster: Cluster) -> list[str]:
             continue
         pkt = hop.packet
         assert pkt is not None and pkt.ip is not None
-        inner = pkt.inner if pkt.vxlan is not None and pkt.inner is not None else pkt
+        inner = pkt.inner if pkt.tunnel is not None and pkt.inner is not None else pkt
         ip = inner.ip
         assert ip is not None
         ports = isinstance(inner.l4, (TCP, UDP))

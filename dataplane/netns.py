@@ -23,9 +23,14 @@ class Kind(StrEnum):
     VETH = "veth"
     BRIDGE = "bridge"
     VXLAN = "vxlan"
+    GENEVE = "geneve"  # Cilium's cilium_geneve (collect-metadata), UDP 6081
     IPIP = "ipip"  # IP-in-IP (protocol 4), no link header: Calico's tunl0
     ETH = "eth"  # attached to an L2 segment (the underlay switch)
     LOOPBACK = "loopback"
+
+
+# The devices that carry an Ethernet frame in UDP: `dataplane.vxlan` encapsulates for both.
+UDP_TUNNELS = frozenset({Kind.VXLAN, Kind.GENEVE})
 
 
 class NetnsKind(StrEnum):
@@ -49,9 +54,9 @@ class Interface:
         None  # the L2 segment (switch) an ETH interface is plugged into
     )
     vni: int = 0
-    vxlan_port: int = 0
+    vxlan_port: int = 0  # a UDP tunnel's (VXLAN's or Geneve's) destination port
     vxlan_local: IPv4Address | None = None
-    vxlan_dev: str = ""  # for VXLAN: the underlay device
+    vxlan_dev: str = ""  # for VXLAN and Geneve: the underlay device
     # net.ipv4.conf.<if>.proxy_arp: answer ARP for any address routed out of another
     # device (arp_fwd_proxy), as Calico sets it on every `cali…` host end
     proxy_arp: bool = False

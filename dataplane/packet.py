@@ -1,7 +1,8 @@
 """Packets as the walk carries them, and their exact conversion to and from scapy.
 
 scapy is exact but slow (hundreds of microseconds to build one packet), so the walk carries
-small frozen header records (`Ether`, `ARP`, `IP`, `TCP`, `UDP`, `SCTP`, `ICMP`, `VXLAN`)
+small frozen header records (`Ether`, `ARP`, `IP`, `TCP`, `UDP`, `SCTP`, `ICMP`, `VXLAN`,
+`Geneve`)
 and rewrites them with `dataclasses.replace`; a hop keeps the packet as it was, and the scapy
 packet (for display, pcap and tshark) is rebuilt on demand by `to_scapy`.  This is the only
 module that imports scapy, and only inside the functions that need it: it never sets an
@@ -55,6 +56,9 @@ ARP_REPLY = 2
 IP_HLEN = 20
 ETH_HLEN = 14
 VXLAN_HLEN = 8
+GENEVE_HLEN = 8  # RFC 8926 3.4: the fixed header; Cilium sends no options
+ETH_P_TEB = 0x6558  # Transparent Ethernet Bridging: Geneve's Protocol Type for a frame
+GENEVE_PORT = 6081  # IANA's; the geneve module's and Cilium's tunnel-port default
 UDP_HLEN = 8
 TCP_HLEN = 20
 ICMP_HLEN = 8
@@ -135,6 +139,18 @@ class VXLAN:
     vni: int = 1
 
 
+@dataclass(frozen=True, slots=True)
+class Geneve:
+    """A Geneve header (RFC 8926) without options, carrying an Ethernet frame."""
+
+    vni: int = 0
+    protocol: int = ETH_P_TEB
+
+
+Tunnel = VXLAN | Geneve  # the UDP tunnel headers: what `Packet.tunnel` may hold
+TUNNEL_NAMES: dict[type, str] = {VXLAN: "VXLAN", Geneve: "Geneve"}
+
+
 L4 = TCP | UDP | SCTP | ICMP
 
 
@@ -143,8 +159,8 @@ class Packet:
     """One packet or frame: headers outermost first, the payload as bytes.
 
     `eth` is None while a packet is inside the IP layer (before the neighbour lookup gives
-    it a link header).  A VXLAN packet is `ip`/`l4` UDP/`vxlan` with the inner frame in
-    `inner`; an IP-in-IP packet is `ip` (protocol 4) with the inner packet (no link
+    it a link header).  A VXLAN or Geneve packet is `ip`/`l4` UDP/`tunnel` with the inner
+    frame in `inner`; an IP-in-IP packet is `ip` (protocol 4) with the inner packet (no link
     header) in `inner` and no `l4`.  A fragment other than the first has no `l4`; `whole` keeps the datagram the
     fragment was cut from and `frag_len` its share of the IP payload.
     """
@@ -153,7 +169,7 @@ class Packet:
     arp: ARP | None = None
     ip: IP | None = None
     l4: L4 | None = None
-    vxlan: VXLAN | None = None
+    tunnel: Tunnel | None = None
     inner: Packet | None = None
     data: bytes = b""
     whole: Packet | None = None
@@ -182,10 +198,12 @@ class Packet:
         return ICMP_HLEN
 
     def payload_len(self) -> int:
-        """Bytes above the transport header (VXLAN header plus inner frame, or data)."""
+        """Bytes above the transport header (the tunnel header plus the inner frame, or
+        data)."""
         if self.inner is not None:
-            if self.vxlan is not None:
-                return VXLAN_HLEN + self.inner.frame_len()
+            if self.tunnel is not None:
+                hlen = VXLAN_HLEN if type(self.tunnel) is VXLAN else GENEVE_HLEN
+                return hlen + self.inner.frame_len()
             return self.inner.ip_len()  # IP-in-IP
         if self.app is not None:
             return len(app_bytes(self.app))
@@ -236,7 +254,7 @@ class Packet:
         """This packet with another link and IP header (the walk's most common copies,
         spelled out: `dataclasses.replace` costs three times as much)."""
         return Packet(
-            eth, self.arp, ip, self.l4, self.vxlan, self.inner, self.data,
+            eth, self.arp, ip, self.l4, self.tunnel, self.inner, self.data,
             self.whole, self.frag_len, self.app, self.frag_max,
         )  # fmt: skip
 
@@ -292,7 +310,7 @@ def fast_init(*classes: type) -> None:
         cls.__init__ = init  # type: ignore[misc]
 
 
-fast_init(Ether, ARP, IP, TCP, UDP, SCTP, ICMP, VXLAN, Packet)
+fast_init(Ether, ARP, IP, TCP, UDP, SCTP, ICMP, VXLAN, Geneve, Packet)
 
 
 def app_bytes(app: Any) -> bytes:
@@ -363,8 +381,8 @@ def summarize(
     elif isinstance(l4, ICMP):
         extra = f" mtu {l4.mtu}" if l4.mtu else ""
         parts.append(f"ICMP {icmp_name(l4)}{extra}")
-    if pkt.vxlan is not None and pkt.inner is not None:
-        parts.append(f"VXLAN vni {pkt.vxlan.vni}")
+    if pkt.tunnel is not None and pkt.inner is not None:
+        parts.append(f"{TUNNEL_NAMES[type(pkt.tunnel)]} vni {pkt.tunnel.vni}")
         parts.append(summarize(pkt.inner, macs, mac))
     elif pkt.inner is not None:
         parts.append("IPIP")
@@ -424,6 +442,16 @@ def _scapy_ip(ip: IP) -> ScapyPacket:
     )
 
 
+def _scapy_tunnel(tunnel: Tunnel) -> ScapyPacket:
+    if isinstance(tunnel, VXLAN):
+        from scapy.layers.vxlan import VXLAN as SVXLAN
+
+        return SVXLAN(vni=tunnel.vni, flags=0x08)
+    from scapy.contrib.geneve import GENEVE
+
+    return GENEVE(vni=tunnel.vni, proto=tunnel.protocol)
+
+
 def _scapy_l4(pkt: Packet) -> ScapyPacket:
     from scapy.layers.inet import ICMP as SICMP
     from scapy.layers.inet import TCP as STCP
@@ -434,7 +462,6 @@ def _scapy_l4(pkt: Packet) -> ScapyPacket:
         SCTPChunkInit,
         SCTPChunkInitAck,
     )
-    from scapy.layers.vxlan import VXLAN as SVXLAN
     from scapy.packet import NoPayload, Raw
 
     l4 = pkt.l4
@@ -455,8 +482,8 @@ def _scapy_l4(pkt: Packet) -> ScapyPacket:
         )
     if isinstance(l4, UDP):
         udp = SUDP(sport=l4.sport, dport=l4.dport)
-        if pkt.vxlan is not None and pkt.inner is not None:
-            return udp / SVXLAN(vni=pkt.vxlan.vni, flags=0x08) / to_scapy(pkt.inner)
+        if pkt.tunnel is not None and pkt.inner is not None:
+            return udp / _scapy_tunnel(pkt.tunnel) / to_scapy(pkt.inner)
         return udp / payload
     if isinstance(l4, SCTP):
         chunk: ScapyPacket

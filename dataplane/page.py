@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from dataplane import draw
 from dataplane.draw import legend_top
 from dataplane.graph import HOOK_EVENTS, Scene, build_scene, element_of
-from dataplane.packet import ETH_P_IP, Packet, app_bytes, icmp_name
+from dataplane.packet import ETH_P_IP, TUNNEL_NAMES, Packet, app_bytes, icmp_name
 from dataplane.quiz import questions
 from dataplane.trace import Hop, Trace
 from dataplane.trace_view import mac_names, step_text, summary_steps
@@ -115,8 +115,8 @@ def packet_layers(pkt: Packet, prefix: str = "") -> list[dict[str, Any]]:
         quote = getattr(l4, "quote", None)
         if quote is not None:
             out.extend(packet_layers(quote, prefix + "quoted "))
-    if pkt.vxlan is not None:
-        layer("VXLAN", [("vni", pkt.vxlan.vni)])
+    if pkt.tunnel is not None:
+        layer(TUNNEL_NAMES[type(pkt.tunnel)], [("vni", pkt.tunnel.vni)])
     if pkt.inner is not None:
         out.extend(packet_layers(pkt.inner, prefix + "inner "))
     if pkt.app is not None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from dataplane import pmtu
 from dataplane.addrtype import ANY
 from dataplane.emission import Emission, Out
-from dataplane.netns import Kind, Netns, Socket
+from dataplane.netns import UDP_TUNNELS, Kind, Netns, Socket
 from dataplane.packet import (
     ICMP,
     ICMP_DEST_UNREACH,
@@ -97,7 +97,7 @@ def deliver(w: Walker, ns: Netns, ifname: str, pkt: Packet) -> list[Emission]:
     assert ip is not None
     if isinstance(l4, UDP):
         for iface in ns.interfaces.values():
-            if iface.kind is Kind.VXLAN and iface.vxlan_port == l4.dport:
+            if iface.kind in UDP_TUNNELS and iface.vxlan_port == l4.dport:
                 from dataplane.vxlan import decapsulate
 
                 return decapsulate(w, ns, iface, pkt)

@@ -143,7 +143,7 @@ def _station(hop: Hop) -> tuple[str, str, str, str]:
     if hop.netns == "host":
         pkt = hop.packet
         if hop.event in ("encap", "decap") or (
-            pkt is not None and pkt.vxlan is not None
+            pkt is not None and pkt.tunnel is not None
         ):
             part = "overlay"
         elif hop.event == "bridge":

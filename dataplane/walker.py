@@ -93,7 +93,8 @@ def wants(ns: Netns, ifname: str, pkt: Packet) -> bool:
 
 
 _STACK_KINDS = (Kind.VETH, Kind.ETH)
-_TUNNEL_KINDS = (Kind.VXLAN, Kind.IPIP)  # devices that hand a decapsulated packet up
+# devices that hand a decapsulated packet up
+_TUNNEL_KINDS = (Kind.VXLAN, Kind.GENEVE, Kind.IPIP)
 _VETH_DETAILS: dict[
     int, tuple[Interface, str]
 ] = {}  # `Walker.veth_detail`  # devices whose frames go to `Stack.receive`
@@ -286,7 +287,7 @@ class Walker:
         elif kind is Kind.BRIDGE:
             self.wire(ns, iface.ifname, pkt)
             emit(self.bridges.receive(ns, iface.ifname, pkt, None))
-        elif kind is Kind.VXLAN:
+        elif kind is Kind.VXLAN or kind is Kind.GENEVE:
             self.wire(ns, iface.ifname, pkt)  # the inner frame, before encapsulation
             emit(encapsulate(self, ns, iface, pkt))
         elif kind is Kind.IPIP:

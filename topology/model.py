@@ -74,8 +74,8 @@ CNI_NETWORKS: dict[Cni, tuple[Network, ...]] = {
 }
 # The CNIs `dataplane.cni` builds; a scenario naming another is refused, never approximated.
 MODELLED_CNIS = (Cni.FLANNEL, Cni.CALICO, Cni.CILIUM)
-# Modes whose devices are not built yet: refused, never approximated (Geneve is no VXLAN).
-PLANNED_NETWORKS = {(Cni.CILIUM, CiliumMode.GENEVE)}
+# Modes whose devices are not built yet: refused, never approximated (none today).
+PLANNED_NETWORKS: frozenset[tuple[Cni, Network]] = frozenset()
 
 # Bytes of headers an encapsulation adds in front of the inner IP packet (by mode name):
 # VXLAN's outer Ethernet 14 + IP 20 + UDP 8 + VXLAN 8, IP-in-IP's outer IP header 20

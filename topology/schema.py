@@ -145,7 +145,7 @@ class ClusterModel(StrictModel):
         " routed (the gateway routes every podCIDR); calico: ipip (default; tunl0,"
         " pod MTU = mtu - 20), vxlan (vxlan.calico, VNI 4096, pod MTU = mtu - 50) or"
         " bgp (block via nodeIP); cilium: vxlan (default; cilium_vxlan, MTU - 50),"
-        " native (podCIDR via nodeIP) or geneve (not modelled yet).",
+        " geneve (cilium_geneve) or native (podCIDR via nodeIP).",
     )
     vxlan_port: Port | None = Field(
         default=None,

@@ -26,6 +26,15 @@ What it builds (names as `ip link` / `ip route` would show them):
   its pods nothing is checked (`felix/rules/static.go`, StaticFilterOutputChains: "We
   don't currently police host -> endpoint").  The decision is the shared one
   (`dataplane.netpol`); only where it sits and how a hop names it are Calico's.
+- Felix's rules against encapsulation (`felix/rules/endpoints.go`, `static.go`): every
+  `cali-fw-…` drops a NEW packet from its workload that is IP-in-IP or UDP to Felix's
+  `vxlanPort` (4789), whatever the encapsulation mode ("Drop VXLAN encapped packets
+  originating in workloads", "Drop IPinIP encapped packets originating in workloads":
+  FelixConfiguration `allowVXLANPacketsFromWorkloads`/`allowIPIPPacketsFromWorkloads`
+  default false), before any policy; `cali-INPUT` drops IP-in-IP (ipip mode) and VXLAN to
+  a local address (vxlan mode) whose source is not one of the cluster's hosts ("Drop IPIP
+  packets from non-Calico hosts", "Drop IPv4 VXLAN packets from non-allowed hosts": the
+  ipsets `cali40all-hosts-net`, `cali40all-vxlan-net`).
 """
 
 from __future__ import annotations
@@ -40,10 +49,19 @@ from dataplane.cni.common import (
     mac_from_name,
     routed_pod,
 )
-from dataplane.netfilter import PRIORITY_FILTER, Hook, HookPoint
+from dataplane.conntrack import CtState
+from dataplane.netfilter import (
+    PRIORITY_FILTER,
+    Drop,
+    Hook,
+    HookContext,
+    HookPoint,
+    HookResult,
+)
 from dataplane.netns import Interface, Kind, Netns
 from dataplane.netpol import Direction
 from dataplane.netpol_hook import NAME, judge
+from dataplane.packet import IPPROTO_IPIP, UDP, Packet
 from dataplane.routing import Route
 from topology.graph import cali_name
 from topology.ipam import tunnel_ip
@@ -147,10 +165,63 @@ def to_host_chain(direction: Direction, pod: Pod) -> str:
     return "cali-wl-to-host -> " + endpoint_chain(direction, pod)
 
 
+FELIX_RULES = "felix"  # the hook name of Felix's own rules (not a NetworkPolicy's)
+
+
+def _encapsulated(pkt: Packet, ctx: HookContext) -> str:
+    """ "VXLAN" or "IPinIP" when `pkt` is what Felix's encapsulation rules match."""
+    if pkt.ip is not None and pkt.ip.proto == IPPROTO_IPIP:
+        return "IPinIP"
+    if isinstance(pkt.l4, UDP) and pkt.l4.dport == ctx.cluster.config.vxlan_port:
+        return "VXLAN"
+    return ""
+
+
+def from_workload(pkt: Packet, ctx: HookContext) -> HookResult:
+    """`cali-fw-<if>`, after its conntrack ACCEPT of RELATED,ESTABLISHED and before the
+    policy: encapsulated packets that a workload sends are dropped."""
+    if ctx.in_if is None or not ctx.in_if.startswith("cali"):
+        return None
+    if ctx.ct_state is not CtState.NEW:
+        return None
+    what = _encapsulated(pkt, ctx)
+    if not what:
+        return None
+    return Drop(
+        f"cali-fw-{ctx.in_if}: Drop {what} encapped packets originating in workloads"
+        " (allow" + ("VXLAN" if what == "VXLAN" else "IPIP") + "PacketsFromWorkloads:"
+        " false)"
+    )
+
+
+def to_host(pkt: Packet, ctx: HookContext) -> HookResult:
+    """`cali-INPUT`'s first rules: the tunnel's packets only from the cluster's hosts."""
+    mode = ctx.cluster.config.network
+    what = _encapsulated(pkt, ctx)
+    if pkt.ip is None or not what:
+        return None
+    hosts = {str(n.ip) for n in ctx.cluster.config.nodes}
+    if what == "IPinIP" and mode is CalicoMode.IPIP and pkt.ip.src not in hosts:
+        return Drop(
+            f"cali-INPUT: Drop IPIP packets from non-Calico hosts ({pkt.ip.src} is not"
+            " in cali40all-hosts-net)"
+        )
+    if what == "VXLAN" and mode is CalicoMode.VXLAN and pkt.ip.src not in hosts:
+        return Drop(
+            f"cali-INPUT: Drop IPv4 VXLAN packets from non-allowed hosts ({pkt.ip.src}"
+            " is not in cali40all-vxlan-net)"
+        )
+    return None
+
+
 def policy_hooks() -> list[Hook]:
     """Felix's filter: cali-FORWARD's from-/to-workload dispatch, and cali-INPUT's
-    workload-to-host chain (all named `netpol`, the filter's hook name)."""
+    workload-to-host chain (all named `netpol`, the filter's hook name), each after
+    Felix's rules against encapsulation (named `felix`)."""
     return [
+        Hook(HookPoint.FORWARD, PRIORITY_FILTER, FELIX_RULES, from_workload),
+        Hook(HookPoint.INPUT, PRIORITY_FILTER, FELIX_RULES, to_host),
+        Hook(HookPoint.INPUT, PRIORITY_FILTER, FELIX_RULES, from_workload),
         Hook(
             HookPoint.FORWARD,
             PRIORITY_FILTER,

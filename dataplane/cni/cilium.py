@@ -22,7 +22,10 @@ What it builds (names as `ip link` / `ip route` would show them):
   route `via <remote router IP> dev cilium_vxlan onlink` with a permanent neighbour and an
   FDB entry, the walker's VXLAN device.  MTU: the pods' `mtu - 50` (pkg/mtu
   TunnelOverhead; Cilium keeps the device at the underlay's and lowers the route MTU, the
-  same limit for a pod's packets).  `native` (`routingMode: native` with
+  same limit for a pod's packets).  `geneve` (`tunnelProtocol: geneve`): the same with
+  `cilium_geneve` (collect-metadata, UDP 6081: Cilium's `tunnel-port` default for geneve,
+  pkg/defaults TunnelPortGeneve), the 8-byte Geneve header without options in place of
+  VXLAN's, the same overhead (pkg/mtu: TunnelOverhead covers both).  `native` (`routingMode: native` with
   `autoDirectNodeRoutes: true`): `<podCIDR> via <node IP> dev eth0`, no encapsulation;
 - NetworkPolicy at the endpoints: a pod's egress rules in `cil_from_container` (bpf_lxc.c,
   tc ingress of its lxc: the packet leaving the pod), its ingress rules in
@@ -35,7 +38,8 @@ What it builds (names as `ip link` / `ip route` would show them):
 - the security identity of each pod (`identity`): a number from 256 upward per distinct
   set of identity labels (pkg/identity `MinimalAllocationIdentity` = 256; the agent
   leases a free ID at random from the pool, here in the order pods are first met, so the
-  same scenario gives the same numbers), carried in the VNI of `cilium_vxlan` packets
+  same scenario gives the same numbers), carried in the VNI of `cilium_vxlan` and
+  `cilium_geneve` packets
   (the source's identity, as bpf_lxc/bpf_host encapsulate it; `fab.vni_of`).
 """
 
@@ -57,7 +61,7 @@ from dataplane.netfilter import PRIORITY_FILTER, Hook, HookPoint
 from dataplane.netns import Interface, Kind, Netns
 from dataplane.netpol import Direction
 from dataplane.netpol_hook import NAME, judge
-from dataplane.packet import Packet
+from dataplane.packet import GENEVE_PORT, Packet
 from dataplane.routing import Route
 from dataplane.trace import Hop
 from topology.graph import lxc_name
@@ -69,6 +73,12 @@ if TYPE_CHECKING:  # pragma: no cover
 CILIUM_HOST = "cilium_host"
 CILIUM_NET = "cilium_net"
 VXLAN_DEV = "cilium_vxlan"
+GENEVE_DEV = "cilium_geneve"
+# Each tunnel protocol's device, its kind and its port (`tunnel-port`, pkg/defaults).
+TUNNELS: Mapping[CiliumMode, tuple[str, Kind]] = {
+    CiliumMode.VXLAN: (VXLAN_DEV, Kind.VXLAN),
+    CiliumMode.GENEVE: (GENEVE_DEV, Kind.GENEVE),
+}
 # pkg/identity/numericidentity.go: MinimalAllocationIdentity, the first ID the agent
 # allocates for a label set (below it: the reserved identities, host = 1, world = 2, ...).
 FIRST_IDENTITY = 256
@@ -86,9 +96,15 @@ def router_ip(node: NodeSpec) -> IPv4Interface:
     return IPv4Interface(f"{node.bridge_ip}/32")
 
 
-def vtep_mac(node: NodeSpec) -> str:
-    """cilium_vxlan's MAC (the kernel's random one, made stable)."""
-    return mac_from_name(f"{node.name}/{VXLAN_DEV}")
+def tunnel_dev(cluster: Cluster) -> str:
+    """The node's tunnel device (`cilium_vxlan`, `cilium_geneve`), or "" on native."""
+    found = TUNNELS.get(CiliumMode(cluster.config.network))
+    return found[0] if found else ""
+
+
+def vtep_mac(node: NodeSpec, dev: str = VXLAN_DEV) -> str:
+    """The tunnel device's MAC (the kernel's random one, made stable)."""
+    return mac_from_name(f"{node.name}/{dev}")
 
 
 def identity_labels(pod: Pod) -> tuple[str, ...]:
@@ -141,7 +157,8 @@ def source_identity(cluster: Cluster) -> Callable[[Packet], int]:
 
 def build_node(fab: Fabric, node: NodeSpec) -> Netns:
     cfg = fab.cluster.config
-    if fab.vni_of is None and cfg.network is CiliumMode.VXLAN:
+    tunnel = TUNNELS.get(CiliumMode(cfg.network))
+    if fab.vni_of is None and tunnel is not None:
         fab.vni_of = source_identity(fab.cluster)
     ns, _ = host_namespace(fab, node)
     default_route(fab, ns)
@@ -167,15 +184,16 @@ def build_node(fab: Fabric, node: NodeSpec) -> Netns:
     )
     ns.routes.add(Route(router.network, CILIUM_HOST, proto="kernel"))
     fab.owner_of_ip[str(router.ip)] = ns.id
-    if cfg.network is CiliumMode.VXLAN:
+    if tunnel is not None:
+        dev, kind = tunnel
         ns.add_interface(
             Interface(
-                VXLAN_DEV,
-                Kind.VXLAN,
-                vtep_mac(node),
+                dev,
+                kind,
+                vtep_mac(node, dev),
                 cfg.pod_mtu,
                 vni=0,
-                vxlan_port=cfg.vxlan_port,
+                vxlan_port=GENEVE_PORT if kind is Kind.GENEVE else cfg.vxlan_port,
                 vxlan_local=node.ip,
                 vxlan_dev="eth0",
             )
@@ -183,11 +201,12 @@ def build_node(fab: Fabric, node: NodeSpec) -> Netns:
     for other in cfg.nodes:
         if other.name == node.name:
             continue
-        if cfg.network is CiliumMode.VXLAN:
+        if tunnel is not None:
+            dev = tunnel[0]
             remote = router_ip(other).ip
-            ns.routes.add(Route(other.pod_cidr, VXLAN_DEV, via=remote, onlink=True))
-            ns.permanent_neigh[(VXLAN_DEV, str(remote))] = vtep_mac(other)
-            fab.vxlan_fdb[(ns.id, vtep_mac(other))] = str(other.ip)
+            ns.routes.add(Route(other.pod_cidr, dev, via=remote, onlink=True))
+            ns.permanent_neigh[(dev, str(remote))] = vtep_mac(other, dev)
+            fab.vxlan_fdb[(ns.id, vtep_mac(other, dev))] = str(other.ip)
         else:
             ns.routes.add(Route(other.pod_cidr, "eth0", via=other.ip))
     return ns
@@ -208,7 +227,8 @@ def gateway_routes(fab: Fabric, gw: Netns) -> None:
 FROM_CONTAINER = "cil_from_container"  # bpf_lxc.c: tc ingress of the lxc (from the pod)
 LXC_POLICY = "cil_lxc_policy"  # bpf_lxc.c: the endpoint's ingress policy, tail-called
 # by ipv4_local_delivery of bpf_lxc, bpf_overlay or bpf_host
-FROM_OVERLAY = "cil_from_overlay"  # bpf_overlay.c: tc ingress of cilium_vxlan
+FROM_OVERLAY = "cil_from_overlay"  # bpf_overlay.c: tc ingress of cilium_vxlan/_geneve
+TUNNEL_DEVS = (VXLAN_DEV, GENEVE_DEV)
 FROM_NETDEV = "cil_from_netdev"  # bpf_host.c: tc ingress of eth0
 FROM_HOST = "cil_from_host"  # bpf_host.c: tc egress of cilium_host (the host's packets)
 
@@ -253,18 +273,20 @@ def _point(hop: Hop, after_endpoint: bool) -> tuple[str, str]:
             return "FROM_ENDPOINT", FROM_CONTAINER
         if event == "xmit":
             return "TO_ENDPOINT", LXC_POLICY
-    if dev == VXLAN_DEV and event == "encap":
+    if dev in TUNNEL_DEVS and event == "encap":
         # bpf_lxc encapsulates its pod's packets itself (encap_and_redirect_lxc), the
         # host's go through cilium_host (bpf_host's encap_and_redirect_with_nodeid).
         return "TO_OVERLAY", FROM_CONTAINER if after_endpoint else FROM_HOST
-    if dev == VXLAN_DEV and event == "decap":
+    if dev in TUNNEL_DEVS and event == "decap":
         return "FROM_OVERLAY", FROM_OVERLAY
-    if dev == "eth0" and event == "recv" and hop.packet and hop.packet.vxlan is None:
+    if dev == "eth0" and event == "recv" and hop.packet and hop.packet.tunnel is None:
         return "FROM_NETWORK", FROM_NETDEV
     if event in ("FORWARD", "INPUT") and hop.detail.startswith(f"{NAME}: cil_"):
         program = hop.detail.removeprefix(f"{NAME}: ").split(" ", 1)[0]
         return "POLICY_VERDICT", program
-    local = f"dev {VXLAN_DEV}" in hop.detail or " dev lxc" in hop.detail
+    local = " dev lxc" in hop.detail or any(
+        f"dev {d}" in hop.detail for d in TUNNEL_DEVS
+    )
     if after_endpoint and event == "route" and dev == "" and not local:
         # bpf_lxc passes a packet for neither a local endpoint nor the tunnel to the
         # stack (CTX_ACT_OK with TRACE_TO_STACK).

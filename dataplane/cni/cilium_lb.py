@@ -49,7 +49,7 @@ def _program(ctx: HookContext) -> str:
         return SOCK_CONNECT
     if ctx.in_if is not None and ctx.in_if.startswith("lxc"):
         return "cil_from_container"
-    if ctx.in_if == "cilium_vxlan":
+    if ctx.in_if in ("cilium_vxlan", "cilium_geneve"):  # bpf_overlay.c on either tunnel
         return "cil_from_overlay"
     return "cil_from_netdev"
 

@@ -84,7 +84,7 @@ def _summary(report: Any) -> str:
         f"{len(report.rows)} probes: {report.count('agree')} agree, "
         f"{report.count('MISMATCH')} mismatch, {report.count('not comparable')} not "
         f"comparable ({compared} parts compared besides the verdicts: server, "
-        "endpoint, source and TTL it saw, the answer's source and TTL); "
+        "endpoint, source and TTL it saw, the answer's source and TTL, routes); "
         f"{report.namespaces} namespaces built in {report.build_seconds:.2f} s, "
         f"removed in {report.teardown_seconds * 1e3:.0f} ms{per}"
     )

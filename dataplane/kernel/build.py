@@ -5,8 +5,8 @@ veth pair, bridge port (with hairpin), VXLAN device (VNI, port, local address, F
 permanent neighbour entries), IP-in-IP device (Calico's `tunl0`), proxy ARP on a device,
 and route (blackhole and `proto bird` ones included) comes from
 `dataplane.fabric.build_fabric`, so the kernel and the simulator walk the same thing.  A
-kernel without the ipip module refuses `tunl0`: `NoTunnelModule`, which `dataplane
-verify` reports as "not comparable".  What the fabric calls an L2 segment (the
+kernel without the ipip (geneve) module refuses `tunl0` (`cilium_geneve`):
+`NoTunnelModule`, which `dataplane verify` reports as "not comparable".  What the fabric calls an L2 segment (the
 underlay switch) becomes a namespace holding a bridge `br0`, and every interface plugged
 into the segment becomes a veth pair whose other end is a port of that bridge.
 
@@ -69,7 +69,8 @@ class KernelBuildError(OSError):
 
 
 class NoTunnelModule(KernelBuildError):
-    """This kernel cannot make a tunnel device the fabric has (no ipip module)."""
+    """This kernel cannot make a tunnel device the fabric has (no ipip or geneve
+    module)."""
 
 
 class IpamDisagrees(KernelBuildError):
@@ -320,6 +321,8 @@ class KernelCluster:
                     self._vxlan(ns, iface)
                 elif iface.kind is Kind.IPIP:
                     self._ipip(ns, iface)
+                elif iface.kind is Kind.GENEVE:
+                    self._geneve(ns, iface)
         self._attach_pods()
         for ns in fab.netns.values():
             self._configure(ns)
@@ -493,6 +496,30 @@ class KernelCluster:
                 vxlan_link=self._index(self.names[ns.id], iface.vxlan_dev),
                 vxlan_learning=0,  # flannel: `nolearning`, the FDB is programmed
             )
+
+    def _geneve(self, ns: Netns, iface: Interface) -> None:
+        """Cilium's cilium_geneve: a collect-metadata Geneve device on its port, as the
+        agent makes it (pkg/datapath/linux: `geneve external dstport 6081`)."""
+        name = self.names[ns.id]
+        what = f"adding Geneve device {iface.ifname}"
+        try:
+            with doing(name, what):
+                self._ip(ns).link(
+                    "add",
+                    ifname=iface.ifname,
+                    kind="geneve",
+                    address=iface.mac,
+                    mtu=iface.mtu,
+                    geneve_collect_metadata=1,
+                    geneve_port=iface.vxlan_port,
+                )
+        except KernelBuildError as err:
+            raise NoTunnelModule(
+                err.errno or errno.EOPNOTSUPP,
+                name,
+                what,
+                "this kernel has no geneve module",
+            ) from err
 
     def _ipip(self, ns: Netns, iface: Interface) -> None:
         """Calico's tunl0: the ipip module's fallback device, which it makes in every

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from dataplane.fabric import Fabric, layout_of
 from dataplane.kernel import cniplugins, dns, netns, nft, owner
 from dataplane.kernel.build import KernelCluster
+from dataplane.kernel.felix import add_felix_rules
 from dataplane.kernel.policies import add_policy_rules
 from dataplane.kernel.probe import (
     DEFAULT_TIMEOUT,
@@ -186,6 +187,7 @@ class LiveCluster:
             rs = nft.Ruleset()
             kernel_ns = self.kc.names[ns.id]
             self.services[kernel_ns] = add_service_rules(rs, cluster, ns)
+            add_felix_rules(rs, cluster)
             add_policy_rules(rs, cluster, ns)
             add_masquerade(rs, cluster, ns)
             nft.load(kernel_ns, rs.commands())

@@ -178,8 +178,8 @@ class Row:
 
     @property
     def status(self) -> str:
-        if self.kernel.verdict is None:
-            return NOT_COMPARABLE
+        if self.kernel.verdict is None:  # what could be compared must still agree
+            return MISMATCH if self.differs() else NOT_COMPARABLE
         if not agree(self.sim, self.kernel.verdict, self.sim_silent):
             return MISMATCH
         return AGREE if all(p.agrees for p in self.parts) else MISMATCH

@@ -10,7 +10,9 @@ make (SCTP without the module, a TCP SYN with a payload, a replayed capture) is 
 "not comparable" with its reason, never silently skipped; so is every probe of a cluster
 the kernel cannot build (Calico's ipip without the ipip module: "not comparable: this
 kernel has no ipip module"; Cilium's, whose node is BPF programs: "not comparable: BPF
-datapath"), whose simulator verdicts are still shown.  A Service's
+datapath"), whose simulator verdicts are still shown.  Of a Cilium cluster the kernel still
+builds what is not BPF (devices, addresses, routes) and compares every routing decision of
+each walk with its FIB (`dataplane.kernel.routes`).  A Service's
 endpoint is the kernel's own random pick (kube-proxy's `numgen random`): after each batch it
 is read from the nodes' conntrack (`LiveCluster.connections`), and where it is not the
 simulator's deterministic pick, the simulator walks the probe again with the kernel's choice
@@ -48,6 +50,7 @@ from dataplane.kernel.probe import (
     ProbeSpec,
 )
 from dataplane.kernel.report import Part, Report, Row, heard_nothing
+from dataplane.kernel.routes import route_parts
 from dataplane.kernel.send import Sender
 from dataplane.kubeproxy import chosen_by_kernel
 from dataplane.matrix import endpoints as matrix_endpoints
@@ -107,6 +110,9 @@ class Verifier:
         self.report = Report(scenario.name, str(scenario.path or ""))
         self.pending: list[_Item] = []
         self.unbuildable: str | None = None  # why the kernel cannot hold this cluster
+        # the kernel holds the cluster's devices and routes but cannot carry its packets
+        # (Cilium's BPF datapath): each walk's routes are compared, not its verdict
+        self.routes_only = False
         self.icmp = Buckets()  # the kernel's ICMP error buckets (icmp_budget)
 
     def run(self, keep: bool = False) -> Report:
@@ -114,8 +120,14 @@ class Verifier:
         try:
             if self.scenario.cluster.config.cni is Cni.CILIUM:
                 # Cilium's node is its BPF programs (bpf_lxc, bpf_host, bpf_overlay):
-                # nothing here loads them, so no probe of it is built on this kernel.
+                # nothing here loads them, so no probe of it runs on this kernel; the
+                # devices and routes under them are built and compared.
                 self.unbuildable = "not comparable: BPF datapath"
+                try:
+                    self.live.start()
+                    self.routes_only = True
+                except NoTunnelModule as err:
+                    self.unbuildable += f" (and {err.strerror})"
             else:
                 try:
                     self.live.start()
@@ -137,7 +149,7 @@ class Verifier:
                     **self.live.kc.kernel_side(),
                     **self.report.kernel_side,
                 }
-            if keep and self.unbuildable is None:
+            if keep and (self.unbuildable is None or self.routes_only):
                 self.report.kept = self.live.keep()
             else:
                 t = time.perf_counter()
@@ -181,7 +193,7 @@ class Verifier:
             else:
                 self.flush()
                 self.runner.run_step(index, step)
-                if self.unbuildable is None:
+                if self.unbuildable is None or self.routes_only:
                     self.live.update(self.runner.sim.fabric)
         except TopologyError as err:
             if err.loc is None:
@@ -561,6 +573,15 @@ class Verifier:
         self.report.neighbour_overflows += (
             netns.neighbour_overflows() - overflows_at_start
         )
+        if self.routes_only:
+            assert self.live.kc is not None
+            kc = self.live.kc
+            ipr_of = {f: kc.ipr[k] for f, k in kc.names.items() if k in kc.ipr}
+            for it in items:
+                if it.trace is not None:
+                    parts_of[id(it)] = route_parts(
+                        it.trace, self.runner.sim.fabric, ipr_of
+                    )
         for it in items:
             kernel = by_item.get(id(it)) or KernelVerdict(
                 None, it.not_comparable or "not run"

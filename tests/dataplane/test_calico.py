@@ -10,10 +10,11 @@ from dataplane.cni import PLUGINS
 from dataplane.cni.calico import veth_name
 from dataplane.fabric import build_fabric
 from dataplane.netns import Kind
+from dataplane.packet import ICMP, IP, UDP, Packet
 from dataplane.sim import Simulator
 from topology.errors import TopologyError
 from topology.loader import load_scenario_text
-from topology.model import MODELLED_CNIS, Cluster
+from topology.model import MODELLED_CNIS, Cluster, Protocol
 from topology.scenario import Verdict
 
 PODS = """
@@ -184,11 +185,6 @@ def test_a_denied_ingress_names_the_tw_chain() -> None:
             " 192.168.0.0/31 of node 'node-1' is exhausted (1 pod addresses in use)",
         ),
         (
-            "  cni: cilium\n  network: geneve\n",
-            "lab.yaml:4: cluster.network: network geneve with cni: cilium is not"
-            " modelled yet (allowed: vxlan, native)",
-        ),
-        (
             "  cni: calico\n  network: host-gw\n",
             "lab.yaml:4: cluster.network: 'host-gw' is not allowed with cni: calico"
             " (allowed: ipip, vxlan, bgp)",
@@ -231,7 +227,6 @@ def test_a_denied_ingress_names_the_tw_chain() -> None:
     ],
     ids=[
         "block-full",
-        "cilium",
         "network",
         "bridge",
         "vxlanPort",
@@ -264,3 +259,66 @@ def test_tunl0_is_captured_as_raw_ip_and_eth0_as_ip_in_ip(tmp_path: Path) -> Non
     outer = rdpcap(str(tmp_path / "node-1_host_eth0.pcap"))
     tunnelled = [p for p in outer if IP in p and p[IP].proto == 4]
     assert tunnelled and tunnelled[0][IP].payload[IP].dst == "192.168.0.65"
+
+
+EXTERNAL = "  externals: [{name: laptop, ip: 192.0.2.10}]\n"
+
+
+@pytest.mark.parametrize("network", ["ipip", "vxlan", "bgp"])
+def test_felix_drops_what_a_workload_sends_to_the_vxlan_port(network: str) -> None:
+    sim = Simulator(calico(network=network))
+    t = sim.probe("default/a", "default/c", 4789, Protocol.UDP)
+    assert t.verdict is Verdict.DROPPED
+    drop = next(h for h in t.hops if h.reason is not None)
+    assert (drop.node, drop.event) == ("node-1", "FORWARD")
+    assert drop.detail == (
+        f"felix: cali-fw-{veth_name(sim.cluster.pods['default/a'])}: Drop VXLAN"
+        " encapped packets originating in workloads (allowVXLANPacketsFromWorkloads:"
+        " false)"
+    )
+    # the node is no workload: its datagram reaches c, which has no socket on 4789
+    node = sim.probe("node/node-1", "default/c", 4789, Protocol.UDP)
+    assert node.verdict is Verdict.REFUSED
+
+
+def test_felix_drops_ip_in_ip_that_a_workload_sends() -> None:
+    sim = Simulator(calico(network="bgp"))
+    inner = Packet(ip=IP("192.168.0.1", "192.168.0.65", 1), l4=ICMP(8, id=1))
+    t = sim.send("default/a", Packet(ip=IP("", "10.100.0.3", 4), inner=inner))
+    assert t.verdict is Verdict.DROPPED
+    assert "Drop IPinIP encapped packets originating in workloads" in t.explanation
+
+
+@pytest.mark.parametrize(
+    ("network", "outer", "message"),
+    [
+        (
+            "ipip",
+            Packet(
+                ip=IP("192.0.2.10", "10.100.0.2", 4),
+                inner=Packet(ip=IP("192.0.2.10", "192.168.0.1", 1), l4=ICMP(8, id=1)),
+            ),
+            "felix: cali-INPUT: Drop IPIP packets from non-Calico hosts (192.0.2.10 is"
+            " not in cali40all-hosts-net)",
+        ),
+        (
+            "vxlan",
+            Packet(ip=IP("192.0.2.10", "10.100.0.2", 17), l4=UDP(40000, 4789)),
+            "felix: cali-INPUT: Drop IPv4 VXLAN packets from non-allowed hosts"
+            " (192.0.2.10 is not in cali40all-vxlan-net)",
+        ),
+    ],
+)
+def test_felix_takes_tunnel_packets_only_from_the_clusters_hosts(
+    network: str, outer: Packet, message: str
+) -> None:
+    sim = Simulator(calico(EXTERNAL, network=network))
+    t = sim.send("external/laptop", outer)
+    assert t.verdict is Verdict.DROPPED
+    drop = next(h for h in t.hops if h.reason is not None)
+    assert (drop.node, drop.event, drop.detail) == ("node-1", "INPUT", message)
+    # between the nodes the tunnel works (the walk of a pod's packet crosses it)
+    assert (
+        Simulator(calico(network=network)).probe("default/a", "default/c", 80).verdict
+        is Verdict.DELIVERED
+    )

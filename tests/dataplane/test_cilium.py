@@ -3,12 +3,18 @@
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import pytest
 
 from dataplane.cni.cilium import identities, identity
+from dataplane.dissect import dissect_ip
 from dataplane.fabric import build_fabric
 from dataplane.hubble import flow_lines
 from dataplane.netns import Kind
+from dataplane.packet import Geneve, to_bytes
+from dataplane.pcap import write_pcaps
 from dataplane.sim import Simulator
 from tests.test_cli import dataplane
 from topology.errors import TopologyError
@@ -114,6 +120,52 @@ def test_vxlan_node_devices_and_routes() -> None:
     assert "cilium_vxlan" not in native.interfaces
 
 
+def test_geneve_node_devices_and_routes() -> None:
+    node = build_fabric(cilium(network="geneve")).netns["node-1"]
+    assert "10.0.1.0/24 via 10.0.1.1 dev cilium_geneve onlink" in node.routes.show()
+    assert "cilium_vxlan" not in node.interfaces
+    dev = node.interfaces["cilium_geneve"]
+    # UDP 6081 (Cilium's tunnel-port for geneve), the same 50 bytes as VXLAN
+    assert (dev.kind, dev.vxlan_port, dev.mtu) == (Kind.GENEVE, 6081, 1450)
+
+
+def test_geneve_carries_the_identity_in_its_vni_and_tshark_reads_it(
+    tmp_path: Path,
+) -> None:
+    sim = Simulator(cilium(network="geneve"))
+    t = sim.probe("default/a", "default/c", 80)
+    assert t.verdict is Verdict.DELIVERED
+    encaps = [h for h in t.hops if h.event == "encap"]
+    assert [(h.device, h.point, type(h.packet.tunnel)) for h in encaps] == [  # type: ignore[union-attr]
+        ("cilium_geneve", "TO_OVERLAY", Geneve),
+        ("cilium_geneve", "TO_OVERLAY", Geneve),
+    ]
+    assert encaps[0].detail.startswith(
+        "TO_OVERLAY cil_from_container: Geneve vni 256, 10.100.0.2 -> 10.100.0.3"
+        " udp/6081"
+    )
+    outer = encaps[0].packet
+    assert outer is not None and outer.frame_len() == 54 + 50  # 54-byte inner frame
+    decap = next(h for h in t.hops if h.event == "decap")
+    assert (decap.node, decap.point, decap.program) == (
+        "node-2",
+        "FROM_OVERLAY",
+        "cil_from_overlay",
+    )
+    write_pcaps([t], tmp_path)
+    r = subprocess.run(
+        [
+            "tshark", "-r", str(tmp_path / "node-1_host_eth0.pcap"), "-Y", "geneve",
+            "-T", "fields", "-e", "udp.dstport", "-e", "geneve.vni", "-e",
+            "geneve.proto_type", "-e", "tcp.flags.str",
+        ],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    first = r.stdout.splitlines()[0].split("\t")
+    assert first[:3] == ["6081", "0x000100", "0x6558"]  # VNI 256: identity of a
+    assert dissect_ip(to_bytes(outer)) == outer  # read back as written
+
+
 def test_identities_from_256_in_pod_order_one_per_label_set() -> None:
     c = cilium()
     assert dict(identities(c)) == {
@@ -128,12 +180,12 @@ def test_the_vni_carries_the_source_identity() -> None:
     t = Simulator(cilium()).probe("default/a", "default/c", 80)
     assert t.verdict is Verdict.DELIVERED
     encaps = [h for h in t.hops if h.event == "encap"]
-    vnis = [(h.direction, h.packet.vxlan.vni) for h in encaps]  # type: ignore[union-attr]
+    vnis = [(h.direction, h.packet.tunnel.vni) for h in encaps]  # type: ignore[union-attr]
     assert vnis == [("request", 256), ("reply", 257)]
     assert encaps[0].detail.startswith("TO_OVERLAY cil_from_container: VXLAN vni 256,")
     node = Simulator(cilium()).probe("node/node-1", "default/c", 80)
     first = next(h for h in node.hops if h.event == "encap")
-    assert first.packet.vxlan.vni == 1  # type: ignore[union-attr]  # reserved:host
+    assert first.packet.tunnel.vni == 1  # type: ignore[union-attr]  # reserved:host
     assert first.program == "cil_from_host"
 
 
@@ -228,9 +280,9 @@ def test_run_output_hubble() -> None:
     ("cluster", "message"),
     [
         (
-            "  cni: cilium\n  network: geneve\n",
-            "lab.yaml:4: cluster.network: network geneve with cni: cilium is not"
-            " modelled yet (allowed: vxlan, native)",
+            "  cni: cilium\n  network: geneve\n  vxlanPort: 4789\n",
+            "lab.yaml:5: cluster.vxlanPort: cni: cilium does not use vxlanPort (network"
+            " geneve has no VXLAN device)",
         ),
         (
             "  cni: cilium\n  network: ipip\n",

@@ -47,7 +47,7 @@ OUTER = Packet(
     eth=Ether("0a:58:0a:64:00:02", "0a:58:0a:64:00:03"),
     ip=IP("10.100.0.2", "10.100.0.3", 17),
     l4=UDP(50000, 8472),
-    vxlan=VXLAN(1),
+    tunnel=VXLAN(1),
     inner=PING,
 )
 

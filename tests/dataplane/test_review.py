@@ -366,7 +366,7 @@ def test_fragments_cross_vxlan_each_in_its_own_outer_packet() -> None:
         if (h.node, h.device, h.event, h.direction)
         == ("node-1", "eth0", "xmit", "request")
         and h.packet is not None
-        and h.packet.vxlan is not None
+        and h.packet.tunnel is not None
     ]
     assert len(outer) == 3
     assert all(p.inner is not None and p.inner.whole is not None for p in outer)

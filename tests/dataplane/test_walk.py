@@ -126,7 +126,7 @@ def test_the_vxlan_frame_on_the_underlay_is_148_bytes_for_an_84_byte_ping() -> N
         p
         for p in frames
         if p is not None
-        and p.vxlan is not None
+        and p.tunnel is not None
         and p.inner is not None
         and isinstance(p.inner.l4, ICMP)
         and p.inner.l4.type == 8

@@ -103,8 +103,8 @@ def test_it_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
     ("args", "message"),
     [
         (
-            ["--cni", "cilium", "--network", "geneve"],
-            "--network 'geneve' is not a cilium mode (allowed: vxlan, native)",
+            ["--cni", "cilium", "--network", "ipip"],
+            "--network 'ipip' is not a cilium mode (allowed: vxlan, geneve, native)",
         ),
         (
             ["--cni", "weave"],
