@@ -48,36 +48,37 @@ def main() -> None:
         sc, _ = load_scenario(c)
     sim = Simulator(sa.cluster)
     names = endpoints(sim, None)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     m = compute_matrix(sim, names, names, 8080, Protocol.TCP)
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     conns = connlist(sim)
-    t2 = time.perf_counter()
+    t2, c2 = time.perf_counter(), time.process_time()
     d = conndiff(sa.cluster, sb.cluster)
-    t3 = time.perf_counter()
+    t3, c3 = time.perf_counter(), time.process_time()
     every = decide_all(sa.cluster, 8080, Protocol.TCP)
     counts = every.counts()
-    t4 = time.perf_counter()
+    t4, c4 = time.perf_counter(), time.process_time()
     size = sum(len(line) + 1 for line in pair_lines(every.pairs()))
-    t5 = time.perf_counter()
+    t5, c5 = time.perf_counter(), time.process_time()
     conns_admin = connlist(Simulator(sc.cluster))
-    t6 = time.perf_counter()
+    t6, c6 = time.perf_counter(), time.process_time()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     matrix, cl, df = t1 - t0, t2 - t1, t3 - t2
+    cpu = [c1 - c0, c2 - c1, c3 - c2, c4 - c3, c5 - c4, c6 - c5]  # on a shared machine
     print(f"{len(names)} pods / {len(sa.cluster.policies)} policies")
     print(
-        f"  matrix, one port (TCP 8080): {matrix:.2f} s ({sum(len(r) for r in m.rows)} cells)"
+        f"  matrix, one port (TCP 8080): {matrix:.2f} s ({sum(len(r) for r in m.rows)} cells; CPU {cpu[0]:.2f} s)"
     )
     print(
-        f"  connlist, every port:        {cl:.2f} s ({len(conns)} connections) = {cl / matrix:.1f}x the matrix"
+        f"  connlist, every port:        {cl:.2f} s ({len(conns)} connections; CPU {cpu[1]:.2f} s) = {cl / matrix:.1f}x the matrix"
     )
     print(
-        f"  diff of two such clusters:   {df:.2f} s ({len(d.changes)} changes) = {df / matrix:.1f}x the matrix"
+        f"  diff of two such clusters:   {df:.2f} s ({len(d.changes)} changes; CPU {cpu[2]:.2f} s) = {df / matrix:.1f}x the matrix"
     )
     ea = t4 - t3
     print(
         f"  explain --all, TCP 8080:     {ea:.2f} s ({sum(counts.values())} pairs in "
-        f"{len(every.blocks)} blocks) = {ea / matrix:.1f}x the matrix"
+        f"{len(every.blocks)} blocks; CPU {cpu[3]:.2f} s) = {ea / matrix:.1f}x the matrix"
     )
     print(
         f"    and its text, every pair:  {t5 - t4:.2f} s ({size / 1e6:.0f} MB, one line "
@@ -86,7 +87,8 @@ def main() -> None:
     tiers = t6 - t5
     print(
         f"  connlist with {len(sc.cluster.admin_policies)} admin policies: {tiers:.2f} s "
-        f"({len(conns_admin)} connections) beside {cl:.2f} s without them"
+        f"({len(conns_admin)} connections; CPU {cpu[5]:.2f} s) = {tiers / matrix:.1f}x "
+        f"the matrix, beside {cl:.2f} s (CPU {cpu[1]:.2f} s) without them"
     )
     print(f"  peak {rss:.0f} MB")
 

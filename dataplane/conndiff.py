@@ -8,20 +8,31 @@ namespace labels, served ports).  With `explain`, each difference names the poli
 (added, removed or edited between A and B) that select its destination (for ingress) or
 its source (for egress) in either version, and for each version the rules that admit the
 connection (their peers matched by the decision code's own test,
-`PolicyIndex.peer_miss`) with the ports they admit.
+`PolicyIndex.peer_miss`) with the ports they admit; and the admin policies (added,
+removed or edited) whose subject holds either end, with their tier and priority and the
+rules that match in each version, with action and ports (`PolicyIndex.admin_peer_miss`).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from dataplane.connlist import connections, format_ports, rule_ports, workload_name
-from dataplane.netpol_index import index_of
+from dataplane.netpol_index import Party, index_of
+from dataplane.netpol_matrix import no_gc
 from dataplane.netpol_ports import Ports
-from topology.model import Cluster, NetworkPolicy, Pod
+from topology.model import (
+    AdminPolicy,
+    AdminRule,
+    Cluster,
+    NetworkPolicy,
+    Pod,
+    PolicyRule,
+)
 from topology.selectors import matches
 
 
@@ -106,58 +117,163 @@ def _pods(cluster: Cluster, name: str) -> list[Pod]:
     ]
 
 
+def _parties(cluster: Cluster, other: str) -> list[Party]:
+    """The parties of workload (or connlist address range) `other` in `cluster`: its
+    pods, or a range's first address, which stands for it (connlist's ranges)."""
+    index = index_of(cluster)
+    pods = _pods(cluster, other)
+    if pods:
+        return [index.party(str(p.ip)) for p in pods]
+    return [index.party(other.split("-", 1)[0])]
+
+
+def _matching(
+    cluster: Cluster,
+    rules: Sequence[PolicyRule | AdminRule],
+    peer_matches: Callable[[Any, Party], bool],
+    direction: str,
+    src: str,
+    dst: str,
+) -> list[tuple[int, Ports]]:
+    """The rules (index, ports) whose peers match the other end of `src` -> `dst` (no
+    peers: every peer) and whose ports admit some port of the destination."""
+    other = src if direction == "ingress" else dst
+    parties = _parties(cluster, other)
+    targets = _pods(cluster, dst)
+    target = targets[0] if targets else None
+    found = []
+    for ri, rule in enumerate(rules):
+        if rule.peers and not any(
+            peer_matches(peer, party) for peer in rule.peers for party in parties
+        ):
+            continue
+        ports = rule_ports(rule, target)
+        if ports:
+            found.append((ri, ports))
+    return found
+
+
 def _admitting(
     cluster: Cluster, pol: NetworkPolicy, direction: str, src: str, dst: str
 ) -> str:
     """Which rules of `pol` (for `direction`) admit `src` -> `dst`, with their ports:
     `ingress rule 0 admits TCP 80`, or `no ingress rule admits it`."""
     index = index_of(cluster)
-    ingress = direction == "ingress"
-    other = src if ingress else dst
-    pods = _pods(cluster, other)
-    if pods:
-        parties = [index.party(str(p.ip)) for p in pods]
-    else:  # an address range: its first address stands for it (connlist's ranges)
-        parties = [index.party(other.split("-", 1)[0])]
-    targets = _pods(cluster, dst)
-    target = targets[0] if targets else None
-    found = []
-    for ri, rule in enumerate(pol.ingress if ingress else pol.egress):
-        if rule.peers and not any(
-            index.peer_miss(pol.namespace, peer, party) is None
-            for peer in rule.peers
-            for party in parties
-        ):
-            continue
-        ports = rule_ports(rule, target)
-        if ports:
-            found.append(f"{direction} rule {ri} admits {format_ports(ports)}")
+
+    def hit(peer: Any, party: Party) -> bool:
+        return index.peer_miss(pol.namespace, peer, party) is None
+
+    rules = pol.ingress if direction == "ingress" else pol.egress
+    found = [
+        f"{direction} rule {ri} admits {format_ports(ports)}"
+        for ri, ports in _matching(cluster, rules, hit, direction, src, dst)
+    ]
     return ", ".join(found) or f"no {direction} rule admits it"
 
 
+def _admin_matching(
+    cluster: Cluster, pol: AdminPolicy, direction: str, src: str, dst: str
+) -> str:
+    """Which rules of admin policy `pol` match `src` -> `dst`, in order, with their
+    action and ports: `ingress rule 0 'no-dev' (Deny) matches All Connections`."""
+    index = index_of(cluster)
+
+    def hit(peer: Any, party: Party) -> bool:
+        return index.admin_peer_miss(peer, party) is None
+
+    rules = pol.ingress if direction == "ingress" else pol.egress
+    found = []
+    for ri, ports in _matching(cluster, rules, hit, direction, src, dst):
+        rule = rules[ri]
+        name = f" {rule.name!r}" if rule.name else ""
+        found.append(
+            f"{direction} rule {ri}{name} ({rule.action.value}) matches "
+            f"{format_ports(ports)}"
+        )
+    return ", ".join(found) or f"no {direction} rule matches it"
+
+
+T = TypeVar("T")
 PolicyChange = tuple[str, NetworkPolicy | None, NetworkPolicy | None]
+AdminChange = tuple[str, AdminPolicy | None, AdminPolicy | None]
 
 
-def _policy_changes(a: Cluster, b: Cluster) -> list[PolicyChange]:
-    out: list[PolicyChange] = []
-    for key in sorted(set(a.policies) | set(b.policies)):
-        pa, pb = a.policies.get(key), b.policies.get(key)
+def _changes(
+    old: Mapping[str, T], new: Mapping[str, T], spec: Callable[[T], tuple[object, ...]]
+) -> list[tuple[str, T | None, T | None]]:
+    """The objects added, removed or changed (in what `spec` returns), by key."""
+    out: list[tuple[str, T | None, T | None]] = []
+    for key in sorted(set(old) | set(new)):
+        pa, pb = old.get(key), new.get(key)
         if pa is None:
             out.append(("added", pa, pb))
         elif pb is None:
             out.append(("removed", pa, pb))
-        elif _spec(pa) != _spec(pb):
+        elif spec(pa) != spec(pb):
             out.append(("changed", pa, pb))
     return out
+
+
+def _policy_changes(a: Cluster, b: Cluster) -> list[PolicyChange]:
+    return _changes(a.policies, b.policies, _spec)
+
+
+def _admin_changes(a: Cluster, b: Cluster) -> list[AdminChange]:
+    """The admin policies added, removed or changed (tier, priority, subject, rules)."""
+    return _changes(a.admin_policies, b.admin_policies, _admin_spec)
 
 
 def _spec(pol: NetworkPolicy) -> tuple[object, ...]:
     return (pol.pod_selector, pol.policy_types, pol.ingress, pol.egress)
 
 
+def _admin_spec(pol: AdminPolicy) -> tuple[object, ...]:
+    return (pol.tier, pol.priority, pol.subject, pol.ingress, pol.egress)
+
+
+def _admin_why(
+    changes: list[AdminChange], a: Cluster, b: Cluster, src: str, dst: str
+) -> list[str]:
+    """Each admin policy change behind a difference: the policy with its tier and
+    priority in each version, and for each side its subject holds (ingress of the
+    destination, egress of the source), which of its rules matched before and match
+    after (the first one decides, or passes, for its tier)."""
+    out = []
+    for kind, pa, pb in changes:
+        sides = []
+        for direction, who in (("ingress", dst), ("egress", src)):
+            parts = []
+            for word, cluster, version in (("before", a, pa), ("after", b, pb)):
+                if version is None:
+                    continue
+                index = index_of(cluster)
+                held = any(
+                    index.admin_peer_miss(version.subject, party) is None
+                    for party in _parties(cluster, who)
+                )
+                if held:
+                    text = _admin_matching(cluster, version, direction, src, dst)
+                else:
+                    text = f"its subject does not hold {who}"
+                parts.append(
+                    (word, f"{version.short} {version.tier.value} tier: " + text, held)
+                )
+            if not any(held for _, _, held in parts):
+                continue
+            sides.append(
+                f"{direction} of {who}: "
+                + "; ".join(f"{word}, {text}" for word, text, _ in parts)
+            )
+        if sides:
+            pol = pb or pa
+            assert pol is not None
+            out.append(f"{pol.kind.lower()} {pol.name} {kind} ({'; '.join(sides)})")
+    return out
+
+
 def _why(
-    changes: list[PolicyChange], moved: dict[str, tuple[str, ...]],
-    a: Cluster, b: Cluster, src: str, dst: str,
+    changes: list[PolicyChange], admin_changes: list[AdminChange],
+    moved: dict[str, tuple[str, ...]], a: Cluster, b: Cluster, src: str, dst: str,
 ) -> tuple[str, ...]:  # fmt: skip
     """Each policy change behind a difference: the policy, and for each side it selects
     (ingress of the destination, egress of the source), what its rules admitted before
@@ -191,6 +307,7 @@ def _why(
             )
         if sides:
             out.append(f"networkpolicy {pol.key} {kind} ({'; '.join(sides)})")
+    out += _admin_why(admin_changes, a, b, src, dst)
     # what a policy looks at on each end: labels (and a destination's ports)
     for name, facts in ((src, ("labels", "namespace labels")),
                         (dst, ("labels", "namespace labels", "ports"))):  # fmt: skip
@@ -207,11 +324,17 @@ def _why(
 
 def conndiff(a: Cluster, b: Cluster, explain: bool = False) -> Diff:
     """The difference between the connections of cluster `a` and of cluster `b`."""
+    with no_gc():  # hundreds of thousands of tuples and changes, none in a cycle
+        return _conndiff(a, b, explain)
+
+
+def _conndiff(a: Cluster, b: Cluster, explain: bool) -> Diff:
     from dataplane.sim import Simulator
 
     before = connections(Simulator(a))
     after = connections(Simulator(b))
     policy_changes = _policy_changes(a, b) if explain else []
+    admin_changes = _admin_changes(a, b) if explain else []
     d = Diff()
     wa, wb = _workloads(a), _workloads(b)
     d.workloads_added = sorted(wb.keys() - wa.keys())
@@ -230,7 +353,7 @@ def conndiff(a: Cluster, b: Cluster, explain: bool = False) -> Diff:
         if ca == cb:
             continue
         kind = "added" if not ca else "removed" if not cb else "changed"
-        why = _why(policy_changes, moved, a, b, *key) if explain else ()
+        why = _why(policy_changes, admin_changes, moved, a, b, *key) if explain else ()
         d.changes.append(Change(kind, key[0], key[1], ca, cb, why))
     return d
 

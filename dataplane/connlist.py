@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import lru_cache
 from ipaddress import (
     IPv4Address,
@@ -26,11 +26,11 @@ from ipaddress import (
     collapse_addresses,
     summarize_address_range,
 )
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from dataplane.netpol import AdminStep, Direction, Side, judge, prepare
 from dataplane.netpol_index import Party, index_of
-from dataplane.netpol_matrix import Sets, members
+from dataplane.netpol_matrix import Sets, members, no_gc
 from dataplane.netpol_ports import (
     EVERYTHING,
     LAST_PORT,
@@ -40,7 +40,7 @@ from dataplane.netpol_ports import (
     piece_ports,
     port_table,
 )
-from topology.model import Cluster, Pod, PolicyRule, Protocol, Tier
+from topology.model import AdminRule, Cluster, Pod, PolicyRule, Protocol, Tier
 
 if TYPE_CHECKING:  # pragma: no cover
     from dataplane.sim import Simulator
@@ -48,9 +48,9 @@ if TYPE_CHECKING:  # pragma: no cover
 ALL_SPACE = IPv4Network("0.0.0.0/0")
 
 
-@dataclass(frozen=True, slots=True)
-class Conn:
-    """`src` may open connections to `dst` on `ports`."""
+class Conn(NamedTuple):
+    """`src` may open connections to `dst` on `ports` (a named tuple: a cluster's list
+    holds hundreds of thousands)."""
 
     src: str  # `NS/NAME[Kind]`, or an address range `A.B.C.D-E.F.G.H`
     dst: str
@@ -131,7 +131,7 @@ def ports_dict(ports: Ports) -> dict[str, list[str]]:
     }  # fmt: skip
 
 
-def rule_ports(rule: PolicyRule, pod: Pod | None) -> Ports:
+def rule_ports(rule: PolicyRule | AdminRule, pod: Pod | None) -> Ports:
     """The ports a rule's `ports` admit; named ports resolved on `pod` (None: on an
     address outside the cluster, where no name resolves)."""
     if not rule.ports:
@@ -158,7 +158,7 @@ def rule_ports(rule: PolicyRule, pod: Pod | None) -> Ports:
 
 def external_ranges(sim: Simulator) -> list[tuple[str, list[IPv4Network]]]:
     """The address ranges outside the pods' and Services' ranges that the ipBlocks of the
-    policies (and the `networks` peers of admin policies) carve, each as (`A-B` text,
+    policies (and the `networks` and `domainNames` peers of admin policies) carve, each as (`A-B` text,
     its networks)."""
     cfg = sim.cluster.config
     cuts = {0, 1 << 32}
@@ -169,9 +169,11 @@ def external_ranges(sim: Simulator) -> list[tuple[str, list[IPv4Network]]]:
                     continue
                 for net in (peer.ip_block.cidr, *peer.ip_block.except_):
                     cuts |= {int(net.network_address), int(net.broadcast_address) + 1}
-    for admin in sim.cluster.admin_policies.values():  # the tiers' `networks` peers
-        for net in (n for r in admin.egress for p in r.peers for n in p.networks):
-            cuts |= {int(net.network_address), int(net.broadcast_address) + 1}
+    index = index_of(sim.cluster)
+    for admin in sim.cluster.admin_policies.values():  # `networks`, `domainNames` peers
+        for p in (p for r in admin.egress for p in r.peers if p.by_address):
+            for net in index.address_networks(p):
+                cuts |= {int(net.network_address), int(net.broadcast_address) + 1}
     inside = [n.pod_cidr for n in cfg.nodes] + [cfg.service_cidr]
     for net in inside:
         cuts |= {int(net.network_address), int(net.broadcast_address) + 1}
@@ -192,8 +194,13 @@ def connlist(
 ) -> list[Conn]:
     """Every allowed connection of the cluster of `sim`, sorted by source then
     destination (see the module docstring)."""
-    found = connections(sim, by, externals)
-    return [Conn(s, d, found[(s, d)]) for s, d in sorted(found)]
+    with no_gc():  # hundreds of thousands of tuples of strings, none in a cycle
+        found = connections(sim, by, externals)
+        return [Conn(s, d, p) for (s, d), p in sorted(found.items(), key=_by_key)]
+
+
+def _by_key(item: tuple[tuple[str, str], Ports]) -> tuple[str, str]:
+    return item[0]
 
 
 def connections(
@@ -221,6 +228,7 @@ def connections(
         keys = [p.key for p in pods]
         table = port_table(sim, keys, keys)
         row_of = {pos: i for i, pos in enumerate(table.sources)}
+        setdefault = found.setdefault
         for block in table.blocks:
             if not block.ports:
                 continue
@@ -231,11 +239,16 @@ def connections(
             by_dst: dict[str, set[int]] = {}
             for j in block.targets:
                 by_dst.setdefault(names[j], set()).add(j)
+            ports = block.ports
             for sn, si in by_src.items():
                 for dn, dj in by_dst.items():
                     # a pod's traffic to itself is not a connection of the list
-                    if sn != dn or len(si | dj) > 1:
-                        add(sn, dn, block.ports)
+                    if sn == dn and len(si | dj) == 1:
+                        continue
+                    key = (sn, dn)  # `add`, inlined: the loop runs a million times
+                    had = setdefault(key, ports)
+                    if had is not ports and had != ports:
+                        found[key] = merge(had, ports)
     if externals:
         index = index_of(cluster)
         ranges = external_ranges(sim)
@@ -287,7 +300,7 @@ def _tier_egress(
         for t in Tier
         for pol in index.tiers[t]
         for r in pol.egress
-        if any(p.networks for p in r.peers)
+        if any(p.by_address for p in r.peers)
     ]
     nps = [r for pol in cluster.policies.values() for r in pol.egress]
     pieces = intervals(Sets.of(cluster), [*outward, *nps])
@@ -314,12 +327,15 @@ def _tier_egress(
 
 
 def _outward_side(side: Side) -> Side:
-    """The side with only the tiers' rules that have a `networks` peer: the others
+    """The side with only the tiers' rules that have a `networks` or `domainNames`
+    peer: the others
     never match an address outside the cluster, so the decision is the same."""
 
     def kept(steps: tuple[AdminStep, ...]) -> tuple[AdminStep, ...]:
         return tuple(
-            s for s in steps if s[2] is not None and any(p.networks for p in s[2].peers)
+            s
+            for s in steps
+            if s[2] is not None and any(p.by_address for p in s[2].peers)
         )
 
     return replace(side, admin=kept(side.admin), baseline=kept(side.baseline))
@@ -327,7 +343,7 @@ def _outward_side(side: Side) -> Side:
 
 def _outward(index: Any, pod: Pod) -> tuple[object, ...]:
     """What the egress decision of `pod` toward an address outside the cluster depends
-    on: the tiers' egress rules with a `networks` peer, in order (namespaces, pods and
+    on: the tiers' egress rules with a `networks` or `domainNames` peer, in order (namespaces, pods and
     nodes peers never match such an address, so the other rules never decide), whether
     a NetworkPolicy isolates it, and the isolating rules without peers or with an
     ipBlock; rules compared by value (records are frozen), so that namespaces with
@@ -337,7 +353,7 @@ def _outward(index: Any, pod: Pod) -> tuple[object, ...]:
             r
             for pol in index.subjects(pod, tier, Direction.EGRESS)
             for r in pol.egress
-            if any(p.networks for p in r.peers)
+            if any(p.by_address for p in r.peers)
         )
         for tier in Tier
     )

@@ -28,7 +28,7 @@ from functools import lru_cache
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING
 
-from dataplane import kubeproxy
+from dataplane.dns_records import NOERROR, NXDOMAIN, SERVFAIL, records
 from dataplane.emission import Out
 from dataplane.netns import Netns, Socket
 from dataplane.packet import IP, IPPROTO_UDP, UDP, Packet
@@ -38,7 +38,7 @@ from dataplane.walker import Client, WalkState
 from topology.endpoint import Endpoint, EndpointKind, pod_text
 from topology.errors import TopologyError
 from topology.ipam import dns_ip
-from topology.model import Cluster, Pod, Service
+from topology.model import Cluster, Pod
 from topology.workload import COREDNS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -49,7 +49,6 @@ DNS_PORT = 53
 RESOLVER_PORT = 50000  # source port of the first query; the i-th uses RESOLVER_PORT + i
 NDOTS = 5
 TTL = 5  # the kubernetes plugin's default `ttl`
-NOERROR, SERVFAIL, NXDOMAIN = 0, 2, 3
 RCODES = {NOERROR: "NOERROR", SERVFAIL: "SERVFAIL", NXDOMAIN: "NXDOMAIN"}
 # The event of the resolver's hops that open the lookup and then the connection.
 PHASE = "phase"
@@ -121,39 +120,6 @@ def _wire(msg: DNSMessage) -> bytes:
 
 
 # -- CoreDNS ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """What CoreDNS knows of a name: the rcode, the A records and what they stand for."""
-
-    rcode: int
-    addresses: tuple[str, ...] = ()
-    service: Service | None = None
-    pods: tuple[Pod, ...] = ()  # a headless Service's pods, in answer order
-
-
-def records(cluster: Cluster, qname: str) -> Record:
-    """CoreDNS's answer for an A query of `qname` (see the module docstring)."""
-    name = qname.rstrip(".").lower()
-    domain = cluster.config.cluster_domain.lower()
-    if not name.endswith("." + domain):
-        return Record(NXDOMAIN)
-    labels = name[: -len(domain) - 1].split(".")
-    if len(labels) == 3 and labels[2] == "svc":
-        svc = cluster.services.get(f"{labels[1]}/{labels[0]}")
-        if svc is None:
-            return Record(NXDOMAIN)
-        if svc.cluster_ip is not None:
-            return Record(NOERROR, (str(svc.cluster_ip),), svc)
-        pods = kubeproxy.selected_pods(cluster, svc)
-        return Record(NOERROR, tuple(str(p.ip) for p in pods), svc, pods)
-    if len(labels) == 3 and labels[2] == "pod" and labels[1] in cluster.namespaces:
-        try:
-            return Record(NOERROR, (str(IPv4Address(labels[0].replace("-", "."))),))
-        except ValueError:
-            return Record(NXDOMAIN)
-    return Record(NXDOMAIN)
 
 
 def coredns(w: Walker, ns: Netns, sock: Socket, pkt: Packet) -> DNSMessage | None:

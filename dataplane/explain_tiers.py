@@ -82,6 +82,7 @@ class _LookedAt:
 
 
 def _looked_at(cluster: Cluster) -> _LookedAt:
+    index = index_of(cluster)
     out = _LookedAt(set(), set(), set())
     for pol in cluster.policies.values():
         out.selector(pol.pod_selector)
@@ -97,7 +98,7 @@ def _looked_at(cluster: Cluster) -> _LookedAt:
             out.ports(arule.ports)
             for apeer in arule.peers:
                 out.selector(apeer.pod_selector)
-                out.cidrs |= set(apeer.networks)
+                out.cidrs |= set(index.address_networks(apeer))
     return out
 
 

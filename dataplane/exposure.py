@@ -15,17 +15,25 @@ and the rules that admit by label are listed as the pods they would admit, exist
 not (`pods role=frontend in default`, `any pod in namespaces project=dev`).  A workload
 that no policy isolates for ingress is open to all of it.  The source's own egress policy
 is not part of the answer: a new pod has none, and an outside client is not a pod.
+
+The admin tiers (AdminNetworkPolicy, BaselineAdminNetworkPolicy, ClusterNetworkPolicy)
+are part of the same decision: `tiers` says which of their rules decided for which of
+those parties (an ANP Deny or a BANP that closes the workload, an ANP Allow that opens
+it: `outside: denied by ANP 'no-internet' (priority 10) ingress rule 0`), and the
+Allow/Accept rules of the tiers that select the workload are listed among `admitted`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
-from dataplane.netpol import Direction, Party, judge, prepare
+from dataplane.netpol import Direction, Party, PolicyIndex, Side, judge, prepare
 from dataplane.netpol_index import index_of
-from topology.model import Cluster, Pod, PolicyPeer, Protocol
+from dataplane.netpol_text import admin_peer_text, admin_rule_text
+from topology.model import AdminAction, Cluster, Pod, PolicyPeer, Protocol, Tier
 from topology.selectors import format_selector, is_empty
 
 OUTSIDE = IPv4Network("203.0.113.0/24")  # TEST-NET-3 (RFC 5737)
@@ -42,6 +50,7 @@ class Exposure:
     outside: bool
     new_pod_in: tuple[str, ...]  # namespaces where a new unlabeled pod is admitted
     admitted: tuple[str, ...]  # who the rules admit, in words
+    tiers: tuple[str, ...] = ()  # the admin-tier rules that decided for those parties
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -53,6 +62,7 @@ class Exposure:
             "outside": self.outside,
             "newPodIn": list(self.new_pod_in),
             "admitted": list(self.admitted),
+            "tiers": list(self.tiers),
         }
 
 
@@ -99,6 +109,33 @@ def _workloads(cluster: Cluster) -> dict[str, Pod]:
     return out
 
 
+# (allowed|denied, the admin rule that decided) -> the parties it decided for
+Decided = dict[tuple[str, str], list[str]]
+NEW_POD = "new pod in "
+
+
+def _judged(
+    index: PolicyIndex, side: Side, who: str, peer: Party, decided: Decided
+) -> bool:
+    """Whether `peer` is admitted, noting in `decided` the admin rule that decided."""
+    d = judge(index, side, peer)
+    if d.tier in (Tier.ADMIN.value, Tier.BASELINE.value):
+        verdict = d.admin if d.tier == Tier.ADMIN.value else d.baseline
+        assert verdict is not None and verdict.match is not None
+        apol, ri, _ = verdict.match
+        word = "allowed" if d.allowed else "denied"
+        rule = admin_rule_text(apol, Direction.INGRESS, ri)
+        decided.setdefault((word, rule), []).append(who)
+    return d.allowed
+
+
+def _parties_text(who: list[str]) -> str:
+    """`new pod in dev, prod; any namespace`: the new pods' namespaces in one run."""
+    spaces = [w.removeprefix(NEW_POD) for w in who if w.startswith(NEW_POD)]
+    others = [w for w in who if not w.startswith(NEW_POD)]
+    return "; ".join(([NEW_POD + ", ".join(spaces)] if spaces else []) + others)
+
+
 def exposure(cluster: Cluster) -> list[Exposure]:
     """The exposure of every workload port, by workload then port."""
     index = index_of(cluster)
@@ -121,12 +158,16 @@ def exposure(cluster: Cluster) -> list[Exposure]:
         ]
         for cp in pod.ports():
             side = prepare(index, Direction.INGRESS, pod, cp.port, cp.protocol)
+            decided: Decided = {}
+
+            allowed = partial(_judged, index, side, decided=decided)
             new_in = tuple(
                 ns
                 for ns in own
-                if judge(
-                    index, side, party(ns, dict(cluster.namespaces[ns].labels))
-                ).allowed
+                if allowed(
+                    NEW_POD + ns,
+                    party(ns, dict(cluster.namespaces[ns].labels)),
+                )
             )
             words: list[str] = []
             for pol, _ri, rule, _miss in side.steps:
@@ -137,16 +178,38 @@ def exposure(cluster: Cluster) -> list[Exposure]:
                 words += [
                     f"{_peer_words(pol.namespace, p)} ({pol.key})" for p in rule.peers
                 ]
+            tier_words = [
+                f"{admin_peer_text(p)} ({admin_rule_text(apol, Direction.INGRESS, ri)})"
+                # the Baseline tier is asked only for pods no NetworkPolicy isolates
+                for apol, ri, arule, _miss in (
+                    *side.admin,
+                    *(() if side.isolating else side.baseline),
+                )
+                if arule is not None and arule.action is AdminAction.ALLOW
+                for p in arule.peers
+            ]
+            if side.isolating:
+                admitted = [*tier_words, *words]
+            elif side.admin or side.baseline:
+                admitted = [*tier_words, "everyone the tiers do not decide for"]
+            else:
+                admitted = ["everyone"]
+            any_ns = allowed("any namespace", elsewhere)
+            from_outside = allowed("outside", outside)
             found.append(
                 Exposure(
                     key,
                     cp.port,
                     cp.protocol,
                     bool(side.isolating),
-                    judge(index, side, elsewhere).allowed,
-                    judge(index, side, outside).allowed,
+                    any_ns,
+                    from_outside,
                     new_in,
-                    tuple(dict.fromkeys(words)) if side.isolating else ("everyone",),
+                    tuple(dict.fromkeys(admitted)),
+                    tuple(
+                        f"{_parties_text(who)}: {word} by {rule}"
+                        for (word, rule), who in decided.items()
+                    ),
                 )
             )
     return found
@@ -164,7 +227,9 @@ def text(rows: list[Exposure]) -> list[str]:
         ]
         head = f"{r.workload} {r.port}/{r.protocol.value}: " + "; ".join(flags)
         lines.append(
-            head + ("; admits: " + ", ".join(r.admitted) if r.admitted else "")
+            head
+            + ("; admits: " + ", ".join(r.admitted) if r.admitted else "")
+            + ("; tiers: " + "; ".join(r.tiers) if r.tiers else "")
         )
     return lines
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from dataplane import cloudlb
+from dataplane import cloudlb, kubeproxy_ipvs
 from dataplane.cni import common, plugin_of
 from dataplane.cni.common import (
     GATEWAY,
@@ -28,7 +28,7 @@ from dataplane.netns import Netns, NetnsKind
 from dataplane.packet import Packet
 from topology.graph import veth_name
 from topology.ipam import mac_for
-from topology.model import Cluster, Protocol
+from topology.model import Cluster, Protocol, ProxyMode
 
 
 @dataclass(slots=True)
@@ -105,6 +105,9 @@ def build_fabric(
     fab.segments[UNDERLAY] = Segment(UNDERLAY)
     for node in cluster.config.nodes:
         cni.node(fab, node)
+        if cluster.config.kube_proxy.mode is ProxyMode.IPVS:
+            mac = common.mac_from_name(f"{node.name}/{kubeproxy_ipvs.DUMMY_DEVICE}")
+            kubeproxy_ipvs.add_dummy(cluster, fab.netns[node.name], mac)
     for pod in cluster.pods.values():
         ns = common.pod_namespace(fab, pod)
         if not pod.host_network:
@@ -136,7 +139,12 @@ def layout_of(cluster: Cluster) -> tuple[object, ...]:
         )
         for p in cluster.pods.values()
     )
-    return (cluster.config, pods, cloudlb.layout(cluster))
+    return (
+        cluster.config,
+        pods,
+        cloudlb.layout(cluster),
+        kubeproxy_ipvs.layout(cluster),
+    )
 
 
 __all__ = [

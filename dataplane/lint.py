@@ -19,17 +19,19 @@ is (`error`, `warning`, `note`: the SARIF levels), and what would be valid:
   on pod traffic to the implementation) or the node network (a pod's own node is always
   allowed; with VXLAN another node's traffic arrives from its `flannel.1` address);
 - `service-selects-nothing`, `target-port-not-served`: a Service without endpoints, a
-  `targetPort` (number or name) that no selected pod serves.
+  `targetPort` (number or name) that no selected pod serves;
+- the admin policy tiers' checks, in `dataplane.lint_admin`.
 """
 
 from __future__ import annotations
 
-import difflib
-from dataclasses import dataclass
-from enum import StrEnum
+from collections.abc import Sequence
 from ipaddress import IPv4Network
 from typing import Any
 
+from dataplane import lint_admin
+from dataplane.finding import Finding, Severity, closest, labels_of, ports_cover
+from dataplane.lint_admin import ADMIN_RULES
 from topology.model import (
     Cluster,
     IPBlock,
@@ -43,17 +45,6 @@ from topology.model import (
     Service,
 )
 from topology.selectors import format_selector, matches, matches_map
-
-
-class Severity(StrEnum):
-    ERROR = "error"
-    WARNING = "warning"
-    NOTE = "note"
-
-    @property
-    def rank(self) -> int:
-        return {"error": 2, "warning": 1, "note": 0}[self.value]
-
 
 # Every check: its id, its severity and a one-line description (SARIF `rules`).
 RULES: dict[str, tuple[Severity, str]] = {
@@ -89,49 +80,8 @@ RULES: dict[str, tuple[Severity, str]] = {
         Severity.WARNING,
         "A Service's targetPort is served by none of the pods it selects.",
     ),
+    **ADMIN_RULES,  # the admin policy tiers' (`dataplane.lint_admin`)
 }
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    rule: str
-    severity: Severity
-    obj: str  # `networkpolicy/NS/NAME`, `service/NS/NAME`
-    field: str  # `spec.ingress[0].from[1].podSelector`
-    message: str
-    loc: Loc
-
-    def __str__(self) -> str:
-        return f"{self.loc}: {self.severity.value} {self.rule}: {self.obj} {self.field}: {self.message}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "rule": self.rule,
-            "severity": self.severity.value,
-            "object": self.obj,
-            "field": self.field,
-            "message": self.message,
-            "file": self.loc.file,
-            "line": self.loc.line,
-        }
-
-
-def _labels(objs: list[Any]) -> list[str]:
-    return sorted({f"{k}={v}" for o in objs for k, v in o.labels.items()})
-
-
-def _closest(selector: LabelSelector, existing: list[str]) -> str:
-    """The labels that exist closest to the selector's terms, for the message."""
-    out: list[str] = []
-    for k, v in selector.match_labels.items():
-        near = difflib.get_close_matches(f"{k}={v}", existing, n=2, cutoff=0.6)
-        out += near
-    for req in selector.match_expressions:
-        keys = sorted({e.split("=", 1)[0] for e in existing})
-        out += difflib.get_close_matches(req.key, keys, n=1, cutoff=0.6)
-    if out:
-        return "closest existing labels: " + ", ".join(dict.fromkeys(out))
-    return "existing labels: " + (", ".join(existing[:6]) or "none")
 
 
 class _Linter:
@@ -170,11 +120,11 @@ class _Linter:
         if peer.namespace_selector is not None and not self.namespaces_of(
             peer.namespace_selector
         ):
-            known = _labels(list(self.cluster.namespaces.values()))
+            known = labels_of(list(self.cluster.namespaces.values()))
             self.add(
                 "selector-matches-nothing", obj, field + ".namespaceSelector",
                 f"namespaceSelector {format_selector(peer.namespace_selector)} selects "
-                f"no namespace ({_closest(peer.namespace_selector, known)})",
+                f"no namespace ({closest(peer.namespace_selector, known)})",
                 pol.loc,
             )  # fmt: skip
             return
@@ -189,7 +139,7 @@ class _Linter:
             self.add(
                 "selector-matches-nothing", obj, field + ".podSelector",
                 f"podSelector {format_selector(peer.pod_selector)} selects no pod in "
-                f"{where} ({_closest(peer.pod_selector, _labels(scope))})",
+                f"{where} ({closest(peer.pod_selector, labels_of(scope))})",
                 pol.loc,
             )  # fmt: skip
 
@@ -237,7 +187,7 @@ class _Linter:
                 "selector-matches-nothing", obj, "spec.podSelector",
                 f"podSelector {format_selector(pol.pod_selector)} selects no pod in "
                 f"namespace {pol.namespace}, so the policy has no effect "
-                f"({_closest(pol.pod_selector, _labels(scope))})",
+                f"({closest(pol.pod_selector, labels_of(scope))})",
                 pol.loc,
             )  # fmt: skip
         for direction, rules, key in (
@@ -271,22 +221,33 @@ class _Linter:
                     if not rule.peers:
                         servers = []  # any destination: cannot tell what it serves
                 if servers:
-                    self.check_ports(pol, rule.ports, servers, base, key)
+                    who = (
+                        "pod the policy selects"
+                        if key == "ingress"
+                        else "pod of the rule's peers"
+                    )
+                    self.check_ports(obj, pol.loc, rule.ports, servers, base, who)
             self.check_shadowed(pol, rules, key)
 
     def check_ports(
-        self, pol: NetworkPolicy, ports: tuple[PolicyPort, ...], servers: list[Pod],
-        base: str, key: str,
+        self, obj: str, loc: Loc, ports: Sequence[PolicyPort], servers: list[Pod],
+        base: str, who: str, key: str = "ports", at: Sequence[int] = (),
+        any_protocol: bool = False,
     ) -> None:  # fmt: skip
-        who = (
-            "pod the policy selects" if key == "ingress" else "pod of the rule's peers"
-        )
-        for k, pp in enumerate(ports):
+        """`port-not-served` for each of `ports` (`base.key[k]`, k its position or
+        `at[position]`) that no pod of `servers` listens on (a named port: has no
+        containerPort of that name; of any protocol with `any_protocol`, as an admin
+        policy's `namedPort` means)."""
+        for pos, pp in enumerate(ports):
+            k = at[pos] if at else pos
             if pp.port is None:
                 continue
             if isinstance(pp.port, str):
-                served = any(p.named_port(pp.port, pp.protocol) for p in servers)
-                what = f"named port {pp.port!r}/{pp.protocol.value}"
+                proto = None if any_protocol else pp.protocol
+                served = any(p.named_port(pp.port, proto) for p in servers)
+                what = f"named port {pp.port!r}" + (
+                    "" if proto is None else f"/{pp.protocol.value}"
+                )
                 names = sorted({c.name for p in servers for c in p.ports() if c.name})
                 valid = f"(named ports there: {', '.join(names) or 'none'})"
             else:
@@ -303,8 +264,8 @@ class _Linter:
                 valid = f"(ports there: {', '.join(nums) or 'none'})"
             if not served:
                 self.add(
-                    "port-not-served", f"networkpolicy/{pol.key}", f"{base}.ports[{k}]",
-                    f"{what} is served by no {who} {valid}", pol.loc,
+                    "port-not-served", obj, f"{base}.{key}[{k}]",
+                    f"{what} is served by no {who} {valid}", loc,
                 )  # fmt: skip
 
     def check_shadowed(
@@ -340,7 +301,7 @@ class _Linter:
             self.add(
                 "service-selects-nothing", obj, "spec.selector",
                 f"selector {sel} selects no pod in namespace {svc.namespace}: the Service "
-                f"has no endpoints ({_closest(LabelSelector(dict(svc.selector)), _labels(scope))})",
+                f"has no endpoints ({closest(LabelSelector(dict(svc.selector)), labels_of(scope))})",
                 svc.loc,
             )  # fmt: skip
             return
@@ -379,22 +340,7 @@ def _covers(big: PolicyRule, small: PolicyRule) -> bool:
     )
     if not peers:
         return False
-    if not big.ports:
-        return True
-    if not small.ports:
-        return False
-    return all(any(_port_within(s, b) for b in big.ports) for s in small.ports)
-
-
-def _port_within(small: PolicyPort, big: PolicyPort) -> bool:
-    if small.protocol is not big.protocol:
-        return False
-    if big.port is None:
-        return True
-    if small.port is None or isinstance(small.port, str) or isinstance(big.port, str):
-        return small.port == big.port and small.end_port == big.end_port
-    lo, hi = small.port, small.end_port or small.port
-    return big.port <= lo and hi <= (big.end_port or big.port)
+    return ports_cover(big.ports, small.ports)
 
 
 def lint(cluster: Cluster) -> list[Finding]:
@@ -402,6 +348,7 @@ def lint(cluster: Cluster) -> list[Finding]:
     linter = _Linter(cluster)
     for pol in sorted(cluster.policies.values(), key=lambda p: p.key):
         linter.check_policy(pol)
+    lint_admin.check(linter)
     for svc in sorted(cluster.services.values(), key=lambda s: s.key):
         linter.check_service(svc)
     return linter.findings

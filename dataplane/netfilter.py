@@ -90,6 +90,11 @@ class Rewrite:
     detail: str
     diffs: tuple[FieldDiff, ...] = ()
     endpoint: str | None = None
+    # The hook took the packet (NF_STOLEN) to send it on rewritten, as IPVS's
+    # ip_vs_nat_xmit does from LOCAL_IN: the later hooks of this point do not run, the
+    # connection is not confirmed here, and the packet is routed again and leaves by
+    # LOCAL_OUT and POSTROUTING (`Stack.local_in`).
+    xmit: bool = False
 
 
 HookResult = Accept | Drop | Rewrite | Packet | None
@@ -120,6 +125,10 @@ class HookContext:
     in_port: str | None = None  # the bridge port a bridged frame came in on
     out_port: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # What hooks keep across the packets of one walk state (`WalkState.hook_memory`):
+    # IPVS's round-robin position and persistence templates (dataplane.kubeproxy_ipvs).
+    memory: dict[str, Any] = field(default_factory=dict)
+    xmit: bool = False  # a hook stole the packet to send it on (`Rewrite.xmit`)
 
     @property
     def node(self) -> str:

@@ -27,6 +27,7 @@ class Kind(StrEnum):
     IPIP = "ipip"  # IP-in-IP (protocol 4), no link header: Calico's tunl0
     ETH = "eth"  # attached to an L2 segment (the underlay switch)
     LOOPBACK = "loopback"
+    DUMMY = "dummy"  # no link: addresses only (kube-proxy's kube-ipvs0)
 
 
 # The devices that carry an Ethernet frame in UDP: `dataplane.vxlan` encapsulates for both.

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 
+from dataplane.dns_records import domain_networks
 from topology.ipam import node_pod_addresses
 from topology.model import (
     AdminPeer,
@@ -134,6 +135,7 @@ class PolicyIndex:
         self._subjects: dict[tuple[object, ...], tuple[AdminPolicy, ...]] = {}
         self._subject_ns: dict[Tier, dict[str, list[AdminPolicy]]] = {}
         self._networks: dict[int, tuple[tuple[int, int], ...]] = {}
+        self._domains: dict[tuple[str, ...], tuple[IPv4Network, ...]] = {}
         self._terms: dict[tuple[int, frozenset[tuple[str, str]]], Term | None] = {}
         self._blocks: dict[int, tuple[int, int, tuple[tuple[int, int, str], ...]]] = {}
         self._parties: dict[str, Party] = {}
@@ -301,18 +303,30 @@ class PolicyIndex:
                 return ("pod-label", term)
         return None
 
+    def address_networks(self, peer: AdminPeer) -> tuple[IPv4Network, ...]:
+        """The IPv4 networks a `networks` or `domainNames` peer matches (the addresses
+        the cluster's DNS answers for the names: `dataplane.dns_records`)."""
+        if peer.domain_names:
+            found = self._domains.get(peer.domain_names)
+            if found is None:
+                found = domain_networks(self.cluster, peer.domain_names)
+                self._domains[peer.domain_names] = found
+            return found
+        return peer.ipv4_networks
+
     def admin_peer_miss(self, peer: AdminPeer, party: Party) -> PeerMiss | None:
         """Why `party` does not match a subject or peer of an admin policy, or None."""
-        if peer.networks:
+        if peer.by_address:
             nets = self._networks.get(id(peer))
             if nets is None:
                 nets = self._networks[id(peer)] = tuple(
-                    (int(n.netmask), int(n.network_address)) for n in peer.networks
+                    (int(n.netmask), int(n.network_address))
+                    for n in self.address_networks(peer)
                 )
             ip = party.ip_int
-            return None if any(ip & m == b for m, b in nets) else ("networks",)
-        if peer.domain_names:
-            return ("domain-names",)
+            if any(ip & m == b for m, b in nets):
+                return None
+            return ("networks",) if peer.networks else ("domain-names",)
         if peer.node_selector is not None:
             labels = self.node_labels.get(party.ip)
             if labels is None:

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Network
 from typing import TYPE_CHECKING, Any
 
-from dataplane.netpol_index import rule_ports_match
+from dataplane.netpol_index import index_of, rule_ports_match
 from dataplane.result import CODE, NO_PORT
 from topology.endpoint import EndpointKind
 from topology.model import (
@@ -77,7 +77,7 @@ _TABLE = bytes(
 
 
 @contextmanager
-def _no_gc() -> Iterator[None]:
+def no_gc() -> Iterator[None]:
     """The cyclic garbage collector off for a while: the matrix allocates big integers
     and byte strings, none of them in cycles, and each full collection would walk every
     object of the cluster model (a second on 10,000 pods) for nothing."""
@@ -189,8 +189,13 @@ class Sets:
         ns_labels: Mapping[str, Mapping[str, str]],
         policies: list[NetworkPolicy],
         admin: Sequence[AdminPolicy] = (),
+        address_networks: Callable[[AdminPeer], tuple[IPv4Network, ...]] = (
+            lambda peer: peer.ipv4_networks
+        ),
     ) -> None:
         self.pods = pods
+        # what a `networks`/`domainNames` peer matches (`PolicyIndex.address_networks`)
+        self.address_networks = address_networks
         self.policies = policies
         # the admin policies of each tier, in evaluation order (`AdminPolicy.order`)
         ordered = sorted(admin, key=lambda p: p.order)
@@ -231,6 +236,13 @@ class Sets:
         self._walks: dict[tuple[object, ...], tuple[int, int]] = {}
         self._ingress_rules: dict[tuple[int, ...], list[tuple[int, AdminRule]]] = {}
         self._tier_sets: dict[int, TierSets] = {}
+        self._isolation: (
+            tuple[
+                int, dict[int, list[tuple[int, PolicyRule]]], list[list[NetworkPolicy]]
+            ]
+            | None
+        ) = None
+        self._holding: dict[int, tuple[list[int], list[list[int]], list[int]]] = {}
 
     @classmethod
     def of(cls, cluster: Cluster) -> Sets:
@@ -242,6 +254,7 @@ class Sets:
             ns_labels,
             list(cluster.policies.values()),
             list(cluster.admin_policies.values()),
+            index_of(cluster).address_networks,
         )
 
     def select(self, sel: LabelSelector, of_namespace: bool = False) -> int:
@@ -312,11 +325,11 @@ class Sets:
         return self.by_ns.get(pol.namespace, 0) & self.select(pol.pod_selector)
 
     def admin_peer(self, peer: AdminPeer) -> int:
-        """The pods a subject or peer of an admin policy matches (`nodes` and
-        `domainNames` peers match no pod; `networks` the pods inside them)."""
-        if peer.networks:
+        """The pods a subject or peer of an admin policy matches (`nodes` peers match no
+        pod; `networks` and `domainNames` the pods at the addresses they match)."""
+        if peer.by_address:
             found = 0
-            for net in peer.networks:
+            for net in self.address_networks(peer):
                 found |= self._range(net)
             return found
         if peer.namespace_selector is None:
@@ -325,6 +338,49 @@ class Sets:
         if peer.pod_selector is not None:
             bits &= self.select(peer.pod_selector)
         return bits
+
+    def isolation(
+        self,
+    ) -> tuple[int, dict[int, list[tuple[int, PolicyRule]]], list[list[NetworkPolicy]]]:
+        """The NetworkPolicy side every port asks alike: the pods no policy isolates for
+        egress, each distinct set of egress peers with the (selected pods, rule) that
+        use it, and the policies isolating each pod for ingress.  Remembered."""
+        if self._isolation is None:
+            open_egress = self.all
+            users: dict[int, list[tuple[int, PolicyRule]]] = {}
+            ingress_of: list[list[NetworkPolicy]] = [[] for _ in range(self.n)]
+            for pol in self.policies:
+                chosen = self.selected(pol)
+                if not chosen:
+                    continue
+                if "Egress" in pol.policy_types:
+                    open_egress &= ~chosen
+                    for rule in pol.egress:
+                        users.setdefault(self.rule(pol.namespace, rule), []).append(
+                            (chosen, rule)
+                        )
+                if "Ingress" in pol.policy_types:
+                    for u in members(chosen):
+                        ingress_of[u].append(pol)
+            self._isolation = (open_egress, users, ingress_of)
+        return self._isolation
+
+    def holding(self, wanted: int) -> tuple[list[int], list[list[int]], list[int]]:
+        """The egress peer sets (`isolation`), for each destination of `wanted` those
+        that hold it, and those that hold every one of them.  Remembered."""
+        found = self._holding.get(wanted)
+        if found is None:
+            peer_sets = list(self.isolation()[1])
+            holding: list[list[int]] = [[] for _ in range(self.n)]
+            always: list[int] = []  # peer sets holding every destination
+            for k, peers in enumerate(peer_sets):
+                if peers & wanted == wanted:
+                    always.append(k)
+                    continue
+                for u in members(peers & wanted):
+                    holding[u].append(k)
+            found = self._holding[wanted] = (peer_sets, holding, always)
+        return found
 
     def tier_sets(self, wanted: int) -> TierSets:
         """Per tier: the policies with ingress rules whose subject holds each pod (and
@@ -473,7 +529,7 @@ class Table:
     def counts(self) -> dict[str, int]:
         """How many cells have each code (rows and columns counted as often as they
         repeat)."""
-        with _no_gc():
+        with no_gc():
             return self._counts()
 
     def _counts(self) -> dict[str, int]:
@@ -530,7 +586,7 @@ class Table:
     # -- output ----------------------------------------------------------------------------
     def rows(self) -> list[str]:
         """Every row as text, one code per column (the only expansion)."""
-        with _no_gc():
+        with no_gc():
             return self._rows()
 
     def _rows(self) -> list[str]:
@@ -709,7 +765,7 @@ def table(
     """The matrix of `sources` x `targets` on `protocol`/`port` as blocks (see the module);
     `ports[j]` is the port at `targets[j]` (`dataplane.matrix.target_ports`: None where a
     named port is not one of that pod's, a column of `NO_PORT` then)."""
-    with _no_gc():
+    with no_gc():
         return _table(sim, sources, targets, port, protocol, ports)
 
 
@@ -794,24 +850,7 @@ def column_blocks(
         dport = dports[j] if isinstance(dports, list) else dports
         pclass[j] = ports.of(sets.pods[t_at[j]], dport)
     every = sets.all
-    policies = sets.policies
-    # Egress: who is isolated, and for each distinct set of peers the rules that use it.
-    open_egress = every
-    users: dict[int, list[tuple[int, PolicyRule]]] = {}
-    ingress_of: list[list[NetworkPolicy]] = [[] for _ in range(sets.n)]
-    for pol in policies:
-        chosen = sets.selected(pol)
-        if not chosen:
-            continue
-        if "Egress" in pol.policy_types:
-            open_egress &= ~chosen
-            for rule in pol.egress:
-                users.setdefault(sets.rule(pol.namespace, rule), []).append(
-                    (chosen, rule)
-                )
-        if "Ingress" in pol.policy_types:
-            for u in members(chosen):
-                ingress_of[u].append(pol)
+    open_egress, users, ingress_of = sets.isolation()
     wanted = bits_of([t_at[j] for j in columns], sets.n)
     tier_sets = sets.tier_sets(wanted)
     tiers_in, tiers_ids, tiers_out = (
@@ -819,15 +858,7 @@ def column_blocks(
         tier_sets.ingress_ids,
         tier_sets.egress,
     )
-    peer_sets = list(users)
-    holding: list[list[int]] = [[] for _ in range(sets.n)]
-    always: list[int] = []  # peer sets holding every destination
-    for k, peers in enumerate(peer_sets):
-        if peers & wanted == wanted:
-            always.append(k)
-            continue
-        for u in members(peers & wanted):
-            holding[u].append(k)
+    peer_sets, holding, always = sets.holding(wanted)
     # Egress columns: per (peer sets holding the destination, its port class).
     granted: dict[tuple[int, PortClass], int] = {}
 

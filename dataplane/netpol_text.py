@@ -262,7 +262,10 @@ def admin_miss_text(miss: PeerMiss, peer: AdminPeer, party: Party) -> str:
     if kind == "networks":
         return f"{party.ip} is not in {', '.join(str(n) for n in peer.networks)}"
     if kind == "domain-names":
-        return "domainNames peers are not modelled: they match nothing"
+        return (
+            f"{party.ip} is not an address the cluster's DNS answers for "
+            f"{', '.join(peer.domain_names)}"
+        )
     if kind == "not-node":
         return f"{party} is not a node's address"
     if kind == "not-pod":

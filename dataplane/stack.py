@@ -90,7 +90,9 @@ class Stack:
         if not isinstance(nf, Netfilter):
             return pkt, ctx
         if ctx is None:
-            ctx = HookContext(ns, point, self.w.cluster)
+            ctx = HookContext(
+                ns, point, self.w.cluster, memory=self.w.state.hook_memory
+            )
         ctx.point = point
         for k, v in where.items():
             setattr(ctx, k, v)
@@ -99,8 +101,8 @@ class Stack:
             self.track(ns, pkt, ctx)
         chain = nf.compiled[point]
         out = self.run_chain(ns, point, chain.before, pkt, ctx) if chain.before else pkt
-        if out is None:
-            return None, ctx
+        if out is None or ctx.xmit:
+            return out, ctx  # dropped, or stolen by a hook (`Rewrite.xmit`)
         if chain.nat:
             ct = ctx.ct
             if ct is not None and (
@@ -109,8 +111,8 @@ class Stack:
                 out = self.conntrack_nat(ns, out, ctx, dst_nat)  # a NATed connection
             if chain.after:
                 out = self.run_chain(ns, point, chain.after, out, ctx)
-                if out is None:
-                    return None, ctx
+                if out is None or ctx.xmit:
+                    return out, ctx
         pkt = out
         # nf_conntrack_confirm(): only a packet of the original direction inserts its
         # connection (an ICMP error attached in the reply direction never does).
@@ -166,6 +168,9 @@ class Stack:
                 if res.endpoint is not None:
                     w.trace.endpoint = res.endpoint
                 pkt = res.packet
+                if res.xmit:
+                    ctx.xmit = True
+                    return pkt
             else:  # a hook returned a rewritten packet
                 w.record(
                     ns,
@@ -800,10 +805,62 @@ class Stack:
             out, ctx = self.hooks(ns, HookPoint.INPUT, pkt, ctx, in_if=ifname)
             if out is None:
                 return []
+            if ctx is not None and ctx.xmit:
+                return self.xmit_stolen(ns, out, ctx)
             pkt = out
         from dataplane import sockets
 
         return sockets.deliver(self.w, ns, ifname, pkt)
+
+    def xmit_stolen(self, ns: Netns, pkt: Packet, ctx: HookContext) -> list[Emission]:
+        """A packet a LOCAL_IN hook rewrote and took (IPVS: ip_vs_nat_xmit): routed to its
+        new destination, then ip_vs_nat_send_or_cont's `NF_HOOK(LOCAL_OUT)` and
+        `dst_output()`, POSTROUTING included.  A packet leaving the host has its TTL
+        decremented (__ip_vs_get_out_rt -> decrement_ttl)."""
+        assert pkt.ip is not None
+        route = ns.routes.lookup(pkt.ip.dst)
+        if route is None or route.blackhole:
+            self.w.record(
+                ns,
+                "",
+                "route",
+                f"{pkt.ip.dst}: no route (ip_vs_nat_xmit: __ip_vs_get_out_rt fails)",
+                pkt,
+                reason=DropReason.NO_ROUTE,
+            )
+            return []
+        self.w.record(
+            ns,
+            "",
+            "route",
+            f"{pkt.ip.dst} {route_detail(route)} (ip_vs_nat_xmit: routed again)",
+            pkt,
+        )
+        ip = pkt.ip
+        if ip.ttl <= 1:
+            self.w.record(
+                ns,
+                "",
+                "drop",
+                f"ttl {ip.ttl}: time to live exceeded (IPVS decrement_ttl)",
+                pkt,
+                reason=DropReason.TTL,
+            )
+            return self.icmp_error(ns, pkt, ICMP_TIME_EXCEEDED, 0)
+        pkt = pkt.with_ip(ttl=ip.ttl - 1)
+        self.w.record(
+            ns,
+            "",
+            "forward",
+            f"IPVS decrement_ttl: ttl {ip.ttl} -> {ip.ttl - 1}",
+            pkt,
+            (FieldDiff("ip.ttl", str(ip.ttl), str(ip.ttl - 1)),),
+        )
+        ctx.xmit = False
+        out, ctx2 = self.hooks(ns, HookPoint.OUTPUT, pkt, ctx, out_if=route.oif)
+        if out is None:
+            return []
+        return self.ip_output(ns, out, route, ctx2, forwarded=True)
 
     def defrag(self, ns: Netns, pkt: Packet) -> Packet | None:
         """Gather fragments; the whole datagram once the last piece is in (ip_defrag)."""

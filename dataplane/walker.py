@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from dataplane.bridge import Bridges
 from dataplane.conntrack import Conntrack
@@ -56,6 +57,8 @@ class WalkState:
     icmp_tokens: dict[tuple[str, str], int] = field(default_factory=dict)
     # path MTU exceptions per (namespace, destination) (dataplane.pmtu)
     pmtu: dict[tuple[str, str], int] = field(default_factory=dict)
+    # what hooks remember between packets (`HookContext.memory`): IPVS's schedulers
+    hook_memory: dict[str, Any] = field(default_factory=dict)
 
     def ct(self, ns: str) -> Conntrack:
         table = self.conntrack.get(ns)

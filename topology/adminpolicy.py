@@ -10,22 +10,22 @@ and the CRD `config/crd/experimental/policy.networking.k8s.io_clusternetworkpoli
 - an egress rule with a `networks`, `nodes` or `domainNames` peer may not use a named port
   (CEL: "networks/nodes/domainNames peer cannot be set with namedPorts since there are no
   namedPorts for networks/nodes/domainNames");
-- a `networks` item is a CIDR (`isCIDR(self)`: "Invalid CIDR format provided"), IPv4 here;
+- a `networks` item is a CIDR (`isCIDR(self)`: "Invalid CIDR format provided"), IPv4 or
+  IPv6 (an IPv6 one matches nothing in the IPv4-only simulated cluster);
 - the BaselineAdminNetworkPolicy is a singleton named `default` (CEL
   `self.metadata.name == 'default'`).
-`domainNames` peers are validated but not modelled: a warning names the field, and the
-peer matches nothing (for an Allow/Accept rule, the only action upstream supports for it,
-that is the API's own "fail closed": "treat the rule as matching no traffic").
+`domainNames` peers are validated here (the CRD's pattern) and match, at decision time,
+the addresses the cluster's DNS answers for the names (`dataplane.dns_records`).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from ipaddress import IPv4Network
+from ipaddress import IPv4Network, IPv6Network
 
 from topology import adminschema as a
-from topology.fields import parse_loose_cidr
+from topology.fields import parse_loose_cidr, parse_loose_cidr6
 from topology.kubeschema import LabelSelectorSpec
 from topology.manifest import KubeObject, Origin
 from topology.model import (
@@ -156,7 +156,7 @@ PeerSpec = (
 )
 
 
-def _peer(p: PeerSpec, origin: Origin, path: Path, warnings: list[str]) -> AdminPeer:
+def _peer(p: PeerSpec, origin: Origin, path: Path) -> AdminPeer:
     given: dict[str, object] = {"namespaces": p.namespaces, "pods": p.pods}
     if isinstance(p, a.BaselineEgressPeerSpec | a.CNPEgressPeerSpec):
         given |= {"nodes": p.nodes, "networks": p.networks}
@@ -185,27 +185,25 @@ def _peer(p: PeerSpec, origin: Origin, path: Path, warnings: list[str]) -> Admin
                 (*where, i),
                 f"{name!r} is not a domain name (an exact name, or *. and a name)",
             )
-    warnings.append(
-        origin.warning(
-            where,
-            "domainNames peers are not modelled (FQDN policy needs the DNS answers "
-            "a pod saw); this peer matches no traffic",
-        )
-    )
     return AdminPeer(domain_names=tuple(p.domain_names))
 
 
 def _networks(
     texts: Sequence[str], origin: Origin, path: Path
-) -> tuple[IPv4Network, ...]:
-    out = []
+) -> tuple[IPv4Network | IPv6Network, ...]:
+    """The CIDRs of a `networks` peer, IPv4 or IPv6 (the CRD's `CIDR`: "10.0.0.0/8" or
+    "fd00::/8").  An IPv6 one is kept: it matches nothing in this IPv4-only cluster, and
+    `dataplane lint` says so (upstream's own manifests write `::/0` beside `0.0.0.0/0`)."""
+    out: list[IPv4Network | IPv6Network] = []
     for i, text in enumerate(texts):
-        net = parse_loose_cidr(text) if "/" in text else None
+        net: IPv4Network | IPv6Network | None = None
+        if "/" in text:
+            net = parse_loose_cidr(text) or parse_loose_cidr6(text)
         if net is None:
             raise origin.error(
                 (*path, i),
-                f"{text!r}: Invalid CIDR format provided (an IPv4 CIDR such as "
-                "10.0.0.0/8; IPv6 is not modelled)",
+                f"{text!r}: Invalid CIDR format provided (an IPv4 or IPv6 CIDR such "
+                "as 10.0.0.0/8 or fd00::/8)",
             )
         out.append(net)
     return tuple(out)
@@ -323,9 +321,7 @@ def _rules(
     for i, r in enumerate(rules or ()):
         where = (*path, i)
         specs: Sequence[PeerSpec] = r.to if isinstance(r, _EGRESS_RULES) else r.from_
-        peers = tuple(
-            _peer(p, origin, (*where, key, j), warnings) for j, p in enumerate(specs)
-        )
+        peers = tuple(_peer(p, origin, (*where, key, j)) for j, p in enumerate(specs))
         if isinstance(r, a.CNPIngressRuleSpec | a.CNPEgressRuleSpec):
             ports = _cnp_ports(r.protocols or (), origin, (*where, "protocols"))
         else:

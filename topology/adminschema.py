@@ -92,11 +92,14 @@ class BaselineEgressPeerSpec(IngressPeerSpec):
 
 
 class EgressPeerSpec(BaselineEgressPeerSpec):
-    """`AdminNetworkPolicyEgressPeer`: also `domainNames` (not modelled: a warning)."""
+    """`AdminNetworkPolicyEgressPeer`: also `domainNames` (NPEP-133)."""
 
     domain_names: (
         Annotated[list[DomainName], Field(min_length=1, max_length=25)] | None
-    ) = Field(default=None, description="FQDNs (not modelled: they match nothing).")
+    ) = Field(
+        default=None,
+        description="FQDNs or *.NAME: the addresses the DNS answers for them.",
+    )
 
 
 class PortNumberSpec(KubeStrictModel):
@@ -242,7 +245,10 @@ class CNPEgressPeerSpec(CNPIngressPeerSpec):
     )
     domain_names: (
         Annotated[list[DomainName], Field(min_length=1, max_length=25)] | None
-    ) = Field(default=None, description="FQDNs (not modelled: they match nothing).")
+    ) = Field(
+        default=None,
+        description="FQDNs or *.NAME: the addresses the DNS answers for them.",
+    )
 
 
 Protocols25 = Annotated[list[CNPProtocolSpec], Field(min_length=1, max_length=25)]

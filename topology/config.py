@@ -46,7 +46,7 @@ from topology.model import (
     Protocol,
     ProxyMode,
 )
-from topology.proxyschema import KubeProxyModel
+from topology.proxyschema import IPVS_LOCALHOST, KubeProxyModel, scheduler_problem
 from topology.schema import CalicoModel, ClusterModel, NodeModel
 from topology.yamlsource import PathPart, format_path
 
@@ -196,14 +196,18 @@ class _Plan:
         m = self.model.kube_proxy
         mode = ProxyMode(m.mode)
         if mode is ProxyMode.IPVS:
-            # Not a stub: the IPVS dataplane (kube-ipvs0, virtual servers, ipsets) is not
-            # modelled, so a scenario asking for it is refused rather than answered wrong.
-            raise self.fail(
-                ("kubeProxy", "mode"),
-                "mode ipvs is not modelled yet (allowed: iptables, nftables)",
-            )
+            bad = scheduler_problem(m.ipvs.scheduler)
+            if bad is not None:
+                raise self.fail(("kubeProxy", "ipvs", "scheduler"), bad)
         for section in ("iptables", "nftables", "ipvs"):
             options = getattr(m, section)
+            if section == "iptables" and mode is ProxyMode.IPVS:
+                # ipvs mode reads iptables.masqueradeAll (cmd/kube-proxy), not the rest
+                if not options.localhost_node_ports:
+                    raise self.fail(
+                        ("kubeProxy", "iptables", "localhostNodePorts"), IPVS_LOCALHOST
+                    )
+                continue
             if section != mode.value and options != type(options)():
                 raise self.fail(
                     ("kubeProxy", section),

@@ -8,7 +8,13 @@ a number, as for the API server's decoder).  Field types carry their own checks 
 from __future__ import annotations
 
 from collections.abc import Callable
-from ipaddress import AddressValueError, IPv4Address, IPv4Network, NetmaskValueError
+from ipaddress import (
+    AddressValueError,
+    IPv4Address,
+    IPv4Network,
+    IPv6Network,
+    NetmaskValueError,
+)
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
@@ -119,11 +125,37 @@ def parse_loose_cidr(value: str) -> IPv4Network | None:
     >>> parse_loose_cidr("10.0.0.0/255.0.0.0") is None
     True
     """
+    net = _loose(value, IPv4Network, 2)
+    assert net is None or isinstance(net, IPv4Network)
+    return net
+
+
+def parse_loose_cidr6(value: str) -> IPv6Network | None:
+    """An IPv6 CIDR with host bits allowed (masked off), or None: what the API server's CEL
+    `isCIDR` also takes (network-policy-api `CIDR`: "10.0.0.0/8" or "fd00::/8").
+
+    >>> parse_loose_cidr6("::/0")
+    IPv6Network('::/0')
+    >>> parse_loose_cidr6("fd00::1/8")
+    IPv6Network('fd00::/8')
+    >>> parse_loose_cidr6("fd00::/129") is None
+    True
+    """
+    net = _loose(value, IPv6Network, 3)
+    assert net is None or isinstance(net, IPv6Network)
+    return net
+
+
+def _loose(
+    value: str, family: type[IPv4Network | IPv6Network], digits: int
+) -> IPv4Network | IPv6Network | None:
+    """`value` as a CIDR of `family`, host bits masked off; a prefix length of at most
+    `digits` decimal digits (Go's `net.ParseCIDR`), or None."""
     _, slash, prefix = value.partition("/")
-    if not slash or not (prefix.isascii() and prefix.isdigit()) or len(prefix) > 2:
+    if not slash or not (prefix.isascii() and prefix.isdigit()) or len(prefix) > digits:
         return None
     try:
-        return IPv4Network(value, strict=False)
+        return family(value, strict=False)
     except (AddressValueError, NetmaskValueError, ValueError):
         return None
 

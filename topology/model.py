@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Network
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,10 +77,9 @@ MODELLED_CNIS = (Cni.FLANNEL, Cni.CALICO, Cni.CILIUM)
 # Modes whose devices are not built yet: refused, never approximated (none today).
 PLANNED_NETWORKS: frozenset[tuple[Cni, Network]] = frozenset()
 
-# Bytes of headers an encapsulation adds in front of the inner IP packet (by mode name):
-# VXLAN's outer Ethernet 14 + IP 20 + UDP 8 + VXLAN 8, IP-in-IP's outer IP header 20
-# (RFC 2003), Geneve's like VXLAN's without options.  Pod MTU = underlay MTU - overhead
-# (Calico's `veth_mtu` autodetection and flannel's subnet.env subtract the same).
+# Header bytes an encapsulation adds before the inner IP packet (by mode name): VXLAN's and
+# Geneve's (no options) outer Ethernet 14 + IP 20 + UDP 8 + 8, IP-in-IP's outer IP 20 (RFC
+# 2003).  Pod MTU = underlay MTU - overhead (Calico's veth_mtu, flannel's subnet.env).
 ENCAP_OVERHEAD: Mapping[str, int] = {"vxlan": 50, "ipip": 20, "geneve": 50}
 
 
@@ -95,8 +94,7 @@ class Protocol(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class NodeSpec:
-    """A node: its underlay address and the pod CIDR its bridge serves (with Calico: the
-    IPAM block affine to it)."""
+    """A node: its underlay address and its pod CIDR (Calico: its IPAM block)."""
 
     name: str
     ip: IPv4Address
@@ -148,6 +146,8 @@ class ProxyMode(StrEnum):
 
 
 NODE_PORT_PRIMARY = "primary"
+# The IPVS schedulers modelled (`cluster.kubeProxy.ipvs.scheduler`, dataplane.kubeproxy_ipvs)
+IPVS_SCHEDULERS = ("rr", "wrr")
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,15 +216,13 @@ class Namespace:
 
 @dataclass(frozen=True, slots=True)
 class ContainerPort:
-    """A `containerPort`: a listening socket in the pod's network namespace; with a
-    `hostPort` (not on a hostNetwork pod), also reachable at the node's addresses (or
-    `hostIP` alone) through the CNI portmap plugin's DNAT (`dataplane.portmap`)."""
+    """A listening socket in the pod's namespace; `hostPort`: see dataplane.portmap."""
 
     port: int
     protocol: Protocol = Protocol.TCP
     name: str | None = None
-    host_port: int | None = None
-    host_ip: IPv4Address | None = None
+    host_port: int | None = None  # never on a hostNetwork pod
+    host_ip: IPv4Address | None = None  # the hostPort's address; None: every one
 
 
 @dataclass(frozen=True, slots=True)
@@ -472,15 +470,25 @@ class AdminPeer:
 
     `namespaces: S` is `namespace_selector=S` (every pod there); `pods: {namespaceSelector,
     podSelector}` sets both (AND); `nodes` selects node addresses by node labels;
-    `networks` are CIDRs (any address, pods' included); `domain_names` are FQDNs, which are
-    not modelled (they match nothing; a warning says so when the policy is loaded).
+    `networks` are CIDRs (any address, pods' included; IPv6 ones match nothing here);
+    `domain_names` match the addresses the DNS answers for them (`dataplane.dns_records`).
     """
 
     namespace_selector: LabelSelector | None = None
     pod_selector: LabelSelector | None = None
     node_selector: LabelSelector | None = None
-    networks: tuple[IPv4Network, ...] = ()
+    networks: tuple[IPv4Network | IPv6Network, ...] = ()
     domain_names: tuple[str, ...] = ()
+
+    @property
+    def by_address(self) -> bool:
+        """A `networks` or `domainNames` peer: it matches addresses, pods' included."""
+        return bool(self.networks or self.domain_names)
+
+    @property
+    def ipv4_networks(self) -> tuple[IPv4Network, ...]:
+        """The IPv4 `networks`: the only ones an address of the cluster can be in."""
+        return tuple(n for n in self.networks if isinstance(n, IPv4Network))
 
 
 @dataclass(frozen=True, slots=True)
@@ -568,10 +576,8 @@ class Workload:
 
 @dataclass(frozen=True, slots=True)
 class Cluster:
-    """The whole cluster at one moment: configuration plus every object, keyed `NS/NAME`.
-
-    Dicts keep creation order, which IPAM and scheduling depend on.
-    """
+    """The cluster now: its config and objects by `NS/NAME` in creation order (IPAM and
+    scheduling use it); `last_pod_ips`: flannel's host-local cursor per node (ipam)."""
 
     config: ClusterConfig
     namespaces: Mapping[str, Namespace]
@@ -581,8 +587,6 @@ class Cluster:
     workloads: Mapping[str, Workload] = field(default_factory=dict)
     endpoint_slices: Mapping[str, EndpointSlice] = field(default_factory=dict)
     admin_policies: Mapping[str, AdminPolicy] = field(default_factory=dict)  # by key
-    # flannel's IPAM (CNI host-local) per node: the last address it handed out, where
-    # its round-robin search for the next one starts (topology.ipam.PodAddresses)
     last_pod_ips: Mapping[str, IPv4Address] = field(default_factory=dict)
 
     @property

@@ -8,6 +8,42 @@ from typing import Literal
 from pydantic import Field
 
 from topology.fields import StrictModel
+from topology.model import IPVS_SCHEDULERS
+
+IPVS_LOCALHOST = (
+    "localhostNodePorts applies to mode iptables, and mode is ipvs (allowed here: the"
+    " default; ipvs mode never serves NodePorts on 127.0.0.1)"
+)
+
+
+def scheduler_problem(name: str) -> str | None:
+    """What is wrong with `ipvs.scheduler` `name`, or None.  rr, or wrr (kube-proxy gives
+    every real server weight 1, so ip_vs_wrr cycles as ip_vs_rr does); the others follow
+    live connection counts (lc, wlc, sed, nq, lblc, lblcr, fo, ovf, twos) or the order of
+    the kernel's destination list, which kube-proxy fills from an unordered set (sh, dh,
+    mh), so they are not modelled."""
+    if name in IPVS_SCHEDULERS:
+        return None
+    known = [
+        "lc",
+        "wlc",
+        "lblc",
+        "lblcr",
+        "sh",
+        "dh",
+        "sed",
+        "nq",
+        "mh",
+        "fo",
+        "ovf",
+        "twos",
+    ]
+    what = (
+        f"scheduler {name} is not modelled"
+        if name in known
+        else f"{name!r} is not an IPVS scheduler"
+    )
+    return f"{what} (allowed: {', '.join(IPVS_SCHEDULERS)})"
 
 
 class IptablesModel(StrictModel):
@@ -38,10 +74,11 @@ class NftablesModel(StrictModel):
 class IpvsModel(StrictModel):
     """KubeProxyConfiguration `ipvs`."""
 
-    scheduler: Literal["rr"] = Field(
+    scheduler: str = Field(
         default="rr",
-        description="IPVS scheduler: rr (round-robin, the default; deterministic"
-        " across a replay).",
+        description="IPVS scheduler: rr (round-robin, the default) or wrr (the same for"
+        " kube-proxy's weight-1 real servers); the others (lc, wlc, sh, mh, ...) are"
+        " refused as not modelled.",
     )
 
 

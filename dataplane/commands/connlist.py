@@ -217,7 +217,9 @@ def diff(
     explain: Annotated[
         bool,
         typer.Option(
-            "--explain", help="Name the policy change behind each difference."
+            "--explain",
+            help="Name the policy change behind each difference (NetworkPolicy or "
+            "admin tier: tier, policy, priority, rule).",
         ),
     ] = False,
     debug: DebugOpt = False,

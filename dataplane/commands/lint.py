@@ -46,7 +46,9 @@ def lint(
     """Find selectors that match nothing, rules shadowed by broader ones, policies that
     admit nothing, ports nobody serves, ipBlocks over pod or node ranges, Services without
     endpoints and targetPorts nobody serves, in the cluster of each scenario (before its
-    steps)."""
+    steps); for admin policies also rules shadowed by earlier ones of their tier, equal
+    priorities, networks over pod/node ranges or IPv6, and domainNames the DNS does not
+    answer."""
     from dataplane import __version__
     from dataplane import output as out_fmt
     from dataplane.lint import Finding, Severity, sarif

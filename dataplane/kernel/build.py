@@ -827,6 +827,13 @@ def _segment_sysctls() -> list[tuple[str, str | int]]:
     ]
 
 
+def has_ip_vs() -> bool:
+    """Whether this kernel has IPVS (kube-proxy's ipvs mode): the ip_vs module loaded or
+    built in, which makes `/proc/net/ip_vs` (in every namespace) and `/sys/module/ip_vs`
+    (its parameters, such as conn_tab_bits)."""
+    return Path("/proc/net/ip_vs").exists() or Path("/sys/module/ip_vs").exists()
+
+
 def has_ipip() -> bool:
     """Whether this kernel makes IP-in-IP devices (the ipip module may be missing): tried
     in a namespace of its own under the project's prefix, removed at once."""

@@ -10,9 +10,10 @@ make (SCTP without the module, a TCP SYN with a payload, a replayed capture) is 
 "not comparable" with its reason, never silently skipped; so is every probe of a cluster
 the kernel cannot build (Calico's ipip without the ipip module: "not comparable: this
 kernel has no ipip module"; Cilium's, whose node is BPF programs: "not comparable: BPF
-datapath"), whose simulator verdicts are still shown.  Of a Cilium cluster the kernel still
-builds what is not BPF (devices, addresses, routes) and compares every routing decision of
-each walk with its FIB (`dataplane.kernel.routes`).  A Service's
+datapath"; kube-proxy's ipvs mode without the ip_vs module: "not comparable: this kernel
+has no ip_vs module"), whose simulator verdicts are still shown.  Of a Cilium cluster the
+kernel still builds what is not BPF (devices, addresses, routes) and compares every routing
+decision of each walk with its FIB (`dataplane.kernel.routes`).  A Service's
 endpoint is the kernel's own random pick (kube-proxy's `numgen random`): after each batch it
 is read from the nodes' conntrack (`LiveCluster.connections`), and where it is not the
 simulator's deterministic pick, the simulator walks the probe again with the kernel's choice
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 from dataplane.kernel import netns
-from dataplane.kernel.build import NoTunnelModule
+from dataplane.kernel.build import NoTunnelModule, has_ip_vs
 from dataplane.kernel.compare import Records, parts
 from dataplane.kernel.dns import DnsProbe
 from dataplane.kernel.icmp_budget import (
@@ -61,7 +62,7 @@ from dataplane.sockets import PROTOCOL_OF
 from dataplane.trace import Trace
 from topology.endpoint import EndpointKind
 from topology.errors import TopologyError
-from topology.model import Cluster, Cni, Pod, Protocol
+from topology.model import Cluster, Cni, Pod, Protocol, ProxyMode
 from topology.scenario import (
     MatrixStep,
     ProbeStep,
@@ -128,6 +129,14 @@ class Verifier:
                     self.routes_only = True
                 except NoTunnelModule as err:
                     self.unbuildable += f" (and {err.strerror})"
+            elif self.scenario.cluster.config.kube_proxy.mode is ProxyMode.IPVS:
+                # IPVS virtual servers need the ip_vs module; even with it, this
+                # builder writes no ipvsadm rules yet, so nothing ipvs mode does is built.
+                self.unbuildable = (
+                    "not comparable: this kernel has no ip_vs module"
+                    if not has_ip_vs()
+                    else "not comparable: ipvs mode is not built on the kernel yet"
+                )
             else:
                 try:
                     self.live.start()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dataplane.kernel.build import has_ipip
+from dataplane.kernel.build import has_ip_vs, has_ipip
 from dataplane.kernel.probe import has_sctp
 from dataplane.kernel.report import MISMATCH, NOT_COMPARABLE, agree
 from dataplane.kernel.verify import verify
@@ -33,6 +33,7 @@ DOCUMENTED = (
 )
 SCTP = "this kernel has no SCTP"
 IPIP = "this kernel has no ipip module"  # Calico's tunl0 (scenarios/calico/)
+IP_VS = "this kernel has no ip_vs module"  # kube-proxy's ipvs mode (kube-proxy/ipvs-*)
 BPF = (
     "not comparable: BPF datapath"  # Cilium's node is BPF programs (scenarios/cilium/)
 )
@@ -110,6 +111,7 @@ def test_the_simulator_and_linux_agree(path: Path) -> None:
     assert not wrong, "\n".join(wrong)
     allowed = (*DOCUMENTED, BPF) if has_sctp() else (*DOCUMENTED, BPF, SCTP)
     allowed = allowed if has_ipip() else (*allowed, IPIP)
+    allowed = allowed if has_ip_vs() else (*allowed, IP_VS)
     unexplained = [
         f"step {r.step} {r.title}: {r.kernel.detail}"
         for r in report.rows

@@ -434,7 +434,7 @@ INVALID = [
     ("empty from", anp("p", 1, A, rule("Deny", "[]")), 9, "spec.ingress[0].from",
      "at least 1 item(s) required"),
     ("a bad CIDR", anp("p", 1, A, egress=rule("Deny", "[{networks: [10.0.0.0/33]}]", key="to")), 9, "spec.egress[0].to[0].networks[0]",
-     "'10.0.0.0/33': Invalid CIDR format provided (an IPv4 CIDR such as 10.0.0.0/8; IPv6 is not modelled)"),
+     "'10.0.0.0/33': Invalid CIDR format provided (an IPv4 or IPv6 CIDR such as 10.0.0.0/8 or fd00::/8)"),
     ("named port with networks", anp("p", 1, A, egress=rule("Deny", "[{networks: [10.0.0.0/8]}]", key="to", ports="[{namedPort: http}]")), 9, "spec.egress[0].to",
      "networks/nodes/domainNames peer cannot be set with namedPorts since there are no namedPorts for networks/nodes/domainNames"),
     ("port range backwards", anp("p", 1, A, rule("Deny", ports="[{portRange: {start: 90, end: 80}}]")), 10, "spec.ingress[0].ports[0].portRange",
@@ -493,20 +493,68 @@ def test_the_banp_is_named_default(tmp_path: Path) -> None:
     )
 
 
-def test_domain_names_are_warned_about_and_match_nothing(tmp_path: Path) -> None:
-    egress = rule("Allow", "[{domainNames: ['*.example.com']}]", key="to") + rule(
-        "Deny", key="to"
+HEADLESS = """\
+  - {kind: Service, metadata: {name: db, namespace: y}, spec: {clusterIP: None, selector: {app: db}, ports: [{port: 80}]}}
+  - {kind: Service, metadata: {name: web, namespace: x}, spec: {selector: {app: a}, ports: [{port: 80}]}}
+  - {kind: Pod, metadata: {name: db, namespace: y, labels: {app: db}}, spec: {nodeName: node-2, containers: [{name: c, ports: [{containerPort: 80}]}]}}
+"""
+
+
+def fqdn(tmp_path: Path, names: str) -> Cluster:
+    """x/b may reach `names` only (an Allow of a domainNames peer, then Deny all)."""
+    egress = rule("Allow", f"[{{domainNames: {names}}}]", key="to") + rule(
+        "Deny", "[{networks: [0.0.0.0/0]}]", key="to"
     )
-    f = tmp_path / "tiers.yaml"
-    f.write_text(BASE + anp("fqdn", 1, A, egress=egress) + STEPS)
-    scenario, warnings = load_scenario(f)
-    assert any(
-        "AdminNetworkPolicy fqdn: spec.egress[0].to[0].domainNames: domainNames peers are "
-        "not modelled" in w
-        for w in warnings
-    ), warnings
-    c = scenario.cluster
-    assert verdict(c, "x/a", "x/b", 80) is Verdict.DENIED_EGRESS
+    subject = "{pods: {namespaceSelector: {}, podSelector: {matchExpressions: [{key: app, operator: DoesNotExist}]}}}"
+    return cluster_of(tmp_path, HEADLESS + anp("fqdn", 1, subject, egress=egress))
+
+
+@pytest.mark.parametrize(
+    ("names", "delivered"),
+    [
+        # a headless Service's name: its pods' addresses (NPEP-133 "Supported")
+        ("[db.y.svc.cluster.local]", {"y/db"}),
+        ("['DB.y.svc.cluster.local.']", {"y/db"}),  # case and the root's dot
+        # `*.` matches one or more whole labels before the name
+        ("['*.y.svc.cluster.local']", {"y/db"}),
+        ("['*.svc.cluster.local']", {"y/db"}),
+        ("['*.db.y.svc.cluster.local']", set()),
+        # a pod's own record (`pods insecure`: A-B-C-D.NS.pod.DOMAIN)
+        ("[TARGET.x.pod.cluster.local]", {"x/a"}),
+        # ... of which a wildcard over NS.pod.DOMAIN covers every address
+        ("['*.x.pod.cluster.local']", {"x/a", "y/db", "192.0.2.10"}),
+        # a ClusterIP Service answers its ClusterIP, which no policy sees after DNAT
+        ("[web.x.svc.cluster.local]", set()),
+        # no upstream resolver: NXDOMAIN, no address
+        ("[example.com, '*.example.com']", set()),
+    ],
+)
+def test_domain_names_match_what_the_cluster_dns_answers(
+    tmp_path: Path, names: str, delivered: set[str]
+) -> None:
+    probe = cluster_of(tmp_path, "")
+    target = str(probe.pods["x/a"].ip).replace(".", "-")
+    c = fqdn(tmp_path, names.replace("TARGET", target))
+    for dst in ("x/a", "y/db", "192.0.2.10"):
+        want = Verdict.DELIVERED if dst in delivered else Verdict.DENIED_EGRESS
+        assert verdict(c, "x/b", dst, 80) is want, dst
+    m = compute_matrix(
+        Simulator(c), ["x/b"], ["x/a", "y/db", "192.0.2.10"], 80, Protocol.TCP
+    )
+    assert m.rows == [
+        "".join("." if d in delivered else "E" for d in ("x/a", "y/db", "192.0.2.10"))
+    ]
+
+
+def test_a_domain_names_miss_is_explained(tmp_path: Path) -> None:
+    c = fqdn(tmp_path, "[db.y.svc.cluster.local]")
+    d = egress_decision(c, c.pods["x/b"], str(c.pods["x/a"].ip), 80, Protocol.TCP)
+    assert not d.allowed
+    text = netpol_text.explain(d)
+    assert (
+        f"{c.pods['x/a'].ip} is not an address the cluster's DNS answers for "
+        "db.y.svc.cluster.local" in text
+    ), text
 
 
 def test_the_cli_exits_2_without_a_traceback(tmp_path: Path) -> None:
@@ -592,3 +640,54 @@ def test_explain_all_judges_the_tiers(tmp_path: Path) -> None:
     assert got[("x/b", "x/a")] == got[("y/c", "x/a")] == deny
     assert got[("x/a", "y/c")] == ("allowed", None, None)
     assert len(got) == 6
+
+
+def test_an_ipv6_network_matches_no_address_in_the_walk_matrix_or_connlist(
+    tmp_path: Path,
+) -> None:
+    """`networks` takes IPv4 or IPv6 CIDRs (apis/v1alpha2 `CIDR`); the cluster is
+    IPv4-only, so `::/0` must never match (its all-zero mask would match every IPv4
+    address if it were read as one)."""
+    from dataplane.connlist import connlist, format_ports
+
+    egress = rule("Deny", '[{networks: ["::/0", "fd00::1/8"]}]', key="to")
+    c = cluster_of(tmp_path, anp("v6", 3, X, egress=egress))
+    (peer,) = c.admin_policies["AdminNetworkPolicy/v6"].egress[0].peers
+    assert [str(n) for n in peer.networks] == ["::/0", "fd00::/8"]
+    assert verdict(c, "x/b", "x/a", 80) is Verdict.DELIVERED
+    assert verdict(c, "x/b", "192.0.2.10", 80) is Verdict.DELIVERED
+    sim = Simulator(c)
+    m = compute_matrix(sim, ["x/b", "y/c"], ["x/a", "192.0.2.10"], 80, Protocol.TCP)
+    assert m.rows == ["..", ".."]
+    found = {(x.src, x.dst): format_ports(x.ports) for x in connlist(sim)}
+    assert found[("x/b[Pod]", "x/a[Pod]")] == "All Connections"
+    assert set(found.values()) == {"All Connections"}
+
+
+def test_diff_explain_names_the_admin_policy_change(tmp_path: Path) -> None:
+    """`diff --explain` names the admin policy behind a difference: kind, name, tier,
+    priority, and the rule that matches in each version, with its action and ports."""
+    from dataplane.conndiff import conndiff
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    deny = rule("Deny", "[{namespaces: {matchLabels: {team: y}}}]", name="no-y")
+    before = cluster_of(
+        tmp_path / "a", anp("guard", 20, A, rule("Pass", name="owners"))
+    )
+    after = cluster_of(tmp_path / "b", anp("guard", 5, A, deny))
+    d = conndiff(before, after, explain=True)
+    (change,) = d.changes
+    assert (change.kind, change.src, change.dst) == ("removed", "y/c[Pod]", "x/a[Pod]")
+    assert change.why == (
+        "adminnetworkpolicy guard changed (ingress of x/a[Pod]: before, ANP 'guard' "
+        "(priority 20) Admin tier: ingress rule 0 'owners' (Pass) matches All "
+        "Connections; after, ANP 'guard' (priority 5) Admin tier: ingress rule 0 "
+        "'no-y' (Deny) matches All Connections)",
+    )
+    added = conndiff(cluster_of(tmp_path / "a", ""), after, explain=True).changes[0].why
+    assert added == (
+        "adminnetworkpolicy guard added (ingress of x/a[Pod]: after, ANP 'guard' "
+        "(priority 5) Admin tier: ingress rule 0 'no-y' (Deny) matches All "
+        "Connections)",
+    )

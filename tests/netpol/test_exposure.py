@@ -32,6 +32,7 @@ def test_the_lab_httpd_pods_are_open_to_dev_and_frontend_only() -> None:
             "any pod in namespaces project=dev (default/test-np)",
             "pods role=frontend in default (default/test-np)",
         ],
+        "tiers": [],
     }
     dev = rows[("dev/devpod", 80)]
     d = dev.to_dict()  # type: ignore[attr-defined]
@@ -97,4 +98,41 @@ def test_a_folder_of_manifests_open_to_outside(tmp_path: Path) -> None:
     assert r.exit_code == 2 and r.stderr == (
         "error: -o 'csv' is not allowed for `dataplane exposure` (allowed: text, json, "
         "yaml)\n"
+    )
+
+
+def test_the_admin_tiers_say_which_rule_closes_or_opens_a_workload() -> None:
+    """scenarios/admin-tiers.yaml: ANP no-dev-to-prod closes prod/web to dev even where
+    prod's NetworkPolicy admits dev; the BANP opens dev/app to monitoring only (no
+    NetworkPolicy isolates it), and closes it to any other namespace."""
+    rows = _rows("admin-tiers.yaml")
+    web = rows[("prod/web", 80)].to_dict()  # type: ignore[attr-defined]
+    assert (web["isolated"], web["newPodIn"]) == (True, [])
+    assert web["admitted"] == ["any pod in namespaces env=dev (prod/web-ingress)"]
+    assert web["tiers"] == [
+        "new pod in dev: denied by ANP 'no-dev-to-prod' (priority 20) ingress rule 0 "
+        "'deny-dev'"
+    ]
+    app = rows[("dev/app", 80)].to_dict()  # type: ignore[attr-defined]
+    assert (app["isolated"], app["anyNamespace"], app["outside"]) == (
+        False,
+        False,
+        True,
+    )
+    assert app["newPodIn"] == ["monitoring"]
+    assert app["admitted"] == [
+        "namespaces kubernetes.io/metadata.name=monitoring (BANP 'default' ingress rule "
+        "0 'allow-monitoring')",
+        "everyone the tiers do not decide for",
+    ]
+    assert app["tiers"] == [
+        "new pod in dev, default, kube-system, prod; any namespace: denied by BANP "
+        "'default' ingress rule 1 'deny-the-rest'",
+        "new pod in monitoring: allowed by BANP 'default' ingress rule 0 "
+        "'allow-monitoring'",
+    ]
+    line = run_cli("exposure", SCENARIOS / "admin-tiers.yaml").stdout.splitlines()[1]
+    assert line.endswith(
+        "; tiers: new pod in dev: denied by ANP 'no-dev-to-prod' (priority 20) ingress "
+        "rule 0 'deny-dev'"
     )

@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 
 from dataplane.lint import RULES, lint
+from dataplane.lint_admin import ADMIN_RULES
 from tests.io.helpers import SCENARIOS, run_cli
 from topology.loader import load_scenario
 
 MISTAKES = SCENARIOS / "policy-mistakes.yaml"
+ADMIN_MISTAKES = SCENARIOS / "admin-policy-mistakes.yaml"
 
 
 def test_every_mistake_is_found_once() -> None:
@@ -35,7 +37,7 @@ def test_every_mistake_is_found_once() -> None:
         ("service-selects-nothing", "service/default/wbe", "spec.selector"),
         ("target-port-not-served", "service/default/web", "spec.ports[0].targetPort"),
     ]  # fmt: skip
-    assert {rule for rule, _, _ in found} == set(RULES)
+    assert {rule for rule, _, _ in found} == set(RULES) - set(ADMIN_RULES)
 
 
 def test_messages_say_what_exists() -> None:
@@ -181,3 +183,111 @@ def test_a_folder_of_manifests(tmp_path: Path) -> None:
         "(named ports there: none)",
         "file": str(folder / "app.yaml"), "line": 6,  # the policy's first line
     }  # fmt: skip
+
+
+def test_every_admin_policy_mistake_is_found_once() -> None:
+    scenario, _ = load_scenario(ADMIN_MISTAKES)
+    found = [(f.rule, f.obj, f.field) for f in lint(scenario.cluster)]
+    assert found == [
+        ("selector-matches-nothing", "adminnetworkpolicy/allow-monitoring",
+         "spec.ingress[0].from[0].namespaces"),
+        ("port-not-served", "adminnetworkpolicy/allow-monitoring", "spec.ingress[0].ports[0]"),
+        ("domain-name-unresolved", "adminnetworkpolicy/allow-registry",
+         "spec.egress[0].to[0].domainNames[0]"),
+        ("networks-covers-pods", "adminnetworkpolicy/deny-internet",
+         "spec.egress[0].to[0].networks[0]"),
+        ("networks-covers-nodes", "adminnetworkpolicy/deny-internet",
+         "spec.egress[0].to[0].networks[0]"),
+        ("networks-ipv6", "adminnetworkpolicy/deny-internet",
+         "spec.egress[0].to[0].networks[1]"),
+        ("selector-matches-nothing", "baselineadminnetworkpolicy/default",
+         "spec.egress[0].to[0].nodes"),
+        ("selector-matches-nothing", "clusternetworkpolicy/dev-baseline",
+         "spec.subject.pods.podSelector"),
+        ("admin-priority-tie", "adminnetworkpolicy/deny-internet", "spec.priority"),
+        ("admin-rule-shadowed", "adminnetworkpolicy/no-dev-to-web", "spec.ingress[0]"),
+    ]  # fmt: skip
+    assert {rule for rule, _, _ in found} >= set(ADMIN_RULES)
+
+
+def test_admin_policy_messages_say_what_it_means() -> None:
+    scenario, _ = load_scenario(ADMIN_MISTAKES)
+    text = {(f.obj, f.field, f.rule): f.message for f in lint(scenario.cluster)}
+    anp = "adminnetworkpolicy/"
+    assert text[
+        (
+            anp + "allow-monitoring",
+            "spec.ingress[0].from[0].namespaces",
+            "selector-matches-nothing",
+        )
+    ] == (
+        "namespaceSelector env=monitorng selects no namespace (closest existing "
+        "labels: env=monitoring)"
+    )
+    assert text[
+        (anp + "allow-monitoring", "spec.ingress[0].ports[0]", "port-not-served")
+    ] == (
+        "named port 'metrics' is served by no pod of the policy's subject (named "
+        "ports there: http)"
+    )
+    assert text[
+        (
+            anp + "allow-registry",
+            "spec.egress[0].to[0].domainNames[0]",
+            "domain-name-unresolved",
+        )
+    ] == (
+        "'registry.example.com': the cluster's DNS has no record for it (CoreDNS here "
+        "has no upstream resolver: it answers the cluster domain's Service and pod "
+        "names only), so it matches no address"
+    )
+    assert text[
+        (anp + "deny-internet", "spec.egress[0].to[0].networks[1]", "networks-ipv6")
+    ] == (
+        "::/0 is an IPv6 CIDR: the simulated cluster is IPv4-only, so it matches no "
+        "address here (it would on a dual-stack or IPv6 cluster)"
+    )
+    assert text[
+        (
+            anp + "deny-internet",
+            "spec.egress[0].to[0].networks[0]",
+            "networks-covers-pods",
+        )
+    ].startswith(
+        "0.0.0.0/0 overlaps the podCIDR(s) 10.0.1.0/24, 10.0.2.0/24: this rule also "
+        "matches traffic to and from those pods"
+    )
+    assert text[
+        (
+            "clusternetworkpolicy/dev-baseline",
+            "spec.subject.pods.podSelector",
+            "selector-matches-nothing",
+        )
+    ] == (
+        "podSelector app=wbe selects no pod in the namespaces its namespaceSelector "
+        "selects, so the policy has no effect (closest existing labels: app=web)"
+    )
+    assert text[(anp + "deny-internet", "spec.priority", "admin-priority-tie")] == (
+        "priority 10 is also that of ANP 'allow-monitoring' (priority 10), and both "
+        "select some pods: upstream leaves the order of equal priorities undefined "
+        '("the implementation can apply any of the matching policies"); this '
+        "simulator checks ANP 'allow-monitoring' (priority 10) first (by name)"
+    )
+    assert text[(anp + "no-dev-to-web", "spec.ingress[0]", "admin-rule-shadowed")] == (
+        "this rule never decides: ANP 'no-dev' (priority 20) ingress rule 0 'no-dev' "
+        "(Deny) is checked before it, for the same pods, and matches everything it "
+        "matches (the first matching rule of a tier decides or passes)"
+    )  # fmt: skip
+
+
+def test_admin_shadowing_needs_the_earlier_subject_to_hold_the_pods() -> None:
+    """A broader rule of an earlier policy shadows a later one only for pods it selects:
+    with no-dev's subject moved off prod, no-dev-to-web decides again."""
+    from topology.loader import load_scenario_text
+
+    before = ADMIN_MISTAKES.read_text()
+    prod = "subject: {namespaces: {matchLabels: {env: prod}}}\n      ingress:\n        - {name: no-dev,"
+    assert before.count(prod) == 1
+    text = before.replace(prod, prod.replace("env: prod", "env: dev"))
+    scenario, _ = load_scenario_text(text)
+    assert not [f for f in lint(scenario.cluster) if f.rule == "admin-rule-shadowed"]

@@ -34,17 +34,6 @@ COMMITS = {
 # at v0.1.8.
 UPSTREAM = {"cnp": (24, 301), "anp": (13, 176), "banp": (11, 113)}
 
-# The defects the suite finds: each probe they break is a strict xfail with the defect as
-# its reason, and each has a minimal reproduction below (test_minimal_reproduction).
-IPV6 = (
-    "DEFECT ipv6-cidr: an IPv6 CIDR in `networks` is refused at load ('Invalid CIDR format "
-    "provided ... IPv6 is not modelled', a documented choice: docs/model.md, Admin policy "
-    "tiers); the API takes IPv4 or IPv6 CIDRs (v1alpha2 and v1alpha1 `CIDR`) and "
-    "upstream's manifests write '::/0' beside '0.0.0.0/0' and run on IPv4-only kind "
-    "clusters, so they do not load here: an IPv6 CIDR should load, with a warning, and "
-    "match nothing (the scenarios leave '::/0' out, see their README)"
-)
-
 
 def family(path: Path) -> str:
     return path.stem.split("-", 1)[0]
@@ -177,6 +166,9 @@ def test_a_node_peer_deny_drops_traffic_to_the_clients_own_node() -> None:
     assert outcome(NODE_PEER.replace("TARGET", "h1")) == []
 
 
-@pytest.mark.xfail(strict=True, reason=IPV6, raises=SimError)
-def test_minimal_reproduction_ipv6_cidr() -> None:
+def test_an_ipv6_cidr_loads_and_matches_no_ipv4_address() -> None:
+    # once a defect ("ipv6-cidr"): the API's `CIDR` is IPv4 or IPv6 and upstream writes
+    # '::/0' beside '0.0.0.0/0'; it loads and matches nothing in the IPv4-only cluster
     assert outcome(IPV6_NETWORK) == []
+    alone = IPV6_NETWORK.replace('[0.0.0.0/0, "::/0"]', '["::/0"]')
+    assert outcome(alone.replace("expect: denied", "expect: delivered")) == []

@@ -214,7 +214,10 @@ def test_sim_probe_reaches_every_ingress_address() -> None:
 # -- errors: located, exit 2, the allowed values named -------------------------------------
 
 CLUSTER_ERRORS = [
-    ("ipvs", "  kubeProxy: {mode: ipvs}\n", 3, "cluster.kubeProxy.mode: mode ipvs is not modelled yet (allowed: iptables, nftables)"),
+    ("ipvs-sh", "  kubeProxy: {mode: ipvs, ipvs: {scheduler: sh}}\n", 3, "cluster.kubeProxy.ipvs.scheduler: scheduler sh is not modelled (allowed: rr, wrr)"),
+    ("ipvs-unknown", "  kubeProxy: {mode: ipvs, ipvs: {scheduler: fastest}}\n", 3, "cluster.kubeProxy.ipvs.scheduler: 'fastest' is not an IPVS scheduler (allowed: rr, wrr)"),
+    ("ipvs-scheduler-in-iptables", "  kubeProxy: {ipvs: {scheduler: wrr}}\n", 3, "cluster.kubeProxy.ipvs: ipvs options apply to mode ipvs, and mode is iptables (allowed here: iptables, or the defaults)"),
+    ("ipvs-localhost", "  kubeProxy:\n    mode: ipvs\n    iptables: {localhostNodePorts: false}\n", 5, "cluster.kubeProxy.iptables.localhostNodePorts: localhostNodePorts applies to mode iptables, and mode is ipvs (allowed here: the default; ipvs mode never serves NodePorts on 127.0.0.1)"),
     ("bad-mode", "  kubeProxy: {mode: userspace}\n", 3, "cluster.kubeProxy.mode: 'userspace' is not allowed (allowed: iptables, nftables, ipvs)"),
     ("other-section", "  kubeProxy:\n    nftables: {masqueradeAll: true}\n", 4, "cluster.kubeProxy.nftables: nftables options apply to mode nftables, and mode is iptables (allowed here: iptables, or the defaults)"),
     ("primary-mixed", "  kubeProxy: {nodePortAddresses: [primary, 10.0.0.0/8]}\n", 3, "cluster.kubeProxy.nodePortAddresses[0]: 'primary' may not be combined with CIDRs"),
@@ -285,12 +288,12 @@ def test_manifest_errors(tmp_path: Path, manifest: str, message: str) -> None:
 def test_the_cli_exits_2_on_a_bad_kube_proxy_option(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(
-        "name: t\ncluster:\n  kubeProxy: {mode: ipvs}\n"
+        "name: t\ncluster:\n  kubeProxy: {mode: ipvs, ipvs: {scheduler: lc}}\n"
         "steps:\n  - probe: {from: node/node-1, to: node/node-2}\n"
     )
     r = run_cli("run", bad)
     assert r.exit_code == 2
-    assert "cluster.kubeProxy.mode: mode ipvs is not modelled yet" in r.stderr
+    assert "cluster.kubeProxy.ipvs.scheduler: scheduler lc is not modelled" in r.stderr
     assert "Traceback" not in r.stderr
 
 
