@@ -1,6 +1,9 @@
 """Masquerade: every source NAT of the cluster's nodes, one hook in nat POSTROUTING.
 
-Two rules, in the order a node applies them:
+Three rules, in the order a node applies them:
+- the CNI portmap plugin's `CNI-HOSTPORT-MASQ` (its jump is put first in POSTROUTING): a
+  packet `dataplane.portmap` marked with `CNI-HOSTPORT-SETMARK` (0x2000: a hostPort
+  reached from the pod's own subnet or from the node's 127.0.0.1) is masqueraded;
 - kube-proxy's `KUBE-POSTROUTING`: a packet that `dataplane.kubeproxy` marked with
   `KUBE-MARK-MASQ` (hairpin, the node's own traffic to a ClusterIP, external traffic with
   `externalTrafficPolicy: Cluster`) is masqueraded, whatever its addresses;
@@ -34,6 +37,7 @@ NAME = "masquerade"
 MASQ_MARK = (
     "KUBE-MARK-MASQ"  # key of HookContext.extra: the skb mark 0x4000 and its reason
 )
+HOSTPORT_MARK = "CNI-HOSTPORT-SETMARK"  # the portmap plugin's mark 0x2000, and why
 
 
 def in_pod_cidr(cluster: Cluster, ip: str) -> bool:
@@ -85,10 +89,21 @@ def mark_masq(ctx: HookContext, why: str) -> None:
     ctx.extra[MASQ_MARK] = why
 
 
+def mark_hostport(ctx: HookContext, why: str) -> None:
+    """`-j CNI-HOSTPORT-SETMARK`: masquerade this packet when it leaves the node."""
+    ctx.extra[HOSTPORT_MARK] = why
+
+
 def masquerade(pkt: Packet, ctx: HookContext) -> HookResult:
     ip = pkt.ip
     if ip is None or not ctx.is_new or ctx.out_if is None:
         return ACCEPT
+    why = ctx.extra.get(HOSTPORT_MARK)
+    if why is not None:
+        to = masq_source(ctx)
+        return ctx.snat(
+            pkt, to, f"CNI-HOSTPORT-MASQ MASQUERADE {ip.src} -> {to} ({why})"
+        )
     why = ctx.extra.get(MASQ_MARK)
     if why is not None:
         to = masq_source(ctx)

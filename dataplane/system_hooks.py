@@ -1,13 +1,14 @@
 """The hooks every node namespace starts with: one list, one place.
 
-kube-proxy's NAT, masquerade and the NetworkPolicy filter are ordinary hooks; this module
+kube-proxy's NAT, the portmap plugin's hostPort DNAT, masquerade and the NetworkPolicy
+filter are ordinary hooks; this module
 says which ones a node gets.  Where the NetworkPolicy filter sits is the CNI's choice
 (`dataplane.cni`: FORWARD for flannel, Felix's per-endpoint chains for Calico).
 """
 
 from __future__ import annotations
 
-from dataplane import kubeproxy, kubeproxy_ipvs, masquerade
+from dataplane import kubeproxy, kubeproxy_ipvs, masquerade, portmap
 from dataplane.cni import plugin_of
 from dataplane.netfilter import Hook
 from dataplane.netns import Netns
@@ -28,4 +29,7 @@ def for_node(cluster: Cluster, ns: Netns) -> list[Hook]:
     policy = plugin.policy_hooks()
     if proxy is kubeproxy_ipvs.hooks and plugin.service_hooks is None:
         policy += kubeproxy_ipvs.policy_at_local_out(policy)
-    return [*services(), *policy, *masquerade.hooks()]
+    # flannel's and Calico's manifests chain the portmap plugin (hostPort); Cilium's
+    # hostPorts are refused (topology.live.host_port_refusal)
+    hostports = portmap.hooks() if plugin.service_hooks is None else []
+    return [*services(), *hostports, *policy, *masquerade.hooks()]

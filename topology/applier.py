@@ -25,7 +25,7 @@ from topology.live import (
     PodStatus,
     adopted_workloads,
     controller_of,
-    host_port_warnings,
+    host_port_refusal,
     live_pod_ips,
     pod_status,
     template_labels,
@@ -205,18 +205,33 @@ class Applier:
     def place(
         self, obj: KubeObject, template: PodTemplate, spec: tuple[PathPart, ...]
     ) -> NodeSpec:
-        node = self.state.scheduler.pick(template)
+        state = self.state
+        host_ports = [p for c in template.containers for p in c.ports if p.host_port]
+        fits = None
+        if host_ports and template.node_name is None:
+
+            def fits(n: NodeSpec) -> bool:
+                return state.host_port_holder("", n.name, template) is None
+
+        node = state.scheduler.pick(template, fits)
         if node is not None:
             return node
-        nodes = self.state.config.nodes
+        nodes = state.config.nodes
         listing = ", ".join(n.name for n in nodes)
         if (
             template.node_name is not None
-            and self.state.scheduler.node(template.node_name) is None
+            and state.scheduler.node(template.node_name) is None
         ):
             raise obj.origin.error(
                 (*spec, "nodeName"),
                 f"no node {template.node_name!r} (nodes: {listing})",
+            )
+        if fits is not None and state.scheduler.pick(template) is not None:
+            shown = ", ".join(f"{p.host_port}/{p.protocol}" for p in host_ports)
+            raise obj.origin.error(
+                spec,
+                f"no node has hostPort {shown} free for another pod (the scheduler's"
+                f" NodePorts filter; nodes: {listing})",
             )
         shown = ",".join(f"{k}={v}" for k, v in template.node_selector.items())
         raise obj.origin.error(
@@ -225,7 +240,7 @@ class Applier:
 
     def pod(self, obj: KubeObject, template: PodTemplate) -> None:
         state, loc = self.state, obj.origin.loc(())
-        host_port_warnings(obj, ("spec",), self.warnings)
+        host_port_refusal(obj, ("spec",), state.config)
         live = pod_status(obj, self.warnings)
         controller = controller_of(obj)
         owner = None if controller is None else owner_ref(*controller)
@@ -304,7 +319,7 @@ class Applier:
 
     def workload(self, obj: KubeObject, wd: WorkloadDraft) -> None:
         state, loc = self.state, obj.origin.loc(())
-        host_port_warnings(obj, ("spec", "template", "spec"), self.warnings)
+        host_port_refusal(obj, ("spec", "template", "spec"), state.config)
         owner = owner_ref(obj.kind, obj.name)
         old = state.workloads.get(obj.key)
         if old is not None and old.kind != obj.kind:

@@ -3,7 +3,11 @@
 Real clusters pick ClusterIPs at random; here every allocator hands out the LOWEST free value,
 so the same scenario always gives the same addresses:
 - a node's bridge takes the first host of its podCIDR (the `host-local` IPAM gateway), pods
-  take the lowest free host from `.2` on, a deleted pod's address becomes free again;
+  take the next free host after the last one handed out, from `.2` on and round the range
+  again past its last host, as CNI host-local does (containernetworking/plugins
+  plugins/ipam/host-local/backend/allocator: `GetIter` starts after the range's
+  `last_reserved_ip`): a deleted pod's address is free again, but is handed out only
+  once the search comes round to it;
 - with Calico a node's podCIDR is its IPAM block: every address of it is usable (Calico's
   IPAM hands out the network and broadcast addresses of a block too); in ipip and vxlan
   mode the first (`.0` of the block) is the tunnel device's (calico-node allocates it
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from ipaddress import IPv4Address, IPv4Network
+from itertools import chain
 
 from topology.model import CalicoMode, ClusterConfig, Cni, NetworkMode, NodeSpec
 
@@ -79,6 +84,15 @@ class Pool:
         self.taken = set(taken)
         self.held: set[int] = set()
         self.low = first  # every value below `low` is taken or held
+
+    def allocate_after(self, start: int) -> int | None:
+        """The first free value after `start`, round to `first` past `last`."""
+        after = range(start + 1, self.last + 1)
+        for value in chain(after, range(self.first, min(start, self.last) + 1)):
+            if value not in self.taken and value not in self.held:
+                self.taken.add(value)
+                return value
+        return None
 
     def allocate(self) -> int | None:
         value = self.low
@@ -157,17 +171,33 @@ def node_pod_addresses(config: ClusterConfig, node: NodeSpec) -> list[IPv4Addres
 
 class PodAddresses:
     """Pod addresses of one node's podCIDR: `.2` up to the last host (`.1` is the bridge),
-    or, with Calico, every address of the block but the tunnel device's."""
+    handed out round-robin after `last` (flannel's host-local, see the module); with
+    Calico every address of the block but the tunnel device's, and with Calico and Cilium
+    the lowest free one (their IPAMs take the first free ordinal of the block or CIDR).
 
-    __slots__ = ("cidr", "pool", "reserved")
+    >>> pool = PodAddresses(IPv4Network("10.0.1.0/24"))
+    >>> a, b = pool.allocate(), pool.allocate()
+    >>> pool.release(a)
+    >>> str(pool.allocate()), str(pool.last_given)
+    ('10.0.1.4', '10.0.1.4')
+    """
+
+    __slots__ = ("cidr", "last_given", "pool", "reserved", "round_robin")
 
     def __init__(
         self,
         cidr: IPv4Network,
         used: Iterable[IPv4Address] = (),
         config: ClusterConfig | None = None,
+        last_given: IPv4Address | None = None,
     ) -> None:
         self.cidr = cidr
+        self.round_robin = config is None or config.cni is Cni.FLANNEL
+        self.last_given = (
+            last_given
+            if self.round_robin and last_given is not None and last_given in cidr
+            else None
+        )
         base = int(cidr.network_address)
         first, last = 2, cidr.num_addresses - 2
         self.reserved = {1: f"the bridge's address (the first host of podCIDR {cidr})"}
@@ -186,8 +216,17 @@ class PodAddresses:
         self.pool = Pool(first, last, (int(ip) - base for ip in used))
 
     def allocate(self) -> IPv4Address | None:
-        offset = self.pool.allocate()
-        return None if offset is None else host(self.cidr, offset)
+        if self.last_given is None:
+            offset = self.pool.allocate()
+        else:
+            start = int(self.last_given) - int(self.cidr.network_address)
+            offset = self.pool.allocate_after(start)
+        if offset is None:
+            return None
+        ip = host(self.cidr, offset)
+        if self.round_robin:
+            self.last_given = ip
+        return ip
 
     def release(self, ip: IPv4Address) -> None:
         self.pool.release(int(ip) - int(self.cidr.network_address))

@@ -66,9 +66,11 @@ class ContainerPortSpec(KubeStrictModel):
         description="Port name (IANA_SVC_NAME), for targetPort and NetworkPolicy ports by name.",
     )
     host_port: Annotated[int, Field(ge=0, le=65535)] | None = Field(
-        default=None, description="Accepted (0-65535) with a warning: not modelled."
-    )  # 0: unset
-    host_ip: Ignored = Field(default=None, alias="hostIP")
+        default=None, description="The node's port CNI portmap DNATs here (0: none)."
+    )  # 0: unset; on a hostNetwork pod it must equal containerPort
+    host_ip: str | None = Field(
+        default=None, alias="hostIP", description="The node address the hostPort takes."
+    )
 
 
 class ContainerSpec(KubeStrictModel):

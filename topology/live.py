@@ -34,7 +34,7 @@ from topology.errors import TopologyError
 from topology.fields import Ignored, StrictModel
 from topology.kubeschema import ObjectMeta
 from topology.manifest import KubeObject, Origin, describe_object
-from topology.model import Loc, Pod
+from topology.model import ClusterConfig, Cni, Loc, Pod
 from topology.scenario import Manifest
 from topology.yamlsource import PathPart
 
@@ -411,22 +411,28 @@ def template_labels(data: Mapping[str, Any]) -> Mapping[str, Any]:
     return labels if isinstance(labels, dict) else {}
 
 
-def host_port_warnings(obj: KubeObject, spec_path: Path, warnings: list[str]) -> None:
-    """A warning for every `hostPort`: the CNI portmap plugin is not modelled."""
+def host_port_refusal(obj: KubeObject, spec_path: Path, config: ClusterConfig) -> None:
+    """Refuse a `hostPort` where no portmap plugin serves it: Cilium (with kube-proxy
+    replacement it serves hostPorts in its BPF datapath, bpf/lib/nodeport.h, and with
+    `cni.chainingMode: portmap` through the plugin; neither is modelled)."""
+    if config.cni is not Cni.CILIUM:
+        return
     model: Any = obj.model  # a Pod or a workload (an EndpointSlice has no spec)
     spec = model.spec
     pod_spec = spec.template.spec if spec_path != ("spec",) else spec
+    if pod_spec.host_network:
+        return  # the node's own socket
     for ci, container in enumerate(pod_spec.containers):
         for pi, port in enumerate(container.ports):
-            if port.host_port is None:
-                continue
-            warnings.append(
-                obj.origin.warning(
+            if port.host_port:
+                raise obj.origin.error(
                     (*spec_path, "containers", ci, "ports", pi, "hostPort"),
-                    f"hostPort {port.host_port} (containerPort {port.container_port})"
-                    " is not modelled; the port is reachable at the pod IP only",
+                    f"hostPort {port.host_port} is not modelled with cni: cilium"
+                    " (Cilium serves hostPorts in its BPF datapath with kube-proxy"
+                    " replacement, or through the portmap plugin when chained);"
+                    " allowed: hostPort with cni: flannel or calico, whose manifests"
+                    " chain the CNI portmap plugin",
                 )
-            )
 
 
 def nodes_field_conflict(entries: Sequence[NodeEntry], nodes_loc: Loc) -> TopologyError:

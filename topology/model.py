@@ -181,11 +181,13 @@ class Namespace:
 
 @dataclass(frozen=True, slots=True)
 class ContainerPort:
-    """A `containerPort`: a listening socket in the pod's network namespace."""
+    """A listening socket in the pod's namespace; `hostPort`: see dataplane.portmap."""
 
     port: int
     protocol: Protocol = Protocol.TCP
     name: str | None = None
+    host_port: int | None = None  # never on a hostNetwork pod
+    host_ip: IPv4Address | None = None  # the hostPort's address; None: every one
 
 
 @dataclass(frozen=True, slots=True)
@@ -544,10 +546,8 @@ class Workload:
 
 @dataclass(frozen=True, slots=True)
 class Cluster:
-    """The whole cluster at one moment: configuration plus every object, keyed `NS/NAME`.
-
-    Dicts keep creation order, which IPAM and scheduling depend on.
-    """
+    """The cluster now: its config and objects by `NS/NAME` in creation order (IPAM and
+    scheduling use it); `last_pod_ips`: flannel's host-local cursor per node (ipam)."""
 
     config: ClusterConfig
     namespaces: Mapping[str, Namespace]
@@ -558,6 +558,7 @@ class Cluster:
     endpoint_slices: Mapping[str, EndpointSlice] = field(default_factory=dict)
     admin_policies: Mapping[str, AdminPolicy] = field(default_factory=dict)  # by key
     docker: DockerRuntime | None = None  # runtime docker: topology.docker's model
+    last_pod_ips: Mapping[str, IPv4Address] = field(default_factory=dict)
 
     @property
     def nodes(self) -> tuple[NodeSpec, ...]:

@@ -16,8 +16,7 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Network
 from topology import kubeschema as k
 from topology import names
 from topology.adminschema import AdminModel
-from topology.fields import cidr_reason, parse_loose_cidr, special_range
-from topology.ipam import NODE_PORT_RANGE
+from topology.fields import cidr_reason, parse_loose_cidr
 from topology.manifest import KubeObject, Origin
 from topology.model import (
     Container,
@@ -25,7 +24,6 @@ from topology.model import (
     EndpointSlice,
     IPBlock,
     LabelSelector,
-    LoadBalancerIngress,
     Namespace,
     NetworkPolicy,
     PolicyPeer,
@@ -35,12 +33,19 @@ from topology.model import (
     Requirement,
     SelectorOp,
     Service,
-    ServicePort,
     ServiceType,
     SliceEndpoint,
     SlicePort,
 )
 from topology.selectors import format_selector, is_empty, matches
+from topology.servicespec import (
+    affinity_timeout,
+    cluster_ip_text,
+    external_ips,
+    load_balancer_ingress,
+    service_ports,
+    source_ranges,
+)
 from topology.yamlsource import PathPart, format_path
 
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
@@ -134,6 +139,35 @@ def selector(model: k.LabelSelectorSpec, origin: Origin, path: Path) -> LabelSel
     return LabelSelector(dict(model.match_labels), tuple(reqs))
 
 
+def _host_port(
+    p: k.ContainerPortSpec, host_network: bool, origin: Origin, path: Path
+) -> tuple[int | None, IPv4Address | None]:
+    """A containerPort's `hostPort` and `hostIP` as the API server validates them
+    (ValidateContainerPorts; a hostNetwork pod's hostPort must equal its containerPort,
+    and it is then the node's own socket: no portmap rule)."""
+    host_port = p.host_port or None  # 0: unset
+    host_ip: IPv4Address | None = None
+    if p.host_ip not in (None, ""):
+        try:
+            host_ip = IPv4Address(str(p.host_ip))
+        except ValueError:
+            raise origin.error(
+                (*path, "hostIP"),
+                f"expected an IPv4 address like 10.100.0.2, got {p.host_ip!r}",
+            ) from None
+        if host_ip == IPv4Address("0.0.0.0"):
+            host_ip = None  # every address, as if not given
+    if host_network:
+        if host_port is not None and host_port != p.container_port:
+            raise origin.error(
+                (*path, "hostPort"),
+                f"{host_port}: must match containerPort {p.container_port} when"
+                " hostNetwork is true",
+            )
+        return None, None
+    return host_port, host_ip if host_port is not None else None
+
+
 def pod_template(
     spec: k.PodSpec,
     labels: Mapping[str, str],
@@ -171,7 +205,10 @@ def pod_template(
                     )
                 )
             seen_ports.setdefault((p.container_port, proto), ppath)
-            ports.append(ContainerPort(p.container_port, proto, p.name))
+            host_port, host_ip = _host_port(p, spec.host_network, origin, ppath)
+            ports.append(
+                ContainerPort(p.container_port, proto, p.name, host_port, host_ip)
+            )
         containers.append(Container(c.name, tuple(ports)))
     if spec.node_name is not None:
         reason = names.dns1123_subdomain(spec.node_name)
@@ -218,7 +255,7 @@ def service(obj: KubeObject, m: k.ServiceObject) -> ServiceDraft:
     """A Service with ClusterIP/NodePort/LoadBalancer defaults applied."""
     origin, spec = obj.origin, m.spec
     stype = ServiceType(spec.type or "ClusterIP")
-    ip_text, ip_path = _cluster_ip_text(spec, origin)
+    ip_text, ip_path = cluster_ip_text(spec, origin)
     headless = ip_text == "None"
     requested = None
     if ip_text not in (None, "", "None"):
@@ -239,13 +276,13 @@ def service(obj: KubeObject, m: k.ServiceObject) -> ServiceDraft:
             ("spec", "ports"),
             "at least one port is required (only a headless Service may have none)",
         )
-    ports = _service_ports(spec, stype, origin)
+    ports = service_ports(spec, stype, origin)
     if spec.external_traffic_policy is not None and stype is ServiceType.CLUSTER_IP:
         raise origin.error(
             ("spec", "externalTrafficPolicy"),
             "may only be set when type is NodePort or LoadBalancer",
         )
-    ingress = _load_balancer_ingress(m, stype, origin)
+    ingress = load_balancer_ingress(m, stype, origin)
     svc = Service(
         namespace=obj.namespace,
         name=obj.name,
@@ -256,168 +293,15 @@ def service(obj: KubeObject, m: k.ServiceObject) -> ServiceDraft:
         external_traffic_policy=spec.external_traffic_policy or "Cluster",
         internal_traffic_policy=spec.internal_traffic_policy or "Cluster",
         session_affinity=spec.session_affinity or "None",
-        session_affinity_timeout=_affinity_timeout(spec, origin),
+        session_affinity_timeout=affinity_timeout(spec, origin),
         publish_not_ready_addresses=bool(spec.publish_not_ready_addresses),
         traffic_distribution=spec.traffic_distribution,
         load_balancer_ingress=ingress,
-        load_balancer_source_ranges=_source_ranges(spec, stype, origin),
-        external_ips=_external_ips(spec, origin),
+        load_balancer_source_ranges=source_ranges(spec, stype, origin),
+        external_ips=external_ips(spec, origin),
         loc=origin.loc(()),
     )
     return ServiceDraft(svc, headless, requested)
-
-
-MAX_AFFINITY_SECONDS = 86400  # core.MaxClientIPServiceAffinitySeconds
-DEFAULT_AFFINITY_SECONDS = 10800  # core.DefaultClientIPServiceAffinitySeconds
-
-
-def _affinity_timeout(spec: k.ServiceSpec, origin: Origin) -> int:
-    """`sessionAffinityConfig.clientIP.timeoutSeconds` as the API server defaults and
-    validates it (pkg/apis/core/validation, validateClientIPAffinityConfig): 10800 when
-    unset, 1-86400, and no config at all unless sessionAffinity is ClientIP."""
-    config = spec.session_affinity_config
-    if config is None:
-        return DEFAULT_AFFINITY_SECONDS
-    if spec.session_affinity != "ClientIP":
-        raise origin.error(
-            ("spec", "sessionAffinityConfig"),
-            "must not be set when session affinity is None"
-            " (allowed with sessionAffinity: ClientIP)",
-        )
-    client = config.client_ip
-    if client is None or client.timeout_seconds is None:
-        return DEFAULT_AFFINITY_SECONDS
-    seconds = client.timeout_seconds
-    if not 0 < seconds <= MAX_AFFINITY_SECONDS:
-        raise origin.error(
-            ("spec", "sessionAffinityConfig", "clientIP", "timeoutSeconds"),
-            f"{seconds}: must be greater than 0 and at most {MAX_AFFINITY_SECONDS}",
-        )
-    return seconds
-
-
-def _load_balancer_ingress(
-    m: k.ServiceObject, stype: ServiceType, origin: Origin
-) -> tuple[LoadBalancerIngress, ...]:
-    """Every `status.loadBalancer.ingress` address with its ipMode (VIP by default, as
-    the API server defaults it, KEP-1860); `spec.loadBalancerIP` when the status has none."""
-    if stype is not ServiceType.LOAD_BALANCER:
-        return ()
-    out: list[LoadBalancerIngress] = []
-    for index, item in enumerate(m.status.load_balancer.ingress):
-        if item.ip is None:
-            if item.ip_mode is not None:
-                # ValidateLoadBalancerStatus: "must be specified when `ip` is set"; an
-                # ipMode without an ip is refused the same way.
-                raise origin.error(
-                    ("status", "loadBalancer", "ingress", index, "ipMode"),
-                    "may not be set without ip",
-                )
-            continue
-        out.append(LoadBalancerIngress(item.ip, item.ip_mode or "VIP"))
-    if not out and m.spec.load_balancer_ip is not None:
-        out.append(LoadBalancerIngress(m.spec.load_balancer_ip))
-    return tuple(out)
-
-
-def _source_ranges(
-    spec: k.ServiceSpec, stype: ServiceType, origin: Origin
-) -> tuple[IPv4Network, ...]:
-    """`loadBalancerSourceRanges` (ValidateService: LoadBalancer only, each a CIDR,
-    space padding allowed "due to a historical accident")."""
-    ranges = spec.load_balancer_source_ranges
-    if not ranges:
-        return ()
-    if stype is not ServiceType.LOAD_BALANCER:
-        raise origin.error(
-            ("spec", "loadBalancerSourceRanges"),
-            "may only be used when type is LoadBalancer",
-        )
-    out: list[IPv4Network] = []
-    for index, text in enumerate(ranges):
-        cidr = parse_loose_cidr(text.strip())
-        if cidr is None:
-            raise origin.error(
-                ("spec", "loadBalancerSourceRanges", index), cidr_reason(text.strip())
-            )
-        out.append(cidr)
-    return tuple(out)
-
-
-def _external_ips(spec: k.ServiceSpec, origin: Origin) -> tuple[IPv4Address, ...]:
-    """`externalIPs`: unicast addresses (ValidateNonSpecialIP refuses loopback,
-    link-local, multicast and 0.0.0.0), each once."""
-    out: list[IPv4Address] = []
-    for index, ip in enumerate(spec.external_ips or ()):
-        where = ("spec", "externalIPs", index)
-        what = special_range(IPv4Network(ip))
-        if what is not None:
-            raise origin.error(
-                where, f"{ip} is in the {what} range (allowed: a unicast address)"
-            )
-        if ip in out:
-            raise origin.error(where, f"duplicate external IP {ip}")
-        out.append(ip)
-    return tuple(out)
-
-
-def _cluster_ip_text(spec: k.ServiceSpec, origin: Origin) -> tuple[str | None, Path]:
-    text = spec.cluster_ip
-    path: Path = ("spec", "clusterIP")
-    if spec.cluster_ips:
-        if len(spec.cluster_ips) > 1:
-            raise origin.error(
-                ("spec", "clusterIPs"),
-                "dual-stack Services are not supported (IPv4 only)",
-            )
-        if text not in (None, "") and text != spec.cluster_ips[0]:
-            raise origin.error(("spec", "clusterIPs", 0), "must equal clusterIP")
-        if text in (None, ""):
-            text, path = spec.cluster_ips[0], ("spec", "clusterIPs", 0)
-    return text, path
-
-
-def _service_ports(
-    spec: k.ServiceSpec, stype: ServiceType, origin: Origin
-) -> tuple[ServicePort, ...]:
-    out: list[ServicePort] = []
-    low, high = NODE_PORT_RANGE
-    names_seen: set[str] = set()
-    ports_seen: set[tuple[int, Protocol]] = set()
-    node_ports_seen: set[tuple[int, Protocol]] = set()
-    for index, p in enumerate(spec.ports):
-        path = ("spec", "ports", index)
-        if p.name is None and len(spec.ports) > 1:
-            raise origin.error(
-                path,
-                "missing required key 'name' (every port of a multi-port Service needs one)",
-            )
-        if p.name is not None:
-            if p.name in names_seen:
-                raise origin.error((*path, "name"), f"duplicate port name {p.name!r}")
-            names_seen.add(p.name)
-        proto = Protocol(p.protocol or "TCP")
-        if (p.port, proto) in ports_seen:
-            raise origin.error((*path, "port"), f"duplicate port {p.port}/{proto}")
-        ports_seen.add((p.port, proto))
-        if p.node_port is not None:
-            if (p.node_port, proto) in node_ports_seen:
-                raise origin.error(
-                    (*path, "nodePort"), f"duplicate nodePort {p.node_port}/{proto}"
-                )
-            node_ports_seen.add((p.node_port, proto))
-            if stype is ServiceType.CLUSTER_IP:
-                raise origin.error(
-                    (*path, "nodePort"), "may not be used when type is ClusterIP"
-                )
-            if not low <= p.node_port <= high:
-                raise origin.error(
-                    (*path, "nodePort"),
-                    f"{p.node_port} is out of range (allowed: {low}-{high})",
-                )
-        target = p.target_port if p.target_port is not None else p.port
-        out.append(ServicePort(p.port, target, proto, p.name, p.node_port))
-    return tuple(out)
 
 
 def network_policy(

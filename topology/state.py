@@ -12,7 +12,7 @@ from ipaddress import IPv4Address
 
 from topology.errors import TopologyError
 from topology.ipam import PodAddresses, ServiceAddresses, node_ports
-from topology.model import Cluster, Cni, Loc, Namespace, NodeSpec, Pod
+from topology.model import Cluster, Cni, ContainerPort, Loc, Namespace, NodeSpec, Pod
 from topology.normalize import NAMESPACE_NAME_LABEL, PodTemplate
 from topology.workload import MAX_PODS, Scheduler
 
@@ -50,7 +50,10 @@ class ClusterState:
             if not pod.host_network:
                 used[pod.node].append(pod.ip)
         self.addresses = {
-            n.name: PodAddresses(n.pod_cidr, used[n.name], self.config) for n in nodes
+            n.name: PodAddresses(
+                n.pod_cidr, used[n.name], self.config, cluster.last_pod_ips.get(n.name)
+            )
+            for n in nodes
         }
         # Calico's IPAM hands out blocks; a node here has one (docs/model.md)
         calico = self.config.cni is Cni.CALICO
@@ -79,6 +82,11 @@ class ClusterState:
             self.workloads,
             self.endpoint_slices,
             self.admin_policies,
+            last_pod_ips={
+                node: pool.last_given
+                for node, pool in self.addresses.items()
+                if pool.last_given is not None
+            },
         )
 
     def freeze(self) -> Cluster:
@@ -101,8 +109,9 @@ class ClusterState:
         ip: IPv4Address | None = None,
         condition: PodCondition = RUNNING,
     ) -> Pod:
-        """Place a pod on `node` with the lowest free address of its podCIDR (or `ip`,
-        claimed before with `claim_pod_ip`), in `condition`."""
+        """Place a pod on `node` with the next free address of its podCIDR
+        (`PodAddresses.allocate`), or `ip`, claimed before with `claim_pod_ip`, in
+        `condition`."""
         if len(self.pods) >= MAX_PODS:
             raise TopologyError(
                 f"cannot create pod {namespace}/{name}: the cluster has {MAX_PODS} pods"
@@ -110,6 +119,7 @@ class ClusterState:
                 loc,
                 obj,
             )
+        self._check_host_ports(namespace, name, node, template, loc, obj)
         if template.host_network:
             ip = node.ip
         elif ip is None:
@@ -140,6 +150,53 @@ class ClusterState:
         self.pods[pod.key] = pod
         self.scheduler.placed(node.name)
         return pod
+
+    def host_port_holder(
+        self, key: str, node: str, template: PodTemplate
+    ) -> tuple[ContainerPort, Pod] | None:
+        """A hostPort of `template` (port, protocol, hostIP) that another pod of `node`
+        holds, and that pod; None when all are free.  hostIP unset (0.0.0.0) conflicts
+        with any (the scheduler's NodePorts filter, kubelet's NodePorts admission)."""
+        for port in (p for c in template.containers for p in c.ports):
+            if port.host_port is None:
+                continue
+            for other in self.pods.values():
+                if other.node != node or other.key == key:
+                    continue
+                for theirs in other.ports():
+                    if (
+                        theirs.host_port == port.host_port
+                        and theirs.protocol is port.protocol
+                        and (
+                            None in (theirs.host_ip, port.host_ip)
+                            or theirs.host_ip == port.host_ip
+                        )
+                    ):
+                        return port, other
+        return None
+
+    def _check_host_ports(
+        self,
+        namespace: str,
+        name: str,
+        node: NodeSpec,
+        template: PodTemplate,
+        loc: Loc,
+        obj: str | None,
+    ) -> None:
+        """Refuse a pod whose hostPort another pod of the node holds: kubelet admits no
+        second pod on it (the NodePorts check)."""
+        key = f"{namespace}/{name}"
+        found = self.host_port_holder(key, node.name, template)
+        if found is not None:
+            port, other = found
+            raise TopologyError(
+                f"cannot place pod {key}: hostPort {port.host_port}/{port.protocol} is"
+                f" already pod {other.key}'s on node {node.name!r} (kubelet admits one"
+                " pod per hostIP, hostPort and protocol of a node: the NodePorts check)",
+                loc,
+                obj,
+            )
 
     def claim_pod_ip(self, node: NodeSpec, ip: IPv4Address) -> str | None:
         """Take a pod address a live object records; the reason it cannot be, or None."""

@@ -13,7 +13,7 @@ kubernetes.io/docs/setup/best-practices/cluster-large ("No more than 150,000 tot
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from topology.model import (
     Container,
@@ -101,14 +101,21 @@ class Scheduler:
         i = self.index.get(name)
         return None if i is None else self.nodes[i]
 
-    def pick(self, template: PodTemplate) -> NodeSpec | None:
-        """The node for a new pod (None when no node is eligible)."""
+    def pick(
+        self, template: PodTemplate, fits: Callable[[NodeSpec], bool] | None = None
+    ) -> NodeSpec | None:
+        """The node for a new pod (None when no node is eligible); `fits`: the
+        scheduler's other filters (NodePorts: the pod's hostPorts free on the node)."""
         if template.node_name is not None:
             node = self.node(template.node_name)
             return node if node is not None and eligible(template, node) else None
-        if not template.node_selector:
+        if not template.node_selector and fits is None:
             return self.nodes[min(range(len(self.nodes)), key=self.counts.__getitem__)]
-        candidates = [i for i, n in enumerate(self.nodes) if eligible(template, n)]
+        candidates = [
+            i
+            for i, n in enumerate(self.nodes)
+            if eligible(template, n) and (fits is None or fits(n))
+        ]
         if not candidates:
             return None
         return self.nodes[min(candidates, key=self.counts.__getitem__)]

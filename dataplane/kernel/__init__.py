@@ -8,6 +8,9 @@ traffic, and puts both verdicts side by side.
   a conntrack flush, the run id every name starts with;
 - `build`: `KernelCluster`, the fabric in namespaces with pyroute2 (veths, bridges with
   hairpin ports, VXLAN with its FDB, routes, permanent neighbours, MTUs);
+- `flanneld`: flanneld's vxlan and host-gw backend rules applied to the node leases;
+- `cniplugins`: the flannel profiles' pods attached by the upstream CNI plugins
+  (bridge + host-local as flannel delegates them, portmap), CNI ADD and DEL;
 - `nft`, `services`, `policies`: kube-proxy, masquerade and NetworkPolicy as nftables
   rules generated from the model;
 - `probe`, `send`, `dns`: listeners, probing clients, crafted packets and their sniffed

@@ -35,8 +35,9 @@ from typing import Any
 
 from pyroute2.netlink.exceptions import NetlinkError
 
+from dataplane import portmap
 from dataplane.fabric import Fabric
-from dataplane.kernel import netns, owner, signals
+from dataplane.kernel import cniplugins, flanneld, netns, owner, signals
 from dataplane.netns import Interface, Kind, Netns, NetnsKind
 
 UNDERLAY_BRIDGE = "br0"
@@ -70,6 +71,14 @@ class KernelBuildError(OSError):
 class NoTunnelModule(KernelBuildError):
     """This kernel cannot make a tunnel device the fabric has (no ipip or geneve
     module)."""
+
+
+class IpamDisagrees(KernelBuildError):
+    """host-local handed a pod another address than the simulator's IPAM."""
+
+
+# What built each part of the fabric on the kernel (`verify -o json`: `kernel_side`)
+FROM_MODEL = "pyroute2 from the simulator's own model (dataplane.fabric.build_fabric)"
 
 
 @contextmanager
@@ -174,6 +183,15 @@ class KernelCluster:
     ipr: dict[str, Netlink] = field(default_factory=dict)  # kernel netns -> IPRoute
     ifindex: dict[tuple[str, str], int] = field(default_factory=dict)
     created: list[str] = field(default_factory=list)
+    # the upstream CNI plugins (flannel profiles): who runs them, which fabric netns ids
+    # they attached (pods), and the host devices they made (fabric netns id -> ifnames)
+    cni: cniplugins.CniRuntime | None = None
+    own_cni: bool = False  # this cluster made `cni` (and removes its state)
+    attached: set[str] = field(default_factory=set)
+    plugin_made: dict[str, set[str]] = field(default_factory=dict)
+    del_errors: list[str] = field(default_factory=list)  # CNI DELs that failed
+    # host-local chose another address than the model's: the model's was asked for
+    ipam_asked: list[str] = field(default_factory=list)
 
     # -- names -----------------------------------------------------------------------------
     def name_of(self, fabric_id: str) -> str:
@@ -204,16 +222,32 @@ class KernelCluster:
 
     # -- building --------------------------------------------------------------------------
     @classmethod
-    def build(cls, fabric: Fabric, run_id: str | None = None) -> KernelCluster:
+    def build(
+        cls,
+        fabric: Fabric,
+        run_id: str | None = None,
+        cni: cniplugins.CniRuntime | None = None,
+    ) -> KernelCluster:
         """Create every namespace, device, address, route and neighbour of `fabric`,
         under `run_id` (the caller's claim), or under a run id it claims itself
-        (`owner.claim`: the owner record, released by `close()`).
+        (`owner.claim`: the owner record, released by `close()`).  The pods of the
+        flannel profiles are attached by the upstream CNI plugins (`cniplugins`), run
+        by `cni` (the caller's, kept across rebuilds) or by a runtime of this cluster.
 
-        On any failure what was made so far is removed before the error propagates; a
-        refusal of the kernel is a `KernelBuildError` naming the namespace and the step.
+        On any failure what was made so far is removed (CNI DEL, then the namespaces)
+        before the error propagates; a refusal of the kernel is a `KernelBuildError`
+        naming the namespace and the step.
         """
         claim = owner.claim() if run_id is None else None
         kc = cls(claim.run_id if claim is not None else str(run_id), fabric, claim)
+        plugins = cniplugins.uses_plugins(fabric.cluster.config)
+        if (plugins or portmap.table(fabric.cluster)) and not cniplugins.missing():
+            kc.own_cni = cni is None
+            kc.cni = cni if cni is not None else cniplugins.CniRuntime(kc.run_id)
+        if plugins and kc.cni is not None:
+            kc.attached = {
+                ns.id for ns in fabric.netns.values() if ns.kind is NetnsKind.POD
+            }
         kc._assign_names()
         try:
             kc._build()
@@ -248,9 +282,13 @@ class KernelCluster:
                 )
         for ns in fab.netns.values():
             self._create_ns(self.names[ns.id], ns)
+        by_plugin = {fab.netns[p].node for p in self.attached}
         for ns in fab.netns.values():  # bridges first: veths plug into them
             for iface in ns.interfaces.values():
-                if iface.kind is Kind.BRIDGE:
+                if iface.kind is Kind.BRIDGE and ns.id in by_plugin:
+                    # the bridge plugin makes it with the first pod (ensureBridge)
+                    self.plugin_made.setdefault(ns.id, set()).add(iface.ifname)
+                elif iface.kind is Kind.BRIDGE:
                     with doing(self.names[ns.id], f"adding bridge {iface.ifname}"):
                         self._ip(ns).link(
                             "add",
@@ -267,18 +305,25 @@ class KernelCluster:
             for iface in ns.interfaces.values():
                 if iface.kind is Kind.VETH and (ns.id, iface.ifname) not in done:
                     assert iface.peer is not None
+                    if ns.id in self.attached or iface.peer[0] in self.attached:
+                        continue  # the bridge plugin makes this pair
                     done.update({(ns.id, iface.ifname), iface.peer})
                     self._veth(ns, iface)
                 elif iface.kind is Kind.ETH:
                     self._segment_port(ns, iface)
+        by_flanneld = flanneld.programs(fab.cluster.config)
         for ns in fab.netns.values():  # VXLAN devices need their underlay device
             for iface in ns.interfaces.values():
-                if iface.kind is Kind.VXLAN:
+                if iface.kind is Kind.VXLAN and by_flanneld:
+                    # flanneld's vxlan backend makes it (`_flanneld`)
+                    self.plugin_made.setdefault(ns.id, set()).add(iface.ifname)
+                elif iface.kind is Kind.VXLAN:
                     self._vxlan(ns, iface)
                 elif iface.kind is Kind.IPIP:
                     self._ipip(ns, iface)
                 elif iface.kind is Kind.GENEVE:
                     self._geneve(ns, iface)
+        self._attach_pods()
         for ns in fab.netns.values():
             self._configure(ns)
         for name in self.segments.values():
@@ -298,7 +343,40 @@ class KernelCluster:
                 ipr.link("set", index=self._index(name, "lo"), state="up")
         for ns in fab.netns.values():
             self._routes(ns)
+            if by_flanneld and ns.kind is NetnsKind.HOST:
+                self._flanneld(ns)
+        self._portmap_alone()
         self.settle()
+
+    def _portmap_alone(self) -> None:
+        """hostPorts of pods the model built (Calico's, whose own CNI plugin is not
+        packaged): the real portmap plugin, given the result Calico's plugin would
+        have returned (the pod's /32 on eth0) as `prevResult`."""
+        fab = self.fabric
+        if self.cni is None:
+            return
+        for ns in fab.netns.values():
+            if ns.kind is not NetnsKind.POD or ns.id in self.attached:
+                continue
+            assert ns.pod is not None
+            found = portmap.mappings(fab.cluster, ns.pod)
+            if not found:
+                continue
+            node_ns, pod_ns = self.names[ns.node], self.names[ns.id]
+            try:
+                self.cni.attach_portmap(
+                    portmap.network_name(fab.cluster),
+                    ns.pod.key,
+                    ns.node,
+                    node_ns,
+                    pod_ns,
+                    IPv4Interface(f"{ns.pod.ip}/{found[0].network.prefixlen}"),
+                    [m.runtime_config() for m in found],
+                )
+            except cniplugins.CniError as err:
+                raise KernelBuildError(
+                    errno.EIO, node_ns, "running the CNI plugins", err.strerror or ""
+                ) from err
 
     def forget_neighbours(self) -> int:
         """Delete every neighbour entry the kernel learnt, in every namespace (the
@@ -462,8 +540,134 @@ class KernelCluster:
         with doing(name, f"setting the MTU of {iface.ifname}"):
             ipr.link("set", index=self._index(name, iface.ifname), mtu=iface.mtu)
 
+    def _attach_pods(self) -> None:
+        """CNI ADD for every pod the plugins attach (`cniplugins`), in the model's
+        order, pods that held an address before a rebuild first; then the host end
+        renamed to the model's name and host-local's address checked against the
+        simulator's IPAM."""
+        if self.cni is None:
+            return
+        fab, cfg = self.fabric, self.fabric.cluster.config
+        pods = [fab.netns[p] for p in fab.netns if p in self.attached]
+        held = self.cni.held
+        pods.sort(key=lambda ns: _pod_key(ns) not in held)
+        for ns in pods:
+            key, eth0 = _pod_key(ns), ns.interfaces["eth0"]
+            assert eth0.peer is not None
+            node, host_veth = fab.netns[eth0.peer[0]], eth0.peer[1]
+            ip = eth0.addrs[0].ip
+            before = held.pop(key, None)
+            again = before == (ns.node, ip)
+            spec = fab.cluster.node(ns.node)
+            node_ns, pod_ns = self.names[node.id], self.names[ns.id]
+            try:
+                assert ns.pod is not None
+                ports = [
+                    m.runtime_config() for m in portmap.mappings(fab.cluster, ns.pod)
+                ]
+                att = self.cni.attach(
+                    cfg,
+                    spec,
+                    key,
+                    node_ns,
+                    pod_ns,
+                    ports,
+                    ask=ip if again else None,
+                    keep_last=again,
+                )
+                why = cniplugins.differs(att, ip)
+                if why is not None and not again:
+                    # not host-local's to choose: the scenario gives the address (a
+                    # dump's status.podIP, a hand-made cluster), or the IPAMs differ
+                    self.ipam_asked.append(why)
+                    self.del_errors += self.cni.detach(att)
+                    att = self.cni.attach(
+                        cfg, spec, key, node_ns, pod_ns, ports, ask=ip
+                    )
+                    why = cniplugins.differs(att, ip)
+            except cniplugins.CniError as err:
+                raise KernelBuildError(
+                    errno.EIO, node_ns, "running the CNI plugins", err.strerror or ""
+                ) from err
+            if why is not None:
+                raise IpamDisagrees(errno.EADDRNOTAVAIL, pod_ns, "CNI ADD", why)
+            self.plugin_made.setdefault(ns.id, set()).update(ns.interfaces)
+            self.plugin_made.setdefault(node.id, set()).add(host_veth)
+            ipr = self.ipr[node_ns]
+            with doing(node_ns, f"renaming {att.host_veth} to {host_veth}"):
+                idx = self._index(node_ns, att.host_veth)
+                ipr.link("set", index=idx, state="down")
+                ipr.link("set", index=idx, ifname=host_veth)
+                ipr.link("set", index=idx, state="up")
+                self.ifindex[(node_ns, host_veth)] = idx
+
+    def _flanneld(self, ns: Netns) -> None:
+        """What flanneld's backend programs on a node, from the leases (`flanneld`)."""
+        name = self.names[ns.id]
+        with doing(
+            name, f"programming flanneld's {self.fabric.cluster.config.network}"
+        ):
+            flanneld.program(
+                self.ipr[name],
+                lambda ifname: self._index(name, ifname),
+                self.fabric.cluster.config,
+                ns.node,
+            )
+        with netns.inside(name):
+            for iface in ns.interfaces.values():
+                if iface.kind is Kind.VXLAN:
+                    for key, value in neigh_sysctls(iface):
+                        netns.sysctl(key, value)
+
+    def kernel_side(self) -> dict[str, str]:
+        """What built each part of the fabric on this kernel (`verify -o json`)."""
+        cfg = self.fabric.cluster.config
+        parts: dict[str, str] = {}
+        if self.cni is not None:
+            version = cniplugins.version()
+            parts["pod interfaces, addresses, routes, bridge ports"] = (
+                f"the upstream CNI plugins {version} (Debian {cniplugins.PACKAGE}):"
+                " bridge + host-local as flannel delegates them, portmap chained,"
+                " loopback"
+            )
+            asked = "; ".join(self.ipam_asked)
+            parts["pod addresses (IPAM)"] = (
+                f"CNI host-local plugin {version}, checked against the simulator's IPAM"
+                + (
+                    f"; the model's address asked for where it chose otherwise: {asked}"
+                    if asked
+                    else ""
+                )
+            )
+        if self.cni is not None and portmap.table(self.fabric.cluster):
+            parts["hostPort nat rules"] = (
+                f"the CNI portmap plugin {cniplugins.version()} with kubelet's"
+                " portMappings (iptables-nft)"
+            )
+        if self.cni is None and cniplugins.uses_plugins(cfg):
+            parts["pod interfaces, addresses, routes, bridge ports"] = (
+                f"{FROM_MODEL}: {cniplugins.missing()}"
+            )
+        if flanneld.programs(cfg):
+            parts[
+                f"flannel {cfg.network}: node routes to the other podCIDRs"
+                + (
+                    ", flannel.1, its neighbours and FDB"
+                    if cfg.network.value == "vxlan"
+                    else ""
+                )
+            ] = (
+                "flanneld's backend rules (dataplane/kernel/flanneld.py) applied to the"
+                " node leases, not the simulator's fabric (flanneld is not packaged)"
+            )
+        parts["namespaces, node devices, underlay, other routes and neighbours"] = (
+            FROM_MODEL
+        )
+        return parts
+
     def _configure(self, ns: Netns) -> None:
-        """Neighbour timers, addresses, bridge masters, hairpin, and every device up."""
+        """Neighbour timers, addresses, bridge masters, hairpin, and every device up
+        (those the CNI plugins made get the neighbour timers only)."""
         ipr = self._ip(ns)
         name = self.names[ns.id]
         with netns.inside(name):
@@ -471,7 +675,10 @@ class KernelCluster:
                 for key, value in neigh_sysctls(iface):
                     with doing(name, f"setting sysctl {'.'.join(key)} = {value}"):
                         netns.sysctl(key, value)
+        made = self.plugin_made.get(ns.id, set())
         for iface in ns.interfaces.values():
+            if iface.ifname in made:
+                continue
             idx = self._index(name, iface.ifname)
             for addr in iface.addrs:
                 if iface.kind is Kind.LOOPBACK:
@@ -495,9 +702,14 @@ class KernelCluster:
     def _routes(self, ns: Netns) -> None:
         ipr = self._ip(ns)
         name = self.names[ns.id]
-        for route in ns.routes:
+        cfg = self.fabric.cluster.config
+        by_flanneld = flanneld.programs(cfg) and ns.kind is NetnsKind.HOST
+        overlay = flanneld.overlay_routes(cfg, ns.node) if by_flanneld else set()
+        for route in ns.routes if ns.id not in self.attached else ():
             if is_automatic(ns, route.dst, route.oif, route.proto):
                 continue  # the kernel added it with the address
+            if route.dst in overlay:
+                continue  # flanneld's (`_flanneld`)
             spec: dict[str, Any] = {"dst": str(route.dst)}
             if route.proto in RT_PROTOS and route.proto != "static":
                 spec["proto"] = RT_PROTOS[route.proto]
@@ -528,6 +740,8 @@ class KernelCluster:
             with doing(name, f"adding route {route.dst}{via} dev {route.oif}"):
                 ipr.route("add", **spec)
         for (ifname, ip), mac in ns.permanent_neigh.items():
+            if by_flanneld and ifname == flanneld.VTEP:
+                continue
             with doing(name, f"adding neighbour {ip} lladdr {mac} dev {ifname}"):
                 ipr.neigh(
                     "add",
@@ -537,7 +751,7 @@ class KernelCluster:
                     state=NUD_PERMANENT,
                 )
         for (ns_id, mac), remote in self.fabric.vxlan_fdb.items():
-            if ns_id != ns.id:
+            if ns_id != ns.id or by_flanneld:
                 continue
             vxlan = next(i for i in ns.interfaces.values() if i.kind is Kind.VXLAN)
             with doing(name, f"adding fdb {mac} dst {remote} dev {vxlan.ifname}"):
@@ -555,6 +769,10 @@ class KernelCluster:
         for ipr in self.ipr.values():
             ipr.close()
         self.ipr.clear()
+        if self.cni is not None:
+            self.del_errors += self.cni.detach_all()
+            if self.own_cni:
+                cniplugins.remove_state(self.run_id)
         for name in self.created:
             netns.remove(name)
         self.created.clear()
@@ -564,6 +782,11 @@ class KernelCluster:
 
     def all_names(self) -> list[str]:
         return [*self.segments.values(), *self.names.values()]
+
+
+def _pod_key(ns: Netns) -> str:
+    """`NS/NAME` of a pod's namespace."""
+    return ns.pod.key if ns.pod is not None else ns.id.removeprefix("pod:")
 
 
 def is_automatic(ns: Netns, dst: object, oif: str, proto: str) -> bool:

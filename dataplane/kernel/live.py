@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from dataplane.fabric import Fabric, layout_of
-from dataplane.kernel import dns, netns, nft, owner
+from dataplane.kernel import cniplugins, dns, netns, nft, owner
 from dataplane.kernel.build import KernelCluster
 from dataplane.kernel.capture import Captures
 from dataplane.kernel.felix import add_felix_rules
@@ -99,6 +99,9 @@ class LiveCluster:
         self.run_id = ""
         self.reaped: list[owner.RunSet] = []  # orphaned sets removed before the build
         self.kc: KernelCluster | None = None
+        # the runtime's CNI state (host-local's), kept across rebuilds as a node keeps
+        # /var/lib/cni while pods come and go
+        self.cni: cniplugins.CniRuntime | None = None
         self.listeners: Listeners | None = None
         self.captures: Captures | None = None  # every device, for the devices crossed
         # per node (its kernel netns): the Service rules (for pins), a conntrack socket
@@ -117,6 +120,7 @@ class LiveCluster:
         self.reaped, _left = owner.reap()
         self.claim = owner.claim(self.scenario)
         self.run_id = self.claim.run_id
+        self.cni = cniplugins.CniRuntime(self.run_id)
         try:
             self._build()
         except BaseException:
@@ -125,7 +129,7 @@ class LiveCluster:
         return self
 
     def _build(self) -> None:
-        self.kc = KernelCluster.build(self.fabric, self.run_id)
+        self.kc = KernelCluster.build(self.fabric, self.run_id, self.cni)
         self._layout = layout_of(self.fabric.cluster)
         self.listeners = Listeners()
         for ns in self.fabric.netns.values():
@@ -247,6 +251,7 @@ class LiveCluster:
         finally:
             if self.claim is not None:
                 netns.remove_all(f"{self.run_id}-")
+                cniplugins.remove_state(self.run_id)
                 self.claim.release()
 
     def keep(self) -> list[str]:

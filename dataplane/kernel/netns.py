@@ -153,15 +153,27 @@ def read_sysctl(key: str | tuple[str, ...]) -> str | None:
         return None
 
 
-def run(name: str, argv: list[str], stdin: str | None = None) -> str:
-    """Run a program in namespace `name` (`ip netns exec NAME ...`); its stdout."""
-    proc = subprocess.run(
+def execute(
+    name: str,
+    argv: list[str],
+    stdin: str | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run a program in namespace `name` (`ip netns exec NAME ...`), with `env` as its
+    whole environment if given; what it did, whatever its exit status."""
+    return subprocess.run(
         ["ip", "netns", "exec", name, *argv],
         input=stdin,
+        env=env,
         capture_output=True,
         text=True,
         check=False,
     )
+
+
+def run(name: str, argv: list[str], stdin: str | None = None) -> str:
+    """Run a program in namespace `name` (`ip netns exec NAME ...`); its stdout."""
+    proc = execute(name, argv, stdin)
     if proc.returncode != 0:
         raise OSError(
             errno.EIO,

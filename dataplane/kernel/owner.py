@@ -29,6 +29,7 @@ import errno
 import fcntl
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from enum import Enum
@@ -291,9 +292,16 @@ def remove(run: RunSet) -> bool:
             return False
         leftovers.remove(run.run_id)  # its dockerd, containers, state (docker runtime)
         netns.remove_all(f"{run.run_id}-")
+        shutil.rmtree(cni_state(run.run_id), ignore_errors=True)
         with contextlib.suppress(FileNotFoundError):
             record_path(run.run_id).unlink()
     return True
+
+
+def cni_state(run_id: str) -> Path:
+    """Where a run's CNI plugins keep their state (host-local's `dataDir`, per node):
+    removed with the run's namespaces."""
+    return RECORD_DIR / f"{run_id}.cni"
 
 
 def reap(

@@ -18,11 +18,10 @@ from dataplane.trace import Trace
 from topology.scenario import Verdict
 
 # What built each part of the kernel side, and how independent of the simulator it is
-# (issue 13): `verify -o json` gives it as `kernel_side`, the README as a table.
+# (issue 13): `verify -o json` gives it as `kernel_side`, the README as a table.  The
+# fabric's parts (devices, addresses, routes) are the build's: `Report.kernel_side`
+# starts with `KernelCluster.kernel_side()` (upstream CNI plugins or the model).
 KERNEL_SIDE: dict[str, str] = {
-    "namespaces, veths, bridges, VXLAN, routes, neighbours": (
-        "pyroute2 from the simulator's own model (dataplane.fabric.build_fabric)"
-    ),
     "kube-proxy": "nftables rules derived from the model (kube-proxy's nftables layout)",
     "NetworkPolicy": "nftables rules compiled with the simulator's selector code",
     "masquerade": "nftables rules derived from the model (ip-masq-agent's rule)",

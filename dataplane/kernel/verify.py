@@ -164,6 +164,10 @@ class Verifier:
         finally:
             if self.live.kc is not None:
                 self.report.shortened = dict(self.live.kc.shortened)
+                self.report.kernel_side = {
+                    **self.live.kc.kernel_side(),
+                    **self.report.kernel_side,
+                }
             if keep and (self.unbuildable is None or self.routes_only):
                 self.report.kept = self.live.keep()
             else:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dataplane.kernel import netns, owner
+from dataplane.kernel import cniplugins, netns, owner
 from dataplane.kernel.live import LiveCluster
 from dataplane.kernel.probe import Client, ProbeSpec
 from dataplane.kernel.signals import Stopped, stopping
@@ -176,6 +176,9 @@ def test_keep_leaves_the_namespaces_and_clean_removes_them() -> None:
     assert "cbr0" in netns.run(
         f"dpv{proc.pid:x}-node-1", ["ip", "-o", "link", "show", "cbr0"]
     )
+    # the CNI plugins' state (host-local's) is kept with the namespaces...
+    state = owner.cni_state(f"dpv{proc.pid:x}")
+    assert state.exists() == (cniplugins.missing() is None)
     cleaned = subprocess.run(
         [
             sys.executable,
@@ -193,6 +196,7 @@ def test_keep_leaves_the_namespaces_and_clean_removes_them() -> None:
     assert cleaned.returncode == 0
     assert cleaned.stdout.startswith("removed ")
     assert netns.listing(f"dpv{proc.pid:x}-") == []
+    assert not state.exists()  # ...and removed with them
 
 
 def test_a_conntrack_flush_stays_in_its_namespace() -> None:

@@ -109,3 +109,8 @@ def test_the_simulator_and_linux_agree(path: Path) -> None:
     ]
     assert not unexplained, "\n".join(unexplained)
     assert report.rows, "a scenario without a probe compares nothing"
+    # host-local chose every address the simulator's IPAM chose, but where the
+    # scenario gives it (a dump's status.podIP)
+    ipam = report.kernel_side.get("pod addresses (IPAM)", "")
+    if "podIP" not in path.read_text():
+        assert "asked for" not in ipam, ipam

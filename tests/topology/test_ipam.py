@@ -66,7 +66,8 @@ def test_service_addresses_skip_reserved() -> None:
     assert pool.claim(IPv4Address("10.95.0.1")) is not None
 
 
-def test_addresses_are_reused_after_delete(load: LoadFn) -> None:
+def test_a_freed_address_waits_for_the_round_robin(load: LoadFn) -> None:
+    # CNI host-local (flannel's IPAM) searches on from the last address it handed out
     scenario, _ = load(
         scenario_text(
             """
@@ -85,9 +86,34 @@ def test_addresses_are_reused_after_delete(load: LoadFn) -> None:
         Manifest({"kind": "Service", "metadata": {"name": "s2"}, "spec": {"type": "NodePort", "ports": [{"port": 80}]}}),
     ]  # fmt: skip
     cluster, _ = apply(cluster, new)
-    assert str(cluster.pods["default/d"].ip) == "10.0.1.3"  # a's address, freed
+    assert str(cluster.pods["default/d"].ip) == "10.0.1.5"  # not a's .3, freed
+    assert str(cluster.last_pod_ips["node-1"]) == "10.0.1.5"
     s2 = cluster.services["default/s2"]
     assert (str(s2.cluster_ip), s2.ports[0].node_port) == ("10.96.0.2", 30000)
+
+
+def test_the_round_robin_comes_round_to_a_freed_address(load: LoadFn) -> None:
+    # a /29 holds pods .2 to .6 (.1 the bridge, .7 the broadcast): past .6 the search
+    # starts again from .2, host-local's range start after its gateway
+    pods = "".join(
+        f"  - {{kind: Pod, metadata: {{name: p{i}}}, spec: {{nodeName: n1,"
+        " containers: [{name: c}]}}\n"
+        for i in range(5)
+    )
+    text = (
+        "name: round\ncluster:\n  dns: false\n"
+        "  nodes: [{name: n1, ip: 10.100.0.2, podCIDR: 10.0.1.0/29}]\n"
+        f"manifests:\n{pods}steps:\n  - probe: {{from: default/p0, to: default/p2}}\n"
+    )
+    scenario, _ = load(text)
+    cluster = delete(scenario.cluster, ["pod/default/p1"])
+    pod = {"kind": "Pod", "metadata": {"name": "q"}, "spec": {"nodeName": "n1", "containers": [{"name": "c"}]}}  # fmt: skip
+    cluster, _ = apply(cluster, [Manifest(pod)])
+    assert str(cluster.pods["default/q"].ip) == "10.0.1.3"  # p1's, the only free one
+    cluster = delete(cluster, ["pod/default/p0", "pod/default/p4"])
+    pod["metadata"] = {"name": "r"}
+    cluster, _ = apply(cluster, [Manifest(pod)])
+    assert str(cluster.pods["default/r"].ip) == "10.0.1.6"  # after .3: .4, .5 taken
 
 
 def test_pod_cidr_exhausted(load_error: ErrorFn) -> None:

@@ -202,14 +202,15 @@ def test_apply_steps_skip_them_too(tmp_path: Path) -> None:
     ]
 
 
-def test_host_port_is_a_warning(tmp_path: Path) -> None:
+def test_host_port_is_modelled_without_a_warning(tmp_path: Path) -> None:
     p = pod("a")
-    p["spec"]["containers"][0]["ports"] = [{"containerPort": 80, "hostPort": 8080}]
-    _, warnings = load(tmp_path, f"  - {json.dumps(p)}\n")
-    assert warnings == [
-        "lab.yaml:3: Pod default/a: spec.containers[0].ports[0].hostPort: hostPort 8080"
-        " (containerPort 80) is not modelled; the port is reachable at the pod IP only"
+    p["spec"]["containers"][0]["ports"] = [
+        {"containerPort": 80, "hostPort": 8080, "hostIP": "10.100.0.2"}
     ]
+    scenario, warnings = load(tmp_path, f"  - {json.dumps(p)}\n")
+    assert warnings == []
+    (port,) = scenario.cluster.pods["default/a"].ports()
+    assert (port.host_port, str(port.host_ip)) == (8080, "10.100.0.2")
 
 
 # --- live fields ---------------------------------------------------------------------------
