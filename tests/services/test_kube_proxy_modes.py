@@ -71,6 +71,7 @@ def test_every_upstream_table_is_transcribed_in_both_modes() -> None:
         "cluster-ip-general",
         "internal-traffic-policy",
         "terminating-endpoints-local",
+        "terminating-endpoints-cluster",
     ):
         assert {f"iptables-{table}", f"nftables-{table}"} <= stems
 
