@@ -38,6 +38,7 @@ import json
 import os
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
@@ -52,6 +53,7 @@ CNI_PATH = Path("/usr/lib/cni")
 PACKAGE = "containernetworking-plugins"
 CNI_VERSION = "0.3.1"  # kube-flannel.yml's cni-conf.json
 NETWORK = portmap.NETWORK  # cni-conf.json's "name"
+DEL_WORKERS = 8  # CNI DELs at once when a cluster is removed (each a plugin process)
 
 
 class CniError(OSError):
@@ -292,15 +294,19 @@ class CniRuntime:
         return out
 
     def detach_all(self) -> list[str]:
-        """DEL every attachment, the last made first; the errors.  The addresses they
-        held are remembered (`held`) for a rebuild of the same cluster."""
-        errors: list[str] = []
-        while self.attached:
-            att = self.attached[-1]
+        """DEL every attachment; the errors, in the order the attachments were made, the
+        last first.  The addresses they held are remembered (`held`) for a rebuild of the
+        same cluster.  The pods' DELs run side by side, as kubelet runs its pods' CNI
+        calls: each attachment's plugins in their own reverse order, host-local's and
+        portmap's shared state behind their own locks (host-local's lock file, iptables'
+        `--wait`)."""
+        atts = list(reversed(self.attached))
+        for att in atts:
             if att.address is not None:
                 self.held[att.pod] = (att.node, att.address.ip)
-            errors += self.detach(att)
-        return errors
+        with ThreadPoolExecutor(max_workers=DEL_WORKERS) as pool:
+            results = list(pool.map(self.detach, atts))
+        return [line for errors in results for line in errors]
 
 
 def remove_state(run_id: str) -> None:

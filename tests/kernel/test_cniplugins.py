@@ -203,8 +203,8 @@ def test_a_plugin_that_fails_leaves_nothing_behind(
         assert netns.listing(f"{claim.run_id}-") == []
         assert runtime.attached == []
         deleted = [line for line in log.read_text().splitlines() if "DEL" in line]
-        assert len(deleted) == 3  # each attachment's portmap, newest first
-        assert deleted[0] == f"DEL {portmap.container_id(third)}"
+        assert len(deleted) == 3  # each attachment's portmap (the pods' DELs side by side)
+        assert f"DEL {portmap.container_id(third)}" in deleted  # the half-made one too
         left = {
             p.name
             for d in runtime.state.glob("*/cbr0")
