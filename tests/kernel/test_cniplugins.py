@@ -203,7 +203,9 @@ def test_a_plugin_that_fails_leaves_nothing_behind(
         assert netns.listing(f"{claim.run_id}-") == []
         assert runtime.attached == []
         deleted = [line for line in log.read_text().splitlines() if "DEL" in line]
-        assert len(deleted) == 3  # each attachment's portmap (the pods' DELs side by side)
+        assert (
+            len(deleted) == 3
+        )  # each attachment's portmap (the pods' DELs side by side)
         assert f"DEL {portmap.container_id(third)}" in deleted  # the half-made one too
         left = {
             p.name
