@@ -65,6 +65,7 @@ from dataplane.kubeproxy import (
     ServicePortRule,
     ServiceTable,
     firewall,
+    once_per_cluster,
     table_for,
 )
 from dataplane.masquerade import in_pod_cidr, mark_masq
@@ -197,14 +198,7 @@ _tables: dict[int, tuple[Cluster, IpvsTable]] = {}
 
 def ipvs_table(cluster: Cluster) -> IpvsTable:
     """The virtual servers of `cluster`, built once per cluster object."""
-    hit = _tables.get(id(cluster))
-    if hit is not None and hit[0] is cluster:
-        return hit[1]
-    if len(_tables) >= 8:
-        _tables.clear()
-    table = IpvsTable(cluster)
-    _tables[id(cluster)] = (cluster, table)
-    return table
+    return once_per_cluster(_tables, cluster, IpvsTable)
 
 
 # -- nat KUBE-SERVICES: the masquerade marks ------------------------------------------------

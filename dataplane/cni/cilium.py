@@ -96,12 +96,6 @@ def router_ip(node: NodeSpec) -> IPv4Interface:
     return IPv4Interface(f"{node.bridge_ip}/32")
 
 
-def tunnel_dev(cluster: Cluster) -> str:
-    """The node's tunnel device (`cilium_vxlan`, `cilium_geneve`), or "" on native."""
-    found = TUNNELS.get(CiliumMode(cluster.config.network))
-    return found[0] if found else ""
-
-
 def vtep_mac(node: NodeSpec, dev: str = VXLAN_DEV) -> str:
     """The tunnel device's MAC (the kernel's random one, made stable)."""
     return mac_from_name(f"{node.name}/{dev}")
