@@ -153,6 +153,16 @@ def read_sysctl(key: str | tuple[str, ...]) -> str | None:
         return None
 
 
+def proc_is_ours() -> bool:
+    """Whether `/proc` is this process's PID namespace's (`/proc/self` names our pid).
+
+    It is not in a PID namespace made without its own `/proc` (`unshare --pid --fork`
+    alone): the programs run there see their own pids, which the `/proc` they are given
+    does not know; the CNI plugins then fail to open their own network namespace
+    (containernetworking/plugins `ns.GetCurrentNS`: `/proc/PID/task/TID/ns/net`)."""
+    return os.readlink("/proc/self") == str(os.getpid())
+
+
 def execute(
     name: str,
     argv: list[str],
@@ -160,7 +170,13 @@ def execute(
     env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run a program in namespace `name` (`ip netns exec NAME ...`), with `env` as its
-    whole environment if given; what it did, whatever its exit status."""
+    whole environment if given; what it did, whatever its exit status.
+
+    Where `/proc` is not this PID namespace's (`proc_is_ours`), the program gets one
+    that is: `unshare --mount-proc` mounts it in a mount namespace of the program's own
+    (private, as `ip netns exec`'s is a slave of ours: nothing reaches the host's)."""
+    if not proc_is_ours():
+        argv = ["unshare", "--mount-proc", "--", *argv]
     return subprocess.run(
         ["ip", "netns", "exec", name, *argv],
         input=stdin,

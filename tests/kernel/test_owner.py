@@ -184,7 +184,10 @@ def test_a_run_in_another_pid_namespace_is_kept_until_it_ends() -> None:
                 and r.owner.scenario.endswith("networkpolicy-lab.yaml")
                 and len(r.names) > 5
             ]
-        assert found, "the run in the new PID namespace never built its namespaces"
+        if not found:
+            proc.kill()
+            _, err = proc.communicate(timeout=30)
+            raise AssertionError(f"the run in the new PID namespace never built: {err}")
         run = found[0]
         assert run.owner is not None and run.owner.pid == 1
         assert run.status is Status.LIVE
