@@ -24,8 +24,10 @@ filter:
 - `DOCKER -d IP ! -i BR -o BR -p PROTO --dport PORT -j ACCEPT` per published port
 - `DOCKER-ISOLATION-STAGE-1 -i BR ! -o BR -j DOCKER-ISOLATION-STAGE-2`
 - `DOCKER-ISOLATION-STAGE-2 -o BR -j DROP`
-- internal networks: `DOCKER-ISOLATION-STAGE-1 -i BR ! -d S -j DROP` and
-  `! -s S -o BR -j DROP` (setupInternalNetworkRules)
+- internal networks: `DOCKER-ISOLATION-STAGE-1 ! -d S -i BR -j DROP` and
+  `! -s S -o BR -j DROP` (setupInternalNetworkRules; as `iptables -S` prints them): an
+  internal network's container has a default route via its gateway in Docker Engine
+  20.10 (`dataplane.cni.docker`), so what it sends out is dropped here
 - the FORWARD policy DROP, which the daemon sets when it turns ip_forward on.
 
 The userland proxy (`docker-proxy`, libnetwork portmapper) listens on every published host
@@ -192,7 +194,7 @@ def forward(pkt: Packet, ctx: HookContext) -> HookResult:
         and IPv4Address(ip.dst) not in out_of.subnet
     ):
         return _deny(
-            f"DOCKER-ISOLATION-STAGE-1 -i {out_of.bridge} ! -d {out_of.subnet} -j DROP",
+            f"DOCKER-ISOLATION-STAGE-1 ! -d {out_of.subnet} -i {out_of.bridge} -j DROP",
             f"network {out_of.name} is internal",
         )
     if into is not None and into.internal and IPv4Address(ip.src) not in into.subnet:

@@ -30,7 +30,7 @@ The rules, as moby and Compose apply them by default (named per rule below):
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
@@ -186,6 +186,8 @@ class DockerContainer:
     ports: tuple[PublishedPort, ...]
     listens: tuple[tuple[int, Protocol], ...]
     loc: Loc
+    # the network of the gateway endpoint (`gateway_endpoint`): the default route's
+    gateway: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +243,8 @@ class _Host:
         self.ports: dict[
             tuple[str, Protocol, int], str
         ] = {}  # (ip, proto, port) -> owner
+        # the port allocator's last port given, per (ip, proto, first, last) range
+        self.last: dict[tuple[str, Protocol, int, int], int] = {}
 
     def create(self, project: str, net: ComposeNetwork) -> str:
         """Create (or, external, find) a project's network; its Docker name."""
@@ -447,21 +451,7 @@ def _container(
             attachments.append(
                 NetworkAttachment(net_name, f"eth{i}", addr, mac_of(addr), dns)
             )
-    ports = []
-    for spec in service.ports:
-        first = attachments[0]
-        for offset in range(spec.target[1] - spec.target[0] + 1):
-            port = spec.target[0] + offset
-            host_port = _host_port(host, spec, offset, spec.loc, obj)
-            host.ports[(str(spec.host_ip or "0.0.0.0"), spec.protocol, host_port)] = (
-                name
-            )
-            ports.append(
-                PublishedPort(
-                    spec.host_ip, host_port, spec.protocol, name, first.network,
-                    first.ip, port, spec.loc,
-                )
-            )  # fmt: skip
+    gateway, ports = _join(host, service, name, attachments, obj)
     listens = tuple(
         dict.fromkeys(
             [*service.expose, *((p.container_port, p.protocol) for p in ports)]
@@ -469,8 +459,66 @@ def _container(
     )
     return DockerContainer(
         name, host.name, project.project, service.name, number, service.hostname,
-        kind, joins, tuple(attachments), tuple(ports), listens, service.loc,
+        kind, joins, tuple(attachments), ports, listens, service.loc, gateway,
     )  # fmt: skip
+
+
+def _gateway_endpoint(
+    host: _Host, attachments: Iterable[NetworkAttachment]
+) -> NetworkAttachment | None:
+    """The sandbox's gateway endpoint (libnetwork sandbox.go `getGatewayEndpoint`, the
+    first of the endpoints in `epHeap.Less` order that has a gateway): a network that is
+    not internal before an internal one, then by network name (every bridge endpoint
+    has a gateway, an internal one's too: drivers/bridge `Join` `SetGateway`; `priority`
+    is not modelled).  Its network's gateway is the container's default route, and its
+    network the one ports are published on."""
+    return min(
+        attachments,
+        key=lambda a: (host.networks[a.network].internal, a.network),
+        default=None,
+    )
+
+
+def _join(
+    host: _Host, service: ComposeService, name: str,
+    attachments: list[NetworkAttachment], obj: str,
+) -> tuple[str | None, tuple[PublishedPort, ...]]:  # fmt: skip
+    """The container's networks joined one by one in attachment order (the first at
+    `docker start`, then `docker network connect` each other; `dataplane.kernel.
+    docker_engine` makes the Engine do the same): the gateway network at the end and
+    the ports published there.  When a join moves the gateway endpoint, libnetwork
+    revokes the old endpoint's external connectivity (its host ports are released) and
+    programs the new one's, on a network that is not internal only (endpoint.go
+    `sbJoin`, `moveExtConn`); an omitted host port is allocated again, after the last
+    one given (portallocator `findPort`)."""
+    gateway: NetworkAttachment | None = None
+    ports: tuple[PublishedPort, ...] = ()
+    for i in range(len(attachments)):
+        now = _gateway_endpoint(host, attachments[: i + 1])
+        if now is gateway:
+            continue
+        for p in ports:  # RevokeExternalConnectivity: ReleasePort
+            del host.ports[(str(p.host_ip or "0.0.0.0"), p.protocol, p.host_port)]
+        gateway, ports = now, ()
+        if now is not None and not host.networks[now.network].internal:
+            ports = tuple(_publish(host, service, name, now, obj))
+    return (gateway.network if gateway else None), ports
+
+
+def _publish(
+    host: _Host, service: ComposeService, name: str, on: NetworkAttachment, obj: str
+) -> Iterator[PublishedPort]:
+    """ProgramExternalConnectivity: every `ports` item, to the address on `on`."""
+    for spec in service.ports:
+        for offset in range(spec.target[1] - spec.target[0] + 1):
+            host_port = _host_port(host, spec, offset, spec.loc, obj)
+            host.ports[(str(spec.host_ip or "0.0.0.0"), spec.protocol, host_port)] = (
+                name
+            )
+            yield PublishedPort(
+                spec.host_ip, host_port, spec.protocol, name, on.network, on.ip,
+                spec.target[0] + offset, spec.loc,
+            )  # fmt: skip
 
 
 def _host_port(host: _Host, spec: PortSpec, offset: int, loc: Loc, obj: str) -> int:
@@ -484,8 +532,15 @@ def _host_port(host: _Host, spec: PortSpec, offset: int, loc: Loc, obj: str) -> 
             raise TopologyError(why, loc, obj)
         return port
     first, last = spec.published or (EPHEMERAL_FIRST, EPHEMERAL_LAST)
-    for port in range(first, last + 1):
+    # portallocator `findPort`: from the port after the last one this range gave (per
+    # address, protocol and range; at first the range's end, so its first port), round
+    # the range: a released port is not given again before the others
+    key = (str(spec.host_ip or "0.0.0.0"), spec.protocol, first, last)
+    start = host.last.get(key, last)
+    for step in range(1, last - first + 2):
+        port = first + (start - first + step) % (last - first + 1)
         if host.bind(spec.host_ip, spec.protocol, port) is None:
+            host.last[key] = port
             return port
     ip = spec.host_ip or "0.0.0.0"
     raise TopologyError(

@@ -26,7 +26,7 @@ compose:
       web: {image: x, ports: ["8080:80", "127.0.0.1:9090:80"], networks: [front, back]}
       api: {image: x, expose: ["5000"], networks: {back: {aliases: [backend]}}}
       other: {image: x, expose: ["7000"], networks: [front]}
-      side: {image: x, network_mode: "service:web", expose: ["9901"]}
+      side: {image: x, network_mode: "service:web"}
       legacy: {image: x, network_mode: bridge, ports: ["8081:80"]}
     networks:
       front: {}
@@ -78,7 +78,8 @@ def test_the_devices_of_a_host(cluster: Cluster) -> None:
     }
     default = web.routes.lookup("192.0.2.10")
     assert default is not None
-    assert (default.oif, str(default.via)) == ("eth0", "172.18.0.1")
+    # the gateway endpoint: shop_back before shop_front by name (libnetwork epHeap)
+    assert (default.oif, str(default.via)) == ("eth1", "172.19.0.1")
     peer = web.interfaces["eth0"].peer
     assert peer is not None and peer[0] == "host-1"
     assert (
@@ -102,11 +103,12 @@ def test_a_published_port_is_dnated_and_keeps_the_client(sim: Simulator) -> None
     assert (
         "nat PREROUTING -m addrtype --dst-type LOCAL -j DOCKER; DOCKER ! -i br-" in text
     )
+    # published on the gateway endpoint's network, shop_back (172.19.0.0/16)
     assert (
-        "-p tcp --dport 8080 -j DNAT --to-destination 172.18.0.2:80 (shop-web-1)"
+        "-p tcp --dport 8080 -j DNAT --to-destination 172.19.0.2:80 (shop-web-1)"
         in text
     )
-    assert "DOCKER -d 172.18.0.2/32 ! -i br-" in text
+    assert "DOCKER -d 172.19.0.2/32 ! -i br-" in text
     deliver = next(h for h in t.hops if h.event == "deliver")
     assert deliver.packet is not None and deliver.packet.ip is not None
     assert deliver.packet.ip.src == "192.0.2.10"
@@ -123,7 +125,7 @@ def test_docker_proxy_connects_from_the_bridge(sim: Simulator) -> None:
     assert "docker-proxy -host-ip 127.0.0.1 -host-port 9090" in details(t)
     deliver = next(h for h in t.hops if h.event == "deliver")
     assert deliver.packet is not None and deliver.packet.ip is not None
-    assert deliver.packet.ip.src == "172.18.0.1"
+    assert deliver.packet.ip.src == "172.19.0.1"  # shop_back's gateway
 
 
 def test_isolation_between_networks_is_denied_naming_the_rule(

@@ -170,7 +170,7 @@ def test_shared_namespaces_host_and_none() -> None:
         project("""
 services:
   app: {image: x, expose: ["80"]}
-  side: {image: x, network_mode: "service:app", expose: ["9901"]}
+  side: {image: x, network_mode: "service:app"}
   more: {image: x, network_mode: "container:p-side-1"}
   h: {image: x, network_mode: host}
   n: {image: x, network_mode: none}
@@ -327,6 +327,30 @@ ERRORS = [
         "",
         "lab.yaml:8: service p/a: services.a.networks[0]: network 'front' is not"
         " declared in the top-level networks (declared: default)",
+    ),
+    (
+        "expose-in-another-namespace",
+        HEAD,
+        project(
+            'services: {a: {image: x}, b: {image: x, network_mode: "service:a",'
+            ' expose: ["9901"]}}'
+        ),
+        "",
+        "lab.yaml:8: service p/b: services.b.expose: conflicting options: port exposing"
+        " and the container type network mode (Docker Engine refuses expose with"
+        " network_mode service:a: the namespace is a's, declare the port there)",
+    ),
+    (
+        "ports-in-another-namespace",
+        HEAD,
+        project(
+            'services: {b: {image: x, network_mode: "container:web", ports: ["80:80"]}}'
+        ),
+        "",
+        "lab.yaml:8: service p/b: services.b.ports: conflicting options: port"
+        " publishing and the container type network mode (Docker Engine refuses ports"
+        " with network_mode container:web: the namespace is web's, declare the port"
+        " there)",
     ),
     (
         "ports-with-host-mode",
