@@ -42,7 +42,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv4Network
 
-from dataplane.conntrack import CtState
+from dataplane.conntrack import CtDir, CtState
 from dataplane.netfilter import (
     ACCEPT,
     PRIORITY_DSTNAT,
@@ -104,8 +104,12 @@ def _dnat(pkt: Packet, ctx: HookContext, chain: str) -> HookResult:
     if port is None:
         return ACCEPT
     net = host.network(port.network)
-    if ctx.in_if == net.bridge:  # hairpin: the userland proxy serves it
-        return _proxy(pkt, ctx, port, f"nat DOCKER -i {net.bridge} -j RETURN")
+    if ctx.in_if == net.bridge:  # hairpin: up to the host, where docker-proxy listens
+        return Accept(
+            f"nat {chain} -m addrtype --dst-type LOCAL -j DOCKER; DOCKER -i"
+            f" {net.bridge} -j RETURN: not DNATed, up to docker-proxy on"
+            f" {port.host_text}"
+        )
     where = f"-d {port.host_ip}/32 " if port.host_ip else ""
     return ctx.dnat(
         pkt,
@@ -133,6 +137,50 @@ def output(pkt: Packet, ctx: HookContext) -> HookResult:
     if port is None or (port.host_ip is not None and port.host_ip not in LOOPBACK_NET):
         return ACCEPT
     return _proxy(pkt, ctx, port, "nat OUTPUT ! -d 127.0.0.0/8: not DNATed")
+
+
+PROXY = "docker-proxy"
+_PROXIED = "docker-proxy connections"  # HookContext.memory: their conntrack tuples
+
+
+def proxy_in(pkt: Packet, ctx: HookContext) -> HookResult:
+    """docker-proxy's socket in the host, for what nat DOCKER returned (hairpin: a
+    container to a port published on its own bridge): it accepts the connection and
+    sends its own to the container from LOCAL_OUT (`Rewrite.sender`), so no frame is
+    bridged back onto the port it came from (`DOCKER -i BR -j RETURN`)."""
+    ip = pkt.ip
+    if ip is None or not ctx.is_new or ctx.ct is None:
+        return ACCEPT
+    host = _host(ctx)
+    port = _published(host, pkt)
+    if port is None or ctx.in_if != host.network(port.network).bridge:
+        return ACCEPT
+    done = _proxy(pkt, ctx, port, f"docker-proxy's socket {port.host_text} in the host")
+    ctx.memory.setdefault(_PROXIED, set()).add(ctx.ct.tuple_orig)
+    return Rewrite(done.packet, done.detail, done.diffs, xmit=True, sender=PROXY)
+
+
+def proxy_reply(pkt: Packet, ctx: HookContext) -> HookResult:
+    """The container's answer to docker-proxy's connection (`proxy_in`), its address
+    restored by conntrack: docker-proxy takes it and answers its client on the
+    client's connection, from LOCAL_OUT."""
+    ip = pkt.ip
+    ct = ctx.ct
+    if (
+        ip is None
+        or ct is None
+        or ctx.ct_dir is not CtDir.REPLY
+        or ct.tuple_orig not in ctx.memory.get(_PROXIED, ())
+        or ctx.netns.is_local(ip.dst)
+    ):
+        return ACCEPT
+    return Rewrite(
+        pkt,
+        f"{PROXY}: the answer on its own connection; it answers its client"
+        f" {ip.dst}:{pkt.dport} on the client's connection",
+        xmit=True,
+        sender=PROXY,
+    )
 
 
 def _proxy(pkt: Packet, ctx: HookContext, port: PublishedPort, why: str) -> Rewrite:
@@ -251,7 +299,10 @@ def _docker_chain(pkt: Packet, ctx: HookContext, net: DockerNetwork) -> HookResu
     )
 
 
-NAMES = ("docker-nat-prerouting", "docker-nat-output", "docker-filter", "docker-masq")
+NAMES = (
+    "docker-nat-prerouting", "docker-nat-output", "docker-filter", "docker-masq",
+    PROXY, "docker-proxy-reply",
+)  # fmt: skip
 
 
 def hooks(cluster: Cluster, ns: Netns) -> list[Hook]:
@@ -261,4 +312,7 @@ def hooks(cluster: Cluster, ns: Netns) -> list[Hook]:
         Hook(HookPoint.OUTPUT, PRIORITY_DSTNAT, NAMES[1], output),
         Hook(HookPoint.FORWARD, PRIORITY_FILTER, NAMES[2], forward),
         Hook(HookPoint.POSTROUTING, PRIORITY_SRCNAT, NAMES[3], postrouting),
+        Hook(HookPoint.INPUT, PRIORITY_FILTER, NAMES[4], proxy_in),
+        # after the connection's NAT has restored the reply's destination
+        Hook(HookPoint.PREROUTING, PRIORITY_DSTNAT + 1, NAMES[5], proxy_reply),
     ]

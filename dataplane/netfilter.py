@@ -96,6 +96,10 @@ class Rewrite:
     # connection is not confirmed here, and the packet is routed again and leaves by
     # LOCAL_OUT and POSTROUTING (`Stack.local_in`).
     xmit: bool = False
+    # With `xmit`: the program whose socket took the connection and sends the packet as
+    # its own (a userland proxy, docker-proxy: two connections in Linux, one rewritten
+    # here), so it leaves by LOCAL_OUT with no TTL decrement; "" for IPVS's forwarding.
+    sender: str = ""
 
 
 HookResult = Accept | Drop | Rewrite | Packet | None
@@ -132,6 +136,7 @@ class HookContext:
     # IPVS's round-robin position and persistence templates (dataplane.kubeproxy_ipvs).
     memory: dict[str, Any] = field(default_factory=dict)
     xmit: bool = False  # a hook stole the packet to send it on (`Rewrite.xmit`)
+    sender: str = ""  # and the program that sends it (`Rewrite.sender`)
 
     @property
     def node(self) -> str:

@@ -193,7 +193,7 @@ class Stack:
                     w.trace.endpoint = res.endpoint
                 pkt = res.packet
                 if res.xmit:
-                    ctx.xmit = True
+                    ctx.xmit, ctx.sender = True, res.sender
                     return pkt
             else:  # a hook returned a rewritten packet
                 w.record(
@@ -326,6 +326,8 @@ class Stack:
             out, ctx = self.hooks(ns, HookPoint.PREROUTING, whole, None, in_if=ifname)
             if out is None:
                 return []
+            if ctx is not None and ctx.xmit:  # a proxy's answer (`Rewrite.sender`)
+                return self.xmit_stolen(ns, out, ctx)
             dnat = (
                 out.ip is not None
                 and whole.ip is not None
@@ -881,8 +883,11 @@ class Stack:
         """A packet a LOCAL_IN hook rewrote and took (IPVS: ip_vs_nat_xmit): routed to its
         new destination, then ip_vs_nat_send_or_cont's `NF_HOOK(LOCAL_OUT)` and
         `dst_output()`, POSTROUTING included.  A packet leaving the host has its TTL
-        decremented (__ip_vs_get_out_rt -> decrement_ttl)."""
+        decremented (__ip_vs_get_out_rt -> decrement_ttl).  A proxy's packet
+        (`ctx.sender`) is its own socket's: routed and sent from LOCAL_OUT as any."""
         assert pkt.ip is not None
+        if ctx.sender:
+            return self.proxy_send(ns, pkt, ctx)
         route = ns.routes.lookup(pkt.ip.dst)
         if route is None or route.blackhole:
             self.w.record(
@@ -926,6 +931,27 @@ class Stack:
         if out is None:
             return []
         return self.ip_output(ns, out, route, ctx2, forwarded=True)
+
+    def proxy_send(self, ns: Netns, pkt: Packet, ctx: HookContext) -> list[Emission]:
+        """What a userland proxy sends on its own connection (`Rewrite.sender`): routed
+        as a local packet (ip_route_output), LOCAL_OUT, POSTROUTING."""
+        assert pkt.ip is not None
+        sender, ctx.xmit, ctx.sender = ctx.sender, False, ""
+        route = self.route_out(ns, pkt.ip.dst)
+        if route is None:
+            self.w.record(
+                ns, "", "route", f"{pkt.ip.dst}: no route ({sender})", pkt,
+                reason=DropReason.NO_ROUTE,
+            )  # fmt: skip
+            return []
+        self.w.record(
+            ns, "", "route", f"{pkt.ip.dst} {route_detail(route)} ({sender} sends it)",
+            pkt,
+        )  # fmt: skip
+        out, ctx2 = self.hooks(ns, HookPoint.OUTPUT, pkt, ctx, out_if=route.oif)
+        if out is None:
+            return []
+        return self.ip_output(ns, out, route, ctx2, forwarded=False)
 
     def defrag(self, ns: Netns, pkt: Packet) -> Packet | None:
         """Gather fragments; the whole datagram once the last piece is in (ip_defrag)."""

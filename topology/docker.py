@@ -240,6 +240,7 @@ class _Host:
         }  # fmt: skip
         self.used: dict[str, set[IPv4Address]] = {DEFAULT_BRIDGE: {gw}}
         self.containers: list[DockerContainer] = []
+        self.holders: dict[tuple[str, IPv4Address], str] = {}  # ipv4_address owners
         self.ports: dict[
             tuple[str, Protocol, int], str
         ] = {}  # (ip, proto, port) -> owner
@@ -294,8 +295,9 @@ class _Host:
         return net.name
 
     def address(
-        self, network: str, want: IPv4Address | None, loc: Loc, obj: str
-    ) -> IPv4Address:
+        self, network: str, want: IPv4Address | None, loc: Loc, obj: str,
+        holder: str = "",
+    ) -> IPv4Address:  # fmt: skip
         net = self.networks[network]
         used = self.used[network]
         if want is not None:
@@ -308,11 +310,17 @@ class _Host:
                     loc, obj,
                 )  # fmt: skip
             if want in used:
+                # libnetwork ipam RequestAddress: ipamapi.ErrIPAlreadyAllocated, which
+                # `docker start` of the second container reports
+                who = self.holders.get((network, want), "its gateway")
                 raise TopologyError(
-                    f"ipv4_address {want}: Address already in use on network {network}",
+                    f"ipv4_address {want}: Address already in use on network {network}"
+                    f" ({who} has it; Docker Engine refuses to start this container:"
+                    " `Error response from daemon: Address already in use`)",
                     loc, obj,
                 )  # fmt: skip
             used.add(want)
+            self.holders[(network, want)] = holder or obj
             return want
         for ip in net.subnet.hosts():
             if ip not in used:
@@ -381,7 +389,8 @@ def _project(host: _Host, project: ComposeProject) -> None:
         made = host.networks[names[a.network]]
         obj = f"service {project.project}/{s.name}"
         if made.user_defined and _configured(project, a.network):
-            host.address(made.name, a.ipv4_address, s.loc, obj)
+            first = s.container_name or f"{project.project}-{s.name}-1"
+            host.address(made.name, a.ipv4_address, s.loc, obj, f"container {first}")
         else:
             raise TopologyError(
                 f"networks.{a.network}.ipv4_address: user specified IP address is supported"
@@ -442,6 +451,8 @@ def _container(
             nets = [(names[a.network], a.ipv4_address, a.aliases) for a in wanted]
         for i, (net_name, ip, aliases) in enumerate(nets):
             net = host.networks[net_name]
+            if ip is not None and number > 1:  # a replica asks for its first's address
+                host.address(net_name, ip, service.loc, f"container {name}")
             addr = (
                 ip if ip is not None else host.address(net_name, None, service.loc, obj)
             )

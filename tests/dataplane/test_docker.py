@@ -238,3 +238,25 @@ def test_the_matrix_walks_every_pair_through_dockers_rules(sim: Simulator) -> No
     other = pods.index("host-1/shop-other-1")
     api = pods.index("host-1/shop-api-1")
     assert m.verdict(other, api) is Verdict.DENIED
+
+
+def test_a_container_reaches_its_own_published_port_through_docker_proxy(
+    sim: Simulator,
+) -> None:
+    """nat DOCKER returns the bridge's own traffic; docker-proxy in the host takes the
+    connection at INPUT and sends its own from LOCAL_OUT: no frame is bridged back
+    onto the port it came in on (hairpin is off), and the answer comes back the same
+    way, from the host's address."""
+    t = sim.probe("container/shop-web-1", "node/host-1", 8080)
+    assert t.verdict is Verdict.DELIVERED
+    text = details(t)
+    assert (
+        "DOCKER -i br-" in text and "-j RETURN: not DNATed, up to docker-proxy" in text
+    )
+    assert "(docker-proxy sends it)" in text
+    assert "hairpin is off" not in text
+    deliver = next(h for h in t.hops if h.event == "deliver")
+    assert deliver.packet is not None and deliver.packet.ip is not None
+    assert deliver.packet.ip.src == "172.19.0.1"  # shop_back's gateway
+    assert t.hops[-1].packet is not None and t.hops[-1].packet.ip is not None
+    assert (t.hops[-1].packet.ip.src, t.hops[-1].packet.sport) == ("10.100.0.2", 8080)

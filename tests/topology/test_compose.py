@@ -402,6 +402,45 @@ ERRORS = [
         " (10.8.0.0/24)",
     ),
     (
+        "duplicate-static-address",
+        HEAD,
+        project(
+            "services:\n"
+            "  a: {image: x, networks: {n: {ipv4_address: 10.8.0.5}}}\n"
+            "  b: {image: x, networks: {n: {ipv4_address: 10.8.0.5}}}\n"
+            "networks: {n: {ipam: {config: [{subnet: 10.8.0.0/24}]}}}"
+        ),
+        "",
+        "lab.yaml:10: service p/b: ipv4_address 10.8.0.5: Address already in use on"
+        " network p_n (container p-a-1 has it; Docker Engine refuses to start this"
+        " container: `Error response from daemon: Address already in use`)",
+    ),
+    (
+        "static-address-of-replicas",
+        HEAD,
+        project(
+            "services:\n"
+            "  a: {image: x, scale: 2, networks: {n: {ipv4_address: 10.8.0.5}}}\n"
+            "networks: {n: {ipam: {config: [{subnet: 10.8.0.0/24}]}}}"
+        ),
+        "",
+        "lab.yaml:9: container p-a-2: ipv4_address 10.8.0.5: Address already in use on"
+        " network p_n (container p-a-1 has it; Docker Engine refuses to start this"
+        " container: `Error response from daemon: Address already in use`)",
+    ),
+    (
+        "static-address-of-the-gateway",
+        HEAD,
+        project(
+            "services: {a: {image: x, networks: {n: {ipv4_address: 10.8.0.1}}}}\n"
+            "networks: {n: {ipam: {config: [{subnet: 10.8.0.0/24}]}}}"
+        ),
+        "",
+        "lab.yaml:8: service p/a: ipv4_address 10.8.0.1: Address already in use on"
+        " network p_n (its gateway has it; Docker Engine refuses to start this"
+        " container: `Error response from daemon: Address already in use`)",
+    ),
+    (
         "overlapping-subnet",
         HEAD,
         project(
