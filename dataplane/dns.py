@@ -354,5 +354,12 @@ def _resolved(
         what = "an address"
         ep = Endpoint(EndpointKind.IP, ip=IPv4Address(ip), text=text)
     note(trace, ns, "dns", f"{answer}: {dst.name} is {ip} ({what})")
-    note(trace, ns, PHASE, f"{CONNECT} {ip}, the first address of the answer")
+    which = "the first address of the answer"
+    if cluster.docker is not None and len(answer.answers) > 1:
+        # libnetwork resolver.go handleIPQuery: `shuffleAddr` (math/rand) on every answer
+        which += (
+            " (Docker Engine's embedded DNS shuffles the addresses of every answer, so"
+            " any may be first: here they are in creation order)"
+        )
+    note(trace, ns, PHASE, f"{CONNECT} {ip}, {which}")
     return ep

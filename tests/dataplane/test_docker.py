@@ -260,3 +260,17 @@ def test_a_container_reaches_its_own_published_port_through_docker_proxy(
     assert deliver.packet.ip.src == "172.19.0.1"  # shop_back's gateway
     assert t.hops[-1].packet is not None and t.hops[-1].packet.ip is not None
     assert (t.hops[-1].packet.ip.src, t.hops[-1].packet.sport) == ("10.100.0.2", 8080)
+
+
+def test_the_embedded_dns_answers_every_replica_and_says_docker_shuffles() -> None:
+    scenario, _ = load_scenario_text(
+        TEXT.replace(
+            "api: {image: x,", "api: {image: x, scale: 2,"
+        ),  # api-1, api-2 on back
+        "lab.yaml",
+    )
+    t = Simulator(scenario.cluster).probe("container/shop-web-1", "api", 5000)
+    assert t.verdict is Verdict.DELIVERED
+    text = details(t)
+    assert "DNS answer api. A 172.19.0.3 172.19.0.4: api is 172.19.0.3" in text
+    assert "embedded DNS shuffles the addresses of every answer" in text
