@@ -229,8 +229,9 @@ class DockerRuntime:
 class _Host:
     """A host being built: its networks, containers, addresses and host ports in use."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, notes: list[str]) -> None:
         self.name = name
+        self.notes = notes
         gw = DOCKER0_SUBNET.network_address + 1
         self.networks: dict[str, DockerNetwork] = {
             DEFAULT_BRIDGE: DockerNetwork(
@@ -342,10 +343,13 @@ class _Host:
 
 
 def build_runtime(
-    projects: tuple[ComposeProject, ...], hosts: tuple[str, ...]
+    projects: tuple[ComposeProject, ...],
+    hosts: tuple[str, ...],
+    notes: list[str] | None = None,
 ) -> DockerRuntime:
-    """The Docker model of every host (`hosts`, the nodes in order) from its projects."""
-    state = {h: _Host(h) for h in hosts}
+    """The Docker model of every host (`hosts`, the nodes in order) from its projects;
+    what Docker Engine would silently leave out is added to `notes` (warnings)."""
+    state = {h: _Host(h, [] if notes is None else notes) for h in hosts}
     for project in projects:
         _project(state[project.node], project)
     return DockerRuntime(
@@ -513,6 +517,13 @@ def _join(
         gateway, ports = now, ()
         if now is not None and not host.networks[now.network].internal:
             ports = tuple(_publish(host, service, name, now, obj))
+    if service.ports and gateway is not None and not ports:
+        why = (
+            f"{service.loc}: {obj}: ports are not published: every network of the"
+            " service is internal (libnetwork programs no external connectivity there)"
+        )
+        if why not in host.notes:
+            host.notes.append(why)
     return (gateway.network if gateway else None), ports
 
 
@@ -647,10 +658,13 @@ def pods_of(runtime: DockerRuntime, nodes: tuple[NodeSpec, ...]) -> dict[str, Po
 
 
 def docker_cluster(
-    config: ClusterConfig, projects: tuple[ComposeProject, ...]
+    config: ClusterConfig,
+    projects: tuple[ComposeProject, ...],
+    notes: list[str] | None = None,
 ) -> Cluster:
     """The cluster of a `runtime: docker` scenario: one namespace per host (no Kubernetes
-    object), one pod record per container namespace, and the Docker model."""
-    runtime = build_runtime(projects, tuple(n.name for n in config.nodes))
+    object), one pod record per container namespace, and the Docker model (its
+    warnings added to `notes`)."""
+    runtime = build_runtime(projects, tuple(n.name for n in config.nodes), notes)
     namespaces = {n.name: Namespace(n.name, {}, n.loc) for n in config.nodes}
     return Cluster(config, namespaces, pods_of(runtime, config.nodes), docker=runtime)

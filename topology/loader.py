@@ -231,7 +231,7 @@ class _ScenarioLoader:
                 model.compose, self.doc.lines, self.filename, self.files,
                 self.base_dir, config.nodes, self.notes,
             )  # fmt: skip
-            cluster, built = docker_cluster(config, projects), list[str]()
+            cluster, built = docker_cluster(config, projects, self.notes), list[str]()
         else:
             if model.compose:
                 raise self.fail(

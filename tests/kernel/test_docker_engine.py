@@ -277,6 +277,7 @@ compose:
     services:
       web: {image: nginx, ports: ["8080:80", "81/udp"], networks: [front, back]}
       lone: {image: x, expose: ["80"], networks: [side, front]}
+      vault: {image: x, ports: ["9090:90"], networks: [side]}
     networks:
       front: {}
       back: {}
@@ -292,10 +293,19 @@ def test_a_container_on_two_networks_publishes_where_docker_does() -> None:
     network that is not internal, then by name, so shop_back over shop_front: the
     default route and the published ports move there when back is connected, and the
     UDP port, released and allocated again, takes the allocator's next (32769).  A
-    container whose first network is internal is routed by its other network."""
-    v = Verifier(scenario(TWO_NETWORKS))
+    container whose first network is internal is routed by its other network; one on
+    an internal network only publishes nothing."""
+    loaded, warnings = load_scenario_text(TWO_NETWORKS, "two-networks.yaml")
+    # vault's networks are all internal: no port of it is published, on either side
+    assert warnings == [
+        "two-networks.yaml:13: service shop/vault: ports are not published: every"
+        " network of the service is internal (libnetwork programs no external"
+        " connectivity there)"
+    ]
+    v = Verifier(loaded)
     report = v.run()
     built = {p.name: (p.sim, p.kernel) for p in report.built}
+    assert not any("9090" in name for name in built)
     assert built["published 0.0.0.0:8080/tcp of host-1/shop-web-1"] == (
         "80/tcp on shop_back",
         "80/tcp on shop_back",

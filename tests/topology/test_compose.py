@@ -536,3 +536,18 @@ def test_an_ingress_port_mode_warns() -> None:
         "lab.yaml:8: service p/a: services.a.ports[0].mode: mode ingress is not"
         " modelled (published as host)"
     ]
+
+
+def test_ports_on_internal_networks_only_are_not_published_and_warn() -> None:
+    rt, warnings = load(
+        project(
+            'services: {a: {image: x, ports: ["8080:80"], networks: [n]}}\n'
+            "networks: {n: {internal: true}}"
+        )
+    )
+    (a,) = rt.hosts["host-1"].containers
+    assert (a.gateway, a.ports) == ("p_n", ())
+    assert warnings == [
+        "lab.yaml:8: service p/a: ports are not published: every network of the"
+        " service is internal (libnetwork programs no external connectivity there)"
+    ]
