@@ -32,10 +32,14 @@ filter:
 
 The userland proxy (`docker-proxy`, libnetwork portmapper) listens on every published host
 port; it carries what the NAT rules leave to it: connections to 127.0.0.1 from the host
-(`OUTPUT ! -d 127.0.0.0/8`) and a container's to a port its own bridge's container
-published on the host (hairpin: `DOCKER -i BR -j RETURN`).  It accepts the connection and opens
-its own to the container, from the bridge's address: Linux has two TCP connections there,
-the simulator one, rewritten at OUTPUT, and the trace says so.
+(`OUTPUT ! -d 127.0.0.0/8`) and a container's to a port its own bridge's container (or
+itself) published on the host (hairpin: `DOCKER -i BR -j RETURN`).  It accepts the
+connection and opens its own to the container, from the bridge's address: Linux has two
+TCP connections there, the simulator one, rewritten, and the trace says so: at OUTPUT
+for 127.0.0.1; for the hairpin at INPUT, where docker-proxy's socket takes it and sends
+its own from LOCAL_OUT (`proxy_in`), and the container's answer, its destination
+restored by conntrack at PREROUTING, is docker-proxy's too, which answers its client
+from LOCAL_OUT (`proxy_reply`): no frame goes back out of the bridge port it came in on.
 """
 
 from __future__ import annotations
