@@ -937,6 +937,7 @@ class Stack:
         as a local packet (ip_route_output), LOCAL_OUT, POSTROUTING."""
         assert pkt.ip is not None
         sender, ctx.xmit, ctx.sender = ctx.sender, False, ""
+        ctx.in_if = ctx.in_port = None  # a local packet: no input interface
         route = self.route_out(ns, pkt.ip.dst)
         if route is None:
             self.w.record(

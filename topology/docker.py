@@ -19,10 +19,14 @@ The rules, as moby and Compose apply them by default (named per rule below):
 - addresses per network from the first host after the gateway upward; `ipv4_address`s are
   reserved first (Docker would fail a later static address that a dynamic one took);
   MACs are `02:42` followed by the address (libnetwork `netutils.GenerateMACFromIP`);
-- `ports`: host ports as written, an omitted one the next free from 32768 upward (the
-  start of `ip_local_port_range`, libnetwork `portallocator`), per host, address and
-  protocol; a taken one is Docker's error `Bind for IP:PORT failed: port is already
-  allocated`;
+- the gateway endpoint of a container (its default route, and where its ports are
+  published) is that of its first network not internal by name, else of its first
+  internal one (libnetwork sandbox.go, `_gateway_endpoint`); the networks are joined in
+  the order written, and a join that moves the gateway republishes the ports (`_join`);
+- `ports`: host ports as written, an omitted one the port allocator's next from 32768
+  (the start of `ip_local_port_range`, libnetwork `portallocator`), per host, address
+  and protocol; a taken one is Docker's error `Bind for IP:PORT failed: port is already
+  allocated`; none on an internal network (a warning);
 - a container listens on its `expose` ports and its `ports` targets (an image's `EXPOSE` is
   not known here).
 """
@@ -186,7 +190,8 @@ class DockerContainer:
     ports: tuple[PublishedPort, ...]
     listens: tuple[tuple[int, Protocol], ...]
     loc: Loc
-    # the network of the gateway endpoint (`gateway_endpoint`): the default route's
+    # the network of the gateway endpoint (`_gateway_endpoint`): the default route's,
+    # where the ports are published (None: no network)
     gateway: str | None = None
 
 

@@ -506,3 +506,40 @@ def test_a_duplicate_ipv4_address_is_refused_as_docker_refuses_it(
     assert str(err.value).startswith("Docker Engine on host-1: docker start p-b-1: ")
     assert "Error response from daemon: Address already in use" in str(err.value)
     gone(v.live.run_id)
+
+
+def test_expose_in_another_containers_namespace_is_refused_as_docker_refuses_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The simulator refuses `expose` with `network_mode: service:` at load, in the
+    Engine's words; the Engine, given `--expose` on such a container, refuses it."""
+    refused_text = (
+        "conflicting options: port exposing and the container type network mode"
+    )
+    with pytest.raises(TopologyError) as refused:
+        load_scenario_text(
+            LOCAL.replace(
+                'side: {image: x, network_mode: "service:web"}',
+                'side: {image: x, network_mode: "service:web", expose: ["9901"]}',
+            ),
+            "local.yaml",
+        )
+    assert refused_text in str(refused.value)
+    real = docker_engine.plan_project
+
+    def exposed(project: ComposeProject) -> tuple[list[list[str]], list[str]]:
+        commands, names = real(project)
+        return [
+            [*argv[:-3], "--expose", "9901/tcp", *argv[-3:]]
+            if argv[:3] == ["create", "--name", "p-side-1"]
+            else argv
+            for argv in commands
+        ], names
+
+    monkeypatch.setattr(docker_engine, "plan_project", exposed)
+    v = Verifier(scenario(LOCAL))
+    with pytest.raises(docker_engine.EngineError) as err:
+        v.run()
+    assert str(err.value).startswith("Docker Engine on host-1: docker create ")
+    assert refused_text in str(err.value)
+    gone(v.live.run_id)
