@@ -3,6 +3,8 @@ the walks through Docker's iptables (dataplane/docker_iptables.py) and embedded 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from dataplane.fabric import build_fabric
@@ -274,3 +276,22 @@ def test_the_embedded_dns_answers_every_replica_and_says_docker_shuffles() -> No
     text = details(t)
     assert "DNS answer api. A 172.19.0.3 172.19.0.4: api is 172.19.0.3" in text
     assert "embedded DNS shuffles the addresses of every answer" in text
+
+
+def test_expose_in_another_namespace_is_an_input_error_exit_2(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from dataplane import commands
+    from dataplane.cli import app
+
+    commands.load()
+    path = tmp_path / "bad.yaml"
+    path.write_text(TEXT.replace('"service:web"}', '"service:web", expose: ["9901"]}'))
+    r = CliRunner().invoke(app, ["run", str(path)])
+    assert r.exit_code == 2
+    assert r.stderr == (
+        f"error: {path}:13: service shop/side: services.side.expose: conflicting"
+        " options: port exposing and the container type network mode (Docker Engine"
+        " refuses expose with network_mode service:web: the namespace is web's,"
+        " declare the port there)\n"
+    )
