@@ -35,7 +35,8 @@ from dataplane.packet import IP, IPPROTO_UDP, UDP, Packet
 from dataplane.sockets import APPS
 from dataplane.trace import DropReason, Hop, Trace, Verdict
 from dataplane.walker import Client, WalkState
-from topology.docker import EMBEDDED_DNS, serves_dns
+from topology.docker import EMBEDDED_DNS
+from topology.dockercluster import serves_dns
 from topology.endpoint import Endpoint, EndpointKind, pod_text
 from topology.errors import TopologyError
 from topology.ipam import dns_ip

@@ -23,7 +23,7 @@ from topology.change import build_cluster, parse_ref
 from topology.composefile import load_compose
 from topology.config import cluster_config
 from topology.diagnostic import to_topology_error
-from topology.docker import docker_cluster
+from topology.dockercluster import docker_cluster
 from topology.errors import TopologyError
 from topology.fields import describe
 from topology.include import FileReader, SourceFile, read_scenario_file

@@ -32,7 +32,8 @@ from dataplane.cni.common import (
 )
 from dataplane.netns import Interface, Kind, Netns
 from dataplane.routing import Route
-from topology.docker import EMBEDDED_DNS, EMBEDDED_DNS_OWNER, DockerRuntime, serves_dns
+from topology.docker import EMBEDDED_DNS, EMBEDDED_DNS_OWNER, DockerRuntime
+from topology.dockercluster import serves_dns
 from topology.model import NodeSpec, Pod, Protocol
 from topology.runtime import Runtime
 
