@@ -30,7 +30,8 @@ Where: filter FORWARD, priority 0, of the node the pod runs on, in two base chai
 ingress): the egress of the source pod, the ingress of the destination pod (br_netfilter
 brings bridged same-node traffic here too); and filter INPUT for a local pod's traffic to
 its own node, where NetworkPolicy always admits but an admin or baseline rule decides (as
-the simulator's `dataplane.netpol_hook.egress_to_host`).  Conntrack first: a packet of a
+the simulator's `dataplane.netpol_hook.egress_to_host`; on Calico the pod's whole egress
+policy, as Felix's `cali-wl-to-host` runs it).  Conntrack first: a packet of a
 known connection (ESTABLISHED, or an ICMP error RELATED to one) is accepted before any
 policy, so replies pass.  Only the first packet of a connection is judged, after
 kube-proxy's DNAT.
@@ -81,6 +82,7 @@ from topology.model import (
     AdminPeer,
     AdminPolicy,
     Cluster,
+    Cni,
     NetworkPolicy,
     Pod,
     PolicyPeer,
@@ -415,14 +417,21 @@ def add_policy_rules(rs: Ruleset, cluster: Cluster, node_ns: Netns) -> None:
                 comment=f"{direction}: NetworkPolicy where it isolates a pod of "
                 f"{node}, else the Baseline tier",
             )
-        if egress and (admin or baseline):
-            # A pod's traffic to its own node (INPUT): NetworkPolicy admits it, the
-            # tiers may not (upstream's *EgressNodePeers conformance tests).
+        # A pod's traffic to its own node (INPUT): NetworkPolicy admits the node, the
+        # tiers may not (upstream's *EgressNodePeers conformance tests).  Calico runs the
+        # pod's whole egress policy there (Felix's `cali-wl-to-host` jumps to its
+        # `cali-fw-` chain: felix/rules/static.go; `dataplane.netpol_hook.endpoint_hooks`).
+        calico = cluster.config.cni is Cni.CALICO
+        after = stage if calico else baseline
+        if egress and (admin or after):
             _base(rs, "netpol-host", "input")
-            for jumps, what in ((admin, "Admin"), (baseline, "Baseline")):
+            then = (
+                "NetworkPolicy or the Baseline tier" if calico else "the Baseline tier"
+            )
+            for jumps, what in ((admin, "the Admin tier"), (after, then)):
                 if jumps:
                     rs.add(
                         "netpol-host",
                         verdict_map(key, jumps),
-                        comment=f"to {node} itself: the {what} tier of its pods",
+                        comment=f"egress to {node} itself: {what}",
                     )
