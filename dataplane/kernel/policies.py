@@ -301,8 +301,13 @@ def _admin_peer(cluster: Cluster, peer: AdminPeer, side: str) -> PeerMatch | Non
     return _pod_addresses(pods, side), pods
 
 
+# The peers compiled so far in one `add_policy_rules` (a peer does not depend on the pod
+# it is a peer of): by the peer's identity and side.
+PeerMemo = dict[tuple[int, str], PeerMatch | None]
+
+
 def _tier_chain(
-    rs: Ruleset, cluster: Cluster, tier: Tier, pod: Pod, egress: bool
+    rs: Ruleset, cluster: Cluster, tier: Tier, pod: Pod, egress: bool, memo: PeerMemo
 ) -> str | None:
     """The chain of `pod`'s rules of `tier` for one direction, in evaluation order;
     None: no rule of the tier can match here."""
@@ -311,11 +316,13 @@ def _tier_chain(
     rules: list[tuple[list[Expr], Expr, str]] = []
     for pol in subjects(cluster, tier, pod, egress):
         for ri, rule in enumerate(pol.egress if egress else pol.ingress):
-            peers = [
-                found
-                for peer in rule.peers
-                if (found := _admin_peer(cluster, peer, side)) is not None
-            ]
+            peers: list[PeerMatch] = []
+            for peer in rule.peers:
+                key = (id(peer), side)
+                if key not in memo:
+                    memo[key] = _admin_peer(cluster, peer, side)
+                if (found := memo[key]) is not None:
+                    peers.append(found)
             name = f" {rule.name!r}" if rule.name else ""
             comment = (
                 f"{pol.short} {direction} rule {ri}{name}: "
@@ -383,6 +390,7 @@ def add_policy_rules(rs: Ruleset, cluster: Cluster, node_ns: Netns) -> None:
     mine = node_ns.addresses()
     local = [p for p in policy_pods(cluster) if p.node == node_ns.node]
     node = node_ns.node
+    memo: PeerMemo = {}
     for egress, policy_type in ((True, EGRESS), (False, INGRESS)):
         direction = "egress" if egress else "ingress"
         base = f"netpol-{direction}"
@@ -392,14 +400,16 @@ def add_policy_rules(rs: Ruleset, cluster: Cluster, node_ns: Netns) -> None:
         baseline: Jumps = []
         for pod in local:
             ip = str(pod.ip)
-            if (chain := _tier_chain(rs, cluster, Tier.ADMIN, pod, egress)) is not None:
+            if (
+                chain := _tier_chain(rs, cluster, Tier.ADMIN, pod, egress, memo)
+            ) is not None:
                 admin.append((ip, jump(chain)))
             pols = isolating(cluster, pod, policy_type)
             if pols:
                 chain = _netpol_chain(rs, cluster, pod, pols, egress, mine)
                 stage.append((ip, jump(chain)))
             elif (
-                chain := _tier_chain(rs, cluster, Tier.BASELINE, pod, egress)
+                chain := _tier_chain(rs, cluster, Tier.BASELINE, pod, egress, memo)
             ) is not None:
                 stage.append((ip, jump(chain)))
                 baseline.append((ip, jump(chain)))
