@@ -108,6 +108,11 @@ class Hook:
     priority: int
     name: str
     fn: HookFn
+    # A hook of the `nat` table, or one whose rules all match `--ctstate NEW`: only the
+    # first packet of a connection traverses it ("This table is consulted when a packet
+    # that creates a new connection is encountered", iptables(8); later packets get the
+    # connection's NAT from conntrack), so the chain of a known connection leaves it out.
+    new_only: bool = False
 
 
 @dataclass(slots=True)
@@ -215,16 +220,26 @@ class Chain:
     after: tuple[Hook, ...]
     nat: bool
 
+    def known(self) -> Chain:
+        """The chain a packet of a known connection traverses: without `new_only` hooks."""
+        return Chain(
+            tuple(h for h in self.before if not h.new_only),
+            tuple(h for h in self.after if not h.new_only),
+            self.nat,
+        )
+
 
 @dataclass(slots=True)
 class Netfilter:
     """The hooks of one namespace, kept sorted by priority per point, and compiled into
-    a `Chain` per point whenever they change (never per packet)."""
+    a `Chain` per point whenever they change (never per packet): `compiled` for the first
+    packet of a connection, `known` for the later ones (`Hook.new_only`)."""
 
     hooks: dict[HookPoint, list[Hook]] = field(
         default_factory=lambda: {p: [] for p in HookPoint}
     )
     compiled: dict[HookPoint, Chain] = field(default_factory=dict)
+    known: dict[HookPoint, Chain] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.compile()
@@ -246,10 +261,12 @@ class Netfilter:
         for point, hooks in self.hooks.items():
             prio = NAT_PRIORITY[point]
             if prio is None:
-                self.compiled[point] = Chain(tuple(hooks), (), False)
-                continue
-            before = tuple(h for h in hooks if h.priority <= prio)
-            self.compiled[point] = Chain(before, tuple(hooks[len(before) :]), True)
+                chain = Chain(tuple(hooks), (), False)
+            else:
+                before = tuple(h for h in hooks if h.priority <= prio)
+                chain = Chain(before, tuple(hooks[len(before) :]), True)
+            self.compiled[point] = chain
+            self.known[point] = chain.known()
 
     def chain(self, point: HookPoint) -> list[Hook]:
         return self.hooks[point]

@@ -24,7 +24,7 @@ from dataplane.addrtype import (
     multicast_mac,
     taken_locally,
 )
-from dataplane.conntrack import CtDir, CtState, show_tuple
+from dataplane.conntrack import CtDir, CtState
 from dataplane.emission import Bridged, Emission, Out, Xmit
 from dataplane.flowhash import flow_of
 from dataplane.icmp_limit import (
@@ -123,7 +123,9 @@ class Stack:
         dst_nat = point is HookPoint.PREROUTING or point is HookPoint.OUTPUT
         if dst_nat and ctx.ct is None:
             self.track(ns, pkt, ctx)
-        chain = nf.compiled[point]
+        ct = ctx.ct
+        new = ctx.ct_state is CtState.NEW and (ct is None or not ct.confirmed)
+        chain = (nf.compiled if new else nf.known)[point]  # `HookContext.is_new`
         out = self.run_chain(ns, point, chain.before, pkt, ctx) if chain.before else pkt
         if out is None or ctx.xmit:
             return out, ctx  # dropped, or stolen by a hook (`Rewrite.xmit`)
@@ -215,11 +217,9 @@ class Stack:
         entry, d, state = table.lookup_looped(pkt) if looped else table.lookup(pkt)
         ctx.ct, ctx.ct_dir, ctx.ct_state = entry, d, state
         if state is CtState.NEW:
-            detail = f"NEW {show_tuple(entry.tuple_orig)}"
+            detail = f"NEW {entry.orig_text()}"
         else:
-            detail = (
-                f"{state.value} ({d.value} direction of {show_tuple(entry.tuple_orig)})"
-            )
+            detail = f"{state.value} ({d.value} direction of {entry.orig_text()})"
         self.w.record(ns, "", "conntrack", detail, pkt)
 
     def conntrack_nat(
