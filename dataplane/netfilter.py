@@ -24,7 +24,7 @@ NEW connections, as in Linux.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -214,18 +214,23 @@ NAT_PRIORITY: dict[HookPoint, int | None] = {
 @dataclass(frozen=True, slots=True)
 class Chain:
     """One point's hooks compiled for the walk: those that run before the connection's NAT
-    and those after (`nat` False: the point has no NAT step)."""
+    and those after (`nat` False: the point has no NAT step); `dst_nat`: the point looks
+    the connection up and its NAT rewrites the destination (PREROUTING, OUTPUT);
+    `confirms`: a new connection is confirmed as it leaves (INPUT, POSTROUTING:
+    nf_conntrack_confirm)."""
 
     before: tuple[Hook, ...]
     after: tuple[Hook, ...]
     nat: bool
+    dst_nat: bool = False
+    confirms: bool = False
 
     def known(self) -> Chain:
         """The chain a packet of a known connection traverses: without `new_only` hooks."""
-        return Chain(
-            tuple(h for h in self.before if not h.new_only),
-            tuple(h for h in self.after if not h.new_only),
-            self.nat,
+        return replace(
+            self,
+            before=tuple(h for h in self.before if not h.new_only),
+            after=tuple(h for h in self.after if not h.new_only),
         )
 
 
@@ -260,11 +265,14 @@ class Netfilter:
     def compile(self) -> None:
         for point, hooks in self.hooks.items():
             prio = NAT_PRIORITY[point]
+            dst_nat = point in (HookPoint.PREROUTING, HookPoint.OUTPUT)
+            confirms = point in (HookPoint.INPUT, HookPoint.POSTROUTING)
             if prio is None:
-                chain = Chain(tuple(hooks), (), False)
+                chain = Chain(tuple(hooks), (), False, dst_nat, confirms)
             else:
                 before = tuple(h for h in hooks if h.priority <= prio)
-                chain = Chain(before, tuple(hooks[len(before) :]), True)
+                after = tuple(hooks[len(before) :])
+                chain = Chain(before, after, True, dst_nat, confirms)
             self.compiled[point] = chain
             self.known[point] = chain.known()
 

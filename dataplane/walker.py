@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any
 
+from dataplane import ipip
 from dataplane.affinity import AffinityTable
 from dataplane.bridge import Bridges
 from dataplane.conntrack import Conntrack
@@ -317,8 +318,6 @@ class Walker:
             self.wire(ns, iface.ifname, pkt)  # the inner frame, before encapsulation
             emit(encapsulate(self, ns, iface, pkt))
         elif kind is Kind.IPIP:
-            from dataplane import ipip
-
             self.wire(ns, iface.ifname, pkt)  # the inner packet, before encapsulation
             emit(ipip.encapsulate(self, ns, iface, pkt))
         elif kind is Kind.ETH:
