@@ -91,3 +91,19 @@ def test_every_command_is_in_the_registry_in_help_order() -> None:
 
 def test_dataplane_init_offers_every_network_mode_of_the_schema() -> None:
     assert get_args(schema.NetworkName) == tuple(m.value for m in NetworkMode)
+
+
+def test_the_workers_of_jobs_import_nothing_their_parent_did_not() -> None:
+    """`dataplane test -j N` forks its workers after `suite.preload()`: running every
+    shipped scenario after it imports no further module of the project or of scapy (each
+    worker would import it again)."""
+    preload = "from dataplane.suite import discover, preload, run_file\npreload()\n"
+    after = imported(
+        preload + "from pathlib import Path\n"
+        "runs = [run_file(f) for f in discover([Path('scenarios')])]\n"
+        "assert runs and all(r.error is None for r in runs)"
+    )
+    new = after - imported(preload)
+    assert {
+        m for m in new if m.split(".")[0] in ("dataplane", "topology", "scapy")
+    } == set()
