@@ -76,6 +76,9 @@ def discover(paths: Iterable[Path]) -> list[Path]:
 
 def preload() -> None:
     """Import `PRELOAD`: what a run would import on demand."""
+    from dataplane.packet import scapy_ready
+
+    scapy_ready()
     for name in PRELOAD:
         importlib.import_module(name)
 
