@@ -312,11 +312,15 @@ NAMES = (
 def hooks(cluster: Cluster, ns: Netns) -> list[Hook]:
     """The Docker host's iptables, as hooks of its namespace."""
     return [
-        Hook(HookPoint.PREROUTING, PRIORITY_DSTNAT, NAMES[0], prerouting),
-        Hook(HookPoint.OUTPUT, PRIORITY_DSTNAT, NAMES[1], output),
+        Hook(
+            HookPoint.PREROUTING, PRIORITY_DSTNAT, NAMES[0], prerouting, new_only=True
+        ),
+        Hook(HookPoint.OUTPUT, PRIORITY_DSTNAT, NAMES[1], output, new_only=True),
         Hook(HookPoint.FORWARD, PRIORITY_FILTER, NAMES[2], forward),
-        Hook(HookPoint.POSTROUTING, PRIORITY_SRCNAT, NAMES[3], postrouting),
-        Hook(HookPoint.INPUT, PRIORITY_FILTER, NAMES[4], proxy_in),
-        # after the connection's NAT has restored the reply's destination
+        Hook(
+            HookPoint.POSTROUTING, PRIORITY_SRCNAT, NAMES[3], postrouting, new_only=True
+        ),
+        Hook(HookPoint.INPUT, PRIORITY_FILTER, NAMES[4], proxy_in, new_only=True),
+        # after the connection's NAT has restored the reply's destination: the replies
         Hook(HookPoint.PREROUTING, PRIORITY_DSTNAT + 1, NAMES[5], proxy_reply),
     ]
