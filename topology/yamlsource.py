@@ -92,8 +92,8 @@ class _EventLoader(_Loader):
             tree = LineTree(line)
             try:
                 value = self.value(first, tree, 0)
-            except (TopologyError, yaml.MarkedYAMLError):
-                self.skip()  # a syntax error further on comes first
+            except (TopologyError, yaml.constructor.ConstructorError):
+                self.skip()  # a building error: a syntax error further on comes first
                 raise
             self.get_event()  # DOCUMENT-END
             docs.append(Document(value, tree, Loc(self.filename, line)))
@@ -102,7 +102,10 @@ class _EventLoader(_Loader):
     def skip(self) -> None:
         """Read the rest of the document (its syntax errors and undefined aliases)."""
         while not self.check_event(yaml.DocumentEndEvent):
-            self.alias(self.get_event())
+            event = self.get_event()
+            if event is None:  # pragma: no cover - libyaml ends every document
+                return
+            self.alias(event)
 
     def alias(self, event: Any) -> None:
         if type(event) is yaml.AliasEvent:  # no anchor: libyaml's error, in its words
