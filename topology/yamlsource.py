@@ -1,8 +1,9 @@
 """YAML loading that remembers where every value was written.
 
-PyYAML's composer already knows the line of every node; the constructor throws it away.
-`load_documents` composes each document, builds plain Python data from the nodes and, beside
-it, a `LineTree` holding the line of every key and every list item, so that any field path
+libyaml's events and PyYAML's nodes know the line of every value; the constructor throws it
+away.  `load_documents` builds plain Python data from the events (or, for a text with anchors
+or merge keys, from the composed nodes) and, beside it, a `LineTree` holding the line of
+every key and every list item, so that any field path
 (`spec.ports[0].port`) can be turned back into `file:line` for an error message.  Duplicate
 keys are an error (as in the API server's strict decoding); merge keys (`<<`) and anchors work
 (a key written beside `<<` overrides the merged one, as the YAML merge-key spec says).
