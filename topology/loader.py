@@ -37,6 +37,7 @@ from topology.manifest import (
     without_refs,
 )
 from topology.model import Loc, NodeSpec, Protocol
+from topology.nogc import no_gc
 from topology.normalize import NAMESPACE_NAME_LABEL
 from topology.runtime import Runtime
 from topology.scenario import (
@@ -111,7 +112,22 @@ def load_scenario_text(
     strict: bool = False,
 ) -> tuple[Scenario, list[str]]:
     """Load a scenario from text; `{file: ...}` and pcap paths are relative to `base_dir`,
-    and `{file: ...}` must stay inside it."""
+    and `{file: ...}` must stay inside it.  Without the cyclic GC (`topology.nogc`)."""
+    with no_gc():
+        return _load_scenario_text(
+            text, filename, base_dir, path=path, manifests=manifests, strict=strict
+        )
+
+
+def _load_scenario_text(
+    text: str,
+    filename: str,
+    base_dir: str | os.PathLike[str] | None,
+    *,
+    path: Path | None,
+    manifests: Sequence[str | os.PathLike[str]],
+    strict: bool,
+) -> tuple[Scenario, list[str]]:
     docs = load_documents(text, filename)
     if not docs or docs[0].data is None:
         raise TopologyError("the scenario file is empty", Loc(filename, 1))
