@@ -15,7 +15,8 @@ nat:
   container's own bridge; hairpin NAT is off)
 
 filter:
-- `FORWARD -j DOCKER-USER` (empty: `-j RETURN`)
+- `FORWARD -j DOCKER-USER`: the user's rules (`cluster.nodes[].dockerUser`,
+  `dataplane.docker_user`), then the Engine's `-j RETURN`
 - `FORWARD -j DOCKER-ISOLATION-STAGE-1`
 - `FORWARD -o BR -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`
 - `FORWARD -o BR -j DOCKER`
@@ -38,8 +39,10 @@ the simulator one, rewritten at OUTPUT, and the trace says so.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network
 
+from dataplane import docker_user
 from dataplane.conntrack import CtState
 from dataplane.netfilter import (
     ACCEPT,
@@ -178,14 +181,31 @@ def _deny(rule: str, why: str) -> Drop:
 
 
 def forward(pkt: Packet, ctx: HookContext) -> HookResult:
-    """filter FORWARD as Docker builds it (the module docstring), first match wins."""
+    """filter FORWARD as Docker builds it (the module docstring), first match wins:
+    `-j DOCKER-USER` first (the user's rules, `dataplane.docker_user`), then Docker's."""
     ip = pkt.ip
     if ip is None:
         return ACCEPT
-    bridges = _bridges(_host(ctx))
+    host = _host(ctx)
+    user = docker_user.walk(host.user_rules, pkt, ctx)
+    if isinstance(user, (Accept, Drop)):
+        return user
+    done = _docker_forward(pkt, ctx, host)
+    if user is None:  # an empty DOCKER-USER: not worth a word
+        return done
+    if isinstance(done, Drop):
+        return replace(done, reason=f"{user}; {done.reason}")
+    return Accept(f"{user}; {done.detail}", done.policy)
+
+
+def _docker_forward(pkt: Packet, ctx: HookContext, host: DockerHost) -> Accept | Drop:
+    """Docker's own FORWARD rules after DOCKER-USER returned."""
+    ip = pkt.ip
+    assert ip is not None
+    bridges = _bridges(host)
     i, o = ctx.in_if, ctx.out_if
     into, out_of = bridges.get(o or ""), bridges.get(i or "")
-    # DOCKER-USER: empty (-j RETURN).  DOCKER-ISOLATION-STAGE-1:
+    # DOCKER-ISOLATION-STAGE-1:
     if (
         out_of is not None
         and out_of.internal
@@ -223,7 +243,7 @@ def forward(pkt: Packet, ctx: HookContext) -> HookResult:
     return _deny("FORWARD policy DROP", "no Docker rule accepts it")
 
 
-def _docker_chain(pkt: Packet, ctx: HookContext, net: DockerNetwork) -> HookResult:
+def _docker_chain(pkt: Packet, ctx: HookContext, net: DockerNetwork) -> Accept | Drop:
     """filter DOCKER: accept a published port of a container on `net`, else fall back
     to the FORWARD policy."""
     ip = pkt.ip

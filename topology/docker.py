@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
 from topology.compose import ComposeNetwork, ComposeProject, ComposeService, PortSpec
+from topology.dockeruser import UserRule
 from topology.errors import TopologyError
 from topology.model import (
     BUILTIN,
@@ -195,6 +196,8 @@ class DockerHost:
     name: str
     networks: tuple[DockerNetwork, ...]
     containers: tuple[DockerContainer, ...]
+    # the user's filter DOCKER-USER chain in order (`cluster.nodes[].dockerUser`)
+    user_rules: tuple[UserRule, ...] = ()
 
     def network(self, name: str) -> DockerNetwork:
         return next(n for n in self.networks if n.name == name)
@@ -330,16 +333,22 @@ class _Host:
 
 
 def build_runtime(
-    projects: tuple[ComposeProject, ...], hosts: tuple[str, ...]
+    projects: tuple[ComposeProject, ...],
+    hosts: tuple[str, ...],
+    user_rules: Mapping[str, tuple[UserRule, ...]] | None = None,
 ) -> DockerRuntime:
-    """The Docker model of every host (`hosts`, the nodes in order) from its projects."""
+    """The Docker model of every host (`hosts`, the nodes in order) from its projects,
+    with each host's DOCKER-USER rules (`user_rules`, by host)."""
     state = {h: _Host(h) for h in hosts}
     for project in projects:
         _project(state[project.node], project)
+    rules = user_rules or {}
     return DockerRuntime(
         projects,
         {
-            h: DockerHost(h, tuple(s.networks.values()), tuple(s.containers))
+            h: DockerHost(
+                h, tuple(s.networks.values()), tuple(s.containers), rules.get(h, ())
+            )
             for h, s in state.items()
         },
     )
@@ -585,6 +594,10 @@ def docker_cluster(
 ) -> Cluster:
     """The cluster of a `runtime: docker` scenario: one namespace per host (no Kubernetes
     object), one pod record per container namespace, and the Docker model."""
-    runtime = build_runtime(projects, tuple(n.name for n in config.nodes))
+    runtime = build_runtime(
+        projects,
+        tuple(n.name for n in config.nodes),
+        {n.name: n.docker_user for n in config.nodes},
+    )
     namespaces = {n.name: Namespace(n.name, {}, n.loc) for n in config.nodes}
     return Cluster(config, namespaces, pods_of(runtime, config.nodes), docker=runtime)
