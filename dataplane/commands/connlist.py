@@ -53,7 +53,7 @@ def _version(path: Path) -> Scenario:
             f"{path}: this folder holds scenario files; diff compares two scenario "
             "files, or two folders of manifests (no scenario file in them)"
         )
-    scenario, warnings = load(path)
+    scenario, warnings = load(path, command="diff")
     warn(warnings)
     found: Scenario = scenario
     return found
@@ -112,7 +112,7 @@ def connlist(
         conns = []
         names: set[str] = set()
         for f in files:
-            scenario, warnings = load(f)
+            scenario, warnings = load(f, command="connlist")
             warn(warnings)
             found = find(Simulator(scenario.cluster), by)
             names |= {

@@ -217,7 +217,7 @@ def explain(
 
     with input_errors(debug):
         fmt = out_fmt.choose("explain", output)
-        scenario, warnings = load(file)
+        scenario, warnings = load(file, command="explain")
         warn(warnings)
         proto = parse_protocol(protocol)
         p = parse_port(port, proto)

@@ -40,7 +40,7 @@ def exposure(
         files = scenario_files(paths, manifest_folders=True)
         found = []
         for f in files:
-            scenario, warnings = load(f)
+            scenario, warnings = load(f, command="exposure")
             warn(warnings)
             found.append((f, find(scenario.cluster)))
     if output in out_fmt.DOCUMENTS:

@@ -64,7 +64,7 @@ def lint(
         files = scenario_files(paths, manifest_folders=True)
         findings: list[Finding] = []
         for f in files:
-            scenario, warnings = load(f)
+            scenario, warnings = load(f, command="lint")
             warn(warnings)
             findings += find(scenario.cluster)
     if output == "sarif":

@@ -10,7 +10,8 @@ read-back and teardown, with three differences:
 - the containers' namespaces are the Engine's (named `<run id>-pod-<host>.<name>` with
   `netns.adopt`), mapped to the simulator's container namespaces by host and container
   name; a container of the model that the Engine did not make is an error;
-- no rule is loaded by the project: every iptables rule is dockerd's.
+- no rule is loaded by the project: every iptables rule is dockerd's, but the
+  scenario's `dockerUser` rules, which go into dockerd's `DOCKER-USER` chain.
 Its `close()` kills every process of the run (`dataplane.kernel.leftovers`: dockerd,
 containerd, the shims, docker-proxy, the containers) and removes its state directory and
 cgroups before the namespaces go.
@@ -92,6 +93,7 @@ class DockerLive(LiveCluster):
         )
         self.engine.start(hosts)
         self.engine.build(runtime.projects)
+        self.engine.user_rules(runtime.hosts)
         self.seen = self.engine.inspect()
         self.built = built_parts(runtime, self.seen)
         self._adopt(hosts)
@@ -145,7 +147,8 @@ class DockerLive(LiveCluster):
             self.kc.ipr[name] = Netlink()  # its learnt ARP entries are forgotten too
 
     def load_rules(self) -> None:
-        """Nothing: every rule of a Docker host is dockerd's own."""
+        """Nothing: every rule of a Docker host is dockerd's own (the `dockerUser` ones
+        are inserted once, when the Engine has made the projects)."""
 
     def close(self) -> None:
         """Kill every process of the run and remove its state, then the namespaces."""

@@ -1,0 +1,61 @@
+"""`verify` on `runtime: docker`, the parts the user adds to what Docker Engine makes:
+the `dockerUser` rules inserted into the Engine's DOCKER-USER chain, and probes by
+DNS name answered by the Engine's embedded DNS (127.0.0.11), compared by answer set.
+
+As tests/kernel/test_docker_engine.py: CI installs docker.io and busybox-static, so a
+missing Engine fails there; elsewhere these tests skip, saying why."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from dataplane.kernel import docker_engine
+from dataplane.kernel.report import AGREE, Report
+from dataplane.kernel.verify import Verifier
+from tests.kernel.test_docker_engine import gone
+from topology.loader import load_scenario, load_scenario_text
+from topology.scenario import Verdict
+
+pytestmark = pytest.mark.kernel
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+@pytest.fixture(scope="module", autouse=True)
+def engine() -> None:
+    why = docker_engine.reason_not_to_run()
+    if why is None:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"CI installs Docker Engine, but: {why}")
+    pytest.skip(f"no Docker Engine here: {why}")
+
+
+def agreed(report: Report) -> None:
+    assert [r.status for r in report.rows] == [AGREE] * len(report.rows), [
+        (r.title, r.sim, r.kernel.verdict, r.kernel.detail, r.differs())
+        for r in report.rows
+    ]
+
+
+def test_the_docker_user_rules_agree_with_the_engines_chain() -> None:
+    scenario, _ = load_scenario(ROOT / "scenarios/docker/docker-user.yaml")
+    v = Verifier(scenario)
+    report = v.run()
+    assert [r.sim for r in report.rows] == [
+        Verdict.DELIVERED,  # a published port, the reply accepted by rule 1
+        Verdict.DENIED,  # --ctorigdstport 9000 -j DROP
+        Verdict.DELIVERED,  # RETURN to Docker's chains
+        Verdict.REFUSED,  # REJECT: port-unreachable
+        Verdict.DELIVERED,  # out, masqueraded
+    ]
+    agreed(report)
+    saw = {
+        r.title: p.kernel for r in report.rows for p in r.parts if p.name == "server saw"
+    }
+    assert saw["external/office -> node/host-1:9000 TCP"] == "198.51.100.20"
+    assert saw["container/shop-web-1 -> external/laptop:443 TCP"] == "10.100.0.2"
+    gone(v.live.run_id)
