@@ -59,11 +59,12 @@ from dataplane.netfilter import (
 )
 from dataplane.netns import Netns
 from dataplane.packet import ICMP, Packet
-from dataplane.trace import DropReason
+from dataplane.trace import DropReason, Trace
 from topology.docker import DockerHost, DockerNetwork, PublishedPort
 from topology.model import Cluster, Protocol
 
 LOOPBACK_NET = IPv4Network("127.0.0.0/8")
+PROXY = "docker-proxy -host-ip"  # how a trace says docker-proxy carried a connection
 _PROTO = {6: Protocol.TCP, 17: Protocol.UDP, 132: Protocol.SCTP}
 
 
@@ -146,7 +147,7 @@ def _proxy(pkt: Packet, ctx: HookContext, port: PublishedPort, why: str) -> Rewr
         pkt,
         str(port.container_ip),
         port.container_port,
-        f"{why}; docker-proxy -host-ip {port.host_ip or '0.0.0.0'} -host-port"
+        f"{why}; {PROXY} {port.host_ip or '0.0.0.0'} -host-port"
         f" {port.host_port} -container-ip {port.container_ip} -container-port"
         f" {port.container_port}: accepts {ip.dst}:{port.host_port} and connects to"
         f" {port.container_ip}:{port.container_port} ({port.container}) from"
@@ -154,6 +155,12 @@ def _proxy(pkt: Packet, ctx: HookContext, port: PublishedPort, why: str) -> Rewr
     )
     after = ctx.snat(done.packet, str(net.gateway), "docker-proxy's own connection")
     return Rewrite(after.packet, done.detail, (*done.diffs, *after.diffs))
+
+
+def through_proxy(trace: Trace) -> bool:
+    """Whether docker-proxy carried the trace's connection (its own connection to the
+    container has another source port than the client's, in Linux)."""
+    return any(PROXY in h.detail for h in trace.hops)
 
 
 def postrouting(pkt: Packet, ctx: HookContext) -> HookResult:

@@ -54,6 +54,7 @@ IMAGE = "dataplane/busybox:1"
 SLEEP = ("/bin/sleep", "2147483647")
 START_TIMEOUT = 60.0  # seconds for a daemon to answer on its socket
 DEFAULT_NETWORK = "default"
+UPSTREAM_DNS = "127.0.0.1"  # the embedded DNS's upstream: none listens (Daemon.start)
 
 
 class EngineError(OSError):
@@ -124,8 +125,17 @@ class Daemon:
         """Start dockerd (it answers later: `wait`)."""
         self.root.mkdir(parents=True)
         config = self.root / "daemon.json"
-        # the daemon's identity key, which dockerd 20.10 otherwise writes to /etc/docker
-        config.write_text(json.dumps({"deprecated-key-path": str(self.root / "key")}))
+        # the daemon's identity key, which dockerd 20.10 otherwise writes to /etc/docker;
+        # the embedded DNS's upstream: 127.0.0.1, where nothing listens in the host's
+        # namespace (libnetwork forwards to a loopback `--dns` from the host's
+        # namespace, `extDNSEntry.HostLoopback`), so a name it does not know fails at
+        # once, as on the simulated hosts, which have no upstream resolver, instead of
+        # waiting for this machine's resolvers
+        config.write_text(
+            json.dumps(
+                {"deprecated-key-path": str(self.root / "key"), "dns": [UPSTREAM_DNS]}
+            )
+        )
         argv = [
             "nsenter",
             f"--net=/run/netns/{self.kernel_ns}",
@@ -404,7 +414,14 @@ class Engine:
             if d is None:
                 continue
             for number, rule in enumerate(host.user_rules, 1):
-                argv = ["iptables", "-w", "-I", "DOCKER-USER", str(number), *rule.tokens]
+                argv = [
+                    "iptables",
+                    "-w",
+                    "-I",
+                    "DOCKER-USER",
+                    str(number),
+                    *rule.tokens,
+                ]
                 done = subprocess.run(
                     ["nsenter", f"--net=/run/netns/{d.kernel_ns}", *argv],
                     capture_output=True,

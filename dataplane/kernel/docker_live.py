@@ -20,7 +20,7 @@ cgroups before the namespaces go.
 from __future__ import annotations
 
 from dataplane.fabric import Fabric
-from dataplane.kernel import leftovers, netns
+from dataplane.kernel import dns, leftovers, netns
 from dataplane.kernel.build import (
     NAME_MAX,
     KernelCluster,
@@ -37,7 +37,7 @@ from dataplane.kernel.probe import Listeners
 from dataplane.kernel.report import Part
 from dataplane.netns import Kind, Netns, NetnsKind
 from dataplane.routing import RoutingTable
-from topology.docker import DockerRuntime
+from topology.docker import EMBEDDED_DNS_OWNER, DockerRuntime
 
 # the devices of a host that are the Engine's, never built from the simulator's fabric
 ENGINE_KINDS = frozenset({Kind.BRIDGE, Kind.VETH})
@@ -99,12 +99,22 @@ class DockerLive(LiveCluster):
         self._adopt(hosts)
         self.listeners = Listeners()
         for ns in self.fabric.netns.values():
-            for (protocol, port), _sock in ns.sockets.items():
-                self.listeners.listen(kc.names[ns.id], protocol, port)
+            for (protocol, port), sock in ns.sockets.items():
+                app = None
+                if sock.owner == EMBEDDED_DNS_OWNER:
+                    # the Engine's embedded DNS answers 127.0.0.11:53 (its nat rules
+                    # in the container's namespace take the queries first); this
+                    # socket is its upstream (`UPSTREAM_DNS`), where it forwards from
+                    # the same namespace the names it does not know: NXDOMAIN
+                    app = self._upstream
+                self.listeners.listen(kc.names[ns.id], protocol, port, app)
         self.listeners.start()
         for name in hosts.values():
             with netns.inside(name):
                 self.conntrack[name] = netns.conntrack_socket()
+
+    def _upstream(self, data: bytes) -> bytes | None:
+        return dns.answer(self.fabric.cluster, data)
 
     def _adopt(self, hosts: dict[str, str]) -> None:
         """Name each container namespace of the model after the Engine's container of
