@@ -65,6 +65,7 @@ from topology.model import Cluster, Protocol
 
 LOOPBACK_NET = IPv4Network("127.0.0.0/8")
 PROXY = "docker-proxy -host-ip"  # how a trace says docker-proxy carried a connection
+PROXY_CONNECTION = "docker-proxy's own connection"  # its conntrack entry's NAT note
 _PROTO = {6: Protocol.TCP, 17: Protocol.UDP, 132: Protocol.SCTP}
 
 
@@ -153,7 +154,7 @@ def _proxy(pkt: Packet, ctx: HookContext, port: PublishedPort, why: str) -> Rewr
         f" {port.container_ip}:{port.container_port} ({port.container}) from"
         f" {net.gateway} (two connections in Linux, one rewritten here)",
     )
-    after = ctx.snat(done.packet, str(net.gateway), "docker-proxy's own connection")
+    after = ctx.snat(done.packet, str(net.gateway), PROXY_CONNECTION)
     return Rewrite(after.packet, done.detail, (*done.diffs, *after.diffs))
 
 
@@ -194,7 +195,10 @@ def forward(pkt: Packet, ctx: HookContext) -> HookResult:
     if ip is None:
         return ACCEPT
     host = _host(ctx)
-    user = docker_user.walk(host.user_rules, pkt, ctx)
+    # docker-proxy's connections are the host's own in Linux (INPUT, then OUTPUT): no
+    # FORWARD rule sees them, the user's neither; here one rewritten connection crosses
+    proxied = ctx.ct is not None and PROXY_CONNECTION in ctx.ct.nat_comment
+    user = None if proxied else docker_user.walk(host.user_rules, pkt, ctx)
     if isinstance(user, (Accept, Drop)):
         return user
     done = _docker_forward(pkt, ctx, host)

@@ -259,3 +259,26 @@ def test_docker_user_needs_runtime_docker() -> None:
 def test_the_tokens_are_what_iptables_is_given() -> None:
     rule = parse_rule("-i eth0 ! -s '198.51.100.0/24' -j DROP")
     assert rule.tokens == ["-i", "eth0", "!", "-s", "198.51.100.0/24", "-j", "DROP"]
+
+
+def test_docker_proxys_connections_do_not_cross_docker_user() -> None:
+    """In Linux a connection docker-proxy carries is local to the host (INPUT, then the
+    proxy's own from OUTPUT): the DOCKER-USER rules of FORWARD never see it."""
+    text = TEXT.replace(
+        'web: {{image: x, ports: ["8080:80"], networks: [front]}}',
+        'web: {{image: x, ports: ["8080:80"], networks: [front]}}\n'
+        '      client: {{image: x, networks: [front]}}',
+    )
+    scenario, _ = load_scenario_text(
+        text.format(rules="['-i br-+ -o br-+ -j DROP']"), "lab.yaml"
+    )
+    s = Simulator(scenario.cluster)
+    t = s.probe("container/shop-client-1", "node/host-1", 8080)  # hairpin: the proxy
+    assert t.verdict is Verdict.DELIVERED
+    assert not any("DOCKER-USER" in d for d in forward_details(t))
+    # the same rule drops the two containers' direct connection
+    direct = s.probe("container/shop-client-1", WEB, 80)
+    assert (direct.verdict, direct.policy) == (
+        Verdict.DENIED,
+        "DOCKER-USER -i br-+ -o br-+ -j DROP",
+    )
