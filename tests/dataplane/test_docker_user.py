@@ -267,7 +267,7 @@ def test_docker_proxys_connections_do_not_cross_docker_user() -> None:
     text = TEXT.replace(
         'web: {{image: x, ports: ["8080:80"], networks: [front]}}',
         'web: {{image: x, ports: ["8080:80"], networks: [front]}}\n'
-        '      client: {{image: x, networks: [front]}}',
+        "      client: {{image: x, networks: [front]}}",
     )
     scenario, _ = load_scenario_text(
         text.format(rules="['-i br-+ -o br-+ -j DROP']"), "lab.yaml"
