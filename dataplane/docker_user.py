@@ -14,49 +14,74 @@ Engine's `-A DOCKER-USER -j RETURN`) go on to Docker's rules.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from ipaddress import IPv4Address
 
+from dataplane.conntrack import flow_of
 from dataplane.netfilter import Accept, Drop, HookContext, Reject
 from dataplane.packet import ICMP, Packet
 from dataplane.trace import DropReason
 from topology.dockeruser import CHAIN, UserRule
 
 
-def matches(rule: UserRule, pkt: Packet, ctx: HookContext) -> bool:
-    """Whether every match of `rule` holds for `pkt` at filter FORWARD."""
-    ip = pkt.ip
-    assert ip is not None
-    src, dst = IPv4Address(ip.src), IPv4Address(ip.dst)
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """What the rules match of one packet at filter FORWARD, read once for the chain
+    (addresses as numbers)."""
+
+    src: int
+    dst: int
+    proto: int
+    ports: tuple[int, int] | None  # (sport, dport); None for ICMP
+    in_if: str | None
+    out_if: str | None
+    state: str  # the simulator has no INVALID or UNTRACKED packet
+    orig_dst: int
+    orig_dport: int
+
+    @classmethod
+    def of(cls, pkt: Packet, ctx: HookContext) -> Seen:
+        ip = pkt.ip
+        assert ip is not None
+        orig = ctx.ct.tuple_orig if ctx.ct is not None else flow_of(pkt)
+        return cls(
+            int(IPv4Address(ip.src)), int(IPv4Address(ip.dst)), ip.proto,
+            None if isinstance(pkt.l4, ICMP) else (pkt.sport, pkt.dport),
+            ctx.in_if, ctx.out_if, ctx.ct_state.value,
+            int(IPv4Address(orig[3])), orig[4],
+        )  # fmt: skip
+
+
+def matches(rule: UserRule, seen: Seen) -> bool:
+    """Whether every match of `rule` holds for the packet `seen`."""
     for addr, at in (
-        (rule.source, src),
-        (rule.destination, dst),
-        (rule.src_range, src),
-        (rule.dst_range, dst),
+        (rule.source, seen.src),
+        (rule.destination, seen.dst),
+        (rule.src_range, seen.src),
+        (rule.dst_range, seen.dst),
+        (rule.orig_dst, seen.orig_dst),
     ):
         if addr is not None and not addr(at):
             return False
-    if rule.in_if is not None and not rule.in_if(ctx.in_if):
+    if rule.in_if is not None and not rule.in_if(seen.in_if):
         return False
-    if rule.out_if is not None and not rule.out_if(ctx.out_if):
+    if rule.out_if is not None and not rule.out_if(seen.out_if):
         return False
     if (
         rule.protocol is not None
-        and (ip.proto == rule.protocol) == rule.protocol_negated
+        and (seen.proto == rule.protocol) == rule.protocol_negated
     ):
         return False
-    ports = not isinstance(pkt.l4, ICMP)
-    if rule.sport is not None and not (ports and rule.sport(pkt.sport)):
+    if rule.sport is not None and not (seen.ports and rule.sport(seen.ports[0])):
         return False
-    if rule.dport is not None and not (ports and rule.dport(pkt.dport)):
+    if rule.dport is not None and not (seen.ports and rule.dport(seen.ports[1])):
         return False
-    if rule.ct_states is not None:
-        state = ctx.ct_state.value  # the simulator has no INVALID or UNTRACKED packet
-        if (state in rule.ct_states) == rule.ct_states_negated:
-            return False
-    orig = ctx.ct.tuple_orig if ctx.ct is not None else (ip.proto, ip.src, pkt.sport, ip.dst, pkt.dport)  # fmt: skip
-    if rule.orig_dst is not None and not rule.orig_dst(IPv4Address(orig[3])):
+    if (
+        rule.ct_states is not None
+        and (seen.state in rule.ct_states) == rule.ct_states_negated
+    ):
         return False
-    return rule.orig_dport is None or rule.orig_dport(orig[4])
+    return rule.orig_dport is None or rule.orig_dport(seen.orig_dport)
 
 
 def walk(
@@ -66,8 +91,9 @@ def walk(
     FORWARD (None: the chain is empty)."""
     if not rules:
         return None
+    seen = Seen.of(pkt, ctx)
     for number, rule in enumerate(rules, 1):
-        if not matches(rule, pkt, ctx):
+        if not matches(rule, seen):
             continue
         said = f"filter FORWARD -j {CHAIN}; {CHAIN} {rule.text} (rule {number})"
         policy = f"{CHAIN} {rule.text}"

@@ -62,8 +62,8 @@ class Span:
     last: int
     negated: bool = False
 
-    def __call__(self, value: int | IPv4Address) -> bool:
-        return (self.first <= int(value) <= self.last) != self.negated
+    def __call__(self, value: int) -> bool:
+        return (self.first <= value <= self.last) != self.negated
 
 
 @dataclass(frozen=True, slots=True)
