@@ -210,7 +210,7 @@ def explain(
     debug: DebugOpt = False,
 ) -> None:
     """Explain in prose why NetworkPolicy lets a connection pass (exit 0) or not (1);
-    with --all, every pair of pods at once (exit 0)."""
+    with --all, every pair of pods at once (exit 0). Not for runtime: docker (use trace)."""
     from dataplane import output as out_fmt
     from dataplane.trace import Verdict
     from topology.errors import TopologyError
