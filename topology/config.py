@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network
 
 from topology.docker import check_cluster_keys
-from topology.dockeruser import parse_rules
 from topology.errors import TopologyError
 from topology.fields import parse_loose_cidr, special_range
 from topology.ipam import (
@@ -107,7 +105,7 @@ class _Plan:
         self.network = network = self._network(cni)
         self._check_devices(network)
         self.calico = self._calico() if cni is Cni.CALICO else None
-        nodes = self._docker_user(self._nodes())
+        nodes = self._nodes()
         return ClusterConfig(
             network=network,
             cni=cni,
@@ -416,29 +414,6 @@ class _Plan:
             labels.setdefault(OS_LABEL, "linux")
             nodes.append(NodeSpec(n.name, ip, pod_cidr, labels, n.loc))
         return tuple(nodes)
-
-    def _docker_user(self, nodes: tuple[NodeSpec, ...]) -> tuple[NodeSpec, ...]:
-        """`nodes[].dockerUser`: the host's DOCKER-USER rules (`topology.dockeruser`),
-        only with runtime docker."""
-        written = self.model.nodes or []
-        out = list(nodes)
-        for index, n in enumerate(written):
-            if not n.docker_user:
-                continue
-            at: tuple[PathPart, ...] = ("nodes", index, "dockerUser")
-            if self.runtime is not Runtime.DOCKER:
-                raise self.fail(
-                    at,
-                    "dockerUser needs runtime: docker (cluster.runtime; a Kubernetes"
-                    " node's filter rules come from kube-proxy and the CNI)",
-                )
-
-            def fail(i: int, why: str, at: tuple[PathPart, ...] = at) -> TopologyError:
-                return self.fail((*at, i), why)
-
-            rules = parse_rules(n.docker_user, fail)
-            out[index] = replace(out[index], docker_user=rules)
-        return tuple(out)
 
     def _check_node_ip(
         self,

@@ -333,22 +333,18 @@ class _Host:
 
 
 def build_runtime(
-    projects: tuple[ComposeProject, ...],
-    hosts: tuple[str, ...],
-    user_rules: Mapping[str, tuple[UserRule, ...]] | None = None,
+    projects: tuple[ComposeProject, ...], hosts: tuple[NodeSpec, ...]
 ) -> DockerRuntime:
     """The Docker model of every host (`hosts`, the nodes in order) from its projects,
-    with each host's DOCKER-USER rules (`user_rules`, by host)."""
-    state = {h: _Host(h) for h in hosts}
+    with its DOCKER-USER rules (`NodeSpec.docker_user`)."""
+    state = {h.name: _Host(h.name) for h in hosts}
     for project in projects:
         _project(state[project.node], project)
-    rules = user_rules or {}
+    rules = {h.name: h.docker_user for h in hosts}
     return DockerRuntime(
         projects,
         {
-            h: DockerHost(
-                h, tuple(s.networks.values()), tuple(s.containers), rules.get(h, ())
-            )
+            h: DockerHost(h, tuple(s.networks.values()), tuple(s.containers), rules[h])
             for h, s in state.items()
         },
     )
@@ -594,10 +590,6 @@ def docker_cluster(
 ) -> Cluster:
     """The cluster of a `runtime: docker` scenario: one namespace per host (no Kubernetes
     object), one pod record per container namespace, and the Docker model."""
-    runtime = build_runtime(
-        projects,
-        tuple(n.name for n in config.nodes),
-        {n.name: n.docker_user for n in config.nodes},
-    )
+    runtime = build_runtime(projects, config.nodes)
     namespaces = {n.name: Namespace(n.name, {}, n.loc) for n in config.nodes}
     return Cluster(config, namespaces, pods_of(runtime, config.nodes), docker=runtime)

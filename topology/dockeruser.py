@@ -29,12 +29,17 @@ Anything else (another option, module or target, a host name, a chain name such 
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from topology.errors import TopologyError
+from topology.runtime import Runtime
+
+if TYPE_CHECKING:  # pragma: no cover (topology.model and .schema hold these records)
+    from topology.model import ClusterConfig
+    from topology.schema import NodeModel
 
 T = TypeVar("T")
 CHAIN = "DOCKER-USER"
@@ -341,3 +346,31 @@ def parse_rules(
                 index, f"{CHAIN} rule {text!r}: {bad.token!r}: {bad.why}"
             ) from None
     return tuple(rules)
+
+
+def with_docker_user(
+    config: ClusterConfig,
+    written: Sequence[NodeModel],
+    fail: Callable[[tuple[str | int, ...], str], TopologyError],
+) -> ClusterConfig:
+    """`config` with each node's `dockerUser` rules (`cluster.nodes`, as `written`), only
+    with runtime docker; `fail(path, reason)` makes the error at that scenario path."""
+    nodes = list(config.nodes)
+    for index, n in enumerate(written):
+        if not n.docker_user:
+            continue
+        at = ("cluster", "nodes", index, "dockerUser")
+        if config.runtime is not Runtime.DOCKER:
+            raise fail(
+                at,
+                "dockerUser needs runtime: docker (cluster.runtime; a Kubernetes"
+                " node's filter rules come from kube-proxy and the CNI)",
+            )
+
+        def at_rule(i: int, why: str, at: tuple[str | int, ...] = at) -> TopologyError:
+            return fail((*at, i), why)
+
+        nodes[index] = replace(
+            nodes[index], docker_user=parse_rules(n.docker_user, at_rule)
+        )
+    return replace(config, nodes=tuple(nodes))
