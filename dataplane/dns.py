@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 from dataplane.dns_records import NOERROR, NXDOMAIN, SERVFAIL, records
 from dataplane.emission import Out
 from dataplane.netns import Netns, Socket
-from dataplane.packet import IP, IPPROTO_UDP, UDP, Packet
+from dataplane.packet import IP, IPPROTO_UDP, UDP, Packet, scapy_ready
 from dataplane.sockets import APPS
 from dataplane.trace import DropReason, Hop, Trace, Verdict
 from dataplane.walker import Client, WalkState
@@ -91,6 +91,7 @@ class DNSMessage:
     @classmethod
     def from_bytes(cls, data: bytes) -> DNSMessage | None:
         """Parse a one-question DNS message (a crafted or replayed datagram), or None."""
+        scapy_ready()
         from scapy.layers.dns import DNS
 
         try:
@@ -106,6 +107,7 @@ class DNSMessage:
 
 @lru_cache(maxsize=1024)
 def _wire(msg: DNSMessage) -> bytes:
+    scapy_ready()
     from scapy.layers.dns import DNS, DNSQR, DNSRR
 
     question = DNSQR(qname=msg.qname, qtype=msg.qtype)

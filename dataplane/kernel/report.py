@@ -24,6 +24,11 @@ from topology.scenario import Verdict
 KERNEL_SIDE: dict[str, str] = {
     "kube-proxy": "nftables rules derived from the model (kube-proxy's nftables layout)",
     "NetworkPolicy": "nftables rules compiled with the simulator's selector code",
+    "admin policy tiers (ANP, BANP, ClusterNetworkPolicy)": (
+        "nftables chains derived from the model in OVN-Kubernetes' tier order (Admin by "
+        "priority, NetworkPolicy, Baseline), selectors matched with the simulator's "
+        "selector code, domainNames from the model's DNS records"
+    ),
     "masquerade": "nftables rules derived from the model (ip-masq-agent's rule)",
     "kube-dns": "the project's answers from the model (dataplane.kernel.dns)",
     "IP stack, conntrack, br_netfilter, ICMP, ARP, fragments, multicast": (
