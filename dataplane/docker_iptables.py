@@ -286,8 +286,12 @@ NAMES = ("docker-nat-prerouting", "docker-nat-output", "docker-filter", "docker-
 def hooks(cluster: Cluster, ns: Netns) -> list[Hook]:
     """The Docker host's iptables, as hooks of its namespace."""
     return [
-        Hook(HookPoint.PREROUTING, PRIORITY_DSTNAT, NAMES[0], prerouting),
-        Hook(HookPoint.OUTPUT, PRIORITY_DSTNAT, NAMES[1], output),
+        Hook(
+            HookPoint.PREROUTING, PRIORITY_DSTNAT, NAMES[0], prerouting, new_only=True
+        ),
+        Hook(HookPoint.OUTPUT, PRIORITY_DSTNAT, NAMES[1], output, new_only=True),
         Hook(HookPoint.FORWARD, PRIORITY_FILTER, NAMES[2], forward),
-        Hook(HookPoint.POSTROUTING, PRIORITY_SRCNAT, NAMES[3], postrouting),
+        Hook(
+            HookPoint.POSTROUTING, PRIORITY_SRCNAT, NAMES[3], postrouting, new_only=True
+        ),
     ]

@@ -101,6 +101,10 @@ class IP:
     tos: int = 0
 
 
+_IP_FIELDS = ("src", "dst", "proto", "ttl", "id", "df", "mf", "frag", "tos")
+assert tuple(f.name for f in fields(IP)) == _IP_FIELDS, "with_ip, with_ttl copy each"
+
+
 @dataclass(frozen=True, slots=True)
 class TCP:
     sport: int
@@ -243,6 +247,16 @@ class Packet:
         }  # fmt: skip
         values.update(changes)
         return self._with(self.eth, IP(**values))
+
+    def with_ttl(self, ttl: int) -> Packet:
+        """This packet with another TTL (a router's decrement, once per forwarded
+        packet: the header built in one call, without `with_ip`'s keywords)."""
+        ip = self.ip
+        assert ip is not None
+        return self._with(
+            self.eth,
+            IP(ip.src, ip.dst, ip.proto, ttl, ip.id, ip.df, ip.mf, ip.frag, ip.tos),
+        )
 
     def with_l4(self, **changes: Any) -> Packet:
         assert self.l4 is not None

@@ -15,6 +15,7 @@ from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network
 from typing import TYPE_CHECKING
 
+from dataplane import sockets
 from dataplane.addrtype import (
     ANY,
     Refusal,
@@ -24,7 +25,7 @@ from dataplane.addrtype import (
     multicast_mac,
     taken_locally,
 )
-from dataplane.conntrack import CtDir, CtState, show_tuple
+from dataplane.conntrack import CtDir, CtState
 from dataplane.emission import Bridged, Emission, Out, Xmit
 from dataplane.flowhash import flow_of
 from dataplane.icmp_limit import (
@@ -115,35 +116,39 @@ class Stack:
             return pkt, ctx
         if ctx is None:
             ctx = self.context(ns, point)
-        ctx.point = point
+        else:
+            ctx.point = point
         if in_if is not None:
             ctx.in_if = in_if
         if out_if is not None:
             ctx.out_if = out_if
-        dst_nat = point is HookPoint.PREROUTING or point is HookPoint.OUTPUT
-        if dst_nat and ctx.ct is None:
-            self.track(ns, pkt, ctx)
         chain = nf.compiled[point]
+        if chain.dst_nat and ctx.ct is None:
+            self.track(ns, pkt, ctx)
+        if not ctx.is_new:
+            chain = nf.known[point]  # a known connection's: no `new_only` hooks
+        ct = ctx.ct
         out = self.run_chain(ns, point, chain.before, pkt, ctx) if chain.before else pkt
         if out is None or ctx.xmit:
             return out, ctx  # dropped, or stolen by a hook (`Rewrite.xmit`)
         if chain.nat:
-            ct = ctx.ct
             if ct is not None and (
                 ct.dnat or ct.snat or ctx.ct_state is CtState.RELATED
             ):
-                out = self.conntrack_nat(ns, out, ctx, dst_nat)  # a NATed connection
+                out = self.conntrack_nat(ns, out, ctx, chain.dst_nat)  # a NATed one
             if chain.after:
                 out = self.run_chain(ns, point, chain.after, out, ctx)
                 if out is None or ctx.xmit:
                     return out, ctx
-        pkt = out
         # nf_conntrack_confirm(): only a packet of the original direction inserts its
         # connection (an ICMP error attached in the reply direction never does).
-        confirms = ctx.ct_state is not CtState.RELATED or ctx.ct_dir is CtDir.ORIGINAL
-        if point in (HookPoint.POSTROUTING, HookPoint.INPUT) and ctx.ct and confirms:
-            self.w.state.ct(ns.id).confirm(ctx.ct)
-        return pkt, ctx
+        if (
+            chain.confirms
+            and ct is not None
+            and (ctx.ct_state is not CtState.RELATED or ctx.ct_dir is CtDir.ORIGINAL)
+        ):
+            self.w.state.ct(ns.id).confirm(ct)
+        return out, ctx
 
     def run_chain(
         self,
@@ -215,11 +220,9 @@ class Stack:
         entry, d, state = table.lookup_looped(pkt) if looped else table.lookup(pkt)
         ctx.ct, ctx.ct_dir, ctx.ct_state = entry, d, state
         if state is CtState.NEW:
-            detail = f"NEW {show_tuple(entry.tuple_orig)}"
+            detail = f"NEW {entry.orig_text()}"
         else:
-            detail = (
-                f"{state.value} ({d.value} direction of {show_tuple(entry.tuple_orig)})"
-            )
+            detail = f"{state.value} ({d.value} direction of {entry.orig_text()})"
         self.w.record(ns, "", "conntrack", detail, pkt)
 
     def conntrack_nat(
@@ -449,7 +452,7 @@ class Stack:
         back = ns.routes.lookup(ip.src) if route.oif == in_if else None
         if back is not None and back.via is None:
             self.redirect(ns, in_if, pkt, route.via_text or ip.dst)
-        pkt = pkt.with_ip(ttl=ip.ttl - 1)
+        pkt = pkt.with_ttl(ip.ttl - 1)
         self.w.record(
             ns,
             "",
@@ -480,7 +483,7 @@ class Stack:
             if not refused.leaves:
                 return []
             if not raw:  # a socket's multicast TTL (IP_MULTICAST_TTL, default 1)
-                pkt = pkt.with_ip(ttl=1)
+                pkt = pkt.with_ttl(1)
                 ip = pkt.ip
                 assert ip is not None
         route = self.route_out(ns, ip.dst)
@@ -873,8 +876,6 @@ class Stack:
             if ctx is not None and ctx.xmit:
                 return self.xmit_stolen(ns, out, ctx)
             pkt = out
-        from dataplane import sockets
-
         return sockets.deliver(self.w, ns, ifname, pkt)
 
     def xmit_stolen(self, ns: Netns, pkt: Packet, ctx: HookContext) -> list[Emission]:
@@ -912,7 +913,7 @@ class Stack:
                 reason=DropReason.TTL,
             )
             return self.icmp_error(ns, pkt, ICMP_TIME_EXCEEDED, 0)
-        pkt = pkt.with_ip(ttl=ip.ttl - 1)
+        pkt = pkt.with_ttl(ip.ttl - 1)
         self.w.record(
             ns,
             "",
