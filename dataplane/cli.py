@@ -266,14 +266,43 @@ def scenario_files(paths: list[Path], manifest_folders: bool = False) -> list[Pa
     return list(dict.fromkeys(found))
 
 
+# The commands that answer NetworkPolicy questions (what they answer), refused on a
+# scenario of Docker hosts: `runtime: docker` has no NetworkPolicy, Docker's filter chains
+# decide packet by packet, and `run`, `trace` and `matrix` walk the packets through them.
+KUBERNETES_ONLY = {
+    "connlist": "lists the connections that NetworkPolicy allows",
+    "diff": "compares the connections that NetworkPolicy allows",
+    "exposure": "reads which NetworkPolicy selectors admit whom",
+    "explain": "names the NetworkPolicy rules that decided",
+    "lint": "checks NetworkPolicies, admin policies and Services",
+}
+ON_DOCKER = (
+    "`dataplane trace FILE --from A --to B --port N` names Docker's chain and rule that"
+    " decided, `dataplane matrix FILE --port N` walks every pair of containers through"
+    " them, `dataplane run FILE` checks the steps' expectations"
+)
+
+
 def load(
-    path: Path, manifests: list[Path] | None = None, strict: bool = False
+    path: Path,
+    manifests: list[Path] | None = None,
+    strict: bool = False,
+    command: str | None = None,
 ) -> tuple[Any, list[str]]:
+    """A scenario file or a folder of manifests; `command` (one of `KUBERNETES_ONLY`)
+    refuses a scenario of Docker hosts."""
     from dataplane.suite import load_file
+    from topology.model import Loc
 
     loaded: tuple[Any, list[str]] = load_file(
         path, manifests=manifests or [], strict=strict
     )
+    if command is not None and loaded[0].cluster.docker is not None:
+        raise TopologyError(
+            f"{command} {KUBERNETES_ONLY[command]}, and a scenario of Docker hosts"
+            " (cluster.runtime: docker) has none: instead, " + ON_DOCKER,
+            Loc(str(path)),
+        )
     return loaded
 
 

@@ -176,6 +176,11 @@ class ResolvConf:
         return [*searched, f"{name}."]
 
 
+# A container's on a user-defined Docker network (libnetwork sandbox_dns_unix.go:
+# `nameserver 127.0.0.11`, `options ndots:0`, no search domains)
+DOCKER_RESOLV_CONF = ResolvConf(str(EMBEDDED_DNS), (), ndots=0)
+
+
 def resolv_conf(cluster: Cluster, pod: Pod) -> ResolvConf:
     """The resolv.conf of `pod` (kubelet: --cluster-dns is kube-dns's ClusterIP)."""
     domain = cluster.config.cluster_domain
@@ -281,8 +286,7 @@ def _docker_conf(cluster: Cluster, src: Endpoint, dst: Endpoint) -> ResolvConf |
             " has no embedded DNS (its resolv.conf is the host's, and the simulated"
             " hosts have no upstream resolver); attach it to a user-defined network"
         )
-    # sandbox_dns_unix.go: `nameserver 127.0.0.11`, `options ndots:0`, no search domains
-    return ResolvConf(str(EMBEDDED_DNS), (), ndots=0)
+    return DOCKER_RESOLV_CONF
 
 
 def _pod_hint(cluster: Cluster, name: str) -> str:

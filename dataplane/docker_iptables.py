@@ -15,7 +15,8 @@ nat:
   container's own bridge; hairpin NAT is off)
 
 filter:
-- `FORWARD -j DOCKER-USER` (empty: `-j RETURN`)
+- `FORWARD -j DOCKER-USER`: the user's rules (`cluster.nodes[].dockerUser`,
+  `dataplane.docker_user`), then the Engine's `-j RETURN`
 - `FORWARD -j DOCKER-ISOLATION-STAGE-1`
 - `FORWARD -o BR -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`
 - `FORWARD -o BR -j DOCKER`
@@ -44,8 +45,10 @@ from LOCAL_OUT (`proxy_reply`): no frame goes back out of the bridge port it cam
 
 from __future__ import annotations
 
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network
 
+from dataplane import docker_user
 from dataplane.conntrack import CtDir, CtState
 from dataplane.netfilter import (
     ACCEPT,
@@ -62,11 +65,13 @@ from dataplane.netfilter import (
 )
 from dataplane.netns import Netns
 from dataplane.packet import ICMP, Packet
-from dataplane.trace import DropReason
+from dataplane.trace import DropReason, Trace
 from topology.docker import DockerHost, DockerNetwork, PublishedPort
 from topology.model import Cluster, Protocol
 
 LOOPBACK_NET = IPv4Network("127.0.0.0/8")
+PROXY_TEXT = "docker-proxy -host-ip"  # how a trace says docker-proxy carried it
+PROXY_CONNECTION = "docker-proxy's own connection"  # its conntrack entry's NAT note
 _PROTO = {6: Protocol.TCP, 17: Protocol.UDP, 132: Protocol.SCTP}
 
 
@@ -197,14 +202,20 @@ def _proxy(pkt: Packet, ctx: HookContext, port: PublishedPort, why: str) -> Rewr
         pkt,
         str(port.container_ip),
         port.container_port,
-        f"{why}; docker-proxy -host-ip {port.host_ip or '0.0.0.0'} -host-port"
+        f"{why}; {PROXY_TEXT} {port.host_ip or '0.0.0.0'} -host-port"
         f" {port.host_port} -container-ip {port.container_ip} -container-port"
         f" {port.container_port}: accepts {ip.dst}:{port.host_port} and connects to"
         f" {port.container_ip}:{port.container_port} ({port.container}) from"
         f" {net.gateway} (two connections in Linux, one rewritten here)",
     )
-    after = ctx.snat(done.packet, str(net.gateway), "docker-proxy's own connection")
+    after = ctx.snat(done.packet, str(net.gateway), PROXY_CONNECTION)
     return Rewrite(after.packet, done.detail, (*done.diffs, *after.diffs))
+
+
+def through_proxy(trace: Trace) -> bool:
+    """Whether docker-proxy carried the trace's connection (its own connection to the
+    container has another source port than the client's, in Linux)."""
+    return any(PROXY_TEXT in h.detail for h in trace.hops)
 
 
 def postrouting(pkt: Packet, ctx: HookContext) -> HookResult:
@@ -232,14 +243,34 @@ def _deny(rule: str, why: str) -> Drop:
 
 
 def forward(pkt: Packet, ctx: HookContext) -> HookResult:
-    """filter FORWARD as Docker builds it (the module docstring), first match wins."""
+    """filter FORWARD as Docker builds it (the module docstring), first match wins:
+    `-j DOCKER-USER` first (the user's rules, `dataplane.docker_user`), then Docker's."""
     ip = pkt.ip
     if ip is None:
         return ACCEPT
-    bridges = _bridges(_host(ctx))
+    host = _host(ctx)
+    # docker-proxy's connections are the host's own in Linux (INPUT, then OUTPUT): no
+    # FORWARD rule sees them, the user's neither; here one rewritten connection crosses
+    proxied = ctx.ct is not None and PROXY_CONNECTION in ctx.ct.nat_comment
+    user = None if proxied else docker_user.walk(host.user_rules, pkt, ctx)
+    if isinstance(user, (Accept, Drop)):
+        return user
+    done = _docker_forward(pkt, ctx, host)
+    if user is None:  # an empty DOCKER-USER: not worth a word
+        return done
+    if isinstance(done, Drop):
+        return replace(done, reason=f"{user}; {done.reason}")
+    return Accept(f"{user}; {done.detail}", done.policy)
+
+
+def _docker_forward(pkt: Packet, ctx: HookContext, host: DockerHost) -> Accept | Drop:
+    """Docker's own FORWARD rules after DOCKER-USER returned."""
+    ip = pkt.ip
+    assert ip is not None
+    bridges = _bridges(host)
     i, o = ctx.in_if, ctx.out_if
     into, out_of = bridges.get(o or ""), bridges.get(i or "")
-    # DOCKER-USER: empty (-j RETURN).  DOCKER-ISOLATION-STAGE-1:
+    # DOCKER-ISOLATION-STAGE-1:
     if (
         out_of is not None
         and out_of.internal
@@ -277,7 +308,7 @@ def forward(pkt: Packet, ctx: HookContext) -> HookResult:
     return _deny("FORWARD policy DROP", "no Docker rule accepts it")
 
 
-def _docker_chain(pkt: Packet, ctx: HookContext, net: DockerNetwork) -> HookResult:
+def _docker_chain(pkt: Packet, ctx: HookContext, net: DockerNetwork) -> Accept | Drop:
     """filter DOCKER: accept a published port of a container on `net`, else fall back
     to the FORWARD policy."""
     ip = pkt.ip

@@ -40,10 +40,12 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
 from topology.compose import ComposeNetwork, ComposeProject, ComposeService, PortSpec
+from topology.dockeruser import UserRule
 from topology.errors import TopologyError
 from topology.model import (
     BUILTIN,
     Loc,
+    NodeSpec,
     Protocol,
 )
 from topology.runtime import Runtime
@@ -195,6 +197,8 @@ class DockerHost:
     name: str
     networks: tuple[DockerNetwork, ...]
     containers: tuple[DockerContainer, ...]
+    # the user's filter DOCKER-USER chain in order (`cluster.nodes[].dockerUser`)
+    user_rules: tuple[UserRule, ...] = ()
 
     def network(self, name: str) -> DockerNetwork:
         return next(n for n in self.networks if n.name == name)
@@ -342,18 +346,20 @@ class _Host:
 
 def build_runtime(
     projects: tuple[ComposeProject, ...],
-    hosts: tuple[str, ...],
+    hosts: tuple[NodeSpec, ...],
     notes: list[str] | None = None,
 ) -> DockerRuntime:
-    """The Docker model of every host (`hosts`, the nodes in order) from its projects;
-    what Docker Engine would silently leave out is added to `notes` (warnings)."""
-    state = {h: _Host(h, [] if notes is None else notes) for h in hosts}
+    """The Docker model of every host (`hosts`, the nodes in order) from its projects,
+    with its DOCKER-USER rules (`NodeSpec.docker_user`); what Docker Engine would
+    silently leave out is added to `notes` (warnings)."""
+    state = {h.name: _Host(h.name, [] if notes is None else notes) for h in hosts}
     for project in projects:
         _project(state[project.node], project)
+    rules = {h.name: h.docker_user for h in hosts}
     return DockerRuntime(
         projects,
         {
-            h: DockerHost(h, tuple(s.networks.values()), tuple(s.containers))
+            h: DockerHost(h, tuple(s.networks.values()), tuple(s.containers), rules[h])
             for h, s in state.items()
         },
     )

@@ -88,6 +88,6 @@ def docker_cluster(
     """The cluster of a `runtime: docker` scenario: one namespace per host (no Kubernetes
     object), one pod record per container namespace, and the Docker model (its
     warnings added to `notes`)."""
-    runtime = build_runtime(projects, tuple(n.name for n in config.nodes), notes)
+    runtime = build_runtime(projects, config.nodes, notes)
     namespaces = {n.name: Namespace(n.name, {}, n.loc) for n in config.nodes}
     return Cluster(config, namespaces, pods_of(runtime, config.nodes), docker=runtime)

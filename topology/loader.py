@@ -24,6 +24,7 @@ from topology.composefile import load_compose
 from topology.config import cluster_config
 from topology.diagnostic import to_topology_error
 from topology.dockercluster import docker_cluster
+from topology.dockeruser import with_docker_user
 from topology.errors import TopologyError
 from topology.fields import describe
 from topology.include import FileReader, SourceFile, read_scenario_file
@@ -235,6 +236,7 @@ class _ScenarioLoader:
         if node_objects and model.cluster.nodes is not None:
             raise nodes_field_conflict(node_objects, self.locate(("cluster", "nodes")))
         config = cluster_config(model.cluster, self.locate, node_objects or None)
+        config = with_docker_user(config, model.cluster.nodes or [], self.fail)
         self.nodes = config.nodes
         self.runtime = config.runtime
         if config.runtime is Runtime.DOCKER:

@@ -27,6 +27,7 @@ from topology.runtime import Runtime
 
 if TYPE_CHECKING:  # pragma: no cover (the Docker model: topology.docker)
     from topology.docker import DockerRuntime
+    from topology.dockeruser import UserRule
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,8 @@ class NodeSpec:
     pod_cidr: IPv4Network
     labels: Mapping[str, str] = field(default_factory=dict)
     loc: Loc = BUILTIN
+    # runtime docker: the host's DOCKER-USER chain (`topology.dockeruser`)
+    docker_user: tuple[UserRule, ...] = ()
 
     @property
     def bridge_ip(self) -> IPv4Address:

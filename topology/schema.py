@@ -80,6 +80,15 @@ class NodeModel(StrictModel):
         description="Node labels (for nodeSelector); kubernetes.io/hostname and"
         " kubernetes.io/os: linux are added.",
     )
+    docker_user: list[str] = Field(
+        default=[],
+        alias="dockerUser",
+        description="With runtime docker: the host's filter DOCKER-USER chain, in order,"
+        " each rule the arguments of `iptables -A DOCKER-USER` (a subset: -s/-d, -i/-o,"
+        " -p tcp|udp|icmp, --sport/--dport, -m conntrack --ctstate/--ctorigdst/"
+        "--ctorigdstport, -m iprange, -j ACCEPT|DROP|RETURN|REJECT; docs/docker.md)."
+        " Default: none.",
+    )
 
 
 class ExternalPortModel(StrictModel):

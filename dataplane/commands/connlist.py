@@ -53,7 +53,7 @@ def _version(path: Path) -> Scenario:
             f"{path}: this folder holds scenario files; diff compares two scenario "
             "files, or two folders of manifests (no scenario file in them)"
         )
-    scenario, warnings = load(path)
+    scenario, warnings = load(path, command="diff")
     warn(warnings)
     found: Scenario = scenario
     return found
@@ -94,7 +94,7 @@ def connlist(
     """List every allowed connection of each scenario's cluster (before its steps) or
     folder of manifests, every protocol and port folded into ranges: `SRC => DST :
     PORTS`, with the address ranges outside the cluster that the policies' ipBlocks
-    carve."""
+    carve. Not for runtime: docker (no NetworkPolicy: use matrix)."""
     from dataplane import output as out_fmt
     from dataplane.connlist import connlist as find
     from dataplane.connlist import workload_name
@@ -112,7 +112,7 @@ def connlist(
         conns = []
         names: set[str] = set()
         for f in files:
-            scenario, warnings = load(f)
+            scenario, warnings = load(f, command="connlist")
             warn(warnings)
             found = find(Simulator(scenario.cluster), by)
             names |= {
@@ -227,7 +227,7 @@ def diff(
     """What changes between the allowed connections of A and of B (scenario files or
     folders of manifests; workloads merged): connections added, removed and changed,
     workloads added and removed. Exit status 1 when they differ, 0 when they do not, 2
-    for invalid input."""
+    for invalid input (runtime: docker too: no NetworkPolicy there)."""
     from dataplane import output as out_fmt
     from dataplane.conndiff import conndiff
     from dataplane.conndiff import render as render_diff

@@ -210,14 +210,14 @@ def explain(
     debug: DebugOpt = False,
 ) -> None:
     """Explain in prose why NetworkPolicy lets a connection pass (exit 0) or not (1);
-    with --all, every pair of pods at once (exit 0)."""
+    with --all, every pair of pods at once (exit 0). Not for runtime: docker (use trace)."""
     from dataplane import output as out_fmt
     from dataplane.trace import Verdict
     from topology.errors import TopologyError
 
     with input_errors(debug):
         fmt = out_fmt.choose("explain", output)
-        scenario, warnings = load(file)
+        scenario, warnings = load(file, command="explain")
         warn(warnings)
         proto = parse_protocol(protocol)
         p = parse_port(port, proto)

@@ -30,7 +30,7 @@ def exposure(
     """For each workload port of each scenario's cluster (before its steps): is it open to a
     pod of any namespace, to an address outside the cluster, to a new pod in each
     namespace, and which selectors admit whom (pods that do not exist yet included); which
-    admin-tier rule (ANP, BANP, CNP) decided for whom."""
+    admin-tier rule (ANP, BANP, CNP) decided for whom. Not for runtime: docker."""
     from dataplane import output as out_fmt
     from dataplane.exposure import exposure as find
     from dataplane.exposure import text
@@ -40,7 +40,7 @@ def exposure(
         files = scenario_files(paths, manifest_folders=True)
         found = []
         for f in files:
-            scenario, warnings = load(f)
+            scenario, warnings = load(f, command="exposure")
             warn(warnings)
             found.append((f, find(scenario.cluster)))
     if output in out_fmt.DOCUMENTS:

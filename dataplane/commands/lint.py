@@ -48,7 +48,7 @@ def lint(
     endpoints and targetPorts nobody serves, in the cluster of each scenario (before its
     steps); for admin policies also rules shadowed by earlier ones of their tier, equal
     priorities, networks over pod/node ranges or IPv6, and domainNames the DNS does not
-    answer."""
+    answer. Not for runtime: docker (no policies or Services there)."""
     from dataplane import __version__
     from dataplane import output as out_fmt
     from dataplane.lint import Finding, Severity, sarif
@@ -64,7 +64,7 @@ def lint(
         files = scenario_files(paths, manifest_folders=True)
         findings: list[Finding] = []
         for f in files:
-            scenario, warnings = load(f)
+            scenario, warnings = load(f, command="lint")
             warn(warnings)
             findings += find(scenario.cluster)
     if output == "sarif":

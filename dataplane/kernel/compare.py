@@ -7,13 +7,17 @@ listeners (`probe.Listeners.seen`: each server's peer address and, for UDP, the 
 arrival via IP_RECVTTL) and from the client's socket (`KernelVerdict.answer_from`,
 `answer_ttl`: the reply's source or the ICMP error's sender, with its TTL).  A part is
 compared only where both sides can tell: a TCP client learns no TTL, a silent probe no
-answer, a server behind a port-changing SNAT is not found by its peer port.
+answer, a server behind a port-changing SNAT is not found by its peer port (behind
+docker-proxy, whose own connection has a port of its own, it is the record at the
+simulator's server that no client of the batch made).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 
+from dataplane.docker_iptables import through_proxy
 from dataplane.fabric import Fabric
 from dataplane.kernel.capture import Crossing, Where, sim_devices
 from dataplane.kernel.probe import KernelVerdict
@@ -33,9 +37,11 @@ def parts(
     fabric: Fabric,
     fabric_id_of: Mapping[str, str],
     devices: set[Crossing] | None = None,
+    claimed: AbstractSet[int] = frozenset(),
 ) -> list[Part]:
     """The parts of one probe both sides saw (`fabric_id_of`: kernel netns -> model;
-    `devices`: where the kernel's captures saw the probe's first packet, when marked)."""
+    `devices`: where the kernel's captures saw the probe's first packet, when marked;
+    `claimed`: the source ports of the batch's clients)."""
     if trace is None or kernel.verdict is None:
         return []
     sim = sim_seen(trace, *client)
@@ -55,6 +61,19 @@ def parts(
             for (ns, p, port, peer, src), ttl in records.items()
             if p is proto and port == sim.server_dport and peer == kernel.sport
         ]
+        if not found and through_proxy(trace):
+            # docker-proxy's own connection has a port of its own: the record at the
+            # simulator's server and port that no client of the batch made (a probe
+            # carried by docker-proxy runs in a batch without another one to the same
+            # server and port: verify's `_Item.key`)
+            found = [
+                (ns, src, ttl)
+                for (ns, p, port, peer, src), ttl in records.items()
+                if p is proto
+                and port == sim.server_dport
+                and peer not in claimed
+                and where_of(ns) == (sim.server_node, sim.server_netns)
+            ]
         # two clients of the batch may draw the same ephemeral port: then the record
         # at the simulator's server, from its source, is this probe's, if one is
         for keep in (

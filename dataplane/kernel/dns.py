@@ -1,5 +1,8 @@
 """kube-dns on the kernel: a CoreDNS stand-in behind the real sockets, and a pod's resolver.
 
+On a Docker host the server is the upstream of the Engine's embedded DNS instead (every
+name NXDOMAIN), and the resolver a container's (`resolver`).
+
 The server answers, on the CoreDNS pod's own UDP port 53, what CoreDNS's `kubernetes`
 plugin answers for an A query: `SVC.NS.svc.DOMAIN` is the Service's ClusterIP (a headless
 Service's ready selected pods, sorted by name; no pod: no record), `A-B-C-D.NS.pod.DOMAIN`
@@ -21,8 +24,10 @@ import socket
 import struct
 import time
 import zlib
+from dataclasses import replace
 from ipaddress import IPv4Address
 
+from dataplane.dns import DOCKER_RESOLV_CONF
 from dataplane.kernel import netns
 from dataplane.kernel.probe import IP_RECVERR, Client, Job, ProbeSpec, read_errqueue
 from dataplane.kernel.services import selected_pods
@@ -31,6 +36,12 @@ from topology.model import Cluster, Pod, Service
 from topology.scenario import Verdict
 
 NOERROR, NXDOMAIN = 0, 3
+RCODES = {
+    0: "no A record",
+    2: "SERVFAIL",
+    3: "NXDOMAIN",
+    5: "REFUSED",
+}  # RFC 1035 4.1.1
 QTYPE_A = 1
 DNS_PORT = 53
 NDOTS = 5
@@ -84,7 +95,11 @@ def parse_question(msg: bytes) -> tuple[int, int, str, int, int] | None:
 
 
 def records(cluster: Cluster, qname: str) -> tuple[int, list[str], Service | None]:
-    """CoreDNS's answer for an A query: (rcode, addresses, the Service it names)."""
+    """CoreDNS's answer for an A query: (rcode, addresses, the Service it names); on a
+    Docker host the embedded DNS's upstream's, which knows none of the scenario's names
+    (`docker_live`: the names the Engine knows it answers itself)."""
+    if cluster.docker is not None:
+        return NXDOMAIN, [], None
     name = qname.rstrip(".").lower()
     domain = cluster.config.cluster_domain.lower()
     if not name.endswith("." + domain):
@@ -170,6 +185,16 @@ def nameserver(cluster: Cluster) -> str:
     return str(dns_ip(cluster.config.service_cidr))
 
 
+def resolver(cluster: Cluster, pod: Pod, name: str) -> tuple[str, list[str]]:
+    """The nameserver a probe asks and the names it asks for, in order: kube-dns with
+    kubelet's search path, or on a Docker host the Engine's embedded DNS with a
+    container's resolv.conf (`dataplane.dns.DOCKER_RESOLV_CONF`: no search, ndots:0)."""
+    if cluster.docker is not None:
+        conf = DOCKER_RESOLV_CONF
+        return conf.nameserver, conf.candidates(name)
+    return nameserver(cluster), candidates(cluster, pod, name)
+
+
 class DnsProbe(Job):
     """A probe to a name: the DNS exchanges, then the connection to the first address.
 
@@ -181,8 +206,9 @@ class DnsProbe(Job):
         self, cluster: Cluster, kernel_ns: str, pod: Pod, name: str, then: ProbeSpec
     ) -> None:
         self.kernel_ns = kernel_ns
-        self.names = candidates(cluster, pod, name)
-        self.server = nameserver(cluster)
+        self.server, self.names = resolver(cluster, pod, name)
+        self.answer: tuple[str, ...] = ()  # the addresses of the answer that resolved
+        self.rcodes: list[str] = []  # each name's answer that did not resolve
         self.then = then
         self.client = Client(then)
         self.sock: socket.socket | None = None
@@ -272,19 +298,27 @@ class DnsProbe(Job):
             return
         rcode, addrs = got
         if rcode == NOERROR and addrs:
-            self._connect(addrs[0])
+            self.answer = tuple(addrs)
+            # the address the model connects to when the answer holds it: Docker's
+            # embedded DNS shuffles several (libnetwork resolver.go `shuffleAddr`), and
+            # the answer is compared as a set (the part `DNS answer`)
+            self._connect(self.then.dst if self.then.dst in addrs else addrs[0])
         elif self.index + 1 < len(self.names):
+            self.rcodes.append(RCODES.get(rcode, f"rcode {rcode}"))
             self._next_query()
         else:
+            self.rcodes.append(RCODES.get(rcode, f"rcode {rcode}"))
             self.finish(
-                Verdict.NXDOMAIN, f"NXDOMAIN or no A record for {', '.join(self.names)}"
+                Verdict.NXDOMAIN,
+                "NXDOMAIN or no A record for "
+                + ", ".join(
+                    f"{n} ({c})" for n, c in zip(self.names, self.rcodes, strict=True)
+                ),
             )
 
     def _connect(self, addr: str) -> None:
         if addr != self.then.dst:
             self.client.close()
-            from dataclasses import replace
-
             self.then = replace(self.then, dst=addr)
             self.client = Client(self.then)
         self.connecting = True
@@ -293,6 +327,15 @@ class DnsProbe(Job):
         if self.client.result is not None:
             r = self.client.result
             self.finish(r.verdict, f"{self.names[self.index]} -> {addr}: {r.detail}")
+
+    def finish(
+        self, verdict: Verdict | None, detail: str, source: str = "", ttl: int = 0
+    ) -> None:
+        """The result, with the addresses the name resolved to."""
+        if self.result is None:
+            super().finish(verdict, detail, source, ttl)
+            assert self.result is not None
+            self.result = replace(self.result, dns_answer=self.answer)
 
     def close(self) -> None:
         if self.sock is not None:

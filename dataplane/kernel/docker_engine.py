@@ -7,7 +7,9 @@ scenario's *compose input* (`topology.compose.ComposeProject`, the user's record
 way Compose v2 makes them (compose-spec and docker/compose `pkg/compose/create.go`).
 Bridges, veths, addresses, the embedded DNS, every iptables rule (nat `DOCKER`,
 `MASQUERADE`, filter `DOCKER-USER`, `DOCKER-ISOLATION-STAGE-1/2`) and the `docker-proxy`
-processes are the Engine's own.  What the simulator gives is only the rest of the
+processes are the Engine's own; the only rules added are the scenario's own
+`dockerUser` ones, inserted into the Engine's `DOCKER-USER` chain as a user would
+(`Engine.user_rules`).  What the simulator gives is only the rest of the
 scenario, built as for Kubernetes nodes (`dataplane.kernel.build`): the hosts' own
 namespaces with their underlay port, the externals and the underlay.  The servers are the
 project's listeners (`probe.Listeners`), opened in the containers' namespaces.
@@ -35,12 +37,13 @@ import shutil
 import subprocess
 import tarfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from topology.compose import ComposeProject, ComposeService, PortSpec
+from topology.docker import DockerHost
 
 DOCKERD = Path("/usr/sbin/dockerd")  # Debian's docker.io (another `docker` may be first
 DOCKER = Path(
@@ -51,6 +54,7 @@ IMAGE = "dataplane/busybox:1"
 SLEEP = ("/bin/sleep", "2147483647")
 START_TIMEOUT = 60.0  # seconds for a daemon to answer on its socket
 DEFAULT_NETWORK = "default"
+UPSTREAM_DNS = "127.0.0.1"  # the embedded DNS's upstream: none listens (Daemon.start)
 
 
 class EngineError(OSError):
@@ -121,8 +125,17 @@ class Daemon:
         """Start dockerd (it answers later: `wait`)."""
         self.root.mkdir(parents=True)
         config = self.root / "daemon.json"
-        # the daemon's identity key, which dockerd 20.10 otherwise writes to /etc/docker
-        config.write_text(json.dumps({"deprecated-key-path": str(self.root / "key")}))
+        # the daemon's identity key, which dockerd 20.10 otherwise writes to /etc/docker;
+        # the embedded DNS's upstream: 127.0.0.1, where nothing listens in the host's
+        # namespace (libnetwork forwards to a loopback `--dns` from the host's
+        # namespace, `extDNSEntry.HostLoopback`), so a name it does not know fails at
+        # once, as on the simulated hosts, which have no upstream resolver, instead of
+        # waiting for this machine's resolvers
+        config.write_text(
+            json.dumps(
+                {"deprecated-key-path": str(self.root / "key"), "dns": [UPSTREAM_DNS]}
+            )
+        )
         argv = [
             "nsenter",
             f"--net=/run/netns/{self.kernel_ns}",
@@ -396,6 +409,33 @@ class Engine:
             done = dict(zip(by_host, pool.map(make, by_host), strict=True))
         self.made += [c for project in projects for c in done.pop(project.node, [])]
 
+    def user_rules(self, hosts: Mapping[str, DockerHost]) -> None:
+        """Each host's `dockerUser` rules into the Engine's own filter DOCKER-USER chain,
+        in order, before its closing `-j RETURN` (`iptables -I DOCKER-USER N`, the
+        iptables dockerd uses, in the host's namespace): the parsed subset's words as
+        written (`topology.dockeruser`)."""
+        for name, host in hosts.items():
+            d = self.daemons.get(name)
+            if d is None:
+                continue
+            for number, rule in enumerate(host.user_rules, 1):
+                argv = [
+                    "iptables",
+                    "-w",
+                    "-I",
+                    "DOCKER-USER",
+                    str(number),
+                    *rule.tokens,
+                ]
+                done = subprocess.run(
+                    ["nsenter", f"--net=/run/netns/{d.kernel_ns}", *argv],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+                if done.returncode != 0:
+                    raise EngineError(name, " ".join(argv), done.stderr.strip())
+
     def inspect(self) -> list[Seen]:
         """Every container made, as the Engine reports it."""
         out = []
@@ -466,7 +506,8 @@ def kernel_side() -> dict[str, str]:
             "docker create, docker network connect)"
         ),
         "Docker iptables (nat DOCKER, MASQUERADE, DOCKER-USER, DOCKER-ISOLATION)": (
-            f"{engine}'s own rules"
+            f"{engine}'s own rules; in DOCKER-USER the scenario's dockerUser rules,"
+            " inserted with iptables -I DOCKER-USER N"
         ),
         "published ports and docker-proxy": f"{engine} (its port allocator and proxy)",
         "IP stack, conntrack, br_netfilter, ICMP, ARP": (

@@ -10,7 +10,8 @@ read-back and teardown, with three differences:
 - the containers' namespaces are the Engine's (named `<run id>-pod-<host>.<name>` with
   `netns.adopt`), mapped to the simulator's container namespaces by host and container
   name; a container of the model that the Engine did not make is an error;
-- no rule is loaded by the project: every iptables rule is dockerd's.
+- no rule is loaded by the project: every iptables rule is dockerd's, but the
+  scenario's `dockerUser` rules, which go into dockerd's `DOCKER-USER` chain.
 Its `close()` kills every process of the run (`dataplane.kernel.leftovers`: dockerd,
 containerd, the shims, docker-proxy, the containers) and removes its state directory and
 cgroups before the namespaces go.
@@ -19,7 +20,7 @@ cgroups before the namespaces go.
 from __future__ import annotations
 
 from dataplane.fabric import Fabric
-from dataplane.kernel import leftovers, netns, sysctls
+from dataplane.kernel import dns, leftovers, netns, sysctls
 from dataplane.kernel.build import (
     NAME_MAX,
     KernelCluster,
@@ -34,7 +35,7 @@ from dataplane.kernel.probe import Listeners
 from dataplane.kernel.report import Part
 from dataplane.netns import Kind, Netns, NetnsKind
 from dataplane.routing import RoutingTable
-from topology.docker import DockerRuntime
+from topology.docker import EMBEDDED_DNS_OWNER, DockerRuntime
 
 # the devices of a host that are the Engine's, never built from the simulator's fabric
 ENGINE_KINDS = frozenset({Kind.BRIDGE, Kind.VETH})
@@ -90,17 +91,28 @@ class DockerLive(LiveCluster):
         )
         self.engine.start(hosts)
         self.engine.build(runtime.projects)
+        self.engine.user_rules(runtime.hosts)
         self.seen = self.engine.inspect()
         self.built = built_parts(runtime, self.seen)
         self._adopt(hosts)
         self.listeners = Listeners()
         for ns in self.fabric.netns.values():
-            for (protocol, port), _sock in ns.sockets.items():
-                self.listeners.listen(kc.names[ns.id], protocol, port)
+            for (protocol, port), sock in ns.sockets.items():
+                app = None
+                if sock.owner == EMBEDDED_DNS_OWNER:
+                    # the Engine's embedded DNS answers 127.0.0.11:53 (its nat rules
+                    # in the container's namespace take the queries first); this
+                    # socket is its upstream (`UPSTREAM_DNS`), where it forwards from
+                    # the same namespace the names it does not know: NXDOMAIN
+                    app = self._upstream
+                self.listeners.listen(kc.names[ns.id], protocol, port, app)
         self.listeners.start()
         for name in hosts.values():
             with netns.inside(name):
                 self.conntrack[name] = netns.conntrack_socket()
+
+    def _upstream(self, data: bytes) -> bytes | None:
+        return dns.answer(self.fabric.cluster, data)
 
     def _adopt(self, hosts: dict[str, str]) -> None:
         """Name each container namespace of the model after the Engine's container of
@@ -144,7 +156,8 @@ class DockerLive(LiveCluster):
             self.kc.ipr[name] = Netlink()  # its learnt ARP entries are forgotten too
 
     def load_rules(self) -> None:
-        """Nothing: every rule of a Docker host is dockerd's own."""
+        """Nothing: every rule of a Docker host is dockerd's own (the `dockerUser` ones
+        are inserted once, when the Engine has made the projects)."""
 
     def close(self) -> None:
         """Kill every process of the run and remove its state, then the namespaces."""

@@ -126,7 +126,8 @@ class KernelVerdict:
 
     `answer_from` and `answer_ttl`: the source and the TTL on arrival of what answered
     the client (a reply datagram, an echo reply, an ICMP error), where a socket can
-    tell ("" and 0 where it cannot: a TCP handshake, silence, a local error)."""
+    tell ("" and 0 where it cannot: a TCP handshake, silence, a local error);
+    `dns_answer`: what the name of a probe by DNS name resolved to."""
 
     verdict: Verdict | None
     detail: str
@@ -134,6 +135,8 @@ class KernelVerdict:
     sport: int = 0
     answer_from: str = ""
     answer_ttl: int = 0
+    # a probe by DNS name: the addresses the name resolved to (empty: it did not)
+    dns_answer: tuple[str, ...] = ()
 
 
 def ttl_of(ancillary: list[tuple[int, int, bytes]]) -> int:

@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
+from dataplane.docker_iptables import through_proxy
 from dataplane.fabric import Fabric
 from dataplane.kernel import netns
 from dataplane.kernel.build import NoTunnelModule, has_ip_vs
@@ -64,6 +65,7 @@ from dataplane.routing import nexthop_chosen_by_kernel
 from dataplane.scenario import Runner
 from dataplane.sockets import PROTOCOL_OF
 from dataplane.trace import Trace
+from topology.dockercluster import lookup
 from topology.endpoint import EndpointKind
 from topology.errors import TopologyError
 from topology.model import Cluster, Cni, Pod, Protocol, ProxyMode
@@ -90,13 +92,42 @@ class _Item:
     pin: Pin | None = None
     not_comparable: str | None = None
     silent: bool = False
-    alone: bool = False  # a crafted packet: runs only beside packets of another `key`
+    # a crafted packet, or one docker-proxy carries: runs only beside packets of
+    # another `key`
+    alone: bool = False
     key: tuple[object, ...] = ()  # what its answer is recognised by
     client: tuple[str, str] = ("", "")  # the client's node and namespace label
     # the simulator's walk again with the kernel's choices: the endpoint (Service port
     # name -> pod key; kube-proxy picks at random, the simulator's pick is one of its
     # choices) and the cloud load balancer's node (multipath route -> nexthop)
     rewalk: Callable[[Mapping[str, str], Mapping[str, str]], Trace] | None = None
+    # a probe by DNS name on a Docker host: what the model's embedded DNS answers,
+    # compared as a set with the Engine's answer (the part `DNS answer`)
+    dns_answer: tuple[str, ...] | None = None
+
+
+def docker_answer(cluster: Cluster, pod: Pod, name: str) -> tuple[str, ...] | None:
+    """The addresses the model's embedded DNS answers for `name` from `pod` (the name as
+    written: a container's resolv.conf has no search list and ndots:0), None off a
+    Docker host, where kube-dns is the project's own stand-in and answers as the model."""
+    if cluster.docker is None:
+        return None
+    return lookup(cluster.docker, pod, name)
+
+
+def answer_part(model: tuple[str, ...], kernel: tuple[str, ...]) -> Part:
+    """The two answers as sets, each address once, in address order.
+
+    >>> answer_part(("172.18.0.3", "172.18.0.2"), ("172.18.0.2", "172.18.0.3")).agrees
+    True
+    >>> answer_part(("172.18.0.2",), ()).kernel
+    'none'
+    """
+
+    def text(addrs: tuple[str, ...]) -> str:
+        return ", ".join(sorted(set(addrs), key=IPv4Address)) or "none"
+
+    return Part("DNS answer", text(model), text(kernel))
 
 
 class Verifier:
@@ -241,21 +272,6 @@ class Verifier:
         kernel_ns = self.kernel_ns(fabric_ns.id)
         cluster = sim.cluster
         silent = heard_nothing(trace, fabric_ns.node, fabric_ns.label)
-        if d.kind is EndpointKind.DNS and cluster.docker is not None:
-            # the kernel side's answer would be dockerd's own embedded DNS: not read yet
-            self.pending.append(
-                _Item(
-                    index,
-                    kind,
-                    title,
-                    trace,
-                    took,
-                    None,
-                    not_comparable="not comparable: a name on a Docker host (the "
-                    "Engine's embedded DNS at 127.0.0.11) is not looked up by verify yet",
-                )
-            )
-            return
         if d.kind is EndpointKind.DNS:
             assert d.name is not None and s.pod is not None
             expected, dport = self.expect_dns(cluster, s.pod, d.name, port, protocol)
@@ -278,6 +294,7 @@ class Verifier:
                     silent=silent,
                     client=(fabric_ns.node, fabric_ns.label),
                     rewalk=self.rewalker(lambda: sim.probe(src, dst, port, protocol)),
+                    dns_answer=docker_answer(cluster, pod, name),
                 )
             )
             return
@@ -285,6 +302,9 @@ class Verifier:
         dport = sim.resolve_port(port, d, protocol)
         spec = ProbeSpec(kernel_ns, protocol, dst_ip, dport)
         pin = self.pin_of(cluster, protocol, dst_ip, dport, trace)
+        # docker-proxy's own connection is found at the server by being the one no
+        # client made (compare.parts): one such probe per published port and batch
+        proxied = through_proxy(trace)
         self.pending.append(
             _Item(
                 index,
@@ -295,6 +315,8 @@ class Verifier:
                 lambda: Client(spec),
                 pin,
                 silent=silent,
+                alone=proxied,
+                key=("docker-proxy", protocol, dst_ip, dport) if proxied else (),
                 client=(fabric_ns.node, fabric_ns.label),
                 rewalk=self.rewalker(lambda: sim.probe(src, dst, port, protocol)),
             )
@@ -315,6 +337,9 @@ class Verifier:
         """The address the name has in the model, and the port number to connect to."""
         from dataplane.kernel import dns
 
+        answer = docker_answer(cluster, pod, name)
+        if answer is not None:  # a container's name: only a port number is known
+            return (answer[0] if answer else None), port if isinstance(port, int) else 0
         for qname in dns.candidates(cluster, pod, name):
             rcode, addrs, svc = dns.records(cluster, qname)
             if rcode == dns.NOERROR and addrs:
@@ -621,6 +646,7 @@ class Verifier:
             by_item.update(zip((id(it) for it in batch), results, strict=True))
             assert self.live.kc is not None
             fabric_id_of = {k: f for f, k in self.live.kc.names.items()}
+            claimed = {r.sport for r in results if r.sport}
             for it, result in zip(batch, results, strict=True):
                 crossed = devices.get(id(it))
                 chosen = self.take_kernel_choice(it, result, flows, crossed)
@@ -639,7 +665,12 @@ class Verifier:
                     self.runner.sim.fabric,
                     fabric_id_of,
                     crossed,
+                    claimed,
                 )
+                if it.dns_answer is not None and result.verdict is not None:
+                    parts_of[id(it)].insert(
+                        0, answer_part(it.dns_answer, result.dns_answer)
+                    )
         self.report.neighbour_overflows += (
             netns.neighbour_overflows() - overflows_at_start
         )

@@ -48,9 +48,6 @@ def test_scenarios_are_there() -> None:
     assert len(conformance) >= 48, conformance
 
 
-# A name on a Docker host: dockerd's embedded DNS is not looked up by verify yet.
-DOCKER_DNS = "the Engine's embedded DNS at 127.0.0.11"
-
 # What the kernel backend does not build yet (strict: building it turns these red).
 KERNEL_GAPS = {
     "kube-proxy/ipmode-proxy.yaml": "the gateway's proxying load balancer (ipMode Proxy)"
@@ -88,7 +85,7 @@ def test_the_simulator_and_linux_agree(path: Path) -> None:
     assert not wrong, "\n".join(wrong)
     # runtime: docker: what Docker Engine made (addresses, published ports) is the model's
     assert [p for p in report.built if not p.agrees] == []
-    allowed = (*DOCUMENTED, BPF, DOCKER_DNS)
+    allowed = (*DOCUMENTED, BPF)
     allowed = allowed if has_sctp() else (*allowed, SCTP)
     allowed = allowed if has_ipip() else (*allowed, IPIP)
     allowed = allowed if has_ip_vs() else (*allowed, IP_VS)
