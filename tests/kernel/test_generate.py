@@ -6,7 +6,11 @@ from __future__ import annotations
 import pytest
 
 from dataplane.kernel.generate import main, parse_seeds, scenario, text
+from dataplane.kernel.generate_admin import DELETE_NAMES
+from topology.cni_modes import CNI_NETWORKS
 from topology.loader import load_scenario_text
+
+ADMIN_KINDS = tuple(DELETE_NAMES)
 
 CI_SEEDS = "1-12"  # about 15 s here; `make fuzz-kernel SEEDS=1-1000` for the long run
 
@@ -16,22 +20,40 @@ def test_the_same_seed_gives_the_same_scenario() -> None:
     assert text(7) != text(8)
 
 
-@pytest.mark.parametrize("seed", parse_seeds("1-60"))
+@pytest.mark.parametrize("seed", parse_seeds("1-300"))
 def test_every_draw_is_a_valid_scenario(seed: int) -> None:
+    """The loader takes every draw: 0 refused (Docker ones and admin policies too)."""
     scen, _ = load_scenario_text(text(seed), f"generated-{seed}.yaml")
     assert scen.steps
 
 
 def test_the_draws_cover_every_feature() -> None:
-    """Across 150 seeds: every mode and service type, policies of each kind, and every
-    kind of step."""
+    """Across 300 seeds: every CNI with each of its networks, every kube-proxy mode,
+    Docker hosts, every service type, policies of each kind (admin ones too), SCTP,
+    hostPort, and every kind of step."""
     seen: set[str] = set()
-    for seed in range(1, 151):
+    for seed in range(1, 301):
         data = scenario(seed)
-        seen.add(f"mode {data['cluster']['network']}")
-        seen.add(f"mtu {data['cluster']['mtu']}")
+        cluster = data["cluster"]
+        seen.add(f"mtu {cluster['mtu']}")
+        if cluster.get("runtime") == "docker":
+            seen.add("runtime docker")
+            compose = str(data["compose"])
+            seen.update(w for w in ("internal", "network_mode", "ports") if w in compose)
+            if len(cluster["nodes"]) == 2:
+                seen.add("docker 2 hosts")
+            continue
+        seen.add(f"{cluster['cni']} {cluster['network']}")
+        if cluster["cni"] != "cilium":
+            seen.add(f"kube-proxy {cluster.get('kubeProxy', {}).get('mode', 'iptables')}")
         for obj in data["manifests"]:
             spec = obj.get("spec", {})
+            if obj["kind"] in ADMIN_KINDS:
+                seen.add(obj["kind"])
+            if "SCTP" in str(spec):
+                seen.add("SCTP")
+            if "hostPort" in str(spec):
+                seen.add("hostPort")
             if obj["kind"] == "Service":
                 seen.add(f"service {spec.get('type', 'headless')}")
                 seen.update(f"service {k}" for k in spec if k.endswith("Policy"))
@@ -60,7 +82,16 @@ def test_the_draws_cover_every_feature() -> None:
                 if "flags" in ip:
                     seen.add("DF")
     want = {
-        *(f"mode {m}" for m in ("vxlan", "host-gw", "routed")),
+        *(f"{cni} {network}" for cni, nets in CNI_NETWORKS.items() for network in nets),
+        *(f"kube-proxy {m}" for m in ("iptables", "nftables", "ipvs")),
+        *ADMIN_KINDS,
+        "SCTP",
+        "hostPort",
+        "runtime docker",
+        "docker 2 hosts",
+        "internal",
+        "network_mode",
+        "ports",
         "mtu 9000",
         *(
             f"service {t}"
