@@ -139,9 +139,7 @@ def _service(rng: random.Random, i: int) -> dict[str, Any]:
     }
 
 
-def _peer(
-    rng: random.Random, externals: list[str], cidrs: list[str]
-) -> dict[str, Any]:
+def _peer(rng: random.Random, externals: list[str], cidrs: list[str]) -> dict[str, Any]:
     what = rng.random()
     if what < 0.4:
         return {"podSelector": {"matchLabels": {"app": rng.choice(APPS)}}}
@@ -294,7 +292,9 @@ def _cluster(
             for n, ip, c in zip(nodes, ips, cidrs, strict=True)
         ]
     else:
-        cluster["nodes"] = [{"name": n, "ip": ip} for n, ip in zip(nodes, ips, strict=True)]
+        cluster["nodes"] = [
+            {"name": n, "ip": ip} for n, ip in zip(nodes, ips, strict=True)
+        ]
     if cni is Cni.CALICO:
         # Calico's IPAM: node N takes the Nth block of the pool (docs/scenario-format.md)
         block = rng.choice((26, 26, 28))

@@ -80,7 +80,9 @@ def docker_scenario(rng: random.Random, seed: int) -> dict[str, Any]:
         for name in _pick(rng, ["front", "back"], rng.randint(0, 2)):
             net: dict[str, Any] = {}
             if rng.random() < 0.4:
-                net["ipam"] = {"config": [{"subnet": f"10.{20 + h}.{len(networks)}.0/24"}]}
+                net["ipam"] = {
+                    "config": [{"subnet": f"10.{20 + h}.{len(networks)}.0/24"}]
+                }
             if name == "back" and rng.random() < 0.5:
                 net["internal"] = True
             networks[name] = net
@@ -119,7 +121,14 @@ def _probe(
     src = rng.choice(sources)
     if published and rng.random() < 0.45:
         host, port, protocol = rng.choice(published)
-        return {"probe": {"from": src, "to": f"node/{host}", "port": port, "protocol": protocol}}
+        return {
+            "probe": {
+                "from": src,
+                "to": f"node/{host}",
+                "port": port,
+                "protocol": protocol,
+            }
+        }
     dsts = [c for c in containers if c != src] + [f"node/{h}" for h in hosts]
     if not src.startswith("external/"):
         dsts += [f"external/{e}" for e in externals]

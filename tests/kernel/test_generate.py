@@ -39,13 +39,17 @@ def test_the_draws_cover_every_feature() -> None:
         if cluster.get("runtime") == "docker":
             seen.add("runtime docker")
             compose = str(data["compose"])
-            seen.update(w for w in ("internal", "network_mode", "ports") if w in compose)
+            seen.update(
+                w for w in ("internal", "network_mode", "ports") if w in compose
+            )
             if len(cluster["nodes"]) == 2:
                 seen.add("docker 2 hosts")
             continue
         seen.add(f"{cluster['cni']} {cluster['network']}")
         if cluster["cni"] != "cilium":
-            seen.add(f"kube-proxy {cluster.get('kubeProxy', {}).get('mode', 'iptables')}")
+            seen.add(
+                f"kube-proxy {cluster.get('kubeProxy', {}).get('mode', 'iptables')}"
+            )
         for obj in data["manifests"]:
             spec = obj.get("spec", {})
             if obj["kind"] in ADMIN_KINDS:
