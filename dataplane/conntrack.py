@@ -72,6 +72,10 @@ class ConntrackEntry:
     confirmed: bool = False
     seen_reply: bool = False  # IPS_SEEN_REPLY: until then the connection is NEW
     nat_comment: list[str] = field(default_factory=list)
+    # a userland proxy's (docker-proxy): Linux has two connections, accepted and opened
+    # by the proxy, where this entry NATs one (dataplane.docker_iptables `_proxy`); the
+    # address the proxy answers its client from (the un-DNAT of the replies)
+    proxy_answers_from: str | None = None
 
     def __str__(self) -> str:
         return f"{show_tuple(self.tuple_orig)} (reply {show_tuple(self.tuple_reply)})"

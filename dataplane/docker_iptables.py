@@ -9,7 +9,8 @@ nat:
 - `PREROUTING -m addrtype --dst-type LOCAL -j DOCKER`
 - `OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER`
 - `POSTROUTING -s S ! -o BR -j MASQUERADE` (not for internal networks)
-- `DOCKER -i BR -j RETURN`
+- `DOCKER -i BR -j RETURN` (not for internal networks: `iptables.ProgramChain`, hairpin
+  off, is only called for the others)
 - `DOCKER ! -i BR -p PROTO [-d HOST_IP] --dport HOST_PORT -j DNAT --to-destination
   IP:PORT` per published port (`! -i BR` because the userland proxy serves the
   container's own bridge; hairpin NAT is off)
@@ -30,8 +31,9 @@ filter:
 
 The userland proxy (`docker-proxy`, libnetwork portmapper) listens on every published host
 port; it carries what the NAT rules leave to it: connections to 127.0.0.1 from the host
-(`OUTPUT ! -d 127.0.0.0/8`) and a container's to a port its own bridge's container
-published on the host (hairpin: `DOCKER -i BR -j RETURN`).  It accepts the connection and opens
+(`OUTPUT ! -d 127.0.0.0/8`) and a container's to any port published on the host: the
+`DOCKER -i BR -j RETURN` of the bridge it comes from (any non-internal network's, the
+published port's own or another's) ends the DOCKER chain before the DNAT rules.  It accepts the connection and opens
 its own to the container, from the bridge's address: Linux has two TCP connections there,
 the simulator one, rewritten at OUTPUT, and the trace says so.
 """
@@ -102,8 +104,9 @@ def _dnat(pkt: Packet, ctx: HookContext, chain: str) -> HookResult:
     if port is None:
         return ACCEPT
     net = host.network(port.network)
-    if ctx.in_if == net.bridge:  # hairpin: the userland proxy serves it
-        return _proxy(pkt, ctx, port, f"nat DOCKER -i {net.bridge} -j RETURN")
+    came = _bridges(host).get(ctx.in_if or "")
+    if came is not None and not came.internal:  # the userland proxy serves it
+        return _proxy(pkt, ctx, port, f"nat DOCKER -i {came.bridge} -j RETURN")
     where = f"-d {port.host_ip}/32 " if port.host_ip else ""
     return ctx.dnat(
         pkt,
@@ -150,6 +153,15 @@ def _proxy(pkt: Packet, ctx: HookContext, port: PublishedPort, why: str) -> Rewr
         f" {net.gateway} (two connections in Linux, one rewritten here)",
     )
     after = ctx.snat(done.packet, str(net.gateway), "docker-proxy's own connection")
+    assert ctx.ct is not None
+    # the proxy's listening socket: TCP answers from the address it was asked on (the
+    # accepted socket's); UDP from its bound address, or, bound to the wildcard
+    # (`net.ListenUDP` on 0.0.0.0, cmd/docker-proxy udp_proxy.go), from the route back
+    # to the client (its bridge's address), which a connected client does not take
+    answers = ip.dst
+    if ip.proto == 17 and port.host_ip is None and ctx.in_if is not None:
+        answers = ctx.netns.source_for(ctx.in_if, ip.src)
+    ctx.ct.proxy_answers_from = answers
     return Rewrite(after.packet, done.detail, (*done.diffs, *after.diffs))
 
 

@@ -241,7 +241,8 @@ class Stack:
         elif not dst_nat and ctx.ct_dir is CtDir.ORIGINAL and ct.snat:
             res = rewrite_src(pkt, ct.snat[0], ct.snat[1], "SNAT (conntrack)")
         elif not dst_nat and ctx.ct_dir is CtDir.REPLY and ct.dnat:
-            res = rewrite_src(pkt, orig[3], orig[4], "un-DNAT of the reply (conntrack)")
+            src = ct.proxy_answers_from or orig[3]
+            res = rewrite_src(pkt, src, orig[4], "un-DNAT of the reply (conntrack)")
         if res is None or not res.diffs:
             return pkt
         self.w.record(ns, "", "nat", res.detail, res.packet, res.diffs)
@@ -343,6 +344,13 @@ class Stack:
                 ns, ifname, "drop", unanswered, pkt, reason=DropReason.NOT_FOR_US
             )
             return []
+        if (
+            dnat
+            and ctx is not None
+            and ctx.ct is not None
+            and ctx.ct.proxy_answers_from
+        ):
+            return self.proxied(ns, ifname, pkt, ctx)
         if dnat and in_port is not None and ctx is not None and eth is not None:
             route = ns.routes.lookup(pkt.ip.dst)
             if route is not None and route.oif == ifname and route.via is None:
@@ -358,6 +366,29 @@ class Stack:
             )
             return []
         return self.forward(ns, ifname, pkt, ctx)
+
+    def proxied(
+        self, ns: Netns, in_if: str, pkt: Packet, ctx: HookContext
+    ) -> list[Emission]:
+        """A packet of a userland proxy's connection (docker-proxy,
+        `dataplane.docker_iptables`), either way: Linux delivers it to the proxy, which
+        sends its own on the other connection, a packet of this host's: routed as a
+        local one (no FORWARD, no TTL decrement, no bridging back), then POSTROUTING."""
+        ip = pkt.ip
+        assert ip is not None
+        route = self.route_out(ns, ip.dst)
+        if route is None:
+            self.w.record(
+                ns, in_if, "drop", f"{ip.dst}: no route", pkt,
+                reason=DropReason.NO_ROUTE,
+            )  # fmt: skip
+            return []
+        self.w.record(
+            ns, "", "route",
+            f"{ip.dst} {route_detail(route)} (the proxy's own packet, from this host)",
+            pkt,
+        )  # fmt: skip
+        return self.ip_output(ns, pkt, route, ctx, forwarded=False)
 
     def bridged_dnat(
         self,

@@ -448,8 +448,16 @@ def _container(
                 NetworkAttachment(net_name, f"eth{i}", addr, mac_of(addr), dns)
             )
     ports = []
+    # the ports are programmed on the gateway endpoint only (libnetwork `sbJoin`:
+    # ProgramExternalConnectivity, never on an internal network): the first attachment
+    # of a network that is not internal, as `epHeap.Less` sorts internal ones last;
+    # a container on internal networks only publishes nothing
+    gateway = next(
+        (a for a in attachments if not host.networks[a.network].internal), None
+    )
     for spec in service.ports:
-        first = attachments[0]
+        if gateway is None:
+            break
         for offset in range(spec.target[1] - spec.target[0] + 1):
             port = spec.target[0] + offset
             host_port = _host_port(host, spec, offset, spec.loc, obj)
@@ -458,15 +466,16 @@ def _container(
             )
             ports.append(
                 PublishedPort(
-                    spec.host_ip, host_port, spec.protocol, name, first.network,
-                    first.ip, port, spec.loc,
+                    spec.host_ip, host_port, spec.protocol, name, gateway.network,
+                    gateway.ip, port, spec.loc,
                 )
             )  # fmt: skip
-    listens = tuple(
-        dict.fromkeys(
-            [*service.expose, *((p.container_port, p.protocol) for p in ports)]
-        )
-    )
+    targets = [
+        (port, spec.protocol)
+        for spec in service.ports
+        for port in range(spec.target[0], spec.target[1] + 1)
+    ]
+    listens = tuple(dict.fromkeys([*service.expose, *targets]))
     return DockerContainer(
         name, host.name, project.project, service.name, number, service.hostname,
         kind, joins, tuple(attachments), tuple(ports), listens, service.loc,

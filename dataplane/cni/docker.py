@@ -9,8 +9,9 @@ What it builds from the Docker model (`topology.docker`), as dockerd's bridge dr
   masquerade and NetworkPolicy;
 - per container namespace: `eth0`, `eth1`, ... one per network (a veth whose host end
   `veth<7 hex>` is a port of that network's bridge; hairpin off, as with the userland
-  proxy), the connected route of each, and `default via <gateway of the first network>`
-  unless that network is internal (libnetwork gives an internal network no gateway);
+  proxy), the connected route of each, and `default via <gateway of the first network
+  that is not internal>` (libnetwork sorts internal endpoints last and, since Engine 25.0,
+  moby#46603, gives an internal network no gateway: none on internal networks only);
   `network_mode: none` leaves only `lo`; `host` is the host's namespace; containers of
   `network_mode: container:`/`service:` are sockets of the namespace they join.
 """
@@ -101,11 +102,16 @@ def build_container(fab: Fabric, pod: Pod, ns: Netns) -> None:
         fab.owner_of_ip[str(att.ip)] = ns.id
     if serves_dns(runtime, pod) and (Protocol.UDP, 53) not in ns.sockets:
         ns.listen(Protocol.UDP, 53, EMBEDDED_DNS_OWNER, str(EMBEDDED_DNS))
-    if container.attachments:
-        first = container.attachments[0]
-        net = host.network(first.network)
-        if not net.internal:
-            ns.routes.add(Route(DEFAULT, first.ifname, via=net.gateway))
+    # the default route goes via the gateway endpoint: libnetwork sorts a container's
+    # endpoints with internal networks last (sandbox `epHeap.Less`), and an internal
+    # network gives no gateway (moby#46603, Engine 25.0)
+    gateway = next(
+        (a for a in container.attachments if not host.network(a.network).internal),
+        None,
+    )
+    if gateway is not None:
+        net = host.network(gateway.network)
+        ns.routes.add(Route(DEFAULT, gateway.ifname, via=net.gateway))
 
 
 def no_gateway_routes(fab: Fabric, gw: Netns) -> None:

@@ -18,6 +18,8 @@ cgroups before the namespaces go.
 
 from __future__ import annotations
 
+from ipaddress import IPv4Address
+
 from dataplane.fabric import Fabric
 from dataplane.kernel import leftovers, netns
 from dataplane.kernel.build import (
@@ -36,7 +38,8 @@ from dataplane.kernel.probe import Listeners
 from dataplane.kernel.report import Part
 from dataplane.netns import Kind, Netns, NetnsKind
 from dataplane.routing import RoutingTable
-from topology.docker import DockerRuntime
+from topology.docker import EMBEDDED_DNS_OWNER, DockerRuntime
+from topology.model import Pod
 
 # the devices of a host that are the Engine's, never built from the simulator's fabric
 ENGINE_KINDS = frozenset({Kind.BRIDGE, Kind.VETH})
@@ -97,7 +100,12 @@ class DockerLive(LiveCluster):
         self._adopt(hosts)
         self.listeners = Listeners()
         for ns in self.fabric.netns.values():
-            for (protocol, port), _sock in ns.sockets.items():
+            for (protocol, port), sock in ns.sockets.items():
+                if sock.owner == EMBEDDED_DNS_OWNER:
+                    # the model's 127.0.0.11:53: dockerd's own resolver serves it there
+                    # (its DNAT to a port of its own); a wildcard listener of ours
+                    # would answer the container's own addresses on 53 too
+                    continue
                 self.listeners.listen(kc.names[ns.id], protocol, port)
         self.listeners.start()
         for name in hosts.values():
@@ -196,3 +204,30 @@ def built_parts(runtime: DockerRuntime, seen: list[Seen]) -> list[Part]:
                     )
                 )
     return out
+
+
+def engine_gap(
+    runtime: DockerRuntime, pod: Pod | None, dst: IPv4Address | None
+) -> str | None:
+    """Why a probe from the container namespace `pod` to `dst` says nothing about the
+    simulator on this machine's Engine, or None.
+
+    A container on internal networks only: Engine 20.10 (Debian's docker.io, the kernel
+    side here) gives it `default via` its network's gateway, where the simulator models
+    Engine 25.0 and later, which set no gateway on an internal network (moby#46603):
+    whatever leaves its subnets is ENETUNREACH in the simulator and reaches the bridge
+    (then DOCKER-ISOLATION-STAGE-1's DROP, or the host itself) on 20.10."""
+    if pod is None or dst is None or dst.is_loopback:
+        return None
+    host = runtime.hosts.get(pod.node)
+    owner = host.container(pod.name) if host is not None else None
+    if host is None or owner is None or not owner.attachments:
+        return None
+    nets = [host.network(a.network) for a in owner.attachments]
+    if not all(n.internal for n in nets) or any(dst in n.subnet for n in nets):
+        return None
+    return (
+        "not comparable: a container on internal networks only, to outside them "
+        "(Docker Engine 20.10 here routes it via the gateway; the simulator models "
+        "Engine 25.0+, moby#46603: no route)"
+    )

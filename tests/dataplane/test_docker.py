@@ -236,3 +236,107 @@ def test_the_matrix_walks_every_pair_through_dockers_rules(sim: Simulator) -> No
     other = pods.index("host-1/shop-other-1")
     api = pods.index("host-1/shop-api-1")
     assert m.verdict(other, api) is Verdict.DENIED
+
+
+def test_a_port_published_by_another_network_is_the_proxys(sim: Simulator) -> None:
+    """`DOCKER -i BR -j RETURN` is there for every non-internal bridge: a container on
+    shop_front asking the host for legacy's port (docker0) is not DNATed; docker-proxy
+    takes it and connects from docker0's address, without crossing FORWARD (found by
+    Docker Engine 20.10, generated seed 139)."""
+    t = sim.probe("container/shop-other-1", "node/host-1", 8081)
+    assert t.verdict is Verdict.DELIVERED
+    text = details(t)
+    assert "nat DOCKER -i br-" in text and "-j RETURN; docker-proxy" in text
+    assert "DOCKER-ISOLATION" not in text
+    deliver = next(h for h in t.hops if h.event == "deliver")
+    assert deliver.packet is not None and deliver.packet.ip is not None
+    assert deliver.packet.ip.src == "172.17.0.1"
+    assert deliver.packet.ip.ttl == 64  # the proxy's own packet
+
+
+def test_a_container_reaches_its_own_published_port_through_the_proxy(
+    sim: Simulator,
+) -> None:
+    """Hairpin off, yet delivered: the proxy's connection leaves the host by docker0,
+    not back out of the port the frame came in on (generated seeds 165, 176)."""
+    t = sim.probe("container/shop-legacy-1", "node/host-1", 8081)
+    assert t.verdict is Verdict.DELIVERED
+    assert "(the proxy's own packet, from this host)" in details(t)
+
+
+INTERNAL = """name: t
+cluster:
+  runtime: docker
+  nodes: [{name: host-1, ip: 10.100.0.2}]
+  externals: [{name: laptop, ip: 192.0.2.10}]
+compose:
+  - node: host-1
+    project: p
+    services:
+      vault: {image: x, ports: ["8200:8200"], networks: [secrets]}
+      api: {image: x, ports: ["8080:80"], networks: [secrets, front]}
+    networks:
+      front: {}
+      secrets: {internal: true}
+steps: [{probe: {from: external/laptop, to: node/host-1, port: 8200}}]
+"""
+
+
+def test_internal_networks_publish_nothing_and_route_nothing() -> None:
+    """Ports are programmed on the gateway endpoint only, the first network that is
+    not internal (libnetwork sorts internal endpoints last): vault, on an internal
+    network only, publishes nothing and has no default route; api publishes on front
+    and routes via front's gateway though secrets is its first network."""
+    scenario, _ = load_scenario_text(INTERNAL, "internal.yaml")
+    runtime = scenario.cluster.docker
+    assert runtime is not None
+    host = runtime.hosts["host-1"]
+    vault, api = host.container("p-vault-1"), host.container("p-api-1")
+    assert vault is not None and api is not None
+    assert vault.ports == () and (8200, Protocol.TCP) in vault.listens
+    assert [p.network for p in api.ports] == ["p_front"]
+    sim = Simulator(scenario.cluster)
+    assert sim.probe("external/laptop", "node/host-1", 8200).verdict is Verdict.REFUSED
+    assert sim.probe("external/laptop", "node/host-1", 8080).verdict is (
+        Verdict.DELIVERED
+    )
+    fab = build_fabric(scenario.cluster)
+    routes = {
+        str(r.dst): r
+        for r in fab.netns[next(n for n in fab.netns if n.endswith("p-api-1"))].routes
+    }
+    front = host.network("p_front")
+    assert str(routes["0.0.0.0/0"].via) == str(front.gateway)
+    t = sim.probe("container/p-vault-1", "external/laptop", 80)
+    assert t.verdict is Verdict.NO_ROUTE
+
+
+UDP = """name: t
+cluster:
+  runtime: docker
+  nodes: [{name: host-1, ip: 10.100.0.2}]
+compose:
+  - node: host-1
+    project: p
+    services:
+      dns: {image: x, network_mode: bridge, ports: ["5353:53/udp", "127.0.0.1:5354:53/udp"]}
+      client: {image: x, network_mode: bridge}
+steps: [{probe: {from: node/host-1, to: node/host-1, port: 5353, protocol: UDP}}]
+"""
+
+
+def test_the_udp_proxy_answers_from_the_route_back() -> None:
+    """docker-proxy's UDP socket is bound to 0.0.0.0: it answers a container on docker0
+    from docker0's address, not the host address asked, so the connected client takes
+    nothing (found by Docker Engine 20.10, generated seed 513); bound to 127.0.0.1, it
+    answers from there."""
+    scenario, _ = load_scenario_text(UDP, "udp.yaml")
+    sim = Simulator(scenario.cluster)
+    t = sim.probe("container/p-client-1", "node/host-1", 5353, Protocol.UDP)
+    assert t.verdict is not Verdict.DELIVERED
+    assert (
+        "datagram from 172.17.0.1:5353: the socket is connected to 10.100.0.2:5353"
+        in details(t)
+    )
+    t = sim.probe("node/host-1", "localhost", 5354, Protocol.UDP)
+    assert t.verdict is Verdict.DELIVERED
