@@ -30,7 +30,7 @@ The rules, as moby and Compose apply them by default (named per rule below):
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
@@ -167,6 +167,18 @@ class PublishedPort:
     @property
     def host_text(self) -> str:
         return f"{self.host_ip or '0.0.0.0'}:{self.host_port}/{self.protocol.lower()}"
+
+
+def gateway_endpoint(
+    attachments: Sequence[NetworkAttachment], is_internal: Callable[[str], bool]
+) -> NetworkAttachment | None:
+    """The attachment that gives a container its default route and on whose address its
+    ports are published: libnetwork's gateway endpoint, the first endpoint in
+    `epHeap.Less` order (sandbox.go: internal networks last, then by network name; the
+    Compose `priority` is not modelled). None on internal networks only: no gateway
+    there (moby#46603, Engine 25.0) and never external connectivity (`sbJoin`)."""
+    usable = [a for a in attachments if not is_internal(a.network)]
+    return min(usable, key=lambda a: a.network, default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -449,12 +461,9 @@ def _container(
             )
     ports = []
     # the ports are programmed on the gateway endpoint only (libnetwork `sbJoin`:
-    # ProgramExternalConnectivity, never on an internal network): the first attachment
-    # of a network that is not internal, as `epHeap.Less` sorts internal ones last;
-    # a container on internal networks only publishes nothing
-    gateway = next(
-        (a for a in attachments if not host.networks[a.network].internal), None
-    )
+    # ProgramExternalConnectivity); a container on internal networks only publishes
+    # nothing
+    gateway = gateway_endpoint(attachments, lambda n: host.networks[n].internal)
     for spec in service.ports:
         if gateway is None:
             break
@@ -517,6 +526,7 @@ __all__ = [
     "PublishedPort",
     "build_runtime",
     "docker_cluster",
+    "gateway_endpoint",
     "lookup",
     "mac_of",
     "network_id",

@@ -9,9 +9,10 @@ What it builds from the Docker model (`topology.docker`), as dockerd's bridge dr
   masquerade and NetworkPolicy;
 - per container namespace: `eth0`, `eth1`, ... one per network (a veth whose host end
   `veth<7 hex>` is a port of that network's bridge; hairpin off, as with the userland
-  proxy), the connected route of each, and `default via <gateway of the first network
-  that is not internal>` (libnetwork sorts internal endpoints last and, since Engine 25.0,
-  moby#46603, gives an internal network no gateway: none on internal networks only);
+  proxy), the connected route of each, and `default via` the gateway of its gateway
+  endpoint (`topology.docker.gateway_endpoint`: the first network that is not internal by
+  name; none on internal networks only: since Engine 25.0, moby#46603, an internal
+  network gives no gateway);
   `network_mode: none` leaves only `lo`; `host` is the host's namespace; containers of
   `network_mode: container:`/`service:` are sockets of the namespace they join.
 """
@@ -32,7 +33,13 @@ from dataplane.cni.common import (
 )
 from dataplane.netns import Interface, Kind, Netns
 from dataplane.routing import Route
-from topology.docker import EMBEDDED_DNS, EMBEDDED_DNS_OWNER, DockerRuntime, serves_dns
+from topology.docker import (
+    EMBEDDED_DNS,
+    EMBEDDED_DNS_OWNER,
+    DockerRuntime,
+    gateway_endpoint,
+    serves_dns,
+)
 from topology.model import NodeSpec, Pod, Protocol
 from topology.runtime import Runtime
 
@@ -102,12 +109,9 @@ def build_container(fab: Fabric, pod: Pod, ns: Netns) -> None:
         fab.owner_of_ip[str(att.ip)] = ns.id
     if serves_dns(runtime, pod) and (Protocol.UDP, 53) not in ns.sockets:
         ns.listen(Protocol.UDP, 53, EMBEDDED_DNS_OWNER, str(EMBEDDED_DNS))
-    # the default route goes via the gateway endpoint: libnetwork sorts a container's
-    # endpoints with internal networks last (sandbox `epHeap.Less`), and an internal
-    # network gives no gateway (moby#46603, Engine 25.0)
-    gateway = next(
-        (a for a in container.attachments if not host.network(a.network).internal),
-        None,
+    # the default route goes via the gateway endpoint (none on internal networks only)
+    gateway = gateway_endpoint(
+        container.attachments, lambda n: host.network(n).internal
     )
     if gateway is not None:
         net = host.network(gateway.network)

@@ -287,13 +287,10 @@ steps:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="the simulator publishes ports and routes by default on a container's first "
-    "network; Docker Engine 20.10 on its gateway endpoint: a network that is not "
-    "internal, by network name (libnetwork sandbox.go, the endpoints' order), so "
-    "shop_back over shop_front; the UDP port then moves to 32769 (released and "
-    "allocated again when the gateway changes); and a container whose first network "
-    "is internal has no default route in the simulator (no-route), where Docker routes "
-    "it by its other network (refused by the laptop)",
+    reason="web is created on shop_front and connected to shop_back, which becomes its "
+    "gateway endpoint (by name): Docker Engine 20.10 releases the ephemeral UDP port "
+    "and allocates it again, from the allocator's last port on (32769); the simulator "
+    "allocates once (32768)",
 )
 def test_a_container_on_two_networks_publishes_where_docker_does() -> None:
     report = Verifier(scenario(TWO_NETWORKS)).run()
@@ -371,14 +368,10 @@ steps:
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a container to its own host's published port: the simulator answers RST; "
-    "Docker Engine's nat DOCKER chain returns traffic from the bridge (`-i BR -j "
-    "RETURN`), and docker-proxy, listening on 0.0.0.0:8080 in the host, takes the "
-    "connection and opens its own to the container: delivered",
-)
 def test_a_container_reaches_its_own_hosts_published_port() -> None:
+    """nat DOCKER returns traffic from the bridge (`-i BR -j RETURN`), and docker-proxy,
+    listening on 0.0.0.0:8080 in the host, takes the connection and opens its own to
+    the container: delivered (the simulator answered RST before)."""
     report = Verifier(scenario(HAIRPIN)).run()
     assert [r.status for r in report.rows] == [AGREE]
 

@@ -56,9 +56,6 @@ KERNEL_GAPS = {
     "kube-proxy/session-affinity.yaml": "sessionAffinity on a capture's clock and the"
     " endpoint picks of replayed packets are not compared on the kernel",
     # Found by Docker Engine 20.10 (the kernel side of runtime: docker): the model differs.
-    "docker/isolation.yaml": "an internal network's container has a default route via "
-    "its gateway in Docker Engine 20.10 (the simulator: none, no-route); the Engine "
-    "drops it in DOCKER-ISOLATION-STAGE-1 `! -d SUBNET -i BR -j DROP`: denied",
     "docker/shared-namespace.yaml": "Docker Engine refuses `expose` on a container in "
     "another's namespace (`network_mode: service:`/`container:`): `conflicting options: "
     "port exposing and the container type network mode`; the simulator accepts it",
