@@ -25,8 +25,9 @@ only two "net unreachable" errors (`take_route_error_token`).
 Within one walk, or one replay (its packets share a walk state), no time passes: the
 bucket of each (namespace, destination) spends its burst of 6 and stays empty, so the
 seventh error to one destination is not sent, as Linux does for a burst.  Not modelled:
-the host-wide budget of `icmp_msgs_per_sec`/`icmp_msgs_burst` (1000/s, 50), whose
-`icmp_global_consume()` spends a random 0-2 credits per message.
+the namespace's budget of `icmp_msgs_per_sec`/`icmp_msgs_burst` (1000/s, 50), whose
+`icmp_global_consume()` spends a random 0-2 credits per message (at least 25 errors
+of a namespace always go out; `dataplane verify` keeps its batches within that).
 """
 
 from __future__ import annotations

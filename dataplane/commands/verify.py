@@ -171,7 +171,11 @@ def verify(
     ] = False,
     timeout: Annotated[
         float,
-        typer.Option(help="Seconds of silence after which a probe is `denied`."),
+        typer.Option(
+            help="Seconds of silence after which a probe is `denied`; while a "
+            "neighbour is still being resolved the probes wait until the kernel gives "
+            "up on it (3 s at the default ARP sysctls) and this long again."
+        ),
     ] = 0.5,
     quiet: Annotated[
         bool,

@@ -13,11 +13,8 @@ into the segment becomes a veth pair whose other end is a port of that bridge.
 Kernel namespaces are named `<run id>-<short id>` (`dpv1a2b-node-1`,
 `dpv1a2b-pod-default.a`, `dpv1a2b-gateway`, `dpv1a2b-ext-web`, `dpv1a2b-underlay`), so
 `ip netns exec` finds them.  Each namespace starts cold (no neighbours, no FDB entries, no
-conntrack), as every walk of the simulator does, and is set up so that the kernel's
-answers come fast: IPv6 off (no router solicitations), ARP gives up after 3 tries 40 ms
-apart instead of 1 s, no host-wide ICMP budget (its per-destination rate limit keeps the
-kernel's default, which the simulator models), ping sockets allowed, forwarding on for
-nodes and the gateway; `rp_filter` is the kernel's default for a new namespace (0).
+conntrack), as every walk of the simulator does, with the kernel's default sysctls plus
+exactly those that a node's components set (`dataplane.kernel.sysctls`).
 """
 
 from __future__ import annotations
@@ -37,13 +34,13 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from dataplane import portmap
 from dataplane.fabric import Fabric
-from dataplane.kernel import cniplugins, flanneld, netns, owner, signals
+from dataplane.kernel import cniplugins, flanneld, netns, owner, signals, sysctls
 from dataplane.netns import Interface, Kind, Netns, NetnsKind
 
 UNDERLAY_BRIDGE = "br0"
-ARP_RETRANS_MS = 40  # neighbour probes 40 ms apart: FAILED after 3 tries, 120 ms
 RTNH_F_ONLINK = 4
 NUD_PERMANENT = 0x80
+NUD_INCOMPLETE = 0x01
 RT_SCOPE_LINK = 253
 RTN_BLACKHOLE = 6
 # /etc/iproute2/rt_protos: the routing daemons' numbers (Calico's BIRD, Felix's own 80)
@@ -148,27 +145,6 @@ def short_id(ns: Netns) -> str:
     return ns.id
 
 
-def sysctls(ns: Netns) -> list[tuple[str, str | int]]:
-    """The sysctls a namespace gets before its first device (defaults copy to devices)."""
-    out: list[tuple[str, str | int]] = [
-        ("net.ipv6.conf.all.disable_ipv6", 1),
-        ("net.ipv6.conf.default.disable_ipv6", 1),
-        # the host-wide ICMP budget (icmp_msgs_per_sec 1000, burst 50) spends a random
-        # 0-2 credits a message (icmp_global_consume()): not modelled, so raised; the
-        # per-destination buckets (icmp_ratelimit, icmp_ratemask) keep their defaults
-        # (dataplane.icmp_limit; verify paces its batches: kernel/icmp_budget.py)
-        ("net.ipv4.icmp_msgs_per_sec", 100000),
-        ("net.ipv4.icmp_msgs_burst", 100000),
-        ("net.ipv4.ping_group_range", "0 2147483647"),
-        ("net.ipv4.ip_forward", 1 if ns.forwarding else 0),
-    ]
-    if ns.kind is NetnsKind.HOST:
-        # br_netfilter: bridged IPv4 frames pass the ip hooks (PREROUTING, FORWARD,
-        # POSTROUTING), as kube-proxy and every NetworkPolicy implementation require.
-        out.append(("net.bridge.bridge-nf-call-iptables", 1))
-    return out
-
-
 @dataclass(slots=True)
 class KernelCluster:
     """A fabric built in real namespaces; `close()` removes every one of them."""
@@ -261,8 +237,8 @@ class KernelCluster:
             netns.create(name)
         self.created.append(name)
         with netns.inside(name):
-            for key, value in sysctls(ns) if ns is not None else _segment_sysctls():
-                with doing(name, f"setting sysctl {key} = {value}"):
+            for key, value in sysctls.namespace(ns) if ns is not None else []:
+                with doing(name, f"setting sysctl {_dotted(key)} = {value}"):
                     netns.sysctl(key, value)
             with doing(name, "opening a netlink socket"):
                 self.ipr[name] = Netlink()
@@ -404,6 +380,17 @@ class KernelCluster:
                     ipr.neigh("del", dst=ip, ifindex=self._index(name, dev))
                 removed += 1
         return removed
+
+    def resolving(self) -> bool:
+        """Whether some namespace of the cluster still resolves a neighbour (an
+        INCOMPLETE entry: packets queued for it, `ip neigh` shows them): an unanswered
+        one fails only after `sysctls.NEIGHBOUR_FAILS`, and then its packets get "host
+        unreachable"."""
+        for ipr in self.ipr.values():
+            with suppress(NetlinkError):
+                if ipr.get_neighbours(family=socket.AF_INET, state=NUD_INCOMPLETE):
+                    return True
+        return False
 
     def settle(self) -> None:
         """Make every device's new carrier state take effect now (see `netns.sync_link`)."""
@@ -613,11 +600,6 @@ class KernelCluster:
                 self.fabric.cluster.config,
                 ns.node,
             )
-        with netns.inside(name):
-            for iface in ns.interfaces.values():
-                if iface.kind is Kind.VXLAN:
-                    for key, value in neigh_sysctls(iface):
-                        netns.sysctl(key, value)
 
     def kernel_side(self) -> dict[str, str]:
         """What built each part of the fabric on this kernel (`verify -o json`)."""
@@ -666,14 +648,14 @@ class KernelCluster:
         return parts
 
     def _configure(self, ns: Netns) -> None:
-        """Neighbour timers, addresses, bridge masters, hairpin, and every device up
-        (those the CNI plugins made get the neighbour timers only)."""
+        """Device sysctls (proxy ARP), addresses, bridge masters, hairpin, and every
+        device up (those the CNI plugins made get nothing more)."""
         ipr = self._ip(ns)
         name = self.names[ns.id]
         with netns.inside(name):
             for iface in ns.interfaces.values():
-                for key, value in neigh_sysctls(iface):
-                    with doing(name, f"setting sysctl {'.'.join(key)} = {value}"):
+                for key, value in sysctls.device(iface):
+                    with doing(name, f"setting sysctl {_dotted(key)} = {value}"):
                         netns.sysctl(key, value)
         made = self.plugin_made.get(ns.id, set())
         for iface in ns.interfaces.values():
@@ -802,29 +784,8 @@ def is_automatic(ns: Netns, dst: object, oif: str, proto: str) -> bool:
     )
 
 
-def neigh_sysctls(iface: Interface) -> list[tuple[tuple[str, ...], int]]:
-    """ARP of one device: 3 tries 40 ms apart (a namespace other than the first has no
-    `neigh/default` to inherit from, so every device is set); proxy ARP where the fabric
-    has it, answering at once (Calico's configureSysctls: proxy_arp=1, proxy_delay=0)."""
-    base = ("net", "ipv4", "neigh", iface.ifname)
-    out: list[tuple[tuple[str, ...], int]] = [
-        ((*base, "retrans_time_ms"), ARP_RETRANS_MS),
-        ((*base, "mcast_solicit"), 3),
-        ((*base, "ucast_solicit"), 3),
-    ]
-    if iface.proxy_arp:
-        out += [
-            (("net", "ipv4", "conf", iface.ifname, "proxy_arp"), 1),
-            ((*base, "proxy_delay"), 0),
-        ]
-    return out
-
-
-def _segment_sysctls() -> list[tuple[str, str | int]]:
-    return [
-        ("net.ipv6.conf.all.disable_ipv6", 1),
-        ("net.ipv6.conf.default.disable_ipv6", 1),
-    ]
+def _dotted(key: str | tuple[str, ...]) -> str:
+    return key if isinstance(key, str) else ".".join(key)
 
 
 def has_ip_vs() -> bool:

@@ -21,16 +21,14 @@ from __future__ import annotations
 from ipaddress import IPv4Address
 
 from dataplane.fabric import Fabric
-from dataplane.kernel import leftovers, netns
+from dataplane.kernel import leftovers, netns, sysctls
 from dataplane.kernel.build import (
     NAME_MAX,
     KernelCluster,
     Netlink,
     doing,
     fit,
-    neigh_sysctls,
     short_id,
-    sysctls,
 )
 from dataplane.kernel.docker_engine import Engine, EngineError, Seen
 from dataplane.kernel.live import LiveCluster
@@ -142,13 +140,14 @@ class DockerLive(LiveCluster):
             self._tune(name, ns)
 
     def _tune(self, name: str, ns: Netns) -> None:
-        """What `build` sets in its own namespaces: IPv6 off, fast ARP, ping sockets."""
+        """What `build` sets in its own namespaces (`sysctls`: Docker Engine has set
+        the container's own already)."""
         assert self.kc is not None
         with netns.inside(name):
-            for key, value in sysctls(ns):
+            for key, value in sysctls.namespace(ns):
                 netns.sysctl(key, value)
             for iface in ns.interfaces.values():
-                for k, v in neigh_sysctls(iface):
+                for k, v in sysctls.device(iface):
                     netns.sysctl(k, v)
             self.kc.ipr[name] = Netlink()  # its learnt ARP entries are forgotten too
 

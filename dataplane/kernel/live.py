@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from dataplane.fabric import Fabric, layout_of
-from dataplane.kernel import cniplugins, dns, netns, nft, owner
+from dataplane.kernel import cniplugins, dns, netns, nft, owner, sysctls
 from dataplane.kernel.build import KernelCluster
 from dataplane.kernel.capture import Captures
 from dataplane.kernel.felix import add_felix_rules
@@ -32,7 +32,6 @@ from dataplane.kernel.services import (
     ServiceRules,
     add_masquerade,
     add_service_rules,
-    kube_proxy_sysctls,
 )
 from dataplane.netns import Kind, NetnsKind
 from topology.workload import COREDNS
@@ -214,7 +213,7 @@ class LiveCluster:
             add_masquerade(rs, cluster, ns)
             nft.load(kernel_ns, rs.commands())
             with netns.inside(kernel_ns):
-                for key, value in kube_proxy_sysctls(cluster):
+                for key, value in sysctls.kube_proxy(cluster):
                     netns.sysctl(key, value)
 
     def update(self, fabric: Fabric) -> None:
@@ -298,4 +297,4 @@ class LiveCluster:
             for job in jobs:
                 job.close()
             raise
-        return run_jobs(jobs, timeout)
+        return run_jobs(jobs, timeout, self.kc.resolving)

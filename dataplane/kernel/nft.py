@@ -2,10 +2,11 @@
 
 Each node namespace gets one table, `ip dataplane`, generated from the cluster model by
 `dataplane.kernel.services` (kube-proxy and masquerade) and `dataplane.kernel.policies`
-(NetworkPolicy), with the simulator's hook layout: conntrack first (the kernel's own, at
--200), kube-proxy's DNAT at dstnat (-100), its REJECT/DROP of Service ports nobody serves
-at -1, the NetworkPolicy filter at 0 in FORWARD, masquerade at srcnat (100).  Rules carry
-comments, so `nft list ruleset` in a kept namespace reads like the trace.
+(NetworkPolicy and the admin policy tiers), with the simulator's hook layout: conntrack
+first (the kernel's own, at -200), kube-proxy's DNAT at dstnat (-100), its REJECT/DROP of
+Service ports nobody serves at -1, the policy filter at 0 in FORWARD (and in INPUT for the
+tiers), masquerade at srcnat (100).  Rules carry comments, so `nft list ruleset` in a kept
+namespace reads like the trace.
 
 The helpers below build expressions the way the JSON schema spells them; a ruleset is a
 list of commands (`{"add": {"rule": ...}}`) loaded in one transaction.

@@ -1,4 +1,5 @@
-"""NetworkPolicy as nftables rules, generated from the cluster model, for one node.
+"""NetworkPolicy and the admin policy tiers as nftables rules, generated from the cluster
+model, for one node.
 
 The semantics are networking.k8s.io/v1's, as Kubernetes documents them (and as
 `dataplane.netpol` decides them): a pod selected by a policy with `Ingress` (`Egress`) in
@@ -8,25 +9,56 @@ peer matches (none: every address); pod and namespace selectors match pods only 
 hostNetwork pods, nodes or external hosts), an ipBlock matches addresses; a named port is
 resolved on the destination pod; a pod and its own node always talk.
 
-Where: filter FORWARD, priority 0, of the node the pod runs on: the egress rules of the
-source pod, then the ingress rules of the destination pod (br_netfilter brings bridged
-same-node traffic here too).  Conntrack first: a packet of a known connection (ESTABLISHED,
-or an ICMP error RELATED to one) is accepted before any policy, so replies pass.  Only the
-first packet of a connection is judged, after kube-proxy's DNAT.
+Around NetworkPolicy stand the tiers of network-policy-api (AdminNetworkPolicy,
+BaselineAdminNetworkPolicy, ClusterNetworkPolicy; docs/model.md, "Admin policy tiers"),
+built the way OVN-Kubernetes builds them (docs/features/network-security-controls/
+admin-network-policy.md: "Order of precedence: AdminNetworkPolicy (Tier1) > NetworkPolicy
+(Tier2) > BaselineAdminNetworkPolicy (Tier3)", one ACL per rule and protocol, `pass`
+going on to the next tier): per direction and pod, the Admin tier's rules of the policies
+whose subject holds the pod, by priority (then name and kind, `AdminPolicy.order`) and
+written order, Allow/Accept accepting, Deny dropping, Pass returning to the next tier;
+then the NetworkPolicies that isolate the pod; where none does, the Baseline tier's rules
+(Allow/Accept, Deny, Pass: the default, allow).  Peers are addresses: the pods a
+`namespaces`/`pods` peer selects (never hostNetwork ones), the node address
+(`node.Status.Addresses`) of the nodes a `nodes` peer selects, `networks` (IPv4; an IPv6
+CIDR matches nothing here), the addresses the cluster's DNS answers for `domainNames`
+(`dataplane.dns_records`, what `dataplane.kernel.dns` serves); ports as NetworkPolicy's,
+a `namedPort` resolved on the destination pod whatever its protocol.
 
-    chain netpol { type filter hook forward priority filter; policy accept;
+Where: filter FORWARD, priority 0, of the node the pod runs on, in two base chains (an
+`accept` ends one base chain only, so a pod's egress Allow still meets the destination's
+ingress): the egress of the source pod, the ingress of the destination pod (br_netfilter
+brings bridged same-node traffic here too); and filter INPUT for a local pod's traffic to
+its own node, where NetworkPolicy always admits but an admin or baseline rule decides (as
+the simulator's `dataplane.netpol_hook.egress_to_host`).  Conntrack first: a packet of a
+known connection (ESTABLISHED, or an ICMP error RELATED to one) is accepted before any
+policy, so replies pass.  Only the first packet of a connection is judged, after
+kube-proxy's DNAT.
+
+    chain netpol-egress { type filter hook forward priority filter; policy accept;
         ct state established,related accept
-        ip saddr vmap { 10.0.1.3 : jump egress-0, ... }     # isolated local pods
-        ip daddr vmap { 10.0.1.4 : jump ingress-1, ... } }
-    chain egress-0 { ip daddr { <own node> } return; <rule matches> return; drop }
-    chain ingress-1 { ip saddr { <own node> } accept; <rule matches> accept; drop }
+        ip saddr vmap { 10.0.1.3 : jump admin-egress-NS.POD, ... }   # Admin tier
+        ip saddr vmap { 10.0.1.3 : jump egress-NS.POD,               # isolated pods
+                        10.0.1.5 : jump baseline-egress-NS.POD2, ... } }  # the others
+    chain netpol-ingress { ...: the same with ip daddr and the ingress rules }
+    chain netpol-host { type filter hook input priority filter; policy accept;
+        ct state established,related accept
+        ip saddr vmap { <admin-egress chains> }; ip saddr vmap { <baseline-egress chains> } }
+    chain admin-egress-NS.POD { <rule matches> accept|drop|return; ... }
+    chain egress-NS.POD { ip daddr { <own node> } accept; <rule matches> accept; drop }
+    chain baseline-egress-NS.POD2 { <rule matches> accept|drop|return; ... }
+
+What is derived from the model: which pods, namespaces and nodes a selector holds (with
+the simulator's selector code, `topology.selectors.matches`), named ports (resolved on the
+model's pods) and the DNS answers of `domainNames`; the verdicts are the kernel's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from ipaddress import IPv4Address
+from collections.abc import Iterator, Sequence
+from ipaddress import IPv4Address, IPv4Network, collapse_addresses
 
+from dataplane.dns_records import domain_networks
 from dataplane.kernel.nft import (
     ACCEPT,
     DROP,
@@ -44,8 +76,17 @@ from dataplane.kernel.nft import (
     verdict_map,
 )
 from dataplane.netns import Netns
-from topology.errors import TopologyError
-from topology.model import Cluster, NetworkPolicy, Pod, PolicyPeer, PolicyPort
+from topology.model import (
+    AdminAction,
+    AdminPeer,
+    AdminPolicy,
+    Cluster,
+    NetworkPolicy,
+    Pod,
+    PolicyPeer,
+    PolicyPort,
+    Tier,
+)
 from topology.selectors import matches
 
 INGRESS, EGRESS = "Ingress", "Egress"
@@ -93,20 +134,58 @@ def in_block(peer: PolicyPeer, ip: IPv4Address) -> bool:
     return ip in block.cidr and not any(ip in x for x in block.except_)
 
 
-def _peer_match(
-    cluster: Cluster, pol: NetworkPolicy, peer: PolicyPeer, side: str
-) -> list[Expr] | None:
-    """Expressions matching the peer's address on `side` (saddr/daddr); None: nothing."""
-    if peer.ip_block is not None:
-        out = [match(field_("ip", side), addresses([peer.ip_block.cidr]))]
-        if peer.ip_block.except_:
-            out.append(
-                match(field_("ip", side), addresses(list(peer.ip_block.except_)), "!=")
-            )
-        return out
-    pods = peer_pods(cluster, pol.namespace, peer)
-    if not pods:
+def _named_egress(candidates: Sequence[Pod], port: PolicyPort) -> list[Expr] | None:
+    """An egress port item with a named port: `ip daddr . th dport` over the destination
+    pods a peer holds (`candidates`) that have that port (resolved on each)."""
+    assert isinstance(port.port, str)
+    pairs = sorted(
+        {
+            (str(p.ip), n)
+            for p in candidates
+            if (n := p.named_port(port.port, port.protocol)) is not None
+        }
+    )
+    if not pairs:
         return None
+    key = concat(field_("ip", "daddr"), field_("th", "dport"))
+    elems = [{"concat": [ip, n]} for ip, n in pairs]
+    return [l4proto(port.protocol), match(key, {"set": elems})]
+
+
+# One peer of a rule as nftables sees it: the expressions matching its address (empty:
+# any address) and the pods it holds (where an egress named port is resolved).
+PeerMatch = tuple[list[Expr], list[Pod]]
+
+
+def _netpol_peers(
+    cluster: Cluster, pol: NetworkPolicy, peers: tuple[PolicyPeer, ...], side: str
+) -> list[PeerMatch]:
+    """The peers of a NetworkPolicy rule (none: every address); one that can match
+    nothing is left out."""
+    if not peers:
+        return [([], policy_pods(cluster))]
+    out: list[PeerMatch] = []
+    for peer in peers:
+        if peer.ip_block is not None:
+            exprs = [match(field_("ip", side), addresses([peer.ip_block.cidr]))]
+            if peer.ip_block.except_:
+                exprs.append(
+                    match(
+                        field_("ip", side),
+                        addresses(list(peer.ip_block.except_)),
+                        "!=",
+                    )
+                )
+            inside = [p for p in policy_pods(cluster) if in_block(peer, p.ip)]
+            out.append((exprs, inside))
+            continue
+        pods = peer_pods(cluster, pol.namespace, peer)
+        if pods:
+            out.append((_pod_addresses(pods, side), pods))
+    return out
+
+
+def _pod_addresses(pods: Sequence[Pod], side: str) -> list[Expr]:
     return [match(field_("ip", side), addresses(sorted({str(p.ip) for p in pods})))]
 
 
@@ -124,56 +203,21 @@ def _port_match(port: PolicyPort, dst: Pod | None) -> list[Expr] | None:
     return [*out, dport(port.port, port.end_port)]
 
 
-def _named_egress(
-    cluster: Cluster, pol: NetworkPolicy, peer: PolicyPeer | None, port: PolicyPort
-) -> list[Expr] | None:
-    """An egress port item with a named port: `ip daddr . th dport` over the destination
-    pods the peer can reach that have that port (resolved on each)."""
-    assert isinstance(port.port, str)
-    if peer is None:
-        candidates = policy_pods(cluster)
-    elif peer.ip_block is not None:
-        candidates = [p for p in policy_pods(cluster) if in_block(peer, p.ip)]
-    else:
-        candidates = peer_pods(cluster, pol.namespace, peer)
-    pairs = sorted(
-        {
-            (str(p.ip), n)
-            for p in candidates
-            if (n := p.named_port(port.port, port.protocol)) is not None
-        }
-    )
-    if not pairs:
-        return None
-    key = concat(field_("ip", "daddr"), field_("th", "dport"))
-    elems = [{"concat": [ip, n]} for ip, n in pairs]
-    return [l4proto(port.protocol), match(key, {"set": elems})]
-
-
 def _rule_matches(
-    cluster: Cluster,
-    pol: NetworkPolicy,
-    peers: tuple[PolicyPeer, ...],
+    peers: list[PeerMatch],
     ports: tuple[PolicyPort, ...],
     pod: Pod,
     egress: bool,
 ) -> Iterator[list[Expr]]:
-    """Every (peer x port) match of one rule, as lists of expressions."""
-    side = "daddr" if egress else "saddr"
-    peer_list: list[PolicyPeer | None] = list(peers) or [None]
+    """Every (peer x port) match of one rule, as lists of expressions (no ports: every
+    port and protocol, ICMP included)."""
     port_list: list[PolicyPort | None] = list(ports) or [None]
-    for peer in peer_list:
-        peer_expr: list[Expr] = []
-        if peer is not None:
-            found = _peer_match(cluster, pol, peer, side)
-            if found is None:
-                continue
-            peer_expr = found
+    for peer_expr, candidates in peers:
         for port in port_list:
             if port is None:
                 yield peer_expr
             elif egress and isinstance(port.port, str):
-                named = _named_egress(cluster, pol, peer, port)
+                named = _named_egress(candidates, port)
                 if named is not None:
                     yield [*peer_expr, *named]
             else:
@@ -182,61 +226,203 @@ def _rule_matches(
                     yield [*peer_expr, *port_expr]
 
 
-def add_policy_rules(rs: Ruleset, cluster: Cluster, node_ns: Netns) -> None:
-    """The NetworkPolicy filter of node `node_ns.node` (see the module docstring)."""
-    if cluster.admin_policies:
-        # Not built as nftables rules yet: the kernel would allow what they deny.
-        names = ", ".join(sorted(cluster.admin_policies))
-        raise TopologyError(
-            f"the kernel backend builds NetworkPolicy only; the admin tiers are not "
-            f"built on the kernel (admin policies here: {names})"
+# -- the admin tiers -------------------------------------------------------------------
+# What a matching rule does in its tier's chain: Allow/Accept accepts in this base chain
+# (the other direction's base chain still judges), Deny drops, Pass returns to the next
+# tier (OVN-Kubernetes' ACL `pass`: "skip to the next tier").
+TIER_VERDICT = {
+    AdminAction.ALLOW: ACCEPT,
+    AdminAction.DENY: DROP,
+    AdminAction.PASS: RETURN,
+}
+
+
+def _holds(cluster: Cluster, sel: AdminPeer, pod: Pod) -> bool:
+    """Whether a `namespaces` or `pods` subject or peer holds `pod` (never a hostNetwork
+    pod: `AdminNetworkPolicySubject`, `AdminNetworkPolicyIngressPeer`)."""
+    if pod.host_network:
+        return False
+    ns = cluster.namespaces.get(pod.namespace)
+    ns_labels = ns.labels if ns is not None else {}
+    if sel.namespace_selector is not None and not matches(
+        sel.namespace_selector, ns_labels
+    ):
+        return False
+    return sel.pod_selector is None or matches(sel.pod_selector, pod.labels)
+
+
+def subjects(cluster: Cluster, tier: Tier, pod: Pod, egress: bool) -> list[AdminPolicy]:
+    """The admin policies of `tier` whose subject holds `pod` and that have rules for the
+    direction, in evaluation order (priority, then name and kind: `AdminPolicy.order`)."""
+    found = [
+        pol
+        for pol in cluster.admin_policies.values()
+        if pol.tier is tier
+        and (pol.egress if egress else pol.ingress)
+        and _holds(cluster, pol.subject, pod)
+    ]
+    return sorted(found, key=lambda pol: pol.order)
+
+
+def _networks(nets: Sequence[IPv4Network], side: str) -> list[Expr]:
+    """A match on any of `nets` (none for 0.0.0.0/0: every address)."""
+    merged = list(collapse_addresses(nets))
+    if any(n.prefixlen == 0 for n in merged):
+        return []
+    return [match(field_("ip", side), addresses(merged))]
+
+
+def _admin_peer(cluster: Cluster, peer: AdminPeer, side: str) -> PeerMatch | None:
+    """One `from`/`to` item of an admin rule as addresses; None: it matches nothing."""
+    if peer.by_address:
+        nets = (
+            domain_networks(cluster, peer.domain_names)
+            if peer.domain_names
+            else peer.ipv4_networks
         )
-    rs.base_chain("netpol", "filter", "forward", 0)
+        if not nets:
+            return None
+        inside = [p for p in policy_pods(cluster) if any(p.ip in net for net in nets)]
+        return _networks(nets, side), inside
+    if peer.node_selector is not None:
+        # `nodes`: "the IPs present in the node.Status.Addresses field" (v1alpha1
+        # AdminNetworkPolicyEgressPeer.Nodes): the node's own address.
+        ips = sorted(
+            str(n.ip) for n in cluster.nodes if matches(peer.node_selector, n.labels)
+        )
+        if not ips:
+            return None
+        return [match(field_("ip", side), addresses(ips))], []
+    pods = [p for p in policy_pods(cluster) if _holds(cluster, peer, p)]
+    if not pods:
+        return None
+    return _pod_addresses(pods, side), pods
+
+
+def _tier_chain(
+    rs: Ruleset, cluster: Cluster, tier: Tier, pod: Pod, egress: bool
+) -> str | None:
+    """The chain of `pod`'s rules of `tier` for one direction, in evaluation order;
+    None: no rule of the tier can match here."""
+    direction = "egress" if egress else "ingress"
+    side = "daddr" if egress else "saddr"
+    rules: list[tuple[list[Expr], Expr, str]] = []
+    for pol in subjects(cluster, tier, pod, egress):
+        for ri, rule in enumerate(pol.egress if egress else pol.ingress):
+            peers = [
+                found
+                for peer in rule.peers
+                if (found := _admin_peer(cluster, peer, side)) is not None
+            ]
+            name = f" {rule.name!r}" if rule.name else ""
+            comment = (
+                f"{pol.short} {direction} rule {ri}{name}: "
+                f"{pol.action_word(rule.action)}"
+            )
+            for exprs in _rule_matches(peers, rule.ports, pod, egress):
+                rules.append((exprs, TIER_VERDICT[rule.action], comment))
+    if not rules:
+        return None
+    chain = rs.chain(f"{tier.value.lower()}-{direction}-{pod.namespace}.{pod.name}")
+    for exprs, verdict, comment in rules:
+        rs.add(chain, *exprs, verdict, comment=comment)
+    return chain
+
+
+# -- the filter ------------------------------------------------------------------------
+def _netpol_chain(
+    rs: Ruleset,
+    cluster: Cluster,
+    pod: Pod,
+    pols: list[NetworkPolicy],
+    egress: bool,
+    mine: list[str],
+) -> str:
+    """The NetworkPolicy chain of a pod isolated for one direction by `pols`."""
+    direction = "egress" if egress else "ingress"
+    side = "daddr" if egress else "saddr"
+    chain = rs.chain(f"{direction}-{pod.namespace}.{pod.name}")
     rs.add(
-        "netpol",
+        chain,
+        match(field_("ip", side), addresses(mine)),
+        ACCEPT,
+        comment=f"{pod.key} and its own node always talk",
+    )
+    for pol in pols:
+        for ri, rule in enumerate(pol.egress if egress else pol.ingress):
+            peers = _netpol_peers(cluster, pol, rule.peers, side)
+            for exprs in _rule_matches(peers, rule.ports, pod, egress):
+                rs.add(
+                    chain,
+                    *exprs,
+                    ACCEPT,
+                    comment=f"netpol {pol.key} {direction} rule {ri}",
+                )
+    names = ", ".join(p.key for p in pols)
+    rs.add(chain, DROP, comment=f"{pod.key} is isolated for {direction} by {names}")
+    return chain
+
+
+def _base(rs: Ruleset, name: str, hook: str) -> None:
+    rs.base_chain(name, "filter", hook, 0)
+    rs.add(
+        name,
         ct_state("established", "related"),
         ACCEPT,
         comment="conntrack: a packet of an admitted connection passes",
     )
+
+
+Jumps = list[tuple[object, Expr]]
+
+
+def add_policy_rules(rs: Ruleset, cluster: Cluster, node_ns: Netns) -> None:
+    """The policy filter of node `node_ns.node` (see the module docstring)."""
     mine = node_ns.addresses()
     local = [p for p in policy_pods(cluster) if p.node == node_ns.node]
+    node = node_ns.node
     for egress, policy_type in ((True, EGRESS), (False, INGRESS)):
         direction = "egress" if egress else "ingress"
-        allow = RETURN if egress else ACCEPT
-        jumps: list[tuple[object, Expr]] = []
+        base = f"netpol-{direction}"
+        _base(rs, base, "forward")
+        admin: Jumps = []
+        stage: Jumps = []
+        baseline: Jumps = []
         for pod in local:
+            ip = str(pod.ip)
+            if (chain := _tier_chain(rs, cluster, Tier.ADMIN, pod, egress)) is not None:
+                admin.append((ip, jump(chain)))
             pols = isolating(cluster, pod, policy_type)
-            if not pols:
-                continue
-            chain = rs.chain(f"{direction}-{pod.namespace}.{pod.name}")
-            jumps.append((str(pod.ip), jump(chain)))
-            side = "daddr" if egress else "saddr"
+            if pols:
+                chain = _netpol_chain(rs, cluster, pod, pols, egress, mine)
+                stage.append((ip, jump(chain)))
+            elif (
+                chain := _tier_chain(rs, cluster, Tier.BASELINE, pod, egress)
+            ) is not None:
+                stage.append((ip, jump(chain)))
+                baseline.append((ip, jump(chain)))
+        key = field_("ip", "saddr" if egress else "daddr")
+        if admin:
             rs.add(
-                chain,
-                match(field_("ip", side), addresses(mine)),
-                allow,
-                comment=f"{pod.key} and its own node always talk",
+                base,
+                verdict_map(key, admin),
+                comment=f"{direction}: the Admin tier of the pods of {node} it selects",
             )
-            for pol in pols:
-                rules = pol.egress if egress else pol.ingress
-                for ri, rule in enumerate(rules):
-                    for exprs in _rule_matches(
-                        cluster, pol, rule.peers, rule.ports, pod, egress
-                    ):
-                        rs.add(
-                            chain,
-                            *exprs,
-                            allow,
-                            comment=f"netpol {pol.key} {direction} rule {ri}",
-                        )
-            names = ", ".join(p.key for p in pols)
+        if stage:
             rs.add(
-                chain, DROP, comment=f"{pod.key} is isolated for {direction} by {names}"
+                base,
+                verdict_map(key, stage),
+                comment=f"{direction}: NetworkPolicy where it isolates a pod of "
+                f"{node}, else the Baseline tier",
             )
-        if jumps:
-            side = "saddr" if egress else "daddr"
-            rs.add(
-                "netpol",
-                verdict_map(field_("ip", side), jumps),
-                comment=f"{direction} rules of the isolated pods of {node_ns.node}",
-            )
+        if egress and (admin or baseline):
+            # A pod's traffic to its own node (INPUT): NetworkPolicy admits it, the
+            # tiers may not (upstream's *EgressNodePeers conformance tests).
+            _base(rs, "netpol-host", "input")
+            for jumps, what in ((admin, "Admin"), (baseline, "Baseline")):
+                if jumps:
+                    rs.add(
+                        "netpol-host",
+                        verdict_map(key, jumps),
+                        comment=f"to {node} itself: the {what} tier of its pods",
+                    )

@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from dataplane.kernel import netns
+from dataplane.kernel.sysctls import NEIGHBOUR_FAILS
 from topology.model import Protocol
 from topology.scenario import Verdict
 
@@ -44,7 +45,10 @@ IP_PMTUDISC_DO = 2
 SO_EE_ORIGIN_LOCAL = 1
 SO_EE_ORIGIN_ICMP = 2
 ICMP_ERRORS = (3, 11, 12)  # destination unreachable, time exceeded, parameter problem
-DEFAULT_TIMEOUT = 0.5  # seconds of silence that make a probe `denied`
+DEFAULT_TIMEOUT = (
+    0.5  # seconds of silence that make a probe `denied` (but see run_jobs)
+)
+RECHECK = 0.1  # seconds between looks at the neighbour tables while ARP is under way
 UDP_PAYLOAD = b"dataplane probe\n"  # what the simulator's UDP probe carries
 DNS_PORT = (
     53  # ... except to port 53, where it is a DNS query (dataplane.dns.PROBE_QUERY)
@@ -520,9 +524,17 @@ class Client(Job):
 def run_jobs(
     jobs: Sequence[Job],
     timeout: float = DEFAULT_TIMEOUT,
+    resolving: Callable[[], bool] = lambda: False,
 ) -> list[KernelVerdict]:
     """Start every job at once and wait until each has a result or its deadline: silence
-    until then is `denied`.  Every job is closed on the way out."""
+    for `timeout` is `denied`, unless the kernel is still resolving a neighbour then
+    (`resolving`: an INCOMPLETE entry somewhere): an unanswered one fails after
+    `NEIGHBOUR_FAILS` (3 s at the default sysctls) and only then sends its "host
+    unreachable", so the deadline moves on while one is resolving, up to that time,
+    and `timeout` more once none is.  Every job is closed on the way out."""
+    wait = timeout  # the silence that is `denied`, moved on while ARP is under way
+    longest = timeout + NEIGHBOUR_FAILS
+    waited_for_arp = False
     poller = select.poll()
     owner: dict[int, Job] = {}
     watched: dict[int, list[int]] = {}  # id(job) -> its registered descriptors
@@ -546,11 +558,17 @@ def run_jobs(
         while owner:
             pending = {id(j): j for j in owner.values()}.values()
             now = time.perf_counter()
-            deadline = min(j.deadline(timeout) for j in pending)
+            deadline = min(j.deadline(wait) for j in pending)
             if now >= deadline:
+                if wait < longest and resolving():
+                    wait, waited_for_arp = min(longest, wait + RECHECK), True
+                    continue
+                if waited_for_arp:  # the neighbour failed: its error is on its way
+                    wait, waited_for_arp = wait + timeout, False
+                    continue
                 for job in list(pending):
-                    if now >= job.deadline(timeout):
-                        job.timed_out(timeout)
+                    if now >= job.deadline(wait):
+                        job.timed_out(wait)
                         watch(job)
                 continue
             for fd, events in poller.poll(max(1, int((deadline - now) * 1000) + 1)):

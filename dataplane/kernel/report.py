@@ -24,12 +24,18 @@ from topology.scenario import Verdict
 KERNEL_SIDE: dict[str, str] = {
     "kube-proxy": "nftables rules derived from the model (kube-proxy's nftables layout)",
     "NetworkPolicy": "nftables rules compiled with the simulator's selector code",
+    "admin policy tiers (ANP, BANP, ClusterNetworkPolicy)": (
+        "nftables chains derived from the model in OVN-Kubernetes' tier order (Admin by "
+        "priority, NetworkPolicy, Baseline), selectors matched with the simulator's "
+        "selector code, domainNames from the model's DNS records"
+    ),
     "masquerade": "nftables rules derived from the model (ip-masq-agent's rule)",
     "kube-dns": "the project's answers from the model (dataplane.kernel.dns)",
     "IP stack, conntrack, br_netfilter, ICMP, ARP, fragments, multicast": (
-        "this machine's Linux kernel, sysctls at their defaults but IPv6 off, ARP "
-        "retries, ping_group_range and the host-wide ICMP budget, plus kube-proxy's "
-        "route_localnet for localhost NodePorts"
+        "this machine's Linux kernel, sysctls at their defaults plus those the node's "
+        "components set (ip_forward, bridge-nf-call-iptables, Felix's proxy_arp, "
+        "kube-proxy's route_localnet and conntrack timeouts, the container runtime's "
+        "ping_group_range; dataplane.kernel.sysctls)"
     ),
     "Service endpoint": (
         "the kernel's random pick, read from conntrack; the simulator walks again with it"

@@ -389,15 +389,6 @@ def localhost_node_ports(cluster: Cluster) -> bool:
     return not wanted or any(IPv4Network(c).overlaps(LOOPBACK) for c in wanted)
 
 
-def kube_proxy_sysctls(cluster: Cluster) -> list[tuple[str, int]]:
-    """The sysctls kube-proxy sets on a node: `net.ipv4.conf.all.route_localnet=1` for
-    localhost NodePorts (proxier.go, `EnsureSysctl(sysctlRouteLocalnet, 1)`: without it
-    a packet from 127.0.0.1 DNATed to a pod is a martian on output)."""
-    if localhost_node_ports(cluster):
-        return [("net.ipv4.conf.all.route_localnet", 1)]
-    return []
-
-
 def node_port_addresses(cluster: Cluster, node_ns: Netns) -> list[Expr]:
     """Where NodePorts answer (`cluster.kubeProxy.nodePortAddresses`): every local address
     (127.0.0.0/8 only with `localhost_node_ports`), the node's own address for

@@ -222,6 +222,91 @@ def test_a_batch_waits_for_the_kernels_bucket_to_refill() -> None:
     assert buckets.wait(Counter({key: 2})) == pytest.approx(2 + MARGIN)
 
 
+def test_a_namespace_sends_at_most_half_its_icmp_budget_a_batch() -> None:
+    """icmp_msgs_burst is 50 credits and each error takes 0 to 2 of them: a batch holds at
+    most 25 errors of one sending namespace, whatever their destinations."""
+    from collections import Counter
+
+    from dataplane.kernel.icmp_budget import HOST_BURST, within_burst
+
+    assert HOST_BURST == 25
+    need = {i: Counter({("node-1", "host", f"10.0.1.{i}"): 1}) for i in range(30)}
+    need[30] = Counter({("node-2", "host", "10.0.1.1"): 1})  # another namespace's
+    batches = within_burst([list(range(31))], need.__getitem__)
+    assert batches == [list(range(25)), list(range(25, 31))]
+
+
+def test_a_batch_waits_for_the_namespaces_icmp_budget_to_refill() -> None:
+    from collections import Counter
+
+    from dataplane.kernel.icmp_budget import HOST_REFILL, MARGIN, Buckets
+
+    now = [100.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    buckets = Buckets(clock=lambda: now[0], sleep=sleep)
+    first = ("node-1", "host", "10.0.1.3")
+    buckets.spend(Counter({first: 1}))
+    now[0] += 0.01
+    # another destination (its bucket full), the same sender: 50 credits at 1000/s
+    waited = buckets.wait(Counter({("node-1", "host", "10.0.1.4"): 1}))
+    assert waited == pytest.approx(0.05 + MARGIN - 0.01)
+    assert pytest.approx(0.05 + MARGIN) == HOST_REFILL
+    assert buckets.wait(Counter({("node-2", "host", "10.0.1.4"): 1})) == 0.0
+
+
+def test_a_host_unreachable_for_a_syn_counts_every_retransmission() -> None:
+    """A SYN waits 3 s for a neighbour that never answers (default sysctls): it is sent
+    at 0, 1 and 3 s into the same queue, and each copy gets its host unreachable."""
+    from dataplane.kernel.icmp_budget import errors_sent
+    from dataplane.packet import ICMP, UDP
+
+    def error(quoted: Packet) -> Trace:
+        trace = Trace("t")
+        icmp = ICMP(3, 1, quote=quoted)
+        pkt = Packet(ip=IP(src="10.100.0.2", dst="10.0.1.3", proto=1), l4=icmp)
+        trace.hops.append(Hop(1, "node-2", "host", "", "icmp", "", pkt))
+        return trace
+
+    syn = Packet(ip=IP(src="10.0.1.3", dst="10.0.2.9", proto=6), l4=TCP(40000, 80))
+    datagram = Packet(ip=IP(src="10.0.1.3", dst="10.0.2.9", proto=17), l4=UDP(4, 53))
+    key = ("node-2", "host", "10.0.1.3")
+    assert errors_sent(error(syn))[key] == 3
+    assert errors_sent(error(datagram))[key] == 1
+
+
+def test_silence_waits_while_a_neighbour_is_resolved() -> None:
+    """The deadline moves on while the kernel resolves a neighbour (its "host unreachable"
+    comes after 3 s at the default sysctls), then `timeout` more; not without one."""
+    import socket
+    import time
+
+    from dataplane.kernel.probe import Job, run_jobs
+
+    class Quiet(Job):
+        def __init__(self) -> None:
+            self.a, self.b = socket.socketpair()
+
+        def fds(self) -> list[tuple[int, int]]:
+            return [] if self.result is not None else [(self.a.fileno(), 1)]
+
+        def close(self) -> None:
+            self.a.close()
+            self.b.close()
+
+    t0 = time.perf_counter()
+    assert run_jobs([Quiet()], 0.05)[0].verdict is Verdict.DENIED
+    assert time.perf_counter() - t0 < 0.5
+    until = time.perf_counter() + 0.4
+    t0 = time.perf_counter()
+    [got] = run_jobs([Quiet()], 0.05, lambda: time.perf_counter() < until)
+    took = time.perf_counter() - t0
+    assert got.verdict is Verdict.DENIED
+    assert 0.45 <= took < 1.5, took  # 0.4 s resolving, then 0.05 s more
+
+
 @pytest.mark.kernel
 def test_more_errors_than_a_burst_are_paced_not_lost() -> None:
     """Ten port unreachables from pod c to pod a: the kernel keeps its default

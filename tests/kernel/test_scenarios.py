@@ -1,8 +1,9 @@
 """Every shipped scenario on this kernel: the simulator and Linux agree on every probe.
 
 A probe the kernel cannot make is allowed only for the documented reasons (README, "The
-real kernel as the oracle"); anything else the backend cannot build fails here, but the
-admin policy tiers, which it refuses (docs/model.md)."""
+real kernel as the oracle"); anything else the backend cannot build fails here.  The
+admin policy tiers' scenarios (admin-tiers.yaml, admin-policy-mistakes.yaml and the
+network-policy-api conformance suite) are among them."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from dataplane.kernel.probe import has_sctp
 from dataplane.kernel.report import MISMATCH, NOT_COMPARABLE
 from dataplane.kernel.verify import verify
 from dataplane.suite import discover
-from topology.errors import TopologyError
 from topology.loader import load_scenario
 
 pytestmark = pytest.mark.kernel
@@ -41,6 +41,11 @@ BPF = (
 
 def test_scenarios_are_there() -> None:
     assert len(SCENARIOS) >= 7
+    # the admin tiers' scenarios are verified too (dataplane.kernel.policies builds them)
+    names = {str(p.relative_to(ROOT / "scenarios")) for p in SCENARIOS}
+    assert {"admin-tiers.yaml", "admin-policy-mistakes.yaml"} <= names
+    conformance = [n for n in names if n.startswith("network-policy-api/")]
+    assert len(conformance) >= 48, conformance
 
 
 # A name on a Docker host: dockerd's embedded DNS is not looked up by verify yet.
@@ -76,13 +81,6 @@ def _case(path: Path) -> object:
 )
 def test_the_simulator_and_linux_agree(path: Path) -> None:
     scenario, _warnings = load_scenario(path)
-    if scenario.cluster.admin_policies:
-        # Documented (docs/model.md, "Admin policy tiers"): not built on the kernel.
-        with pytest.raises(
-            TopologyError, match="the kernel backend builds NetworkPolicy"
-        ):
-            verify(scenario)
-        return
     report = verify(scenario)
     wrong = [
         f"step {r.step} {r.title}: simulator {r.sim} ({r.sim_detail}), kernel "
