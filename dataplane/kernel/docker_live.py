@@ -226,7 +226,9 @@ def engine_gap(
     if not all(n.internal for n in nets) or any(dst in n.subnet for n in nets):
         return None
     return (
-        "not comparable: a container on internal networks only, to outside them "
-        "(Docker Engine 20.10 here routes it via the gateway; the simulator models "
-        "Engine 25.0+, moby#46603: no route)"
+        f"not comparable: {INTERNAL_ONLY} (Docker Engine 20.10 here routes it via the "
+        "gateway; the simulator models Engine 25.0+, moby#46603: no route)"
     )
+
+
+INTERNAL_ONLY = "a container on internal networks only, to outside them"
