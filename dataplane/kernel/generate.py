@@ -33,15 +33,19 @@ import random
 import sys
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from ipaddress import IPv4Network
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from dataplane.kernel.generate_admin import admin_policy, delete_name
 from dataplane.kernel.generate_docker import docker_scenario
 from topology.cni_modes import CNI_NETWORKS, Cni
+
+if TYPE_CHECKING:
+    from dataplane.kernel.report import Report
 
 APPS = ("web", "api", "db")
 TCP_PORTS = ((80, "http"), (8080, None))
@@ -441,8 +445,90 @@ def parse_seeds(spec: str) -> list[int]:
     return out
 
 
+@dataclass
+class Tally:
+    """The agreement so far: counts, the not-comparable reasons, and the seeds of the
+    mismatches by the part that differs (`verdict`, `endpoint`, `route`, ...; `built` for
+    what a Docker Engine made otherwise)."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    reasons: Counter[str] = field(default_factory=Counter)
+    by_part: dict[str, list[int]] = field(default_factory=dict)
+    refused: list[str] = field(default_factory=list)
+
+    def add(self, seed: int, report: Report) -> None:
+        from dataplane.kernel.report import MISMATCH, NOT_COMPARABLE
+
+        self.counts["scenarios"] += 1
+        for row in report.rows:
+            self.counts[row.status] += 1
+            self.counts["parts compared"] += len(row.parts)
+            if row.status == NOT_COMPARABLE:
+                # the reason itself: a probe by name prefixes the DNS answer
+                detail = row.kernel.detail
+                start = detail.find("not comparable")
+                self.reasons[detail[max(start, 0) :].split(" (")[0][:90]] += 1
+            elif row.status == MISMATCH:
+                differs = row.differs()
+                diff = "; ".join(f"{p.name}: {p.sim} vs {p.kernel}" for p in differs)
+                names = [p.name.split(" ")[0] if p.name.startswith("route ") else p.name
+                         for p in differs]  # fmt: skip
+                if row.kernel.verdict is not None and row.sim != row.kernel.verdict:
+                    names.insert(0, "verdict")
+                for name in dict.fromkeys(names):
+                    self.by_part.setdefault(name, []).append(seed)
+                print(
+                    f"MISMATCH seed {seed} step {row.step} {row.title}: simulator "
+                    f"{row.sim} ({row.sim_detail}), kernel {row.kernel.verdict} "
+                    f"({row.kernel.detail}){'; ' + diff if diff else ''}",
+                    flush=True,
+                )
+        self.counts["built parts compared"] += len(report.built)
+        for part in report.built:
+            if not part.agrees:
+                self.counts["built differently"] += 1
+                self.by_part.setdefault("built", []).append(seed)
+                print(
+                    f"BUILT DIFFERENTLY seed {seed} {part.name}: simulator {part.sim}, "
+                    f"kernel side {part.kernel}",
+                    flush=True,
+                )
+
+    @property
+    def failed(self) -> bool:
+        from dataplane.kernel.report import MISMATCH
+
+        c = self.counts
+        return bool(
+            c[MISMATCH] or c["built differently"] or c["refused by the loader"]
+            or c["refused by verify"]
+        )  # fmt: skip
+
+    def summary(self, took: float) -> None:
+        """Print the agreement so far."""
+        from dataplane.kernel.report import MISMATCH, NOT_COMPARABLE
+
+        c = self.counts
+        probes = c["agree"] + c[MISMATCH]
+        share = f"{100 * c['agree'] / probes:.2f}%" if probes else "-"
+        print(
+            f"{c['scenarios']} scenarios ({c['refused by the loader']} refused by "
+            f"the loader, {c['refused by verify']} by verify), "
+            f"{probes + c[NOT_COMPARABLE]} probes: {c['agree']} agree "
+            f"({share} of the comparable), {c[MISMATCH]} mismatch, "
+            f"{c[NOT_COMPARABLE]} not comparable; {c['parts compared']} parts "
+            f"compared besides the verdicts; {c['built parts compared']} built parts "
+            f"compared, {c['built differently']} differ; {took:.0f} s",
+            flush=True,
+        )
+        for why, n in self.reasons.most_common():
+            print(f"  not comparable x{n}: {why}", flush=True)
+        for name, seeds in sorted(self.by_part.items()):
+            shown = ", ".join(str(s) for s in dict.fromkeys(seeds))
+            print(f"  mismatch in {name} x{len(seeds)}: seeds {shown}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
-    from dataplane.kernel.report import MISMATCH, NOT_COMPARABLE
     from dataplane.kernel.verify import verify
     from topology.errors import SimError
     from topology.loader import load_scenario_text
@@ -453,9 +539,7 @@ def main(argv: list[str] | None = None) -> int:
     # 1 s of silence: a long batch on a loaded machine answers late, not never
     ap.add_argument("--timeout", type=float, default=1.0)
     args = ap.parse_args(argv)
-    counts: Counter[str] = Counter()
-    reasons: Counter[str] = Counter()
-    invalid: list[str] = []
+    tally = Tally()
     started = time.perf_counter()
     for seed in parse_seeds(args.seeds):
         body = text(seed)
@@ -465,60 +549,22 @@ def main(argv: list[str] | None = None) -> int:
         try:
             scen, _ = load_scenario_text(body, f"generated-{seed}.yaml")
         except SimError as err:  # a draw the model refuses: counted, never hidden
-            invalid.append(f"seed {seed}: {err}")
-            counts["refused by the loader"] += 1
+            tally.refused.append(f"seed {seed}: {err}")
+            tally.counts["refused by the loader"] += 1
             continue
         try:
             report = verify(scen, timeout=args.timeout)
         except SimError as err:  # a scenario verify cannot run: counted, never hidden
-            invalid.append(f"seed {seed}: {err}")
-            counts["refused by verify"] += 1
+            tally.refused.append(f"seed {seed}: {err}")
+            tally.counts["refused by verify"] += 1
             continue
-        counts["scenarios"] += 1
-        for row in report.rows:
-            counts[row.status] += 1
-            counts["parts compared"] += len(row.parts)
-            if row.status == NOT_COMPARABLE:
-                # the reason itself: a probe by name prefixes the DNS answer
-                detail = row.kernel.detail
-                start = detail.find("not comparable")
-                reasons[detail[max(start, 0) :].split(" (")[0][:90]] += 1
-            elif row.status == MISMATCH:
-                diff = "; ".join(
-                    f"{p.name}: {p.sim} vs {p.kernel}" for p in row.differs()
-                )
-                print(
-                    f"MISMATCH seed {seed} step {row.step} {row.title}: simulator "
-                    f"{row.sim} ({row.sim_detail}), kernel {row.kernel.verdict} "
-                    f"({row.kernel.detail}){'; ' + diff if diff else ''}",
-                    flush=True,
-                )
-        if counts["scenarios"] % 100 == 0:
-            summary(counts, reasons, time.perf_counter() - started)
-    summary(counts, reasons, time.perf_counter() - started)
-    for line in invalid[:20]:
+        tally.add(seed, report)
+        if tally.counts["scenarios"] % 100 == 0:
+            tally.summary(time.perf_counter() - started)
+    tally.summary(time.perf_counter() - started)
+    for line in tally.refused[:20]:
         print(f"  refused: {line}")
-    refused = counts["refused by the loader"] + counts["refused by verify"]
-    return 1 if counts[MISMATCH] or refused else 0
-
-
-def summary(counts: Counter[str], reasons: Counter[str], took: float) -> None:
-    """The agreement so far."""
-    from dataplane.kernel.report import MISMATCH, NOT_COMPARABLE
-
-    probes = counts["agree"] + counts[MISMATCH]
-    share = f"{100 * counts['agree'] / probes:.2f}%" if probes else "-"
-    print(
-        f"{counts['scenarios']} scenarios ({counts['refused by the loader']} refused by "
-        f"the loader, {counts['refused by verify']} by verify), "
-        f"{probes + counts[NOT_COMPARABLE]} probes: {counts['agree']} agree "
-        f"({share} of the comparable), {counts[MISMATCH]} mismatch, "
-        f"{counts[NOT_COMPARABLE]} not comparable; {counts['parts compared']} parts "
-        f"compared besides the verdicts; {took:.0f} s",
-        flush=True,
-    )
-    for why, n in reasons.most_common():
-        print(f"  not comparable x{n}: {why}", flush=True)
+    return 1 if tally.failed else 0
 
 
 if __name__ == "__main__":

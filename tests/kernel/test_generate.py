@@ -155,3 +155,36 @@ def test_a_docker_draw_agrees_on_this_kernel(
     out = capsys.readouterr().out
     assert status == 0, out
     assert " 0 mismatch" in out and "1 scenarios" in out
+
+
+def test_the_tally_counts_mismatches_by_part_with_their_seeds(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A verdict that differs, a route part that differs and a built part that differs:
+    each named with its seed in the summary, and the run fails."""
+    from dataplane.kernel.generate import Tally
+    from dataplane.kernel.probe import KernelVerdict
+    from dataplane.kernel.report import Part, Report, Row
+    from topology.scenario import Verdict
+
+    report = Report("generated-7", "")
+    report.rows = [
+        Row(1, "probe", "a -> b:80 TCP", Verdict.DELIVERED, "",
+            KernelVerdict(Verdict.DENIED, "no answer within 1 s")),
+        Row(2, "probe", "a -> 224.0.0.1 ICMP", Verdict.DROPPED, "",
+            KernelVerdict(None, "not comparable: BPF datapath"),
+            parts=[Part("route node-1/host 224.0.0.1", "via x dev eth0", "dev eth0")]),
+        Row(3, "probe", "a -> c:53 UDP", Verdict.DELIVERED, "",
+            KernelVerdict(None, "10.0.0.3: not comparable: this kernel has no SCTP")),
+    ]  # fmt: skip
+    report.built = [Part("published 0.0.0.0:80/tcp of host-1/p-web-1", "80", "-")]
+    tally = Tally()
+    tally.add(7, report)
+    tally.summary(1.0)
+    out = capsys.readouterr().out
+    assert tally.failed
+    assert "mismatch in verdict x1: seeds 7" in out
+    assert "mismatch in route x1: seeds 7" in out
+    assert "mismatch in built x1: seeds 7" in out
+    assert "not comparable x1: not comparable: this kernel has no SCTP" in out
+    assert "1 built parts compared, 1 differ" in out
