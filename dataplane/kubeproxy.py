@@ -56,13 +56,12 @@ The trace names the pick, "a choice among n", and the formula
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network
-from typing import TypeVar
 
 from dataplane.flowhash import flow_of, pick_index
 from dataplane.kubeproxy_endpoints import (
@@ -87,6 +86,7 @@ from dataplane.netfilter import (
     Reject,
 )
 from dataplane.packet import Packet
+from dataplane.percluster import once_per_cluster
 from dataplane.sockets import PROTOCOL_OF
 from dataplane.trace import DropReason
 from topology.model import (
@@ -257,24 +257,6 @@ class ServiceTable:
 
 
 _tables: dict[int, tuple[Cluster, ServiceTable]] = {}
-
-
-T = TypeVar("T")
-
-
-def once_per_cluster(
-    store: dict[int, tuple[Cluster, T]], cluster: Cluster, build: Callable[[Cluster], T]
-) -> T:
-    """`build(cluster)`, made once per cluster object and kept in `store` (a cluster
-    never changes: an `apply` makes a new one; at most 8 are kept)."""
-    hit = store.get(id(cluster))
-    if hit is not None and hit[0] is cluster:
-        return hit[1]
-    if len(store) >= 8:
-        store.clear()
-    made = build(cluster)
-    store[id(cluster)] = (cluster, made)
-    return made
 
 
 def table_for(cluster: Cluster) -> ServiceTable:

@@ -65,7 +65,6 @@ from dataplane.kubeproxy import (
     ServicePortRule,
     ServiceTable,
     firewall,
-    once_per_cluster,
     table_for,
 )
 from dataplane.masquerade import in_pod_cidr, mark_masq
@@ -84,6 +83,7 @@ from dataplane.netfilter import (
 )
 from dataplane.netns import Interface, Kind, Netns
 from dataplane.packet import IPPROTO_ICMP, Packet
+from dataplane.percluster import once_per_cluster
 from dataplane.sockets import PROTOCOL_OF
 from dataplane.trace import DropReason
 from topology.model import NODE_PORT_PRIMARY, Cluster

@@ -193,3 +193,20 @@ def hooks() -> list[Hook]:
         Hook(HookPoint.FORWARD, PRIORITY_FILTER, NAME, ingress),
         Hook(HookPoint.INPUT, PRIORITY_FILTER, NAME, egress_to_host),
     ]
+
+
+def endpoint_hooks(chain: ChainName, to_host: ChainName | None = None) -> list[Hook]:
+    """The filter of a CNI that keeps policy per endpoint (Calico's `cali-fw-`/`cali-tw-`
+    chains, Cilium's endpoint programs), its hop lines naming `chain`: egress, then
+    ingress in FORWARD, and in INPUT a pod's traffic to its own host judged by its
+    egress rules like any other (`to_host` names that chain, if it differs)."""
+    return [
+        Hook(HookPoint.FORWARD, PRIORITY_FILTER, NAME, judge(Direction.EGRESS, chain)),
+        Hook(HookPoint.FORWARD, PRIORITY_FILTER, NAME, judge(Direction.INGRESS, chain)),
+        Hook(
+            HookPoint.INPUT,
+            PRIORITY_FILTER,
+            NAME,
+            judge(Direction.EGRESS, to_host or chain),
+        ),
+    ]

@@ -18,7 +18,8 @@ import hashlib
 from itertools import combinations
 from typing import Any
 
-from topology.model import CalicoMode, Cluster, Cni, NetworkMode
+from topology.ipam import tunnel_ip
+from topology.model import CalicoMode, CiliumMode, Cluster, Cni, NetworkMode
 
 UNDERLAY = "underlay"
 GATEWAY = "gateway"
@@ -67,13 +68,21 @@ def host_end(cluster: Cluster, pod_key: str) -> str:
 
 
 def tunnel_device(cluster: Cluster) -> str | None:
-    """Every node's tunnel device: flannel.1 (flannel vxlan), tunl0 or vxlan.calico."""
-    net = cluster.config.network
-    if net is NetworkMode.VXLAN:
-        return VTEP
-    if net is CalicoMode.IPIP:
-        return "tunl0"
-    return "vxlan.calico" if net is CalicoMode.VXLAN else None
+    """Every node's tunnel device: flannel.1 (flannel vxlan), tunl0 or vxlan.calico
+    (Calico), cilium_vxlan or cilium_geneve (Cilium); None where routing is native."""
+    net = (
+        cluster.config.network
+    )  # by identity: the modes of different CNIs compare equal
+    for mode, device in (
+        (NetworkMode.VXLAN, VTEP),
+        (CalicoMode.IPIP, "tunl0"),
+        (CalicoMode.VXLAN, "vxlan.calico"),
+        (CiliumMode.VXLAN, "cilium_vxlan"),
+        (CiliumMode.GENEVE, "cilium_geneve"),
+    ):
+        if net is mode:
+            return device
+    return None
 
 
 def device_id(node: str, ifname: str) -> str:
@@ -155,7 +164,7 @@ def build_graph(cluster: Cluster) -> Any:
                     {
                         "kind": "vtep",
                         "node": node.name,
-                        "ip": node.pod_cidr.network_address,
+                        "ip": tunnel_ip(cfg, node),
                         "label": f"{node.name} {tunnel}"
                         + {VTEP: " vni 1", "vxlan.calico": " vni 4096"}.get(tunnel, ""),
                     },
@@ -165,7 +174,9 @@ def build_graph(cluster: Cluster) -> Any:
                 edges.append((bridge, vtep, {"kind": "route"}))
             edges.append((vtep, eth0, {"kind": "route"}))
             vteps.append(vtep)
-    kind = "ipip-tunnel" if tunnel == "tunl0" else "vxlan-tunnel"
+    kind = {"tunl0": "ipip-tunnel", "cilium_geneve": "geneve-tunnel"}.get(
+        str(tunnel), "vxlan-tunnel"
+    )
     edges.extend((a, b, {"kind": kind}) for a, b in combinations(vteps, 2))
     for pod in cluster.pods.values():
         if pod.host_network:

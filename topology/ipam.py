@@ -152,7 +152,10 @@ def cluster_pool_cidr(number: int) -> IPv4Network | None:
 def tunnel_ip(config: ClusterConfig, node: NodeSpec) -> IPv4Address | None:
     """The node's tunnel address inside its podCIDR: flannel.1's (vxlan), tunl0's or
     vxlan.calico's (Calico ipip, vxlan): the network address of the podCIDR or block."""
-    encap = config.network in (NetworkMode.VXLAN, CalicoMode.IPIP, CalicoMode.VXLAN)
+    net = config.network  # by identity: the modes of different CNIs compare equal
+    encap = any(
+        net is m for m in (NetworkMode.VXLAN, CalicoMode.IPIP, CalicoMode.VXLAN)
+    )
     return node.pod_cidr.network_address if encap else None
 
 

@@ -60,12 +60,13 @@ from dataplane.netfilter import (
 )
 from dataplane.netns import Interface, Kind, Netns
 from dataplane.netpol import Direction
-from dataplane.netpol_hook import NAME, judge
+from dataplane.netpol_hook import endpoint_hooks
 from dataplane.packet import IPPROTO_IPIP, UDP, Packet
+from dataplane.percluster import once_per_cluster
 from dataplane.routing import Route
 from topology.graph import cali_name
 from topology.ipam import tunnel_ip
-from topology.model import ENCAP_OVERHEAD, CalicoMode, Cni, NodeSpec, Pod
+from topology.model import ENCAP_OVERHEAD, CalicoMode, Cluster, Cni, NodeSpec, Pod
 
 if TYPE_CHECKING:  # pragma: no cover
     from dataplane.fabric import Fabric
@@ -194,13 +195,21 @@ def from_workload(pkt: Packet, ctx: HookContext) -> HookResult:
     )
 
 
+_hosts: dict[int, tuple[Cluster, frozenset[str]]] = {}
+
+
+def _host_addresses(cluster: Cluster) -> frozenset[str]:
+    """The members of Felix's `cali40all-hosts-net` (and `all-vxlan-net`): the nodes."""
+    return frozenset(str(n.ip) for n in cluster.config.nodes)
+
+
 def to_host(pkt: Packet, ctx: HookContext) -> HookResult:
     """`cali-INPUT`'s first rules: the tunnel's packets only from the cluster's hosts."""
     mode = ctx.cluster.config.network
     what = _encapsulated(pkt, ctx)
     if pkt.ip is None or not what:
         return None
-    hosts = {str(n.ip) for n in ctx.cluster.config.nodes}
+    hosts = once_per_cluster(_hosts, ctx.cluster, _host_addresses)
     if what == "IPinIP" and mode is CalicoMode.IPIP and pkt.ip.src not in hosts:
         return Drop(
             f"cali-INPUT: Drop IPIP packets from non-Calico hosts ({pkt.ip.src} is not"
@@ -222,24 +231,7 @@ def policy_hooks() -> list[Hook]:
         Hook(HookPoint.FORWARD, PRIORITY_FILTER, FELIX_RULES, from_workload),
         Hook(HookPoint.INPUT, PRIORITY_FILTER, FELIX_RULES, to_host),
         Hook(HookPoint.INPUT, PRIORITY_FILTER, FELIX_RULES, from_workload),
-        Hook(
-            HookPoint.FORWARD,
-            PRIORITY_FILTER,
-            NAME,
-            judge(Direction.EGRESS, endpoint_chain),
-        ),
-        Hook(
-            HookPoint.FORWARD,
-            PRIORITY_FILTER,
-            NAME,
-            judge(Direction.INGRESS, endpoint_chain),
-        ),
-        Hook(
-            HookPoint.INPUT,
-            PRIORITY_FILTER,
-            NAME,
-            judge(Direction.EGRESS, to_host_chain),
-        ),
+        *endpoint_hooks(endpoint_chain, to_host_chain),
     ]
 
 

@@ -57,10 +57,10 @@ from dataplane.cni.common import (
     mac_from_name,
     routed_pod,
 )
-from dataplane.netfilter import PRIORITY_FILTER, Hook, HookPoint
+from dataplane.netfilter import Hook
 from dataplane.netns import Interface, Kind, Netns
 from dataplane.netpol import Direction
-from dataplane.netpol_hook import NAME, judge
+from dataplane.netpol_hook import NAME, endpoint_hooks
 from dataplane.packet import GENEVE_PORT, Packet
 from dataplane.routing import Route
 from dataplane.trace import Hop
@@ -236,26 +236,7 @@ def endpoint_program(direction: Direction, pod: Pod) -> str:
 def policy_hooks() -> list[Hook]:
     """The endpoints' policy: egress as the packet leaves the source pod, ingress as it
     enters the destination pod, and a pod's egress towards its own host."""
-    return [
-        Hook(
-            HookPoint.FORWARD,
-            PRIORITY_FILTER,
-            NAME,
-            judge(Direction.EGRESS, endpoint_program),
-        ),
-        Hook(
-            HookPoint.FORWARD,
-            PRIORITY_FILTER,
-            NAME,
-            judge(Direction.INGRESS, endpoint_program),
-        ),
-        Hook(
-            HookPoint.INPUT,
-            PRIORITY_FILTER,
-            NAME,
-            judge(Direction.EGRESS, endpoint_program),
-        ),
-    ]
+    return endpoint_hooks(endpoint_program)
 
 
 def _point(hop: Hop, after_endpoint: bool) -> tuple[str, str]:

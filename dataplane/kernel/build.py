@@ -95,6 +95,22 @@ def doing(kernel_ns: str, what: str) -> Iterator[None]:
         raise KernelBuildError(code, kernel_ns, what, err.strerror or str(err)) from err
 
 
+@contextmanager
+def adding_tunnel(kernel_ns: str, what: str, module: str) -> Iterator[None]:
+    """`doing`, for a tunnel device that needs a kernel module: a refusal is a
+    `NoTunnelModule` ("this kernel has no MODULE module"), not comparable."""
+    try:
+        with doing(kernel_ns, what):
+            yield
+    except KernelBuildError as err:
+        raise NoTunnelModule(
+            err.errno or errno.EOPNOTSUPP,
+            kernel_ns,
+            what,
+            f"this kernel has no {module} module",
+        ) from err
+
+
 class Netlink:
     """pyroute2's IPRoute for one namespace (opened by a thread inside it), each call
     finishing before a stop signal is raised (`signals.shielded`)."""
@@ -489,24 +505,16 @@ class KernelCluster:
         agent makes it (pkg/datapath/linux: `geneve external dstport 6081`)."""
         name = self.names[ns.id]
         what = f"adding Geneve device {iface.ifname}"
-        try:
-            with doing(name, what):
-                self._ip(ns).link(
-                    "add",
-                    ifname=iface.ifname,
-                    kind="geneve",
-                    address=iface.mac,
-                    mtu=iface.mtu,
-                    geneve_collect_metadata=1,
-                    geneve_port=iface.vxlan_port,
-                )
-        except KernelBuildError as err:
-            raise NoTunnelModule(
-                err.errno or errno.EOPNOTSUPP,
-                name,
-                what,
-                "this kernel has no geneve module",
-            ) from err
+        with adding_tunnel(name, what, "geneve"):
+            self._ip(ns).link(
+                "add",
+                ifname=iface.ifname,
+                kind="geneve",
+                address=iface.mac,
+                mtu=iface.mtu,
+                geneve_collect_metadata=1,
+                geneve_port=iface.vxlan_port,
+            )
 
     def _ipip(self, ns: Netns, iface: Interface) -> None:
         """Calico's tunl0: the ipip module's fallback device, which it makes in every
@@ -514,16 +522,9 @@ class KernelCluster:
         ipr = self._ip(ns)
         name = self.names[ns.id]
         if not ipr.link_lookup(ifname=iface.ifname):
-            try:
-                with doing(name, f"adding IP-in-IP device {iface.ifname}"):
-                    ipr.link("add", ifname=iface.ifname, kind="ipip")
-            except KernelBuildError as err:
-                raise NoTunnelModule(
-                    err.errno or errno.EOPNOTSUPP,
-                    name,
-                    f"adding IP-in-IP device {iface.ifname}",
-                    "this kernel has no ipip module",
-                ) from err
+            what = f"adding IP-in-IP device {iface.ifname}"
+            with adding_tunnel(name, what, "ipip"):
+                ipr.link("add", ifname=iface.ifname, kind="ipip")
         with doing(name, f"setting the MTU of {iface.ifname}"):
             ipr.link("set", index=self._index(name, iface.ifname), mtu=iface.mtu)
 

@@ -95,3 +95,33 @@ def test_a_big_cluster_builds_and_spreads_evenly() -> None:
     for pod in cluster.pods.values():
         counts[pod.node] = counts.get(pod.node, 0) + 1
     assert max(counts.values()) - min(counts.values()) <= 1
+
+
+@pytest.mark.parametrize(
+    ("cni", "network", "device", "kind"),
+    [
+        ("calico", "ipip", "tunl0", "ipip-tunnel"),
+        ("calico", "vxlan", "vxlan.calico", "vxlan-tunnel"),
+        ("calico", "bgp", None, None),
+        ("cilium", "vxlan", "cilium_vxlan", "vxlan-tunnel"),
+        ("cilium", "geneve", "cilium_geneve", "geneve-tunnel"),
+        ("cilium", "native", None, None),
+    ],
+)
+def test_the_tunnel_devices_of_calico_and_cilium(
+    load: LoadFn, cni: str, network: str, device: str | None, kind: str | None
+) -> None:
+    text = REFERENCE.replace(
+        "steps:", f"cluster: {{cni: {cni}, network: {network}}}\nsteps:"
+    )
+    scenario, _ = load(text)
+    graph = build_graph(scenario.cluster)
+    tunnels = {d for d, attrs in graph.nodes(data=True) if attrs["kind"] == "vtep"}
+    if device is None:
+        assert tunnels == set()
+        return
+    assert tunnels == {f"node-1/{device}", f"node-2/{device}"}
+    assert graph.edges[f"node-1/{device}", f"node-2/{device}"]["kind"] == kind
+    # Cilium's tunnel devices hold no address (cilium_host has the router's)
+    expected_ip = None if cni == "cilium" else scenario.cluster.nodes[0].pod_cidr[0]
+    assert graph.nodes[f"node-1/{device}"]["ip"] == expected_ip
