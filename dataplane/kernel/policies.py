@@ -30,7 +30,8 @@ Where: filter FORWARD, priority 0, of the node the pod runs on, in two base chai
 ingress): the egress of the source pod, the ingress of the destination pod (br_netfilter
 brings bridged same-node traffic here too); and filter INPUT for a local pod's traffic to
 its own node, where NetworkPolicy always admits but an admin or baseline rule decides (as
-the simulator's `dataplane.netpol_hook.egress_to_host`).  Conntrack first: a packet of a
+the simulator's `dataplane.netpol_hook.egress_to_host`; on Calico the pod's whole egress
+policy, as Felix's `cali-wl-to-host` runs it).  Conntrack first: a packet of a
 known connection (ESTABLISHED, or an ICMP error RELATED to one) is accepted before any
 policy, so replies pass.  Only the first packet of a connection is judged, after
 kube-proxy's DNAT.
@@ -81,6 +82,7 @@ from topology.model import (
     AdminPeer,
     AdminPolicy,
     Cluster,
+    Cni,
     NetworkPolicy,
     Pod,
     PolicyPeer,
@@ -299,8 +301,13 @@ def _admin_peer(cluster: Cluster, peer: AdminPeer, side: str) -> PeerMatch | Non
     return _pod_addresses(pods, side), pods
 
 
+# The peers compiled so far in one `add_policy_rules` (a peer does not depend on the pod
+# it is a peer of): by the peer's identity and side.
+PeerMemo = dict[tuple[int, str], PeerMatch | None]
+
+
 def _tier_chain(
-    rs: Ruleset, cluster: Cluster, tier: Tier, pod: Pod, egress: bool
+    rs: Ruleset, cluster: Cluster, tier: Tier, pod: Pod, egress: bool, memo: PeerMemo
 ) -> str | None:
     """The chain of `pod`'s rules of `tier` for one direction, in evaluation order;
     None: no rule of the tier can match here."""
@@ -309,11 +316,13 @@ def _tier_chain(
     rules: list[tuple[list[Expr], Expr, str]] = []
     for pol in subjects(cluster, tier, pod, egress):
         for ri, rule in enumerate(pol.egress if egress else pol.ingress):
-            peers = [
-                found
-                for peer in rule.peers
-                if (found := _admin_peer(cluster, peer, side)) is not None
-            ]
+            peers: list[PeerMatch] = []
+            for peer in rule.peers:
+                key = (id(peer), side)
+                if key not in memo:
+                    memo[key] = _admin_peer(cluster, peer, side)
+                if (found := memo[key]) is not None:
+                    peers.append(found)
             name = f" {rule.name!r}" if rule.name else ""
             comment = (
                 f"{pol.short} {direction} rule {ri}{name}: "
@@ -381,6 +390,7 @@ def add_policy_rules(rs: Ruleset, cluster: Cluster, node_ns: Netns) -> None:
     mine = node_ns.addresses()
     local = [p for p in policy_pods(cluster) if p.node == node_ns.node]
     node = node_ns.node
+    memo: PeerMemo = {}
     for egress, policy_type in ((True, EGRESS), (False, INGRESS)):
         direction = "egress" if egress else "ingress"
         base = f"netpol-{direction}"
@@ -390,14 +400,16 @@ def add_policy_rules(rs: Ruleset, cluster: Cluster, node_ns: Netns) -> None:
         baseline: Jumps = []
         for pod in local:
             ip = str(pod.ip)
-            if (chain := _tier_chain(rs, cluster, Tier.ADMIN, pod, egress)) is not None:
+            if (
+                chain := _tier_chain(rs, cluster, Tier.ADMIN, pod, egress, memo)
+            ) is not None:
                 admin.append((ip, jump(chain)))
             pols = isolating(cluster, pod, policy_type)
             if pols:
                 chain = _netpol_chain(rs, cluster, pod, pols, egress, mine)
                 stage.append((ip, jump(chain)))
             elif (
-                chain := _tier_chain(rs, cluster, Tier.BASELINE, pod, egress)
+                chain := _tier_chain(rs, cluster, Tier.BASELINE, pod, egress, memo)
             ) is not None:
                 stage.append((ip, jump(chain)))
                 baseline.append((ip, jump(chain)))
@@ -415,14 +427,21 @@ def add_policy_rules(rs: Ruleset, cluster: Cluster, node_ns: Netns) -> None:
                 comment=f"{direction}: NetworkPolicy where it isolates a pod of "
                 f"{node}, else the Baseline tier",
             )
-        if egress and (admin or baseline):
-            # A pod's traffic to its own node (INPUT): NetworkPolicy admits it, the
-            # tiers may not (upstream's *EgressNodePeers conformance tests).
+        # A pod's traffic to its own node (INPUT): NetworkPolicy admits the node, the
+        # tiers may not (upstream's *EgressNodePeers conformance tests).  Calico runs the
+        # pod's whole egress policy there (Felix's `cali-wl-to-host` jumps to its
+        # `cali-fw-` chain: felix/rules/static.go; `dataplane.netpol_hook.endpoint_hooks`).
+        calico = cluster.config.cni is Cni.CALICO
+        after = stage if calico else baseline
+        if egress and (admin or after):
             _base(rs, "netpol-host", "input")
-            for jumps, what in ((admin, "Admin"), (baseline, "Baseline")):
+            then = (
+                "NetworkPolicy or the Baseline tier" if calico else "the Baseline tier"
+            )
+            for jumps, what in ((admin, "the Admin tier"), (after, then)):
                 if jumps:
                     rs.add(
                         "netpol-host",
                         verdict_map(key, jumps),
-                        comment=f"to {node} itself: the {what} tier of its pods",
+                        comment=f"egress to {node} itself: {what}",
                     )

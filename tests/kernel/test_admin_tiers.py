@@ -296,7 +296,11 @@ def _kernel_verdicts(text: str) -> list[tuple[str, Verdict | None]]:
     from dataplane.kernel.verify import verify
 
     scenario, _ = load_scenario_text(text)
-    rows = verify(scenario).rows
+    report = verify(scenario)
+    # `verify -o json` says how independent this part is: derived from the model
+    tiers = report.kernel_side["admin policy tiers (ANP, BANP, ClusterNetworkPolicy)"]
+    assert tiers.startswith("nftables chains derived from the model"), tiers
+    rows = report.rows
     wrong = [
         f"{r.title}: simulator {r.sim}, kernel {r.kernel.verdict}"
         for r in rows
@@ -333,3 +337,23 @@ def test_cluster_network_policy_tiers_on_the_kernel() -> None:
         DENIED,  # passed; its NetworkPolicy does not admit 80, whatever the baseline
         DENIED,  # a domainNames peer denies 81 before the baseline accepts it
     ]
+
+
+@pytest.mark.parametrize(
+    ("cluster", "then"),
+    [
+        ("{network: vxlan, dns: false}", []),  # isolated: NetworkPolicy admits the node
+        # Felix's cali-wl-to-host runs the pod's whole egress policy (cali-fw-)
+        ("{cni: calico, network: bgp, dns: false}", ["egress-ten.web"]),
+    ],
+)
+def test_to_its_own_node_an_isolated_pod_meets_the_admin_tier(
+    cluster: str, then: list[str]
+) -> None:
+    text = CNP.replace("cluster: {network: vxlan, dns: false}", f"cluster: {cluster}")
+    host = _rules(text, "node-2")["netpol-host"]  # ten/web, isolated for egress
+    targets = [
+        [v["jump"]["target"] for _, v in r["expr"][-1]["vmap"]["data"]["set"]]
+        for r in host[1:]
+    ]
+    assert targets == [["admin-egress-ten.web"], *([then] if then else [])]

@@ -141,6 +141,29 @@ def test_non_unicast_destinations_and_the_wildcard_udp_server_agree() -> None:
     assert not wrong, "\n".join(wrong)
 
 
+@pytest.mark.kernel
+def test_a_neighbour_that_never_answers_is_waited_for() -> None:
+    """Unassigned addresses of a podCIDR, on the node (the bridge) and across: ARP at its
+    defaults gives up after 3 s, then "host unreachable" (EHOSTUNREACH at the client);
+    the probes wait for it instead of calling the silence `denied`."""
+    from dataplane.kernel.report import MISMATCH
+    from dataplane.kernel.sysctls import NEIGHBOUR_FAILS
+    from dataplane.kernel.verify import verify
+
+    steps = [
+        f"  - probe: {{from: default/a, to: '{dst}', port: 80, protocol: {p}}}"
+        for dst in ("10.0.1.77", "10.0.2.77")
+        for p in ("TCP", "UDP")
+    ]
+    scenario, _ = load_scenario_text(CAUSES.replace("STEPS", "\n".join(steps)))
+    report = verify(scenario)
+    assert len(report.rows) == 4
+    for row in report.rows:
+        assert row.status != MISMATCH, (row.title, row.sim, row.kernel)
+        assert row.kernel.verdict is Verdict.UNREACHABLE, (row.title, row.kernel)
+        assert row.kernel.seconds >= NEIGHBOUR_FAILS - 0.1, (row.title, row.kernel)
+
+
 FRAGMENTS = (
     PAIR
     + """steps:
