@@ -529,6 +529,7 @@ class Tally:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from dataplane.kernel.docker_engine import EngineError
     from dataplane.kernel.verify import verify
     from topology.errors import SimError
     from topology.loader import load_scenario_text
@@ -558,6 +559,13 @@ def main(argv: list[str] | None = None) -> int:
         try:
             report = verify(scen, timeout=args.timeout)
         except SimError as err:  # a scenario verify cannot run: counted, never hidden
+            tally.refused.append(f"seed {seed}: {err}")
+            tally.counts["refused by verify"] += 1
+            continue
+        except (
+            EngineError
+        ) as err:  # a Docker Engine that failed: counted, the run goes on
+            print(f"KERNEL SIDE FAILED seed {seed}: {err}", flush=True)
             tally.refused.append(f"seed {seed}: {err}")
             tally.counts["refused by verify"] += 1
             continue
