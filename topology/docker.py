@@ -172,11 +172,9 @@ class PublishedPort:
 def gateway_endpoint(
     attachments: Sequence[NetworkAttachment], is_internal: Callable[[str], bool]
 ) -> NetworkAttachment | None:
-    """The attachment that gives a container its default route and on whose address its
-    ports are published: libnetwork's gateway endpoint, the first endpoint in
-    `epHeap.Less` order (sandbox.go: internal networks last, then by network name; the
-    Compose `priority` is not modelled). None on internal networks only: no gateway
-    there (moby#46603, Engine 25.0) and never external connectivity (`sbJoin`)."""
+    """libnetwork's gateway endpoint (the default route, the published ports): first in
+    `epHeap.Less` order (internal networks last, then by name; `priority` not modelled);
+    None on internal networks only (no gateway since Engine 25.0, moby#46603)."""
     usable = [a for a in attachments if not is_internal(a.network)]
     return min(usable, key=lambda a: a.network, default=None)
 
@@ -460,9 +458,7 @@ def _container(
                 NetworkAttachment(net_name, f"eth{i}", addr, mac_of(addr), dns)
             )
     ports = []
-    # the ports are programmed on the gateway endpoint only (libnetwork `sbJoin`:
-    # ProgramExternalConnectivity); a container on internal networks only publishes
-    # nothing
+    # published on the gateway endpoint only (`sbJoin`: ProgramExternalConnectivity)
     gateway = gateway_endpoint(attachments, lambda n: host.networks[n].internal)
     for spec in service.ports:
         if gateway is None:
@@ -514,26 +510,12 @@ def _host_port(host: _Host, spec: PortSpec, offset: int, loc: Loc, obj: str) -> 
 
 
 __all__ = [
-    "DEFAULT_BRIDGE",
-    "DOCKER0",
-    "EMBEDDED_DNS",
-    "EMBEDDED_DNS_OWNER",
-    "DockerContainer",
-    "DockerHost",
-    "DockerNetwork",
-    "DockerRuntime",
-    "NetworkAttachment",
-    "PublishedPort",
-    "build_runtime",
-    "docker_cluster",
-    "gateway_endpoint",
-    "lookup",
-    "mac_of",
-    "network_id",
-    "networks_of",
-    "pods_of",
+    "DEFAULT_BRIDGE", "DOCKER0", "EMBEDDED_DNS", "EMBEDDED_DNS_OWNER",
+    "DockerContainer", "DockerHost", "DockerNetwork", "DockerRuntime",
+    "NetworkAttachment", "PublishedPort", "build_runtime", "docker_cluster",
+    "gateway_endpoint", "lookup", "mac_of", "network_id", "networks_of", "pods_of",
     "serves_dns",
-]
+]  # fmt: skip
 
 
 def networks_of(runtime: DockerRuntime, pod: Pod) -> tuple[str, ...]:
