@@ -5,9 +5,11 @@
   (target: under 0.5 s);
 - each command run ROUNDS times, best and median wall time, median CPU time (user + sys of
   the child: the machine is shared, so wall time also counts waiting for a core);
-- `--baseline DIR`: the same commands with another source tree of the project first on
-  `PYTHONPATH` (a checkout of main: `git worktree add DIR main`), the runs interleaved so
-  both see the same load, and each figure as a ratio to it.
+- `--baseline DIR`: the same commands run by another checkout of the project with its own
+  virtual environment (`git worktree add --detach DIR main && make -C DIR .venv/.installed`:
+  DIR/.venv/bin/dataplane; `PYTHONPATH` would not do, the editable install of this tree's
+  environment finds `dataplane` before it), the runs interleaved so both see the same load,
+  and each figure as a ratio to it.
 
 Bytecode is written and read as for an installed package (PYTHONDONTWRITEBYTECODE is
 dropped from the children's environment) and one run of each command warms the cache.
@@ -35,15 +37,25 @@ COMMANDS: list[tuple[str, float | None]] = [
 ]
 
 
+def script_of(tree: Path | None) -> str:
+    """The `dataplane` script of this tree's environment, or of the checkout `tree`."""
+    if tree is None:
+        return SCRIPT
+    script = tree / ".venv" / "bin" / "dataplane"
+    if not script.exists():
+        raise SystemExit(
+            f"--baseline {tree}: no {script} (make -C {tree} .venv/.installed)"
+        )
+    return str(script)
+
+
 def run(args: list[str], tree: Path | None) -> tuple[float, float]:
-    """Wall and CPU seconds of one `dataplane ARGS` (the tree `tree` first on the path)."""
+    """Wall and CPU seconds of one `dataplane ARGS` (the checkout `tree`'s if given)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    if tree is not None:
-        env["PYTHONPATH"] = str(tree)
     before = os.times()
     t0 = time.perf_counter()
     proc = subprocess.run(
-        [SCRIPT, *args], cwd=ROOT, env=env, capture_output=True, check=False
+        [script_of(tree), *args], cwd=ROOT, env=env, capture_output=True, check=False
     )
     wall = time.perf_counter() - t0
     after = os.times()

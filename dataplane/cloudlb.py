@@ -139,8 +139,8 @@ def hooks(cluster: Cluster) -> list[Hook]:
     if not _proxied(cluster):
         return []
     return [
-        Hook(HookPoint.PREROUTING, PRIORITY_DSTNAT, NAME, proxy_dnat),
-        Hook(HookPoint.POSTROUTING, PRIORITY_SRCNAT, NAME, proxy_snat),
+        Hook(HookPoint.PREROUTING, PRIORITY_DSTNAT, NAME, proxy_dnat, new_only=True),
+        Hook(HookPoint.POSTROUTING, PRIORITY_SRCNAT, NAME, proxy_snat, new_only=True),
     ]
 
 

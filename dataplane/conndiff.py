@@ -23,7 +23,6 @@ from typing import Any, TypeVar
 
 from dataplane.connlist import connections, format_ports, rule_ports, workload_name
 from dataplane.netpol_index import Party, index_of
-from dataplane.netpol_matrix import no_gc
 from dataplane.netpol_ports import Ports
 from topology.model import (
     AdminPolicy,
@@ -33,6 +32,7 @@ from topology.model import (
     Pod,
     PolicyRule,
 )
+from topology.nogc import no_gc
 from topology.selectors import matches
 
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from dataplane.netpol import AdminStep, Direction, Side, judge, prepare
 from dataplane.netpol_index import Party, index_of
-from dataplane.netpol_matrix import Sets, members, no_gc
+from dataplane.netpol_matrix import Sets, members
 from dataplane.netpol_ports import (
     EVERYTHING,
     LAST_PORT,
@@ -41,6 +41,7 @@ from dataplane.netpol_ports import (
     port_table,
 )
 from topology.model import AdminRule, Cluster, Pod, PolicyRule, Protocol, Tier
+from topology.nogc import no_gc
 
 if TYPE_CHECKING:  # pragma: no cover
     from dataplane.sim import Simulator

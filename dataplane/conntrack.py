@@ -72,10 +72,14 @@ class ConntrackEntry:
     confirmed: bool = False
     seen_reply: bool = False  # IPS_SEEN_REPLY: until then the connection is NEW
     nat_comment: list[str] = field(default_factory=list)
-    # a userland proxy's (docker-proxy): Linux has two connections, accepted and opened
-    # by the proxy, where this entry NATs one (dataplane.docker_iptables `_proxy`); the
-    # address the proxy answers its client from (the un-DNAT of the replies)
-    proxy_answers_from: str | None = None
+    # `show_tuple(tuple_orig)`, written once (the original tuple never changes): every
+    # packet of the connection shows it in its conntrack hop
+    shown: str = field(default="", compare=False, repr=False)
+
+    def orig_text(self) -> str:
+        if not self.shown:
+            self.shown = show_tuple(self.tuple_orig)
+        return self.shown
 
     def __str__(self) -> str:
         return f"{show_tuple(self.tuple_orig)} (reply {show_tuple(self.tuple_reply)})"

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Any
 
-from dataplane.packet import IP_HLEN, Packet, from_scapy
+from dataplane.packet import IP_HLEN, Packet, from_scapy, scapy_ready
 from topology.errors import TopologyError
 from topology.scenario import LayerSpec
 from topology.yamlsource import format_path
@@ -96,6 +96,7 @@ HEADER_LEN = {"Ether": 0, "IP": 20, "TCP": 20, "UDP": 8, "ICMP": 8, "SCTP": 12,
 
 
 def _scapy_classes() -> dict[str, Any]:
+    scapy_ready()
     from scapy.layers.inet import ICMP, IP, TCP, UDP
     from scapy.layers.l2 import Ether
     from scapy.layers.sctp import SCTP, SCTPChunkAbort, SCTPChunkInit, SCTPChunkInitAck

@@ -31,11 +31,12 @@ from typing import TYPE_CHECKING
 from dataplane.dns_records import NOERROR, NXDOMAIN, SERVFAIL, records
 from dataplane.emission import Out
 from dataplane.netns import Netns, Socket
-from dataplane.packet import IP, IPPROTO_UDP, UDP, Packet
+from dataplane.packet import IP, IPPROTO_UDP, UDP, Packet, scapy_ready
 from dataplane.sockets import APPS
 from dataplane.trace import DropReason, Hop, Trace, Verdict
 from dataplane.walker import Client, WalkState
-from topology.docker import EMBEDDED_DNS, serves_dns
+from topology.docker import EMBEDDED_DNS
+from topology.dockercluster import serves_dns
 from topology.endpoint import Endpoint, EndpointKind, pod_text
 from topology.errors import TopologyError
 from topology.ipam import dns_ip
@@ -91,6 +92,7 @@ class DNSMessage:
     @classmethod
     def from_bytes(cls, data: bytes) -> DNSMessage | None:
         """Parse a one-question DNS message (a crafted or replayed datagram), or None."""
+        scapy_ready()
         from scapy.layers.dns import DNS
 
         try:
@@ -106,6 +108,7 @@ class DNSMessage:
 
 @lru_cache(maxsize=1024)
 def _wire(msg: DNSMessage) -> bytes:
+    scapy_ready()
     from scapy.layers.dns import DNS, DNSQR, DNSRR
 
     question = DNSQR(qname=msg.qname, qtype=msg.qtype)
@@ -354,5 +357,12 @@ def _resolved(
         what = "an address"
         ep = Endpoint(EndpointKind.IP, ip=IPv4Address(ip), text=text)
     note(trace, ns, "dns", f"{answer}: {dst.name} is {ip} ({what})")
-    note(trace, ns, PHASE, f"{CONNECT} {ip}, the first address of the answer")
+    which = "the first address of the answer"
+    if cluster.docker is not None and len(answer.answers) > 1:
+        # libnetwork resolver.go handleIPQuery: `shuffleAddr` (math/rand) on every answer
+        which += (
+            " (Docker Engine's embedded DNS shuffles the addresses of every answer, so"
+            " any may be first: here they are in creation order)"
+        )
+    note(trace, ns, PHASE, f"{CONNECT} {ip}, {which}")
     return ep

@@ -22,10 +22,8 @@ from dataplane.dns_records import NOERROR, NXDOMAIN
 from dataplane.netns import Netns, Socket
 from dataplane.packet import Packet
 from dataplane.sockets import APPS
-from topology.docker import (
-    EMBEDDED_DNS_OWNER,
-    lookup,
-)
+from topology.docker import EMBEDDED_DNS_OWNER
+from topology.dockercluster import lookup
 
 if TYPE_CHECKING:  # pragma: no cover
     from dataplane.walker import Walker

@@ -9,8 +9,7 @@ nat:
 - `PREROUTING -m addrtype --dst-type LOCAL -j DOCKER`
 - `OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER`
 - `POSTROUTING -s S ! -o BR -j MASQUERADE` (not for internal networks)
-- `DOCKER -i BR -j RETURN` (not for internal networks: `iptables.ProgramChain`, hairpin
-  off, is only called for the others)
+- `DOCKER -i BR -j RETURN`
 - `DOCKER ! -i BR -p PROTO [-d HOST_IP] --dport HOST_PORT -j DNAT --to-destination
   IP:PORT` per published port (`! -i BR` because the userland proxy serves the
   container's own bridge; hairpin NAT is off)
@@ -25,24 +24,29 @@ filter:
 - `DOCKER -d IP ! -i BR -o BR -p PROTO --dport PORT -j ACCEPT` per published port
 - `DOCKER-ISOLATION-STAGE-1 -i BR ! -o BR -j DOCKER-ISOLATION-STAGE-2`
 - `DOCKER-ISOLATION-STAGE-2 -o BR -j DROP`
-- internal networks: `DOCKER-ISOLATION-STAGE-1 -i BR ! -d S -j DROP` and
-  `! -s S -o BR -j DROP` (setupInternalNetworkRules)
+- internal networks: `DOCKER-ISOLATION-STAGE-1 ! -d S -i BR -j DROP` and
+  `! -s S -o BR -j DROP` (setupInternalNetworkRules; as `iptables -S` prints them): an
+  internal network's container has a default route via its gateway in Docker Engine
+  20.10 (`dataplane.cni.docker`), so what it sends out is dropped here
 - the FORWARD policy DROP, which the daemon sets when it turns ip_forward on.
 
 The userland proxy (`docker-proxy`, libnetwork portmapper) listens on every published host
 port; it carries what the NAT rules leave to it: connections to 127.0.0.1 from the host
-(`OUTPUT ! -d 127.0.0.0/8`) and a container's to any port published on the host: the
-`DOCKER -i BR -j RETURN` of the bridge it comes from (any non-internal network's, the
-published port's own or another's) ends the DOCKER chain before the DNAT rules.  It accepts the connection and opens
-its own to the container, from the bridge's address: Linux has two TCP connections there,
-the simulator one, rewritten at OUTPUT, and the trace says so.
+(`OUTPUT ! -d 127.0.0.0/8`) and a container's to a port its own bridge's container (or
+itself) published on the host (hairpin: `DOCKER -i BR -j RETURN`).  It accepts the
+connection and opens its own to the container, from the bridge's address: Linux has two
+TCP connections there, the simulator one, rewritten, and the trace says so: at OUTPUT
+for 127.0.0.1; for the hairpin at INPUT, where docker-proxy's socket takes it and sends
+its own from LOCAL_OUT (`proxy_in`), and the container's answer, its destination
+restored by conntrack at PREROUTING, is docker-proxy's too, which answers its client
+from LOCAL_OUT (`proxy_reply`): no frame goes back out of the bridge port it came in on.
 """
 
 from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv4Network
 
-from dataplane.conntrack import CtState
+from dataplane.conntrack import CtDir, CtState
 from dataplane.netfilter import (
     ACCEPT,
     PRIORITY_DSTNAT,
@@ -104,9 +108,12 @@ def _dnat(pkt: Packet, ctx: HookContext, chain: str) -> HookResult:
     if port is None:
         return ACCEPT
     net = host.network(port.network)
-    came = _bridges(host).get(ctx.in_if or "")
-    if came is not None and not came.internal:  # the userland proxy serves it
-        return _proxy(pkt, ctx, port, f"nat DOCKER -i {came.bridge} -j RETURN")
+    if ctx.in_if == net.bridge:  # hairpin: up to the host, where docker-proxy listens
+        return Accept(
+            f"nat {chain} -m addrtype --dst-type LOCAL -j DOCKER; DOCKER -i"
+            f" {net.bridge} -j RETURN: not DNATed, up to docker-proxy on"
+            f" {port.host_text}"
+        )
     where = f"-d {port.host_ip}/32 " if port.host_ip else ""
     return ctx.dnat(
         pkt,
@@ -136,6 +143,50 @@ def output(pkt: Packet, ctx: HookContext) -> HookResult:
     return _proxy(pkt, ctx, port, "nat OUTPUT ! -d 127.0.0.0/8: not DNATed")
 
 
+PROXY = "docker-proxy"
+_PROXIED = "docker-proxy connections"  # HookContext.memory: their conntrack tuples
+
+
+def proxy_in(pkt: Packet, ctx: HookContext) -> HookResult:
+    """docker-proxy's socket in the host, for what nat DOCKER returned (hairpin: a
+    container to a port published on its own bridge): it accepts the connection and
+    sends its own to the container from LOCAL_OUT (`Rewrite.sender`), so no frame is
+    bridged back onto the port it came from (`DOCKER -i BR -j RETURN`)."""
+    ip = pkt.ip
+    if ip is None or not ctx.is_new or ctx.ct is None:
+        return ACCEPT
+    host = _host(ctx)
+    port = _published(host, pkt)
+    if port is None or ctx.in_if != host.network(port.network).bridge:
+        return ACCEPT
+    done = _proxy(pkt, ctx, port, f"docker-proxy's socket {port.host_text} in the host")
+    ctx.memory.setdefault(_PROXIED, set()).add(ctx.ct.tuple_orig)
+    return Rewrite(done.packet, done.detail, done.diffs, xmit=True, sender=PROXY)
+
+
+def proxy_reply(pkt: Packet, ctx: HookContext) -> HookResult:
+    """The container's answer to docker-proxy's connection (`proxy_in`), its address
+    restored by conntrack: docker-proxy takes it and answers its client on the
+    client's connection, from LOCAL_OUT."""
+    ip = pkt.ip
+    ct = ctx.ct
+    if (
+        ip is None
+        or ct is None
+        or ctx.ct_dir is not CtDir.REPLY
+        or ct.tuple_orig not in ctx.memory.get(_PROXIED, ())
+        or ctx.netns.is_local(ip.dst)
+    ):
+        return ACCEPT
+    return Rewrite(
+        pkt,
+        f"{PROXY}: the answer on its own connection; it answers its client"
+        f" {ip.dst}:{pkt.dport} on the client's connection",
+        xmit=True,
+        sender=PROXY,
+    )
+
+
 def _proxy(pkt: Packet, ctx: HookContext, port: PublishedPort, why: str) -> Rewrite:
     """docker-proxy's two connections as one: to the container, from the address of the
     bridge the container is on."""
@@ -153,15 +204,6 @@ def _proxy(pkt: Packet, ctx: HookContext, port: PublishedPort, why: str) -> Rewr
         f" {net.gateway} (two connections in Linux, one rewritten here)",
     )
     after = ctx.snat(done.packet, str(net.gateway), "docker-proxy's own connection")
-    assert ctx.ct is not None
-    # the proxy's listening socket: TCP answers from the address it was asked on (the
-    # accepted socket's); UDP from its bound address, or, bound to the wildcard
-    # (`net.ListenUDP` on 0.0.0.0, cmd/docker-proxy udp_proxy.go), from the route back
-    # to the client (its bridge's address), which a connected client does not take
-    answers = ip.dst
-    if ip.proto == 17 and port.host_ip is None and ctx.in_if is not None:
-        answers = ctx.netns.source_for(ctx.in_if, ip.src)
-    ctx.ct.proxy_answers_from = answers
     return Rewrite(after.packet, done.detail, (*done.diffs, *after.diffs))
 
 
@@ -204,7 +246,7 @@ def forward(pkt: Packet, ctx: HookContext) -> HookResult:
         and IPv4Address(ip.dst) not in out_of.subnet
     ):
         return _deny(
-            f"DOCKER-ISOLATION-STAGE-1 -i {out_of.bridge} ! -d {out_of.subnet} -j DROP",
+            f"DOCKER-ISOLATION-STAGE-1 ! -d {out_of.subnet} -i {out_of.bridge} -j DROP",
             f"network {out_of.name} is internal",
         )
     if into is not None and into.internal and IPv4Address(ip.src) not in into.subnet:
@@ -261,14 +303,24 @@ def _docker_chain(pkt: Packet, ctx: HookContext, net: DockerNetwork) -> HookResu
     )
 
 
-NAMES = ("docker-nat-prerouting", "docker-nat-output", "docker-filter", "docker-masq")
+NAMES = (
+    "docker-nat-prerouting", "docker-nat-output", "docker-filter", "docker-masq",
+    PROXY, "docker-proxy-reply",
+)  # fmt: skip
 
 
 def hooks(cluster: Cluster, ns: Netns) -> list[Hook]:
     """The Docker host's iptables, as hooks of its namespace."""
     return [
-        Hook(HookPoint.PREROUTING, PRIORITY_DSTNAT, NAMES[0], prerouting),
-        Hook(HookPoint.OUTPUT, PRIORITY_DSTNAT, NAMES[1], output),
+        Hook(
+            HookPoint.PREROUTING, PRIORITY_DSTNAT, NAMES[0], prerouting, new_only=True
+        ),
+        Hook(HookPoint.OUTPUT, PRIORITY_DSTNAT, NAMES[1], output, new_only=True),
         Hook(HookPoint.FORWARD, PRIORITY_FILTER, NAMES[2], forward),
-        Hook(HookPoint.POSTROUTING, PRIORITY_SRCNAT, NAMES[3], postrouting),
+        Hook(
+            HookPoint.POSTROUTING, PRIORITY_SRCNAT, NAMES[3], postrouting, new_only=True
+        ),
+        Hook(HookPoint.INPUT, PRIORITY_FILTER, NAMES[4], proxy_in, new_only=True),
+        # after the connection's NAT has restored the reply's destination: the replies
+        Hook(HookPoint.PREROUTING, PRIORITY_DSTNAT + 1, NAMES[5], proxy_reply),
     ]

@@ -29,6 +29,7 @@ from dataplane.packet import Packet
 from topology.graph import veth_name
 from topology.ipam import mac_for
 from topology.model import Cluster, Protocol, ProxyMode
+from topology.nogc import no_gc
 
 
 @dataclass(slots=True)
@@ -97,7 +98,14 @@ def build_fabric(
 ) -> Fabric:
     """Build every namespace, device and route of `cluster` with its CNI
     (`dataplane.cni`), with the system hooks (masquerade, kube-proxy, NetworkPolicy) and
-    any user hooks registered."""
+    any user hooks registered (without the cyclic GC: `topology.nogc`)."""
+    with no_gc():
+        return _build_fabric(cluster, user_hooks)
+
+
+def _build_fabric(
+    cluster: Cluster, user_hooks: Sequence[tuple[Hook, str | None]]
+) -> Fabric:
     from dataplane import system_hooks
 
     cni = plugin_of(cluster)

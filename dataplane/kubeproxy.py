@@ -506,10 +506,10 @@ def _cluster_ips_check(table: ServiceTable, pkt: Packet) -> HookResult:
 def hooks() -> list[Hook]:
     """kube-proxy's hooks for one node namespace."""
     return [
-        Hook(HookPoint.PREROUTING, PRIORITY_DSTNAT, NAME, dnat),
-        Hook(HookPoint.OUTPUT, PRIORITY_DSTNAT, NAME, dnat),
+        Hook(HookPoint.PREROUTING, PRIORITY_DSTNAT, NAME, dnat, new_only=True),
+        Hook(HookPoint.OUTPUT, PRIORITY_DSTNAT, NAME, dnat, new_only=True),
         *(
-            Hook(point, PRIORITY_KUBE_FILTER, FILTER_NAME, reject)
+            Hook(point, PRIORITY_KUBE_FILTER, FILTER_NAME, reject, new_only=True)
             for point in (HookPoint.INPUT, HookPoint.FORWARD, HookPoint.OUTPUT)
         ),
     ]

@@ -139,4 +139,6 @@ def masq_source(ctx: HookContext) -> str:
 
 
 def hooks() -> list[Hook]:
-    return [Hook(HookPoint.POSTROUTING, PRIORITY_SRCNAT, NAME, masquerade)]
+    return [
+        Hook(HookPoint.POSTROUTING, PRIORITY_SRCNAT, NAME, masquerade, new_only=True)
+    ]

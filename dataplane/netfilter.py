@@ -24,7 +24,7 @@ NEW connections, as in Linux.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -96,6 +96,10 @@ class Rewrite:
     # connection is not confirmed here, and the packet is routed again and leaves by
     # LOCAL_OUT and POSTROUTING (`Stack.local_in`).
     xmit: bool = False
+    # With `xmit`: the program whose socket took the connection and sends the packet as
+    # its own (a userland proxy, docker-proxy: two connections in Linux, one rewritten
+    # here), so it leaves by LOCAL_OUT with no TTL decrement; "" for IPVS's forwarding.
+    sender: str = ""
 
 
 HookResult = Accept | Drop | Rewrite | Packet | None
@@ -108,6 +112,11 @@ class Hook:
     priority: int
     name: str
     fn: HookFn
+    # A hook of the `nat` table, or one whose rules all match `--ctstate NEW`: only the
+    # first packet of a connection traverses it ("This table is consulted when a packet
+    # that creates a new connection is encountered", iptables(8); later packets get the
+    # connection's NAT from conntrack), so the chain of a known connection leaves it out.
+    new_only: bool = False
 
 
 @dataclass(slots=True)
@@ -132,6 +141,7 @@ class HookContext:
     # IPVS's round-robin position and persistence templates (dataplane.kubeproxy_ipvs).
     memory: dict[str, Any] = field(default_factory=dict)
     xmit: bool = False  # a hook stole the packet to send it on (`Rewrite.xmit`)
+    sender: str = ""  # and the program that sends it (`Rewrite.sender`)
 
     @property
     def node(self) -> str:
@@ -209,22 +219,37 @@ NAT_PRIORITY: dict[HookPoint, int | None] = {
 @dataclass(frozen=True, slots=True)
 class Chain:
     """One point's hooks compiled for the walk: those that run before the connection's NAT
-    and those after (`nat` False: the point has no NAT step)."""
+    and those after (`nat` False: the point has no NAT step); `dst_nat`: the point looks
+    the connection up and its NAT rewrites the destination (PREROUTING, OUTPUT);
+    `confirms`: a new connection is confirmed as it leaves (INPUT, POSTROUTING:
+    nf_conntrack_confirm)."""
 
     before: tuple[Hook, ...]
     after: tuple[Hook, ...]
     nat: bool
+    dst_nat: bool = False
+    confirms: bool = False
+
+    def known(self) -> Chain:
+        """The chain a packet of a known connection traverses: without `new_only` hooks."""
+        return replace(
+            self,
+            before=tuple(h for h in self.before if not h.new_only),
+            after=tuple(h for h in self.after if not h.new_only),
+        )
 
 
 @dataclass(slots=True)
 class Netfilter:
     """The hooks of one namespace, kept sorted by priority per point, and compiled into
-    a `Chain` per point whenever they change (never per packet)."""
+    a `Chain` per point whenever they change (never per packet): `compiled` for the first
+    packet of a connection, `known` for the later ones (`Hook.new_only`)."""
 
     hooks: dict[HookPoint, list[Hook]] = field(
         default_factory=lambda: {p: [] for p in HookPoint}
     )
     compiled: dict[HookPoint, Chain] = field(default_factory=dict)
+    known: dict[HookPoint, Chain] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.compile()
@@ -245,11 +270,16 @@ class Netfilter:
     def compile(self) -> None:
         for point, hooks in self.hooks.items():
             prio = NAT_PRIORITY[point]
+            dst_nat = point in (HookPoint.PREROUTING, HookPoint.OUTPUT)
+            confirms = point in (HookPoint.INPUT, HookPoint.POSTROUTING)
             if prio is None:
-                self.compiled[point] = Chain(tuple(hooks), (), False)
-                continue
-            before = tuple(h for h in hooks if h.priority <= prio)
-            self.compiled[point] = Chain(before, tuple(hooks[len(before) :]), True)
+                chain = Chain(tuple(hooks), (), False, dst_nat, confirms)
+            else:
+                before = tuple(h for h in hooks if h.priority <= prio)
+                after = tuple(hooks[len(before) :])
+                chain = Chain(before, after, True, dst_nat, confirms)
+            self.compiled[point] = chain
+            self.known[point] = chain.known()
 
     def chain(self, point: HookPoint) -> list[Hook]:
         return self.hooks[point]

@@ -34,11 +34,9 @@ hooks, are walked one by one (the walk's verdict is theirs).
 
 from __future__ import annotations
 
-import gc
 import operator
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network
 from typing import TYPE_CHECKING, Any
@@ -62,6 +60,7 @@ from topology.model import (
     SelectorOp,
     Tier,
 )
+from topology.nogc import no_gc
 
 if TYPE_CHECKING:  # pragma: no cover
     from dataplane.sim import Simulator
@@ -74,20 +73,6 @@ _TABLE = bytes(
     ord("E" if not v & 1 else "I" if not v & 2 else _PATH_CODES[v >> 2])
     for v in range(4 * len(_PATH_CODES))
 ) + bytes(256 - 4 * len(_PATH_CODES))
-
-
-@contextmanager
-def no_gc() -> Iterator[None]:
-    """The cyclic garbage collector off for a while: the matrix allocates big integers
-    and byte strings, none of them in cycles, and each full collection would walk every
-    object of the cluster model (a second on 10,000 pods) for nothing."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 # -- bitsets ---------------------------------------------------------------------------------

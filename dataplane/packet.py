@@ -5,8 +5,10 @@ small frozen header records (`Ether`, `ARP`, `IP`, `TCP`, `UDP`, `SCTP`, `ICMP`,
 `Geneve`)
 and rewrites them with `dataclasses.replace`; a hop keeps the packet as it was, and the scapy
 packet (for display, pcap and tshark) is rebuilt on demand by `to_scapy`.  This is the only
-module that imports scapy, and only inside the functions that need it: it never sets an
-address from the host's tables and never calls `send`, `sr` or `route`.
+module that imports scapy (besides `dataplane.craft` and `dataplane.dns`, which build their
+packets with it), and only inside the functions that need it: it never sets an address
+from the host's tables and never calls `send`, `sr` or `route`, so scapy is told not to read
+them (`scapy_ready`).
 
 Lengths follow the wire: `frame_len` of an 84-byte echo request in VXLAN is 148 bytes
 (14 + 20 + 8 + 8 + 14 + 84), as docs/model.md (reference walks) records from a real kernel.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, fields, replace
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -96,6 +99,10 @@ class IP:
     mf: bool = False
     frag: int = 0  # fragment offset in 8-byte units
     tos: int = 0
+
+
+_IP_FIELDS = ("src", "dst", "proto", "ttl", "id", "df", "mf", "frag", "tos")
+assert tuple(f.name for f in fields(IP)) == _IP_FIELDS, "with_ip, with_ttl copy each"
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +247,16 @@ class Packet:
         }  # fmt: skip
         values.update(changes)
         return self._with(self.eth, IP(**values))
+
+    def with_ttl(self, ttl: int) -> Packet:
+        """This packet with another TTL (a router's decrement, once per forwarded
+        packet: the header built in one call, without `with_ip`'s keywords)."""
+        ip = self.ip
+        assert ip is not None
+        return self._with(
+            self.eth,
+            IP(ip.src, ip.dst, ip.proto, ttl, ip.id, ip.df, ip.mf, ip.frag, ip.tos),
+        )
 
     def with_l4(self, **changes: Any) -> Packet:
         assert self.l4 is not None
@@ -400,8 +417,24 @@ def summarize(
 # -- scapy conversion -------------------------------------------------------------------------
 
 
+@cache
+def scapy_ready() -> None:
+    """Called before this project imports a scapy layer (`to_scapy`, `from_scapy`,
+    `dataplane.craft`, `dataplane.dns`, `dataplane.suite.preload`).  The simulator never
+    asks this machine's routing tables (see above), so scapy does not read them when its
+    layers load (`conf.route_autoload`, `conf.route6_autoload`, scapy/config.py; reading
+    them over netlink was 40% of importing the layers).  A program that wants scapy's
+    routes as well calls `scapy.config.conf.route.resync()`; one that imported
+    `scapy.route` first keeps them."""
+    from scapy.config import conf
+
+    conf.route_autoload = False
+    conf.route6_autoload = False
+
+
 def to_scapy(pkt: Packet) -> ScapyPacket:
     """The exact scapy packet (checksums and lengths computed by scapy)."""
+    scapy_ready()
     from scapy.layers.l2 import ARP as SARP
     from scapy.layers.l2 import Ether as SEther
     from scapy.packet import Raw
@@ -523,6 +556,7 @@ def from_scapy(spkt: ScapyPacket) -> Packet:
 
     Raises ValueError naming the layer when it holds something the walk cannot carry.
     """
+    scapy_ready()
     from scapy.layers.inet import ICMP as SICMP
     from scapy.layers.inet import IP as SIP
     from scapy.layers.inet import TCP as STCP

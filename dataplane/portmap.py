@@ -176,6 +176,6 @@ def dnat(pkt: Packet, ctx: HookContext) -> HookResult:
 def hooks() -> list[Hook]:
     """After kube-proxy's at the same priority (the order `system_hooks` lists them)."""
     return [
-        Hook(HookPoint.PREROUTING, PRIORITY_DSTNAT, NAME, dnat),
-        Hook(HookPoint.OUTPUT, PRIORITY_DSTNAT, NAME, dnat),
+        Hook(HookPoint.PREROUTING, PRIORITY_DSTNAT, NAME, dnat, new_only=True),
+        Hook(HookPoint.OUTPUT, PRIORITY_DSTNAT, NAME, dnat, new_only=True),
     ]

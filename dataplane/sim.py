@@ -108,10 +108,13 @@ class Simulator:
         priority: int = 0,
         name: str | None = None,
         node: str | None = None,
+        new_only: bool = False,
     ) -> Hook:
-        """Register `fn` at `point` on every node (or on `node`); returns the hook."""
+        """Register `fn` at `point` on every node (or on `node`); returns the hook.
+        `new_only`: `fn` sees only the first packet of each connection, as a rule of the
+        `nat` table or one matching `--ctstate NEW` (`Hook.new_only`)."""
         label = name or str(getattr(fn, "__name__", "hook"))
-        hook = Hook(HookPoint(point), priority, label, fn)
+        hook = Hook(HookPoint(point), priority, label, fn, new_only)
         self.user_hooks.append((hook, node))
         self.fabric.add_hook(hook, node)
         return hook

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from dataplane import pmtu
+from dataplane import ipip, pmtu, vxlan
 from dataplane.addrtype import ANY
 from dataplane.emission import Emission, Out
 from dataplane.netns import UDP_TUNNELS, Kind, Netns, Socket
@@ -99,14 +99,10 @@ def deliver(w: Walker, ns: Netns, ifname: str, pkt: Packet) -> list[Emission]:
     if isinstance(l4, UDP):
         for iface in ns.interfaces.values():
             if iface.kind in UDP_TUNNELS and iface.vxlan_port == l4.dport:
-                from dataplane.vxlan import decapsulate
-
-                return decapsulate(w, ns, iface, pkt)
+                return vxlan.decapsulate(w, ns, iface, pkt)
     if ip.proto == IPPROTO_IPIP:  # ipip_rcv(): the tunnel device takes it
         for iface in ns.interfaces.values():
             if iface.kind is Kind.IPIP:
-                from dataplane import ipip
-
                 return ipip.decapsulate(w, ns, iface, pkt)
     if isinstance(l4, ICMP) and l4.type == ICMP_REDIRECT:
         redirected(w, ns, ifname, pkt, l4)

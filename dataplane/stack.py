@@ -15,6 +15,7 @@ from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network
 from typing import TYPE_CHECKING
 
+from dataplane import sockets
 from dataplane.addrtype import (
     ANY,
     Refusal,
@@ -24,7 +25,7 @@ from dataplane.addrtype import (
     multicast_mac,
     taken_locally,
 )
-from dataplane.conntrack import CtDir, CtState, show_tuple
+from dataplane.conntrack import CtDir, CtState
 from dataplane.emission import Bridged, Emission, Out, Xmit
 from dataplane.flowhash import flow_of
 from dataplane.icmp_limit import (
@@ -115,35 +116,39 @@ class Stack:
             return pkt, ctx
         if ctx is None:
             ctx = self.context(ns, point)
-        ctx.point = point
+        else:
+            ctx.point = point
         if in_if is not None:
             ctx.in_if = in_if
         if out_if is not None:
             ctx.out_if = out_if
-        dst_nat = point is HookPoint.PREROUTING or point is HookPoint.OUTPUT
-        if dst_nat and ctx.ct is None:
-            self.track(ns, pkt, ctx)
         chain = nf.compiled[point]
+        if chain.dst_nat and ctx.ct is None:
+            self.track(ns, pkt, ctx)
+        if not ctx.is_new:
+            chain = nf.known[point]  # a known connection's: no `new_only` hooks
+        ct = ctx.ct
         out = self.run_chain(ns, point, chain.before, pkt, ctx) if chain.before else pkt
         if out is None or ctx.xmit:
             return out, ctx  # dropped, or stolen by a hook (`Rewrite.xmit`)
         if chain.nat:
-            ct = ctx.ct
             if ct is not None and (
                 ct.dnat or ct.snat or ctx.ct_state is CtState.RELATED
             ):
-                out = self.conntrack_nat(ns, out, ctx, dst_nat)  # a NATed connection
+                out = self.conntrack_nat(ns, out, ctx, chain.dst_nat)  # a NATed one
             if chain.after:
                 out = self.run_chain(ns, point, chain.after, out, ctx)
                 if out is None or ctx.xmit:
                     return out, ctx
-        pkt = out
         # nf_conntrack_confirm(): only a packet of the original direction inserts its
         # connection (an ICMP error attached in the reply direction never does).
-        confirms = ctx.ct_state is not CtState.RELATED or ctx.ct_dir is CtDir.ORIGINAL
-        if point in (HookPoint.POSTROUTING, HookPoint.INPUT) and ctx.ct and confirms:
-            self.w.state.ct(ns.id).confirm(ctx.ct)
-        return pkt, ctx
+        if (
+            chain.confirms
+            and ct is not None
+            and (ctx.ct_state is not CtState.RELATED or ctx.ct_dir is CtDir.ORIGINAL)
+        ):
+            self.w.state.ct(ns.id).confirm(ct)
+        return out, ctx
 
     def run_chain(
         self,
@@ -193,7 +198,7 @@ class Stack:
                     w.trace.endpoint = res.endpoint
                 pkt = res.packet
                 if res.xmit:
-                    ctx.xmit = True
+                    ctx.xmit, ctx.sender = True, res.sender
                     return pkt
             else:  # a hook returned a rewritten packet
                 w.record(
@@ -215,11 +220,9 @@ class Stack:
         entry, d, state = table.lookup_looped(pkt) if looped else table.lookup(pkt)
         ctx.ct, ctx.ct_dir, ctx.ct_state = entry, d, state
         if state is CtState.NEW:
-            detail = f"NEW {show_tuple(entry.tuple_orig)}"
+            detail = f"NEW {entry.orig_text()}"
         else:
-            detail = (
-                f"{state.value} ({d.value} direction of {show_tuple(entry.tuple_orig)})"
-            )
+            detail = f"{state.value} ({d.value} direction of {entry.orig_text()})"
         self.w.record(ns, "", "conntrack", detail, pkt)
 
     def conntrack_nat(
@@ -241,8 +244,7 @@ class Stack:
         elif not dst_nat and ctx.ct_dir is CtDir.ORIGINAL and ct.snat:
             res = rewrite_src(pkt, ct.snat[0], ct.snat[1], "SNAT (conntrack)")
         elif not dst_nat and ctx.ct_dir is CtDir.REPLY and ct.dnat:
-            src = ct.proxy_answers_from or orig[3]
-            res = rewrite_src(pkt, src, orig[4], "un-DNAT of the reply (conntrack)")
+            res = rewrite_src(pkt, orig[3], orig[4], "un-DNAT of the reply (conntrack)")
         if res is None or not res.diffs:
             return pkt
         self.w.record(ns, "", "nat", res.detail, res.packet, res.diffs)
@@ -327,6 +329,8 @@ class Stack:
             out, ctx = self.hooks(ns, HookPoint.PREROUTING, whole, None, in_if=ifname)
             if out is None:
                 return []
+            if ctx is not None and ctx.xmit:  # a proxy's answer (`Rewrite.sender`)
+                return self.xmit_stolen(ns, out, ctx)
             dnat = (
                 out.ip is not None
                 and whole.ip is not None
@@ -344,13 +348,6 @@ class Stack:
                 ns, ifname, "drop", unanswered, pkt, reason=DropReason.NOT_FOR_US
             )
             return []
-        if (
-            dnat
-            and ctx is not None
-            and ctx.ct is not None
-            and ctx.ct.proxy_answers_from
-        ):
-            return self.proxied(ns, ifname, pkt, ctx)
         if dnat and in_port is not None and ctx is not None and eth is not None:
             route = ns.routes.lookup(pkt.ip.dst)
             if route is not None and route.oif == ifname and route.via is None:
@@ -366,29 +363,6 @@ class Stack:
             )
             return []
         return self.forward(ns, ifname, pkt, ctx)
-
-    def proxied(
-        self, ns: Netns, in_if: str, pkt: Packet, ctx: HookContext
-    ) -> list[Emission]:
-        """A packet of a userland proxy's connection (docker-proxy,
-        `dataplane.docker_iptables`), either way: Linux delivers it to the proxy, which
-        sends its own on the other connection, a packet of this host's: routed as a
-        local one (no FORWARD, no TTL decrement, no bridging back), then POSTROUTING."""
-        ip = pkt.ip
-        assert ip is not None
-        route = self.route_out(ns, ip.dst)
-        if route is None:
-            self.w.record(
-                ns, in_if, "drop", f"{ip.dst}: no route", pkt,
-                reason=DropReason.NO_ROUTE,
-            )  # fmt: skip
-            return []
-        self.w.record(
-            ns, "", "route",
-            f"{ip.dst} {route_detail(route)} (the proxy's own packet, from this host)",
-            pkt,
-        )  # fmt: skip
-        return self.ip_output(ns, pkt, route, ctx, forwarded=False)
 
     def bridged_dnat(
         self,
@@ -480,7 +454,7 @@ class Stack:
         back = ns.routes.lookup(ip.src) if route.oif == in_if else None
         if back is not None and back.via is None:
             self.redirect(ns, in_if, pkt, route.via_text or ip.dst)
-        pkt = pkt.with_ip(ttl=ip.ttl - 1)
+        pkt = pkt.with_ttl(ip.ttl - 1)
         self.w.record(
             ns,
             "",
@@ -511,7 +485,7 @@ class Stack:
             if not refused.leaves:
                 return []
             if not raw:  # a socket's multicast TTL (IP_MULTICAST_TTL, default 1)
-                pkt = pkt.with_ip(ttl=1)
+                pkt = pkt.with_ttl(1)
                 ip = pkt.ip
                 assert ip is not None
         route = self.route_out(ns, ip.dst)
@@ -904,16 +878,17 @@ class Stack:
             if ctx is not None and ctx.xmit:
                 return self.xmit_stolen(ns, out, ctx)
             pkt = out
-        from dataplane import sockets
-
         return sockets.deliver(self.w, ns, ifname, pkt)
 
     def xmit_stolen(self, ns: Netns, pkt: Packet, ctx: HookContext) -> list[Emission]:
         """A packet a LOCAL_IN hook rewrote and took (IPVS: ip_vs_nat_xmit): routed to its
         new destination, then ip_vs_nat_send_or_cont's `NF_HOOK(LOCAL_OUT)` and
         `dst_output()`, POSTROUTING included.  A packet leaving the host has its TTL
-        decremented (__ip_vs_get_out_rt -> decrement_ttl)."""
+        decremented (__ip_vs_get_out_rt -> decrement_ttl).  A proxy's packet
+        (`ctx.sender`) is its own socket's: routed and sent from LOCAL_OUT as any."""
         assert pkt.ip is not None
+        if ctx.sender:
+            return self.proxy_send(ns, pkt, ctx)
         route = ns.routes.lookup(pkt.ip.dst)
         if route is None or route.blackhole:
             self.w.record(
@@ -943,7 +918,7 @@ class Stack:
                 reason=DropReason.TTL,
             )
             return self.icmp_error(ns, pkt, ICMP_TIME_EXCEEDED, 0)
-        pkt = pkt.with_ip(ttl=ip.ttl - 1)
+        pkt = pkt.with_ttl(ip.ttl - 1)
         self.w.record(
             ns,
             "",
@@ -957,6 +932,28 @@ class Stack:
         if out is None:
             return []
         return self.ip_output(ns, out, route, ctx2, forwarded=True)
+
+    def proxy_send(self, ns: Netns, pkt: Packet, ctx: HookContext) -> list[Emission]:
+        """What a userland proxy sends on its own connection (`Rewrite.sender`): routed
+        as a local packet (ip_route_output), LOCAL_OUT, POSTROUTING."""
+        assert pkt.ip is not None
+        sender, ctx.xmit, ctx.sender = ctx.sender, False, ""
+        ctx.in_if = ctx.in_port = None  # a local packet: no input interface
+        route = self.route_out(ns, pkt.ip.dst)
+        if route is None:
+            self.w.record(
+                ns, "", "route", f"{pkt.ip.dst}: no route ({sender})", pkt,
+                reason=DropReason.NO_ROUTE,
+            )  # fmt: skip
+            return []
+        self.w.record(
+            ns, "", "route", f"{pkt.ip.dst} {route_detail(route)} ({sender} sends it)",
+            pkt,
+        )  # fmt: skip
+        out, ctx2 = self.hooks(ns, HookPoint.OUTPUT, pkt, ctx, out_if=route.oif)
+        if out is None:
+            return []
+        return self.ip_output(ns, out, route, ctx2, forwarded=False)
 
     def defrag(self, ns: Netns, pkt: Packet) -> Packet | None:
         """Gather fragments; the whole datagram once the last piece is in (ip_defrag)."""

@@ -8,6 +8,7 @@ alone.  A file named explicitly is always run.
 
 from __future__ import annotations
 
+import importlib
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -20,6 +21,26 @@ from topology.errors import SimError
 from topology.scenario import Scenario
 
 SUFFIXES = (".yaml", ".yml")
+
+# What a run imports on demand beyond this module's imports: the loader and its schemas,
+# the modules of matrix, replay and send steps, of IP-in-IP and of the hooks a node
+# installs, and the scapy layers a walk reaches for DNS messages and crafted packets
+# (`dataplane.dns`, `dataplane.craft`).  `dataplane test -j N` imports them (`preload`)
+# before it forks its workers, which then share them instead of each importing them
+# again (tests/io/test_runner.py checks that the shipped scenarios need nothing more).
+PRELOAD = (
+    "topology.loader",
+    "dataplane.matrix",
+    "dataplane.netpol_matrix",
+    "dataplane.replay",
+    "dataplane.craft",
+    "dataplane.system_hooks",
+    "dataplane.ipip",
+    "scapy.layers.l2",
+    "scapy.layers.inet",
+    "scapy.layers.sctp",
+    "scapy.layers.dns",
+)
 _STEPS_KEY = re.compile(rb"^steps[ \t]*:", re.MULTILINE)
 
 
@@ -51,6 +72,15 @@ def discover(paths: Iterable[Path]) -> list[Path]:
         else:
             raise FileNotFoundError(2, "No such file or directory", str(p))
     return list(dict.fromkeys(found))
+
+
+def preload() -> None:
+    """Import `PRELOAD`: what a run would import on demand."""
+    from dataplane.packet import scapy_ready
+
+    scapy_ready()
+    for name in PRELOAD:
+        importlib.import_module(name)
 
 
 @dataclass(slots=True)
@@ -163,4 +193,11 @@ def run_file(
     return run
 
 
-__all__ = ["FileRun", "discover", "is_scenario_file", "load_file", "run_file"]
+__all__ = [
+    "FileRun",
+    "discover",
+    "is_scenario_file",
+    "load_file",
+    "preload",
+    "run_file",
+]

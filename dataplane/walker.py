@@ -11,9 +11,12 @@ them come in the order Linux would send them.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
+from dataplane import ipip
 from dataplane.affinity import AffinityTable
 from dataplane.bridge import Bridges
 from dataplane.conntrack import Conntrack
@@ -172,6 +175,15 @@ class Walker:
         self.stack = Stack(self)
         self.bridges = Bridges(self)
         self.steps = 0
+        # what each kind of emission is handed to (`dispatch`): by type, not a chain
+        # of isinstance tests, as the walk dispatches dozens of them per probe
+        self.handlers: dict[type, Callable[[Any], None]] = {
+            Xmit: self.on_xmit,
+            Rx: self.on_rx,
+            Out: self.on_out,
+            Unseen: self.unseen,
+            Bridged: self.on_bridged,
+        }
 
     # -- recording -------------------------------------------------------------------------
     def record(
@@ -213,20 +225,24 @@ class Walker:
             self.outcome = Outcome(verdict, explanation, reason)
 
     def emit(self, emissions: list[Emission] | tuple[Emission, ...]) -> None:
-        direction = self.direction
-        self.queue.extend([(em, direction) for em in emissions])
+        self.queue.extend(zip(emissions, repeat(self.direction)))
 
     # -- the loop --------------------------------------------------------------------------
     def run(self, first: Emission | list[Emission]) -> Trace:
         self.emit(first if isinstance(first, list) else [first])
-        queue, dispatch, limit = self.queue, self.dispatch, self.hop_limit
+        queue, limit, handlers = self.queue, self.hop_limit, self.handlers
+        # straight to the handlers, unless a subclass watches `dispatch`
+        dispatch = None if type(self).dispatch is Walker.dispatch else self.dispatch
         while True:
             while queue:
                 self.steps += 1
                 if self.steps > limit:
                     break
                 em, self.direction = queue.popleft()
-                dispatch(em)
+                if dispatch is None:
+                    handlers[em.__class__](em)
+                else:
+                    dispatch(em)
             if self.steps > self.hop_limit:
                 self.record(
                     "walker",
@@ -245,33 +261,34 @@ class Walker:
         return self.trace
 
     def dispatch(self, em: Emission) -> None:
-        fab = self.fabric
-        emit = self.emit
-        if isinstance(em, (Xmit, Rx)):
-            ns = fab.netns[em.netns]
-            iface = ns.interfaces[em.ifname]
-            pkt = em.pkt
-            if isinstance(em, Rx):
-                if iface.master is not None:
-                    # tcpdump puts the bridge in promiscuous mode: it sees every frame
-                    # entering a port (br_handle_frame_finish -> br_pass_frame_up).
-                    self.wire(ns, iface.master, pkt)
-                    emit(self.bridges.receive(ns, iface.master, pkt, em.ifname))
-                    return
-                if iface.kind in _TUNNEL_KINDS:
-                    self.wire(ns, em.ifname, pkt)  # the decapsulated inner frame
-                emit(self.stack.receive(ns, em.ifname, pkt, em.port))
-                return
-            self.xmit(ns, iface, pkt)
-        elif isinstance(em, Out):
-            emit(self.stack.output(fab.netns[em.netns], em.pkt, em.raw))
-        elif isinstance(em, Unseen):
-            self.unseen(em)
-        elif isinstance(em, Bridged):
-            ns = fab.netns[em.netns]
-            emit(
-                self.bridges.forward_bridged(ns, em.bridge, em.pkt, em.in_port, em.ctx)
-            )
+        self.handlers[em.__class__](em)
+
+    def on_rx(self, em: Rx) -> None:
+        ns = self.fabric.netns[em.netns]
+        iface = ns.interfaces[em.ifname]
+        pkt = em.pkt
+        if iface.master is not None:
+            # tcpdump puts the bridge in promiscuous mode: it sees every frame
+            # entering a port (br_handle_frame_finish -> br_pass_frame_up).
+            self.wire(ns, iface.master, pkt)
+            self.emit(self.bridges.receive(ns, iface.master, pkt, em.ifname))
+            return
+        if iface.kind in _TUNNEL_KINDS:
+            self.wire(ns, em.ifname, pkt)  # the decapsulated inner frame
+        self.emit(self.stack.receive(ns, em.ifname, pkt, em.port))
+
+    def on_xmit(self, em: Xmit) -> None:
+        ns = self.fabric.netns[em.netns]
+        self.xmit(ns, ns.interfaces[em.ifname], em.pkt)
+
+    def on_out(self, em: Out) -> None:
+        self.emit(self.stack.output(self.fabric.netns[em.netns], em.pkt, em.raw))
+
+    def on_bridged(self, em: Bridged) -> None:
+        ns = self.fabric.netns[em.netns]
+        self.emit(
+            self.bridges.forward_bridged(ns, em.bridge, em.pkt, em.in_port, em.ctx)
+        )
 
     def xmit(self, ns: Netns, iface: Interface, pkt: Packet) -> None:
         """The packet leaves `iface`; follow the link."""
@@ -301,8 +318,6 @@ class Walker:
             self.wire(ns, iface.ifname, pkt)  # the inner frame, before encapsulation
             emit(encapsulate(self, ns, iface, pkt))
         elif kind is Kind.IPIP:
-            from dataplane import ipip
-
             self.wire(ns, iface.ifname, pkt)  # the inner packet, before encapsulation
             emit(ipip.encapsulate(self, ns, iface, pkt))
         elif kind is Kind.ETH:

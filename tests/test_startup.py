@@ -23,18 +23,23 @@ ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("scapy", "pydantic", "yaml", "networkx", "netaddr", "pyroute2")
 
 
-def imported(code: str) -> set[str]:
-    """The modules a fresh interpreter holds after running `code`."""
-    script = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+def python(code: str) -> str:
+    """What a fresh interpreter prints running `code`."""
     proc = subprocess.run(
-        [sys.executable, "-c", script],
+        [sys.executable, "-c", code],
         cwd=ROOT,
         capture_output=True,
         text=True,
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    return set(json.loads(proc.stdout.splitlines()[-1]))
+    return proc.stdout
+
+
+def imported(code: str) -> set[str]:
+    """The modules a fresh interpreter holds after running `code`."""
+    script = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    return set(json.loads(python(script).splitlines()[-1]))
 
 
 def packages(modules: set[str]) -> set[str]:
@@ -91,3 +96,33 @@ def test_every_command_is_in_the_registry_in_help_order() -> None:
 
 def test_dataplane_init_offers_every_network_mode_of_the_schema() -> None:
     assert get_args(schema.NetworkName) == tuple(m.value for m in NetworkMode)
+
+
+def test_the_workers_of_jobs_import_nothing_their_parent_did_not() -> None:
+    """`dataplane test -j N` forks its workers after `suite.preload()`: running every
+    shipped scenario after it imports no further module of the project or of scapy (each
+    worker would import it again)."""
+    preload = "from dataplane.suite import discover, preload, run_file\npreload()\n"
+    after = imported(
+        preload + "from pathlib import Path\n"
+        "runs = [run_file(f) for f in discover([Path('scenarios')])]\n"
+        "assert runs and all(r.error is None for r in runs)"
+    )
+    new = after - imported(preload)
+    assert {
+        m for m in new if m.split(".")[0] in ("dataplane", "topology", "scapy")
+    } == set()
+
+
+def test_scapy_loads_without_reading_this_machines_routes() -> None:
+    """A DNS message is read with scapy's layers, loaded
+    without the host's routing tables (`dataplane.packet.scapy_ready`)."""
+    out = python(
+        "from dataplane.dns import DNSMessage\n"
+        "from scapy.config import conf\n"
+        "msg = DNSMessage.from_bytes(bytes.fromhex("
+        "'000101000001000000000000037777770000010001'))\n"
+        "assert msg is not None and msg.qname == 'www.', msg\n"
+        "print(conf.route.routes, conf.route6.routes)"
+    )
+    assert out.split() == ["[]", "[]"]

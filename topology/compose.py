@@ -399,13 +399,26 @@ def _service(src: Source, project: str, key: Any, value: Any) -> ComposeService:
             )  # fmt: skip
     networks = _attachments(src, obj, (*parts, "networks"), data.get("networks"))
     published = ports(src, obj, (*parts, "ports"), data.get("ports"))
+    exposed = expose(src, obj, (*parts, "expose"), data.get("expose"))
+    if mode is not None and mode.startswith(("service:", "container:")):
+        # moby runconfig validateNetContainerMode (hostconfig_unix.go): a container in
+        # another's namespace has no ports of its own: ErrConflictNetworkPublishPorts,
+        # ErrConflictNetworkExposePorts; its ports are the namespace owner's to declare
+        for field, given, what in (("ports", published, "publishing"),
+                                   ("expose", exposed, "exposing")):  # fmt: skip
+            if given:
+                raise src.fail(
+                    obj, (*parts, field),
+                    f"conflicting options: port {what} and the container type network"
+                    f" mode (Docker Engine refuses {field} with network_mode {mode}: the"
+                    f" namespace is {mode.split(':', 1)[1]}'s, declare the port there)",
+                )  # fmt: skip
     if published and mode is not None and mode != "bridge":
         raise src.fail(
             obj, (*parts, "ports"),
             f"ports cannot be published with network_mode {mode} (Docker publishes ports"
             " of a container with its own bridge network only)",
         )  # fmt: skip
-    exposed = expose(src, obj, (*parts, "expose"), data.get("expose"))
     hostname = _name(src, obj, (*parts, "hostname"), data.get("hostname"), _KEY)
     container_name = _name(
         src, obj, (*parts, "container_name"), data.get("container_name"), _CONTAINER

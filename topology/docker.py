@@ -19,10 +19,14 @@ The rules, as moby and Compose apply them by default (named per rule below):
 - addresses per network from the first host after the gateway upward; `ipv4_address`s are
   reserved first (Docker would fail a later static address that a dynamic one took);
   MACs are `02:42` followed by the address (libnetwork `netutils.GenerateMACFromIP`);
-- `ports`: host ports as written, an omitted one the next free from 32768 upward (the
-  start of `ip_local_port_range`, libnetwork `portallocator`), per host, address and
-  protocol; a taken one is Docker's error `Bind for IP:PORT failed: port is already
-  allocated`;
+- the gateway endpoint of a container (its default route, and where its ports are
+  published) is that of its first network not internal by name, else of its first
+  internal one (libnetwork sandbox.go, `_gateway_endpoint`); the networks are joined in
+  the order written, and a join that moves the gateway republishes the ports (`_join`);
+- `ports`: host ports as written, an omitted one the port allocator's next from 32768
+  (the start of `ip_local_port_range`, libnetwork `portallocator`), per host, address
+  and protocol; a taken one is Docker's error `Bind for IP:PORT failed: port is already
+  allocated`; none on an internal network (a warning);
 - a container listens on its `expose` ports and its `ports` targets (an image's `EXPOSE` is
   not known here).
 """
@@ -30,7 +34,7 @@ The rules, as moby and Compose apply them by default (named per rule below):
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
@@ -39,14 +43,7 @@ from topology.compose import ComposeNetwork, ComposeProject, ComposeService, Por
 from topology.errors import TopologyError
 from topology.model import (
     BUILTIN,
-    Cluster,
-    ClusterConfig,
-    Container,
-    ContainerPort,
     Loc,
-    Namespace,
-    NodeSpec,
-    Pod,
     Protocol,
 )
 from topology.runtime import Runtime
@@ -169,16 +166,6 @@ class PublishedPort:
         return f"{self.host_ip or '0.0.0.0'}:{self.host_port}/{self.protocol.lower()}"
 
 
-def gateway_endpoint(
-    attachments: Sequence[NetworkAttachment], is_internal: Callable[[str], bool]
-) -> NetworkAttachment | None:
-    """libnetwork's gateway endpoint (the default route, the published ports): first in
-    `epHeap.Less` order (internal networks last, then by name; `priority` not modelled);
-    None on internal networks only (no gateway since Engine 25.0, moby#46603)."""
-    usable = [a for a in attachments if not is_internal(a.network)]
-    return min(usable, key=lambda a: a.network, default=None)
-
-
 @dataclass(frozen=True, slots=True)
 class DockerContainer:
     """A container; `network_mode` is `bridge` (its own namespace, attached to
@@ -196,6 +183,9 @@ class DockerContainer:
     ports: tuple[PublishedPort, ...]
     listens: tuple[tuple[int, Protocol], ...]
     loc: Loc
+    # the network of the gateway endpoint (`_gateway_endpoint`): the default route's,
+    # where the ports are published (None: no network)
+    gateway: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,8 +227,9 @@ class DockerRuntime:
 class _Host:
     """A host being built: its networks, containers, addresses and host ports in use."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, notes: list[str]) -> None:
         self.name = name
+        self.notes = notes
         gw = DOCKER0_SUBNET.network_address + 1
         self.networks: dict[str, DockerNetwork] = {
             DEFAULT_BRIDGE: DockerNetwork(
@@ -248,9 +239,12 @@ class _Host:
         }  # fmt: skip
         self.used: dict[str, set[IPv4Address]] = {DEFAULT_BRIDGE: {gw}}
         self.containers: list[DockerContainer] = []
+        self.holders: dict[tuple[str, IPv4Address], str] = {}  # ipv4_address owners
         self.ports: dict[
             tuple[str, Protocol, int], str
         ] = {}  # (ip, proto, port) -> owner
+        # the port allocator's last port given, per (ip, proto, first, last) range
+        self.last: dict[tuple[str, Protocol, int, int], int] = {}
 
     def create(self, project: str, net: ComposeNetwork) -> str:
         """Create (or, external, find) a project's network; its Docker name."""
@@ -300,8 +294,9 @@ class _Host:
         return net.name
 
     def address(
-        self, network: str, want: IPv4Address | None, loc: Loc, obj: str
-    ) -> IPv4Address:
+        self, network: str, want: IPv4Address | None, loc: Loc, obj: str,
+        holder: str = "",
+    ) -> IPv4Address:  # fmt: skip
         net = self.networks[network]
         used = self.used[network]
         if want is not None:
@@ -314,11 +309,17 @@ class _Host:
                     loc, obj,
                 )  # fmt: skip
             if want in used:
+                # libnetwork ipam RequestAddress: ipamapi.ErrIPAlreadyAllocated, which
+                # `docker start` of the second container reports
+                who = self.holders.get((network, want), "its gateway")
                 raise TopologyError(
-                    f"ipv4_address {want}: Address already in use on network {network}",
+                    f"ipv4_address {want}: Address already in use on network {network}"
+                    f" ({who} has it; Docker Engine refuses to start this container:"
+                    " `Error response from daemon: Address already in use`)",
                     loc, obj,
                 )  # fmt: skip
             used.add(want)
+            self.holders[(network, want)] = holder or obj
             return want
         for ip in net.subnet.hosts():
             if ip not in used:
@@ -340,10 +341,13 @@ class _Host:
 
 
 def build_runtime(
-    projects: tuple[ComposeProject, ...], hosts: tuple[str, ...]
+    projects: tuple[ComposeProject, ...],
+    hosts: tuple[str, ...],
+    notes: list[str] | None = None,
 ) -> DockerRuntime:
-    """The Docker model of every host (`hosts`, the nodes in order) from its projects."""
-    state = {h: _Host(h) for h in hosts}
+    """The Docker model of every host (`hosts`, the nodes in order) from its projects;
+    what Docker Engine would silently leave out is added to `notes` (warnings)."""
+    state = {h: _Host(h, [] if notes is None else notes) for h in hosts}
     for project in projects:
         _project(state[project.node], project)
     return DockerRuntime(
@@ -387,7 +391,8 @@ def _project(host: _Host, project: ComposeProject) -> None:
         made = host.networks[names[a.network]]
         obj = f"service {project.project}/{s.name}"
         if made.user_defined and _configured(project, a.network):
-            host.address(made.name, a.ipv4_address, s.loc, obj)
+            first = s.container_name or f"{project.project}-{s.name}-1"
+            host.address(made.name, a.ipv4_address, s.loc, obj, f"container {first}")
         else:
             raise TopologyError(
                 f"networks.{a.network}.ipv4_address: user specified IP address is supported"
@@ -448,6 +453,8 @@ def _container(
             nets = [(names[a.network], a.ipv4_address, a.aliases) for a in wanted]
         for i, (net_name, ip, aliases) in enumerate(nets):
             net = host.networks[net_name]
+            if ip is not None and number > 1:  # a replica asks for its first's address
+                host.address(net_name, ip, service.loc, f"container {name}")
             addr = (
                 ip if ip is not None else host.address(net_name, None, service.loc, obj)
             )
@@ -457,34 +464,81 @@ def _container(
             attachments.append(
                 NetworkAttachment(net_name, f"eth{i}", addr, mac_of(addr), dns)
             )
-    ports = []
-    # published on the gateway endpoint only (`sbJoin`: ProgramExternalConnectivity)
-    gateway = gateway_endpoint(attachments, lambda n: host.networks[n].internal)
+    gateway, ports = _join(host, service, name, attachments, obj)
+    listens = tuple(
+        dict.fromkeys(
+            [*service.expose, *((p.container_port, p.protocol) for p in ports)]
+        )
+    )
+    return DockerContainer(
+        name, host.name, project.project, service.name, number, service.hostname,
+        kind, joins, tuple(attachments), ports, listens, service.loc, gateway,
+    )  # fmt: skip
+
+
+def _gateway_endpoint(
+    host: _Host, attachments: Iterable[NetworkAttachment]
+) -> NetworkAttachment | None:
+    """The sandbox's gateway endpoint (libnetwork sandbox.go `getGatewayEndpoint`, the
+    first of the endpoints in `epHeap.Less` order that has a gateway): a network that is
+    not internal before an internal one, then by network name (every bridge endpoint
+    has a gateway, an internal one's too: drivers/bridge `Join` `SetGateway`; `priority`
+    is not modelled).  Its network's gateway is the container's default route, and its
+    network the one ports are published on."""
+    return min(
+        attachments,
+        key=lambda a: (host.networks[a.network].internal, a.network),
+        default=None,
+    )
+
+
+def _join(
+    host: _Host, service: ComposeService, name: str,
+    attachments: list[NetworkAttachment], obj: str,
+) -> tuple[str | None, tuple[PublishedPort, ...]]:  # fmt: skip
+    """The container's networks joined one by one in attachment order (the first at
+    `docker start`, then `docker network connect` each other; `dataplane.kernel.
+    docker_engine` makes the Engine do the same): the gateway network at the end and
+    the ports published there.  When a join moves the gateway endpoint, libnetwork
+    revokes the old endpoint's external connectivity (its host ports are released) and
+    programs the new one's, on a network that is not internal only (endpoint.go
+    `sbJoin`, `moveExtConn`); an omitted host port is allocated again, after the last
+    one given (portallocator `findPort`)."""
+    gateway: NetworkAttachment | None = None
+    ports: tuple[PublishedPort, ...] = ()
+    for i in range(len(attachments)):
+        now = _gateway_endpoint(host, attachments[: i + 1])
+        if now is gateway:
+            continue
+        for p in ports:  # RevokeExternalConnectivity: ReleasePort
+            del host.ports[(str(p.host_ip or "0.0.0.0"), p.protocol, p.host_port)]
+        gateway, ports = now, ()
+        if now is not None and not host.networks[now.network].internal:
+            ports = tuple(_publish(host, service, name, now, obj))
+    if service.ports and gateway is not None and not ports:
+        why = (
+            f"{service.loc}: {obj}: ports are not published: every network of the"
+            " service is internal (libnetwork programs no external connectivity there)"
+        )
+        if why not in host.notes:
+            host.notes.append(why)
+    return (gateway.network if gateway else None), ports
+
+
+def _publish(
+    host: _Host, service: ComposeService, name: str, on: NetworkAttachment, obj: str
+) -> Iterator[PublishedPort]:
+    """ProgramExternalConnectivity: every `ports` item, to the address on `on`."""
     for spec in service.ports:
-        if gateway is None:
-            break
         for offset in range(spec.target[1] - spec.target[0] + 1):
-            port = spec.target[0] + offset
             host_port = _host_port(host, spec, offset, spec.loc, obj)
             host.ports[(str(spec.host_ip or "0.0.0.0"), spec.protocol, host_port)] = (
                 name
             )
-            ports.append(
-                PublishedPort(
-                    spec.host_ip, host_port, spec.protocol, name, gateway.network,
-                    gateway.ip, port, spec.loc,
-                )
+            yield PublishedPort(
+                spec.host_ip, host_port, spec.protocol, name, on.network, on.ip,
+                spec.target[0] + offset, spec.loc,
             )  # fmt: skip
-    targets = [
-        (port, spec.protocol)
-        for spec in service.ports
-        for port in range(spec.target[0], spec.target[1] + 1)
-    ]
-    listens = tuple(dict.fromkeys([*service.expose, *targets]))
-    return DockerContainer(
-        name, host.name, project.project, service.name, number, service.hostname,
-        kind, joins, tuple(attachments), tuple(ports), listens, service.loc,
-    )  # fmt: skip
 
 
 def _host_port(host: _Host, spec: PortSpec, offset: int, loc: Loc, obj: str) -> int:
@@ -498,8 +552,15 @@ def _host_port(host: _Host, spec: PortSpec, offset: int, loc: Loc, obj: str) -> 
             raise TopologyError(why, loc, obj)
         return port
     first, last = spec.published or (EPHEMERAL_FIRST, EPHEMERAL_LAST)
-    for port in range(first, last + 1):
+    # portallocator `findPort`: from the port after the last one this range gave (per
+    # address, protocol and range; at first the range's end, so its first port), round
+    # the range: a released port is not given again before the others
+    key = (str(spec.host_ip or "0.0.0.0"), spec.protocol, first, last)
+    start = host.last.get(key, last)
+    for step in range(1, last - first + 2):
+        port = first + (start - first + step) % (last - first + 1)
         if host.bind(spec.host_ip, spec.protocol, port) is None:
+            host.last[key] = port
             return port
     ip = spec.host_ip or "0.0.0.0"
     raise TopologyError(
@@ -510,82 +571,18 @@ def _host_port(host: _Host, spec: PortSpec, offset: int, loc: Loc, obj: str) -> 
 
 
 __all__ = [
-    "DEFAULT_BRIDGE", "DOCKER0", "EMBEDDED_DNS", "EMBEDDED_DNS_OWNER",
-    "DockerContainer", "DockerHost", "DockerNetwork", "DockerRuntime",
-    "NetworkAttachment", "PublishedPort", "build_runtime", "docker_cluster",
-    "gateway_endpoint", "lookup", "mac_of", "network_id", "networks_of", "pods_of",
-    "serves_dns",
-]  # fmt: skip
-
-
-def networks_of(runtime: DockerRuntime, pod: Pod) -> tuple[str, ...]:
-    """The user-defined networks of a container namespace (its owner's attachments)."""
-    host = runtime.hosts[pod.node]
-    owner = host.container(pod.name)
-    assert owner is not None
-    return tuple(
-        a.network for a in owner.attachments if host.network(a.network).user_defined
-    )
-
-
-def lookup(runtime: DockerRuntime, pod: Pod, qname: str) -> tuple[str, ...]:
-    """The addresses the embedded DNS answers for `qname` asked from `pod`'s namespace."""
-    name = qname.rstrip(".").lower()
-    host = runtime.hosts[pod.node]
-    found: list[str] = []
-    for network in networks_of(runtime, pod):
-        for c in host.containers:
-            for att in c.attachments:
-                if att.network == network and name in (n.lower() for n in att.names):
-                    found.append(str(att.ip))
-    return tuple(dict.fromkeys(found))
-
-
-def serves_dns(runtime: DockerRuntime, pod: Pod) -> bool:
-    """Whether the embedded DNS (127.0.0.11) serves `pod`'s namespace."""
-    return bool(networks_of(runtime, pod))
-
-
-def pods_of(runtime: DockerRuntime, nodes: tuple[NodeSpec, ...]) -> dict[str, Pod]:
-    """One pod record per network namespace: a container with its own (bridge, none) or
-    the host's (`host`) namespace, holding every container that joins it
-    (`network_mode: container:`/`service:`, the pause pattern), keyed `HOST/NAME`."""
-    ips = {n.name: n.ip for n in nodes}
-    pods: dict[str, Pod] = {}
-    for host in runtime.hosts.values():
-        members: dict[str, list[DockerContainer]] = {}
-        for c in host.containers:
-            members.setdefault(runtime.owner(host.name, c.name).name, []).append(c)
-        for c in host.containers:
-            if c.joins is not None:
-                continue
-            if c.network_mode == "host":
-                ip = ips[host.name]
-            elif c.attachments:
-                ip = c.attachments[0].ip
-            else:  # `none`: only lo
-                ip = LOOPBACK_IP
-            pod = Pod(
-                host.name, c.name, host.name, ip,
-                {"com.docker.compose.project": c.project,
-                 "com.docker.compose.service": c.service},
-                tuple(
-                    Container(m.name, tuple(ContainerPort(p, proto) for p, proto in m.listens))
-                    for m in members[c.name]
-                ),
-                host_network=c.network_mode == "host",
-                owner=f"compose/{c.project}/{c.service}",
-                loc=c.loc,
-            )  # fmt: skip
-            pods[pod.key] = pod
-    return pods
-
-
-def docker_cluster(
-    config: ClusterConfig, projects: tuple[ComposeProject, ...]
-) -> Cluster:
-    """The cluster of a `runtime: docker` scenario: one namespace per host (no Kubernetes
-    object), one pod record per container namespace, and the Docker model."""
-    runtime = build_runtime(projects, tuple(n.name for n in config.nodes))
-    namespaces = {n.name: Namespace(n.name, {}, n.loc) for n in config.nodes}
-    return Cluster(config, namespaces, pods_of(runtime, config.nodes), docker=runtime)
+    "DEFAULT_BRIDGE",
+    "DOCKER0",
+    "EMBEDDED_DNS",
+    "EMBEDDED_DNS_OWNER",
+    "LOOPBACK_IP",
+    "DockerContainer",
+    "DockerHost",
+    "DockerNetwork",
+    "DockerRuntime",
+    "NetworkAttachment",
+    "PublishedPort",
+    "build_runtime",
+    "mac_of",
+    "network_id",
+]

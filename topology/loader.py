@@ -23,7 +23,7 @@ from topology.change import build_cluster, parse_ref
 from topology.composefile import load_compose
 from topology.config import cluster_config
 from topology.diagnostic import to_topology_error
-from topology.docker import docker_cluster
+from topology.dockercluster import docker_cluster
 from topology.errors import TopologyError
 from topology.fields import describe
 from topology.include import FileReader, SourceFile, read_scenario_file
@@ -37,6 +37,7 @@ from topology.manifest import (
     without_refs,
 )
 from topology.model import Loc, NodeSpec, Protocol
+from topology.nogc import no_gc
 from topology.normalize import NAMESPACE_NAME_LABEL
 from topology.runtime import Runtime
 from topology.scenario import (
@@ -111,7 +112,22 @@ def load_scenario_text(
     strict: bool = False,
 ) -> tuple[Scenario, list[str]]:
     """Load a scenario from text; `{file: ...}` and pcap paths are relative to `base_dir`,
-    and `{file: ...}` must stay inside it."""
+    and `{file: ...}` must stay inside it.  Without the cyclic GC (`topology.nogc`)."""
+    with no_gc():
+        return _load_scenario_text(
+            text, filename, base_dir, path=path, manifests=manifests, strict=strict
+        )
+
+
+def _load_scenario_text(
+    text: str,
+    filename: str,
+    base_dir: str | os.PathLike[str] | None,
+    *,
+    path: Path | None,
+    manifests: Sequence[str | os.PathLike[str]],
+    strict: bool,
+) -> tuple[Scenario, list[str]]:
     docs = load_documents(text, filename)
     if not docs or docs[0].data is None:
         raise TopologyError("the scenario file is empty", Loc(filename, 1))
@@ -231,7 +247,7 @@ class _ScenarioLoader:
                 model.compose, self.doc.lines, self.filename, self.files,
                 self.base_dir, config.nodes, self.notes,
             )  # fmt: skip
-            cluster, built = docker_cluster(config, projects), list[str]()
+            cluster, built = docker_cluster(config, projects, self.notes), list[str]()
         else:
             if model.compose:
                 raise self.fail(

@@ -1,8 +1,9 @@
 """YAML loading that remembers where every value was written.
 
-PyYAML's composer already knows the line of every node; the constructor throws it away.
-`load_documents` composes each document, builds plain Python data from the nodes and, beside
-it, a `LineTree` holding the line of every key and every list item, so that any field path
+libyaml's events and PyYAML's nodes know the line of every value; the constructor throws it
+away.  `load_documents` builds plain Python data from the events (or, for a text with anchors
+or merge keys, from the composed nodes) and, beside it, a `LineTree` holding the line of
+every key and every list item, so that any field path
 (`spec.ports[0].port`) can be turned back into `file:line` for an error message.  Duplicate
 keys are an error (as in the API server's strict decoding); merge keys (`<<`) and anchors work
 (a key written beside `<<` overrides the merged one, as the YAML merge-key spec says).
@@ -18,7 +19,6 @@ server bounds aliases the same way since CVE-2019-11253, the API server's own bi
 from __future__ import annotations
 
 import contextlib
-import gc
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,10 +26,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from yaml.composer import Composer, ComposerError
+from yaml.composer import ComposerError
 
 from topology.errors import TopologyError
 from topology.model import Loc
+from topology.nogc import no_gc
 
 PathPart = str | int
 _Collection = TypeVar("_Collection", yaml.MappingNode, yaml.SequenceNode)
@@ -54,106 +55,132 @@ _BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoade
 class _Loader(_BaseLoader):  # type: ignore[valid-type,misc]
     """A SafeLoader; only composing and scalar construction are used."""
 
-    def get_node(self, builder: _Builder | None = None) -> yaml.Node | None:
+    def get_node(self) -> yaml.Node | None:
         """The root node of the next document (libyaml composes it whole)."""
         node: yaml.Node | None = super().get_node()
         return node
 
 
-class _StreamLoader(_Loader, Composer):
-    """Composes in Python over libyaml's events, and builds each item of a list that is a
-    value of the root mapping (`manifests`, `steps`, a List's `items`) as soon as it is
-    composed: its nodes are dropped, only its value and lines are kept (`_Built`).  Only for
-    a text without anchors, where no node can be met twice.
+class _NeedsNodes(Exception):
+    """A merge key (`<<`) met while building from events: the text is composed whole."""
 
-    An item whose building fails is kept as nodes: its error is raised when the document
-    is built, in document order and after any syntax error further on, as when the
-    document is composed whole.
+
+class _EventLoader(_Loader):
+    """Builds each document's values and lines straight from libyaml's events, with no
+    node in between (a node per value is most of the time and memory of composing).
+    Only for a text without anchors, where no value can be met twice; a merge key makes
+    it give up (`_NeedsNodes`) for the composer.
+
+    The errors are those of the document composed whole, then built: a building error
+    waits until the rest of its document has been read, so that a syntax error further
+    on in it comes first.
     """
 
-    def __init__(self, data: bytes) -> None:
-        super().__init__(data)  # type: ignore[call-arg]  # CSafeLoader's, before Composer
-        self.anchors: dict[str, yaml.Node] = {}  # Composer's; stays empty (no anchors)
+    def __init__(self, data: bytes, filename: str) -> None:
+        super().__init__(data)
+        self.filename = filename
+        self.builder = _Builder(self, filename)
+        self.tags: dict[tuple[str, tuple[bool, bool]], str] = {}  # plain scalar -> tag
+        self.consts: dict[tuple[str, str], Any] = {}  # (tag, text) -> int, bool
 
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
-        if self.check_event(
-            yaml.AliasEvent
-        ):  # no anchor: libyaml's error, in its words
+    def documents(self) -> list[Document]:
+        self.get_event()  # STREAM-START
+        docs = []
+        while not self.check_event(yaml.StreamEndEvent):
+            self.get_event()  # DOCUMENT-START
+            first = self.get_event()
+            line = first.start_mark.line + 1
+            tree = LineTree(line)
+            try:
+                value = self.value(first, tree, 0)
+            except (TopologyError, yaml.constructor.ConstructorError):
+                self.skip()  # a building error: a syntax error further on comes first
+                raise
+            self.get_event()  # DOCUMENT-END
+            docs.append(Document(value, tree, Loc(self.filename, line)))
+        return docs
+
+    def skip(self) -> None:
+        """Read the rest of the document (its syntax errors and undefined aliases)."""
+        while not self.check_event(yaml.DocumentEndEvent):
             event = self.get_event()
-            raise ComposerError(None, None, "found undefined alias", event.start_mark)
-        node: yaml.Node | None = super().compose_node(parent, index)
-        return node
+            if event is None:  # pragma: no cover - libyaml ends every document
+                return
+            self.alias(event)
 
-    def _node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
-        node = self.compose_node(parent, index)
-        assert node is not None  # an event is there: the caller checked
-        return node
+    def alias(self, event: Any) -> None:
+        if type(event) is yaml.AliasEvent:  # no anchor: libyaml's error, in its words
+            mark: Any = event.start_mark
+            raise ComposerError(None, None, "found undefined alias", mark)
 
-    def check_node(self) -> bool:
-        if self.check_event(yaml.StreamStartEvent):
-            self.get_event()
-        return not self.check_event(yaml.StreamEndEvent)
+    def value(self, event: Any, tree: LineTree, depth: int) -> Any:
+        """The value that starts with `event` (libyaml's events are typed loosely:
+        Any), its lines in `tree` (`_Builder.build`)."""
+        if depth > MAX_DEPTH:
+            raise _too_deep(Loc(self.filename, tree.line))
+        kind = type(event)
+        if kind is yaml.ScalarEvent:
+            return self.scalar(event)
+        get = self.get_event
+        children = tree.children
+        if kind is yaml.SequenceStartEvent:
+            items: list[Any] = []
+            while True:
+                event = get()
+                if type(event) is yaml.SequenceEndEvent:
+                    return items
+                sub = children[len(items)] = LineTree(event.start_mark.line + 1)
+                items.append(self.value(event, sub, depth + 1))
+        if kind is yaml.MappingStartEvent:
+            out: dict[Any, Any] = {}
+            while True:
+                event = get()
+                kind = type(event)
+                if kind is yaml.MappingEndEvent:
+                    return out
+                line = event.start_mark.line + 1
+                if kind is not yaml.ScalarEvent:
+                    self.alias(event)
+                    raise TopologyError(
+                        "a mapping key must be a plain value, not a mapping or a list",
+                        Loc(self.filename, line),
+                    )
+                key = self.scalar(event, key=True)
+                if key in out:
+                    raise TopologyError(
+                        f"duplicate key {key!r}", Loc(self.filename, line)
+                    )
+                sub = LineTree(line)
+                children[key if isinstance(key, str | int) else str(key)] = sub
+                out[key] = self.value(get(), sub, depth + 1)
+        self.alias(event)
+        raise AssertionError(f"unexpected YAML event {event}")  # pragma: no cover
 
-    def get_node(self, builder: _Builder | None = None) -> yaml.Node | None:
-        if self.check_event(yaml.StreamEndEvent):  # pragma: no cover - see check_node
-            return None
-        self.get_event()  # DOCUMENT-START
-        node: yaml.Node
-        if builder is not None and self.check_event(yaml.MappingStartEvent):
-            node = self._root(builder)
-        else:
-            node = self._node(None, None)
-        self.get_event()  # DOCUMENT-END
-        self.anchors = {}
-        return node
-
-    def _opened(self, kind: type[_Collection]) -> _Collection:
-        """The empty node of the mapping or list that the next event starts, as
-        `Composer.compose_mapping_node` and `compose_sequence_node` make it."""
-        start = self.get_event()
-        tag = start.tag
+    def scalar(self, event: Any, key: bool = False) -> Any:
+        """A scalar's value (`_Builder.scalar`), its tag resolved as the composer does
+        (`Composer.compose_scalar_node`), remembered by text."""
+        text, tag = event.value, event.tag
         if tag is None or tag == "!":
-            tag = self.resolve(kind, None, start.implicit)
-        return kind(tag, [], start.start_mark, None, flow_style=start.flow_style)
-
-    def _root(self, builder: _Builder) -> yaml.MappingNode:
-        """The root mapping, as `Composer.compose_mapping_node` composes it, the items of
-        its lists built as they come."""
-        node = self._opened(yaml.MappingNode)
-        while not self.check_event(yaml.MappingEndEvent):
-            key = self._node(node, None)
-            if self.check_event(yaml.SequenceStartEvent):
-                self.descend_resolver(node, key)
-                value: yaml.Node = self._items(builder)
-                self.ascend_resolver()
-            else:
-                value = self._node(node, key)
-            node.value.append((key, value))
-        node.end_mark = self.get_event().end_mark
-        return node
-
-    def _items(self, builder: _Builder) -> yaml.SequenceNode:
-        """A list of the root mapping (depth 1), each item built (depth 2) once composed."""
-        node = self._opened(yaml.SequenceNode)
-        while not self.check_event(yaml.SequenceEndEvent):
-            item = self._node(node, len(node.value))
-            tree = LineTree(item.start_mark.line + 1)
-            # On an error, the item is built again, and it raised, with the document.
-            with contextlib.suppress(TopologyError):
-                item = _Built(item, builder.build(item, tree, 2), tree)
-            builder.forget()  # the item's nodes go: their ids may come back
-            node.value.append(item)
-        node.end_mark = self.get_event().end_mark
-        return node
-
-
-class _Built(yaml.Node):
-    """An item of a root list, already built: its value and its lines, no nodes."""
-
-    def __init__(self, node: yaml.Node, value: Any, tree: LineTree) -> None:
-        super().__init__(node.tag, None, node.start_mark, node.end_mark)
-        self.built = value
-        self.tree = tree
+            found = self.tags.get((text, event.implicit))
+            if found is None:
+                found = self.resolve(yaml.ScalarNode, text, event.implicit)
+                self.tags[(text, event.implicit)] = found
+            tag = found
+        if tag in (_STR_TAG, _TIMESTAMP_TAG):  # as `_Builder.scalar`
+            return text
+        if tag == _NULL_TAG:
+            return None
+        if tag == _MERGE_TAG and key:
+            raise _NeedsNodes
+        const = self.consts.get((tag, text))
+        if const is not None:
+            return const
+        value = self.builder.scalar(
+            yaml.ScalarNode(tag, text, event.start_mark, event.end_mark, event.style)
+        )
+        if tag in (_INT_TAG, _BOOL_TAG):
+            self.consts[(tag, text)] = value
+        return value
 
 
 class LineTree:
@@ -337,19 +364,26 @@ def load_documents(text: str, filename: str) -> list[Document]:
             Loc(filename, line),
         ) from None
     check_size(data, filename)
-    # Without an anchor there is no alias: each item of a top-level list can be built as
-    # soon as it is composed and its nodes dropped (`_StreamLoader`), instead of holding the
-    # nodes of the whole document (about 300 bytes a value) while it is built.
-    loader = _StreamLoader(data) if b"&" not in data else _Loader(data)
-    # Composing allocates a node per value; the cyclic GC would rescan them all many times
-    # over (a 5,000-object file: 3x slower).  Nothing built here is cyclic.
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
+    # Without an anchor there is no alias: each value is built as soon as libyaml reads
+    # it (`_EventLoader`), instead of composing a node per value (about 300 bytes each)
+    # and building the document from them.  Nothing built here is cyclic: the cyclic GC
+    # would rescan every value many times over (a 5,000-object file: 3x slower).
+    with no_gc():
+        if b"&" not in data:
+            with contextlib.suppress(_NeedsNodes):
+                return _loaded(_EventLoader(data, filename), data, filename)
+        return _loaded(_Loader(data), data, filename)
+
+
+def _loaded(loader: _Loader, data: bytes, filename: str) -> list[Document]:
+    """The documents `loader` reads (`_EventLoader`'s, or composed whole and built)."""
     try:
+        if isinstance(loader, _EventLoader):
+            return loader.documents()
         docs = []
         while loader.check_node():
             builder = _Builder(loader, filename)
-            node = loader.get_node(builder)
+            node = loader.get_node()
             if node is None:  # pragma: no cover - check_node guarantees a node
                 break
             line = node.start_mark.line + 1
@@ -371,8 +405,6 @@ def load_documents(text: str, filename: str) -> list[Document]:
         raise TopologyError(f"invalid YAML: {err}", Loc(filename)) from None
     finally:
         loader.dispose()
-        if gc_was_enabled:
-            gc.enable()
 
 
 def iter_paths(
@@ -431,11 +463,6 @@ class _Builder:
     def build(self, node: yaml.Node, tree: LineTree, depth: int) -> Any:
         if depth > MAX_DEPTH:
             raise _too_deep(Loc(self.filename, tree.line))
-        if isinstance(
-            node, _Built
-        ):  # `_StreamLoader` built it (at this depth, same line)
-            tree.children = node.tree.children
-            return node.built
         if id(node) not in self.seen:
             self.seen.add(id(node))
             return self._build(node, tree, depth)
@@ -455,13 +482,6 @@ class _Builder:
             return self._build(node, tree, depth)
         finally:
             self.alias_line = 0
-
-    def forget(self) -> None:
-        """Drop what is known of the nodes built so far (`_StreamLoader`: no alias can
-        name them, and they are freed)."""
-        self.seen.clear()
-        self.sizes.clear()
-        self.merged.clear()
 
     def _size(self, node: yaml.Node, depth: int) -> int:
         """How many values `node` expands to (memoized; a cycle ends at the depth limit)."""

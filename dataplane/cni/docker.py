@@ -9,10 +9,9 @@ What it builds from the Docker model (`topology.docker`), as dockerd's bridge dr
   masquerade and NetworkPolicy;
 - per container namespace: `eth0`, `eth1`, ... one per network (a veth whose host end
   `veth<7 hex>` is a port of that network's bridge; hairpin off, as with the userland
-  proxy), the connected route of each, and `default via` the gateway of its gateway
-  endpoint (`topology.docker.gateway_endpoint`: the first network that is not internal by
-  name; none on internal networks only: since Engine 25.0, moby#46603, an internal
-  network gives no gateway);
+  proxy), the connected route of each, and `default via` the gateway of the gateway
+  endpoint's network, an internal one's too (libnetwork sandbox.go `updateGateway`;
+  Docker Engine 25 and later give an internal network no gateway, moby#46603);
   `network_mode: none` leaves only `lo`; `host` is the host's namespace; containers of
   `network_mode: container:`/`service:` are sockets of the namespace they join.
 """
@@ -33,13 +32,8 @@ from dataplane.cni.common import (
 )
 from dataplane.netns import Interface, Kind, Netns
 from dataplane.routing import Route
-from topology.docker import (
-    EMBEDDED_DNS,
-    EMBEDDED_DNS_OWNER,
-    DockerRuntime,
-    gateway_endpoint,
-    serves_dns,
-)
+from topology.docker import EMBEDDED_DNS, EMBEDDED_DNS_OWNER, DockerRuntime
+from topology.dockercluster import serves_dns
 from topology.model import NodeSpec, Pod, Protocol
 from topology.runtime import Runtime
 
@@ -109,13 +103,9 @@ def build_container(fab: Fabric, pod: Pod, ns: Netns) -> None:
         fab.owner_of_ip[str(att.ip)] = ns.id
     if serves_dns(runtime, pod) and (Protocol.UDP, 53) not in ns.sockets:
         ns.listen(Protocol.UDP, 53, EMBEDDED_DNS_OWNER, str(EMBEDDED_DNS))
-    # the default route goes via the gateway endpoint (none on internal networks only)
-    gateway = gateway_endpoint(
-        container.attachments, lambda n: host.network(n).internal
-    )
-    if gateway is not None:
-        net = host.network(gateway.network)
-        ns.routes.add(Route(DEFAULT, gateway.ifname, via=net.gateway))
+    if container.gateway is not None:  # the gateway endpoint's (topology.docker)
+        gw = next(a for a in container.attachments if a.network == container.gateway)
+        ns.routes.add(Route(DEFAULT, gw.ifname, via=host.network(gw.network).gateway))
 
 
 def no_gateway_routes(fab: Fabric, gw: Netns) -> None:

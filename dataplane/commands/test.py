@@ -125,14 +125,6 @@ run_tests.__name__ = "test"
 register(run_tests)
 
 
-SCAPY_LAYERS = (
-    "scapy.layers.l2",
-    "scapy.layers.inet",
-    "scapy.layers.sctp",
-    "scapy.layers.dns",
-)
-
-
 def _runs(
     files: list[Path],
     jobs: int,
@@ -142,20 +134,17 @@ def _runs(
     """Each file's run, in file order: here, step by step as they finish (`jobs` 1), or
     from `jobs` worker processes, each file's steps shown once it has finished (`traces`
     False: the output shows no trace of a step that passed, so none is sent back)."""
-    from dataplane.suite import run_file
+    from dataplane.suite import preload, run_file
 
     if jobs == 1 or len(files) < 2:
         for path in files:
             yield run_file(path, show)
         return
-    import importlib
     from concurrent.futures import ProcessPoolExecutor
 
     # The workers are forked (Linux's default start method) and share what this process
-    # imported: the scapy layers that a walk reaches for DNS messages and crafted packets
-    # (`dataplane.dns`, `dataplane.craft`) are imported here once, not once per worker.
-    for name in SCAPY_LAYERS:
-        importlib.import_module(name)
+    # imported: what a run imports on demand is imported here once, not once per worker.
+    preload()
     with ProcessPoolExecutor(min(jobs, len(files))) as pool:
         # The largest files first (size as the guess of run time), so that no worker is
         # left alone with a long file at the end; the runs are still shown in file order.

@@ -238,7 +238,7 @@ def plan_project(project: ComposeProject) -> tuple[list[list[str]], list[str]]:
     `<project>_default` network first when a service uses it, the declared networks in
     the order written (an `external` one must exist: `docker
     network inspect`), then service by service, replica by replica: `docker create` on
-    the first network, `docker network connect` for each other one, `docker start`."""
+    the first network, `docker start`, `docker network connect` for each other one."""
     labels = ["--label", f"com.docker.compose.project={project.project}"]
     declared = {n.key: n for n in project.networks}
     order = list(declared)
@@ -316,7 +316,12 @@ def _container_commands(
         args += ["--publish", port_argument(spec)]
     for port, protocol in service.expose:
         args += ["--expose", f"{port}/{protocol.value.lower()}"]
-    return [[*args, IMAGE, *SLEEP], *later, ["start", name]]
+    # Started on its first network, then connected to each other one, in the order
+    # written.  Compose connects them before `docker start`, and Engine 20.10 then
+    # joins them in Go map order (daemon `allocateNetwork`): which endpoint had the
+    # gateway first, so an omitted host port's number, could differ from run to run.
+    # Joined one by one, it is the simulator's order (topology.docker `_join`).
+    return [[*args, IMAGE, *SLEEP], ["start", name], *later]
 
 
 def container_pid(daemon: Daemon, name: str) -> int:

@@ -18,8 +18,6 @@ cgroups before the namespaces go.
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address
-
 from dataplane.fabric import Fabric
 from dataplane.kernel import leftovers, netns, sysctls
 from dataplane.kernel.build import (
@@ -37,7 +35,6 @@ from dataplane.kernel.report import Part
 from dataplane.netns import Kind, Netns, NetnsKind
 from dataplane.routing import RoutingTable
 from topology.docker import EMBEDDED_DNS_OWNER, DockerRuntime
-from topology.model import Pod
 
 # the devices of a host that are the Engine's, never built from the simulator's fabric
 ENGINE_KINDS = frozenset({Kind.BRIDGE, Kind.VETH})
@@ -203,32 +200,3 @@ def built_parts(runtime: DockerRuntime, seen: list[Seen]) -> list[Part]:
                     )
                 )
     return out
-
-
-def engine_gap(
-    runtime: DockerRuntime, pod: Pod | None, dst: IPv4Address | None
-) -> str | None:
-    """Why a probe from the container namespace `pod` to `dst` says nothing about the
-    simulator on this machine's Engine, or None.
-
-    A container on internal networks only: Engine 20.10 (Debian's docker.io, the kernel
-    side here) gives it `default via` its network's gateway, where the simulator models
-    Engine 25.0 and later, which set no gateway on an internal network (moby#46603):
-    whatever leaves its subnets is ENETUNREACH in the simulator and reaches the bridge
-    (then DOCKER-ISOLATION-STAGE-1's DROP, or the host itself) on 20.10."""
-    if pod is None or dst is None or dst.is_loopback:
-        return None
-    host = runtime.hosts.get(pod.node)
-    owner = host.container(pod.name) if host is not None else None
-    if host is None or owner is None or not owner.attachments:
-        return None
-    nets = [host.network(a.network) for a in owner.attachments]
-    if not all(n.internal for n in nets) or any(dst in n.subnet for n in nets):
-        return None
-    return (
-        f"not comparable: {INTERNAL_ONLY} (Docker Engine 20.10 here routes it via the "
-        "gateway; the simulator models Engine 25.0+, moby#46603: no route)"
-    )
-
-
-INTERNAL_ONLY = "a container on internal networks only, to outside them"

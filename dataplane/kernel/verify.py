@@ -248,10 +248,6 @@ class Verifier:
                 "not comparable: a name on a Docker host (the Engine's embedded DNS "
                 "at 127.0.0.11) is not looked up by verify yet"
             )
-        elif cluster.docker is not None:
-            from dataplane.kernel.docker_live import engine_gap
-
-            gap = engine_gap(cluster.docker, s.pod, d.ip)
         if gap is not None:
             self.pending.append(
                 _Item(index, kind, title, trace, took, None, not_comparable=gap)

@@ -3,6 +3,8 @@ the walks through Docker's iptables (dataplane/docker_iptables.py) and embedded 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from dataplane.fabric import build_fabric
@@ -26,7 +28,7 @@ compose:
       web: {image: x, ports: ["8080:80", "127.0.0.1:9090:80"], networks: [front, back]}
       api: {image: x, expose: ["5000"], networks: {back: {aliases: [backend]}}}
       other: {image: x, expose: ["7000"], networks: [front]}
-      side: {image: x, network_mode: "service:web", expose: ["9901"]}
+      side: {image: x, network_mode: "service:web"}
       legacy: {image: x, network_mode: bridge, ports: ["8081:80"]}
     networks:
       front: {}
@@ -78,8 +80,7 @@ def test_the_devices_of_a_host(cluster: Cluster) -> None:
     }
     default = web.routes.lookup("192.0.2.10")
     assert default is not None
-    # via the gateway endpoint: shop_back before shop_front by name (libnetwork's
-    # epHeap.Less, as Docker Engine 20.10 showed), not the first network written
+    # the gateway endpoint: shop_back before shop_front by name (libnetwork epHeap)
     assert (default.oif, str(default.via)) == ("eth1", "172.19.0.1")
     peer = web.interfaces["eth0"].peer
     assert peer is not None and peer[0] == "host-1"
@@ -104,6 +105,7 @@ def test_a_published_port_is_dnated_and_keeps_the_client(sim: Simulator) -> None
     assert (
         "nat PREROUTING -m addrtype --dst-type LOCAL -j DOCKER; DOCKER ! -i br-" in text
     )
+    # published on the gateway endpoint's network, shop_back (172.19.0.0/16)
     assert (
         "-p tcp --dport 8080 -j DNAT --to-destination 172.19.0.2:80 (shop-web-1)"
         in text
@@ -125,7 +127,7 @@ def test_docker_proxy_connects_from_the_bridge(sim: Simulator) -> None:
     assert "docker-proxy -host-ip 127.0.0.1 -host-port 9090" in details(t)
     deliver = next(h for h in t.hops if h.event == "deliver")
     assert deliver.packet is not None and deliver.packet.ip is not None
-    assert deliver.packet.ip.src == "172.19.0.1"  # shop_back's: web's gateway endpoint
+    assert deliver.packet.ip.src == "172.19.0.1"  # shop_back's gateway
 
 
 def test_isolation_between_networks_is_denied_naming_the_rule(
@@ -240,105 +242,56 @@ def test_the_matrix_walks_every_pair_through_dockers_rules(sim: Simulator) -> No
     assert m.verdict(other, api) is Verdict.DENIED
 
 
-def test_a_port_published_by_another_network_is_the_proxys(sim: Simulator) -> None:
-    """`DOCKER -i BR -j RETURN` is there for every non-internal bridge: a container on
-    shop_front asking the host for legacy's port (docker0) is not DNATed; docker-proxy
-    takes it and connects from docker0's address, without crossing FORWARD (found by
-    Docker Engine 20.10, generated seed 139)."""
-    t = sim.probe("container/shop-other-1", "node/host-1", 8081)
-    assert t.verdict is Verdict.DELIVERED
-    text = details(t)
-    assert "nat DOCKER -i br-" in text and "-j RETURN; docker-proxy" in text
-    assert "DOCKER-ISOLATION" not in text
-    deliver = next(h for h in t.hops if h.event == "deliver")
-    assert deliver.packet is not None and deliver.packet.ip is not None
-    assert deliver.packet.ip.src == "172.17.0.1"
-    assert deliver.packet.ip.ttl == 64  # the proxy's own packet
-
-
-def test_a_container_reaches_its_own_published_port_through_the_proxy(
+def test_a_container_reaches_its_own_published_port_through_docker_proxy(
     sim: Simulator,
 ) -> None:
-    """Hairpin off, yet delivered: the proxy's connection leaves the host by docker0,
-    not back out of the port the frame came in on (generated seeds 165, 176)."""
-    t = sim.probe("container/shop-legacy-1", "node/host-1", 8081)
+    """nat DOCKER returns the bridge's own traffic; docker-proxy in the host takes the
+    connection at INPUT and sends its own from LOCAL_OUT: no frame is bridged back
+    onto the port it came in on (hairpin is off), and the answer comes back the same
+    way, from the host's address."""
+    t = sim.probe("container/shop-web-1", "node/host-1", 8080)
     assert t.verdict is Verdict.DELIVERED
-    assert "(the proxy's own packet, from this host)" in details(t)
-
-
-INTERNAL = """name: t
-cluster:
-  runtime: docker
-  nodes: [{name: host-1, ip: 10.100.0.2}]
-  externals: [{name: laptop, ip: 192.0.2.10}]
-compose:
-  - node: host-1
-    project: p
-    services:
-      vault: {image: x, ports: ["8200:8200"], networks: [secrets]}
-      api: {image: x, ports: ["8080:80"], networks: [secrets, front]}
-    networks:
-      front: {}
-      secrets: {internal: true}
-steps: [{probe: {from: external/laptop, to: node/host-1, port: 8200}}]
-"""
-
-
-def test_internal_networks_publish_nothing_and_route_nothing() -> None:
-    """Ports are programmed on the gateway endpoint only, the first network that is
-    not internal (libnetwork sorts internal endpoints last): vault, on an internal
-    network only, publishes nothing and has no default route; api publishes on front
-    and routes via front's gateway though secrets is its first network."""
-    scenario, _ = load_scenario_text(INTERNAL, "internal.yaml")
-    runtime = scenario.cluster.docker
-    assert runtime is not None
-    host = runtime.hosts["host-1"]
-    vault, api = host.container("p-vault-1"), host.container("p-api-1")
-    assert vault is not None and api is not None
-    assert vault.ports == () and (8200, Protocol.TCP) in vault.listens
-    assert [p.network for p in api.ports] == ["p_front"]
-    sim = Simulator(scenario.cluster)
-    assert sim.probe("external/laptop", "node/host-1", 8200).verdict is Verdict.REFUSED
-    assert sim.probe("external/laptop", "node/host-1", 8080).verdict is (
-        Verdict.DELIVERED
-    )
-    fab = build_fabric(scenario.cluster)
-    routes = {
-        str(r.dst): r
-        for r in fab.netns[next(n for n in fab.netns if n.endswith("p-api-1"))].routes
-    }
-    front = host.network("p_front")
-    assert str(routes["0.0.0.0/0"].via) == str(front.gateway)
-    t = sim.probe("container/p-vault-1", "external/laptop", 80)
-    assert t.verdict is Verdict.NO_ROUTE
-
-
-UDP = """name: t
-cluster:
-  runtime: docker
-  nodes: [{name: host-1, ip: 10.100.0.2}]
-compose:
-  - node: host-1
-    project: p
-    services:
-      dns: {image: x, network_mode: bridge, ports: ["5353:53/udp", "127.0.0.1:5354:53/udp"]}
-      client: {image: x, network_mode: bridge}
-steps: [{probe: {from: node/host-1, to: node/host-1, port: 5353, protocol: UDP}}]
-"""
-
-
-def test_the_udp_proxy_answers_from_the_route_back() -> None:
-    """docker-proxy's UDP socket is bound to 0.0.0.0: it answers a container on docker0
-    from docker0's address, not the host address asked, so the connected client takes
-    nothing (found by Docker Engine 20.10, generated seed 513); bound to 127.0.0.1, it
-    answers from there."""
-    scenario, _ = load_scenario_text(UDP, "udp.yaml")
-    sim = Simulator(scenario.cluster)
-    t = sim.probe("container/p-client-1", "node/host-1", 5353, Protocol.UDP)
-    assert t.verdict is not Verdict.DELIVERED
+    text = details(t)
     assert (
-        "datagram from 172.17.0.1:5353: the socket is connected to 10.100.0.2:5353"
-        in details(t)
+        "DOCKER -i br-" in text and "-j RETURN: not DNATed, up to docker-proxy" in text
     )
-    t = sim.probe("node/host-1", "localhost", 5354, Protocol.UDP)
+    assert "(docker-proxy sends it)" in text
+    assert "hairpin is off" not in text
+    deliver = next(h for h in t.hops if h.event == "deliver")
+    assert deliver.packet is not None and deliver.packet.ip is not None
+    assert deliver.packet.ip.src == "172.19.0.1"  # shop_back's gateway
+    assert t.hops[-1].packet is not None and t.hops[-1].packet.ip is not None
+    assert (t.hops[-1].packet.ip.src, t.hops[-1].packet.sport) == ("10.100.0.2", 8080)
+
+
+def test_the_embedded_dns_answers_every_replica_and_says_docker_shuffles() -> None:
+    scenario, _ = load_scenario_text(
+        TEXT.replace(
+            "api: {image: x,", "api: {image: x, scale: 2,"
+        ),  # api-1, api-2 on back
+        "lab.yaml",
+    )
+    t = Simulator(scenario.cluster).probe("container/shop-web-1", "api", 5000)
     assert t.verdict is Verdict.DELIVERED
+    text = details(t)
+    assert "DNS answer api. A 172.19.0.3 172.19.0.4: api is 172.19.0.3" in text
+    assert "embedded DNS shuffles the addresses of every answer" in text
+
+
+def test_expose_in_another_namespace_is_an_input_error_exit_2(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from dataplane import commands
+    from dataplane.cli import app
+
+    commands.load()
+    path = tmp_path / "bad.yaml"
+    path.write_text(TEXT.replace('"service:web"}', '"service:web", expose: ["9901"]}'))
+    r = CliRunner().invoke(app, ["run", str(path)])
+    assert r.exit_code == 2
+    assert r.stderr == (
+        f"error: {path}:13: service shop/side: services.side.expose: conflicting"
+        " options: port exposing and the container type network mode (Docker Engine"
+        " refuses expose with network_mode service:web: the namespace is web's,"
+        " declare the port there)\n"
+    )

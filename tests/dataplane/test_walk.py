@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from ipaddress import IPv4Address
 
 import pytest
@@ -9,6 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dataplane import ACCEPT, Drop
+from dataplane.netfilter import (
+    PRIORITY_DSTNAT,
+    PRIORITY_FILTER,
+    Hook,
+    HookContext,
+    HookPoint,
+    Netfilter,
+)
 from dataplane.packet import ICMP, IP, Packet
 from dataplane.sim import Simulator
 from dataplane.trace import Trace, Verdict
@@ -293,3 +302,54 @@ def test_send_without_source_gets_the_kernel_fill() -> None:
     assert first is not None
     assert first.ip is not None
     assert first.ip.src == "10.0.1.3"
+
+
+def test_a_new_only_hook_sees_each_connection_once_and_the_trace_is_the_same() -> None:
+    """`Hook.new_only` (a `nat` table rule): the SYN meets it at every node it crosses,
+    the SYN-ACK of the known connection never; a plain hook sees both."""
+    seen: dict[str, list[tuple[str, str, str]]] = {"new-only": [], "every": []}
+
+    def watch(name: str) -> Callable[[Packet, HookContext], None]:
+        def fn(pkt: Packet, ctx: HookContext) -> None:
+            assert pkt.ip is not None
+            if pkt.ip.proto == 6:  # the probe's own packets, not VXLAN's outer ones
+                seen[name].append((ctx.node, pkt.ip.src, ctx.ct_state.value))
+
+        return fn
+
+    plain = Simulator(tiny_cluster())
+    before = plain.probe("default/a", "10.0.2.2", 80)
+    sim = Simulator(tiny_cluster())
+    sim.add_hook("PREROUTING", watch("new-only"), name="new-only", new_only=True)
+    sim.add_hook("PREROUTING", watch("every"), name="every")
+    after = sim.probe("default/a", "10.0.2.2", 80)
+    assert after.verdict is Verdict.DELIVERED
+    assert [h[:9] for h in after.hops] == [h[:9] for h in before.hops]
+    assert seen["new-only"] == [
+        ("node-1", "10.0.1.3", "NEW"),
+        ("node-2", "10.0.1.3", "NEW"),
+    ]
+    assert seen["every"] == [
+        *seen["new-only"],
+        ("node-2", "10.0.2.2", "ESTABLISHED"),
+        ("node-1", "10.0.2.2", "ESTABLISHED"),
+    ]
+
+
+def test_a_known_connection_s_chain_is_compiled_without_the_new_only_hooks() -> None:
+    def nop(pkt: Packet, ctx: HookContext) -> None:
+        return None
+
+    nf = Netfilter()
+    nat = Hook(HookPoint.PREROUTING, PRIORITY_DSTNAT, "nat", nop, new_only=True)
+    raw = Hook(HookPoint.PREROUTING, PRIORITY_DSTNAT - 50, "raw", nop)
+    late = Hook(HookPoint.PREROUTING, PRIORITY_FILTER, "late", nop)
+    for hook in (late, nat, raw):
+        nf.register(hook)
+    first, known = nf.compiled[HookPoint.PREROUTING], nf.known[HookPoint.PREROUTING]
+    assert (first.before, first.after) == ((raw, nat), (late,))
+    assert (known.before, known.after) == ((raw,), (late,))
+    assert known.dst_nat and not known.confirms
+    assert nf.known[HookPoint.POSTROUTING].confirms
+    nf.unregister("raw")
+    assert nf.known[HookPoint.PREROUTING].before == ()

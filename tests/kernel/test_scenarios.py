@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from dataplane.kernel.build import has_ip_vs, has_ipip
-from dataplane.kernel.docker_live import INTERNAL_ONLY
 from dataplane.kernel.probe import has_sctp
 from dataplane.kernel.report import MISMATCH, NOT_COMPARABLE
 from dataplane.kernel.verify import verify
@@ -51,9 +50,6 @@ def test_scenarios_are_there() -> None:
 
 # A name on a Docker host: dockerd's embedded DNS is not looked up by verify yet.
 DOCKER_DNS = "the Engine's embedded DNS at 127.0.0.11"
-# isolation.yaml's vault: Engine 20.10 routes an internal network's container out, the
-# simulator models 25.0+ (moby#46603)
-DOCKER_INTERNAL = INTERNAL_ONLY
 
 # What the kernel backend does not build yet (strict: building it turns these red).
 KERNEL_GAPS = {
@@ -64,10 +60,6 @@ KERNEL_GAPS = {
     # endpoint kube-proxy picks for a replayed packet (web-1 refuses, web-0 answers).
     "kube-proxy/session-affinity.yaml": "sessionAffinity on a capture's clock and the"
     " endpoint picks of replayed packets are not compared on the kernel",
-    # Found by Docker Engine 20.10 (the kernel side of runtime: docker): the model differs.
-    "docker/shared-namespace.yaml": "Docker Engine refuses `expose` on a container in "
-    "another's namespace (`network_mode: service:`/`container:`): `conflicting options: "
-    "port exposing and the container type network mode`; the simulator accepts it",
 }
 
 
@@ -96,7 +88,7 @@ def test_the_simulator_and_linux_agree(path: Path) -> None:
     assert not wrong, "\n".join(wrong)
     # runtime: docker: what Docker Engine made (addresses, published ports) is the model's
     assert [p for p in report.built if not p.agrees] == []
-    allowed = (*DOCUMENTED, BPF, DOCKER_DNS, DOCKER_INTERNAL)
+    allowed = (*DOCUMENTED, BPF, DOCKER_DNS)
     allowed = allowed if has_sctp() else (*allowed, SCTP)
     allowed = allowed if has_ipip() else (*allowed, IPIP)
     allowed = allowed if has_ip_vs() else (*allowed, IP_VS)

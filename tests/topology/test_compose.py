@@ -170,7 +170,7 @@ def test_shared_namespaces_host_and_none() -> None:
         project("""
 services:
   app: {image: x, expose: ["80"]}
-  side: {image: x, network_mode: "service:app", expose: ["9901"]}
+  side: {image: x, network_mode: "service:app"}
   more: {image: x, network_mode: "container:p-side-1"}
   h: {image: x, network_mode: host}
   n: {image: x, network_mode: none}
@@ -329,6 +329,30 @@ ERRORS = [
         " declared in the top-level networks (declared: default)",
     ),
     (
+        "expose-in-another-namespace",
+        HEAD,
+        project(
+            'services: {a: {image: x}, b: {image: x, network_mode: "service:a",'
+            ' expose: ["9901"]}}'
+        ),
+        "",
+        "lab.yaml:8: service p/b: services.b.expose: conflicting options: port exposing"
+        " and the container type network mode (Docker Engine refuses expose with"
+        " network_mode service:a: the namespace is a's, declare the port there)",
+    ),
+    (
+        "ports-in-another-namespace",
+        HEAD,
+        project(
+            'services: {b: {image: x, network_mode: "container:web", ports: ["80:80"]}}'
+        ),
+        "",
+        "lab.yaml:8: service p/b: services.b.ports: conflicting options: port"
+        " publishing and the container type network mode (Docker Engine refuses ports"
+        " with network_mode container:web: the namespace is web's, declare the port"
+        " there)",
+    ),
+    (
         "ports-with-host-mode",
         HEAD,
         project('services: {a: {image: x, network_mode: host, ports: ["80:80"]}}'),
@@ -376,6 +400,45 @@ ERRORS = [
         "",
         "lab.yaml:8: service p/a: ipv4_address 10.9.0.2 is not a host of network p_n"
         " (10.8.0.0/24)",
+    ),
+    (
+        "duplicate-static-address",
+        HEAD,
+        project(
+            "services:\n"
+            "  a: {image: x, networks: {n: {ipv4_address: 10.8.0.5}}}\n"
+            "  b: {image: x, networks: {n: {ipv4_address: 10.8.0.5}}}\n"
+            "networks: {n: {ipam: {config: [{subnet: 10.8.0.0/24}]}}}"
+        ),
+        "",
+        "lab.yaml:10: service p/b: ipv4_address 10.8.0.5: Address already in use on"
+        " network p_n (container p-a-1 has it; Docker Engine refuses to start this"
+        " container: `Error response from daemon: Address already in use`)",
+    ),
+    (
+        "static-address-of-replicas",
+        HEAD,
+        project(
+            "services:\n"
+            "  a: {image: x, scale: 2, networks: {n: {ipv4_address: 10.8.0.5}}}\n"
+            "networks: {n: {ipam: {config: [{subnet: 10.8.0.0/24}]}}}"
+        ),
+        "",
+        "lab.yaml:9: container p-a-2: ipv4_address 10.8.0.5: Address already in use on"
+        " network p_n (container p-a-1 has it; Docker Engine refuses to start this"
+        " container: `Error response from daemon: Address already in use`)",
+    ),
+    (
+        "static-address-of-the-gateway",
+        HEAD,
+        project(
+            "services: {a: {image: x, networks: {n: {ipv4_address: 10.8.0.1}}}}\n"
+            "networks: {n: {ipam: {config: [{subnet: 10.8.0.0/24}]}}}"
+        ),
+        "",
+        "lab.yaml:8: service p/a: ipv4_address 10.8.0.1: Address already in use on"
+        " network p_n (its gateway has it; Docker Engine refuses to start this"
+        " container: `Error response from daemon: Address already in use`)",
     ),
     (
         "overlapping-subnet",
@@ -472,4 +535,19 @@ def test_an_ingress_port_mode_warns() -> None:
     assert warnings == [
         "lab.yaml:8: service p/a: services.a.ports[0].mode: mode ingress is not"
         " modelled (published as host)"
+    ]
+
+
+def test_ports_on_internal_networks_only_are_not_published_and_warn() -> None:
+    rt, warnings = load(
+        project(
+            'services: {a: {image: x, ports: ["8080:80"], networks: [n]}}\n'
+            "networks: {n: {internal: true}}"
+        )
+    )
+    (a,) = rt.hosts["host-1"].containers
+    assert (a.gateway, a.ports) == ("p_n", ())
+    assert warnings == [
+        "lab.yaml:8: service p/a: ports are not published: every network of the"
+        " service is internal (libnetwork programs no external connectivity there)"
     ]

@@ -1,4 +1,4 @@
-"""A text without anchors is composed item by item (`yamlsource._StreamLoader`): the same
+"""A text without anchors is built from its events (`yamlsource._EventLoader`): the same
 data, lines and errors as when libyaml composes the document whole, in a fraction of the
 memory."""
 
@@ -23,12 +23,16 @@ FILES = sorted(
 )
 
 
+def _compose_whole(loader: yamlsource._EventLoader) -> list[yamlsource.Document]:
+    raise yamlsource._NeedsNodes  # as for a merge key: libyaml composes it whole
+
+
 def outcome(text: str, monkeypatch: pytest.MonkeyPatch, whole: bool) -> Any:
     """What `load_documents` gives: each document's data, lines and start, or the error;
     `whole`: with libyaml composing every document whole, as for a text with anchors."""
     with monkeypatch.context() as m:
         if whole:
-            m.setattr(yamlsource, "_StreamLoader", yamlsource._Loader)
+            m.setattr(yamlsource._EventLoader, "documents", _compose_whole)
         try:
             docs = load_documents(text, "f.yaml")
         except TopologyError as err:
@@ -131,5 +135,5 @@ def test_items_are_built_as_they_are_composed(monkeypatch: pytest.MonkeyPatch) -
     pod = "  - {{kind: Pod, metadata: {{name: p{0}, labels: {{app: a{0}}}}}}}\n"
     text = "name: big\nmanifests:\n" + "".join(pod.format(i) for i in range(2000))
     assert _peak_over_kept(text) < 1.3
-    monkeypatch.setattr(yamlsource, "_StreamLoader", yamlsource._Loader)
+    monkeypatch.setattr(yamlsource._EventLoader, "documents", _compose_whole)
     assert _peak_over_kept(text) > 2  # the whole document's nodes at once
