@@ -64,6 +64,11 @@ def errors_sent(trace: Trace | None) -> Counter[Key]:
             cost = 2 if (l4.type, l4.code) == (3, 0) else 1
             if (l4.type, l4.code) == (3, 1) and _quotes_tcp(l4):
                 cost = SYN_SENDS
+            elif (l4.type, l4.code) == (3, 0) and _quotes_tcp(l4):
+                # the first SYN's error may meet the socket still locked by connect()
+                # (tcp_v4_err: sock_owned_by_user, a soft error): the SYN sent again
+                # 1 s later gets the one that ends connect(), 2 tokens more (seed 370)
+                cost = 2 * 2
             out[(hop.node, hop.netns, pkt.ip.dst)] += cost
     return out
 

@@ -104,6 +104,9 @@ def verdict_of_errno(code: int) -> Verdict:
         # a broadcast destination without SO_BROADCAST (dataplane.addrtype)
         errno.EACCES: Verdict.DROPPED,
         errno.ETIMEDOUT: Verdict.DENIED,
+        # a blackhole route (fib_props: RTN_BLACKHOLE is -EINVAL), the simulator's
+        # no-route with EINVAL (Stack.output; dataplane.kernel.routes reads it so too)
+        errno.EINVAL: Verdict.NO_ROUTE,
     }.get(code, Verdict.DROPPED)
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from pyroute2.netlink.exceptions import NetlinkError
 
+from dataplane.addrtype import is_multicast
 from dataplane.fabric import Fabric
 from dataplane.kernel.report import Part
 from dataplane.netns import Netns
@@ -68,7 +69,10 @@ def simulator_route(ns: Netns, dst: str) -> str:
     if route.nexthops:
         hops = ",".join(str(h) for h in route.nexthops)
         return f"multipath via {hops} dev {route.oif} mtu {mtu}"
-    via = f"via {route.via} " if route.via is not None else ""
+    # a group is on the link: the kernel's route to it has no gateway (RTN_MULTICAST,
+    # `ip route get` shows none), and the walk sends to the group there too (Stack)
+    gateway = route.via is not None and not is_multicast(dst)
+    via = f"via {route.via} " if gateway else ""
     return f"{via}dev {route.oif} mtu {mtu}"
 
 

@@ -295,3 +295,12 @@ def test_expose_in_another_namespace_is_an_input_error_exit_2(tmp_path: Path) ->
         " refuses expose with network_mode service:web: the namespace is web's,"
         " declare the port there)\n"
     )
+
+
+def test_a_port_published_by_another_network_is_the_proxys(sim: Simulator) -> None:
+    """`DOCKER -i BR -j RETURN` is there for every non-internal bridge: a container on
+    shop_front asking its host for legacy's port (docker0) is not DNATed, docker-proxy
+    takes it (found by the generator on Docker Engine 20.10, seed 139)."""
+    t = sim.probe("container/shop-other-1", "node/host-1", 8081)
+    assert t.verdict is Verdict.DELIVERED
+    assert "DOCKER-ISOLATION" not in details(t)

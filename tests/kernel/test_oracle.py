@@ -300,6 +300,27 @@ def test_a_host_unreachable_for_a_syn_counts_every_retransmission() -> None:
     assert errors_sent(error(datagram))[key] == 1
 
 
+def test_a_net_unreachable_for_a_syn_counts_its_retransmission_too() -> None:
+    """A router's net unreachable costs ip_error()'s token and icmp_send()'s; for a SYN,
+    the first may be a soft error (the socket still locked by connect()), so the SYN
+    sent again 1 s later costs as much again (generated seed 370)."""
+    from dataplane.kernel.icmp_budget import errors_sent
+    from dataplane.packet import ICMP, UDP
+
+    def error(quoted: Packet) -> Trace:
+        trace = Trace("t")
+        icmp = ICMP(3, 0, quote=quoted)
+        pkt = Packet(ip=IP(src="10.100.0.1", dst="192.0.2.10", proto=1), l4=icmp)
+        trace.hops.append(Hop(1, "gateway", "gateway", "", "icmp", "", pkt))
+        return trace
+
+    syn = Packet(ip=IP(src="192.0.2.10", dst="10.0.1.3", proto=6), l4=TCP(40000, 80))
+    datagram = Packet(ip=IP(src="192.0.2.10", dst="10.0.1.3", proto=17), l4=UDP(4, 53))
+    key = ("gateway", "gateway", "192.0.2.10")
+    assert errors_sent(error(syn))[key] == 4
+    assert errors_sent(error(datagram))[key] == 2
+
+
 def test_silence_waits_while_a_neighbour_is_resolved() -> None:
     """The deadline moves on while the kernel resolves a neighbour (its "host unreachable"
     comes after 3 s at the default sysctls), then `timeout` more; not without one."""

@@ -73,3 +73,16 @@ def test_a_route_the_kernel_does_not_have_is_a_mismatch() -> None:
         1, "probe", "t", trace.verdict, "", KernelVerdict(None, "BPF"), parts=parts
     )
     assert row.status == MISMATCH
+
+
+def test_a_group_is_routed_without_its_gateway() -> None:
+    """`ip route get 224.0.0.1` from a pod whose default route has a gateway: the kernel
+    shows none (RTN_MULTICAST: a group is on the link), and neither does the simulator
+    (generated seed 87)."""
+    from dataplane.kernel.routes import simulator_route
+
+    scenario, _ = load_scenario(CILIUM / "cross-node-vxlan.yaml")
+    sim = Simulator(scenario.cluster)
+    pod = next(ns for ns in sim.fabric.netns.values() if ns.label == "pod default/a")
+    assert simulator_route(pod, "224.0.0.1") == "dev eth0 mtu 1450"
+    assert simulator_route(pod, "10.0.1.2") == "via 10.0.0.1 dev eth0 mtu 1450"

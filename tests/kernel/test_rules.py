@@ -258,6 +258,7 @@ def test_socket_errors_become_verdict_words() -> None:
     assert verdict_of_errno(errno.EMSGSIZE) is Verdict.TOO_BIG
     assert verdict_of_errno(errno.EHOSTUNREACH) is Verdict.UNREACHABLE
     assert verdict_of_errno(errno.EPERM) is Verdict.DENIED
+    assert verdict_of_errno(errno.EINVAL) is Verdict.NO_ROUTE  # a blackhole route
 
 
 @pytest.mark.parametrize(
