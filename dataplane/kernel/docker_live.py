@@ -29,7 +29,7 @@ from dataplane.kernel.build import (
     fit,
     short_id,
 )
-from dataplane.kernel.docker_engine import Engine, EngineError, Seen
+from dataplane.kernel.docker_engine import UPSTREAM_DNS, Engine, EngineError, Seen
 from dataplane.kernel.live import LiveCluster
 from dataplane.kernel.probe import Listeners
 from dataplane.kernel.report import Part
@@ -98,14 +98,18 @@ class DockerLive(LiveCluster):
         self.listeners = Listeners()
         for ns in self.fabric.netns.values():
             for (protocol, port), sock in ns.sockets.items():
-                app = None
                 if sock.owner == EMBEDDED_DNS_OWNER:
                     # the Engine's embedded DNS answers 127.0.0.11:53 (its nat rules
                     # in the container's namespace take the queries first); this
                     # socket is its upstream (`UPSTREAM_DNS`), where it forwards from
-                    # the same namespace the names it does not know: NXDOMAIN
-                    app = self._upstream
-                self.listeners.listen(kc.names[ns.id], protocol, port, app)
+                    # the same namespace the names it does not know: NXDOMAIN.  Bound
+                    # to that address only: the container's own addresses have no
+                    # server on 53, in the model as in the Engine
+                    self.listeners.listen(
+                        kc.names[ns.id], protocol, port, self._upstream, UPSTREAM_DNS
+                    )
+                    continue
+                self.listeners.listen(kc.names[ns.id], protocol, port)
         self.listeners.start()
         for name in hosts.values():
             with netns.inside(name):

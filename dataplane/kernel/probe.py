@@ -241,10 +241,12 @@ class Listeners:
         protocol: Protocol,
         port: int,
         app: Callable[[bytes], bytes | None] | None = None,
+        bind: str = "0.0.0.0",
     ) -> bool:
         """Open a listener for `port`/`protocol` in `kernel_ns` (from the calling thread);
         False when this kernel cannot (SCTP without the module).  A UDP listener echoes
-        each datagram, or sends what `app` answers to it (None: echo)."""
+        each datagram, or sends what `app` answers to it (None: echo).  It is bound to
+        the wildcard address, as agnhost's servers are, unless `bind` names one."""
         if protocol is Protocol.SCTP and not has_sctp():
             return False
         with netns.inside(kernel_ns):
@@ -259,7 +261,7 @@ class Listeners:
                 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.setblocking(False)
-        s.bind(("0.0.0.0", port))  # wildcard-bound, as agnhost's servers are
+        s.bind((bind, port))
         if protocol is not Protocol.UDP:
             s.listen(128)
         else:
