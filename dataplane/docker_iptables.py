@@ -64,7 +64,7 @@ from dataplane.netfilter import (
     Rewrite,
 )
 from dataplane.netns import Netns
-from dataplane.packet import ICMP, Packet
+from dataplane.packet import ICMP, IPPROTO_UDP, Packet
 from dataplane.trace import DropReason, Trace
 from topology.docker import DockerHost, DockerNetwork, PublishedPort
 from topology.model import Cluster, Protocol
@@ -194,12 +194,21 @@ def proxy_reply(pkt: Packet, ctx: HookContext) -> HookResult:
         or ctx.netns.is_local(ip.dst)
     ):
         return ACCEPT
+    # docker-proxy's UDP listener (cmd/docker-proxy udp_proxy.go: `net.ListenUDP` on
+    # the published host address, 0.0.0.0 unless one is given) answers by WriteToUDP
+    proto, _, _, asked, asked_port = ct.tuple_orig
+    unbound = proto == IPPROTO_UDP and not any(
+        p.host_port == asked_port and p.host_ip is not None and str(p.host_ip) == asked
+        for p in _host(ctx).published()
+        if p.protocol is Protocol.UDP
+    )
     return Rewrite(
         pkt,
         f"{PROXY}: the answer on its own connection; it answers its client"
         f" {ip.dst}:{pkt.dport} on the client's connection",
         xmit=True,
         sender=PROXY,
+        unbound=unbound,
     )
 
 

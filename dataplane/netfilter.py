@@ -100,6 +100,11 @@ class Rewrite:
     # its own (a userland proxy, docker-proxy: two connections in Linux, one rewritten
     # here), so it leaves by LOCAL_OUT with no TTL decrement; "" for IPVS's forwarding.
     sender: str = ""
+    # With `sender`: its socket is bound to the wildcard address and answers by
+    # `sendto()` (docker-proxy's UDP listener): the answer is a datagram of its own
+    # from the route's source (ip_route_output: prefsrc or the device's primary
+    # address) and the port asked, not the address its client asked.
+    unbound: bool = False
 
 
 HookResult = Accept | Drop | Rewrite | Packet | None
@@ -142,6 +147,7 @@ class HookContext:
     memory: dict[str, Any] = field(default_factory=dict)
     xmit: bool = False  # a hook stole the packet to send it on (`Rewrite.xmit`)
     sender: str = ""  # and the program that sends it (`Rewrite.sender`)
+    unbound: bool = False  # from a wildcard-bound socket (`Rewrite.unbound`)
 
     @property
     def node(self) -> str:

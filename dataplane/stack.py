@@ -199,6 +199,7 @@ class Stack:
                 pkt = res.packet
                 if res.xmit:
                     ctx.xmit, ctx.sender = True, res.sender
+                    ctx.unbound = res.unbound
                     return pkt
             else:  # a hook returned a rewritten packet
                 w.record(
@@ -950,9 +951,23 @@ class Stack:
             ns, "", "route", f"{pkt.ip.dst} {route_detail(route)} ({sender} sends it)",
             pkt,
         )  # fmt: skip
+        unbound, ctx.unbound = ctx.unbound, False
         out, ctx2 = self.hooks(ns, HookPoint.OUTPUT, pkt, ctx, out_if=route.oif)
         if out is None:
             return []
+        ct = ctx2.ct if ctx2 is not None else None
+        if unbound and ctx2 is not None and ct is not None and out.ip is not None:
+            # a datagram of its own socket, not its client's connection's: no NAT
+            src, port = source_of(ns, route), ct.tuple_orig[4]
+            res = rewrite_src(
+                out, src, port,
+                f"{sender}'s socket is bound to 0.0.0.0: sendto() from the route's"
+                f" source {src}:{port}, not from {ct.tuple_orig[3]} that its client"
+                " asked (a datagram of its own, outside the client's connection)",
+            )  # fmt: skip
+            self.w.record(ns, "", "nat", res.detail, res.packet, res.diffs)
+            out = res.packet
+            self.track(ns, out, ctx2)  # its own conntrack entry (nf_conntrack_in)
         return self.ip_output(ns, out, route, ctx2, forwarded=False)
 
     def defrag(self, ns: Netns, pkt: Packet) -> Packet | None:

@@ -304,3 +304,38 @@ def test_a_port_published_by_another_network_is_the_proxys(sim: Simulator) -> No
     t = sim.probe("container/shop-other-1", "node/host-1", 8081)
     assert t.verdict is Verdict.DELIVERED
     assert "DOCKER-ISOLATION" not in details(t)
+
+
+@pytest.mark.parametrize(
+    ("ports", "asked", "verdict"),
+    [
+        ('["5353:53/udp"]', "node/host-1", Verdict.DROPPED),
+        ('["10.100.0.2:5353:53/udp"]', "node/host-1", Verdict.DELIVERED),
+    ],
+    ids=["wildcard", "host-address"],
+)
+def test_docker_proxys_udp_answer_to_its_own_bridge_leaves_from_the_routes_source(
+    ports: str, asked: str, verdict: Verdict
+) -> None:
+    """docker-proxy's UDP listener is bound to the published address (0.0.0.0 unless
+    one is given) and answers by WriteToUDP: from a wildcard socket the answer's source
+    is the route's (the bridge's gateway), which the client's connected socket does not
+    take (seed 206 of the generator, against Docker Engine 20.10); bound to the host's
+    address, it answers from that address."""
+    text = TEXT.replace('ports: ["8081:80"]', f"ports: {ports}")
+    scenario, _ = load_scenario_text(text, "lab.yaml")
+    t = Simulator(scenario.cluster).probe(
+        "container/shop-legacy-1", asked, 5353, Protocol.UDP
+    )
+    assert t.verdict is verdict, t.reason
+    if verdict is Verdict.DROPPED:
+        assert (
+            "docker-proxy's socket is bound to 0.0.0.0: sendto() from the route's"
+            " source 172.17.0.1:5353, not from 10.100.0.2" in details(t)
+        )
+        assert t.reason is DropReason.NO_SOCKET
+        drop = next(h for h in t.hops if h.event == "drop")
+        assert drop.netns == "container shop-legacy-1"
+        assert "the socket is connected to 10.100.0.2:5353 and does not take it" in (
+            drop.detail
+        )
