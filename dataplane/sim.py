@@ -49,6 +49,7 @@ from dataplane.stack import output_source
 from dataplane.trace import Hop, Trace
 from dataplane.walker import Client, Walker, WalkState
 from topology import names
+from topology.dockercluster import lookup, serves_dns
 from topology.endpoint import (
     Endpoint,
     EndpointKind,
@@ -150,6 +151,21 @@ class Simulator:
         source = self.resolve(src)
         pod = source.pod
         invalid = names.dns_name(text)
+        if cluster.docker is not None and invalid is None:
+            # a Docker host: the embedded DNS (127.0.0.11) of the container's networks
+            if pod is None or not serves_dns(cluster.docker, pod):
+                why = (
+                    f"{source.text} has no embedded DNS (Docker serves 127.0.0.11 on "
+                    "user-defined networks only)"
+                )
+            elif lookup(cluster.docker, pod, text):
+                return text
+            else:
+                why = f"Docker's embedded DNS answers no {text!r} to {source.text}"
+            raise TopologyError(
+                f"endpoint {text!r}: not a name of this cluster's endpoints (a container"
+                f" is container/NAME), and {why}"
+            )
         if invalid is not None:
             why = f"{invalid} either"
         elif not cluster.config.dns:

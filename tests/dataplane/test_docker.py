@@ -339,3 +339,43 @@ def test_docker_proxys_udp_answer_to_its_own_bridge_leaves_from_the_routes_sourc
         assert "the socket is connected to 10.100.0.2:5353 and does not take it" in (
             drop.detail
         )
+
+
+@pytest.mark.parametrize(
+    ("to", "code", "said"),
+    [
+        ("api", 0, "verdict: delivered"),
+        (
+            "nosuch",
+            2,
+            "error: endpoint 'nosuch': not a name of this cluster's endpoints (a"
+            " container is container/NAME), and Docker's embedded DNS answers no"
+            " 'nosuch' to container/shop-web-1\n",
+        ),
+    ],
+)
+def test_trace_to_a_bare_name_asks_the_embedded_dns(
+    to: str, code: int, said: str
+) -> None:
+    """`trace --to NAME` from a container: the name its embedded DNS answers (a
+    service, an alias, a container name), as a scenario step's `to: NAME` is."""
+    from typer.testing import CliRunner
+
+    from dataplane import commands
+    from dataplane.cli import app
+
+    commands.load()
+    path = "scenarios/docker/user-network-dns.yaml"
+    args = [
+        "trace",
+        path,
+        "--from",
+        "container/shop-web-1",
+        "--to",
+        to,
+        "--port",
+        "5000",
+    ]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == code, r.output
+    assert said in (r.stdout if code == 0 else r.stderr)
