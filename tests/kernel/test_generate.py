@@ -3,13 +3,11 @@ valid scenario, and a bounded batch agrees on this kernel (`make fuzz-kernel` ru
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from dataplane.kernel import docker_engine
 from dataplane.kernel.generate import main, parse_seeds, scenario, text
 from dataplane.kernel.generate_admin import DELETE_NAMES
+from tests.kernel.conftest import require_docker_engine
 from topology.cni_modes import CNI_NETWORKS
 from topology.loader import load_scenario_text
 
@@ -145,11 +143,7 @@ def test_a_docker_draw_agrees_on_this_kernel(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A Docker draw on real Docker Engines (a dockerd per host, about 15 s)."""
-    why = docker_engine.reason_not_to_run()
-    if why is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI installs Docker Engine, but: {why}")
-        pytest.skip(f"no Docker Engine here: {why}")
+    require_docker_engine()
     assert scenario(DOCKER_SEED)["cluster"]["runtime"] == "docker"
     status = main(["--seeds", str(DOCKER_SEED)])
     out = capsys.readouterr().out
